@@ -1,0 +1,15 @@
+"""The web panel and the JSON API. Views validate input, call a service, and answer."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_admin(app: Flask) -> None:
+    from admin.api import bp as api_bp
+    from admin.health import bp as health_bp
+    from admin.home import bp as home_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(home_bp)

@@ -1,0 +1,68 @@
+"""/api/v1: the JSON API, authenticated with bearer tokens (`flask --app wsgi create-api-token`)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from bot.extensions import db
+from bot.services.api_tokens import authenticate
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+PUBLIC_ENDPOINTS = {"api.openapi"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error(status: int, code: str, message: str) -> ResponseReturnValue:
+    return jsonify(error={"code": code, "message": message}), status
+
+
+@bp.before_request
+def require_token() -> ResponseReturnValue | None:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return error(401, "unauthorized", "send Authorization: Bearer <token>")
+    row = authenticate(token.strip())
+    if row is None:
+        db.session.rollback()
+        return error(401, "unauthorized", "unknown or revoked token")
+    db.session.commit()
+    g.api_token = row.name
+    return None
+
+
+@bp.errorhandler(ApiError)
+def on_api_error(exc: ApiError) -> ResponseReturnValue:
+    return error(exc.status, exc.code, exc.message)
+
+
+@bp.errorhandler(HTTPException)
+def on_http_error(exc: HTTPException) -> ResponseReturnValue:
+    return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+
+
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_parameter", f"{name} must be between {low} and {high}")
+    return value
+
+
+from admin.api import customers, events, openapi  # noqa: E402,F401 - register the routes

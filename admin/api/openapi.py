@@ -1,0 +1,165 @@
+"""GET /api/v1/openapi.json: the API's OpenAPI 3.1 description (public, no token needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify
+from flask.typing import ResponseReturnValue
+
+from admin.api import bp
+
+
+def _page_params() -> list[dict[str, Any]]:
+    return [
+        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
+        {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200,
+                                                        "default": 50}},
+    ]
+
+
+def _json(schema_ref: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+
+
+ERRORS = {
+    "400": {"description": "Invalid parameter", **_json("Error")},
+    "401": {"description": "Missing, unknown or revoked token", **_json("Error")},
+}
+
+TAG = {
+    "type": "object",
+    "properties": {
+        "tag_id": {"type": ["string", "null"]},
+        "group_name": {"type": "string"},
+        "tag_name": {"type": "string"},
+        "type": {"type": "integer", "description": "1 corp tag, 2 personal tag, 3 rule-group tag"},
+    },
+}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Siyu (私域助手) API", "version": "1"},
+    "servers": [{"url": "/api/v1"}],
+    "security": [{"bearer": []}],
+    "paths": {
+        "/customers": {
+            "get": {
+                "summary": "List customers, newest first",
+                "parameters": _page_params() + [
+                    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 64},
+                     "description": "part of the customer's name"},
+                    {"name": "staff", "in": "query", "schema": {"type": "string"},
+                     "description": "only customers followed by this member (userid)"},
+                ],
+                "responses": {"200": {"description": "A page of customers", **_json("CustomerPage")}, **ERRORS},
+            }
+        },
+        "/customers/{external_userid}": {
+            "get": {
+                "summary": "A customer's profile, followers and tags",
+                "parameters": [{"name": "external_userid", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "The customer", **_json("Customer")},
+                    "404": {"description": "No such customer", **_json("Error")},
+                    **ERRORS,
+                },
+            }
+        },
+        "/events": {
+            "get": {
+                "summary": "Stored WeCom callback events, newest first",
+                "parameters": _page_params() + [
+                    {"name": "status", "in": "query",
+                     "schema": {"type": "string", "enum": ["pending", "done", "failed", "dead", "skipped"]}},
+                ],
+                "responses": {"200": {"description": "A page of events", **_json("EventPage")}, **ERRORS},
+            }
+        },
+        "/events/{event_id}/retry": {
+            "post": {
+                "summary": "Retry a failed or dead event",
+                "parameters": [{"name": "event_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {
+                    "202": {"description": "Queued again"},
+                    "404": {"description": "No such event", **_json("Error")},
+                    "409": {"description": "The event is not failed or dead", **_json("Error")},
+                    **ERRORS,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI"}}}
+        },
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "properties": {"error": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}}}},
+            },
+            "CustomerSummary": {
+                "type": "object",
+                "properties": {
+                    "external_userid": {"type": "string"}, "name": {"type": "string"},
+                    "type": {"type": "integer"}, "gender": {"type": "integer"}, "corp_name": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "following": {"type": "integer", "description": "members who still follow the customer"},
+                },
+            },
+            "Customer": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/CustomerSummary"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "avatar": {"type": "string"},
+                            "unionid": {"type": ["string", "null"]},
+                            "birthday": {"type": ["string", "null"], "format": "date"},
+                            "tags": {"type": "array", "items": TAG},
+                            "followers": {"type": "array", "items": {"type": "object", "properties": {
+                                "userid": {"type": "string"}, "name": {"type": "string"},
+                                "remark": {"type": "string"}, "description": {"type": "string"},
+                                "state": {"type": "string", "description": "the channel code's state"},
+                                "add_way": {"type": "integer"},
+                                "added_at": {"type": ["string", "null"], "format": "date-time"},
+                                "status": {"type": "string", "enum": ["active", "deleted_by_staff",
+                                                                      "deleted_by_customer", "pending"]},
+                                "lost_at": {"type": ["string", "null"], "format": "date-time"},
+                                "lost_reason": {"type": ["string", "null"]},
+                                "tags": {"type": "array", "items": TAG},
+                            }}},
+                        },
+                    },
+                ]
+            },
+            "CustomerPage": {
+                "type": "object",
+                "properties": {
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/CustomerSummary"}},
+                    "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"},
+                },
+            },
+            "EventPage": {
+                "type": "object",
+                "properties": {
+                    "items": {"type": "array", "items": {"type": "object", "properties": {
+                        "id": {"type": "integer"}, "kind": {"type": "string"}, "status": {"type": "string"},
+                        "attempts": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+                        "received_at": {"type": "string", "format": "date-time"},
+                        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                    }}},
+                    "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"},
+                },
+            },
+        },
+    },
+}
+
+
+@bp.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    return jsonify(SPEC)

@@ -1,0 +1,31 @@
+"""GET /healthz: is the database reachable, is Redis reachable."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+
+from bot.extensions import db, redis_conn
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    checks: dict[str, dict[str, object]] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = {"ok": True, "backend": db.engine.dialect.name}
+    except Exception as exc:
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    finally:
+        db.session.rollback()
+    try:
+        redis_conn.client.ping()
+        checks["redis"] = {"ok": True, "embedded": redis_conn.embedded}
+    except Exception as exc:
+        checks["redis"] = {"ok": False, "error": type(exc).__name__}
+    ok = all(bool(c["ok"]) for c in checks.values())
+    # 200 either way: the body says what is down (load balancers that want a failure code use "ok").
+    return jsonify(ok=ok, **checks), 200

@@ -1,0 +1,68 @@
+"""Siyu (私域助手): the Enterprise WeChat private-domain assistant."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from bot.config import Settings
+from bot.extensions import db, migrate, redis_conn
+
+MIGRATIONS_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app. ``config`` overrides settings by field name (tests) or holds Flask keys."""
+    overrides = dict(config or {})
+    settings_fields = set(Settings.__dataclass_fields__)
+    settings = Settings.from_env(**{k: v for k, v in overrides.items() if k in settings_fields})
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = Flask(__name__, instance_relative_config=False, template_folder="../admin/templates")
+    app.config.update(
+        SIYU=settings,
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=None,
+        JSON_AS_ASCII=False,
+    )
+    app.config.update({k: v for k, v in overrides.items() if k not in settings_fields})
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    redis_conn.init_app(app)
+
+    import bot.models  # noqa: F401 - register the tables on the metadata
+    from admin import init_admin
+    from bot.cli import register_cli
+    from handlers import init_handlers
+
+    init_handlers(app)
+    init_admin(app)
+    register_cli(app)
+    if settings.sandbox:
+        app.logger.info("WECOM_CORP_ID is unset: sandbox mode, WeCom API at %s", settings.wecom_api_base)
+    return app
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Several threads (request threads, the group committer) share the file; wait instead of failing.
+        return {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    return {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

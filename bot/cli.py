@@ -1,0 +1,226 @@
+"""Command-line entry points: ``flask --app wsgi <command>``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+
+import click
+import requests
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from bot.extensions import db, redis_conn
+
+log = logging.getLogger("siyu")
+
+
+def _require_shared_redis(what: str) -> None:
+    if redis_conn.embedded:
+        raise click.ClickException(
+            f"REDIS_URL is not set, so the queue lives inside one process and a separate {what} would never "
+            "see it. Set REDIS_URL, or run everything in one process with `flask --app wsgi dev` (`make run`)."
+        )
+
+
+def _worker(app: Flask) -> object:
+    from rq import SimpleWorker
+
+    from bot.jobs.context import bind_app
+    from bot.jobs.queue import QUEUE_NAMES, queue
+
+    bind_app(app)
+    connection = redis_conn.client
+    # SimpleWorker runs jobs in this process (no fork per job): database pools survive between jobs.
+    return SimpleWorker([queue(name, connection) for name in QUEUE_NAMES], connection=connection)
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
+@with_appcontext
+def worker_command(burst: bool) -> None:
+    """Run a queue worker (urgent welcome work first, then events, then the rest)."""
+    _require_shared_redis("worker")
+    worker = _worker(current_app._get_current_object())  # type: ignore[attr-defined]
+    worker.work(burst=burst, with_scheduler=False)  # type: ignore[attr-defined]
+
+
+@click.command("scheduler")
+@with_appcontext
+def scheduler_command() -> None:
+    """Run the periodic-job scheduler (one or several; each run fires once across them)."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from bot.jobs.context import bind_app
+    from bot.jobs.scheduler import configure, scheduler_kwargs
+
+    _require_shared_redis("scheduler")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    bind_app(app)
+    scheduler = configure(BlockingScheduler(**scheduler_kwargs()), app)
+    click.echo(f"scheduler: {len(scheduler.get_jobs())} job(s) registered")
+    scheduler.start()
+
+
+@click.command("create-api-token")
+@click.argument("name")
+@with_appcontext
+def create_api_token_command(name: str) -> None:
+    """Create a bearer token for /api/v1 (shown once)."""
+    from bot.services.api_tokens import create_api_token
+
+    token = create_api_token(name)
+    db.session.commit()
+    click.echo(token)
+
+
+@click.command("sync-directory")
+@with_appcontext
+def sync_directory_command() -> None:
+    """Pull departments (stores) and members (staff) from WeCom now."""
+    from bot.services.directory import sync_directory
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"\r  departments {done}/{total}", nl=done == total)
+
+    counts = sync_directory(progress)
+    db.session.commit()
+    click.echo(f"{counts['stores']} stores, {counts['staff']} staff")
+
+
+@click.command("sync-tags")
+@with_appcontext
+def sync_tags_command() -> None:
+    """Pull the corp tag library from WeCom now."""
+    from bot.services.tags import sync_corp_tags
+
+    counts = sync_corp_tags()
+    db.session.commit()
+    click.echo(f"{counts['groups']} tag groups, {counts['tags']} tags")
+
+
+@click.group("events")
+def events_group() -> None:
+    """Inspect and retry stored callback events."""
+
+
+@events_group.command("retry")
+@click.argument("event_ids", nargs=-1, type=int, required=True)
+@with_appcontext
+def events_retry(event_ids: tuple[int, ...]) -> None:
+    """Put failed or dead events back in the queue."""
+    from bot.jobs.queue import enqueue_events
+    from bot.services.events import reopen_event
+
+    reopened = [i for i in event_ids if reopen_event(i)]
+    db.session.commit()
+    if reopened:
+        enqueue_events([], reopened, redis_conn.client)
+    click.echo(f"queued again: {reopened or 'none'}; not failed or dead: "
+               f"{[i for i in event_ids if i not in reopened] or 'none'}")
+
+
+@click.command("sandbox")
+@click.option("--port", type=int, default=None, help="Port of the fake WeCom API (default SIYU_SANDBOX_PORT).")
+@click.option("--webhook", default="http://127.0.0.1:5000/wecom/callback", show_default=True)
+@with_appcontext
+def sandbox_command(port: int | None, webhook: str) -> None:
+    """Serve the fake WeCom API and its simulator on its own (for a Siyu run under gunicorn)."""
+    from werkzeug.serving import run_simple
+
+    from bot.sandbox import corp_for, create_fake_wecom, simulator_for
+
+    s = current_app.config["SIYU"]
+    if not s.sandbox:
+        raise click.ClickException("WECOM_CORP_ID is set: Siyu is talking to a real corp, not the sandbox")
+    corp = corp_for(s)
+    simulator = simulator_for(s, corp, webhook)
+    simulator.seed_corp()
+    run_simple("127.0.0.1", port or s.sandbox_port, create_fake_wecom(corp, simulator), threaded=True)
+
+
+@click.command("simulate")
+@click.option("--count", type=int, default=5, show_default=True, help="How many customers add a member.")
+@click.option("--state", default="", help="The channel state they scan.")
+@with_appcontext
+def simulate_command(count: int, state: str) -> None:
+    """Ask the running sandbox to make COUNT customers add members, through real callbacks."""
+    s = current_app.config["SIYU"]
+    base = (s.wecom_api_base or "").removesuffix("cgi-bin/")
+    try:
+        res = requests.post(base + "sandbox/simulate", json={"count": count, "state": state}, timeout=120)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"the sandbox at {base} is not answering: {exc}") from exc
+    data = res.json()
+    click.echo(f"{data.get('acknowledged', 0)}/{count} callbacks acknowledged by Siyu")
+
+
+@click.command("dev")
+@click.option("--port", type=int, default=5000, show_default=True)
+@click.option("--interval", type=float, default=4.0, show_default=True,
+              help="Seconds between simulated customer actions (0: no simulation).")
+@with_appcontext
+def dev_command(port: int, interval: float) -> None:
+    """Everything in one process: web server, worker, scheduler and (in sandbox mode) the fake WeCom."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from bot.jobs import tasks
+    from bot.jobs.context import bind_app
+    from bot.jobs.scheduler import configure, scheduler_kwargs
+    from bot.sandbox import corp_for, create_fake_wecom, serve_in_thread, simulator_for
+    from bot.services.api_tokens import create_api_token
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    s = app.config["SIYU"]
+    bind_app(app)
+    webhook = f"http://127.0.0.1:{port}/wecom/callback"
+    simulator = None
+    if s.sandbox:
+        corp = corp_for(s)
+        simulator = simulator_for(s, corp, webhook)
+        simulator.seed_corp()
+        serve_in_thread(create_fake_wecom(corp, simulator), port=s.sandbox_port)
+    serve_in_thread(app, port=port)
+    if s.sandbox:
+        tasks.sync_directory()
+        tasks.sync_corp_tags()
+    token = create_api_token("dev")
+    db.session.commit()
+    scheduler = configure(BackgroundScheduler(**scheduler_kwargs()), app)
+    scheduler.start()
+    click.echo(
+        "\n  私域助手 Siyu is running"
+        + (" in SANDBOX mode (fake WeCom, simulated customers)" if s.sandbox else "")
+        + f"\n  panel:     http://127.0.0.1:{port}/"
+        + f"\n  callback:  {webhook}"
+        + f"\n  API token: {token}   (curl -H 'Authorization: Bearer …' http://127.0.0.1:{port}/api/v1/customers)"
+        + "\n  Ctrl-C stops everything.\n"
+    )
+    if simulator is not None and interval > 0:
+        sim = simulator
+
+        def simulate() -> None:
+            while True:
+                time.sleep(interval)
+                try:
+                    log.info("sandbox: %s", sim.random_activity())
+                except Exception:
+                    log.exception("sandbox: simulated activity failed")
+
+        threading.Thread(target=simulate, name="simulator", daemon=True).start()
+    worker = _worker(app)
+    try:
+        worker.work(with_scheduler=False)  # type: ignore[attr-defined]
+    finally:
+        scheduler.shutdown(wait=False)
+    sys.exit(0)
+
+
+def register_cli(app: Flask) -> None:
+    for command in (
+        worker_command, scheduler_command, create_api_token_command, sync_directory_command, sync_tags_command,
+        events_group, sandbox_command, simulate_command, dev_command,
+    ):
+        app.cli.add_command(command)

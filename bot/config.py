@@ -1,0 +1,175 @@
+"""Every setting Siyu reads from the environment, typed, one line each.
+
+With ``WECOM_CORP_ID`` unset Siyu runs in *sandbox mode*: it talks to the built-in fake WeCom
+(``bot.sandbox``) with credentials of its own, so nothing here is required. Outside sandbox mode
+every WeCom setting must be present and well-formed, or start-up stops with a message naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+
+SANDBOX_CORP_ID = "ww5a9d0c0ffee5a4d0"
+SANDBOX_AGENT_ID = 1000002
+SANDBOX_CONTACT_SECRET = "sandbox-contact-secret-000000000000000000"  # noqa: S105 - fake corp only
+SANDBOX_AGENT_SECRET = "sandbox-agent-secret-0000000000000000000000"  # noqa: S105 - fake corp only
+SANDBOX_CALLBACK_TOKEN = "SiyuSandboxToken"  # noqa: S105 - fake corp only
+# A fixed 43-character EncodingAESKey for the fake corp (sha256 of a label, base64 without '=').
+SANDBOX_CALLBACK_AES_KEY = base64.b64encode(hashlib.sha256(b"siyu-sandbox").digest()).decode()[:43]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+def _int(value: str) -> int:
+    return int(value.strip())
+
+
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _url(value: str) -> str:
+    v = value.strip()
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return v if v.endswith("/") else v + "/"
+
+
+def _corp_id(value: str) -> str:
+    v = value.strip()
+    if not re.fullmatch(r"ww[0-9a-zA-Z]{8,30}", v):
+        raise ValueError("a WeCom corp id starts with 'ww' followed by letters and digits")
+    return v
+
+
+def _token(value: str) -> str:
+    v = value.strip()
+    # WeCom console: letters and digits, at most 32 characters (REFERENCE.md §1.1).
+    if not re.fullmatch(r"[0-9A-Za-z]{1,32}", v):
+        raise ValueError("the callback token is 1-32 letters and digits")
+    return v
+
+
+def _aes_key(value: str) -> str:
+    v = value.strip()
+    if not re.fullmatch(r"[0-9A-Za-z+/]{43}", v):
+        raise ValueError("the EncodingAESKey is exactly 43 base64 characters")
+    if len(base64.b64decode(v + "=")) != 32:
+        raise ValueError("the EncodingAESKey does not decode to 32 bytes")
+    return v
+
+
+def _secret(value: str) -> str:
+    v = value.strip()
+    if len(v) < 8 or any(c.isspace() for c in v):
+        raise ValueError("a secret is at least 8 characters with no spaces")
+    return v
+
+
+def _setting(env: str, parse: Callable[[str], Any], default: Any = None, *, wecom: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "wecom": wecom})
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = _setting("DATABASE_URL", _text)
+    redis_url: str | None = _setting("REDIS_URL", _text)
+    secret_key: str = _setting("SECRET_KEY", _text)
+    wecom_corp_id: str | None = _setting("WECOM_CORP_ID", _corp_id)
+    wecom_contact_secret: str | None = _setting("WECOM_CONTACT_SECRET", _secret, wecom=True)
+    wecom_agent_id: int | None = _setting("WECOM_AGENT_ID", _int, wecom=True)
+    wecom_agent_secret: str | None = _setting("WECOM_AGENT_SECRET", _secret)  # defaults to the contact secret
+    wecom_callback_token: str | None = _setting("WECOM_CALLBACK_TOKEN", _token, wecom=True)
+    wecom_callback_aes_key: str | None = _setting("WECOM_CALLBACK_AES_KEY", _aes_key, wecom=True)
+    wecom_api_base: str | None = _setting("WECOM_API_BASE", _url)
+    wecom_timeout: float = _setting("WECOM_TIMEOUT", float, 10.0)
+    wecom_budget_per_minute: int = _setting("WECOM_BUDGET_PER_MINUTE", _int, 9000)
+    sandbox_port: int = _setting("SIYU_SANDBOX_PORT", _int, 5001)
+    callback_max_bytes: int = _setting("SIYU_CALLBACK_MAX_BYTES", _int, 64 * 1024)
+    event_max_attempts: int = _setting("SIYU_EVENT_MAX_ATTEMPTS", _int, 8)
+    log_level: str = _setting("SIYU_LOG_LEVEL", _text, "INFO")
+    run_scheduler_jobs_on_start: bool = _setting("SIYU_SYNC_ON_START", _bool, True)
+
+    @property
+    def sandbox(self) -> bool:
+        return self.wecom_corp_id is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+                continue
+            raw = env.get(f.metadata["env"])
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                problems.append(f"{f.metadata['env']}: {exc}")
+        if problems:
+            raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems))
+        settings = cls(**values)
+        return settings._complete()
+
+    def _complete(self) -> Settings:
+        """Fill sandbox defaults, or insist on every WeCom setting when a real corp is configured."""
+        changes: dict[str, Any] = {}
+        if self.database_url is None:
+            INSTANCE_DIR.mkdir(exist_ok=True)
+            changes["database_url"] = f"sqlite:///{INSTANCE_DIR / 'siyu.sqlite3'}"
+        if self.sandbox:
+            changes.update(
+                wecom_contact_secret=self.wecom_contact_secret or SANDBOX_CONTACT_SECRET,
+                wecom_agent_id=self.wecom_agent_id or SANDBOX_AGENT_ID,
+                wecom_agent_secret=self.wecom_agent_secret or SANDBOX_AGENT_SECRET,
+                wecom_callback_token=self.wecom_callback_token or SANDBOX_CALLBACK_TOKEN,
+                wecom_callback_aes_key=self.wecom_callback_aes_key or SANDBOX_CALLBACK_AES_KEY,
+                wecom_api_base=self.wecom_api_base or f"http://127.0.0.1:{self.sandbox_port}/cgi-bin/",
+                secret_key=self.secret_key or "siyu-sandbox-secret-key",
+            )
+        else:
+            missing = [
+                f.metadata["env"] for f in fields(self) if f.metadata["wecom"] and getattr(self, f.name) is None
+            ]
+            if not self.secret_key:
+                missing.append("SECRET_KEY")
+            if missing:
+                raise ConfigError(
+                    "WECOM_CORP_ID is set, so Siyu talks to a real corp and needs: " + ", ".join(missing)
+                )
+            if self.wecom_agent_secret is None:
+                changes["wecom_agent_secret"] = self.wecom_contact_secret
+            changes["wecom_api_base"] = self.wecom_api_base or "https://qyapi.weixin.qq.com/cgi-bin/"
+        if not changes:
+            return self
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+    @property
+    def corp_id(self) -> str:
+        return self.wecom_corp_id or SANDBOX_CORP_ID

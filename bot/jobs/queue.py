@@ -1,0 +1,55 @@
+"""The RQ queues. Urgent work (a welcome code lives 20 s) has a queue of its own, read first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flask import Flask
+from rq import Queue
+
+from bot.services.inbox import StoredEvent
+
+URGENT = "siyu-urgent"
+EVENTS = "siyu-events"
+DEFAULT = "siyu-default"
+QUEUE_NAMES = (URGENT, EVENTS, DEFAULT)
+#: events handled by one job: small enough that one slow batch does not hold up the rest for long
+EVENTS_PER_JOB = 25
+JOB_OPTIONS: dict[str, Any] = {"result_ttl": 0, "failure_ttl": 7 * 86400, "timeout": 300}
+
+
+def queue(name: str, connection: Any) -> Queue:
+    return Queue(name, connection=connection)
+
+
+def enqueue_stored_events(app: Flask) -> Callable[[Sequence[StoredEvent]], None]:
+    """The inbox's hook: queue freshly stored events in one Redis round trip."""
+    from bot.extensions import redis_conn
+
+    def enqueue(stored: Sequence[StoredEvent]) -> None:
+        if stored:
+            enqueue_events([s.id for s in stored if s.urgent], [s.id for s in stored if not s.urgent],
+                           redis_conn.client)
+
+    return enqueue
+
+
+def enqueue_events(urgent_ids: Sequence[int], other_ids: Sequence[int], connection: Any) -> None:
+    from bot.jobs.tasks import process_events
+
+    pipe = connection.pipeline()
+    if urgent_ids:
+        queue(URGENT, connection).enqueue_many(
+            [Queue.prepare_data(process_events, args=([i],), **JOB_OPTIONS) for i in urgent_ids], pipeline=pipe
+        )
+    if other_ids:
+        chunks = [list(other_ids[i : i + EVENTS_PER_JOB]) for i in range(0, len(other_ids), EVENTS_PER_JOB)]
+        queue(EVENTS, connection).enqueue_many(
+            [Queue.prepare_data(process_events, args=(chunk,), **JOB_OPTIONS) for chunk in chunks], pipeline=pipe
+        )
+    pipe.execute()
+
+
+def enqueue(func: Callable[..., Any], *args: Any, connection: Any, name: str = DEFAULT) -> None:
+    queue(name, connection).enqueue_call(func, args=args, **JOB_OPTIONS)

@@ -1,0 +1,31 @@
+"""Every periodic job, declared once with a stable id (the id is the task function's name)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from bot.jobs import tasks
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    func: Callable[[], Any]
+    trigger: str  # "interval" | "cron" (APScheduler trigger names)
+    trigger_args: dict[str, Any] = field(default_factory=dict)
+    #: how often it is meant to run, for catch-up after downtime and for the once-per-run lock
+    period: timedelta = timedelta(days=1)
+
+    @property
+    def id(self) -> str:
+        return self.func.__name__
+
+
+PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
+    PeriodicJob(tasks.requeue_due_events, "interval", {"seconds": 15}, timedelta(seconds=15)),
+    # Nightly full pulls repair whatever callbacks missed (WeCom sends none for our own API calls).
+    PeriodicJob(tasks.sync_directory, "cron", {"hour": 3, "minute": 10}),
+    PeriodicJob(tasks.sync_corp_tags, "cron", {"hour": 3, "minute": 20}),
+)

@@ -1,0 +1,87 @@
+"""The scheduler process: fires each periodic job once per run, however many schedulers are up.
+
+Each firing takes a Redis key for (job, period slot) with SET NX, so two scheduler processes on two
+machines run a slot once. After downtime, a job whose last recorded run is older than its period gets
+one catch-up run on start (missed runs are coalesced, not replayed). Every run is recorded in job_runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from apscheduler.schedulers.base import BaseScheduler
+from flask import Flask
+from sqlalchemy import select
+
+from bot.extensions import db, redis_conn
+from bot.jobs.context import job_context
+from bot.jobs.registry import PERIODIC_JOBS, PeriodicJob
+from bot.models import JobRun
+from bot.models._time import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _claim_slot(job: PeriodicJob, now: float | None = None) -> bool:
+    period = max(int(job.period.total_seconds()), 1)
+    slot = int((now if now is not None else time.time()) // period)
+    return bool(redis_conn.client.set(f"siyu:sched:{job.id}:{slot}", "1", nx=True, ex=period * 2))
+
+
+def run_job(job: PeriodicJob, *, claim: bool = True) -> JobRun | None:
+    """Run one periodic job now, recording the run; None if another scheduler has this slot."""
+    with job_context():
+        if claim and not _claim_slot(job):
+            log.info("job %s: this run belongs to another scheduler", job.id)
+            return None
+        run = JobRun(job_id=job.id)
+        db.session.add(run)
+        db.session.commit()
+        try:
+            items = job.func()
+            run.status = "ok"
+            run.items = int(items or 0)
+        except Exception as exc:
+            db.session.rollback()
+            log.exception("job %s failed", job.id)
+            run.status = "failed"
+            run.detail = f"{type(exc).__name__}: {exc}"[:2000]
+        run.finished_at = utcnow()
+        db.session.add(run)
+        db.session.commit()
+        db.session.expunge(run)
+        return run
+
+
+def due_for_catch_up(job: PeriodicJob) -> bool:
+    last = db.session.scalar(
+        select(JobRun.started_at).where(JobRun.job_id == job.id).order_by(JobRun.started_at.desc()).limit(1)
+    )
+    return last is None or utcnow() - last > job.period
+
+
+def configure(scheduler: BaseScheduler, app: Flask, *, catch_up: bool = True) -> BaseScheduler:
+    """Reconcile the registry into ``scheduler``: one entry per job id, replacing what was there."""
+    wanted = {job.id for job in PERIODIC_JOBS}
+    for existing in scheduler.get_jobs():
+        if existing.id not in wanted:
+            scheduler.remove_job(existing.id)
+    for job in PERIODIC_JOBS:
+        scheduler.add_job(
+            run_job, job.trigger, args=[job], id=job.id, name=job.id, replace_existing=True,
+            coalesce=True, max_instances=1, misfire_grace_time=int(job.period.total_seconds()),
+            **job.trigger_args,
+        )
+    if catch_up:
+        with app.app_context():
+            late = [job for job in PERIODIC_JOBS if due_for_catch_up(job)]
+        for job in late:
+            log.info("job %s missed its last run: catching up once now", job.id)
+            scheduler.add_job(run_job, "date", args=[job], id=f"{job.id}:catch-up", replace_existing=True)
+    return scheduler
+
+
+def scheduler_kwargs() -> dict[str, Any]:
+    return {"timezone": "Asia/Shanghai", "job_defaults": {"coalesce": True, "max_instances": 1}}

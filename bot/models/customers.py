@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from bot.extensions import db
+from bot.models._time import utcnow
+from bot.models.directory import Staff
+
+
+class Customer(db.Model):  # type: ignore[name-defined]
+    """An external contact (客户), identified by WeCom's external_userid."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_userid: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    avatar: Mapped[str] = mapped_column(String(512), default="")
+    type: Mapped[int] = mapped_column(Integer, default=1)  # 1 WeChat user, 2 WeCom user
+    gender: Mapped[int] = mapped_column(Integer, default=0)
+    unionid: Mapped[str | None] = mapped_column(String(64))
+    corp_name: Mapped[str] = mapped_column(String(128), default="")
+    birthday: Mapped[date | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    follows: Mapped[list[FollowRelation]] = relationship(back_populates="customer", cascade="all, delete-orphan")
+
+
+class FollowStatus(enum.StrEnum):
+    active = "active"
+    deleted_by_staff = "deleted_by_staff"  # del_external_contact
+    deleted_by_customer = "deleted_by_customer"  # del_follow_user
+    pending = "pending"  # add_half_external_contact: skip-verify add not yet confirmed by the member
+
+
+class FollowRelation(db.Model):  # type: ignore[name-defined]
+    """A member following a customer (follow_user); WeCom keeps remark, tags and state per relation."""
+
+    __tablename__ = "follow_relations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    remark: Mapped[str] = mapped_column(String(128), default="")
+    description: Mapped[str] = mapped_column(String(512), default="")
+    add_way: Mapped[int] = mapped_column(Integer, default=0)
+    oper_userid: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(64), default="")  # the contact way that brought them
+    added_at: Mapped[datetime | None]
+    status: Mapped[FollowStatus] = mapped_column(
+        Enum(FollowStatus, native_enum=False, length=24), default=FollowStatus.active
+    )
+    lost_at: Mapped[datetime | None]
+    lost_reason: Mapped[str | None] = mapped_column(Text)
+
+    customer: Mapped[Customer] = relationship(back_populates="follows")
+    staff: Mapped[Staff] = relationship()
+    tags: Mapped[list[FollowTag]] = relationship(back_populates="follow", cascade="all, delete-orphan")
+
+    __table_args__ = (UniqueConstraint("customer_id", "staff_id"),)
+
+
+class FollowTag(db.Model):  # type: ignore[name-defined]
+    """A tag a member has put on a customer: corp (1), personal (2) or rule-group (3) tag."""
+
+    __tablename__ = "follow_tags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    follow_id: Mapped[int] = mapped_column(ForeignKey("follow_relations.id", ondelete="CASCADE"), index=True)
+    tag_id: Mapped[str | None] = mapped_column(String(64), index=True)  # WeCom tag id; personal tags may lack one
+    group_name: Mapped[str] = mapped_column(String(64), default="")
+    tag_name: Mapped[str] = mapped_column(String(64), default="")
+    type: Mapped[int] = mapped_column(Integer, default=1)
+
+    follow: Mapped[FollowRelation] = relationship(back_populates="tags")

@@ -1,0 +1,391 @@
+"""The fake WeCom HTTP API: the endpoints Siyu calls, answering as WeCom documents them.
+
+Served on loopback (``flask --app wsgi sandbox``, or a thread of ``flask --app wsgi dev`` and of the
+tests). Test and operator controls live under ``/sandbox/`` (faults, token expiry, state dumps).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, request
+
+from bot.sandbox.corp import ApiError, FakeCorp, MassTask
+from bot.sandbox.simulator import Simulator
+
+Body = dict[str, Any]
+Endpoint = Callable[[FakeCorp, Body], Body]
+ENDPOINTS: dict[str, Endpoint] = {}
+
+
+def endpoint(path: str) -> Callable[[Endpoint], Endpoint]:
+    def register(func: Endpoint) -> Endpoint:
+        ENDPOINTS[path] = func
+        return func
+
+    return register
+
+
+def _ok(**data: Any) -> Body:
+    return {"errcode": 0, "errmsg": "ok", **data}
+
+
+def _require(body: Body, *names: str) -> None:
+    for name in names:
+        if body.get(name) in (None, "", []):
+            raise ApiError(40058, f"missing parameter: {name}")
+
+
+# -- directory (doc path/90208, path/90201) ------------------------------------------------------
+
+
+@endpoint("department/list")
+def department_list(corp: FakeCorp, body: Body) -> Body:
+    return _ok(department=list(corp.departments.values()))
+
+
+@endpoint("user/list")
+def user_list(corp: FakeCorp, body: Body) -> Body:
+    dep = int(body.get("department_id", 0) or 0)
+    if dep not in corp.departments:
+        raise ApiError(60123, "invalid department")
+    return _ok(userlist=[u for u in corp.users.values() if dep in u["department"]])
+
+
+# -- customers (doc path/92113, path/92114, path/96316) ------------------------------------------
+
+
+@endpoint("externalcontact/get_follow_user_list")
+def follow_user_list(corp: FakeCorp, body: Body) -> Body:
+    return _ok(follow_user=sorted(corp.users))
+
+
+@endpoint("externalcontact/list")
+def contact_list(corp: FakeCorp, body: Body) -> Body:
+    userid = body.get("userid", "")
+    ids = [c.external_userid for c in corp.contacts.values() if userid in c.follows]
+    return _ok(external_userid=ids)
+
+
+@endpoint("externalcontact/get")
+def contact_get(corp: FakeCorp, body: Body) -> Body:
+    _require(body, "external_userid")
+    return _ok(**corp.contact_json(body["external_userid"]))
+
+
+@endpoint("externalcontact/batch/get_by_user")
+def batch_get_by_user(corp: FakeCorp, body: Body) -> Body:
+    users = body.get("userid_list") or []
+    if not users or len(users) > 100:
+        raise ApiError(40058, "userid_list must hold 1 to 100 members")
+    items = []
+    for contact in corp.contacts.values():
+        for follow in contact.follows.values():
+            if follow.userid in users:
+                data = corp.contact_json(contact.external_userid)
+                items.append({
+                    "external_contact": data["external_contact"],
+                    "follow_info": {"userid": follow.userid, "remark": follow.remark, "state": follow.state,
+                                    "createtime": follow.createtime, "tag_id": list(follow.tag_ids),
+                                    "add_way": follow.add_way},
+                })
+    return _ok(external_contact_list=items, next_cursor="")
+
+
+# -- contact ways (「联系我」, doc path/92228) ----------------------------------------------------
+
+
+@endpoint("externalcontact/add_contact_way")
+def add_contact_way(corp: FakeCorp, body: Body) -> Body:
+    _require(body, "type", "scene")
+    if len(str(body.get("state", ""))) > 30:
+        raise ApiError(40058, "state longer than 30 characters")
+    users = body.get("user") or []
+    if int(body["type"]) == 1 and len(users) != 1:
+        raise ApiError(40058, "a single-member contact way names exactly one user")
+    for userid in users:
+        if userid not in corp.users:
+            raise ApiError(60111, f"userid not found: {userid}")
+    config_id = corp.new_id("cw")
+    way = {**body, "config_id": config_id, "qr_code": f"https://sandbox.siyu.invalid/qr/{config_id}.png"}
+    corp.contact_ways[config_id] = way
+    return _ok(config_id=config_id, qr_code=way["qr_code"])
+
+
+@endpoint("externalcontact/get_contact_way")
+def get_contact_way(corp: FakeCorp, body: Body) -> Body:
+    way = corp.contact_ways.get(body.get("config_id", ""))
+    if way is None:
+        raise ApiError(41044, "invalid config_id")
+    return _ok(contact_way=way)
+
+
+@endpoint("externalcontact/update_contact_way")
+def update_contact_way(corp: FakeCorp, body: Body) -> Body:
+    way = corp.contact_ways.get(body.get("config_id", ""))
+    if way is None:
+        raise ApiError(41044, "invalid config_id")
+    way.update({k: v for k, v in body.items() if k != "config_id"})
+    return _ok()
+
+
+@endpoint("externalcontact/del_contact_way")
+def del_contact_way(corp: FakeCorp, body: Body) -> Body:
+    if corp.contact_ways.pop(body.get("config_id", ""), None) is None:
+        raise ApiError(41044, "invalid config_id")
+    return _ok()
+
+
+@endpoint("externalcontact/list_contact_way")
+def list_contact_way(corp: FakeCorp, body: Body) -> Body:
+    return _ok(contact_way=[{"config_id": c} for c in corp.contact_ways], next_cursor="")
+
+
+# -- welcome messages, tags ------------------------------------------------------------------------
+
+
+@endpoint("externalcontact/send_welcome_msg")
+def send_welcome_msg(corp: FakeCorp, body: Body) -> Body:
+    corp.send_welcome(body)
+    return _ok()
+
+
+@endpoint("externalcontact/get_corp_tag_list")
+def get_corp_tag_list(corp: FakeCorp, body: Body) -> Body:
+    return _ok(tag_group=corp.list_tags(body))
+
+
+@endpoint("externalcontact/add_corp_tag")
+def add_corp_tag(corp: FakeCorp, body: Body) -> Body:
+    return _ok(**corp.add_tags(body))
+
+
+@endpoint("externalcontact/edit_corp_tag")
+def edit_corp_tag(corp: FakeCorp, body: Body) -> Body:
+    _require(body, "id")
+    for group in corp.tag_groups.values():
+        if group["group_id"] == body["id"]:
+            group["group_name"] = body.get("name", group["group_name"])
+            group["order"] = int(body.get("order", group["order"]))
+            return _ok()
+        for tag in group["tag"]:
+            if tag["id"] == body["id"]:
+                tag["name"] = body.get("name", tag["name"])
+                tag["order"] = int(body.get("order", tag["order"]))
+                return _ok()
+    raise ApiError(40068, "invalid tag id")
+
+
+@endpoint("externalcontact/del_corp_tag")
+def del_corp_tag(corp: FakeCorp, body: Body) -> Body:
+    tag_ids, group_ids = set(body.get("tag_id") or []), set(body.get("group_id") or [])
+    if not tag_ids and not group_ids:
+        raise ApiError(40058, "tag_id and group_id are both empty")
+    for gid in group_ids:
+        corp.tag_groups.pop(gid, None)
+    for group in list(corp.tag_groups.values()):
+        group["tag"] = [t for t in group["tag"] if t["id"] not in tag_ids]
+        if not group["tag"]:  # deleting every tag of a group deletes the group
+            corp.tag_groups.pop(group["group_id"], None)
+    return _ok()
+
+
+@endpoint("externalcontact/mark_tag")
+def mark_tag(corp: FakeCorp, body: Body) -> Body:
+    _require(body, "userid", "external_userid")
+    add, remove = body.get("add_tag") or [], body.get("remove_tag") or []
+    if not add and not remove:
+        raise ApiError(40058, "add_tag and remove_tag are both empty")
+    contact = corp.contacts.get(body["external_userid"])
+    follow = contact.follows.get(body["userid"]) if contact else None
+    if follow is None:
+        raise ApiError(84061, "not external contact")
+    known = corp.tag_index()
+    for tag in add + remove:
+        if tag not in known:
+            raise ApiError(40068, f"invalid tag id: {tag}")
+    follow.tag_ids = [t for t in follow.tag_ids if t not in remove] + [t for t in add if t not in follow.tag_ids]
+    return _ok()
+
+
+# -- mass sends (doc path/92135) ------------------------------------------------------------------
+
+
+@endpoint("externalcontact/add_msg_template")
+def add_msg_template(corp: FakeCorp, body: Body) -> Body:
+    recipients = list(body.get("external_userid") or [])
+    if len(recipients) > 10000:
+        raise ApiError(40058, "external_userid holds more than 10000 ids")
+    if "text" not in body and not body.get("attachments"):
+        raise ApiError(41048, "no message content")
+    sender = body.get("sender") or ""
+    fail_list = [r for r in recipients if r not in corp.contacts or
+                 (sender and sender not in corp.contacts[r].follows)]
+    ok = [r for r in recipients if r not in fail_list]
+    if not ok:
+        raise ApiError(41048, "no customer to send to")
+    msgid = corp.new_id("msg")
+    corp.mass_tasks[msgid] = MassTask(msgid, sender, ok, body, corp.clock())
+    return _ok(fail_list=fail_list, msgid=msgid)
+
+
+def _task(corp: FakeCorp, body: Body) -> MassTask:
+    task = corp.mass_tasks.get(body.get("msgid", ""))
+    if task is None:
+        raise ApiError(41063, "msgid not found")
+    return task
+
+
+@endpoint("externalcontact/get_groupmsg_task")
+def get_groupmsg_task(corp: FakeCorp, body: Body) -> Body:
+    task = _task(corp, body)
+    return _ok(task_list=[{"userid": task.sender, "status": 2 if task.confirmed else 0,
+                           "send_time": int(task.created_at) if task.confirmed else 0}], next_cursor="")
+
+
+@endpoint("externalcontact/get_groupmsg_send_result")
+def get_groupmsg_send_result(corp: FakeCorp, body: Body) -> Body:
+    task = _task(corp, body)
+    return _ok(send_list=[{"external_userid": r, "userid": task.sender, "status": task.results.get(r, 0)}
+                          for r in task.recipients], next_cursor="")
+
+
+@endpoint("externalcontact/cancel_groupmsg_send")
+def cancel_groupmsg_send(corp: FakeCorp, body: Body) -> Body:
+    _task(corp, body).cancelled = True
+    return _ok()
+
+
+def confirm_mass_task(corp: FakeCorp, msgid: str) -> MassTask:
+    """The member taps "send" in their client: deliver, within each customer's cap."""
+    with corp.lock:
+        task = corp.mass_tasks[msgid]
+        if task.confirmed or task.cancelled:
+            return task
+        task.confirmed = True
+        now = corp.clock()
+        for r in task.recipients:
+            contact = corp.contacts.get(r)
+            if contact is None or task.sender not in contact.follows:
+                task.results[r] = 2  # no longer a friend
+                continue
+            received = corp.mass_received.setdefault(r, deque())
+            while received and now - received[0] > corp.mass_cap_period:
+                received.popleft()
+            if len(received) >= corp.mass_cap:
+                task.results[r] = 3  # already received its quota of corp mass messages
+            else:
+                received.append(now)
+                task.results[r] = 1
+        return task
+
+
+# -- app messages (doc path/90236) -----------------------------------------------------------------
+
+
+@endpoint("message/send")
+def message_send(corp: FakeCorp, body: Body) -> Body:
+    users = [u for u in str(body.get("touser", "")).split("|") if u]
+    invalid = [u for u in users if u not in corp.users]
+    if users and len(invalid) == len(users):
+        raise ApiError(81013, "all recipients invalid")
+    text = body.get("text", {}).get("content", "")
+    if len(text.encode()) > 2048:
+        raise ApiError(45002, "content over 2048 bytes")
+    corp.app_messages.append(dict(body))
+    return _ok(invaliduser="|".join(invalid), msgid=corp.new_id("am"))
+
+
+# -- the app ---------------------------------------------------------------------------------------
+
+
+def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Flask:
+    app = Flask("siyu-sandbox")
+    app.config["CORP"] = corp
+
+    def answer(data: Body, status: int = 200) -> Response:
+        return Response(json.dumps(data, ensure_ascii=False), status=status, mimetype="application/json")
+
+    @app.get("/cgi-bin/gettoken")
+    def gettoken() -> Response:
+        try:
+            return answer(corp.issue_token(request.args.get("corpid", ""), request.args.get("corpsecret", "")))
+        except ApiError as exc:
+            return answer({"errcode": exc.errcode, "errmsg": exc.errmsg})
+
+    @app.route("/cgi-bin/<path:path>", methods=["GET", "POST"])
+    def api(path: str) -> Response:
+        func = ENDPOINTS.get(path)
+        if func is None:
+            return answer({"errcode": 40078, "errmsg": f"sandbox does not implement {path}"})
+        with corp.lock:
+            corp.calls.append(path)
+        try:
+            corp.check_token(request.args.get("access_token"))
+            fault = corp.take_fault(path)
+            if fault == 500:
+                return Response("upstream error", status=500)
+            if fault is not None:
+                raise ApiError(fault, "injected by the sandbox")
+            body: Body = dict(request.args)
+            if request.method == "POST":
+                try:
+                    body.update(json.loads(request.get_data() or b"{}"))
+                except ValueError:
+                    raise ApiError(47001, "data format error") from None
+            with corp.lock:
+                return answer(func(corp, body))
+        except ApiError as exc:
+            return answer({"errcode": exc.errcode, "errmsg": exc.errmsg})
+
+    @app.post("/sandbox/faults")
+    def faults() -> Response:
+        data = request.get_json(force=True, silent=True) or {}
+        try:
+            corp.inject(str(data.get("endpoint", "*")), int(data["errcode"]), int(data.get("times", 1)))
+        except (KeyError, TypeError, ValueError):
+            return answer({"error": "send {endpoint, errcode, times}"}, 400)
+        return answer({"ok": True})
+
+    @app.post("/sandbox/expire-tokens")
+    def expire_tokens() -> Response:
+        corp.expire_tokens()
+        return answer({"ok": True})
+
+    @app.post("/sandbox/mass-tasks/<msgid>/confirm")
+    def confirm(msgid: str) -> Response:
+        if msgid not in corp.mass_tasks:
+            return answer({"error": "unknown msgid"}, 404)
+        task = confirm_mass_task(corp, msgid)
+        return answer({"msgid": msgid, "results": task.results})
+
+    @app.post("/sandbox/simulate")
+    def simulate() -> Response:
+        """Drive the simulator: COUNT customers add members (through real callbacks to Siyu)."""
+        if simulator is None:
+            return answer({"error": "this sandbox has no simulator"}, 404)
+        data = request.get_json(force=True, silent=True) or {}
+        try:
+            count = int(data.get("count", 1))
+        except (TypeError, ValueError):
+            count = 0
+        if not 1 <= count <= 1000:
+            return answer({"error": "count is a whole number from 1 to 1000"}, 400)
+        state = str(data.get("state", ""))[:30]
+        acknowledged = sum(simulator.customer_adds(state=state)[1].acknowledged for _ in range(count))
+        return answer({"acknowledged": acknowledged, "count": count})
+
+    @app.get("/sandbox/state")
+    def state() -> Response:
+        with corp.lock:
+            return answer({
+                "corp_id": corp.corp_id, "departments": len(corp.departments), "users": len(corp.users),
+                "contacts": len(corp.contacts), "welcomes_sent": len(corp.welcomes_sent),
+                "app_messages": len(corp.app_messages), "token_fetches": corp.token_fetches,
+                "calls": len(corp.calls),
+            })
+
+    return app

@@ -1,0 +1,283 @@
+"""The state of the fake corp and WeCom's rules over it, in memory and thread-safe.
+
+Rules follow REFERENCE.md: access tokens expire (42001) and can be revoked early (40014); a welcome
+code is valid 20 s and usable once (41050 expired or unknown, 41051 already used); mass-send tasks
+wait for the member to confirm; each customer receives a limited number of corp mass messages per
+period (status 3 beyond it); faults (45009, -1, 45033, HTTP 500) can be injected per endpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ApiError(Exception):
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(errmsg)
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+@dataclass
+class Fault:
+    endpoint: str  # "*" for every endpoint but gettoken
+    errcode: int  # a WeCom errcode, or 500 for an HTTP 500 answer
+    remaining: int
+
+
+@dataclass
+class Follow:
+    userid: str
+    remark: str = ""
+    description: str = ""
+    createtime: int = 0
+    add_way: int = 1  # 1: scanned a QR code
+    state: str = ""
+    oper_userid: str = ""
+    tag_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Contact:
+    external_userid: str
+    name: str
+    gender: int
+    avatar: str = ""
+    type: int = 1
+    unionid: str = ""
+    follows: dict[str, Follow] = field(default_factory=dict)
+
+
+@dataclass
+class WelcomeCode:
+    code: str
+    issued_at: float
+    used: bool = False
+
+
+@dataclass
+class MassTask:
+    msgid: str
+    sender: str
+    recipients: list[str]
+    payload: dict[str, Any]
+    created_at: float
+    confirmed: bool = False
+    cancelled: bool = False
+    results: dict[str, int] = field(default_factory=dict)  # external_userid -> status (0,1,2,3)
+
+
+class FakeCorp:
+    def __init__(
+        self,
+        corp_id: str,
+        secrets_: dict[str, str],
+        *,
+        token_ttl: int = 7200,
+        welcome_ttl: float = 20.0,
+        mass_cap: int = 4,
+        mass_cap_period: float = 30 * 86400,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.corp_id = corp_id
+        self.secrets = dict(secrets_)  # secret -> app name
+        self.token_ttl = token_ttl
+        self.welcome_ttl = welcome_ttl
+        self.mass_cap = mass_cap
+        self.mass_cap_period = mass_cap_period
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.tokens: dict[str, tuple[str, float]] = {}  # token -> (secret, expires_at)
+        self.departments: dict[int, dict[str, Any]] = {1: {"id": 1, "name": "总部", "parentid": 0, "order": 0}}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.contacts: dict[str, Contact] = {}
+        self.tag_groups: dict[str, dict[str, Any]] = {}
+        self.contact_ways: dict[str, dict[str, Any]] = {}
+        self.welcome_codes: dict[str, WelcomeCode] = {}
+        self.welcomes_sent: list[dict[str, Any]] = []
+        self.app_messages: list[dict[str, Any]] = []
+        self.mass_tasks: dict[str, MassTask] = {}
+        self.mass_received: dict[str, deque[float]] = {}
+        self.faults: list[Fault] = []
+        self.calls: list[str] = []
+        self.token_fetches = 0
+        self._ids = itertools.count(1)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):06d}{secrets.token_hex(6)}"
+
+    def inject(self, endpoint: str, errcode: int, times: int = 1) -> None:
+        with self.lock:
+            self.faults.append(Fault(endpoint, errcode, times))
+
+    def take_fault(self, endpoint: str) -> int | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.remaining > 0 and fault.endpoint in (endpoint, "*"):
+                    fault.remaining -= 1
+                    return fault.errcode
+            self.faults = [f for f in self.faults if f.remaining > 0]
+            return None
+
+    # -- tokens (doc path/91039) ----------------------------------------------------------------
+
+    def issue_token(self, corpid: str, secret: str) -> dict[str, Any]:
+        with self.lock:
+            if corpid != self.corp_id:
+                raise ApiError(40013, "invalid corpid")
+            if secret not in self.secrets:
+                raise ApiError(40001, "invalid credential")
+            token = secrets.token_urlsafe(48)
+            self.tokens[token] = (secret, self.clock() + self.token_ttl)
+            self.token_fetches += 1
+            return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": self.token_ttl}
+
+    def check_token(self, token: str | None) -> str:
+        if not token:
+            raise ApiError(41001, "access_token missing")
+        with self.lock:
+            entry = self.tokens.get(token)
+            if entry is None:
+                raise ApiError(40014, "invalid access_token")
+            secret, expires_at = entry
+            if self.clock() >= expires_at:
+                raise ApiError(42001, "access_token expired")
+            return secret
+
+    def expire_tokens(self) -> None:
+        """Every token expires now, as if 2 hours had passed."""
+        with self.lock:
+            self.tokens = {t: (s, self.clock() - 1) for t, (s, _) in self.tokens.items()}
+
+    # -- directory ------------------------------------------------------------------------------
+
+    def add_department(self, name: str, parentid: int = 1) -> int:
+        with self.lock:
+            dep_id = max(self.departments) + 1
+            self.departments[dep_id] = {"id": dep_id, "name": name, "parentid": parentid, "order": 100 - dep_id}
+            return dep_id
+
+    def add_user(self, userid: str, name: str, department: int, position: str = "") -> None:
+        with self.lock:
+            self.users[userid] = {
+                "userid": userid, "name": name, "department": [department], "main_department": department,
+                "position": position, "status": 1,
+            }
+
+    # -- customers ------------------------------------------------------------------------------
+
+    def add_contact(self, name: str, gender: int, userid: str, state: str = "") -> tuple[Contact, str]:
+        """A customer adds a member; returns the contact and a fresh welcome code."""
+        with self.lock:
+            if userid not in self.users:
+                raise ApiError(60111, f"userid not found: {userid}")
+            contact = Contact(self.new_id("wm"), name, gender)
+            self.contacts[contact.external_userid] = contact
+            follow = Follow(userid, remark=name, createtime=int(self.clock()), state=state)
+            contact.follows[userid] = follow
+            return contact, self.issue_welcome_code()
+
+    def issue_welcome_code(self) -> str:
+        with self.lock:
+            code = secrets.token_urlsafe(24)
+            self.welcome_codes[code] = WelcomeCode(code, self.clock())
+            return code
+
+    def contact_json(self, external_userid: str) -> dict[str, Any]:
+        with self.lock:
+            contact = self.contacts.get(external_userid)
+            if contact is None:
+                raise ApiError(84061, "not external contact")
+            tags = self.tag_index()
+            return {
+                "external_contact": {
+                    "external_userid": contact.external_userid, "name": contact.name, "type": contact.type,
+                    "gender": contact.gender, "avatar": contact.avatar, "unionid": contact.unionid,
+                },
+                "follow_user": [
+                    {
+                        "userid": f.userid, "remark": f.remark, "description": f.description,
+                        "createtime": f.createtime, "add_way": f.add_way, "state": f.state,
+                        "oper_userid": f.oper_userid or contact.external_userid,
+                        "tags": [
+                            {"group_name": tags[t][0], "tag_name": tags[t][1], "type": 1, "tag_id": t}
+                            for t in f.tag_ids if t in tags
+                        ],
+                    }
+                    for f in contact.follows.values()
+                ],
+            }
+
+    def tag_index(self) -> dict[str, tuple[str, str]]:
+        return {
+            tag["id"]: (group["group_name"], tag["name"])
+            for group in self.tag_groups.values()
+            for tag in group["tag"]
+        }
+
+    # -- welcome messages (doc path/92599) ------------------------------------------------------
+
+    def send_welcome(self, body: dict[str, Any]) -> None:
+        with self.lock:
+            code = self.welcome_codes.get(str(body.get("welcome_code", "")))
+            if code is None or self.clock() - code.issued_at > self.welcome_ttl:
+                raise ApiError(41050, "welcome code invalid or expired")
+            if code.used:
+                raise ApiError(41051, "welcome message already sent")
+            if "text" not in body and not body.get("attachments"):
+                raise ApiError(41048, "no message content")
+            if len(body.get("attachments", [])) > 9:
+                raise ApiError(40058, "too many attachments")
+            code.used = True
+            self.welcomes_sent.append(dict(body))
+
+    # -- corp tags (doc path/92117) -------------------------------------------------------------
+
+    def add_tags(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            group = self.tag_groups.get(body.get("group_id", "")) if body.get("group_id") else None
+            if group is None:
+                name = body.get("group_name") or ""
+                group = next((g for g in self.tag_groups.values() if g["group_name"] == name), None)
+            if group is None:
+                if not body.get("group_name"):
+                    raise ApiError(40068, "invalid tag group")
+                group = {
+                    "group_id": self.new_id("et"), "group_name": body["group_name"],
+                    "create_time": int(self.clock()), "order": int(body.get("order", 0)), "tag": [],
+                }
+                self.tag_groups[group["group_id"]] = group
+            existing = {t["name"] for t in group["tag"]}
+            total = sum(len(g["tag"]) for g in self.tag_groups.values())
+            for tag in body.get("tag", []):
+                if tag["name"] in existing:
+                    raise ApiError(40071, "tag name already exists")
+                if total >= 3000:
+                    raise ApiError(40126, "最多为3000个")
+                group["tag"].append({
+                    "id": self.new_id("et"), "name": tag["name"], "create_time": int(self.clock()),
+                    "order": int(tag.get("order", 0)),
+                })
+                total += 1
+            return {"tag_group": group}
+
+    def list_tags(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        with self.lock:
+            group_ids = body.get("group_id") or []
+            tag_ids = set(body.get("tag_id") or [])
+            groups = [g for g in self.tag_groups.values() if not group_ids or g["group_id"] in group_ids]
+            out = []
+            for g in groups:
+                tags = [t for t in g["tag"] if group_ids or not tag_ids or t["id"] in tag_ids]
+                if tags or not tag_ids:
+                    out.append({**g, "tag": [dict(t) for t in tags]})
+            return out

@@ -1,0 +1,182 @@
+"""The customer simulator: people doing things in the fake corp, each reported to Siyu as WeCom would,
+with a real signed, encrypted callback POSTed to the webhook (and re-sent, like WeCom, when the answer
+is not a 200 within 5 seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from bot.sandbox.corp import Contact, FakeCorp
+from bot.wecom.crypto import CallbackCrypto
+
+log = logging.getLogger(__name__)
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹彭曾萧田董潘袁蔡蒋余于杜叶程苏魏吕丁任沈姚卢"
+GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉萍红娥玲芬燕彬鹏辉婷雪琳晨欣怡浩宇子轩梓涵"
+STORES = ["静安寺店", "陆家嘴店", "徐家汇店", "五角场店", "南京西路店", "虹桥天地店"]
+POSITIONS = ["店长", "导购", "导购", "美容顾问"]
+TAG_LIBRARY = {
+    "客户等级": ["新客", "老客", "VIP"],
+    "兴趣偏好": ["护肤", "彩妆", "香氛"],
+    "来源渠道": ["门店扫码", "直播间", "朋友推荐"],
+}
+#: WeCom gives up after the first try plus three re-sends (REFERENCE.md §1.4)
+WECOM_SENDS = 4
+
+
+def cdata(value: str) -> str:
+    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def event_xml(corp_id: str, event: str, create_time: int | None = None, *, from_user: str = "sys",
+              msg_type: str = "event", **fields: Any) -> str:
+    """A decrypted callback body in WeCom's format; field names are given in WeCom's spelling."""
+    parts = [
+        f"<ToUserName>{cdata(corp_id)}</ToUserName>",
+        f"<FromUserName>{cdata(from_user)}</FromUserName>",
+        f"<CreateTime>{create_time or int(time.time())}</CreateTime>",
+        f"<MsgType>{cdata(msg_type)}</MsgType>",
+    ]
+    if event:
+        parts.append(f"<Event>{cdata(event)}</Event>")
+    for name, value in fields.items():
+        if isinstance(value, int):
+            parts.append(f"<{name}>{value}</{name}>")
+        elif isinstance(value, list | tuple):
+            items = "".join(f"<Item>{cdata(str(v))}</Item>" for v in value)
+            parts.append(f"<{name}>{items}</{name}>")
+        else:
+            parts.append(f"<{name}>{cdata(str(value))}</{name}>")
+    return "<xml>" + "".join(parts) + "</xml>"
+
+
+@dataclass
+class Delivery:
+    """How WeCom's delivery of one callback went: the status of each send."""
+
+    statuses: list[int]
+
+    @property
+    def acknowledged(self) -> bool:
+        return bool(self.statuses) and self.statuses[-1] == 200
+
+
+class Simulator:
+    def __init__(self, corp: FakeCorp, crypto: CallbackCrypto, webhook_url: str, *, seed: int | None = None,
+                 http: requests.Session | None = None, timeout: float = 5.0) -> None:
+        self.corp = corp
+        self.crypto = crypto
+        self.webhook_url = webhook_url
+        self.rng = random.Random(seed)
+        self.http = http or requests.Session()
+        self.timeout = timeout
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    def envelope(self, plaintext: str) -> tuple[str, dict[str, str]]:
+        return self.crypto.encrypt(plaintext, nonce=secrets.token_hex(8))
+
+    def deliver(self, plaintext: str, *, sends: int = WECOM_SENDS) -> Delivery:
+        """POST like WeCom: re-send on anything but a 200 (or no answer in 5 s), up to 3 more times."""
+        body, params = self.envelope(plaintext)
+        statuses = []
+        for _ in range(sends):
+            try:
+                res = self.http.post(self.webhook_url, params=params, data=body.encode(), timeout=self.timeout,
+                                     headers={"Content-Type": "text/xml"})
+                statuses.append(res.status_code)
+                if res.status_code == 200:
+                    break
+            except requests.RequestException:
+                statuses.append(0)
+        return Delivery(statuses)
+
+    # -- the corp -------------------------------------------------------------------------------
+
+    def seed_corp(self, stores: int = 3, staff_per_store: int = 3) -> None:
+        """Stores, staff and a tag library, as a brand would have set up in WeCom."""
+        for s in range(stores):
+            dep = self.corp.add_department(STORES[s % len(STORES)] + ("" if s < len(STORES) else str(s)))
+            for n in range(staff_per_store):
+                userid = f"staff{dep:02d}{n + 1:02d}"
+                self.corp.add_user(userid, self.person_name(), dep, POSITIONS[n % len(POSITIONS)])
+        for group, names in TAG_LIBRARY.items():
+            self.corp.add_tags({"group_name": group, "tag": [{"name": n} for n in names]})
+
+    def person_name(self) -> str:
+        return self.rng.choice(SURNAMES) + "".join(self.rng.choice(GIVEN) for _ in range(self.rng.randint(1, 2)))
+
+    def pick_staff(self) -> str:
+        return self.rng.choice(sorted(self.corp.users))
+
+    # -- what people do -------------------------------------------------------------------------
+
+    def customer_adds(self, userid: str | None = None, state: str = "", *, welcome: bool = True,
+                      half: bool = False) -> tuple[Contact, Delivery]:
+        """A customer scans a code (state) and adds a member: add_external_contact with a welcome code."""
+        userid = userid or self.pick_staff()
+        contact, code = self.corp.add_contact(self.person_name(), self.rng.choice([1, 2]), userid, state)
+        fields: dict[str, Any] = {"ChangeType": "add_half_external_contact" if half else "add_external_contact",
+                                  "UserID": userid, "ExternalUserID": contact.external_userid}
+        if state:
+            fields["State"] = state
+        if welcome:
+            fields["WelcomeCode"] = code
+        return contact, self.deliver(event_xml(self.corp.corp_id, "change_external_contact", **fields))
+
+    def member_tags_customer(self, external_userid: str, userid: str, tag_ids: list[str]) -> Delivery:
+        """A member tags a customer in the client: edit_external_contact."""
+        with self.corp.lock:
+            follow = self.corp.contacts[external_userid].follows[userid]
+            follow.tag_ids = list(dict.fromkeys(follow.tag_ids + tag_ids))
+        return self.deliver(event_xml(self.corp.corp_id, "change_external_contact",
+                                      ChangeType="edit_external_contact", UserID=userid,
+                                      ExternalUserID=external_userid))
+
+    def customer_deletes_member(self, external_userid: str, userid: str) -> Delivery:
+        """The customer deletes the member (a loss): del_follow_user. WeCom keeps the relation one-sided."""
+        return self.deliver(event_xml(self.corp.corp_id, "change_external_contact", ChangeType="del_follow_user",
+                                      UserID=userid, ExternalUserID=external_userid))
+
+    def member_deletes_customer(self, external_userid: str, userid: str) -> Delivery:
+        with self.corp.lock:
+            self.corp.contacts[external_userid].follows.pop(userid, None)
+        return self.deliver(event_xml(self.corp.corp_id, "change_external_contact",
+                                      ChangeType="del_external_contact", UserID=userid,
+                                      ExternalUserID=external_userid))
+
+    def admin_creates_tag(self, group_name: str, tag_name: str) -> Delivery:
+        """An admin adds a tag in the WeCom console: change_external_tag/create."""
+        result = self.corp.add_tags({"group_name": group_name, "tag": [{"name": tag_name}]})
+        tag_id = next(t["id"] for t in result["tag_group"]["tag"] if t["name"] == tag_name)
+        return self.deliver(event_xml(self.corp.corp_id, "change_external_tag", Id=tag_id, TagType="tag",
+                                      ChangeType="create"))
+
+    def member_messages_app(self, userid: str, content: str) -> Delivery:
+        return self.deliver(event_xml(self.corp.corp_id, "", from_user=userid, msg_type="text",
+                                      Content=content, MsgId=self.rng.randrange(10**15, 10**16),
+                                      AgentID=1000002))
+
+    def random_activity(self) -> str:
+        """One plausible thing happening in the corp; returns what it was, for the log."""
+        contacts = [c for c in self.corp.contacts.values() if c.follows]
+        roll = self.rng.random()
+        if roll < 0.7 or not contacts:
+            contact, delivery = self.customer_adds(state=self.rng.choice(["", "store-qr", "live-room"]))
+            return f"{contact.name} added {next(iter(contact.follows))} ({delivery.statuses})"
+        contact = self.rng.choice(contacts)
+        userid = next(iter(contact.follows))
+        if roll < 0.9:
+            tags = sorted(self.corp.tag_index())
+            delivery = self.member_tags_customer(contact.external_userid, userid, [self.rng.choice(tags)])
+            return f"{userid} tagged {contact.name} ({delivery.statuses})"
+        delivery = self.customer_deletes_member(contact.external_userid, userid)
+        return f"{contact.name} deleted {userid} ({delivery.statuses})"

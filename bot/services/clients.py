@@ -1,0 +1,47 @@
+"""The WeCom clients and callback crypto of this app, built once per process from its settings."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from bot.config import Settings
+from bot.extensions import redis_conn
+from bot.wecom import CallbackCrypto, WeComClient
+from bot.wecom.budget import CallBudget
+
+
+def settings() -> Settings:
+    return current_app.config["SIYU"]  # type: ignore[no-any-return]
+
+
+def _client(secret: str) -> WeComClient:
+    cache = current_app.extensions.setdefault("siyu.wecom_clients", {})
+    client = cache.get(secret)
+    if client is None:
+        s = settings()
+        budget = CallBudget(redis_conn.client, per_minute=s.wecom_budget_per_minute)
+        client = WeComClient(
+            s.corp_id, secret, api_base=s.wecom_api_base or "", redis=redis_conn.client,
+            timeout=s.wecom_timeout, budget=budget,
+        )
+        cache[secret] = client
+    return client  # type: ignore[no-any-return]
+
+
+def contact_api() -> WeComClient:
+    """The client for 客户联系 (externalcontact/*) and the directory."""
+    return _client(settings().wecom_contact_secret or "")
+
+
+def agent_api() -> WeComClient:
+    """The client for app messages to members (message/send)."""
+    return _client(settings().wecom_agent_secret or "")
+
+
+def callback_crypto() -> CallbackCrypto:
+    crypto = current_app.extensions.get("siyu.crypto")
+    if crypto is None:
+        s = settings()
+        crypto = CallbackCrypto(s.wecom_callback_token or "", s.wecom_callback_aes_key or "", s.corp_id)
+        current_app.extensions["siyu.crypto"] = crypto
+    return crypto  # type: ignore[no-any-return]

@@ -1,0 +1,108 @@
+"""Customers and their follow relations, kept as WeCom reports them."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.models import Customer, FollowRelation, FollowStatus, FollowTag
+from bot.models._time import from_epoch, utcnow
+from bot.services.clients import contact_api
+from bot.services.directory import ensure_staff
+
+log = logging.getLogger(__name__)
+
+
+
+def find_customer(external_userid: str) -> Customer | None:
+    return db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
+
+
+def _follow(customer: Customer, userid: str) -> FollowRelation:
+    staff = ensure_staff(userid)
+    follow = db.session.scalar(
+        select(FollowRelation).where(FollowRelation.customer_id == customer.id, FollowRelation.staff_id == staff.id)
+    )
+    if follow is None:
+        follow = FollowRelation(customer=customer, staff=staff)
+        db.session.add(follow)
+    return follow
+
+
+def sync_customer(external_userid: str) -> Customer:
+    """Re-read one customer from externalcontact/get (doc path/92114) and upsert them; flushes."""
+    data = contact_api().get_external_contact(external_userid)
+    contact = data.get("external_contact", {})
+    customer = find_customer(external_userid)
+    if customer is None:
+        customer = Customer(external_userid=external_userid)
+        db.session.add(customer)
+    customer.name = contact.get("name", "") or ""
+    customer.avatar = contact.get("avatar", "") or ""
+    customer.type = int(contact.get("type", 1) or 1)
+    customer.gender = int(contact.get("gender", 0) or 0)
+    customer.unionid = contact.get("unionid") or None
+    customer.corp_name = contact.get("corp_name", "") or ""
+    db.session.flush()
+    for item in data.get("follow_user", []):
+        follow = _follow(customer, item["userid"])
+        follow.remark = item.get("remark", "") or ""
+        follow.description = item.get("description", "") or ""
+        follow.add_way = int(item.get("add_way", 0) or 0)
+        follow.oper_userid = item.get("oper_userid", "") or ""
+        follow.state = item.get("state", "") or follow.state or ""
+        follow.added_at = from_epoch(item.get("createtime")) or follow.added_at
+        follow.status = FollowStatus.active
+        follow.lost_at = None
+        follow.lost_reason = None
+        follow.tags = [
+            FollowTag(
+                tag_id=t.get("tag_id") or None,
+                group_name=t.get("group_name", "") or "",
+                tag_name=t.get("tag_name", "") or "",
+                type=int(t.get("type", 1) or 1),
+            )
+            for t in item.get("tags", [])
+        ]
+    db.session.flush()
+    return customer
+
+
+def record_customer_added(external_userid: str, userid: str, state: str, *, confirmed: bool) -> Customer:
+    """add_external_contact / add_half_external_contact: upsert from WeCom, keep the event's state."""
+    customer = sync_customer(external_userid)
+    follow = _follow(customer, userid)
+    if not follow.state and state:
+        follow.state = state
+    if follow.added_at is None:
+        follow.added_at = utcnow()
+    if not confirmed and follow.id is None:
+        follow.status = FollowStatus.pending
+    db.session.flush()
+    return customer
+
+
+def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, reason: str) -> bool:
+    """del_external_contact / del_follow_user: the relation ends; the customer and history stay."""
+    customer = find_customer(external_userid)
+    if customer is None:
+        customer = Customer(external_userid=external_userid)
+        db.session.add(customer)
+        db.session.flush()
+    follow = _follow(customer, userid)
+    follow.status = status
+    follow.lost_at = utcnow()
+    follow.lost_reason = reason
+    db.session.flush()
+    return True
+
+
+def record_transfer_failed(external_userid: str, userid: str, reason: str) -> None:
+    customer = find_customer(external_userid)
+    if customer is None:
+        return
+    follow = _follow(customer, userid)
+    follow.lost_reason = f"transfer_fail: {reason}"
+    db.session.flush()

@@ -1,0 +1,122 @@
+"""Processing stored callback events exactly once, with retries and a sweeper."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+
+from bot.extensions import db
+from bot.models import CallbackEvent, EventStatus
+from bot.models._time import utcnow
+from bot.wecom.errors import RateLimited, WeComError
+from bot.wecom.events import Event, parse_event
+
+log = logging.getLogger(__name__)
+
+#: seconds to wait before attempt n+1 after n failures
+RETRY_DELAYS = (10, 30, 120, 600, 1800, 3600, 3 * 3600)
+#: a pending event older than this is assumed lost on its way to the queue and queued again
+STALE_PENDING = timedelta(seconds=60)
+
+Handler = Callable[[Event], str | None]
+FINAL = (EventStatus.done, EventStatus.skipped, EventStatus.dead)
+
+
+def retry_delay(attempts: int, error: Exception) -> float:
+    if isinstance(error, RateLimited):
+        return max(error.retry_after, 1.0)
+    return float(RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1])
+
+
+def process_event(event_id: int, route: Callable[[Event], Handler | None], max_attempts: int, *,
+                  force: bool = False) -> EventStatus | None:
+    """Run the handler for one stored event, once; commits. Returns the event's new status.
+
+    The event row is locked (SELECT … FOR UPDATE on PostgreSQL) for the whole run and the handler's
+    writes commit together with status=done, so two workers given the same event, or a worker killed
+    half-way, can never apply it twice: the second sees ``done``, the killed one's work rolls back.
+    """
+    session = db.session
+    row = session.get(CallbackEvent, event_id, with_for_update=True)
+    if row is None:
+        session.rollback()
+        log.warning("event %s does not exist", event_id)
+        return None
+    if row.status in FINAL or (
+        not force and row.status == EventStatus.failed and row.next_attempt_at and row.next_attempt_at > utcnow()
+    ):
+        status = row.status
+        session.rollback()
+        return status
+    kind = row.kind
+    try:
+        event = parse_event(row.plaintext)
+        handler = route(event)
+        note = handler(event) if handler else None
+        row.status = EventStatus.done if handler else EventStatus.skipped
+        row.attempts += 1
+        row.processed_at = utcnow()
+        row.next_attempt_at = None
+        row.last_error = note
+        session.commit()
+        log.info("event %s (%s) %s", event_id, kind, row.status.value)
+        return row.status
+    except Exception as exc:
+        session.rollback()
+        return _record_failure(event_id, kind, exc, max_attempts)
+
+
+def _record_failure(event_id: int, kind: str, exc: Exception, max_attempts: int) -> EventStatus:
+    session = db.session
+    row = session.get(CallbackEvent, event_id, with_for_update=True)
+    assert row is not None
+    row.attempts += 1
+    row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+    if row.attempts >= max_attempts or (isinstance(exc, WeComError) and not exc.retryable and
+                                         not _transient_in_wecom(exc)):
+        row.status = EventStatus.dead
+        row.next_attempt_at = None
+        log.error("event %s (%s) failed for good after %d attempt(s): %s", event_id, kind, row.attempts, exc)
+    else:
+        row.status = EventStatus.failed
+        row.next_attempt_at = utcnow() + timedelta(seconds=retry_delay(row.attempts, exc))
+        log.warning("event %s (%s) failed (attempt %d), retry at %s: %s", event_id, kind, row.attempts,
+                    row.next_attempt_at, exc)
+    status = row.status
+    session.commit()
+    return status
+
+
+def _transient_in_wecom(exc: WeComError) -> bool:
+    # A plain WeComError with an unknown code may be WeCom's own hiccup: keep retrying within the budget.
+    return type(exc) is WeComError
+
+
+def due_event_ids(now: datetime | None = None, limit: int = 1000) -> list[int]:
+    """Failed events whose retry time has come, and pending ones that seem to have missed the queue."""
+    now = now or utcnow()
+    stmt = (
+        select(CallbackEvent.id)
+        .where(
+            or_(
+                (CallbackEvent.status == EventStatus.failed) & (CallbackEvent.next_attempt_at <= now),
+                (CallbackEvent.status == EventStatus.pending) & (CallbackEvent.received_at <= now - STALE_PENDING),
+            )
+        )
+        .order_by(CallbackEvent.id)
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def reopen_event(event_id: int) -> bool:
+    """Put a failed or dead event back to pending for a retry by hand; flushes."""
+    result = db.session.execute(
+        update(CallbackEvent)
+        .where(CallbackEvent.id == event_id, CallbackEvent.status.in_([EventStatus.failed, EventStatus.dead]))
+        .values(status=EventStatus.pending, next_attempt_at=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,223 @@
+"""The WeCom API client: wechatpy's enterprise client with the fixes Siyu needs.
+
+What changes against wechatpy 1.8.18 (REFERENCE.md §4.3):
+- the access token lives in Redis, shared by every process, and one process refreshes it at a time
+  (a Redis lock; the others wait and read the new token) instead of a per-process ``expires_at``;
+- the token fetch honours ``api_base`` and the HTTP timeout (wechatpy hard-codes the host, no timeout);
+- 40014/42001/41001 refresh the token and retry exactly once (wechatpy recurses without a cap);
+- -1 and 45033 back off and retry a few times; 45009 closes the API for every process until the
+  window ends and raises ``RateLimited`` so the caller's job is rescheduled, not slept;
+- every call is counted against a per-API budget (``CallBudget``);
+- every WeCom error is raised as a typed exception from ``bot.wecom.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from wechatpy.enterprise import WeChatClient
+from wechatpy.session.redisstorage import RedisStorage
+
+from bot.wecom.budget import BudgetExhausted, CallBudget
+from bot.wecom.errors import (
+    ConcurrencyLimited,
+    RateLimited,
+    SystemBusy,
+    TokenInvalid,
+    WeComError,
+    WeComUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+#: seconds before WeCom's own expiry at which a cached token is considered stale
+TOKEN_MARGIN = 300
+#: backoff schedule for -1 (system busy) and 45033 (concurrency), in seconds
+BUSY_BACKOFF = (0.2, 0.8, 2.0)
+
+
+class WeComClient(WeChatClient):
+    def __init__(
+        self,
+        corp_id: str,
+        secret: str,
+        *,
+        api_base: str,
+        redis: Any,
+        timeout: float = 10.0,
+        budget: CallBudget | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(
+            corp_id, secret, session=RedisStorage(redis, prefix="siyu:wecom"), timeout=timeout, auto_retry=False
+        )
+        self.API_BASE_URL = api_base
+        self.redis = redis
+        self.budget = budget or CallBudget(redis, per_minute=9000)
+        self.sleep = sleep
+
+    # -- access token ---------------------------------------------------------------------------
+
+    @property
+    def access_token(self) -> str:
+        token = self.session.get(self.access_token_key)
+        if token:
+            return str(token)
+        lock = self.redis.lock(f"siyu:wecom:token-lock:{self.access_token_key}", timeout=30, blocking_timeout=30)
+        with lock:
+            # Another process may have refreshed while we waited for the lock.
+            token = self.session.get(self.access_token_key)
+            if token:
+                return str(token)
+            return self.fetch_access_token()["access_token"]  # type: ignore[no-any-return]
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        """GET gettoken (doc path/91039): one token per secret, cached for its lifetime less a margin."""
+        url = self.API_BASE_URL + "gettoken"
+        log.info("fetching a WeCom access token for corp %s", self.corp_id)
+        try:
+            res = self._http.get(
+                url, params={"corpid": self.corp_id, "corpsecret": self.secret}, timeout=self.timeout
+            )
+            res.raise_for_status()
+            result = res.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise WeComUnavailable(None, type(exc).__name__, "gettoken") from exc
+        errcode = int(result.get("errcode", 0) or 0)
+        if errcode:
+            raise WeComError.for_code(errcode, result.get("errmsg", ""), "gettoken")
+        expires_in = int(result.get("expires_in", 7200))
+        self.session.set(self.access_token_key, result["access_token"], max(60, expires_in - TOKEN_MARGIN))
+        return result  # type: ignore[no-any-return]
+
+    def _drop_token(self, stale: str) -> None:
+        """Forget the cached token if it is still the one WeCom refused (another process may have renewed it)."""
+        key = self.session.key_name(self.access_token_key)
+
+        def drop(pipe: Any) -> None:
+            current = pipe.get(key)
+            if current is not None and json.loads(current) == stale:
+                pipe.multi()
+                pipe.delete(key)
+
+        self.redis.transaction(drop, key)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _endpoint_name(self, url: str) -> str:
+        path = urlsplit(url).path if url.startswith("http") else url
+        marker = "/cgi-bin/"
+        return path.split(marker, 1)[1] if marker in path else path.lstrip("/")
+
+    def _request(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
+        url = url_or_endpoint
+        if not url.startswith(("http://", "https://")):
+            url = kwargs.pop("api_base_url", self.API_BASE_URL) + url
+        endpoint = self._endpoint_name(url)
+        params = dict(kwargs.pop("params", None) or {})
+        data = kwargs.pop("data", None)
+        if isinstance(data, dict):
+            data = json.dumps(data, ensure_ascii=False).encode()
+        result_processor = kwargs.pop("result_processor", None)
+        kwargs.pop("timeout", None)
+
+        token_retried = False
+        busy_attempt = 0
+        while True:
+            try:
+                self.budget.take(endpoint)
+            except BudgetExhausted as exc:
+                raise RateLimited(45009, "client-side budget spent", endpoint, retry_after=exc.retry_after) from exc
+            token = self.access_token
+            try:
+                res = self._http.request(
+                    method, url, params={**params, "access_token": token}, data=data, timeout=self.timeout, **kwargs
+                )
+                res.raise_for_status()
+                result = res.json()
+            except (requests.RequestException, ValueError) as exc:
+                raise WeComUnavailable(None, type(exc).__name__, endpoint) from exc
+            if not isinstance(result, dict):
+                raise WeComUnavailable(None, "answer is not a JSON object", endpoint)
+            errcode = int(result.get("errcode", 0) or 0)
+            if errcode == 0:
+                return result_processor(result) if result_processor else result
+            error = WeComError.for_code(errcode, str(result.get("errmsg", "")), endpoint)
+            if isinstance(error, TokenInvalid) and not token_retried:
+                token_retried = True
+                log.info("WeCom refused the access token on %s (errcode %s); refreshing once", endpoint, errcode)
+                self._drop_token(token)
+                continue
+            if isinstance(error, SystemBusy | ConcurrencyLimited) and busy_attempt < len(BUSY_BACKOFF):
+                delay = BUSY_BACKOFF[busy_attempt]
+                busy_attempt += 1
+                log.warning("WeCom %s answered %s; retrying in %.1fs", endpoint, errcode, delay)
+                self.sleep(delay)
+                continue
+            if isinstance(error, RateLimited):
+                wait = self.budget.seconds_to_window_end()
+                self.budget.block(endpoint, wait)
+                error.retry_after = wait
+            raise error
+
+    # -- endpoints wechatpy 1.8.18 lacks or gets wrong (REFERENCE.md §4.2) -------------------------
+
+    def get_external_contact(self, external_userid: str) -> dict[str, Any]:
+        """externalcontact/get (doc path/92114), following ``next_cursor`` past 500 followers."""
+        cursor = ""
+        merged: dict[str, Any] | None = None
+        while True:
+            params = {"external_userid": external_userid}
+            if cursor:
+                params["cursor"] = cursor
+            page = self.get("externalcontact/get", params=params)
+            if merged is None:
+                merged = page
+            else:
+                merged.setdefault("follow_user", []).extend(page.get("follow_user", []))
+            cursor = page.get("next_cursor", "")
+            if not cursor:
+                return merged
+
+    def list_departments(self) -> list[dict[str, Any]]:
+        """department/list (doc path/90208): every department the app can see; departments are stores."""
+        return list(self.get("department/list").get("department", []))
+
+    def list_department_users(self, department_id: int) -> list[dict[str, Any]]:
+        """user/list (doc path/90201) for one department, without its children."""
+        result = self.get("user/list", params={"department_id": department_id, "fetch_child": 0})
+        return list(result.get("userlist", []))
+
+    def get_corp_tags(self, tag_ids: list[str] | None = None, group_ids: list[str] | None = None) -> list[Any]:
+        """externalcontact/get_corp_tag_list (doc path/92117); group_id filtering is missing in wechatpy."""
+        body: dict[str, Any] = {}
+        if tag_ids:
+            body["tag_id"] = tag_ids
+        if group_ids:
+            body["group_id"] = group_ids
+        return list(self.post("externalcontact/get_corp_tag_list", data=body).get("tag_group", []))
+
+    def send_welcome_msg(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """externalcontact/send_welcome_msg (doc path/92599): within 20 s of the event, once per code."""
+        return self.post("externalcontact/send_welcome_msg", data=payload)  # type: ignore[no-any-return]
+
+    def send_app_text(self, agent_id: int, userids: list[str], content: str) -> dict[str, Any]:
+        """message/send (doc path/90236) as plain text to members."""
+        body = {"touser": "|".join(userids), "msgtype": "text", "agentid": agent_id, "text": {"content": content}}
+        return self.post("message/send", data=body)  # type: ignore[no-any-return]
+
+    def iter_cursor(self, endpoint: str, body: dict[str, Any], items: str) -> Iterator[dict[str, Any]]:
+        """POST endpoints paged by ``cursor``/``next_cursor``."""
+        cursor = ""
+        while True:
+            page = self.post(endpoint, data={**body, "cursor": cursor} if cursor else dict(body))
+            yield from page.get(items, [])
+            cursor = page.get("next_cursor", "")
+            if not cursor:
+                return

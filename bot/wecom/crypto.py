@@ -1,0 +1,98 @@
+"""The callback crypto (REFERENCE.md §1.3, doc path/91144) over wechatpy's AES implementation.
+
+wechatpy's own ``decrypt_message`` parses the envelope with plain xmltodict and compares signatures
+with ``!=``; here the envelope goes through defusedxml and the signature is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+from wechatpy.enterprise.crypto import PrpCrypto
+from wechatpy.exceptions import WeChatException
+
+from bot.wecom.errors import MalformedCallback, ReceiverMismatch, SignatureMismatch
+from bot.wecom.xml import parse_flat_xml
+
+
+def signature(token: str, timestamp: str, nonce: str, encrypted: str) -> str:
+    parts = sorted([token, timestamp, nonce, encrypted])
+    return hashlib.sha1("".join(parts).encode()).hexdigest()  # noqa: S324 - WeCom's protocol
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What a POST callback carries before decryption."""
+
+    to_user: str
+    encrypted: str
+    agent_id: str | None
+
+
+class CallbackCrypto:
+    def __init__(self, token: str, encoding_aes_key: str, receive_id: str) -> None:
+        self.token = token
+        self.receive_id = receive_id
+        import base64
+
+        self._key = base64.b64decode(encoding_aes_key + "=")
+        if len(self._key) != 32:
+            raise ValueError("EncodingAESKey must decode to 32 bytes")
+
+    def check(self, msg_signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
+        expected = signature(self.token, timestamp, nonce, encrypted)
+        if not hmac.compare_digest(expected, (msg_signature or "").lower()):
+            raise SignatureMismatch("msg_signature does not match")
+
+    def _decrypt(self, encrypted: str) -> str:
+        try:
+            return PrpCrypto(self._key).decrypt(encrypted, self.receive_id)
+        except WeChatException as exc:  # InvalidCorpIdException is not an InvalidSignatureException
+            raise ReceiverMismatch("the message was not encrypted for this corp") from exc
+        except Exception as exc:  # bad base64, bad padding, truncated length prefix, bad UTF-8
+            raise MalformedCallback(f"cannot decrypt: {type(exc).__name__}") from exc
+
+    def verify_url(self, msg_signature: str, timestamp: str, nonce: str, echostr: str) -> str:
+        """GET URL verification (§1.1): returns the plaintext to echo back."""
+        # Some proxies turn '+' into ' ' when they decode the query string.
+        echostr = echostr.replace(" ", "+")
+        self.check(msg_signature, timestamp, nonce, echostr)
+        return self._decrypt(echostr)
+
+    def open_envelope(self, body: bytes) -> Envelope:
+        fields = parse_flat_xml(body)
+        encrypted = fields.get("Encrypt")
+        if not encrypted:
+            raise MalformedCallback("the envelope has no Encrypt element")
+        return Envelope(fields.get("ToUserName", ""), encrypted, fields.get("AgentID"))
+
+    def decrypt(self, body: bytes, msg_signature: str, timestamp: str, nonce: str) -> str:
+        """POST: verify the signature over Encrypt, decrypt, check the receive id; returns the XML."""
+        envelope = self.open_envelope(body)
+        self.check(msg_signature, timestamp, nonce, envelope.encrypted)
+        return self._decrypt(envelope.encrypted)
+
+    def encrypt(self, plaintext: str, nonce: str, timestamp: str | None = None) -> tuple[str, dict[str, str]]:
+        """Encrypt as WeCom does; returns (envelope XML body, query parameters) for a POST."""
+        timestamp = timestamp or str(int(time.time()))
+        encrypted = PrpCrypto(self._key).encrypt(plaintext, self.receive_id)
+        if isinstance(encrypted, bytes):
+            encrypted = encrypted.decode()
+        sig = signature(self.token, timestamp, nonce, encrypted)
+        body = (
+            f"<xml><ToUserName><![CDATA[{escape(self.receive_id)}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{encrypted}]]></Encrypt><AgentID><![CDATA[]]></AgentID></xml>"
+        )
+        return body, {"msg_signature": sig, "timestamp": timestamp, "nonce": nonce}
+
+    def encrypt_echostr(self, plaintext: str, nonce: str, timestamp: str) -> dict[str, str]:
+        """The query WeCom sends for GET URL verification."""
+        encrypted = PrpCrypto(self._key).encrypt(plaintext, self.receive_id)
+        if isinstance(encrypted, bytes):
+            encrypted = encrypted.decode()
+        sig = signature(self.token, timestamp, nonce, encrypted)
+        return {"msg_signature": sig, "timestamp": timestamp, "nonce": nonce, "echostr": encrypted}

@@ -1,0 +1,59 @@
+"""change_external_contact: customers arriving, changing and leaving."""
+
+from __future__ import annotations
+
+from bot.models import FollowStatus
+from bot.services import customers
+from bot.services.events import Handler
+from bot.wecom.events import Event, ExternalContactEvent
+
+
+def on_external_contact_added(event: Event) -> str | None:
+    assert isinstance(event, ExternalContactEvent)
+    customers.record_customer_added(event.external_user_id, event.user_id, event.state, confirmed=True)
+    return None
+
+
+def on_external_contact_half_added(event: Event) -> str | None:
+    assert isinstance(event, ExternalContactEvent)
+    customers.record_customer_added(event.external_user_id, event.user_id, event.state, confirmed=False)
+    return None
+
+
+def on_external_contact_edited(event: Event) -> str | None:
+    assert isinstance(event, ExternalContactEvent)
+    customers.sync_customer(event.external_user_id)
+    return None
+
+
+def on_external_contact_deleted(event: Event) -> str | None:
+    """The member deleted the customer (or 在职继承 moved them: Source=DELETE_BY_TRANSFER)."""
+    assert isinstance(event, ExternalContactEvent)
+    reason = "transferred" if event.source == "DELETE_BY_TRANSFER" else "deleted by member"
+    customers.record_follow_lost(event.external_user_id, event.user_id, FollowStatus.deleted_by_staff, reason)
+    return None
+
+
+def on_follow_user_deleted(event: Event) -> str | None:
+    """The customer deleted the member: a loss (流失)."""
+    assert isinstance(event, ExternalContactEvent)
+    customers.record_follow_lost(
+        event.external_user_id, event.user_id, FollowStatus.deleted_by_customer, "deleted by customer"
+    )
+    return None
+
+
+def on_transfer_failed(event: Event) -> str | None:
+    assert isinstance(event, ExternalContactEvent)
+    customers.record_transfer_failed(event.external_user_id, event.user_id, event.fail_reason)
+    return None
+
+
+HANDLERS: dict[str, Handler] = {
+    "change_external_contact.add_external_contact": on_external_contact_added,
+    "change_external_contact.add_half_external_contact": on_external_contact_half_added,
+    "change_external_contact.edit_external_contact": on_external_contact_edited,
+    "change_external_contact.del_external_contact": on_external_contact_deleted,
+    "change_external_contact.del_follow_user": on_follow_user_deleted,
+    "change_external_contact.transfer_fail": on_transfer_failed,
+}
