@@ -303,8 +303,12 @@ def message_send(corp: FakeCorp, body: Body) -> Body:
 
 
 def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Flask:
+    """The fake API over ``corp``; tests may swap ``app.config["CORP"]``/``["SIMULATOR"]`` between runs."""
     app = Flask("siyu-sandbox")
-    app.config["CORP"] = corp
+    app.config.update(CORP=corp, SIMULATOR=simulator)
+
+    def the_corp() -> FakeCorp:
+        return app.config["CORP"]  # type: ignore[no-any-return]
 
     def answer(data: Body, status: int = 200) -> Response:
         return Response(json.dumps(data, ensure_ascii=False), status=status, mimetype="application/json")
@@ -312,12 +316,13 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
     @app.get("/cgi-bin/gettoken")
     def gettoken() -> Response:
         try:
-            return answer(corp.issue_token(request.args.get("corpid", ""), request.args.get("corpsecret", "")))
+            return answer(the_corp().issue_token(request.args.get("corpid", ""), request.args.get("corpsecret", "")))
         except ApiError as exc:
             return answer({"errcode": exc.errcode, "errmsg": exc.errmsg})
 
     @app.route("/cgi-bin/<path:path>", methods=["GET", "POST"])
     def api(path: str) -> Response:
+        corp = the_corp()
         func = ENDPOINTS.get(path)
         if func is None:
             return answer({"errcode": 40078, "errmsg": f"sandbox does not implement {path}"})
@@ -345,26 +350,27 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
     def faults() -> Response:
         data = request.get_json(force=True, silent=True) or {}
         try:
-            corp.inject(str(data.get("endpoint", "*")), int(data["errcode"]), int(data.get("times", 1)))
+            the_corp().inject(str(data.get("endpoint", "*")), int(data["errcode"]), int(data.get("times", 1)))
         except (KeyError, TypeError, ValueError):
             return answer({"error": "send {endpoint, errcode, times}"}, 400)
         return answer({"ok": True})
 
     @app.post("/sandbox/expire-tokens")
     def expire_tokens() -> Response:
-        corp.expire_tokens()
+        the_corp().expire_tokens()
         return answer({"ok": True})
 
     @app.post("/sandbox/mass-tasks/<msgid>/confirm")
     def confirm(msgid: str) -> Response:
-        if msgid not in corp.mass_tasks:
+        if msgid not in the_corp().mass_tasks:
             return answer({"error": "unknown msgid"}, 404)
-        task = confirm_mass_task(corp, msgid)
+        task = confirm_mass_task(the_corp(), msgid)
         return answer({"msgid": msgid, "results": task.results})
 
     @app.post("/sandbox/simulate")
     def simulate() -> Response:
         """Drive the simulator: COUNT customers add members (through real callbacks to Siyu)."""
+        simulator = app.config["SIMULATOR"]
         if simulator is None:
             return answer({"error": "this sandbox has no simulator"}, 404)
         data = request.get_json(force=True, silent=True) or {}
@@ -380,6 +386,7 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
 
     @app.get("/sandbox/state")
     def state() -> Response:
+        corp = the_corp()
         with corp.lock:
             return answer({
                 "corp_id": corp.corp_id, "departments": len(corp.departments), "users": len(corp.users),
