@@ -22,14 +22,16 @@ def index() -> str:
     by_status = dict(
         db.session.execute(select(CallbackEvent.status, func.count()).group_by(CallbackEvent.status)).all()
     )
-    recent = []
+    recent: list[Customer] = []
     if s.sandbox:
-        recent = db.session.scalars(
-            select(Customer)
-            .options(selectinload(Customer.follows).selectinload(FollowRelation.staff))
-            .order_by(Customer.id.desc())
-            .limit(15)
-        ).all()
+        recent = list(
+            db.session.scalars(
+                select(Customer)
+                .options(selectinload(Customer.follows).selectinload(FollowRelation.staff))
+                .order_by(Customer.id.desc())
+                .limit(15)
+            ).all()
+        )
     return render_template(
         "admin/home/index.html",
         sandbox=s.sandbox,

@@ -118,8 +118,10 @@ def events_retry(event_ids: tuple[int, ...]) -> None:
     db.session.commit()
     if reopened:
         enqueue_events([], reopened, redis_conn.client)
-    click.echo(f"queued again: {reopened or 'none'}; not failed or dead: "
-               f"{[i for i in event_ids if i not in reopened] or 'none'}")
+    click.echo(
+        f"queued again: {reopened or 'none'}; not failed or dead: "
+        f"{[i for i in event_ids if i not in reopened] or 'none'}"
+    )
 
 
 @click.command("sandbox")
@@ -159,8 +161,13 @@ def simulate_command(count: int, state: str) -> None:
 
 @click.command("dev")
 @click.option("--port", type=int, default=5000, show_default=True)
-@click.option("--interval", type=float, default=4.0, show_default=True,
-              help="Seconds between simulated customer actions (0: no simulation).")
+@click.option(
+    "--interval",
+    type=float,
+    default=4.0,
+    show_default=True,
+    help="Seconds between simulated customer actions (0: no simulation).",
+)
 @with_appcontext
 def dev_command(port: int, interval: float) -> None:
     """Everything in one process: web server, worker, scheduler and (in sandbox mode) the fake WeCom."""
@@ -220,7 +227,14 @@ def dev_command(port: int, interval: float) -> None:
 
 def register_cli(app: Flask) -> None:
     for command in (
-        worker_command, scheduler_command, create_api_token_command, sync_directory_command, sync_tags_command,
-        events_group, sandbox_command, simulate_command, dev_command,
+        worker_command,
+        scheduler_command,
+        create_api_token_command,
+        sync_directory_command,
+        sync_tags_command,
+        events_group,
+        sandbox_command,
+        simulate_command,
+        dev_command,
     ):
         app.cli.add_command(command)

@@ -152,15 +152,11 @@ class Settings:
                 secret_key=self.secret_key or "siyu-sandbox-secret-key",
             )
         else:
-            missing = [
-                f.metadata["env"] for f in fields(self) if f.metadata["wecom"] and getattr(self, f.name) is None
-            ]
+            missing = [f.metadata["env"] for f in fields(self) if f.metadata["wecom"] and getattr(self, f.name) is None]
             if not self.secret_key:
                 missing.append("SECRET_KEY")
             if missing:
-                raise ConfigError(
-                    "WECOM_CORP_ID is set, so Siyu talks to a real corp and needs: " + ", ".join(missing)
-                )
+                raise ConfigError("WECOM_CORP_ID is set, so Siyu talks to a real corp and needs: " + ", ".join(missing))
             if self.wecom_agent_secret is None:
                 changes["wecom_agent_secret"] = self.wecom_contact_secret
             changes["wecom_api_base"] = self.wecom_api_base or "https://qyapi.weixin.qq.com/cgi-bin/"

@@ -29,7 +29,7 @@ def _inbox() -> CallbackInbox:
     if inbox is None:
         inbox = CallbackInbox(db.engine, enqueue_stored_events(current_app._get_current_object()))  # type: ignore[attr-defined]
         current_app.extensions["siyu.inbox"] = inbox
-    return inbox  # type: ignore[no-any-return]
+    return inbox
 
 
 def _refuse(status: int, reason: str) -> Response:

@@ -34,8 +34,10 @@ def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
     tags: dict[str, dict[str, Any]] = {}
     for f in follows:
         for t in f.tags:
-            tags.setdefault(t.tag_id or f"{t.group_name}/{t.tag_name}",
-                            {"tag_id": t.tag_id, "group_name": t.group_name, "tag_name": t.tag_name, "type": t.type})
+            tags.setdefault(
+                t.tag_id or f"{t.group_name}/{t.tag_name}",
+                {"tag_id": t.tag_id, "group_name": t.group_name, "tag_name": t.tag_name, "type": t.type},
+            )
     data.update(
         avatar=customer.avatar,
         unionid=customer.unionid,
@@ -76,9 +78,7 @@ def list_customers() -> ResponseReturnValue:
         query = query.where(Customer.name.contains(name))
     staff = request.args.get("staff", "").strip()
     if staff:
-        query = query.where(
-            Customer.follows.any(FollowRelation.staff.has(Staff.userid == staff))
-        )
+        query = query.where(Customer.follows.any(FollowRelation.staff.has(Staff.userid == staff)))
     total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = db.session.scalars(
         query.options(selectinload(Customer.follows))

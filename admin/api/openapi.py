@@ -13,8 +13,7 @@ from admin.api import bp
 def _page_params() -> list[dict[str, Any]]:
     return [
         {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
-        {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200,
-                                                        "default": 50}},
+        {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
     ]
 
 
@@ -46,11 +45,20 @@ SPEC: dict[str, Any] = {
         "/customers": {
             "get": {
                 "summary": "List customers, newest first",
-                "parameters": _page_params() + [
-                    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 64},
-                     "description": "part of the customer's name"},
-                    {"name": "staff", "in": "query", "schema": {"type": "string"},
-                     "description": "only customers followed by this member (userid)"},
+                "parameters": _page_params()
+                + [
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 64},
+                        "description": "part of the customer's name",
+                    },
+                    {
+                        "name": "staff",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "only customers followed by this member (userid)",
+                    },
                 ],
                 "responses": {"200": {"description": "A page of customers", **_json("CustomerPage")}, **ERRORS},
             }
@@ -58,8 +66,9 @@ SPEC: dict[str, Any] = {
         "/customers/{external_userid}": {
             "get": {
                 "summary": "A customer's profile, followers and tags",
-                "parameters": [{"name": "external_userid", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
+                "parameters": [
+                    {"name": "external_userid", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
                 "responses": {
                     "200": {"description": "The customer", **_json("Customer")},
                     "404": {"description": "No such customer", **_json("Error")},
@@ -70,9 +79,13 @@ SPEC: dict[str, Any] = {
         "/events": {
             "get": {
                 "summary": "Stored WeCom callback events, newest first",
-                "parameters": _page_params() + [
-                    {"name": "status", "in": "query",
-                     "schema": {"type": "string", "enum": ["pending", "done", "failed", "dead", "skipped"]}},
+                "parameters": _page_params()
+                + [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["pending", "done", "failed", "dead", "skipped"]},
+                    },
                 ],
                 "responses": {"200": {"description": "A page of events", **_json("EventPage")}, **ERRORS},
             }
@@ -98,14 +111,21 @@ SPEC: dict[str, Any] = {
         "schemas": {
             "Error": {
                 "type": "object",
-                "properties": {"error": {"type": "object", "properties": {
-                    "code": {"type": "string"}, "message": {"type": "string"}}}},
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }
+                },
             },
             "CustomerSummary": {
                 "type": "object",
                 "properties": {
-                    "external_userid": {"type": "string"}, "name": {"type": "string"},
-                    "type": {"type": "integer"}, "gender": {"type": "integer"}, "corp_name": {"type": "string"},
+                    "external_userid": {"type": "string"},
+                    "name": {"type": "string"},
+                    "type": {"type": "integer"},
+                    "gender": {"type": "integer"},
+                    "corp_name": {"type": "string"},
                     "created_at": {"type": "string", "format": "date-time"},
                     "following": {"type": "integer", "description": "members who still follow the customer"},
                 },
@@ -120,18 +140,28 @@ SPEC: dict[str, Any] = {
                             "unionid": {"type": ["string", "null"]},
                             "birthday": {"type": ["string", "null"], "format": "date"},
                             "tags": {"type": "array", "items": TAG},
-                            "followers": {"type": "array", "items": {"type": "object", "properties": {
-                                "userid": {"type": "string"}, "name": {"type": "string"},
-                                "remark": {"type": "string"}, "description": {"type": "string"},
-                                "state": {"type": "string", "description": "the channel code's state"},
-                                "add_way": {"type": "integer"},
-                                "added_at": {"type": ["string", "null"], "format": "date-time"},
-                                "status": {"type": "string", "enum": ["active", "deleted_by_staff",
-                                                                      "deleted_by_customer", "pending"]},
-                                "lost_at": {"type": ["string", "null"], "format": "date-time"},
-                                "lost_reason": {"type": ["string", "null"]},
-                                "tags": {"type": "array", "items": TAG},
-                            }}},
+                            "followers": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "userid": {"type": "string"},
+                                        "name": {"type": "string"},
+                                        "remark": {"type": "string"},
+                                        "description": {"type": "string"},
+                                        "state": {"type": "string", "description": "the channel code's state"},
+                                        "add_way": {"type": "integer"},
+                                        "added_at": {"type": ["string", "null"], "format": "date-time"},
+                                        "status": {
+                                            "type": "string",
+                                            "enum": ["active", "deleted_by_staff", "deleted_by_customer", "pending"],
+                                        },
+                                        "lost_at": {"type": ["string", "null"], "format": "date-time"},
+                                        "lost_reason": {"type": ["string", "null"]},
+                                        "tags": {"type": "array", "items": TAG},
+                                    },
+                                },
+                            },
                         },
                     },
                 ]
@@ -140,19 +170,32 @@ SPEC: dict[str, Any] = {
                 "type": "object",
                 "properties": {
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/CustomerSummary"}},
-                    "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"},
+                    "page": {"type": "integer"},
+                    "per_page": {"type": "integer"},
+                    "total": {"type": "integer"},
                 },
             },
             "EventPage": {
                 "type": "object",
                 "properties": {
-                    "items": {"type": "array", "items": {"type": "object", "properties": {
-                        "id": {"type": "integer"}, "kind": {"type": "string"}, "status": {"type": "string"},
-                        "attempts": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
-                        "received_at": {"type": "string", "format": "date-time"},
-                        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
-                    }}},
-                    "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"},
+                    "items": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "kind": {"type": "string"},
+                                "status": {"type": "string"},
+                                "attempts": {"type": "integer"},
+                                "last_error": {"type": ["string", "null"]},
+                                "received_at": {"type": "string", "format": "date-time"},
+                                "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                            },
+                        },
+                    },
+                    "page": {"type": "integer"},
+                    "per_page": {"type": "integer"},
+                    "total": {"type": "integer"},
                 },
             },
         },

@@ -29,8 +29,9 @@ def enqueue_stored_events(app: Flask) -> Callable[[Sequence[StoredEvent]], None]
 
     def enqueue(stored: Sequence[StoredEvent]) -> None:
         if stored:
-            enqueue_events([s.id for s in stored if s.urgent], [s.id for s in stored if not s.urgent],
-                           redis_conn.client)
+            enqueue_events(
+                [s.id for s in stored if s.urgent], [s.id for s in stored if not s.urgent], redis_conn.client
+            )
 
     return enqueue
 

@@ -70,8 +70,15 @@ def configure(scheduler: BaseScheduler, app: Flask, *, catch_up: bool = True) ->
             scheduler.remove_job(existing.id)
     for job in PERIODIC_JOBS:
         scheduler.add_job(
-            run_job, job.trigger, args=[job], id=job.id, name=job.id, replace_existing=True,
-            coalesce=True, max_instances=1, misfire_grace_time=int(job.period.total_seconds()),
+            run_job,
+            job.trigger,
+            args=[job],
+            id=job.id,
+            name=job.id,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=int(job.period.total_seconds()),
             **job.trigger_args,
         )
     if catch_up:

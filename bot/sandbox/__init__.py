@@ -23,8 +23,9 @@ def corp_for(settings: Settings, **kwargs: Any) -> FakeCorp:
 
 
 def simulator_for(settings: Settings, corp: FakeCorp, webhook_url: str, **kwargs: Any) -> Simulator:
-    crypto = CallbackCrypto(settings.wecom_callback_token or "", settings.wecom_callback_aes_key or "",
-                            settings.corp_id)
+    crypto = CallbackCrypto(
+        settings.wecom_callback_token or "", settings.wecom_callback_aes_key or "", settings.corp_id
+    )
     return Simulator(corp, crypto, webhook_url, **kwargs)
 
 

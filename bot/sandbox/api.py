@@ -86,12 +86,19 @@ def batch_get_by_user(corp: FakeCorp, body: Body) -> Body:
         for follow in contact.follows.values():
             if follow.userid in users:
                 data = corp.contact_json(contact.external_userid)
-                items.append({
-                    "external_contact": data["external_contact"],
-                    "follow_info": {"userid": follow.userid, "remark": follow.remark, "state": follow.state,
-                                    "createtime": follow.createtime, "tag_id": list(follow.tag_ids),
-                                    "add_way": follow.add_way},
-                })
+                items.append(
+                    {
+                        "external_contact": data["external_contact"],
+                        "follow_info": {
+                            "userid": follow.userid,
+                            "remark": follow.remark,
+                            "state": follow.state,
+                            "createtime": follow.createtime,
+                            "tag_id": list(follow.tag_ids),
+                            "add_way": follow.add_way,
+                        },
+                    }
+                )
     return _ok(external_contact_list=items, next_cursor="")
 
 
@@ -222,8 +229,7 @@ def add_msg_template(corp: FakeCorp, body: Body) -> Body:
     if "text" not in body and not body.get("attachments"):
         raise ApiError(41048, "no message content")
     sender = body.get("sender") or ""
-    fail_list = [r for r in recipients if r not in corp.contacts or
-                 (sender and sender not in corp.contacts[r].follows)]
+    fail_list = [r for r in recipients if r not in corp.contacts or (sender and sender not in corp.contacts[r].follows)]
     ok = [r for r in recipients if r not in fail_list]
     if not ok:
         raise ApiError(41048, "no customer to send to")
@@ -242,15 +248,27 @@ def _task(corp: FakeCorp, body: Body) -> MassTask:
 @endpoint("externalcontact/get_groupmsg_task")
 def get_groupmsg_task(corp: FakeCorp, body: Body) -> Body:
     task = _task(corp, body)
-    return _ok(task_list=[{"userid": task.sender, "status": 2 if task.confirmed else 0,
-                           "send_time": int(task.created_at) if task.confirmed else 0}], next_cursor="")
+    return _ok(
+        task_list=[
+            {
+                "userid": task.sender,
+                "status": 2 if task.confirmed else 0,
+                "send_time": int(task.created_at) if task.confirmed else 0,
+            }
+        ],
+        next_cursor="",
+    )
 
 
 @endpoint("externalcontact/get_groupmsg_send_result")
 def get_groupmsg_send_result(corp: FakeCorp, body: Body) -> Body:
     task = _task(corp, body)
-    return _ok(send_list=[{"external_userid": r, "userid": task.sender, "status": task.results.get(r, 0)}
-                          for r in task.recipients], next_cursor="")
+    return _ok(
+        send_list=[
+            {"external_userid": r, "userid": task.sender, "status": task.results.get(r, 0)} for r in task.recipients
+        ],
+        next_cursor="",
+    )
 
 
 @endpoint("externalcontact/cancel_groupmsg_send")
@@ -308,7 +326,7 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
     app.config.update(CORP=corp, SIMULATOR=simulator)
 
     def the_corp() -> FakeCorp:
-        return app.config["CORP"]  # type: ignore[no-any-return]
+        return app.config["CORP"]
 
     def answer(data: Body, status: int = 200) -> Response:
         return Response(json.dumps(data, ensure_ascii=False), status=status, mimetype="application/json")
@@ -388,11 +406,17 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
     def state() -> Response:
         corp = the_corp()
         with corp.lock:
-            return answer({
-                "corp_id": corp.corp_id, "departments": len(corp.departments), "users": len(corp.users),
-                "contacts": len(corp.contacts), "welcomes_sent": len(corp.welcomes_sent),
-                "app_messages": len(corp.app_messages), "token_fetches": corp.token_fetches,
-                "calls": len(corp.calls),
-            })
+            return answer(
+                {
+                    "corp_id": corp.corp_id,
+                    "departments": len(corp.departments),
+                    "users": len(corp.users),
+                    "contacts": len(corp.contacts),
+                    "welcomes_sent": len(corp.welcomes_sent),
+                    "app_messages": len(corp.app_messages),
+                    "token_fetches": corp.token_fetches,
+                    "calls": len(corp.calls),
+                }
+            )
 
     return app

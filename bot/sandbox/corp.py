@@ -169,8 +169,12 @@ class FakeCorp:
     def add_user(self, userid: str, name: str, department: int, position: str = "") -> None:
         with self.lock:
             self.users[userid] = {
-                "userid": userid, "name": name, "department": [department], "main_department": department,
-                "position": position, "status": 1,
+                "userid": userid,
+                "name": name,
+                "department": [department],
+                "main_department": department,
+                "position": position,
+                "status": 1,
             }
 
     # -- customers ------------------------------------------------------------------------------
@@ -200,17 +204,26 @@ class FakeCorp:
             tags = self.tag_index()
             return {
                 "external_contact": {
-                    "external_userid": contact.external_userid, "name": contact.name, "type": contact.type,
-                    "gender": contact.gender, "avatar": contact.avatar, "unionid": contact.unionid,
+                    "external_userid": contact.external_userid,
+                    "name": contact.name,
+                    "type": contact.type,
+                    "gender": contact.gender,
+                    "avatar": contact.avatar,
+                    "unionid": contact.unionid,
                 },
                 "follow_user": [
                     {
-                        "userid": f.userid, "remark": f.remark, "description": f.description,
-                        "createtime": f.createtime, "add_way": f.add_way, "state": f.state,
+                        "userid": f.userid,
+                        "remark": f.remark,
+                        "description": f.description,
+                        "createtime": f.createtime,
+                        "add_way": f.add_way,
+                        "state": f.state,
                         "oper_userid": f.oper_userid or contact.external_userid,
                         "tags": [
                             {"group_name": tags[t][0], "tag_name": tags[t][1], "type": 1, "tag_id": t}
-                            for t in f.tag_ids if t in tags
+                            for t in f.tag_ids
+                            if t in tags
                         ],
                     }
                     for f in contact.follows.values()
@@ -219,9 +232,7 @@ class FakeCorp:
 
     def tag_index(self) -> dict[str, tuple[str, str]]:
         return {
-            tag["id"]: (group["group_name"], tag["name"])
-            for group in self.tag_groups.values()
-            for tag in group["tag"]
+            tag["id"]: (group["group_name"], tag["name"]) for group in self.tag_groups.values() for tag in group["tag"]
         }
 
     # -- welcome messages (doc path/92599) ------------------------------------------------------
@@ -252,8 +263,11 @@ class FakeCorp:
                 if not body.get("group_name"):
                     raise ApiError(40068, "invalid tag group")
                 group = {
-                    "group_id": self.new_id("et"), "group_name": body["group_name"],
-                    "create_time": int(self.clock()), "order": int(body.get("order", 0)), "tag": [],
+                    "group_id": self.new_id("et"),
+                    "group_name": body["group_name"],
+                    "create_time": int(self.clock()),
+                    "order": int(body.get("order", 0)),
+                    "tag": [],
                 }
                 self.tag_groups[group["group_id"]] = group
             existing = {t["name"] for t in group["tag"]}
@@ -263,10 +277,14 @@ class FakeCorp:
                     raise ApiError(40071, "tag name already exists")
                 if total >= 3000:
                     raise ApiError(40126, "最多为3000个")
-                group["tag"].append({
-                    "id": self.new_id("et"), "name": tag["name"], "create_time": int(self.clock()),
-                    "order": int(tag.get("order", 0)),
-                })
+                group["tag"].append(
+                    {
+                        "id": self.new_id("et"),
+                        "name": tag["name"],
+                        "create_time": int(self.clock()),
+                        "order": int(tag.get("order", 0)),
+                    }
+                )
                 total += 1
             return {"tag_group": group}
 

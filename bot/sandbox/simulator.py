@@ -36,8 +36,15 @@ def cdata(value: str) -> str:
     return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
-def event_xml(corp_id: str, event: str, create_time: int | None = None, *, from_user: str = "sys",
-              msg_type: str = "event", **fields: Any) -> str:
+def event_xml(
+    corp_id: str,
+    event: str,
+    create_time: int | None = None,
+    *,
+    from_user: str = "sys",
+    msg_type: str = "event",
+    **fields: Any,
+) -> str:
     """A decrypted callback body in WeCom's format; field names are given in WeCom's spelling."""
     parts = [
         f"<ToUserName>{cdata(corp_id)}</ToUserName>",
@@ -70,8 +77,16 @@ class Delivery:
 
 
 class Simulator:
-    def __init__(self, corp: FakeCorp, crypto: CallbackCrypto, webhook_url: str, *, seed: int | None = None,
-                 http: requests.Session | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        corp: FakeCorp,
+        crypto: CallbackCrypto,
+        webhook_url: str,
+        *,
+        seed: int | None = None,
+        http: requests.Session | None = None,
+        timeout: float = 5.0,
+    ) -> None:
         self.corp = corp
         self.crypto = crypto
         self.webhook_url = webhook_url
@@ -90,8 +105,13 @@ class Simulator:
         statuses = []
         for _ in range(sends):
             try:
-                res = self.http.post(self.webhook_url, params=params, data=body.encode(), timeout=self.timeout,
-                                     headers={"Content-Type": "text/xml"})
+                res = self.http.post(
+                    self.webhook_url,
+                    params=params,
+                    data=body.encode(),
+                    timeout=self.timeout,
+                    headers={"Content-Type": "text/xml"},
+                )
                 statuses.append(res.status_code)
                 if res.status_code == 200:
                     break
@@ -119,13 +139,17 @@ class Simulator:
 
     # -- what people do -------------------------------------------------------------------------
 
-    def customer_adds(self, userid: str | None = None, state: str = "", *, welcome: bool = True,
-                      half: bool = False) -> tuple[Contact, Delivery]:
+    def customer_adds(
+        self, userid: str | None = None, state: str = "", *, welcome: bool = True, half: bool = False
+    ) -> tuple[Contact, Delivery]:
         """A customer scans a code (state) and adds a member: add_external_contact with a welcome code."""
         userid = userid or self.pick_staff()
         contact, code = self.corp.add_contact(self.person_name(), self.rng.choice([1, 2]), userid, state)
-        fields: dict[str, Any] = {"ChangeType": "add_half_external_contact" if half else "add_external_contact",
-                                  "UserID": userid, "ExternalUserID": contact.external_userid}
+        fields: dict[str, Any] = {
+            "ChangeType": "add_half_external_contact" if half else "add_external_contact",
+            "UserID": userid,
+            "ExternalUserID": contact.external_userid,
+        }
         if state:
             fields["State"] = state
         if welcome:
@@ -137,33 +161,61 @@ class Simulator:
         with self.corp.lock:
             follow = self.corp.contacts[external_userid].follows[userid]
             follow.tag_ids = list(dict.fromkeys(follow.tag_ids + tag_ids))
-        return self.deliver(event_xml(self.corp.corp_id, "change_external_contact",
-                                      ChangeType="edit_external_contact", UserID=userid,
-                                      ExternalUserID=external_userid))
+        return self.deliver(
+            event_xml(
+                self.corp.corp_id,
+                "change_external_contact",
+                ChangeType="edit_external_contact",
+                UserID=userid,
+                ExternalUserID=external_userid,
+            )
+        )
 
     def customer_deletes_member(self, external_userid: str, userid: str) -> Delivery:
         """The customer deletes the member (a loss): del_follow_user. WeCom keeps the relation one-sided."""
-        return self.deliver(event_xml(self.corp.corp_id, "change_external_contact", ChangeType="del_follow_user",
-                                      UserID=userid, ExternalUserID=external_userid))
+        return self.deliver(
+            event_xml(
+                self.corp.corp_id,
+                "change_external_contact",
+                ChangeType="del_follow_user",
+                UserID=userid,
+                ExternalUserID=external_userid,
+            )
+        )
 
     def member_deletes_customer(self, external_userid: str, userid: str) -> Delivery:
         with self.corp.lock:
             self.corp.contacts[external_userid].follows.pop(userid, None)
-        return self.deliver(event_xml(self.corp.corp_id, "change_external_contact",
-                                      ChangeType="del_external_contact", UserID=userid,
-                                      ExternalUserID=external_userid))
+        return self.deliver(
+            event_xml(
+                self.corp.corp_id,
+                "change_external_contact",
+                ChangeType="del_external_contact",
+                UserID=userid,
+                ExternalUserID=external_userid,
+            )
+        )
 
     def admin_creates_tag(self, group_name: str, tag_name: str) -> Delivery:
         """An admin adds a tag in the WeCom console: change_external_tag/create."""
         result = self.corp.add_tags({"group_name": group_name, "tag": [{"name": tag_name}]})
         tag_id = next(t["id"] for t in result["tag_group"]["tag"] if t["name"] == tag_name)
-        return self.deliver(event_xml(self.corp.corp_id, "change_external_tag", Id=tag_id, TagType="tag",
-                                      ChangeType="create"))
+        return self.deliver(
+            event_xml(self.corp.corp_id, "change_external_tag", Id=tag_id, TagType="tag", ChangeType="create")
+        )
 
     def member_messages_app(self, userid: str, content: str) -> Delivery:
-        return self.deliver(event_xml(self.corp.corp_id, "", from_user=userid, msg_type="text",
-                                      Content=content, MsgId=self.rng.randrange(10**15, 10**16),
-                                      AgentID=1000002))
+        return self.deliver(
+            event_xml(
+                self.corp.corp_id,
+                "",
+                from_user=userid,
+                msg_type="text",
+                Content=content,
+                MsgId=self.rng.randrange(10**15, 10**16),
+                AgentID=1000002,
+            )
+        )
 
     def random_activity(self) -> str:
         """One plausible thing happening in the corp; returns what it was, for the log."""

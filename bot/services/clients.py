@@ -11,7 +11,7 @@ from bot.wecom.budget import CallBudget
 
 
 def settings() -> Settings:
-    return current_app.config["SIYU"]  # type: ignore[no-any-return]
+    return current_app.config["SIYU"]
 
 
 def _client(secret: str) -> WeComClient:
@@ -21,11 +21,15 @@ def _client(secret: str) -> WeComClient:
         s = settings()
         budget = CallBudget(redis_conn.client, per_minute=s.wecom_budget_per_minute)
         client = WeComClient(
-            s.corp_id, secret, api_base=s.wecom_api_base or "", redis=redis_conn.client,
-            timeout=s.wecom_timeout, budget=budget,
+            s.corp_id,
+            secret,
+            api_base=s.wecom_api_base or "",
+            redis=redis_conn.client,
+            timeout=s.wecom_timeout,
+            budget=budget,
         )
         cache[secret] = client
-    return client  # type: ignore[no-any-return]
+    return client
 
 
 def contact_api() -> WeComClient:
@@ -44,4 +48,4 @@ def callback_crypto() -> CallbackCrypto:
         s = settings()
         crypto = CallbackCrypto(s.wecom_callback_token or "", s.wecom_callback_aes_key or "", s.corp_id)
         current_app.extensions["siyu.crypto"] = crypto
-    return crypto  # type: ignore[no-any-return]
+    return crypto

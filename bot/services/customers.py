@@ -15,7 +15,6 @@ from bot.services.directory import ensure_staff
 log = logging.getLogger(__name__)
 
 
-
 def find_customer(external_userid: str) -> Customer | None:
     return db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
 

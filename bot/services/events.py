@@ -31,8 +31,9 @@ def retry_delay(attempts: int, error: Exception) -> float:
     return float(RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1])
 
 
-def process_event(event_id: int, route: Callable[[Event], Handler | None], max_attempts: int, *,
-                  force: bool = False) -> EventStatus | None:
+def process_event(
+    event_id: int, route: Callable[[Event], Handler | None], max_attempts: int, *, force: bool = False
+) -> EventStatus | None:
     """Run the handler for one stored event, once; commits. Returns the event's new status.
 
     The event row is locked (SELECT … FOR UPDATE on PostgreSQL) for the whole run and the handler's
@@ -75,16 +76,18 @@ def _record_failure(event_id: int, kind: str, exc: Exception, max_attempts: int)
     assert row is not None
     row.attempts += 1
     row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-    if row.attempts >= max_attempts or (isinstance(exc, WeComError) and not exc.retryable and
-                                         not _transient_in_wecom(exc)):
+    if row.attempts >= max_attempts or (
+        isinstance(exc, WeComError) and not exc.retryable and not _transient_in_wecom(exc)
+    ):
         row.status = EventStatus.dead
         row.next_attempt_at = None
         log.error("event %s (%s) failed for good after %d attempt(s): %s", event_id, kind, row.attempts, exc)
     else:
         row.status = EventStatus.failed
         row.next_attempt_at = utcnow() + timedelta(seconds=retry_delay(row.attempts, exc))
-        log.warning("event %s (%s) failed (attempt %d), retry at %s: %s", event_id, kind, row.attempts,
-                    row.next_attempt_at, exc)
+        log.warning(
+            "event %s (%s) failed (attempt %d), retry at %s: %s", event_id, kind, row.attempts, row.next_attempt_at, exc
+        )
     status = row.status
     session.commit()
     return status

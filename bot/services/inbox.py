@@ -67,8 +67,10 @@ class CallbackInbox:
         self._lock = threading.Lock()
         table = CallbackEvent.__table__
         insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        self._insert = insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
-            table.c.id, table.c.dedupe_key
+        self._insert = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(table.c.id, table.c.dedupe_key)
         )
         self.batches = 0
         self.events = 0

@@ -14,7 +14,6 @@ from bot.services.clients import contact_api
 log = logging.getLogger(__name__)
 
 
-
 def sync_corp_tags() -> dict[str, int]:
     """A full pull of get_corp_tag_list (doc path/92117) into the mirror; flushes.
 

@@ -75,16 +75,14 @@ class WeComClient(WeChatClient):
             token = self.session.get(self.access_token_key)
             if token:
                 return str(token)
-            return self.fetch_access_token()["access_token"]  # type: ignore[no-any-return]
+            return self.fetch_access_token()["access_token"]
 
     def fetch_access_token(self) -> dict[str, Any]:
         """GET gettoken (doc path/91039): one token per secret, cached for its lifetime less a margin."""
         url = self.API_BASE_URL + "gettoken"
         log.info("fetching a WeCom access token for corp %s", self.corp_id)
         try:
-            res = self._http.get(
-                url, params={"corpid": self.corp_id, "corpsecret": self.secret}, timeout=self.timeout
-            )
+            res = self._http.get(url, params={"corpid": self.corp_id, "corpsecret": self.secret}, timeout=self.timeout)
             res.raise_for_status()
             result = res.json()
         except (requests.RequestException, ValueError) as exc:
@@ -94,7 +92,7 @@ class WeComClient(WeChatClient):
             raise WeComError.for_code(errcode, result.get("errmsg", ""), "gettoken")
         expires_in = int(result.get("expires_in", 7200))
         self.session.set(self.access_token_key, result["access_token"], max(60, expires_in - TOKEN_MARGIN))
-        return result  # type: ignore[no-any-return]
+        return result
 
     def _drop_token(self, stale: str) -> None:
         """Forget the cached token if it is still the one WeCom refused (another process may have renewed it)."""
@@ -205,12 +203,12 @@ class WeComClient(WeChatClient):
 
     def send_welcome_msg(self, payload: dict[str, Any]) -> dict[str, Any]:
         """externalcontact/send_welcome_msg (doc path/92599): within 20 s of the event, once per code."""
-        return self.post("externalcontact/send_welcome_msg", data=payload)  # type: ignore[no-any-return]
+        return self.post("externalcontact/send_welcome_msg", data=payload)
 
     def send_app_text(self, agent_id: int, userids: list[str], content: str) -> dict[str, Any]:
         """message/send (doc path/90236) as plain text to members."""
         body = {"touser": "|".join(userids), "msgtype": "text", "agentid": agent_id, "text": {"content": content}}
-        return self.post("message/send", data=body)  # type: ignore[no-any-return]
+        return self.post("message/send", data=body)
 
     def iter_cursor(self, endpoint: str, body: dict[str, Any], items: str) -> Iterator[dict[str, Any]]:
         """POST endpoints paged by ``cursor``/``next_cursor``."""

@@ -7,6 +7,7 @@ change type Siyu acts on, and anything else parses as ``UnknownEvent`` so it is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from xml.etree.ElementTree import Element
 
 from bot.wecom.errors import MalformedCallback
@@ -113,7 +114,7 @@ def event_from_element(root: Element) -> Event:
         create_time = int(fields.get("CreateTime", "0") or 0)
     except ValueError as exc:
         raise MalformedCallback("CreateTime is not a number") from exc
-    head = dict(
+    head: dict[str, Any] = dict(
         kind=event_kind(fields),
         to_user=fields.get("ToUserName", ""),
         from_user=fields.get("FromUserName", ""),
@@ -158,7 +159,9 @@ def event_from_element(root: Element) -> Event:
         )
     if head["msg_type"] == "text":
         return AppTextMessage(
-            **head, content=fields.get("Content", ""), msg_id=fields.get("MsgId", ""),
+            **head,
+            content=fields.get("Content", ""),
+            msg_id=fields.get("MsgId", ""),
             agent_id=fields.get("AgentID", ""),
         )
     if event == "enter_agent":

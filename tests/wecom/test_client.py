@@ -16,11 +16,11 @@ from bot.wecom.errors import (
     SystemBusy,
     TokenInvalid,
     UnknownExternalContact,
+    WeComError,
+    WeComUnavailable,
     WelcomeAlreadySent,
     WelcomeBeingSent,
     WelcomeCodeInvalid,
-    WeComError,
-    WeComUnavailable,
 )
 
 
@@ -31,8 +31,12 @@ def make_client(app, corp, fake_wecom_app):
 
     def make(secret=None, per_minute=1000, timeout=5.0):
         return WeComClient(
-            settings.corp_id, secret or settings.wecom_contact_secret, api_base=settings.wecom_api_base,
-            redis=redis_conn.client, timeout=timeout, budget=CallBudget(redis_conn.client, per_minute=per_minute),
+            settings.corp_id,
+            secret or settings.wecom_contact_secret,
+            api_base=settings.wecom_api_base,
+            redis=redis_conn.client,
+            timeout=timeout,
+            budget=CallBudget(redis_conn.client, per_minute=per_minute),
             sleep=sleeps.append,
         )
 
@@ -131,8 +135,7 @@ def test_http_500_is_unavailable(make_client, corp):
 
 
 def test_unreachable_wecom_is_unavailable(app):
-    client = WeComClient("ww1", "secret", api_base="http://127.0.0.1:9/cgi-bin/", redis=redis_conn.client,
-                         timeout=1.0)
+    client = WeComClient("ww1", "secret", api_base="http://127.0.0.1:9/cgi-bin/", redis=redis_conn.client, timeout=1.0)
     with pytest.raises(WeComUnavailable):
         client.list_departments()
 
@@ -145,10 +148,18 @@ def test_wrong_secret_is_a_credential_error(make_client):
 
 @pytest.mark.parametrize(
     ("errcode", "cls", "retryable"),
-    [(45033, ConcurrencyLimited, True), (48002, NoPermission, False), (60020, NoPermission, False),
-     (41054, MemberNotActive, False), (84061, UnknownExternalContact, False), (40096, UnknownExternalContact, False),
-     (41050, WelcomeCodeInvalid, False), (41051, WelcomeAlreadySent, False), (41096, WelcomeBeingSent, True),
-     (45035, WeComError, False)],
+    [
+        (45033, ConcurrencyLimited, True),
+        (48002, NoPermission, False),
+        (60020, NoPermission, False),
+        (41054, MemberNotActive, False),
+        (84061, UnknownExternalContact, False),
+        (40096, UnknownExternalContact, False),
+        (41050, WelcomeCodeInvalid, False),
+        (41051, WelcomeAlreadySent, False),
+        (41096, WelcomeBeingSent, True),
+        (45035, WeComError, False),
+    ],
 )
 def test_error_codes_raise_typed_exceptions(make_client, corp, errcode, cls, retryable):
     corp.inject("externalcontact/get", errcode, times=10)

@@ -1,0 +1,200 @@
+"""From a simulated customer's action to Siyu's database, through the webhook and the worker."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.extensions import db, redis_conn
+from bot.jobs.tasks import process_events, requeue_due_events
+from bot.models import CallbackEvent, Customer, EventStatus, FollowRelation, FollowStatus, Tag
+from bot.models._time import utcnow
+from bot.sandbox.simulator import event_xml
+from handlers import HANDLERS
+
+
+def events(app):
+    with app.app_context():
+        return db.session.scalars(select(CallbackEvent).order_by(CallbackEvent.id)).all()
+
+
+def customer(app, external_userid):
+    with app.app_context():
+        row = db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
+        if row is not None:
+            _ = [(f.staff.userid, f.tags) for f in row.follows]
+        return row
+
+
+def test_a_customer_arrives(app, sim, corp, run_worker):
+    contact, delivery = sim.customer_adds(userid="staff0201", state="store-qr")
+    assert delivery.statuses == [200]
+    run_worker()
+    [event] = events(app)
+    assert event.status == EventStatus.done and event.attempts == 1
+    row = customer(app, contact.external_userid)
+    assert row.name == contact.name
+    [follow] = row.follows
+    assert follow.staff.userid == "staff0201" and follow.state == "store-qr"
+    assert follow.status == FollowStatus.active and follow.added_at is not None
+
+
+def test_a_half_added_customer_is_pending(app, sim, corp, run_worker):
+    contact, _ = sim.customer_adds(userid="staff0201", half=True)
+    # WeCom lists the relation only once the member confirms; the fake corp already has it, so drop it.
+    corp.contacts[contact.external_userid].follows.clear()
+    run_worker()
+    [follow] = customer(app, contact.external_userid).follows
+    assert follow.status == FollowStatus.pending
+
+
+def test_tagging_in_the_client_is_mirrored(app, sim, corp, run_worker):
+    contact, _ = sim.customer_adds(userid="staff0201")
+    vip = next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
+    sim.member_tags_customer(contact.external_userid, "staff0201", [vip])
+    run_worker()
+    [follow] = customer(app, contact.external_userid).follows
+    assert [(t.tag_id, t.group_name, t.tag_name) for t in follow.tags] == [(vip, "客户等级", "VIP")]
+
+
+def test_customer_deleting_the_member_is_a_loss(app, sim, run_worker):
+    contact, _ = sim.customer_adds(userid="staff0201")
+    sim.customer_deletes_member(contact.external_userid, "staff0201")
+    run_worker()
+    [follow] = customer(app, contact.external_userid).follows
+    assert follow.status == FollowStatus.deleted_by_customer and follow.lost_at is not None
+
+
+def test_member_deleting_the_customer_is_recorded(app, sim, run_worker):
+    contact, _ = sim.customer_adds(userid="staff0201")
+    run_worker()
+    sim.member_deletes_customer(contact.external_userid, "staff0201")
+    run_worker()
+    [follow] = customer(app, contact.external_userid).follows
+    assert follow.status == FollowStatus.deleted_by_staff and follow.lost_reason == "deleted by member"
+
+
+def test_a_tag_created_in_wecom_reaches_the_mirror(app, sim, run_worker):
+    sim.admin_creates_tag("兴趣偏好", "茶饮")
+    run_worker()
+    with app.app_context():
+        names = set(db.session.scalars(select(Tag.name).where(Tag.deleted.is_(False))))
+    assert "茶饮" in names and "VIP" in names
+    assert events(app)[0].last_error.startswith("mirror now")
+
+
+def test_every_change_type_has_a_handler():
+    kinds = {
+        f"change_external_contact.{c}"
+        for c in (
+            "add_external_contact",
+            "add_half_external_contact",
+            "edit_external_contact",
+            "del_external_contact",
+            "del_follow_user",
+            "transfer_fail",
+        )
+    }
+    kinds |= {f"change_external_tag.{c}" for c in ("create", "update", "delete", "shuffle")}
+    assert kinds <= set(HANDLERS)
+
+
+def test_each_event_is_processed_once_however_often_it_is_queued(app, sim, corp, run_worker):
+    contact, _ = sim.customer_adds(userid="staff0201")
+    [event] = events(app)
+    from bot.jobs.queue import enqueue_events
+
+    enqueue_events([event.id], [event.id, event.id], redis_conn.client)  # a sweeper and a human both re-queued it
+    calls_before = corp.calls.count("externalcontact/get")
+    run_worker()
+    assert corp.calls.count("externalcontact/get") - calls_before == 1
+    with app.app_context():
+        assert process_events([event.id]) == {"done": 1}  # a late duplicate job finds it done
+    assert corp.calls.count("externalcontact/get") - calls_before == 1
+    assert events(app)[0].attempts == 1
+
+
+def test_rate_limited_event_fails_then_succeeds_when_due(app, sim, corp, run_worker):
+    corp.inject("externalcontact/get", 45009)
+    contact, delivery = sim.customer_adds(userid="staff0201")
+    assert delivery.statuses == [200]  # the webhook never waits on WeCom
+    run_worker()
+    [event] = events(app)
+    assert event.status == EventStatus.failed and event.attempts == 1
+    assert "RateLimited" in event.last_error and event.next_attempt_at > utcnow()
+    with app.app_context():
+        assert requeue_due_events() == 0  # not due yet
+        redis_conn.client.flushdb()  # the minute window has passed: WeCom (and our budget) open again
+        db.session.get(CallbackEvent, event.id).next_attempt_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+        assert requeue_due_events() == 1
+    run_worker()
+    [event] = events(app)
+    assert event.status == EventStatus.done and event.attempts == 2
+    assert customer(app, contact.external_userid) is not None
+
+
+def test_permanent_wecom_refusal_is_dead_and_retryable_by_hand(app, sim, corp, run_worker, client, api_token):
+    corp.inject("externalcontact/get", 48002)  # no permission: retrying alone will not help
+    sim.customer_adds(userid="staff0201")
+    run_worker()
+    [event] = events(app)
+    assert event.status == EventStatus.dead and "NoPermission" in event.last_error
+    headers = {"Authorization": f"Bearer {api_token}"}
+    listed = client.get("/api/v1/events?status=dead", headers=headers).get_json()
+    assert [e["id"] for e in listed["items"]] == [event.id]
+    res = client.post(f"/api/v1/events/{event.id}/retry", headers=headers)
+    assert res.status_code == 202
+    run_worker()
+    assert events(app)[0].status == EventStatus.done
+    assert client.post(f"/api/v1/events/{event.id}/retry", headers=headers).status_code == 409
+
+
+def test_transient_failures_stop_at_the_maximum(app, sim, corp, run_worker):
+    max_attempts = app.config["SIYU"].event_max_attempts
+    corp.inject("externalcontact/get", 500, times=max_attempts)
+    sim.customer_adds(userid="staff0201")
+    for _ in range(max_attempts):
+        run_worker()
+        with app.app_context():
+            for row in db.session.scalars(select(CallbackEvent)):
+                row.next_attempt_at = utcnow() - timedelta(seconds=1)
+            db.session.commit()
+            requeue_due_events()
+    [event] = events(app)
+    assert event.status == EventStatus.dead and event.attempts == max_attempts
+
+
+def test_a_pending_event_that_missed_the_queue_is_swept(app, sim, corp, run_worker):
+    contact, _ = sim.customer_adds(userid="staff0201")
+    redis_conn.client.flushdb()  # the push to Redis was lost (Redis restarted with nothing on disk)
+    run_worker()
+    assert events(app)[0].status == EventStatus.pending
+    with app.app_context():
+        db.session.get(CallbackEvent, events(app)[0].id).received_at = utcnow() - timedelta(minutes=5)
+        db.session.commit()
+        assert requeue_due_events() == 1
+    run_worker()
+    assert events(app)[0].status == EventStatus.done
+
+
+@pytest.mark.parametrize("burst", [25])
+def test_a_burst_of_customers_is_processed_exactly_once(app, sim, corp, run_worker, burst):
+    contacts = [sim.customer_adds()[0] for _ in range(burst)]
+    for contact in contacts[:5]:  # and members edit a few of them straight away
+        sim.deliver(
+            event_xml(
+                corp.corp_id,
+                "change_external_contact",
+                ChangeType="edit_external_contact",
+                UserID=next(iter(contact.follows)),
+                ExternalUserID=contact.external_userid,
+            )
+        )
+    run_worker()
+    rows = events(app)
+    assert len(rows) == burst + 5
+    assert all(r.status == EventStatus.done and r.attempts == 1 for r in rows)
+    with app.app_context():
+        assert db.session.query(Customer).count() == burst
+        assert db.session.query(FollowRelation).count() == burst

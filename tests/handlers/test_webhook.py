@@ -1,0 +1,212 @@
+"""/wecom/callback over real HTTP with real signed, encrypted callbacks."""
+
+import hashlib
+import threading
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from bot.extensions import db
+from bot.models import CallbackEvent, EventStatus
+from bot.sandbox.simulator import event_xml
+from bot.wecom.crypto import CallbackCrypto
+
+
+def stored(app):
+    with app.app_context():
+        return db.session.scalars(select(CallbackEvent).order_by(CallbackEvent.id)).all()
+
+
+def count(app):
+    with app.app_context():
+        return db.session.scalar(select(func.count(CallbackEvent.id)))
+
+
+def add_event(sim, external="wmX", welcome=True):
+    fields = {"ChangeType": "add_external_contact", "UserID": "staff0201", "ExternalUserID": external}
+    if welcome:
+        fields["WelcomeCode"] = "WC-" + external
+    return event_xml(sim.corp.corp_id, "change_external_contact", 1700000000, **fields)
+
+
+def test_url_verification_echoes_the_plaintext(sim, webhook_url):
+    query = sim.crypto.encrypt_echostr("8452619823749283", "nonce1", "1700000000")
+    res = requests.get(webhook_url, params=query, timeout=5)
+    assert res.status_code == 200
+    assert res.content == b"8452619823749283"  # no quotes, no newline, no BOM
+
+
+@pytest.mark.parametrize("drop", ["msg_signature", "timestamp", "nonce", "echostr"])
+def test_url_verification_needs_every_parameter(sim, webhook_url, drop):
+    query = sim.crypto.encrypt_echostr("1", "n", "1")
+    del query[drop]
+    assert requests.get(webhook_url, params=query, timeout=5).status_code == 400
+
+
+def test_url_verification_with_forged_signature_is_403(sim, webhook_url):
+    query = sim.crypto.encrypt_echostr("1", "n", "1")
+    query["msg_signature"] = "0" * 40
+    assert requests.get(webhook_url, params=query, timeout=5).status_code == 403
+
+
+def test_event_is_stored_before_the_empty_200(app, sim, callback):
+    plaintext = add_event(sim)
+    res = callback(plaintext)
+    assert res.status_code == 200 and res.content == b""
+    [row] = stored(app)
+    assert row.kind == "change_external_contact.add_external_contact"
+    assert row.status == EventStatus.pending and row.create_time == 1700000000
+    assert row.dedupe_key == hashlib.sha256(plaintext.encode()).hexdigest()
+    assert row.plaintext == plaintext
+
+
+def test_redelivery_is_acknowledged_and_stored_once(app, sim, callback, run_worker, corp):
+    plaintext = add_event(sim, external="wmDup", welcome=False)
+    corp.add_contact("客人", 1, "staff0201")  # so that processing has someone to read
+    statuses = [callback(plaintext).status_code for _ in range(4)]  # WeCom's first send and 3 re-sends
+    assert statuses == [200, 200, 200, 200]
+    assert count(app) == 1
+
+
+def test_same_event_at_once_from_many_connections_is_stored_once(app, sim):
+    plaintext = add_event(sim, external="wmRace")
+    body, query = sim.envelope(plaintext)  # one envelope, delivered by 12 connections at the same moment
+    barrier = threading.Barrier(12)
+    statuses = []
+
+    def send():
+        barrier.wait()
+        statuses.append(requests.post(sim.webhook_url, params=query, data=body.encode(), timeout=10).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 12
+    assert count(app) == 1
+
+
+def test_distinct_events_in_the_same_second_from_sys_are_not_collapsed(app, sim, callback):
+    # WeCom's FromUserName+CreateTime rule would merge these: both are from "sys" at the same second.
+    group = event_xml(
+        sim.corp.corp_id, "change_external_tag", 1700000000, Id="etG", TagType="tag_group", ChangeType="create"
+    )
+    tag = event_xml(sim.corp.corp_id, "change_external_tag", 1700000000, Id="etT", TagType="tag", ChangeType="create")
+    assert callback(group).status_code == 200 and callback(tag).status_code == 200
+    assert count(app) == 2
+
+
+def test_forged_signature_is_403_and_stores_nothing(app, sim, webhook_url):
+    body, query = sim.envelope(add_event(sim))
+    query["msg_signature"] = hashlib.sha1(b"forged").hexdigest()
+    res = requests.post(webhook_url, params=query, data=body.encode(), timeout=5)
+    assert res.status_code == 403
+    assert count(app) == 0
+
+
+def test_missing_signature_is_403(app, sim, webhook_url):
+    body, query = sim.envelope(add_event(sim))
+    del query["msg_signature"]
+    assert requests.post(webhook_url, params=query, data=body.encode(), timeout=5).status_code == 403
+    assert count(app) == 0
+
+
+def test_message_encrypted_for_another_corp_is_403(app, sim, webhook_url):
+    settings = app.config["SIYU"]
+    other = CallbackCrypto(settings.wecom_callback_token, settings.wecom_callback_aes_key, "wwanothercorp00000")
+    body, query = other.encrypt(add_event(sim), "n1")
+    res = requests.post(webhook_url, params=query, data=body.encode(), timeout=5)
+    assert res.status_code == 403
+    assert count(app) == 0
+
+
+@pytest.mark.parametrize(
+    "plaintext",
+    [
+        "<xml><ToUserName>broken",
+        "plain words",
+        '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]><xml><A>&x;</A></xml>',
+        '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+        '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]><xml><A>&d;</A></xml>',
+    ],
+    ids=["broken-xml", "not-xml", "xxe", "billion-laughs"],
+)
+def test_hostile_or_broken_plaintext_is_400(app, callback, plaintext):
+    res = callback(plaintext)
+    assert res.status_code == 400
+    assert count(app) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<xml><ToUserName>x</ToUserName></xml>",
+        b"<xml><Encrypt>",
+        b"\x00\xff garbage",
+        b"",
+        b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><Encrypt>&e;</Encrypt></xml>',
+    ],
+    ids=["no-encrypt", "broken-envelope", "binary", "empty", "xxe-envelope"],
+)
+def test_broken_envelope_is_400(app, sim, webhook_url, body):
+    query = {"msg_signature": "a" * 40, "timestamp": "1", "nonce": "2"}
+    res = requests.post(webhook_url, params=query, data=body, timeout=5)
+    assert res.status_code == 400
+    assert count(app) == 0
+
+
+def test_undecryptable_but_signed_payload_is_400(app, sim, webhook_url):
+    from bot.wecom.crypto import signature
+
+    encrypted = "bm90IGFuIEFFUyBibG9jaw=="
+    body = f"<xml><ToUserName>x</ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>".encode()
+    query = {"msg_signature": signature(sim.crypto.token, "1", "2", encrypted), "timestamp": "1", "nonce": "2"}
+    assert requests.post(webhook_url, params=query, data=body, timeout=5).status_code == 400
+    assert count(app) == 0
+
+
+def test_oversized_body_is_413(app, sim, webhook_url):
+    cap = app.config["SIYU"].callback_max_bytes
+    body, query = sim.envelope(add_event(sim))
+    padded = body.replace("</xml>", "<Pad>" + "x" * cap + "</Pad></xml>")
+    assert requests.post(webhook_url, params=query, data=padded.encode(), timeout=5).status_code == 413
+    assert count(app) == 0
+
+
+def test_oversized_chunked_body_without_length_is_413(app, sim, webhook_url):
+    cap = app.config["SIYU"].callback_max_bytes
+    _, query = sim.envelope(add_event(sim))
+
+    def chunks():
+        for _ in range(cap // 1024 + 2):
+            yield b"x" * 1024
+
+    assert requests.post(webhook_url, params=query, data=chunks(), timeout=5).status_code == 413
+    assert count(app) == 0
+
+
+def test_unknown_event_type_is_stored_and_acknowledged(app, sim, callback, run_worker):
+    plaintext = event_xml(sim.corp.corp_id, "some_future_event", ChangeType="whatever", Detail="x")
+    assert callback(plaintext).status_code == 200
+    run_worker()
+    [row] = stored(app)
+    assert row.kind == "some_future_event.whatever"
+    assert row.status == EventStatus.skipped
+
+
+def test_storage_failure_answers_503_so_wecom_resends(app, sim, callback, monkeypatch):
+    with app.app_context():
+        from handlers.webhook import _inbox
+
+        inbox = _inbox()
+
+    def broken_commit(events):
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(inbox, "_commit", broken_commit)
+    assert callback(add_event(sim, external="wmLater")).status_code == 503
+    monkeypatch.undo()
+    assert callback(add_event(sim, external="wmLater")).status_code == 200  # WeCom's re-send lands
+    assert count(app) == 1
