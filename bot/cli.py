@@ -44,7 +44,8 @@ def worker_command(burst: bool) -> None:
     """Run a queue worker (urgent welcome work first, then events, then the rest)."""
     _require_shared_redis("worker")
     worker = _worker(current_app._get_current_object())  # type: ignore[attr-defined]
-    worker.work(burst=burst, with_scheduler=False)  # type: ignore[attr-defined]
+    level = current_app.config["SIYU"].log_level
+    worker.work(burst=burst, with_scheduler=False, logging_level=level)  # type: ignore[attr-defined]
 
 
 @click.command("scheduler")
@@ -175,7 +176,8 @@ def dev_command(port: int, interval: float) -> None:
 
     from bot.jobs import tasks
     from bot.jobs.context import bind_app
-    from bot.jobs.scheduler import configure, scheduler_kwargs
+    from bot.jobs.registry import PERIODIC_JOBS
+    from bot.jobs.scheduler import configure, run_job, scheduler_kwargs
     from bot.sandbox import corp_for, create_fake_wecom, serve_in_thread, simulator_for
     from bot.services.api_tokens import create_api_token
 
@@ -190,9 +192,12 @@ def dev_command(port: int, interval: float) -> None:
         simulator.seed_corp()
         serve_in_thread(create_fake_wecom(corp, simulator), port=s.sandbox_port)
     serve_in_thread(app, port=port)
+    # One line per request from two servers buries what matters; errors still show.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if s.sandbox:
-        tasks.sync_directory()
-        tasks.sync_corp_tags()
+        for job in PERIODIC_JOBS:
+            if job.func in (tasks.sync_directory, tasks.sync_corp_tags):
+                run_job(job, claim=False)
     token = create_api_token("dev")
     db.session.commit()
     scheduler = configure(BackgroundScheduler(**scheduler_kwargs()), app)

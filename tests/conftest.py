@@ -131,6 +131,9 @@ def run_worker(app: Flask) -> Any:
     from bot.cli import _worker
 
     def run() -> None:
+        inbox = app.extensions.get("siyu.inbox")
+        if inbox is not None:
+            inbox.settle()  # queue pushes are coalesced; make every stored event reach the queue first
         _worker(app).work(burst=True, with_scheduler=False)  # type: ignore[attr-defined]
 
     return run
