@@ -157,6 +157,8 @@ def main() -> int:
         "SIYU_SANDBOX_PORT": str(sandbox_port),
         "SIYU_LOG_LEVEL": "WARNING",
         "FLASK_APP": "wsgi",
+        # The fake WeCom has no per-minute limit; WeCom's 10,000/min/API would stretch the drain over minutes.
+        "WECOM_BUDGET_PER_MINUTE": "10000000",
     }
     for name in ("WECOM_CORP_ID", "WECOM_API_BASE"):
         env.pop(name, None)

@@ -39,15 +39,6 @@ def _int(value: str) -> int:
     return int(value.strip())
 
 
-def _bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true/false, got {value!r}")
-
-
 def _url(value: str) -> str:
     v = value.strip()
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
@@ -108,7 +99,6 @@ class Settings:
     callback_max_bytes: int = _setting("SIYU_CALLBACK_MAX_BYTES", _int, 64 * 1024)
     event_max_attempts: int = _setting("SIYU_EVENT_MAX_ATTEMPTS", _int, 8)
     log_level: str = _setting("SIYU_LOG_LEVEL", _text, "INFO")
-    run_scheduler_jobs_on_start: bool = _setting("SIYU_SYNC_ON_START", _bool, True)
 
     @property
     def sandbox(self) -> bool:

@@ -51,6 +51,7 @@ def run_job(job: PeriodicJob, *, claim: bool = True) -> JobRun | None:
         run.finished_at = utcnow()
         db.session.add(run)
         db.session.commit()
+        db.session.refresh(run)  # loaded now, so the caller can read it after the session is gone
         db.session.expunge(run)
         return run
 

@@ -1,0 +1,102 @@
+import pytest
+
+from admin.api.openapi import SPEC
+
+
+@pytest.fixture
+def auth(api_token):
+    return {"Authorization": f"Bearer {api_token}"}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Basic abc", "Bearer not-a-token"])
+def test_api_needs_a_valid_bearer_token(client, header):
+    headers = {"Authorization": header} if header else {}
+    res = client.get("/api/v1/customers", headers=headers)
+    assert res.status_code == 401
+    assert res.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_revoked_token_is_refused(app, client, api_token):
+    from bot.extensions import db
+    from bot.models import ApiToken
+    from bot.models._time import utcnow
+
+    with app.app_context():
+        for row in db.session.query(ApiToken):
+            row.revoked_at = utcnow()
+        db.session.commit()
+    assert client.get("/api/v1/customers", headers={"Authorization": f"Bearer {api_token}"}).status_code == 401
+
+
+def test_customer_list_pages_and_filters(app, sim, run_worker, client, auth):
+    contacts = [sim.customer_adds(userid="staff0201")[0] for _ in range(3)]
+    contacts.append(sim.customer_adds(userid="staff0301")[0])
+    run_worker()
+    page = client.get("/api/v1/customers?per_page=2", headers=auth).get_json()
+    assert page["total"] == 4 and len(page["items"]) == 2 and page["page"] == 1
+    assert page["items"][0]["external_userid"] == contacts[-1].external_userid  # newest first
+    second = client.get("/api/v1/customers?per_page=2&page=2", headers=auth).get_json()
+    assert {c["external_userid"] for c in page["items"] + second["items"]} == {c.external_userid for c in contacts}
+    by_staff = client.get("/api/v1/customers?staff=staff0301", headers=auth).get_json()
+    assert [c["external_userid"] for c in by_staff["items"]] == [contacts[-1].external_userid]
+    by_name = client.get("/api/v1/customers", query_string={"q": contacts[0].name}, headers=auth).get_json()
+    assert contacts[0].external_userid in {c["external_userid"] for c in by_name["items"]}
+
+
+@pytest.mark.parametrize("query", ["page=0", "page=abc", "per_page=0", "per_page=201", "per_page=1.5", "q=" + "x" * 65])
+def test_bad_list_parameters_are_400(client, auth, query):
+    res = client.get(f"/api/v1/customers?{query}", headers=auth)
+    assert res.status_code == 400
+    assert res.get_json()["error"]["code"] == "invalid_parameter"
+
+
+def test_customer_profile_has_followers_and_tags(app, sim, corp, run_worker, client, auth):
+    from bot.jobs.tasks import sync_directory
+
+    with app.app_context():
+        sync_directory()
+    contact, _ = sim.customer_adds(userid="staff0201", state="store-qr")
+    vip = next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
+    sim.member_tags_customer(contact.external_userid, "staff0201", [vip])
+    run_worker()
+    data = client.get(f"/api/v1/customers/{contact.external_userid}", headers=auth).get_json()
+    assert data["name"] == contact.name and data["following"] == 1
+    [follower] = data["followers"]
+    assert follower["userid"] == "staff0201" and follower["state"] == "store-qr" and follower["status"] == "active"
+    assert follower["name"] == corp.users["staff0201"]["name"]
+    assert data["tags"] == [{"tag_id": vip, "group_name": "客户等级", "tag_name": "VIP", "type": 1}]
+
+
+def test_unknown_customer_is_404(client, auth):
+    res = client.get("/api/v1/customers/wm-nobody", headers=auth)
+    assert res.status_code == 404 and res.get_json()["error"]["code"] == "not_found"
+
+
+def test_events_filter_rejects_unknown_status(client, auth):
+    assert client.get("/api/v1/events?status=weird", headers=auth).status_code == 400
+
+
+def test_openapi_is_public_and_covers_every_api_route(app, client):
+    res = client.get("/api/v1/openapi.json")
+    assert res.status_code == 200 and res.get_json()["openapi"].startswith("3.")
+    documented = {(path, method) for path, ops in SPEC["paths"].items() for method in ops}
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/v1/"):
+            path = rule.rule.removeprefix("/api/v1").replace("<int:", "{").replace("<", "{").replace(">", "}")
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                routes.add((path, method.lower()))
+    assert routes == documented
+
+
+def test_health_reports_database_and_redis(client, app):
+    data = client.get("/healthz").get_json()
+    assert data["ok"] is True and data["database"]["ok"] and data["redis"]["ok"]
+    assert data["database"]["backend"] in ("sqlite", "postgresql")
+
+
+def test_front_page_shows_arrivals_in_sandbox_mode(sim, run_worker, client):
+    contact, _ = sim.customer_adds(userid="staff0201", state="store-qr")
+    run_worker()
+    page = client.get("/").get_data(as_text=True)
+    assert "沙箱模式" in page and contact.name in page and "store-qr" in page

@@ -1,0 +1,55 @@
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.jobs.registry import PERIODIC_JOBS
+from bot.jobs.scheduler import _claim_slot, configure, run_job, scheduler_kwargs
+from bot.models import JobRun
+
+
+def job(name):
+    return next(j for j in PERIODIC_JOBS if j.id == name)
+
+
+def test_job_ids_are_unique_and_named_after_their_function():
+    ids = [j.id for j in PERIODIC_JOBS]
+    assert len(ids) == len(set(ids))
+    assert all(j.id == j.func.__name__ for j in PERIODIC_JOBS)
+
+
+def test_a_slot_is_claimed_once_across_schedulers(ctx):
+    j = job("requeue_due_events")
+    assert _claim_slot(j, now=1000.0) is True
+    assert _claim_slot(j, now=1001.0) is False  # same 15-second slot, another scheduler
+    assert _claim_slot(j, now=1016.0) is True
+
+
+def test_runs_are_recorded(app, ctx, sim):
+    run = run_job(job("sync_directory"), claim=False)
+    assert run.status == "ok" and run.items == 4 and run.finished_at is not None
+    second = run_job(job("sync_directory"))
+    third = run_job(job("sync_directory"))
+    assert second is not None and third is None  # the nightly slot was already taken
+    assert db.session.scalar(select(JobRun.status).where(JobRun.id == second.id)) == "ok"
+
+
+def test_a_failing_job_is_recorded_as_failed(app, ctx, corp):
+    corp.inject("department/list", 48002)
+    run = run_job(job("sync_directory"), claim=False)
+    assert run.status == "failed" and "NoPermission" in run.detail
+
+
+def test_configure_reconciles_and_catches_up_once(app, ctx, sim):
+    scheduler = BackgroundScheduler(**scheduler_kwargs())
+    scheduler.add_job(print, "interval", seconds=5, id="retired_job")
+    configure(scheduler, app)
+    ids = {j.id for j in scheduler.get_jobs()}
+    assert "retired_job" not in ids
+    assert {j.id for j in PERIODIC_JOBS} <= ids
+    # nothing has run yet: one catch-up each
+    assert {f"{j.id}:catch-up" for j in PERIODIC_JOBS} <= ids
+    for j in PERIODIC_JOBS:
+        run_job(j, claim=False)
+    again = BackgroundScheduler(**scheduler_kwargs())
+    configure(again, app)
+    assert not [j for j in again.get_jobs() if j.id.endswith(":catch-up")]

@@ -1,0 +1,89 @@
+"""The sandbox follows WeCom's documented rules, so tests that pass against it mean something."""
+
+import pytest
+
+from bot.sandbox import corp_for
+from bot.sandbox.api import confirm_mass_task
+from bot.sandbox.corp import ApiError
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_700_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def fake(app, clock):
+    corp = corp_for(app.config["SIYU"], clock=clock, mass_cap=2, mass_cap_period=86400)
+    dep = corp.add_department("门店")
+    corp.add_user("u1", "店员", dep)
+    return corp
+
+
+def test_welcome_code_is_single_use(fake):
+    _, code = fake.add_contact("客人", 1, "u1")
+    fake.send_welcome({"welcome_code": code, "text": {"content": "欢迎"}})
+    with pytest.raises(ApiError) as info:
+        fake.send_welcome({"welcome_code": code, "text": {"content": "欢迎"}})
+    assert info.value.errcode == 41051
+
+
+def test_welcome_code_lives_20_seconds(fake, clock):
+    _, code = fake.add_contact("客人", 1, "u1")
+    clock.now += 20.5
+    with pytest.raises(ApiError) as info:
+        fake.send_welcome({"welcome_code": code, "text": {"content": "欢迎"}})
+    assert info.value.errcode == 41050
+
+
+def test_tokens_expire(fake, clock):
+    token = fake.issue_token(fake.corp_id, next(iter(fake.secrets)))["access_token"]
+    fake.check_token(token)
+    clock.now += fake.token_ttl
+    with pytest.raises(ApiError) as info:
+        fake.check_token(token)
+    assert info.value.errcode == 42001
+
+
+def test_mass_send_waits_for_the_member_and_respects_the_cap(fake, clock):
+    from bot.sandbox.api import add_msg_template
+
+    contact, _ = fake.add_contact("客人", 1, "u1")
+    results = []
+    for _ in range(3):
+        msgid = add_msg_template(
+            fake, {"external_userid": [contact.external_userid], "sender": "u1", "text": {"content": "上新"}}
+        )["msgid"]
+        assert fake.mass_tasks[msgid].results == {}  # nothing is delivered until the member confirms
+        results.append(confirm_mass_task(fake, msgid).results[contact.external_userid])
+    assert results == [1, 1, 3]  # the third is over the cap of 2 a day
+    clock.now += 86401
+    msgid = add_msg_template(
+        fake, {"external_userid": [contact.external_userid], "sender": "u1", "text": {"content": "上新"}}
+    )["msgid"]
+    assert confirm_mass_task(fake, msgid).results[contact.external_userid] == 1
+
+
+def test_injected_faults_are_served_then_cleared(fake):
+    fake.inject("externalcontact/get", 45009, times=2)
+    assert [fake.take_fault("externalcontact/get") for _ in range(3)] == [45009, 45009, None]
+
+
+def test_fault_control_endpoint_over_http(app, corp):
+    import requests
+
+    base = app.config["SIYU"].wecom_api_base.removesuffix("cgi-bin/")
+    assert requests.post(base + "sandbox/faults", json={"endpoint": "user/list"}, timeout=5).status_code == 400
+    assert (
+        requests.post(base + "sandbox/faults", json={"endpoint": "user/list", "errcode": -1}, timeout=5).status_code
+        == 200
+    )
+    assert corp.take_fault("user/list") == -1

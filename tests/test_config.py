@@ -1,0 +1,73 @@
+import pytest
+
+from bot.config import SANDBOX_CORP_ID, ConfigError, Settings
+
+REAL = {
+    "WECOM_CORP_ID": "ww1436e0e65a779aee",
+    "WECOM_CONTACT_SECRET": "contact-secret-value",
+    "WECOM_AGENT_ID": "1000002",
+    "WECOM_CALLBACK_TOKEN": "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo",
+    "WECOM_CALLBACK_AES_KEY": "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt",
+    "SECRET_KEY": "a-real-secret",
+}
+
+
+def test_no_corp_id_is_sandbox_mode_with_working_defaults():
+    s = Settings.from_env({})
+    assert s.sandbox and s.corp_id == SANDBOX_CORP_ID
+    assert s.database_url.startswith("sqlite:///") and s.redis_url is None
+    assert s.wecom_api_base == f"http://127.0.0.1:{s.sandbox_port}/cgi-bin/"
+    assert len(s.wecom_callback_aes_key) == 43 and s.wecom_callback_token and s.wecom_contact_secret
+
+
+def test_real_corp_settings_are_taken_as_given():
+    s = Settings.from_env({**REAL, "WECOM_API_BASE": "https://proxy.example.com/cgi-bin"})
+    assert not s.sandbox and s.corp_id == REAL["WECOM_CORP_ID"] and s.wecom_agent_id == 1000002
+    assert s.wecom_api_base == "https://proxy.example.com/cgi-bin/"
+    assert s.wecom_agent_secret == REAL["WECOM_CONTACT_SECRET"]  # the agent secret may equal the contact one
+
+
+def test_real_corp_defaults_to_wecoms_own_api():
+    assert Settings.from_env(REAL).wecom_api_base == "https://qyapi.weixin.qq.com/cgi-bin/"
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["WECOM_CONTACT_SECRET", "WECOM_AGENT_ID", "WECOM_CALLBACK_TOKEN", "WECOM_CALLBACK_AES_KEY", "SECRET_KEY"],
+)
+def test_a_missing_setting_outside_sandbox_stops_start_up(missing):
+    env = {k: v for k, v in REAL.items() if k != missing}
+    with pytest.raises(ConfigError, match=missing):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WECOM_CORP_ID", "not-a-corp"),
+        ("WECOM_AGENT_ID", "abc"),
+        ("WECOM_CALLBACK_TOKEN", "has spaces!"),
+        ("WECOM_CALLBACK_AES_KEY", "tooshort"),
+        ("WECOM_API_BASE", "ftp://x"),
+        ("WECOM_CONTACT_SECRET", "short"),
+        ("SIYU_CALLBACK_MAX_BYTES", "lots"),
+    ],
+)
+def test_malformed_settings_are_named(name, value):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**REAL, name: value})
+    assert name in str(info.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"WECOM_CORP_ID": "bad", "WECOM_AGENT_ID": "x"})
+    assert "WECOM_CORP_ID" in str(info.value) and "WECOM_AGENT_ID" in str(info.value)
+
+
+def test_create_app_refuses_a_half_configured_corp(monkeypatch):
+    from bot import create_app
+
+    monkeypatch.setenv("WECOM_CORP_ID", "ww1436e0e65a779aee")
+    with pytest.raises(ConfigError, match="WECOM_CONTACT_SECRET"):
+        create_app()

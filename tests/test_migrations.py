@@ -1,0 +1,37 @@
+"""One head, upgrade and downgrade on the suite's database, and models that match the migrations."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import inspect
+
+from bot import MIGRATIONS_DIR
+from bot.extensions import db
+
+
+def test_one_head():
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    assert len(script.get_heads()) == 1
+
+
+def test_file_names_start_with_their_date():
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        assert path.name[:8].isdigit() and path.name[8] == "_", path.name
+
+
+def test_models_match_the_migrations(ctx):
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+    assert diff == []
+
+
+@pytest.mark.usefixtures("ctx")
+def test_downgrade_to_nothing_and_back():
+    downgrade(revision="base")
+    assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
+    upgrade()
+    assert {"callback_events", "customers", "follow_relations", "staff", "stores", "tags"} <= set(
+        inspect(db.engine).get_table_names()
+    )
