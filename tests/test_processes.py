@@ -1,0 +1,123 @@
+"""The real processes: `flask dev` as a newcomer runs it, and the webhook under gunicorn with several workers."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from bot.sandbox.simulator import event_xml
+from tests.conftest import BACKEND, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def wait_until(predicate, timeout=30.0, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except requests.RequestException:
+            pass
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SIYU_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(FLASK_APP="wsgi", **extra)
+    return env
+
+
+def test_dev_command_shows_simulated_customers_arriving(tmp_path):
+    port, sandbox_port = free_port(), free_port()
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", SIYU_SANDBOX_PORT=str(sandbox_port))
+    subprocess.run([str(BIN / "flask"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(
+        [str(BIN / "flask"), "dev", "--port", str(port), "--interval", "0.3"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        token = wait_until(
+            lambda: next((m.group(1) for m in map(re.compile(r"API token: (\S+)").search, lines) if m), None)
+        )
+        base = f"http://127.0.0.1:{port}"
+        assert requests.get(base + "/healthz", timeout=5).json()["ok"] is True
+        headers = {"Authorization": f"Bearer {token}"}
+        customers = wait_until(
+            lambda: requests.get(base + "/api/v1/customers", headers=headers, timeout=5).json()["total"] >= 3
+        )
+        assert customers
+        assert "沙箱模式" in requests.get(base + "/", timeout=5).text
+        done = requests.get(base + "/api/v1/events?status=done", headers=headers, timeout=5).json()
+        assert done["total"] >= 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        reader.join(timeout=5)
+        proc.stdout.close()
+    assert any("panel:" in line for line in lines)
+
+
+def test_same_callback_at_two_gunicorn_workers_is_stored_once(app, sim, tmp_path):
+    settings = app.config["SIYU"]
+    port = free_port()
+    env = clean_env(
+        DATABASE_URL=settings.database_url, SIYU_SANDBOX_PORT=str(settings.sandbox_port), SIYU_LOG_LEVEL="WARNING"
+    )
+    if BACKEND == "services":
+        env["REDIS_URL"] = settings.redis_url
+    proc = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-w", "2", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/wecom/callback"
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok)
+        plaintext = event_xml(
+            settings.corp_id,
+            "change_external_contact",
+            ChangeType="del_follow_user",
+            UserID="staff0201",
+            ExternalUserID="wmTwoProcs",
+        )
+        body, query = sim.envelope(plaintext)
+        barrier = threading.Barrier(16)
+        statuses = []
+
+        def send():
+            barrier.wait()
+            # a fresh connection each: gunicorn spreads them over both worker processes
+            statuses.append(requests.post(url, params=query, data=body.encode(), timeout=10).status_code)
+
+        threads = [threading.Thread(target=send) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert statuses == [200] * 16
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    from sqlalchemy import func, select
+
+    from bot.extensions import db
+    from bot.models import CallbackEvent
+
+    with app.app_context():
+        assert db.session.scalar(select(func.count(CallbackEvent.id))) == 1
