@@ -19,6 +19,7 @@ pushed at once. If a push fails (Redis down) the events stay pending in the data
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
@@ -131,6 +132,12 @@ class CallbackInbox:
         self._queue.put((None, waiter))
         waiter.wait(timeout)
 
+    def _settle_at_exit(self) -> None:
+        try:
+            self.settle(timeout=2.0)
+        except InboxUnavailable:
+            log.warning("exiting with stored events not yet queued; the sweeper will queue them")
+
     def _ensure_thread(self) -> None:
         # The thread is started lazily, and again after a fork (gunicorn forks workers after import).
         if self._pid == os.getpid():
@@ -141,6 +148,9 @@ class CallbackInbox:
                 thread = threading.Thread(target=self._run, name="siyu-inbox", daemon=True)
                 thread.start()
                 self._pid = os.getpid()
+                # On a clean exit (gunicorn's SIGTERM) push what is stored but not yet queued; after a
+                # kill the sweeper does it.
+                atexit.register(self._settle_at_exit)
 
     def _drain(self) -> list[tuple[IncomingEvent | None, _Waiter]]:
         while True:

@@ -1,0 +1,61 @@
+"""The flask commands, run through Flask's CLI runner against the test app."""
+
+import pytest
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.models import ApiToken, CallbackEvent, EventStatus
+from tests.conftest import BACKEND
+
+
+def test_create_api_token_prints_a_working_token(app, client):
+    result = app.test_cli_runner().invoke(args=["create-api-token", "crm-sync"])
+    assert result.exit_code == 0
+    token = result.output.strip()
+    assert token.startswith("siyu_")
+    assert client.get("/api/v1/customers", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with app.app_context():
+        assert db.session.scalar(select(ApiToken.name)) == "crm-sync"
+        assert token not in db.session.scalar(select(ApiToken.token_hash))  # only the hash is kept
+
+
+def test_sync_commands_report_what_they_pulled(app, sim):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["sync-directory"])
+    assert result.exit_code == 0 and "3 stores, 4 staff" in result.output
+    result = runner.invoke(args=["sync-tags"])
+    assert result.exit_code == 0 and "3 tag groups, 9 tags" in result.output
+
+
+def test_events_retry_requeues_dead_events(app, sim, corp, run_worker):
+    corp.inject("externalcontact/get", 48002)
+    sim.customer_adds(userid="staff0201")
+    run_worker()
+    with app.app_context():
+        event_id = db.session.scalar(select(CallbackEvent.id))
+    result = app.test_cli_runner().invoke(args=["events", "retry", str(event_id), "999"])
+    assert result.exit_code == 0
+    assert f"queued again: [{event_id}]" in result.output and "[999]" in result.output
+    run_worker()
+    with app.app_context():
+        assert db.session.scalar(select(CallbackEvent.status)) == EventStatus.done
+
+
+def test_simulate_drives_the_running_sandbox(app, sim, fake_wecom_app, run_worker):
+    fake_wecom_app.config["SIMULATOR"] = sim
+    try:
+        result = app.test_cli_runner().invoke(args=["simulate", "--count", "3", "--state", "poster-1"])
+    finally:
+        fake_wecom_app.config["SIMULATOR"] = None
+    assert result.exit_code == 0 and "3/3 callbacks acknowledged" in result.output
+    run_worker()
+    with app.app_context():
+        assert db.session.query(CallbackEvent).filter_by(status=EventStatus.done).count() == 3
+
+
+@pytest.mark.skipif(BACKEND == "services", reason="only the in-process Redis stand-in is refused")
+def test_worker_and_scheduler_refuse_the_in_process_redis(app):
+    for command in ("worker", "scheduler"):
+        result = app.test_cli_runner().invoke(args=[command])
+        assert result.exit_code != 0
+        assert "REDIS_URL is not set" in result.output
