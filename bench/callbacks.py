@@ -4,7 +4,8 @@
 
 1. Pre-signs and pre-encrypts N distinct add_external_contact callbacks for customers that exist in a
    fake corp, and mixes in WeCom-style re-deliveries (every --dup-every-th request repeats an earlier one).
-2. Serves bench/bare.py (an empty 200) and then wsgi:app with the same gunicorn settings, and drives each
+2. Serves bench/bare.py (an empty 200) and then wsgi:app with the same gunicorn settings (gevent workers by
+   default, as deployed; --worker-class gthread to compare), and drives each
    with wrk for --duration seconds: accepted callbacks/s, p50/p99 latency, and their ratio.
 3. Checks that every acknowledged callback is stored exactly once (none lost), then drains the queue with
    --queue-workers worker processes against the fake WeCom and checks each event was processed once.
@@ -75,8 +76,13 @@ def query_one(database_url: str, sql: str) -> tuple:
         return conn.execute(sql).fetchone()  # type: ignore[return-value]
 
 
-def gunicorn(app: str, port: int, env: dict[str, str], workers: int, threads: int) -> subprocess.Popen:
-    kind = ["-k", "sync"] if threads <= 1 else ["-k", "gthread", "--threads", str(threads)]
+def gunicorn(
+    app: str, port: int, env: dict[str, str], workers: int, worker_class: str, threads: int
+) -> subprocess.Popen:
+    if worker_class == "gevent":
+        kind = ["-k", "gevent", "--worker-connections", "1000"]
+    else:
+        kind = ["-k", "gthread", "--threads", str(threads)]
     cmd = [
         str(BIN / "gunicorn"),
         "-w",
@@ -140,7 +146,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--web-threads", type=int, default=16, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--worker-class", choices=["gevent", "gthread"], default="gevent")
+    parser.add_argument("--web-threads", type=int, default=16, help="threads per gunicorn worker (gthread only)")
     parser.add_argument("--queue-workers", type=int, default=2)
     parser.add_argument("--events", type=int, default=60000, help="distinct events prepared")
     parser.add_argument("--dup-every", type=int, default=10, help="every Nth request re-delivers an earlier one")
@@ -197,12 +204,9 @@ def main() -> int:
     requests_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     results = {}
-    apps = [("bare Flask endpoint", "bench.bare:app"), ("Siyu webhook", "wsgi:app")]
-    if os.environ.get("SIYU_BENCH_EXTRA_APP"):
-        apps.insert(1, ("variant", os.environ["SIYU_BENCH_EXTRA_APP"]))
-    for name, app in apps:
+    for name, app in (("bare Flask endpoint", "bench.bare:app"), ("Siyu webhook", "wsgi:app")):
         port = free_port()
-        proc = gunicorn(app, port, env, args.web_workers, args.web_threads)
+        proc = gunicorn(app, port, env, args.web_workers, args.worker_class, args.web_threads)
         try:
             wait_for_port(port)
             time.sleep(1.0)

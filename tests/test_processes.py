@@ -73,7 +73,7 @@ def test_dev_command_shows_simulated_customers_arriving(tmp_path):
     assert any("panel:" in line for line in lines)
 
 
-def test_same_callback_at_two_gunicorn_workers_is_stored_once(app, sim, tmp_path):
+def test_same_callback_at_two_gevent_gunicorn_workers_is_stored_once(app, sim, tmp_path):
     settings = app.config["SIYU"]
     port = free_port()
     env = clean_env(
@@ -82,7 +82,7 @@ def test_same_callback_at_two_gunicorn_workers_is_stored_once(app, sim, tmp_path
     if BACKEND == "services":
         env["REDIS_URL"] = settings.redis_url
     proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", "2", "-k", "gthread", "--threads", "8", "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        [str(BIN / "gunicorn"), "-w", "2", "-k", "gevent", "-b", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT,
         env=env,
     )
