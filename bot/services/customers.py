@@ -11,6 +11,7 @@ from bot.models import Customer, FollowRelation, FollowStatus, FollowTag
 from bot.models._time import from_epoch, utcnow
 from bot.services.clients import contact_api
 from bot.services.directory import ensure_staff
+from bot.services.rows import get_or_insert
 
 log = logging.getLogger(__name__)
 
@@ -19,25 +20,25 @@ def find_customer(external_userid: str) -> Customer | None:
     return db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
 
 
+def _customer(external_userid: str) -> Customer:
+    return get_or_insert(Customer, {"external_userid": external_userid})
+
+
 def _follow(customer: Customer, userid: str) -> FollowRelation:
     staff = ensure_staff(userid)
-    follow = db.session.scalar(
-        select(FollowRelation).where(FollowRelation.customer_id == customer.id, FollowRelation.staff_id == staff.id)
-    )
-    if follow is None:
-        follow = FollowRelation(customer=customer, staff=staff)
-        db.session.add(follow)
-    return follow
+    return get_or_insert(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
 
 
 def sync_customer(external_userid: str) -> Customer:
     """Re-read one customer from externalcontact/get (doc path/92114) and upsert them; flushes."""
+    return _sync_customer(external_userid)[0]
+
+
+def _sync_customer(external_userid: str) -> tuple[Customer, set[str]]:
+    """The upserted customer, and the members WeCom lists as following them."""
     data = contact_api().get_external_contact(external_userid)
     contact = data.get("external_contact", {})
-    customer = find_customer(external_userid)
-    if customer is None:
-        customer = Customer(external_userid=external_userid)
-        db.session.add(customer)
+    customer = _customer(external_userid)
     customer.name = contact.get("name", "") or ""
     customer.avatar = contact.get("avatar", "") or ""
     customer.type = int(contact.get("type", 1) or 1)
@@ -66,36 +67,31 @@ def sync_customer(external_userid: str) -> Customer:
             for t in item.get("tags", [])
         ]
     db.session.flush()
-    return customer
+    return customer, {item["userid"] for item in data.get("follow_user", [])}
 
 
 def record_customer_added(external_userid: str, userid: str, state: str, *, confirmed: bool) -> Customer:
     """add_external_contact / add_half_external_contact: upsert from WeCom, keep the event's state."""
-    customer = sync_customer(external_userid)
+    customer, listed = _sync_customer(external_userid)
     follow = _follow(customer, userid)
     if not follow.state and state:
         follow.state = state
     if follow.added_at is None:
         follow.added_at = utcnow()
-    if not confirmed and follow.id is None:
+    if not confirmed and userid not in listed:
+        # A skip-verify add the member has not confirmed yet: WeCom does not list the relation.
         follow.status = FollowStatus.pending
     db.session.flush()
     return customer
 
 
-def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, reason: str) -> bool:
+def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, reason: str) -> None:
     """del_external_contact / del_follow_user: the relation ends; the customer and history stay."""
-    customer = find_customer(external_userid)
-    if customer is None:
-        customer = Customer(external_userid=external_userid)
-        db.session.add(customer)
-        db.session.flush()
-    follow = _follow(customer, userid)
+    follow = _follow(_customer(external_userid), userid)
     follow.status = status
     follow.lost_at = utcnow()
     follow.lost_reason = reason
     db.session.flush()
-    return True
 
 
 def record_transfer_failed(external_userid: str, userid: str, reason: str) -> None:

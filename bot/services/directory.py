@@ -11,18 +11,14 @@ from bot.extensions import db
 from bot.models import Staff, Store
 from bot.models._time import utcnow
 from bot.services.clients import contact_api
+from bot.services.rows import get_or_insert
 
 log = logging.getLogger(__name__)
 
 
 def ensure_staff(userid: str) -> Staff:
     """The staff row for ``userid``, created as a placeholder if the directory has not been synced yet."""
-    staff = db.session.scalar(select(Staff).where(Staff.userid == userid))
-    if staff is None:
-        staff = Staff(userid=userid, name=userid)
-        db.session.add(staff)
-        db.session.flush()
-    return staff
+    return get_or_insert(Staff, {"userid": userid}, name=userid)
 
 
 def sync_directory(progress: Callable[[int, int], None] | None = None) -> dict[str, int]:

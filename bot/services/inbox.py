@@ -2,9 +2,10 @@
 
 One fsync per callback caps a PostgreSQL-backed webhook near 900/s on a small machine
 (shared/PERFORMANCE.md). The inbox therefore *group-commits*: request threads (greenlets under gunicorn's
-gevent workers) hand their event to one committer thread per process, which inserts everything waiting in one transaction and one commit, and
-only then releases each request to answer 200. No artificial delay is added: callbacks that arrive
-while a commit is in flight simply share the next one. The durability promise is the database's own:
+gevent workers) hand their event to one committer thread per process, which inserts everything waiting
+in one transaction and one commit, and only then releases each request to answer 200. No artificial
+delay is added: callbacks that arrive while a commit is in flight simply share the next one. The
+durability promise is the database's own:
 an acknowledged callback survives a killed process, and with PostgreSQL's default synchronous_commit a
 crashed machine too.
 

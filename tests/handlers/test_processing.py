@@ -198,3 +198,34 @@ def test_a_burst_of_customers_is_processed_exactly_once(app, sim, corp, run_work
     with app.app_context():
         assert db.session.query(Customer).count() == burst
         assert db.session.query(FollowRelation).count() == burst
+
+
+def test_first_events_of_a_new_member_and_customer_at_two_workers_at_once(app, sim, corp):
+    """Two workers create the same new member, customer and relation at the same moment: both succeed."""
+    import threading
+
+    rounds = 6
+    for n in range(rounds):
+        corp.add_user(f"newbie{n}", f"新人{n}", 2)  # a member Siyu has never seen: a placeholder row is made
+        contact, _ = sim.customer_adds(userid=f"newbie{n}")
+        sim.member_tags_customer(contact.external_userid, f"newbie{n}", [])
+    rows = events(app)
+    assert len(rows) == 2 * rounds
+    results = []
+    for first, second in zip(rows[::2], rows[1::2], strict=True):
+        barrier = threading.Barrier(2)
+
+        def work(event_id, barrier=barrier):
+            with app.app_context():
+                barrier.wait()
+                results.append(process_events([event_id]))
+
+        threads = [threading.Thread(target=work, args=(row.id,)) for row in (first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == [{"done": 1}] * (2 * rounds)
+    with app.app_context():
+        assert db.session.query(Customer).count() == rounds
+        assert db.session.query(FollowRelation).count() == rounds

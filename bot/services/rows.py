@@ -1,0 +1,33 @@
+"""Race-safe get-or-create for rows with a natural key.
+
+Two workers handling the first events of one new customer (or member) at once would both insert it and
+one would fail on the unique constraint. ``INSERT … ON CONFLICT DO NOTHING`` then ``SELECT`` lets both
+go on with the same row: on PostgreSQL the second insert waits for the first transaction and then does
+nothing; SQLite serialises writers anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from bot.extensions import db
+
+M = TypeVar("M")
+
+
+def get_or_insert(model: type[M], keys: dict[str, Any], **defaults: Any) -> M:
+    """The row of ``model`` with ``keys`` (a unique key), inserted with ``defaults`` if missing; flushes."""
+    query = select(model).filter_by(**keys)
+    row = db.session.scalar(query)
+    if row is not None:
+        return row
+    db.session.flush()
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(insert(model).values(**keys, **defaults).on_conflict_do_nothing(index_elements=list(keys)))
+    row = db.session.scalar(query)
+    assert row is not None
+    return row
