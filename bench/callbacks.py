@@ -256,9 +256,10 @@ def main() -> int:
 
     ratio = hook["rps"] / bare["rps"] if bare["rps"] else 0.0
     print()
+    shape = f"{args.web_threads} threads each (gthread)" if args.worker_class == "gthread" else "gevent"
     print(
-        f"machine: {os.cpu_count()} cores · gunicorn {args.web_workers} workers × {args.web_threads} threads "
-        f"(gthread) · wrk {args.wrk_threads} threads, {args.connections} connections, {args.duration}s"
+        f"machine: {os.cpu_count()} cores · gunicorn {args.web_workers} workers, {shape} · "
+        f"wrk {args.wrk_threads} threads, {args.connections} connections, {args.duration}s"
     )
     print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     for name, r in results.items():
@@ -271,6 +272,8 @@ def main() -> int:
         f"done {done}, done on the first attempt {once}, not done {failed}, customers {customers}, "
         f"externalcontact/get calls {api_reads}"
     )
+    # Each event reads its customer once when it is processed; more reads than events done means an event
+    # was worked on twice (or failed once and was retried, which the "not done" count shows).
     twice = api_reads - done
     print(f"processed twice: {max(twice, 0)}")
     ok = hook["errors"] == 0 and lost == 0 and failed == 0 and once == done and twice == 0 and stored <= high
