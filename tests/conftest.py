@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,23 @@ from bot.sandbox.corp import FakeCorp
 from bot.sandbox.simulator import Simulator
 
 BACKEND = os.environ.get("SIYU_TEST_BACKEND", "embedded")
+
+
+def post_at_once(url: str, query: dict[str, str], body: str, copies: int) -> list[int]:
+    """POST the same callback from ``copies`` connections released at the same instant; their statuses."""
+    barrier = threading.Barrier(copies)
+    statuses: list[int] = []
+
+    def send() -> None:
+        barrier.wait()
+        statuses.append(requests.post(url, params=query, data=body.encode(), timeout=10).status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(copies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
 
 
 def free_port() -> int:

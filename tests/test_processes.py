@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from bot.sandbox.simulator import event_xml
-from tests.conftest import BACKEND, free_port
+from tests.conftest import BACKEND, free_port, post_at_once
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -97,20 +97,8 @@ def test_same_callback_at_two_gevent_gunicorn_workers_is_stored_once(app, sim, t
             ExternalUserID="wmTwoProcs",
         )
         body, query = sim.envelope(plaintext)
-        barrier = threading.Barrier(16)
-        statuses = []
-
-        def send():
-            barrier.wait()
-            # a fresh connection each: gunicorn spreads them over both worker processes
-            statuses.append(requests.post(url, params=query, data=body.encode(), timeout=10).status_code)
-
-        threads = [threading.Thread(target=send) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert statuses == [200] * 16
+        # a fresh connection each: gunicorn spreads them over both worker processes
+        assert post_at_once(url, query, body, 16) == [200] * 16
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -139,62 +139,49 @@ class Simulator:
 
     # -- what people do -------------------------------------------------------------------------
 
+    def contact_change(self, change_type: str, userid: str, external_userid: str, **fields: Any) -> Delivery:
+        """Deliver a change_external_contact callback of ``change_type`` for one member and customer."""
+        return self.deliver(
+            event_xml(
+                self.corp.corp_id,
+                "change_external_contact",
+                ChangeType=change_type,
+                UserID=userid,
+                ExternalUserID=external_userid,
+                **fields,
+            )
+        )
+
     def customer_adds(
         self, userid: str | None = None, state: str = "", *, welcome: bool = True, half: bool = False
     ) -> tuple[Contact, Delivery]:
         """A customer scans a code (state) and adds a member: add_external_contact with a welcome code."""
         userid = userid or self.pick_staff()
         contact, code = self.corp.add_contact(self.person_name(), self.rng.choice([1, 2]), userid, state)
-        fields: dict[str, Any] = {
-            "ChangeType": "add_half_external_contact" if half else "add_external_contact",
-            "UserID": userid,
-            "ExternalUserID": contact.external_userid,
-        }
+        fields: dict[str, Any] = {}
         if state:
             fields["State"] = state
         if welcome:
             fields["WelcomeCode"] = code
-        return contact, self.deliver(event_xml(self.corp.corp_id, "change_external_contact", **fields))
+        change = "add_half_external_contact" if half else "add_external_contact"
+        return contact, self.contact_change(change, userid, contact.external_userid, **fields)
 
     def member_tags_customer(self, external_userid: str, userid: str, tag_ids: list[str]) -> Delivery:
         """A member tags a customer in the client: edit_external_contact."""
         with self.corp.lock:
             follow = self.corp.contacts[external_userid].follows[userid]
             follow.tag_ids = list(dict.fromkeys(follow.tag_ids + tag_ids))
-        return self.deliver(
-            event_xml(
-                self.corp.corp_id,
-                "change_external_contact",
-                ChangeType="edit_external_contact",
-                UserID=userid,
-                ExternalUserID=external_userid,
-            )
-        )
+        return self.contact_change("edit_external_contact", userid, external_userid)
 
     def customer_deletes_member(self, external_userid: str, userid: str) -> Delivery:
         """The customer deletes the member (a loss): del_follow_user. WeCom keeps the relation one-sided."""
-        return self.deliver(
-            event_xml(
-                self.corp.corp_id,
-                "change_external_contact",
-                ChangeType="del_follow_user",
-                UserID=userid,
-                ExternalUserID=external_userid,
-            )
-        )
+        return self.contact_change("del_follow_user", userid, external_userid)
 
     def member_deletes_customer(self, external_userid: str, userid: str) -> Delivery:
+        """The member deletes the customer: del_external_contact."""
         with self.corp.lock:
             self.corp.contacts[external_userid].follows.pop(userid, None)
-        return self.deliver(
-            event_xml(
-                self.corp.corp_id,
-                "change_external_contact",
-                ChangeType="del_external_contact",
-                UserID=userid,
-                ExternalUserID=external_userid,
-            )
-        )
+        return self.contact_change("del_external_contact", userid, external_userid)
 
     def admin_creates_tag(self, group_name: str, tag_name: str) -> Delivery:
         """An admin adds a tag in the WeCom console: change_external_tag/create."""

@@ -1,7 +1,6 @@
 """/wecom/callback over real HTTP with real signed, encrypted callbacks."""
 
 import hashlib
-import threading
 
 import pytest
 import requests
@@ -11,6 +10,7 @@ from bot.extensions import db
 from bot.models import CallbackEvent, EventStatus
 from bot.sandbox.simulator import event_xml
 from bot.wecom.crypto import CallbackCrypto
+from tests.conftest import post_at_once
 
 
 def stored(app):
@@ -72,19 +72,7 @@ def test_redelivery_is_acknowledged_and_stored_once(app, sim, callback, run_work
 def test_same_event_at_once_from_many_connections_is_stored_once(app, sim):
     plaintext = add_event(sim, external="wmRace")
     body, query = sim.envelope(plaintext)  # one envelope, delivered by 12 connections at the same moment
-    barrier = threading.Barrier(12)
-    statuses = []
-
-    def send():
-        barrier.wait()
-        statuses.append(requests.post(sim.webhook_url, params=query, data=body.encode(), timeout=10).status_code)
-
-    threads = [threading.Thread(target=send) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert statuses == [200] * 12
+    assert post_at_once(sim.webhook_url, query, body, 12) == [200] * 12
     assert count(app) == 1
 
 
