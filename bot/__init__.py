@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Engine
 from bot.config import Settings
 from bot.extensions import db, migrate, redis_conn
 
-MIGRATIONS_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -52,10 +53,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
+    # Errors are logged and stored on failed events: keep customers' data out of their messages.
+    common = {"hide_parameters": True}
     if url.startswith("sqlite"):
         # Several threads (request threads, the group committer) share the file; wait instead of failing.
-        return {"connect_args": {"check_same_thread": False, "timeout": 30}}
-    return {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+        return {**common, "connect_args": {"check_same_thread": False, "timeout": 30}}
+    return {**common, "pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
 
 
 @event.listens_for(Engine, "connect")

@@ -353,12 +353,15 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
                 return Response("upstream error", status=500)
             if fault is not None:
                 raise ApiError(fault, "injected by the sandbox")
-            body: Body = dict(request.args)
+            # GET endpoints take their parameters from the query, POST endpoints from the JSON body.
+            body: Body = {k: v for k, v in request.args.items() if k != "access_token"}
             if request.method == "POST":
                 try:
-                    body.update(json.loads(request.get_data() or b"{}"))
+                    body = json.loads(request.get_data() or b"{}")
                 except ValueError:
                     raise ApiError(47001, "data format error") from None
+                if not isinstance(body, dict):
+                    raise ApiError(47001, "data format error")
             with corp.lock:
                 return answer(func(corp, body))
         except ApiError as exc:

@@ -31,9 +31,7 @@ def retry_delay(attempts: int, error: Exception) -> float:
     return float(RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1])
 
 
-def process_event(
-    event_id: int, route: Callable[[Event], Handler | None], max_attempts: int, *, force: bool = False
-) -> EventStatus | None:
+def process_event(event_id: int, route: Callable[[Event], Handler | None], max_attempts: int) -> EventStatus | None:
     """Run the handler for one stored event, once; commits. Returns the event's new status.
 
     The event row is locked (SELECT … FOR UPDATE on PostgreSQL) for the whole run and the handler's
@@ -47,7 +45,7 @@ def process_event(
         log.warning("event %s does not exist", event_id)
         return None
     if row.status in FINAL or (
-        not force and row.status == EventStatus.failed and row.next_attempt_at and row.next_attempt_at > utcnow()
+        row.status == EventStatus.failed and row.next_attempt_at and row.next_attempt_at > utcnow()
     ):
         status = row.status
         session.rollback()
@@ -76,9 +74,7 @@ def _record_failure(event_id: int, kind: str, exc: Exception, max_attempts: int)
     assert row is not None
     row.attempts += 1
     row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-    if row.attempts >= max_attempts or (
-        isinstance(exc, WeComError) and not exc.retryable and not _transient_in_wecom(exc)
-    ):
+    if row.attempts >= max_attempts or _retrying_cannot_help(exc):
         row.status = EventStatus.dead
         row.next_attempt_at = None
         log.error("event %s (%s) failed for good after %d attempt(s): %s", event_id, kind, row.attempts, exc)
@@ -93,9 +89,12 @@ def _record_failure(event_id: int, kind: str, exc: Exception, max_attempts: int)
     return status
 
 
-def _transient_in_wecom(exc: WeComError) -> bool:
-    # A plain WeComError with an unknown code may be WeCom's own hiccup: keep retrying within the budget.
-    return type(exc) is WeComError
+def _retrying_cannot_help(exc: Exception) -> bool:
+    """A refusal WeCom documents as final (no permission, unknown customer, bad credentials).
+
+    An error code Siyu does not know (a plain ``WeComError``) may be WeCom's own hiccup: retried.
+    """
+    return isinstance(exc, WeComError) and type(exc) is not WeComError and not exc.retryable
 
 
 def due_event_ids(now: datetime | None = None, limit: int = 1000) -> list[int]:

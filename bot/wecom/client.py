@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -209,13 +209,3 @@ class WeComClient(WeChatClient):
         """message/send (doc path/90236) as plain text to members."""
         body = {"touser": "|".join(userids), "msgtype": "text", "agentid": agent_id, "text": {"content": content}}
         return self.post("message/send", data=body)
-
-    def iter_cursor(self, endpoint: str, body: dict[str, Any], items: str) -> Iterator[dict[str, Any]]:
-        """POST endpoints paged by ``cursor``/``next_cursor``."""
-        cursor = ""
-        while True:
-            page = self.post(endpoint, data={**body, "cursor": cursor} if cursor else dict(body))
-            yield from page.get(items, [])
-            cursor = page.get("next_cursor", "")
-            if not cursor:
-                return

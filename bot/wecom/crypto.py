@@ -6,6 +6,7 @@ with ``!=``; here the envelope goes through defusedxml and the signature is comp
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import time
@@ -37,8 +38,6 @@ class CallbackCrypto:
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str) -> None:
         self.token = token
         self.receive_id = receive_id
-        import base64
-
         self._key = base64.b64decode(encoding_aes_key + "=")
         if len(self._key) != 32:
             raise ValueError("EncodingAESKey must decode to 32 bytes")

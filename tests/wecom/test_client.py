@@ -179,3 +179,28 @@ def test_wechatpy_endpoints_go_through_the_same_request_path(make_client, corp, 
     result = client.external_contact.list(sorted(corp.users)[0])
     assert result["external_userid"] == [contact.external_userid]
     assert corp.token_fetches == 2
+
+
+def test_welcome_message_is_accepted_once_per_code(make_client, corp):
+    dep = corp.add_department("门店")
+    corp.add_user("u1", "店员", dep)
+    contact, code = corp.add_contact("客人", 1, "u1")
+    client = make_client()
+    payload = {"welcome_code": code, "text": {"content": "欢迎光临"}, "attachments": []}
+    assert client.send_welcome_msg(payload)["errcode"] == 0
+    with pytest.raises(WelcomeAlreadySent):
+        client.send_welcome_msg(payload)
+    with pytest.raises(WelcomeCodeInvalid):
+        client.send_welcome_msg({**payload, "welcome_code": "never-issued"})
+    assert corp.welcomes_sent == [payload]
+
+
+def test_app_text_reaches_members_and_all_invalid_is_an_error(app, make_client, corp):
+    dep = corp.add_department("门店")
+    corp.add_user("u1", "店员", dep)
+    client = make_client(secret=app.config["SIYU"].wecom_agent_secret)
+    assert client.send_app_text(1000002, ["u1", "ghost"], "今天有3位客户生日")["invaliduser"] == "ghost"
+    with pytest.raises(WeComError) as info:
+        client.send_app_text(1000002, ["ghost"], "x")
+    assert info.value.errcode == 81013
+    assert [m["text"]["content"] for m in corp.app_messages] == ["今天有3位客户生日"]
