@@ -9,7 +9,9 @@ def init_admin(app: Flask) -> None:
     from admin.api import bp as api_bp
     from admin.health import bp as health_bp
     from admin.home import bp as home_bp
+    from admin.views import init_panel
 
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(home_bp)
+    init_panel(app)

@@ -24,7 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if k in settings_fields})
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    app = Flask(__name__, instance_relative_config=False, template_folder="../admin/templates")
+    app = Flask(__name__, template_folder="../admin/templates", static_folder="../admin/static")
     app.config.update(
         SIYU=settings,
         SECRET_KEY=settings.secret_key,

@@ -13,6 +13,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from bot.extensions import db, redis_conn
+from bot.models import User
 
 log = logging.getLogger("siyu")
 
@@ -67,14 +68,44 @@ def scheduler_command() -> None:
 
 @click.command("create-api-token")
 @click.argument("name")
+@click.option("--user", "username", required=True, help="The panel user the token acts as (role and stores).")
 @with_appcontext
-def create_api_token_command(name: str) -> None:
-    """Create a bearer token for /api/v1 (shown once)."""
-    from bot.services.api_tokens import create_api_token
+def create_api_token_command(name: str, username: str) -> None:
+    """Create a bearer token for /api/v1 acting as a panel user (shown once)."""
+    from sqlalchemy import select
 
-    token = create_api_token(name)
+    from bot.models import User
+    from bot.services.api_tokens import create_api_token
+    from bot.services.users import audit
+
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise click.ClickException(
+            f"no user {username!r}: create one with `flask --app wsgi create-admin` or the panel"
+        )
+    token = create_api_token(name, user)
+    audit(None, "create_api_token", f"token:{name}", after={"user": username})
     db.session.commit()
     click.echo(token)
+
+
+@click.command("create-admin")
+@click.argument("username")
+@click.option("--password", default=None, help="Default: a generated one, printed once.")
+@with_appcontext
+def create_admin_command(username: str, password: str | None) -> None:
+    """Create a panel administrator (the first account of a new installation)."""
+    from bot.models import Role
+    from bot.services.users import audit, create_user, generate_password
+
+    password = password or generate_password()
+    try:
+        user = create_user(username, password, Role.admin)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    audit(None, "create_user", f"user:{user.username}", after={"role": "admin"})
+    db.session.commit()
+    click.echo(f"admin {username} created; password: {password}")
 
 
 @click.command("sync-directory")
@@ -198,16 +229,22 @@ def dev_command(port: int, interval: float) -> None:
         for job in PERIODIC_JOBS:
             if job.func in (tasks.sync_directory, tasks.sync_corp_tags):
                 run_job(job, claim=False)
-    token = create_api_token("dev")
+    admin, password = _sandbox_admin() if s.sandbox else (None, None)
+    token = create_api_token("dev", admin) if admin else None
     db.session.commit()
     scheduler = configure(BackgroundScheduler(**scheduler_kwargs()), app)
     scheduler.start()
     click.echo(
         "\n  私域助手 Siyu is running"
         + (" in SANDBOX mode (fake WeCom, simulated customers)" if s.sandbox else "")
-        + f"\n  panel:     http://127.0.0.1:{port}/"
+        + f"\n  panel:     http://127.0.0.1:{port}/admin/"
+        + (f"\n  sign in:   {admin.username} / {password}" if admin else "")
         + f"\n  callback:  {webhook}"
-        + f"\n  API token: {token}   (curl -H 'Authorization: Bearer …' http://127.0.0.1:{port}/api/v1/customers)"
+        + (
+            f"\n  API token: {token}   (curl -H 'Authorization: Bearer …' http://127.0.0.1:{port}/api/v1/customers)"
+            if token
+            else ""
+        )
         + "\n  Ctrl-C stops everything.\n"
     )
     if simulator is not None and interval > 0:
@@ -230,11 +267,30 @@ def dev_command(port: int, interval: float) -> None:
     sys.exit(0)
 
 
+def _sandbox_admin() -> tuple[User, str]:
+    """Sandbox mode's administrator, with a fresh password each start (printed, never stored in clear)."""
+    from sqlalchemy import select
+    from werkzeug.security import generate_password_hash
+
+    from bot.models import Role
+    from bot.services.users import create_user, generate_password
+
+    password = generate_password()
+    user = db.session.scalar(select(User).where(User.username == "admin"))
+    if user is None:
+        user = create_user("admin", password, Role.admin, display_name="沙箱管理员")
+    else:
+        user.password_hash = generate_password_hash(password)
+        user.active = True
+    return user, password
+
+
 def register_cli(app: Flask) -> None:
     for command in (
         worker_command,
         scheduler_command,
         create_api_token_command,
+        create_admin_command,
         sync_directory_command,
         sync_tags_command,
         events_group,

@@ -39,6 +39,15 @@ def _int(value: str) -> int:
     return int(value.strip())
 
 
+def _bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def _url(value: str) -> str:
     v = value.strip()
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
@@ -99,6 +108,8 @@ class Settings:
     callback_max_bytes: int = _setting("SIYU_CALLBACK_MAX_BYTES", _int, 64 * 1024)
     event_max_attempts: int = _setting("SIYU_EVENT_MAX_ATTEMPTS", _int, 8)
     log_level: str = _setting("SIYU_LOG_LEVEL", _text, "INFO")
+    # Session cookies only over HTTPS; on by default with a real corp (Siyu sits behind TLS there).
+    secure_cookies: bool | None = _setting("SIYU_SECURE_COOKIES", _bool)
 
     @property
     def sandbox(self) -> bool:
@@ -128,6 +139,8 @@ class Settings:
     def _complete(self) -> Settings:
         """Fill sandbox defaults, or insist on every WeCom setting when a real corp is configured."""
         changes: dict[str, Any] = {}
+        if self.secure_cookies is None:
+            changes["secure_cookies"] = not self.sandbox
         if self.database_url is None:
             INSTANCE_DIR.mkdir(exist_ok=True)
             changes["database_url"] = f"sqlite:///{INSTANCE_DIR / 'siyu.sqlite3'}"

@@ -22,7 +22,7 @@ def on_external_contact_half_added(event: Event) -> str | None:
 
 def on_external_contact_edited(event: Event) -> str | None:
     assert isinstance(event, ExternalContactEvent)
-    customers.sync_customer(event.external_user_id)
+    customers.record_customer_edited(event.external_user_id, event.user_id)
     return None
 
 

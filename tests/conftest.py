@@ -157,14 +157,36 @@ def run_worker(app: Flask) -> Any:
     return run
 
 
-@pytest.fixture
-def api_token(app: Flask) -> str:
+def make_user(app: Flask, username: str, role: str, stores: list[int] | None = None) -> tuple[int, str]:
+    """A panel user (id, password) with the given role and store department ids."""
+    from sqlalchemy import select
+
+    from bot.models import Role, Store
+    from bot.services.users import create_user
+
+    password = f"pw-{username}-0123456789"
+    with app.app_context():
+        scoped = list(db.session.scalars(select(Store).where(Store.department_id.in_(stores or []))))
+        user = create_user(username, password, Role(role), stores=scoped)
+        db.session.commit()
+        return user.id, password
+
+
+def make_token(app: Flask, user_id: int) -> str:
+    from bot.models import User
     from bot.services.api_tokens import create_api_token
 
     with app.app_context():
-        token = create_api_token("tests")
+        token = create_api_token("tests", db.session.get(User, user_id))
         db.session.commit()
-    return token
+        return token
+
+
+@pytest.fixture
+def api_token(app: Flask) -> str:
+    """A bearer token acting as an administrator."""
+    user_id, _ = make_user(app, "api-admin", "admin")
+    return make_token(app, user_id)
 
 
 @pytest.fixture

@@ -8,8 +8,13 @@ from bot.models import ApiToken, CallbackEvent, EventStatus
 from tests.conftest import BACKEND
 
 
-def test_create_api_token_prints_a_working_token(app, client):
-    result = app.test_cli_runner().invoke(args=["create-api-token", "crm-sync"])
+def test_create_admin_then_a_token_acting_as_them(app, client):
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["create-admin", "owner"])
+    assert created.exit_code == 0 and "owner created; password: " in created.output
+    assert runner.invoke(args=["create-admin", "owner"]).exit_code != 0  # the name is taken
+    assert runner.invoke(args=["create-api-token", "crm-sync", "--user", "ghost"]).exit_code != 0
+    result = runner.invoke(args=["create-api-token", "crm-sync", "--user", "owner"])
     assert result.exit_code == 0
     token = result.output.strip()
     assert token.startswith("siyu_")

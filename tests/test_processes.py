@@ -62,7 +62,17 @@ def test_dev_command_shows_simulated_customers_arriving(tmp_path):
             lambda: requests.get(base + "/api/v1/customers", headers=headers, timeout=5).json()["total"] >= 3
         )
         assert customers
-        assert "沙箱模式" in requests.get(base + "/", timeout=5).text
+        login = next(m for m in map(re.compile(r"sign in:\s+(\S+) / (\S+)").search, lines) if m)
+        session = requests.Session()
+        page = session.get(base + "/", timeout=5)  # / leads to the panel, which asks for a sign-in
+        assert page.url.endswith("/admin/login?next=/admin/?") and "沙箱模式" in page.text
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text).group(1)
+        signed_in = session.post(
+            base + "/admin/login",
+            timeout=5,
+            data={"username": login.group(1), "password": login.group(2), "csrf_token": token},
+        )
+        assert signed_in.url.endswith("/admin/") and "仪表盘" in signed_in.text
         done = requests.get(base + "/api/v1/events?status=done", headers=headers, timeout=5).json()
         assert done["total"] >= 3
     finally:

@@ -37,8 +37,8 @@ def require_token() -> ResponseReturnValue | None:
     if row is None:
         db.session.rollback()
         return error(401, "unauthorized", "unknown or revoked token")
+    g.api_user = row.user  # the token acts as its user: same role, same store scope
     db.session.commit()
-    g.api_token = row.name
     return None
 
 

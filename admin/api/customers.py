@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, request
+from flask import g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from admin.api import ApiError, bp, int_arg
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, Staff
+from bot.services.scope import can_see_customer, customer_condition
 
 
 def _iso(value: Any) -> str | None:
@@ -70,7 +71,7 @@ def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
 def list_customers() -> ResponseReturnValue:
     page = int_arg("page", 1, 1, 1_000_000)
     per_page = int_arg("per_page", 50, 1, 200)
-    query = select(Customer)
+    query = select(Customer).where(customer_condition(g.api_user))
     name = request.args.get("q", "").strip()
     if len(name) > 64:
         raise ApiError(400, "invalid_parameter", "q is at most 64 characters")
@@ -96,9 +97,11 @@ def get_customer(external_userid: str) -> ResponseReturnValue:
         .where(Customer.external_userid == external_userid)
         .options(
             selectinload(Customer.follows).selectinload(FollowRelation.tags),
-            selectinload(Customer.follows).selectinload(FollowRelation.staff),
+            selectinload(Customer.follows).selectinload(FollowRelation.staff).selectinload(Staff.stores),
         )
     )
     if customer is None:
         raise ApiError(404, "not_found", f"no customer {external_userid}")
+    if not can_see_customer(g.api_user, customer):
+        raise ApiError(403, "forbidden", "this customer belongs to stores outside your scope")
     return jsonify(customer_json(customer, full=True))

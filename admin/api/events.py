@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
 from admin.api import ApiError, bp, int_arg
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue_events
-from bot.models import CallbackEvent, EventStatus
+from bot.models import CallbackEvent, EventStatus, Role
 from bot.services.events import reopen_event
 
 
 @bp.get("/events")
 def list_events() -> ResponseReturnValue:
+    # Events carry every store's customers: not for store managers.
+    if g.api_user.role not in (Role.admin, Role.operator, Role.viewer):
+        raise ApiError(403, "forbidden", "events are visible to admins, operators and viewers")
     page = int_arg("page", 1, 1, 1_000_000)
     per_page = int_arg("per_page", 50, 1, 200)
     query = select(CallbackEvent)
@@ -42,6 +45,8 @@ def list_events() -> ResponseReturnValue:
 
 @bp.post("/events/<int:event_id>/retry")
 def retry_event(event_id: int) -> ResponseReturnValue:
+    if g.api_user.role not in (Role.admin, Role.operator):
+        raise ApiError(403, "forbidden", "retrying events needs the admin or operator role")
     if db.session.get(CallbackEvent, event_id) is None:
         raise ApiError(404, "not_found", f"no event {event_id}")
     if not reopen_event(event_id):

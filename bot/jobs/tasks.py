@@ -50,3 +50,25 @@ def sync_corp_tags() -> int:
         counts = tags.sync_corp_tags()
         db.session.commit()
         return counts["tags"]
+
+
+def sync_directory_with_progress() -> int:
+    """The panel's "sync now": the directory pull, reporting progress per department."""
+    from bot.jobs.progress import write_progress
+
+    with job_context():
+        write_progress("sync_directory", 0, 0)
+        try:
+            counts = directory.sync_directory(lambda done, total: write_progress("sync_directory", done, total))
+            db.session.commit()
+        except Exception as exc:
+            write_progress("sync_directory", 0, 0, "failed", f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        write_progress(
+            "sync_directory",
+            counts["stores"],
+            counts["stores"],
+            "done",
+            f"{counts['stores']} 个门店，{counts['staff']} 名员工",
+        )
+        return counts["staff"]

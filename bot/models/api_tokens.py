@@ -2,15 +2,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.extensions import db
 from bot.models._time import utcnow
+from bot.models.users import User
 
 
 class ApiToken(db.Model):  # type: ignore[name-defined]
-    """A bearer token for /api/v1; only its sha256 is stored."""
+    """A bearer token for /api/v1, acting as its user (same role, same store scope); only its sha256 is stored."""
 
     __tablename__ = "api_tokens"
 
@@ -20,3 +21,6 @@ class ApiToken(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+
+    user: Mapped[User | None] = relationship()

@@ -25,10 +25,14 @@ class Customer(db.Model):  # type: ignore[name-defined]
     unionid: Mapped[str | None] = mapped_column(String(64))
     corp_name: Mapped[str] = mapped_column(String(128), default="")
     birthday: Mapped[date | None]
+    notes: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     follows: Mapped[list[FollowRelation]] = relationship(back_populates="customer", cascade="all, delete-orphan")
+    events: Mapped[list[CustomerEvent]] = relationship(
+        back_populates="customer", cascade="all, delete-orphan", order_by="CustomerEvent.at.desc()"
+    )
 
 
 class FollowStatus(enum.StrEnum):
@@ -78,3 +82,18 @@ class FollowTag(db.Model):  # type: ignore[name-defined]
     type: Mapped[int] = mapped_column(Integer, default=1)
 
     follow: Mapped[FollowRelation] = relationship(back_populates="tags")
+
+
+class CustomerEvent(db.Model):  # type: ignore[name-defined]
+    """One entry of a customer's timeline: what happened, when, with which member."""
+
+    __tablename__ = "customer_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))  # added | half_added | edited | lost | deleted_by_staff | …
+    staff_userid: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[str] = mapped_column(String(512), default="")
+
+    customer: Mapped[Customer] = relationship(back_populates="events")

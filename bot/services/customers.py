@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.models import Customer, FollowRelation, FollowStatus, FollowTag
+from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models._time import from_epoch, utcnow
 from bot.services.clients import contact_api
 from bot.services.directory import ensure_staff
@@ -81,17 +82,18 @@ def record_customer_added(external_userid: str, userid: str, state: str, *, conf
     if not confirmed and userid not in listed:
         # A skip-verify add the member has not confirmed yet: WeCom does not list the relation.
         follow.status = FollowStatus.pending
-    db.session.flush()
+    record_event(customer, "added" if confirmed else "half_added", userid, f"渠道 {state}" if state else "")
     return customer
 
 
 def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, reason: str) -> None:
     """del_external_contact / del_follow_user: the relation ends; the customer and history stay."""
-    follow = _follow(_customer(external_userid), userid)
+    customer = _customer(external_userid)
+    follow = _follow(customer, userid)
     follow.status = status
     follow.lost_at = utcnow()
     follow.lost_reason = reason
-    db.session.flush()
+    record_event(customer, status.value, userid, reason)
 
 
 def record_transfer_failed(external_userid: str, userid: str, reason: str) -> None:
@@ -100,4 +102,31 @@ def record_transfer_failed(external_userid: str, userid: str, reason: str) -> No
         return
     follow = _follow(customer, userid)
     follow.lost_reason = f"transfer_fail: {reason}"
+    record_event(customer, "transfer_failed", userid, reason)
+
+
+def record_event(customer: Customer, kind: str, staff_userid: str = "", detail: str = "") -> None:
+    """Add one entry to the customer's timeline; flushes with the caller's transaction."""
+    db.session.add(CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512]))
     db.session.flush()
+
+
+def update_profile(customer: Customer, *, birthday: date | None, notes: str) -> None:
+    """Birthday and notes as edited in the panel; flushes."""
+    changed = []
+    if customer.birthday != birthday:
+        changed.append("生日")
+    if customer.notes != notes:
+        changed.append("备注")
+    customer.birthday = birthday
+    customer.notes = notes
+    if changed:
+        record_event(customer, "profile_edited", detail="修改了" + "、".join(changed))
+    db.session.flush()
+
+
+def record_customer_edited(external_userid: str, userid: str) -> Customer:
+    """edit_external_contact: the member changed remark, description or tags; re-read from WeCom."""
+    customer = sync_customer(external_userid)
+    record_event(customer, "edited", userid)
+    return customer

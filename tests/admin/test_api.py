@@ -93,10 +93,3 @@ def test_health_reports_database_and_redis(client, app):
     data = client.get("/healthz").get_json()
     assert data["ok"] is True and data["database"]["ok"] and data["redis"]["ok"]
     assert data["database"]["backend"] in ("sqlite", "postgresql")
-
-
-def test_front_page_shows_arrivals_in_sandbox_mode(sim, run_worker, client):
-    contact, _ = sim.customer_adds(userid="staff0201", state="store-qr")
-    run_worker()
-    page = client.get("/").get_data(as_text=True)
-    assert "沙箱模式" in page and contact.name in page and "store-qr" in page

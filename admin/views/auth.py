@@ -1,0 +1,54 @@
+"""Sign-in and sign-out."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_user, logout_user
+
+from admin.forms import EmptyForm, SignInForm
+from admin.views import bp, client_ip
+from bot.extensions import db
+from bot.services.clients import settings
+from bot.services.users import SignInError, audit, authenticate
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths: never redirect a signed-in user to another host.
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for("admin.dashboard")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    if current_user.is_authenticated:
+        return redirect(url_for("admin.dashboard"))
+    form = SignInForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            user = authenticate(form.username.data or "", form.password.data or "", client_ip())
+        except SignInError as exc:
+            db.session.commit()
+            error = str(exc)
+        else:
+            login_user(user)
+            audit(user, "sign_in", ip=client_ip())
+            db.session.commit()
+            return redirect(_safe_next(request.args.get("next")))
+    status = 401 if error else 200
+    return render_template("admin/auth/login.html", form=form, error=error, sandbox=settings().sandbox), status
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    form = EmptyForm()
+    if form.validate_on_submit():
+        audit(current_user, "sign_out", ip=client_ip())
+        db.session.commit()
+        logout_user()
+        flash("已退出登录")
+    return redirect(url_for("admin.login"))

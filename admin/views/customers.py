@@ -1,0 +1,212 @@
+"""客户: search and filters, keyset pages, CSV export and the 360° profile, all within the user's scope."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import selectinload
+
+from admin.forms import CustomerNotesForm
+from admin.views import bp, client_ip, role_required
+from bot.extensions import db
+from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Role, Staff, Store, Tag
+from bot.services.customers import update_profile
+from bot.services.scope import can_see_customer, customer_condition, staff_condition, store_ids
+from bot.services.users import audit
+
+PAGE_SIZE = 50
+STATUS_LABELS = {
+    FollowStatus.active: "正常",
+    FollowStatus.pending: "待通过",
+    FollowStatus.deleted_by_customer: "已流失（客户删除）",
+    FollowStatus.deleted_by_staff: "员工已删除",
+}
+
+
+def _date_arg(name: str) -> date | None:
+    raw = request.args.get(name, "")
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def filtered_customers() -> tuple[Select[Any], dict[str, Any]]:
+    """The customers the current filters select, inside the user's scope; and the filters as read."""
+    f: dict[str, Any] = {
+        "q": request.args.get("q", "").strip()[:64],
+        "tag": request.args.get("tag", ""),
+        "channel": request.args.get("channel", "").strip()[:30],
+        "staff": request.args.get("staff", ""),
+        "store": request.args.get("store", type=int),
+        "added_from": _date_arg("added_from"),
+        "added_to": _date_arg("added_to"),
+    }
+    query = select(Customer).where(customer_condition(current_user))
+    if f["q"]:
+        like = f"%{f['q']}%"
+        query = query.where(
+            or_(
+                Customer.name.like(like),
+                Customer.external_userid == f["q"],
+                Customer.follows.any(FollowRelation.remark.like(like)),
+            )
+        )
+    follow_filters = []
+    if f["tag"]:
+        follow_filters.append(FollowRelation.tags.any(FollowTag.tag_id == f["tag"]))
+    if f["channel"]:
+        follow_filters.append(FollowRelation.state == f["channel"])
+    if f["staff"]:
+        follow_filters.append(FollowRelation.staff.has(Staff.userid == f["staff"]))
+    if f["store"]:
+        follow_filters.append(FollowRelation.staff.has(Staff.stores.any(Store.id == f["store"])))
+    if f["added_from"]:
+        follow_filters.append(FollowRelation.added_at >= datetime.combine(f["added_from"], datetime.min.time()))
+    if f["added_to"]:
+        end = datetime.combine(f["added_to"], datetime.min.time()) + timedelta(days=1)
+        follow_filters.append(FollowRelation.added_at < end)
+    if follow_filters:
+        query = query.where(Customer.follows.any(db.and_(*follow_filters)))
+    return query, f
+
+
+@bp.get("/customers")
+def customers() -> ResponseReturnValue:
+    query, filters = filtered_customers()
+    after = request.args.get("after", type=int)
+    if after:
+        query = query.where(Customer.id < after)  # keyset: fast on any page, at any size
+    rows = db.session.scalars(
+        query.options(selectinload(Customer.follows).selectinload(FollowRelation.staff))
+        .order_by(Customer.id.desc())
+        .limit(PAGE_SIZE + 1)
+    ).all()
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    scope = store_ids(current_user)
+    stores_q = select(Store).where(Store.active).order_by(Store.name)
+    if scope is not None:
+        stores_q = stores_q.where(Store.id.in_(scope))
+    args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "after"}
+    return render_template(
+        "admin/customers/list.html",
+        customers=rows,
+        filters=filters,
+        next_url=url_for("admin.customers", **args, after=rows[-1].id) if more else None,
+        first_url=url_for("admin.customers", **args) if after else None,
+        export_url=url_for("admin.export_customers", **args),
+        tags=db.session.scalars(select(Tag).where(Tag.deleted.is_(False)).order_by(Tag.name)).all(),
+        staff=db.session.scalars(select(Staff).where(staff_condition(current_user)).order_by(Staff.name)).all(),
+        stores=db.session.scalars(stores_q).all(),
+        status_labels=STATUS_LABELS,
+    )
+
+
+@bp.get("/customers/export.csv")
+def export_customers() -> ResponseReturnValue:
+    query, _ = filtered_customers()
+    audit(current_user, "export_customers", request.query_string.decode()[:128], ip=client_ip())
+    db.session.commit()
+    batches = query.options(selectinload(Customer.follows).selectinload(FollowRelation.staff)).order_by(
+        Customer.id.desc()
+    )
+
+    def rows() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        buffer.write("\ufeff")  # so that Excel opens UTF-8 Chinese correctly
+        writer.writerow(["external_userid", "客户", "跟进员工", "渠道 state", "添加时间", "状态", "生日"])
+        last_id = None
+        while True:
+            page = batches.where(Customer.id < last_id) if last_id else batches
+            chunk = db.session.scalars(page.limit(1000)).all()
+            for c in chunk:
+                for f in c.follows or [None]:
+                    writer.writerow(
+                        [
+                            c.external_userid,
+                            c.name,
+                            f.staff.userid if f else "",
+                            f.state if f else "",
+                            f.added_at.isoformat(sep=" ", timespec="seconds") if f and f.added_at else "",
+                            STATUS_LABELS[f.status] if f else "",
+                            c.birthday.isoformat() if c.birthday else "",
+                        ]
+                    )
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if len(chunk) < 1000:
+                return
+            last_id = chunk[-1].id
+            db.session.expunge_all()
+
+    return Response(
+        stream_with_context(rows()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=customers.csv"},
+    )
+
+
+def _customer_or_403(external_userid: str) -> Customer:
+    customer = db.session.scalar(
+        select(Customer)
+        .where(Customer.external_userid == external_userid)
+        .options(
+            selectinload(Customer.follows).selectinload(FollowRelation.staff).selectinload(Staff.stores),
+            selectinload(Customer.follows).selectinload(FollowRelation.tags),
+        )
+    )
+    if customer is None:
+        abort(404)
+    if not can_see_customer(current_user, customer):
+        abort(403)
+    return customer
+
+
+@bp.get("/customers/<external_userid>")
+def customer(external_userid: str) -> ResponseReturnValue:
+    c = _customer_or_403(external_userid)
+    form = CustomerNotesForm(data={"birthday": c.birthday, "notes": c.notes})
+    return _profile(c, form)
+
+
+def _profile(c: Customer, form: CustomerNotesForm) -> str:
+    return render_template(
+        "admin/customers/profile.html",
+        c=c,
+        form=form,
+        status_labels=STATUS_LABELS,
+        can_edit=current_user.role != Role.viewer,
+    )
+
+
+@bp.post("/customers/<external_userid>")
+@role_required(Role.admin, Role.operator, Role.store_manager)
+def edit_customer(external_userid: str) -> ResponseReturnValue:
+    c = _customer_or_403(external_userid)
+    form = CustomerNotesForm()
+    if not form.validate_on_submit():
+        return _profile(c, form), 400
+    before = {"birthday": c.birthday, "notes": c.notes}
+    update_profile(c, birthday=form.birthday.data, notes=form.notes.data or "")
+    audit(
+        current_user,
+        "edit_customer",
+        f"customer:{external_userid}",
+        before=before,
+        after={"birthday": c.birthday, "notes": c.notes},
+        ip=client_ip(),
+    )
+    db.session.commit()
+    flash("已保存")
+    return redirect(url_for("admin.customer", external_userid=external_userid))

@@ -1,0 +1,56 @@
+"""设置: the connected corp, the callback URL for the WeCom console, and the sandbox controls."""
+
+from __future__ import annotations
+
+import requests
+from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from admin.forms import SandboxBurstForm
+from admin.views import bp, client_ip, role_required
+from bot.extensions import db
+from bot.models import Role
+from bot.services.clients import settings
+from bot.services.users import audit
+
+
+@bp.get("/settings")
+def settings_view() -> ResponseReturnValue:
+    return _page(SandboxBurstForm())
+
+
+def _page(form: SandboxBurstForm) -> str:
+    s = settings()
+    return render_template(
+        "admin/settings/index.html",
+        s=s,
+        callback_url=request.host_url.rstrip("/") + "/wecom/callback",
+        form=form,
+        can_drive=s.sandbox and current_user.role in (Role.admin, Role.operator),
+    )
+
+
+@bp.post("/settings/sandbox/burst")
+@role_required(Role.admin, Role.operator)
+def sandbox_burst() -> ResponseReturnValue:
+    s = settings()
+    form = SandboxBurstForm()
+    if not s.sandbox:
+        flash("已连接真实企业，沙箱控制不可用")
+        return redirect(url_for("admin.settings_view"))
+    if not form.validate_on_submit():
+        return _page(form), 400
+    base = (s.wecom_api_base or "").removesuffix("cgi-bin/")
+    try:
+        res = requests.post(
+            base + "sandbox/simulate", json={"count": form.count.data, "state": form.state.data or ""}, timeout=120
+        )
+        acknowledged = res.json().get("acknowledged", 0)
+    except (requests.RequestException, ValueError) as exc:
+        flash(f"沙箱未响应：{type(exc).__name__}")
+        return redirect(url_for("admin.settings_view"))
+    audit(current_user, "sandbox_burst", form.state.data or "", after={"count": form.count.data}, ip=client_ip())
+    db.session.commit()
+    flash(f"模拟了 {form.count.data} 位客户扫码添加员工，Siyu 确认收到 {acknowledged} 条回调")
+    return redirect(url_for("admin.settings_view"))

@@ -1,0 +1,57 @@
+"""员工与门店: the directory as synced from WeCom, customer counts, and "sync now" with progress."""
+
+from __future__ import annotations
+
+from flask import flash, jsonify, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import current_user
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from admin.forms import EmptyForm
+from admin.views import bp, client_ip, role_required
+from bot.extensions import db, redis_conn
+from bot.jobs.progress import read_progress
+from bot.jobs.queue import enqueue
+from bot.jobs.tasks import sync_directory_with_progress
+from bot.models import FollowRelation, FollowStatus, Role, Staff
+from bot.services.scope import staff_condition
+from bot.services.users import audit
+
+
+@bp.get("/staff")
+def staff() -> ResponseReturnValue:
+    counts = dict(
+        db.session.execute(
+            select(FollowRelation.staff_id, func.count())
+            .where(FollowRelation.status == FollowStatus.active)
+            .group_by(FollowRelation.staff_id)
+        ).all()
+    )
+    members = db.session.scalars(
+        select(Staff).where(staff_condition(current_user)).options(selectinload(Staff.stores)).order_by(Staff.userid)
+    ).all()
+    return render_template(
+        "admin/staff/index.html",
+        members=members,
+        counts=counts,
+        progress=read_progress("sync_directory"),
+        can_sync=current_user.role == Role.admin,
+        form=EmptyForm(),
+    )
+
+
+@bp.post("/staff/sync")
+@role_required(Role.admin)
+def sync_staff() -> ResponseReturnValue:
+    if EmptyForm().validate_on_submit():
+        enqueue(sync_directory_with_progress, connection=redis_conn.client)
+        audit(current_user, "sync_directory", ip=client_ip())
+        db.session.commit()
+        flash("已开始同步通讯录")
+    return redirect(url_for("admin.staff"))
+
+
+@bp.get("/staff/sync/progress")
+def sync_progress() -> ResponseReturnValue:
+    return jsonify(read_progress("sync_directory") or {})

@@ -1,0 +1,38 @@
+"""What a user may see: store managers only the customers, staff and stores of their stores.
+
+Every page, export and API call filters through these, so hiding a link is never the only guard.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, true
+
+from bot.models import Customer, FollowRelation, Staff, Store, User
+
+
+def store_ids(user: User) -> list[int] | None:
+    """The stores ``user`` is limited to, or None for every store."""
+    return None if user.sees_every_store else [s.id for s in user.stores]
+
+
+def staff_condition(user: User) -> ColumnElement[bool]:
+    ids = store_ids(user)
+    if ids is None:
+        return true()
+    return Staff.stores.any(Store.id.in_(ids))
+
+
+def customer_condition(user: User) -> ColumnElement[bool]:
+    """Customers followed (now or before) by a member of one of the user's stores."""
+    ids = store_ids(user)
+    if ids is None:
+        return true()
+    return Customer.follows.any(FollowRelation.staff.has(Staff.stores.any(Store.id.in_(ids))))
+
+
+def can_see_customer(user: User, customer: Customer) -> bool:
+    ids = store_ids(user)
+    if ids is None:
+        return True
+    allowed = set(ids)
+    return any(store.id in allowed for follow in customer.follows for store in follow.staff.stores)
