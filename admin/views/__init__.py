@@ -81,3 +81,17 @@ def init_panel(app: Flask) -> None:
     csrf.exempt(webhook_bp)
     csrf.exempt(api_bp)
     app.register_blueprint(bp)
+
+
+@bp.errorhandler(403)
+def forbidden(_error: Exception) -> ResponseReturnValue:
+    from flask import render_template
+
+    return render_template("admin/error.html", code=403, message="没有权限访问此页面或此客户。"), 403
+
+
+@bp.errorhandler(404)
+def not_found(_error: Exception) -> ResponseReturnValue:
+    from flask import render_template
+
+    return render_template("admin/error.html", code=404, message="页面或客户不存在。"), 404

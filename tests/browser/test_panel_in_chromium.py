@@ -1,0 +1,105 @@
+"""The panel in Chromium: sign in, scope, CSRF, the chart, the CSV download, and screenshots of each page."""
+
+import csv
+import io
+
+import pytest
+
+from bot.jobs.tasks import sync_directory
+from tests.browser.conftest import screenshot
+from tests.conftest import make_token, make_user
+
+
+@pytest.fixture
+def shop(app, sim, run_worker):
+    with app.app_context():
+        sync_directory()
+    mine = [sim.customer_adds(userid="staff0201", state="poster-a")[0] for _ in range(3)]
+    theirs = [sim.customer_adds(userid="staff0301", state="live-room")[0] for _ in range(2)]
+    sim.customer_deletes_member(theirs[0].external_userid, "staff0301")
+    run_worker()
+    return mine, theirs
+
+
+def sign_in(page, username, password):
+    page.goto("/admin/")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/admin/")
+
+
+def test_admin_signs_in_and_sees_the_chart(app, page, shop):
+    _, password = make_user(app, "boss", "admin")
+    page.goto("/admin/customers")
+    assert "/admin/login" in page.url  # not signed in: sent to sign in first
+    page.fill("#username", "boss")
+    page.fill("#password", "not-the-password")
+    page.click("button[type=submit]")
+    assert page.get_by_role("alert").inner_text() == "用户名或密码错误"
+    sign_in(page, "boss", password)
+    page.wait_for_function("document.getElementById('growth-chart').dataset.rendered === '3'")
+    assert page.inner_text("#total-added") == "5" and page.inner_text("#total-lost") == "1"
+    box = page.locator("#growth-chart").bounding_box()
+    assert box["width"] > 300 and box["height"] > 100
+    screenshot(page, "dashboard")
+    for name, url in [
+        ("customers", "/admin/customers"),
+        ("staff", "/admin/staff"),
+        ("settings", "/admin/settings"),
+        ("users", "/admin/users"),
+        ("audit", "/admin/audit"),
+    ]:
+        page.goto(url)
+        assert page.locator("h1").first.is_visible()
+        screenshot(page, name)
+
+
+def test_store_manager_cannot_open_another_stores_customer(app, page, shop):
+    mine, theirs = shop
+    user_id, password = make_user(app, "manager", "store_manager", stores=[2])
+    sign_in(page, "manager", password)
+    page.goto("/admin/customers")
+    listing = page.inner_text("table")
+    assert all(c.name in listing for c in mine) and not any(c.name in listing for c in theirs)
+    page.click(f"text={mine[0].name}")
+    assert page.locator("h1").inner_text().startswith(mine[0].name)
+    screenshot(page, "customer-profile")
+    response = page.goto(f"/admin/customers/{theirs[0].external_userid}")
+    assert response.status == 403 and "没有权限" in page.inner_text("#error-message")
+    token = make_token(app, user_id)
+    api = page.request.get(
+        f"/api/v1/customers/{theirs[0].external_userid}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert api.status == 403 and api.json()["error"]["code"] == "forbidden"
+
+
+def test_a_form_without_its_csrf_token_is_refused(app, page, shop):
+    mine, _ = shop
+    _, password = make_user(app, "op", "operator")
+    sign_in(page, "op", password)
+    page.goto(f"/admin/customers/{mine[0].external_userid}")
+    page.fill("#notes", "tampered")
+    page.evaluate("document.querySelector('main form input[name=csrf_token]').remove()")
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.click("button:has-text('保存')")
+    assert posted.value.status == 400
+    page.goto(f"/admin/customers/{mine[0].external_userid}")
+    assert page.input_value("#notes") == ""
+    page.fill("#notes", "会员日到店")  # with the token it goes through
+    page.click("button:has-text('保存')")
+    assert page.inner_text(".flash") == "已保存"
+
+
+def test_csv_export_downloads_the_filtered_list(app, page, shop):
+    mine, _ = shop
+    _, password = make_user(app, "boss", "admin")
+    sign_in(page, "boss", password)
+    page.goto("/admin/customers?channel=poster-a")
+    with page.expect_download() as download:
+        page.click("#export")
+    with open(download.value.path(), encoding="utf-8-sig") as f:
+        content = f.read()
+    rows = list(csv.DictReader(io.StringIO(content)))
+    assert {r["external_userid"] for r in rows} == {c.external_userid for c in mine}
+    assert download.value.suggested_filename == "customers.csv"
