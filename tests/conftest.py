@@ -80,6 +80,12 @@ def app(tmp_path_factory: pytest.TempPathFactory, sandbox_port: int) -> Iterator
             downgrade(revision="base")
             upgrade()
     yield application
+    with application.app_context():
+        inbox = application.extensions.get("siyu.inbox")
+        if inbox is not None:
+            inbox.close()
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -49,17 +49,17 @@ class FollowRelation(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
-    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
     remark: Mapped[str] = mapped_column(String(128), default="")
     description: Mapped[str] = mapped_column(String(512), default="")
     add_way: Mapped[int] = mapped_column(Integer, default=0)
     oper_userid: Mapped[str] = mapped_column(String(64), default="")
-    state: Mapped[str] = mapped_column(String(64), default="")  # the contact way that brought them
-    added_at: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(64), default="", index=True)  # the contact way that brought them
+    added_at: Mapped[datetime | None] = mapped_column(index=True)
     status: Mapped[FollowStatus] = mapped_column(
         Enum(FollowStatus, native_enum=False, length=24), default=FollowStatus.active
     )
-    lost_at: Mapped[datetime | None]
+    lost_at: Mapped[datetime | None] = mapped_column(index=True)
     lost_reason: Mapped[str | None] = mapped_column(Text)
 
     customer: Mapped[Customer] = relationship(back_populates="follows")

@@ -133,6 +133,12 @@ class CallbackInbox:
         self._queue.put((None, waiter))
         waiter.wait(timeout)
 
+    def close(self) -> None:
+        """Queue what is stored and close the committer's connection (it reconnects if used again)."""
+        self.settle()
+        with self._lock:
+            self._reset_connection()
+
     def _settle_at_exit(self) -> None:
         try:
             self.settle(timeout=2.0)
