@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
@@ -10,40 +11,40 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from bot.models import Role
 
 ROLE_LABELS = {
-    Role.admin: "管理员",
-    Role.operator: "运营",
-    Role.store_manager: "店长",
-    Role.viewer: "只读",
+    Role.admin: _l("管理员"),
+    Role.operator: _l("运营"),
+    Role.store_manager: _l("店长"),
+    Role.viewer: _l("只读"),
 }
 
 
 class SignInForm(FlaskForm):
-    username = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64)])
-    password = PasswordField("密码", validators=[DataRequired("请输入密码"), Length(max=256)])
+    username = StringField(_l("用户名"), validators=[DataRequired(_l("请输入用户名")), Length(max=64)])
+    password = PasswordField(_l("密码"), validators=[DataRequired(_l("请输入密码")), Length(max=256)])
 
 
 class CustomerNotesForm(FlaskForm):
-    birthday = DateField("生日", validators=[Optional()])
-    notes = TextAreaField("备注", validators=[Optional(), Length(max=2000, message="备注最多 2000 字")])
+    birthday = DateField(_l("生日"), validators=[Optional()])
+    notes = TextAreaField(_l("备注"), validators=[Optional(), Length(max=2000, message=_l("备注最多 2000 字"))])
 
 
 class NewUserForm(FlaskForm):
     username = StringField(
-        "用户名", validators=[DataRequired("请输入用户名"), Length(max=64, message="最多 64 个字符")]
+        _l("用户名"), validators=[DataRequired(_l("请输入用户名")), Length(max=64, message=_l("最多 64 个字符"))]
     )
-    display_name = StringField("姓名", validators=[Optional(), Length(max=64)])
-    role = SelectField("角色", choices=[SelectChoice(r.value, label) for r, label in ROLE_LABELS.items()])
-    stores = SelectMultipleField("负责门店（店长）", coerce=int)
+    display_name = StringField(_l("姓名"), validators=[Optional(), Length(max=64)])
+    role = SelectField(_l("角色"), choices=[SelectChoice(r.value, label) for r, label in ROLE_LABELS.items()])
+    stores = SelectMultipleField(_l("负责门店（店长）"), coerce=int)
     password = PasswordField(
-        "初始密码", validators=[DataRequired("请输入初始密码"), Length(min=10, message="密码至少 10 位")]
+        _l("初始密码"), validators=[DataRequired(_l("请输入初始密码")), Length(min=10, message=_l("密码至少 10 位"))]
     )
 
 
 class SandboxBurstForm(FlaskForm):
     count = IntegerField(
-        "客户数", default=5, validators=[InputRequired("请输入数量"), NumberRange(1, 200, "1–200 之间")]
+        _l("客户数"), default=5, validators=[InputRequired(_l("请输入数量")), NumberRange(1, 200, _l("1–200 之间"))]
     )
-    state = StringField("渠道 state", validators=[Optional(), Length(max=30, message="state 最多 30 个字符")])
+    state = StringField(_l("渠道 state"), validators=[Optional(), Length(max=30, message=_l("state 最多 30 个字符"))])
 
 
 class EmptyForm(FlaskForm):

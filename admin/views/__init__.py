@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
@@ -71,7 +73,7 @@ def init_panel(app: Flask) -> None:
     app.context_processor(lambda: {"role_labels": ROLE_LABELS})
     login_manager.init_app(app)
     login_manager.login_view = "admin.login"
-    login_manager.login_message = "请先登录"
+    login_manager.login_message = _l("请先登录")
     csrf.init_app(app)
     from admin.api import bp as api_bp
     from admin.views import audit, auth, customers, dashboard, settings_page, staff, users  # noqa: F401
@@ -87,11 +89,11 @@ def init_panel(app: Flask) -> None:
 def forbidden(_error: Exception) -> ResponseReturnValue:
     from flask import render_template
 
-    return render_template("admin/error.html", code=403, message="没有权限访问此页面或此客户。"), 403
+    return render_template("admin/error.html", code=403, message=_("没有权限访问此页面或此客户。")), 403
 
 
 @bp.errorhandler(404)
 def not_found(_error: Exception) -> ResponseReturnValue:
     from flask import render_template
 
-    return render_template("admin/error.html", code=404, message="页面或客户不存在。"), 404
+    return render_template("admin/error.html", code=404, message=_("页面或客户不存在。")), 404

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from admin.forms import EmptyForm, SignInForm
@@ -33,7 +34,7 @@ def login() -> ResponseReturnValue:
             user = authenticate(form.username.data or "", form.password.data or "", client_ip())
         except SignInError as exc:
             db.session.commit()
-            error = str(exc)
+            error = _(str(exc))
         else:
             login_user(user)
             audit(user, "sign_in", ip=client_ip())
@@ -50,5 +51,5 @@ def logout() -> ResponseReturnValue:
         audit(current_user, "sign_out", ip=client_ip())
         db.session.commit()
         logout_user()
-        flash("已退出登录")
+        flash(_("已退出登录"))
     return redirect(url_for("admin.login"))

@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import selectinload
@@ -24,10 +26,10 @@ from bot.services.users import audit
 
 PAGE_SIZE = 50
 STATUS_LABELS = {
-    FollowStatus.active: "正常",
-    FollowStatus.pending: "待通过",
-    FollowStatus.deleted_by_customer: "已流失（客户删除）",
-    FollowStatus.deleted_by_staff: "员工已删除",
+    FollowStatus.active: _l("正常"),
+    FollowStatus.pending: _l("待通过"),
+    FollowStatus.deleted_by_customer: _l("已流失（客户删除）"),
+    FollowStatus.deleted_by_staff: _l("员工已删除"),
 }
 
 
@@ -113,7 +115,7 @@ def customers() -> ResponseReturnValue:
 
 @bp.get("/customers/export.csv")
 def export_customers() -> ResponseReturnValue:
-    query, _ = filtered_customers()
+    query, _filters = filtered_customers()
     audit(current_user, "export_customers", request.query_string.decode()[:128], ip=client_ip())
     db.session.commit()
     batches = query.options(selectinload(Customer.follows).selectinload(FollowRelation.staff)).order_by(
@@ -124,7 +126,9 @@ def export_customers() -> ResponseReturnValue:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         buffer.write("\ufeff")  # so that Excel opens UTF-8 Chinese correctly
-        writer.writerow(["external_userid", "客户", "跟进员工", "渠道 state", "添加时间", "状态", "生日"])
+        writer.writerow(
+            ["external_userid", _("客户"), _("跟进员工"), _("渠道 state"), _("添加时间"), _("状态"), _("生日")]
+        )
         last_id = None
         while True:
             page = batches.where(Customer.id < last_id) if last_id else batches
@@ -138,7 +142,7 @@ def export_customers() -> ResponseReturnValue:
                             f.staff.userid if f else "",
                             f.state if f else "",
                             f.added_at.isoformat(sep=" ", timespec="seconds") if f and f.added_at else "",
-                            STATUS_LABELS[f.status] if f else "",
+                            str(STATUS_LABELS[f.status]) if f else "",
                             c.birthday.isoformat() if c.birthday else "",
                         ]
                     )
@@ -208,5 +212,5 @@ def edit_customer(external_userid: str) -> ResponseReturnValue:
         ip=client_ip(),
     )
     db.session.commit()
-    flash("已保存")
+    flash(_("已保存"))
     return redirect(url_for("admin.customer", external_userid=external_userid))

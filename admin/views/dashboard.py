@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -84,7 +85,7 @@ def by_channel(days: int) -> list[tuple[str, int]]:
         .group_by(FollowRelation.state)
         .order_by(func.count().desc())
     ).all()
-    return [(state or "（无渠道）", int(n)) for state, n in rows]
+    return [(state or _("（无渠道）"), int(n)) for state, n in rows]
 
 
 @bp.get("/")
@@ -125,7 +126,7 @@ def retry_event(event_id: int) -> ResponseReturnValue:
         audit(current_user, "retry_event", f"event:{event_id}", ip=client_ip())
         db.session.commit()
         enqueue_events([], [event_id], redis_conn.client)
-        flash(f"事件 {event_id} 已重新排队")
+        flash(_("事件 %(id)s 已重新排队", id=event_id))
     else:
-        flash(f"事件 {event_id} 不是失败状态，无需重试")
+        flash(_("事件 %(id)s 不是失败状态，无需重试", id=event_id))
     return redirect(url_for("admin.dashboard"))

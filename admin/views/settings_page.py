@@ -5,6 +5,7 @@ from __future__ import annotations
 import requests
 from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from admin.forms import SandboxBurstForm
@@ -37,7 +38,7 @@ def sandbox_burst() -> ResponseReturnValue:
     s = settings()
     form = SandboxBurstForm()
     if not s.sandbox:
-        flash("已连接真实企业，沙箱控制不可用")
+        flash(_("已连接真实企业，沙箱控制不可用"))
         return redirect(url_for("admin.settings_view"))
     if not form.validate_on_submit():
         return _page(form), 400
@@ -48,9 +49,15 @@ def sandbox_burst() -> ResponseReturnValue:
         )
         acknowledged = res.json().get("acknowledged", 0)
     except (requests.RequestException, ValueError) as exc:
-        flash(f"沙箱未响应：{type(exc).__name__}")
+        flash(_("沙箱未响应：%(error)s", error=type(exc).__name__))
         return redirect(url_for("admin.settings_view"))
     audit(current_user, "sandbox_burst", form.state.data or "", after={"count": form.count.data}, ip=client_ip())
     db.session.commit()
-    flash(f"模拟了 {form.count.data} 位客户扫码添加员工，Siyu 确认收到 {acknowledged} 条回调")
+    flash(
+        _(
+            "模拟了 %(count)s 位客户扫码添加员工，Siyu 确认收到 %(acked)s 条回调",
+            count=form.count.data,
+            acked=acknowledged,
+        )
+    )
     return redirect(url_for("admin.settings_view"))

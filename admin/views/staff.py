@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import flash, jsonify, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -35,7 +38,7 @@ def staff() -> ResponseReturnValue:
         "admin/staff/index.html",
         members=members,
         counts=counts,
-        progress=read_progress("sync_directory"),
+        progress=progress_view(read_progress("sync_directory")),
         can_sync=current_user.role == Role.admin,
         form=EmptyForm(),
     )
@@ -48,10 +51,21 @@ def sync_staff() -> ResponseReturnValue:
         enqueue(sync_directory_with_progress, connection=redis_conn.client)
         audit(current_user, "sync_directory", ip=client_ip())
         db.session.commit()
-        flash("已开始同步通讯录")
+        flash(_("已开始同步通讯录"))
     return redirect(url_for("admin.staff"))
 
 
 @bp.get("/staff/sync/progress")
 def sync_progress() -> ResponseReturnValue:
-    return jsonify(read_progress("sync_directory") or {})
+    return jsonify(progress_view(read_progress("sync_directory")) or {})
+
+
+def progress_view(progress: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The stored progress with its message in the reader's language."""
+    if not progress:
+        return progress
+    if progress["state"] == "done":
+        message = _("%(stores)s 个门店，%(staff)s 名员工", stores=progress["stores"], staff=progress["staff"])
+    else:
+        message = progress.get("error", "")
+    return {**progress, "message": message}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -44,7 +45,7 @@ def create_user_view() -> ResponseReturnValue:
     role = Role(form.role.data)
     stores = list(db.session.scalars(select(Store).where(Store.id.in_(form.stores.data or []))))
     if role == Role.store_manager and not stores:
-        form.stores.errors = ["店长至少负责一个门店"]
+        form.stores.errors = [_("店长至少负责一个门店")]
         return _page(form), 400
     try:
         user = create_user(
@@ -55,7 +56,7 @@ def create_user_view() -> ResponseReturnValue:
             stores=stores,
         )
     except ValueError as exc:
-        form.username.errors = [str(exc)]
+        form.username.errors = [_(str(exc))]
         return _page(form), 400
     audit(
         current_user,
@@ -65,5 +66,5 @@ def create_user_view() -> ResponseReturnValue:
         ip=client_ip(),
     )
     db.session.commit()
-    flash(f"已创建用户 {user.username}")
+    flash(_("已创建用户 %(name)s", name=user.username))
     return redirect(url_for("admin.users"))

@@ -11,8 +11,9 @@ from bot.extensions import redis_conn
 TTL = 3600
 
 
-def write_progress(job: str, done: int, total: int, state: str = "running", message: str = "") -> None:
-    record = {"done": done, "total": total, "state": state, "message": message, "at": time.time()}
+def write_progress(job: str, done: int, total: int, state: str = "running", **details: Any) -> None:
+    """Progress as data (counts, an error); the reader words it in its own language."""
+    record = {"done": done, "total": total, "state": state, "at": time.time(), **details}
     redis_conn.client.set(f"siyu:progress:{job}", json.dumps(record, ensure_ascii=False), ex=TTL)
 
 

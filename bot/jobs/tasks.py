@@ -62,13 +62,7 @@ def sync_directory_with_progress() -> int:
             counts = directory.sync_directory(lambda done, total: write_progress("sync_directory", done, total))
             db.session.commit()
         except Exception as exc:
-            write_progress("sync_directory", 0, 0, "failed", f"{type(exc).__name__}: {exc}"[:300])
+            write_progress("sync_directory", 0, 0, "failed", error=f"{type(exc).__name__}: {exc}"[:300])
             raise
-        write_progress(
-            "sync_directory",
-            counts["stores"],
-            counts["stores"],
-            "done",
-            f"{counts['stores']} 个门店，{counts['staff']} 名员工",
-        )
+        write_progress("sync_directory", counts["stores"], counts["stores"], "done", **counts)
         return counts["staff"]

@@ -82,7 +82,7 @@ def record_customer_added(external_userid: str, userid: str, state: str, *, conf
     if not confirmed and userid not in listed:
         # A skip-verify add the member has not confirmed yet: WeCom does not list the relation.
         follow.status = FollowStatus.pending
-    record_event(customer, "added" if confirmed else "half_added", userid, f"渠道 {state}" if state else "")
+    record_event(customer, "added" if confirmed else "half_added", userid, state)
     return customer
 
 
@@ -115,13 +115,13 @@ def update_profile(customer: Customer, *, birthday: date | None, notes: str) -> 
     """Birthday and notes as edited in the panel; flushes."""
     changed = []
     if customer.birthday != birthday:
-        changed.append("生日")
+        changed.append("birthday")
     if customer.notes != notes:
-        changed.append("备注")
+        changed.append("notes")
     customer.birthday = birthday
     customer.notes = notes
     if changed:
-        record_event(customer, "profile_edited", detail="修改了" + "、".join(changed))
+        record_event(customer, "profile_edited", detail=",".join(changed))
     db.session.flush()
 
 

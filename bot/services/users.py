@@ -23,6 +23,11 @@ FAILURE_WINDOW = 15 * 60
 MIN_PASSWORD = 10
 
 
+def N_(message: str) -> str:
+    """Marks a message for the translation catalogue; the panel translates it when it shows it."""
+    return message
+
+
 class SignInError(Exception):
     """Why a sign-in was refused, in words for the person signing in."""
 
@@ -33,11 +38,11 @@ def create_user(
     """A new panel account; flushes. Raises ValueError with a message for the form."""
     username = username.strip()
     if not username or len(username) > 64:
-        raise ValueError("用户名为 1–64 个字符")
+        raise ValueError(N_("用户名为 1–64 个字符"))
     if len(password) < MIN_PASSWORD:
-        raise ValueError(f"密码至少 {MIN_PASSWORD} 位")
+        raise ValueError(N_("密码至少 10 位"))  # MIN_PASSWORD, spelt out for the catalogue
     if db.session.scalar(select(User.id).where(User.username == username)) is not None:
-        raise ValueError("用户名已存在")
+        raise ValueError(N_("用户名已存在"))
     user = User(
         username=username,
         display_name=display_name or username,
@@ -64,7 +69,7 @@ def authenticate(username: str, password: str, address: str) -> User:
     user_key = f"siyu:signin-failures:user:{username.strip().lower()}"
     address_key = f"siyu:signin-failures:addr:{address}"
     if _failures(user_key) >= MAX_FAILURES_PER_USER or _failures(address_key) >= MAX_FAILURES_PER_ADDRESS:
-        raise SignInError("登录失败次数过多，请 15 分钟后再试")
+        raise SignInError(N_("登录失败次数过多，请 15 分钟后再试"))
     user = db.session.scalar(select(User).where(User.username == username.strip()))
     # Hash even for an unknown name, so the answer's timing does not tell which names exist.
     valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
@@ -75,7 +80,7 @@ def authenticate(username: str, password: str, address: str) -> User:
             pipe.expire(key, FAILURE_WINDOW)
         pipe.execute()
         log.warning("failed sign-in for %r from %s", username[:64], address)
-        raise SignInError("用户名或密码错误" if user is None or not valid else "账号已停用")
+        raise SignInError(N_("用户名或密码错误") if user is None or not valid else N_("账号已停用"))
     redis_conn.client.delete(user_key)
     user.last_login_at = utcnow()
     return user

@@ -167,7 +167,8 @@ def test_transient_failures_stop_at_the_maximum(app, sim, corp, run_worker):
 
 def test_a_pending_event_that_missed_the_queue_is_swept(app, sim, corp, run_worker):
     contact, _ = sim.customer_adds(userid="staff0201")
-    redis_conn.client.flushdb()  # the push to Redis was lost (Redis restarted with nothing on disk)
+    app.extensions["siyu.inbox"].settle()  # the push has happened…
+    redis_conn.client.flushdb()  # …and is lost: Redis restarted with nothing on disk
     run_worker()
     assert events(app)[0].status == EventStatus.pending
     with app.app_context():
