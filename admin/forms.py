@@ -40,7 +40,15 @@ class NewUserForm(FlaskForm):
     )
 
 
+SANDBOX_ACTIONS = {
+    "add": _l("客户扫码添加员工"),
+    "tag": _l("员工给客户打标签"),
+    "delete": _l("客户删除员工（流失）"),
+}
+
+
 class SandboxBurstForm(FlaskForm):
+    action = SelectField(_l("模拟什么"), choices=[SelectChoice(k, v) for k, v in SANDBOX_ACTIONS.items()])
     count = IntegerField(
         _l("客户数"), default=5, validators=[InputRequired(_l("请输入数量")), NumberRange(1, 200, _l("1–200 之间"))]
     )

@@ -178,17 +178,26 @@ def sandbox_command(port: int | None, webhook: str) -> None:
 @click.command("simulate")
 @click.option("--count", type=int, default=5, show_default=True, help="How many customers add a member.")
 @click.option("--state", default="", help="The channel state they scan.")
+@click.option(
+    "--action",
+    type=click.Choice(["add", "tag", "delete"]),
+    default="add",
+    show_default=True,
+    help="add: customers scan and add a member; tag: members tag customers; delete: customers leave.",
+)
 @with_appcontext
-def simulate_command(count: int, state: str) -> None:
-    """Ask the running sandbox to make COUNT customers add members, through real callbacks."""
+def simulate_command(count: int, state: str, action: str) -> None:
+    """Ask the running sandbox to do ACTION COUNT times, each through a real callback."""
     s = current_app.config["SIYU"]
     base = (s.wecom_api_base or "").removesuffix("cgi-bin/")
     try:
-        res = requests.post(base + "sandbox/simulate", json={"count": count, "state": state}, timeout=120)
+        res = requests.post(
+            base + "sandbox/simulate", json={"count": count, "state": state, "action": action}, timeout=120
+        )
     except requests.RequestException as exc:
         raise click.ClickException(f"the sandbox at {base} is not answering: {exc}") from exc
     data = res.json()
-    click.echo(f"{data.get('acknowledged', 0)}/{count} callbacks acknowledged by Siyu")
+    click.echo(f"{data.get('acknowledged', 0)}/{data.get('count', 0)} callbacks acknowledged by Siyu")
 
 
 @click.command("dev")

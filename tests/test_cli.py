@@ -50,12 +50,14 @@ def test_simulate_drives_the_running_sandbox(app, sim, fake_wecom_app, run_worke
     fake_wecom_app.config["SIMULATOR"] = sim
     try:
         result = app.test_cli_runner().invoke(args=["simulate", "--count", "3", "--state", "poster-1"])
+        tagged = app.test_cli_runner().invoke(args=["simulate", "--count", "2", "--action", "tag"])
+        assert tagged.exit_code == 0 and "2/2 callbacks acknowledged" in tagged.output
     finally:
         fake_wecom_app.config["SIMULATOR"] = None
     assert result.exit_code == 0 and "3/3 callbacks acknowledged" in result.output
     run_worker()
     with app.app_context():
-        assert db.session.query(CallbackEvent).filter_by(status=EventStatus.done).count() == 3
+        assert db.session.query(CallbackEvent).filter_by(status=EventStatus.done).count() == 5
 
 
 @pytest.mark.skipif(BACKEND == "services", reason="only the in-process Redis stand-in is refused")

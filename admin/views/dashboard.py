@@ -24,11 +24,16 @@ from bot.services.users import audit
 PERIODS = (7, 30, 90)
 
 
-def daily_growth(days: int) -> dict[str, Any]:
-    """Adds, losses (the customer deleted the member) and net per day, in the user's scope."""
+def daily_growth(days: int, store: int | None = None, channel: str | None = None) -> dict[str, Any]:
+    """Adds, losses (the customer deleted the member) and net per day, in the user's scope, optionally
+    for one store and one channel."""
     since = utcnow() - timedelta(days=days - 1)
     since = since.replace(hour=0, minute=0, second=0, microsecond=0)
     in_scope = FollowRelation.staff.has(staff_condition(current_user))
+    if store is not None:
+        in_scope = in_scope & FollowRelation.staff.has(Staff.stores.any(Store.id == store))
+    if channel is not None:
+        in_scope = in_scope & (FollowRelation.state == channel)
     added: dict[Any, int] = dict(
         db.session.execute(
             select(func.date(FollowRelation.added_at), func.count())
@@ -93,7 +98,15 @@ def dashboard() -> ResponseReturnValue:
     days = request.args.get("days", 30, type=int)
     if days not in PERIODS:
         days = 30
-    growth = daily_growth(days)
+    store = request.args.get("store", type=int)
+    scope = store_ids(current_user)
+    if store is not None and scope is not None and store not in scope:
+        abort(403)
+    channel = request.args.get("channel")
+    growth = daily_growth(days, store, channel[:30] if channel is not None else None)
+    stores_q = select(Store).where(Store.active).order_by(Store.name)
+    if scope is not None:
+        stores_q = stores_q.where(Store.id.in_(scope))
     events = dict(db.session.execute(select(CallbackEvent.status, func.count()).group_by(CallbackEvent.status)).all())
     failing = db.session.scalars(
         select(CallbackEvent)
@@ -105,6 +118,9 @@ def dashboard() -> ResponseReturnValue:
         "admin/dashboard/index.html",
         days=days,
         periods=PERIODS,
+        store=store,
+        channel=channel,
+        store_choices=db.session.scalars(stores_q).all(),
         growth=growth,
         totals={"added": sum(growth["added"]), "lost": sum(growth["lost"])},
         stores=by_store(days),

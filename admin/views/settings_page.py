@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from admin.forms import SandboxBurstForm
+from admin.forms import SANDBOX_ACTIONS, SandboxBurstForm
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Role
@@ -44,20 +44,25 @@ def sandbox_burst() -> ResponseReturnValue:
         return _page(form), 400
     base = (s.wecom_api_base or "").removesuffix("cgi-bin/")
     try:
-        res = requests.post(
-            base + "sandbox/simulate", json={"count": form.count.data, "state": form.state.data or ""}, timeout=120
-        )
-        acknowledged = res.json().get("acknowledged", 0)
+        payload = {"count": form.count.data, "state": form.state.data or "", "action": form.action.data}
+        result = requests.post(base + "sandbox/simulate", json=payload, timeout=120).json()
     except (requests.RequestException, ValueError) as exc:
         flash(_("沙箱未响应：%(error)s", error=type(exc).__name__))
         return redirect(url_for("admin.settings_view"))
-    audit(current_user, "sandbox_burst", form.state.data or "", after={"count": form.count.data}, ip=client_ip())
+    audit(
+        current_user,
+        "sandbox_burst",
+        form.state.data or "",
+        after={"action": form.action.data, "count": result.get("count", 0)},
+        ip=client_ip(),
+    )
     db.session.commit()
     flash(
         _(
-            "模拟了 %(count)s 位客户扫码添加员工，Siyu 确认收到 %(acked)s 条回调",
-            count=form.count.data,
-            acked=acknowledged,
+            "模拟了 %(count)s 次「%(action)s」，Siyu 确认收到 %(acked)s 条回调",
+            count=result.get("count", 0),
+            action=SANDBOX_ACTIONS[form.action.data or "add"],
+            acked=result.get("acknowledged", 0),
         )
     )
     return redirect(url_for("admin.settings_view"))

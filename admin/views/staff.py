@@ -34,9 +34,16 @@ def staff() -> ResponseReturnValue:
     members = db.session.scalars(
         select(Staff).where(staff_condition(current_user)).options(selectinload(Staff.stores)).order_by(Staff.userid)
     ).all()
+    stores: dict[int, dict[str, Any]] = {}
+    for member in members:
+        for store in member.stores:
+            row = stores.setdefault(store.id, {"name": store.name, "active": store.active, "staff": 0, "customers": 0})
+            row["staff"] += 1
+            row["customers"] += counts.get(member.id, 0)
     return render_template(
         "admin/staff/index.html",
         members=members,
+        stores=sorted(stores.values(), key=lambda r: r["name"]),
         counts=counts,
         progress=progress_view(read_progress("sync_directory")),
         can_sync=current_user.role == Role.admin,

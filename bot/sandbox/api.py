@@ -390,7 +390,7 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
 
     @app.post("/sandbox/simulate")
     def simulate() -> Response:
-        """Drive the simulator: COUNT customers add members (through real callbacks to Siyu)."""
+        """Drive the simulator: COUNT times ACTION (add, tag, delete), each a real callback to Siyu."""
         simulator = app.config["SIMULATOR"]
         if simulator is None:
             return answer({"error": "this sandbox has no simulator"}, 404)
@@ -401,9 +401,14 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
             count = 0
         if not 1 <= count <= 1000:
             return answer({"error": "count is a whole number from 1 to 1000"}, 400)
+        action = str(data.get("action", "add"))
+        if action not in ("add", "tag", "delete"):
+            return answer({"error": "action is add, tag or delete"}, 400)
         state = str(data.get("state", ""))[:30]
-        acknowledged = sum(simulator.customer_adds(state=state)[1].acknowledged for _ in range(count))
-        return answer({"acknowledged": acknowledged, "count": count})
+        done = [simulator.act(action, state) for _ in range(count)]
+        happened = [d for d in done if d is not None]
+        acknowledged = sum(delivery.acknowledged for _, delivery in happened)
+        return answer({"acknowledged": acknowledged, "count": len(happened), "action": action})
 
     @app.get("/sandbox/state")
     def state() -> Response:

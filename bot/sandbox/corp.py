@@ -42,6 +42,7 @@ class Follow:
     state: str = ""
     oper_userid: str = ""
     tag_ids: list[str] = field(default_factory=list)
+    deleted_by_customer: bool = False  # WeCom keeps listing the relation, one-sided
 
 
 @dataclass

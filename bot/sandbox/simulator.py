@@ -175,6 +175,8 @@ class Simulator:
 
     def customer_deletes_member(self, external_userid: str, userid: str) -> Delivery:
         """The customer deletes the member (a loss): del_follow_user. WeCom keeps the relation one-sided."""
+        with self.corp.lock:
+            self.corp.contacts[external_userid].follows[userid].deleted_by_customer = True
         return self.contact_change("del_follow_user", userid, external_userid)
 
     def member_deletes_customer(self, external_userid: str, userid: str) -> Delivery:
@@ -204,18 +206,35 @@ class Simulator:
             )
         )
 
+    def _current_relation(self) -> tuple[Contact, str] | None:
+        with self.corp.lock:
+            pairs = [
+                (c, u) for c in self.corp.contacts.values() for u, f in c.follows.items() if not f.deleted_by_customer
+            ]
+        return self.rng.choice(pairs) if pairs else None
+
+    def act(self, action: str, state: str = "") -> tuple[str, Delivery] | None:
+        """One thing happening: ``add`` (a customer scans ``state``), ``tag`` (a member tags a customer) or
+        ``delete`` (a customer deletes their member). Returns what happened, or None if nobody could do it."""
+        if action == "add":
+            contact, delivery = self.customer_adds(state=state)
+            return f"{contact.name} added {next(iter(contact.follows))}", delivery
+        relation = self._current_relation()
+        if relation is None:
+            return None
+        contact, userid = relation
+        if action == "tag":
+            tag = self.rng.choice(sorted(self.corp.tag_index()))
+            return f"{userid} tagged {contact.name}", self.member_tags_customer(contact.external_userid, userid, [tag])
+        if action == "delete":
+            return f"{contact.name} deleted {userid}", self.customer_deletes_member(contact.external_userid, userid)
+        raise ValueError(f"unknown action {action!r}")
+
     def random_activity(self) -> str:
         """One plausible thing happening in the corp; returns what it was, for the log."""
-        contacts = [c for c in self.corp.contacts.values() if c.follows]
         roll = self.rng.random()
-        if roll < 0.7 or not contacts:
-            contact, delivery = self.customer_adds(state=self.rng.choice(["", "store-qr", "live-room"]))
-            return f"{contact.name} added {next(iter(contact.follows))} ({delivery.statuses})"
-        contact = self.rng.choice(contacts)
-        userid = next(iter(contact.follows))
-        if roll < 0.9:
-            tags = sorted(self.corp.tag_index())
-            delivery = self.member_tags_customer(contact.external_userid, userid, [self.rng.choice(tags)])
-            return f"{userid} tagged {contact.name} ({delivery.statuses})"
-        delivery = self.customer_deletes_member(contact.external_userid, userid)
-        return f"{contact.name} deleted {userid} ({delivery.statuses})"
+        action = "add" if roll < 0.7 else "tag" if roll < 0.9 else "delete"
+        done = self.act(action, state=self.rng.choice(["", "store-qr", "live-room"])) or self.act("add")
+        assert done is not None
+        what, delivery = done
+        return f"{what} ({delivery.statuses})"

@@ -55,9 +55,11 @@ def _sync_customer(external_userid: str) -> tuple[Customer, set[str]]:
         follow.oper_userid = item.get("oper_userid", "") or ""
         follow.state = item.get("state", "") or follow.state or ""
         follow.added_at = from_epoch(item.get("createtime")) or follow.added_at
-        follow.status = FollowStatus.active
-        follow.lost_at = None
-        follow.lost_reason = None
+        # WeCom keeps listing a relation the customer deleted (it is one-sided from then on): only a new
+        # add brings it back. Listed again after the member deleted the customer, or once a skip-verify
+        # add is confirmed, it is active.
+        if follow.status in (FollowStatus.pending, FollowStatus.deleted_by_staff):
+            _reactivate(follow)
         follow.tags = [
             FollowTag(
                 tag_id=t.get("tag_id") or None,
@@ -71,10 +73,18 @@ def _sync_customer(external_userid: str) -> tuple[Customer, set[str]]:
     return customer, {item["userid"] for item in data.get("follow_user", [])}
 
 
+def _reactivate(follow: FollowRelation) -> None:
+    follow.status = FollowStatus.active
+    follow.lost_at = None
+    follow.lost_reason = None
+
+
 def record_customer_added(external_userid: str, userid: str, state: str, *, confirmed: bool) -> Customer:
     """add_external_contact / add_half_external_contact: upsert from WeCom, keep the event's state."""
     customer, listed = _sync_customer(external_userid)
     follow = _follow(customer, userid)
+    if confirmed:
+        _reactivate(follow)  # an add after a loss is a comeback
     if not follow.state and state:
         follow.state = state
     if follow.added_at is None:

@@ -216,13 +216,36 @@ def test_sandbox_burst_from_settings(app, client, sim, fake_wecom_app, run_worke
         signed_in(app, client, "operator")
         bad = post_form(client, "/admin/settings", "/admin/settings/sandbox/burst", {"count": 0})
         assert bad.status_code == 400 and "1–200 之间" in bad.get_data(as_text=True)
-        res = post_form(client, "/admin/settings", "/admin/settings/sandbox/burst", {"count": 3, "state": "expo"})
-        assert res.status_code == 302
+        burst = {"action": "add", "count": 3, "state": "expo"}
+        assert post_form(client, "/admin/settings", "/admin/settings/sandbox/burst", burst).status_code == 302
+        run_worker()
+        for action in ("tag", "delete"):
+            res = post_form(client, "/admin/settings", "/admin/settings/sandbox/burst", {"action": action, "count": 1})
+            assert res.status_code == 302
+        assert "Siyu 确认收到 1 条回调" in client.get("/admin/settings").get_data(as_text=True)
     finally:
         fake_wecom_app.config["SIMULATOR"] = None
     run_worker()
     with app.app_context():
+        from bot.models import FollowRelation, FollowStatus
+
         assert db.session.query(Customer).count() == 3
+        statuses = [f.status for f in db.session.query(FollowRelation)]
+        assert statuses.count(FollowStatus.deleted_by_customer) == 1
+        kinds = set(db.session.scalars(select(CustomerEvent.kind)))
+        assert {"added", "edited", "deleted_by_customer"} <= kinds
+
+
+def test_dashboard_filters_by_store_and_channel_within_scope(app, client, two_stores):
+    signed_in(app, client, "store_manager", stores=[2])
+    with app.app_context():
+        from bot.models import Store
+
+        mine = db.session.scalar(select(Store.id).where(Store.department_id == 2))
+        theirs = db.session.scalar(select(Store.id).where(Store.department_id == 3))
+    assert 'id="total-added">2<' in client.get(f"/admin/?store={mine}").get_data(as_text=True)
+    assert 'id="total-added">0<' in client.get(f"/admin/?store={mine}&channel=poster-b").get_data(as_text=True)
+    assert client.get(f"/admin/?store={theirs}").status_code == 403
 
 
 def test_admin_creates_a_store_manager(app, client, synced):

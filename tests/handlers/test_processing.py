@@ -65,6 +65,21 @@ def test_customer_deleting_the_member_is_a_loss(app, sim, run_worker):
     assert follow.status == FollowStatus.deleted_by_customer and follow.lost_at is not None
 
 
+def test_a_lost_customer_stays_lost_when_the_member_edits_them(app, sim, run_worker):
+    """WeCom keeps listing a relation the customer deleted; an edit must not bring the customer back."""
+    contact, _ = sim.customer_adds(userid="staff0201")
+    sim.customer_deletes_member(contact.external_userid, "staff0201")
+    run_worker()
+    sim.member_tags_customer(contact.external_userid, "staff0201", [])
+    run_worker()
+    [follow] = customer(app, contact.external_userid).follows
+    assert follow.status == FollowStatus.deleted_by_customer
+    sim.contact_change("add_external_contact", "staff0201", contact.external_userid, State="comeback")
+    run_worker()
+    [follow] = customer(app, contact.external_userid).follows
+    assert follow.status == FollowStatus.active and follow.lost_at is None  # they added the member again
+
+
 def test_member_deleting_the_customer_is_recorded(app, sim, run_worker):
     contact, _ = sim.customer_adds(userid="staff0201")
     run_worker()
