@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateField, IntegerField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
@@ -45,6 +54,16 @@ SANDBOX_ACTIONS = {
     "tag": _l("员工给客户打标签"),
     "delete": _l("客户删除员工（流失）"),
 }
+
+
+class EditUserForm(FlaskForm):
+    display_name = StringField(_l("姓名"), validators=[Optional(), Length(max=64)])
+    role = SelectField(_l("角色"), choices=[SelectChoice(r.value, label) for r, label in ROLE_LABELS.items()])
+    stores = SelectMultipleField(_l("负责门店（店长）"), coerce=int)
+    active = BooleanField(_l("启用"))
+    new_password = PasswordField(
+        _l("重设密码（留空不变）"), validators=[Optional(), Length(min=10, message=_l("密码至少 10 位"))]
+    )
 
 
 class SandboxBurstForm(FlaskForm):

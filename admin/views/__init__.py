@@ -10,7 +10,7 @@ from flask import Blueprint, Flask, abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import LoginManager, current_user
+from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFProtect
 
 from bot.extensions import db
@@ -34,7 +34,9 @@ def require_sign_in() -> ResponseReturnValue | None:
     """Every panel route needs a signed-in, active user; checked here so that no view can forget it."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    if not current_user.is_authenticated:
+    if not current_user.is_authenticated or not current_user.is_active:
+        # A disabled account's session ends at its next request.
+        logout_user()
         return redirect(url_for("admin.login", next=request.full_path if request.method == "GET" else None))
     return None
 

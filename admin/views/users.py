@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -10,14 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
-from admin.forms import NewUserForm
+from admin.forms import EditUserForm, NewUserForm
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Role, Store, User
-from bot.services.users import audit, create_user
+from bot.services.users import audit, create_user, describe, update_user
 
 
-def _store_choices(form: NewUserForm) -> None:
+def _store_choices(form: NewUserForm | EditUserForm) -> None:
     stores = db.session.scalars(select(Store).where(Store.active).order_by(Store.name))
     form.stores.choices = [SelectChoice(s.id, s.name) for s in stores]
 
@@ -67,4 +67,50 @@ def create_user_view() -> ResponseReturnValue:
     )
     db.session.commit()
     flash(_("已创建用户 %(name)s", name=user.username))
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@role_required(Role.admin)
+def edit_user(user_id: int) -> ResponseReturnValue:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    if request.method == "GET":
+        form = EditUserForm(
+            data={
+                "display_name": user.display_name,
+                "role": user.role.value,
+                "active": user.active,
+                "stores": [s.id for s in user.stores],
+            }
+        )
+        _store_choices(form)
+        return render_template("admin/users/edit.html", user=user, form=form)
+    form = EditUserForm()
+    _store_choices(form)
+    if not form.validate_on_submit():
+        return render_template("admin/users/edit.html", user=user, form=form), 400
+    role = Role(form.role.data)
+    stores = list(db.session.scalars(select(Store).where(Store.id.in_(form.stores.data or []))))
+    if role == Role.store_manager and not stores:
+        form.stores.errors = [_("店长至少负责一个门店")]
+        return render_template("admin/users/edit.html", user=user, form=form), 400
+    if user.id == current_user.id and (role != Role.admin or not form.active.data):
+        form.role.errors = [_("不能取消自己的管理员权限或停用自己")]
+        return render_template("admin/users/edit.html", user=user, form=form), 400
+    before = update_user(
+        user,
+        display_name=form.display_name.data or "",
+        role=role,
+        stores=stores,
+        active=bool(form.active.data),
+        new_password=form.new_password.data or None,
+    )
+    after = describe(user)
+    if form.new_password.data:
+        after["password_reset"] = True  # that it changed, never what to
+    audit(current_user, "edit_user", f"user:{user.username}", before=before, after=after, ip=client_ip())
+    db.session.commit()
+    flash(_("已保存"))
     return redirect(url_for("admin.users"))

@@ -55,6 +55,32 @@ def create_user(
     return user
 
 
+def update_user(
+    user: User, *, display_name: str, role: Role, stores: list[Store], active: bool, new_password: str | None = None
+) -> dict[str, Any]:
+    """Change an account; returns what it was before (for the audit log). Flushes."""
+    before = describe(user)
+    if new_password is not None and len(new_password) < MIN_PASSWORD:
+        raise ValueError(N_("密码至少 10 位"))
+    user.display_name = display_name or user.username
+    user.role = role
+    user.stores = stores if role == Role.store_manager else []
+    user.active = active
+    if new_password:
+        user.password_hash = generate_password_hash(new_password)
+    db.session.flush()
+    return before
+
+
+def describe(user: User) -> dict[str, Any]:
+    return {
+        "display_name": user.display_name,
+        "role": user.role.value,
+        "active": user.active,
+        "stores": sorted(s.name for s in user.stores),
+    }
+
+
 def generate_password() -> str:
     return secrets.token_urlsafe(12)
 

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 
 import pytest
 from sqlalchemy import select
@@ -270,3 +271,31 @@ def test_admin_creates_a_store_manager(app, client, synced):
     assert res.status_code == 302
     assert "li" in client.get("/admin/users").get_data(as_text=True)
     assert "create_user" in client.get("/admin/audit").get_data(as_text=True)
+
+
+def test_admin_changes_a_role_disables_an_account_and_resets_a_password(app, client, synced):
+    signed_in(app, client, "admin")
+    user_id, old_password = make_user(app, "clerk", "viewer")
+    url = f"/admin/users/{user_id}"
+    form = client.get(url).get_data(as_text=True)
+    assert re.search(r'<option[^>]*(selected[^>]*value="viewer"|value="viewer"[^>]*selected)', form)
+    res = post_form(client, url, url, {"role": "operator", "active": "y", "new_password": "a-brand-new-pw"})
+    assert res.status_code == 302
+    other = app.test_client()
+    assert sign_in(other, "clerk", old_password).status_code == 401
+    assert sign_in(other, "clerk", "a-brand-new-pw").status_code == 302
+    assert other.get("/admin/users").status_code == 403  # an operator, not an admin
+    res = post_form(client, url, url, {"role": "operator"})  # active unticked: disabled
+    assert res.status_code == 302
+    assert other.get("/admin/").status_code == 302  # the disabled account's session no longer works
+    with app.app_context():
+        entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "edit_user")).first()
+        assert '"role": "viewer"' in entry.detail and '"password_reset": true' in entry.detail
+        assert "a-brand-new-pw" not in entry.detail
+
+
+def test_an_admin_cannot_lock_themselves_out(app, client):
+    user_id = signed_in(app, client, "admin", username="root")
+    url = f"/admin/users/{user_id}"
+    res = post_form(client, url, url, {"role": "viewer", "active": "y"})
+    assert res.status_code == 400 and "不能取消自己的管理员权限" in res.get_data(as_text=True)
