@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 
 from flask import Blueprint, Response, current_app, request
 
@@ -24,11 +25,18 @@ log = logging.getLogger(__name__)
 bp = Blueprint("wecom_callback", __name__)
 
 
+_INBOX_LOCK = threading.Lock()
+
+
 def _inbox() -> CallbackInbox:
+    """This app's inbox, made on first use (one per process: two first requests must not make two)."""
     inbox = current_app.extensions.get("siyu.inbox")
     if inbox is None:
-        inbox = CallbackInbox(db.engine, enqueue_stored_events(current_app._get_current_object()))  # type: ignore[attr-defined]
-        current_app.extensions["siyu.inbox"] = inbox
+        with _INBOX_LOCK:
+            inbox = current_app.extensions.get("siyu.inbox")
+            if inbox is None:
+                inbox = CallbackInbox(db.engine, enqueue_stored_events())
+                current_app.extensions["siyu.inbox"] = inbox
     return inbox
 
 

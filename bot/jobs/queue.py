@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from flask import Flask
 from rq import Queue
 
 from bot.services.inbox import StoredEvent
@@ -23,7 +22,7 @@ def queue(name: str, connection: Any) -> Queue:
     return Queue(name, connection=connection)
 
 
-def enqueue_stored_events(app: Flask) -> Callable[[Sequence[StoredEvent]], None]:
+def enqueue_stored_events() -> Callable[[Sequence[StoredEvent]], None]:
     """The inbox's hook: queue freshly stored events in one Redis round trip."""
     from bot.extensions import redis_conn
 

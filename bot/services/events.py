@@ -59,9 +59,9 @@ def process_event(event_id: int, route: Callable[[Event], Handler | None], max_a
         row.attempts += 1
         row.processed_at = utcnow()
         row.next_attempt_at = None
-        row.last_error = note
+        row.last_error = None
         session.commit()
-        log.info("event %s (%s) %s", event_id, kind, row.status.value)
+        log.info("event %s (%s) %s%s", event_id, kind, row.status.value, f": {note}" if note else "")
         return row.status
     except Exception as exc:
         session.rollback()
