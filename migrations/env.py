@@ -35,7 +35,10 @@ def run_migrations_online() -> None:
             directives[:] = []
             logger.info("No changes in schema detected.")
 
+    from bot.models import include_in_autogenerate
+
     conf_args = dict(current_app.extensions["migrate"].configure_args)
+    conf_args.setdefault("include_object", include_in_autogenerate)
     conf_args.setdefault("process_revision_directives", process_revision_directives)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, **conf_args)

@@ -76,7 +76,7 @@ def list_customers() -> ResponseReturnValue:
     if len(name) > 64:
         raise ApiError(400, "invalid_parameter", "q is at most 64 characters")
     if name:
-        query = query.where(Customer.name.contains(name))
+        query = query.where(Customer.name.contains(name, autoescape=True))
     staff = request.args.get("staff", "").strip()
     if staff:
         query = query.where(Customer.follows.any(FollowRelation.staff.has(Staff.userid == staff)))

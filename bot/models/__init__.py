@@ -8,7 +8,18 @@ from bot.models.jobs import JobRun
 from bot.models.tags import Tag, TagGroup
 from bot.models.users import AuditEntry, Role, User, user_stores
 
+#: indexes a migration makes by hand on PostgreSQL only (trigram search); not part of the models
+HAND_MANAGED_INDEXES = frozenset({"ix_customers_name_trgm", "ix_follow_relations_remark_trgm"})
+
+
+def include_in_autogenerate(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's include_object: leave the hand-managed indexes out of model comparisons."""
+    return not (type_ == "index" and name in HAND_MANAGED_INDEXES)
+
+
 __all__ = [
+    "HAND_MANAGED_INDEXES",
+    "include_in_autogenerate",
     "ApiToken",
     "AuditEntry",
     "Role",

@@ -300,3 +300,28 @@ def test_an_admin_cannot_lock_themselves_out(app, client):
     url = f"/admin/users/{user_id}"
     res = post_form(client, url, url, {"role": "viewer", "active": "y"})
     assert res.status_code == 400 and "不能取消自己的管理员权限" in res.get_data(as_text=True)
+
+
+def test_search_by_name_remark_or_id_takes_wildcards_literally(app, client, two_stores):
+    signed_in(app, client, "admin")
+    mine, theirs = two_stores
+    by_name = client.get("/admin/customers", query_string={"q": mine[0].name[1:]}).get_data(as_text=True)
+    assert mine[0].name in by_name
+    by_id = client.get("/admin/customers", query_string={"q": theirs[1].external_userid}).get_data(as_text=True)
+    assert theirs[1].name in by_id and mine[0].name not in by_id
+    with app.app_context():
+        from bot.models import FollowRelation
+
+        for contact, remark in ((theirs[0], "VIP_1"), (theirs[1], "VIPX1")):
+            follow = (
+                db.session.query(FollowRelation)
+                .join(Customer)
+                .filter(Customer.external_userid == contact.external_userid)
+                .one()
+            )
+            follow.remark = remark
+        db.session.commit()
+    found = client.get("/admin/customers", query_string={"q": "VIP_1"}).get_data(as_text=True)
+    assert theirs[0].name in found and theirs[1].name not in found  # "_" is not a wildcard
+    nothing = client.get("/admin/customers", query_string={"q": "%"}).get_data(as_text=True)
+    assert "没有符合条件的客户" in nothing  # nor is "%"
