@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from bot.models import FollowStatus
-from bot.services import customers
+from bot.services import acquisition, customers
 from bot.services.events import Handler
 from bot.wecom.events import Event, ExternalContactEvent
 
 
 def on_external_contact_added(event: Event) -> str | None:
     assert isinstance(event, ExternalContactEvent)
-    customers.record_customer_added(event.external_user_id, event.user_id, event.state, confirmed=True)
-    return None
+    _, welcome = acquisition.customer_added(
+        event.external_user_id, event.user_id, event.state, event.welcome_code, confirmed=True
+    )
+    return f"welcome {welcome.value}" if welcome else None
 
 
 def on_external_contact_half_added(event: Event) -> str | None:
+    """A skip-verify add not yet confirmed; its welcome code is the one to use (add_external_contact
+    will then come without one)."""
     assert isinstance(event, ExternalContactEvent)
-    customers.record_customer_added(event.external_user_id, event.user_id, event.state, confirmed=False)
-    return None
+    _, welcome = acquisition.customer_added(
+        event.external_user_id, event.user_id, event.state, event.welcome_code, confirmed=False
+    )
+    return f"welcome {welcome.value}" if welcome else None
 
 
 def on_external_contact_edited(event: Event) -> str | None:

@@ -102,6 +102,53 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/channels": {
+            "get": {
+                "summary": "Channel codes (渠道活码) with their statistics",
+                "responses": {"200": {"description": "The channels", **_json("ChannelList")}, **ERRORS},
+            },
+            "post": {
+                "summary": "Create a channel code (a WeCom 「联系我」 contact way)",
+                "requestBody": {"required": True, **_json("ChannelInput")},
+                "responses": {
+                    "201": {"description": "Created", **_json("Channel")},
+                    "403": {"description": "Needs the admin or operator role", **_json("Error")},
+                    "502": {"description": "WeCom refused", **_json("Error")},
+                    **ERRORS,
+                },
+            },
+        },
+        "/channels/{channel_id}": {
+            "parameters": [{"name": "channel_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "get": {
+                "summary": "One channel",
+                "responses": {
+                    "200": {"description": "The channel", **_json("Channel")},
+                    "404": {"description": "No such channel", **_json("Error")},
+                    **ERRORS,
+                },
+            },
+            "patch": {
+                "summary": "Change name, staff, skip-verify, tags or welcome messages (the state never changes)",
+                "requestBody": {"required": True, **_json("ChannelInput")},
+                "responses": {
+                    "200": {"description": "Changed", **_json("Channel")},
+                    "403": {"description": "Needs the admin or operator role", **_json("Error")},
+                    "404": {"description": "No such channel", **_json("Error")},
+                    "502": {"description": "WeCom refused", **_json("Error")},
+                    **ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Delete the code in WeCom; the channel stays, inactive, for attribution",
+                "responses": {
+                    "200": {"description": "Deleted"},
+                    "403": {"description": "Needs the admin or operator role", **_json("Error")},
+                    "404": {"description": "No such channel", **_json("Error")},
+                    **ERRORS,
+                },
+            },
+        },
         "/openapi.json": {
             "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI"}}}
         },
@@ -165,6 +212,52 @@ SPEC: dict[str, Any] = {
                         },
                     },
                 ]
+            },
+            "Welcome": {
+                "type": "object",
+                "properties": {
+                    "label": {"type": "string"},
+                    "text": {
+                        "type": "string",
+                        "description": "≤ 4000 bytes; {customer_name} {staff_name} {store_name}",
+                    },
+                    "attachments": {"type": "array", "maxItems": 9, "items": {"type": "object"}},
+                    "weight": {"type": "integer", "minimum": 1},
+                },
+            },
+            "ChannelInput": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 64},
+                    "group_name": {"type": "string"},
+                    "state": {"type": "string", "maxLength": 30, "description": "default: generated"},
+                    "staff": {"type": "array", "items": {"type": "string"}, "maxItems": 100},
+                    "skip_verify": {"type": "boolean"},
+                    "tag_ids": {"type": "array", "items": {"type": "string"}},
+                    "welcome": {"type": "array", "items": {"$ref": "#/components/schemas/Welcome"}},
+                },
+            },
+            "Channel": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/ChannelInput"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "integer"},
+                            "config_id": {"type": ["string", "null"]},
+                            "qr_code": {"type": "string"},
+                            "active": {"type": "boolean"},
+                            "stats": {
+                                "type": "object",
+                                "properties": {"adds": {"type": "integer"}, "losses": {"type": "integer"}},
+                            },
+                        },
+                    },
+                ]
+            },
+            "ChannelList": {
+                "type": "object",
+                "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Channel"}}},
             },
             "CustomerPage": {
                 "type": "object",

@@ -2,6 +2,7 @@
 
 from bot.models.api_tokens import ApiToken
 from bot.models.callbacks import CallbackEvent, EventStatus
+from bot.models.channels import Channel, WelcomeMessage, WelcomeSend, WelcomeStatus, channel_staff
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.jobs import JobRun
@@ -26,6 +27,11 @@ __all__ = [
     "User",
     "user_stores",
     "CallbackEvent",
+    "Channel",
+    "WelcomeMessage",
+    "WelcomeSend",
+    "WelcomeStatus",
+    "channel_staff",
     "Customer",
     "CustomerEvent",
     "EventStatus",

@@ -55,6 +55,9 @@ class FollowRelation(db.Model):  # type: ignore[name-defined]
     add_way: Mapped[int] = mapped_column(Integer, default=0)
     oper_userid: Mapped[str] = mapped_column(String(64), default="")
     state: Mapped[str] = mapped_column(String(64), default="", index=True)  # the contact way that brought them
+    # The channel the state belongs to; None for "no channel" (unknown or empty state), never dropped.
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"), index=True)
+    welcome_variant_id: Mapped[int | None] = mapped_column(ForeignKey("welcome_messages.id", ondelete="SET NULL"))
     added_at: Mapped[datetime | None] = mapped_column(index=True)
     status: Mapped[FollowStatus] = mapped_column(
         Enum(FollowStatus, native_enum=False, length=24), default=FollowStatus.active

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 
@@ -25,6 +26,11 @@ def _customer(external_userid: str) -> Customer:
     return get_or_insert(Customer, {"external_userid": external_userid})
 
 
+def follow_of(customer: Customer, userid: str) -> FollowRelation:
+    """The relation between ``customer`` and member ``userid`` (made if missing); flushes."""
+    return _follow(customer, userid)
+
+
 def _follow(customer: Customer, userid: str) -> FollowRelation:
     staff = ensure_staff(userid)
     return get_or_insert(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
@@ -35,9 +41,14 @@ def sync_customer(external_userid: str) -> Customer:
     return _sync_customer(external_userid)[0]
 
 
-def _sync_customer(external_userid: str) -> tuple[Customer, set[str]]:
+def fetch_customer(external_userid: str) -> dict[str, Any]:
+    """externalcontact/get (doc path/92114): the customer and every follower, as WeCom has them."""
+    return contact_api().get_external_contact(external_userid)
+
+
+def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> tuple[Customer, set[str]]:
     """The upserted customer, and the members WeCom lists as following them."""
-    data = contact_api().get_external_contact(external_userid)
+    data = data if data is not None else fetch_customer(external_userid)
     contact = data.get("external_contact", {})
     customer = _customer(external_userid)
     customer.name = contact.get("name", "") or ""
@@ -79,9 +90,11 @@ def _reactivate(follow: FollowRelation) -> None:
     follow.lost_reason = None
 
 
-def record_customer_added(external_userid: str, userid: str, state: str, *, confirmed: bool) -> Customer:
+def record_customer_added(
+    external_userid: str, userid: str, state: str, *, confirmed: bool, data: dict[str, Any] | None = None
+) -> Customer:
     """add_external_contact / add_half_external_contact: upsert from WeCom, keep the event's state."""
-    customer, listed = _sync_customer(external_userid)
+    customer, listed = _sync_customer(external_userid, data)
     follow = _follow(customer, userid)
     if confirmed:
         _reactivate(follow)  # an add after a loss is a comeback

@@ -209,3 +209,19 @@ class WeComClient(WeChatClient):
         """message/send (doc path/90236) as plain text to members."""
         body = {"touser": "|".join(userids), "msgtype": "text", "agentid": agent_id, "text": {"content": content}}
         return self.post("message/send", data=body)
+
+    def add_contact_way(self, body: dict[str, Any]) -> dict[str, Any]:
+        """externalcontact/add_contact_way (doc path/92228): a 「联系我」 code; returns config_id and qr_code."""
+        return self.post("externalcontact/add_contact_way", data=body)
+
+    def update_contact_way(self, body: dict[str, Any]) -> dict[str, Any]:
+        """externalcontact/update_contact_way: the fields given overwrite the code's."""
+        return self.post("externalcontact/update_contact_way", data=body)
+
+    def del_contact_way(self, config_id: str) -> dict[str, Any]:
+        return self.post("externalcontact/del_contact_way", data={"config_id": config_id})
+
+    def mark_tags(self, userid: str, external_userid: str, add: list[str], remove: list[str] | None = None) -> None:
+        """externalcontact/mark_tag (doc path/92118); WeCom sends no callback for it."""
+        body = {"userid": userid, "external_userid": external_userid, "add_tag": add, "remove_tag": remove or []}
+        self.post("externalcontact/mark_tag", data=body)

@@ -1,0 +1,177 @@
+"""Channels: /api/v1/channels (create, list, get, update, delete), each with its state, config id, QR and
+statistics. Writes need the admin or operator role; store managers see channels with their stores' staff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from admin.api import ApiError, bp
+from bot.extensions import db
+from bot.models import Channel, Role
+from bot.services import channels
+from bot.services.scope import staff_condition, store_ids
+from bot.services.users import audit
+from bot.wecom.errors import WeComError
+
+WRITERS = (Role.admin, Role.operator)
+
+
+def channel_json(c: Channel, stats: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "group_name": c.group_name,
+        "state": c.state,
+        "config_id": c.config_id,
+        "qr_code": c.qr_code,
+        "skip_verify": c.skip_verify,
+        "staff": [s.userid for s in c.staff],
+        "tag_ids": list(c.tag_ids),
+        "active": c.active,
+        "welcome": [
+            {"id": w.id, "label": w.label, "text": w.text, "attachments": w.attachments, "weight": w.weight}
+            for w in c.welcomes
+        ],
+        "stats": stats,
+    }
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "send a JSON object")
+    return body
+
+
+def _list_of_str(body: dict[str, Any], name: str) -> list[str] | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(400, "invalid_parameter", f"{name} is a list of strings")
+    return value
+
+
+def _welcomes(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    value = body.get("welcome")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ApiError(400, "invalid_parameter", "welcome is a list of {label, text, attachments, weight}")
+    return value
+
+
+def _visible(query: Any) -> Any:
+    if store_ids(g.api_user) is not None:
+        query = query.where(Channel.staff.any(staff_condition(g.api_user)))
+    return query
+
+
+def _get(channel_id: int) -> Channel:
+    channel = db.session.scalar(_visible(select(Channel).where(Channel.id == channel_id)))
+    if channel is None:
+        raise ApiError(404, "not_found", f"no channel {channel_id}")
+    return channel
+
+
+def _require_writer() -> None:
+    if g.api_user.role not in WRITERS:
+        raise ApiError(403, "forbidden", "changing channels needs the admin or operator role")
+
+
+def _answer(channel: Channel, status: int = 200) -> ResponseReturnValue:
+    return jsonify(channel_json(channel, channels.channel_stats([channel.id])[channel.id])), status
+
+
+@bp.post("/channels")
+def create_channel() -> ResponseReturnValue:
+    _require_writer()
+    body = _body()
+    if not isinstance(body.get("name"), str):
+        raise ApiError(400, "invalid_parameter", "name is required")
+    try:
+        channel = channels.create_channel(
+            body["name"],
+            _list_of_str(body, "staff") or [],
+            state=body.get("state") if isinstance(body.get("state"), str) else None,
+            group_name=str(body.get("group_name", "")),
+            skip_verify=bool(body.get("skip_verify", True)),
+            tag_ids=_list_of_str(body, "tag_ids"),
+            welcomes=_welcomes(body),
+        )
+    except channels.ChannelError as exc:
+        db.session.rollback()
+        raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}") from exc
+    except WeComError as exc:
+        db.session.rollback()
+        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
+    audit(g.api_user, "create_channel", f"channel:{channel.state}", after={"name": channel.name})
+    db.session.commit()
+    return _answer(channel, 201)
+
+
+@bp.get("/channels")
+def list_channels() -> ResponseReturnValue:
+    rows = db.session.scalars(
+        _visible(select(Channel))
+        .options(selectinload(Channel.staff), selectinload(Channel.welcomes))
+        .order_by(Channel.id.desc())
+    ).all()
+    stats = channels.channel_stats([c.id for c in rows])
+    return jsonify(items=[channel_json(c, stats[c.id]) for c in rows])
+
+
+@bp.get("/channels/<int:channel_id>")
+def get_channel(channel_id: int) -> ResponseReturnValue:
+    return _answer(_get(channel_id))
+
+
+@bp.patch("/channels/<int:channel_id>")
+def update_channel(channel_id: int) -> ResponseReturnValue:
+    _require_writer()
+    channel = _get(channel_id)
+    body = _body()
+    before = {"name": channel.name, "staff": [s.userid for s in channel.staff]}
+    try:
+        channels.update_channel(
+            channel,
+            name=body["name"] if isinstance(body.get("name"), str) else None,
+            staff_userids=_list_of_str(body, "staff"),
+            skip_verify=body["skip_verify"] if isinstance(body.get("skip_verify"), bool) else None,
+            tag_ids=_list_of_str(body, "tag_ids"),
+            welcomes=_welcomes(body),
+        )
+    except channels.ChannelError as exc:
+        db.session.rollback()
+        raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}") from exc
+    except WeComError as exc:
+        db.session.rollback()
+        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
+    audit(
+        g.api_user,
+        "update_channel",
+        f"channel:{channel.state}",
+        before=before,
+        after={"name": channel.name, "staff": [s.userid for s in channel.staff]},
+    )
+    db.session.commit()
+    return _answer(channel)
+
+
+@bp.delete("/channels/<int:channel_id>")
+def delete_channel(channel_id: int) -> ResponseReturnValue:
+    _require_writer()
+    channel = _get(channel_id)
+    try:
+        channels.delete_channel(channel)
+    except WeComError as exc:
+        db.session.rollback()
+        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
+    audit(g.api_user, "delete_channel", f"channel:{channel.state}")
+    db.session.commit()
+    return jsonify(id=channel.id, active=False)

@@ -1,0 +1,44 @@
+"""A customer arrives: the welcome within its 20 s, the customer mirrored, attributed to the channel whose
+``state`` brought them (an unknown state is "no channel", never dropped) and tagged as the channel says."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from bot.models import Customer, WelcomeStatus
+from bot.services import channels, customers, welcome
+
+log = logging.getLogger(__name__)
+
+
+def customer_added(
+    external_userid: str,
+    userid: str,
+    state: str,
+    welcome_code: str,
+    *,
+    confirmed: bool,
+    received_at: datetime | None = None,
+) -> tuple[Customer, WelcomeStatus | None]:
+    """add_external_contact / add_half_external_contact; flushes. Returns the customer and the welcome's fate."""
+    channel = channels.channel_for_state(state)
+    # Read WeCom first (no database writes yet), so the welcome goes out before anything slower.
+    data = customers.fetch_customer(external_userid)
+    status, variant_id = None, None
+    if welcome_code:
+        name = str(data.get("external_contact", {}).get("name", ""))
+        status, variant_id = welcome.send_welcome(
+            welcome_code, external_userid, userid, channel, customer_name=name, received_at=received_at
+        )
+    customer = customers.record_customer_added(external_userid, userid, state, confirmed=confirmed, data=data)
+    follow = customers.follow_of(customer, userid)
+    channels.attribute(follow, channel, variant_id)
+    if channel is not None and channel.active:
+        channels.apply_channel_tags(follow, channel)
+    if welcome_code:
+        customers.record_event(customer, f"welcome_{status.value}" if status else "welcome", userid)
+    else:
+        # A welcome set in the WeCom console, a chat already started, or a code used by add_half: nothing to send.
+        customers.record_event(customer, "welcome_by_wecom", userid)
+    return customer, status

@@ -1,0 +1,232 @@
+"""Channel codes and welcome messages, end to end: API → fake WeCom → a scan as a real callback → worker."""
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.jobs.tasks import sync_corp_tags, sync_directory
+from bot.models import Channel, CustomerEvent, FollowRelation, WelcomeSend, WelcomeStatus
+from bot.services import welcome
+from tests.conftest import make_token, make_user
+
+
+@pytest.fixture
+def api(app, client, sim):
+    with app.app_context():
+        sync_directory()
+        sync_corp_tags()
+    token = make_token(app, make_user(app, "ops", "operator")[0])
+    headers = {"Authorization": f"Bearer {token}"}
+
+    class Api:
+        def post(self, url, body):
+            return client.post(url, json=body, headers=headers)
+
+        def get(self, url):
+            return client.get(url, headers=headers)
+
+        def patch(self, url, body):
+            return client.patch(url, json=body, headers=headers)
+
+        def delete(self, url):
+            return client.delete(url, headers=headers)
+
+    return Api()
+
+
+def vip_tag(corp):
+    return next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
+
+
+def new_channel(api, corp, **extra):
+    body = {
+        "name": "静安门店海报",
+        "staff": ["staff0201"],
+        "state": "jingan-poster",
+        "tag_ids": [vip_tag(corp)],
+        "welcome": [{"text": "{customer_name}您好，我是{store_name}的{staff_name}，欢迎！"}],
+        **extra,
+    }
+    res = api.post("/api/v1/channels", body)
+    assert res.status_code == 201, res.get_json()
+    return res.get_json()
+
+
+def follow_of(app, external_userid):
+    with app.app_context():
+        follow = db.session.scalar(
+            select(FollowRelation)
+            .join(FollowRelation.customer)
+            .where(FollowRelation.customer.has(external_userid=external_userid))
+        )
+        _ = follow.tags
+        return follow
+
+
+def test_a_channel_is_a_wecom_contact_way(api, corp):
+    channel = new_channel(api, corp)
+    way = corp.contact_ways[channel["config_id"]]
+    assert way["state"] == "jingan-poster" and way["user"] == ["staff0201"] and way["type"] == 1
+    assert channel["qr_code"].endswith(".png") and channel["stats"] == {"adds": 0, "losses": 0}
+    assert [c["state"] for c in api.get("/api/v1/channels").get_json()["items"]] == ["jingan-poster"]
+
+
+def test_a_scan_is_welcomed_attributed_and_tagged(app, api, sim, corp, run_worker):
+    channel = new_channel(api, corp)
+    contact, delivery = sim.customer_adds(userid="staff0201", state="jingan-poster")
+    assert delivery.statuses == [200]
+    run_worker()
+    [sent] = corp.welcomes_sent
+    staff_name = corp.users["staff0201"]["name"]
+    assert sent["text"]["content"] == f"{contact.name}您好，我是静安寺店的{staff_name}，欢迎！"
+    follow = follow_of(app, contact.external_userid)
+    assert follow.channel_id == channel["id"] and follow.welcome_variant_id == channel["welcome"][0]["id"]
+    assert [t.tag_name for t in follow.tags] == ["VIP"]  # in the mirror…
+    assert corp.contacts[contact.external_userid].follows["staff0201"].tag_ids == [vip_tag(corp)]  # …and in WeCom
+    with app.app_context():
+        record = db.session.scalar(select(WelcomeSend))
+        assert record.status == WelcomeStatus.sent and record.attempts == 1 and record.sent_at is not None
+        assert "welcome_sent" in set(db.session.scalars(select(CustomerEvent.kind)))
+    assert api.get(f"/api/v1/channels/{channel['id']}").get_json()["stats"] == {"adds": 1, "losses": 0}
+
+
+def test_one_welcome_per_code_however_often_and_concurrently_it_is_handled(app, api, sim, corp):
+    channel_id = new_channel(api, corp)["id"]
+    contact, code = corp.add_contact("客人", 1, "staff0201", "jingan-poster")
+    results = []
+
+    def send():
+        with app.app_context():
+            results.append(
+                welcome.send_welcome(code, contact.external_userid, "staff0201", db.session.get(Channel, channel_id))[0]
+            )
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(corp.welcomes_sent) == 1
+    assert results.count(WelcomeStatus.sent) >= 1
+    assert set(results) <= {WelcomeStatus.sent, WelcomeStatus.already_sent}
+
+
+@pytest.mark.parametrize(("errcode", "status"), [(41051, WelcomeStatus.already_sent), (41050, WelcomeStatus.expired)])
+def test_final_welcome_refusals_are_recorded_not_retried(app, api, sim, corp, run_worker, errcode, status):
+    new_channel(api, corp)
+    corp.inject("externalcontact/send_welcome_msg", errcode, times=5)
+    contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster")
+    run_worker()
+    with app.app_context():
+        record = db.session.scalar(select(WelcomeSend))
+        assert record.status == status and record.errcode == errcode and record.attempts == 1
+    assert corp.calls.count("externalcontact/send_welcome_msg") == 1
+    assert follow_of(app, contact.external_userid).channel_id is not None  # the customer is still attributed
+
+
+def test_41096_is_retried_within_the_codes_life(app, api, sim, corp, run_worker):
+    new_channel(api, corp)
+    corp.inject("externalcontact/send_welcome_msg", 41096, times=2)
+    sim.customer_adds(userid="staff0201", state="jingan-poster")
+    run_worker()
+    assert len(corp.welcomes_sent) == 1
+    assert corp.calls.count("externalcontact/send_welcome_msg") == 3
+
+
+def test_an_expired_code_is_recorded(app, api, sim, corp, run_worker):
+    new_channel(api, corp)
+    corp.welcome_ttl = -1  # every code is already past its 20 s
+    sim.customer_adds(userid="staff0201", state="jingan-poster")
+    run_worker()
+    with app.app_context():
+        assert db.session.scalar(select(WelcomeSend.status)) == WelcomeStatus.expired
+
+
+def test_unknown_state_is_no_channel_and_never_dropped(app, api, sim, corp, run_worker):
+    contact, _ = sim.customer_adds(userid="staff0201", state="someone-elses-code")
+    run_worker()
+    follow = follow_of(app, contact.external_userid)
+    assert follow.channel_id is None and follow.state == "someone-elses-code"
+    with app.app_context():
+        assert db.session.scalar(select(WelcomeSend.status)) == WelcomeStatus.no_message
+    assert corp.welcomes_sent == []
+
+
+def test_a_deleted_channels_late_scan_is_attributed_but_not_welcomed(app, api, sim, corp, run_worker):
+    channel = new_channel(api, corp)
+    assert api.delete(f"/api/v1/channels/{channel['id']}").status_code == 200
+    assert channel["config_id"] not in corp.contact_ways
+    contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster")
+    run_worker()
+    assert follow_of(app, contact.external_userid).channel_id == channel["id"]
+    assert corp.welcomes_sent == []
+
+
+def test_no_welcome_code_means_wecom_sent_one(app, api, sim, corp, run_worker):
+    new_channel(api, corp)
+    contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster", welcome=False)
+    run_worker()
+    assert corp.welcomes_sent == []
+    with app.app_context():
+        assert db.session.scalar(select(WelcomeSend)) is None
+        assert "welcome_by_wecom" in set(db.session.scalars(select(CustomerEvent.kind)))
+
+
+def test_welcome_variants_follow_their_weights(app, api, sim, corp, run_worker):
+    channel = new_channel(
+        api, corp, welcome=[{"label": "A", "text": "甲", "weight": 1}, {"label": "B", "text": "乙", "weight": 1000}]
+    )
+    for _ in range(5):
+        sim.customer_adds(userid="staff0201", state="jingan-poster")
+    run_worker()
+    texts = [w["text"]["content"] for w in corp.welcomes_sent]
+    assert len(texts) == 5 and texts.count("乙") >= 4
+    b = next(w["id"] for w in channel["welcome"] if w["label"] == "B")
+    with app.app_context():
+        variants = list(db.session.scalars(select(FollowRelation.welcome_variant_id)))
+    assert variants.count(b) == texts.count("乙")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"staff": []}, "staff"),
+        ({"state": "x" * 31}, "state"),
+        ({"name": ""}, "name"),
+        ({"tag_ids": ["no-such-tag"]}, "tag_ids"),
+        ({"welcome": [{"text": ""}]}, "welcome"),
+        ({"welcome": [{"text": "x", "attachments": [{}] * 10}]}, "welcome"),
+    ],
+)
+def test_bad_channel_requests_are_400_with_the_field(api, corp, body, field):
+    base = {"name": "n", "staff": ["staff0201"], "state": "ok-state"}
+    res = api.post("/api/v1/channels", {**base, **body})
+    assert res.status_code == 400 and res.get_json()["error"]["message"].startswith(field)
+    assert corp.contact_ways == {}  # nothing was made in WeCom
+
+
+def test_a_state_is_used_once(api, corp):
+    new_channel(api, corp)
+    res = api.post("/api/v1/channels", {"name": "again", "staff": ["staff0201"], "state": "jingan-poster"})
+    assert res.status_code == 400 and "state" in res.get_json()["error"]["message"]
+
+
+def test_viewers_cannot_change_channels_and_store_managers_see_their_own(app, api, corp, client):
+    channel = new_channel(api, corp)
+    viewer = {"Authorization": f"Bearer {make_token(app, make_user(app, 'v', 'viewer')[0])}"}
+    assert client.post("/api/v1/channels", json={"name": "x"}, headers=viewer).status_code == 403
+    other = {"Authorization": f"Bearer {make_token(app, make_user(app, 'm3', 'store_manager', [3])[0])}"}
+    assert client.get("/api/v1/channels", headers=other).get_json()["items"] == []
+    assert client.get(f"/api/v1/channels/{channel['id']}", headers=other).status_code == 404
+    mine = {"Authorization": f"Bearer {make_token(app, make_user(app, 'm2', 'store_manager', [2])[0])}"}
+    assert [c["id"] for c in client.get("/api/v1/channels", headers=mine).get_json()["items"]] == [channel["id"]]
+
+
+def test_wecom_refusal_is_502_and_leaves_nothing(app, api, corp):
+    corp.inject("externalcontact/add_contact_way", 41045)  # contact-way quota reached
+    res = api.post("/api/v1/channels", {"name": "n", "staff": ["staff0201"], "state": "s1"})
+    assert res.status_code == 502 and "41045" in res.get_json()["error"]["message"]
+    with app.app_context():
+        assert db.session.scalar(select(Channel)) is None
