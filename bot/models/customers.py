@@ -8,6 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.extensions import db
 from bot.models._time import utcnow
+from bot.models.channels import Channel
 from bot.models.directory import Staff
 
 
@@ -67,6 +68,7 @@ class FollowRelation(db.Model):  # type: ignore[name-defined]
 
     customer: Mapped[Customer] = relationship(back_populates="follows")
     staff: Mapped[Staff] = relationship()
+    channel: Mapped[Channel | None] = relationship()
     tags: Mapped[list[FollowTag]] = relationship(back_populates="follow", cascade="all, delete-orphan")
 
     __table_args__ = (UniqueConstraint("customer_id", "staff_id"),)

@@ -230,3 +230,16 @@ def test_wecom_refusal_is_502_and_leaves_nothing(app, api, corp):
     assert res.status_code == 502 and "41045" in res.get_json()["error"]["message"]
     with app.app_context():
         assert db.session.scalar(select(Channel)) is None
+
+
+def test_the_profile_shows_the_channel_and_the_welcome(app, api, sim, corp, run_worker):
+    from tests.admin.panel import sign_in
+
+    new_channel(api, corp)
+    contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster")
+    run_worker()
+    browser = app.test_client()
+    _, password = make_user(app, "boss", "admin")
+    sign_in(browser, "boss", password)
+    page = browser.get(f"/admin/customers/{contact.external_userid}").get_data(as_text=True)
+    assert "静安门店海报" in page and "已发送欢迎语" in page
