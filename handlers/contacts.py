@@ -41,11 +41,9 @@ def on_external_contact_deleted(event: Event) -> str | None:
 
 
 def on_follow_user_deleted(event: Event) -> str | None:
-    """The customer deleted the member: a loss (流失)."""
+    """The customer deleted the member: a loss (流失), and an alert to the member."""
     assert isinstance(event, ExternalContactEvent)
-    customers.record_follow_lost(
-        event.external_user_id, event.user_id, FollowStatus.deleted_by_customer, "deleted by customer"
-    )
+    acquisition.customer_lost(event.external_user_id, event.user_id)
     return None
 
 

@@ -313,6 +313,13 @@ def message_send(corp: FakeCorp, body: Body) -> Body:
     text = body.get("text", {}).get("content", "")
     if len(text.encode()) > 2048:
         raise ApiError(45002, "content over 2048 bytes")
+    # enable_duplicate_check: the same content to the same members within the interval is not delivered.
+    key = (body.get("touser", ""), json.dumps(body.get("text") or body.get("textcard") or {}, sort_keys=True))
+    window = float(body.get("duplicate_check_interval", 1800))
+    last = corp.app_message_times.get(key)
+    if body.get("enable_duplicate_check") and last is not None and corp.clock() - last < window:
+        return _ok(invaliduser="|".join(invalid), msgid=corp.new_id("am"))
+    corp.app_message_times[key] = corp.clock()
     corp.app_messages.append(dict(body))
     return _ok(invaliduser="|".join(invalid), msgid=corp.new_id("am"))
 

@@ -104,6 +104,7 @@ class FakeCorp:
         self.welcome_codes: dict[str, WelcomeCode] = {}
         self.welcomes_sent: list[dict[str, Any]] = []
         self.app_messages: list[dict[str, Any]] = []
+        self.app_message_times: dict[tuple[str, str], float] = {}
         self.mass_tasks: dict[str, MassTask] = {}
         self.mass_received: dict[str, deque[float]] = {}
         self.faults: list[Fault] = []

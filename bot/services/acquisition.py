@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from bot.models import Customer, WelcomeStatus
+from bot.models import Customer, FollowStatus, WelcomeStatus
 from bot.services import channels, customers, welcome
+from bot.services.clients import agent_api, settings
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +43,21 @@ def customer_added(
         # A welcome set in the WeCom console, a chat already started, or a code used by add_half: nothing to send.
         customers.record_event(customer, "welcome_by_wecom", userid)
     return customer, status
+
+
+def customer_lost(external_userid: str, userid: str) -> Customer:
+    """del_follow_user: the customer deleted the member. Record the loss and tell the member (流失提醒)."""
+    customer = customers.record_follow_lost(
+        external_userid, userid, FollowStatus.deleted_by_customer, "deleted by customer"
+    )
+    name = customer.name or external_userid
+    follow = customers.follow_of(customer, userid)
+    remark = f"（备注：{follow.remark}）" if follow.remark and follow.remark != customer.name else ""
+    # The same text to the same member within 4 hours is dropped by WeCom: a retried event alerts once.
+    agent_api().send_app_text(
+        settings().wecom_agent_id or 0,
+        [userid],
+        f"流失提醒：客户「{name}」{remark}已将你删除。可在私域助手查看该客户的资料和时间线。",
+        dedupe_seconds=4 * 3600,
+    )
+    return customer

@@ -109,7 +109,7 @@ def record_customer_added(
     return customer
 
 
-def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, reason: str) -> None:
+def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, reason: str) -> Customer:
     """del_external_contact / del_follow_user: the relation ends; the customer and history stay."""
     customer = _customer(external_userid)
     follow = _follow(customer, userid)
@@ -117,6 +117,7 @@ def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, 
     follow.lost_at = utcnow()
     follow.lost_reason = reason
     record_event(customer, status.value, userid, reason)
+    return customer
 
 
 def record_transfer_failed(external_userid: str, userid: str, reason: str) -> None:

@@ -205,9 +205,22 @@ class WeComClient(WeChatClient):
         """externalcontact/send_welcome_msg (doc path/92599): within 20 s of the event, once per code."""
         return self.post("externalcontact/send_welcome_msg", data=payload)
 
-    def send_app_text(self, agent_id: int, userids: list[str], content: str) -> dict[str, Any]:
-        """message/send (doc path/90236) as plain text to members."""
-        body = {"touser": "|".join(userids), "msgtype": "text", "agentid": agent_id, "text": {"content": content}}
+    def send_app_text(
+        self, agent_id: int, userids: list[str], content: str, *, dedupe_seconds: int | None = None
+    ) -> dict[str, Any]:
+        """message/send (doc path/90236) as plain text to members.
+
+        ``dedupe_seconds``: WeCom drops the same content to the same members within that window
+        (enable_duplicate_check, ≤ 4 h), so a retried job does not message anyone twice.
+        """
+        body: dict[str, Any] = {
+            "touser": "|".join(userids),
+            "msgtype": "text",
+            "agentid": agent_id,
+            "text": {"content": content},
+        }
+        if dedupe_seconds:
+            body.update(enable_duplicate_check=1, duplicate_check_interval=min(dedupe_seconds, 4 * 3600))
         return self.post("message/send", data=body)
 
     def add_contact_way(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -243,3 +243,28 @@ def test_the_profile_shows_the_channel_and_the_welcome(app, api, sim, corp, run_
     sign_in(browser, "boss", password)
     page = browser.get(f"/admin/customers/{contact.external_userid}").get_data(as_text=True)
     assert "静安门店海报" in page and "已发送欢迎语" in page
+
+
+def test_a_loss_alerts_the_member_once(app, api, sim, corp, run_worker):
+    from bot.sandbox.simulator import event_xml
+
+    contact, _ = sim.customer_adds(userid="staff0201")
+    sim.customer_deletes_member(contact.external_userid, "staff0201")
+    run_worker()
+    [alert] = corp.app_messages
+    assert alert["touser"] == "staff0201" and contact.name in alert["text"]["content"]
+    assert alert["text"]["content"].startswith("流失提醒")
+    # WeCom reports the same loss again (another CreateTime, so another event): no second alert.
+    sim.deliver(
+        event_xml(
+            corp.corp_id,
+            "change_external_contact",
+            1700000001,
+            ChangeType="del_follow_user",
+            UserID="staff0201",
+            ExternalUserID=contact.external_userid,
+        )
+    )
+    run_worker()
+    assert len(corp.app_messages) == 1
+    assert follow_of(app, contact.external_userid).status.value == "deleted_by_customer"
