@@ -56,6 +56,23 @@ SANDBOX_ACTIONS = {
 }
 
 
+class ChannelForm(FlaskForm):
+    name = StringField(
+        _l("名称"), validators=[DataRequired(_l("请输入名称")), Length(max=64, message=_l("最多 64 个字符"))]
+    )
+    group_name = StringField(_l("分组"), validators=[Optional(), Length(max=64, message=_l("最多 64 个字符"))])
+    staff = SelectMultipleField(_l("接待员工"))
+    state = StringField(
+        _l("渠道 state（留空自动生成）"), validators=[Optional(), Length(max=30, message=_l("state 最多 30 个字符"))]
+    )
+    tag_ids = SelectMultipleField(_l("添加时打标签"))
+    skip_verify = BooleanField(_l("客户添加时无需员工确认"), default=True)
+    welcome = TextAreaField(
+        _l("欢迎语（可用 {customer_name}、{staff_name}、{store_name}）"),
+        validators=[Optional(), Length(max=4000, message=_l("欢迎语最多 4000 字"))],
+    )
+
+
 class EditUserForm(FlaskForm):
     display_name = StringField(_l("姓名"), validators=[Optional(), Length(max=64)])
     role = SelectField(_l("角色"), choices=[SelectChoice(r.value, label) for r, label in ROLE_LABELS.items()])

@@ -12,6 +12,7 @@ from bot.models import Channel, FollowRelation, FollowStatus, FollowTag, Tag, We
 from bot.models._time import utcnow
 from bot.services.clients import contact_api
 from bot.services.directory import ensure_staff
+from bot.services.users import N_
 
 MAX_MEMBERS = 100  # members per contact way, departments expanded (41041)
 MAX_ATTACHMENTS = 9
@@ -32,13 +33,13 @@ def _variants(welcomes: list[dict[str, Any]]) -> list[WelcomeMessage]:
         attachments = list(w.get("attachments") or [])
         weight = w.get("weight", 1)
         if len(text.encode()) > 4000:
-            raise ChannelError("welcome", "欢迎语最多 4000 字节")
+            raise ChannelError("welcome", N_("欢迎语最多 4000 字节"))
         if len(attachments) > MAX_ATTACHMENTS:
-            raise ChannelError("welcome", "附件最多 9 个")
+            raise ChannelError("welcome", N_("附件最多 9 个"))
         if not text and not attachments:
-            raise ChannelError("welcome", "欢迎语需要文字或附件")
+            raise ChannelError("welcome", N_("欢迎语需要文字或附件"))
         if not isinstance(weight, int) or weight < 1:
-            raise ChannelError("welcome", "权重是正整数")
+            raise ChannelError("welcome", N_("权重是正整数"))
         variants.append(
             WelcomeMessage(
                 label=str(w.get("label") or chr(ord("A") + n))[:32], text=text, attachments=attachments, weight=weight
@@ -60,21 +61,21 @@ def create_channel(
     """Create the contact way in WeCom, then the channel; flushes. Raises ChannelError or WeComError."""
     name = name.strip()
     if not 1 <= len(name) <= 64:
-        raise ChannelError("name", "名称为 1–64 个字符")
+        raise ChannelError("name", N_("名称为 1–64 个字符"))
     userids = list(dict.fromkeys(u.strip() for u in staff_userids if u.strip()))
     if not userids:
-        raise ChannelError("staff", "至少选择一名员工")
+        raise ChannelError("staff", N_("至少选择一名员工"))
     if len(userids) > MAX_MEMBERS:
-        raise ChannelError("staff", "一个渠道码最多 100 名员工")
+        raise ChannelError("staff", N_("一个渠道码最多 100 名员工"))
     state = (state or "ch" + secrets.token_hex(6)).strip()
     if not 1 <= len(state) <= 30:
-        raise ChannelError("state", "state 为 1–30 个字符")
+        raise ChannelError("state", N_("state 为 1–30 个字符"))
     if db.session.scalar(select(Channel.id).where(Channel.state == state)) is not None:
-        raise ChannelError("state", "state 已被其他渠道使用")
+        raise ChannelError("state", N_("state 已被其他渠道使用"))
     known_tags = set(db.session.scalars(select(Tag.tag_id).where(Tag.deleted.is_(False))))
     unknown = [t for t in tag_ids or [] if t not in known_tags]
     if unknown:
-        raise ChannelError("tag_ids", "未知标签：" + "、".join(unknown))
+        raise ChannelError("tag_ids", N_("有标签不在标签库中"))
     channel = Channel(
         name=name,
         group_name=group_name.strip()[:64],
@@ -114,15 +115,15 @@ def update_channel(
 ) -> Channel:
     """Change a channel in WeCom and here; the state (what attributes customers) never changes. Flushes."""
     if not channel.active:
-        raise ChannelError("channel", "渠道已删除")
+        raise ChannelError("channel", N_("渠道已删除"))
     if name is not None:
         if not 1 <= len(name.strip()) <= 64:
-            raise ChannelError("name", "名称为 1–64 个字符")
+            raise ChannelError("name", N_("名称为 1–64 个字符"))
         channel.name = name.strip()
     if staff_userids is not None:
         userids = list(dict.fromkeys(u for u in staff_userids if u))
         if not userids or len(userids) > MAX_MEMBERS:
-            raise ChannelError("staff", "员工为 1–100 名")
+            raise ChannelError("staff", N_("员工为 1–100 名"))
         channel.staff = [ensure_staff(u) for u in userids]
     if skip_verify is not None:
         channel.skip_verify = skip_verify

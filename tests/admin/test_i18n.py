@@ -15,7 +15,12 @@ CATALOGUE = ROOT / "admin" / "translations" / "en" / "LC_MESSAGES"
 
 def source_texts():
     texts = set()
-    methods = [("admin/**.py", "python"), ("bot/services/users.py", "python"), ("admin/templates/**.html", "jinja2")]
+    methods = [
+        ("admin/**.py", "python"),
+        ("bot/services/users.py", "python"),
+        ("bot/services/channels.py", "python"),
+        ("admin/templates/**.html", "jinja2"),
+    ]
     for _, _, message, _, _ in extract_from_dir(
         str(ROOT), method_map=methods, keywords={"_": None, "_l": None, "N_": None, "gettext": None}
     ):

@@ -268,3 +268,35 @@ def test_a_loss_alerts_the_member_once(app, api, sim, corp, run_worker):
     run_worker()
     assert len(corp.app_messages) == 1
     assert follow_of(app, contact.external_userid).status.value == "deleted_by_customer"
+
+
+def test_channels_in_the_panel(app, api, sim, corp):
+    from tests.admin.panel import post_form, sign_in
+
+    browser = app.test_client()
+    _, password = make_user(app, "boss", "admin")
+    sign_in(browser, "boss", password)
+    assert "还没有渠道活码" in browser.get("/admin/channels").get_data(as_text=True)
+    form = {
+        "name": "直播间",
+        "staff": ["staff0201", "staff0301"],
+        "state": "live-1",
+        "tag_ids": [vip_tag(corp)],
+        "skip_verify": "y",
+        "welcome": "欢迎{customer_name}",
+    }
+    assert post_form(browser, "/admin/channels", "/admin/channels", form).status_code == 302
+    [way] = corp.contact_ways.values()
+    assert way["state"] == "live-1" and way["type"] == 2 and sorted(way["user"]) == ["staff0201", "staff0301"]
+    again = post_form(browser, "/admin/channels", "/admin/channels", {**form, "name": "另一个"})
+    assert again.status_code == 400 and "state 已被其他渠道使用" in again.get_data(as_text=True)
+    nobody = post_form(browser, "/admin/channels", "/admin/channels", {"name": "空", "state": "empty-1"})
+    assert nobody.status_code == 400 and "至少选择一名员工" in nobody.get_data(as_text=True)
+    with app.app_context():
+        channel_id = db.session.scalar(select(Channel.id))
+    assert post_form(browser, "/admin/channels", f"/admin/channels/{channel_id}/delete", {}).status_code == 302
+    assert corp.contact_ways == {} and "已删除" in browser.get("/admin/channels").get_data(as_text=True)
+    viewer = app.test_client()
+    sign_in(viewer, "v", make_user(app, "v", "viewer")[1])
+    assert "新建渠道活码" not in viewer.get("/admin/channels").get_data(as_text=True)
+    assert post_form(viewer, "/admin/channels", "/admin/channels", form).status_code == 403
