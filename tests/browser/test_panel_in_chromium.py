@@ -45,6 +45,7 @@ def test_admin_signs_in_and_sees_the_chart(app, page, shop):
     screenshot(page, "dashboard")
     for name, url in [
         ("customers", "/admin/customers"),
+        ("channels", "/admin/channels"),
         ("staff", "/admin/staff"),
         ("settings", "/admin/settings"),
         ("users", "/admin/users"),
