@@ -78,7 +78,17 @@ def init_panel(app: Flask) -> None:
     login_manager.login_message = _l("请先登录")
     csrf.init_app(app)
     from admin.api import bp as api_bp
-    from admin.views import audit, auth, channels, customers, dashboard, settings_page, staff, users  # noqa: F401
+    from admin.views import (  # noqa: F401
+        audit,
+        auth,
+        channels,
+        customers,
+        dashboard,
+        rankings,
+        settings_page,
+        staff,
+        users,
+    )
     from handlers.webhook import bp as webhook_bp
 
     # WeCom cannot send a CSRF token, and the API authenticates every request with a bearer token.

@@ -325,3 +325,22 @@ def test_search_by_name_remark_or_id_takes_wildcards_literally(app, client, two_
     assert theirs[0].name in found and theirs[1].name not in found  # "_" is not a wildcard
     nothing = client.get("/admin/customers", query_string={"q": "%"}).get_data(as_text=True)
     assert "没有符合条件的客户" in nothing  # nor is "%"
+
+
+def test_rankings_order_members_and_stores_by_net_adds_within_scope(app, client, synced, run_worker):
+    for _ in range(3):
+        synced.customer_adds(userid="staff0301")
+    lost, _ = synced.customer_adds(userid="staff0201")
+    synced.customer_adds(userid="staff0201")
+    synced.customer_deletes_member(lost.external_userid, "staff0201")
+    run_worker()
+    signed_in(app, client, "admin")
+    page = client.get("/admin/rankings?days=7").get_data(as_text=True)
+    members = page.split('id="member-ranking"')[1].split("</table>")[0]
+    assert members.index("staff0301") < members.index("staff0201")  # net 3 before net 1
+    stores = page.split('id="store-ranking"')[1].split("</table>")[0]
+    assert stores.index("陆家嘴店") < stores.index("静安寺店")
+    manager = app.test_client()
+    signed_in(app, manager, "store_manager", stores=[2], username="jingan")
+    scoped = manager.get("/admin/rankings").get_data(as_text=True)
+    assert "staff0201" in scoped and "staff0301" not in scoped and "陆家嘴店" not in scoped
