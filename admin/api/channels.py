@@ -3,6 +3,8 @@ statistics. Writes need the admin or operator role; store managers see channels 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import g, jsonify, request
@@ -84,6 +86,19 @@ def _require_writer() -> None:
         raise ApiError(403, "forbidden", "changing channels needs the admin or operator role")
 
 
+@contextmanager
+def _service_errors() -> Iterator[None]:
+    """A refused request rolls back and answers: 400 for the field at fault, 502 when WeCom says no."""
+    try:
+        yield
+    except channels.ChannelError as exc:
+        db.session.rollback()
+        raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}") from exc
+    except WeComError as exc:
+        db.session.rollback()
+        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
+
+
 def _answer(channel: Channel, status: int = 200) -> ResponseReturnValue:
     return jsonify(channel_json(channel, channels.channel_stats([channel.id])[channel.id])), status
 
@@ -94,7 +109,7 @@ def create_channel() -> ResponseReturnValue:
     body = _body()
     if not isinstance(body.get("name"), str):
         raise ApiError(400, "invalid_parameter", "name is required")
-    try:
+    with _service_errors():
         channel = channels.create_channel(
             body["name"],
             _list_of_str(body, "staff") or [],
@@ -104,12 +119,6 @@ def create_channel() -> ResponseReturnValue:
             tag_ids=_list_of_str(body, "tag_ids"),
             welcomes=_welcomes(body),
         )
-    except channels.ChannelError as exc:
-        db.session.rollback()
-        raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}") from exc
-    except WeComError as exc:
-        db.session.rollback()
-        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
     audit(g.api_user, "create_channel", f"channel:{channel.state}", after={"name": channel.name})
     db.session.commit()
     return _answer(channel, 201)
@@ -137,7 +146,7 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
     channel = _get(channel_id)
     body = _body()
     before = {"name": channel.name, "staff": [s.userid for s in channel.staff]}
-    try:
+    with _service_errors():
         channels.update_channel(
             channel,
             name=body["name"] if isinstance(body.get("name"), str) else None,
@@ -146,12 +155,6 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
             tag_ids=_list_of_str(body, "tag_ids"),
             welcomes=_welcomes(body),
         )
-    except channels.ChannelError as exc:
-        db.session.rollback()
-        raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}") from exc
-    except WeComError as exc:
-        db.session.rollback()
-        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
     audit(
         g.api_user,
         "update_channel",
@@ -167,11 +170,8 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
 def delete_channel(channel_id: int) -> ResponseReturnValue:
     _require_writer()
     channel = _get(channel_id)
-    try:
+    with _service_errors():
         channels.delete_channel(channel)
-    except WeComError as exc:
-        db.session.rollback()
-        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
     audit(g.api_user, "delete_channel", f"channel:{channel.state}")
     db.session.commit()
     return jsonify(id=channel.id, active=False)
