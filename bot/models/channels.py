@@ -80,6 +80,5 @@ class WelcomeSend(db.Model):  # type: ignore[name-defined]
     status: Mapped[WelcomeStatus] = mapped_column(Enum(WelcomeStatus, native_enum=False, length=16))
     errcode: Mapped[int | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    received_at: Mapped[datetime | None]  # when the callback reached Siyu (welcome latency = sent_at - this)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from bot.models import Customer, FollowStatus, WelcomeStatus
 from bot.services import channels, customers, welcome
@@ -20,7 +19,6 @@ def customer_added(
     welcome_code: str,
     *,
     confirmed: bool,
-    received_at: datetime | None = None,
 ) -> tuple[Customer, WelcomeStatus | None]:
     """add_external_contact / add_half_external_contact; flushes. Returns the customer and the welcome's fate."""
     channel = channels.channel_for_state(state)
@@ -29,11 +27,9 @@ def customer_added(
     status, variant_id = None, None
     if welcome_code:
         name = str(data.get("external_contact", {}).get("name", ""))
-        status, variant_id = welcome.send_welcome(
-            welcome_code, external_userid, userid, channel, customer_name=name, received_at=received_at
-        )
-    customer = customers.record_customer_added(external_userid, userid, state, confirmed=confirmed, data=data)
-    follow = customers.follow_of(customer, userid)
+        status, variant_id = welcome.send_welcome(welcome_code, external_userid, userid, channel, customer_name=name)
+    follow = customers.record_customer_added(external_userid, userid, state, confirmed=confirmed, data=data)
+    customer = follow.customer
     channels.attribute(follow, channel, variant_id)
     if channel is not None and channel.active:
         channels.apply_channel_tags(follow, channel)
@@ -47,11 +43,11 @@ def customer_added(
 
 def customer_lost(external_userid: str, userid: str) -> Customer:
     """del_follow_user: the customer deleted the member. Record the loss and tell the member (流失提醒)."""
-    customer = customers.record_follow_lost(
+    follow = customers.record_follow_lost(
         external_userid, userid, FollowStatus.deleted_by_customer, "deleted by customer"
     )
+    customer = follow.customer
     name = customer.name or external_userid
-    follow = customers.follow_of(customer, userid)
     remark = f"（备注：{follow.remark}）" if follow.remark and follow.remark != customer.name else ""
     # The same text to the same member within 4 hours is dropped by WeCom: a retried event alerts once.
     agent_api().send_app_text(

@@ -26,11 +26,6 @@ def _customer(external_userid: str) -> Customer:
     return get_or_insert(Customer, {"external_userid": external_userid})
 
 
-def follow_of(customer: Customer, userid: str) -> FollowRelation:
-    """The relation between ``customer`` and member ``userid`` (made if missing); flushes."""
-    return _follow(customer, userid)
-
-
 def _follow(customer: Customer, userid: str) -> FollowRelation:
     staff = ensure_staff(userid)
     return get_or_insert(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
@@ -92,8 +87,10 @@ def _reactivate(follow: FollowRelation) -> None:
 
 def record_customer_added(
     external_userid: str, userid: str, state: str, *, confirmed: bool, data: dict[str, Any] | None = None
-) -> Customer:
-    """add_external_contact / add_half_external_contact: upsert from WeCom, keep the event's state."""
+) -> FollowRelation:
+    """add_external_contact / add_half_external_contact: upsert from WeCom, keep the event's state.
+
+    Returns the follow relation (its ``customer`` is the upserted customer)."""
     customer, listed = _sync_customer(external_userid, data)
     follow = _follow(customer, userid)
     if confirmed:
@@ -106,10 +103,10 @@ def record_customer_added(
         # A skip-verify add the member has not confirmed yet: WeCom does not list the relation.
         follow.status = FollowStatus.pending
     record_event(customer, "added" if confirmed else "half_added", userid, state)
-    return customer
+    return follow
 
 
-def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, reason: str) -> Customer:
+def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, reason: str) -> FollowRelation:
     """del_external_contact / del_follow_user: the relation ends; the customer and history stay."""
     customer = _customer(external_userid)
     follow = _follow(customer, userid)
@@ -117,7 +114,7 @@ def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, 
     follow.lost_at = utcnow()
     follow.lost_reason = reason
     record_event(customer, status.value, userid, reason)
-    return customer
+    return follow
 
 
 def record_transfer_failed(external_userid: str, userid: str, reason: str) -> None:

@@ -12,7 +12,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -87,7 +86,6 @@ def send_welcome(
     channel: Channel | None,
     *,
     customer_name: str = "",
-    received_at: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[WelcomeStatus, int | None]:
     """Send the channel's welcome for ``code`` at most once; returns (status, variant id).
@@ -99,7 +97,6 @@ def send_welcome(
         "channel_id": channel.id if channel else None,
         "external_userid": external_userid,
         "staff_userid": userid,
-        "received_at": received_at,
     }
     done = _claim(code, values)
     if done is not None:

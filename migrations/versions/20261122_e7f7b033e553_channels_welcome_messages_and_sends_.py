@@ -64,7 +64,6 @@ def upgrade():
     sa.Column('status', sa.Enum('sending', 'sent', 'already_sent', 'expired', 'no_message', 'failed', name='welcomestatus', native_enum=False, length=16), nullable=False),
     sa.Column('errcode', sa.Integer(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('received_at', sa.DateTime(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('sent_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['channel_id'], ['channels.id'], name=op.f('fk_welcome_sends_channel_id_channels'), ondelete='SET NULL'),
