@@ -21,7 +21,7 @@ from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Role, Staff, Store, Tag
 from bot.services.customers import update_profile
-from bot.services.scope import can_see_customer, customer_condition, staff_condition, store_ids
+from bot.services.scope import can_see_customer, customer_condition, staff_condition, visible_stores
 from bot.services.users import audit
 
 PAGE_SIZE = 50
@@ -97,10 +97,6 @@ def customers() -> ResponseReturnValue:
     ).all()
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    scope = store_ids(current_user)
-    stores_q = select(Store).where(Store.active).order_by(Store.name)
-    if scope is not None:
-        stores_q = stores_q.where(Store.id.in_(scope))
     args: dict[str, Any] = {k: v for k, v in request.args.items() if k != "after"}
     return render_template(
         "admin/customers/list.html",
@@ -111,7 +107,7 @@ def customers() -> ResponseReturnValue:
         export_url=url_for("admin.export_customers", **args),
         tags=db.session.scalars(select(Tag).where(Tag.deleted.is_(False)).order_by(Tag.name)).all(),
         staff=db.session.scalars(select(Staff).where(staff_condition(current_user)).order_by(Staff.name)).all(),
-        stores=db.session.scalars(stores_q).all(),
+        stores=visible_stores(current_user),
         status_labels=STATUS_LABELS,
     )
 

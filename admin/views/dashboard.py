@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import func, select
 
 from admin.forms import EmptyForm
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue_events
-from bot.models import CallbackEvent, EventStatus, FollowRelation, FollowStatus, Role, Staff, Store, staff_stores
-from bot.models._time import utcnow
+from bot.models import CallbackEvent, EventStatus, FollowRelation, FollowStatus, Role, Staff, Store
+from bot.services import growth
 from bot.services.events import reopen_event
-from bot.services.scope import staff_condition, store_ids
+from bot.services.scope import staff_condition, store_ids, visible_stores
 from bot.services.users import audit
-
-PERIODS = (7, 30, 90)
 
 
 def daily_growth(days: int, store: int | None = None, channel: str | None = None) -> dict[str, Any]:
     """Adds, losses (the customer deleted the member) and net per day, in the user's scope, optionally
     for one store and one channel."""
-    since = period_start(days)
+    since = growth.period_start(days)
     in_scope = FollowRelation.staff.has(staff_condition(current_user))
     if store is not None:
         in_scope = in_scope & FollowRelation.staff.has(Staff.stores.any(Store.id == store))
@@ -61,35 +59,8 @@ def _count_for(counts: dict[Any, int], day: date) -> int:
     return int(counts.get(day, counts.get(day.isoformat(), 0)))
 
 
-def period_start(days: int) -> datetime:
-    """Midnight (UTC) of the first day of the period: the chart, the totals and the tables agree."""
-    return (utcnow() - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def by_store(days: int) -> list[tuple[str, int, int]]:
-    since = period_start(days)
-    ids = store_ids(current_user)
-    lost = (FollowRelation.status == FollowStatus.deleted_by_customer) & (FollowRelation.lost_at >= since)
-    query = (
-        select(
-            Store.name,
-            func.sum(case((FollowRelation.added_at >= since, 1), else_=0)),
-            func.sum(case((lost, 1), else_=0)),
-        )
-        .join(staff_stores, staff_stores.c.store_id == Store.id)
-        .join(FollowRelation, FollowRelation.staff_id == staff_stores.c.staff_id)
-        # Only relations that moved in the period: the indexes on added_at and lost_at find them.
-        .where(or_(FollowRelation.added_at >= since, FollowRelation.lost_at >= since))
-        .group_by(Store.name)
-        .order_by(Store.name)
-    )
-    if ids is not None:
-        query = query.where(Store.id.in_(ids))
-    return [(name, int(a or 0), int(b or 0)) for name, a, b in db.session.execute(query).all()]
-
-
 def by_channel(days: int) -> list[tuple[str, int]]:
-    since = period_start(days)
+    since = growth.period_start(days)
     rows = db.session.execute(
         select(FollowRelation.state, func.count())
         .where(FollowRelation.added_at >= since, FollowRelation.staff.has(staff_condition(current_user)))
@@ -102,17 +73,14 @@ def by_channel(days: int) -> list[tuple[str, int]]:
 @bp.get("/")
 def dashboard() -> ResponseReturnValue:
     days = request.args.get("days", 30, type=int)
-    if days not in PERIODS:
+    if days not in growth.PERIODS:
         days = 30
     store = request.args.get("store", type=int)
     scope = store_ids(current_user)
     if store is not None and scope is not None and store not in scope:
         abort(403)
     channel = request.args.get("channel")
-    growth = daily_growth(days, store, channel[:30] if channel is not None else None)
-    stores_q = select(Store).where(Store.active).order_by(Store.name)
-    if scope is not None:
-        stores_q = stores_q.where(Store.id.in_(scope))
+    daily = daily_growth(days, store, channel[:30] if channel is not None else None)
     events = dict(db.session.execute(select(CallbackEvent.status, func.count()).group_by(CallbackEvent.status)).all())
     failing = db.session.scalars(
         select(CallbackEvent)
@@ -123,13 +91,13 @@ def dashboard() -> ResponseReturnValue:
     return render_template(
         "admin/dashboard/index.html",
         days=days,
-        periods=PERIODS,
+        periods=growth.PERIODS,
         store=store,
         channel=channel,
-        store_choices=db.session.scalars(stores_q).all(),
-        growth=growth,
-        totals={"added": sum(growth["added"]), "lost": sum(growth["lost"])},
-        stores=by_store(days),
+        store_choices=visible_stores(current_user),
+        growth=daily,
+        totals={"added": sum(daily["added"]), "lost": sum(daily["lost"])},
+        stores=growth.by_store(current_user, growth.period_start(days), by_net=False),
         channels=by_channel(days),
         events={status.value: events.get(status, 0) for status in EventStatus},
         failing=failing,

@@ -16,6 +16,15 @@ def store_ids(user: User) -> list[int] | None:
     return None if user.sees_every_store else [s.id for s in user.stores]
 
 
+def visible_stores(user: User) -> list[Store]:
+    """The active stores ``user`` may pick, by name."""
+    query = select(Store).where(Store.active).order_by(Store.name)
+    ids = store_ids(user)
+    if ids is not None:
+        query = query.where(Store.id.in_(ids))
+    return list(db.session.scalars(query))
+
+
 def staff_condition(user: User) -> ColumnElement[bool]:
     ids = store_ids(user)
     if ids is None:
