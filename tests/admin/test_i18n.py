@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
@@ -14,18 +15,12 @@ CATALOGUE = ROOT / "admin" / "translations" / "en" / "LC_MESSAGES"
 
 
 def source_texts():
-    texts = set()
-    methods = [
-        ("admin/**.py", "python"),
-        ("bot/services/users.py", "python"),
-        ("bot/services/channels.py", "python"),
-        ("admin/templates/**.html", "jinja2"),
-    ]
-    for _, _, message, _, _ in extract_from_dir(
-        str(ROOT), method_map=methods, keywords={"_": None, "_l": None, "N_": None, "gettext": None}
-    ):
-        texts.add(message if isinstance(message, str) else message[0])
-    return texts
+    """Every text the extraction finds, read with the same babel.cfg that `make translations` uses."""
+    with open(ROOT / "admin" / "translations" / "babel.cfg", encoding="utf-8") as f:
+        method_map, options_map = parse_mapping_cfg(f)
+    keywords = {"_": None, "_l": None, "N_": None, "gettext": None}
+    found = extract_from_dir(str(ROOT), method_map=method_map, options_map=options_map, keywords=keywords)
+    return {message if isinstance(message, str) else message[0] for _, _, message, _, _ in found}
 
 
 def test_every_text_in_the_sources_has_an_english_translation():
