@@ -139,7 +139,3 @@ def send_welcome(
         _finish(code, WelcomeStatus.sent, variant_id=variant.id)
         return WelcomeStatus.sent, variant.id
     raise AssertionError("unreachable")
-
-
-def record_for(code: str) -> WelcomeSend | None:
-    return db.session.scalar(select(WelcomeSend).where(WelcomeSend.welcome_code == code))
