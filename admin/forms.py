@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
+    DateTimeLocalField,
     IntegerField,
     PasswordField,
     SelectField,
@@ -71,6 +72,25 @@ class ChannelForm(FlaskForm):
         _l("欢迎语（可用 {customer_name}、{staff_name}、{store_name}）"),
         validators=[Optional(), Length(max=4000, message=_l("欢迎语最多 4000 字"))],
     )
+    remark_template = StringField(
+        _l("客户备注模板（如 {customer_name}-{store_name}，填入后最多 20 字）"),
+        validators=[Optional(), Length(max=64, message=_l("最多 64 个字符"))],
+    )
+    daily_cap = IntegerField(
+        _l("每名员工每日添加上限（留空不限）"),
+        validators=[Optional(), NumberRange(1, 10000, _l("1–10000 之间"))],
+    )
+    backup_staff = SelectMultipleField(_l("备用员工（所有员工达到上限后接待）"))
+    expires_at = DateTimeLocalField(_l("有效期至（留空长期有效）"), validators=[Optional()], format="%Y-%m-%dT%H:%M")
+
+
+class PersonalCodesForm(FlaskForm):
+    store = SelectField(_l("为哪些员工生成"), coerce=int)
+    welcome = TextAreaField(
+        _l("欢迎语（可用 {customer_name}、{staff_name}、{store_name}）"),
+        validators=[Optional(), Length(max=4000, message=_l("欢迎语最多 4000 字"))],
+    )
+    tag_ids = SelectMultipleField(_l("添加时打标签"))
 
 
 class EditUserForm(FlaskForm):

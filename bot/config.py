@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
@@ -86,6 +87,13 @@ def _secret(value: str) -> str:
     return v
 
 
+def _zone(value: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("an IANA time zone name such as Asia/Shanghai") from exc
+
+
 def _setting(env: str, parse: Callable[[str], Any], default: Any = None, *, wecom: bool = False) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "wecom": wecom})
 
@@ -108,6 +116,10 @@ class Settings:
     callback_max_bytes: int = _setting("SIYU_CALLBACK_MAX_BYTES", _int, 64 * 1024)
     event_max_attempts: int = _setting("SIYU_EVENT_MAX_ATTEMPTS", _int, 8)
     log_level: str = _setting("SIYU_LOG_LEVEL", _text, "INFO")
+    # The corp's clock: where a "day" starts for daily caps.
+    timezone: ZoneInfo = _setting("SIYU_TIMEZONE", _zone, ZoneInfo("Asia/Shanghai"))
+    # A CJK font for printable posters; the first of the usual Debian fonts that exists when unset.
+    poster_font: str | None = _setting("SIYU_POSTER_FONT", _text)
     # Session cookies only over HTTPS; on by default with a real corp (Siyu sits behind TLS there).
     secure_cookies: bool | None = _setting("SIYU_SECURE_COOKIES", _bool)
 

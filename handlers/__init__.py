@@ -10,9 +10,10 @@ from flask import Flask
 
 from bot.services.events import Handler
 from bot.wecom.events import Event
-from handlers import contacts, tags
+from handlers import assistant, contacts, tags
 
 HANDLERS: dict[str, Handler] = {
+    **assistant.HANDLERS,
     **contacts.HANDLERS,
     **tags.HANDLERS,
 }

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import g, jsonify, request
+from flask import Response, g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -15,15 +16,25 @@ from sqlalchemy.orm import selectinload
 from admin.api import ApiError, bp
 from bot.extensions import db
 from bot.models import Channel, Role
-from bot.services import channels
+from bot.services import channels, growth, qr_images
 from bot.services.scope import staff_condition, store_ids
 from bot.services.users import audit
 from bot.wecom.errors import WeComError
 
 WRITERS = (Role.admin, Role.operator)
+_ABSENT: Any = object()
 
 
-def channel_json(c: Channel, stats: dict[str, int]) -> dict[str, Any]:
+def _or_none(value: Any) -> Any:
+    return None if value is _ABSENT else value
+
+
+def _unset(value: Any) -> Any:
+    """A field left out of a PATCH stays as it is."""
+    return channels.UNSET if value is _ABSENT else value
+
+
+def channel_json(c: Channel, stats: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": c.id,
         "name": c.name,
@@ -34,6 +45,13 @@ def channel_json(c: Channel, stats: dict[str, int]) -> dict[str, Any]:
         "skip_verify": c.skip_verify,
         "staff": [s.userid for s in c.staff],
         "tag_ids": list(c.tag_ids),
+        "backup_staff": [s.userid for s in c.backup_staff],
+        "routed_to": list(c.routed_userids),
+        "remark_template": c.remark_template,
+        "daily_cap": c.daily_cap,
+        "expires_at": c.expires_at.isoformat() + "Z" if c.expires_at else None,
+        "owner": c.owner.userid if c.owner else None,
+        "qr_png_url": url_for("api.channel_qr", channel_id=c.id, _external=True),
         "active": c.active,
         "welcome": [
             {"id": w.id, "label": w.label, "text": w.text, "attachments": w.attachments, "weight": w.weight}
@@ -68,6 +86,31 @@ def _welcomes(body: dict[str, Any]) -> list[dict[str, Any]] | None:
     return value
 
 
+def _int_or_none(body: dict[str, Any], name: str) -> Any:
+    value = body.get(name, _ABSENT)
+    if value is _ABSENT:
+        return _ABSENT
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ApiError(400, "invalid_parameter", f"{name} is a whole number or null")
+    return value
+
+
+def _time_or_none(body: dict[str, Any], name: str) -> Any:
+    """An ISO 8601 time; with an offset it is converted, without one it is taken as UTC."""
+    value = body.get(name, _ABSENT)
+    if value is _ABSENT or value is None:
+        return value
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} is an ISO 8601 time or null") from None
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def _window() -> growth.Window:
+    return growth.window(request.args.get("days", 30, type=int), request.args.get("start"), request.args.get("end"))
+
+
 def _visible(query: Any) -> Any:
     if store_ids(g.api_user) is not None:
         query = query.where(Channel.staff.any(staff_condition(g.api_user)))
@@ -100,7 +143,10 @@ def _service_errors() -> Iterator[None]:
 
 
 def _answer(channel: Channel, status: int = 200) -> ResponseReturnValue:
-    return jsonify(channel_json(channel, channels.channel_stats([channel.id])[channel.id])), status
+    w = _window()
+    data = channel_json(channel, growth.by_channel([channel.id], w)[channel.id])
+    data["stats"]["variants"] = growth.by_variant(channel.id, w)
+    return jsonify(data), status
 
 
 @bp.post("/channels")
@@ -118,6 +164,10 @@ def create_channel() -> ResponseReturnValue:
             skip_verify=bool(body.get("skip_verify", True)),
             tag_ids=_list_of_str(body, "tag_ids"),
             welcomes=_welcomes(body),
+            remark_template=str(body.get("remark_template") or ""),
+            expires_at=_or_none(_time_or_none(body, "expires_at")),
+            daily_cap=_or_none(_int_or_none(body, "daily_cap")),
+            backup_userids=_list_of_str(body, "backup_staff"),
         )
     audit(g.api_user, "create_channel", f"channel:{channel.state}", after={"name": channel.name})
     db.session.commit()
@@ -131,7 +181,7 @@ def list_channels() -> ResponseReturnValue:
         .options(selectinload(Channel.staff), selectinload(Channel.welcomes))
         .order_by(Channel.id.desc())
     ).all()
-    stats = channels.channel_stats([c.id for c in rows])
+    stats = growth.by_channel([c.id for c in rows], _window())
     return jsonify(items=[channel_json(c, stats[c.id]) for c in rows])
 
 
@@ -154,6 +204,10 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
             skip_verify=body["skip_verify"] if isinstance(body.get("skip_verify"), bool) else None,
             tag_ids=_list_of_str(body, "tag_ids"),
             welcomes=_welcomes(body),
+            remark_template=body["remark_template"] if isinstance(body.get("remark_template"), str) else None,
+            expires_at=_unset(_time_or_none(body, "expires_at")),
+            daily_cap=_unset(_int_or_none(body, "daily_cap")),
+            backup_userids=_list_of_str(body, "backup_staff"),
         )
     audit(
         g.api_user,
@@ -175,3 +229,19 @@ def delete_channel(channel_id: int) -> ResponseReturnValue:
     audit(g.api_user, "delete_channel", f"channel:{channel.state}")
     db.session.commit()
     return jsonify(id=channel.id, active=False)
+
+
+@bp.get("/channels/<int:channel_id>/qr.png")
+def channel_qr(channel_id: int) -> ResponseReturnValue:
+    """The code as a PNG (fetched from WeCom once and kept)."""
+    channel = _get(channel_id)
+    try:
+        png = qr_images.qr_png(channel)
+    except qr_images.QrImageError as exc:
+        db.session.rollback()
+        raise ApiError(409, "no_qr_code", "the channel has no QR code, or WeCom's image is unreadable") from exc
+    except WeComError as exc:
+        db.session.rollback()
+        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
+    db.session.commit()
+    return Response(png, mimetype="image/png")

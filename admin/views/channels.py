@@ -1,8 +1,12 @@
-"""渠道活码: channel codes with their statistics; admins and operators create and delete them."""
+"""渠道活码: channel codes with their statistics, QR downloads and posters, and personal codes for all staff
+(全员营销). Admins and operators create, edit and delete; store managers see their stores' codes."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -10,38 +14,107 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
-from admin.forms import ChannelForm, EmptyForm
+from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
 from admin.views import bp, client_ip, role_required
-from bot.extensions import db
+from bot.extensions import db, redis_conn
+from bot.jobs.progress import read_progress
+from bot.jobs.queue import enqueue
+from bot.jobs.tasks import PERSONAL_CODES, create_personal_codes
 from bot.models import Channel, Role, Staff, Tag
 from bot.services import channels as channel_service
-from bot.services.scope import staff_condition, store_ids
+from bot.services import growth, qr_images
+from bot.services.clients import settings
+from bot.services.scope import staff_condition, store_ids, visible_stores
 from bot.services.users import audit
 from bot.wecom.errors import WeComError
 
 WRITERS = (Role.admin, Role.operator)
 
 
+def _tag_choices() -> list[SelectChoice]:
+    tags = db.session.scalars(select(Tag).where(Tag.deleted.is_(False)).options(selectinload(Tag.group)))
+    return [SelectChoice(t.tag_id, f"{t.group.name} / {t.name}") for t in tags]
+
+
 def _choices(form: ChannelForm) -> None:
     members = db.session.scalars(select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name))
     form.staff.choices = [SelectChoice(s.userid, f"{s.name}（{s.userid}）") for s in members]
-    tags = db.session.scalars(select(Tag).where(Tag.deleted.is_(False)).options(selectinload(Tag.group)))
-    form.tag_ids.choices = [SelectChoice(t.tag_id, f"{t.group.name} / {t.name}") for t in tags]
+    form.backup_staff.choices = list(form.staff.choices)
+    form.tag_ids.choices = _tag_choices()
 
 
-def _page(form: ChannelForm) -> str:
-    query = select(Channel).options(selectinload(Channel.staff)).order_by(Channel.active.desc(), Channel.id.desc())
+def _personal_form() -> PersonalCodesForm:
+    form = PersonalCodesForm(prefix="personal")
+    all_stores = [SelectChoice(0, _("全公司所有员工"))] if store_ids(current_user) is None else []
+    form.store.choices = all_stores + [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
+    form.tag_ids.choices = _tag_choices()
+    return form
+
+
+def _visible(query: Any) -> Any:
     if store_ids(current_user) is not None:
         query = query.where(Channel.staff.any(staff_condition(current_user)))
+    return query
+
+
+def _get(channel_id: int) -> Channel:
+    channel = db.session.scalar(_visible(select(Channel).where(Channel.id == channel_id)))
+    if channel is None:
+        abort(404)
+    return channel
+
+
+def _window() -> growth.Window:
+    return growth.window(request.args.get("days", 30, type=int), request.args.get("start"), request.args.get("end"))
+
+
+def _page(form: ChannelForm, personal: PersonalCodesForm | None = None) -> str:
+    w = _window()
+    query = (
+        _visible(select(Channel))
+        .options(selectinload(Channel.staff))
+        .order_by(Channel.active.desc(), Channel.id.desc())
+    )
     rows = db.session.scalars(query).all()
     return render_template(
         "admin/channels/index.html",
         channels=rows,
-        stats=channel_service.channel_stats([c.id for c in rows]),
+        stats=growth.by_channel([c.id for c in rows], w),
+        window=w,
+        periods=growth.PERIODS,
         form=form,
+        personal=personal or _personal_form(),
+        progress=read_progress(PERSONAL_CODES),
         can_write=current_user.role in WRITERS,
         delete_form=EmptyForm(),
     )
+
+
+def _local_to_utc(value: datetime | None) -> datetime | None:
+    """A time typed in the panel is on the corp's clock; stored as naive UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=settings().timezone).astimezone(UTC).replace(tzinfo=None)
+
+
+def utc_to_local(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC).astimezone(settings().timezone).replace(tzinfo=None)
+
+
+def _field_for(form: ChannelForm, field: str) -> Any:
+    fields = {
+        "welcome": form.welcome,
+        "state": form.state,
+        "staff": form.staff,
+        "backup_staff": form.backup_staff,
+        "tag_ids": form.tag_ids,
+        "remark_template": form.remark_template,
+        "expires_at": form.expires_at,
+        "daily_cap": form.daily_cap,
+    }
+    return fields.get(field, form.name)
 
 
 @bp.get("/channels")
@@ -68,13 +141,14 @@ def create_channel() -> ResponseReturnValue:
             skip_verify=bool(form.skip_verify.data),
             tag_ids=list(form.tag_ids.data or []),
             welcomes=welcomes,
+            remark_template=form.remark_template.data or "",
+            expires_at=_local_to_utc(form.expires_at.data),
+            daily_cap=form.daily_cap.data,
+            backup_userids=list(form.backup_staff.data or []),
         )
     except channel_service.ChannelError as exc:
         db.session.rollback()
-        field = {"welcome": form.welcome, "state": form.state, "staff": form.staff, "tag_ids": form.tag_ids}.get(
-            exc.field, form.name
-        )
-        field.errors = [_(str(exc))]
+        _field_for(form, exc.field).errors = [_(str(exc))]
         return _page(form), 400
     except WeComError as exc:
         db.session.rollback()
@@ -83,15 +157,105 @@ def create_channel() -> ResponseReturnValue:
     audit(current_user, "create_channel", f"channel:{channel.state}", after={"name": channel.name}, ip=client_ip())
     db.session.commit()
     flash(_("已创建渠道活码 %(name)s", name=channel.name))
-    return redirect(url_for("admin.channels"))
+    return redirect(url_for("admin.channel", channel_id=channel.id))
+
+
+def _detail(channel: Channel, form: ChannelForm) -> str:
+    w = _window()
+    return render_template(
+        "admin/channels/detail.html",
+        channel=channel,
+        window=w,
+        periods=growth.PERIODS,
+        stats=growth.by_channel([channel.id], w)[channel.id],
+        variants=growth.by_variant(channel.id, w),
+        daily=growth.daily(None, w, state=channel.state),
+        expires_local=utc_to_local(channel.expires_at),
+        form=form,
+        can_write=current_user.role in WRITERS and channel.active,
+        delete_form=EmptyForm(),
+    )
+
+
+@bp.get("/channels/<int:channel_id>")
+def channel(channel_id: int) -> ResponseReturnValue:
+    channel = _get(channel_id)
+    form = ChannelForm(
+        data={
+            "name": channel.name,
+            "group_name": channel.group_name,
+            "staff": [s.userid for s in channel.staff],
+            "backup_staff": [s.userid for s in channel.backup_staff],
+            "tag_ids": list(channel.tag_ids),
+            "skip_verify": channel.skip_verify,
+            "welcome": channel.welcomes[0].text if channel.welcomes else "",
+            "remark_template": channel.remark_template,
+            "daily_cap": channel.daily_cap,
+            "expires_at": utc_to_local(channel.expires_at),
+        }
+    )
+    _choices(form)
+    return _detail(channel, form)
+
+
+@bp.post("/channels/<int:channel_id>")
+@role_required(*WRITERS)
+def update_channel(channel_id: int) -> ResponseReturnValue:
+    channel = _get(channel_id)
+    form = ChannelForm()
+    _choices(form)
+    if not form.validate_on_submit():
+        return _detail(channel, form), 400
+    before = {"name": channel.name, "staff": [s.userid for s in channel.staff]}
+    # One welcome is edited here; a channel with A/B variants keeps the others (the API edits them all).
+    welcomes = None
+    if form.welcome.data and (not channel.welcomes or channel.welcomes[0].text != form.welcome.data):
+        rest = [
+            {"label": w.label, "text": w.text, "attachments": w.attachments, "weight": w.weight}
+            for w in channel.welcomes[1:]
+        ]
+        first = channel.welcomes[0] if channel.welcomes else None
+        welcomes = [
+            {
+                "label": first.label if first else "A",
+                "text": form.welcome.data,
+                "attachments": first.attachments if first else [],
+                "weight": first.weight if first else 1,
+            },
+            *rest,
+        ]
+    try:
+        channel_service.update_channel(
+            channel,
+            name=form.name.data or "",
+            staff_userids=list(form.staff.data or []),
+            backup_userids=list(form.backup_staff.data or []),
+            skip_verify=bool(form.skip_verify.data),
+            tag_ids=list(form.tag_ids.data or []),
+            welcomes=welcomes,
+            remark_template=form.remark_template.data or "",
+            expires_at=_local_to_utc(form.expires_at.data),
+            daily_cap=form.daily_cap.data,
+        )
+    except channel_service.ChannelError as exc:
+        db.session.rollback()
+        _field_for(form, exc.field).errors = [_(str(exc))]
+        return _detail(_get(channel_id), form), 400
+    except WeComError as exc:
+        db.session.rollback()
+        form.name.errors = [_("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)]
+        return _detail(_get(channel_id), form), 502
+    after = {"name": channel.name, "staff": [s.userid for s in channel.staff]}
+    audit(current_user, "update_channel", f"channel:{channel.state}", before=before, after=after, ip=client_ip())
+    db.session.commit()
+    flash(_("已保存渠道活码 %(name)s", name=channel.name))
+    return redirect(url_for("admin.channel", channel_id=channel.id))
 
 
 @bp.post("/channels/<int:channel_id>/delete")
 @role_required(*WRITERS)
 def delete_channel(channel_id: int) -> ResponseReturnValue:
-    channel = db.session.get(Channel, channel_id)
-    if channel is None:
-        abort(404)
+    channel = _get(channel_id)
     if EmptyForm().validate_on_submit() and channel.active:
         try:
             channel_service.delete_channel(channel)
@@ -103,3 +267,65 @@ def delete_channel(channel_id: int) -> ResponseReturnValue:
         db.session.commit()
         flash(_("已删除渠道活码 %(name)s；已添加的客户保留其渠道", name=channel.name))
     return redirect(url_for("admin.channels"))
+
+
+def _image(channel: Channel, render: Any, filename: str) -> ResponseReturnValue:
+    try:
+        png = render()
+    except qr_images.QrImageError as exc:
+        db.session.rollback()
+        return Response(_(str(exc)), status=409, mimetype="text/plain")
+    except WeComError as exc:
+        db.session.rollback()
+        message = _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)
+        return Response(message, status=502, mimetype="text/plain")
+    db.session.commit()  # the fetched code is kept with the channel
+    disposition = "attachment" if request.args.get("download") else "inline"
+    return Response(
+        png,
+        mimetype="image/png",
+        headers={
+            "Content-Disposition": f'{disposition}; filename="{filename}"',
+            "Cache-Control": "private, max-age=300",
+        },
+    )
+
+
+@bp.get("/channels/<int:channel_id>/qr.png")
+def channel_qr(channel_id: int) -> ResponseReturnValue:
+    channel = _get(channel_id)
+    return _image(channel, lambda: qr_images.qr_png(channel), f"{channel.state}.png")
+
+
+@bp.get("/channels/<int:channel_id>/poster.png")
+def channel_poster(channel_id: int) -> ResponseReturnValue:
+    channel = _get(channel_id)
+    title = request.args.get("title", "")[:40]
+    return _image(channel, lambda: qr_images.poster_png(channel, title), f"{channel.state}-poster.png")
+
+
+@bp.post("/channels/personal")
+@role_required(*WRITERS)
+def create_personal_codes_view() -> ResponseReturnValue:
+    personal = _personal_form()
+    if not personal.validate_on_submit():
+        form = ChannelForm()
+        _choices(form)
+        return _page(form, personal), 400
+    store_id = personal.store.data or None
+    enqueue(
+        create_personal_codes,
+        store_id,
+        personal.welcome.data or "",
+        list(personal.tag_ids.data or []),
+        connection=redis_conn.client,
+    )
+    audit(current_user, "create_personal_codes", f"store:{store_id or 'all'}", ip=client_ip())
+    db.session.commit()
+    flash(_("已开始为员工生成专属渠道码"))
+    return redirect(url_for("admin.channels"))
+
+
+@bp.get("/channels/personal/progress")
+def personal_codes_progress() -> ResponseReturnValue:
+    return jsonify(read_progress(PERSONAL_CODES) or {})

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from typing import Any
-
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
@@ -15,55 +12,21 @@ from admin.forms import EmptyForm
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue_events
-from bot.models import CallbackEvent, EventStatus, FollowRelation, FollowStatus, Role, Staff, Store
+from bot.models import CallbackEvent, EventStatus, FollowRelation, Role, Staff
 from bot.services import growth
 from bot.services.events import reopen_event
 from bot.services.scope import staff_condition, store_ids, visible_stores
 from bot.services.users import audit
 
 
-def daily_growth(days: int, store: int | None = None, channel: str | None = None) -> dict[str, Any]:
-    """Adds, losses (the customer deleted the member) and net per day, in the user's scope, optionally
-    for one store and one channel."""
-    since = growth.period_start(days)
-    in_scope = FollowRelation.staff.has(staff_condition(current_user))
-    if store is not None:
-        in_scope = in_scope & FollowRelation.staff.has(Staff.stores.any(Store.id == store))
-    if channel is not None:
-        in_scope = in_scope & (FollowRelation.state == channel)
-    added: dict[Any, int] = dict(
-        db.session.execute(
-            select(func.date(FollowRelation.added_at), func.count())
-            .where(FollowRelation.added_at >= since, in_scope)
-            .group_by(func.date(FollowRelation.added_at))
-        ).all()
-    )
-    lost: dict[Any, int] = dict(
-        db.session.execute(
-            select(func.date(FollowRelation.lost_at), func.count())
-            .where(FollowRelation.lost_at >= since, FollowRelation.status == FollowStatus.deleted_by_customer, in_scope)
-            .group_by(func.date(FollowRelation.lost_at))
-        ).all()
-    )
-    labels, adds, losses = [], [], []
-    for n in range(days):
-        day = (since + timedelta(days=n)).date()
-        labels.append(day.isoformat())
-        adds.append(_count_for(added, day))
-        losses.append(_count_for(lost, day))
-    return {"labels": labels, "added": adds, "lost": losses, "net": [a - b for a, b in zip(adds, losses, strict=True)]}
-
-
-def _count_for(counts: dict[Any, int], day: date) -> int:
-    # SQLite's date() gives text, PostgreSQL's a date.
-    return int(counts.get(day, counts.get(day.isoformat(), 0)))
-
-
-def by_channel(days: int) -> list[tuple[str, int]]:
-    since = growth.period_start(days)
+def by_channel(w: growth.Window) -> list[tuple[str, int]]:
     rows = db.session.execute(
         select(FollowRelation.state, func.count())
-        .where(FollowRelation.added_at >= since, FollowRelation.staff.has(staff_condition(current_user)))
+        .where(
+            FollowRelation.added_at >= w.since,
+            FollowRelation.added_at < w.until,
+            FollowRelation.staff.has(staff_condition(current_user)),
+        )
         .group_by(FollowRelation.state)
         .order_by(func.count().desc())
     ).all()
@@ -73,14 +36,14 @@ def by_channel(days: int) -> list[tuple[str, int]]:
 @bp.get("/")
 def dashboard() -> ResponseReturnValue:
     days = request.args.get("days", 30, type=int)
-    if days not in growth.PERIODS:
-        days = 30
+    w = growth.window(days)
+    days = w.days
     store = request.args.get("store", type=int)
     scope = store_ids(current_user)
     if store is not None and scope is not None and store not in scope:
         abort(403)
     channel = request.args.get("channel")
-    daily = daily_growth(days, store, channel[:30] if channel is not None else None)
+    daily = growth.daily(current_user, w, store_id=store, state=channel[:30] if channel is not None else None)
     events = dict(db.session.execute(select(CallbackEvent.status, func.count()).group_by(CallbackEvent.status)).all())
     failing = db.session.scalars(
         select(CallbackEvent)
@@ -97,8 +60,8 @@ def dashboard() -> ResponseReturnValue:
         store_choices=visible_stores(current_user),
         growth=daily,
         totals={"added": sum(daily["added"]), "lost": sum(daily["lost"])},
-        stores=growth.by_store(current_user, growth.period_start(days), by_net=False),
-        channels=by_channel(days),
+        stores=growth.by_store(current_user, w, by_net=False),
+        channels=by_channel(w),
         events={status.value: events.get(status, 0) for status in EventStatus},
         failing=failing,
         staff_count=db.session.scalar(select(func.count(Staff.id)).where(staff_condition(current_user))) or 0,

@@ -14,14 +14,12 @@ LIMIT = 100
 
 @bp.get("/rankings")
 def rankings() -> ResponseReturnValue:
-    days = request.args.get("days", 30, type=int)
-    if days not in growth.PERIODS:
-        days = 30
-    since = growth.period_start(days)
+    w = growth.window(request.args.get("days", 30, type=int), request.args.get("start"), request.args.get("end"))
     return render_template(
         "admin/rankings/index.html",
-        days=days,
+        window=w,
+        days=w.days,
         periods=growth.PERIODS,
-        members=growth.by_member(current_user, since, limit=LIMIT),
-        stores=growth.by_store(current_user, since, by_net=True, limit=LIMIT),
+        members=growth.by_member(current_user, w, limit=LIMIT),
+        stores=growth.by_store(current_user, w, by_net=True, limit=LIMIT),
     )

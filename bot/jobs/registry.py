@@ -25,7 +25,10 @@ class PeriodicJob:
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(tasks.requeue_due_events, "interval", {"seconds": 15}, timedelta(seconds=15)),
+    # Expiry and daily caps of channel codes are kept to the minute.
+    PeriodicJob(tasks.enforce_channel_limits, "interval", {"seconds": 60}, timedelta(seconds=60)),
     # Nightly full pulls repair whatever callbacks missed (WeCom sends none for our own API calls).
     PeriodicJob(tasks.sync_directory, "cron", {"hour": 3, "minute": 10}),
     PeriodicJob(tasks.sync_corp_tags, "cron", {"hour": 3, "minute": 20}),
+    PeriodicJob(tasks.sync_customers, "cron", {"hour": 3, "minute": 40}),
 )

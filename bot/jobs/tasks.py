@@ -6,7 +6,7 @@ import logging
 
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
-from bot.services import directory, events, tags
+from bot.services import channels, customer_sync, directory, events, tags
 from bot.services.clients import settings
 
 log = logging.getLogger(__name__)
@@ -66,3 +66,83 @@ def sync_directory_with_progress() -> int:
             raise
         write_progress("sync_directory", counts["stores"], counts["stores"], "done", **counts)
         return counts["staff"]
+
+
+def enforce_channel_limits() -> dict[str, int]:
+    """Expired channel codes leave WeCom; members capped yesterday get their code back."""
+    with job_context():
+        counts = channels.enforce_limits()
+        db.session.commit()
+        return counts
+
+
+CUSTOMER_SYNC = "sync_customers"
+
+
+def sync_customers() -> dict[str, int]:
+    """The full customer sync (batch/get_by_user), resuming a run that crashed, with progress."""
+    import json
+
+    from bot.jobs.progress import write_progress
+
+    key = "siyu:checkpoint:sync_customers"
+    with job_context():
+        raw = redis_conn.client.get(key)
+        checkpoint = customer_sync.Checkpoint.load(json.loads(raw) if raw else None)
+        if checkpoint is None:
+            checkpoint = customer_sync.start()
+        else:
+            log.info("resuming the customer sync at batch %d of %d", checkpoint.batch + 1, checkpoint.batches)
+
+        def on_page(cp: customer_sync.Checkpoint) -> None:
+            db.session.commit()
+            redis_conn.client.set(key, json.dumps(cp.dump()), ex=7 * 86400)
+            write_progress(CUSTOMER_SYNC, cp.batch, cp.batches, "running", **cp.counts)
+
+        write_progress(CUSTOMER_SYNC, checkpoint.batch, checkpoint.batches, "running", **checkpoint.counts)
+        try:
+            checkpoint = customer_sync.run(checkpoint, on_page)
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            write_progress(
+                CUSTOMER_SYNC,
+                checkpoint.batch,
+                checkpoint.batches,
+                "failed",
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                **checkpoint.counts,
+            )
+            raise
+        redis_conn.client.delete(key)
+        write_progress(CUSTOMER_SYNC, checkpoint.batches, checkpoint.batches, "done", **checkpoint.counts)
+        return dict(checkpoint.counts)
+
+
+PERSONAL_CODES = "personal_codes"
+
+
+def create_personal_codes(store_id: int | None, welcome: str, tag_ids: list[str]) -> dict[str, int]:
+    """全员营销: a personal code for every member (of a store or the corp) who has none, one commit each,
+    so a crash or a WeCom refusal leaves the codes made so far and a re-run makes only the rest."""
+    from bot.jobs.progress import write_progress
+    from bot.wecom.errors import WeComError
+
+    with job_context():
+        members = channels.members_without_personal_code(store_id)
+        made, failed = 0, []
+        write_progress(PERSONAL_CODES, 0, len(members))
+        for n, staff in enumerate(members, 1):
+            try:
+                channels.create_personal_code(staff, welcome=welcome, tag_ids=tag_ids)
+                db.session.commit()
+                made += 1
+            except WeComError as exc:
+                db.session.rollback()
+                failed.append(f"{staff.userid}: {exc.errcode}")
+                log.warning("no personal code for %s: %s", staff.userid, exc)
+            write_progress(PERSONAL_CODES, n, len(members), made=made, failed=len(failed), errors=failed[-5:])
+        write_progress(
+            PERSONAL_CODES, len(members), len(members), "done", made=made, failed=len(failed), errors=failed[-5:]
+        )
+        return {"made": made, "failed": len(failed)}

@@ -2,7 +2,14 @@
 
 from bot.models.api_tokens import ApiToken
 from bot.models.callbacks import CallbackEvent, EventStatus
-from bot.models.channels import Channel, WelcomeMessage, WelcomeSend, WelcomeStatus, channel_staff
+from bot.models.channels import (
+    Channel,
+    WelcomeMessage,
+    WelcomeSend,
+    WelcomeStatus,
+    channel_backup_staff,
+    channel_staff,
+)
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.jobs import JobRun
@@ -31,6 +38,7 @@ __all__ = [
     "WelcomeMessage",
     "WelcomeSend",
     "WelcomeStatus",
+    "channel_backup_staff",
     "channel_staff",
     "Customer",
     "CustomerEvent",

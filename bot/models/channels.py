@@ -3,8 +3,8 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, Enum, ForeignKey, Integer, String, Table, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, Column, Enum, ForeignKey, Integer, LargeBinary, String, Table, Text
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from bot.extensions import db
 from bot.models._time import utcnow
@@ -12,6 +12,13 @@ from bot.models.directory import Staff
 
 channel_staff = Table(
     "channel_staff",
+    db.metadata,
+    Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True),
+    Column("staff_id", ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True),
+)
+#: who takes the channel's customers once every member has reached the daily cap
+channel_backup_staff = Table(
+    "channel_backup_staff",
     db.metadata,
     Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True),
     Column("staff_id", ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True),
@@ -31,11 +38,25 @@ class Channel(db.Model):  # type: ignore[name-defined]
     qr_code: Mapped[str] = mapped_column(String(512), default="")
     skip_verify: Mapped[bool] = mapped_column(default=True)
     tag_ids: Mapped[list[str]] = mapped_column(JSON, default=list)  # corp tags applied on add
+    # Set on the follow relation when a customer arrives; {customer_name} etc., ≤ 20 characters filled in.
+    remark_template: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Optional: past this moment the code is removed from WeCom (customers keep their attribution).
+    expires_at: Mapped[datetime | None]
+    # Optional: adds per member per day; a member at the cap is taken off the code until the next day.
+    daily_cap: Mapped[int | None]
+    # The members WeCom routes the code to right now (the staff minus those at the cap, or the backups).
+    routed_userids: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # A personal code (全员营销): the one member it belongs to.
+    owner_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"), index=True)
+    # The QR image as fetched from ``qr_code`` once, for downloads, posters and app replies.
+    qr_png: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
 
     staff: Mapped[list[Staff]] = relationship(secondary=channel_staff)
+    backup_staff: Mapped[list[Staff]] = relationship(secondary=channel_backup_staff)
+    owner: Mapped[Staff | None] = relationship(foreign_keys=[owner_staff_id])
     welcomes: Mapped[list[WelcomeMessage]] = relationship(
         back_populates="channel", cascade="all, delete-orphan", order_by="WelcomeMessage.id"
     )

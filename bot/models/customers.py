@@ -65,6 +65,8 @@ class FollowRelation(db.Model):  # type: ignore[name-defined]
     )
     lost_at: Mapped[datetime | None] = mapped_column(index=True)
     lost_reason: Mapped[str | None] = mapped_column(Text)
+    # When a full sync last saw this relation in WeCom: relations a complete pass did not see have drifted.
+    synced_at: Mapped[datetime | None]
 
     customer: Mapped[Customer] = relationship(back_populates="follows")
     staff: Mapped[Staff] = relationship()

@@ -6,11 +6,13 @@ tests). Test and operator controls live under ``/sandbox/`` (faults, token expir
 
 from __future__ import annotations
 
+import io
 import json
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import qrcode
 from flask import Flask, Response, request
 
 from bot.sandbox.corp import ApiError, FakeCorp, MassTask
@@ -81,25 +83,54 @@ def batch_get_by_user(corp: FakeCorp, body: Body) -> Body:
     users = body.get("userid_list") or []
     if not users or len(users) > 100:
         raise ApiError(40058, "userid_list must hold 1 to 100 members")
-    items = []
-    for contact in corp.contacts.values():
-        for follow in contact.follows.values():
-            if follow.userid in users:
-                data = corp.contact_json(contact.external_userid)
-                items.append(
-                    {
-                        "external_contact": data["external_contact"],
-                        "follow_info": {
-                            "userid": follow.userid,
-                            "remark": follow.remark,
-                            "state": follow.state,
-                            "createtime": follow.createtime,
-                            "tag_id": list(follow.tag_ids),
-                            "add_way": follow.add_way,
-                        },
-                    }
-                )
-    return _ok(external_contact_list=items, next_cursor="")
+    limit = int(body.get("limit") or 50)
+    if not 1 <= limit <= 100:
+        raise ApiError(40058, "limit is 1 to 100")
+    wanted = set(users)
+    pairs = [
+        (contact, follow)
+        for contact in corp.contacts.values()
+        for follow in contact.follows.values()
+        if follow.userid in wanted  # one-sided relations (the customer deleted the member) stay listed
+    ]
+    # The cursor is opaque to callers; here it is the offset into a stable order.
+    try:
+        start = int(str(body.get("cursor") or "0"), 16)
+    except ValueError:
+        raise ApiError(40058, "invalid cursor") from None
+    page = pairs[start : start + limit]
+    items = [
+        {
+            "external_contact": corp.contact_json(contact.external_userid)["external_contact"],
+            "follow_info": {
+                "userid": follow.userid,
+                "remark": follow.remark,
+                "description": follow.description,
+                "state": follow.state,
+                "createtime": follow.createtime,
+                "tag_id": list(follow.tag_ids),
+                "add_way": follow.add_way,
+                "oper_userid": follow.oper_userid or contact.external_userid,
+            },
+        }
+        for contact, follow in page
+    ]
+    more = start + limit < len(pairs)
+    return _ok(external_contact_list=items, next_cursor=format(start + limit, "x") if more else "")
+
+
+@endpoint("externalcontact/remark")
+def remark(corp: FakeCorp, body: Body) -> Body:
+    _require(body, "userid", "external_userid")
+    if len(str(body.get("remark", ""))) > 20:
+        raise ApiError(40058, "remark longer than 20 characters")
+    contact = corp.contacts.get(body["external_userid"])
+    follow = contact.follows.get(body["userid"]) if contact else None
+    if follow is None:
+        raise ApiError(84061, "not external contact")
+    if "remark" in body:
+        follow.remark = str(body["remark"])
+    return _ok()
 
 
 # -- contact ways (「联系我」, doc path/92228) ----------------------------------------------------
@@ -117,7 +148,8 @@ def add_contact_way(corp: FakeCorp, body: Body) -> Body:
         if userid not in corp.users:
             raise ApiError(60111, f"userid not found: {userid}")
     config_id = corp.new_id("cw")
-    way = {**body, "config_id": config_id, "qr_code": f"https://sandbox.siyu.invalid/qr/{config_id}.png"}
+    # The sandbox serves the code's image itself; the QR in it points at /sandbox/scan/<config_id>.
+    way = {**body, "config_id": config_id, "qr_code": f"{request.url_root}sandbox/qr/{config_id}.png"}
     corp.contact_ways[config_id] = way
     return _ok(config_id=config_id, qr_code=way["qr_code"])
 
@@ -301,7 +333,23 @@ def confirm_mass_task(corp: FakeCorp, msgid: str) -> MassTask:
         return task
 
 
-# -- app messages (doc path/90236) -----------------------------------------------------------------
+# -- media and app messages (doc path/90253, path/90236) -------------------------------------------
+
+
+@endpoint("media/upload")
+def media_upload(corp: FakeCorp, body: Body) -> Body:
+    upload = request.files.get("media")
+    if upload is None:
+        raise ApiError(40058, "missing media")
+    content = upload.read()
+    kind = request.args.get("type", "")
+    if kind not in ("image", "voice", "video", "file"):
+        raise ApiError(40004, "invalid media type")
+    if len(content) <= 5 or (kind == "image" and len(content) > 10 * 1024 * 1024):
+        raise ApiError(40006, "invalid media size")
+    media_id = corp.new_id("media")
+    corp.media[media_id] = content
+    return _ok(type=kind, media_id=media_id, created_at=str(int(corp.clock())))
 
 
 @endpoint("message/send")
@@ -310,6 +358,8 @@ def message_send(corp: FakeCorp, body: Body) -> Body:
     invalid = [u for u in users if u not in corp.users]
     if users and len(invalid) == len(users):
         raise ApiError(81013, "all recipients invalid")
+    if body.get("msgtype") == "image" and body.get("image", {}).get("media_id") not in corp.media:
+        raise ApiError(40007, "invalid media_id")
     text = body.get("text", {}).get("content", "")
     if len(text.encode()) > 2048:
         raise ApiError(45002, "content over 2048 bytes")
@@ -362,7 +412,7 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
                 raise ApiError(fault, "injected by the sandbox")
             # GET endpoints take their parameters from the query, POST endpoints from the JSON body.
             body: Body = {k: v for k, v in request.args.items() if k != "access_token"}
-            if request.method == "POST":
+            if request.method == "POST" and not request.files:
                 try:
                     body = json.loads(request.get_data() or b"{}")
                 except ValueError:
@@ -416,6 +466,27 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
         happened = [d for d in done if d is not None]
         acknowledged = sum(delivery.acknowledged for _, delivery in happened)
         return answer({"acknowledged": acknowledged, "count": len(happened), "action": action})
+
+    @app.get("/sandbox/qr/<config_id>.png")
+    def qr_image(config_id: str) -> Response:
+        """The image behind a contact way's qr_code; scanning it (opening the URL) is a customer adding."""
+        if config_id not in the_corp().contact_ways:
+            return answer({"error": "unknown or deleted contact way"}, 404)
+        image = qrcode.make(f"{request.url_root}sandbox/scan/{config_id}", box_size=8, border=2)
+        out = io.BytesIO()
+        image.save(out)
+        return Response(out.getvalue(), mimetype="image/png")
+
+    @app.route("/sandbox/scan/<config_id>", methods=["GET", "POST"])
+    def scan(config_id: str) -> Response:
+        simulator = app.config["SIMULATOR"]
+        if simulator is None:
+            return answer({"error": "this sandbox has no simulator"}, 404)
+        try:
+            contact, delivery = simulator.scan(config_id)
+        except KeyError:
+            return answer({"error": "unknown or deleted contact way"}, 404)
+        return answer({"customer": contact.name, "member": next(iter(contact.follows)), "statuses": delivery.statuses})
 
     @app.get("/sandbox/state")
     def state() -> Response:

@@ -103,6 +103,8 @@ class FakeCorp:
         self.contact_ways: dict[str, dict[str, Any]] = {}
         self.welcome_codes: dict[str, WelcomeCode] = {}
         self.welcomes_sent: list[dict[str, Any]] = []
+        self.media: dict[str, bytes] = {}
+        self.welcome_sent_at: dict[str, float] = {}  # welcome code -> wall-clock time of the accepted call
         self.app_messages: list[dict[str, Any]] = []
         self.app_message_times: dict[tuple[str, str], float] = {}
         self.mass_tasks: dict[str, MassTask] = {}
@@ -192,6 +194,10 @@ class FakeCorp:
             contact.follows[userid] = follow
             return contact, self.issue_welcome_code()
 
+    def contact_way_for_state(self, state: str) -> str | None:
+        with self.lock:
+            return next((c for c, w in self.contact_ways.items() if w.get("state") == state), None)
+
     def issue_welcome_code(self) -> str:
         with self.lock:
             code = secrets.token_urlsafe(24)
@@ -252,6 +258,7 @@ class FakeCorp:
                 raise ApiError(40058, "too many attachments")
             code.used = True
             self.welcomes_sent.append(dict(body))
+            self.welcome_sent_at[code.code] = time.time()
 
     # -- corp tags (doc path/92117) -------------------------------------------------------------
 

@@ -166,6 +166,16 @@ class Simulator:
         change = "add_half_external_contact" if half else "add_external_contact"
         return contact, self.contact_change(change, userid, contact.external_userid, **fields)
 
+    def scan(self, config_id: str) -> tuple[Contact, Delivery]:
+        """A customer scans a contact way's QR code: they add one of the members it routes to, with its state."""
+        with self.corp.lock:
+            way = self.corp.contact_ways.get(config_id)
+            if way is None:
+                raise KeyError(config_id)
+            users = list(way.get("user") or [])
+            state = str(way.get("state", ""))
+        return self.customer_adds(self.rng.choice(users) if users else None, state)
+
     def member_tags_customer(self, external_userid: str, userid: str, tag_ids: list[str]) -> Delivery:
         """A member tags a customer in the client: edit_external_contact."""
         with self.corp.lock:
@@ -217,7 +227,8 @@ class Simulator:
         """One thing happening: ``add`` (a customer scans ``state``), ``tag`` (a member tags a customer) or
         ``delete`` (a customer deletes their member). Returns what happened, or None if nobody could do it."""
         if action == "add":
-            contact, delivery = self.customer_adds(state=state)
+            way = self.corp.contact_way_for_state(state) if state else None
+            contact, delivery = self.scan(way) if way else self.customer_adds(state=state)
             return f"{contact.name} added {next(iter(contact.follows))}", delivery
         relation = self._current_relation()
         if relation is None:

@@ -33,6 +33,10 @@ def customer_added(
     channels.attribute(follow, channel, variant_id)
     if channel is not None and channel.active:
         channels.apply_channel_tags(follow, channel)
+        channels.apply_remark(follow, channel, channels.variables(customer.name, follow.staff))
+        if channel.daily_cap:
+            # This add may have filled the member's quota for today: take them off the code.
+            channels.reroute(channel)
     if welcome_code:
         customers.record_event(customer, f"welcome_{status.value}" if status else "welcome", userid)
     else:

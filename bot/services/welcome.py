@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from bot.extensions import db
 from bot.models import Channel, Staff, WelcomeMessage, WelcomeSend, WelcomeStatus
 from bot.models._time import utcnow
+from bot.services.channels import render, variables
 from bot.services.clients import contact_api
 from bot.wecom.errors import WeComError, WelcomeAlreadySent, WelcomeBeingSent, WelcomeCodeInvalid
 
@@ -29,14 +30,6 @@ log = logging.getLogger(__name__)
 FINAL = (WelcomeStatus.sent, WelcomeStatus.already_sent, WelcomeStatus.expired, WelcomeStatus.no_message)
 #: waits before re-trying a 41096 ("another app is sending"), well inside the code's 20 s
 BUSY_RETRIES = (0.5, 1.0, 2.0)
-VARIABLES = ("customer_name", "staff_name", "store_name")
-
-
-def render(text: str, values: dict[str, str]) -> str:
-    """Fill {customer_name}, {staff_name} and {store_name}; any other brace is left as written."""
-    for name in VARIABLES:
-        text = text.replace("{" + name + "}", values.get(name, ""))
-    return text
 
 
 def choose_variant(channel: Channel, rng: random.Random | None = None) -> WelcomeMessage | None:
@@ -107,13 +100,8 @@ def send_welcome(
         _finish(code, WelcomeStatus.no_message)
         return WelcomeStatus.no_message, None
     staff = db.session.scalar(select(Staff).where(Staff.userid == userid))
-    names = {
-        "customer_name": customer_name,
-        "staff_name": staff.name if staff is not None else "",
-        "store_name": staff.stores[0].name if staff is not None and staff.stores else "",
-    }
     payload: dict[str, Any] = {"welcome_code": code}
-    text = render(variant.text, names)
+    text = render(variant.text, variables(customer_name, staff))
     if text:
         payload["text"] = {"content": text}
     if variant.attachments:

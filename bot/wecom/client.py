@@ -238,3 +238,37 @@ class WeComClient(WeChatClient):
         """externalcontact/mark_tag (doc path/92118); WeCom sends no callback for it."""
         body = {"userid": userid, "external_userid": external_userid, "add_tag": add, "remove_tag": remove or []}
         self.post("externalcontact/mark_tag", data=body)
+
+    def set_remark(self, userid: str, external_userid: str, remark: str) -> None:
+        """externalcontact/remark (REFERENCE.md §3.5): the member's remark on the customer, ≤ 20 characters."""
+        body = {"userid": userid, "external_userid": external_userid, "remark": remark[:20]}
+        self.post("externalcontact/remark", data=body)
+
+    def get_customers_by_members(self, userids: list[str], cursor: str = "", limit: int = 100) -> dict[str, Any]:
+        """externalcontact/batch/get_by_user (doc path/96316): one page for ≤ 100 members; ``next_cursor``."""
+        body: dict[str, Any] = {"userid_list": userids, "limit": limit}
+        if cursor:
+            body["cursor"] = cursor
+        return dict(self.post("externalcontact/batch/get_by_user", data=body))
+
+    def upload_image(self, filename: str, content: bytes) -> str:
+        """media/upload?type=image (doc path/90253): a media id valid for 3 days."""
+        result = self.post("media/upload", params={"type": "image"}, files={"media": (filename, content, "image/png")})
+        return str(result["media_id"])
+
+    def send_app_image(self, agent_id: int, userids: list[str], media_id: str) -> dict[str, Any]:
+        """message/send with an image to members (doc path/90236)."""
+        body = {"touser": "|".join(userids), "msgtype": "image", "agentid": agent_id, "image": {"media_id": media_id}}
+        return self.post("message/send", data=body)
+
+    def download(self, url: str, max_bytes: int = 2 * 1024 * 1024) -> bytes:
+        """An image WeCom serves by URL (a contact way's ``qr_code``), with the client's timeout and a size cap."""
+        try:
+            with self._http.get(url, timeout=self.timeout, stream=True) as res:
+                res.raise_for_status()
+                content = res.raw.read(max_bytes + 1, decode_content=True)
+        except requests.RequestException as exc:
+            raise WeComUnavailable(None, type(exc).__name__, "download") from exc
+        if len(content) > max_bytes:
+            raise WeComUnavailable(None, "image larger than expected", "download")
+        return bytes(content)

@@ -1,0 +1,98 @@
+"""The assistant members talk to in their WeCom client: a text to the app gets an answer by app message.
+
+Commands are matched loosely (the words members actually type); anything else gets the help text.
+Each incoming message (its MsgId) is answered once: the key is taken in Redis before the answer is
+sent, so a re-processed event does not answer twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from bot.extensions import db, redis_conn
+from bot.models import Staff
+from bot.services import channels, growth, qr_images
+from bot.services.clients import agent_api, settings
+
+log = logging.getLogger(__name__)
+
+RANK_DAYS = 30
+HELP = (
+    "私域助手可以：\n"
+    "· 发送「我的二维码」：获取你的专属渠道码\n"
+    "· 发送「排行」：查看你近 30 天的拉新排名\n"
+    "· 发送「帮助」：查看本说明"
+)
+ANSWERED_TTL = 7 * 86400
+
+
+def _text(userid: str, content: str) -> None:
+    agent_api().send_app_text(settings().wecom_agent_id or 0, [userid], content)
+
+
+def _my_code(staff: Staff) -> str:
+    channel = channels.personal_code(staff)
+    if channel is None:
+        _text(staff.userid, "你还没有专属渠道码，请联系管理员在私域助手的「渠道活码」页一键生成。")
+        return "no personal code"
+    qr_images.send_code_to_member(channel, staff.userid)
+    return f"sent code {channel.state}"
+
+
+def _ranking(staff: Staff) -> str:
+    w = growth.window(RANK_DAYS)
+    corp = growth.rank_of(staff.userid, w)
+    if corp is None:
+        _text(staff.userid, f"近 {RANK_DAYS} 天你还没有新增或流失的客户，加油！")
+        return "no ranking"
+    place, total, row = corp
+    lines = [
+        f"近 {RANK_DAYS} 天拉新排行（按净增长）",
+        f"新增 {row['added']}，流失 {row['lost']}，净增长 {row['net']}",
+        f"全公司：第 {place} 名 / 共 {total} 人",
+    ]
+    for store in staff.stores:
+        in_store = growth.rank_of(staff.userid, w, store_id=store.id)
+        if in_store is not None:
+            lines.append(f"{store.name}：第 {in_store[0]} 名 / 共 {in_store[1]} 人")
+    _text(staff.userid, "\n".join(lines))
+    return f"rank {place}/{total}"
+
+
+def _help(staff: Staff) -> str:
+    _text(staff.userid, HELP)
+    return "help"
+
+
+COMMANDS: tuple[tuple[tuple[str, ...], Callable[[Staff], str]], ...] = (
+    (("我的二维码", "二维码", "我的码", "专属码", "活码"), _my_code),
+    (("排行", "排名", "榜"), _ranking),
+    (("帮助", "help", "?", "？"), _help),
+)
+
+
+def command_for(text: str) -> Callable[[Staff], str]:
+    words = text.strip().lower()
+    for keys, command in COMMANDS:
+        if any(k in words for k in keys):
+            return command
+    return _help
+
+
+def reply(userid: str, text: str, msg_id: str) -> str:
+    """Answer one message from a member; returns what was done, for the event's log line."""
+    staff = db.session.scalar(select(Staff).where(Staff.userid == userid))
+    if staff is None or not staff.active:
+        return "sender is not a known member"
+    key = f"siyu:assistant:answered:{msg_id}"
+    if msg_id and not redis_conn.client.set(key, 1, nx=True, ex=ANSWERED_TTL):
+        return "already answered"
+    try:
+        return command_for(text)(staff)
+    except Exception:
+        # Nothing reached the member: let the event's retry answer.
+        redis_conn.client.delete(key)
+        raise
