@@ -127,14 +127,16 @@ def clean_state(app: Flask) -> Iterator[None]:
 def corp(app: Flask, fake_wecom_app: Flask) -> FakeCorp:
     """A fresh fake corp behind the fake WeCom for this test."""
     fresh = corp_for(app.config["SIYU"])
-    fake_wecom_app.config["CORP"] = fresh
+    fake_wecom_app.config.update(CORP=fresh, SIMULATOR=None)
     return fresh
 
 
 @pytest.fixture
-def sim(app: Flask, corp: FakeCorp, webhook_url: str) -> Simulator:
+def sim(app: Flask, corp: FakeCorp, webhook_url: str, fake_wecom_app: Flask) -> Simulator:
+    """The customer simulator, also behind the fake's /sandbox/simulate and /sandbox/scan."""
     simulator = simulator_for(app.config["SIYU"], corp, webhook_url, seed=7)
     simulator.seed_corp(stores=2, staff_per_store=2)
+    fake_wecom_app.config["SIMULATOR"] = simulator
     return simulator
 
 

@@ -36,6 +36,12 @@ TAG = {
     },
 }
 
+WINDOW: list[dict[str, Any]] = [
+    {"name": "days", "in": "query", "schema": {"type": "integer", "enum": [7, 30, 90]}},
+    {"name": "start", "in": "query", "schema": {"type": "string", "format": "date"}},
+    {"name": "end", "in": "query", "schema": {"type": "string", "format": "date"}},
+]
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Siyu (私域助手) API", "version": "1"},
@@ -104,7 +110,8 @@ SPEC: dict[str, Any] = {
         },
         "/channels": {
             "get": {
-                "summary": "Channel codes (渠道活码) with their statistics",
+                "summary": "Channel codes (渠道活码) with their statistics over 7/30/90 days or start..end",
+                "parameters": WINDOW,
                 "responses": {"200": {"description": "The channels", **_json("ChannelList")}, **ERRORS},
             },
             "post": {
@@ -121,7 +128,8 @@ SPEC: dict[str, Any] = {
         "/channels/{channel_id}": {
             "parameters": [{"name": "channel_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
             "get": {
-                "summary": "One channel",
+                "summary": "One channel, its statistics and the welcome variants' split",
+                "parameters": WINDOW,
                 "responses": {
                     "200": {"description": "The channel", **_json("Channel")},
                     "404": {"description": "No such channel", **_json("Error")},
@@ -129,7 +137,7 @@ SPEC: dict[str, Any] = {
                 },
             },
             "patch": {
-                "summary": "Change name, staff, skip-verify, tags or welcome messages (the state never changes)",
+                "summary": "Change any field but the state; expires_at and daily_cap may be null (no limit)",
                 "requestBody": {"required": True, **_json("ChannelInput")},
                 "responses": {
                     "200": {"description": "Changed", **_json("Channel")},
@@ -145,6 +153,19 @@ SPEC: dict[str, Any] = {
                     "200": {"description": "Deleted"},
                     "403": {"description": "Needs the admin or operator role", **_json("Error")},
                     "404": {"description": "No such channel", **_json("Error")},
+                    **ERRORS,
+                },
+            },
+        },
+        "/channels/{channel_id}/qr.png": {
+            "parameters": [{"name": "channel_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "get": {
+                "summary": "The code as a PNG image",
+                "responses": {
+                    "200": {"description": "PNG", "content": {"image/png": {}}},
+                    "404": {"description": "No such channel", **_json("Error")},
+                    "409": {"description": "The channel has no usable code", **_json("Error")},
+                    "502": {"description": "WeCom refused", **_json("Error")},
                     **ERRORS,
                 },
             },
@@ -235,6 +256,10 @@ SPEC: dict[str, Any] = {
                     "skip_verify": {"type": "boolean"},
                     "tag_ids": {"type": "array", "items": {"type": "string"}},
                     "welcome": {"type": "array", "items": {"$ref": "#/components/schemas/Welcome"}},
+                    "remark_template": {"type": "string", "maxLength": 64},
+                    "daily_cap": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
+                    "backup_staff": {"type": "array", "items": {"type": "string"}, "maxItems": 100},
+                    "expires_at": {"type": ["string", "null"], "format": "date-time"},
                 },
             },
             "Channel": {
@@ -245,15 +270,27 @@ SPEC: dict[str, Any] = {
                         "properties": {
                             "id": {"type": "integer"},
                             "config_id": {"type": ["string", "null"]},
-                            "qr_code": {"type": "string"},
+                            "qr_code": {"type": "string", "description": "WeCom's image URL"},
+                            "qr_png_url": {"type": "string"},
+                            "routed_to": {"type": "array", "items": {"type": "string"}},
+                            "owner": {"type": ["string", "null"], "description": "a personal code's member"},
                             "active": {"type": "boolean"},
-                            "stats": {
-                                "type": "object",
-                                "properties": {"adds": {"type": "integer"}, "losses": {"type": "integer"}},
-                            },
+                            "stats": {"$ref": "#/components/schemas/ChannelStats"},
                         },
                     },
                 ]
+            },
+            "ChannelStats": {
+                "type": "object",
+                "properties": {
+                    "added": {"type": "integer"},
+                    "lost": {"type": "integer"},
+                    "net": {"type": "integer"},
+                    "eligible_7d": {"type": "integer", "description": "adds in the window at least 7 days old"},
+                    "retained_7d": {"type": "integer"},
+                    "retention_7d": {"type": ["number", "null"]},
+                    "variants": {"type": "array", "items": {"type": "object"}, "description": "one channel only"},
+                },
             },
             "ChannelList": {
                 "type": "object",
