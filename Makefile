@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/siyu_test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 export FLASK_APP := wsgi
 
-.PHONY: help run test test-embedded test-services lint bench migrate translations clean
+.PHONY: help run test test-embedded test-services lint bench bench-welcome migrate translations clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy on bot/
 
 bench: $(STAMP) ## the callback benchmark under gunicorn on PostgreSQL + Redis
 	$(BIN)/python bench/callbacks.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench)" --redis-url redis://127.0.0.1:6379/14
+
+bench-welcome: $(STAMP) ## the welcome benchmark: 500 adds/s for 20 s, receipt → send_welcome_msg latency
+	$(BIN)/python bench/welcome.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench)" --redis-url redis://127.0.0.1:6379/14
 
 translations: $(STAMP) ## re-extract the panel's texts, update the English catalogue, compile it
 	$(BIN)/pybabel extract -F admin/translations/babel.cfg -k _l -k N_ --no-location --sort-output \

@@ -488,6 +488,13 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
             return answer({"error": "unknown or deleted contact way"}, 404)
         return answer({"customer": contact.name, "member": next(iter(contact.follows)), "statuses": delivery.statuses})
 
+    @app.get("/sandbox/welcome-log")
+    def welcome_log() -> Response:
+        """Every welcome code's accepted send time and how many times it was tried, for benchmarks."""
+        corp = the_corp()
+        with corp.lock:
+            return answer({"sent_at": dict(corp.welcome_sent_at), "attempts": dict(corp.welcome_attempts)})
+
     @app.get("/sandbox/state")
     def state() -> Response:
         corp = the_corp()

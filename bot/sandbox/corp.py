@@ -105,6 +105,7 @@ class FakeCorp:
         self.welcomes_sent: list[dict[str, Any]] = []
         self.media: dict[str, bytes] = {}
         self.welcome_sent_at: dict[str, float] = {}  # welcome code -> wall-clock time of the accepted call
+        self.welcome_attempts: dict[str, int] = {}  # welcome code -> send_welcome_msg calls, accepted or not
         self.app_messages: list[dict[str, Any]] = []
         self.app_message_times: dict[tuple[str, str], float] = {}
         self.mass_tasks: dict[str, MassTask] = {}
@@ -247,7 +248,9 @@ class FakeCorp:
 
     def send_welcome(self, body: dict[str, Any]) -> None:
         with self.lock:
-            code = self.welcome_codes.get(str(body.get("welcome_code", "")))
+            given = str(body.get("welcome_code", ""))
+            self.welcome_attempts[given] = self.welcome_attempts.get(given, 0) + 1
+            code = self.welcome_codes.get(given)
             if code is None or self.clock() - code.issued_at > self.welcome_ttl:
                 raise ApiError(41050, "welcome code invalid or expired")
             if code.used:
