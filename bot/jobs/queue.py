@@ -9,12 +9,15 @@ from rq import Queue
 
 from bot.services.inbox import StoredEvent
 
-URGENT = "siyu-urgent"
+URGENT = "siyu-urgent"  # the welcome fast path
+ADDS = "siyu-adds"  # the rest of an add, after its welcome: ahead of later events about the same customer
 EVENTS = "siyu-events"
 DEFAULT = "siyu-default"
-QUEUE_NAMES = (URGENT, EVENTS, DEFAULT)
+QUEUE_NAMES = (URGENT, ADDS, EVENTS, DEFAULT)
 #: events handled by one job: small enough that one slow batch does not hold up the rest for long
 EVENTS_PER_JOB = 25
+#: welcomes sent by one fast-path job, side by side
+WELCOMES_PER_JOB = 50
 JOB_OPTIONS: dict[str, Any] = {"result_ttl": 0, "failure_ttl": 7 * 86400, "timeout": 300}
 
 
@@ -35,17 +38,20 @@ def enqueue_stored_events() -> Callable[[Sequence[StoredEvent]], None]:
     return enqueue
 
 
-def enqueue_events(urgent_ids: Sequence[int], other_ids: Sequence[int], connection: Any) -> None:
-    from bot.jobs.tasks import process_events
+def enqueue_events(urgent_ids: Sequence[int], other_ids: Sequence[int], connection: Any, *, name: str = EVENTS) -> None:
+    """Urgent events (adds with a welcome code) go to the welcome fast path in batches, which then queues
+    them for their full processing; the others are processed in chunks."""
+    from bot.jobs.tasks import process_events, send_welcomes
 
     pipe = connection.pipeline()
     if urgent_ids:
+        batches = [list(urgent_ids[i : i + WELCOMES_PER_JOB]) for i in range(0, len(urgent_ids), WELCOMES_PER_JOB)]
         queue(URGENT, connection).enqueue_many(
-            [Queue.prepare_data(process_events, args=([i],), **JOB_OPTIONS) for i in urgent_ids], pipeline=pipe
+            [Queue.prepare_data(send_welcomes, args=(batch,), **JOB_OPTIONS) for batch in batches], pipeline=pipe
         )
     if other_ids:
         chunks = [list(other_ids[i : i + EVENTS_PER_JOB]) for i in range(0, len(other_ids), EVENTS_PER_JOB)]
-        queue(EVENTS, connection).enqueue_many(
+        queue(name, connection).enqueue_many(
             [Queue.prepare_data(process_events, args=(chunk,), **JOB_OPTIONS) for chunk in chunks], pipeline=pipe
         )
     pipe.execute()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
+
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
+from bot.models import EventStatus
 from bot.services import channels, customer_sync, directory, events, tags
 from bot.services.clients import settings
 
@@ -23,6 +26,42 @@ def process_events(event_ids: list[int]) -> dict[str, int]:
             status = events.process_event(event_id, route, max_attempts)
             key = status.value if status else "missing"
             counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def send_welcomes(event_ids: list[int]) -> dict[str, int]:
+    """The welcome fast path: the welcomes of freshly stored adds, side by side, before anything else about
+    them; then the events go to the events queue for everything else (customer, attribution, tags)."""
+    from bot.jobs.queue import ADDS, enqueue_events
+    from bot.models import CallbackEvent
+    from bot.services import welcome
+    from bot.wecom.errors import MalformedCallback
+    from bot.wecom.events import ExternalContactEvent, parse_event
+
+    counts: dict[str, int] = {}
+    with job_context():
+        rows = db.session.execute(
+            select(CallbackEvent.plaintext).where(
+                CallbackEvent.id.in_(event_ids), CallbackEvent.status == EventStatus.pending
+            )
+        ).scalars()
+        adds = []
+        for plaintext in rows:
+            try:
+                event = parse_event(plaintext)
+            except MalformedCallback as exc:  # its own processing records it as failed
+                log.warning("a stored event does not parse: %s", exc)
+                continue
+            if isinstance(event, ExternalContactEvent):
+                adds.append(event)
+        try:
+            for status in welcome.send_welcomes(adds).values():
+                counts[status.value] = counts.get(status.value, 0) + 1
+        finally:
+            db.session.rollback()
+            # The adds queue is read before the events queue: a loss right after an add is not processed
+            # before the add.
+            enqueue_events([], event_ids, redis_conn.client, name=ADDS)
     return counts
 
 

@@ -12,18 +12,23 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import selectinload
 
 from bot.extensions import db
 from bot.models import Channel, Staff, WelcomeMessage, WelcomeSend, WelcomeStatus
 from bot.models._time import utcnow
 from bot.services.channels import render, variables
 from bot.services.clients import contact_api
+from bot.wecom import WeComClient
 from bot.wecom.errors import WeComError, WelcomeAlreadySent, WelcomeBeingSent, WelcomeCodeInvalid
+from bot.wecom.events import ExternalContactEvent
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +44,48 @@ def choose_variant(channel: Channel, rng: random.Random | None = None) -> Welcom
     return chooser.choices(channel.welcomes, weights=[w.weight for w in channel.welcomes])[0]
 
 
-def _claim(code: str, values: dict[str, Any]) -> WelcomeStatus | None:
-    """Record the code before the call; None if this caller may send, else the status already reached."""
+def _claim(rows: list[dict[str, Any]]) -> dict[str, tuple[WelcomeStatus, int | None]]:
+    """Record the codes before the call, in one statement. Returns the codes already finished (with their
+    status and variant); every other code of ``rows`` is this caller's to send."""
+    if not rows:
+        return {}
     table = WelcomeSend.__table__
     insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    now = utcnow()
+    values = [{**r, "status": WelcomeStatus.sending.value, "attempts": 0, "created_at": now} for r in rows]
+    codes = [r["welcome_code"] for r in rows]
     with db.engine.begin() as conn:
-        created = conn.execute(
-            insert(table)
-            .values(welcome_code=code, status=WelcomeStatus.sending.value, attempts=0, created_at=utcnow(), **values)
-            .on_conflict_do_nothing(index_elements=["welcome_code"])
-            .returning(table.c.id)
-        ).first()
-        if created is not None:
-            return None
-        status = conn.execute(select(table.c.status).where(table.c.welcome_code == code)).scalar_one()
-    status = WelcomeStatus(status)
-    return status if status in FINAL else None
+        created = set(
+            conn.execute(
+                insert(table)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=["welcome_code"])
+                .returning(table.c.welcome_code)
+            ).scalars()
+        )
+        existing = [c for c in codes if c not in created]
+        found = (
+            conn.execute(
+                select(table.c.welcome_code, table.c.status, table.c.variant_id).where(
+                    table.c.welcome_code.in_(existing)
+                )
+            ).all()
+            if existing
+            else []
+        )
+    done = {}
+    for code, status, variant_id in found:
+        if WelcomeStatus(status) in FINAL:
+            done[code] = (WelcomeStatus(status), variant_id)
+    return done
 
 
-def _finish(code: str, status: WelcomeStatus, *, errcode: int | None = None, variant_id: int | None = None) -> None:
-    with db.engine.begin() as conn:
+def _record(
+    engine: Any, code: str, status: WelcomeStatus, *, errcode: int | None = None, variant_id: int | None = None
+) -> None:
+    """Record what became of the code, in its own short transaction (the engine is passed: threads have
+    no app context)."""
+    with engine.begin() as conn:
         conn.execute(
             update(WelcomeSend.__table__)
             .where(WelcomeSend.__table__.c.welcome_code == code)
@@ -70,6 +97,69 @@ def _finish(code: str, status: WelcomeStatus, *, errcode: int | None = None, var
                 sent_at=utcnow() if status == WelcomeStatus.sent else None,
             )
         )
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """One welcome to send: everything read from the database beforehand, so sending needs no session."""
+
+    code: str
+    external_userid: str
+    userid: str
+    channel: Channel | None
+    variant: WelcomeMessage | None
+    staff: Staff | None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "welcome_code": self.code,
+            "channel_id": self.channel.id if self.channel else None,
+            "external_userid": self.external_userid,
+            "staff_userid": self.userid,
+        }
+
+
+def _deliver(
+    welcome: Welcome, customer_name: str, api: WeComClient, sleep: Callable[[float], None], engine: Any
+) -> tuple[WelcomeStatus, int | None]:
+    """Send one claimed code and record the outcome; engine-level writes only (safe from any thread)."""
+    code, variant = welcome.code, welcome.variant
+
+    if variant is None:
+        _record(engine, code, WelcomeStatus.no_message)
+        return WelcomeStatus.no_message, None
+    payload: dict[str, Any] = {"welcome_code": code}
+    text = render(variant.text, variables(customer_name, welcome.staff))
+    if text:
+        payload["text"] = {"content": text}
+    if variant.attachments:
+        payload["attachments"] = variant.attachments
+    for attempt in range(len(BUSY_RETRIES) + 1):
+        try:
+            api.send_welcome_msg(payload)
+        except WelcomeBeingSent:
+            if attempt == len(BUSY_RETRIES):
+                _record(engine, code, WelcomeStatus.failed, errcode=41096, variant_id=variant.id)
+                return WelcomeStatus.failed, variant.id
+            sleep(BUSY_RETRIES[attempt])
+            continue
+        except WelcomeAlreadySent:
+            _record(engine, code, WelcomeStatus.already_sent, errcode=41051, variant_id=variant.id)
+            return WelcomeStatus.already_sent, variant.id
+        except WelcomeCodeInvalid:
+            _record(engine, code, WelcomeStatus.expired, errcode=41050, variant_id=variant.id)
+            return WelcomeStatus.expired, variant.id
+        except WeComError as exc:
+            _record(engine, code, WelcomeStatus.failed, errcode=exc.errcode, variant_id=variant.id)
+            raise  # the event is retried; the code may still be alive
+        _record(engine, code, WelcomeStatus.sent, variant_id=variant.id)
+        return WelcomeStatus.sent, variant.id
+    raise AssertionError("unreachable")
+
+
+def _plan(code: str, external_userid: str, userid: str, channel: Channel | None, staff: Staff | None) -> Welcome:
+    variant = choose_variant(channel) if channel is not None and channel.active else None
+    return Welcome(code, external_userid, userid, channel, variant, staff)
 
 
 def send_welcome(
@@ -86,44 +176,60 @@ def send_welcome(
     Writes only through its own short transactions and reads through the session: called before the
     caller's session writes anything (on SQLite a session holding the write lock would block it).
     """
-    values = {
-        "channel_id": channel.id if channel else None,
-        "external_userid": external_userid,
-        "staff_userid": userid,
-    }
-    done = _claim(code, values)
-    if done is not None:
-        log.info("welcome code already handled (%s); not sending again", done.value)
-        return done, None
-    variant = choose_variant(channel) if channel is not None and channel.active else None
-    if variant is None:
-        _finish(code, WelcomeStatus.no_message)
-        return WelcomeStatus.no_message, None
     staff = db.session.scalar(select(Staff).where(Staff.userid == userid))
-    payload: dict[str, Any] = {"welcome_code": code}
-    text = render(variant.text, variables(customer_name, staff))
-    if text:
-        payload["text"] = {"content": text}
-    if variant.attachments:
-        payload["attachments"] = variant.attachments
-    for attempt in range(len(BUSY_RETRIES) + 1):
+    welcome = _plan(code, external_userid, userid, channel, staff)
+    done = _claim([welcome.row()])
+    if code in done:
+        log.info("welcome code already handled (%s); not sending again", done[code][0].value)
+        return done[code]
+    return _deliver(welcome, customer_name, contact_api(), sleep, db.engine)
+
+
+def send_welcomes(events: list[ExternalContactEvent], threads: int = 16) -> dict[str, WelcomeStatus]:
+    """The fast path for a burst of adds: one claim for every code, then the sends side by side.
+
+    Reads channels and staff in two queries, then each send (read the customer's name, call WeCom,
+    record the outcome) runs in a thread with no session. Returns each code's status.
+    """
+    events = [e for e in events if e.welcome_code]
+    if not events:
+        return {}
+    states = {e.state for e in events if e.state}
+    channels = {
+        c.state: c
+        for c in db.session.scalars(
+            select(Channel).where(Channel.state.in_(states)).options(selectinload(Channel.welcomes))
+        )
+    }
+    userids = {e.user_id for e in events}
+    staff = {
+        s.userid: s
+        for s in db.session.scalars(select(Staff).where(Staff.userid.in_(userids)).options(selectinload(Staff.stores)))
+    }
+    plans = [
+        _plan(e.welcome_code, e.external_user_id, e.user_id, channels.get(e.state), staff.get(e.user_id))
+        for e in events
+    ]
+    plans = list({p.code: p for p in plans}.values())  # one code, one send, even if two events carry it
+    done = _claim([p.row() for p in plans])
+    todo = [p for p in plans if p.code not in done]
+    results = {code: status for code, (status, _) in done.items()}
+    api = contact_api()
+    engine = db.engine
+    if engine.dialect.name == "sqlite":
+        threads = 1  # one writer at a time on SQLite
+
+    def one(plan: Welcome) -> tuple[str, WelcomeStatus]:
         try:
-            contact_api().send_welcome_msg(payload)
-        except WelcomeBeingSent:
-            if attempt == len(BUSY_RETRIES):
-                _finish(code, WelcomeStatus.failed, errcode=41096, variant_id=variant.id)
-                return WelcomeStatus.failed, variant.id
-            sleep(BUSY_RETRIES[attempt])
-            continue
-        except WelcomeAlreadySent:
-            _finish(code, WelcomeStatus.already_sent, errcode=41051, variant_id=variant.id)
-            return WelcomeStatus.already_sent, variant.id
-        except WelcomeCodeInvalid:
-            _finish(code, WelcomeStatus.expired, errcode=41050, variant_id=variant.id)
-            return WelcomeStatus.expired, variant.id
+            name = ""
+            if plan.variant is not None and "{customer_name}" in plan.variant.text:
+                name = str(api.get_external_contact(plan.external_userid).get("external_contact", {}).get("name", ""))
+            return plan.code, _deliver(plan, name, api, time.sleep, engine)[0]
         except WeComError as exc:
-            _finish(code, WelcomeStatus.failed, errcode=exc.errcode, variant_id=variant.id)
-            raise  # the event is retried; the code may still be alive
-        _finish(code, WelcomeStatus.sent, variant_id=variant.id)
-        return WelcomeStatus.sent, variant.id
-    raise AssertionError("unreachable")
+            # Left to the event's own processing, which retries while the code may still be alive.
+            log.warning("welcome for %s not sent on the fast path: %s", plan.external_userid, exc)
+            return plan.code, WelcomeStatus.failed
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(todo)))) as pool:
+        results.update(pool.map(one, todo))
+    return results
