@@ -110,7 +110,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500, help="adds per second")
     parser.add_argument("--seconds", type=float, default=20, help="length of the burst")
     parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--queue-workers", type=int, default=4)
+    parser.add_argument("--welcome-workers", type=int, default=2, help="workers reading only the welcome queue")
+    parser.add_argument("--queue-workers", type=int, default=2, help="workers reading every queue")
     parser.add_argument("--connections", type=int, default=32, help="driver connections")
     parser.add_argument("--dup-every", type=int, default=20, help="every Nth callback is re-delivered")
     parser.add_argument("--drain-timeout", type=float, default=300)
@@ -166,7 +167,12 @@ def main() -> int:
     )
     web_port = free_port()
     web = gunicorn("wsgi:app", web_port, env, args.web_workers, "gevent", 1)
-    workers = [subprocess.Popen([str(BIN / "flask"), "worker"], cwd=ROOT, env=env) for _ in range(args.queue_workers)]
+    commands = [["worker", "--welcomes-only"]] * args.welcome_workers + [["worker"]] * args.queue_workers
+    logs = [(tmp / f"worker-{n}.log").open("w") for n in range(len(commands))]
+    workers = [
+        subprocess.Popen([str(BIN / "flask"), *cmd], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        for cmd, out in zip(commands, logs, strict=True)
+    ]
     try:
         wait_for_port(sandbox_port, timeout=120)
         wait_for_port(web_port)
@@ -222,8 +228,12 @@ def main() -> int:
             time.sleep(1)
         log = requests.get(f"http://127.0.0.1:{sandbox_port}/sandbox/welcome-log", timeout=30).json()
     finally:
-        for w in workers:
+        for n, w in enumerate(workers):
+            if w.poll() is not None:
+                print(f"worker {n} ({' '.join(commands[n])}) exited with {w.returncode}: see {tmp}/worker-{n}.log")
             stop(w)
+        for handle in logs:
+            handle.close()
         stop(web)
         stop(fake)
 
@@ -249,7 +259,7 @@ def main() -> int:
     print()
     print(
         f"machine: {os.cpu_count()} cores · gunicorn {args.web_workers} gevent workers · "
-        f"{args.queue_workers} queue workers · fake WeCom in its own process"
+        f"{args.welcome_workers} welcome workers + {args.queue_workers} queue workers · fake WeCom in its own process"
     )
     print(f"adds: {total} at {args.rate:.0f}/s for {args.seconds:.0f}s (+ re-deliveries, 1 in {args.dup_every})")
     print(f"callbacks stored: {len(received)}; welcome records: {statuses}")

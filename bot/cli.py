@@ -26,7 +26,7 @@ def _require_shared_redis(what: str) -> None:
         )
 
 
-def _worker(app: Flask) -> object:
+def _worker(app: Flask, names: tuple[str, ...] | None = None) -> object:
     from rq import SimpleWorker
 
     from bot.jobs.context import bind_app
@@ -35,16 +35,24 @@ def _worker(app: Flask) -> object:
     bind_app(app)
     connection = redis_conn.client
     # SimpleWorker runs jobs in this process (no fork per job): database pools survive between jobs.
-    return SimpleWorker([queue(name, connection) for name in QUEUE_NAMES], connection=connection)
+    return SimpleWorker([queue(name, connection) for name in names or QUEUE_NAMES], connection=connection)
 
 
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
+@click.option(
+    "--welcomes-only",
+    is_flag=True,
+    help="Read only the welcome queue: a worker kept free for welcomes however long the other queues are.",
+)
 @with_appcontext
-def worker_command(burst: bool) -> None:
-    """Run a queue worker (urgent welcome work first, then events, then the rest)."""
+def worker_command(burst: bool, welcomes_only: bool) -> None:
+    """Run a queue worker (welcomes first, then the rest of each add, then other events, then the rest)."""
+    from bot.jobs.queue import URGENT
+
     _require_shared_redis("worker")
-    worker = _worker(current_app._get_current_object())  # type: ignore[attr-defined]
+    names = (URGENT,) if welcomes_only else None
+    worker = _worker(current_app._get_current_object(), names)  # type: ignore[attr-defined]
     level = current_app.config["SIYU"].log_level
     worker.work(burst=burst, with_scheduler=False, logging_level=level)  # type: ignore[attr-defined]
 

@@ -16,8 +16,10 @@ DEFAULT = "siyu-default"
 QUEUE_NAMES = (URGENT, ADDS, EVENTS, DEFAULT)
 #: events handled by one job: small enough that one slow batch does not hold up the rest for long
 EVENTS_PER_JOB = 25
-#: welcomes sent by one fast-path job, side by side
-WELCOMES_PER_JOB = 50
+#: adds waiting for their welcome (event ids), taken in batches of up to WELCOMES_PER_JOB
+WELCOME_LIST = "siyu:welcome:pending"
+WELCOME_WAKE = "siyu:welcome:wake"
+WELCOMES_PER_JOB = 64
 JOB_OPTIONS: dict[str, Any] = {"result_ttl": 0, "failure_ttl": 7 * 86400, "timeout": 300}
 
 
@@ -41,20 +43,27 @@ def enqueue_stored_events() -> Callable[[Sequence[StoredEvent]], None]:
 def enqueue_events(urgent_ids: Sequence[int], other_ids: Sequence[int], connection: Any, *, name: str = EVENTS) -> None:
     """Urgent events (adds with a welcome code) go to the welcome fast path in batches, which then queues
     them for their full processing; the others are processed in chunks."""
-    from bot.jobs.tasks import process_events, send_welcomes
+    from bot.jobs.tasks import process_events
 
     pipe = connection.pipeline()
     if urgent_ids:
-        batches = [list(urgent_ids[i : i + WELCOMES_PER_JOB]) for i in range(0, len(urgent_ids), WELCOMES_PER_JOB)]
-        queue(URGENT, connection).enqueue_many(
-            [Queue.prepare_data(send_welcomes, args=(batch,), **JOB_OPTIONS) for batch in batches], pipeline=pipe
-        )
+        # The ids wait in a list; a job only wakes a welcome worker, which takes whatever is waiting. One
+        # wake-up is enough while one is pending (the worker clears the flag before it starts taking).
+        connection.rpush(WELCOME_LIST, *urgent_ids)
+        if connection.set(WELCOME_WAKE, 1, nx=True, ex=30):
+            wake_welcome_worker(connection, pipe)
     if other_ids:
         chunks = [list(other_ids[i : i + EVENTS_PER_JOB]) for i in range(0, len(other_ids), EVENTS_PER_JOB)]
         queue(name, connection).enqueue_many(
             [Queue.prepare_data(process_events, args=(chunk,), **JOB_OPTIONS) for chunk in chunks], pipeline=pipe
         )
     pipe.execute()
+
+
+def wake_welcome_worker(connection: Any, pipeline: Any = None) -> None:
+    from bot.jobs.tasks import send_welcomes
+
+    queue(URGENT, connection).enqueue_call(send_welcomes, pipeline=pipeline, **JOB_OPTIONS)
 
 
 def enqueue(func: Callable[..., Any], *args: Any, connection: Any, name: str = DEFAULT) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sqlalchemy import select
 
@@ -29,40 +30,56 @@ def process_events(event_ids: list[int]) -> dict[str, int]:
     return counts
 
 
-def send_welcomes(event_ids: list[int]) -> dict[str, int]:
-    """The welcome fast path: the welcomes of freshly stored adds, side by side, before anything else about
-    them; then the events go to the events queue for everything else (customer, attribution, tags)."""
-    from bot.jobs.queue import ADDS, enqueue_events
+def send_welcomes() -> dict[str, int]:
+    """The welcome fast path. Takes the ids of freshly stored adds waiting in the welcome list, as many as
+    are there (up to a batch at a time, until none are left), sends their welcomes side by side, then
+    queues the events for everything else (customer, attribution, tags). Under a burst one job drains
+    what many pushes left, so the per-job cost is shared; a job finding the list empty ends at once."""
+    from bot.jobs.queue import ADDS, WELCOME_LIST, WELCOME_WAKE, WELCOMES_PER_JOB, enqueue_events, wake_welcome_worker
+
+    counts: dict[str, int] = {}
+    client = redis_conn.client
+    client.delete(WELCOME_WAKE)  # pushes from now on wake another worker; earlier ones are taken below
+    with job_context():
+        while True:
+            raw = client.lpop(WELCOME_LIST, WELCOMES_PER_JOB)
+            if not raw:
+                return counts
+            event_ids = [int(i) for i in raw]
+            if len(event_ids) == WELCOMES_PER_JOB:
+                wake_welcome_worker(client)  # a backlog: let another welcome worker share it
+            try:
+                for status in _welcome_batch(event_ids).values():
+                    counts[status.value] = counts.get(status.value, 0) + 1
+            finally:
+                db.session.rollback()
+                # The adds queue is read before the events queue: a loss right after an add is not
+                # processed before the add. (Ids taken by a worker that dies here are pending events,
+                # which the sweeper re-queues.)
+                enqueue_events([], event_ids, redis_conn.client, name=ADDS)
+
+
+def _welcome_batch(event_ids: list[int]) -> dict[str, Any]:
     from bot.models import CallbackEvent
     from bot.services import welcome
     from bot.wecom.errors import MalformedCallback
     from bot.wecom.events import ExternalContactEvent, parse_event
 
-    counts: dict[str, int] = {}
-    with job_context():
-        rows = db.session.execute(
-            select(CallbackEvent.plaintext).where(
-                CallbackEvent.id.in_(event_ids), CallbackEvent.status == EventStatus.pending
-            )
-        ).scalars()
-        adds = []
-        for plaintext in rows:
-            try:
-                event = parse_event(plaintext)
-            except MalformedCallback as exc:  # its own processing records it as failed
-                log.warning("a stored event does not parse: %s", exc)
-                continue
-            if isinstance(event, ExternalContactEvent):
-                adds.append(event)
+    rows = db.session.execute(
+        select(CallbackEvent.plaintext).where(
+            CallbackEvent.id.in_(event_ids), CallbackEvent.status == EventStatus.pending
+        )
+    ).scalars()
+    adds = []
+    for plaintext in rows:
         try:
-            for status in welcome.send_welcomes(adds).values():
-                counts[status.value] = counts.get(status.value, 0) + 1
-        finally:
-            db.session.rollback()
-            # The adds queue is read before the events queue: a loss right after an add is not processed
-            # before the add.
-            enqueue_events([], event_ids, redis_conn.client, name=ADDS)
-    return counts
+            event = parse_event(plaintext)
+        except MalformedCallback as exc:  # its own processing records it as failed
+            log.warning("a stored event does not parse: %s", exc)
+            continue
+        if isinstance(event, ExternalContactEvent):
+            adds.append(event)
+    return welcome.send_welcomes(adds)
 
 
 def requeue_due_events() -> int:

@@ -58,6 +58,10 @@ class WeComClient(WeChatClient):
             corp_id, secret, session=RedisStorage(redis, prefix="siyu:wecom"), timeout=timeout, auto_retry=False
         )
         self.API_BASE_URL = api_base
+        # Welcomes go out side by side from one process: room for that many connections to WeCom.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        self._http.mount("https://", adapter)
+        self._http.mount("http://", adapter)
         self.redis = redis
         self.budget = budget or CallBudget(redis, per_minute=9000)
         self.sleep = sleep
