@@ -115,6 +115,11 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32, help="driver connections")
     parser.add_argument("--dup-every", type=int, default=20, help="every Nth callback is re-delivered")
     parser.add_argument("--drain-timeout", type=float, default=300)
+    parser.add_argument(
+        "--text",
+        default="{customer_name}您好，我是{store_name}的{staff_name}。",
+        help="the welcome text; without {customer_name} no externalcontact/get is needed before the send",
+    )
     parser.add_argument("--serve-fake", nargs=3, metavar=("PORT", "CUSTOMERS", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--drive", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,7 +160,7 @@ def main() -> int:
     app = create_app({"database_url": args.database_url, "redis_url": args.redis_url})
     with app.app_context():
         channel = Channel(name="欢迎语压测", state="bench-welcome", config_id="bench", routed_userids=[])
-        channel.welcomes = [WelcomeMessage(text="{customer_name}您好，我是{store_name}的{staff_name}。")]
+        channel.welcomes = [WelcomeMessage(text=args.text)]
         db.session.add(channel)
         db.session.commit()
         db.session.remove()

@@ -19,7 +19,7 @@ EVENTS_PER_JOB = 25
 #: adds waiting for their welcome (event ids), taken in batches of up to WELCOMES_PER_JOB
 WELCOME_LIST = "siyu:welcome:pending"
 WELCOME_WAKE = "siyu:welcome:wake"
-WELCOMES_PER_JOB = 64
+WELCOMES_PER_JOB = 128
 JOB_OPTIONS: dict[str, Any] = {"result_ttl": 0, "failure_ttl": 7 * 86400, "timeout": 300}
 
 

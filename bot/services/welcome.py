@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
@@ -80,22 +80,43 @@ def _claim(rows: list[dict[str, Any]]) -> dict[str, tuple[WelcomeStatus, int | N
     return done
 
 
-def _record(
-    engine: Any, code: str, status: WelcomeStatus, *, errcode: int | None = None, variant_id: int | None = None
-) -> None:
-    """Record what became of the code, in its own short transaction (the engine is passed: threads have
-    no app context)."""
+@dataclass(frozen=True)
+class Outcome:
+    code: str
+    status: WelcomeStatus
+    variant_id: int | None = None
+    errcode: int | None = None
+    error: WeComError | None = None  # a refusal the event's retry may overcome
+
+
+def _record(engine: Any, outcomes: list[Outcome]) -> None:
+    """Record what became of the codes, in one short transaction (the engine is passed: threads and
+    batches have no session)."""
+    if not outcomes:
+        return
+    table = WelcomeSend.__table__
+    now = utcnow()
     with engine.begin() as conn:
         conn.execute(
-            update(WelcomeSend.__table__)
-            .where(WelcomeSend.__table__.c.welcome_code == code)
+            update(table)
+            .where(table.c.welcome_code == bindparam("b_code"))
             .values(
-                status=status.value,
-                errcode=errcode,
-                variant_id=variant_id,
-                attempts=WelcomeSend.__table__.c.attempts + 1,
-                sent_at=utcnow() if status == WelcomeStatus.sent else None,
-            )
+                status=bindparam("b_status"),
+                errcode=bindparam("b_errcode"),
+                variant_id=bindparam("b_variant"),
+                attempts=table.c.attempts + 1,
+                sent_at=bindparam("b_sent_at"),
+            ),
+            [
+                {
+                    "b_code": o.code,
+                    "b_status": o.status.value,
+                    "b_errcode": o.errcode,
+                    "b_variant": o.variant_id,
+                    "b_sent_at": now if o.status == WelcomeStatus.sent else None,
+                }
+                for o in outcomes
+            ],
         )
 
 
@@ -119,15 +140,11 @@ class Welcome:
         }
 
 
-def _deliver(
-    welcome: Welcome, customer_name: str, api: WeComClient, sleep: Callable[[float], None], engine: Any
-) -> tuple[WelcomeStatus, int | None]:
-    """Send one claimed code and record the outcome; engine-level writes only (safe from any thread)."""
+def _deliver(welcome: Welcome, customer_name: str, api: WeComClient, sleep: Callable[[float], None]) -> Outcome:
+    """Send one claimed code; the caller records the outcome. Needs no session (safe from any thread)."""
     code, variant = welcome.code, welcome.variant
-
     if variant is None:
-        _record(engine, code, WelcomeStatus.no_message)
-        return WelcomeStatus.no_message, None
+        return Outcome(code, WelcomeStatus.no_message)
     payload: dict[str, Any] = {"welcome_code": code}
     text = render(variant.text, variables(customer_name, welcome.staff))
     if text:
@@ -139,21 +156,16 @@ def _deliver(
             api.send_welcome_msg(payload)
         except WelcomeBeingSent:
             if attempt == len(BUSY_RETRIES):
-                _record(engine, code, WelcomeStatus.failed, errcode=41096, variant_id=variant.id)
-                return WelcomeStatus.failed, variant.id
+                return Outcome(code, WelcomeStatus.failed, variant.id, 41096)
             sleep(BUSY_RETRIES[attempt])
             continue
         except WelcomeAlreadySent:
-            _record(engine, code, WelcomeStatus.already_sent, errcode=41051, variant_id=variant.id)
-            return WelcomeStatus.already_sent, variant.id
+            return Outcome(code, WelcomeStatus.already_sent, variant.id, 41051)
         except WelcomeCodeInvalid:
-            _record(engine, code, WelcomeStatus.expired, errcode=41050, variant_id=variant.id)
-            return WelcomeStatus.expired, variant.id
+            return Outcome(code, WelcomeStatus.expired, variant.id, 41050)
         except WeComError as exc:
-            _record(engine, code, WelcomeStatus.failed, errcode=exc.errcode, variant_id=variant.id)
-            raise  # the event is retried; the code may still be alive
-        _record(engine, code, WelcomeStatus.sent, variant_id=variant.id)
-        return WelcomeStatus.sent, variant.id
+            return Outcome(code, WelcomeStatus.failed, variant.id, exc.errcode, exc)
+        return Outcome(code, WelcomeStatus.sent, variant.id)
     raise AssertionError("unreachable")
 
 
@@ -182,10 +194,14 @@ def send_welcome(
     if code in done:
         log.info("welcome code already handled (%s); not sending again", done[code][0].value)
         return done[code]
-    return _deliver(welcome, customer_name, contact_api(), sleep, db.engine)
+    outcome = _deliver(welcome, customer_name, contact_api(), sleep)
+    _record(db.engine, [outcome])
+    if outcome.error is not None:
+        raise outcome.error  # the event is retried; the code may still be alive
+    return outcome.status, outcome.variant_id
 
 
-def send_welcomes(events: list[ExternalContactEvent], threads: int = 16) -> dict[str, WelcomeStatus]:
+def send_welcomes(events: list[ExternalContactEvent], threads: int = 32) -> dict[str, WelcomeStatus]:
     """The fast path for a burst of adds: one claim for every code, then the sends side by side.
 
     Reads channels and staff in two queries, then each send (read the customer's name, call WeCom,
@@ -216,20 +232,22 @@ def send_welcomes(events: list[ExternalContactEvent], threads: int = 16) -> dict
     results = {code: status for code, (status, _) in done.items()}
     api = contact_api()
     engine = db.engine
-    if engine.dialect.name == "sqlite":
-        threads = 1  # one writer at a time on SQLite
 
-    def one(plan: Welcome) -> tuple[str, WelcomeStatus]:
+    def one(plan: Welcome) -> Outcome:
         try:
             name = ""
             if plan.variant is not None and "{customer_name}" in plan.variant.text:
                 name = str(api.get_external_contact(plan.external_userid).get("external_contact", {}).get("name", ""))
-            return plan.code, _deliver(plan, name, api, time.sleep, engine)[0]
         except WeComError as exc:
-            # Left to the event's own processing, which retries while the code may still be alive.
-            log.warning("welcome for %s not sent on the fast path: %s", plan.external_userid, exc)
-            return plan.code, WelcomeStatus.failed
+            # Not sent: the event's own processing tries again while the code may still be alive.
+            return Outcome(plan.code, WelcomeStatus.failed, None, exc.errcode, exc)
+        return _deliver(plan, name, api, time.sleep)
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(todo)))) as pool:
-        results.update(pool.map(one, todo))
+        outcomes = list(pool.map(one, todo))
+    _record(engine, outcomes)
+    for o in outcomes:
+        if o.error is not None:
+            log.warning("welcome %s… not sent on the fast path: %s", o.code[:6], o.error)
+        results[o.code] = o.status
     return results

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 TOKEN_MARGIN = 300
 #: backoff schedule for -1 (system busy) and 45033 (concurrency), in seconds
 BUSY_BACKOFF = (0.2, 0.8, 2.0)
+#: how long a process reuses the shared token before reading Redis again
+LOCAL_TOKEN_SECONDS = 10.0
 
 
 class WeComClient(WeChatClient):
@@ -65,13 +67,20 @@ class WeComClient(WeChatClient):
         self.redis = redis
         self.budget = budget or CallBudget(redis, per_minute=9000)
         self.sleep = sleep
+        self._local_token: tuple[str, float] | None = None
 
     # -- access token ---------------------------------------------------------------------------
 
     @property
     def access_token(self) -> str:
+        # A few seconds' memory of the shared token spares a Redis round trip per call under load; a
+        # refused token is forgotten here too (_drop_token), so a revoked one is not reused.
+        cached = self._local_token
+        if cached is not None and time.monotonic() < cached[1]:
+            return cached[0]
         token = self.session.get(self.access_token_key)
         if token:
+            self._local_token = (str(token), time.monotonic() + LOCAL_TOKEN_SECONDS)
             return str(token)
         lock = self.redis.lock(f"siyu:wecom:token-lock:{self.access_token_key}", timeout=30, blocking_timeout=30)
         with lock:
@@ -100,6 +109,7 @@ class WeComClient(WeChatClient):
 
     def _drop_token(self, stale: str) -> None:
         """Forget the cached token if it is still the one WeCom refused (another process may have renewed it)."""
+        self._local_token = None
         key = self.session.key_name(self.access_token_key)
 
         def drop(pipe: Any) -> None:

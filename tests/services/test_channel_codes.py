@@ -160,7 +160,7 @@ def test_personal_codes_for_a_store_once_each_and_sent_on_request(app, api, corp
     assert text["touser"] == "staff0301" and "还没有专属渠道码" in text["text"]["content"]
     sim.member_messages_app("staff0201", "二维码")
     run_worker()
-    assert corp.calls.count("media/upload") == 1  # the media id is reused for its 3 days
+    assert len(corp.media) == 1  # uploaded once: the media id is reused for its 3 days
 
 
 def test_the_assistant_answers_a_message_once(app, corp, sim, ctx):
