@@ -63,6 +63,7 @@ class ChannelForm(FlaskForm):
     )
     group_name = StringField(_l("分组"), validators=[Optional(), Length(max=64, message=_l("最多 64 个字符"))])
     staff = SelectMultipleField(_l("接待员工"))
+    stores = SelectMultipleField(_l("或整个门店的员工"), coerce=int)
     state = StringField(
         _l("渠道 state（留空自动生成）"), validators=[Optional(), Length(max=30, message=_l("state 最多 30 个字符"))]
     )

@@ -77,6 +77,20 @@ def _list_of_str(body: dict[str, Any], name: str) -> list[str] | None:
     return value
 
 
+def _staff(body: dict[str, Any]) -> list[str] | None:
+    """``staff`` (userids) plus the members of ``stores`` (store ids): a code for a whole store."""
+    staff = _list_of_str(body, "staff")
+    stores = body.get("stores")
+    if stores is None:
+        return staff
+    if not isinstance(stores, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in stores):
+        raise ApiError(400, "invalid_parameter", "stores is a list of store ids")
+    visible = store_ids(g.api_user)
+    if visible is not None and not set(stores) <= set(visible):
+        raise ApiError(403, "forbidden", "a store outside your scope")
+    return list(dict.fromkeys((staff or []) + channels.members_of_stores(stores)))
+
+
 def _welcomes(body: dict[str, Any]) -> list[dict[str, Any]] | None:
     value = body.get("welcome")
     if value is None:
@@ -158,7 +172,7 @@ def create_channel() -> ResponseReturnValue:
     with _service_errors():
         channel = channels.create_channel(
             body["name"],
-            _list_of_str(body, "staff") or [],
+            _staff(body) or [],
             state=body.get("state") if isinstance(body.get("state"), str) else None,
             group_name=str(body.get("group_name", "")),
             skip_verify=bool(body.get("skip_verify", True)),
@@ -200,7 +214,7 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
         channels.update_channel(
             channel,
             name=body["name"] if isinstance(body.get("name"), str) else None,
-            staff_userids=_list_of_str(body, "staff"),
+            staff_userids=_staff(body),
             skip_verify=body["skip_verify"] if isinstance(body.get("skip_verify"), bool) else None,
             tag_ids=_list_of_str(body, "tag_ids"),
             welcomes=_welcomes(body),

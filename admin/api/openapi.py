@@ -253,6 +253,11 @@ SPEC: dict[str, Any] = {
                     "group_name": {"type": "string"},
                     "state": {"type": "string", "maxLength": 30, "description": "default: generated"},
                     "staff": {"type": "array", "items": {"type": "string"}, "maxItems": 100},
+                    "stores": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "description": "input only: add every active member of these stores to staff",
+                    },
                     "skip_verify": {"type": "boolean"},
                     "tag_ids": {"type": "array", "items": {"type": "string"}},
                     "welcome": {"type": "array", "items": {"$ref": "#/components/schemas/Welcome"}},

@@ -40,6 +40,7 @@ def _choices(form: ChannelForm) -> None:
     members = db.session.scalars(select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name))
     form.staff.choices = [SelectChoice(s.userid, f"{s.name}（{s.userid}）") for s in members]
     form.backup_staff.choices = list(form.staff.choices)
+    form.stores.choices = [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
     form.tag_ids.choices = _tag_choices()
 
 
@@ -103,6 +104,11 @@ def utc_to_local(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC).astimezone(settings().timezone).replace(tzinfo=None)
 
 
+def _picked_staff(form: ChannelForm) -> list[str]:
+    """The members picked one by one, and those of whole stores."""
+    return list(dict.fromkeys(list(form.staff.data or []) + channel_service.members_of_stores(form.stores.data or [])))
+
+
 def _field_for(form: ChannelForm, field: str) -> Any:
     fields = {
         "welcome": form.welcome,
@@ -135,7 +141,7 @@ def create_channel() -> ResponseReturnValue:
     try:
         channel = channel_service.create_channel(
             form.name.data or "",
-            list(form.staff.data or []),
+            _picked_staff(form),
             state=form.state.data or None,
             group_name=form.group_name.data or "",
             skip_verify=bool(form.skip_verify.data),
@@ -228,7 +234,7 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
         channel_service.update_channel(
             channel,
             name=form.name.data or "",
-            staff_userids=list(form.staff.data or []),
+            staff_userids=_picked_staff(form),
             backup_userids=list(form.backup_staff.data or []),
             skip_verify=bool(form.skip_verify.data),
             tag_ids=list(form.tag_ids.data or []),

@@ -79,6 +79,18 @@ def _members(userids: list[str], field: str, *, required: bool) -> list[str]:
     return clean
 
 
+def members_of_stores(store_ids: list[int]) -> list[str]:
+    """The active members of the given stores, for a code that routes to whole stores (taken at the time
+    the code is saved: a member who joins later is added by editing the code)."""
+    if not store_ids:
+        return []
+    return list(
+        db.session.scalars(
+            select(Staff.userid).where(Staff.active, Staff.stores.any(Store.id.in_(store_ids))).order_by(Staff.userid)
+        )
+    )
+
+
 def _check_limits(remark_template: str, expires_at: datetime | None, daily_cap: int | None) -> None:
     if len(remark_template) > 64:
         raise ChannelError("remark_template", N_("备注模板最多 64 个字符"))

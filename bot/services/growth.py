@@ -121,8 +121,9 @@ def _with_retention(row: dict[str, Any], eligible: Any, kept: Any) -> dict[str, 
 def by_store(user: User, w: Window, *, by_net: bool, limit: int | None = None) -> list[dict[str, Any]]:
     """Adds, losses and net per store in ``user``'s scope, by net adds (rankings) or by name (dashboard)."""
     added, lost = counts(w)
+    eligible, kept = retention(w)
     query = (
-        select(Store.id, Store.name, added, lost)
+        select(Store.id, Store.name, added, lost, eligible, kept)
         .join(staff_stores, staff_stores.c.store_id == Store.id)
         .join(FollowRelation, FollowRelation.staff_id == staff_stores.c.staff_id)
         .where(_moved_in(w))
@@ -133,7 +134,10 @@ def by_store(user: User, w: Window, *, by_net: bool, limit: int | None = None) -
     ids = store_ids(user)
     if ids is not None:
         query = query.where(Store.id.in_(ids))
-    return [_row(name, a, b, id=store_id) for store_id, name, a, b in db.session.execute(query).all()]
+    return [
+        _with_retention(_row(name, a, b, id=store_id), e, k)
+        for store_id, name, a, b, e, k in db.session.execute(query).all()
+    ]
 
 
 def by_member(
@@ -141,8 +145,9 @@ def by_member(
 ) -> list[dict[str, Any]]:
     """Adds, losses and net per member in ``user``'s scope (everyone for None), best first."""
     added, lost = counts(w)
+    eligible, kept = retention(w)
     query = (
-        select(Staff.userid, Staff.name, added, lost)
+        select(Staff.userid, Staff.name, added, lost, eligible, kept)
         .join(FollowRelation, FollowRelation.staff_id == Staff.id)
         .where(_moved_in(w))
         .group_by(Staff.id, Staff.userid, Staff.name)
@@ -153,7 +158,10 @@ def by_member(
         query = query.where(staff_condition(user))
     if store_id is not None:
         query = query.where(Staff.stores.any(Store.id == store_id))
-    return [_row(name, a, b, userid=userid) for userid, name, a, b in db.session.execute(query).all()]
+    return [
+        _with_retention(_row(name, a, b, userid=userid), e, k)
+        for userid, name, a, b, e, k in db.session.execute(query).all()
+    ]
 
 
 def rank_of(userid: str, w: Window, store_id: int | None = None) -> tuple[int, int, dict[str, Any]] | None:

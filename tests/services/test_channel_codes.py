@@ -266,3 +266,35 @@ def test_personal_codes_from_the_panel(app, corp, sim, run_worker):
     assert denied.status_code == 403
     headers = {"Authorization": f"Bearer {make_token(app, make_user(app, 'v', 'viewer')[0])}"}
     assert len(app.test_client().get("/api/v1/channels", headers=headers).get_json()["items"]) == 4
+
+
+def test_a_code_for_a_whole_store(app, api, corp):  # noqa: F811
+    store = _store_id(app, "静安寺店")
+    res = api.post("/api/v1/channels", {"name": "静安全店", "stores": [store], "state": "jingan-all"})
+    assert res.status_code == 201, res.get_json()
+    assert sorted(corp.contact_ways[res.get_json()["config_id"]]["user"]) == ["staff0201", "staff0202"]
+    assert api.post("/api/v1/channels", {"name": "x", "stores": ["静安"]}).status_code == 400
+    manager = {"Authorization": f"Bearer {make_token(app, make_user(app, 'm3', 'store_manager', [3])[0])}"}
+    client = app.test_client()
+    assert client.post("/api/v1/channels", json={"name": "y", "stores": [store]}, headers=manager).status_code == 403
+
+
+def test_rankings_show_retention_over_a_date_range(app, sim, corp, run_worker):
+    contacts = [sim.customer_adds(userid="staff0201")[0] for _ in range(2)]
+    sim.customer_deletes_member(contacts[0].external_userid, "staff0201")
+    run_worker()
+    with app.app_context():
+        added = utcnow() - timedelta(days=9)
+        db.session.execute(update(FollowRelation).values(added_at=added))
+        db.session.execute(
+            update(FollowRelation)
+            .where(FollowRelation.status == FollowStatus.deleted_by_customer)
+            .values(lost_at=added + timedelta(days=1))
+        )
+        db.session.commit()
+    browser = app.test_client()
+    sign_in(browser, "boss", make_user(app, "boss", "admin")[1])
+    day = added.date()
+    page = browser.get(f"/admin/rankings?start={day}&end={day + timedelta(days=1)}").get_data(as_text=True)
+    assert "<td>2</td><td>1</td><td><b>1</b></td><td>50%</td>" in page
+    assert f"统计 {day} 至 {day + timedelta(days=1)}" in page
