@@ -141,6 +141,16 @@ def sync_tags_command() -> None:
     click.echo(f"{counts['groups']} tag groups, {counts['tags']} tags")
 
 
+@click.command("sync-customers")
+@with_appcontext
+def sync_customers_command() -> None:
+    """Pull every member's customers from WeCom now (resumes a run that stopped), repairing drift."""
+    from bot.jobs.tasks import sync_customers
+
+    counts = sync_customers()
+    click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+
+
 @click.group("events")
 def events_group() -> None:
     """Inspect and retry stored callback events."""
@@ -310,6 +320,7 @@ def register_cli(app: Flask) -> None:
         create_admin_command,
         sync_directory_command,
         sync_tags_command,
+        sync_customers_command,
         events_group,
         sandbox_command,
         simulate_command,

@@ -30,6 +30,10 @@ def test_sync_commands_report_what_they_pulled(app, sim):
     assert result.exit_code == 0 and "3 stores, 4 staff" in result.output
     result = runner.invoke(args=["sync-tags"])
     assert result.exit_code == 0 and "3 tag groups, 9 tags" in result.output
+    for n in range(3):
+        sim.corp.add_contact(f"客{n}", 1, "staff0201")
+    result = runner.invoke(args=["sync-customers"])
+    assert result.exit_code == 0 and "seen: 3, new customers: 3" in result.output, result.output
 
 
 def test_events_retry_requeues_dead_events(app, sim, corp, run_worker):
