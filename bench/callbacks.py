@@ -138,6 +138,23 @@ def run_wrk(port: int, requests_file: Path, threads: int, connections: int, dura
     return result
 
 
+def bench_env(database_url: str, redis_url: str, sandbox_port: int) -> dict[str, str]:
+    """The environment of every process of a benchmark: sandbox mode against the given services."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SIYU_SANDBOX_PORT": str(sandbox_port),
+        "SIYU_LOG_LEVEL": "WARNING",
+        "FLASK_APP": "wsgi",
+        # The fake WeCom has no per-minute limit; WeCom's 10,000/min/API would stretch the drain over minutes.
+        "WECOM_BUDGET_PER_MINUTE": "10000000",
+    }
+    for name in ("WECOM_CORP_ID", "WECOM_API_BASE"):
+        env.pop(name, None)
+    return env
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/siyu_bench")
@@ -157,18 +174,7 @@ def main() -> int:
         return 2
 
     sandbox_port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "SIYU_SANDBOX_PORT": str(sandbox_port),
-        "SIYU_LOG_LEVEL": "WARNING",
-        "FLASK_APP": "wsgi",
-        # The fake WeCom has no per-minute limit; WeCom's 10,000/min/API would stretch the drain over minutes.
-        "WECOM_BUDGET_PER_MINUTE": "10000000",
-    }
-    for name in ("WECOM_CORP_ID", "WECOM_API_BASE"):
-        env.pop(name, None)
+    env = bench_env(args.database_url, args.redis_url, sandbox_port)
     settings = Settings.from_env(env)
 
     print(f"preparing {args.events} signed, encrypted callbacks …", flush=True)

@@ -32,7 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.callbacks import BIN, free_port, gunicorn, query_one, reset_database, stop, wait_for_port  # noqa: E402
+from bench.callbacks import BIN, bench_env, free_port, gunicorn, query_one, reset_database, stop, wait_for_port  # noqa: E402
 
 WELCOME_TTL = 20.0
 
@@ -144,17 +144,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sandbox_port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "SIYU_SANDBOX_PORT": str(sandbox_port),
-        "SIYU_LOG_LEVEL": "WARNING",
-        "FLASK_APP": "wsgi",
-        "WECOM_BUDGET_PER_MINUTE": "10000000",
-    }
-    for name in ("WECOM_CORP_ID", "WECOM_API_BASE"):
-        env.pop(name, None)
+    env = bench_env(args.database_url, args.redis_url, sandbox_port)
     if args.serve_fake:
         port, customers, out = args.serve_fake
         serve_fake(int(port), int(customers), Path(out), env)

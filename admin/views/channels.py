@@ -109,6 +109,18 @@ def _picked_staff(form: ChannelForm) -> list[str]:
     return list(dict.fromkeys(list(form.staff.data or []) + channel_service.members_of_stores(form.stores.data or [])))
 
 
+def _options(form: ChannelForm) -> dict[str, Any]:
+    """What creating and editing a channel take alike from the form."""
+    return {
+        "skip_verify": bool(form.skip_verify.data),
+        "tag_ids": list(form.tag_ids.data or []),
+        "remark_template": form.remark_template.data or "",
+        "expires_at": _local_to_utc(form.expires_at.data),
+        "daily_cap": form.daily_cap.data,
+        "backup_userids": list(form.backup_staff.data or []),
+    }
+
+
 def _field_for(form: ChannelForm, field: str) -> Any:
     fields = {
         "welcome": form.welcome,
@@ -144,13 +156,8 @@ def create_channel() -> ResponseReturnValue:
             _picked_staff(form),
             state=form.state.data or None,
             group_name=form.group_name.data or "",
-            skip_verify=bool(form.skip_verify.data),
-            tag_ids=list(form.tag_ids.data or []),
             welcomes=welcomes,
-            remark_template=form.remark_template.data or "",
-            expires_at=_local_to_utc(form.expires_at.data),
-            daily_cap=form.daily_cap.data,
-            backup_userids=list(form.backup_staff.data or []),
+            **_options(form),
         )
     except channel_service.ChannelError as exc:
         db.session.rollback()
@@ -235,13 +242,8 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
             channel,
             name=form.name.data or "",
             staff_userids=_picked_staff(form),
-            backup_userids=list(form.backup_staff.data or []),
-            skip_verify=bool(form.skip_verify.data),
-            tag_ids=list(form.tag_ids.data or []),
             welcomes=welcomes,
-            remark_template=form.remark_template.data or "",
-            expires_at=_local_to_utc(form.expires_at.data),
-            daily_cap=form.daily_cap.data,
+            **_options(form),
         )
     except channel_service.ChannelError as exc:
         db.session.rollback()
