@@ -54,15 +54,11 @@ def _claim(rows: list[dict[str, Any]]) -> dict[str, tuple[WelcomeStatus, int | N
     now = utcnow()
     values = [{**r, "status": WelcomeStatus.sending.value, "attempts": 0, "created_at": now} for r in rows]
     codes = [r["welcome_code"] for r in rows]
+    # One statement for the batch; executed "many" so that SQLAlchemy's compiled form is cached
+    # (insertmanyvalues batches the rows and keeps RETURNING), not compiled anew for every batch size.
+    claim = insert(table).on_conflict_do_nothing(index_elements=["welcome_code"]).returning(table.c.welcome_code)
     with db.engine.begin() as conn:
-        created = set(
-            conn.execute(
-                insert(table)
-                .values(values)
-                .on_conflict_do_nothing(index_elements=["welcome_code"])
-                .returning(table.c.welcome_code)
-            ).scalars()
-        )
+        created = set(conn.execute(claim, values).scalars())
         existing = [c for c in codes if c not in created]
         found = (
             conn.execute(

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 import requests
 from wechatpy.enterprise import WeChatClient
@@ -64,6 +65,9 @@ class WeComClient(WeChatClient):
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
         self._http.mount("https://", adapter)
         self._http.mount("http://", adapter)
+        if not getproxies():
+            # No proxy in the environment: spare requests from looking for one on every call.
+            self._http.trust_env = False
         self.redis = redis
         self.budget = budget or CallBudget(redis, per_minute=9000)
         self.sleep = sleep
