@@ -16,7 +16,7 @@ from admin.views import bp, client_ip, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.jobs.tasks import sync_directory_with_progress
+from bot.jobs.tasks import CUSTOMER_SYNC, sync_customers, sync_directory_with_progress
 from bot.models import FollowRelation, FollowStatus, Role, Staff
 from bot.services.scope import staff_condition
 from bot.services.users import audit
@@ -46,6 +46,7 @@ def staff() -> ResponseReturnValue:
         stores=sorted(stores.values(), key=lambda r: r["name"]),
         counts=counts,
         progress=progress_view(read_progress("sync_directory")),
+        customer_progress=customer_progress_view(read_progress(CUSTOMER_SYNC)),
         can_sync=current_user.role == Role.admin,
         form=EmptyForm(),
     )
@@ -60,6 +61,39 @@ def sync_staff() -> ResponseReturnValue:
         db.session.commit()
         flash(_("已开始同步通讯录"))
     return redirect(url_for("admin.staff"))
+
+
+@bp.post("/staff/sync-customers")
+@role_required(Role.admin)
+def sync_customers_now() -> ResponseReturnValue:
+    if EmptyForm().validate_on_submit():
+        enqueue(sync_customers, connection=redis_conn.client)
+        audit(current_user, "sync_customers", ip=client_ip())
+        db.session.commit()
+        flash(_("已开始全量同步客户"))
+    return redirect(url_for("admin.staff"))
+
+
+@bp.get("/staff/sync-customers/progress")
+def sync_customers_progress() -> ResponseReturnValue:
+    return jsonify(customer_progress_view(read_progress(CUSTOMER_SYNC)) or {})
+
+
+def customer_progress_view(progress: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The full customer sync's progress (batches of 100 members) and what it found, in words."""
+    if not progress:
+        return progress
+    message = _(
+        "已读 %(seen)s 个客户关系，新客户 %(new)s，新关系 %(relations)s",
+        seen=progress.get("seen", 0),
+        new=progress.get("new_customers", 0),
+        relations=progress.get("new_relations", 0),
+    )
+    if progress["state"] == "done":
+        message += _("；修复漂移 %(n)s", n=progress.get("drift_closed", 0))
+    if progress["state"] == "failed":
+        message = progress.get("error", "")
+    return {**progress, "message": message}
 
 
 @bp.get("/staff/sync/progress")

@@ -298,3 +298,12 @@ def test_rankings_show_retention_over_a_date_range(app, sim, corp, run_worker):
     page = browser.get(f"/admin/rankings?start={day}&end={day + timedelta(days=1)}").get_data(as_text=True)
     assert "<td>2</td><td>1</td><td><b>1</b></td><td>50%</td>" in page
     assert f"统计 {day} 至 {day + timedelta(days=1)}" in page
+
+
+def test_welcome_attachments_go_out_with_the_text(app, api, sim, corp, run_worker):  # noqa: F811
+    link = {"msgtype": "link", "link": {"title": "会员礼", "url": "https://example.com/gift", "picurl": ""}}
+    new_channel(api, corp, welcome=[{"text": "欢迎{customer_name}", "attachments": [link]}])
+    contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster")
+    run_worker()
+    [sent] = corp.welcomes_sent
+    assert sent["text"]["content"] == f"欢迎{contact.name}" and sent["attachments"] == [link]

@@ -92,3 +92,20 @@ def test_a_crashed_sync_resumes_where_it_stopped(app, sim, corp, synced, monkeyp
     assert corp.calls.count("externalcontact/batch/get_by_user") == 1
     assert counts["seen"] == 6 and counts["new_customers"] == 6
     assert redis_conn.client.get("siyu:checkpoint:sync_customers") is None
+
+
+def test_the_panel_starts_the_sync_and_shows_what_it_found(app, sim, corp, synced, run_worker):
+    from tests.admin.panel import post_form, sign_in
+    from tests.conftest import make_user
+
+    corp.add_contact("静默客", 1, "staff0201")
+    browser = app.test_client()
+    sign_in(browser, "boss", make_user(app, "boss", "admin")[1])
+    assert post_form(browser, "/admin/staff", "/admin/staff/sync-customers", {}).status_code == 302
+    run_worker()
+    progress = browser.get("/admin/staff/sync-customers/progress").get_json()
+    assert progress["state"] == "done" and "新客户 1" in progress["message"]
+    assert "修复漂移 0" in browser.get("/admin/staff").get_data(as_text=True)
+    viewer = app.test_client()
+    sign_in(viewer, "v", make_user(app, "v", "viewer")[1])
+    assert post_form(viewer, "/admin/staff", "/admin/staff/sync-customers", {}).status_code == 403
