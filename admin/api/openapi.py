@@ -25,6 +25,12 @@ ERRORS = {
     "400": {"description": "Invalid parameter", **_json("Error")},
     "401": {"description": "Missing, unknown or revoked token", **_json("Error")},
 }
+#: tag changes: WeCom's refusals (duplicate name, the 3000-tag cap, another app's tag) are 400 with the field
+TAG_ERRORS = {
+    **ERRORS,
+    "403": {"description": "Needs the admin or operator role", **_json("Error")},
+    "502": {"description": "WeCom refused for another reason", **_json("Error")},
+}
 
 TAG = {
     "type": "object",
@@ -35,6 +41,13 @@ TAG = {
         "type": {"type": "integer", "description": "1 corp tag, 2 personal tag, 3 rule-group tag"},
     },
 }
+
+WECOM_ID: dict[str, Any] = {"name": "wecom_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
 
 WINDOW: list[dict[str, Any]] = [
     {"name": "days", "in": "query", "schema": {"type": "integer", "enum": [7, 30, 90]}},
@@ -170,6 +183,97 @@ SPEC: dict[str, Any] = {
                 },
             },
         },
+        "/tag-groups": {
+            "get": {
+                "summary": "The corp tag library: groups with their tags",
+                "responses": {"200": {"description": "Groups", **_json("TagGroupList")}, **ERRORS},
+            },
+            "post": {
+                "summary": "A new tag group with its first tags, made in WeCom first (add_corp_tag)",
+                "requestBody": {
+                    "required": True,
+                    **_json_schema(
+                        {
+                            "type": "object",
+                            "required": ["name", "tags"],
+                            "properties": {
+                                "name": {"type": "string", "maxLength": 30},
+                                "tags": {"type": "array", "items": {"type": "string", "maxLength": 30}},
+                            },
+                        }
+                    ),
+                },
+                "responses": {"201": {"description": "Created", **_json("TagGroup")}, **TAG_ERRORS},
+            },
+        },
+        "/tag-groups/{wecom_id}": {
+            "parameters": [WECOM_ID],
+            "patch": {
+                "summary": "Rename or reorder a group (edit_corp_tag)",
+                "requestBody": {"required": True, **_json("TagEdit")},
+                "responses": {"200": {"description": "Changed"}, **TAG_ERRORS},
+            },
+            "delete": {
+                "summary": "Delete a group and its tags (del_corp_tag)",
+                "responses": {"200": {"description": "Deleted"}, **TAG_ERRORS},
+            },
+        },
+        "/tags": {
+            "post": {
+                "summary": "Tags in an existing group (add_corp_tag)",
+                "requestBody": {
+                    "required": True,
+                    **_json_schema(
+                        {
+                            "type": "object",
+                            "required": ["group_id", "names"],
+                            "properties": {
+                                "group_id": {"type": "string"},
+                                "names": {"type": "array", "items": {"type": "string", "maxLength": 30}},
+                            },
+                        }
+                    ),
+                },
+                "responses": {"201": {"description": "Created"}, **TAG_ERRORS},
+            },
+        },
+        "/tags/{wecom_id}": {
+            "parameters": [WECOM_ID],
+            "patch": {
+                "summary": "Rename or reorder a tag (edit_corp_tag)",
+                "requestBody": {"required": True, **_json("TagEdit")},
+                "responses": {"200": {"description": "Changed"}, **TAG_ERRORS},
+            },
+            "delete": {
+                "summary": "Delete a tag (del_corp_tag); customers lose it in the mirror too",
+                "responses": {"200": {"description": "Deleted"}, **TAG_ERRORS},
+            },
+        },
+        "/customers/{external_userid}/tags": {
+            "parameters": [{"name": "external_userid", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {
+                "summary": "Add and remove corp tags on a customer's follow relation (mark_tag)",
+                "requestBody": {
+                    "required": True,
+                    **_json_schema(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "staff": {"type": "string", "description": "needed when several members follow"},
+                                "add": {"type": "array", "items": {"type": "string"}},
+                                "remove": {"type": "array", "items": {"type": "string"}},
+                            },
+                        }
+                    ),
+                },
+                "responses": {
+                    "200": {"description": "The relation's tags now"},
+                    "403": {"description": "Outside your scope, or a viewer", **_json("Error")},
+                    "404": {"description": "No such customer", **_json("Error")},
+                    **TAG_ERRORS,
+                },
+            },
+        },
         "/openapi.json": {
             "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI"}}}
         },
@@ -284,6 +388,33 @@ SPEC: dict[str, Any] = {
                         },
                     },
                 ]
+            },
+            "TagGroup": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "order": {"type": "integer"},
+                    "tags": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "string"},
+                                "name": {"type": "string"},
+                                "order": {"type": "integer"},
+                            },
+                        },
+                    },
+                },
+            },
+            "TagGroupList": {
+                "type": "object",
+                "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/TagGroup"}}},
+            },
+            "TagEdit": {
+                "type": "object",
+                "properties": {"name": {"type": "string", "maxLength": 30}, "order": {"type": "integer", "minimum": 0}},
             },
             "ChannelStats": {
                 "type": "object",

@@ -1,0 +1,96 @@
+"""The corp tag library changed from Siyu: WeCom first, then the mirror; refusals in words; customers' tags."""
+
+import pytest
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.models import FollowTag, Tag, TagGroup
+from tests.services.test_acquisition import api, follow_of  # noqa: F401 - the api fixture
+
+
+def _group(corp, name):
+    return next(g for g in corp.tag_groups.values() if g["group_name"] == name)
+
+
+def test_groups_and_tags_are_made_renamed_reordered_and_deleted_in_wecom_and_the_mirror(app, api, corp):  # noqa: F811
+    res = api.post("/api/v1/tag-groups", {"name": "会员等级", "tags": ["银卡", "金卡"]})
+    assert res.status_code == 201, res.get_json()
+    group = res.get_json()
+    assert [t["name"] for t in group["tags"]] == ["银卡", "金卡"]
+    assert [t["name"] for t in _group(corp, "会员等级")["tag"]] == ["银卡", "金卡"]
+    more = api.post("/api/v1/tags", {"group_id": group["id"], "names": ["钻石卡"]})
+    assert more.status_code == 201 and more.get_json()["items"][0]["name"] == "钻石卡"
+    gold = next(t["id"] for t in group["tags"] if t["name"] == "金卡")
+    assert api.patch(f"/api/v1/tags/{gold}", {"name": "黄金卡", "order": 5}).status_code == 200
+    assert api.patch(f"/api/v1/tag-groups/{group['id']}", {"name": "会员卡"}).status_code == 200
+    listed = {g["name"]: g for g in api.get("/api/v1/tag-groups").get_json()["items"]}
+    assert {t["name"] for t in listed["会员卡"]["tags"]} == {"银卡", "黄金卡", "钻石卡"}
+    assert any(t["name"] == "黄金卡" and t["order"] == 5 for t in _group(corp, "会员卡")["tag"])
+    assert api.delete(f"/api/v1/tags/{gold}").status_code == 200
+    assert gold not in corp.tag_index()
+    assert api.delete(f"/api/v1/tag-groups/{group['id']}").get_json()["deleted_tags"] == 2
+    assert "会员卡" not in {g["name"] for g in api.get("/api/v1/tag-groups").get_json()["items"]}
+    with app.app_context():
+        assert db.session.scalar(select(TagGroup.deleted).where(TagGroup.group_id == group["id"])) is True
+        assert all(db.session.scalars(select(Tag.deleted).where(Tag.group.has(group_id=group["id"]))))
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "message"),
+    [
+        ("/api/v1/tag-groups", {"name": "客户等级", "tags": ["VIP"]}, "name: 同名标签已存在 (WeCom 40071)"),
+        ("/api/v1/tag-groups", {"name": "", "tags": ["x"]}, "group: 名称为 1–30 个字符"),
+        ("/api/v1/tag-groups", {"name": "g", "tags": []}, "name: 至少一个标签名"),
+        ("/api/v1/tag-groups", {"name": "g", "tags": ["x" * 31]}, "name: 名称为 1–30 个字符"),
+        ("/api/v1/tag-groups", {"name": "g", "tags": "VIP"}, "tags is a list of strings"),
+        ("/api/v1/tags", {"group_id": "no-such-group", "names": ["x"]}, "group: 标签组不存在"),
+    ],
+)
+def test_refusals_are_400_with_the_field(api, corp, sim, url, body, message):  # noqa: F811
+    from bot.jobs.tasks import sync_corp_tags  # noqa: F401 - the api fixture synced the library
+
+    res = api.post(url, body)
+    assert res.status_code == 400 and res.get_json()["error"]["message"] == message
+
+
+def test_the_3000_tag_cap_is_a_clear_message(api, corp):  # noqa: F811
+    corp.inject("externalcontact/add_corp_tag", 40126)
+    res = api.post("/api/v1/tag-groups", {"name": "新组", "tags": ["新"]})
+    assert res.status_code == 400 and "3000" in res.get_json()["error"]["message"]
+
+
+def test_a_customer_is_tagged_and_untagged_in_wecom_and_the_mirror(app, api, sim, corp, run_worker):  # noqa: F811
+    contact, _ = sim.customer_adds(userid="staff0201")
+    run_worker()
+    vip = next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
+    res = api.post(f"/api/v1/customers/{contact.external_userid}/tags", {"add": [vip]})
+    assert res.status_code == 200 and [t["tag_name"] for t in res.get_json()["tags"]] == ["VIP"]
+    assert corp.contacts[contact.external_userid].follows["staff0201"].tag_ids == [vip]
+    res = api.post(f"/api/v1/customers/{contact.external_userid}/tags", {"remove": [vip]})
+    assert res.get_json()["tags"] == [] and corp.contacts[contact.external_userid].follows["staff0201"].tag_ids == []
+    bad = api.post(f"/api/v1/customers/{contact.external_userid}/tags", {"add": ["'; DROP TABLE tags;--"]})
+    assert bad.status_code == 400 and bad.get_json()["error"]["message"].startswith("tag:")
+    assert api.post("/api/v1/customers/nobody/tags", {"add": [vip]}).status_code == 404
+
+
+def test_deleting_a_tag_takes_it_off_customers(app, api, sim, corp, run_worker):  # noqa: F811
+    contact, _ = sim.customer_adds(userid="staff0201")
+    run_worker()
+    vip = next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
+    api.post(f"/api/v1/customers/{contact.external_userid}/tags", {"add": [vip]})
+    assert api.delete(f"/api/v1/tags/{vip}").status_code == 200
+    with app.app_context():
+        assert db.session.scalar(select(FollowTag).where(FollowTag.tag_id == vip)) is None
+
+
+def test_only_writers_change_the_library_and_scope_holds_for_customers(app, api, sim, corp, client, run_worker):  # noqa: F811
+    from tests.conftest import make_token, make_user
+
+    viewer = {"Authorization": f"Bearer {make_token(app, make_user(app, 'v', 'viewer')[0])}"}
+    assert client.post("/api/v1/tag-groups", json={"name": "x", "tags": ["y"]}, headers=viewer).status_code == 403
+    assert client.get("/api/v1/tag-groups", headers=viewer).status_code == 200
+    contact, _ = sim.customer_adds(userid="staff0201")
+    run_worker()
+    other = {"Authorization": f"Bearer {make_token(app, make_user(app, 'm3', 'store_manager', [3])[0])}"}
+    res = client.post(f"/api/v1/customers/{contact.external_userid}/tags", json={"add": []}, headers=other)
+    assert res.status_code == 403
