@@ -42,6 +42,8 @@ TAG = {
     },
 }
 
+SEGMENT_ID: dict[str, Any] = {"name": "segment_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+NOT_FOUND = {**ERRORS, "404": {"description": "Not found", **_json("Error")}}
 WECOM_ID: dict[str, Any] = {"name": "wecom_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -274,6 +276,75 @@ SPEC: dict[str, Any] = {
                 },
             },
         },
+        "/segments": {
+            "get": {
+                "summary": "Saved segments (标签分群)",
+                "responses": {"200": {"description": "Segments"}, **ERRORS},
+            },
+            "post": {
+                "summary": "Save a segment: a name and a rule",
+                "requestBody": {"required": True, **_json("SegmentInput")},
+                "responses": {"201": {"description": "Saved, with its count"}, **TAG_ERRORS},
+            },
+        },
+        "/segments/preview": {
+            "post": {
+                "summary": "An unsaved rule's count, per-condition explanation and first members",
+                "requestBody": {
+                    "required": True,
+                    **_json_schema({"type": "object", "properties": {"rule": {"$ref": "#/components/schemas/Rule"}}}),
+                },
+                "responses": {"200": {"description": "Count and explanation", **_json("Explain")}, **ERRORS},
+            }
+        },
+        "/segments/{segment_id}": {
+            "parameters": [SEGMENT_ID],
+            "get": {
+                "summary": "A segment and its count",
+                "responses": {"200": {"description": "Segment"}, **NOT_FOUND},
+            },
+            "patch": {
+                "summary": "Change a segment's name and rule",
+                "requestBody": {"required": True, **_json("SegmentInput")},
+                "responses": {"200": {"description": "Saved"}, **TAG_ERRORS, **NOT_FOUND},
+            },
+            "delete": {"summary": "Delete a segment", "responses": {"200": {"description": "Deleted"}, **TAG_ERRORS}},
+        },
+        "/segments/{segment_id}/count": {
+            "parameters": [SEGMENT_ID],
+            "get": {
+                "summary": "The count, and per condition how many it keeps alone and combined",
+                "responses": {"200": {"description": "Count and explanation", **_json("Explain")}, **NOT_FOUND},
+            },
+        },
+        "/segments/{segment_id}/members": {
+            "parameters": [
+                SEGMENT_ID,
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+            ],
+            "get": {
+                "summary": "A page of members in id order; next_after gives the next page",
+                "responses": {"200": {"description": "Members"}, **NOT_FOUND},
+            },
+        },
+        "/segments/{segment_id}/members.csv": {
+            "parameters": [SEGMENT_ID],
+            "get": {
+                "summary": "Every member as CSV (streamed)",
+                "responses": {"200": {"description": "CSV", "content": {"text/csv": {}}}, **NOT_FOUND},
+            },
+        },
+        "/segments/{segment_id}/why/{external_userid}": {
+            "parameters": [
+                SEGMENT_ID,
+                {"name": "external_userid", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "get": {
+                "summary": "Whether a customer is in the segment, and which conditions hold for them",
+                "responses": {"200": {"description": "Member or not, per condition"}, **NOT_FOUND},
+            },
+        },
         "/openapi.json": {
             "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI"}}}
         },
@@ -411,6 +482,32 @@ SPEC: dict[str, Any] = {
             "TagGroupList": {
                 "type": "object",
                 "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/TagGroup"}}},
+            },
+            "Rule": {
+                "type": "object",
+                "description": "conditions: tags (match any/all/none, tag_ids), channel (channel_ids), staff (userids),"
+                " store (store_ids), added (after, before), inactive_days (days), birthday_month (month),"
+                " birthday_within (days), lost (value)",
+                "properties": {
+                    "op": {"type": "string", "enum": ["and", "or"]},
+                    "conditions": {"type": "array", "maxItems": 20, "items": {"type": "object"}},
+                },
+            },
+            "SegmentInput": {
+                "type": "object",
+                "required": ["name", "rule"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 64},
+                    "rule": {"$ref": "#/components/schemas/Rule"},
+                },
+            },
+            "Explain": {
+                "type": "object",
+                "properties": {
+                    "count": {"type": "integer"},
+                    "in_scope": {"type": "integer"},
+                    "steps": {"type": "array", "items": {"type": "object"}},
+                },
             },
             "TagEdit": {
                 "type": "object",

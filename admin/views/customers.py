@@ -17,6 +17,7 @@ from sqlalchemy import Select, select, union
 from sqlalchemy.orm import aliased, selectinload
 
 from admin.forms import CustomerNotesForm
+from admin.spreadsheet import BOM, cell
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Role, Staff, Store, Tag
@@ -124,7 +125,7 @@ def export_customers() -> ResponseReturnValue:
     def rows() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        buffer.write("\ufeff")  # so that Excel opens UTF-8 Chinese correctly
+        buffer.write(BOM)
         writer.writerow(
             ["external_userid", _("客户"), _("跟进员工"), _("渠道 state"), _("添加时间"), _("状态"), _("生日")]
         )
@@ -137,7 +138,7 @@ def export_customers() -> ResponseReturnValue:
                     writer.writerow(
                         [
                             c.external_userid,
-                            c.name,
+                            cell(c.name),
                             f.staff.userid if f else "",
                             f.state if f else "",
                             f.added_at.isoformat(sep=" ", timespec="seconds") if f and f.added_at else "",

@@ -13,6 +13,7 @@ from bot.models.channels import (
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.jobs import JobRun
+from bot.models.segments import Segment
 from bot.models.tags import Tag, TagGroup
 from bot.models.users import AuditEntry, Role, User, user_stores
 
@@ -46,6 +47,7 @@ __all__ = [
     "FollowRelation",
     "FollowStatus",
     "FollowTag",
+    "Segment",
     "JobRun",
     "Staff",
     "Store",

@@ -87,7 +87,7 @@ class TagError(ValueError):
 
 def _name(value: str, field: str = "name") -> str:
     name = value.strip()
-    if not 1 <= len(name) <= MAX_NAME:
+    if not 1 <= len(name) <= MAX_NAME or "\x00" in name:
         raise TagError(field, N_("名称为 1–30 个字符"))
     return name
 

@@ -1,0 +1,290 @@
+"""Customer groups (标签分群): rules of tag and attribute conditions, evaluated by the database.
+
+A rule is ``{"op": "and" | "or", "conditions": [...]}``. Every condition is checked and rebuilt by
+``parse_rule`` into a typed value before any SQL is made, and every value reaches the database as a
+bound parameter: a rule can hold anything a user types and it is only ever data.
+
+Conditions (each a customer-level test; tags count on any of the customer's follow relations):
+- ``{"type": "tags", "match": "any" | "all" | "none", "tag_ids": [...]}``
+- ``{"type": "channel", "channel_ids": [...]}`` — brought by one of these channel codes
+- ``{"type": "staff", "userids": [...]}`` / ``{"type": "store", "store_ids": [...]}`` — followed by
+- ``{"type": "added", "after": "YYYY-MM-DD", "before": "YYYY-MM-DD"}`` — first added in [after, before]
+- ``{"type": "inactive_days", "days": N}`` — nothing on the timeline for at least N days
+- ``{"type": "birthday_month", "month": 1..12}`` / ``{"type": "birthday_within", "days": 0..366}``
+- ``{"type": "lost", "value": true | false}`` — no longer followed by anyone (every relation ended)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, extract, func, not_, or_, select, true
+
+from bot.extensions import db
+from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Segment, Staff, Store, User
+from bot.models._time import utcnow
+from bot.services.scope import customer_condition
+from bot.services.users import N_
+
+MAX_CONDITIONS = 20
+MAX_VALUES = 500  # ids in one condition
+MAX_ID = 64  # characters of one id
+TYPES = ("tags", "channel", "staff", "store", "added", "inactive_days", "birthday_month", "birthday_within", "lost")
+
+
+class RuleError(ValueError):
+    """A rule that cannot be evaluated, with the condition at fault (its index) when there is one."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    values: tuple[Any, ...] = ()
+    match: str = "any"
+    after: date | None = None
+    before: date | None = None
+    number: int = 0
+    flag: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    op: str
+    conditions: tuple[Condition, ...]
+
+    def dump(self) -> dict[str, Any]:
+        return {"op": self.op, "conditions": [_dump(c) for c in self.conditions]}
+
+
+def _ids(raw: Any, index: int, *, integers: bool = False) -> tuple[Any, ...]:
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_VALUES:
+        raise RuleError(N_("需要 1–500 个取值"), index)
+    if integers:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+            raise RuleError(N_("取值应为整数"), index)
+    elif not all(isinstance(v, str) and 0 < len(v) <= MAX_ID for v in raw):
+        raise RuleError(N_("取值应为 1–64 个字符的文本"), index)
+    elif any("\x00" in v for v in raw):  # PostgreSQL text cannot hold NUL; no WeCom id has one
+        raise RuleError(N_("取值含有空字符"), index)
+    return tuple(dict.fromkeys(raw))
+
+
+def _int(raw: Any, index: int, low: int, high: int) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or not low <= raw <= high:
+        raise RuleError(N_("数值超出范围"), index)
+    return raw
+
+
+def _date(raw: Any, index: int) -> date | None:
+    if raw in (None, ""):
+        return None
+    try:
+        return date.fromisoformat(str(raw))
+    except ValueError:
+        raise RuleError(N_("日期格式应为 YYYY-MM-DD"), index) from None
+
+
+def parse_rule(raw: Any) -> Rule:
+    """Check a rule as sent by the panel or the API; raises RuleError naming what is wrong."""
+    if not isinstance(raw, dict):
+        raise RuleError(N_("规则应为对象"))
+    op = raw.get("op", "and")
+    if op not in ("and", "or"):
+        raise RuleError(N_("条件之间只能是“且”或“或”"))
+    conditions = raw.get("conditions")
+    if not isinstance(conditions, list) or len(conditions) > MAX_CONDITIONS:
+        raise RuleError(N_("最多 20 个条件"))
+    parsed = []
+    for i, c in enumerate(conditions):
+        if not isinstance(c, dict) or c.get("type") not in TYPES:
+            raise RuleError(N_("未知的条件类型"), i)
+        kind = c["type"]
+        if kind == "tags":
+            match = c.get("match", "any")
+            if match not in ("any", "all", "none"):
+                raise RuleError(N_("标签条件只能是包含任一、包含全部或都不包含"), i)
+            parsed.append(Condition(kind, _ids(c.get("tag_ids"), i), match=match))
+        elif kind in ("channel", "store"):
+            key = "channel_ids" if kind == "channel" else "store_ids"
+            parsed.append(Condition(kind, _ids(c.get(key), i, integers=True)))
+        elif kind == "staff":
+            parsed.append(Condition(kind, _ids(c.get("userids"), i)))
+        elif kind == "added":
+            after, before = _date(c.get("after"), i), _date(c.get("before"), i)
+            if after is None and before is None:
+                raise RuleError(N_("至少填写一个日期"), i)
+            parsed.append(Condition(kind, after=after, before=before))
+        elif kind == "inactive_days":
+            parsed.append(Condition(kind, number=_int(c.get("days"), i, 1, 3650)))
+        elif kind == "birthday_month":
+            parsed.append(Condition(kind, number=_int(c.get("month"), i, 1, 12)))
+        elif kind == "birthday_within":
+            parsed.append(Condition(kind, number=_int(c.get("days"), i, 0, 366)))
+        elif kind == "lost":
+            if not isinstance(c.get("value"), bool):
+                raise RuleError(N_("取值应为是或否"), i)
+            parsed.append(Condition(kind, flag=c["value"]))
+    return Rule(op, tuple(parsed))
+
+
+def _dump(c: Condition) -> dict[str, Any]:
+    if c.type == "tags":
+        return {"type": "tags", "match": c.match, "tag_ids": list(c.values)}
+    if c.type in ("channel", "store", "staff"):
+        key = {"channel": "channel_ids", "store": "store_ids", "staff": "userids"}[c.type]
+        return {"type": c.type, key: list(c.values)}
+    if c.type == "added":
+        return {"type": "added", "after": c.after and c.after.isoformat(), "before": c.before and c.before.isoformat()}
+    if c.type == "lost":
+        return {"type": "lost", "value": c.flag}
+    key = "month" if c.type == "birthday_month" else "days"
+    return {"type": c.type, key: c.number}
+
+
+# -- SQL --------------------------------------------------------------------------------------------
+
+
+def _has_tag(tag_ids: tuple[str, ...]) -> ColumnElement[bool]:
+    return exists(
+        select(FollowTag.id)
+        .join(FollowRelation, FollowRelation.id == FollowTag.follow_id)
+        .where(FollowRelation.customer_id == Customer.id, FollowTag.tag_id.in_(tag_ids))
+    )
+
+
+def _followed(where: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists(select(FollowRelation.id).where(FollowRelation.customer_id == Customer.id, where))
+
+
+def _upcoming_birthdays(days: int, today: date) -> list[int]:
+    """month*100+day of today and the next ``days`` days (29 February counts as itself)."""
+    return sorted({(d.month * 100 + d.day) for d in (today + timedelta(days=n) for n in range(days + 1))})
+
+
+def condition_sql(c: Condition, today: date | None = None) -> ColumnElement[bool]:
+    today = today or utcnow().date()
+    if c.type == "tags":
+        if c.match == "any":
+            return _has_tag(c.values)
+        if c.match == "none":
+            return not_(_has_tag(c.values))
+        return and_(*(_has_tag((t,)) for t in c.values))
+    if c.type == "channel":
+        return _followed(FollowRelation.channel_id.in_(c.values))
+    if c.type == "staff":
+        return _followed(FollowRelation.staff.has(Staff.userid.in_(c.values)))
+    if c.type == "store":
+        return _followed(FollowRelation.staff.has(Staff.stores.any(Store.id.in_(c.values))))
+    if c.type == "added":
+        first_added = (
+            select(func.min(FollowRelation.added_at)).where(FollowRelation.customer_id == Customer.id).scalar_subquery()
+        )
+        parts = []
+        if c.after is not None:
+            parts.append(first_added >= datetime.combine(c.after, datetime.min.time()))
+        if c.before is not None:
+            parts.append(first_added < datetime.combine(c.before + timedelta(days=1), datetime.min.time()))
+        return and_(*parts)
+    if c.type == "inactive_days":
+        since = utcnow() - timedelta(days=c.number)
+        recent = exists(
+            select(CustomerEvent.id).where(CustomerEvent.customer_id == Customer.id, CustomerEvent.at >= since)
+        )
+        return not_(recent)
+    if c.type == "birthday_month":
+        return extract("month", Customer.birthday) == c.number
+    if c.type == "birthday_within":
+        mmdd = extract("month", Customer.birthday) * 100 + extract("day", Customer.birthday)
+        return and_(Customer.birthday.is_not(None), mmdd.in_(_upcoming_birthdays(c.number, today)))
+    if c.type == "lost":
+        active = _followed(FollowRelation.status.in_([FollowStatus.active, FollowStatus.pending]))
+        return not_(active) if c.flag else active
+    raise RuleError(N_("未知的条件类型"))
+
+
+def rule_sql(rule: Rule) -> ColumnElement[bool]:
+    if not rule.conditions:
+        return true()
+    parts = [condition_sql(c) for c in rule.conditions]
+    return and_(*parts) if rule.op == "and" else or_(*parts)
+
+
+def _scoped(user: User | None, where: ColumnElement[bool]) -> Any:
+    query = select(func.count(Customer.id)).where(where)
+    if user is not None:
+        query = query.where(customer_condition(user))
+    return query
+
+
+def count(rule: Rule, user: User | None) -> int:
+    """How many customers the rule keeps, within ``user``'s scope (everyone for None)."""
+    return int(db.session.scalar(_scoped(user, rule_sql(rule))) or 0)
+
+
+def explain(rule: Rule, user: User | None) -> dict[str, Any]:
+    """Why the group has its size: per condition, how many it keeps alone and how many remain once it is
+    combined with those before it; and the total in scope."""
+    total = int(db.session.scalar(_scoped(user, true())) or 0)
+    steps = []
+    running: ColumnElement[bool] | None = None
+    for c in rule.conditions:
+        part = condition_sql(c)
+        running = part if running is None else (and_(running, part) if rule.op == "and" else or_(running, part))
+        alone = int(db.session.scalar(_scoped(user, part)) or 0)
+        combined = int(db.session.scalar(_scoped(user, running)) or 0)
+        steps.append({"condition": _dump(c), "alone": alone, "combined": combined})
+    return {"in_scope": total, "steps": steps, "count": steps[-1]["combined"] if steps else total}
+
+
+def why(rule: Rule, customer: Customer) -> dict[str, Any]:
+    """For one customer: whether each condition holds, and whether the rule keeps them."""
+    results = []
+    for c in rule.conditions:
+        held = db.session.scalar(select(Customer.id).where(Customer.id == customer.id, condition_sql(c)))
+        results.append({"condition": _dump(c), "holds": held is not None})
+    member = db.session.scalar(select(Customer.id).where(Customer.id == customer.id, rule_sql(rule))) is not None
+    return {"member": member, "conditions": results}
+
+
+def members(rule: Rule, user: User | None, *, after_id: int = 0, limit: int = 100) -> list[Customer]:
+    """A page of members in id order (keyset: pass the last id seen)."""
+    query = select(Customer).where(rule_sql(rule), Customer.id > after_id).order_by(Customer.id).limit(limit)
+    if user is not None:
+        query = query.where(customer_condition(user))
+    return list(db.session.scalars(query))
+
+
+def member_rows(rule: Rule, user: User | None) -> Any:
+    """A query of every member as (id, external_userid, name), built now (the user's scope is read here)
+    so that it can be streamed later, e.g. after the request's session has committed."""
+    query = select(Customer.id, Customer.external_userid, Customer.name).where(rule_sql(rule)).order_by(Customer.id)
+    if user is not None:
+        query = query.where(customer_condition(user))
+    return query
+
+
+def stream(query: Any, batch: int = 10000) -> Iterator[Any]:
+    """The rows of ``query`` from a server-side cursor, ``batch`` at a time."""
+    yield from db.session.execute(query.execution_options(yield_per=batch))
+
+
+def save_segment(name: str, raw_rule: Any, user: User, segment: Segment | None = None) -> Segment:
+    """Create or change a segment; the rule is checked first. Flushes."""
+    name = name.strip()
+    if not 1 <= len(name) <= 64 or "\x00" in name:
+        raise RuleError(N_("名称为 1–64 个字符"))
+    rule = parse_rule(raw_rule)
+    if segment is None:
+        segment = Segment(created_by=user.id)
+        db.session.add(segment)
+    segment.name = name
+    segment.rule = rule.dump()
+    db.session.flush()
+    return segment
