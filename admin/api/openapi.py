@@ -276,6 +276,34 @@ SPEC: dict[str, Any] = {
                 },
             },
         },
+        "/tag-jobs": {
+            "post": {
+                "summary": "Tag or untag many customers (a segment or a list of external ids), in a worker",
+                "requestBody": {
+                    "required": True,
+                    **_json_schema(
+                        {
+                            "type": "object",
+                            "required": ["action", "tag_ids"],
+                            "properties": {
+                                "action": {"type": "string", "enum": ["add", "remove"]},
+                                "tag_ids": {"type": "array", "items": {"type": "string"}},
+                                "segment_id": {"type": "integer"},
+                                "external_userids": {"type": "array", "items": {"type": "string"}, "maxItems": 100000},
+                            },
+                        }
+                    ),
+                },
+                "responses": {"202": {"description": "Queued"}, **TAG_ERRORS},
+            }
+        },
+        "/tag-jobs/{job_id}": {
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "get": {
+                "summary": "A bulk tagging job: status, counts and the failed customers with their reasons",
+                "responses": {"200": {"description": "The job"}, **NOT_FOUND},
+            },
+        },
         "/segments": {
             "get": {
                 "summary": "Saved segments (标签分群)",

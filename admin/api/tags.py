@@ -14,9 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from admin.api import ApiError, bp
-from bot.extensions import db
-from bot.models import Customer, FollowRelation, Role, Tag, TagGroup
-from bot.services import tags
+from bot.extensions import db, redis_conn
+from bot.jobs.queue import enqueue
+from bot.jobs.tasks import run_tag_job
+from bot.models import Customer, FollowRelation, Role, Segment, Tag, TagGroup, TagJob
+from bot.services import segments, tag_jobs, tags
 from bot.services.scope import can_see_customer
 from bot.services.users import audit
 from bot.wecom.errors import WeComError
@@ -180,3 +182,61 @@ def tag_customer(external_userid: str) -> ResponseReturnValue:
         staff=follow.staff.userid,
         tags=[{"id": t.tag_id, "group_name": t.group_name, "tag_name": t.tag_name} for t in follow.tags],
     )
+
+
+def tag_job_json(job: TagJob, *, full: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": job.id,
+        "action": job.action,
+        "tag_ids": job.tag_ids,
+        "target": job.target,
+        "status": job.status,
+        "total": job.total,
+        "done": job.done,
+        "failed": job.failed,
+        "created_at": job.created_at.isoformat() + "Z",
+        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+    }
+    if full:
+        data["failures"] = tag_jobs.failures(job)
+    return data
+
+
+@bp.post("/tag-jobs")
+def create_tag_job() -> ResponseReturnValue:
+    """Tag or untag many customers: {"action": "add"|"remove", "tag_ids": [...], and "segment_id": N or
+    "external_userids": [...]}. Runs in a worker; poll GET /tag-jobs/<id>."""
+    _require(*WRITERS)
+    body = _body()
+    rule = ids = None
+    target = ""
+    if body.get("segment_id") is not None:
+        segment = db.session.get(Segment, body["segment_id"]) if isinstance(body["segment_id"], int) else None
+        if segment is None:
+            raise ApiError(400, "invalid_parameter", "segment_id: no such segment")
+        rule = segments.parse_rule(segment.rule)
+        target = f"segment:{segment.id}"
+    elif "external_userids" in body:
+        ids = _strings(body, "external_userids")
+        target = f"list:{len(ids)}"
+    with _refusals():
+        job = tag_jobs.create_job(
+            g.api_user,
+            str(body.get("action", "")),
+            _strings(body, "tag_ids"),
+            rule=rule,
+            external_userids=ids,
+            target=target,
+        )
+    audit(g.api_user, "create_tag_job", f"tag_job:{job.id}", after={"action": job.action, "target": job.target})
+    db.session.commit()
+    enqueue(run_tag_job, job.id, connection=redis_conn.client)
+    return jsonify(tag_job_json(job)), 202
+
+
+@bp.get("/tag-jobs/<int:job_id>")
+def get_tag_job(job_id: int) -> ResponseReturnValue:
+    job = db.session.get(TagJob, job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no tag job {job_id}")
+    return jsonify(tag_job_json(job, full=True))

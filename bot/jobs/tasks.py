@@ -202,3 +202,32 @@ def create_personal_codes(store_id: int | None, welcome: str, tag_ids: list[str]
             PERSONAL_CODES, len(members), len(members), "done", made=made, failed=len(failed), errors=failed[-5:]
         )
         return {"made": made, "failed": len(failed)}
+
+
+def run_tag_job(job_id: int) -> dict[str, int]:
+    """A bulk tagging job, from its first pending item (a re-run after a crash continues it)."""
+    from bot.jobs.progress import write_progress
+    from bot.models import TagJob
+    from bot.services import tag_jobs
+
+    with job_context():
+        job = db.session.get(TagJob, job_id)
+        if job is None or job.status == "done":
+            return {}
+        tag_jobs.reset_stale(job)
+
+        def commit(j: TagJob) -> None:
+            db.session.commit()
+            write_progress(f"tag_job:{j.id}", j.done + j.failed, j.total, j.status, succeeded=j.done, failed=j.failed)
+
+        try:
+            job = tag_jobs.run_job(job, commit)
+        except Exception as exc:
+            db.session.rollback()
+            job = db.session.get(TagJob, job_id)
+            assert job is not None
+            job.status = "failed"
+            db.session.commit()
+            write_progress(f"tag_job:{job_id}", job.done + job.failed, job.total, "failed", error=str(exc)[:300])
+            raise
+        return {"done": job.done, "failed": job.failed}

@@ -14,7 +14,7 @@ from bot.models.customers import Customer, CustomerEvent, FollowRelation, Follow
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.jobs import JobRun
 from bot.models.segments import Segment
-from bot.models.tags import Tag, TagGroup
+from bot.models.tags import Tag, TagGroup, TagJob, TagJobItem
 from bot.models.users import AuditEntry, Role, User, user_stores
 
 #: indexes a migration makes by hand on PostgreSQL only (trigram search); not part of the models
@@ -53,5 +53,7 @@ __all__ = [
     "Store",
     "Tag",
     "TagGroup",
+    "TagJob",
+    "TagJobItem",
     "staff_stores",
 ]

@@ -22,6 +22,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, extract, func, not_, or_, select, true
+from sqlalchemy.orm import aliased
 
 from bot.extensions import db
 from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Segment, Staff, Store, User
@@ -151,16 +152,21 @@ def _dump(c: Condition) -> dict[str, Any]:
 # -- SQL --------------------------------------------------------------------------------------------
 
 
+# Subqueries use their own alias of follow_relations, so that they stay whole (correlated to customers
+# only) inside a query that itself reads follow_relations, such as a bulk job choosing relations.
+Follow = aliased(FollowRelation, name="seg_follow")
+
+
 def _has_tag(tag_ids: tuple[str, ...]) -> ColumnElement[bool]:
     return exists(
         select(FollowTag.id)
-        .join(FollowRelation, FollowRelation.id == FollowTag.follow_id)
-        .where(FollowRelation.customer_id == Customer.id, FollowTag.tag_id.in_(tag_ids))
+        .join(Follow, Follow.id == FollowTag.follow_id)
+        .where(Follow.customer_id == Customer.id, FollowTag.tag_id.in_(tag_ids))
     )
 
 
 def _followed(where: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists(select(FollowRelation.id).where(FollowRelation.customer_id == Customer.id, where))
+    return exists(select(Follow.id).where(Follow.customer_id == Customer.id, where))
 
 
 def _upcoming_birthdays(days: int, today: date) -> list[int]:
@@ -177,15 +183,13 @@ def condition_sql(c: Condition, today: date | None = None) -> ColumnElement[bool
             return not_(_has_tag(c.values))
         return and_(*(_has_tag((t,)) for t in c.values))
     if c.type == "channel":
-        return _followed(FollowRelation.channel_id.in_(c.values))
+        return _followed(Follow.channel_id.in_(c.values))
     if c.type == "staff":
-        return _followed(FollowRelation.staff.has(Staff.userid.in_(c.values)))
+        return _followed(Follow.staff.has(Staff.userid.in_(c.values)))
     if c.type == "store":
-        return _followed(FollowRelation.staff.has(Staff.stores.any(Store.id.in_(c.values))))
+        return _followed(Follow.staff.has(Staff.stores.any(Store.id.in_(c.values))))
     if c.type == "added":
-        first_added = (
-            select(func.min(FollowRelation.added_at)).where(FollowRelation.customer_id == Customer.id).scalar_subquery()
-        )
+        first_added = select(func.min(Follow.added_at)).where(Follow.customer_id == Customer.id).scalar_subquery()
         parts = []
         if c.after is not None:
             parts.append(first_added >= datetime.combine(c.after, datetime.min.time()))
@@ -204,7 +208,7 @@ def condition_sql(c: Condition, today: date | None = None) -> ColumnElement[bool
         mmdd = extract("month", Customer.birthday) * 100 + extract("day", Customer.birthday)
         return and_(Customer.birthday.is_not(None), mmdd.in_(_upcoming_birthdays(c.number, today)))
     if c.type == "lost":
-        active = _followed(FollowRelation.status.in_([FollowStatus.active, FollowStatus.pending]))
+        active = _followed(Follow.status.in_([FollowStatus.active, FollowStatus.pending]))
         return not_(active) if c.flag else active
     raise RuleError(N_("未知的条件类型"))
 

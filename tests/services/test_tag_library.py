@@ -1,10 +1,11 @@
 """The corp tag library changed from Siyu: WeCom first, then the mirror; refusals in words; customers' tags."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.extensions import db
-from bot.models import FollowTag, Tag, TagGroup
+from bot.models import FollowTag, Tag, TagGroup, User
+from tests.conftest import make_user
 from tests.services.test_acquisition import api, follow_of  # noqa: F401 - the api fixture
 
 
@@ -94,3 +95,86 @@ def test_only_writers_change_the_library_and_scope_holds_for_customers(app, api,
     other = {"Authorization": f"Bearer {make_token(app, make_user(app, 'm3', 'store_manager', [3])[0])}"}
     res = client.post(f"/api/v1/customers/{contact.external_userid}/tags", json={"add": []}, headers=other)
     assert res.status_code == 403
+
+
+def _vip(corp):
+    return next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
+
+
+def test_a_bulk_job_tags_a_segment_and_reports(app, api, sim, corp, run_worker):  # noqa: F811
+    mine = [sim.customer_adds(userid="staff0201")[0] for _ in range(4)]
+    sim.customer_adds(userid="staff0301")
+    run_worker()
+    rule = {"conditions": [{"type": "staff", "userids": ["staff0201"]}]}
+    sid = api.post("/api/v1/segments", {"name": "静安", "rule": rule}).get_json()["id"]
+    corp.inject("externalcontact/mark_tag", 84061)  # the first customer is refused
+    res = api.post("/api/v1/tag-jobs", {"action": "add", "tag_ids": [_vip(corp)], "segment_id": sid})
+    assert res.status_code == 202 and res.get_json()["total"] == 4
+    run_worker()
+    job = api.get(f"/api/v1/tag-jobs/{res.get_json()['id']}").get_json()
+    assert (job["status"], job["done"], job["failed"]) == ("done", 3, 1)
+    assert job["failures"][0]["external_userid"] == mine[0].external_userid and "84061" in job["failures"][0]["error"]
+    tagged = [c for c in mine if _vip(corp) in corp.contacts[c.external_userid].follows["staff0201"].tag_ids]
+    assert len(tagged) == 3
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(FollowTag).where(FollowTag.tag_id == _vip(corp))) == 3
+    res = api.post(
+        "/api/v1/tag-jobs", {"action": "remove", "tag_ids": [_vip(corp)], "external_userids": [mine[1].external_userid]}
+    )
+    run_worker()
+    assert api.get(f"/api/v1/tag-jobs/{res.get_json()['id']}").get_json()["done"] == 1
+    assert corp.contacts[mine[1].external_userid].follows["staff0201"].tag_ids == []
+
+
+def test_a_killed_bulk_job_resumes_without_redoing_items(app, api, sim, corp, run_worker, monkeypatch):  # noqa: F811
+    from bot.jobs.tasks import run_tag_job
+    from bot.models import TagJobItem
+    from bot.services import tag_jobs
+
+    people = [sim.customer_adds(userid="staff0201")[0] for _ in range(5)]
+    run_worker()
+    monkeypatch.setattr(tag_jobs, "COMMIT_EVERY", 2)
+    with app.app_context():
+        job_id = tag_jobs.create_job(
+            db.session.get(User, make_user(app, "ops2", "operator")[0]),
+            "add",
+            [_vip(corp)],
+            external_userids=[p.external_userid for p in people],
+        ).id
+        db.session.commit()
+
+    def die_after_first_batch(job, commit, sleep=None):
+        def commit_then_die(j):
+            commit(j)
+            if j.done >= 2:
+                raise KeyboardInterrupt  # the worker process is killed
+
+        return real_run(job, commit_then_die)
+
+    real_run = tag_jobs.run_job
+    monkeypatch.setattr(tag_jobs, "run_job", die_after_first_batch)
+    with app.app_context(), pytest.raises(KeyboardInterrupt):
+        run_tag_job(job_id)
+    monkeypatch.setattr(tag_jobs, "run_job", real_run)
+    corp.calls.clear()
+    with app.app_context():
+        assert run_tag_job(job_id) == {"done": 5, "failed": 0}
+        assert db.session.scalar(select(func.count()).where(TagJobItem.status == "pending")) == 0
+    assert corp.calls.count("externalcontact/mark_tag") == 3  # only the items not yet done
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"action": "toggle", "tag_ids": ["x"], "external_userids": ["a"]}, "action:"),
+        ({"action": "add", "tag_ids": ["no-such-tag"], "external_userids": ["a"]}, "tag_ids:"),
+        ({"action": "add", "tag_ids": [], "external_userids": ["a"]}, "tag_ids:"),
+        ({"action": "add", "tag_ids": ["VIP"]}, "target:"),
+        ({"action": "add", "tag_ids": ["VIP"], "segment_id": 999}, "segment_id: no such segment"),
+        ({"action": "add", "tag_ids": ["VIP"], "external_userids": "wm1"}, "external_userids is a list"),
+    ],
+)
+def test_bad_bulk_jobs_are_400(api, corp, body, message):  # noqa: F811
+    body = {**body, "tag_ids": [_vip(corp) if t == "VIP" else t for t in body["tag_ids"]]}
+    res = api.post("/api/v1/tag-jobs", body)
+    assert res.status_code == 400 and res.get_json()["error"]["message"].startswith(message)
