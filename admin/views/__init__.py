@@ -85,6 +85,7 @@ def init_panel(app: Flask) -> None:
         customers,
         dashboard,
         rankings,
+        segments,
         settings_page,
         staff,
         users,

@@ -104,3 +104,28 @@ def test_csv_export_downloads_the_filtered_list(app, page, shop):
     rows = list(csv.DictReader(io.StringIO(content)))
     assert {r["external_userid"] for r in rows} == {c.external_userid for c in mine}
     assert download.value.suggested_filename == "customers.csv"
+
+
+def test_the_segment_builder_counts_live_and_explains_each_condition(app, page, shop):
+    _, password = make_user(app, "op", "operator")
+    sign_in(page, "op", password)
+    page.goto("/admin/segments")
+    page.click("#add-condition")
+    row = page.locator("#conditions tbody tr").nth(0)
+    row.locator("select.type").select_option("staff")
+    row.locator("select.values").select_option(["staff0201"])
+    page.wait_for_function("document.getElementById('live-count').textContent === '3'")
+    assert page.inner_text("#in-scope") == "5"
+    page.click("#add-condition")
+    second = page.locator("#conditions tbody tr").nth(1)
+    second.locator("select.type").select_option("lost")
+    second.locator("select.flag").select_option("true")
+    page.wait_for_function("document.getElementById('live-count').textContent === '0'")
+    assert second.locator(".alone").inner_text() == "1" and second.locator(".combined").inner_text() == "0"
+    page.select_option("#rule-op", "or")
+    page.wait_for_function("document.getElementById('live-count').textContent === '4'")
+    screenshot(page, "segment-builder")
+    page.fill("#segment-name", "静安或已流失")
+    page.click("button:has-text('保存分群')")
+    assert page.inner_text(".flash") == "已保存客户分群 静安或已流失"
+    assert "静安或已流失" in page.inner_text("#segment-list") and "4" in page.inner_text("#segment-list")

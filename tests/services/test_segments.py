@@ -179,3 +179,31 @@ def test_a_formula_name_is_exported_as_text(app, api, sim, run_worker):  # noqa:
 
 def test_upcoming_birthdays_cross_the_new_year():
     assert segments._upcoming_birthdays(3, date(2026, 12, 30)) == [101, 102, 1230, 1231]
+
+
+def test_the_panel_saves_previews_and_refuses_hostile_or_broken_rules(app, crowd):
+    from tests.admin.panel import csrf_from, post_form, sign_in
+
+    browser = app.test_client()
+    sign_in(browser, "op", make_user(app, "op", "operator")[1])
+    token = csrf_from(browser.get("/admin/segments").get_data(as_text=True))
+    headers = {"X-CSRFToken": token}
+    for value in HOSTILE:
+        rule = {"op": "and", "conditions": [{"type": "tags", "match": "all", "tag_ids": [value]}]}
+        res = browser.post("/admin/segments/preview", json={"rule": rule}, headers=headers)
+        assert res.status_code == 200 and res.get_json()["count"] == 0
+    bad = browser.post("/admin/segments/preview", json={"rule": {"conditions": [{"type": "x"}]}}, headers=headers)
+    assert bad.status_code == 400 and bad.get_json() == {"error": "未知的条件类型", "index": 0}
+    assert browser.post("/admin/segments/preview", json={"rule": {}}).status_code == 400  # no CSRF token
+    broken = post_form(browser, "/admin/segments", "/admin/segments", {"name": "x", "rule": "{not json"})
+    assert broken.status_code == 400 and "规则无法读取" in broken.get_data(as_text=True)
+    rule = '{"op": "and", "conditions": [{"type": "lost", "value": false}]}'
+    saved = post_form(
+        browser, "/admin/segments", "/admin/segments", {"name": "<script>alert(1)</script>", "rule": rule}
+    )
+    assert saved.status_code == 302
+    page = browser.get("/admin/segments").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    viewer = app.test_client()
+    sign_in(viewer, "v", make_user(app, "v", "viewer")[1])
+    assert post_form(viewer, "/admin/segments", "/admin/segments", {"name": "y", "rule": rule}).status_code == 403
