@@ -20,7 +20,8 @@ from admin.forms import CustomerNotesForm
 from admin.spreadsheet import BOM, cell
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
-from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Role, Staff, Store, Tag
+from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Role, Segment, Staff, Store, Tag
+from bot.services import segments
 from bot.services.customers import update_profile
 from bot.services.scope import can_see_customer, customer_condition, staff_condition, visible_stores
 from bot.services.users import audit
@@ -185,12 +186,19 @@ def customer(external_userid: str) -> ResponseReturnValue:
 
 
 def _profile(c: Customer, form: CustomerNotesForm) -> str:
+    # "Why is this customer in (or out of) that segment?": each condition of the chosen segment, held or not.
+    all_segments = db.session.scalars(select(Segment).order_by(Segment.name)).all()
+    chosen = db.session.get(Segment, request.args.get("segment", type=int) or 0)
+    why = segments.why(segments.parse_rule(chosen.rule), c) if chosen else None
     return render_template(
         "admin/customers/profile.html",
         c=c,
         form=form,
         status_labels=STATUS_LABELS,
         can_edit=current_user.role != Role.viewer,
+        segments=all_segments,
+        chosen=chosen,
+        why=why,
     )
 
 

@@ -207,3 +207,17 @@ def test_the_panel_saves_previews_and_refuses_hostile_or_broken_rules(app, crowd
     viewer = app.test_client()
     sign_in(viewer, "v", make_user(app, "v", "viewer")[1])
     assert post_form(viewer, "/admin/segments", "/admin/segments", {"name": "y", "rule": rule}).status_code == 403
+
+
+def test_the_profile_says_why_a_customer_is_in_or_out(app, api, crowd):  # noqa: F811
+    from tests.admin.panel import sign_in
+
+    p, t = crowd["people"], crowd["tag"]
+    rule = {"conditions": [{"type": "tags", "match": "any", "tag_ids": [t["VIP"]]}, {"type": "lost", "value": False}]}
+    sid = api.post("/api/v1/segments", {"name": "VIP 在册", "rule": rule}).get_json()["id"]
+    browser = app.test_client()
+    sign_in(browser, "boss", make_user(app, "boss", "admin")[1])
+    inside = browser.get(f"/admin/customers/{p[0].external_userid}?segment={sid}").get_data(as_text=True)
+    assert "在分群「VIP 在册」内" in inside and inside.count("✓") == 2
+    outside = browser.get(f"/admin/customers/{p[2].external_userid}?segment={sid}").get_data(as_text=True)
+    assert "不在分群「VIP 在册」内" in outside and "✗ 标签" in outside
