@@ -88,6 +88,7 @@ def init_panel(app: Flask) -> None:
         segments,
         settings_page,
         staff,
+        tags,
         users,
     )
     from handlers.webhook import bp as webhook_bp

@@ -102,10 +102,14 @@ def sync_directory() -> int:
 
 
 def sync_corp_tags() -> int:
+    """The nightly drift check of the tag library: repaired, and what changed kept for the panel."""
+    from bot.jobs.progress import write_progress
+
     with job_context():
-        counts = tags.sync_corp_tags()
+        report = tags.check_drift()
         db.session.commit()
-        return counts["tags"]
+        write_progress("tag_drift", 1, 1, "done", **report)
+        return sum(report.values())
 
 
 def sync_directory_with_progress() -> int:

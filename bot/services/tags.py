@@ -224,3 +224,33 @@ def tag_customer(follow: FollowRelation, add: list[str], remove: list[str]) -> N
         FollowTag(tag_id=t, group_name=known[t].group.name, tag_name=known[t].name, type=1) for t in add
     ]
     db.session.flush()
+
+
+def _snapshot() -> dict[str, tuple[str, int, str]]:
+    rows = db.session.execute(
+        select(Tag.tag_id, Tag.name, Tag.order, TagGroup.name)
+        .join(TagGroup, TagGroup.id == Tag.group_pk)
+        .where(Tag.deleted.is_(False))
+    ).all()
+    groups = db.session.execute(
+        select(TagGroup.group_id, TagGroup.name, TagGroup.order).where(TagGroup.deleted.is_(False))
+    ).all()
+    snap = {tag_id: (name, order, group) for tag_id, name, order, group in rows}
+    snap.update({f"group:{gid}": (name, order, "") for gid, name, order in groups})
+    return snap
+
+
+def check_drift() -> dict[str, int]:
+    """Compare the mirror with WeCom and repair it: a full pull, reporting how many tags and groups WeCom
+    has that the mirror lacked, has changed (name, order, group) and no longer has. Flushes."""
+    before = _snapshot()
+    sync_corp_tags()
+    after = _snapshot()
+    report = {
+        "added": sum(1 for k in after if k not in before),
+        "changed": sum(1 for k in after if k in before and after[k] != before[k]),
+        "removed": sum(1 for k in before if k not in after),
+    }
+    if any(report.values()):
+        log.warning("tag mirror drift repaired: %s", report)
+    return report

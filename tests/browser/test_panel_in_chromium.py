@@ -46,6 +46,8 @@ def test_admin_signs_in_and_sees_the_chart(app, page, shop):
     for name, url in [
         ("customers", "/admin/customers"),
         ("channels", "/admin/channels"),
+        ("tags", "/admin/tags"),
+        ("segments", "/admin/segments"),
         ("staff", "/admin/staff"),
         ("settings", "/admin/settings"),
         ("users", "/admin/users"),

@@ -1,0 +1,195 @@
+"""标签: the corp tag library (made, renamed, reordered and deleted in WeCom first), the drift check, and
+bulk tagging of a segment or a list of customers with its progress and report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from admin.forms import EmptyForm
+from admin.views import bp, client_ip, role_required
+from bot.extensions import db, redis_conn
+from bot.jobs.progress import read_progress
+from bot.jobs.queue import enqueue
+from bot.jobs.tasks import run_tag_job
+from bot.models import Role, Segment, TagGroup, TagJob
+from bot.services import segments, tag_jobs, tags
+from bot.services.users import audit
+from bot.wecom.errors import WeComError
+
+WRITERS = (Role.admin, Role.operator)
+
+
+def _page(errors: dict[str, str] | None = None, status: int = 200) -> Any:
+    groups = db.session.scalars(
+        select(TagGroup)
+        .where(TagGroup.deleted.is_(False))
+        .options(selectinload(TagGroup.tags))
+        .order_by(TagGroup.order.desc(), TagGroup.id)
+    ).all()
+    jobs = db.session.scalars(select(TagJob).order_by(TagJob.id.desc()).limit(10)).all()
+    return (
+        render_template(
+            "admin/tags/index.html",
+            groups=groups,
+            jobs=jobs,
+            segments=db.session.scalars(select(Segment).order_by(Segment.name)).all(),
+            drift=read_progress("tag_drift"),
+            errors=errors or {},
+            can_write=current_user.role in WRITERS,
+            form=EmptyForm(),
+        ),
+        status,
+    )
+
+
+def _refused(where: str, exc: Exception) -> Any:
+    db.session.rollback()
+    if isinstance(exc, tags.TagError):
+        return _page({where: _(str(exc))}, 400)
+    assert isinstance(exc, WeComError)
+    return _page({where: _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)}, 502)
+
+
+def _names(raw: str) -> list[str]:
+    return [n.strip() for n in raw.replace("，", ",").replace("\n", ",").split(",") if n.strip()]
+
+
+@bp.get("/tags")
+def tags_page() -> ResponseReturnValue:
+    return _page()
+
+
+@bp.post("/tags")
+@role_required(*WRITERS)
+def create_tags() -> ResponseReturnValue:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    group_id = request.form.get("group_id") or None
+    try:
+        made = tags.create_tags(
+            _names(request.form.get("names", "")), group_id=group_id, group_name=request.form.get("group_name", "")
+        )
+    except (tags.TagError, WeComError) as exc:
+        return _refused(f"create:{group_id or 'new'}", exc)
+    audit(
+        current_user,
+        "create_tags",
+        f"tag_group:{made[0].group.group_id}",
+        after={"names": [t.name for t in made]},
+        ip=client_ip(),
+    )
+    db.session.commit()
+    flash(_("已创建 %(n)s 个标签", n=len(made)))
+    return redirect(url_for("admin.tags_page"))
+
+
+@bp.post("/tags/<wecom_id>/edit")
+@role_required(*WRITERS)
+def edit_tag(wecom_id: str) -> ResponseReturnValue:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    order = request.form.get("order", type=int)
+    try:
+        target = tags.edit_tag_or_group(wecom_id, name=request.form.get("name") or None, order=order)
+    except (tags.TagError, WeComError) as exc:
+        return _refused(f"edit:{wecom_id}", exc)
+    audit(
+        current_user, "edit_tag", f"tag:{wecom_id}", after={"name": target.name, "order": target.order}, ip=client_ip()
+    )
+    db.session.commit()
+    flash(_("已保存"))
+    return redirect(url_for("admin.tags_page"))
+
+
+@bp.post("/tags/<wecom_id>/delete")
+@role_required(*WRITERS)
+def delete_tag(wecom_id: str) -> ResponseReturnValue:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    is_group = request.form.get("kind") == "group"
+    try:
+        count = tags.delete_tags([] if is_group else [wecom_id], [wecom_id] if is_group else [])
+    except (tags.TagError, WeComError) as exc:
+        return _refused(f"edit:{wecom_id}", exc)
+    audit(current_user, "delete_tags", f"tag:{wecom_id}", ip=client_ip())
+    db.session.commit()
+    flash(_("已删除 %(n)s 个标签", n=count))
+    return redirect(url_for("admin.tags_page"))
+
+
+@bp.post("/tags/drift")
+@role_required(*WRITERS)
+def check_tag_drift() -> ResponseReturnValue:
+    """Compare the mirror with WeCom now and repair it, reporting what changed."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        report = tags.check_drift()
+    except WeComError as exc:
+        return _refused("drift", exc)
+    audit(current_user, "check_tag_drift", "tags", after=report, ip=client_ip())
+    db.session.commit()
+    flash(
+        _(
+            "标签已与企业微信核对：新增 %(added)s，改名或调序 %(changed)s，删除 %(removed)s",
+            added=report["added"],
+            changed=report["changed"],
+            removed=report["removed"],
+        )
+    )
+    return redirect(url_for("admin.tags_page"))
+
+
+def _external_ids() -> list[str]:
+    """Ids pasted one per line (or comma-separated), or the first column of an uploaded CSV."""
+    ids = _names(request.form.get("external_userids", ""))
+    upload = request.files.get("csv")
+    if upload is not None and upload.filename:
+        text = upload.read(5 * 1024 * 1024).decode("utf-8-sig", errors="replace")
+        for row in csv.reader(io.StringIO(text)):
+            if row and row[0].strip() and row[0].strip() != "external_userid":
+                ids.append(row[0].strip())
+    return list(dict.fromkeys(ids))
+
+
+@bp.post("/tags/jobs")
+@role_required(*WRITERS)
+def create_tag_job() -> ResponseReturnValue:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    segment = db.session.get(Segment, request.form.get("segment_id", type=int) or 0)
+    try:
+        job = tag_jobs.create_job(
+            current_user,
+            request.form.get("action", ""),
+            request.form.getlist("tag_ids"),
+            rule=segments.parse_rule(segment.rule) if segment else None,
+            external_userids=None if segment else _external_ids(),
+            target=f"segment:{segment.name}" if segment else "list",
+        )
+    except tags.TagError as exc:
+        return _refused("job", exc)
+    audit(current_user, "create_tag_job", f"tag_job:{job.id}", after={"action": job.action}, ip=client_ip())
+    db.session.commit()
+    enqueue(run_tag_job, job.id, connection=redis_conn.client)
+    flash(_("已开始批量打标签：%(n)s 个客户关系", n=job.total))
+    return redirect(url_for("admin.tags_page"))
+
+
+@bp.get("/tags/jobs/<int:job_id>")
+def tag_job_report(job_id: int) -> ResponseReturnValue:
+    job = db.session.get(TagJob, job_id)
+    if job is None:
+        abort(404)
+    return jsonify(
+        status=job.status, total=job.total, done=job.done, failed=job.failed, failures=tag_jobs.failures(job, 200)
+    )
