@@ -45,8 +45,8 @@ SELECT c.id, (c.id %% %(staff)s) + 1, '备注' || c.id, '', 1, '', 'poster-' || 
        CASE WHEN c.id %% 17 = 0 THEN 'deleted_by_customer' ELSE 'active' END
 FROM customers c;
 UPDATE follow_relations SET lost_at = added_at + interval '3 days' WHERE status = 'deleted_by_customer';
-INSERT INTO follow_tags (follow_id, tag_id, group_name, tag_name, type)
-SELECT f.id, 'etbench' || (f.id %% 10 + 1), '客户等级', '等级' || (f.id %% 10 + 1), 1
+INSERT INTO follow_tags (follow_id, customer_id, tag_id, group_name, tag_name, type)
+SELECT f.id, f.customer_id, 'etbench' || (f.id %% 10 + 1), '客户等级', '等级' || (f.id %% 10 + 1), 1
 FROM follow_relations f WHERE f.id %% 3 = 0;
 ANALYZE;
 """

@@ -52,10 +52,10 @@ SELECT c.id, (c.id %% %(staff)s) + 1, '', '', 1, '', 'poster-' || (c.id %% 20),
        now() - ((c.id %% 365) || ' days')::interval,
        CASE WHEN c.id %% 17 = 0 THEN 'deleted_by_customer' ELSE 'active' END
 FROM customers c;
-INSERT INTO follow_tags (follow_id, tag_id, group_name, tag_name, type)
-SELECT f.id, 'ettag1', '标签组1', '标签1', 1 FROM follow_relations f WHERE f.id %% 10 < 3;
-INSERT INTO follow_tags (follow_id, tag_id, group_name, tag_name, type)
-SELECT f.id, 'ettag' || (2 + ((f.id::bigint * 7919 + k * 104729) %% 199)), '', '', 1
+INSERT INTO follow_tags (follow_id, customer_id, tag_id, group_name, tag_name, type)
+SELECT f.id, f.customer_id, 'ettag1', '标签组1', '标签1', 1 FROM follow_relations f WHERE f.id %% 10 < 3;
+INSERT INTO follow_tags (follow_id, customer_id, tag_id, group_name, tag_name, type)
+SELECT f.id, f.customer_id, 'ettag' || (2 + ((f.id::bigint * 7919 + k * 104729) %% 199)), '', '', 1
 FROM follow_relations f, generate_series(1, 5) k
 WHERE (f.id + k) %% 7 <> 0;
 INSERT INTO customer_events (customer_id, at, kind, staff_userid, detail)

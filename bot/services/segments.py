@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, extract, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Integer, and_, exists, extract, func, not_, or_, select, true
 from sqlalchemy.orm import aliased
 
 from bot.extensions import db
@@ -158,11 +158,8 @@ Follow = aliased(FollowRelation, name="seg_follow")
 
 
 def _has_tag(tag_ids: tuple[str, ...]) -> ColumnElement[bool]:
-    return exists(
-        select(FollowTag.id)
-        .join(Follow, Follow.id == FollowTag.follow_id)
-        .where(Follow.customer_id == Customer.id, FollowTag.tag_id.in_(tag_ids))
-    )
+    # follow_tags carries the customer: one index-only scan of (tag_id, customer_id).
+    return exists(select(FollowTag.id).where(FollowTag.customer_id == Customer.id, FollowTag.tag_id.in_(tag_ids)))
 
 
 def _followed(where: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -275,8 +272,23 @@ def member_rows(rule: Rule, user: User | None) -> Any:
 
 
 def stream(query: Any, batch: int = 10000) -> Iterator[Any]:
-    """The rows of ``query`` from a server-side cursor, ``batch`` at a time."""
-    yield from db.session.execute(query.execution_options(yield_per=batch))
+    """The rows of ``query``, streamed: on PostgreSQL through COPY (several times faster than a cursor
+    at hundreds of thousands of rows), elsewhere from a server-side cursor ``batch`` at a time."""
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        yield from connection.execution_options(stream_results=True, yield_per=batch).execute(query)
+        return
+    # COPY takes no server-side parameters: the driver binds them client-side with its own quoting.
+    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(f"COPY ({compiled}) TO STDOUT", compiled.params) as copy:  # type: ignore[union-attr]
+        copy.set_types([_copy_type(c.type) for c in query.selected_columns])
+        yield from copy.rows()
+
+
+def _copy_type(sql_type: Any) -> str:
+    """The PostgreSQL type name COPY rows are read as (psycopg needs it: COPY's text carries none)."""
+    return "int8" if isinstance(sql_type, Integer) else "text"
 
 
 def save_segment(name: str, raw_rule: Any, user: User, segment: Segment | None = None) -> Segment:
