@@ -178,3 +178,35 @@ def test_bad_bulk_jobs_are_400(api, corp, body, message):  # noqa: F811
     body = {**body, "tag_ids": [_vip(corp) if t == "VIP" else t for t in body["tag_ids"]]}
     res = api.post("/api/v1/tag-jobs", body)
     assert res.status_code == 400 and res.get_json()["error"]["message"].startswith(message)
+
+
+def test_a_burst_of_tag_events_in_one_second_leaves_the_mirror_as_wecom_has_it(app, api, sim, corp, run_worker):  # noqa: F811
+    from bot.sandbox.simulator import event_xml
+
+    second = 1_790_000_000
+    made = corp.add_tags({"group_name": "季节", "tag": [{"name": "春"}, {"name": "夏"}]})["tag_group"]
+    spring, summer = (t["id"] for t in made["tag"])
+    sim.deliver(event_xml(corp.corp_id, "change_external_tag", second, Id=spring, TagType="tag", ChangeType="create"))
+    run_worker()
+    for tag in made["tag"]:  # renamed and reordered in the console, in the same second
+        if tag["id"] == spring:
+            tag["name"], tag["order"] = "春季", 9
+    sim.deliver(event_xml(corp.corp_id, "change_external_tag", second, Id=spring, TagType="tag", ChangeType="update"))
+    sim.deliver(event_xml(corp.corp_id, "change_external_tag", second, Id="", ChangeType="shuffle"))
+    run_worker()
+    with app.app_context():
+        assert db.session.scalar(select(Tag.name).where(Tag.tag_id == spring)) == "春季"
+        assert db.session.scalar(select(Tag.order).where(Tag.tag_id == spring)) == 9
+    corp.tag_groups.pop(made["group_id"])  # the whole group deleted: WeCom calls back for the group only
+    sim.deliver(
+        event_xml(
+            corp.corp_id, "change_external_tag", second, Id=made["group_id"], TagType="tag_group", ChangeType="delete"
+        )
+    )
+    run_worker()
+    with app.app_context():
+        rows = {t.tag_id: (t.name, t.order, t.deleted) for t in db.session.scalars(select(Tag))}
+        assert rows[spring] == ("春季", 9, True) and rows[summer][2] is True
+        assert db.session.scalar(select(TagGroup.deleted).where(TagGroup.group_id == made["group_id"])) is True
+    listed = {g["name"] for g in api.get("/api/v1/tag-groups").get_json()["items"]}
+    assert "季节" not in listed and "客户等级" in listed
