@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -66,6 +67,31 @@ def reset(url: str) -> None:
         conn.execute("CREATE SCHEMA public")
 
 
+def seeded_app(database_url: str, redis_url: str, seed: str, params: dict[str, int], what: str) -> Any:
+    """A fresh scratch database, migrated, filled by ``seed`` (statements run on the server), and the app
+    over it (sandbox mode, the given Redis flushed)."""
+    os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, SIYU_LOG_LEVEL="WARNING")
+    for name in ("WECOM_CORP_ID", "WECOM_API_BASE"):
+        os.environ.pop(name, None)
+    reset(database_url)
+    from flask_migrate import upgrade
+
+    from bot import create_app
+    from bot.extensions import redis_conn
+
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        upgrade()
+        redis_conn.client.flushdb()
+    started = time.monotonic()
+    print(f"seeding {what} …", flush=True)
+    with psycopg.connect(plain(database_url), autocommit=True) as conn:
+        for statement in filter(None, (part.strip() for part in seed.split(";\n"))):
+            conn.execute(statement, params)
+    print(f"seeded in {time.monotonic() - started:.0f}s", flush=True)
+    return app
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/siyu_bench_customers")
@@ -76,28 +102,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
 
-    os.environ.update(DATABASE_URL=args.database_url, REDIS_URL=args.redis_url, SIYU_LOG_LEVEL="WARNING")
-    for name in ("WECOM_CORP_ID", "WECOM_API_BASE"):
-        os.environ.pop(name, None)
-    reset(args.database_url)
-    from flask_migrate import upgrade
-
-    from bot import create_app
-    from bot.extensions import db, redis_conn
+    params = {"customers": args.customers, "stores": args.stores, "staff": args.staff}
+    app = seeded_app(args.database_url, args.redis_url, SEED, params, f"{args.customers:,} customers")
+    from bot.extensions import db
     from bot.models import Role, Store, User
     from bot.services.users import create_user
-
-    app = create_app({"TESTING": True})
-    with app.app_context():
-        upgrade()
-        redis_conn.client.flushdb()
-    started = time.monotonic()
-    print(f"seeding {args.customers:,} customers …", flush=True)
-    with psycopg.connect(plain(args.database_url), autocommit=True) as conn:
-        params = {"customers": args.customers, "stores": args.stores, "staff": args.staff}
-        for statement in filter(None, (part.strip() for part in SEED.split(";\n"))):
-            conn.execute(statement, params)
-    print(f"seeded in {time.monotonic() - started:.0f}s", flush=True)
 
     with app.app_context():
         create_user("bench-admin", "bench-password-1", Role.admin)

@@ -27,7 +27,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.customers import plain, reset  # noqa: E402
+from bench.customers import plain, seeded_app  # noqa: E402
 
 SEED = """
 INSERT INTO stores (department_id, name, parent_department_id, "order", active, synced_at)
@@ -83,28 +83,14 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    os.environ.update(DATABASE_URL=args.database_url, REDIS_URL=args.redis_url, SIYU_LOG_LEVEL="WARNING")
-    for name in ("WECOM_CORP_ID", "WECOM_API_BASE"):
-        os.environ.pop(name, None)
-    reset(args.database_url)
-    from flask_migrate import upgrade
-
-    from bot import create_app
+    params = {"customers": args.customers, "stores": args.stores, "staff": args.staff}
+    app = seeded_app(args.database_url, args.redis_url, SEED, params, f"{args.customers:,} customers, ~5 tags each")
     from bot.extensions import db
     from bot.models import Store
     from bot.services import segments
 
-    app = create_app({"TESTING": True})
-    with app.app_context():
-        upgrade()
-    started = time.monotonic()
-    print(f"seeding {args.customers:,} customers with about five tags each …", flush=True)
-    with psycopg.connect(plain(args.database_url), autocommit=True) as conn:
-        params = {"customers": args.customers, "stores": args.stores, "staff": args.staff}
-        for statement in filter(None, (part.strip() for part in SEED.split(";\n"))):
-            conn.execute(statement, params)
+    with psycopg.connect(plain(args.database_url)) as conn:
         (links,) = conn.execute("SELECT count(*) FROM follow_tags").fetchone()  # type: ignore[misc]
-    print(f"seeded in {time.monotonic() - started:.0f}s: {links:,} customer–tag links", flush=True)
 
     with app.app_context():
         stores = [s.id for s in db.session.query(Store).order_by(Store.id).limit(10)]

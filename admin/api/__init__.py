@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
@@ -50,6 +52,24 @@ def on_api_error(exc: ApiError) -> ResponseReturnValue:
 @bp.errorhandler(HTTPException)
 def on_http_error(exc: HTTPException) -> ResponseReturnValue:
     return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 400."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "send a JSON object")
+    return body
+
+
+def string_list(body: dict[str, Any], name: str) -> list[str] | None:
+    """``body[name]`` as a list of strings; None when absent, a 400 when it is anything else."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(400, "invalid_parameter", f"{name} is a list of strings")
+    return value
 
 
 def int_arg(name: str, default: int, low: int, high: int) -> int:

@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from admin.api import ApiError, bp
+from admin.api import ApiError, bp, json_body, string_list
 from bot.extensions import db
 from bot.models import Channel, Role
 from bot.services import channels, growth, qr_images
@@ -61,25 +61,9 @@ def channel_json(c: Channel, stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "send a JSON object")
-    return body
-
-
-def _list_of_str(body: dict[str, Any], name: str) -> list[str] | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError(400, "invalid_parameter", f"{name} is a list of strings")
-    return value
-
-
 def _staff(body: dict[str, Any]) -> list[str] | None:
     """``staff`` (userids) plus the members of ``stores`` (store ids): a code for a whole store."""
-    staff = _list_of_str(body, "staff")
+    staff = string_list(body, "staff")
     stores = body.get("stores")
     if stores is None:
         return staff
@@ -166,7 +150,7 @@ def _answer(channel: Channel, status: int = 200) -> ResponseReturnValue:
 @bp.post("/channels")
 def create_channel() -> ResponseReturnValue:
     _require_writer()
-    body = _body()
+    body = json_body()
     if not isinstance(body.get("name"), str):
         raise ApiError(400, "invalid_parameter", "name is required")
     with _service_errors():
@@ -176,12 +160,12 @@ def create_channel() -> ResponseReturnValue:
             state=body.get("state") if isinstance(body.get("state"), str) else None,
             group_name=str(body.get("group_name", "")),
             skip_verify=bool(body.get("skip_verify", True)),
-            tag_ids=_list_of_str(body, "tag_ids"),
+            tag_ids=string_list(body, "tag_ids"),
             welcomes=_welcomes(body),
             remark_template=str(body.get("remark_template") or ""),
             expires_at=_or_none(_time_or_none(body, "expires_at")),
             daily_cap=_or_none(_int_or_none(body, "daily_cap")),
-            backup_userids=_list_of_str(body, "backup_staff"),
+            backup_userids=string_list(body, "backup_staff"),
         )
     audit(g.api_user, "create_channel", f"channel:{channel.state}", after={"name": channel.name})
     db.session.commit()
@@ -208,7 +192,7 @@ def get_channel(channel_id: int) -> ResponseReturnValue:
 def update_channel(channel_id: int) -> ResponseReturnValue:
     _require_writer()
     channel = _get(channel_id)
-    body = _body()
+    body = json_body()
     before = {"name": channel.name, "staff": [s.userid for s in channel.staff]}
     with _service_errors():
         channels.update_channel(
@@ -216,12 +200,12 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
             name=body["name"] if isinstance(body.get("name"), str) else None,
             staff_userids=_staff(body),
             skip_verify=body["skip_verify"] if isinstance(body.get("skip_verify"), bool) else None,
-            tag_ids=_list_of_str(body, "tag_ids"),
+            tag_ids=string_list(body, "tag_ids"),
             welcomes=_welcomes(body),
             remark_template=body["remark_template"] if isinstance(body.get("remark_template"), str) else None,
             expires_at=_unset(_time_or_none(body, "expires_at")),
             daily_cap=_unset(_int_or_none(body, "daily_cap")),
-            backup_userids=_list_of_str(body, "backup_staff"),
+            backup_userids=string_list(body, "backup_staff"),
         )
     audit(
         g.api_user,

@@ -8,11 +8,11 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, g, jsonify, request, stream_with_context
+from flask import Response, g, jsonify, stream_with_context
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from admin.api import ApiError, bp, int_arg
+from admin.api import ApiError, bp, int_arg, json_body
 from admin.spreadsheet import BOM, cell
 from bot.extensions import db
 from bot.models import Customer, Role, Segment
@@ -21,13 +21,6 @@ from bot.services.scope import can_see_customer
 from bot.services.users import audit
 
 WRITERS = (Role.admin, Role.operator)
-
-
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "send a JSON object")
-    return body
 
 
 def _rule(raw: Any) -> segments.Rule:
@@ -55,7 +48,7 @@ def segment_json(s: Segment, count: int | None = None) -> dict[str, Any]:
 def _save(segment: Segment | None) -> ResponseReturnValue:
     if g.api_user.role not in WRITERS:
         raise ApiError(403, "forbidden", "saving segments needs the admin or operator role")
-    body = _body()
+    body = json_body()
     _rule(body.get("rule"))  # the precise error for the API
     try:
         saved = segments.save_segment(str(body.get("name") or ""), body.get("rule"), g.api_user, segment)
@@ -109,7 +102,7 @@ def segment_count(segment_id: int) -> ResponseReturnValue:
 @bp.post("/segments/preview")
 def preview_segment() -> ResponseReturnValue:
     """An unsaved rule: its count and explanation, and the first members."""
-    rule = _rule(_body().get("rule"))
+    rule = _rule(json_body().get("rule"))
     first = segments.members(rule, g.api_user, limit=20)
     return jsonify(
         **segments.explain(rule, g.api_user),

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import g, jsonify, request
+from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
-from admin.api import ApiError, bp
+from admin.api import ApiError, bp, json_body, string_list
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.jobs.tasks import run_tag_job
@@ -24,20 +23,6 @@ from bot.services.users import audit
 from bot.wecom.errors import WeComError
 
 WRITERS = (Role.admin, Role.operator)
-
-
-def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "send a JSON object")
-    return body
-
-
-def _strings(body: dict[str, Any], name: str) -> list[str]:
-    value = body.get(name, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError(400, "invalid_parameter", f"{name} is a list of strings")
-    return value
 
 
 def _require(*roles: Role) -> None:
@@ -74,22 +59,16 @@ def group_json(group: TagGroup) -> dict[str, Any]:
 
 @bp.get("/tag-groups")
 def list_tag_groups() -> ResponseReturnValue:
-    groups = db.session.scalars(
-        select(TagGroup)
-        .where(TagGroup.deleted.is_(False))
-        .options(selectinload(TagGroup.tags))
-        .order_by(TagGroup.order.desc(), TagGroup.id)
-    ).all()
-    return jsonify(items=[group_json(grp) for grp in groups])
+    return jsonify(items=[group_json(grp) for grp in tags.library()])
 
 
 @bp.post("/tag-groups")
 def create_tag_group() -> ResponseReturnValue:
     """A new group with its first tags: {"name": …, "tags": […]}."""
     _require(*WRITERS)
-    body = _body()
+    body = json_body()
     with _refusals():
-        made = tags.create_tags(_strings(body, "tags"), group_name=str(body.get("name") or ""))
+        made = tags.create_tags(string_list(body, "tags") or [], group_name=str(body.get("name") or ""))
     group = made[0].group
     audit(g.api_user, "create_tag_group", f"tag_group:{group.group_id}", after={"name": group.name})
     db.session.commit()
@@ -100,11 +79,11 @@ def create_tag_group() -> ResponseReturnValue:
 def create_tags() -> ResponseReturnValue:
     """Tags in an existing group: {"group_id": …, "names": […]}."""
     _require(*WRITERS)
-    body = _body()
+    body = json_body()
     if not isinstance(body.get("group_id"), str):
         raise ApiError(400, "invalid_parameter", "group_id is required")
     with _refusals():
-        made = tags.create_tags(_strings(body, "names"), group_id=body["group_id"])
+        made = tags.create_tags(string_list(body, "names") or [], group_id=body["group_id"])
     audit(g.api_user, "create_tags", f"tag_group:{body['group_id']}", after={"names": [t.name for t in made]})
     db.session.commit()
     return jsonify(items=[tag_json(t) for t in made]), 201
@@ -112,7 +91,7 @@ def create_tags() -> ResponseReturnValue:
 
 def _edit(wecom_id: str) -> ResponseReturnValue:
     _require(*WRITERS)
-    body = _body()
+    body = json_body()
     name = body.get("name")
     order = body.get("order")
     if name is not None and not isinstance(name, str):
@@ -159,7 +138,7 @@ def delete_tag_group(wecom_id: str) -> ResponseReturnValue:
 def tag_customer(external_userid: str) -> ResponseReturnValue:
     """{"staff": userid (optional when one member follows), "add": [tag ids], "remove": [tag ids]}."""
     _require(Role.admin, Role.operator, Role.store_manager)
-    body = _body()
+    body = json_body()
     customer = db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
     if customer is None:
         raise ApiError(404, "not_found", f"no customer {external_userid}")
@@ -172,7 +151,7 @@ def tag_customer(external_userid: str) -> ResponseReturnValue:
     if len(follows) != 1:
         raise ApiError(400, "invalid_parameter", "staff: name the member whose tags to change (one active follower)")
     follow: FollowRelation = follows[0]
-    add, remove = _strings(body, "add"), _strings(body, "remove")
+    add, remove = string_list(body, "add") or [], string_list(body, "remove") or []
     with _refusals():
         tags.tag_customer(follow, add, remove)
     audit(g.api_user, "tag_customer", f"customer:{external_userid}", after={"add": add, "remove": remove})
@@ -207,7 +186,7 @@ def create_tag_job() -> ResponseReturnValue:
     """Tag or untag many customers: {"action": "add"|"remove", "tag_ids": [...], and "segment_id": N or
     "external_userids": [...]}. Runs in a worker; poll GET /tag-jobs/<id>."""
     _require(*WRITERS)
-    body = _body()
+    body = json_body()
     rule = ids = None
     target = ""
     if body.get("segment_id") is not None:
@@ -217,13 +196,13 @@ def create_tag_job() -> ResponseReturnValue:
         rule = segments.parse_rule(segment.rule)
         target = f"segment:{segment.id}"
     elif "external_userids" in body:
-        ids = _strings(body, "external_userids")
+        ids = string_list(body, "external_userids") or []
         target = f"list:{len(ids)}"
     with _refusals():
         job = tag_jobs.create_job(
             g.api_user,
             str(body.get("action", "")),
-            _strings(body, "tag_ids"),
+            string_list(body, "tag_ids") or [],
             rule=rule,
             external_userids=ids,
             target=target,

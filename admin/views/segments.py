@@ -11,14 +11,13 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from admin.api.segments import csv_rows
 from admin.forms import EmptyForm
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
-from bot.models import Channel, Role, Segment, Staff, TagGroup
-from bot.services import segments
+from bot.models import Channel, Role, Segment, Staff
+from bot.services import segments, tags
 from bot.services.scope import staff_condition, visible_stores
 from bot.services.users import audit
 
@@ -27,9 +26,7 @@ WRITERS = (Role.admin, Role.operator)
 
 def _choices() -> dict[str, Any]:
     """What the builder offers in its pickers (ids and names only), within the user's scope."""
-    groups = db.session.scalars(
-        select(TagGroup).where(TagGroup.deleted.is_(False)).options(selectinload(TagGroup.tags)).order_by(TagGroup.id)
-    ).all()
+    groups = tags.library()
     members = db.session.scalars(select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name))
     return {
         "tags": [{"id": t.tag_id, "name": f"{g.name} / {t.name}"} for g in groups for t in g.tags if not t.deleted],

@@ -12,7 +12,6 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from admin.forms import EmptyForm
 from admin.views import bp, client_ip, role_required
@@ -20,7 +19,7 @@ from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
 from bot.jobs.tasks import run_tag_job
-from bot.models import Role, Segment, TagGroup, TagJob
+from bot.models import Role, Segment, TagJob
 from bot.services import segments, tag_jobs, tags
 from bot.services.users import audit
 from bot.wecom.errors import WeComError
@@ -29,12 +28,7 @@ WRITERS = (Role.admin, Role.operator)
 
 
 def _page(errors: dict[str, str] | None = None, status: int = 200) -> Any:
-    groups = db.session.scalars(
-        select(TagGroup)
-        .where(TagGroup.deleted.is_(False))
-        .options(selectinload(TagGroup.tags))
-        .order_by(TagGroup.order.desc(), TagGroup.id)
-    ).all()
+    groups = tags.library()
     jobs = db.session.scalars(select(TagJob).order_by(TagJob.id.desc()).limit(10)).all()
     return (
         render_template(

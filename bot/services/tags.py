@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import selectinload
 
 from bot.extensions import db
 from bot.models import FollowRelation, FollowTag, Tag, TagGroup
@@ -101,6 +102,18 @@ def _wecom(call: Callable[[], Any]) -> Any:
         if known is None:
             raise
         raise TagError(known[0], known[1], exc.errcode) from exc
+
+
+def library() -> list[TagGroup]:
+    """The live groups with their tags, in WeCom's order (larger order first)."""
+    return list(
+        db.session.scalars(
+            select(TagGroup)
+            .where(TagGroup.deleted.is_(False))
+            .options(selectinload(TagGroup.tags))
+            .order_by(TagGroup.order.desc(), TagGroup.id)
+        )
+    )
 
 
 def find_group(group_id: str) -> TagGroup | None:
