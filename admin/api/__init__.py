@@ -55,11 +55,24 @@ def on_http_error(exc: HTTPException) -> ResponseReturnValue:
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a 400."""
+    """The request's JSON object, or a 400 (also for a NUL character anywhere in it: no text Siyu keeps
+    may hold one, and PostgreSQL refuses them)."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "send a JSON object")
+    if _holds_nul(body):
+        raise ApiError(400, "invalid_body", "text may not contain NUL characters")
     return body
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def string_list(body: dict[str, Any], name: str) -> list[str] | None:

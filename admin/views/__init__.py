@@ -41,6 +41,16 @@ def require_sign_in() -> ResponseReturnValue | None:
     return None
 
 
+@bp.before_request
+def refuse_nul_characters() -> ResponseReturnValue | None:
+    """A NUL character in any submitted field is refused up front: no text Siyu keeps may hold one
+    (PostgreSQL refuses them), and no honest form sends one."""
+    values = [*request.args.values(), *request.form.values()]
+    if any("\x00" in v for v in values):
+        abort(400)
+    return None
+
+
 def role_required(*roles: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)

@@ -344,3 +344,18 @@ def test_rankings_order_members_and_stores_by_net_adds_within_scope(app, client,
     signed_in(app, manager, "store_manager", stores=[2], username="jingan")
     scoped = manager.get("/admin/rankings").get_data(as_text=True)
     assert "staff0201" in scoped and "staff0301" not in scoped and "陆家嘴店" not in scoped
+
+
+def test_nul_characters_are_refused_by_the_panel_and_the_api(app, client, api_token):
+    from tests.admin.panel import sign_in
+    from tests.conftest import make_user
+
+    browser = app.test_client()
+    sign_in(browser, "boss", make_user(app, "boss", "admin")[1])
+    assert browser.get("/admin/customers?q=a%00b").status_code == 400
+    assert browser.post("/admin/channels", data={"name": "a\x00b"}).status_code == 400
+    headers = {"Authorization": f"Bearer {api_token}"}
+    res = client.post("/api/v1/channels", json={"name": "a\x00b", "staff": ["x"]}, headers=headers)
+    assert res.status_code == 400 and "NUL" in res.get_json()["error"]["message"]
+    nested = client.post("/api/v1/segments/preview", json={"rule": {"conditions": [{"k": ["\x00"]}]}}, headers=headers)
+    assert nested.status_code == 400
