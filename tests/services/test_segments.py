@@ -142,7 +142,7 @@ def test_hostile_values_are_data(api, crowd, app, value):  # noqa: F811
         ({"conditions": [{"type": "birthday_within", "days": 10**9}]}, "conditions[0]: 数值超出范围"),
         ({"conditions": [{"type": "added", "after": "yesterday"}]}, "conditions[0]: 日期格式应为 YYYY-MM-DD"),
         ({"conditions": [{"type": "lost", "value": "yes"}]}, "conditions[0]: 取值应为是或否"),
-        ({"conditions": [{"type": "staff", "userids": ["a\u0000b"]}]}, "conditions[0]: 取值含有空字符"),
+        ({"conditions": [{"type": "staff", "userids": ["a\u0000b"]}]}, "text may not contain NUL characters"),
         ({"conditions": [{"type": "lost", "value": True}] * 21}, "rule: 最多 20 个条件"),
     ],
 )
@@ -221,3 +221,8 @@ def test_the_profile_says_why_a_customer_is_in_or_out(app, api, crowd):  # noqa:
     assert "在分群「VIP 在册」内" in inside and inside.count("✓") == 2
     outside = browser.get(f"/admin/customers/{p[2].external_userid}?segment={sid}").get_data(as_text=True)
     assert "不在分群「VIP 在册」内" in outside and "✗ 标签" in outside
+
+
+def test_the_service_refuses_nul_in_ids_whatever_the_caller():
+    with pytest.raises(segments.RuleError, match="取值含有空字符"):
+        segments.parse_rule({"conditions": [{"type": "staff", "userids": ["a\x00b"]}]})
