@@ -7,6 +7,7 @@ one catch-up run on start (missed runs are coalesced, not replayed). Every run i
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -40,9 +41,13 @@ def run_job(job: PeriodicJob, *, claim: bool = True) -> JobRun | None:
         db.session.add(run)
         db.session.commit()
         try:
-            items = job.func()
+            result = job.func()
             run.status = "ok"
-            run.items = int(items or 0)
+            if isinstance(result, dict):  # counts by kind: their sum, and the counts themselves for the panel
+                run.items = sum(v for v in result.values() if isinstance(v, int))
+                run.detail = json.dumps(result, ensure_ascii=False)[:2000]
+            else:
+                run.items = int(result or 0)
         except Exception as exc:
             db.session.rollback()
             log.exception("job %s failed", job.id)

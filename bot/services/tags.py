@@ -264,6 +264,8 @@ def check_drift() -> dict[str, int]:
         "changed": sum(1 for k in after if k in before and after[k] != before[k]),
         "removed": sum(1 for k in before if k not in after),
     }
-    if any(report.values()):
+    if before and any(report.values()):
         log.warning("tag mirror drift repaired: %s", report)
+    elif not before:
+        log.info("tag library pulled: %s tags and groups", report["added"])
     return report
