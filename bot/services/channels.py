@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.extensions import db
-from bot.models import Channel, FollowRelation, FollowTag, Staff, Store, Tag, WelcomeMessage
+from bot.models import Channel, FollowRelation, Staff, Store, Tag, WelcomeMessage
 from bot.models._time import utcnow
 from bot.services.clients import contact_api, settings
 from bot.services.directory import ensure_staff
+from bot.services.tags import mirror_marked
 from bot.services.users import N_
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,13 @@ def _variants(welcomes: list[dict[str, Any]]) -> list[WelcomeMessage]:
     return variants
 
 
+def _name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise ChannelError("name", N_("名称为 1–64 个字符"))
+    return name
+
+
 def _members(userids: list[str], field: str, *, required: bool) -> list[str]:
     clean = list(dict.fromkeys(u.strip() for u in userids if u.strip()))
     if required and not clean:
@@ -122,9 +130,7 @@ def create_channel(
     owner: Staff | None = None,
 ) -> Channel:
     """Create the contact way in WeCom, then the channel; flushes. Raises ChannelError or WeComError."""
-    name = name.strip()
-    if not 1 <= len(name) <= 64:
-        raise ChannelError("name", N_("名称为 1–64 个字符"))
+    name = _name(name)
     userids = _members(staff_userids, "staff", required=True)
     backups = [u for u in _members(backup_userids or [], "backup_staff", required=False) if u not in userids]
     state = (state or "ch" + secrets.token_hex(6)).strip()
@@ -198,9 +204,7 @@ def update_channel(
     if not channel.active:
         raise ChannelError("channel", N_("渠道已删除"))
     if name is not None:
-        if not 1 <= len(name.strip()) <= 64:
-            raise ChannelError("name", N_("名称为 1–64 个字符"))
-        channel.name = name.strip()
+        channel.name = _name(name)
     if staff_userids is not None:
         was_single = _contact_way_type(channel) == 1
         channel.staff = [ensure_staff(u) for u in _members(staff_userids, "staff", required=True)]
@@ -382,6 +386,4 @@ def apply_channel_tags(follow: FollowRelation, channel: Channel) -> None:
     if not wanted:
         return
     contact_api().mark_tags(follow.staff.userid, follow.customer.external_userid, wanted)
-    for tag in db.session.scalars(select(Tag).where(Tag.tag_id.in_(wanted))):
-        follow.tags.append(FollowTag(tag_id=tag.tag_id, group_name=tag.group.name, tag_name=tag.name, type=1))
-    db.session.flush()
+    mirror_marked(follow, list(db.session.scalars(select(Tag).where(Tag.tag_id.in_(wanted)))))

@@ -13,15 +13,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import func, insert, literal, select
 
 from bot.extensions import db
-from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Tag, TagJob, TagJobItem, User
+from bot.models import Customer, FollowRelation, FollowStatus, Tag, TagJob, TagJobItem, User
 from bot.models._time import utcnow
 from bot.services import segments
 from bot.services.clients import contact_api
 from bot.services.scope import customer_condition
-from bot.services.tags import TagError
+from bot.services.tags import TagError, mirror_marked
 from bot.services.users import N_
 from bot.wecom.errors import RateLimited, WeComError
 
@@ -114,7 +114,10 @@ def run_job(job: TagJob, commit: Callable[[TagJob], None], sleep: Callable[[floa
                     item.status, item.error = "failed", f"{exc.errcode}: {exc.errmsg}"[:200]
                     job.failed += 1
                     break
-                _mirror(follow, job, tags)
+                if job.action == "add":
+                    mirror_marked(follow, [tags[t] for t in job.tag_ids if t in tags])
+                else:
+                    mirror_marked(follow, [], job.tag_ids)
                 item.status = "done"
                 job.done += 1
                 break
@@ -125,27 +128,16 @@ def run_job(job: TagJob, commit: Callable[[TagJob], None], sleep: Callable[[floa
     return job
 
 
-def _mirror(follow: FollowRelation, job: TagJob, tags: dict[str, Tag]) -> None:
-    have = {ft.tag_id for ft in follow.tags}
-    if job.action == "add":
-        for tag_id in job.tag_ids:
-            if tag_id not in have and tag_id in tags:
-                tag = tags[tag_id]
-                follow.tags.append(FollowTag(tag_id=tag_id, group_name=tag.group.name, tag_name=tag.name, type=1))
-    else:
-        follow.tags = [ft for ft in follow.tags if ft.tag_id not in job.tag_ids]
-
-
 def failures(job: TagJob, limit: int = 1000) -> list[dict[str, str]]:
     rows = db.session.execute(
-        select(Customer.external_userid, FollowRelation.staff_id, TagJobItem.error)
+        select(Customer.external_userid, TagJobItem.error)
         .join(FollowRelation, FollowRelation.id == TagJobItem.follow_id)
         .join(Customer, Customer.id == FollowRelation.customer_id)
         .where(TagJobItem.job_id == job.id, TagJobItem.status == "failed")
         .order_by(TagJobItem.id)
         .limit(limit)
     ).all()
-    return [{"external_userid": e, "error": err or ""} for e, _, err in rows]
+    return [{"external_userid": e, "error": err or ""} for e, err in rows]
 
 
 def reset_stale(job: TagJob) -> None:
@@ -156,4 +148,3 @@ def reset_stale(job: TagJob) -> None:
         ).all()
     )
     job.done, job.failed = int(counts.get("done", 0)), int(counts.get("failed", 0))
-    db.session.execute(update(TagJob).where(TagJob.id == job.id).values(done=job.done, failed=job.failed))

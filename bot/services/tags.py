@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -219,6 +219,17 @@ def delete_tags(tag_ids: list[str] | None = None, group_ids: list[str] | None = 
     return len(gone)
 
 
+def mirror_marked(follow: FollowRelation, add: list[Tag], remove: Collection[str] = ()) -> None:
+    """The mirror after our own mark_tag, which WeCom does not call back for: the ``remove`` tag ids off
+    the relation, the ``add`` tags on it (those it lacks). Flushes."""
+    have = {ft.tag_id for ft in follow.tags}
+    new = [t for t in add if t.tag_id not in have]
+    follow.tags = [ft for ft in follow.tags if ft.tag_id not in remove] + [
+        FollowTag(tag_id=t.tag_id, group_name=t.group.name, tag_name=t.name, type=1) for t in new
+    ]
+    db.session.flush()
+
+
 def tag_customer(follow: FollowRelation, add: list[str], remove: list[str]) -> None:
     """mark_tag on one follow relation, then the mirror (WeCom sends no callback for our own call)."""
     known = {
@@ -233,10 +244,7 @@ def tag_customer(follow: FollowRelation, add: list[str], remove: list[str]) -> N
     if not add and not remove:
         return
     _wecom(lambda: contact_api().mark_tags(follow.staff.userid, follow.customer.external_userid, add, remove))
-    follow.tags = [ft for ft in follow.tags if ft.tag_id not in remove] + [
-        FollowTag(tag_id=t, group_name=known[t].group.name, tag_name=known[t].name, type=1) for t in add
-    ]
-    db.session.flush()
+    mirror_marked(follow, [known[t] for t in add], remove)
 
 
 def _snapshot() -> dict[str, tuple[str, int, str]]:
