@@ -101,7 +101,7 @@ def sync_directory() -> int:
         return counts["staff"]
 
 
-def sync_corp_tags() -> int:
+def sync_corp_tags() -> dict[str, int]:
     """The nightly drift check of the tag library: repaired, and what changed kept for the panel."""
     from bot.jobs.progress import write_progress
 
@@ -109,7 +109,7 @@ def sync_corp_tags() -> int:
         report = tags.check_drift()
         db.session.commit()
         write_progress("tag_drift", 1, 1, "done", **report)
-        return sum(report.values())
+        return report
 
 
 def sync_directory_with_progress() -> int:
@@ -209,8 +209,8 @@ def create_personal_codes(store_id: int | None, welcome: str, tag_ids: list[str]
 
 
 def run_tag_job(job_id: int) -> dict[str, int]:
-    """A bulk tagging job, from its first pending item (a re-run after a crash continues it)."""
-    from bot.jobs.progress import write_progress
+    """A bulk tagging job, from its first pending item (a re-run after a crash continues it). Its progress
+    is the job's own row (status, done, failed), which the panel and the API read."""
     from bot.models import TagJob
     from bot.services import tag_jobs
 
@@ -220,18 +220,16 @@ def run_tag_job(job_id: int) -> dict[str, int]:
             return {}
         tag_jobs.reset_stale(job)
 
-        def commit(j: TagJob) -> None:
+        def commit(_job: TagJob) -> None:
             db.session.commit()
-            write_progress(f"tag_job:{j.id}", j.done + j.failed, j.total, j.status, succeeded=j.done, failed=j.failed)
 
         try:
             job = tag_jobs.run_job(job, commit)
-        except Exception as exc:
+        except Exception:
             db.session.rollback()
             job = db.session.get(TagJob, job_id)
             assert job is not None
             job.status = "failed"
             db.session.commit()
-            write_progress(f"tag_job:{job_id}", job.done + job.failed, job.total, "failed", error=str(exc)[:300])
             raise
         return {"done": job.done, "failed": job.failed}
