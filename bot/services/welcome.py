@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -184,12 +184,13 @@ def send_welcome(
     Writes only through its own short transactions and reads through the session: called before the
     caller's session writes anything (on SQLite a session holding the write lock would block it).
     """
-    staff = db.session.scalar(select(Staff).where(Staff.userid == userid))
-    welcome = _plan(code, external_userid, userid, channel, staff)
+    welcome = _plan(code, external_userid, userid, channel, None)
     done = _claim([welcome.row()])
     if code in done:
+        # The usual case after the fast path: nothing more to read or send.
         log.info("welcome code already handled (%s); not sending again", done[code][0].value)
         return done[code]
+    welcome = replace(welcome, staff=db.session.scalar(select(Staff).where(Staff.userid == userid)))
     outcome = _deliver(welcome, customer_name, contact_api(), sleep)
     _record(db.engine, [outcome])
     if outcome.error is not None:
