@@ -23,7 +23,7 @@ from bot.models._time import from_epoch, utcnow
 from bot.services.clients import contact_api
 from bot.services.customers import record_event
 from bot.services.directory import ensure_staff
-from bot.services.rows import get_or_insert
+from bot.services.rows import get_or_insert_created
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,8 @@ def _apply(item: dict[str, Any], tags: dict[str, tuple[str, str]], now: datetime
     userid = str(info.get("userid", ""))
     if not external_userid or not userid:
         return
-    known = db.session.scalar(select(Customer.id).where(Customer.external_userid == external_userid))
-    customer = get_or_insert(Customer, {"external_userid": external_userid})
-    counts["new_customers"] += known is None
+    customer, created = get_or_insert_created(Customer, {"external_userid": external_userid})
+    counts["new_customers"] += created
     customer.name = contact.get("name", "") or customer.name
     customer.avatar = contact.get("avatar", "") or customer.avatar
     customer.type = int(contact.get("type", customer.type) or 1)
@@ -85,11 +84,8 @@ def _apply(item: dict[str, Any], tags: dict[str, tuple[str, str]], now: datetime
     customer.unionid = contact.get("unionid") or customer.unionid
     customer.corp_name = contact.get("corp_name", "") or customer.corp_name
     staff = ensure_staff(userid)
-    existing = db.session.scalar(
-        select(FollowRelation).where(FollowRelation.customer_id == customer.id, FollowRelation.staff_id == staff.id)
-    )
-    follow = existing or get_or_insert(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
-    if existing is None:
+    follow, created = get_or_insert_created(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
+    if created:
         counts["new_relations"] += 1
         record_event(customer, "synced", userid, "found by full sync")
     follow.remark = info.get("remark", "") or ""

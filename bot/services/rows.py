@@ -21,13 +21,20 @@ M = TypeVar("M")
 
 def get_or_insert(model: type[M], keys: dict[str, Any], **defaults: Any) -> M:
     """The row of ``model`` with ``keys`` (a unique key), inserted with ``defaults`` if missing; flushes."""
+    return get_or_insert_created(model, keys, **defaults)[0]
+
+
+def get_or_insert_created(model: type[M], keys: dict[str, Any], **defaults: Any) -> tuple[M, bool]:
+    """``get_or_insert``, also saying whether this call inserted the row."""
     query = select(model).filter_by(**keys)
     row = db.session.scalar(query)
     if row is not None:
-        return row
+        return row, False
     db.session.flush()
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(insert(model).values(**keys, **defaults).on_conflict_do_nothing(index_elements=list(keys)))
+    result = db.session.execute(
+        insert(model).values(**keys, **defaults).on_conflict_do_nothing(index_elements=list(keys))
+    )
     row = db.session.scalar(query)
     assert row is not None
-    return row
+    return row, bool(result.rowcount)  # type: ignore[attr-defined]
