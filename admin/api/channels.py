@@ -22,16 +22,11 @@ from bot.services.users import audit
 from bot.wecom.errors import WeComError
 
 WRITERS = (Role.admin, Role.operator)
-_ABSENT: Any = object()
 
 
 def _or_none(value: Any) -> Any:
-    return None if value is _ABSENT else value
-
-
-def _unset(value: Any) -> Any:
-    """A field left out of a PATCH stays as it is."""
-    return channels.UNSET if value is _ABSENT else value
+    """On create, a field left out is no limit."""
+    return None if value is channels.UNSET else value
 
 
 def channel_json(c: Channel, stats: dict[str, Any]) -> dict[str, Any]:
@@ -85,9 +80,9 @@ def _welcomes(body: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 def _int_or_none(body: dict[str, Any], name: str) -> Any:
-    value = body.get(name, _ABSENT)
-    if value is _ABSENT:
-        return _ABSENT
+    value = body.get(name, channels.UNSET)  # left out of a PATCH: stays as it is
+    if value is channels.UNSET:
+        return value
     if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
         raise ApiError(400, "invalid_parameter", f"{name} is a whole number or null")
     return value
@@ -95,8 +90,8 @@ def _int_or_none(body: dict[str, Any], name: str) -> Any:
 
 def _time_or_none(body: dict[str, Any], name: str) -> Any:
     """An ISO 8601 time; with an offset it is converted, without one it is taken as UTC."""
-    value = body.get(name, _ABSENT)
-    if value is _ABSENT or value is None:
+    value = body.get(name, channels.UNSET)
+    if value is channels.UNSET or value is None:
         return value
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -203,8 +198,8 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
             tag_ids=string_list(body, "tag_ids"),
             welcomes=_welcomes(body),
             remark_template=body["remark_template"] if isinstance(body.get("remark_template"), str) else None,
-            expires_at=_unset(_time_or_none(body, "expires_at")),
-            daily_cap=_unset(_int_or_none(body, "daily_cap")),
+            expires_at=_time_or_none(body, "expires_at"),
+            daily_cap=_int_or_none(body, "daily_cap"),
             backup_userids=string_list(body, "backup_staff"),
         )
     audit(
