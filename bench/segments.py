@@ -30,13 +30,6 @@ sys.path.insert(0, str(ROOT))
 from bench.customers import plain, seeded_app  # noqa: E402
 
 SEED = """
-INSERT INTO stores (department_id, name, parent_department_id, "order", active, synced_at)
-SELECT 100 + s, '门店' || s, 1, s, true, now() FROM generate_series(1, %(stores)s) s;
-INSERT INTO staff (userid, name, position, main_department_id, wecom_status, active, synced_at)
-SELECT 'staff' || m, '员工' || m, '导购', 100 + (m %% %(stores)s) + 1, 1, true, now()
-FROM generate_series(1, %(staff)s) m;
-INSERT INTO staff_stores (staff_id, store_id)
-SELECT st.id, so.id FROM staff st JOIN stores so ON so.department_id = st.main_department_id;
 INSERT INTO tag_groups (group_id, name, "order", deleted, synced_at)
 SELECT 'etgroup' || g, '标签组' || g, g, false, now() FROM generate_series(1, 10) g;
 INSERT INTO tags (tag_id, group_pk, name, "order", deleted, synced_at)
