@@ -94,6 +94,12 @@ def _zone(value: str) -> ZoneInfo:
         raise ValueError("an IANA time zone name such as Asia/Shanghai") from exc
 
 
+def _mass_cap(value: str) -> str:
+    if value not in ("month", "week", "day"):
+        raise ValueError("month, week or day")
+    return value
+
+
 def _setting(env: str, parse: Callable[[str], Any], default: Any = None, *, wecom: bool = False) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "wecom": wecom})
 
@@ -118,6 +124,9 @@ class Settings:
     log_level: str = _setting("SIYU_LOG_LEVEL", _text, "INFO")
     # The corp's clock: where a "day" starts for daily caps.
     timezone: ZoneInfo = _setting("SIYU_TIMEZONE", _zone, ZoneInfo("Asia/Shanghai"))
+    # WeCom's per-customer cap on corp mass messages, as set in 群发助手 (REFERENCE §3.6): as many as the
+    # month has days ("month"), 7 a week ("week") or 1 a day ("day").
+    mass_cap: str = _setting("SIYU_MASS_CAP", _mass_cap, "month")
     # A CJK font for printable posters; the first of the usual Debian fonts that exists when unset.
     poster_font: str | None = _setting("SIYU_POSTER_FONT", _text)
     # Session cookies only over HTTPS; on by default with a real corp (Siyu sits behind TLS there).

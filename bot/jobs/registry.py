@@ -27,6 +27,9 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(tasks.requeue_due_events, "interval", {"seconds": 15}, timedelta(seconds=15)),
     # Expiry and daily caps of channel codes are kept to the minute.
     PeriodicJob(tasks.enforce_channel_limits, "interval", {"seconds": 60}, timedelta(seconds=60)),
+    # Mass sends: scheduled ones start on time, a dispatch whose worker died resumes, tasks are followed.
+    PeriodicJob(tasks.dispatch_due_sends, "interval", {"seconds": 30}, timedelta(seconds=30)),
+    PeriodicJob(tasks.track_sends, "interval", {"minutes": 10}, timedelta(minutes=10)),
     # Nightly full pulls repair whatever callbacks missed (WeCom sends none for our own API calls).
     PeriodicJob(tasks.sync_directory, "cron", {"hour": 3, "minute": 10}),
     PeriodicJob(tasks.sync_corp_tags, "cron", {"hour": 3, "minute": 20}),

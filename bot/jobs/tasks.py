@@ -233,3 +233,89 @@ def run_tag_job(job_id: int) -> dict[str, int]:
             db.session.commit()
             raise
         return {"done": job.done, "failed": job.failed}
+
+
+# -- mass sends ---------------------------------------------------------------------------------------
+
+#: a dispatch holds this lock (renewed after every chunk); a worker killed mid-dispatch lets it lapse
+DISPATCH_LOCK_SECONDS = 30
+#: a dispatching send whose heartbeat is older than this is resumed by dispatch_due_sends
+DISPATCH_STALE_SECONDS = 90
+
+
+def dispatch_send(send_id: int) -> dict[str, int]:
+    """Dispatch (or resume) one mass send. One worker at a time per send: the others return at once."""
+    from bot.models import MassSend
+    from bot.services import dispatch
+
+    with job_context():
+        lock = redis_conn.client.lock(f"siyu:dispatch:{send_id}", timeout=DISPATCH_LOCK_SECONDS)
+        if not lock.acquire(blocking=False):
+            log.info("send %s is being dispatched by another worker", send_id)
+            return {"busy": 1}
+        try:
+            send = db.session.get(MassSend, send_id)
+            if send is None:
+                return {}
+
+            def commit() -> None:
+                db.session.commit()
+
+            try:
+                dispatch.dispatch(send, commit, heartbeat=lambda: lock.extend(DISPATCH_LOCK_SECONDS, replace_ttl=True))
+            except Exception as exc:
+                db.session.rollback()
+                send = db.session.get(MassSend, send_id)
+                if send is not None:
+                    send.error = f"{type(exc).__name__}: {exc}"[:300]
+                    db.session.commit()
+                raise
+            return dispatch.counts(send)
+        finally:
+            try:
+                lock.release()
+            except Exception:  # lapsed meanwhile: another worker may hold it now, which is fine
+                log.info("the dispatch lock of send %s had lapsed", send_id)
+
+
+def dispatch_due_sends() -> int:
+    """Queue the sends whose time has come, and resume dispatches whose worker died."""
+    from datetime import timedelta
+
+    from bot.jobs.queue import enqueue
+    from bot.models._time import utcnow
+    from bot.services import sends
+
+    with job_context():
+        due = sends.due_sends(utcnow(), timedelta(seconds=DISPATCH_STALE_SECONDS))
+        for send_id in due:
+            enqueue(dispatch_send, send_id, connection=redis_conn.client)
+        return len(due)
+
+
+def track_sends() -> int:
+    """One tracking pass over every send with tasks still open."""
+    from bot.models import MassSend
+    from bot.services import send_tracking
+
+    with job_context():
+        ids = send_tracking.tracked_sends()
+        for send_id in ids:
+            send = db.session.get(MassSend, send_id)
+            if send is not None:
+                send_tracking.track(send, db.session.commit)
+        return len(ids)
+
+
+def cancel_send_tasks(send_id: int) -> dict[str, int]:
+    """After an admin cancelled a send: stop its WeCom tasks, then record what had been delivered."""
+    from bot.models import MassSend
+    from bot.services import dispatch, send_tracking
+
+    with job_context():
+        send = db.session.get(MassSend, send_id)
+        if send is None:
+            return {}
+        counts = dispatch.cancel_tasks(send, db.session.commit)
+        send_tracking.track(send, db.session.commit)
+        return counts

@@ -14,6 +14,16 @@ from bot.models.customers import Customer, CustomerEvent, FollowRelation, Follow
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.jobs import JobRun
 from bot.models.segments import Segment
+from bot.models.sends import (
+    ChunkStatus,
+    MassSend,
+    MediaFile,
+    RecipientStatus,
+    SendChunk,
+    SendRecipient,
+    SendReminder,
+    SendStatus,
+)
 from bot.models.tags import Tag, TagGroup, TagJob, TagJobItem
 from bot.models.users import AuditEntry, Role, User, user_stores
 
@@ -48,6 +58,14 @@ __all__ = [
     "FollowStatus",
     "FollowTag",
     "Segment",
+    "ChunkStatus",
+    "MassSend",
+    "MediaFile",
+    "RecipientStatus",
+    "SendChunk",
+    "SendReminder",
+    "SendRecipient",
+    "SendStatus",
     "JobRun",
     "Staff",
     "Store",

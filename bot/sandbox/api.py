@@ -256,10 +256,22 @@ def mark_tag(corp: FakeCorp, body: Body) -> Body:
 @endpoint("externalcontact/add_msg_template")
 def add_msg_template(corp: FakeCorp, body: Body) -> Body:
     recipients = list(body.get("external_userid") or [])
+    if body.get("chat_type", "single") != "single":
+        raise ApiError(40058, "the sandbox models single-customer sends only")
     if len(recipients) > 10000:
         raise ApiError(40058, "external_userid holds more than 10000 ids")
-    if "text" not in body and not body.get("attachments"):
+    text = (body.get("text") or {}).get("content", "")
+    if len(text.encode()) > 4000:
+        raise ApiError(40058, "text longer than 4000 bytes")
+    if len(body.get("attachments") or []) > 9:
+        raise ApiError(40058, "more than 9 attachments")
+    if not text and not body.get("attachments"):
         raise ApiError(41048, "no message content")
+    for attachment in body.get("attachments") or []:
+        kind = attachment.get("msgtype")
+        media_id = (attachment.get(kind) or {}).get("pic_media_id" if kind == "miniprogram" else "media_id")
+        if kind in ("image", "video", "file", "miniprogram") and media_id not in corp.media:
+            raise ApiError(40007, "invalid media_id")
     sender = body.get("sender") or ""
     fail_list = [r for r in recipients if r not in corp.contacts or (sender and sender not in corp.contacts[r].follows)]
     ok = [r for r in recipients if r not in fail_list]
@@ -277,35 +289,72 @@ def _task(corp: FakeCorp, body: Body) -> MassTask:
     return task
 
 
+def _page(rows: list[Body], body: Body, default: int = 500) -> tuple[list[Body], str]:
+    """WeCom's cursor paging: ``limit`` (≤ 1000) rows from ``cursor`` (here an offset)."""
+    limit = int(body.get("limit") or default)
+    if not 1 <= limit <= 1000:
+        raise ApiError(40058, "limit is 1–1000")
+    start = int(body.get("cursor") or 0)
+    end = start + limit
+    return rows[start:end], str(end) if end < len(rows) else ""
+
+
+@endpoint("externalcontact/get_groupmsg_list_v2")
+def get_groupmsg_list_v2(corp: FakeCorp, body: Body) -> Body:
+    start, end = int(body.get("start_time") or 0), int(body.get("end_time") or 0)
+    if not start or not end or end < start or end - start > 31 * 86400:
+        raise ApiError(40058, "start_time/end_time: a range of at most a month")
+    creator = body.get("creator") or ""
+    rows = [
+        {"msgid": t.msgid, "creator": t.sender, "create_time": str(int(t.created_at)), "create_type": 0}
+        for t in corp.mass_tasks.values()
+        if start <= t.created_at <= end and (not creator or t.sender == creator)
+    ]
+    page, cursor = _page(rows, body, 50)
+    return _ok(group_msg_list=page, next_cursor=cursor)
+
+
 @endpoint("externalcontact/get_groupmsg_task")
 def get_groupmsg_task(corp: FakeCorp, body: Body) -> Body:
     task = _task(corp, body)
-    return _ok(
-        task_list=[
-            {
-                "userid": task.sender,
-                "status": 2 if task.confirmed else 0,
-                "send_time": int(task.created_at) if task.confirmed else 0,
-            }
-        ],
-        next_cursor="",
-    )
+    rows = [
+        {
+            "userid": task.sender,
+            "status": 2 if task.confirmed else 0,
+            "send_time": int(task.confirmed_at) if task.confirmed else 0,
+        }
+    ]
+    page, cursor = _page(rows, body)
+    return _ok(task_list=page, next_cursor=cursor)
 
 
 @endpoint("externalcontact/get_groupmsg_send_result")
 def get_groupmsg_send_result(corp: FakeCorp, body: Body) -> Body:
     task = _task(corp, body)
-    return _ok(
-        send_list=[
-            {"external_userid": r, "userid": task.sender, "status": task.results.get(r, 0)} for r in task.recipients
-        ],
-        next_cursor="",
-    )
+    rows = [
+        {"external_userid": r, "userid": task.sender, "status": task.results.get(r, 0)}
+        for r in task.recipients
+        if body.get("userid") in (None, "", task.sender)
+    ]
+    page, cursor = _page(rows, body)
+    return _ok(send_list=page, next_cursor=cursor)
 
 
 @endpoint("externalcontact/cancel_groupmsg_send")
 def cancel_groupmsg_send(corp: FakeCorp, body: Body) -> Body:
     _task(corp, body).cancelled = True
+    return _ok()
+
+
+@endpoint("externalcontact/remind_groupmsg_send")
+def remind_groupmsg_send(corp: FakeCorp, body: Body) -> Body:
+    task = _task(corp, body)
+    now = corp.clock()
+    recent = [t for t in task.reminders if now - t < 86400]
+    if len(recent) >= 3:
+        # REFERENCE names no errcode for a fourth reminder within 24 h: 41066 is the sandbox's own choice.
+        raise ApiError(41066, "reminded 3 times in 24 hours")
+    task.reminders = [*recent, now]
     return _ok()
 
 
@@ -317,6 +366,7 @@ def confirm_mass_task(corp: FakeCorp, msgid: str) -> MassTask:
             return task
         task.confirmed = True
         now = corp.clock()
+        task.confirmed_at = now
         for r in task.recipients:
             contact = corp.contacts.get(r)
             if contact is None or task.sender not in contact.follows:
@@ -420,7 +470,12 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
                 if not isinstance(body, dict):
                     raise ApiError(47001, "data format error")
             with corp.lock:
-                return answer(func(corp, body))
+                result = func(corp, body)
+            hold = corp.take_hold(path)
+            if hold is not None:
+                hold.reached.set()
+                hold.release.wait(120)
+            return answer(result)
         except ApiError as exc:
             return answer({"errcode": exc.errcode, "errmsg": exc.errmsg})
 

@@ -33,6 +33,16 @@ class Fault:
 
 
 @dataclass
+class Hold:
+    """A call that WeCom carries out and then answers late (or never, if the caller dies meanwhile)."""
+
+    endpoint: str
+    skip: int  # calls answered at once before the held one
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class Follow:
     userid: str
     remark: str = ""
@@ -71,8 +81,10 @@ class MassTask:
     payload: dict[str, Any]
     created_at: float
     confirmed: bool = False
+    confirmed_at: float = 0.0
     cancelled: bool = False
     results: dict[str, int] = field(default_factory=dict)  # external_userid -> status (0,1,2,3)
+    reminders: list[float] = field(default_factory=list)
 
 
 class FakeCorp:
@@ -111,6 +123,7 @@ class FakeCorp:
         self.mass_tasks: dict[str, MassTask] = {}
         self.mass_received: dict[str, deque[float]] = {}
         self.faults: list[Fault] = []
+        self.holds: list[Hold] = []
         self.calls: list[str] = []
         self.token_fetches = 0
         self._ids = itertools.count(1)
@@ -131,6 +144,25 @@ class FakeCorp:
                     fault.remaining -= 1
                     return fault.errcode
             self.faults = [f for f in self.faults if f.remaining > 0]
+            return None
+
+    def hold(self, endpoint: str, skip: int = 0) -> Hold:
+        """Answer the (skip+1)-th call of ``endpoint`` only once ``release`` is set: the call's effect is
+        done, its answer is late. A test kills the caller meanwhile to see how it recovers."""
+        hold = Hold(endpoint, skip)
+        with self.lock:
+            self.holds.append(hold)
+        return hold
+
+    def take_hold(self, endpoint: str) -> Hold | None:
+        with self.lock:
+            for hold in self.holds:
+                if hold.endpoint == endpoint:
+                    if hold.skip > 0:
+                        hold.skip -= 1
+                        return None
+                    self.holds.remove(hold)
+                    return hold
             return None
 
     # -- tokens (doc path/91039) ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import getproxies
@@ -271,8 +271,52 @@ class WeComClient(WeChatClient):
 
     def upload_image(self, filename: str, content: bytes) -> str:
         """media/upload?type=image (doc path/90253): a media id valid for 3 days."""
-        result = self.post("media/upload", params={"type": "image"}, files={"media": (filename, content, "image/png")})
+        return self.upload_media("image", filename, content, "image/png")
+
+    def upload_media(self, kind: str, filename: str, content: bytes, mimetype: str) -> str:
+        """media/upload (doc path/90253) of an image, video or file: a media id valid for 3 days."""
+        result = self.post("media/upload", params={"type": kind}, files={"media": (filename, content, mimetype)})
         return str(result["media_id"])
+
+    # -- enterprise mass messages (doc path/92135, REFERENCE.md §3.6) -------------------------------
+
+    def add_msg_template(self, body: dict[str, Any]) -> dict[str, Any]:
+        """externalcontact/add_msg_template: creates a task the sender must confirm; ``msgid``, ``fail_list``."""
+        return dict(self.post("externalcontact/add_msg_template", data=body))
+
+    def _pages(self, path: str, body: dict[str, Any], key: str) -> Iterator[dict[str, Any]]:
+        cursor = ""
+        while True:
+            page = self.post(path, data={**body, "cursor": cursor} if cursor else body)
+            yield from page.get(key) or []
+            cursor = page.get("next_cursor") or ""
+            if not cursor:
+                return
+
+    def list_group_msgs(self, start: int, end: int, creator: str = "") -> Iterator[dict[str, Any]]:
+        """get_groupmsg_list_v2: the corp's mass messages created in [start, end] (≤ 1 month), by creator."""
+        body: dict[str, Any] = {"chat_type": "single", "start_time": start, "end_time": end, "limit": 100}
+        if creator:
+            body["creator"] = creator
+        body["filter_type"] = 0  # made by the corp (API or admin), not by members themselves
+        return self._pages("externalcontact/get_groupmsg_list_v2", body, "group_msg_list")
+
+    def get_groupmsg_task(self, msgid: str) -> Iterator[dict[str, Any]]:
+        """get_groupmsg_task: per member, status 0 not sent / 2 sent, and send_time."""
+        return self._pages("externalcontact/get_groupmsg_task", {"msgid": msgid, "limit": 1000}, "task_list")
+
+    def get_groupmsg_send_result(self, msgid: str, userid: str) -> Iterator[dict[str, Any]]:
+        """get_groupmsg_send_result: per customer, status 0 not sent / 1 sent / 2 not a friend / 3 over the cap."""
+        body = {"msgid": msgid, "userid": userid, "limit": 1000}
+        return self._pages("externalcontact/get_groupmsg_send_result", body, "send_list")
+
+    def remind_groupmsg_send(self, msgid: str) -> None:
+        """Notify the member again; WeCom allows 3 reminders per task per 24 h."""
+        self.post("externalcontact/remind_groupmsg_send", data={"msgid": msgid})
+
+    def cancel_groupmsg_send(self, msgid: str) -> None:
+        """Stop what the member has not sent yet; delivered messages stay."""
+        self.post("externalcontact/cancel_groupmsg_send", data={"msgid": msgid})
 
     def send_app_image(self, agent_id: int, userids: list[str], media_id: str) -> dict[str, Any]:
         """message/send with an image to members (doc path/90236)."""

@@ -1,0 +1,539 @@
+"""Mass sends (群发): composing, approval, cancellation, and resolving the recipients into WeCom tasks.
+
+A send goes draft → pending_approval → approved → dispatching → tracking → done (or cancelled). Operators
+and store managers draft and submit; an admin approves (seeing the recipients' count at that moment) or
+sends directly. Recipients are resolved when the dispatch starts, by the database: one ``INSERT … SELECT``
+picks each customer's sender by the send's rule, applies the per-customer cap and numbers the customers
+of each member into chunks of at most 10,000 (one ``add_msg_template`` call each); a second statement
+writes the chunks with their idempotency keys. Nothing of the million rows passes through Python.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+
+from bot.extensions import db
+from bot.models import (
+    ChunkStatus,
+    Customer,
+    FollowRelation,
+    FollowStatus,
+    MassSend,
+    MediaFile,
+    RecipientStatus,
+    Role,
+    Segment,
+    SendChunk,
+    SendRecipient,
+    SendStatus,
+    Staff,
+    User,
+    staff_stores,
+)
+from bot.models._time import utcnow
+from bot.services import segments
+from bot.services.clients import settings
+from bot.services.scope import customer_condition, store_ids
+from bot.services.users import N_, audit
+
+CHUNK = 10_000  # external_userid per add_msg_template (REFERENCE.md §3.6)
+MAX_TEXT_BYTES = 4000
+MAX_ATTACHMENTS = 9
+MAX_LIST = 100_000
+SENDER_RULES = ("first", "latest", "store")
+CAP_POLICIES = ("skip", "report")
+#: a recipient counts toward the cap once WeCom holds a task for them (sent or still waiting)
+COUNTED = (RecipientStatus.queued.value, RecipientStatus.sent.value)
+DRAFTERS = (Role.admin, Role.operator, Role.store_manager)
+EDITABLE = (SendStatus.draft, SendStatus.pending_approval)
+OPEN = (SendStatus.draft, SendStatus.pending_approval, SendStatus.approved, SendStatus.dispatching, SendStatus.tracking)
+
+
+class SendError(ValueError):
+    """A send Siyu refuses, in words for the field it concerns."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# -- composing --------------------------------------------------------------------------------------
+
+
+def _text(raw: Any) -> str:
+    text = str(raw or "")
+    if len(text.encode()) > MAX_TEXT_BYTES:
+        raise SendError("text", N_("文字最多 4000 字节"))
+    if "{customer_name}" in text:
+        # One WeCom task carries the same content to all of a member's customers.
+        raise SendError("text", N_("群发内容对同一成员的客户都相同，不能使用 {customer_name}"))
+    return text
+
+
+def _media(raw: Any, kind: str, index: int) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise SendError("attachments", N_("附件：缺少文件"))
+    media = db.session.get(MediaFile, raw)
+    if media is None or media.kind != kind:
+        raise SendError("attachments", N_("附件：文件不存在或类型不符"))
+    return media.id
+
+
+def _url(raw: Any, index: int, *, required: bool = True) -> str:
+    url = str(raw or "").strip()
+    if not url and not required:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2048:
+        raise SendError("attachments", N_("附件：链接应以 http:// 或 https:// 开头"))
+    return url
+
+
+def _short(raw: Any, limit: int, index: int, *, required: bool = True) -> str:
+    value = str(raw or "").strip()
+    if (required and not value) or len(value.encode()) > limit:
+        raise SendError("attachments", N_("附件：标题或描述为空或过长"))
+    return value
+
+
+def check_attachments(raw: Any) -> list[dict[str, Any]]:
+    """Attachments in Siyu's form, each checked; media are referred to by their kept file's id."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_ATTACHMENTS:
+        raise SendError("attachments", N_("附件最多 9 个"))
+    checked = []
+    for i, a in enumerate(raw):
+        kind = a.get("type") if isinstance(a, dict) else None
+        if kind in ("image", "video", "file"):
+            checked.append({"type": kind, "file_id": _media(a.get("file_id"), kind, i)})
+        elif kind == "link":
+            checked.append(
+                {
+                    "type": "link",
+                    "title": _short(a.get("title"), 128, i),
+                    "url": _url(a.get("url"), i),
+                    "desc": _short(a.get("desc"), 512, i, required=False),
+                    "picurl": _url(a.get("picurl"), i, required=False),
+                }
+            )
+        elif kind == "miniprogram":
+            checked.append(
+                {
+                    "type": "miniprogram",
+                    "title": _short(a.get("title"), 64, i),
+                    "appid": _short(a.get("appid"), 64, i),
+                    "page": _short(a.get("page"), 256, i),
+                    "file_id": _media(a.get("file_id"), "image", i),
+                }
+            )
+        else:
+            raise SendError("attachments", N_("附件：类型只能是图片、链接、小程序、视频或文件"))
+    return checked
+
+
+def check_target(raw: Any) -> tuple[dict[str, Any], str]:
+    """The target (a saved segment, a rule such as a tag filter, or a list of external user ids) and a label."""
+    if not isinstance(raw, dict) or len([k for k in ("segment_id", "rule", "external_userids") if k in raw]) != 1:
+        raise SendError("target", N_("选择一个客户分群、一个标签条件或一份客户名单"))
+    if "segment_id" in raw:
+        segment = db.session.get(Segment, raw["segment_id"]) if isinstance(raw["segment_id"], int) else None
+        if segment is None:
+            raise SendError("target", N_("客户分群不存在"))
+        return {"segment_id": segment.id}, f"segment:{segment.name}"[:128]
+    if "rule" in raw:
+        try:
+            rule = segments.parse_rule(raw["rule"])
+        except segments.RuleError as exc:
+            raise SendError("target", str(exc)) from exc
+        if not rule.conditions:
+            raise SendError("target", N_("条件不能为空"))
+        return {"rule": rule.dump()}, "rule"
+    ids = raw["external_userids"]
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_LIST:
+        raise SendError("target", N_("客户名单为 1–100000 个客户 ID"))
+    if not all(isinstance(e, str) and 0 < len(e) <= 64 and "\x00" not in e for e in ids):
+        raise SendError("target", N_("客户 ID 应为 1–64 个字符的文本"))
+    unique = list(dict.fromkeys(ids))
+    return {"external_userids": unique}, f"list:{len(unique)}"
+
+
+def _scheduled(raw: Any) -> datetime | None:
+    """A schedule time: ISO 8601; without an offset it is the corp's local time. Stored as naive UTC."""
+    if raw in (None, ""):
+        return None
+    try:
+        when = datetime.fromisoformat(str(raw))
+    except ValueError:
+        raise SendError("scheduled_at", N_("时间格式应为 YYYY-MM-DDTHH:MM")) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=settings().timezone)
+    return when.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Draft:
+    name: str
+    text: str
+    attachments: list[dict[str, Any]]
+    target: dict[str, Any]
+    target_label: str
+    sender_rule: str
+    cap_policy: str
+    auto_remind_hours: int
+    scheduled_at: datetime | None
+
+
+def check_draft(raw: dict[str, Any]) -> Draft:
+    """Every field of a send as the panel or the API sends it, checked; SendError names the first bad one."""
+    name = str(raw.get("name") or "").strip()
+    if not 1 <= len(name) <= 64:
+        raise SendError("name", N_("名称为 1–64 个字符"))
+    text = _text(raw.get("text"))
+    attachments = check_attachments(raw.get("attachments"))
+    if not text.strip() and not attachments:
+        raise SendError("text", N_("需要文字或附件"))
+    target, label = check_target(raw.get("target"))
+    sender_rule = raw.get("sender_rule") or "first"
+    if sender_rule not in SENDER_RULES:
+        raise SendError("sender_rule", N_("发送成员只能是最早添加、最近添加或本店成员"))
+    cap_policy = raw.get("cap_policy") or "skip"
+    if cap_policy not in CAP_POLICIES:
+        raise SendError("cap_policy", N_("超出次数的客户只能跳过或照常发送并报告"))
+    hours = raw.get("auto_remind_hours") or 0
+    if not isinstance(hours, int) or isinstance(hours, bool) or not 0 <= hours <= 72:
+        raise SendError("auto_remind_hours", N_("自动提醒间隔为 0–72 小时"))
+    return Draft(
+        name, text, attachments, target, label, sender_rule, cap_policy, hours, _scheduled(raw.get("scheduled_at"))
+    )
+
+
+def save_draft(raw: dict[str, Any], user: User, send: MassSend | None = None) -> MassSend:
+    """Create a draft, or change one that is not approved yet (a change sends it back to draft). Flushes."""
+    if user.role not in DRAFTERS:
+        raise SendError("user", N_("没有起草群发的权限"))
+    if send is not None and (send.status not in EDITABLE or not _may_manage(send, user)):
+        raise SendError("status", N_("只有草稿或待审批的群发可以修改"))
+    draft = check_draft(raw)
+    if send is None:
+        send = MassSend(created_by=user.id, status=SendStatus.draft)
+        db.session.add(send)
+    before = describe(send) if send.id else None
+    send.name, send.text, send.attachments = draft.name, draft.text, draft.attachments
+    send.target, send.target_label = draft.target, draft.target_label
+    send.sender_rule, send.cap_policy = draft.sender_rule, draft.cap_policy
+    send.auto_remind_hours, send.scheduled_at = draft.auto_remind_hours, draft.scheduled_at
+    send.status = SendStatus.draft
+    db.session.flush()
+    audit(user, "save_send", f"send:{send.id}", before=before, after=describe(send))
+    return send
+
+
+def _may_manage(send: MassSend, user: User) -> bool:
+    return user.role == Role.admin or send.created_by == user.id
+
+
+def submit(send: MassSend, user: User) -> None:
+    if send.status != SendStatus.draft or not _may_manage(send, user):
+        raise SendError("status", N_("只有自己的草稿可以提交审批"))
+    send.status = SendStatus.pending_approval
+    send.submitted_at = utcnow()
+    audit(user, "submit_send", f"send:{send.id}")
+
+
+def approve(send: MassSend, user: User) -> int:
+    """An admin approves (a draft of their own, or one submitted): the send waits for its time. Returns
+    the recipients' count the approver saw, which is recorded with the approval."""
+    if user.role != Role.admin:
+        raise SendError("user", N_("只有管理员可以审批群发"))
+    if send.status not in EDITABLE:
+        raise SendError("status", N_("这条群发不在待审批状态"))
+    seen = preview(send)["recipients"]
+    send.status = SendStatus.approved
+    send.approved_by, send.approved_at, send.approved_count = user.id, utcnow(), seen
+    audit(user, "approve_send", f"send:{send.id}", after={"recipients": seen, "scheduled_at": send.scheduled_at})
+    return seen
+
+
+def reject(send: MassSend, user: User, reason: str) -> None:
+    if user.role != Role.admin or send.status != SendStatus.pending_approval:
+        raise SendError("status", N_("只有管理员可以退回待审批的群发"))
+    send.status = SendStatus.draft
+    send.error = reason.strip()[:300] or None
+    audit(user, "reject_send", f"send:{send.id}", after={"reason": send.error})
+
+
+def cancel(send: MassSend, user: User) -> bool:
+    """Stop a send before or during dispatch. Returns whether WeCom tasks exist that must be cancelled
+    (the caller queues that: it calls WeCom)."""
+    if send.status not in OPEN or not _may_manage(send, user):
+        raise SendError("status", N_("这条群发已结束或无权取消"))
+    before = send.status
+    send.status = SendStatus.cancelled
+    send.cancelled_at = utcnow()
+    audit(user, "cancel_send", f"send:{send.id}", before={"status": before})
+    created = db.session.scalar(
+        select(func.count()).where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.created)
+    )
+    return bool(created)
+
+
+def due_sends(now: datetime, stale_after: timedelta) -> list[int]:
+    """Sends a dispatcher should take up: approved ones whose time has come, and dispatches whose worker
+    has stopped beating (killed), to be resumed."""
+    due = or_(
+        and_(
+            MassSend.status == SendStatus.approved, or_(MassSend.scheduled_at.is_(None), MassSend.scheduled_at <= now)
+        ),
+        and_(
+            MassSend.status == SendStatus.dispatching,
+            or_(MassSend.heartbeat_at.is_(None), MassSend.heartbeat_at < now - stale_after),
+        ),
+    )
+    return list(db.session.scalars(select(MassSend.id).where(due).order_by(MassSend.id)))
+
+
+def describe(send: MassSend) -> dict[str, Any]:
+    return {
+        "name": send.name,
+        "status": str(send.status),
+        "text": send.text,
+        "attachments": send.attachments,
+        "target": send.target,
+        "sender_rule": send.sender_rule,
+        "cap_policy": send.cap_policy,
+        "scheduled_at": send.scheduled_at.isoformat() + "Z" if send.scheduled_at else None,
+    }
+
+
+# -- resolving --------------------------------------------------------------------------------------
+
+
+def cap_window(today: date, kind: str) -> tuple[datetime, int]:
+    """Where the current cap period started (the corp's midnight, as naive UTC) and how many it allows."""
+    if kind == "day":
+        start, cap = today, 1
+    elif kind == "week":
+        start, cap = today - timedelta(days=today.weekday()), 7
+    else:
+        start, cap = today.replace(day=1), calendar.monthrange(today.year, today.month)[1]
+    local = datetime.combine(start, datetime.min.time(), tzinfo=settings().timezone)
+    return local.astimezone(UTC).replace(tzinfo=None), cap
+
+
+def _corp_today() -> date:
+    return datetime.now(settings().timezone).date()
+
+
+def _creator(send: MassSend) -> User | None:
+    return db.session.get(User, send.created_by) if send.created_by else None
+
+
+def target_condition(send: MassSend) -> Any:
+    target = send.target
+    if "segment_id" in target:
+        segment = db.session.get(Segment, target["segment_id"])
+        if segment is None:
+            raise SendError("target", N_("客户分群已被删除"))
+        return segments.rule_sql(segments.parse_rule(segment.rule))
+    if "rule" in target:
+        return segments.rule_sql(segments.parse_rule(target["rule"]))
+    return Customer.external_userid.in_(target.get("external_userids") or [])
+
+
+def _plan(send: MassSend) -> Any:
+    """The recipients as a query of (customer_id, staff_id, seq, status, over_cap): the targeted customers
+    in the creator's scope, each with one sender by the send's rule (or none), capped customers marked,
+    and each member's sendable customers numbered into chunks."""
+    creator = _creator(send)
+    targeted = select(Customer.id.label("customer_id")).where(target_condition(send))
+    if creator is not None:
+        targeted = targeted.where(customer_condition(creator))
+    targeted_sq = targeted.subquery("targeted")
+
+    ours = store_ids(creator) if creator is not None else None
+    order: list[Any]
+    if send.sender_rule == "latest":
+        order = [FollowRelation.added_at.desc(), FollowRelation.id.desc()]
+    elif send.sender_rule == "store" and ours:
+        in_store = select(staff_stores.c.staff_id).where(staff_stores.c.store_id.in_(ours))
+        order = [case((FollowRelation.staff_id.in_(in_store), 0), else_=1), FollowRelation.added_at, FollowRelation.id]
+    else:
+        order = [FollowRelation.added_at, FollowRelation.id]
+    ranked = (
+        select(
+            FollowRelation.customer_id,
+            FollowRelation.staff_id,
+            func.row_number().over(partition_by=FollowRelation.customer_id, order_by=order).label("rank"),
+        )
+        .join(Staff, Staff.id == FollowRelation.staff_id)
+        .join(targeted_sq, targeted_sq.c.customer_id == FollowRelation.customer_id)
+        .where(FollowRelation.status == FollowStatus.active, Staff.active)
+        .subquery("ranked")
+    )
+    sender = select(ranked.c.customer_id, ranked.c.staff_id).where(ranked.c.rank == 1).subquery("sender")
+
+    since, cap = cap_window(_corp_today(), settings().mass_cap)
+    capped = (
+        select(SendRecipient.customer_id)
+        .where(SendRecipient.status.in_(COUNTED), SendRecipient.at >= since, SendRecipient.send_id != send.id)
+        .group_by(SendRecipient.customer_id)
+        .having(func.count() >= cap)
+        .subquery("capped")
+    )
+    over = capped.c.customer_id.is_not(None)
+    status = case(
+        (sender.c.staff_id.is_(None), literal(RecipientStatus.no_follower.value)),
+        (and_(over, literal(send.cap_policy == "skip")), literal(RecipientStatus.skipped_cap.value)),
+        else_=literal(RecipientStatus.pending.value),
+    )
+    rows = (
+        select(
+            targeted_sq.c.customer_id,
+            sender.c.staff_id,
+            status.label("status"),
+            over.label("over_cap"),
+        )
+        .select_from(targeted_sq)
+        .outerjoin(sender, sender.c.customer_id == targeted_sq.c.customer_id)
+        .outerjoin(capped, capped.c.customer_id == targeted_sq.c.customer_id)
+        .subquery("rows")
+    )
+    number = func.row_number().over(partition_by=[rows.c.staff_id, rows.c.status], order_by=rows.c.customer_id)
+    seq = case((rows.c.status == RecipientStatus.pending.value, (number - 1) / CHUNK), else_=None)
+    return select(rows.c.customer_id, rows.c.staff_id, cast(seq, Integer).label("seq"), rows.c.status, rows.c.over_cap)
+
+
+def preview(send: MassSend) -> dict[str, int]:
+    """What a dispatch now would do: recipients, members asked to send, chunks, over-cap and skipped."""
+    plan = _plan(send).subquery("plan")
+    pending = plan.c.status == RecipientStatus.pending.value
+    row = db.session.execute(
+        select(
+            func.count(),
+            func.count(func.distinct(case((pending, plan.c.staff_id)))),
+            func.count(func.distinct(case((pending, cast(plan.c.staff_id, String) + ":" + cast(plan.c.seq, String))))),
+            func.coalesce(func.sum(case((plan.c.over_cap, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((pending, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((plan.c.status == RecipientStatus.no_follower.value, 1), else_=0)), 0),
+        )
+    ).one()
+    targeted, members, chunks, over_cap, sendable, no_follower = (int(v or 0) for v in row)
+    return {
+        "targeted": targeted,
+        "recipients": sendable,
+        "members": members,
+        "chunks": chunks,
+        "over_cap": over_cap,
+        "skipped": targeted - sendable,
+        "no_follower": no_follower,
+    }
+
+
+def resolve(send: MassSend) -> bool:
+    """Write the recipients and the chunks, once: a resumed dispatch finds them and returns False."""
+    if db.session.scalar(select(func.count()).where(SendChunk.send_id == send.id)) or db.session.scalar(
+        select(func.count()).where(SendRecipient.send_id == send.id)
+    ):
+        return False
+    plan = _plan(send).subquery("plan")
+    db.session.execute(
+        insert(SendRecipient).from_select(
+            ["send_id", "customer_id", "staff_id", "seq", "status", "over_cap"],
+            select(literal(send.id), plan.c.customer_id, plan.c.staff_id, plan.c.seq, plan.c.status, plan.c.over_cap),
+        )
+    )
+    key = (
+        literal(f"send:{send.id}:staff:")
+        + cast(SendRecipient.staff_id, String)
+        + literal(":")
+        + cast(SendRecipient.seq, String)
+    )
+    chunks = (
+        select(
+            literal(send.id),
+            SendRecipient.staff_id,
+            SendRecipient.seq,
+            key,
+            func.count(),
+            literal(ChunkStatus.pending.value),
+            literal(0),
+            literal(0),
+            literal(False),
+        )
+        .where(SendRecipient.send_id == send.id, SendRecipient.status == RecipientStatus.pending.value)
+        .group_by(SendRecipient.staff_id, SendRecipient.seq)
+        .order_by(SendRecipient.staff_id, SendRecipient.seq)
+    )
+    db.session.execute(
+        insert(SendChunk).from_select(
+            ["send_id", "staff_id", "seq", "key", "size", "status", "attempts", "refused", "results_final"], chunks
+        )
+    )
+    counts = dict(
+        db.session.execute(
+            select(SendRecipient.status, func.count())
+            .where(SendRecipient.send_id == send.id)
+            .group_by(SendRecipient.status)
+        ).all()
+    )
+    send.targeted = sum(counts.values())
+    send.skipped = send.targeted - int(counts.get(RecipientStatus.pending.value, 0))
+    send.over_cap = int(
+        db.session.scalar(
+            select(func.count()).where(SendRecipient.send_id == send.id, SendRecipient.over_cap.is_(True))
+        )
+        or 0
+    )
+    db.session.flush()
+    return True
+
+
+def chunk_recipients(chunk: SendChunk) -> list[str]:
+    """The external user ids of a chunk, in a stable order."""
+    return list(
+        db.session.scalars(
+            select(Customer.external_userid)
+            .join(SendRecipient, SendRecipient.customer_id == Customer.id)
+            .where(
+                SendRecipient.send_id == chunk.send_id,
+                SendRecipient.staff_id == chunk.staff_id,
+                SendRecipient.seq == chunk.seq,
+            )
+            .order_by(Customer.id)
+        )
+    )
+
+
+def set_chunk_recipients(
+    chunk: SendChunk, status: RecipientStatus, *, only: list[str] | None = None, **values: Any
+) -> None:
+    """Set the status of a chunk's recipients (all of them, or those of ``only``: external user ids)."""
+    where = [
+        SendRecipient.send_id == chunk.send_id,
+        SendRecipient.staff_id == chunk.staff_id,
+        SendRecipient.seq == chunk.seq,
+    ]
+    if only is not None:
+        if not only:
+            return
+        where.append(SendRecipient.customer_id.in_(select(Customer.id).where(Customer.external_userid.in_(only))))
+    db.session.execute(update(SendRecipient).where(*where).values(status=status.value, **values))
