@@ -44,6 +44,13 @@ TAG = {
 
 SEGMENT_ID: dict[str, Any] = {"name": "segment_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 NOT_FOUND = {**ERRORS, "404": {"description": "Not found", **_json("Error")}}
+SEND_ID: dict[str, Any] = {"name": "send_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+#: mass sends: 403 for a role that may not, 409 for a send in the wrong state (e.g. approving a done one)
+SEND_ERRORS = {
+    **NOT_FOUND,
+    "403": {"description": "Not allowed for your role", **_json("Error")},
+    "409": {"description": "Not possible in the send's current state", **_json("Error")},
+}
 WECOM_ID: dict[str, Any] = {"name": "wecom_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -373,6 +380,128 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": {"description": "Member or not, per condition"}, **NOT_FOUND},
             },
         },
+        "/sends": {
+            "get": {
+                "summary": "Mass sends (群发), newest first",
+                "responses": {"200": {"description": "Sends"}, **ERRORS},
+            },
+            "post": {
+                "summary": 'A draft mass send; an admin may add "approve": true to send it directly',
+                "requestBody": {"required": True, **_json("SendInput")},
+                "responses": {"201": {"description": "The send, with its preview"}, **SEND_ERRORS},
+            },
+        },
+        "/sends/preview": {
+            "post": {
+                "summary": "An unsaved send's recipients, members to ask, chunks and over-cap customers",
+                "requestBody": {"required": True, **_json("SendInput")},
+                "responses": {"200": {"description": "Counts"}, **ERRORS},
+            }
+        },
+        "/sends/{send_id}": {
+            "parameters": [SEND_ID],
+            "get": {
+                "summary": "A send: before dispatch its preview, after it the funnel and the chunks by status",
+                "responses": {"200": {"description": "The send"}, **NOT_FOUND},
+            },
+            "patch": {
+                "summary": "Change a draft or a send waiting for approval (it becomes a draft again)",
+                "requestBody": {"required": True, **_json("SendInput")},
+                "responses": {"200": {"description": "Saved"}, **SEND_ERRORS},
+            },
+        },
+        "/sends/{send_id}/submit": {
+            "parameters": [SEND_ID],
+            "post": {
+                "summary": "Submit a draft for approval",
+                "responses": {"200": {"description": "Submitted"}, **SEND_ERRORS},
+            },
+        },
+        "/sends/{send_id}/approve": {
+            "parameters": [SEND_ID],
+            "post": {
+                "summary": "Approve (admins): dispatched now, or at its scheduled time",
+                "responses": {"200": {"description": "Approved, with the count approved"}, **SEND_ERRORS},
+            },
+        },
+        "/sends/{send_id}/reject": {
+            "parameters": [SEND_ID],
+            "post": {
+                "summary": "Send back to draft with a reason (admins)",
+                "requestBody": {
+                    "required": True,
+                    **_json_schema({"type": "object", "properties": {"reason": {"type": "string", "maxLength": 300}}}),
+                },
+                "responses": {"200": {"description": "Back to draft"}, **SEND_ERRORS},
+            },
+        },
+        "/sends/{send_id}/cancel": {
+            "parameters": [SEND_ID],
+            "post": {
+                "summary": "Cancel before or during dispatch; created WeCom tasks are cancelled (cancel_groupmsg_send)",
+                "responses": {"200": {"description": "Cancelled"}, **SEND_ERRORS},
+            },
+        },
+        "/sends/{send_id}/members": {
+            "parameters": [SEND_ID],
+            "get": {
+                "summary": "Per member: customers, task status, confirmed, reminders left today",
+                "responses": {"200": {"description": "Members"}, **NOT_FOUND},
+            },
+        },
+        "/sends/{send_id}/remind": {
+            "parameters": [SEND_ID],
+            "post": {
+                "summary": "Remind members who have not sent (all, or the userids given); 3 per task per 24 h",
+                "requestBody": {
+                    "required": False,
+                    **_json_schema(
+                        {"type": "object", "properties": {"userids": {"type": "array", "items": {"type": "string"}}}}
+                    ),
+                },
+                "responses": {"200": {"description": "reminded, limited, confirmed, failed"}, **SEND_ERRORS},
+            },
+        },
+        "/sends/{send_id}/recipients": {
+            "parameters": [
+                SEND_ID,
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                {"name": "status", "in": "query", "schema": {"type": "string"}},
+            ],
+            "get": {
+                "summary": "Per-customer results in id order; next_after gives the next page",
+                "responses": {"200": {"description": "Recipients"}, **NOT_FOUND},
+            },
+        },
+        "/sends/{send_id}/recipients.csv": {
+            "parameters": [SEND_ID],
+            "get": {
+                "summary": "Every recipient's result as CSV (streamed)",
+                "responses": {"200": {"description": "CSV", "content": {"text/csv": {}}}, **NOT_FOUND},
+            },
+        },
+        "/media": {
+            "post": {
+                "summary": "Keep an attachment file (multipart: kind, file); uploaded to WeCom at dispatch",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "properties": {
+                                    "kind": {"type": "string", "enum": ["image", "video", "file"]},
+                                    "file": {"type": "string", "format": "binary"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"201": {"description": "The file's id"}, **ERRORS},
+            }
+        },
         "/openapi.json": {
             "get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI"}}}
         },
@@ -519,6 +648,31 @@ SPEC: dict[str, Any] = {
                 "properties": {
                     "op": {"type": "string", "enum": ["and", "or"]},
                     "conditions": {"type": "array", "maxItems": 20, "items": {"type": "object"}},
+                },
+            },
+            "SendInput": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 64},
+                    "text": {
+                        "type": "string",
+                        "description": "≤ 4000 bytes; {staff_name} and {store_name} are filled per member",
+                    },
+                    "attachments": {"type": "array", "maxItems": 9, "items": {"type": "object"}},
+                    "target": {
+                        "type": "object",
+                        "description": "one of segment_id, rule (e.g. a tag filter), external_userids",
+                        "properties": {
+                            "segment_id": {"type": "integer"},
+                            "rule": {"$ref": "#/components/schemas/Rule"},
+                            "external_userids": {"type": "array", "items": {"type": "string"}, "maxItems": 100000},
+                        },
+                    },
+                    "sender_rule": {"type": "string", "enum": ["first", "latest", "store"]},
+                    "cap_policy": {"type": "string", "enum": ["skip", "report"]},
+                    "auto_remind_hours": {"type": "integer", "minimum": 0, "maximum": 72},
+                    "scheduled_at": {"type": ["string", "null"], "description": "ISO 8601; corp time without offset"},
+                    "approve": {"type": "boolean"},
                 },
             },
             "SegmentInput": {

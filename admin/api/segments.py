@@ -3,8 +3,6 @@ preview of a rule. Every answer is within the caller's store scope; writes need 
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from admin.api import ApiError, bp, int_arg, json_body
-from admin.spreadsheet import BOM, cell
+from admin.spreadsheet import stream_csv
 from bot.extensions import db
 from bot.models import Customer, Role, Segment
 from bot.services import segments
@@ -136,17 +134,7 @@ def segment_why(segment_id: int, external_userid: str) -> ResponseReturnValue:
 
 def csv_rows(query: Any) -> Iterator[str]:
     """The members as CSV, streamed (a header, then one line per customer)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    out.write(BOM)
-    writer.writerow(["external_userid", "name"])
-    for n, (_, external_userid, name) in enumerate(segments.stream(query), 1):
-        writer.writerow([external_userid, cell(name)])
-        if n % 1000 == 0:
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-    yield out.getvalue()
+    return stream_csv(["external_userid", "name"], ((e, name) for _, e, name in segments.stream(query)))
 
 
 @bp.get("/segments/<int:segment_id>/members.csv")

@@ -13,10 +13,20 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Integer, case, cast, func, select
 
 from bot.extensions import db
-from bot.models import ChunkStatus, MassSend, RecipientStatus, SendChunk, SendRecipient, SendReminder, SendStatus, Staff
+from bot.models import (
+    ChunkStatus,
+    Customer,
+    MassSend,
+    RecipientStatus,
+    SendChunk,
+    SendRecipient,
+    SendReminder,
+    SendStatus,
+    Staff,
+)
 from bot.models._time import from_epoch, utcnow
 from bot.services import sends
 from bot.services.clients import contact_api
@@ -219,3 +229,26 @@ def members(send: MassSend) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+RESULT_COLUMNS = ("external_userid", "name", "sender", "status", "over_cap")
+RECIPIENT_ID = SendRecipient.id
+
+
+def result_rows(send: MassSend, status: str | None = None) -> Any:
+    """Per-customer results as a query of (id, *RESULT_COLUMNS), in id order, to page or to stream."""
+    query = (
+        select(
+            SendRecipient.id,
+            Customer.external_userid,
+            Customer.name,
+            func.coalesce(Staff.userid, ""),
+            SendRecipient.status,
+            cast(SendRecipient.over_cap, Integer),
+        )
+        .join(Customer, Customer.id == SendRecipient.customer_id)
+        .outerjoin(Staff, Staff.id == SendRecipient.staff_id)
+        .where(SendRecipient.send_id == send.id)
+        .order_by(SendRecipient.id)
+    )
+    return query.where(SendRecipient.status == status) if status else query
