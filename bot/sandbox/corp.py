@@ -227,6 +227,15 @@ class FakeCorp:
             contact.follows[userid] = follow
             return contact, self.issue_welcome_code()
 
+    def add_follow(self, external_userid: str, userid: str) -> str:
+        """A customer already known adds another member; returns a fresh welcome code."""
+        with self.lock:
+            if userid not in self.users:
+                raise ApiError(60111, f"userid not found: {userid}")
+            contact = self.contacts[external_userid]
+            contact.follows[userid] = Follow(userid, remark=contact.name, createtime=int(self.clock()))
+            return self.issue_welcome_code()
+
     def contact_way_for_state(self, state: str) -> str | None:
         with self.lock:
             return next((c for c, w in self.contact_ways.items() if w.get("state") == state), None)

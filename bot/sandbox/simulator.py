@@ -166,6 +166,11 @@ class Simulator:
         change = "add_half_external_contact" if half else "add_external_contact"
         return contact, self.contact_change(change, userid, contact.external_userid, **fields)
 
+    def customer_adds_another(self, external_userid: str, userid: str) -> Delivery:
+        """A customer who follows one member adds a second one."""
+        code = self.corp.add_follow(external_userid, userid)
+        return self.contact_change("add_external_contact", userid, external_userid, WelcomeCode=code)
+
     def scan(self, config_id: str) -> tuple[Contact, Delivery]:
         """A customer scans a contact way's QR code: they add one of the members it routes to, with its state."""
         with self.corp.lock:
