@@ -564,6 +564,9 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
                     "app_messages": len(corp.app_messages),
                     "token_fetches": corp.token_fetches,
                     "calls": len(corp.calls),
+                    "mass_tasks": len(corp.mass_tasks),
+                    "mass_recipients": sum(len(t.recipients) for t in corp.mass_tasks.values()),
+                    "mass_unique_recipients": len({r for t in corp.mass_tasks.values() for r in t.recipients}),
                 }
             )
 
