@@ -16,9 +16,8 @@ from admin.api import ApiError, bp, int_arg, json_body, string_list
 from admin.spreadsheet import stream_csv
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
-from bot.jobs.tasks import cancel_send_tasks, dispatch_send
-from bot.models import MassSend, Role, SendStatus
-from bot.models._time import utcnow
+from bot.jobs.tasks import cancel_send_tasks, start_send_if_due
+from bot.models import MassSend, Role
 from bot.services import media, segments, send_tracking, sends
 from bot.services.users import audit
 
@@ -74,12 +73,6 @@ def _chunk_counts(send: MassSend) -> dict[str, int]:
     return counts(send)
 
 
-def start_if_due(send: MassSend) -> None:
-    """After an approval: a send without a time (or whose time has passed) is dispatched now."""
-    if send.status == SendStatus.approved and (send.scheduled_at is None or send.scheduled_at <= utcnow()):
-        enqueue(dispatch_send, send.id, connection=redis_conn.client)
-
-
 @bp.get("/sends")
 def list_sends() -> ResponseReturnValue:
     rows = db.session.scalars(select(MassSend).where(visible(g.api_user)).order_by(MassSend.id.desc()).limit(200))
@@ -95,7 +88,7 @@ def create_send() -> ResponseReturnValue:
         if body.get("approve") is True:
             sends.approve(send, g.api_user)
     db.session.commit()
-    start_if_due(send)
+    start_send_if_due(send)
     return jsonify(send_json(send, full=True)), 201
 
 
@@ -143,7 +136,7 @@ def approve_send(send_id: int) -> ResponseReturnValue:
     with refusals():
         sends.approve(send, g.api_user)
     db.session.commit()
-    start_if_due(send)
+    start_send_if_due(send)
     return jsonify(send_json(send))
 
 

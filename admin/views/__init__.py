@@ -96,6 +96,7 @@ def init_panel(app: Flask) -> None:
         dashboard,
         rankings,
         segments,
+        sends,
         settings_page,
         staff,
         tags,

@@ -278,6 +278,17 @@ def dispatch_send(send_id: int) -> dict[str, int]:
                 log.info("the dispatch lock of send %s had lapsed", send_id)
 
 
+def start_send_if_due(send: Any) -> None:
+    """After an approval: a send without a time (or whose time has passed) is queued for dispatch now;
+    a later one is left to dispatch_due_sends."""
+    from bot.jobs.queue import enqueue
+    from bot.models import SendStatus
+    from bot.models._time import utcnow
+
+    if send.status == SendStatus.approved and (send.scheduled_at is None or send.scheduled_at <= utcnow()):
+        enqueue(dispatch_send, send.id, connection=redis_conn.client)
+
+
 def dispatch_due_sends() -> int:
     """Queue the sends whose time has come, and resume dispatches whose worker died."""
     from datetime import timedelta

@@ -131,3 +131,44 @@ def test_the_segment_builder_counts_live_and_explains_each_condition(app, page, 
     page.click("button:has-text('保存分群')")
     assert page.inner_text(".flash") == "已保存客户分群 静安或已流失"
     assert "静安或已流失" in page.inner_text("#segment-list") and "4" in page.inner_text("#segment-list")
+
+
+def test_an_admin_sends_to_a_pasted_list_and_follows_the_funnel(app, page, shop, corp, run_worker):
+    from bot.sandbox.api import confirm_mass_task
+
+    mine, theirs = shop
+    _, password = make_user(app, "boss", "admin")
+    sign_in(page, "boss", password)
+    page.goto("/admin/sends")
+    page.fill("#send-name", "会员日")
+    page.fill("#send-text", "{staff_name} 邀您参加会员日")
+    page.check("input[name=target_kind][value=list]")
+    page.fill("#send-ids", "\n".join(c.external_userid for c in mine + theirs[1:]))
+    page.fill("#link-title", "活动详情")
+    page.fill("#link-url", "javascript:alert(1)")
+    page.click("#send-now")
+    assert page.inner_text("#send-error").startswith("附件：链接应以")  # refused, and the form kept its text
+    assert page.input_value("#send-name") == "会员日"
+    page.fill("#link-url", "https://example.com/vip")
+    page.check("input[name=target_kind][value=list]")
+    page.click("#send-now")
+    page.wait_for_url("**/admin/sends/*")
+    assert page.inner_text("#send-status") == "已审批"
+    run_worker()
+    confirm_mass_task(corp, next(t.msgid for t in corp.mass_tasks.values() if t.sender == "staff0201"))
+    from bot.jobs.tasks import track_sends
+
+    with app.app_context():
+        track_sends()
+    page.reload()
+    page.wait_for_function("document.getElementById('funnel-chart').dataset.rendered === '4'")
+    assert page.inner_text("#funnel-targeted") == "4" and page.inner_text("#funnel-delivered") == "3"
+    screenshot(page, "mass-send")
+    row = page.locator("#send-members tr[data-userid=staff0301]")
+    row.locator("button:has-text('提醒')").click()
+    assert page.inner_text(".flash").startswith("已提醒 1 位成员")
+    assert page.locator("#send-members tr[data-userid=staff0301] td").nth(3).inner_text() == "2"
+    with page.expect_download() as download:
+        page.click("#export-results")
+    text = download.value.path().read_text(encoding="utf-8-sig")
+    assert text.count(",sent,") == 3 and text.count(",queued,") == 1

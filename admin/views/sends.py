@@ -1,0 +1,242 @@
+"""群发: compose a mass send (text, an image, a link; a segment, tags or a list as the target), approve it,
+follow it (a funnel, members who have not sent with a remind button), cancel it and export its results."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from admin.api.sends import visible
+from admin.forms import EmptyForm
+from admin.spreadsheet import stream_csv
+from admin.views import bp, client_ip
+from bot.extensions import db, redis_conn
+from bot.jobs.queue import enqueue
+from bot.jobs.tasks import cancel_send_tasks, start_send_if_due
+from bot.models import MassSend, Role, Segment
+from bot.services import media, segments, send_tracking, sends, tags
+from bot.services.users import N_, audit
+
+MAX_UPLOAD = 2 * 1024 * 1024  # a CSV of external user ids
+
+
+def _choices() -> dict[str, Any]:
+    return {
+        "segments": db.session.scalars(select(Segment).order_by(Segment.name)).all(),
+        "tags": [(t.tag_id, f"{g.name} / {t.name}") for g in tags.library() for t in g.tags if not t.deleted],
+    }
+
+
+def _index(error: str = "", field: str = "", status: int = 200) -> Any:
+    rows = db.session.scalars(select(MassSend).where(visible(current_user)).order_by(MassSend.id.desc()).limit(200))
+    return (
+        render_template(
+            "admin/sends/index.html",
+            sends=rows.all(),
+            choices=_choices(),
+            error=error,
+            error_field=field,
+            values=request.form if request.method == "POST" else {},
+            can_draft=current_user.role in sends.DRAFTERS,
+            is_admin=current_user.role == Role.admin,
+            form=EmptyForm(),
+        ),
+        status,
+    )
+
+
+@bp.get("/sends")
+def sends_page() -> ResponseReturnValue:
+    return _index()
+
+
+def _ids_from_form() -> list[str]:
+    """Pasted ids (one per line, or separated by commas or spaces) and the first column of an uploaded CSV."""
+    raw = request.form.get("external_userids", "")
+    ids = [part.strip() for part in raw.replace(",", "\n").split() if part.strip()]
+    upload = request.files.get("list_file")
+    if upload is not None and upload.filename:
+        content = upload.read(MAX_UPLOAD + 1)
+        if len(content) > MAX_UPLOAD:
+            raise sends.SendError("target", N_("CSV 文件最大 2 MB"))
+        text = content.decode("utf-8-sig", errors="replace")
+        for row in csv.reader(io.StringIO(text)):
+            if row and row[0].strip() and row[0].strip() != "external_userid":
+                ids.append(row[0].strip())
+    return ids
+
+
+def _target() -> dict[str, Any]:
+    kind = request.form.get("target_kind", "segment")
+    if kind == "segment":
+        return {"segment_id": request.form.get("segment_id", type=int)}
+    if kind == "tags":
+        tag_ids = request.form.getlist("tag_ids")
+        return {"rule": {"op": "and", "conditions": [{"type": "tags", "match": "any", "tag_ids": tag_ids}]}}
+    return {"external_userids": _ids_from_form()}
+
+
+def _attachments() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    image = request.files.get("image")
+    if image is not None and image.filename:
+        kept = media.save_file("image", image.filename, image.read(media.MAX_BYTES["image"] + 1), current_user)
+        out.append({"type": "image", "file_id": kept.id})
+    if request.form.get("link_url", "").strip():
+        out.append(
+            {
+                "type": "link",
+                "title": request.form.get("link_title", ""),
+                "url": request.form.get("link_url", ""),
+                "desc": request.form.get("link_desc", ""),
+            }
+        )
+    return out
+
+
+@bp.post("/sends")
+def create_send() -> ResponseReturnValue:
+    if current_user.role not in sends.DRAFTERS:
+        abort(403)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    send_now = request.form.get("action") == "send"
+    try:
+        draft = {
+            "name": request.form.get("name", ""),
+            "text": request.form.get("text", ""),
+            "attachments": _attachments(),
+            "target": _target(),
+            "sender_rule": request.form.get("sender_rule", "first"),
+            "cap_policy": request.form.get("cap_policy", "skip"),
+            "auto_remind_hours": request.form.get("auto_remind_hours", 0, type=int),
+            "scheduled_at": request.form.get("scheduled_at") or None,
+        }
+        send = sends.save_draft(draft, current_user)
+        if send_now:
+            sends.approve(send, current_user)
+    except (sends.SendError, media.MediaError) as exc:
+        db.session.rollback()
+        return _index(_(str(exc)), getattr(exc, "field", "attachments"), 400)
+    db.session.commit()
+    start_send_if_due(send)
+    flash(_("已保存群发 %(name)s", name=send.name))
+    return redirect(url_for("admin.send_detail", send_id=send.id))
+
+
+def _get(send_id: int) -> MassSend:
+    send = db.session.scalar(select(MassSend).where(MassSend.id == send_id, visible(current_user)))
+    if send is None:
+        abort(404)
+    return send
+
+
+@bp.get("/sends/<int:send_id>")
+def send_detail(send_id: int) -> ResponseReturnValue:
+    send = _get(send_id)
+    dispatched = send.dispatched_at is not None
+    funnel = send_tracking.funnel(send) if dispatched else None
+    return render_template(
+        "admin/sends/detail.html",
+        send=send,
+        preview=None if dispatched else sends.preview(send),
+        funnel=funnel,
+        members=send_tracking.members(send) if dispatched else [],
+        chart={
+            "labels": [_("目标客户"), _("已建任务"), _("成员已确认"), _("已送达")],
+            "values": [funnel[k] for k in ("targeted", "in_task", "confirmed", "delivered")] if funnel else [],
+        },
+        can_manage=current_user.role == Role.admin or send.created_by == current_user.id,
+        is_admin=current_user.role == Role.admin,
+        form=EmptyForm(),
+    )
+
+
+def _act(send_id: int, action: str) -> ResponseReturnValue:
+    send = _get(send_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        if action == "submit":
+            sends.submit(send, current_user)
+        elif action == "approve":
+            seen = sends.approve(send, current_user)
+            flash(_("已审批：%(n)s 位客户", n=seen))
+        elif action == "reject":
+            sends.reject(send, current_user, request.form.get("reason", ""))
+        elif action == "cancel":
+            sends.cancel(send, current_user)
+    except sends.SendError as exc:
+        db.session.rollback()
+        flash(_(str(exc)), "error")
+        return redirect(url_for("admin.send_detail", send_id=send_id))
+    db.session.commit()
+    if action == "approve":
+        start_send_if_due(send)
+    if action == "cancel" and send.dispatched_at is not None:
+        enqueue(cancel_send_tasks, send.id, connection=redis_conn.client)
+    return redirect(url_for("admin.send_detail", send_id=send_id))
+
+
+@bp.post("/sends/<int:send_id>/submit")
+def submit_send(send_id: int) -> ResponseReturnValue:
+    return _act(send_id, "submit")
+
+
+@bp.post("/sends/<int:send_id>/approve")
+def approve_send(send_id: int) -> ResponseReturnValue:
+    return _act(send_id, "approve")
+
+
+@bp.post("/sends/<int:send_id>/reject")
+def reject_send(send_id: int) -> ResponseReturnValue:
+    return _act(send_id, "reject")
+
+
+@bp.post("/sends/<int:send_id>/cancel")
+def cancel_send(send_id: int) -> ResponseReturnValue:
+    return _act(send_id, "cancel")
+
+
+@bp.post("/sends/<int:send_id>/remind")
+def remind_send(send_id: int) -> ResponseReturnValue:
+    """Remind one member (``userid``) or every member who has not sent yet."""
+    send = _get(send_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    if current_user.role not in (Role.admin, Role.operator) and send.created_by != current_user.id:
+        abort(403)
+    chunks = send_tracking.unconfirmed(send)
+    userid = request.form.get("userid")
+    if userid:
+        chunks = [c for c in chunks if c.staff.userid == userid]
+    try:
+        counts = send_tracking.remind(send, chunks)
+    except send_tracking.RemindError as exc:
+        flash(_(str(exc)), "error")
+        return redirect(url_for("admin.send_detail", send_id=send_id))
+    audit(current_user, "remind_send", f"send:{send.id}", after=counts, ip=client_ip())
+    db.session.commit()
+    flash(_("已提醒 %(n)s 位成员；%(limited)s 位今天已提醒 3 次", n=counts["reminded"], limited=counts["limited"]))
+    return redirect(url_for("admin.send_detail", send_id=send_id))
+
+
+@bp.get("/sends/<int:send_id>/recipients.csv")
+def export_send(send_id: int) -> ResponseReturnValue:
+    send = _get(send_id)
+    query = send_tracking.result_rows(send)
+    audit(current_user, "export_send", f"send:{send_id}", ip=client_ip())
+    db.session.commit()
+    rows = (r[1:] for r in segments.stream(query))
+    return Response(
+        stream_with_context(stream_csv(list(send_tracking.RESULT_COLUMNS), rows)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="send-{send_id}.csv"'},
+    )
