@@ -115,14 +115,18 @@ class RecipientStatus(enum.StrEnum):
 
 
 class SendRecipient(db.Model):  # type: ignore[name-defined]
-    """One customer of a send. Written by the database (INSERT … SELECT), up to millions per send."""
+    """One customer of a send. Written by the database (INSERT … SELECT), up to millions per send.
+
+    No foreign keys, on purpose: each would cost a trigger per inserted row, and at a million rows the
+    checks took longer than the resolve itself. The rows come from a query over the referenced tables in
+    the same transaction, and they are a record of the send (a customer deleted later stays in it)."""
 
     __tablename__ = "send_recipients"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    send_id: Mapped[int] = mapped_column(ForeignKey("mass_sends.id", ondelete="CASCADE"))
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
-    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    send_id: Mapped[int] = mapped_column(Integer)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    staff_id: Mapped[int | None] = mapped_column(Integer)
     seq: Mapped[int | None] = mapped_column(Integer)  # with send_id and staff_id: the chunk
     status: Mapped[str] = mapped_column(String(12))
     over_cap: Mapped[bool] = mapped_column(default=False)  # over Siyu's count when resolved (policy report)

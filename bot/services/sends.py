@@ -27,6 +27,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 
@@ -454,6 +455,9 @@ def resolve(send: MassSend) -> bool:
         select(func.count()).where(SendRecipient.send_id == send.id)
     ):
         return False
+    if db.session.connection().dialect.name == "postgresql":
+        # The plan sorts a million rows twice (per customer, then per member); in memory, not on disk.
+        db.session.execute(text("SET LOCAL work_mem = '128MB'"))
     plan = _plan(send).subquery("plan")
     db.session.execute(
         insert(SendRecipient).from_select(

@@ -102,9 +102,6 @@ def upgrade():
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('over_cap', sa.Boolean(), nullable=False),
     sa.Column('at', sa.DateTime(), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_send_recipients_customer_id_customers'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['send_id'], ['mass_sends.id'], name=op.f('fk_send_recipients_send_id_mass_sends'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['staff_id'], ['staff.id'], name=op.f('fk_send_recipients_staff_id_staff'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_send_recipients')),
     sa.UniqueConstraint('send_id', 'customer_id', name='uq_send_recipients_send_customer')
     )

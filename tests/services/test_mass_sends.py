@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from bot.extensions import db, redis_conn
 from bot.jobs import tasks
-from bot.models import AuditEntry, ChunkStatus, MassSend, MediaFile, SendChunk, SendRecipient, SendStatus
+from bot.models import AuditEntry, MassSend, MediaFile, SendChunk, SendRecipient, SendStatus
 from bot.models._time import utcnow
 from bot.sandbox.api import confirm_mass_task
 from bot.services import dispatch, send_tracking, sends
