@@ -59,9 +59,10 @@ def send_json(send: MassSend, *, full: bool = False) -> dict[str, Any]:
         "error": send.error,
     }
     if full:
-        if send.dispatched_at is None:
-            data["preview"] = sends.preview(send)
-        else:
+        preview = sends.preview_if_open(send)
+        if preview is not None:
+            data["preview"] = preview
+        elif send.dispatched_at is not None:
             data["funnel"] = send_tracking.funnel(send)
             data["chunks"] = {str(k): v for k, v in _chunk_counts(send).items()}
     return data

@@ -146,7 +146,7 @@ def send_detail(send_id: int) -> ResponseReturnValue:
     return render_template(
         "admin/sends/detail.html",
         send=send,
-        preview=None if dispatched else sends.preview(send),
+        preview=sends.preview_if_open(send),
         funnel=funnel,
         members=send_tracking.members(send) if dispatched else [],
         chart={

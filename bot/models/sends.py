@@ -21,7 +21,7 @@ class SendStatus(enum.StrEnum):
     tracking = "tracking"  # every task created; who confirmed and who received is followed
     done = "done"
     cancelled = "cancelled"
-    failed = "failed"  # dispatch stopped on an error; a retry resumes it
+    failed = "failed"  # could not be resolved (its segment was deleted); other errors are resumed
 
 
 class MassSend(db.Model):  # type: ignore[name-defined]

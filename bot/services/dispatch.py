@@ -181,8 +181,14 @@ def dispatch(
     send.dispatched_at = send.dispatched_at or utcnow()
     send.heartbeat_at = utcnow()
     send.error = None
-    if sends.resolve(send):
-        log.info("send %s: %d recipients resolved into chunks", send.id, send.targeted)
+    try:
+        if sends.resolve(send):
+            log.info("send %s: %d recipients resolved into chunks", send.id, send.targeted)
+    except sends.SendError as exc:  # e.g. its segment was deleted after the approval: nothing to resume
+        db.session.rollback()
+        send.status, send.error = SendStatus.failed, str(exc)
+        commit()
+        return send
     commit()
     api = contact_api()
     for doubtful in db.session.scalars(

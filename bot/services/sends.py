@@ -449,6 +449,17 @@ def preview(send: MassSend) -> dict[str, int]:
     }
 
 
+def preview_if_open(send: MassSend) -> dict[str, int] | None:
+    """The preview of a send that has not started, for its page; None once it has started or ended, or
+    when its target is gone (the page then shows the send's error)."""
+    if send.dispatched_at is not None or send.status in (SendStatus.cancelled, SendStatus.failed, SendStatus.done):
+        return None
+    try:
+        return preview(send)
+    except SendError:
+        return None
+
+
 def resolve(send: MassSend) -> bool:
     """Write the recipients and the chunks, once: a resumed dispatch finds them and returns False."""
     if db.session.scalar(select(func.count()).where(SendChunk.send_id == send.id)) or db.session.scalar(

@@ -402,3 +402,20 @@ def test_bad_sends_are_400_naming_the_field(admin_api, people, fields, message):
 def test_a_nul_anywhere_is_refused(admin_api, people):
     res = admin_api.post("/api/v1/sends", {"name": "n\x00", "text": "t", "target": everyone(people)})
     assert res.status_code == 400
+
+
+def test_a_send_whose_segment_was_deleted_fails_with_the_reason(app, corp, people, admin_api, run_worker):
+    rule = {"conditions": [{"type": "staff", "userids": ["staff0201"]}]}
+    segment = admin_api.post("/api/v1/segments", {"name": "静安", "rule": rule}).get_json()
+    send = new_send(admin_api, people, approve=False, target={"segment_id": segment["id"]})
+    assert send["preview"]["recipients"] == 2
+    with app.app_context():
+        row = db.session.get(MassSend, send["id"])
+        sends.approve(row, _admin(app))
+        from bot.models import Segment
+
+        db.session.delete(db.session.get(Segment, segment["id"]))
+        db.session.commit()
+        assert tasks.dispatch_send(send["id"]) == {}  # no chunk: nothing was resolved
+    data = admin_api.get(f"/api/v1/sends/{send['id']}").get_json()
+    assert data["status"] == "failed" and data["error"] == "客户分群已被删除" and corp.mass_tasks == {}
