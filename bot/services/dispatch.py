@@ -175,18 +175,25 @@ def dispatch(
 ) -> MassSend:
     """Resolve (once), reconcile chunks in doubt, call every pending chunk, then hand the send to tracking
     and tell each member a task waits for them. Cancelling the send stops it between two chunks."""
-    if send.status not in (SendStatus.approved, SendStatus.dispatching):
+    now = utcnow()
+    # Claimed and committed before the (long) resolve, so that a cancel meanwhile is not overwritten.
+    claimed = sends.move(
+        send,
+        (SendStatus.approved, SendStatus.dispatching),
+        SendStatus.dispatching,
+        dispatched_at=func.coalesce(MassSend.dispatched_at, now),
+        heartbeat_at=now,
+        error=None,
+    )
+    commit()
+    if not claimed:
         return send
-    send.status = SendStatus.dispatching
-    send.dispatched_at = send.dispatched_at or utcnow()
-    send.heartbeat_at = utcnow()
-    send.error = None
     try:
         if sends.resolve(send):
             log.info("send %s: %d recipients resolved into chunks", send.id, send.targeted)
     except sends.SendError as exc:  # e.g. its segment was deleted after the approval: nothing to resume
         db.session.rollback()
-        send.status, send.error = SendStatus.failed, str(exc)
+        sends.move(send, (SendStatus.dispatching,), SendStatus.failed, error=str(exc))
         commit()
         return send
     commit()
@@ -214,10 +221,10 @@ def dispatch(
         send.heartbeat_at = utcnow()
         commit()
         heartbeat()
-    if _status(send) == SendStatus.cancelled:
-        return send
-    send.status = SendStatus.tracking
+    moved = sends.move(send, (SendStatus.dispatching,), SendStatus.tracking)
     commit()
+    if not moved:  # cancelled after the last chunk
+        return send
     notify_members(send)
     commit()
     return send

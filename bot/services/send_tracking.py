@@ -113,9 +113,8 @@ def track(send: MassSend, commit: Callable[[], None], now: Any = None) -> MassSe
         )
     )
     if not left:
-        if send.status == SendStatus.tracking:
-            send.status = SendStatus.done
         send.finished_at = now
+        sends.move(send, (SendStatus.tracking,), SendStatus.done)  # a cancelled send stays cancelled
     commit()
     return send
 

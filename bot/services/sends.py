@@ -297,6 +297,17 @@ def cancel(send: MassSend, user: User) -> bool:
     return bool(created)
 
 
+def move(send: MassSend, allowed: tuple[SendStatus, ...], to: SendStatus, **values: Any) -> bool:
+    """Change the send's status only if it is still one of ``allowed`` in the database, in one conditional
+    UPDATE (with ``values``). Workers hold a send for long stretches; a plain assignment would overwrite a
+    cancel committed meanwhile. Returns whether it moved; the object is re-read either way. Flushes."""
+    result = db.session.execute(
+        update(MassSend).where(MassSend.id == send.id, MassSend.status.in_(allowed)).values(status=to, **values)
+    )
+    db.session.expire(send)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def due_sends(now: datetime, stale_after: timedelta) -> list[int]:
     """Sends a dispatcher should take up: approved ones whose time has come, and dispatches whose worker
     has stopped beating (killed), to be resumed."""

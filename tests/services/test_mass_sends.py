@@ -419,3 +419,26 @@ def test_a_send_whose_segment_was_deleted_fails_with_the_reason(app, corp, peopl
         assert tasks.dispatch_send(send["id"]) == {}  # no chunk: nothing was resolved
     data = admin_api.get(f"/api/v1/sends/{send['id']}").get_json()
     assert data["status"] == "failed" and data["error"] == "客户分群已被删除" and corp.mass_tasks == {}
+
+
+def test_a_cancel_while_recipients_are_resolved_is_not_overwritten(app, corp, people, admin_api, monkeypatch):
+    """An admin cancels while the worker is inside the (long) resolve: the worker's later commits must not
+    put the send back to dispatching, and no chunk is called."""
+    from sqlalchemy import update
+
+    send = new_send(admin_api, people)
+    resolve = sends.resolve
+
+    def resolve_while_an_admin_cancels(row):
+        with db.engine.begin() as other:  # the admin's request, in its own transaction
+            other.execute(update(MassSend).where(MassSend.id == row.id).values(status="cancelled"))
+        return resolve(row)
+
+    monkeypatch.setattr(sends, "resolve", resolve_while_an_admin_cancels)
+    with app.app_context():
+        row = db.session.get(MassSend, send["id"])
+        sends.approve(row, _admin(app))
+        db.session.commit()
+        dispatch.dispatch(row, db.session.commit)
+        assert db.session.get(MassSend, send["id"]).status == SendStatus.cancelled
+    assert corp.mass_tasks == {}
