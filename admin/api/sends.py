@@ -14,11 +14,10 @@ from sqlalchemy import select
 
 from admin.api import ApiError, bp, int_arg, json_body, string_list
 from admin.spreadsheet import stream_csv
-from bot.extensions import db, redis_conn
-from bot.jobs.queue import enqueue
-from bot.jobs.tasks import cancel_send_tasks, start_send_if_due
-from bot.models import MassSend, Role
-from bot.services import media, segments, send_tracking, sends
+from bot.extensions import db
+from bot.jobs.tasks import start_send_if_due, stop_send_tasks_if_dispatched
+from bot.models import MassSend
+from bot.services import dispatch, media, segments, send_tracking, sends
 from bot.services.users import audit
 
 
@@ -36,13 +35,8 @@ def refusals() -> Iterator[None]:
         raise ApiError(409 if isinstance(exc, send_tracking.RemindError) else 400, "refused", str(exc)) from exc
 
 
-def visible(user: Any) -> Any:
-    """The sends a user may see: store managers their own, everyone else all."""
-    return MassSend.created_by == user.id if user.role == Role.store_manager else MassSend.id.is_not(None)
-
-
 def get_send(send_id: int, user: Any) -> MassSend:
-    send = db.session.scalar(select(MassSend).where(MassSend.id == send_id, visible(user)))
+    send = db.session.scalar(select(MassSend).where(MassSend.id == send_id, sends.visible(user)))
     if send is None:
         raise ApiError(404, "not_found", f"no send {send_id}")
     return send
@@ -64,19 +58,13 @@ def send_json(send: MassSend, *, full: bool = False) -> dict[str, Any]:
             data["preview"] = preview
         elif send.dispatched_at is not None:
             data["funnel"] = send_tracking.funnel(send)
-            data["chunks"] = {str(k): v for k, v in _chunk_counts(send).items()}
+            data["chunks"] = dispatch.counts(send)
     return data
-
-
-def _chunk_counts(send: MassSend) -> dict[str, int]:
-    from bot.services.dispatch import counts
-
-    return counts(send)
 
 
 @bp.get("/sends")
 def list_sends() -> ResponseReturnValue:
-    rows = db.session.scalars(select(MassSend).where(visible(g.api_user)).order_by(MassSend.id.desc()).limit(200))
+    rows = db.session.scalars(select(MassSend).where(sends.visible(g.api_user)).order_by(MassSend.id.desc()).limit(200))
     return jsonify(items=[send_json(s) for s in rows])
 
 
@@ -154,10 +142,9 @@ def reject_send(send_id: int) -> ResponseReturnValue:
 def cancel_send(send_id: int) -> ResponseReturnValue:
     send = get_send(send_id, g.api_user)
     with refusals():
-        tasks_exist = sends.cancel(send, g.api_user)
+        sends.cancel(send, g.api_user)
     db.session.commit()
-    if tasks_exist or send.dispatched_at is not None:
-        enqueue(cancel_send_tasks, send.id, connection=redis_conn.client)
+    stop_send_tasks_if_dispatched(send)
     return jsonify(send_json(send))
 
 
@@ -171,15 +158,12 @@ def remind_members(send_id: int) -> ResponseReturnValue:
     """Remind members who have not sent yet: ``{"userids": [...]}``, or every one of them when absent.
     WeCom allows 3 reminders per task per 24 h; tasks at that limit are counted as ``limited``."""
     send = get_send(send_id, g.api_user)
-    if g.api_user.role not in (Role.admin, Role.operator) and send.created_by != g.api_user.id:
+    if not sends.may_remind(send, g.api_user):
         raise ApiError(403, "forbidden", "reminding needs the admin or operator role, or your own send")
     body = request.get_json(silent=True) or {}
     userids = string_list(body, "userids") if isinstance(body, dict) else None
-    chunks = send_tracking.unconfirmed(send)
-    if userids is not None:
-        chunks = [c for c in chunks if c.staff.userid in set(userids)]
     with refusals():
-        counts = send_tracking.remind(send, chunks)
+        counts = send_tracking.remind(send, send_tracking.unconfirmed(send, userids))
     audit(g.api_user, "remind_send", f"send:{send.id}", after=counts)
     db.session.commit()
     return jsonify(counts)
@@ -200,17 +184,21 @@ def send_recipients(send_id: int) -> ResponseReturnValue:
     return jsonify(items=items, next_after=rows[-1][0] if len(rows) == limit else None)
 
 
-@bp.get("/sends/<int:send_id>/recipients.csv")
-def export_recipients(send_id: int) -> ResponseReturnValue:
-    send = get_send(send_id, g.api_user)
+def results_csv(send: MassSend, user: Any, ip: str = "") -> Response:
+    """Every recipient's result as CSV, streamed (COPY on PostgreSQL); the export is audited first."""
     query = send_tracking.result_rows(send)
-    audit(g.api_user, "export_send", f"send:{send_id}")
+    audit(user, "export_send", f"send:{send.id}", ip=ip)
     db.session.commit()
     return Response(
         stream_with_context(stream_csv(list(send_tracking.RESULT_COLUMNS), (r[1:] for r in segments.stream(query)))),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="send-{send_id}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="send-{send.id}.csv"'},
     )
+
+
+@bp.get("/sends/<int:send_id>/recipients.csv")
+def export_recipients(send_id: int) -> ResponseReturnValue:
+    return results_csv(get_send(send_id, g.api_user), g.api_user)
 
 
 @bp.post("/media")

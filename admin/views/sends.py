@@ -7,21 +7,19 @@ import csv
 import io
 from typing import Any
 
-from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from admin.api.sends import visible
+from admin.api.sends import results_csv
 from admin.forms import EmptyForm
-from admin.spreadsheet import stream_csv
 from admin.views import bp, client_ip
-from bot.extensions import db, redis_conn
-from bot.jobs.queue import enqueue
-from bot.jobs.tasks import cancel_send_tasks, start_send_if_due
+from bot.extensions import db
+from bot.jobs.tasks import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.models import MassSend, Role, Segment
-from bot.services import media, segments, send_tracking, sends, tags
+from bot.services import media, send_tracking, sends, tags
 from bot.services.users import N_, audit
 
 MAX_UPLOAD = 2 * 1024 * 1024  # a CSV of external user ids
@@ -35,7 +33,9 @@ def _choices() -> dict[str, Any]:
 
 
 def _index(error: str = "", field: str = "", status: int = 200) -> Any:
-    rows = db.session.scalars(select(MassSend).where(visible(current_user)).order_by(MassSend.id.desc()).limit(200))
+    rows = db.session.scalars(
+        select(MassSend).where(sends.visible(current_user)).order_by(MassSend.id.desc()).limit(200)
+    )
     return (
         render_template(
             "admin/sends/index.html",
@@ -132,7 +132,7 @@ def create_send() -> ResponseReturnValue:
 
 
 def _get(send_id: int) -> MassSend:
-    send = db.session.scalar(select(MassSend).where(MassSend.id == send_id, visible(current_user)))
+    send = db.session.scalar(select(MassSend).where(MassSend.id == send_id, sends.visible(current_user)))
     if send is None:
         abort(404)
     return send
@@ -153,7 +153,7 @@ def send_detail(send_id: int) -> ResponseReturnValue:
             "labels": [_("目标客户"), _("已建任务"), _("成员已确认"), _("已送达")],
             "values": [funnel[k] for k in ("targeted", "in_task", "confirmed", "delivered")] if funnel else [],
         },
-        can_manage=current_user.role == Role.admin or send.created_by == current_user.id,
+        can_manage=sends.may_manage(send, current_user),
         is_admin=current_user.role == Role.admin,
         form=EmptyForm(),
     )
@@ -180,8 +180,8 @@ def _act(send_id: int, action: str) -> ResponseReturnValue:
     db.session.commit()
     if action == "approve":
         start_send_if_due(send)
-    if action == "cancel" and send.dispatched_at is not None:
-        enqueue(cancel_send_tasks, send.id, connection=redis_conn.client)
+    if action == "cancel":
+        stop_send_tasks_if_dispatched(send)
     return redirect(url_for("admin.send_detail", send_id=send_id))
 
 
@@ -211,14 +211,11 @@ def remind_send(send_id: int) -> ResponseReturnValue:
     send = _get(send_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
-    if current_user.role not in (Role.admin, Role.operator) and send.created_by != current_user.id:
+    if not sends.may_remind(send, current_user):
         abort(403)
-    chunks = send_tracking.unconfirmed(send)
     userid = request.form.get("userid")
-    if userid:
-        chunks = [c for c in chunks if c.staff.userid == userid]
     try:
-        counts = send_tracking.remind(send, chunks)
+        counts = send_tracking.remind(send, send_tracking.unconfirmed(send, [userid] if userid else None))
     except send_tracking.RemindError as exc:
         flash(_(str(exc)), "error")
         return redirect(url_for("admin.send_detail", send_id=send_id))
@@ -230,13 +227,4 @@ def remind_send(send_id: int) -> ResponseReturnValue:
 
 @bp.get("/sends/<int:send_id>/recipients.csv")
 def export_send(send_id: int) -> ResponseReturnValue:
-    send = _get(send_id)
-    query = send_tracking.result_rows(send)
-    audit(current_user, "export_send", f"send:{send_id}", ip=client_ip())
-    db.session.commit()
-    rows = (r[1:] for r in segments.stream(query))
-    return Response(
-        stream_with_context(stream_csv(list(send_tracking.RESULT_COLUMNS), rows)),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="send-{send_id}.csv"'},
-    )
+    return results_csv(_get(send_id), current_user, client_ip())

@@ -289,6 +289,14 @@ def start_send_if_due(send: Any) -> None:
         enqueue(dispatch_send, send.id, connection=redis_conn.client)
 
 
+def stop_send_tasks_if_dispatched(send: Any) -> None:
+    """After a cancel: a send whose dispatch had started may have WeCom tasks to stop."""
+    from bot.jobs.queue import enqueue
+
+    if send.dispatched_at is not None:
+        enqueue(cancel_send_tasks, send.id, connection=redis_conn.client)
+
+
 def dispatch_due_sends() -> int:
     """Queue the sends whose time has come, and resume dispatches whose worker died."""
     from datetime import timedelta

@@ -123,10 +123,17 @@ class RemindError(ValueError):
     pass
 
 
-def reminders_left(chunk: SendChunk, now: Any = None) -> int:
+def reminders_left(send: MassSend, now: Any = None) -> dict[int, int]:
+    """Per task (chunk id) of the send, the reminders WeCom still allows in the last 24 h; a task not
+    listed has all of them."""
     since = (now or utcnow()) - timedelta(hours=24)
-    used = db.session.scalar(select(func.count()).where(SendReminder.chunk_id == chunk.id, SendReminder.at > since))
-    return max(0, REMINDERS_PER_DAY - int(used or 0))
+    used = db.session.execute(
+        select(SendReminder.chunk_id, func.count())
+        .join(SendChunk, SendChunk.id == SendReminder.chunk_id)
+        .where(SendChunk.send_id == send.id, SendReminder.at > since)
+        .group_by(SendReminder.chunk_id)
+    ).all()
+    return {chunk_id: max(0, REMINDERS_PER_DAY - int(n)) for chunk_id, n in used}
 
 
 def remind(send: MassSend, chunks: list[SendChunk], *, automatic: bool = False, now: Any = None) -> dict[str, int]:
@@ -136,13 +143,14 @@ def remind(send: MassSend, chunks: list[SendChunk], *, automatic: bool = False, 
     now = now or utcnow()
     api = contact_api()
     counts = {"reminded": 0, "limited": 0, "confirmed": 0, "failed": 0}
+    left = reminders_left(send, now)
     for chunk in chunks:
         if chunk.send_id != send.id or chunk.status != ChunkStatus.created:
             continue
         if chunk.confirmed_at is not None:
             counts["confirmed"] += 1
             continue
-        if reminders_left(chunk, now) == 0:
+        if left.get(chunk.id, REMINDERS_PER_DAY) == 0:
             counts["limited"] += 1
             continue
         try:
@@ -157,16 +165,14 @@ def remind(send: MassSend, chunks: list[SendChunk], *, automatic: bool = False, 
     return counts
 
 
-def unconfirmed(send: MassSend) -> list[SendChunk]:
-    return list(
-        db.session.scalars(
-            select(SendChunk)
-            .where(
-                SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.created, SendChunk.confirmed_at.is_(None)
-            )
-            .order_by(SendChunk.id)
-        )
+def unconfirmed(send: MassSend, userids: list[str] | None = None) -> list[SendChunk]:
+    """The send's tasks whose member has not sent yet (of ``userids`` only, when given)."""
+    query = select(SendChunk).where(
+        SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.created, SendChunk.confirmed_at.is_(None)
     )
+    if userids is not None:
+        query = query.join(Staff).where(Staff.userid.in_(userids))
+    return list(db.session.scalars(query.order_by(SendChunk.id)))
 
 
 def auto_remind(send: MassSend, now: Any) -> dict[str, int]:
@@ -210,7 +216,7 @@ def funnel(send: MassSend) -> dict[str, int]:
 
 def members(send: MassSend) -> list[dict[str, Any]]:
     """Per member: customers, tasks, confirmed or not, reminders left today."""
-    now = utcnow()
+    left = reminders_left(send)
     out = []
     for chunk in db.session.scalars(
         select(SendChunk).join(Staff).where(SendChunk.send_id == send.id).order_by(Staff.name, SendChunk.seq)
@@ -223,7 +229,7 @@ def members(send: MassSend) -> list[dict[str, Any]]:
                 "customers": chunk.size,
                 "status": str(chunk.status),
                 "confirmed": chunk.confirmed_at is not None,
-                "reminders_left": reminders_left(chunk, now) if chunk.status == ChunkStatus.created else 0,
+                "reminders_left": left.get(chunk.id, REMINDERS_PER_DAY) if chunk.status == ChunkStatus.created else 0,
                 "error": chunk.error,
             }
         )

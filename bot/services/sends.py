@@ -231,7 +231,7 @@ def save_draft(raw: dict[str, Any], user: User, send: MassSend | None = None) ->
     """Create a draft, or change one that is not approved yet (a change sends it back to draft). Flushes."""
     if user.role not in DRAFTERS:
         raise SendError("user", N_("没有起草群发的权限"))
-    if send is not None and (send.status not in EDITABLE or not _may_manage(send, user)):
+    if send is not None and (send.status not in EDITABLE or not may_manage(send, user)):
         raise SendError("status", N_("只有草稿或待审批的群发可以修改"))
     draft = check_draft(raw)
     if send is None:
@@ -248,12 +248,22 @@ def save_draft(raw: dict[str, Any], user: User, send: MassSend | None = None) ->
     return send
 
 
-def _may_manage(send: MassSend, user: User) -> bool:
+def visible(user: User) -> Any:
+    """The sends a user may see: store managers their own, everyone else all."""
+    return MassSend.created_by == user.id if user.role == Role.store_manager else MassSend.id.is_not(None)
+
+
+def may_manage(send: MassSend, user: User) -> bool:
+    """Submit, cancel: an admin, or whoever made the send."""
     return user.role == Role.admin or send.created_by == user.id
 
 
+def may_remind(send: MassSend, user: User) -> bool:
+    return user.role in (Role.admin, Role.operator) or send.created_by == user.id
+
+
 def submit(send: MassSend, user: User) -> None:
-    if send.status != SendStatus.draft or not _may_manage(send, user):
+    if send.status != SendStatus.draft or not may_manage(send, user):
         raise SendError("status", N_("只有自己的草稿可以提交审批"))
     send.status = SendStatus.pending_approval
     send.submitted_at = utcnow()
@@ -282,19 +292,15 @@ def reject(send: MassSend, user: User, reason: str) -> None:
     audit(user, "reject_send", f"send:{send.id}", after={"reason": send.error})
 
 
-def cancel(send: MassSend, user: User) -> bool:
-    """Stop a send before or during dispatch. Returns whether WeCom tasks exist that must be cancelled
-    (the caller queues that: it calls WeCom)."""
-    if send.status not in OPEN or not _may_manage(send, user):
+def cancel(send: MassSend, user: User) -> None:
+    """Stop a send before or during dispatch. Tasks already made in WeCom are the caller's to queue for
+    cancelling (``tasks.cancel_send_tasks``: it calls WeCom)."""
+    if send.status not in OPEN or not may_manage(send, user):
         raise SendError("status", N_("这条群发已结束或无权取消"))
     before = send.status
     send.status = SendStatus.cancelled
     send.cancelled_at = utcnow()
     audit(user, "cancel_send", f"send:{send.id}", before={"status": before})
-    created = db.session.scalar(
-        select(func.count()).where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.created)
-    )
-    return bool(created)
 
 
 def move(send: MassSend, allowed: tuple[SendStatus, ...], to: SendStatus, **values: Any) -> bool:
@@ -473,9 +479,8 @@ def preview_if_open(send: MassSend) -> dict[str, int] | None:
 
 def resolve(send: MassSend) -> bool:
     """Write the recipients and the chunks, once: a resumed dispatch finds them and returns False."""
-    if db.session.scalar(select(func.count()).where(SendChunk.send_id == send.id)) or db.session.scalar(
-        select(func.count()).where(SendRecipient.send_id == send.id)
-    ):
+    # Chunks are written from the recipients in the same transaction: recipients mean both are there.
+    if db.session.scalar(select(SendRecipient.id).where(SendRecipient.send_id == send.id).limit(1)) is not None:
         return False
     if db.session.connection().dialect.name == "postgresql":
         # The plan sorts a million rows twice (per customer, then per member); in memory, not on disk.
