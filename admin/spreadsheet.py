@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 #: a leading = + - @ (or a tab or carriage return) makes Excel and WPS read a cell as a formula
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -30,3 +31,24 @@ def stream_csv(header: list[str], rows: Iterable[Sequence[object]], every: int =
             out.seek(0)
             out.truncate()
     yield out.getvalue()
+
+
+class UploadTooLarge(ValueError):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"larger than {max_bytes} bytes")
+        self.max_mb = max_bytes // (1024 * 1024)
+
+
+def read_ids(pasted: str, upload: Any, max_bytes: int) -> list[str]:
+    """Customer ids pasted (separated by lines, spaces or commas, ASCII or full-width) and the first
+    column of an uploaded CSV (a header cell ``external_userid`` is skipped), in order, once each. An upload
+    larger than ``max_bytes`` is refused whole rather than cut."""
+    ids = [part for part in pasted.replace("，", " ").replace(",", " ").split() if part]
+    if upload is not None and upload.filename:
+        content = upload.read(max_bytes + 1)
+        if len(content) > max_bytes:
+            raise UploadTooLarge(max_bytes)
+        for row in csv.reader(io.StringIO(content.decode("utf-8-sig", errors="replace"))):
+            if row and row[0].strip() and row[0].strip() != "external_userid":
+                ids.append(row[0].strip())
+    return list(dict.fromkeys(ids))

@@ -3,8 +3,6 @@ follow it (a funnel, members who have not sent with a remind button), cancel it 
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -15,12 +13,13 @@ from sqlalchemy import select
 
 from admin.api.sends import results_csv
 from admin.forms import EmptyForm
+from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, client_ip
 from bot.extensions import db
 from bot.jobs.tasks import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.models import MassSend, Role, Segment
 from bot.services import media, send_tracking, sends, tags
-from bot.services.users import N_, audit
+from bot.services.users import audit
 
 MAX_UPLOAD = 2 * 1024 * 1024  # a CSV of external user ids
 
@@ -57,22 +56,6 @@ def sends_page() -> ResponseReturnValue:
     return _index()
 
 
-def _ids_from_form() -> list[str]:
-    """Pasted ids (one per line, or separated by commas or spaces) and the first column of an uploaded CSV."""
-    raw = request.form.get("external_userids", "")
-    ids = [part.strip() for part in raw.replace(",", "\n").split() if part.strip()]
-    upload = request.files.get("list_file")
-    if upload is not None and upload.filename:
-        content = upload.read(MAX_UPLOAD + 1)
-        if len(content) > MAX_UPLOAD:
-            raise sends.SendError("target", N_("CSV 文件最大 2 MB"))
-        text = content.decode("utf-8-sig", errors="replace")
-        for row in csv.reader(io.StringIO(text)):
-            if row and row[0].strip() and row[0].strip() != "external_userid":
-                ids.append(row[0].strip())
-    return ids
-
-
 def _target() -> dict[str, Any]:
     kind = request.form.get("target_kind", "segment")
     if kind == "segment":
@@ -80,7 +63,8 @@ def _target() -> dict[str, Any]:
     if kind == "tags":
         tag_ids = request.form.getlist("tag_ids")
         return {"rule": {"op": "and", "conditions": [{"type": "tags", "match": "any", "tag_ids": tag_ids}]}}
-    return {"external_userids": _ids_from_form()}
+    ids = read_ids(request.form.get("external_userids", ""), request.files.get("list_file"), MAX_UPLOAD)
+    return {"external_userids": ids}
 
 
 def _attachments() -> list[dict[str, Any]]:
@@ -125,6 +109,9 @@ def create_send() -> ResponseReturnValue:
     except (sends.SendError, media.MediaError) as exc:
         db.session.rollback()
         return _index(_(str(exc)), getattr(exc, "field", "attachments"), 400)
+    except UploadTooLarge as exc:
+        db.session.rollback()
+        return _index(_("CSV 文件最大 %(mb)s MB", mb=exc.max_mb), "target", 400)
     db.session.commit()
     start_send_if_due(send)
     flash(_("已保存群发 %(name)s", name=send.name))

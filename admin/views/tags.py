@@ -3,8 +3,6 @@ bulk tagging of a segment or a list of customers with its progress and report.""
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
@@ -14,6 +12,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from admin.forms import EmptyForm
+from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
@@ -25,6 +24,7 @@ from bot.services.users import audit
 from bot.wecom.errors import WeComError
 
 WRITERS = (Role.admin, Role.operator)
+MAX_UPLOAD = 5 * 1024 * 1024  # a CSV of up to 100,000 external user ids
 
 
 def _page(errors: dict[str, str] | None = None, status: int = 200) -> Any:
@@ -143,18 +143,6 @@ def check_tag_drift() -> ResponseReturnValue:
     return redirect(url_for("admin.tags_page"))
 
 
-def _external_ids() -> list[str]:
-    """Ids pasted one per line (or comma-separated), or the first column of an uploaded CSV."""
-    ids = _names(request.form.get("external_userids", ""))
-    upload = request.files.get("csv")
-    if upload is not None and upload.filename:
-        text = upload.read(5 * 1024 * 1024).decode("utf-8-sig", errors="replace")
-        for row in csv.reader(io.StringIO(text)):
-            if row and row[0].strip() and row[0].strip() != "external_userid":
-                ids.append(row[0].strip())
-    return list(dict.fromkeys(ids))
-
-
 @bp.post("/tags/jobs")
 @role_required(*WRITERS)
 def create_tag_job() -> ResponseReturnValue:
@@ -162,12 +150,18 @@ def create_tag_job() -> ResponseReturnValue:
         abort(400)
     segment = db.session.get(Segment, request.form.get("segment_id", type=int) or 0)
     try:
+        ids = None
+        if segment is None:
+            ids = read_ids(request.form.get("external_userids", ""), request.files.get("csv"), MAX_UPLOAD)
+    except UploadTooLarge as exc:
+        return _page({"job": _("CSV 文件最大 %(mb)s MB", mb=exc.max_mb)}, 400)
+    try:
         job = tag_jobs.create_job(
             current_user,
             request.form.get("action", ""),
             request.form.getlist("tag_ids"),
             rule=segments.parse_rule(segment.rule) if segment else None,
-            external_userids=None if segment else _external_ids(),
+            external_userids=ids,
             target=f"segment:{segment.name}" if segment else "list",
         )
     except tags.TagError as exc:
