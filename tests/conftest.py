@@ -180,6 +180,26 @@ def make_user(app: Flask, username: str, role: str, stores: list[int] | None = N
         return user.id, password
 
 
+class ApiClient:
+    """The JSON API through Flask's test client, as one bearer token's user."""
+
+    def __init__(self, client: Any, token: str) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def post(self, url: str, body: Any = None) -> Any:
+        return self.client.post(url, json=body if body is not None else {}, headers=self.headers)
+
+    def get(self, url: str) -> Any:
+        return self.client.get(url, headers=self.headers)
+
+    def patch(self, url: str, body: Any) -> Any:
+        return self.client.patch(url, json=body, headers=self.headers)
+
+    def delete(self, url: str) -> Any:
+        return self.client.delete(url, headers=self.headers)
+
+
 def make_token(app: Flask, user_id: int) -> str:
     from bot.models import User
     from bot.services.api_tokens import create_api_token

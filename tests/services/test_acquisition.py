@@ -9,7 +9,7 @@ from bot.extensions import db
 from bot.jobs.tasks import sync_corp_tags, sync_directory
 from bot.models import Channel, CustomerEvent, FollowRelation, WelcomeSend, WelcomeStatus
 from bot.services import welcome
-from tests.conftest import make_token, make_user
+from tests.conftest import ApiClient, make_token, make_user
 
 
 @pytest.fixture
@@ -17,23 +17,7 @@ def api(app, client, sim):
     with app.app_context():
         sync_directory()
         sync_corp_tags()
-    token = make_token(app, make_user(app, "ops", "operator")[0])
-    headers = {"Authorization": f"Bearer {token}"}
-
-    class Api:
-        def post(self, url, body):
-            return client.post(url, json=body, headers=headers)
-
-        def get(self, url):
-            return client.get(url, headers=headers)
-
-        def patch(self, url, body):
-            return client.patch(url, json=body, headers=headers)
-
-        def delete(self, url):
-            return client.delete(url, headers=headers)
-
-    return Api()
+    return ApiClient(client, make_token(app, make_user(app, "ops", "operator")[0]))
 
 
 def vip_tag(corp):

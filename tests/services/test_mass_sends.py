@@ -23,25 +23,10 @@ from bot.sandbox.api import confirm_mass_task
 from bot.services import dispatch, send_tracking, sends
 from bot.services.directory import sync_directory
 from bot.services.tags import sync_corp_tags
-from tests.conftest import make_token, make_user
+from tests.conftest import ApiClient, make_token, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]
-
-
-class Api:
-    def __init__(self, client, token):
-        self.client = client
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def post(self, url, body=None):
-        return self.client.post(url, json=body if body is not None else {}, headers=self.headers)
-
-    def get(self, url):
-        return self.client.get(url, headers=self.headers)
-
-    def patch(self, url, body):
-        return self.client.patch(url, json=body, headers=self.headers)
 
 
 @pytest.fixture
@@ -60,12 +45,12 @@ def people(app, sim, corp, run_worker):
 
 @pytest.fixture
 def admin_api(app, client):
-    return Api(client, make_token(app, make_user(app, "boss", "admin")[0]))
+    return ApiClient(client, make_token(app, make_user(app, "boss", "admin")[0]))
 
 
 @pytest.fixture
 def operator_api(app, client):
-    return Api(client, make_token(app, make_user(app, "ops", "operator")[0]))
+    return ApiClient(client, make_token(app, make_user(app, "ops", "operator")[0]))
 
 
 def everyone(people):
@@ -359,7 +344,7 @@ def test_a_store_manager_sends_within_their_stores_from_their_members(app, clien
         from bot.models import Store
 
         jingan = db.session.scalar(select(Store.department_id).where(Store.name == "静安寺店"))
-    manager = Api(client, make_token(app, make_user(app, "jingan", "store_manager", [jingan])[0]))
+    manager = ApiClient(client, make_token(app, make_user(app, "jingan", "store_manager", [jingan])[0]))
     send = new_send(manager, people, sender_rule="store")
     # only the four customers of 静安寺店's members; the one followed in both stores goes from 静安寺店
     assert send["preview"]["recipients"] == 4
