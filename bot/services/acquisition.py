@@ -7,7 +7,7 @@ import logging
 
 from bot.models import Customer, FollowStatus, WelcomeStatus
 from bot.services import channels, customers, welcome
-from bot.services.clients import agent_api, settings
+from bot.services.clients import agent_api, agent_id
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def customer_lost(external_userid: str, userid: str) -> Customer:
     remark = f"（备注：{follow.remark}）" if follow.remark and follow.remark != customer.name else ""
     # The same text to the same member within 4 hours is dropped by WeCom: a retried event alerts once.
     agent_api().send_app_text(
-        settings().wecom_agent_id or 0,
+        agent_id(),
         [userid],
         f"流失提醒：客户「{name}」{remark}已将你删除。可在私域助手查看该客户的资料和时间线。",
         dedupe_seconds=4 * 3600,

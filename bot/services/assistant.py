@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bot.extensions import db, redis_conn
 from bot.models import Staff
 from bot.services import channels, growth, qr_images
-from bot.services.clients import agent_api, settings
+from bot.services.clients import agent_api, agent_id
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ ANSWERED_TTL = 7 * 86400
 
 
 def _text(userid: str, content: str) -> None:
-    agent_api().send_app_text(settings().wecom_agent_id or 0, [userid], content)
+    agent_api().send_app_text(agent_id(), [userid], content)
 
 
 def _my_code(staff: Staff) -> str:

@@ -42,6 +42,11 @@ def agent_api() -> WeComClient:
     return _client(settings().wecom_agent_secret or "")
 
 
+def agent_id() -> int:
+    """The app's AgentId for message/send (always set once settings are complete; the sandbox has its own)."""
+    return settings().wecom_agent_id or 0
+
+
 def callback_crypto() -> CallbackCrypto:
     crypto = current_app.extensions.get("siyu.crypto")
     if crypto is None:

@@ -23,7 +23,7 @@ from bot.models import ChunkStatus, MassSend, MediaFile, RecipientStatus, SendCh
 from bot.models._time import from_epoch, utcnow
 from bot.services import media, sends
 from bot.services.channels import render, variables
-from bot.services.clients import agent_api, contact_api, settings
+from bot.services.clients import agent_api, agent_id, contact_api
 from bot.wecom import WeComClient
 from bot.wecom.errors import RateLimited, WeComError, WeComUnavailable
 
@@ -273,7 +273,7 @@ def notify_members(send: MassSend) -> int:
     if not userids:
         return 0
     content = f"您有一条企业群发待发送：「{send.name}」。请在企业微信「客户联系 → 群发助手」中确认发送。"
-    api, agent = agent_api(), settings().wecom_agent_id or 0
+    api, agent = agent_api(), agent_id()
     notified = 0
     for i in range(0, len(userids), NOTIFY_BATCH):
         batch = userids[i : i + NOTIFY_BATCH]

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from bot.extensions import db, redis_conn
 from bot.models import Channel
-from bot.services.clients import agent_api, contact_api, settings
+from bot.services.clients import agent_api, agent_id, contact_api, settings
 from bot.services.users import N_
 from bot.wecom.errors import WeComError
 
@@ -108,7 +108,7 @@ def send_code_to_member(channel: Channel, userid: str) -> str:
             media_id = agent_api().upload_image(f"{channel.state}.png", qr_png(channel))
             redis_conn.client.set(key, media_id, ex=MEDIA_TTL)
         try:
-            agent_api().send_app_image(settings().wecom_agent_id or 0, [userid], str(media_id))
+            agent_api().send_app_image(agent_id(), [userid], str(media_id))
             break
         except WeComError as exc:
             # 40007: the media id is gone before its 3 days (WeCom may drop it); upload once more.
