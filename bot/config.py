@@ -56,6 +56,29 @@ def _url(value: str) -> str:
     return v if v.endswith("/") else v + "/"
 
 
+DEFAULT_BIRTHDAY_PATTERN = (
+    r"生日\s*[:：]?\s*(?:(?P<year>\d{4})\s*[-/.年])?\s*(?P<month>\d{1,2})\s*[-/.月]\s*(?P<day>\d{1,2})"
+)
+
+
+def _pattern(value: str) -> str:
+    v = value.strip()
+    try:
+        groups = re.compile(v).groupindex
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    if not {"month", "day"} <= set(groups):
+        raise ValueError("the pattern needs named groups (?P<month>…) and (?P<day>…)")
+    return v
+
+
+def _hour(value: str) -> int:
+    v = int(value.strip())
+    if not 0 <= v <= 23:
+        raise ValueError("an hour is 0–23")
+    return v
+
+
 def _corp_id(value: str) -> str:
     v = value.strip()
     if not re.fullmatch(r"ww[0-9a-zA-Z]{8,30}", v):
@@ -127,6 +150,13 @@ class Settings:
     # WeCom's per-customer cap on corp mass messages, as set in 群发助手 (REFERENCE §3.6): as many as the
     # month has days ("month"), 7 a week ("week") or 1 a day ("day").
     mass_cap: str = _setting("SIYU_MASS_CAP", _mass_cap, "month")
+    # Where the panel is reached from members' phones: links in app messages (reminders, digests) start here.
+    public_url: str = _setting("SIYU_PUBLIC_URL", _url, "http://localhost:5000/")
+    # The corp-time hour at which each store manager gets the daily digest.
+    digest_hour: int = _setting("SIYU_DIGEST_HOUR", _hour, 9)
+    # Birthdays written in a member's remark or description, e.g. "生日 1990-05-12" or "生日5月12日": a
+    # regular expression with named groups month and day (and optionally year).
+    birthday_pattern: str = _setting("SIYU_BIRTHDAY_PATTERN", _pattern, DEFAULT_BIRTHDAY_PATTERN)
     # A CJK font for printable posters; the first of the usual Debian fonts that exists when unset.
     poster_font: str | None = _setting("SIYU_POSTER_FONT", _text)
     # Session cookies only over HTTPS; on by default with a real corp (Siyu sits behind TLS there).

@@ -30,6 +30,9 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     # Mass sends: scheduled ones start on time, a dispatch whose worker died resumes, tasks are followed.
     PeriodicJob(tasks.dispatch_due_sends, "interval", {"seconds": 30}, timedelta(seconds=30)),
     PeriodicJob(tasks.track_sends, "interval", {"minutes": 10}, timedelta(minutes=10)),
+    # Lifecycle rules act inside their daily windows; daily triggers are matched once a day per rule.
+    PeriodicJob(tasks.run_lifecycle_rules, "interval", {"minutes": 10}, timedelta(minutes=10)),
+    PeriodicJob(tasks.send_daily_digests, "cron", {"minute": 5}, timedelta(hours=1)),
     # Nightly full pulls repair whatever callbacks missed (WeCom sends none for our own API calls).
     PeriodicJob(tasks.sync_directory, "cron", {"hour": 3, "minute": 10}),
     PeriodicJob(tasks.sync_corp_tags, "cron", {"hour": 3, "minute": 20}),

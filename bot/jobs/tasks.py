@@ -338,3 +338,26 @@ def cancel_send_tasks(send_id: int) -> dict[str, int]:
         counts = dispatch.cancel_tasks(send, db.session.commit)
         send_tracking.track(send, db.session.commit)
         return counts
+
+
+def run_lifecycle_rules() -> dict[str, int]:
+    """Every enabled lifecycle rule inside its daily window: new tasks, then their actions. Sends and
+    tagging jobs the rules made are queued here (they run like any other)."""
+    from bot.jobs.queue import enqueue
+    from bot.services import lifecycle
+
+    with job_context():
+        result = lifecycle.run_rules()
+        for send_id in result.sends:
+            enqueue(dispatch_send, send_id, connection=redis_conn.client)
+        for job_id in result.tag_jobs:
+            enqueue(run_tag_job, job_id, connection=redis_conn.client)
+        return result.counts()
+
+
+def send_daily_digests() -> dict[str, int]:
+    """Hourly: at SIYU_DIGEST_HOUR (corp time) each store manager gets yesterday's digest, once."""
+    from bot.services import digest
+
+    with job_context():
+        return digest.send_digests()

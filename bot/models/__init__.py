@@ -13,6 +13,7 @@ from bot.models.channels import (
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.jobs import JobRun
+from bot.models.lifecycle import LifecycleRule, LifecycleTask, RuleRun, Step, Trigger
 from bot.models.segments import Segment
 from bot.models.sends import (
     ChunkStatus,
@@ -67,6 +68,11 @@ __all__ = [
     "SendRecipient",
     "SendStatus",
     "JobRun",
+    "LifecycleRule",
+    "LifecycleTask",
+    "RuleRun",
+    "Step",
+    "Trigger",
     "Staff",
     "Store",
     "Tag",

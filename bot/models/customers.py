@@ -28,6 +28,8 @@ class Customer(db.Model):  # type: ignore[name-defined]
     corp_name: Mapped[str] = mapped_column(String(128), default="")
     birthday: Mapped[date | None]
     notes: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The last interaction (services.customers.INTERACTIONS): what "dormant" is measured from.
+    last_interaction_at: Mapped[datetime | None] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Table
+from sqlalchemy import JSON, Column, ForeignKey, Integer, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.extensions import db
@@ -27,6 +27,8 @@ class Store(db.Model):  # type: ignore[name-defined]
     parent_department_id: Mapped[int | None] = mapped_column(Integer)
     order: Mapped[int] = mapped_column(Integer, default=0)
     active: Mapped[bool] = mapped_column(default=True)
+    # The department's leaders (department_leader, doc path/90208): the store managers Siyu notifies.
+    leaders: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     staff: Mapped[list[Staff]] = relationship(secondary=staff_stores, back_populates="stores")

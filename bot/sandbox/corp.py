@@ -200,11 +200,19 @@ class FakeCorp:
     def add_department(self, name: str, parentid: int = 1) -> int:
         with self.lock:
             dep_id = max(self.departments) + 1
-            self.departments[dep_id] = {"id": dep_id, "name": name, "parentid": parentid, "order": 100 - dep_id}
+            self.departments[dep_id] = {
+                "id": dep_id,
+                "name": name,
+                "parentid": parentid,
+                "order": 100 - dep_id,
+                "department_leader": [],
+            }
             return dep_id
 
-    def add_user(self, userid: str, name: str, department: int, position: str = "") -> None:
+    def add_user(self, userid: str, name: str, department: int, position: str = "", *, leader: bool = False) -> None:
         with self.lock:
+            if leader:
+                self.departments[department].setdefault("department_leader", []).append(userid)
             self.users[userid] = {
                 "userid": userid,
                 "name": name,

@@ -127,7 +127,9 @@ class Simulator:
             dep = self.corp.add_department(STORES[s % len(STORES)] + ("" if s < len(STORES) else str(s)))
             for n in range(staff_per_store):
                 userid = f"staff{dep:02d}{n + 1:02d}"
-                self.corp.add_user(userid, self.person_name(), dep, POSITIONS[n % len(POSITIONS)])
+                position = POSITIONS[n % len(POSITIONS)]
+                # The first member of each store is its manager (店长), the department's leader in WeCom.
+                self.corp.add_user(userid, self.person_name(), dep, position, leader=n == 0)
         for group, names in TAG_LIBRARY.items():
             self.corp.add_tags({"group_name": group, "tag": [{"name": n} for n in names]})
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from bot.extensions import db, redis_conn
-from bot.models import Staff
-from bot.services import channels, growth, qr_images
+from bot.models import Customer, Staff
+from bot.services import channels, customers, growth, lifecycle, qr_images
 from bot.services.clients import agent_api, agent_id
 
 log = logging.getLogger(__name__)
@@ -22,10 +22,14 @@ log = logging.getLogger(__name__)
 RANK_DAYS = 30
 HELP = (
     "私域助手可以：\n"
+    "· 发送「今日任务」：查看今天需要跟进的客户\n"
     "· 发送「我的二维码」：获取你的专属渠道码\n"
     "· 发送「排行」：查看你近 30 天的拉新排名\n"
+    "· 发送「客户 名字」：查看你的客户的简要资料\n"
     "· 发送「帮助」：查看本说明"
 )
+CUSTOMERS_SHOWN = 3
+TASKS_SHOWN = 15
 ANSWERED_TTL = 7 * 86400
 
 
@@ -62,24 +66,68 @@ def _ranking(staff: Staff) -> str:
     return f"rank {place}/{total}"
 
 
-def _help(staff: Staff) -> str:
+def _help(staff: Staff, _arg: str = "") -> str:
     _text(staff.userid, HELP)
     return "help"
 
 
-COMMANDS: tuple[tuple[tuple[str, ...], Callable[[Staff], str]], ...] = (
-    (("我的二维码", "二维码", "我的码", "专属码", "活码"), _my_code),
-    (("排行", "排名", "榜"), _ranking),
-    (("帮助", "help", "?", "？"), _help),
+def _today(staff: Staff, _arg: str = "") -> str:
+    day = lifecycle.corp_now().date()
+    tasks = lifecycle.tasks_of(staff, day)
+    if not tasks:
+        _text(staff.userid, "今天没有需要跟进的客户。")
+        return "no tasks"
+    names = dict(
+        db.session.execute(
+            select(Customer.id, Customer.name).where(Customer.id.in_([t.customer_id for t in tasks]))
+        ).all()
+    )
+    lines = [f"今日任务：{len(tasks)} 位客户"]
+    for task in tasks[:TASKS_SHOWN]:
+        lines.append(f"· {task.rule.name}：{names.get(task.customer_id) or '客户'}")
+    if len(tasks) > TASKS_SHOWN:
+        lines.append(f"……还有 {len(tasks) - TASKS_SHOWN} 位")
+    lines.append(lifecycle.link(f"lifecycle/tasks?staff={staff.userid}"))
+    _text(staff.userid, "\n".join(lines))
+    return f"{len(tasks)} tasks"
+
+
+def _customer(staff: Staff, query: str) -> str:
+    query = query.strip()
+    if not query:
+        _text(staff.userid, "请在「客户」后面加上名字或备注，例如：客户 张三")
+        return "customer: no name"
+    found = customers.find_followed(staff, query, limit=CUSTOMERS_SHOWN + 1)
+    if not found:
+        _text(staff.userid, f"没有找到名字或备注含「{query[:20]}」的客户。")
+        return "customer: none"
+    blocks = [customers.summary(c, f) for c, f in found[:CUSTOMERS_SHOWN]]
+    if len(found) > CUSTOMERS_SHOWN:
+        blocks.append("还有更多匹配的客户，请输入更完整的名字。")
+    _text(staff.userid, "\n\n".join(blocks)[:1800])
+    return f"customer: {len(found)}"
+
+
+#: (words that call it, whether the rest of the text is its argument, the command)
+COMMANDS: tuple[tuple[tuple[str, ...], bool, Callable[[Staff, str], str]], ...] = (
+    (("客户",), True, _customer),
+    (("今日任务", "任务", "待办"), False, _today),
+    (("我的二维码", "二维码", "我的码", "专属码", "活码"), False, lambda staff, _arg: _my_code(staff)),
+    (("排行", "排名", "榜"), False, lambda staff, _arg: _ranking(staff)),
+    (("帮助", "help", "?", "？"), False, _help),
 )
 
 
-def command_for(text: str) -> Callable[[Staff], str]:
+def command_for(text: str) -> tuple[Callable[[Staff, str], str], str]:
+    """The command a text asks for and its argument; "客户 <名字>" takes what follows the word."""
     words = text.strip().lower()
-    for keys, command in COMMANDS:
-        if any(k in words for k in keys):
-            return command
-    return _help
+    for keys, takes_argument, command in COMMANDS:
+        for key in keys:
+            if takes_argument and words.startswith(key):
+                return command, text.strip()[len(key) :].strip(" :：")
+            if not takes_argument and key in words:
+                return command, ""
+    return _help, ""
 
 
 def reply(userid: str, text: str, msg_id: str) -> str:
@@ -91,7 +139,8 @@ def reply(userid: str, text: str, msg_id: str) -> str:
     if msg_id and not redis_conn.client.set(key, 1, nx=True, ex=ANSWERED_TTL):
         return "already answered"
     try:
-        return command_for(text)(staff)
+        command, argument = command_for(text)
+        return command(staff, argument)
     except Exception:
         # Nothing reached the member: let the event's retry answer.
         redis_conn.client.delete(key)

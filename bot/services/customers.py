@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+import re
+from datetime import UTC, date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, literal, or_, select, update
 
 from bot.extensions import db
-from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
+from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Staff
 from bot.models._time import from_epoch, utcnow
-from bot.services.clients import contact_api
+from bot.services.clients import contact_api, settings
 from bot.services.directory import ensure_staff
 from bot.services.rows import get_or_insert
 
 log = logging.getLogger(__name__)
+
+#: Timeline kinds that count as an interaction (what "dormant" is measured from): a member added the
+#: customer, a member edited them in WeCom (remark, description or tags), a welcome message reached them,
+#: a mass or lifecycle message reached them (the member confirmed it and WeCom reports it sent). Siyu's own
+#: writes (tags a rule or a job put on, a sync, a loss) are not interactions.
+INTERACTIONS = frozenset({"added", "edited", "welcome_sent", "send_delivered"})
 
 
 def find_customer(external_userid: str) -> Customer | None:
@@ -54,6 +61,13 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
     customer.corp_name = contact.get("corp_name", "") or ""
     db.session.flush()
     for item in data.get("follow_user", []):
+        if customer.birthday is None:
+            found = birthday_from_text(item.get("remark", "") or "") or birthday_from_text(
+                item.get("description") or ""
+            )
+            if found is not None:
+                customer.birthday = found
+                record_event(customer, "birthday_found", item["userid"], found.isoformat())
         follow = _follow(customer, item["userid"])
         follow.remark = item.get("remark", "") or ""
         follow.description = item.get("description", "") or ""
@@ -66,6 +80,7 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
         # add is confirmed, it is active.
         if follow.status in (FollowStatus.pending, FollowStatus.deleted_by_staff):
             _reactivate(follow)
+        before = {ft.tag_id for ft in follow.tags}
         follow.tags = [
             FollowTag(
                 tag_id=t.get("tag_id") or None,
@@ -75,8 +90,30 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
             )
             for t in item.get("tags", [])
         ]
+        # "A tag was added" is a trigger of lifecycle rules: one timeline entry per new tag on the relation.
+        for ft in follow.tags:
+            if ft.tag_id and ft.tag_id not in before:
+                record_event(customer, "tag_added", item["userid"], ft.tag_id)
     db.session.flush()
     return customer, {item["userid"] for item in data.get("follow_user", [])}
+
+
+#: the year stored for a birthday written without one (a leap year, so that 29 February is a date)
+NO_YEAR = 1904
+
+
+def birthday_from_text(text: str) -> date | None:
+    """A birthday written in a remark or description, by the corp's pattern (SIYU_BIRTHDAY_PATTERN)."""
+    if not text:
+        return None
+    found = re.search(settings().birthday_pattern, text)
+    if found is None:
+        return None
+    parts = found.groupdict()
+    try:
+        return date(int(parts.get("year") or NO_YEAR), int(parts["month"]), int(parts["day"]))
+    except (TypeError, ValueError):
+        return None
 
 
 def _reactivate(follow: FollowRelation) -> None:
@@ -128,8 +165,24 @@ def record_transfer_failed(external_userid: str, userid: str, reason: str) -> No
 
 def record_event(customer: Customer, kind: str, staff_userid: str = "", detail: str = "") -> None:
     """Add one entry to the customer's timeline; flushes with the caller's transaction."""
-    db.session.add(CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512]))
+    event = CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512])
+    db.session.add(event)
+    if kind in INTERACTIONS:
+        customer.last_interaction_at = event.at = utcnow()
     db.session.flush()
+
+
+def record_many(customer_ids: Any, kind: str, staff_userid: str = "", detail: str = "") -> None:
+    """The same timeline entry for every customer of ``customer_ids`` (a select of ids), in two statements."""
+    now = utcnow()
+    chosen = select(Customer.id, literal(now), literal(kind), literal(staff_userid), literal(detail[:512])).where(
+        Customer.id.in_(customer_ids)
+    )
+    db.session.execute(
+        insert(CustomerEvent).from_select(["customer_id", "at", "kind", "staff_userid", "detail"], chosen)
+    )
+    if kind in INTERACTIONS:
+        db.session.execute(update(Customer).where(Customer.id.in_(customer_ids)).values(last_interaction_at=now))
 
 
 def update_profile(customer: Customer, *, birthday: date | None, notes: str) -> None:
@@ -151,3 +204,41 @@ def record_customer_edited(external_userid: str, userid: str) -> Customer:
     customer = sync_customer(external_userid)
     record_event(customer, "edited", userid)
     return customer
+
+
+def find_followed(staff: Staff, query: str, limit: int = 5) -> list[tuple[Customer, FollowRelation]]:
+    """The member's current customers whose name or the member's remark contains ``query``."""
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")[:64] + "%"
+    rows = db.session.execute(
+        select(Customer, FollowRelation)
+        .join(FollowRelation, FollowRelation.customer_id == Customer.id)
+        .where(
+            FollowRelation.staff_id == staff.id,
+            FollowRelation.status == FollowStatus.active,
+            or_(Customer.name.ilike(pattern, escape="\\"), FollowRelation.remark.ilike(pattern, escape="\\")),
+        )
+        .order_by(FollowRelation.added_at.desc())
+        .limit(limit)
+    ).all()
+    return [(c, f) for c, f in rows]
+
+
+def summary(customer: Customer, follow: FollowRelation) -> str:
+    """A few lines about a customer, for the member who follows them (the assistant's 「客户」)."""
+    zone = settings().timezone
+    lines = [customer.name + (f"（备注：{follow.remark}）" if follow.remark and follow.remark != customer.name else "")]
+    if follow.added_at:
+        added = follow.added_at.replace(tzinfo=UTC).astimezone(zone)
+        channel = f"，来自「{follow.channel.name}」" if follow.channel else ""
+        lines.append(f"添加于 {added:%Y-%m-%d}{channel}")
+    tags = [t.tag_name for t in follow.tags if t.tag_name]
+    if tags:
+        lines.append("标签：" + "、".join(tags[:10]))
+    if customer.birthday:
+        lines.append(f"生日：{customer.birthday:%m-%d}")
+    if customer.last_interaction_at:
+        last = customer.last_interaction_at.replace(tzinfo=UTC).astimezone(zone)
+        lines.append(f"最近互动：{last:%Y-%m-%d}")
+    if customer.notes:
+        lines.append("备注：" + customer.notes[:80])
+    return "\n".join(lines)

@@ -39,6 +39,7 @@ def sync_directory(progress: Callable[[int, int], None] | None = None) -> dict[s
         store.name = dep.get("name", "") or str(dep_id)
         store.parent_department_id = dep.get("parentid")
         store.order = int(dep.get("order", 0) or 0)
+        store.leaders = [str(u) for u in dep.get("department_leader") or [] if u]
         store.active = True
         store.synced_at = now
     for dep_id, store in stores.items():

@@ -28,7 +28,7 @@ from bot.models import (
     Staff,
 )
 from bot.models._time import from_epoch, utcnow
-from bot.services import sends
+from bot.services import customers, sends
 from bot.services.clients import contact_api
 from bot.services.users import N_
 from bot.wecom import WeComClient
@@ -69,7 +69,16 @@ def _results(chunk: SendChunk, api: WeComClient) -> None:
             by_status.setdefault(status, []).append(external_userid)
     for status, ids in by_status.items():
         for i in range(0, len(ids), 5000):
-            sends.set_chunk_recipients(chunk, status, only=ids[i : i + 5000])
+            batch = ids[i : i + 5000]
+            if status == RecipientStatus.sent:
+                # A delivery is an interaction: recorded once, when WeCom first reports it.
+                newly = select(SendRecipient.customer_id).where(
+                    SendRecipient.send_id == chunk.send_id,
+                    SendRecipient.status != RecipientStatus.sent.value,
+                    SendRecipient.customer_id.in_(select(Customer.id).where(Customer.external_userid.in_(batch))),
+                )
+                customers.record_many(newly, "send_delivered", chunk.staff.userid, f"send {chunk.send_id}")
+            sends.set_chunk_recipients(chunk, status, only=batch)
 
 
 def track_chunk(chunk: SendChunk, api: WeComClient, *, final: bool) -> None:

@@ -37,6 +37,7 @@ from bot.models import (
     Customer,
     FollowRelation,
     FollowStatus,
+    LifecycleTask,
     MassSend,
     MediaFile,
     RecipientStatus,
@@ -374,7 +375,48 @@ def target_condition(send: MassSend) -> Any:
         return segments.rule_sql(segments.parse_rule(segment.rule))
     if "rule" in target:
         return segments.rule_sql(segments.parse_rule(target["rule"]))
+    if target.get("lifecycle"):
+        return Customer.id.in_(select(LifecycleTask.customer_id).where(LifecycleTask.send_id == send.id))
     return Customer.external_userid.in_(target.get("external_userids") or [])
+
+
+def _ranked_followers(send: MassSend, targeted_sq: Any, creator: User | None) -> Any:
+    """Each targeted customer's active followers, ranked by the send's sender rule (rank 1 sends)."""
+    if send.target.get("lifecycle"):
+        # A lifecycle rule's one-to-one send: the member the task names, while they still follow the customer.
+        return (
+            select(LifecycleTask.customer_id, LifecycleTask.staff_id, literal(1).label("rank"))
+            .join(
+                FollowRelation,
+                and_(
+                    FollowRelation.customer_id == LifecycleTask.customer_id,
+                    FollowRelation.staff_id == LifecycleTask.staff_id,
+                ),
+            )
+            .join(Staff, Staff.id == LifecycleTask.staff_id)
+            .where(LifecycleTask.send_id == send.id, FollowRelation.status == FollowStatus.active, Staff.active)
+            .subquery("ranked")
+        )
+    ours = store_ids(creator) if creator is not None else None
+    order: list[Any]
+    if send.sender_rule == "latest":
+        order = [FollowRelation.added_at.desc(), FollowRelation.id.desc()]
+    elif send.sender_rule == "store" and ours:
+        in_store = select(staff_stores.c.staff_id).where(staff_stores.c.store_id.in_(ours))
+        order = [case((FollowRelation.staff_id.in_(in_store), 0), else_=1), FollowRelation.added_at, FollowRelation.id]
+    else:
+        order = [FollowRelation.added_at, FollowRelation.id]
+    return (
+        select(
+            FollowRelation.customer_id,
+            FollowRelation.staff_id,
+            func.row_number().over(partition_by=FollowRelation.customer_id, order_by=order).label("rank"),
+        )
+        .join(Staff, Staff.id == FollowRelation.staff_id)
+        .join(targeted_sq, targeted_sq.c.customer_id == FollowRelation.customer_id)
+        .where(FollowRelation.status == FollowStatus.active, Staff.active)
+        .subquery("ranked")
+    )
 
 
 def _plan(send: MassSend) -> Any:
@@ -387,26 +429,7 @@ def _plan(send: MassSend) -> Any:
         targeted = targeted.where(customer_condition(creator))
     targeted_sq = targeted.subquery("targeted")
 
-    ours = store_ids(creator) if creator is not None else None
-    order: list[Any]
-    if send.sender_rule == "latest":
-        order = [FollowRelation.added_at.desc(), FollowRelation.id.desc()]
-    elif send.sender_rule == "store" and ours:
-        in_store = select(staff_stores.c.staff_id).where(staff_stores.c.store_id.in_(ours))
-        order = [case((FollowRelation.staff_id.in_(in_store), 0), else_=1), FollowRelation.added_at, FollowRelation.id]
-    else:
-        order = [FollowRelation.added_at, FollowRelation.id]
-    ranked = (
-        select(
-            FollowRelation.customer_id,
-            FollowRelation.staff_id,
-            func.row_number().over(partition_by=FollowRelation.customer_id, order_by=order).label("rank"),
-        )
-        .join(Staff, Staff.id == FollowRelation.staff_id)
-        .join(targeted_sq, targeted_sq.c.customer_id == FollowRelation.customer_id)
-        .where(FollowRelation.status == FollowStatus.active, Staff.active)
-        .subquery("ranked")
-    )
+    ranked = _ranked_followers(send, targeted_sq, creator)
     sender = select(ranked.c.customer_id, ranked.c.staff_id).where(ranked.c.rank == 1).subquery("sender")
 
     since, cap = cap_window(_corp_today(), settings().mass_cap)
@@ -568,3 +591,24 @@ def set_chunk_recipients(
             return
         where.append(SendRecipient.customer_id.in_(select(Customer.id).where(Customer.external_userid.in_(only))))
     db.session.execute(update(SendRecipient).where(*where).values(status=status.value, **values))
+
+
+def start_automatic(name: str, text: str, attachments: list[dict[str, Any]], created_by: int | None) -> MassSend:
+    """A send a lifecycle rule makes for its tasks (whose ``send_id`` the caller sets to it): approved by
+    whoever switched the rule on, and from then on dispatched, capped and tracked like any other. Flushes."""
+    now = utcnow()
+    send = MassSend(
+        name=name[:64],
+        text=text,
+        attachments=attachments,
+        target={"lifecycle": True},
+        target_label="lifecycle",
+        status=SendStatus.approved,
+        created_by=created_by,
+        approved_by=created_by,
+        approved_at=now,
+        submitted_at=now,
+    )
+    db.session.add(send)
+    db.session.flush()
+    return send

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, insert, literal, select, true
 
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, Tag, TagJob, TagJobItem, User
@@ -34,35 +34,37 @@ MAX_RATE_WAIT = 60.0
 
 
 def create_job(
-    user: User,
+    user: User | None,
     action: str,
     tag_ids: list[str],
     *,
     rule: segments.Rule | None = None,
     external_userids: list[str] | None = None,
+    condition: Any = None,
     target: str = "",
 ) -> TagJob:
-    """A job and its items, for the customers of ``rule`` or of ``external_userids`` in the user's scope."""
+    """A job and its items, for the customers of ``rule``, of ``external_userids`` or of ``condition`` (a
+    customer condition, for lifecycle rules) in the user's scope (None: a job of the system, every store)."""
     if action not in ("add", "remove"):
         raise TagError("action", N_("操作只能是添加或移除"))
     tag_ids = list(dict.fromkeys(tag_ids))
     known = set(db.session.scalars(select(Tag.tag_id).where(Tag.tag_id.in_(tag_ids), Tag.deleted.is_(False))))
     if not tag_ids or len(known) != len(tag_ids):
         raise TagError("tag_ids", N_("有标签不在标签库中"))
-    if (rule is None) == (external_userids is None):
+    if sum(x is not None for x in (rule, external_userids, condition)) != 1:
         raise TagError("target", N_("选择一个客户分群或一组客户"))
     if external_userids is not None and not 1 <= len(external_userids) <= MAX_LIST:
         raise TagError("target", N_("客户列表为 1–100000 个"))
     if external_userids is not None and any(not isinstance(e, str) or "\x00" in e for e in external_userids):
         raise TagError("target", N_("客户 ID 应为文本"))
-    job = TagJob(action=action, tag_ids=tag_ids, target=target[:128], created_by=user.id)
+    job = TagJob(action=action, tag_ids=tag_ids, target=target[:128], created_by=user.id if user else None)
     db.session.add(job)
     db.session.flush()
-    chosen = rule_or_list(rule, external_userids)
+    chosen = condition if condition is not None else rule_or_list(rule, external_userids)
     follows = (
         select(literal(job.id), FollowRelation.id, literal("pending"))
         .join(Customer, Customer.id == FollowRelation.customer_id)
-        .where(chosen, customer_condition(user), FollowRelation.status == FollowStatus.active)
+        .where(chosen, customer_condition(user) if user else true(), FollowRelation.status == FollowStatus.active)
         .order_by(FollowRelation.id)
     )
     db.session.execute(insert(TagJobItem).from_select(["job_id", "follow_id", "status"], follows))

@@ -13,6 +13,7 @@ from bot.extensions import db
 from bot.models import FollowRelation, FollowTag, Tag, TagGroup
 from bot.models._time import from_epoch, utcnow
 from bot.services.clients import contact_api
+from bot.services.customers import record_event
 from bot.services.users import N_
 from bot.wecom.errors import WeComError
 
@@ -227,6 +228,8 @@ def mirror_marked(follow: FollowRelation, add: list[Tag], remove: Collection[str
     follow.tags = [ft for ft in follow.tags if ft.tag_id not in remove] + [
         FollowTag(tag_id=t.tag_id, group_name=t.group.name, tag_name=t.name, type=1) for t in new
     ]
+    for t in new:
+        record_event(follow.customer, "tag_added", follow.staff.userid, t.tag_id)
     db.session.flush()
 
 

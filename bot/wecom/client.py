@@ -241,6 +241,21 @@ class WeComClient(WeChatClient):
             body.update(enable_duplicate_check=1, duplicate_check_interval=min(dedupe_seconds, 4 * 3600))
         return self.post("message/send", data=body)
 
+    def send_app_card(
+        self, agent_id: int, userids: list[str], card: dict[str, str], *, dedupe_seconds: int = 4 * 3600
+    ) -> dict[str, Any]:
+        """message/send as a textcard (title ≤ 128 B, description ≤ 512 B, url, btntxt ≤ 4 characters),
+        with WeCom's duplicate check: the same card to the same members within the window is dropped."""
+        body: dict[str, Any] = {
+            "touser": "|".join(userids),
+            "msgtype": "textcard",
+            "agentid": agent_id,
+            "textcard": card,
+            "enable_duplicate_check": 1,
+            "duplicate_check_interval": min(dedupe_seconds, 4 * 3600),
+        }
+        return self.post("message/send", data=body)
+
     def add_contact_way(self, body: dict[str, Any]) -> dict[str, Any]:
         """externalcontact/add_contact_way (doc path/92228): a 「联系我」 code; returns config_id and qr_code."""
         return self.post("externalcontact/add_contact_way", data=body)
