@@ -51,6 +51,8 @@ SEND_ERRORS = {
     "403": {"description": "Not allowed for your role", **_json("Error")},
     "409": {"description": "Not possible in the send's current state", **_json("Error")},
 }
+RULE_ID: dict[str, Any] = {"name": "rule_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+RULE_ERRORS = {**NOT_FOUND, "403": {"description": "Not allowed for your role", **_json("Error")}}
 WECOM_ID: dict[str, Any] = {"name": "wecom_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -380,6 +382,55 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": {"description": "Member or not, per condition"}, **NOT_FOUND},
             },
         },
+        "/rules": {
+            "get": {
+                "summary": "Lifecycle rules, each with its results (tasks, reminded, in a send, delivered, converted)",
+                "responses": {"200": {"description": "Rules"}, **ERRORS},
+            },
+            "post": {
+                "summary": 'A lifecycle rule; {"template": "birthday"} starts from a built-in template',
+                "requestBody": {"required": True, **_json("RuleInput")},
+                "responses": {"201": {"description": "The rule"}, **RULE_ERRORS},
+            },
+        },
+        "/rules/templates": {
+            "get": {
+                "summary": "The built-in templates: 生日关怀, 新客跟进, 沉睡唤醒, 流失挽回",
+                "responses": {"200": {"description": "Templates"}, **ERRORS},
+            }
+        },
+        "/rules/dry-run": {
+            "post": {
+                "summary": "An unsaved rule: who it would touch now, and why (nothing is written)",
+                "parameters": [{"name": "sample", "in": "query", "schema": {"type": "integer", "maximum": 500}}],
+                "requestBody": {"required": True, **_json("RuleInput")},
+                "responses": {"200": {"description": "count, in_window, customers (why)"}, **RULE_ERRORS},
+            }
+        },
+        "/rules/{rule_id}": {
+            "parameters": [RULE_ID],
+            "get": {"summary": "A rule with its results", "responses": {"200": {"description": "Rule"}, **NOT_FOUND}},
+            "patch": {
+                "summary": 'Change a rule; {"enabled": true|false} switches it (rules that send: admins only)',
+                "requestBody": {"required": True, **_json("RuleInput")},
+                "responses": {"200": {"description": "Saved"}, **RULE_ERRORS},
+            },
+            "delete": {"summary": "Delete a rule", "responses": {"204": {"description": "Deleted"}, **RULE_ERRORS}},
+        },
+        "/rules/{rule_id}/dry-run": {
+            "parameters": [RULE_ID],
+            "post": {
+                "summary": "Who the rule would touch now, and why (window aside; nothing is written)",
+                "responses": {"200": {"description": "count, in_window, customers (why)"}, **NOT_FOUND},
+            },
+        },
+        "/rules/{rule_id}/runs": {
+            "parameters": [RULE_ID, {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 500}}],
+            "get": {
+                "summary": "The rule's runs, newest first: matched, reminded, sent, tagged, notified, errors",
+                "responses": {"200": {"description": "Runs"}, **NOT_FOUND},
+            },
+        },
         "/sends": {
             "get": {
                 "summary": "Mass sends (群发), newest first",
@@ -648,6 +699,30 @@ SPEC: dict[str, Any] = {
                 "properties": {
                     "op": {"type": "string", "enum": ["and", "or"]},
                     "conditions": {"type": "array", "maxItems": 20, "items": {"type": "object"}},
+                },
+            },
+            "RuleInput": {
+                "type": "object",
+                "properties": {
+                    "template": {"type": "string", "enum": ["birthday", "new_customer", "dormant", "lost"]},
+                    "name": {"type": "string", "maxLength": 64},
+                    "enabled": {"type": "boolean"},
+                    "trigger": {"type": "string", "enum": ["birthday", "added", "dormant", "tag_added", "lost"]},
+                    "trigger_args": {
+                        "type": "object",
+                        "description": "birthday {days_before: 0–30}, added {days: [0–365, …]}, dormant {days},"
+                        " tag_added {tag_ids}, lost {}",
+                    },
+                    "segment_id": {"type": ["integer", "null"], "description": "the audience; null for everyone"},
+                    "actions": {
+                        "type": "array",
+                        "description": "remind {text}, send {text, attachments}, tag {add, remove},"
+                        " notify_manager {text}",
+                        "items": {"type": "object"},
+                    },
+                    "window_start": {"type": "string", "description": "HH:MM, corp time (default 10:00)"},
+                    "window_end": {"type": "string", "description": "HH:MM, corp time (default 20:00)"},
+                    "cooldown_days": {"type": "integer", "minimum": 0},
                 },
             },
             "SendInput": {

@@ -241,7 +241,7 @@ def test_interactions_are_recorded_and_move_the_customer_out_of_dormancy(app, si
 def test_a_tag_added_through_a_callback_triggers_a_rule_with_tags_of_its_own(app, corp, sim, shop, admin, run_worker):
     with app.app_context():
         vip, followed_up = db.session.scalars(select(Tag.tag_id).order_by(Tag.id)).all()[:2]
-    rule_id = make_rule(
+    make_rule(
         app,
         admin,
         name="新 VIP",
@@ -309,7 +309,7 @@ def test_the_one_to_one_send_goes_through_the_mass_send_machinery(app, corp, sho
     a, b, c = (p.external_userid for p in (shop[0], shop[1], shop[4]))
     for e in (a, b, c):
         set_customer(app, e, birthday=date(1990, 12, 2))
-    rule_id = make_rule(app, admin, **lifecycle.TEMPLATES["birthday"])
+    make_rule(app, admin, **lifecycle.TEMPLATES["birthday"])
     result = run_at(app, "2026-12-01 10:30")
     assert result.sent == 3 and len(result.sends) == 1
     from bot.jobs.tasks import dispatch_send
