@@ -94,6 +94,7 @@ def init_panel(app: Flask) -> None:
         channels,
         customers,
         dashboard,
+        lifecycle,
         rankings,
         segments,
         sends,

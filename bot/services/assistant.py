@@ -87,7 +87,7 @@ def _today(staff: Staff, _arg: str = "") -> str:
         lines.append(f"· {task.rule.name}：{names.get(task.customer_id) or '客户'}")
     if len(tasks) > TASKS_SHOWN:
         lines.append(f"……还有 {len(tasks) - TASKS_SHOWN} 位")
-    lines.append(lifecycle.link(f"lifecycle/tasks?staff={staff.userid}"))
+    lines.append(lifecycle.link(f"admin/lifecycle/tasks?staff={staff.userid}"))
     _text(staff.userid, "\n".join(lines))
     return f"{len(tasks)} tasks"
 

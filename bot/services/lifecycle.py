@@ -576,6 +576,7 @@ def _task_rows(ids: list[int]) -> list[Any]:
                 Staff.id.label("staff_pk"),
                 LifecycleRule.name.label("rule_name"),
                 Customer.name.label("customer_name"),
+                Customer.external_userid,
             )
             .join(Customer, Customer.id == LifecycleTask.customer_id)
             .join(LifecycleRule, LifecycleRule.id == LifecycleTask.rule_id)
@@ -595,7 +596,7 @@ def _card(rows: list[Any], heading: str, path: str) -> tuple[str, str, str]:
     for rule_name, names in by_rule.items():
         shown = "、".join(names[:5]) + (f" 等 {len(names)} 位" if len(names) > 5 else "")
         lines.append(f"{rule_name}：{shown}")
-    url = link(f"customers/{rows[0].customer_id}") if len(rows) == 1 else link(path)
+    url = link(f"admin/customers/{rows[0].external_userid}") if len(rows) == 1 else link(path)
     return f"{heading}：{len(rows)} 位客户", "\n".join(lines), url
 
 
@@ -620,7 +621,7 @@ def _send_cards(column: Any, rules: list[LifecycleRule], recipients: Callable[[A
     failed: dict[int, str] = {}
     later: set[int] = set()
     for userid, rows in sorted(by_person.items()):
-        title, description, url = _card(rows, heading, f"lifecycle/tasks?staff={userid}")
+        title, description, url = _card(rows, heading, f"admin/lifecycle/tasks?staff={userid}")
         try:
             _message([userid], title, description, url)
             done.update(r.id for r in rows)

@@ -172,3 +172,54 @@ def test_an_admin_sends_to_a_pasted_list_and_follows_the_funnel(app, page, shop,
         page.click("#export-results")
     text = download.value.path().read_text(encoding="utf-8-sig")
     assert text.count(",sent,") == 3 and text.count(",queued,") == 1
+
+
+def test_an_admin_starts_a_rule_from_a_template_dry_runs_it_and_switches_it_on(app, page, shop, corp):
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import update
+
+    from bot.extensions import db
+    from bot.models import Customer
+    from bot.services import lifecycle
+
+    mine, _ = shop
+    soon = datetime.now(ZoneInfo("Asia/Shanghai")).date() + timedelta(days=2)
+    birthday = date(1995, soon.month, min(soon.day, 28) if soon.month == 2 else soon.day)
+    with app.app_context():
+        db.session.execute(
+            update(Customer).where(Customer.external_userid == mine[0].external_userid).values(birthday=birthday)
+        )
+        db.session.commit()
+    _, password = make_user(app, "boss", "admin")
+    sign_in(page, "boss", password)
+    page.goto("/admin/lifecycle")
+    page.click("#template-birthday")
+    page.wait_for_url("**/admin/lifecycle/*")
+    assert page.inner_text("#rule-status") == "未启用"
+    assert page.inner_text("#dry-count").startswith("共 1 位客户")
+    assert "天后）" in page.locator("#dry-run tbody tr").first.inner_text()  # the why: 生日 MM-DD（N 天后）
+    page.fill("#window-start", "00:00")
+    page.fill("#window-end", "23:59")
+    page.uncheck("#act-remind")
+    page.uncheck("#act-send")  # no action left: refused, the field named, nothing saved
+    page.click("#rule-form button[type=submit]")
+    assert page.inner_text("#rule-error") == "至少选择一个动作"
+    assert page.get_attribute("#rule-error", "data-field") == "actions"
+    page.goto(page.url)
+    page.fill("#window-start", "00:00")
+    page.fill("#window-end", "23:59")
+    page.click("#rule-form button[type=submit]")
+    page.click("#toggle-rule")
+    assert page.inner_text("#rule-status") == "已启用"
+    with app.app_context():
+        result = lifecycle.run_rules()
+    assert result.matched == 1 and result.reminded == 1 and result.sent == 1
+    page.reload()
+    assert page.locator("#rule-runs tbody tr").count() == 1
+    screenshot(page, "lifecycle-rule")
+    page.goto("/admin/lifecycle/tasks?staff=staff0201")
+    assert page.locator("#task-list tbody tr").count() == 1
+    card = next(m for m in corp.app_messages if m.get("msgtype") == "textcard")
+    assert card["textcard"]["url"].endswith(f"/admin/customers/{mine[0].external_userid}")

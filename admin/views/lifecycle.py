@@ -1,0 +1,222 @@
+"""生命周期: lifecycle rules (from a built-in template or from scratch), a dry run before switching one on,
+each rule's results and runs, and a member's tasks (where the reminders' cards link to)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from admin.forms import EmptyForm
+from admin.views import bp
+from bot.extensions import db
+from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, Role, RuleRun, Segment, Staff
+from bot.services import lifecycle, tags
+from bot.services.scope import customer_condition
+from bot.services.users import audit
+
+WRITERS = (Role.admin, Role.operator)
+TASKS_SHOWN = 200
+
+
+def _choices() -> dict[str, Any]:
+    return {
+        "segments": db.session.scalars(select(Segment).order_by(Segment.name)).all(),
+        "tags": [(t.tag_id, f"{g.name} / {t.name}") for g in tags.library() for t in g.tags if not t.deleted],
+        "templates": lifecycle.TEMPLATES,
+    }
+
+
+def _numbers(raw: str) -> list[int] | None:
+    try:
+        return [int(p) for p in raw.replace("，", ",").split(",") if p.strip()]
+    except ValueError:
+        return None
+
+
+def _from_form() -> dict[str, Any]:
+    """The rule as the service takes it, from the form's fields (the service checks every value)."""
+    f = request.form
+    trigger = f.get("trigger", "")
+    args: dict[str, Any] = {}
+    if trigger == "birthday":
+        args = {"days_before": f.get("days_before", type=int)}
+    elif trigger == "added":
+        args = {"days": _numbers(f.get("steps", ""))}
+    elif trigger == "dormant":
+        args = {"days": f.get("dormant_days", type=int)}
+    elif trigger == "tag_added":
+        args = {"tag_ids": f.getlist("trigger_tag_ids")}
+    actions: list[dict[str, Any]] = []
+    if f.get("remind"):
+        actions.append({"type": "remind", "text": f.get("remind_text", "")})
+    if f.get("send"):
+        actions.append({"type": "send", "text": f.get("send_text", ""), "attachments": []})
+    if f.get("tag"):
+        actions.append({"type": "tag", "add": f.getlist("tag_add"), "remove": f.getlist("tag_remove")})
+    if f.get("notify"):
+        actions.append({"type": "notify_manager", "text": f.get("notify_text", "")})
+    return {
+        "name": f.get("name", ""),
+        "trigger": trigger,
+        "trigger_args": args,
+        "segment_id": f.get("segment_id", type=int),
+        "actions": actions,
+        "window_start": f.get("window_start", "10:00"),
+        "window_end": f.get("window_end", "20:00"),
+        "cooldown_days": f.get("cooldown_days", 0, type=int),
+    }
+
+
+def _index(error: str = "", field: str = "", status: int = 200) -> Any:
+    rules = db.session.scalars(select(LifecycleRule).order_by(LifecycleRule.id)).all()
+    runs = db.session.scalars(
+        select(JobRun).where(JobRun.job_id == "run_lifecycle_rules").order_by(JobRun.id.desc()).limit(20)
+    ).all()
+    return (
+        render_template(
+            "admin/lifecycle/index.html",
+            rules=[(r, lifecycle.results(r)) for r in rules],
+            runs=runs,
+            choices=_choices(),
+            error=error,
+            error_field=field,
+            values=request.form if request.method == "POST" else {},
+            can_write=current_user.role in WRITERS,
+            form=EmptyForm(),
+        ),
+        status,
+    )
+
+
+@bp.get("/lifecycle")
+def lifecycle_page() -> ResponseReturnValue:
+    return _index()
+
+
+def _writer() -> None:
+    if current_user.role not in WRITERS:
+        abort(403)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+
+
+@bp.post("/lifecycle")
+def create_rule() -> ResponseReturnValue:
+    _writer()
+    try:
+        rule = lifecycle.save_rule(_from_form(), current_user)
+    except lifecycle.LifecycleError as exc:
+        db.session.rollback()
+        return _index(_(str(exc)), exc.field, 400)
+    db.session.commit()
+    flash(_("已保存规则 %(name)s，请先试运行，确认无误后再启用", name=rule.name))
+    return redirect(url_for("admin.rule_detail", rule_id=rule.id))
+
+
+@bp.post("/lifecycle/templates/<template>")
+def create_rule_from_template(template: str) -> ResponseReturnValue:
+    _writer()
+    try:
+        rule = lifecycle.save_rule({"template": template}, current_user)
+    except lifecycle.LifecycleError as exc:
+        db.session.rollback()
+        return _index(_(str(exc)), exc.field, 400)
+    db.session.commit()
+    return redirect(url_for("admin.rule_detail", rule_id=rule.id))
+
+
+def _get(rule_id: int) -> LifecycleRule:
+    rule = db.session.get(LifecycleRule, rule_id)
+    if rule is None:
+        abort(404)
+    return rule
+
+
+def _detail(rule: LifecycleRule, error: str = "", field: str = "", status: int = 200) -> Any:
+    runs = db.session.scalars(
+        select(RuleRun).where(RuleRun.rule_id == rule.id).order_by(RuleRun.id.desc()).limit(30)
+    ).all()
+    return (
+        render_template(
+            "admin/lifecycle/detail.html",
+            rule=rule,
+            described=lifecycle.describe(rule),
+            results=lifecycle.results(rule),
+            dry=lifecycle.dry_run(rule),
+            runs=runs,
+            choices=_choices(),
+            error=error,
+            error_field=field,
+            can_write=current_user.role in WRITERS,
+            may_enable=lifecycle.may_enable(rule, current_user),
+            form=EmptyForm(),
+        ),
+        status,
+    )
+
+
+@bp.get("/lifecycle/<int:rule_id>")
+def rule_detail(rule_id: int) -> ResponseReturnValue:
+    return _detail(_get(rule_id))
+
+
+@bp.post("/lifecycle/<int:rule_id>")
+def update_rule(rule_id: int) -> ResponseReturnValue:
+    _writer()
+    rule = _get(rule_id)
+    try:
+        lifecycle.save_rule(_from_form(), current_user, rule)
+    except lifecycle.LifecycleError as exc:
+        db.session.rollback()
+        return _detail(_get(rule_id), _(str(exc)), exc.field, 400)
+    db.session.commit()
+    flash(_("已保存"))
+    return redirect(url_for("admin.rule_detail", rule_id=rule_id))
+
+
+@bp.post("/lifecycle/<int:rule_id>/toggle")
+def toggle_rule(rule_id: int) -> ResponseReturnValue:
+    _writer()
+    rule = _get(rule_id)
+    try:
+        lifecycle.set_enabled(rule, current_user, not rule.enabled)
+    except lifecycle.LifecycleError as exc:
+        db.session.rollback()
+        flash(_(str(exc)), "error")
+        return redirect(url_for("admin.rule_detail", rule_id=rule_id))
+    db.session.commit()
+    flash(_("规则已启用") if rule.enabled else _("规则已停用"))
+    return redirect(url_for("admin.rule_detail", rule_id=rule_id))
+
+
+@bp.post("/lifecycle/<int:rule_id>/delete")
+def delete_rule(rule_id: int) -> ResponseReturnValue:
+    _writer()
+    rule = _get(rule_id)
+    audit(current_user, "delete_rule", f"rule:{rule.id}", before=lifecycle.describe(rule))
+    db.session.delete(rule)
+    db.session.commit()
+    flash(_("已删除规则"))
+    return redirect(url_for("admin.lifecycle_page"))
+
+
+@bp.get("/lifecycle/tasks")
+def lifecycle_tasks() -> ResponseReturnValue:
+    """Tasks of the last days, for one member (``staff``: where a reminder's card links) or everyone."""
+    query = (
+        select(LifecycleTask, Customer, Staff)
+        .join(Customer, Customer.id == LifecycleTask.customer_id)
+        .outerjoin(Staff, Staff.id == LifecycleTask.staff_id)
+        .order_by(LifecycleTask.id.desc())
+        .limit(TASKS_SHOWN)
+    )
+    userid = request.args.get("staff", "")
+    if userid:
+        query = query.where(Staff.userid == userid)
+    query = query.where(customer_condition(current_user))
+    return render_template("admin/lifecycle/tasks.html", rows=db.session.execute(query).all(), staff=userid)
