@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/siyu_test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 export FLASK_APP := wsgi
 
-.PHONY: help run test test-embedded test-services lint bench bench-welcome bench-segments bench-mass-send migrate translations clean
+.PHONY: help run test test-embedded test-services lint bench bench-welcome bench-segments bench-mass-send bench-lifecycle migrate translations clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-segments: $(STAMP) ## the segment benchmark: counts, explanations and stre
 
 bench-mass-send: $(STAMP) ## the mass-send benchmark: 1,000,000 recipients over 2,000 members against the sandbox
 	$(BIN)/python bench/mass_send.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_sends)" --redis-url redis://127.0.0.1:6379/11
+
+bench-lifecycle: $(STAMP) ## the lifecycle benchmark: the four built-in rules' daily evaluation over 1,000,000 customers
+	$(BIN)/python bench/lifecycle.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_lifecycle)" --redis-url redis://127.0.0.1:6379/10
 
 translations: $(STAMP) ## re-extract the panel's texts, update the English catalogue, compile it
 	$(BIN)/pybabel extract -F admin/translations/babel.cfg -k _l -k N_ --no-location --sort-output \

@@ -695,7 +695,7 @@ SPEC: dict[str, Any] = {
                 "type": "object",
                 "description": "conditions: tags (match any/all/none, tag_ids), channel (channel_ids), staff (userids),"
                 " store (store_ids), added (after, before), inactive_days (days), birthday_month (month),"
-                " birthday_within (days), lost (value)",
+                " birthday_within (days), lost (value), stage (new, active, dormant, lost)",
                 "properties": {
                     "op": {"type": "string", "enum": ["and", "or"]},
                     "conditions": {"type": "array", "maxItems": 20, "items": {"type": "object"}},

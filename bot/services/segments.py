@@ -9,7 +9,10 @@ Conditions (each a customer-level test; tags count on any of the customer's foll
 - ``{"type": "channel", "channel_ids": [...]}`` — brought by one of these channel codes
 - ``{"type": "staff", "userids": [...]}`` / ``{"type": "store", "store_ids": [...]}`` — followed by
 - ``{"type": "added", "after": "YYYY-MM-DD", "before": "YYYY-MM-DD"}`` — first added in [after, before]
-- ``{"type": "inactive_days", "days": N}`` — nothing on the timeline for at least N days
+- ``{"type": "inactive_days", "days": N}`` — no interaction (services.customers.INTERACTIONS) for N days
+- ``{"type": "stage", "stage": "new" | "active" | "dormant" | "lost"}`` — the lifecycle stage: lost (no
+  member follows them any more), new (first added in the last 7 days), dormant (no interaction for 30
+  days), active (the rest)
 - ``{"type": "birthday_month", "month": 1..12}`` / ``{"type": "birthday_within", "days": 0..366}``
 - ``{"type": "lost", "value": true | false}`` — no longer followed by anyone (every relation ended)
 """
@@ -25,7 +28,7 @@ from sqlalchemy import ColumnElement, Integer, and_, exists, extract, func, not_
 from sqlalchemy.orm import aliased
 
 from bot.extensions import db
-from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Segment, Staff, Store, User
+from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Segment, Staff, Store, User
 from bot.models._time import utcnow
 from bot.services.scope import customer_condition
 from bot.services.users import N_
@@ -33,7 +36,21 @@ from bot.services.users import N_
 MAX_CONDITIONS = 20
 MAX_VALUES = 500  # ids in one condition
 MAX_ID = 64  # characters of one id
-TYPES = ("tags", "channel", "staff", "store", "added", "inactive_days", "birthday_month", "birthday_within", "lost")
+TYPES = (
+    "tags",
+    "channel",
+    "staff",
+    "store",
+    "added",
+    "inactive_days",
+    "birthday_month",
+    "birthday_within",
+    "lost",
+    "stage",
+)
+STAGES = ("new", "active", "dormant", "lost")
+NEW_DAYS = 7
+DORMANT_DAYS = 30
 
 
 class RuleError(ValueError):
@@ -128,6 +145,10 @@ def parse_rule(raw: Any) -> Rule:
             parsed.append(Condition(kind, number=_int(c.get("month"), i, 1, 12)))
         elif kind == "birthday_within":
             parsed.append(Condition(kind, number=_int(c.get("days"), i, 0, 366)))
+        elif kind == "stage":
+            if c.get("stage") not in STAGES:
+                raise RuleError(N_("阶段只能是新客、活跃、沉睡或流失"), i)
+            parsed.append(Condition(kind, values=(c["stage"],)))
         elif kind == "lost":
             if not isinstance(c.get("value"), bool):
                 raise RuleError(N_("取值应为是或否"), i)
@@ -145,6 +166,8 @@ def _dump(c: Condition) -> dict[str, Any]:
         return {"type": "added", "after": c.after and c.after.isoformat(), "before": c.before and c.before.isoformat()}
     if c.type == "lost":
         return {"type": "lost", "value": c.flag}
+    if c.type == "stage":
+        return {"type": "stage", "stage": c.values[0]}
     key = "month" if c.type == "birthday_month" else "days"
     return {"type": c.type, key: c.number}
 
@@ -171,6 +194,24 @@ def _upcoming_birthdays(days: int, today: date) -> list[int]:
     return sorted({(d.month * 100 + d.day) for d in (today + timedelta(days=n) for n in range(days + 1))})
 
 
+def _silent_since(since: datetime) -> ColumnElement[bool]:
+    """No interaction since ``since`` (a customer who never had one counts from when Siyu first saw them)."""
+    return func.coalesce(Customer.last_interaction_at, Customer.created_at) < since
+
+
+def _stage(stage: str) -> ColumnElement[bool]:
+    lost = not_(_followed(Follow.status.in_([FollowStatus.active, FollowStatus.pending])))
+    new = _followed(Follow.added_at >= utcnow() - timedelta(days=NEW_DAYS))
+    dormant = _silent_since(utcnow() - timedelta(days=DORMANT_DAYS))
+    if stage == "lost":
+        return lost
+    if stage == "new":
+        return and_(not_(lost), new)
+    if stage == "dormant":
+        return and_(not_(lost), not_(new), dormant)
+    return and_(not_(lost), not_(new), not_(dormant))
+
+
 def condition_sql(c: Condition, today: date | None = None) -> ColumnElement[bool]:
     today = today or utcnow().date()
     if c.type == "tags":
@@ -194,11 +235,9 @@ def condition_sql(c: Condition, today: date | None = None) -> ColumnElement[bool
             parts.append(first_added < datetime.combine(c.before + timedelta(days=1), datetime.min.time()))
         return and_(*parts)
     if c.type == "inactive_days":
-        since = utcnow() - timedelta(days=c.number)
-        recent = exists(
-            select(CustomerEvent.id).where(CustomerEvent.customer_id == Customer.id, CustomerEvent.at >= since)
-        )
-        return not_(recent)
+        return _silent_since(utcnow() - timedelta(days=c.number))
+    if c.type == "stage":
+        return _stage(c.values[0])
     if c.type == "birthday_month":
         return extract("month", Customer.birthday) == c.number
     if c.type == "birthday_within":

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.extensions import db
-from bot.models import Channel, Customer, CustomerEvent, Store
+from bot.models import Channel, Customer, FollowRelation, Store
 from bot.models._time import utcnow
 from bot.services import segments
 from tests.conftest import make_token, make_user
@@ -100,10 +100,14 @@ def test_attribute_conditions(api, crowd, app):  # noqa: F811
     assert count({"type": "added", "after": today.isoformat()}) == len(p)
     assert count({"type": "added", "before": (today - timedelta(days=1)).isoformat()}) == 0
     assert count({"type": "inactive_days", "days": 3}) == 0
-    with app.app_context():
-        db.session.execute(update(CustomerEvent).values(at=utcnow() - timedelta(days=40)))
+    assert count({"type": "stage", "stage": "new"}) == len(p) - 1 and count({"type": "stage", "stage": "lost"}) == 1
+    with app.app_context():  # 40 days later: everyone still followed is dormant
+        db.session.execute(update(Customer).values(last_interaction_at=utcnow() - timedelta(days=40)))
+        db.session.execute(update(FollowRelation).values(added_at=utcnow() - timedelta(days=40)))
         db.session.commit()
     assert count({"type": "inactive_days", "days": 30}) == len(p)
+    assert count({"type": "stage", "stage": "dormant"}) == len(p) - 1
+    assert count({"type": "stage", "stage": "active"}) == 0
     assert count({"type": "lost", "value": True}, {"type": "channel", "channel_ids": [channel_id]}, op="or") == 2
 
 
