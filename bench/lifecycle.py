@@ -36,13 +36,13 @@ SEED = """
 INSERT INTO customers (external_userid, name, avatar, type, gender, corp_name, notes, birthday, last_interaction_at,
                        created_at, updated_at)
 SELECT 'wmlc' || c, '客户' || c, '', 1, c %% 3, '', '',
-       date '1970-01-01' + ((c * 7919) %% 18250),
-       now() - (((c * 104729) %% 400) || ' days')::interval - ((c %% 86400) || ' seconds')::interval,
+       date '1970-01-01' + ((c::bigint * 7919) %% 18250)::int,
+       now() - (((c::bigint * 104729) %% 400) || ' days')::interval - ((c %% 86400) || ' seconds')::interval,
        now() - interval '400 days', now()
 FROM generate_series(1, %(customers)s) c;
 INSERT INTO follow_relations (customer_id, staff_id, remark, description, add_way, oper_userid, state, added_at, status)
 SELECT c.id, (c.id %% %(staff)s) + 1, '', '', 1, '', '',
-       now() - (((c.id * 31) %% 365) || ' days')::interval,
+       now() - (((c.id::bigint * 31) %% 365) || ' days')::interval,
        CASE WHEN c.id <= 1000 THEN 'deleted_by_customer' ELSE 'active' END
 FROM customers c;
 INSERT INTO customer_events (customer_id, at, kind, staff_userid, detail)

@@ -71,6 +71,8 @@ ACTIONS = ("remind", "send", "tag", "notify_manager")
 EVENT_LOOKBACK = timedelta(days=3)
 #: a step of the follow-up sequence still fires this many days late (after downtime), unless the next is due
 STEP_GRACE_DAYS = 3
+#: how long the scheduler may have been down and still catch up a dormancy that began meanwhile
+CATCH_UP_DAYS = 7
 CONVERSION_DAYS = 7
 #: interactions that count as a conversion: the customer or their member acted, not our own delivery
 CONVERSIONS = tuple(sorted(INTERACTIONS - {"send_delivered"}))
@@ -335,21 +337,25 @@ def in_window(rule: LifecycleRule, now: datetime | None = None) -> bool:
 # -- candidates ------------------------------------------------------------------------------------
 
 
-def _first_follower() -> Any:
-    """Per customer, the active follower who added them first (the one reminded and sending)."""
+def _with_first_follower(where: Any, occurrence: Any) -> Any:
+    """(customer id, the active follower who added them first, occurrence) for the customers of ``where``.
+    The followers are ranked for those customers only, not for the whole corp first."""
+    chosen = select(Customer.id.label("customer_id"), occurrence.label("occurrence")).where(where).subquery("chosen")
     ranked = (
         select(
             FollowRelation.customer_id,
             FollowRelation.staff_id,
+            chosen.c.occurrence,
             func.row_number()
             .over(partition_by=FollowRelation.customer_id, order_by=[FollowRelation.added_at, FollowRelation.id])
             .label("rank"),
         )
+        .join(chosen, chosen.c.customer_id == FollowRelation.customer_id)
         .join(Staff, Staff.id == FollowRelation.staff_id)
         .where(FollowRelation.status == FollowStatus.active, Staff.active)
         .subquery("ranked")
     )
-    return select(ranked.c.customer_id, ranked.c.staff_id).where(ranked.c.rank == 1).subquery("follower")
+    return select(ranked.c.customer_id, ranked.c.staff_id, ranked.c.occurrence).where(ranked.c.rank == 1)
 
 
 def birthday_days(today: date, days_before: int) -> dict[int, int]:
@@ -375,12 +381,7 @@ def _birthday(rule: LifecycleRule, today: date, now: datetime) -> Any:
             (mmdd >= min(k for k, y in days.items() if y == years[0]), literal(f"birthday:{years[0]}")),
             else_=literal(f"birthday:{years[1]}"),
         )
-    follower = _first_follower()
-    return (
-        select(Customer.id, follower.c.staff_id, occurrence)
-        .join(follower, follower.c.customer_id == Customer.id)
-        .where(Customer.birthday.is_not(None), mmdd.in_(sorted(days)))
-    )
+    return _with_first_follower(and_(Customer.birthday.is_not(None), mmdd.in_(sorted(days))), occurrence)
 
 
 def _added(rule: LifecycleRule, today: date, now: datetime) -> Any:
@@ -412,14 +413,21 @@ def _added(rule: LifecycleRule, today: date, now: datetime) -> Any:
 
 def _dormant(rule: LifecycleRule, today: date, now: datetime) -> Any:
     since = func.coalesce(Customer.last_interaction_at, Customer.created_at)
-    follower = _first_follower()
+    days = int(rule.trigger_args["days"])
+    where = since < now - timedelta(days=days)
+    if _evaluated_before(rule):
+        # A silence that crossed the threshold longer ago than the cool-down (and a week of downtime) was
+        # matched then, or is blocked by a task: only the recent ones need looking at. The first
+        # evaluation after the rule is switched on or changed looks at every silence.
+        where = and_(where, since >= now - timedelta(days=days + rule.cooldown_days + CATCH_UP_DAYS))
     # One task per dormancy: the occurrence is the day the silence began.
-    occurrence = literal("dormant:") + cast(func.date(since), String)
-    return (
-        select(Customer.id, follower.c.staff_id, occurrence)
-        .join(follower, follower.c.customer_id == Customer.id)
-        .where(since < now - timedelta(days=int(rule.trigger_args["days"])))
-    )
+    return _with_first_follower(where, literal("dormant:") + cast(func.date(since), String))
+
+
+def _evaluated_before(rule: LifecycleRule) -> bool:
+    since = max(d for d in (rule.enabled_at, rule.updated_at) if d is not None)
+    query = select(RuleRun.id).where(RuleRun.rule_id == rule.id, RuleRun.status == "ok", RuleRun.started_at >= since)
+    return db.session.scalar(query.limit(1)) is not None
 
 
 def _events(rule: LifecycleRule, now: datetime, where: Any) -> Any:

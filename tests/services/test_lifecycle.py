@@ -46,7 +46,11 @@ def admin(app):
     return user_id
 
 
-def make_rule(app, admin, **fields):
+def make_rule(app, admin, when=None, **fields):
+    """A rule switched on now, or at ``when`` (corp time) for tests that then move forward from it."""
+    if when is not None:
+        with time_machine.travel(at(when), tick=False):
+            return make_rule(app, admin, **fields)
     with app.app_context():
         rule = lifecycle.save_rule(fields, db.session.get(User, admin))
         lifecycle.set_enabled(rule, db.session.get(User, admin), True)
@@ -200,6 +204,7 @@ def test_dormant_customers_once_per_silence_with_a_cool_down(app, shop, admin):
     rule_id = make_rule(
         app,
         admin,
+        when="2026-06-01 09:00",  # runs after the first look only at recent silences: this checks that path
         name="沉睡唤醒",
         trigger="dormant",
         trigger_args={"days": 30},
