@@ -218,6 +218,18 @@ def api_token(app: Flask) -> str:
 
 
 @pytest.fixture
+def admin_api(app: Flask, client: Any) -> ApiClient:
+    """The JSON API as an administrator ("boss")."""
+    return ApiClient(client, make_token(app, make_user(app, "boss", "admin")[0]))
+
+
+@pytest.fixture
+def operator_api(app: Flask, client: Any) -> ApiClient:
+    """The JSON API as an operator ("ops")."""
+    return ApiClient(client, make_token(app, make_user(app, "ops", "operator")[0]))
+
+
+@pytest.fixture
 def callback(sim: Simulator) -> Any:
     """callback(event_xml) -> requests.Response: sign, encrypt and POST once over real HTTP."""
 

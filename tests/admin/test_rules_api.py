@@ -14,16 +14,6 @@ from tests.conftest import ApiClient, make_token, make_user
 
 
 @pytest.fixture
-def admin_api(app, client):
-    return ApiClient(client, make_token(app, make_user(app, "boss", "admin")[0]))
-
-
-@pytest.fixture
-def operator_api(app, client):
-    return ApiClient(client, make_token(app, make_user(app, "ops", "operator")[0]))
-
-
-@pytest.fixture
 def viewer_api(app, client):
     return ApiClient(client, make_token(app, make_user(app, "look", "viewer")[0]))
 

@@ -43,16 +43,6 @@ def people(app, sim, corp, run_worker):
     return added
 
 
-@pytest.fixture
-def admin_api(app, client):
-    return ApiClient(client, make_token(app, make_user(app, "boss", "admin")[0]))
-
-
-@pytest.fixture
-def operator_api(app, client):
-    return ApiClient(client, make_token(app, make_user(app, "ops", "operator")[0]))
-
-
 def everyone(people):
     return {"external_userids": [p.external_userid for p in people]}
 
