@@ -33,8 +33,9 @@ def _writer() -> None:
 
 def _refused(exc: lifecycle.LifecycleError) -> ApiError:
     db.session.rollback()
-    status = 403 if exc.field == "enabled" and "管理员" in str(exc) else 400
-    return ApiError(status, "forbidden" if status == 403 else "invalid_parameter", f"{exc.field}: {exc}")
+    if isinstance(exc, lifecycle.NotAllowed):
+        return ApiError(403, "forbidden", f"{exc.field}: {exc}")
+    return ApiError(400, "invalid_parameter", f"{exc.field}: {exc}")
 
 
 def rule_json(rule: LifecycleRule, *, with_results: bool = False) -> dict[str, Any]:

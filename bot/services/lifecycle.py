@@ -88,6 +88,10 @@ class LifecycleError(ValueError):
         self.field = field
 
 
+class NotAllowed(LifecycleError):
+    """The user's role may not do this (switch on a rule that sends to customers)."""
+
+
 # -- the built-in templates ------------------------------------------------------------------------
 
 TEMPLATES: dict[str, dict[str, Any]] = {
@@ -286,7 +290,7 @@ def set_enabled(rule: LifecycleRule, user: User, enabled: Any) -> None:
     if not isinstance(enabled, bool):
         raise LifecycleError("enabled", N_("取值应为是或否"))
     if enabled and not may_enable(rule, user):
-        raise LifecycleError("enabled", N_("会给客户发消息的规则只有管理员可以启用"))
+        raise NotAllowed("enabled", N_("会给客户发消息的规则只有管理员可以启用"))
     if enabled == rule.enabled:
         return
     rule.enabled = enabled
@@ -468,8 +472,7 @@ def candidates(rule: LifecycleRule, now: datetime) -> Any:
     the audience, without those it already has a task for, nor those in its cool-down."""
     today = corp_now(now).date()
     matched = TRIGGERS[Trigger(rule.trigger)](rule, today, now).subquery("matched")
-    cols = matched.c
-    customer_id, staff_id, occurrence = (list(cols)[i] for i in range(3))
+    customer_id, staff_id, occurrence = list(matched.c)[:3]
     where = [
         not_(
             exists(
