@@ -1,4 +1,5 @@
-"""Customers: GET /api/v1/customers (paged, filtered) and GET /api/v1/customers/<external_userid>."""
+"""Customers: GET /api/v1/customers (paged, filtered), GET/PATCH /api/v1/customers/<external_userid>
+(birthday and notes), and POST /api/v1/customers/birthdays (an import)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from admin.api import ApiError, bp, int_arg
+from admin.api import ApiError, bp, int_arg, json_body
+from admin.spreadsheet import UploadTooLarge, read_pairs
 from bot.extensions import db
-from bot.models import Customer, FollowRelation, FollowStatus, Staff
+from bot.models import Customer, FollowRelation, FollowStatus, Role, Staff
+from bot.services import customers as customer_service
 from bot.services.scope import can_see_customer, customer_condition
+from bot.services.users import audit
+
+EDITORS = (Role.admin, Role.operator, Role.store_manager)
+MAX_BIRTHDAY_CSV = 5 * 1024 * 1024
 
 
 def _iso(value: Any) -> str | None:
@@ -105,3 +112,56 @@ def get_customer(external_userid: str) -> ResponseReturnValue:
     if not can_see_customer(g.api_user, customer):
         raise ApiError(403, "forbidden", "this customer belongs to stores outside your scope")
     return jsonify(customer_json(customer, full=True))
+
+
+@bp.patch("/customers/<external_userid>")
+def edit_customer(external_userid: str) -> ResponseReturnValue:
+    """Birthday ("YYYY-MM-DD", "MM-DD" or null) and notes, as the profile page edits them."""
+    if g.api_user.role not in EDITORS:
+        raise ApiError(403, "forbidden", "editing customers needs the admin, operator or store manager role")
+    customer = db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
+    if customer is None:
+        raise ApiError(404, "not_found", f"no customer {external_userid}")
+    if not can_see_customer(g.api_user, customer):
+        raise ApiError(403, "forbidden", "this customer belongs to stores outside your scope")
+    body = json_body()
+    birthday = customer.birthday
+    if "birthday" in body:
+        raw = body["birthday"]
+        birthday = None if raw is None else customer_service.parse_birthday(raw) if isinstance(raw, str) else None
+        if raw is not None and birthday is None:
+            raise ApiError(400, "invalid_parameter", "birthday: expected YYYY-MM-DD, MM-DD or null")
+    notes = body.get("notes", customer.notes)
+    if not isinstance(notes, str) or len(notes) > 2000:
+        raise ApiError(400, "invalid_parameter", "notes: text of at most 2000 characters")
+    before = {"birthday": customer.birthday, "notes": customer.notes}
+    customer_service.update_profile(customer, birthday=birthday, notes=notes)
+    audit(g.api_user, "edit_customer", f"customer:{external_userid}", before=before, after=body)
+    db.session.commit()
+    return jsonify(customer_json(customer, full=True))
+
+
+@bp.post("/customers/birthdays")
+def import_birthdays() -> ResponseReturnValue:
+    """Birthdays in bulk: JSON {"rows": [{"external_userid", "birthday"}]} or a CSV upload (``file``:
+    external_userid, birthday). Customers outside the caller's stores are reported, not changed."""
+    if g.api_user.role not in EDITORS:
+        raise ApiError(403, "forbidden", "importing birthdays needs the admin, operator or store manager role")
+    upload = request.files.get("file")
+    if upload is not None:
+        try:
+            rows = read_pairs(upload, MAX_BIRTHDAY_CSV, "external_userid")
+        except UploadTooLarge as exc:
+            raise ApiError(400, "invalid_parameter", f"file: at most {exc.max_mb} MB") from exc
+    else:
+        raw = json_body().get("rows")
+        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+            raise ApiError(400, "invalid_parameter", "rows: a list of {external_userid, birthday}")
+        rows = [(str(r.get("external_userid") or ""), str(r.get("birthday") or "")) for r in raw]
+    try:
+        result = customer_service.import_birthdays(rows, customer_condition(g.api_user))
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", f"rows: {exc}") from exc
+    audit(g.api_user, "import_birthdays", "customers", after={k: v for k, v in result.items() if k != "first_problems"})
+    db.session.commit()
+    return jsonify(result)

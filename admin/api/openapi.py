@@ -104,6 +104,40 @@ SPEC: dict[str, Any] = {
                     "404": {"description": "No such customer", **_json("Error")},
                     **ERRORS,
                 },
+            },
+            "patch": {
+                "summary": "Set the birthday (YYYY-MM-DD, MM-DD or null) and notes",
+                "parameters": [
+                    {"name": "external_userid", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "requestBody": {
+                    "required": True,
+                    **_json_schema(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "birthday": {"type": ["string", "null"]},
+                                "notes": {"type": "string", "maxLength": 2000},
+                            },
+                        }
+                    ),
+                },
+                "responses": {"200": {"description": "The customer", **_json("Customer")}, **RULE_ERRORS},
+            },
+        },
+        "/customers/birthdays": {
+            "post": {
+                "summary": "Import birthdays: JSON rows [{external_userid, birthday}] or a CSV file (multipart `file`)",
+                "requestBody": {
+                    "required": True,
+                    **_json_schema(
+                        {
+                            "type": "object",
+                            "properties": {"rows": {"type": "array", "maxItems": 100000, "items": {"type": "object"}}},
+                        }
+                    ),
+                },
+                "responses": {"200": {"description": "rows, updated, unchanged, problems, first_problems"}, **ERRORS},
             }
         },
         "/events": {

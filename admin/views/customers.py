@@ -16,12 +16,14 @@ from flask_login import current_user
 from sqlalchemy import Select, select, union
 from sqlalchemy.orm import aliased, selectinload
 
-from admin.forms import CustomerNotesForm
-from admin.spreadsheet import BOM, cell
+from admin.api.customers import EDITORS, MAX_BIRTHDAY_CSV
+from admin.forms import CustomerNotesForm, EmptyForm
+from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Role, Segment, Staff, Store, Tag
 from bot.services import segments
+from bot.services.customers import import_birthdays as import_birthday_rows
 from bot.services.customers import update_profile
 from bot.services.scope import can_see_customer, customer_condition, staff_condition, visible_stores
 from bot.services.users import audit
@@ -111,7 +113,41 @@ def customers() -> ResponseReturnValue:
         staff=db.session.scalars(select(Staff).where(staff_condition(current_user)).order_by(Staff.name)).all(),
         stores=visible_stores(current_user),
         status_labels=STATUS_LABELS,
+        can_import=current_user.role in EDITORS,
+        form=EmptyForm(),
     )
+
+
+@bp.post("/customers/birthdays")
+@role_required(*EDITORS)
+def import_birthdays() -> ResponseReturnValue:
+    """A CSV of (external_userid, birthday); customers outside the user's stores are reported, not changed."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        flash(_("请选择一个 CSV 文件"), "error")
+        return redirect(url_for("admin.customers"))
+    try:
+        rows = read_pairs(upload, MAX_BIRTHDAY_CSV, "external_userid")
+        result = import_birthday_rows(rows, customer_condition(current_user))
+    except UploadTooLarge as exc:
+        flash(_("CSV 文件最大 %(mb)s MB", mb=exc.max_mb), "error")
+        return redirect(url_for("admin.customers"))
+    except ValueError:
+        flash(_("一次最多导入 100000 行"), "error")
+        return redirect(url_for("admin.customers"))
+    audit(current_user, "import_birthdays", "customers", after={"updated": result["updated"]}, ip=client_ip())
+    db.session.commit()
+    flash(
+        _(
+            "已导入生日：更新 %(updated)s 位，未变 %(unchanged)s 位，有问题 %(problems)s 行",
+            updated=result["updated"],
+            unchanged=result["unchanged"],
+            problems=result["problems"],
+        )
+    )
+    return redirect(url_for("admin.customers"))
 
 
 @bp.get("/customers/export.csv")

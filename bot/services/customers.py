@@ -242,3 +242,55 @@ def summary(customer: Customer, follow: FollowRelation) -> str:
     if customer.notes:
         lines.append("备注：" + customer.notes[:80])
     return "\n".join(lines)
+
+
+MAX_IMPORT = 100_000
+
+
+def parse_birthday(raw: str) -> date | None:
+    """ "YYYY-MM-DD", "YYYY/MM/DD" or "MM-DD" (no year: kept with NO_YEAR); None if it is not a date."""
+    text = raw.strip().replace("/", "-").replace(".", "-")
+    parts = text.split("-")
+    try:
+        if len(parts) == 3:
+            return date(int(parts[0]), int(parts[1]), int(parts[2]))
+        if len(parts) == 2:
+            return date(NO_YEAR, int(parts[0]), int(parts[1]))
+    except ValueError:
+        return None
+    return None
+
+
+def import_birthdays(rows: list[tuple[str, str]], scope: Any) -> dict[str, Any]:
+    """Birthdays from (external_userid, birthday) rows, for customers within ``scope`` (a customer
+    condition). Returns counts and the first 100 problems by line (1 = the first row given). Flushes."""
+    if len(rows) > MAX_IMPORT:
+        raise ValueError(f"at most {MAX_IMPORT} rows")
+    wanted: dict[str, date] = {}
+    problems: list[dict[str, Any]] = []
+    for line, (external_userid, raw) in enumerate(rows, 1):
+        birthday = parse_birthday(raw)
+        if not external_userid or birthday is None or birthday > date.today():
+            problems.append({"line": line, "external_userid": external_userid[:64], "reason": "invalid birthday"})
+            continue
+        wanted[external_userid] = birthday
+    ids = list(wanted)
+    updated = 0
+    for i in range(0, len(ids), 1000):
+        batch = ids[i : i + 1000]
+        for customer in db.session.scalars(select(Customer).where(Customer.external_userid.in_(batch), scope)):
+            birthday = wanted.pop(customer.external_userid)
+            if customer.birthday != birthday:
+                customer.birthday = birthday
+                record_event(customer, "birthday_imported", detail=birthday.isoformat())
+                updated += 1
+    for external_userid in wanted:  # not found, or outside the user's stores
+        problems.append({"external_userid": external_userid[:64], "reason": "unknown customer"})
+    db.session.flush()
+    return {
+        "rows": len(rows),
+        "updated": updated,
+        "unchanged": len(ids) - updated - len(wanted),
+        "problems": len(problems),
+        "first_problems": problems[:100],
+    }
