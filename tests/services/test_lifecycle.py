@@ -461,3 +461,49 @@ def test_members_of_a_store_and_its_managers(app, ctx, shop):
     leaders = {s.name: s.leaders for s in db.session.scalars(select(Store)) if s.leaders}
     assert sorted(u for group in leaders.values() for u in group) == ["staff0201", "staff0301"]
     assert db.session.scalar(select(func.count()).select_from(Staff)) == 4
+
+
+SCHEDULER = """
+from bot import create_app
+from bot.jobs.context import bind_app
+from bot.jobs.registry import PERIODIC_JOBS
+from bot.jobs.scheduler import run_job
+app = create_app()
+bind_app(app)
+job = next(j for j in PERIODIC_JOBS if j.id == "run_lifecycle_rules")
+run = run_job(job)
+print("ran" if run is not None else "slot taken", run.status if run is not None else "")
+"""
+
+
+def test_two_scheduler_processes_at_once_make_one_task_and_one_card(app, corp, shop, admin):
+    """Two scheduler processes fire the same run together. With a shared Redis only one gets the slot;
+    without one (the embedded run: each process has its own stand-in) both run, and the task's unique
+    key and WeCom's duplicate check still leave one task and one card."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    set_customer(app, shop[0].external_userid, birthday=soon())
+    make_rule(app, admin, **{**BIRTHDAY, "window_start": "00:00", "window_end": "24:00"})
+    settings = app.config["SIYU"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SIYU_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(DATABASE_URL=settings.database_url, SIYU_SANDBOX_PORT=str(settings.sandbox_port))
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    root = Path(__file__).resolve().parents[2]
+    children = [
+        subprocess.Popen([sys.executable, "-c", SCHEDULER], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = sorted(child.communicate(timeout=120)[0].strip() for child in children)
+    assert all(child.returncode == 0 for child in children), outputs
+    if settings.redis_url:
+        assert outputs == ["ran ok", "slot taken"]
+    else:
+        assert all(o in ("ran ok", "slot taken") for o in outputs)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(LifecycleTask)) == 1
+        assert db.session.scalars(select(LifecycleTask.remind)).all() == [Step.done]
+    assert len(cards(corp)) == 1
