@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import calendar
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -52,6 +52,7 @@ from bot.models import (
     SendRecipient,
     Staff,
     Step,
+    Store,
     Tag,
     Trigger,
     User,
@@ -419,19 +420,13 @@ def _dormant(rule: LifecycleRule, today: date, now: datetime) -> Any:
     since = func.coalesce(Customer.last_interaction_at, Customer.created_at)
     days = int(rule.trigger_args["days"])
     where = since < now - timedelta(days=days)
-    if _evaluated_before(rule):
+    if _ran_since_change(rule):
         # A silence that crossed the threshold longer ago than the cool-down (and a week of downtime) was
         # matched then, or is blocked by a task: only the recent ones need looking at. The first
         # evaluation after the rule is switched on or changed looks at every silence.
         where = and_(where, since >= now - timedelta(days=days + rule.cooldown_days + CATCH_UP_DAYS))
     # One task per dormancy: the occurrence is the day the silence began.
     return _with_first_follower(where, literal("dormant:") + cast(func.date(since), String))
-
-
-def _evaluated_before(rule: LifecycleRule) -> bool:
-    since = max(d for d in (rule.enabled_at, rule.updated_at) if d is not None)
-    query = select(RuleRun.id).where(RuleRun.rule_id == rule.id, RuleRun.status == "ok", RuleRun.started_at >= since)
-    return db.session.scalar(query.limit(1)) is not None
 
 
 def _events(rule: LifecycleRule, now: datetime, where: Any) -> Any:
@@ -611,18 +606,22 @@ def _card(rows: list[Any], heading: str, path: str) -> tuple[str, str, str]:
     return f"{heading}：{len(rows)} 位客户", "\n".join(lines), url
 
 
-def _send_cards(column: Any, rules: list[LifecycleRule], recipients: Callable[[Any], list[str]], heading: str) -> int:
-    """The cards of one step (remind or notify) for the tasks of ``rules``: one per recipient per run."""
+def _send_cards(
+    column: Any, rules: list[LifecycleRule], recipients: Callable[[Any], list[str]], heading: str
+) -> Counter[int]:
+    """The cards of one step (remind or notify) for the tasks of ``rules``: one per recipient per run.
+    Returns the tasks the step is done for, by rule."""
     rule_ids = [r.id for r in rules]
     if not rule_ids:
-        return 0
+        return Counter()
     ids = _claim(column, LifecycleTask.rule_id.in_(rule_ids))
     db.session.commit()  # the claim is recorded before WeCom is called
     if not ids:
-        return 0
+        return Counter()
     by_person: dict[str, list[Any]] = defaultdict(list)
     orphan: list[int] = []
-    for row in _task_rows(ids):
+    rows = _task_rows(ids)
+    for row in rows:
         people = recipients(row)
         if not people:
             orphan.append(row.id)
@@ -631,33 +630,32 @@ def _send_cards(column: Any, rules: list[LifecycleRule], recipients: Callable[[A
     done: set[int] = set()
     failed: dict[int, str] = {}
     later: set[int] = set()
-    for userid, rows in sorted(by_person.items()):
-        title, description, url = _card(rows, heading, f"admin/lifecycle/tasks?staff={userid}")
+    for userid, theirs in sorted(by_person.items()):
+        title, description, url = _card(theirs, heading, f"admin/lifecycle/tasks?staff={userid}")
         try:
             _message([userid], title, description, url)
-            done.update(r.id for r in rows)
+            done.update(r.id for r in theirs)
         except (WeComUnavailable, SystemBusy, RateLimited) as exc:
             # Passing trouble: the next run sends the card again (a duplicate of one that did arrive is dropped).
             log.warning("lifecycle card to %s postponed: %s", userid, exc)
-            later.update(r.id for r in rows)
+            later.update(r.id for r in theirs)
         except WeComError as exc:
             log.warning("lifecycle card to %s refused: %s", userid, exc)
-            for r in rows:
+            for r in theirs:
                 failed[r.id] = f"{type(exc).__name__}: {exc}"
-    _finish(column, done - set(failed) - later, Step.done)
+    completed = done - set(failed) - later
+    _finish(column, completed, Step.done)
     _finish(column, later - done, Step.pending)
     for task_id, error in failed.items():
         _finish(column, [task_id], Step.failed, error)
     _finish(column, orphan, Step.failed, "nobody to message")
     db.session.commit()
-    return len(done - set(failed))
+    return Counter(r.rule_id for r in rows if r.id in completed)
 
 
 def _managers_of(staff_id: int | None) -> list[str]:
     if staff_id is None:
         return []
-    from bot.models import Store
-
     leaders = db.session.scalars(
         select(Store.leaders)
         .join(staff_stores, staff_stores.c.store_id == Store.id)
@@ -666,13 +664,13 @@ def _managers_of(staff_id: int | None) -> list[str]:
     return sorted({u for group in leaders for u in group or []})
 
 
-def remind(rules: list[LifecycleRule]) -> int:
+def remind(rules: list[LifecycleRule]) -> Counter[int]:
     """Each member reminded of their new tasks, one card per member per run."""
     chosen = [r for r in rules if any(a["type"] == "remind" for a in r.actions)]
     return _send_cards(LifecycleTask.remind, chosen, lambda row: [row.userid] if row.userid else [], "今日任务")
 
 
-def notify_managers(rules: list[LifecycleRule]) -> int:
+def notify_managers(rules: list[LifecycleRule]) -> Counter[int]:
     """Each store manager (the store's department leaders) told of their members' tasks, one card per run."""
     chosen = [r for r in rules if any(a["type"] == "notify_manager" for a in r.actions)]
     return _send_cards(LifecycleTask.notify, chosen, lambda row: _managers_of(row.staff_pk), "店长提醒")
@@ -698,20 +696,21 @@ def start_send(rule: LifecycleRule, now: datetime) -> tuple[int, int | None]:
     return int(moved or 0), send.id
 
 
-def start_tagging(rule: LifecycleRule) -> list[int]:
-    """The rule's tasks waiting for tags become bulk tagging jobs (one per add/remove). Returns job ids."""
+def start_tagging(rule: LifecycleRule) -> tuple[int, list[int]]:
+    """The rule's tasks waiting for tags become bulk tagging jobs (one per add/remove). Returns the tasks
+    and the job ids."""
     from bot.services import tag_jobs
 
     action = next((a for a in rule.actions if a["type"] == "tag"), None)
     if action is None:
-        return []
+        return 0, []
     ids = list(
         db.session.scalars(
             select(LifecycleTask.id).where(LifecycleTask.rule_id == rule.id, LifecycleTask.tag == Step.pending)
         )
     )
     if not ids:
-        return []
+        return 0, []
     owner = db.session.get(User, rule.created_by) if rule.created_by else None
     chosen = Customer.id.in_(select(LifecycleTask.customer_id).where(LifecycleTask.id.in_(ids)))
     jobs = []
@@ -721,18 +720,24 @@ def start_tagging(rule: LifecycleRule) -> list[int]:
             jobs.append(job.id)
     db.session.execute(update(LifecycleTask).where(LifecycleTask.id.in_(ids)).values(tag=Step.done, tag_job_id=jobs[0]))
     db.session.commit()
-    return jobs
+    return len(ids), jobs
 
 
 # -- a run -----------------------------------------------------------------------------------------
 
 
+def _ran_since_change(rule: LifecycleRule, since: datetime | None = None) -> bool:
+    """Has the rule run (ok) since it was last switched on or changed, and since ``since``?"""
+    bounds = [d for d in (since, rule.enabled_at, rule.updated_at) if d is not None]
+    query = select(RuleRun.id).where(RuleRun.rule_id == rule.id, RuleRun.status == "ok")
+    if bounds:
+        query = query.where(RuleRun.started_at >= max(bounds))
+    return db.session.scalar(query.limit(1)) is not None
+
+
 def matched_today(rule: LifecycleRule, now: datetime) -> bool:
     """Has a daily rule already been matched today (corp date), since it was last changed?"""
-    today_start = corp_midnight(corp_now(now).date())
-    since = max(today_start, rule.updated_at or today_start, rule.enabled_at or today_start)
-    query = select(RuleRun.id).where(RuleRun.rule_id == rule.id, RuleRun.status == "ok", RuleRun.started_at >= since)
-    return db.session.scalar(query.limit(1)) is not None
+    return _ran_since_change(rule, corp_midnight(corp_now(now).date()))
 
 
 @dataclass
@@ -757,13 +762,13 @@ def run_rules(now: datetime | None = None) -> RunResult:
     result = RunResult()
     rules = list(db.session.scalars(select(LifecycleRule).where(LifecycleRule.enabled).order_by(LifecycleRule.id)))
     open_rules = [r for r in rules if in_window(r, now)]
-    runs: dict[int, RuleRun] = {}
+    run_ids: dict[int, int] = {}  # rule id → its run's id (runs are read again after each commit)
     for rule in open_rules:
         result.rules += 1
         run = RuleRun(rule_id=rule.id, started_at=now)
         db.session.add(run)
         db.session.flush()
-        runs[rule.id] = run
+        run_ids[rule.id] = run.id
         try:
             if Trigger(rule.trigger) in DAILY and matched_today(rule, now):
                 run.matched = 0
@@ -779,69 +784,28 @@ def run_rules(now: datetime | None = None) -> RunResult:
             log.exception("lifecycle rule %s failed to match", rule.id)
             run = db.session.merge(run)
             run.status, run.detail, run.errors = "failed", f"{type(exc).__name__}: {exc}"[:2000], 1
-            runs[rule.id] = run
             result.errors += 1
         db.session.commit()
 
     # Actions: a rule's sends and tags are its own; cards are batched per person over every rule.
+    sent: Counter[int] = Counter()
+    tagged: Counter[int] = Counter()
     for rule in open_rules:
-        found = db.session.get(RuleRun, runs[rule.id].id)
-        assert found is not None
-        run = found
-        sent, send_id = start_send(rule, now)
-        run.sent += sent
-        result.sent += sent
+        sent[rule.id], send_id = start_send(rule, now)
         if send_id is not None:
             result.sends += (send_id,)
-        jobs = start_tagging(rule)
-        if jobs:
-            run.tagged += (
-                db.session.scalar(
-                    select(func.count()).where(LifecycleTask.rule_id == rule.id, LifecycleTask.tag_job_id == jobs[0])
-                )
-                or 0
-            )
-            result.tag_jobs += tuple(jobs)
-        db.session.commit()
-    result.reminded = _per_rule_counts(remind, open_rules, LifecycleTask.remind, runs, "reminded")
-    result.notified = _per_rule_counts(notify_managers, open_rules, LifecycleTask.notify, runs, "notified")
-    for run in runs.values():
-        fresh = db.session.get(RuleRun, run.id)
-        if fresh is not None:
-            fresh.finished_at = utcnow()
-            result.tagged += fresh.tagged
+        tagged[rule.id], jobs = start_tagging(rule)
+        result.tag_jobs += tuple(jobs)
+    reminded, notified = remind(open_rules), notify_managers(open_rules)
+    for rule_id, run_id in run_ids.items():
+        done = db.session.get(RuleRun, run_id)
+        assert done is not None
+        done.sent, done.tagged, done.reminded, done.notified = (c[rule_id] for c in (sent, tagged, reminded, notified))
+        done.finished_at = utcnow()
     db.session.commit()
+    result.sent, result.tagged = sent.total(), tagged.total()
+    result.reminded, result.notified = reminded.total(), notified.total()
     return result
-
-
-def _per_rule_counts(
-    step: Callable[[list[LifecycleRule]], int],
-    rules: list[LifecycleRule],
-    column: Any,
-    runs: dict[int, RuleRun],
-    field: str,
-) -> int:
-    """Run one card step and spread what it did over the rules' runs (tasks now done, claimed this run)."""
-    before = _done_counts(column, rules)
-    total = step(rules)
-    after = _done_counts(column, rules)
-    for rule in rules:
-        run = db.session.get(RuleRun, runs[rule.id].id)
-        if run is not None:
-            setattr(run, field, after.get(rule.id, 0) - before.get(rule.id, 0))
-    db.session.commit()
-    return total
-
-
-def _done_counts(column: Any, rules: list[LifecycleRule]) -> dict[int, int]:
-    if not rules:
-        return {}
-    rows = db.session.execute(
-        select(LifecycleTask.rule_id, func.count())
-        .where(LifecycleTask.rule_id.in_([r.id for r in rules]), column == Step.done)
-        .group_by(LifecycleTask.rule_id)
-    ).all()
-    return {int(rule_id): int(n) for rule_id, n in rows}
 
 
 # -- dry run and results ---------------------------------------------------------------------------
