@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
@@ -22,8 +22,7 @@ from bot.jobs.queue import enqueue
 from bot.jobs.tasks import PERSONAL_CODES, create_personal_codes
 from bot.models import Channel, Role, Staff, Tag
 from bot.services import channels as channel_service
-from bot.services import growth, qr_images
-from bot.services.clients import settings
+from bot.services import corp_time, growth, qr_images
 from bot.services.scope import staff_condition, store_ids, visible_stores
 from bot.services.users import audit
 from bot.wecom.errors import WeComError
@@ -95,13 +94,13 @@ def _local_to_utc(value: datetime | None) -> datetime | None:
     """A time typed in the panel is on the corp's clock; stored as naive UTC."""
     if value is None:
         return None
-    return value.replace(tzinfo=settings().timezone).astimezone(UTC).replace(tzinfo=None)
+    return corp_time.to_utc(value)
 
 
 def utc_to_local(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=UTC).astimezone(settings().timezone).replace(tzinfo=None)
+    return corp_time.local(value).replace(tzinfo=None)
 
 
 def _picked_staff(form: ChannelForm) -> list[str]:

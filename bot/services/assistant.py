@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from bot.extensions import db, redis_conn
 from bot.models import Customer, Staff
-from bot.services import channels, customers, growth, lifecycle, qr_images
+from bot.services import channels, corp_time, customers, growth, lifecycle, qr_images
 from bot.services.clients import agent_api, agent_id
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def _help(staff: Staff, _arg: str = "") -> str:
 
 
 def _today(staff: Staff, _arg: str = "") -> str:
-    day = lifecycle.corp_now().date()
+    day = corp_time.today()
     tasks = lifecycle.tasks_of(staff, day)
     if not tasks:
         _text(staff.userid, "今天没有需要跟进的客户。")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from bot.extensions import db
 from bot.models import Channel, FollowRelation, Staff, Store, Tag, WelcomeMessage
 from bot.models._time import utcnow
-from bot.services.clients import contact_api, settings
+from bot.services import corp_time
+from bot.services.clients import contact_api
 from bot.services.directory import ensure_staff
 from bot.services.tags import mirror_marked
 from bot.services.users import N_
@@ -260,19 +261,11 @@ def delete_channel(channel: Channel) -> None:
 # -- daily caps, backups and expiry -------------------------------------------------------------------
 
 
-def day_start(now: datetime | None = None) -> datetime:
-    """The start (naive UTC) of the corp's current day, in the configured time zone."""
-    zone = settings().timezone
-    local = (now or utcnow()).replace(tzinfo=UTC).astimezone(zone)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return midnight.astimezone(UTC).replace(tzinfo=None)
-
-
 def adds_today(channel: Channel) -> dict[int, int]:
     """Customers each member gained through the channel since the corp's midnight."""
     rows = db.session.execute(
         select(FollowRelation.staff_id, func.count())
-        .where(FollowRelation.channel_id == channel.id, FollowRelation.added_at >= day_start())
+        .where(FollowRelation.channel_id == channel.id, FollowRelation.added_at >= corp_time.day_start())
         .group_by(FollowRelation.staff_id)
     ).all()
     return {staff_id: int(n) for staff_id, n in rows}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, date
+from datetime import date
 from typing import Any
 
 from sqlalchemy import insert, literal, or_, select, update
@@ -12,6 +12,7 @@ from sqlalchemy import insert, literal, or_, select, update
 from bot.extensions import db
 from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Staff
 from bot.models._time import from_epoch, utcnow
+from bot.services import corp_time
 from bot.services.clients import contact_api, settings
 from bot.services.directory import ensure_staff
 from bot.services.rows import get_or_insert
@@ -225,10 +226,9 @@ def find_followed(staff: Staff, query: str, limit: int = 5) -> list[tuple[Custom
 
 def summary(customer: Customer, follow: FollowRelation) -> str:
     """A few lines about a customer, for the member who follows them (the assistant's 「客户」)."""
-    zone = settings().timezone
     lines = [customer.name + (f"（备注：{follow.remark}）" if follow.remark and follow.remark != customer.name else "")]
     if follow.added_at:
-        added = follow.added_at.replace(tzinfo=UTC).astimezone(zone)
+        added = corp_time.local(follow.added_at)
         channel = f"，来自「{follow.channel.name}」" if follow.channel else ""
         lines.append(f"添加于 {added:%Y-%m-%d}{channel}")
     tags = [t.tag_name for t in follow.tags if t.tag_name]
@@ -237,7 +237,7 @@ def summary(customer: Customer, follow: FollowRelation) -> str:
     if customer.birthday:
         lines.append(f"生日：{customer.birthday:%m-%d}")
     if customer.last_interaction_at:
-        last = customer.last_interaction_at.replace(tzinfo=UTC).astimezone(zone)
+        last = corp_time.local(customer.last_interaction_at)
         lines.append(f"最近互动：{last:%Y-%m-%d}")
     if customer.notes:
         lines.append("备注：" + customer.notes[:80])

@@ -30,8 +30,8 @@ from bot.models import (
     staff_stores,
 )
 from bot.models._time import utcnow
+from bot.services import corp_time
 from bot.services.clients import agent_api, agent_id, settings
-from bot.services.lifecycle import corp_midnight, corp_now
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _members(store_ids: list[int]) -> Any:
 
 def figures(store_ids: list[int], day: date, now: datetime) -> dict[str, int]:
     """The digest's numbers for these stores: ``day`` is the corp date reported on (yesterday)."""
-    start, end = corp_midnight(day), corp_midnight(day + timedelta(days=1))
+    start, end = corp_time.midnight(day), corp_time.midnight(day + timedelta(days=1))
     members = _members(store_ids)
     added = select(func.count()).where(
         FollowRelation.staff_id.in_(members), FollowRelation.added_at >= start, FollowRelation.added_at < end
@@ -108,7 +108,7 @@ def text(stores: list[Store], day: date, numbers: dict[str, int]) -> str:
 def send_digests(now: datetime | None = None) -> dict[str, int]:
     """At the digest hour (corp time), one message per manager for yesterday; at other hours nothing."""
     now = now or utcnow()
-    local = corp_now(now)
+    local = corp_time.local(now)
     if local.hour != settings().digest_hour:
         return {"not_the_hour": 1}
     day = local.date() - timedelta(days=1)

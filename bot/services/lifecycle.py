@@ -19,7 +19,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -59,7 +59,7 @@ from bot.models import (
     staff_stores,
 )
 from bot.models._time import utcnow
-from bot.services import segments, sends
+from bot.services import corp_time, segments, sends
 from bot.services.clients import agent_api, agent_id, settings
 from bot.services.customers import INTERACTIONS
 from bot.services.users import N_, audit
@@ -323,18 +323,8 @@ def describe(rule: LifecycleRule) -> dict[str, Any]:
 # -- time in the corp ------------------------------------------------------------------------------
 
 
-def corp_now(now: datetime | None = None) -> datetime:
-    """The corp's local time (aware) for naive-UTC ``now``."""
-    return (now or utcnow()).replace(tzinfo=UTC).astimezone(settings().timezone)
-
-
-def corp_midnight(day: date) -> datetime:
-    """The corp's midnight starting ``day``, as naive UTC (how times are stored)."""
-    return datetime.combine(day, time(), settings().timezone).astimezone(UTC).replace(tzinfo=None)
-
-
 def in_window(rule: LifecycleRule, now: datetime | None = None) -> bool:
-    local = corp_now(now)
+    local = corp_time.local(now)
     minute = local.hour * 60 + local.minute
     return rule.window_start <= minute < rule.window_end
 
@@ -406,8 +396,8 @@ def _added(rule: LifecycleRule, today: date, now: datetime) -> Any:
             .where(
                 FollowRelation.status == FollowStatus.active,
                 Staff.active,
-                FollowRelation.added_at >= corp_midnight(earliest_add),
-                FollowRelation.added_at < corp_midnight(latest_add + timedelta(days=1)),
+                FollowRelation.added_at >= corp_time.midnight(earliest_add),
+                FollowRelation.added_at < corp_time.midnight(latest_add + timedelta(days=1)),
             )
         )
     union = parts[0].union_all(*parts[1:]).subquery("steps")
@@ -465,7 +455,7 @@ class AudienceGone(LookupError):
 def candidates(rule: LifecycleRule, now: datetime) -> Any:
     """(customer_id, staff_id, occurrence) the rule would make a task for now: the trigger's matches in
     the audience, without those it already has a task for, nor those in its cool-down."""
-    today = corp_now(now).date()
+    today = corp_time.local(now).date()
     matched = TRIGGERS[Trigger(rule.trigger)](rule, today, now).subquery("matched")
     customer_id, staff_id, occurrence = list(matched.c)[:3]
     where = [
@@ -685,7 +675,7 @@ def start_send(rule: LifecycleRule, now: datetime) -> tuple[int, int | None]:
     waiting = select(LifecycleTask.id).where(LifecycleTask.rule_id == rule.id, LifecycleTask.send == Step.pending)
     if db.session.scalar(waiting.limit(1)) is None:
         return 0, None
-    label = corp_now(now).strftime("%Y-%m-%d %H:%M")
+    label = corp_time.local(now).strftime("%Y-%m-%d %H:%M")
     send = sends.start_automatic(f"{rule.name} · {label}", action["text"], action["attachments"], rule.created_by)
     moved = db.session.execute(
         update(LifecycleTask)
@@ -737,7 +727,7 @@ def _ran_since_change(rule: LifecycleRule, since: datetime | None = None) -> boo
 
 def matched_today(rule: LifecycleRule, now: datetime) -> bool:
     """Has a daily rule already been matched today (corp date), since it was last changed?"""
-    return _ran_since_change(rule, corp_midnight(corp_now(now).date()))
+    return _ran_since_change(rule, corp_time.midnight(corp_time.local(now).date()))
 
 
 @dataclass
@@ -826,20 +816,20 @@ def _why(rule: LifecycleRule, occurrence: str, customer: Customer, today: date, 
         return f"添加后第 {step} 天的跟进"
     if kind == Trigger.dormant:
         since = customer.last_interaction_at or customer.created_at
-        return f"已 {(now - since).days} 天没有互动（最后一次 {corp_now(since):%Y-%m-%d}）"
+        return f"已 {(now - since).days} 天没有互动（最后一次 {corp_time.local(since):%Y-%m-%d}）"
     event = db.session.get(CustomerEvent, int(occurrence.split(":")[1]))
     if event is None:
         return occurrence
     if kind == Trigger.tag_added:
         tag = db.session.scalar(select(Tag.name).where(Tag.tag_id == event.detail))
-        return f"{corp_now(event.at):%m-%d %H:%M} 被打上标签「{tag or event.detail}」"
-    return f"{corp_now(event.at):%m-%d %H:%M} 删除了成员 {event.staff_userid}"
+        return f"{corp_time.local(event.at):%m-%d %H:%M} 被打上标签「{tag or event.detail}」"
+    return f"{corp_time.local(event.at):%m-%d %H:%M} 删除了成员 {event.staff_userid}"
 
 
 def dry_run(rule: LifecycleRule, now: datetime | None = None, sample: int = 50) -> dict[str, Any]:
     """Who the rule would touch if it ran now (window aside), and why; nothing is written."""
     now = now or utcnow()
-    today = corp_now(now).date()
+    today = corp_time.local(now).date()
     try:
         query = candidates(rule, now).subquery("dry")
     except AudienceGone:
@@ -925,7 +915,7 @@ def run_detail(run: RuleRun) -> dict[str, Any]:
 
 def tasks_of(staff: Staff, day: date) -> list[LifecycleTask]:
     """A member's tasks made on ``day`` (corp date), newest first."""
-    start = corp_midnight(day)
+    start = corp_time.midnight(day)
     query = (
         select(LifecycleTask)
         .where(

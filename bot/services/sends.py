@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -51,7 +51,7 @@ from bot.models import (
     staff_stores,
 )
 from bot.models._time import utcnow
-from bot.services import segments
+from bot.services import corp_time, segments
 from bot.services.clients import settings
 from bot.services.scope import customer_condition, store_ids
 from bot.services.users import N_, audit
@@ -186,9 +186,7 @@ def _scheduled(raw: Any) -> datetime | None:
         when = datetime.fromisoformat(str(raw))
     except ValueError:
         raise SendError("scheduled_at", N_("时间格式应为 YYYY-MM-DDTHH:MM")) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=settings().timezone)
-    return when.astimezone(UTC).replace(tzinfo=None)
+    return corp_time.to_utc(when)
 
 
 @dataclass(frozen=True)
@@ -354,12 +352,7 @@ def cap_window(today: date, kind: str) -> tuple[datetime, int]:
         start, cap = today - timedelta(days=today.weekday()), 7
     else:
         start, cap = today.replace(day=1), calendar.monthrange(today.year, today.month)[1]
-    local = datetime.combine(start, datetime.min.time(), tzinfo=settings().timezone)
-    return local.astimezone(UTC).replace(tzinfo=None), cap
-
-
-def _corp_today() -> date:
-    return datetime.now(settings().timezone).date()
+    return corp_time.midnight(start), cap
 
 
 def _creator(send: MassSend) -> User | None:
@@ -432,7 +425,7 @@ def _plan(send: MassSend) -> Any:
     ranked = _ranked_followers(send, targeted_sq, creator)
     sender = select(ranked.c.customer_id, ranked.c.staff_id).where(ranked.c.rank == 1).subquery("sender")
 
-    since, cap = cap_window(_corp_today(), settings().mass_cap)
+    since, cap = cap_window(corp_time.today(), settings().mass_cap)
     capped = (
         select(SendRecipient.customer_id)
         .where(SendRecipient.status.in_(COUNTED), SendRecipient.at >= since, SendRecipient.send_id != send.id)
