@@ -217,6 +217,20 @@ def api_token(app: Flask) -> str:
     return make_token(app, user_id)
 
 
+def customers_of(app: Flask, sim: Simulator, run_worker: Any, members: list[str], each: int = 2) -> list[Any]:
+    """The directory and tag library synced, then ``each`` customers added by each of ``members``."""
+    from bot.services.directory import sync_directory
+    from bot.services.tags import sync_corp_tags
+
+    with app.app_context():
+        sync_directory()
+        sync_corp_tags()
+        db.session.commit()
+    added = [sim.customer_adds(userid=m)[0] for m in members for _ in range(each)]
+    run_worker()
+    return added
+
+
 @pytest.fixture
 def admin_api(app: Flask, client: Any) -> ApiClient:
     """The JSON API as an administrator ("boss")."""

@@ -15,9 +15,7 @@ from bot.jobs.scheduler import run_job
 from bot.models import Customer, LifecycleRule, LifecycleTask, MassSend, RuleRun, Staff, Step, Tag, User
 from bot.models._time import utcnow
 from bot.services import lifecycle
-from bot.services.directory import sync_directory
-from bot.services.tags import sync_corp_tags
-from tests.conftest import make_user
+from tests.conftest import customers_of, make_user
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]
@@ -31,13 +29,7 @@ def at(text):
 @pytest.fixture
 def shop(app, sim, corp, run_worker):
     """Two stores of two members (the first of each is its manager), two customers per member."""
-    with app.app_context():
-        sync_directory()
-        sync_corp_tags()
-        db.session.commit()
-    added = [sim.customer_adds(userid=m)[0] for m in MEMBERS for _ in range(2)]
-    run_worker()
-    return added
+    return customers_of(app, sim, run_worker, MEMBERS)
 
 
 @pytest.fixture

@@ -21,9 +21,7 @@ from bot.models import AuditEntry, MassSend, MediaFile, SendChunk, SendRecipient
 from bot.models._time import utcnow
 from bot.sandbox.api import confirm_mass_task
 from bot.services import dispatch, send_tracking, sends
-from bot.services.directory import sync_directory
-from bot.services.tags import sync_corp_tags
-from tests.conftest import ApiClient, make_token, make_user
+from tests.conftest import ApiClient, customers_of, make_token, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]
@@ -32,12 +30,7 @@ MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]
 @pytest.fixture
 def people(app, sim, corp, run_worker):
     """Eight customers, two per member of two stores; the first also follows a second member (staff0301)."""
-    with app.app_context():
-        sync_directory()
-        sync_corp_tags()
-        db.session.commit()
-    added = [sim.customer_adds(userid=m)[0] for m in MEMBERS for _ in range(2)]
-    run_worker()
+    added = customers_of(app, sim, run_worker, MEMBERS)
     sim.customer_adds_another(added[0].external_userid, "staff0301")
     run_worker()
     return added
