@@ -12,6 +12,7 @@ from bot.models.channels import (
 )
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
+from bot.models.groups import GroupChat, GroupInvite, GroupMember, JoinWay
 from bot.models.jobs import JobRun
 from bot.models.lifecycle import LifecycleRule, LifecycleTask, RuleRun, Step, Trigger
 from bot.models.segments import Segment
@@ -59,6 +60,10 @@ __all__ = [
     "FollowStatus",
     "FollowTag",
     "Segment",
+    "GroupChat",
+    "GroupInvite",
+    "GroupMember",
+    "JoinWay",
     "ChunkStatus",
     "MassSend",
     "MediaFile",

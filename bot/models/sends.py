@@ -34,8 +34,10 @@ class MassSend(db.Model):  # type: ignore[name-defined]
     # Siyu's form: [{"type": "image" | "video" | "file", "file_id": N}, {"type": "link", "title", "url", …},
     # {"type": "miniprogram", "title", "appid", "page", "file_id": N}] — media are uploaded at dispatch.
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
-    # {"segment_id": N} | {"rule": {...}} | {"external_userids": [...]}; resolved at dispatch time
+    # single (to customers): {"segment_id": N} | {"rule": {...}} | {"external_userids": [...]}, optionally
+    # with "not_in_groups": [chat ids]; group (to group chats): {"groups": {filter}}. Resolved at dispatch.
     target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    chat_type: Mapped[str] = mapped_column(String(8), default="single", server_default="single")
     target_label: Mapped[str] = mapped_column(String(128), default="")
     sender_rule: Mapped[str] = mapped_column(String(16), default="first")  # first | latest | store
     cap_policy: Mapped[str] = mapped_column(String(8), default="skip")  # skip | report
@@ -115,7 +117,8 @@ class RecipientStatus(enum.StrEnum):
 
 
 class SendRecipient(db.Model):  # type: ignore[name-defined]
-    """One customer of a send. Written by the database (INSERT … SELECT), up to millions per send.
+    """One customer (or, in a send to groups, one group chat) of a send. Written by the database
+    (INSERT … SELECT), up to millions per send.
 
     No foreign keys, on purpose: each would cost a trigger per inserted row, and at a million rows the
     checks took longer than the resolve itself. The rows come from a query over the referenced tables in
@@ -125,7 +128,8 @@ class SendRecipient(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     send_id: Mapped[int] = mapped_column(Integer)
-    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    customer_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    group_id: Mapped[int | None] = mapped_column(Integer)  # group_chats.id, in a send to groups
     staff_id: Mapped[int | None] = mapped_column(Integer)
     seq: Mapped[int | None] = mapped_column(Integer)  # with send_id and staff_id: the chunk
     status: Mapped[str] = mapped_column(String(12))
@@ -134,6 +138,7 @@ class SendRecipient(db.Model):  # type: ignore[name-defined]
 
     __table_args__ = (
         UniqueConstraint("send_id", "customer_id", name="uq_send_recipients_send_customer"),
+        UniqueConstraint("send_id", "group_id", name="uq_send_recipients_send_group"),
         Index("ix_send_recipients_chunk", "send_id", "staff_id", "seq"),
     )
 

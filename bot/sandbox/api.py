@@ -253,13 +253,7 @@ def mark_tag(corp: FakeCorp, body: Body) -> Body:
 # -- mass sends (doc path/92135) ------------------------------------------------------------------
 
 
-@endpoint("externalcontact/add_msg_template")
-def add_msg_template(corp: FakeCorp, body: Body) -> Body:
-    recipients = list(body.get("external_userid") or [])
-    if body.get("chat_type", "single") != "single":
-        raise ApiError(40058, "the sandbox models single-customer sends only")
-    if len(recipients) > 10000:
-        raise ApiError(40058, "external_userid holds more than 10000 ids")
+def _mass_content(corp: FakeCorp, body: Body) -> None:
     text = (body.get("text") or {}).get("content", "")
     if len(text.encode()) > 4000:
         raise ApiError(40058, "text longer than 4000 bytes")
@@ -272,8 +266,38 @@ def add_msg_template(corp: FakeCorp, body: Body) -> Body:
         media_id = (attachment.get(kind) or {}).get("pic_media_id" if kind == "miniprogram" else "media_id")
         if kind in ("image", "video", "file", "miniprogram") and media_id not in corp.media:
             raise ApiError(40007, "invalid media_id")
+
+
+@endpoint("externalcontact/add_msg_template")
+def add_msg_template(corp: FakeCorp, body: Body) -> Body:
+    chat_type = body.get("chat_type", "single")
     sender = body.get("sender") or ""
-    fail_list = [r for r in recipients if r not in corp.contacts or (sender and sender not in corp.contacts[r].follows)]
+    if chat_type == "group":
+        # To group chats: ≤ 2000 chat ids, the sender required; a chat the sender does not own fails.
+        recipients = list(body.get("chat_id_list") or [])
+        if not sender:
+            raise ApiError(40058, "sender is required for chat_type group")
+        if len(recipients) > 2000:
+            raise ApiError(40058, "chat_id_list holds more than 2000 ids")
+        _mass_content(corp, body)
+
+        def sendable(recipient: str) -> bool:
+            group = corp.groups.get(recipient)
+            return group is not None and not group.dismissed and group.owner == sender
+
+    elif chat_type == "single":
+        recipients = list(body.get("external_userid") or [])
+        if len(recipients) > 10000:
+            raise ApiError(40058, "external_userid holds more than 10000 ids")
+        _mass_content(corp, body)
+
+        def sendable(recipient: str) -> bool:
+            contact = corp.contacts.get(recipient)
+            return contact is not None and (not sender or sender in contact.follows)
+
+    else:
+        raise ApiError(40058, "chat_type is single or group")
+    fail_list = [r for r in recipients if not sendable(r)]
     ok = [r for r in recipients if r not in fail_list]
     if not ok:
         raise ApiError(41048, "no customer to send to")
@@ -305,10 +329,11 @@ def get_groupmsg_list_v2(corp: FakeCorp, body: Body) -> Body:
     if not start or not end or end < start or end - start > 31 * 86400:
         raise ApiError(40058, "start_time/end_time: a range of at most a month")
     creator = body.get("creator") or ""
+    chat_type = body.get("chat_type") or "single"
     rows = [
         {"msgid": t.msgid, "creator": t.sender, "create_time": str(int(t.created_at)), "create_type": 0}
         for t in corp.mass_tasks.values()
-        if start <= t.created_at <= end and (not creator or t.sender == creator)
+        if start <= t.created_at <= end and (not creator or t.sender == creator) and t.chat_type == chat_type
     ]
     page, cursor = _page(rows, body, 50)
     return _ok(group_msg_list=page, next_cursor=cursor)
@@ -331,8 +356,9 @@ def get_groupmsg_task(corp: FakeCorp, body: Body) -> Body:
 @endpoint("externalcontact/get_groupmsg_send_result")
 def get_groupmsg_send_result(corp: FakeCorp, body: Body) -> Body:
     task = _task(corp, body)
+    key = "chat_id" if task.chat_type == "group" else "external_userid"
     rows = [
-        {"external_userid": r, "userid": task.sender, "status": task.results.get(r, 0)}
+        {key: r, "userid": task.sender, "status": task.results.get(r, 0)}
         for r in task.recipients
         if body.get("userid") in (None, "", task.sender)
     ]
@@ -368,8 +394,12 @@ def confirm_mass_task(corp: FakeCorp, msgid: str) -> MassTask:
         now = corp.clock()
         task.confirmed_at = now
         for r in task.recipients:
-            contact = corp.contacts.get(r)
-            if contact is None or task.sender not in contact.follows:
+            if task.chat_type == "group":
+                group = corp.groups.get(r)
+                if group is None or group.dismissed:
+                    task.results[r] = 2  # the group is gone
+                    continue
+            elif (contact := corp.contacts.get(r)) is None or task.sender not in contact.follows:
                 task.results[r] = 2  # no longer a friend
                 continue
             received = corp.mass_received.setdefault(r, deque())
@@ -381,6 +411,90 @@ def confirm_mass_task(corp: FakeCorp, msgid: str) -> MassTask:
                 received.append(now)
                 task.results[r] = 1
         return task
+
+
+# -- customer groups (doc path/92120, path/92122) and join codes (doc path/92229) --------------------
+
+
+@endpoint("externalcontact/groupchat/list")
+def groupchat_list(corp: FakeCorp, body: Body) -> Body:
+    if not body.get("limit"):
+        raise ApiError(40058, "limit is required")
+    owners = (body.get("owner_filter") or {}).get("userid_list") or []
+    if len(owners) > 100:
+        raise ApiError(40058, "owner_filter holds more than 100 members")
+    if not owners and len(corp.users) > 1000:
+        raise ApiError(81017, "too many members: filter by owner")
+    rows = [
+        {"chat_id": g.chat_id, "status": 0}
+        for g in corp.groups.values()
+        if not g.dismissed and (not owners or g.owner in owners)
+    ]
+    page, cursor = _page(rows, body)
+    return _ok(group_chat_list=page, next_cursor=cursor)
+
+
+@endpoint("externalcontact/groupchat/get")
+def groupchat_get(corp: FakeCorp, body: Body) -> Body:
+    _require(body, "chat_id")
+    return _ok(group_chat=corp.group_json(str(body["chat_id"]), bool(body.get("need_name"))))
+
+
+def _join_way_fields(corp: FakeCorp, body: Body) -> Body:
+    _require(body, "scene", "chat_id_list")
+    if int(body["scene"]) not in (1, 2):
+        raise ApiError(40058, "scene is 1 or 2")
+    chats = list(body["chat_id_list"])
+    if len(chats) > 5:
+        raise ApiError(40058, "chat_id_list holds more than 5 groups")
+    for chat_id in chats:
+        if chat_id not in corp.groups or corp.groups[chat_id].dismissed:
+            raise ApiError(40050, f"chat_id not exist: {chat_id}")
+    if len(str(body.get("state", ""))) > 30:
+        raise ApiError(40058, "state longer than 30 characters")
+    if len(str(body.get("room_base_name", ""))) > 40:
+        raise ApiError(40058, "room_base_name longer than 40 characters")
+    keys = ("scene", "auto_create_room", "room_base_name", "room_base_id", "state")
+    fields: Body = {k: body[k] for k in keys if k in body}
+    return {**fields, "remark": str(body.get("remark", ""))[:30], "chat_id_list": chats}
+
+
+def _join_way(corp: FakeCorp, body: Body) -> Body:
+    way = corp.join_ways.get(str(body.get("config_id", "")))
+    if way is None:
+        # REFERENCE names no errcode for an unknown join code; 41044 (as for contact ways) is the sandbox's.
+        raise ApiError(41044, "invalid config_id")
+    return way
+
+
+@endpoint("externalcontact/groupchat/add_join_way")
+def add_join_way(corp: FakeCorp, body: Body) -> Body:
+    fields = _join_way_fields(corp, body)
+    config_id = corp.new_id("jw")
+    qr_code = f"{request.url_root}sandbox/join-qr/{config_id}.png" if int(fields["scene"]) == 2 else ""
+    corp.join_ways[config_id] = {"auto_create_room": 1, **fields, "config_id": config_id, "qr_code": qr_code}
+    return _ok(config_id=config_id)
+
+
+@endpoint("externalcontact/groupchat/get_join_way")
+def get_join_way(corp: FakeCorp, body: Body) -> Body:
+    return _ok(join_way=dict(_join_way(corp, body)))
+
+
+@endpoint("externalcontact/groupchat/update_join_way")
+def update_join_way(corp: FakeCorp, body: Body) -> Body:
+    way = _join_way(corp, body)
+    fields = _join_way_fields(corp, body)
+    way.clear()  # an update overwrites the whole code
+    way.update({"auto_create_room": 1, **fields, "config_id": body["config_id"]})
+    way["qr_code"] = f"{request.url_root}sandbox/join-qr/{body['config_id']}.png" if int(fields["scene"]) == 2 else ""
+    return _ok()
+
+
+@endpoint("externalcontact/groupchat/del_join_way")
+def del_join_way(corp: FakeCorp, body: Body) -> Body:
+    corp.join_ways.pop(str(_join_way(corp, body)["config_id"]))
+    return _ok()
 
 
 # -- media and app messages (doc path/90253, path/90236) -------------------------------------------
@@ -425,6 +539,14 @@ def message_send(corp: FakeCorp, body: Body) -> Body:
 
 
 # -- the app ---------------------------------------------------------------------------------------
+
+
+def qr_png(url: str) -> Response:
+    """A QR code of ``url`` as PNG: what WeCom's code images are, and what a scan opens."""
+    image = qrcode.make(url, box_size=8, border=2)
+    out = io.BytesIO()
+    image.save(out)
+    return Response(out.getvalue(), mimetype="image/png")
 
 
 def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Flask:
@@ -527,10 +649,14 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
         """The image behind a contact way's qr_code; scanning it (opening the URL) is a customer adding."""
         if config_id not in the_corp().contact_ways:
             return answer({"error": "unknown or deleted contact way"}, 404)
-        image = qrcode.make(f"{request.url_root}sandbox/scan/{config_id}", box_size=8, border=2)
-        out = io.BytesIO()
-        image.save(out)
-        return Response(out.getvalue(), mimetype="image/png")
+        return qr_png(f"{request.url_root}sandbox/scan/{config_id}")
+
+    @app.get("/sandbox/join-qr/<config_id>.png")
+    def join_qr_image(config_id: str) -> Response:
+        """The image behind a join code's qr_code."""
+        if config_id not in the_corp().join_ways:
+            return answer({"error": "unknown or deleted join code"}, 404)
+        return qr_png(f"{request.url_root}sandbox/join/{config_id}")
 
     @app.route("/sandbox/scan/<config_id>", methods=["GET", "POST"])
     def scan(config_id: str) -> Response:
@@ -542,6 +668,31 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
         except KeyError:
             return answer({"error": "unknown or deleted contact way"}, 404)
         return answer({"customer": contact.name, "member": next(iter(contact.follows)), "statuses": delivery.statuses})
+
+    @app.route("/sandbox/join/<config_id>", methods=["GET", "POST"])
+    def join(config_id: str) -> Response:
+        """Scanning a join code: a customer who is in none of its groups yet joins (?external_userid=
+        picks who)."""
+        simulator = app.config["SIMULATOR"]
+        corp = the_corp()
+        if simulator is None:
+            return answer({"error": "this sandbox has no simulator"}, 404)
+        with corp.lock:
+            way = corp.join_ways.get(config_id)
+            if way is None:
+                return answer({"error": "unknown or deleted join code"}, 404)
+            inside = {m for c in way["chat_id_list"] if c in corp.groups for m in corp.groups[c].members}
+            outside = sorted(e for e in corp.contacts if e not in inside)
+        external_userid = request.args.get("external_userid") or (simulator.rng.choice(outside) if outside else "")
+        if external_userid not in corp.contacts:
+            return answer({"error": "no customer to join"}, 404)
+        try:
+            group, deliveries = simulator.customer_scans_join_code(config_id, external_userid)
+        except ApiError as exc:
+            return answer({"errcode": exc.errcode, "errmsg": exc.errmsg}, 409)
+        return answer(
+            {"chat_id": group.chat_id, "external_userid": external_userid, "statuses": [d.statuses for d in deliveries]}
+        )
 
     @app.get("/sandbox/welcome-log")
     def welcome_log() -> Response:
@@ -567,6 +718,8 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
                     "mass_tasks": len(corp.mass_tasks),
                     "mass_recipients": sum(len(t.recipients) for t in corp.mass_tasks.values()),
                     "mass_unique_recipients": len({r for t in corp.mass_tasks.values() for r in t.recipients}),
+                    "groups": sum(not g.dismissed for g in corp.groups.values()),
+                    "join_ways": len(corp.join_ways),
                 }
             )
 

@@ -86,6 +86,34 @@ class MassTask:
     results: dict[str, int] = field(default_factory=dict)  # external_userid -> status (0,1,2,3)
     reminders: list[float] = field(default_factory=list)
 
+    @property
+    def chat_type(self) -> str:
+        return str(self.payload.get("chat_type") or "single")
+
+
+@dataclass
+class GroupMemberInfo:
+    userid: str
+    type: int  # 1 corp member, 2 external
+    join_time: int
+    join_scene: int  # 1 invited directly, 2 by link, 3 scanned a QR code
+    invitor: str = ""
+    state: str = ""  # the join code's state, for those who came through one
+    name: str = ""
+    group_nickname: str = ""
+
+
+@dataclass
+class FakeGroup:
+    chat_id: str
+    name: str
+    owner: str
+    create_time: int
+    notice: str = ""
+    members: dict[str, GroupMemberInfo] = field(default_factory=dict)
+    admins: list[str] = field(default_factory=list)
+    dismissed: bool = False
+
 
 class FakeCorp:
     def __init__(
@@ -97,6 +125,7 @@ class FakeCorp:
         welcome_ttl: float = 20.0,
         mass_cap: int = 4,
         mass_cap_period: float = 30 * 86400,
+        group_capacity: int = 200,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.corp_id = corp_id
@@ -105,6 +134,7 @@ class FakeCorp:
         self.welcome_ttl = welcome_ttl
         self.mass_cap = mass_cap
         self.mass_cap_period = mass_cap_period
+        self.group_capacity = group_capacity
         self.clock = clock
         self.lock = threading.RLock()
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> (secret, expires_at)
@@ -113,6 +143,8 @@ class FakeCorp:
         self.contacts: dict[str, Contact] = {}
         self.tag_groups: dict[str, dict[str, Any]] = {}
         self.contact_ways: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, FakeGroup] = {}
+        self.join_ways: dict[str, dict[str, Any]] = {}
         self.welcome_codes: dict[str, WelcomeCode] = {}
         self.welcomes_sent: list[dict[str, Any]] = []
         self.media: dict[str, bytes] = {}
@@ -360,3 +392,94 @@ class FakeCorp:
                 if tags or not tag_ids:
                     out.append({**g, "tag": [dict(t) for t in tags]})
             return out
+
+    # -- customer groups (doc path/92122) and join codes (doc path/92229) -----------------------
+
+    def create_group(
+        self, owner: str, name: str, customers: list[str] | None = None, members: list[str] | None = None
+    ) -> FakeGroup:
+        """A member creates a customer group in the client with some of their customers (and colleagues)."""
+        with self.lock:
+            if owner not in self.users:
+                raise ApiError(60111, f"userid not found: {owner}")
+            now = int(self.clock())
+            group = FakeGroup(self.new_id("wr"), name, owner, now)
+            group.members[owner] = GroupMemberInfo(owner, 1, now, 1, name=self.users[owner]["name"])
+            for userid in members or []:
+                group.members[userid] = GroupMemberInfo(userid, 1, now, 1, owner, name=self.users[userid]["name"])
+            for external_userid in customers or []:
+                self._join(group, external_userid, scene=1, invitor=owner)
+            self.groups[group.chat_id] = group
+            return group
+
+    def _join(self, group: FakeGroup, external_userid: str, *, scene: int, invitor: str = "", state: str = "") -> None:
+        contact = self.contacts.get(external_userid)
+        group.members[external_userid] = GroupMemberInfo(
+            external_userid,
+            2,
+            int(self.clock()),
+            scene,
+            invitor,
+            state,
+            name=contact.name if contact else "",
+        )
+
+    def join_group(
+        self, chat_id: str, external_userid: str, *, scene: int = 1, invitor: str = "", state: str = ""
+    ) -> None:
+        with self.lock:
+            group = self.groups[chat_id]
+            if group.dismissed:
+                raise ApiError(40050, "group dismissed")
+            self._join(group, external_userid, scene=scene, invitor=invitor or group.owner, state=state)
+
+    def join_by_code(self, config_id: str, external_userid: str) -> tuple[FakeGroup, FakeGroup | None]:
+        """A customer scans a join code: they enter its first group with room; when every group is full
+        and the code auto-creates rooms, WeCom makes a new one (returned second) owned by the first
+        group's owner and named after the code's base name and number."""
+        with self.lock:
+            way = self.join_ways.get(config_id)
+            if way is None:
+                raise KeyError(config_id)
+            groups = [self.groups[c] for c in way["chat_id_list"] if c in self.groups and not self.groups[c].dismissed]
+            group = next((g for g in groups if len(g.members) < self.group_capacity), None)
+            created = None
+            if group is None:
+                if not way.get("auto_create_room", 1) or not groups:
+                    raise ApiError(40050, "every group of the code is full")
+                number = int(way.get("room_base_id") or 1) + len(way["chat_id_list"])
+                created = self.create_group(groups[0].owner, f"{way.get('room_base_name') or groups[0].name}{number}")
+                way["chat_id_list"] = [*way["chat_id_list"], created.chat_id]
+                group = created
+            self._join(group, external_userid, scene=3, state=str(way.get("state", "")))
+            return group, created
+
+    def group_json(self, chat_id: str, need_name: bool) -> dict[str, Any]:
+        with self.lock:
+            group = self.groups.get(chat_id)
+            if group is None or group.dismissed:
+                raise ApiError(40050, "chat_id not exist")
+            members = []
+            for m in group.members.values():
+                row: dict[str, Any] = {
+                    "userid": m.userid,
+                    "type": m.type,
+                    "join_time": m.join_time,
+                    "join_scene": m.join_scene,
+                    "invitor": {"userid": m.invitor} if m.invitor else {},
+                    "group_nickname": m.group_nickname,
+                }
+                if m.state:
+                    row["state"] = m.state
+                if need_name:
+                    row["name"] = m.name
+                members.append(row)
+            return {
+                "chat_id": group.chat_id,
+                "name": group.name,
+                "owner": group.owner,
+                "create_time": group.create_time,
+                "notice": group.notice,
+                "member_list": members,
+                "admin_list": [{"userid": a} for a in group.admins],
+            }

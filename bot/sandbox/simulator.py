@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 
-from bot.sandbox.corp import Contact, FakeCorp
+from bot.sandbox.corp import Contact, FakeCorp, FakeGroup
 from bot.wecom.crypto import CallbackCrypto
 
 log = logging.getLogger(__name__)
@@ -209,6 +209,64 @@ class Simulator:
         return self.deliver(
             event_xml(self.corp.corp_id, "change_external_tag", Id=tag_id, TagType="tag", ChangeType="create")
         )
+
+    # -- customer groups (change_external_chat, REFERENCE.md §2) -----------------------------------
+
+    def chat_change(self, chat_id: str, change_type: str, **fields: Any) -> Delivery:
+        return self.deliver(
+            event_xml(self.corp.corp_id, "change_external_chat", ChatId=chat_id, ChangeType=change_type, **fields)
+        )
+
+    def member_creates_group(
+        self, owner: str, name: str, customers: list[str] | None = None, members: list[str] | None = None
+    ) -> tuple[FakeGroup, Delivery]:
+        """A member creates a customer group in the client, with some customers in it: create."""
+        group = self.corp.create_group(owner, name, customers, members)
+        return group, self.chat_change(group.chat_id, "create")
+
+    def _members_changed(self, chat_id: str, detail: str, userids: list[str], **fields: Any) -> Delivery:
+        return self.chat_change(
+            chat_id, "update", UpdateDetail=detail, MemChangeCnt=len(userids), MemChangeList=userids, **fields
+        )
+
+    def member_invites(self, chat_id: str, external_userid: str, invitor: str | None = None) -> Delivery:
+        """A member pulls a customer into the group directly: update/add_member, JoinScene 0."""
+        self.corp.join_group(chat_id, external_userid, scene=1, invitor=invitor or "")
+        return self._members_changed(chat_id, "add_member", [external_userid], JoinScene=0)
+
+    def customer_scans_join_code(self, config_id: str, external_userid: str) -> tuple[FakeGroup, list[Delivery]]:
+        """A customer scans a group-join code: they join one of its groups (WeCom may create a new one when
+        all are full): update/add_member with JoinScene 3, after a create for a new group."""
+        group, created = self.corp.join_by_code(config_id, external_userid)
+        deliveries = [self.chat_change(created.chat_id, "create")] if created else []
+        deliveries.append(self._members_changed(group.chat_id, "add_member", [external_userid], JoinScene=3))
+        return group, deliveries
+
+    def customer_leaves_group(self, chat_id: str, external_userid: str, *, removed: bool = False) -> Delivery:
+        """A customer leaves (or the owner removes them): update/del_member with QuitScene 0 or 1."""
+        with self.corp.lock:
+            self.corp.groups[chat_id].members.pop(external_userid, None)
+        return self._members_changed(chat_id, "del_member", [external_userid], QuitScene=1 if removed else 0)
+
+    def group_renamed(self, chat_id: str, name: str) -> Delivery:
+        with self.corp.lock:
+            self.corp.groups[chat_id].name = name
+        return self.chat_change(chat_id, "update", UpdateDetail="change_name")
+
+    def group_notice_changed(self, chat_id: str, notice: str) -> Delivery:
+        with self.corp.lock:
+            self.corp.groups[chat_id].notice = notice
+        return self.chat_change(chat_id, "update", UpdateDetail="change_notice")
+
+    def group_owner_changed(self, chat_id: str, owner: str) -> Delivery:
+        with self.corp.lock:
+            self.corp.groups[chat_id].owner = owner
+        return self.chat_change(chat_id, "update", UpdateDetail="change_owner")
+
+    def group_dismissed(self, chat_id: str) -> Delivery:
+        with self.corp.lock:
+            self.corp.groups[chat_id].dismissed = True
+        return self.chat_change(chat_id, "dismiss")
 
     def member_messages_app(self, userid: str, content: str) -> Delivery:
         return self.deliver(

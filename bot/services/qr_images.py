@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
 from bot.extensions import db, redis_conn
-from bot.models import Channel
+from bot.models import Channel, JoinWay
 from bot.services.clients import agent_api, agent_id, contact_api, settings
 from bot.services.users import N_
 from bot.wecom.errors import WeComError
@@ -37,8 +37,9 @@ class QrImageError(RuntimeError):
     """The code's image cannot be produced (no code, an unreadable image, no CJK font)."""
 
 
-def qr_png(channel: Channel) -> bytes:
-    """The code as PNG, fetched from WeCom the first time and kept with the channel; flushes."""
+def qr_png(channel: Channel | JoinWay) -> bytes:
+    """The code (a channel's or a group-join code's) as PNG, fetched from WeCom the first time and kept
+    with it; flushes."""
     if channel.qr_png:
         return channel.qr_png
     if not channel.qr_code:
@@ -75,27 +76,37 @@ def _centered(draw: ImageDraw.ImageDraw, y: int, text: str, font: ImageFont.Free
     return int(box[3])
 
 
-def poster_png(channel: Channel, title: str = "") -> bytes:
-    """A printable A4 poster: campaign title, store name, the code, and who it adds."""
-    code = Image.open(io.BytesIO(qr_png(channel))).convert("RGB").resize((QR_SIDE, QR_SIDE), Image.Resampling.NEAREST)
+def _poster(code_png: bytes, title: str, subtitle: str, call: str, footer: str) -> bytes:
+    """A printable A4 poster: a title band (title, subtitle), the code, a call to scan and a footer."""
+    code = Image.open(io.BytesIO(code_png)).convert("RGB").resize((QR_SIDE, QR_SIDE), Image.Resampling.NEAREST)
     path = _font_path()
     big, medium, small = (ImageFont.truetype(path, size) for size in (76, 44, 34))
     poster = Image.new("RGB", POSTER_SIZE, "white")
     draw = ImageDraw.Draw(poster)
     draw.rectangle((0, 0, POSTER_SIZE[0], 360), fill="#07a35a")
-    _centered(draw, 110, title.strip() or channel.name, big, "white")
-    stores = sorted({store.name for member in channel.staff for store in member.stores})
-    if stores:
-        _centered(draw, 230, "、".join(stores), medium, "#eafff3")
+    _centered(draw, 110, title, big, "white")
+    if subtitle:
+        _centered(draw, 230, subtitle, medium, "#eafff3")
     top = 470
     poster.paste(code, ((POSTER_SIZE[0] - QR_SIDE) // 2, top))
-    y = _centered(draw, top + QR_SIDE + 60, "微信扫码，添加专属顾问", medium, "#222222")
-    names = "、".join(member.name or member.userid for member in channel.staff[:5])
-    if names:
-        _centered(draw, y + 30, names, small, "#555555")
+    y = _centered(draw, top + QR_SIDE + 60, call, medium, "#222222")
+    if footer:
+        _centered(draw, y + 30, footer, small, "#555555")
     out = io.BytesIO()
     poster.save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def poster_png(channel: Channel, title: str = "") -> bytes:
+    """A channel's poster: campaign title, store names, the code, and who it adds."""
+    stores = sorted({store.name for member in channel.staff for store in member.stores})
+    names = "、".join(member.name or member.userid for member in channel.staff[:5])
+    return _poster(qr_png(channel), title.strip() or channel.name, "、".join(stores), "微信扫码，添加专属顾问", names)
+
+
+def join_poster_png(way: JoinWay, group_names: list[str], title: str = "") -> bytes:
+    """A group-join code's poster: title, the groups it leads to, the code."""
+    return _poster(qr_png(way), title.strip() or way.name, "、".join(group_names[:3]), "微信扫码，加入社群", "")
 
 
 def send_code_to_member(channel: Channel, userid: str) -> str:

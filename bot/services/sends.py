@@ -37,6 +37,9 @@ from bot.models import (
     Customer,
     FollowRelation,
     FollowStatus,
+    FollowTag,
+    GroupChat,
+    GroupMember,
     LifecycleTask,
     MassSend,
     MediaFile,
@@ -47,16 +50,19 @@ from bot.models import (
     SendRecipient,
     SendStatus,
     Staff,
+    Store,
     User,
     staff_stores,
 )
 from bot.models._time import utcnow
-from bot.services import corp_time, segments
+from bot.services import corp_time, groups, segments
 from bot.services.clients import settings
 from bot.services.scope import customer_condition, store_ids
 from bot.services.users import N_, audit
 
 CHUNK = 10_000  # external_userid per add_msg_template (REFERENCE.md §3.6)
+GROUP_CHUNK = 2_000  # chat_id_list per add_msg_template to groups
+MAX_GROUP_EXCLUSIONS = 100
 MAX_TEXT_BYTES = 4000
 MAX_ATTACHMENTS = 9
 MAX_LIST = 100_000
@@ -152,10 +158,53 @@ def check_attachments(raw: Any) -> list[dict[str, Any]]:
     return checked
 
 
+def _strings(raw: Any, field: str, limit: int) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > limit or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in raw):
+        raise SendError(field, N_("应为文本的列表"))
+    return list(dict.fromkeys(raw))
+
+
+def check_group_filter(raw: Any) -> dict[str, Any]:
+    """Which group chats a send to groups reaches: by owners, stores, name, the tags of their customers,
+    or chat ids, all given conditions at once (none: every group)."""
+    if not isinstance(raw, dict) or set(raw) - {"owners", "store_ids", "name", "tag_ids", "chat_ids"}:
+        raise SendError("target", N_("客户群条件只能是群主、门店、群名、成员标签或群 ID"))
+    store_ids = raw.get("store_ids") or []
+    if not isinstance(store_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in store_ids):
+        raise SendError("target", N_("门店应为门店 ID 的列表"))
+    name = raw.get("name") or ""
+    if not isinstance(name, str) or len(name) > 64:
+        raise SendError("target", N_("群名最多 64 个字符"))
+    checked: dict[str, Any] = {
+        "owners": _strings(raw.get("owners"), "target", 1000),
+        "store_ids": sorted(set(store_ids)),
+        "name": name.strip(),
+        "tag_ids": _strings(raw.get("tag_ids"), "target", 100),
+        "chat_ids": _strings(raw.get("chat_ids"), "target", 10_000),
+    }
+    return {k: v for k, v in checked.items() if v}
+
+
 def check_target(raw: Any) -> tuple[dict[str, Any], str]:
-    """The target (a saved segment, a rule such as a tag filter, or a list of external user ids) and a label."""
-    if not isinstance(raw, dict) or len([k for k in ("segment_id", "rule", "external_userids") if k in raw]) != 1:
+    """The target and a label: customers (a saved segment, a rule such as a tag filter, or a list of
+    external user ids, optionally leaving out the members of some groups), or group chats."""
+    kinds = ("segment_id", "rule", "external_userids", "groups")
+    if not isinstance(raw, dict) or len([k for k in kinds if k in raw]) != 1:
         raise SendError("target", N_("选择一个客户分群、一个标签条件或一份客户名单"))
+    if "groups" in raw:
+        if "not_in_groups" in raw:
+            raise SendError("target", N_("发给客户群时不能排除群成员"))
+        return {"groups": check_group_filter(raw["groups"])}, "groups"
+    target, label = _customer_target(raw)
+    exclude = _strings(raw.get("not_in_groups"), "target", MAX_GROUP_EXCLUSIONS)
+    if exclude:
+        target["not_in_groups"] = exclude
+    return target, label
+
+
+def _customer_target(raw: dict[str, Any]) -> tuple[dict[str, Any], str]:
     if "segment_id" in raw:
         segment = db.session.get(Segment, raw["segment_id"]) if isinstance(raw["segment_id"], int) else None
         if segment is None:
@@ -239,6 +288,7 @@ def save_draft(raw: dict[str, Any], user: User, send: MassSend | None = None) ->
     before = describe(send) if send.id else None
     send.name, send.text, send.attachments = draft.name, draft.text, draft.attachments
     send.target, send.target_label = draft.target, draft.target_label
+    send.chat_type = "group" if "groups" in draft.target else "single"
     send.sender_rule, send.cap_policy = draft.sender_rule, draft.cap_policy
     send.auto_remind_hours, send.scheduled_at = draft.auto_remind_hours, draft.scheduled_at
     send.status = SendStatus.draft
@@ -360,6 +410,42 @@ def _creator(send: MassSend) -> User | None:
 
 
 def target_condition(send: MassSend) -> Any:
+    """The targeted customers as a condition on ``Customer``, less the members of the excluded groups."""
+    condition = _target_condition(send)
+    exclude = send.target.get("not_in_groups")
+    if exclude:
+        inside = (
+            select(GroupMember.customer_id)
+            .join(GroupChat, GroupChat.id == GroupMember.group_id)
+            .where(GroupChat.chat_id.in_(exclude), GroupMember.left_at.is_(None), GroupMember.customer_id.is_not(None))
+        )
+        condition = and_(condition, Customer.id.not_in(inside))
+    return condition
+
+
+def group_condition(target: dict[str, Any]) -> Any:
+    """The groups a send to groups reaches, as a condition on ``GroupChat`` (dismissed ones never)."""
+    spec = target.get("groups") or {}
+    where: list[Any] = [GroupChat.dismissed_at.is_(None)]
+    if spec.get("owners"):
+        where.append(GroupChat.owner_userid.in_(spec["owners"]))
+    if spec.get("store_ids"):
+        where.append(GroupChat.owner.has(Staff.stores.any(Store.id.in_(spec["store_ids"]))))
+    if spec.get("name"):
+        where.append(GroupChat.name.contains(spec["name"], autoescape=True))
+    if spec.get("chat_ids"):
+        where.append(GroupChat.chat_id.in_(spec["chat_ids"]))
+    if spec.get("tag_ids"):
+        tagged = select(FollowTag.customer_id).where(FollowTag.tag_id.in_(spec["tag_ids"]))
+        where.append(
+            GroupChat.id.in_(
+                select(GroupMember.group_id).where(GroupMember.left_at.is_(None), GroupMember.customer_id.in_(tagged))
+            )
+        )
+    return and_(*where)
+
+
+def _target_condition(send: MassSend) -> Any:
     target = send.target
     if "segment_id" in target:
         segment = db.session.get(Segment, target["segment_id"])
@@ -412,28 +498,29 @@ def _ranked_followers(send: MassSend, targeted_sq: Any, creator: User | None) ->
     )
 
 
-def _plan(send: MassSend) -> Any:
-    """The recipients as a query of (customer_id, staff_id, seq, status, over_cap): the targeted customers
-    in the creator's scope, each with one sender by the send's rule (or none), capped customers marked,
-    and each member's sendable customers numbered into chunks."""
-    creator = _creator(send)
-    targeted = select(Customer.id.label("customer_id")).where(target_condition(send))
-    if creator is not None:
-        targeted = targeted.where(customer_condition(creator))
-    targeted_sq = targeted.subquery("targeted")
-
-    ranked = _ranked_followers(send, targeted_sq, creator)
-    sender = select(ranked.c.customer_id, ranked.c.staff_id).where(ranked.c.rank == 1).subquery("sender")
-
+def _capped(send: MassSend, column: Any) -> Any:
+    """Recipients (customers or groups, by ``column`` of SendRecipient) who have had their share of corp
+    mass messages in the current period (REFERENCE.md §3.6: per customer and per group)."""
     since, cap = cap_window(corp_time.today(), settings().mass_cap)
-    capped = (
-        select(SendRecipient.customer_id)
-        .where(SendRecipient.status.in_(COUNTED), SendRecipient.at >= since, SendRecipient.send_id != send.id)
-        .group_by(SendRecipient.customer_id)
+    return (
+        select(column.label("recipient_id"))
+        .where(
+            SendRecipient.status.in_(COUNTED),
+            SendRecipient.at >= since,
+            SendRecipient.send_id != send.id,
+            column.is_not(None),
+        )
+        .group_by(column)
         .having(func.count() >= cap)
         .subquery("capped")
     )
-    over = capped.c.customer_id.is_not(None)
+
+
+def _numbered(send: MassSend, targeted_sq: Any, sender: Any, chunk: int) -> Any:
+    """(recipient_id, staff_id, seq, status, over_cap): the targeted with their sender, capped ones marked,
+    each member's sendable recipients numbered into chunks of ``chunk``."""
+    capped = _capped(send, SendRecipient.group_id if send.chat_type == "group" else SendRecipient.customer_id)
+    over = capped.c.recipient_id.is_not(None)
     status = case(
         (sender.c.staff_id.is_(None), literal(RecipientStatus.no_follower.value)),
         (and_(over, literal(send.cap_policy == "skip")), literal(RecipientStatus.skipped_cap.value)),
@@ -441,19 +528,58 @@ def _plan(send: MassSend) -> Any:
     )
     rows = (
         select(
-            targeted_sq.c.customer_id,
+            targeted_sq.c.recipient_id,
             sender.c.staff_id,
             status.label("status"),
             over.label("over_cap"),
         )
         .select_from(targeted_sq)
-        .outerjoin(sender, sender.c.customer_id == targeted_sq.c.customer_id)
-        .outerjoin(capped, capped.c.customer_id == targeted_sq.c.customer_id)
+        .outerjoin(sender, sender.c.recipient_id == targeted_sq.c.recipient_id)
+        .outerjoin(capped, capped.c.recipient_id == targeted_sq.c.recipient_id)
         .subquery("rows")
     )
-    number = func.row_number().over(partition_by=[rows.c.staff_id, rows.c.status], order_by=rows.c.customer_id)
-    seq = case((rows.c.status == RecipientStatus.pending.value, (number - 1) / CHUNK), else_=None)
-    return select(rows.c.customer_id, rows.c.staff_id, cast(seq, Integer).label("seq"), rows.c.status, rows.c.over_cap)
+    number = func.row_number().over(partition_by=[rows.c.staff_id, rows.c.status], order_by=rows.c.recipient_id)
+    seq = case((rows.c.status == RecipientStatus.pending.value, (number - 1) / chunk), else_=None)
+    return select(rows.c.recipient_id, rows.c.staff_id, cast(seq, Integer).label("seq"), rows.c.status, rows.c.over_cap)
+
+
+def _plan_groups(send: MassSend) -> Any:
+    """A send to groups: the groups its filter picks (in the creator's scope), each sent by its owner while
+    the owner is an active member, numbered into chunks of ≤ 2,000 chat ids per owner."""
+    creator = _creator(send)
+    targeted = select(GroupChat.id.label("recipient_id")).where(group_condition(send.target))
+    if creator is not None:
+        targeted = targeted.where(groups.visible(creator))
+    targeted_sq = targeted.subquery("targeted")
+    sender = (
+        select(GroupChat.id.label("recipient_id"), GroupChat.owner_staff_id.label("staff_id"))
+        .join(Staff, Staff.id == GroupChat.owner_staff_id)
+        .where(Staff.active, GroupChat.id.in_(select(targeted_sq.c.recipient_id)))
+        .subquery("sender")
+    )
+    return _numbered(send, targeted_sq, sender, GROUP_CHUNK)
+
+
+def _plan(send: MassSend) -> Any:
+    """The recipients as a query of (recipient_id, staff_id, seq, status, over_cap). To customers: the
+    targeted customers in the creator's scope, each with one sender by the send's rule (or none), capped
+    customers marked, and each member's sendable customers numbered into chunks."""
+    if send.chat_type == "group":
+        return _plan_groups(send)
+    creator = _creator(send)
+    targeted = select(Customer.id.label("customer_id")).where(target_condition(send))
+    if creator is not None:
+        targeted = targeted.where(customer_condition(creator))
+    targeted_sq = targeted.subquery("targeted")
+
+    ranked = _ranked_followers(send, targeted_sq, creator)
+    sender = (
+        select(ranked.c.customer_id.label("recipient_id"), ranked.c.staff_id)
+        .where(ranked.c.rank == 1)
+        .subquery("sender")
+    )
+    recipients = select(targeted_sq.c.customer_id.label("recipient_id")).subquery("recipients")
+    return _numbered(send, recipients, sender, CHUNK)
 
 
 def preview(send: MassSend) -> dict[str, int]:
@@ -502,10 +628,11 @@ def resolve(send: MassSend) -> bool:
         # The plan sorts a million rows twice (per customer, then per member); in memory, not on disk.
         db.session.execute(text("SET LOCAL work_mem = '128MB'"))
     plan = _plan(send).subquery("plan")
+    column = "group_id" if send.chat_type == "group" else "customer_id"
     db.session.execute(
         insert(SendRecipient).from_select(
-            ["send_id", "customer_id", "staff_id", "seq", "status", "over_cap"],
-            select(literal(send.id), plan.c.customer_id, plan.c.staff_id, plan.c.seq, plan.c.status, plan.c.over_cap),
+            ["send_id", column, "staff_id", "seq", "status", "over_cap"],
+            select(literal(send.id), plan.c.recipient_id, plan.c.staff_id, plan.c.seq, plan.c.status, plan.c.over_cap),
         )
     )
     key = (
@@ -554,18 +681,26 @@ def resolve(send: MassSend) -> bool:
     return True
 
 
+def _recipient_key(send: MassSend) -> tuple[Any, Any, Any]:
+    """(WeCom id column, row id column, SendRecipient column) of the send's kind of recipient."""
+    if send.chat_type == "group":
+        return GroupChat.chat_id, GroupChat.id, SendRecipient.group_id
+    return Customer.external_userid, Customer.id, SendRecipient.customer_id
+
+
 def chunk_recipients(chunk: SendChunk) -> list[str]:
-    """The external user ids of a chunk, in a stable order."""
+    """The external user ids (or, to groups, the chat ids) of a chunk, in a stable order."""
+    wecom_id, row_id, column = _recipient_key(chunk.send)
     return list(
         db.session.scalars(
-            select(Customer.external_userid)
-            .join(SendRecipient, SendRecipient.customer_id == Customer.id)
+            select(wecom_id)
+            .join(SendRecipient, column == row_id)
             .where(
                 SendRecipient.send_id == chunk.send_id,
                 SendRecipient.staff_id == chunk.staff_id,
                 SendRecipient.seq == chunk.seq,
             )
-            .order_by(Customer.id)
+            .order_by(row_id)
         )
     )
 
@@ -573,7 +708,8 @@ def chunk_recipients(chunk: SendChunk) -> list[str]:
 def set_chunk_recipients(
     chunk: SendChunk, status: RecipientStatus, *, only: list[str] | None = None, **values: Any
 ) -> None:
-    """Set the status of a chunk's recipients (all of them, or those of ``only``: external user ids)."""
+    """Set the status of a chunk's recipients (all of them, or those of ``only``: external user ids, or
+    chat ids in a send to groups)."""
     where = [
         SendRecipient.send_id == chunk.send_id,
         SendRecipient.staff_id == chunk.staff_id,
@@ -582,7 +718,8 @@ def set_chunk_recipients(
     if only is not None:
         if not only:
             return
-        where.append(SendRecipient.customer_id.in_(select(Customer.id).where(Customer.external_userid.in_(only))))
+        wecom_id, row_id, column = _recipient_key(chunk.send)
+        where.append(column.in_(select(row_id).where(wecom_id.in_(only))))
     db.session.execute(update(SendRecipient).where(*where).values(status=status.value, **values))
 
 

@@ -308,9 +308,11 @@ class WeComClient(WeChatClient):
             if not cursor:
                 return
 
-    def list_group_msgs(self, start: int, end: int, creator: str = "") -> Iterator[dict[str, Any]]:
+    def list_group_msgs(
+        self, start: int, end: int, creator: str = "", chat_type: str = "single"
+    ) -> Iterator[dict[str, Any]]:
         """get_groupmsg_list_v2: the corp's mass messages created in [start, end] (≤ 1 month), by creator."""
-        body: dict[str, Any] = {"chat_type": "single", "start_time": start, "end_time": end, "limit": 100}
+        body: dict[str, Any] = {"chat_type": chat_type, "start_time": start, "end_time": end, "limit": 100}
         if creator:
             body["creator"] = creator
         body["filter_type"] = 0  # made by the corp (API or admin), not by members themselves
@@ -332,6 +334,37 @@ class WeComClient(WeChatClient):
     def cancel_groupmsg_send(self, msgid: str) -> None:
         """Stop what the member has not sent yet; delivered messages stay."""
         self.post("externalcontact/cancel_groupmsg_send", data={"msgid": msgid})
+
+    # -- customer groups and group-join codes (REFERENCE.md §3.7, §3.7b) ------------------------------
+
+    def list_group_chats(self, owners: list[str] | None = None, limit: int = 1000) -> Iterator[dict[str, Any]]:
+        """groupchat/list (doc path/92120): ``{chat_id, status}`` of every group, of ``owners`` (≤ 100) when
+        given; without an owner filter WeCom refuses corps with over 1000 visible members (81017)."""
+        body: dict[str, Any] = {"status_filter": 0, "limit": limit}
+        if owners:
+            body["owner_filter"] = {"userid_list": owners}
+        return self._pages("externalcontact/groupchat/list", body, "group_chat_list")
+
+    def get_group_chat(self, chat_id: str) -> dict[str, Any]:
+        """groupchat/get (doc path/92122) with members' names: name, owner, notice, member_list, admin_list."""
+        result = self.post("externalcontact/groupchat/get", data={"chat_id": chat_id, "need_name": 1})
+        return dict(result.get("group_chat") or {})
+
+    def add_join_way(self, body: dict[str, Any]) -> str:
+        """groupchat/add_join_way (doc path/92229): a join code for ≤ 5 groups; returns its config_id."""
+        return str(self.post("externalcontact/groupchat/add_join_way", data=body)["config_id"])
+
+    def get_join_way(self, config_id: str) -> dict[str, Any]:
+        """groupchat/get_join_way: the code as WeCom keeps it, with its ``qr_code`` URL."""
+        result = self.post("externalcontact/groupchat/get_join_way", data={"config_id": config_id})
+        return dict(result.get("join_way") or {})
+
+    def update_join_way(self, body: dict[str, Any]) -> None:
+        """groupchat/update_join_way: overwrites every field of the code (send them all)."""
+        self.post("externalcontact/groupchat/update_join_way", data=body)
+
+    def del_join_way(self, config_id: str) -> None:
+        self.post("externalcontact/groupchat/del_join_way", data={"config_id": config_id})
 
     def send_app_image(self, agent_id: int, userids: list[str], media_id: str) -> dict[str, Any]:
         """message/send with an image to members (doc path/90236)."""
