@@ -10,11 +10,12 @@ from flask import Flask
 
 from bot.services.events import Handler
 from bot.wecom.events import Event
-from handlers import assistant, contacts, tags
+from handlers import assistant, contacts, groups, tags
 
 HANDLERS: dict[str, Handler] = {
     **assistant.HANDLERS,
     **contacts.HANDLERS,
+    **groups.HANDLERS,
     **tags.HANDLERS,
 }
 

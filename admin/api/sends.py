@@ -88,7 +88,11 @@ def preview_send() -> ResponseReturnValue:
     with refusals():
         draft = sends.check_draft({"name": "preview", "text": "preview", **body})
     probe = MassSend(
-        target=draft.target, sender_rule=draft.sender_rule, cap_policy=draft.cap_policy, created_by=g.api_user.id
+        target=draft.target,
+        chat_type=draft.chat_type,
+        sender_rule=draft.sender_rule,
+        cap_policy=draft.cap_policy,
+        created_by=g.api_user.id,
     )
     return jsonify(sends.preview(probe))
 
@@ -180,7 +184,8 @@ def send_recipients(send_id: int) -> ResponseReturnValue:
         .where(int_arg("after", 0, 0, 2**62) < send_tracking.RECIPIENT_ID)
         .limit(limit)
     ).all()
-    items = [dict(zip(send_tracking.RESULT_COLUMNS, r[1:], strict=True)) for r in rows]
+    columns = send_tracking.result_columns(send)
+    items = [dict(zip(columns, r[1:], strict=True)) for r in rows]
     return jsonify(items=items, next_after=rows[-1][0] if len(rows) == limit else None)
 
 
@@ -190,7 +195,9 @@ def results_csv(send: MassSend, user: Any, ip: str = "") -> Response:
     audit(user, "export_send", f"send:{send.id}", ip=ip)
     db.session.commit()
     return Response(
-        stream_with_context(stream_csv(list(send_tracking.RESULT_COLUMNS), (r[1:] for r in segments.stream(query)))),
+        stream_with_context(
+            stream_csv(list(send_tracking.result_columns(send)), (r[1:] for r in segments.stream(query)))
+        ),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="send-{send.id}.csv"'},
     )

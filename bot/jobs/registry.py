@@ -37,4 +37,5 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(tasks.sync_directory, "cron", {"hour": 3, "minute": 10}),
     PeriodicJob(tasks.sync_corp_tags, "cron", {"hour": 3, "minute": 20}),
     PeriodicJob(tasks.sync_customers, "cron", {"hour": 3, "minute": 40}),
+    PeriodicJob(tasks.sync_groups, "cron", {"hour": 4, "minute": 20}),
 )

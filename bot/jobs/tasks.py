@@ -10,7 +10,7 @@ from sqlalchemy import select
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
 from bot.models import EventStatus
-from bot.services import channels, customer_sync, directory, events, tags
+from bot.services import channels, customer_sync, directory, events, groups, tags
 from bot.services.clients import settings
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,32 @@ def sync_customers() -> dict[str, int]:
         redis_conn.client.delete(key)
         write_progress(CUSTOMER_SYNC, checkpoint.batches, checkpoint.batches, "done", **checkpoint.counts)
         return dict(checkpoint.counts)
+
+
+GROUP_SYNC = "sync_groups"
+
+
+def sync_groups() -> dict[str, int]:
+    """The nightly reconciliation of customer groups (and the panel's "sync now"), with progress; each
+    group is committed as it is read, so a crash loses at most one."""
+    from bot.jobs.progress import write_progress
+
+    with job_context():
+
+        def on_group(done: int, total: int, counts: dict[str, int]) -> None:
+            db.session.commit()
+            write_progress(GROUP_SYNC, done, total, "running", **counts)
+
+        write_progress(GROUP_SYNC, 0, 0)
+        try:
+            counts = groups.sync_all(on_group)
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            write_progress(GROUP_SYNC, 0, 0, "failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        write_progress(GROUP_SYNC, counts["groups"], counts["groups"], "done", **counts)
+        return counts
 
 
 PERSONAL_CODES = "personal_codes"

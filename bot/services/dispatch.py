@@ -72,13 +72,11 @@ class Payloads:
                 )
         return out
 
-    def body(self, staff: Staff, external_userids: list[str], fresh: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "chat_type": "single",
-            "sender": staff.userid,
-            "external_userid": external_userids,
-            "allow_select": False,
-        }
+    def body(self, staff: Staff, recipients: list[str], fresh: bool = False) -> dict[str, Any]:
+        """To customers (external user ids, ≤ 10,000) or, in a send to groups, to the member's group
+        chats (chat ids, ≤ 2,000; the sender is required)."""
+        body: dict[str, Any] = {"chat_type": self.send.chat_type, "sender": staff.userid, "allow_select": False}
+        body["chat_id_list" if self.send.chat_type == "group" else "external_userid"] = recipients
         text = render(self.send.text, variables("", staff)).strip()
         if text:
             body["text"] = {"content": text}
@@ -104,7 +102,8 @@ def reconcile(chunk: SendChunk, api: WeComClient) -> bool:
             select(SendChunk.msgid).where(SendChunk.staff_id == chunk.staff_id, SendChunk.msgid.is_not(None))
         )
     )
-    found = [m for m in api.list_group_msgs(start, end, chunk.staff.userid) if m.get("msgid") not in recorded]
+    listed = api.list_group_msgs(start, end, chunk.staff.userid, chunk.send.chat_type)
+    found = [m for m in listed if m.get("msgid") not in recorded]
     if found:
         found.sort(key=lambda m: int(m.get("create_time") or 0))
         adopted = found[0]
@@ -135,10 +134,10 @@ def call_chunk(
     chunk: SendChunk, payloads: Payloads, commit: Callable[[], None], sleep: Callable[[float], None] = time.sleep
 ) -> None:
     """One chunk: recorded as ``calling`` (committed), called, its answer recorded (committed by the caller)."""
-    external_userids = sends.chunk_recipients(chunk)
+    recipients = sends.chunk_recipients(chunk)
     fresh = False
     while True:
-        body = payloads.body(chunk.staff, external_userids, fresh)
+        body = payloads.body(chunk.staff, recipients, fresh)
         chunk.status, chunk.called_at = ChunkStatus.calling, utcnow()
         chunk.attempts += 1
         commit()

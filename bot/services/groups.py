@@ -137,8 +137,14 @@ def mark_dismissed(chat_id: str, now: datetime | None = None) -> GroupChat | Non
     return group
 
 
-def sync_group(chat_id: str, api: WeComClient | None = None, quit_scene: int | None = None) -> GroupChat | None:
-    """Re-read one group and apply it; a group WeCom no longer has is dismissed. Flushes."""
+def sync_group(
+    chat_id: str, api: WeComClient | None = None, *, departed: tuple[str, ...] = (), quit_scene: int | None = None
+) -> GroupChat | None:
+    """Re-read one group and apply it; a group WeCom no longer has is dismissed. Flushes.
+
+    ``departed``/``quit_scene`` come from a del_member event: the reason (left, or removed) is put on the
+    latest ended stay of each of those people, whichever reading recorded the departure (an earlier
+    event's re-read may already have seen them gone)."""
     api = api or contact_api()
     try:
         data = api.get_group_chat(chat_id)
@@ -149,12 +155,16 @@ def sync_group(chat_id: str, api: WeComClient | None = None, quit_scene: int | N
         raise
     group = apply_group(data)
     if quit_scene is not None:
-        # The departure just recorded came with the event's reason (left, or removed by the owner).
-        db.session.execute(
-            update(GroupMember)
-            .where(GroupMember.group_id == group.id, GroupMember.left_at == group.synced_at)
-            .values(quit_scene=quit_scene)
-        )
+        for userid in departed:
+            stay = db.session.scalar(
+                select(GroupMember)
+                .where(GroupMember.group_id == group.id, GroupMember.userid == userid, GroupMember.left_at.is_not(None))
+                .order_by(GroupMember.left_at.desc())
+                .limit(1)
+            )
+            if stay is not None and stay.quit_scene is None:
+                stay.quit_scene = quit_scene
+        db.session.flush()
     return group
 
 
@@ -248,7 +258,7 @@ def groups_of(customer: Customer) -> list[tuple[GroupChat, GroupMember]]:
             .join(GroupMember, GroupMember.group_id == GroupChat.id)
             .where(GroupMember.customer_id == customer.id, GroupMember.left_at.is_(None))
             .order_by(GroupMember.joined_at.desc())
-        ).tuples()
+        ).all()
     )
 
 

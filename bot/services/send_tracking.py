@@ -19,6 +19,7 @@ from bot.extensions import db
 from bot.models import (
     ChunkStatus,
     Customer,
+    GroupChat,
     MassSend,
     RecipientStatus,
     SendChunk,
@@ -61,16 +62,18 @@ def tracked_sends() -> list[int]:
 
 
 def _results(chunk: SendChunk, api: WeComClient) -> None:
+    to_groups = chunk.send.chat_type == "group"
+    key = "chat_id" if to_groups else "external_userid"
     by_status: dict[RecipientStatus, list[str]] = {}
     for row in api.get_groupmsg_send_result(str(chunk.msgid), chunk.staff.userid):
-        external_userid = row.get("external_userid")
-        if external_userid:
+        recipient = row.get(key)
+        if recipient:
             status = RESULT.get(int(row.get("status") or 0), RecipientStatus.queued)
-            by_status.setdefault(status, []).append(external_userid)
+            by_status.setdefault(status, []).append(recipient)
     for status, ids in by_status.items():
         for i in range(0, len(ids), 5000):
             batch = ids[i : i + 5000]
-            if status == RecipientStatus.sent:
+            if status == RecipientStatus.sent and not to_groups:
                 # A delivery is an interaction: recorded once, when WeCom first reports it.
                 newly = select(SendRecipient.customer_id).where(
                     SendRecipient.send_id == chunk.send_id,
@@ -246,11 +249,35 @@ def members(send: MassSend) -> list[dict[str, Any]]:
 
 
 RESULT_COLUMNS = ("external_userid", "name", "sender", "status", "over_cap")
+GROUP_RESULT_COLUMNS = ("chat_id", "name", "sender", "status", "over_cap")
+
+
+def result_columns(send: MassSend) -> tuple[str, ...]:
+    return GROUP_RESULT_COLUMNS if send.chat_type == "group" else RESULT_COLUMNS
+
+
 RECIPIENT_ID = SendRecipient.id
 
 
 def result_rows(send: MassSend, status: str | None = None) -> Any:
-    """Per-customer results as a query of (id, *RESULT_COLUMNS), in id order, to page or to stream."""
+    """Per-customer (or per-group) results as a query of (id, *RESULT_COLUMNS), in id order, to page or
+    to stream. In a send to groups the first two columns are the chat id and the group's name."""
+    if send.chat_type == "group":
+        query = (
+            select(
+                SendRecipient.id,
+                GroupChat.chat_id,
+                GroupChat.name,
+                func.coalesce(Staff.userid, ""),
+                SendRecipient.status,
+                cast(SendRecipient.over_cap, Integer),
+            )
+            .join(GroupChat, GroupChat.id == SendRecipient.group_id)
+            .outerjoin(Staff, Staff.id == SendRecipient.staff_id)
+            .where(SendRecipient.send_id == send.id)
+            .order_by(SendRecipient.id)
+        )
+        return query.where(SendRecipient.status == status) if status else query
     query = (
         select(
             SendRecipient.id,

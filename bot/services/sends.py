@@ -250,6 +250,10 @@ class Draft:
     auto_remind_hours: int
     scheduled_at: datetime | None
 
+    @property
+    def chat_type(self) -> str:
+        return "group" if "groups" in self.target else "single"
+
 
 def check_draft(raw: dict[str, Any]) -> Draft:
     """Every field of a send as the panel or the API sends it, checked; SendError names the first bad one."""
@@ -288,7 +292,7 @@ def save_draft(raw: dict[str, Any], user: User, send: MassSend | None = None) ->
     before = describe(send) if send.id else None
     send.name, send.text, send.attachments = draft.name, draft.text, draft.attachments
     send.target, send.target_label = draft.target, draft.target_label
-    send.chat_type = "group" if "groups" in draft.target else "single"
+    send.chat_type = draft.chat_type
     send.sender_rule, send.cap_policy = draft.sender_rule, draft.cap_policy
     send.auto_remind_hours, send.scheduled_at = draft.auto_remind_hours, draft.scheduled_at
     send.status = SendStatus.draft
@@ -382,6 +386,7 @@ def describe(send: MassSend) -> dict[str, Any]:
     return {
         "name": send.name,
         "status": str(send.status),
+        "chat_type": send.chat_type,
         "text": send.text,
         "attachments": send.attachments,
         "target": send.target,

@@ -1,0 +1,151 @@
+"""Customer groups through the sandbox: every change_external_chat event through real callbacks, a full
+sync over several owners, a customer in two groups, a dismissed group, leaving and coming back."""
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.extensions import db
+from bot.jobs import tasks
+from bot.models import CallbackEvent, Customer, GroupChat, GroupMember
+from bot.services import groups
+from tests.conftest import customers_of
+
+MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]
+
+
+@pytest.fixture
+def people(app, sim, corp, run_worker):
+    return customers_of(app, sim, run_worker, MEMBERS)
+
+
+def mirror(app, chat_id):
+    with app.app_context():
+        group = db.session.scalar(select(GroupChat).where(GroupChat.chat_id == chat_id))
+        assert group is not None
+        current = {m.userid: m for m in groups.current_members(group)}
+        stays = db.session.scalars(select(GroupMember).where(GroupMember.group_id == group.id)).all()
+        db.session.expunge_all()
+        return group, current, stays
+
+
+def test_every_group_event_keeps_the_mirror_in_step(app, sim, corp, people, run_worker):
+    a, b, c = (p.external_userid for p in people[:3])
+    group, delivery = sim.member_creates_group("staff0201", "静安寺会员群", [a], members=["staff0202"])
+    assert delivery.acknowledged
+    run_worker()
+    mirrored, current, _ = mirror(app, group.chat_id)
+    assert mirrored.name == "静安寺会员群" and mirrored.owner_userid == "staff0201"
+    assert set(current) == {"staff0201", "staff0202", a}
+    assert mirrored.members_count == 3 and mirrored.customers_count == 1
+    with app.app_context():
+        assert current[a].customer_id == db.session.scalar(select(Customer.id).where(Customer.external_userid == a))
+    assert current["staff0202"].type == 1 and current[a].type == 2 and current[a].invitor_userid == "staff0201"
+
+    sim.member_invites(group.chat_id, b)
+    sim.group_renamed(group.chat_id, "静安寺 VIP 群")
+    sim.group_notice_changed(group.chat_id, "每周五会员日")
+    sim.group_owner_changed(group.chat_id, "staff0202")
+    sim.customer_leaves_group(group.chat_id, a, removed=True)
+    run_worker()
+    mirrored, current, stays = mirror(app, group.chat_id)
+    assert (mirrored.name, mirrored.notice, mirrored.owner_userid) == ("静安寺 VIP 群", "每周五会员日", "staff0202")
+    assert set(current) == {"staff0201", "staff0202", b}
+    left = [s for s in stays if s.userid == a]
+    assert len(left) == 1 and left[0].left_at is not None and left[0].quit_scene == 1
+
+    sim.group_dismissed(group.chat_id)
+    run_worker()
+    mirrored, current, stays = mirror(app, group.chat_id)
+    assert mirrored.dismissed_at is not None and current == {} and mirrored.members_count == 0
+    assert all(s.left_at is not None for s in stays)
+    with app.app_context():
+        statuses = db.session.scalars(select(CallbackEvent.status)).all()
+    assert statuses and all(s == "done" for s in statuses)  # none skipped, none failed
+
+
+def test_leaving_and_coming_back_is_two_stays_and_late_events_change_nothing(app, sim, corp, people, run_worker):
+    a = people[0].external_userid
+    group, _ = sim.member_creates_group("staff0201", "回流测试群", [a])
+    run_worker()
+    sim.customer_leaves_group(group.chat_id, a)
+    run_worker()
+    time.sleep(1.1)  # WeCom's join times are whole seconds
+    sim.member_invites(group.chat_id, a)
+    run_worker()
+    _, current, stays = mirror(app, group.chat_id)
+    mine = sorted((s for s in stays if s.userid == a), key=lambda s: s.joined_at)
+    assert len(mine) == 2 and mine[0].left_at is not None and mine[1].left_at is None and a in current
+    # the same update delivered again (a retry WeCom would dedupe by its own ids is a new callback here)
+    sim.chat_change(group.chat_id, "update", UpdateDetail="add_member", JoinScene=0, MemChangeList=[a])
+    run_worker()
+    _, again, stays_again = mirror(app, group.chat_id)
+    assert set(again) == set(current) and len(stays_again) == len(stays)
+
+
+def test_a_customer_in_two_groups_and_a_stranger_in_one(app, sim, corp, people, run_worker):
+    a = people[0].external_userid
+    first, _ = sim.member_creates_group("staff0201", "护肤群", [a])
+    second, _ = sim.member_creates_group("staff0301", "彩妆群", [a])
+    stranger, _ = corp.add_contact("路人甲", 1, "staff0302")  # a WeChat user not (yet) in the mirror
+    corp.contacts[stranger.external_userid].follows.clear()
+    sim.member_invites(second.chat_id, stranger.external_userid)
+    run_worker()
+    with app.app_context():
+        customer = db.session.scalar(select(Customer).where(Customer.external_userid == a))
+        names = sorted(g.name for g, _ in groups.groups_of(customer))
+        assert names == ["彩妆群", "护肤群"]
+        row = db.session.scalar(select(GroupMember).where(GroupMember.userid == stranger.external_userid))
+        assert row.customer_id is None and row.name == "路人甲"
+
+
+def test_the_full_sync_reads_every_owners_groups_and_dismisses_what_is_gone(app, sim, corp, people, run_worker):
+    made = [
+        corp.create_group(owner, f"群{n}", [people[n].external_userid])
+        for n, owner in enumerate(["staff0201", "staff0202", "staff0301", "staff0302"])
+    ]
+    # a group the mirror has but WeCom dismissed while no callback came through
+    ghost, _ = sim.member_creates_group("staff0201", "幽灵群", [])
+    run_worker()
+    corp.groups[ghost.chat_id].dismissed = True
+    calls_before = len(corp.calls)
+    with app.app_context():
+        counts = tasks.sync_groups()
+    assert counts == {"groups": 4, "new": 4, "dismissed": 1, "members": 8}
+    listing = [c for c in corp.calls[calls_before:] if c == "externalcontact/groupchat/list"]
+    assert len(listing) == 1  # 4 owners fit one owner_filter of ≤ 100
+    with app.app_context():
+        alive = db.session.scalar(select(func.count()).where(GroupChat.dismissed_at.is_(None)))
+        assert alive == 4
+        assert db.session.scalar(select(GroupChat.dismissed_at).where(GroupChat.chat_id == ghost.chat_id))
+        # again: nothing new, nothing dismissed, no stay recorded twice
+        stays = db.session.scalar(select(func.count()).select_from(GroupMember))
+        assert tasks.sync_groups() == {"groups": 4, "new": 0, "dismissed": 0, "members": 8}
+        assert db.session.scalar(select(func.count()).select_from(GroupMember)) == stays
+    assert {g.chat_id for g in made} <= {g for g in corp.groups}
+
+
+def test_owners_are_asked_in_batches_of_100(app, sim, corp, run_worker, monkeypatch):
+    monkeypatch.setattr(groups, "OWNERS_PER_CALL", 2)
+    corp.create_group("staff0201", "一群")
+    corp.create_group("staff0302", "二群")
+    before = len(corp.calls)
+    with app.app_context():
+        from bot.services.directory import sync_directory
+
+        sync_directory()
+        db.session.commit()
+        assert tasks.sync_groups()["groups"] == 2
+    assert corp.calls[before:].count("externalcontact/groupchat/list") == 2  # 4 members, 2 per call
+
+
+def test_an_event_for_a_group_wecom_no_longer_has_dismisses_it(app, sim, corp, people, run_worker):
+    group, _ = sim.member_creates_group("staff0201", "临时群", [people[0].external_userid])
+    run_worker()
+    corp.groups[group.chat_id].dismissed = True
+    # the dismiss callback was lost; a late update arrives instead
+    sim.chat_change(group.chat_id, "update", UpdateDetail="change_name")
+    run_worker()
+    mirrored, current, _ = mirror(app, group.chat_id)
+    assert mirrored.dismissed_at is not None and current == {}
