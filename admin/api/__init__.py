@@ -98,4 +98,4 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-from admin.api import channels, customers, events, openapi, rules, segments, sends, tags  # noqa: E402,F401 - register the routes
+from admin.api import channels, customers, events, groups, openapi, rules, segments, sends, tags  # noqa: E402,F401 - register the routes

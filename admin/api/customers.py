@@ -15,6 +15,7 @@ from admin.spreadsheet import UploadTooLarge, read_pairs
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, Role, Staff
 from bot.services import customers as customer_service
+from bot.services import groups
 from bot.services.scope import can_see_customer, customer_condition
 from bot.services.users import audit
 
@@ -70,6 +71,10 @@ def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
             for f in follows
         ],
         tags=list(tags.values()),
+        groups=[
+            {"id": group.id, "chat_id": group.chat_id, "name": group.name, "joined_at": _iso(stay.joined_at)}
+            for group, stay in groups.groups_of(customer)
+        ],
     )
     return data
 

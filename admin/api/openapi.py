@@ -53,6 +53,11 @@ SEND_ERRORS = {
 }
 RULE_ID: dict[str, Any] = {"name": "rule_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 RULE_ERRORS = {**NOT_FOUND, "403": {"description": "Not allowed for your role", **_json("Error")}}
+GROUP_ID: dict[str, Any] = {"name": "group_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+WAY_ID: dict[str, Any] = {"name": "way_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+INVITE_ID: dict[str, Any] = {"name": "invite_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+#: join codes and campaigns: WeCom's refusals (an unknown group, the code quota) come back as 502
+WECOM_ERRORS = {**RULE_ERRORS, "502": {"description": "WeCom refused", **_json("Error")}}
 WECOM_ID: dict[str, Any] = {"name": "wecom_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -465,6 +470,103 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": {"description": "Runs"}, **NOT_FOUND},
             },
         },
+        "/groups": {
+            "get": {
+                "summary": "Customer group chats (客户群) in your scope, newest first",
+                "parameters": _page_params()
+                + [
+                    {"name": "owner", "in": "query", "schema": {"type": "string"}},
+                    {"name": "store_id", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "name", "in": "query", "schema": {"type": "string"}},
+                    {"name": "min_size", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "max_size", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "created_from", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "created_to", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "dismissed", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                "responses": {"200": {"description": "items, total"}, **ERRORS},
+            }
+        },
+        "/groups/sync": {
+            "post": {
+                "summary": "Queue the full reconciliation of groups with WeCom",
+                "responses": {"202": {"description": "Queued"}, **RULE_ERRORS},
+            }
+        },
+        "/groups/{group_id}": {
+            "parameters": [
+                GROUP_ID,
+                {"name": "days", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 365}},
+            ],
+            "get": {
+                "summary": "A group: its current members (customers with their ids) and joins/departures per day",
+                "responses": {"200": {"description": "The group"}, **NOT_FOUND},
+            },
+        },
+        "/join-ways": {
+            "get": {"summary": "Group-join codes with their joins", "responses": {"200": {"description": "Codes"}}},
+            "post": {
+                "summary": "Create a join code in WeCom (add_join_way) for up to 5 groups",
+                "requestBody": {"required": True, **_json("JoinWayInput")},
+                "responses": {"201": {"description": "The code"}, **WECOM_ERRORS},
+            },
+        },
+        "/join-ways/{way_id}": {
+            "parameters": [WAY_ID],
+            "get": {
+                "summary": "A join code, its groups and its joins per day",
+                "responses": {"200": {"description": "The code"}, **NOT_FOUND},
+            },
+            "patch": {
+                "summary": "Change a join code (update_join_way)",
+                "requestBody": {"required": True, **_json("JoinWayInput")},
+                "responses": {"200": {"description": "Saved"}, **WECOM_ERRORS},
+            },
+            "delete": {
+                "summary": "Delete the code in WeCom (joins keep their attribution)",
+                "responses": {"204": {"description": "Deleted"}, **WECOM_ERRORS},
+            },
+        },
+        "/join-ways/{way_id}/qr.png": {
+            "parameters": [WAY_ID],
+            "get": {
+                "summary": "The code's QR image",
+                "responses": {"200": {"description": "PNG", "content": {"image/png": {}}}, **WECOM_ERRORS},
+            },
+        },
+        "/group-invites": {
+            "get": {"summary": "Invitation campaigns (标签拉群)", "responses": {"200": {"description": "Campaigns"}}},
+            "post": {
+                "summary": "A campaign: a mass send with the join code's image to customers not in its groups",
+                "requestBody": {"required": True, **_json("GroupInviteInput")},
+                "responses": {"201": {"description": "The campaign with its funnel"}, **WECOM_ERRORS},
+            },
+        },
+        "/group-invites/{invite_id}": {
+            "parameters": [INVITE_ID],
+            "get": {
+                "summary": "A campaign's funnel: invited → delivered → joined, per member and per store",
+                "responses": {"200": {"description": "The campaign"}, **NOT_FOUND},
+            },
+        },
+        "/group-invites/{invite_id}/not-joined": {
+            "parameters": [INVITE_ID, {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+            "get": {
+                "summary": "The invited who have not joined yet",
+                "responses": {"200": {"description": "Customers"}, **NOT_FOUND},
+            },
+        },
+        "/group-invites/{invite_id}/reminder-round": {
+            "parameters": [INVITE_ID],
+            "post": {
+                "summary": "A new round with the same code for exactly those who have not joined",
+                "requestBody": {
+                    "required": True,
+                    **_json_schema({"type": "object", "properties": {"text": {}, "approve": {"type": "boolean"}}}),
+                },
+                "responses": {"201": {"description": "The new campaign"}, **WECOM_ERRORS},
+            },
+        },
         "/sends": {
             "get": {
                 "summary": "Mass sends (群发), newest first",
@@ -625,6 +727,19 @@ SPEC: dict[str, Any] = {
                             "unionid": {"type": ["string", "null"]},
                             "birthday": {"type": ["string", "null"], "format": "date"},
                             "tags": {"type": "array", "items": TAG},
+                            "groups": {
+                                "type": "array",
+                                "description": "the customer groups they are in now",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "id": {"type": "integer"},
+                                        "chat_id": {"type": "string"},
+                                        "name": {"type": "string"},
+                                        "joined_at": {"type": ["string", "null"], "format": "date-time"},
+                                    },
+                                },
+                            },
                             "followers": {
                                 "type": "array",
                                 "items": {
@@ -770,17 +885,64 @@ SPEC: dict[str, Any] = {
                     "attachments": {"type": "array", "maxItems": 9, "items": {"type": "object"}},
                     "target": {
                         "type": "object",
-                        "description": "one of segment_id, rule (e.g. a tag filter), external_userids",
+                        "description": "customers: one of segment_id, rule (e.g. a tag filter), external_userids, "
+                        "optionally with not_in_groups (chat ids whose members are left out); or group chats: groups",
                         "properties": {
                             "segment_id": {"type": "integer"},
                             "rule": {"$ref": "#/components/schemas/Rule"},
                             "external_userids": {"type": "array", "items": {"type": "string"}, "maxItems": 100000},
+                            "not_in_groups": {"type": "array", "items": {"type": "string"}, "maxItems": 100},
+                            "groups": {"$ref": "#/components/schemas/GroupFilter"},
                         },
                     },
                     "sender_rule": {"type": "string", "enum": ["first", "latest", "store"]},
                     "cap_policy": {"type": "string", "enum": ["skip", "report"]},
                     "auto_remind_hours": {"type": "integer", "minimum": 0, "maximum": 72},
                     "scheduled_at": {"type": ["string", "null"], "description": "ISO 8601; corp time without offset"},
+                    "approve": {"type": "boolean"},
+                },
+            },
+            "GroupFilter": {
+                "type": "object",
+                "description": "A send to group chats (chat_type group, ≤ 2000 chats per owner's task): the groups "
+                "matching every condition given (none: every group in your scope); each group is sent by its owner",
+                "properties": {
+                    "owners": {"type": "array", "items": {"type": "string"}},
+                    "store_ids": {"type": "array", "items": {"type": "integer"}},
+                    "name": {"type": "string", "maxLength": 64},
+                    "tag_ids": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "groups with a customer who has any of these tags",
+                    },
+                    "chat_ids": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "JoinWayInput": {
+                "type": "object",
+                "required": ["name", "chat_ids"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 30},
+                    "chat_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 5},
+                    "auto_create_room": {"type": "boolean", "default": True},
+                    "room_base_name": {"type": "string", "maxLength": 40},
+                    "room_base_id": {"type": ["integer", "null"], "minimum": 1},
+                    "state": {"type": "string", "maxLength": 30, "description": "generated when left out"},
+                },
+            },
+            "GroupInviteInput": {
+                "type": "object",
+                "required": ["name", "target"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 64},
+                    "text": {"type": "string"},
+                    "target": {"type": "object", "description": "customers, as in SendInput"},
+                    "chat_ids": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
+                    "join_way_id": {"type": "integer", "description": "instead of chat_ids: an existing code"},
+                    "sender_rule": {"type": "string", "enum": ["first", "latest", "store"]},
+                    "cap_policy": {"type": "string", "enum": ["skip", "report"]},
+                    "auto_remind_hours": {"type": "integer", "minimum": 0, "maximum": 72},
+                    "scheduled_at": {"type": ["string", "null"]},
                     "approve": {"type": "boolean"},
                 },
             },
