@@ -68,6 +68,36 @@ def client_ip() -> str:
     return request.remote_addr or ""
 
 
+def image_response(render: Callable[[], bytes], filename: str) -> ResponseReturnValue:
+    """A code's image (QR or poster) rendered by ``render``; ?download=1 makes it an attachment. The code
+    fetched from WeCom the first time is kept (committed); a failure is a short text answer."""
+    from flask import Response
+    from flask_babel import gettext as _
+
+    from bot.services.qr_images import QrImageError
+    from bot.wecom.errors import WeComError
+
+    try:
+        png = render()
+    except QrImageError as exc:
+        db.session.rollback()
+        return Response(_(str(exc)), status=409, mimetype="text/plain")
+    except WeComError as exc:
+        db.session.rollback()
+        message = _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)
+        return Response(message, status=502, mimetype="text/plain")
+    db.session.commit()
+    disposition = "attachment" if request.args.get("download") else "inline"
+    return Response(
+        png,
+        mimetype="image/png",
+        headers={
+            "Content-Disposition": f'{disposition}; filename="{filename}"',
+            "Cache-Control": "private, max-age=300",
+        },
+    )
+
+
 def init_panel(app: Flask) -> None:
     settings = app.config["SIYU"]
     # Flask ships defaults for these keys, so they are set, not setdefault'ed.
@@ -94,6 +124,7 @@ def init_panel(app: Flask) -> None:
         channels,
         customers,
         dashboard,
+        groups,
         lifecycle,
         rankings,
         segments,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
-from admin.views import bp, client_ip, role_required
+from admin.views import bp, client_ip, image_response, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
@@ -276,39 +276,17 @@ def delete_channel(channel_id: int) -> ResponseReturnValue:
     return redirect(url_for("admin.channels"))
 
 
-def _image(channel: Channel, render: Any, filename: str) -> ResponseReturnValue:
-    try:
-        png = render()
-    except qr_images.QrImageError as exc:
-        db.session.rollback()
-        return Response(_(str(exc)), status=409, mimetype="text/plain")
-    except WeComError as exc:
-        db.session.rollback()
-        message = _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)
-        return Response(message, status=502, mimetype="text/plain")
-    db.session.commit()  # the fetched code is kept with the channel
-    disposition = "attachment" if request.args.get("download") else "inline"
-    return Response(
-        png,
-        mimetype="image/png",
-        headers={
-            "Content-Disposition": f'{disposition}; filename="{filename}"',
-            "Cache-Control": "private, max-age=300",
-        },
-    )
-
-
 @bp.get("/channels/<int:channel_id>/qr.png")
 def channel_qr(channel_id: int) -> ResponseReturnValue:
     channel = _get(channel_id)
-    return _image(channel, lambda: qr_images.qr_png(channel), f"{channel.state}.png")
+    return image_response(lambda: qr_images.qr_png(channel), f"{channel.state}.png")
 
 
 @bp.get("/channels/<int:channel_id>/poster.png")
 def channel_poster(channel_id: int) -> ResponseReturnValue:
     channel = _get(channel_id)
     title = request.args.get("title", "")[:40]
-    return _image(channel, lambda: qr_images.poster_png(channel, title), f"{channel.state}-poster.png")
+    return image_response(lambda: qr_images.poster_png(channel, title), f"{channel.state}-poster.png")
 
 
 @bp.post("/channels/personal")

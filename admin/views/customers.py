@@ -22,7 +22,7 @@ from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Role, Segment, Staff, Store, Tag
-from bot.services import segments
+from bot.services import groups, segments
 from bot.services.customers import import_birthdays as import_birthday_rows
 from bot.services.customers import update_profile
 from bot.services.scope import can_see_customer, customer_condition, staff_condition, visible_stores
@@ -235,6 +235,7 @@ def _profile(c: Customer, form: CustomerNotesForm) -> str:
         segments=all_segments,
         chosen=chosen,
         why=why,
+        customer_groups=groups.groups_of(c),
     )
 
 

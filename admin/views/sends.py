@@ -17,17 +17,21 @@ from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, client_ip
 from bot.extensions import db
 from bot.jobs.tasks import start_send_if_due, stop_send_tasks_if_dispatched
-from bot.models import MassSend, Role, Segment
+from bot.models import MassSend, Role, Segment, Staff
 from bot.services import media, send_tracking, sends, tags
+from bot.services.scope import staff_condition, visible_stores
 from bot.services.users import audit
 
 MAX_UPLOAD = 2 * 1024 * 1024  # a CSV of external user ids
 
 
 def _choices() -> dict[str, Any]:
+    owners = select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name)
     return {
         "segments": db.session.scalars(select(Segment).order_by(Segment.name)).all(),
         "tags": [(t.tag_id, f"{g.name} / {t.name}") for g in tags.library() for t in g.tags if not t.deleted],
+        "owners": db.session.scalars(owners).all(),
+        "stores": visible_stores(current_user),
     }
 
 
@@ -63,6 +67,16 @@ def _target() -> dict[str, Any]:
     if kind == "tags":
         tag_ids = request.form.getlist("tag_ids")
         return {"rule": {"op": "and", "conditions": [{"type": "tags", "match": "any", "tag_ids": tag_ids}]}}
+    if kind == "groups":
+        # Group chats: every condition filled in at once; each group is sent by its owner.
+        return {
+            "groups": {
+                "owners": request.form.getlist("group_owners"),
+                "store_ids": [int(i) for i in request.form.getlist("group_store_ids") if i.isdigit()],
+                "name": request.form.get("group_name", ""),
+                "tag_ids": request.form.getlist("group_tag_ids"),
+            }
+        }
     ids = read_ids(request.form.get("external_userids", ""), request.files.get("list_file"), MAX_UPLOAD)
     return {"external_userids": ids}
 
@@ -137,7 +151,12 @@ def send_detail(send_id: int) -> ResponseReturnValue:
         funnel=funnel,
         members=send_tracking.members(send) if dispatched else [],
         chart={
-            "labels": [_("目标客户"), _("已建任务"), _("成员已确认"), _("已送达")],
+            "labels": [
+                _("目标客户群") if send.chat_type == "group" else _("目标客户"),
+                _("已建任务"),
+                _("成员已确认"),
+                _("已送达"),
+            ],
             "values": [funnel[k] for k in ("targeted", "in_task", "confirmed", "delivered")] if funnel else [],
         },
         can_manage=sends.may_manage(send, current_user),

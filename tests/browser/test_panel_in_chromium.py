@@ -223,3 +223,71 @@ def test_an_admin_starts_a_rule_from_a_template_dry_runs_it_and_switches_it_on(a
     assert page.locator("#task-list tbody tr").count() == 1
     card = next(m for m in corp.app_messages if m.get("msgtype") == "textcard")
     assert card["textcard"]["url"].endswith(f"/admin/customers/{mine[0].external_userid}")
+
+
+def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, corp, run_worker):
+    """The group list filtered, a group's members and chart, a join code made (a refusal named first),
+    an invitation sent directly, a customer joining by the code, the funnel and the reminder round."""
+    from bot.jobs.tasks import sync_corp_tags, track_sends
+    from bot.sandbox.api import confirm_mass_task
+
+    mine, theirs = shop
+    group, _ = sim.member_creates_group("staff0201", "静安寺会员群", [mine[0].external_userid])
+    sim.member_creates_group("staff0301", "陆家嘴会员群", [theirs[1].external_userid])
+    run_worker()
+    with app.app_context():
+        sync_corp_tags()
+    _, password = make_user(app, "boss", "admin")
+    sign_in(page, "boss", password)
+
+    page.click("nav >> text=客户群")
+    assert page.locator("#group-list tbody tr").count() == 2
+    page.select_option("#group-filter select[name=owner]", "staff0201")
+    page.click("#group-filter button")
+    assert page.locator("#group-list tbody tr").count() == 1
+    page.click("#group-list >> text=静安寺会员群")
+    page.wait_for_function("document.getElementById('group-growth').dataset.rendered === '3'")
+    assert page.locator("#group-members tbody tr").count() == 2  # the owner and one customer
+    page.click(f"#group-members >> text={mine[0].name}")
+    page.wait_for_url(f"**/admin/customers/{mine[0].external_userid}")
+    assert "静安寺会员群" in page.inner_text("#customer-groups")
+
+    page.goto("/admin/join-ways")
+    page.fill("#way-name", "码" * 30)
+    page.click("#join-way-form button[type=submit]")  # no group picked
+    assert page.get_attribute("#join-way-error", "data-field") == "chat_ids"
+    page.select_option("#way-groups", [group.chat_id])
+    page.click("#join-way-form button[type=submit]")
+    page.wait_for_url("**/admin/join-ways/*")
+    way = next(iter(corp.join_ways.values()))
+    assert way["chat_id_list"] == [group.chat_id]
+    assert page.evaluate("document.querySelector('.card img').naturalWidth") > 0  # the QR image shows
+
+    page.goto("/admin/group-invites")
+    page.fill("#invite-name", "会员入群邀请")
+    page.check("input[name=target_kind][value=list]")
+    page.fill("textarea[name=external_userids]", "\n".join(c.external_userid for c in mine))
+    page.select_option("#invite-way", label="码" * 30)
+    page.click("#invite-send-now")
+    page.wait_for_url("**/admin/group-invites/*")
+    run_worker()
+    for task in list(corp.mass_tasks.values()):
+        confirm_mass_task(corp, task.msgid)
+    with app.app_context():
+        track_sends()
+    sim.customer_scans_join_code(way["config_id"], mine[1].external_userid)
+    run_worker()
+    page.reload()
+    page.wait_for_function("document.getElementById('invite-chart').dataset.rendered === '3'")
+    # mine[0] is in the group already: left out; mine[1] joined; mine[2] has not
+    assert (page.inner_text("#funnel-invited"), page.inner_text("#funnel-joined")) == ("2", "1")
+    assert page.locator("#not-joined tbody tr").count() == 1 and mine[2].external_userid in page.inner_text(
+        "#not-joined"
+    )
+    screenshot(page, "group-invite")
+    before = set(corp.mass_tasks)
+    page.click("#reminder-send-now")
+    page.wait_for_url("**/admin/group-invites/*")
+    run_worker()
+    (again,) = [t for m, t in corp.mass_tasks.items() if m not in before]
+    assert again.recipients == [mine[2].external_userid]
