@@ -306,10 +306,36 @@ class Simulator:
             return f"{contact.name} deleted {userid}", self.customer_deletes_member(contact.external_userid, userid)
         raise ValueError(f"unknown action {action!r}")
 
+    def group_activity(self) -> tuple[str, Delivery] | None:
+        """A member makes a group with some of their customers, or invites one more customer into one."""
+        with self.corp.lock:
+            groups = [g for g in self.corp.groups.values() if not g.dismissed]
+            relations = [(c.external_userid, u) for c in self.corp.contacts.values() for u in c.follows]
+        if not relations:
+            return None
+        if not groups or self.rng.random() < 0.3:
+            owner = self.rng.choice(relations)[1]
+            theirs = [e for e, u in relations if u == owner]
+            picked = self.rng.sample(theirs, min(len(theirs), self.rng.randint(1, 3)))
+            name = self.corp.users[owner]["name"] + self.rng.choice(["的会员群", "的福利群", "的护肤交流群"])
+            group, delivery = self.member_creates_group(owner, name, picked)
+            return f"{owner} created the group {group.name}", delivery
+        group = self.rng.choice(groups)
+        outside = [e for e, u in relations if u == group.owner and e not in group.members]
+        if not outside:
+            return None
+        external_userid = self.rng.choice(outside)
+        return f"{group.owner} invited a customer into {group.name}", self.member_invites(
+            group.chat_id, external_userid
+        )
+
     def random_activity(self) -> str:
         """One plausible thing happening in the corp; returns what it was, for the log."""
         roll = self.rng.random()
-        action = "add" if roll < 0.7 else "tag" if roll < 0.9 else "delete"
+        if roll >= 0.9 and (done := self.group_activity()) is not None:
+            what, delivery = done
+            return f"{what} ({delivery.statuses})"
+        action = "add" if roll < 0.65 else "tag" if roll < 0.82 else "delete"
         done = self.act(action, state=self.rng.choice(["", "store-qr", "live-room"])) or self.act("add")
         assert done is not None
         what, delivery = done

@@ -149,3 +149,12 @@ def test_an_event_for_a_group_wecom_no_longer_has_dismisses_it(app, sim, corp, p
     run_worker()
     mirrored, current, _ = mirror(app, group.chat_id)
     assert mirrored.dismissed_at is not None and current == {}
+
+
+def test_the_demo_simulator_makes_groups_that_the_mirror_follows(app, sim, corp, people, run_worker):
+    done = [sim.group_activity() for _ in range(6)]
+    assert all(d is None or d[1].acknowledged for d in done)
+    run_worker()
+    with app.app_context():
+        mirrored = {g.chat_id: g.members_count for g in db.session.scalars(select(GroupChat))}
+    assert mirrored and mirrored == {c: len(g.members) for c, g in corp.groups.items()}
