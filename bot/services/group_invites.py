@@ -10,6 +10,7 @@ after the send went out. A reminder round is a new campaign for exactly the invi
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import case, distinct, func, or_, select
@@ -17,6 +18,7 @@ from sqlalchemy import case, distinct, func, or_, select
 from bot.extensions import db
 from bot.models import (
     Customer,
+    GroupChat,
     GroupInvite,
     GroupMember,
     JoinWay,
@@ -28,7 +30,8 @@ from bot.models import (
     User,
     staff_stores,
 )
-from bot.services import join_ways, media, qr_images, sends
+from bot.services import groups, join_ways, media, qr_images, sends
+from bot.services.scope import store_ids
 from bot.services.users import N_, audit
 
 IN_TASK = (
@@ -37,6 +40,8 @@ IN_TASK = (
     RecipientStatus.not_friend.value,
     RecipientStatus.over_cap.value,
 )
+log = logging.getLogger(__name__)
+
 DEFAULT_TEXT = "诚邀您加入我们的会员社群，长按识别图中二维码即可入群 🎉"
 
 
@@ -51,13 +56,26 @@ def visible(user: User) -> Any:
     return GroupInvite.created_by == user.id if user.role == Role.store_manager else GroupInvite.id.is_not(None)
 
 
+def _in_scope(chat_ids: Any, user: User, field: str) -> None:
+    """A store manager invites only into groups owned by members of their stores."""
+    if store_ids(user) is None or not isinstance(chat_ids, list):
+        return
+    ours = set(
+        db.session.scalars(select(GroupChat.chat_id).where(GroupChat.chat_id.in_(chat_ids), groups.visible(user)))
+    )
+    if set(chat_ids) - ours:
+        raise InviteError(field, N_("只能邀请进本店成员的客户群"))
+
+
 def _join_way(raw: dict[str, Any], name: str, user: User) -> JoinWay:
     """The campaign's code: one given by id, or a new one for the groups given."""
     if raw.get("join_way_id") is not None:
         way = db.session.get(JoinWay, raw["join_way_id"]) if isinstance(raw["join_way_id"], int) else None
         if way is None or not way.active:
             raise InviteError("join_way_id", N_("入群码不存在或已删除"))
+        _in_scope(list(way.chat_ids), user, "join_way_id")
         return way
+    _in_scope(raw.get("chat_ids"), user, "chat_ids")
     try:
         return join_ways.create_join_way(
             {"name": name[:30], "chat_ids": raw.get("chat_ids"), "auto_create_room": True}, user
@@ -77,27 +95,37 @@ def create_invite(raw: dict[str, Any], user: User, parent: GroupInvite | None = 
         raise InviteError("user", N_("没有起草群发的权限"))
     if "groups" in (raw.get("target") or {}):
         raise InviteError("target", N_("邀请对象应为客户"))
-    sends.check_target(raw.get("target"))  # refused before a code is made in WeCom
-    way = _join_way(raw, name, user)
-    png = qr_images.qr_png(way)
-    image = media.save_file("image", f"{way.state}.png", png, user)
-    exclude = [g.chat_id for g in join_ways.groups_of(way)]
+    if raw.get("approve") is True and user.role != Role.admin:
+        raise InviteError("user", N_("只有管理员可以审批群发"))
     draft = {
         "name": name,
         "text": str(raw.get("text") or DEFAULT_TEXT),
-        "attachments": [{"type": "image", "file_id": image.id}],
-        "target": {**raw["target"], "not_in_groups": exclude},
+        "target": raw.get("target"),
         "sender_rule": raw.get("sender_rule") or "first",
         "cap_policy": raw.get("cap_policy") or "skip",
         "auto_remind_hours": raw.get("auto_remind_hours") or 0,
         "scheduled_at": raw.get("scheduled_at"),
     }
     try:
+        sends.check_draft(draft)  # everything refused before a code is made in WeCom
+    except sends.SendError as exc:
+        raise InviteError(exc.field, str(exc)) from exc
+    made = raw.get("join_way_id") is None
+    way = _join_way(raw, name, user)
+    try:
+        png = qr_images.qr_png(way)
+        image = media.save_file("image", f"{way.state}.png", png, user)
+        draft["attachments"] = [{"type": "image", "file_id": image.id}]
+        draft["target"] = {**raw["target"], "not_in_groups": [g.chat_id for g in join_ways.groups_of(way)]}
         send = sends.save_draft(draft, user)
         if raw.get("approve") is True:
             sends.approve(send, user)
-    except sends.SendError as exc:
-        raise InviteError(exc.field, str(exc)) from exc
+    except Exception as exc:
+        if made and way.config_id:
+            _undo(way)  # the caller rolls back; the code made in WeCom for this campaign goes too
+        if isinstance(exc, sends.SendError):
+            raise InviteError(exc.field, str(exc)) from exc
+        raise
     invite = GroupInvite(
         name=name,
         join_way_id=way.id,
@@ -109,6 +137,13 @@ def create_invite(raw: dict[str, Any], user: User, parent: GroupInvite | None = 
     db.session.flush()
     audit(user, "create_group_invite", f"group_invite:{invite.id}", after={"send": send.id, "join_way": way.id})
     return invite
+
+
+def _undo(way: JoinWay) -> None:
+    try:
+        join_ways.delete_join_way(way, None)
+    except Exception:  # best effort: the campaign's own failure is what the caller reports
+        log.warning("join code %s made for a failed campaign could not be deleted in WeCom", way.config_id)
 
 
 def _since(invite: GroupInvite) -> Any:

@@ -7,6 +7,7 @@ sends no callback for our own add/update/del calls, so the mirror is written rig
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import date, timedelta
 from typing import Any
@@ -19,6 +20,9 @@ from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.clients import contact_api
 from bot.services.users import N_, audit
+from bot.wecom.errors import WeComError
+
+log = logging.getLogger(__name__)
 
 MAX_GROUPS = 5  # chat_id_list (doc path/92229)
 NAME_MAX = 30  # the code's remark
@@ -100,7 +104,15 @@ def create_join_way(raw: dict[str, Any], user: User | None) -> JoinWay:
     db.session.flush()
     api = contact_api()
     way.config_id = api.add_join_way(_wecom_body(way))
-    way.qr_code = str(api.get_join_way(way.config_id).get("qr_code") or "")
+    try:
+        way.qr_code = str(api.get_join_way(way.config_id).get("qr_code") or "")
+    except WeComError:
+        # The caller rolls back the row; the code it stood for must not stay in WeCom unseen.
+        try:
+            api.del_join_way(way.config_id)
+        except WeComError:
+            log.warning("join code %s could not be taken back after a failed read", way.config_id)
+        raise
     db.session.flush()
     if user is not None:
         audit(user, "create_join_way", f"join_way:{way.id}", after=describe(way))

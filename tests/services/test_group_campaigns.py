@@ -267,3 +267,46 @@ def test_group_recipients_count_toward_the_groups_cap(app, sim, corp, rooms, adm
     with app.app_context():
         rows = db.session.scalars(select(SendRecipient).where(SendRecipient.group_id.is_not(None))).all()
         assert rows and all(r.customer_id is None for r in rows)
+
+
+def test_a_store_manager_invites_only_into_their_stores_groups(app, sim, corp, rooms, people, client):
+    manager_id, _ = make_user(app, "manager", "store_manager", stores=[2])
+    manager = ApiClient(client, make_token(app, manager_id))
+    target = {"external_userids": [people[1].external_userid]}
+    res = manager.post("/api/v1/group-invites", {"name": "跨店", "target": target, "chat_ids": [rooms[2].chat_id]})
+    assert res.status_code == 400 and res.get_json()["error"]["message"].startswith("chat_ids:")
+    assert corp.join_ways == {}
+    res = manager.post("/api/v1/group-invites", {"name": "本店", "target": target, "chat_ids": [rooms[1].chat_id]})
+    assert res.status_code == 201, res.get_json()
+    assert res.get_json()["send_status"] == "draft"  # a store manager drafts; an admin approves
+    res = manager.post(
+        "/api/v1/group-invites", {"name": "直接", "target": target, "chat_ids": [rooms[1].chat_id], "approve": True}
+    )
+    assert res.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"name": ""}, 400, "name"),
+        ({"target": {"groups": {}}}, 400, "target"),
+        ({"target": {"external_userids": []}}, 400, "target"),
+        ({"text": "你好 {customer_name}"}, 400, "text"),
+        ({"sender_rule": "random"}, 400, "sender_rule"),
+        ({"chat_ids": ["no-such-group"]}, 400, "chat_ids"),
+        ({"chat_ids": None, "join_way_id": 999}, 400, "join_way_id"),
+    ],
+)
+def test_bad_invitations_are_refused_before_wecom_is_asked(app, corp, rooms, people, operator_api, body, status, field):
+    base = {"name": "邀请", "target": {"external_userids": [people[1].external_userid]}, "chat_ids": [rooms[1].chat_id]}
+    res = operator_api.post("/api/v1/group-invites", {**base, **body})
+    assert res.status_code == status and res.get_json()["error"]["message"].startswith(f"{field}:")
+    assert corp.join_ways == {}
+
+
+def test_a_failure_after_the_code_was_made_takes_the_code_back(app, corp, rooms, people, admin_api):
+    corp.inject("externalcontact/groupchat/get_join_way", 40001)  # the QR URL cannot be read back
+    body = {"name": "邀请", "target": {"external_userids": [people[1].external_userid]}, "chat_ids": [rooms[1].chat_id]}
+    res = admin_api.post("/api/v1/group-invites", body)
+    assert res.status_code == 502
+    assert corp.join_ways == {}  # made, then deleted again
