@@ -280,7 +280,7 @@ def _invites_page(error: str = "", field: str = "", status: int = 200) -> Any:
             groups=_alive_groups(),
             ways=db.session.scalars(select(JoinWay).where(JoinWay.active).order_by(JoinWay.id.desc())).all(),
             segments=db.session.scalars(select(Segment).order_by(Segment.name)).all(),
-            tags=[(t.tag_id, f"{g.name} / {t.name}") for g in tags.library() for t in g.tags if not t.deleted],
+            tags=tags.labelled(),
             default_text=group_invites.DEFAULT_TEXT,
             error=error,
             error_field=field,

@@ -26,7 +26,7 @@ TASKS_SHOWN = 200
 def _choices() -> dict[str, Any]:
     return {
         "segments": db.session.scalars(select(Segment).order_by(Segment.name)).all(),
-        "tags": [(t.tag_id, f"{g.name} / {t.name}") for g in tags.library() for t in g.tags if not t.deleted],
+        "tags": tags.labelled(),
         "templates": lifecycle.TEMPLATES,
     }
 

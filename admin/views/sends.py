@@ -29,7 +29,7 @@ def _choices() -> dict[str, Any]:
     owners = select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name)
     return {
         "segments": db.session.scalars(select(Segment).order_by(Segment.name)).all(),
-        "tags": [(t.tag_id, f"{g.name} / {t.name}") for g in tags.library() for t in g.tags if not t.deleted],
+        "tags": tags.labelled(),
         "owners": db.session.scalars(owners).all(),
         "stores": visible_stores(current_user),
     }

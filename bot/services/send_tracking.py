@@ -260,34 +260,26 @@ RECIPIENT_ID = SendRecipient.id
 
 
 def result_rows(send: MassSend, status: str | None = None) -> Any:
-    """Per-customer (or per-group) results as a query of (id, *RESULT_COLUMNS), in id order, to page or
-    to stream. In a send to groups the first two columns are the chat id and the group's name."""
+    """Per-customer (or per-group) results as a query of (id, *result_columns(send)), in id order, to page
+    or to stream. In a send to groups the first two columns are the chat id and the group's name."""
     if send.chat_type == "group":
-        query = (
-            select(
-                SendRecipient.id,
-                GroupChat.chat_id,
-                GroupChat.name,
-                func.coalesce(Staff.userid, ""),
-                SendRecipient.status,
-                cast(SendRecipient.over_cap, Integer),
-            )
-            .join(GroupChat, GroupChat.id == SendRecipient.group_id)
-            .outerjoin(Staff, Staff.id == SendRecipient.staff_id)
-            .where(SendRecipient.send_id == send.id)
-            .order_by(SendRecipient.id)
+        wecom_id, name, joined = GroupChat.chat_id, GroupChat.name, (GroupChat, GroupChat.id == SendRecipient.group_id)
+    else:
+        wecom_id, name, joined = (
+            Customer.external_userid,
+            Customer.name,
+            (Customer, Customer.id == SendRecipient.customer_id),
         )
-        return query.where(SendRecipient.status == status) if status else query
     query = (
         select(
             SendRecipient.id,
-            Customer.external_userid,
-            Customer.name,
+            wecom_id,
+            name,
             func.coalesce(Staff.userid, ""),
             SendRecipient.status,
             cast(SendRecipient.over_cap, Integer),
         )
-        .join(Customer, Customer.id == SendRecipient.customer_id)
+        .join(*joined)
         .outerjoin(Staff, Staff.id == SendRecipient.staff_id)
         .where(SendRecipient.send_id == send.id)
         .order_by(SendRecipient.id)

@@ -117,6 +117,11 @@ def library() -> list[TagGroup]:
     )
 
 
+def labelled() -> list[tuple[str, str]]:
+    """Every live tag as (tag id, "group / tag"), in the library's order: the choices of the panel's pickers."""
+    return [(t.tag_id, f"{g.name} / {t.name}") for g in library() for t in g.tags if not t.deleted]
+
+
 def find_group(group_id: str) -> TagGroup | None:
     return db.session.scalar(select(TagGroup).where(TagGroup.group_id == group_id, TagGroup.deleted.is_(False)))
 
