@@ -162,8 +162,8 @@ def joined_customers(invite: GroupInvite) -> Any:
     )
 
 
-def _counts(invite: GroupInvite, key: Any, join: Any = None) -> list[tuple[Any, int, int, int]]:
-    joined = SendRecipient.customer_id.in_(joined_customers(invite))
+def _counts(invite: GroupInvite, joined_sq: Any, key: Any, join: Any = None) -> list[tuple[Any, int, int, int]]:
+    joined = SendRecipient.customer_id.in_(joined_sq)
     in_task = SendRecipient.status.in_(IN_TASK)
     query = select(
         key,
@@ -178,16 +178,19 @@ def _counts(invite: GroupInvite, key: Any, join: Any = None) -> list[tuple[Any, 
 
 def funnel(invite: GroupInvite) -> dict[str, Any]:
     """invited (in a member's task) → delivered → joined, for the whole campaign, per member and per store."""
-    whole = _counts(invite, SendRecipient.send_id)
+    joined_sq = joined_customers(invite)  # the code's groups are looked up once for the three counts
+    whole = _counts(invite, joined_sq, SendRecipient.send_id)
     _, invited, delivered, joined = whole[0] if whole else (None, 0, 0, 0)
     send = invite.send
     by_member = _counts(
         invite,
+        joined_sq,
         Staff.name,
         lambda q: q.join(Staff, Staff.id == SendRecipient.staff_id),
     )
     by_store = _counts(
         invite,
+        joined_sq,
         Store.name,
         lambda q: q.join(staff_stores, staff_stores.c.staff_id == SendRecipient.staff_id).join(
             Store, Store.id == staff_stores.c.store_id

@@ -37,7 +37,7 @@ class JoinWayError(ValueError):
         self.field = field
 
 
-def _checked(raw: dict[str, Any], way: JoinWay | None) -> dict[str, Any]:
+def _checked(raw: dict[str, Any]) -> dict[str, Any]:
     name = str(raw.get("name") or "").strip()
     if not 1 <= len(name) <= NAME_MAX:
         raise JoinWayError("name", N_("名称为 1–30 个字符"))
@@ -93,7 +93,7 @@ def _wecom_body(way: JoinWay) -> dict[str, Any]:
 
 def create_join_way(raw: dict[str, Any], user: User | None) -> JoinWay:
     """Record the code (its state is its key), create it in WeCom, read back its QR URL. Flushes."""
-    fields = _checked(raw, None)
+    fields = _checked(raw)
     state = str(raw.get("state") or "").strip() or "g" + secrets.token_hex(7)
     if not 1 <= len(state) <= 30:
         raise JoinWayError("state", N_("state 为 1–30 个字符"))
@@ -124,7 +124,7 @@ def update_join_way(way: JoinWay, raw: dict[str, Any], user: User | None) -> Joi
     if not way.active:
         raise JoinWayError("join_way", N_("入群码已删除"))
     before = describe(way)
-    for key, value in _checked(raw, way).items():
+    for key, value in _checked(raw).items():
         setattr(way, key, value)
     contact_api().update_join_way({"config_id": way.config_id, **_wecom_body(way)})
     db.session.flush()
