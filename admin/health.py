@@ -1,11 +1,14 @@
-"""GET /healthz: is the database reachable, is Redis reachable."""
+"""GET /healthz: is the database reachable, is Redis reachable. GET /metrics: Prometheus (bot.metrics)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+import hmac
+
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
+from bot import metrics
 from bot.extensions import db, redis_conn
 
 bp = Blueprint("health", __name__)
@@ -29,3 +32,14 @@ def healthz() -> ResponseReturnValue:
     ok = all(bool(c["ok"]) for c in checks.values())
     # 200 either way: the body says what is down (load balancers that want a failure code use "ok").
     return jsonify(ok=ok, **checks), 200
+
+
+@bp.get("/metrics")
+def prometheus() -> ResponseReturnValue:
+    token = current_app.config["SIYU"].metrics_token
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return Response("a bearer token is required\n", status=401, mimetype="text/plain")
+    body, content_type = metrics.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
+    return Response(body, content_type=content_type)

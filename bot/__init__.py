@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from bot import logs
 from bot.config import Settings
 from bot.extensions import db, migrate, redis_conn
 
@@ -22,7 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     overrides = dict(config or {})
     settings_fields = set(Settings.__dataclass_fields__)
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if k in settings_fields})
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
 
     app = Flask(__name__, template_folder="../admin/templates", static_folder="../admin/static")
     app.config.update(
@@ -44,12 +44,35 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from bot.cli import register_cli
     from handlers import init_handlers
 
+    _request_ids(app)
     init_handlers(app)
     init_admin(app)
     register_cli(app)
     if settings.sandbox:
         app.logger.info("WECOM_CORP_ID is unset: sandbox mode, WeCom API at %s", settings.wecom_api_base)
     return app
+
+
+def _request_ids(app: Flask) -> None:
+    """Every request's log records carry its id, which its answer returns in ``X-Request-ID``."""
+    from flask import g, request
+
+    @app.before_request
+    def bind_request_id() -> None:
+        g.request_id = logs.request_id(request.headers.get("X-Request-ID"))
+        g.log_token = logs.bind(request_id=g.request_id)
+
+    @app.after_request
+    def return_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        return response
+
+    @app.teardown_request
+    def unbind_request_id(_exc: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            logs.unbind(token)
 
 
 def _engine_options(url: str) -> dict[str, Any]:

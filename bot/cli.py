@@ -38,6 +38,21 @@ def _worker(app: Flask, names: tuple[str, ...] | None = None) -> object:
     return SimpleWorker([queue(name, connection) for name in names or QUEUE_NAMES], connection=connection)
 
 
+_metrics_port = click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on this port (for a machine with no web process; see bot/metrics.py).",
+)
+
+
+def _serve_metrics(port: int | None) -> None:
+    if port is not None:
+        from bot import metrics
+
+        metrics.serve(current_app._get_current_object(), port)  # type: ignore[attr-defined]
+        click.echo(f"metrics: http://0.0.0.0:{port}/metrics")
+
+
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
 @click.option(
@@ -45,12 +60,14 @@ def _worker(app: Flask, names: tuple[str, ...] | None = None) -> object:
     is_flag=True,
     help="Read only the welcome queue: a worker kept free for welcomes however long the other queues are.",
 )
+@_metrics_port
 @with_appcontext
-def worker_command(burst: bool, welcomes_only: bool) -> None:
+def worker_command(burst: bool, welcomes_only: bool, metrics_port: int | None) -> None:
     """Run a queue worker (welcomes first, then the rest of each add, then other events, then the rest)."""
     from bot.jobs.queue import URGENT
 
     _require_shared_redis("worker")
+    _serve_metrics(metrics_port)
     names = (URGENT,) if welcomes_only else None
     worker = _worker(current_app._get_current_object(), names)  # type: ignore[attr-defined]
     level = current_app.config["SIYU"].log_level
@@ -58,8 +75,9 @@ def worker_command(burst: bool, welcomes_only: bool) -> None:
 
 
 @click.command("scheduler")
+@_metrics_port
 @with_appcontext
-def scheduler_command() -> None:
+def scheduler_command(metrics_port: int | None) -> None:
     """Run the periodic-job scheduler (one or several; each run fires once across them)."""
     from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -67,6 +85,7 @@ def scheduler_command() -> None:
     from bot.jobs.scheduler import configure, scheduler_kwargs
 
     _require_shared_redis("scheduler")
+    _serve_metrics(metrics_port)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     bind_app(app)
     scheduler = configure(BlockingScheduler(**scheduler_kwargs()), app)

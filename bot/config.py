@@ -117,6 +117,12 @@ def _zone(value: str) -> ZoneInfo:
         raise ValueError("an IANA time zone name such as Asia/Shanghai") from exc
 
 
+def _log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ValueError("text or json")
+    return value
+
+
 def _mass_cap(value: str) -> str:
     if value not in ("month", "week", "day"):
         raise ValueError("month, week or day")
@@ -145,6 +151,10 @@ class Settings:
     callback_max_bytes: int = _setting("SIYU_CALLBACK_MAX_BYTES", _int, 64 * 1024)
     event_max_attempts: int = _setting("SIYU_EVENT_MAX_ATTEMPTS", _int, 8)
     log_level: str = _setting("SIYU_LOG_LEVEL", _text, "INFO")
+    # text: one line per record for a terminal; json: one JSON object per line for a log pipeline.
+    log_format: str = _setting("SIYU_LOG_FORMAT", _log_format, "text")
+    # When set, GET /metrics wants "Authorization: Bearer <this>" (keep /metrics off the public site anyway).
+    metrics_token: str | None = _setting("SIYU_METRICS_TOKEN", _secret)
     # The corp's clock: where a "day" starts for daily caps.
     timezone: ZoneInfo = _setting("SIYU_TIMEZONE", _zone, ZoneInfo("Asia/Shanghai"))
     # WeCom's per-customer cap on corp mass messages, as set in 群发助手 (REFERENCE §3.6): as many as the

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, request
 
 from bot.extensions import db
 from bot.jobs.queue import enqueue_stored_events
+from bot.metrics import CALLBACKS
 from bot.services.clients import callback_crypto, settings
 from bot.services.inbox import CallbackInbox, InboxUnavailable, IncomingEvent
 from bot.wecom.errors import CallbackError
@@ -41,6 +42,7 @@ def _inbox() -> CallbackInbox:
 
 
 def _refuse(status: int, reason: str) -> Response:
+    CALLBACKS.labels("-", f"refused_{status}").inc()
     log.warning("refused a callback from %s: %s %s", request.remote_addr, status, reason)
     return Response(reason + "\n", status=status, mimetype="text/plain")
 
@@ -94,8 +96,10 @@ def receive() -> Response:
     try:
         new = _inbox().store(incoming)
     except InboxUnavailable as exc:
+        CALLBACKS.labels(incoming.kind, "unavailable").inc()
         log.error("callback %s not stored: %s", event.kind, exc)
         return Response("storage unavailable, please retry\n", status=503, mimetype="text/plain")
+    CALLBACKS.labels(incoming.kind, "stored" if new else "duplicate").inc()
     if not new:
         log.info("re-delivery of a %s callback acknowledged", event.kind)
     return Response("", status=200)

@@ -19,6 +19,8 @@ from sqlalchemy import select
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
 from bot.jobs.registry import PERIODIC_JOBS, PeriodicJob
+from bot.logs import log_context
+from bot.metrics import JOB_RUNS, JOB_SECONDS
 from bot.models import JobRun
 from bot.models._time import utcnow
 
@@ -33,13 +35,14 @@ def _claim_slot(job: PeriodicJob, now: float | None = None) -> bool:
 
 def run_job(job: PeriodicJob, *, claim: bool = True) -> JobRun | None:
     """Run one periodic job now, recording the run; None if another scheduler has this slot."""
-    with job_context():
+    with job_context(), log_context(job=job.id):
         if claim and not _claim_slot(job):
             log.info("job %s: this run belongs to another scheduler", job.id)
             return None
         run = JobRun(job_id=job.id)
         db.session.add(run)
         db.session.commit()
+        started = time.perf_counter()
         try:
             result = job.func()
             run.status = "ok"
@@ -54,6 +57,8 @@ def run_job(job: PeriodicJob, *, claim: bool = True) -> JobRun | None:
             run.status = "failed"
             run.detail = f"{type(exc).__name__}: {exc}"[:2000]
         run.finished_at = utcnow()
+        JOB_RUNS.labels(job.id, run.status).inc()
+        JOB_SECONDS.labels(job.id).observe(time.perf_counter() - started)
         db.session.add(run)
         db.session.commit()
         db.session.refresh(run)  # loaded now, so the caller can read it after the session is gone

@@ -66,12 +66,12 @@ def _welcome_batch(event_ids: list[int]) -> dict[str, Any]:
     from bot.wecom.events import ExternalContactEvent, parse_event
 
     rows = db.session.execute(
-        select(CallbackEvent.plaintext).where(
+        select(CallbackEvent.plaintext, CallbackEvent.received_at).where(
             CallbackEvent.id.in_(event_ids), CallbackEvent.status == EventStatus.pending
         )
-    ).scalars()
-    adds = []
-    for plaintext in rows:
+    ).all()
+    adds, received = [], {}
+    for plaintext, received_at in rows:
         try:
             event = parse_event(plaintext)
         except MalformedCallback as exc:  # its own processing records it as failed
@@ -79,7 +79,8 @@ def _welcome_batch(event_ids: list[int]) -> dict[str, Any]:
             continue
         if isinstance(event, ExternalContactEvent):
             adds.append(event)
-    return welcome.send_welcomes(adds)
+            received[event.welcome_code] = received_at
+    return welcome.send_welcomes(adds, received=received)
 
 
 def requeue_due_events() -> int:

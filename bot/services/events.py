@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 
 from bot.extensions import db
+from bot.logs import log_context
+from bot.metrics import EVENTS
 from bot.models import CallbackEvent, EventStatus
 from bot.models._time import utcnow
 from bot.wecom.errors import RateLimited, WeComError
@@ -38,6 +40,11 @@ def process_event(event_id: int, route: Callable[[Event], Handler | None], max_a
     writes commit together with status=done, so two workers given the same event, or a worker killed
     half-way, can never apply it twice: the second sees ``done``, the killed one's work rolls back.
     """
+    with log_context(event_id=event_id):
+        return _process(event_id, route, max_attempts)
+
+
+def _process(event_id: int, route: Callable[[Event], Handler | None], max_attempts: int) -> EventStatus | None:
     session = db.session
     row = session.get(CallbackEvent, event_id, with_for_update=True)
     if row is None:
@@ -61,6 +68,7 @@ def process_event(event_id: int, route: Callable[[Event], Handler | None], max_a
         row.next_attempt_at = None
         row.last_error = None
         session.commit()
+        EVENTS.labels(kind, row.status.value).inc()
         log.info("event %s (%s) %s%s", event_id, kind, row.status.value, f": {note}" if note else "")
         return row.status
     except Exception as exc:
@@ -86,6 +94,7 @@ def _record_failure(event_id: int, kind: str, exc: Exception, max_attempts: int)
         )
     status = row.status
     session.commit()
+    EVENTS.labels(kind, status.value).inc()
     return status
 
 

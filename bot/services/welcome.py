@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -22,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
 
 from bot.extensions import db
+from bot.metrics import WELCOME_LATENCY, WELCOMES
 from bot.models import Channel, Staff, WelcomeMessage, WelcomeSend, WelcomeStatus
 from bot.models._time import utcnow
 from bot.services.channels import render, variables
@@ -198,11 +200,14 @@ def send_welcome(
     return outcome.status, outcome.variant_id
 
 
-def send_welcomes(events: list[ExternalContactEvent], threads: int = 32) -> dict[str, WelcomeStatus]:
+def send_welcomes(
+    events: list[ExternalContactEvent], threads: int = 32, received: dict[str, datetime] | None = None
+) -> dict[str, WelcomeStatus]:
     """The fast path for a burst of adds: one claim for every code, then the sends side by side.
 
     Reads channels and staff in two queries, then each send (read the customer's name, call WeCom,
-    record the outcome) runs in a thread with no session. Returns each code's status.
+    record the outcome) runs in a thread with no session. Returns each code's status. ``received``
+    (code → when its callback was stored) times each welcome sent, for the latency metric.
     """
     events = [e for e in events if e.welcome_code]
     if not events:
@@ -243,7 +248,11 @@ def send_welcomes(events: list[ExternalContactEvent], threads: int = 32) -> dict
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(todo)))) as pool:
         outcomes = list(pool.map(one, todo))
     _record(engine, outcomes)
+    now = utcnow()
     for o in outcomes:
+        WELCOMES.labels(o.status.value).inc()
+        if o.status == WelcomeStatus.sent and received and o.code in received:
+            WELCOME_LATENCY.observe(max(0.0, (now - received[o.code]).total_seconds()))
         if o.error is not None:
             log.warning("welcome %s… not sent on the fast path: %s", o.code[:6], o.error)
         results[o.code] = o.status

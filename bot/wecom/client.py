@@ -25,6 +25,7 @@ import requests
 from wechatpy.enterprise import WeChatClient
 from wechatpy.session.redisstorage import RedisStorage
 
+from bot.metrics import TOKEN_FETCHES, WECOM_CALLS, WECOM_SECONDS
 from bot.wecom.budget import BudgetExhausted, CallBudget
 from bot.wecom.errors import (
     ConcurrencyLimited,
@@ -103,8 +104,10 @@ class WeComClient(WeChatClient):
             res.raise_for_status()
             result = res.json()
         except (requests.RequestException, ValueError) as exc:
+            TOKEN_FETCHES.labels("unavailable").inc()
             raise WeComUnavailable(None, type(exc).__name__, "gettoken") from exc
         errcode = int(result.get("errcode", 0) or 0)
+        TOKEN_FETCHES.labels(str(errcode)).inc()
         if errcode:
             raise WeComError.for_code(errcode, result.get("errmsg", ""), "gettoken")
         expires_in = int(result.get("expires_in", 7200))
@@ -151,6 +154,7 @@ class WeComClient(WeChatClient):
             except BudgetExhausted as exc:
                 raise RateLimited(45009, "client-side budget spent", endpoint, retry_after=exc.retry_after) from exc
             token = self.access_token
+            started = time.perf_counter()
             try:
                 res = self._http.request(
                     method, url, params={**params, "access_token": token}, data=data, timeout=self.timeout, **kwargs
@@ -158,10 +162,15 @@ class WeComClient(WeChatClient):
                 res.raise_for_status()
                 result = res.json()
             except (requests.RequestException, ValueError) as exc:
+                WECOM_CALLS.labels(endpoint, "unavailable").inc()
                 raise WeComUnavailable(None, type(exc).__name__, endpoint) from exc
+            finally:
+                WECOM_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
             if not isinstance(result, dict):
+                WECOM_CALLS.labels(endpoint, "unavailable").inc()
                 raise WeComUnavailable(None, "answer is not a JSON object", endpoint)
             errcode = int(result.get("errcode", 0) or 0)
+            WECOM_CALLS.labels(endpoint, str(errcode)).inc()
             if errcode == 0:
                 return result_processor(result) if result_processor else result
             error = WeComError.for_code(errcode, str(result.get("errmsg", "")), endpoint)

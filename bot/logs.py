@@ -1,0 +1,86 @@
+"""Logging: plain lines for a terminal, or one JSON object per line for a log pipeline.
+
+``SIYU_LOG_FORMAT=json`` writes each record as JSON (python-json-logger) with the time, level, logger,
+message, process id, and the ids of what is being worked on: the HTTP request (``request_id``, taken from
+an ``X-Request-ID`` header that looks like one, or made up, and returned in the answer), the stored
+callback event a worker processes (``event_id``) and the periodic job that runs (``job``). Both formats
+carry the same context.
+
+What is logged at INFO names records by id (events, sends, jobs, tag and group ids), never customers'
+names, remarks or phone numbers, and never secrets or tokens: SQL errors hide their parameters
+(``hide_parameters``), and the WeCom client logs endpoints, not URLs with their ``access_token``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
+_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("siyu_log_context", default={})  # noqa: B039
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"
+
+
+@contextmanager
+def log_context(**values: Any) -> Iterator[None]:
+    """Add ids to every record logged inside the block (nested blocks add to the outer ones)."""
+    token = _CONTEXT.set({**_CONTEXT.get(), **values})
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+def bind(**values: Any) -> contextvars.Token[dict[str, Any]]:
+    """Add ids until ``unbind(token)``: for a request, whose start and end are separate hooks."""
+    return _CONTEXT.set({**_CONTEXT.get(), **values})
+
+
+def unbind(token: contextvars.Token[dict[str, Any]]) -> None:
+    _CONTEXT.reset(token)
+
+
+def request_id(header: str | None) -> str:
+    """The caller's request id if it looks like one (a proxy's or load balancer's), else a new one."""
+    return header if header and _REQUEST_ID.match(header) else uuid.uuid4().hex
+
+
+class ContextFilter(logging.Filter):
+    """Puts the current context on each record: as attributes (JSON) and as one ``[k=v …]`` text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _CONTEXT.get()
+        for key, value in context.items():
+            setattr(record, key, value)
+        record.context = " [" + " ".join(f"{k}={v}" for k, v in context.items()) + "]" if context else ""
+        return True
+
+
+def configure(level: str, fmt: str) -> None:
+    """Set up the root logger's Siyu handler (a later call replaces it: tests build many apps)."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    for old in [h for h in root.handlers if getattr(h, "_siyu", False)]:
+        root.removeHandler(old)
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                reserved_attrs=[*RESERVED_ATTRS, "taskName", "context"],
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(ContextFilter())
+    handler._siyu = True  # type: ignore[attr-defined]
+    root.addHandler(handler)

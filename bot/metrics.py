@@ -1,0 +1,163 @@
+"""Prometheus metrics: what each process counts, and what is read from Redis and the database at scrape.
+
+Counters and histograms live in the process that observes them (web: callbacks; worker: events, welcomes,
+WeCom calls; scheduler: job runs). With ``PROMETHEUS_MULTIPROC_DIR`` set *before the process starts*, every
+process on a machine writes its values to files in that directory and ``/metrics`` (or a worker's
+``--metrics-port``) reports the sum over the machine's processes: gunicorn's workers, queue workers and the
+scheduler alike. Without it, each process reports its own (the embedded ``flask dev``).
+
+Gauges of shared state (queue depth and age, events waiting or failed) are read when scraped, so every
+process reports the same cluster-wide figures; they are labelled with no instance of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+CALLBACKS = Counter(
+    "siyu_callbacks",
+    "WeCom callbacks received, by event kind and outcome (stored, duplicate, refused_<status>, unavailable)",
+    ["kind", "outcome"],
+)
+EVENTS = Counter(
+    "siyu_events_processed", "Stored events processed by workers, by kind and resulting status", ["kind", "status"]
+)
+WECOM_CALLS = Counter(
+    "siyu_wecom_calls",
+    "Calls to the WeCom API by endpoint and errcode (0: success; 'unavailable': no usable answer)",
+    ["endpoint", "errcode"],
+)
+WECOM_SECONDS = Histogram(
+    "siyu_wecom_call_seconds",
+    "Duration of WeCom API calls",
+    ["endpoint"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TOKEN_FETCHES = Counter("siyu_wecom_token_fetches", "Access tokens fetched from WeCom (gettoken)", ["outcome"])
+WELCOMES = Counter("siyu_welcomes", "Welcome codes handled on the fast path, by outcome", ["status"])
+WELCOME_LATENCY = Histogram(
+    "siyu_welcome_latency_seconds",
+    "From a callback's storage to WeCom accepting its welcome message (a welcome code lives 20 s)",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 12, 16, 20, 30),
+)
+JOB_RUNS = Counter("siyu_job_runs", "Periodic job runs, by job and status", ["job", "status"])
+JOB_SECONDS = Histogram(
+    "siyu_job_duration_seconds", "Duration of periodic job runs", ["job"], buckets=(0.1, 1, 5, 30, 120, 600, 1800)
+)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+class SharedState(Collector):
+    """Queue depth and age from Redis, stored events by status from the database: read at scrape."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from sqlalchemy import func, select
+
+        from bot.extensions import db, redis_conn
+        from bot.jobs.queue import QUEUE_NAMES, WELCOME_LIST
+        from bot.models import CallbackEvent, EventStatus
+
+        depth = GaugeMetricFamily(
+            "siyu_queue_depth", "Jobs waiting in each RQ queue (welcome: add ids)", labels=["queue"]
+        )
+        age = GaugeMetricFamily("siyu_queue_oldest_age_seconds", "Age of the oldest waiting job", labels=["queue"])
+        up = GaugeMetricFamily("siyu_redis_up", "Whether Redis answered this scrape")
+        try:
+            client = redis_conn.client
+            now = time.time()
+            for name in QUEUE_NAMES:
+                key = f"rq:queue:{name}"
+                depth.add_metric([name], client.llen(key))
+                oldest = client.lindex(key, 0)
+                enqueued = client.hget(f"rq:job:{oldest.decode()}", "enqueued_at") if oldest else None
+                age.add_metric([name], max(0.0, now - _rq_time(enqueued)) if enqueued else 0.0)
+            depth.add_metric(["welcome"], client.llen(WELCOME_LIST))
+            up.add_metric([], 1)
+        except Exception:
+            up.add_metric([], 0)
+        yield depth
+        yield age
+        yield up
+
+        events = GaugeMetricFamily("siyu_events", "Stored callback events not done, by status", labels=["status"])
+        waiting = GaugeMetricFamily("siyu_events_oldest_pending_age_seconds", "Age of the oldest pending event")
+        db_up = GaugeMetricFamily("siyu_database_up", "Whether the database answered this scrape")
+        try:
+            with self.app.app_context():
+                statuses = [EventStatus.pending, EventStatus.failed, EventStatus.dead]
+                counts = dict(
+                    db.session.execute(
+                        select(CallbackEvent.status, func.count())
+                        .where(CallbackEvent.status.in_(statuses))
+                        .group_by(CallbackEvent.status)
+                    ).all()
+                )
+                oldest_pending = db.session.scalar(
+                    select(func.min(CallbackEvent.received_at)).where(CallbackEvent.status == EventStatus.pending)
+                )
+                db.session.rollback()
+            for status in statuses:
+                events.add_metric([status.value], counts.get(status, 0))
+            from bot.models._time import utcnow
+
+            waiting.add_metric([], (utcnow() - oldest_pending).total_seconds() if oldest_pending else 0.0)
+            db_up.add_metric([], 1)
+        except Exception:
+            db_up.add_metric([], 0)
+        yield events
+        yield waiting
+        yield db_up
+
+
+def _rq_time(raw: bytes) -> float:
+    from rq.utils import utcparse
+
+    return utcparse(raw.decode()).timestamp()
+
+
+def registry(app: Any) -> CollectorRegistry:
+    """The registry a scrape reads: this machine's processes (multiprocess mode) or this process, plus
+    the shared state."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)
+    else:
+        reg = CollectorRegistry()
+        for collector in list(REGISTRY._collector_to_names):  # this process's own metrics
+            reg.register(collector)
+    reg.register(SharedState(app))
+    return reg
+
+
+def exposition(app: Any) -> tuple[bytes, str]:
+    return generate_latest(registry(app)), CONTENT_TYPE_LATEST
+
+
+def serve(app: Any, port: int) -> None:
+    """Serve /metrics on ``port`` from a thread: for workers and schedulers, which have no web server."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, registry=registry(app))
+
+
+def mark_process_dead(pid: int) -> None:
+    """gunicorn's child_exit hook in multiprocess mode: a dead worker's gauges are dropped."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
