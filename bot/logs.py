@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import IO, Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -64,13 +64,13 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def configure(level: str, fmt: str) -> None:
-    """Set up the root logger's Siyu handler (a later call replaces it: tests build many apps)."""
+def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
+    """Set up the root logger's Siyu handler, to stderr or ``stream`` (a later call replaces it)."""
     root = logging.getLogger()
     root.setLevel(level)
     for old in [h for h in root.handlers if getattr(h, "_siyu", False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(stream)
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(

@@ -84,18 +84,21 @@ def test_dev_command_shows_simulated_customers_arriving(tmp_path):
 
 
 def test_same_callback_at_two_gevent_gunicorn_workers_is_stored_once(app, sim, tmp_path):
+    """As deployed (deploy/gunicorn.conf.py, multiprocess metrics): stored once, counted by both workers."""
     settings = app.config["SIYU"]
     port = free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     env = clean_env(
-        DATABASE_URL=settings.database_url, SIYU_SANDBOX_PORT=str(settings.sandbox_port), SIYU_LOG_LEVEL="WARNING"
+        DATABASE_URL=settings.database_url,
+        SIYU_SANDBOX_PORT=str(settings.sandbox_port),
+        SIYU_LOG_LEVEL="WARNING",
+        SIYU_BIND=f"127.0.0.1:{port}",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
     if BACKEND == "services":
         env["REDIS_URL"] = settings.redis_url
-    proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-w", "2", "-k", "gevent", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-    )
+    proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{port}/wecom/callback"
         wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok)
@@ -109,6 +112,14 @@ def test_same_callback_at_two_gevent_gunicorn_workers_is_stored_once(app, sim, t
         body, query = sim.envelope(plaintext)
         # a fresh connection each: gunicorn spreads them over both worker processes
         assert post_at_once(url, query, body, 16) == [200] * 16
+        # Whichever worker answers the scrape reports both workers' counts.
+        assert len(list(metrics_dir.glob("histogram_*.db"))) == 2  # one file per worker process
+        kind = "change_external_contact.del_follow_user"
+        for _ in range(4):
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            stored = _sample(text, f'siyu_callbacks_total{{kind="{kind}",outcome="stored"}}')
+            duplicates = _sample(text, f'siyu_callbacks_total{{kind="{kind}",outcome="duplicate"}}')
+            assert (stored, duplicates) == (1, 15)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -119,3 +130,8 @@ def test_same_callback_at_two_gevent_gunicorn_workers_is_stored_once(app, sim, t
 
     with app.app_context():
         assert db.session.scalar(select(func.count(CallbackEvent.id))) == 1
+
+
+def _sample(exposition, series):
+    line = next((line for line in exposition.splitlines() if line.startswith(series + " ")), None)
+    return float(line.rsplit(" ", 1)[1]) if line else 0.0
