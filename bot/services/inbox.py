@@ -200,7 +200,8 @@ class CallbackInbox:
         new_keys = {key for key, _ in stored}
         urgent = {}
         for event, waiter in batch:
-            waiter.resolve(new=event.dedupe_key in new_keys)
+            # Two copies in one batch are stored once: the first is new, the other a re-delivery.
+            waiter.resolve(new=event.dedupe_key in new_keys and event.dedupe_key not in urgent)
             urgent[event.dedupe_key] = event.urgent
         self._unqueued.extend(StoredEvent(id_, urgent[key]) for key, id_ in stored)
 

@@ -18,6 +18,15 @@ def test_copies_in_one_batch_are_stored_once(ctx):
     assert inbox._commit([incoming(2)]) == []  # already there
 
 
+def test_of_copies_in_one_batch_one_is_answered_new(ctx):
+    from bot.services.inbox import _Waiter
+
+    inbox = CallbackInbox(db.engine, lambda stored: None)
+    waiters = [_Waiter() for _ in range(3)]
+    inbox._store_batch([(incoming(5), waiters[0]), (incoming(5), waiters[1]), (incoming(6), waiters[2])])
+    assert [w.wait(1) for w in waiters] == [True, False, True]
+
+
 def test_urgent_events_are_pushed_at_once_and_others_at_the_barrier(ctx):
     pushed = []
     inbox = CallbackInbox(db.engine, lambda stored: pushed.extend(stored))
