@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.routing import IntegerConverter
 
 from bot import logs
 from bot.config import Settings
@@ -25,6 +26,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     logs.configure(settings.log_level, settings.log_format)
 
     app = Flask(__name__, template_folder="../admin/templates", static_folder="../admin/static")
+    app.url_map.converters["int"] = RowId
     app.config.update(
         SIYU=settings,
         SECRET_KEY=settings.secret_key,
@@ -51,6 +53,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings.sandbox:
         app.logger.info("WECOM_CORP_ID is unset: sandbox mode, WeCom API at %s", settings.wecom_api_base)
     return app
+
+
+class RowId(IntegerConverter):
+    """``<int:…>`` in every route: ids are 32-bit in the database, so a larger number matches no route
+    (404) instead of reaching a query that cannot bind it."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _request_ids(app: Flask) -> None:

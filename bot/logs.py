@@ -64,13 +64,17 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class SiyuHandler(logging.StreamHandler):
+    """The handler Siyu puts on the root logger (recognised, and replaced, when configured again)."""
+
+
 def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
     """Set up the root logger's Siyu handler, to stderr or ``stream`` (a later call replaces it)."""
     root = logging.getLogger()
     root.setLevel(level)
-    for old in [h for h in root.handlers if getattr(h, "_siyu", False)]:
+    for old in [h for h in root.handlers if isinstance(h, SiyuHandler)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream)
+    handler = SiyuHandler(stream)
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(
@@ -82,5 +86,4 @@ def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     handler.addFilter(ContextFilter())
-    handler._siyu = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -54,25 +54,36 @@ def on_http_error(exc: HTTPException) -> ResponseReturnValue:
     return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
 
 
+#: the largest whole number a request may carry: ids, counts and orders are 32-bit in the database
+MAX_INT = 2**31 - 1
+
+
 def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a 400 (also for a NUL character anywhere in it: no text Siyu keeps
-    may hold one, and PostgreSQL refuses them)."""
+    """The request's JSON object, or a 400 for what no field could hold: a NUL character or a lone
+    surrogate (``\\ud800``) in any text (PostgreSQL refuses both), or a whole number beyond ±MAX_INT."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "send a JSON object")
-    if _holds_nul(body):
-        raise ApiError(400, "invalid_body", "text may not contain NUL characters")
+    problem = _unstorable(body)
+    if problem:
+        raise ApiError(400, "invalid_body", problem)
     return body
 
 
-def _holds_nul(value: Any) -> bool:
+def _unstorable(value: Any) -> str | None:
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return "text may not contain NUL characters"
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            return "text must be valid Unicode (no lone surrogates)"
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if -MAX_INT <= value <= MAX_INT else f"whole numbers must be within ±{MAX_INT}"
     if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+        return next((p for k, v in value.items() if (p := _unstorable(k) or _unstorable(v))), None)
     if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
+        return next((p for v in value if (p := _unstorable(v))), None)
+    return None
 
 
 def string_list(body: dict[str, Any], name: str) -> list[str] | None:

@@ -93,6 +93,8 @@ def create_invite(raw: dict[str, Any], user: User, parent: GroupInvite | None = 
         raise InviteError("name", N_("名称为 1–64 个字符"))
     if user.role not in sends.DRAFTERS:
         raise InviteError("user", N_("没有起草群发的权限"))
+    if not isinstance(raw.get("target") or {}, dict):
+        raise InviteError("target", N_("邀请对象应为客户"))
     if "groups" in (raw.get("target") or {}):
         raise InviteError("target", N_("邀请对象应为客户"))
     if raw.get("approve") is True and user.role != Role.admin:

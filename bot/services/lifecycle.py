@@ -248,7 +248,7 @@ def save_rule(raw: dict[str, Any], user: User, rule: LifecycleRule | None = None
         raise LifecycleError("rule", N_("规则应为对象"))
     template = raw.get("template")
     if rule is None and template is not None:
-        if template not in TEMPLATES:
+        if not isinstance(template, str) or template not in TEMPLATES:
             raise LifecycleError("template", N_("没有这个模板"))
         raw = {**TEMPLATES[template], **{k: v for k, v in raw.items() if k != "template"}}
     current = describe(rule) if rule is not None else {}
