@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from bot import logs
@@ -27,6 +28,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__, template_folder="../admin/templates", static_folder="../admin/static")
     app.url_map.converters["int"] = RowId
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.config.update(
         SIYU=settings,
         SECRET_KEY=settings.secret_key,

@@ -117,6 +117,13 @@ def _zone(value: str) -> ZoneInfo:
         raise ValueError("an IANA time zone name such as Asia/Shanghai") from exc
 
 
+def _proxies(value: str) -> int:
+    n = _int(value)
+    if not 0 <= n <= 5:
+        raise ValueError("a number of proxies from 0 to 5")
+    return n
+
+
 def _log_format(value: str) -> str:
     if value not in ("text", "json"):
         raise ValueError("text or json")
@@ -169,6 +176,9 @@ class Settings:
     birthday_pattern: str = _setting("SIYU_BIRTHDAY_PATTERN", _pattern, DEFAULT_BIRTHDAY_PATTERN)
     # A CJK font for printable posters; the first of the usual Debian fonts that exists when unset.
     poster_font: str | None = _setting("SIYU_POSTER_FONT", _text)
+    # How many reverse proxies (nginx, a load balancer) stand in front of the web process: their
+    # X-Forwarded-For/-Proto/-Host are then believed for the client's address and the scheme. 0: none.
+    trusted_proxies: int = _setting("SIYU_TRUSTED_PROXIES", _proxies, 0)
     # Session cookies only over HTTPS; on by default with a real corp (Siyu sits behind TLS there).
     secure_cookies: bool | None = _setting("SIYU_SECURE_COOKIES", _bool)
 

@@ -51,6 +51,9 @@ def test_a_missing_setting_outside_sandbox_stops_start_up(missing):
         ("WECOM_API_BASE", "ftp://x"),
         ("WECOM_CONTACT_SECRET", "short"),
         ("SIYU_CALLBACK_MAX_BYTES", "lots"),
+        ("SIYU_LOG_FORMAT", "xml"),
+        ("SIYU_METRICS_TOKEN", "short"),
+        ("SIYU_TRUSTED_PROXIES", "-1"),
     ],
 )
 def test_malformed_settings_are_named(name, value):
@@ -71,3 +74,21 @@ def test_create_app_refuses_a_half_configured_corp(monkeypatch):
     monkeypatch.setenv("WECOM_CORP_ID", "ww1436e0e65a779aee")
     with pytest.raises(ConfigError, match="WECOM_CONTACT_SECRET"):
         create_app()
+
+
+@pytest.mark.parametrize(("proxies", "seen"), [(1, "203.0.113.7 https"), (0, "127.0.0.1 http")])
+def test_forwarded_headers_are_believed_only_behind_a_trusted_proxy(tmp_path, proxies, seen):
+    from flask import request
+
+    from bot import create_app
+
+    app = create_app(
+        {"database_url": f"sqlite:///{tmp_path / 'p.sqlite3'}", "redis_url": None, "trusted_proxies": proxies}
+    )
+
+    @app.get("/_whoami")
+    def whoami():
+        return f"{request.remote_addr} {request.scheme}"
+
+    headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    assert app.test_client().get("/_whoami", headers=headers).text == seen
