@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import qrcode
 from flask import Flask, Response, request
 
-from bot.sandbox.corp import ApiError, FakeCorp, MassTask
+from bot.sandbox.corp import TIMEOUT, TIMEOUT_SECONDS, ApiError, FakeCorp, MassTask
 from bot.sandbox.simulator import Simulator
 
 Body = dict[str, Any]
@@ -578,6 +579,9 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
         try:
             corp.check_token(request.args.get("access_token"))
             fault = corp.take_fault(path)
+            if fault == TIMEOUT:
+                time.sleep(TIMEOUT_SECONDS)  # the caller gave up long ago
+                return Response("too late", status=504)
             if fault == 500:
                 return Response("upstream error", status=500)
             if fault is not None:
@@ -605,9 +609,11 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
     def faults() -> Response:
         data = request.get_json(force=True, silent=True) or {}
         try:
-            the_corp().inject(str(data.get("endpoint", "*")), int(data["errcode"]), int(data.get("times", 1)))
+            seconds = float(data["seconds"]) if data.get("seconds") is not None else None
+            errcode = TIMEOUT if data.get("errcode") == "timeout" else int(data["errcode"])
+            the_corp().inject(str(data.get("endpoint", "*")), errcode, int(data.get("times", 1)), seconds)
         except (KeyError, TypeError, ValueError):
-            return answer({"error": "send {endpoint, errcode, times}"}, 400)
+            return answer({"error": 'send {endpoint, errcode (or "timeout"), times or seconds}'}, 400)
         return answer({"ok": True})
 
     @app.post("/sandbox/expire-tokens")

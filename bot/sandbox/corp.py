@@ -25,11 +25,20 @@ class ApiError(Exception):
         self.errmsg = errmsg
 
 
+#: a fault's errcode meaning "answer nothing for TIMEOUT_SECONDS" (the caller's timeout runs out)
+TIMEOUT = -408
+TIMEOUT_SECONDS = 15.0
+
+
 @dataclass
 class Fault:
     endpoint: str  # "*" for every endpoint but gettoken
-    errcode: int  # a WeCom errcode, or 500 for an HTTP 500 answer
+    errcode: int  # a WeCom errcode, 500 for an HTTP 500 answer, or TIMEOUT
     remaining: int
+    until: float | None = None  # wall-clock end of a timed fault (every call until then; remaining unused)
+
+    def active(self, now: float) -> bool:
+        return now < self.until if self.until is not None else self.remaining > 0
 
 
 @dataclass
@@ -165,17 +174,21 @@ class FakeCorp:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}{secrets.token_hex(6)}"
 
-    def inject(self, endpoint: str, errcode: int, times: int = 1) -> None:
+    def inject(self, endpoint: str, errcode: int, times: int = 1, seconds: float | None = None) -> None:
+        """Answer the next ``times`` calls of ``endpoint`` with ``errcode`` or, with ``seconds``, every call
+        for that long (an outage)."""
         with self.lock:
-            self.faults.append(Fault(endpoint, errcode, times))
+            until = time.time() + seconds if seconds is not None else None
+            self.faults.append(Fault(endpoint, errcode, times, until))
 
     def take_fault(self, endpoint: str) -> int | None:
+        now = time.time()
         with self.lock:
             for fault in self.faults:
-                if fault.remaining > 0 and fault.endpoint in (endpoint, "*"):
+                if fault.active(now) and fault.endpoint in (endpoint, "*"):
                     fault.remaining -= 1
                     return fault.errcode
-            self.faults = [f for f in self.faults if f.remaining > 0]
+            self.faults = [f for f in self.faults if f.active(now)]
             return None
 
     def hold(self, endpoint: str, skip: int = 0) -> Hold:

@@ -77,6 +77,17 @@ def test_injected_faults_are_served_then_cleared(fake):
     assert [fake.take_fault("externalcontact/get") for _ in range(3)] == [45009, 45009, None]
 
 
+def test_an_outage_lasts_its_seconds(fake, monkeypatch):
+    import bot.sandbox.corp as corp_module
+
+    now = [1000.0]
+    monkeypatch.setattr(corp_module.time, "time", lambda: now[0])
+    fake.inject("*", corp_module.TIMEOUT, seconds=60)
+    assert [fake.take_fault("externalcontact/get") for _ in range(5)] == [corp_module.TIMEOUT] * 5
+    now[0] += 60
+    assert fake.take_fault("externalcontact/get") is None and fake.faults == []
+
+
 def test_fault_control_endpoint_over_http(app, corp):
     import requests
 
@@ -87,3 +98,6 @@ def test_fault_control_endpoint_over_http(app, corp):
         == 200
     )
     assert corp.take_fault("user/list") == -1
+    outage = {"endpoint": "*", "errcode": "timeout", "seconds": 30}
+    assert requests.post(base + "sandbox/faults", json=outage, timeout=5).status_code == 200
+    assert corp.take_fault("user/list") == corp.take_fault("externalcontact/get") < 0
