@@ -26,6 +26,7 @@ servers: `service redis-server restart`, `pg_ctlcluster`); the scratch database 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -298,11 +299,46 @@ def worker_kill(args: argparse.Namespace) -> bool:
 
 def redis_restart(args: argparse.Namespace) -> bool:
     def fault(c: Cluster) -> dict[str, Any]:
-        before = redis.Redis.from_url(args.redis_url).dbsize()
-        subprocess.run(["service", "redis-server", "restart"], check=True, capture_output=True)
-        return {"redis keys before restart": before, "after": redis.Redis.from_url(args.redis_url).dbsize()}
+        client = redis.Redis.from_url(args.redis_url)
+        before = client.dbsize()
+        restart_redis(client, down=args.down)
+        return {"redis keys before restart": before, "after": client.dbsize(), "down for s": args.down}
 
     return adds_drill(args, "redis-restart", fault)
+
+
+def restart_redis(client: redis.Redis, down: float) -> None:
+    """Stop the machine's Redis (keeping nothing: the worst case) and start it again as it was."""
+    config = {k: client.config_get(k)[k] for k in ("bind", "port", "dir", "appendonly")}
+    with contextlib.suppress(redis.ConnectionError):  # the server closes the connection as it goes
+        client.shutdown(nosave=True)
+    time.sleep(down)
+    subprocess.run(
+        [
+            "redis-server",
+            "--bind",
+            *config["bind"].split(),
+            "--port",
+            config["port"],
+            "--dir",
+            config["dir"],
+            "--save",
+            "",
+            "--appendonly",
+            config["appendonly"],
+            "--daemonize",
+            "yes",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for _ in range(50):
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("Redis did not come back")
 
 
 def postgres_restart(args: argparse.Namespace) -> bool:
@@ -517,6 +553,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=150, help="adds per second")
     parser.add_argument("--fault-at", type=float, default=5, help="seconds into the burst")
     parser.add_argument("--outage", type=float, default=60, help="seconds of each WeCom outage")
+    parser.add_argument("--down", type=float, default=3, help="seconds Redis stays down (redis-restart)")
     parser.add_argument("--duration", type=int, default=15, help="seconds of wrk per run (load)")
     parser.add_argument("--fuzz-requests", type=int, default=5000)
     parser.add_argument("--schemathesis-seconds", type=int, default=300)

@@ -49,7 +49,7 @@ def send_welcomes() -> dict[str, int]:
             if len(event_ids) == WELCOMES_PER_JOB:
                 wake_welcome_worker(client)  # a backlog: let another welcome worker share it
             try:
-                for status in _welcome_batch(event_ids).values():
+                for status in _welcome_batch_retried(event_ids).values():
                     counts[status.value] = counts.get(status.value, 0) + 1
             finally:
                 db.session.rollback()
@@ -57,6 +57,31 @@ def send_welcomes() -> dict[str, int]:
                 # processed before the add. (Ids taken by a worker that dies here are pending events,
                 # which the sweeper re-queues.)
                 enqueue_events([], event_ids, redis_conn.client, name=ADDS)
+
+
+#: pauses before trying a failed welcome batch again: a database or Redis restart takes a few seconds, and
+#: a welcome code lives 20 s (after these the adds still reach the slow path: their events are retried)
+WELCOME_RETRIES = (1.0, 2.0, 4.0)
+
+
+def _welcome_batch_retried(event_ids: list[int]) -> dict[str, Any]:
+    """``_welcome_batch``, tried again after a failure (a code claimed but not recorded is sent again;
+    WeCom refuses a second welcome, 41051, so the customer still gets one)."""
+    import time
+
+    for delay in (*WELCOME_RETRIES, None):
+        try:
+            return _welcome_batch(event_ids)
+        except Exception as exc:
+            db.session.rollback()
+            if delay is None:
+                log.exception("welcome batch of %d failed; its adds go to the slow path", len(event_ids))
+                return {}
+            log.warning(
+                "welcome batch of %d failed (%s); trying again in %.0f s", len(event_ids), type(exc).__name__, delay
+            )
+            time.sleep(delay)
+    return {}
 
 
 def _welcome_batch(event_ids: list[int]) -> dict[str, Any]:

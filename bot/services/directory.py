@@ -59,8 +59,9 @@ def sync_directory(progress: Callable[[int, int], None] | None = None) -> dict[s
     for userid, user in members.items():
         staff = staff_by_id.get(userid)
         if staff is None:
-            staff = Staff(userid=userid)
-            db.session.add(staff)
+            # Inserted the way handlers make placeholders (ON CONFLICT DO NOTHING): an add handled by a
+            # worker while this sync runs may create the same member first.
+            staff = ensure_staff(userid)
             staff_by_id[userid] = staff
         staff.name = user.get("name", "") or userid
         staff.position = user.get("position", "") or ""

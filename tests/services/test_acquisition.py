@@ -287,3 +287,30 @@ def test_channels_in_the_panel(app, api, sim, corp):
     sign_in(viewer, "v", make_user(app, "v", "viewer")[1])
     assert "新建渠道活码" not in viewer.get("/admin/channels").get_data(as_text=True)
     assert post_form(viewer, "/admin/channels", "/admin/channels", form).status_code == 403
+
+
+def test_a_welcome_batch_that_fails_is_tried_again_on_the_fast_path(app, api, sim, corp, run_worker, monkeypatch):
+    """A database restart under the welcome worker: the batch is tried again at once, not left to the
+    sweeper's minute (past the code's 20 s)."""
+    from sqlalchemy.exc import OperationalError
+
+    from bot.jobs import tasks
+
+    new_channel(api, corp)
+    real, calls = tasks._welcome_batch, []
+
+    def flaky(event_ids):
+        calls.append(list(event_ids))
+        if len(calls) == 1:
+            raise OperationalError("SELECT 1", {}, Exception("the database system is shutting down"))
+        return real(event_ids)
+
+    monkeypatch.setattr(tasks, "_welcome_batch", flaky)
+    monkeypatch.setattr(tasks, "WELCOME_RETRIES", (0.0,))
+    contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster")
+    run_worker()
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert len(corp.welcomes_sent) == 1 and list(corp.welcome_attempts.values()) == [1]
+    assert contact.external_userid in corp.contacts
+    with app.app_context():
+        assert db.session.scalar(select(WelcomeSend.status)) == WelcomeStatus.sent
