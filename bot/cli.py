@@ -6,6 +6,8 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import click
 import requests
@@ -69,9 +71,48 @@ def worker_command(burst: bool, welcomes_only: bool, metrics_port: int | None) -
     _require_shared_redis("worker")
     _serve_metrics(metrics_port)
     names = (URGENT,) if welcomes_only else None
-    worker = _worker(current_app._get_current_object(), names)  # type: ignore[attr-defined]
-    level = current_app.config["SIYU"].log_level
-    worker.work(burst=burst, with_scheduler=False, logging_level=level)  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    level = app.config["SIYU"].log_level
+    _work_through_redis_outages(lambda: _worker(app, names), burst=burst, logging_level=level)
+
+
+#: seconds between attempts to reach Redis again after it went away (doubling up to the last)
+REDIS_RETRY = (1, 2, 4, 8, 15)
+
+
+def _work_through_redis_outages(make_worker: Callable[[], Any], **work: Any) -> None:
+    """Run a worker; if Redis goes away (a restart), wait for it and start a fresh worker, rather than
+    exit: what the lost queues held is pending in the database, and the sweeper queues it again."""
+    import redis
+
+    failures = 0
+    while True:
+        worker = make_worker()
+        started = time.monotonic()
+        try:
+            worker.work(with_scheduler=False, **work)
+            return
+        except redis.exceptions.ConnectionError as exc:
+            if work.get("burst"):
+                raise
+            if time.monotonic() - started > 60:
+                failures = 0  # a new outage, not the same one going on
+            delay = REDIS_RETRY[min(failures, len(REDIS_RETRY) - 1)]
+            failures += 1
+            log.warning("worker lost Redis (%s); starting again in %d s", exc, delay)
+            time.sleep(delay)
+            _wait_for_redis(redis_conn.client, REDIS_RETRY[-1])
+
+
+def _wait_for_redis(client: Any, every: float) -> None:
+    import redis
+
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.exceptions.ConnectionError:
+            time.sleep(every)
 
 
 @click.command("scheduler")

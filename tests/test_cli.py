@@ -70,3 +70,34 @@ def test_worker_and_scheduler_refuse_the_in_process_redis(app):
         result = app.test_cli_runner().invoke(args=[command])
         assert result.exit_code != 0
         assert "REDIS_URL is not set" in result.output
+
+
+def test_a_worker_that_loses_redis_waits_for_it_and_works_on(app, monkeypatch):
+    """A Redis restart under `flask worker`: a fresh worker starts once Redis answers, instead of the
+    process exiting (the queues' lost jobs are pending events, which the sweeper queues again)."""
+    import redis
+
+    from bot import cli
+
+    runs, pings, sleeps = [], [], []
+
+    class Worker:
+        def work(self, **options):
+            runs.append(options)
+            if len(runs) < 3:
+                raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    class Client:
+        def ping(self):
+            pings.append(1)
+            if len(pings) < 2:
+                raise redis.exceptions.ConnectionError("still restarting")
+
+    monkeypatch.setattr(cli.time, "sleep", sleeps.append)
+    monkeypatch.setattr(cli.redis_conn, "_client", Client())
+    cli._work_through_redis_outages(Worker, logging_level="INFO")
+    assert len(runs) == 3 and all(r == {"with_scheduler": False, "logging_level": "INFO"} for r in runs)
+    assert sleeps[:2] == [1, cli.REDIS_RETRY[-1]]  # the first back-off, then a ping that failed once
+    with pytest.raises(redis.exceptions.ConnectionError):  # a burst worker (tests, one-off runs) just fails
+        runs.clear()
+        cli._work_through_redis_outages(Worker, burst=True)
