@@ -5,6 +5,7 @@
 NAME is one of:
   load              the callback benchmark (bench/callbacks.py) with 2 and with 4 web processes, 2 workers
   worker-kill       kill -9 the welcome worker and a queue worker in the middle of a burst of adds
+  send-kill         kill -9 the workers while a mass send to every customer waits for WeCom's late answer
   redis-restart     restart Redis (it keeps nothing on disk here: every queued job is lost) during a burst
   postgres-restart  restart PostgreSQL during a burst (the webhook answers 503; WeCom re-sends)
   wecom-outage      WeCom answers 45009, then -1, then nothing (timeouts) to every call, a minute each
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.callbacks import BIN, bench_env, free_port, gunicorn, query_one, reset_database, stop, wait_for_port  # noqa: E402
+from bench.welcome import signed_adds  # noqa: E402
 
 WELCOME_TTL = 20.0
 WECOM_RESENDS = (1.0, 2.0, 4.0)  # WeCom sends again when not answered 200 (spaced here to keep drills short)
@@ -121,27 +123,7 @@ class Cluster:
 
     def add_callbacks(self) -> list[tuple[str, str, str]]:
         """(welcome code, path with query, body) of each prepared add, signed and encrypted."""
-        from bot.config import Settings
-        from bot.sandbox import corp_for, simulator_for
-        from bot.sandbox.simulator import event_xml
-
-        settings = Settings.from_env(self.env)
-        sim = simulator_for(settings, corp_for(settings), "http://unused/")
-        out = []
-        for line in self.contacts.read_text().splitlines():
-            external_userid, userid, code = json.loads(line)
-            plaintext = event_xml(
-                settings.corp_id,
-                "change_external_contact",
-                ChangeType="add_external_contact",
-                UserID=userid,
-                ExternalUserID=external_userid,
-                State="bench-welcome",
-                WelcomeCode=code,
-            )
-            body, query = sim.envelope(plaintext)
-            out.append((code, "/wecom/callback?" + "&".join(f"{k}={v}" for k, v in query.items()), body))
-        return out
+        return signed_adds(self.env, self.contacts)
 
     def send_like_wecom(self, callbacks: list[tuple[str, str, str]], rate: float) -> dict[str, Any]:
         """POST each callback on schedule from 32 threads; anything but a 200 is sent again (WECOM_RESENDS).
@@ -353,6 +335,71 @@ def postgres_restart(args: argparse.Namespace) -> bool:
     return adds_drill(args, "postgres-restart", fault)
 
 
+def send_kill(args: argparse.Namespace) -> bool:
+    """The customers of a burst of adds get a mass send; WeCom makes the first task but answers late, and
+    both queue workers are killed (-9) while the dispatcher waits for that answer."""
+    c = Cluster(args)
+    try:
+        print(f"drill send-kill: {args.adds} customers arrive first …", flush=True)
+        c.start(args.adds)
+        callbacks = c.add_callbacks()
+        sent = c.send_like_wecom(callbacks, args.rate)
+        c.drained(len(sent["acknowledged"]), 300)
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {_api_token(c)}"
+        externals = [json.loads(line)[0] for line in c.contacts.read_text().splitlines()]
+        requests.post(
+            c.fake_url + "/sandbox/faults",
+            json={"endpoint": "externalcontact/add_msg_template", "errcode": "late", "times": 1},
+            timeout=5,
+        ).raise_for_status()
+        res = api.post(
+            c.web_url + "/api/v1/sends",
+            json={
+                "name": "演练群发",
+                "text": "会员日全场 8 折",
+                "target": {"external_userids": externals},
+                "approve": True,
+            },
+            timeout=120,
+        )
+        res.raise_for_status()
+        send = res.json()
+        print(f"send {send['id']}: {send['preview']}; killing the queue workers in 3 s …", flush=True)
+        time.sleep(3)
+        c.kill("worker-1", restart_after=0)
+        c.kill("worker-2")
+        started = time.monotonic()
+        status = send["status"]
+        while time.monotonic() - started < 600 and status not in ("tracking", "done", "failed"):
+            time.sleep(2)
+            status = api.get(f"{c.web_url}/api/v1/sends/{send['id']}", timeout=30).json()["status"]
+        state = requests.get(c.fake_url + "/sandbox/state", timeout=30).json()
+        (chunks,) = query_one(
+            args.database_url,
+            "SELECT coalesce(json_object_agg(status, n), '{}') FROM "
+            "(SELECT status, count(*) n FROM send_chunks GROUP BY status) s",
+        )
+        measured = {
+            "customers": len(externals),
+            "send": status,
+            "chunks": chunks,
+            "WeCom tasks made": state["mass_tasks"],
+            "recipients in WeCom's tasks": state["mass_recipients"],
+            "distinct recipients": state["mass_unique_recipients"],
+            "finished after the kill s": round(time.monotonic() - started, 1),
+        }
+        ok = (
+            status == "tracking"
+            and state["mass_recipients"] == state["mass_unique_recipients"] == send["preview"]["recipients"]
+            and state["mass_tasks"] == sum(chunks.values()) == chunks.get("created")
+        )
+        return report("send-kill", {}, {**measured, "_ok": ok})
+    finally:
+        c.stop()
+        print(f"(process logs in {c.tmp})")
+
+
 def _pg_cluster() -> tuple[str, str]:
     out = subprocess.run(["pg_lsclusters", "-h"], check=True, capture_output=True, text=True).stdout.split()
     return out[0], out[1]
@@ -543,6 +590,7 @@ def _api_token(c: Cluster) -> str:
 DRILLS = {
     "load": load,
     "worker-kill": worker_kill,
+    "send-kill": send_kill,
     "redis-restart": redis_restart,
     "postgres-restart": postgres_restart,
     "wecom-outage": wecom_outage,

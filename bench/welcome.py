@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -60,6 +61,31 @@ def serve_fake(port: int, customers: int, out: Path, settings_env: dict[str, str
             contact, code = corp.add_contact(sim.person_name(), 1, userid, state="bench-welcome")
             f.write(json.dumps([contact.external_userid, userid, code]) + "\n")
     WSGIServer(("127.0.0.1", port), create_fake_wecom(corp), log=None).serve_forever()
+
+
+def signed_adds(env: dict[str, str], contacts_file: Path) -> list[tuple[str, str, str]]:
+    """(welcome code, path with its signed query, encrypted body) of each add the fake WeCom prepared."""
+    from bot.config import Settings
+    from bot.sandbox import corp_for, simulator_for
+    from bot.sandbox.simulator import event_xml
+
+    settings = Settings.from_env(env)
+    sim = simulator_for(settings, corp_for(settings), "http://unused/")
+    out = []
+    for line in contacts_file.read_text().splitlines():
+        external_userid, userid, code = json.loads(line)
+        plaintext = event_xml(
+            settings.corp_id,
+            "change_external_contact",
+            ChangeType="add_external_contact",
+            UserID=userid,
+            ExternalUserID=external_userid,
+            State="bench-welcome",
+            WelcomeCode=code,
+        )
+        body, query = sim.envelope(plaintext)
+        out.append((code, "/wecom/callback?" + "&".join(f"{k}={v}" for k, v in query.items()), body))
+    return out
 
 
 def drive(url: str, requests_file: Path, rate: float, connections: int) -> None:
@@ -154,11 +180,8 @@ def main() -> int:
         return 0
 
     from bot import create_app
-    from bot.config import Settings
     from bot.extensions import db
     from bot.models import Channel, WelcomeMessage
-    from bot.sandbox import corp_for, simulator_for
-    from bot.sandbox.simulator import event_xml
 
     total = int(args.rate * args.seconds)
     tmp = Path(tempfile.mkdtemp(prefix="siyu-welcome-"))
@@ -194,24 +217,12 @@ def main() -> int:
     try:
         wait_for_port(sandbox_port, timeout=120)
         wait_for_port(web_port)
-        settings = Settings.from_env(env)
-        sim = simulator_for(settings, corp_for(settings), "http://unused/")
+        rng = random.Random(3)
         lines = []
-        for n, line in enumerate(contacts_file.read_text().splitlines()):
-            external_userid, userid, code = json.loads(line)
-            plaintext = event_xml(
-                settings.corp_id,
-                "change_external_contact",
-                ChangeType="add_external_contact",
-                UserID=userid,
-                ExternalUserID=external_userid,
-                State="bench-welcome",
-                WelcomeCode=code,
-            )
-            body, query = sim.envelope(plaintext)
-            lines.append("/wecom/callback?" + "&".join(f"{k}={v}" for k, v in query.items()) + "\t" + body)
+        for n, (_, path, body) in enumerate(signed_adds(env, contacts_file)):
+            lines.append(path + "\t" + body)
             if args.dup_every and n % args.dup_every == args.dup_every - 1:
-                lines.append(lines[max(0, len(lines) - 1 - sim.rng.randrange(1, 20))])  # a re-delivery
+                lines.append(lines[max(0, len(lines) - 1 - rng.randrange(1, 20))])  # a re-delivery
         requests_file = tmp / "requests.tsv"
         requests_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         time.sleep(2)

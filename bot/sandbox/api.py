@@ -16,7 +16,7 @@ from typing import Any
 import qrcode
 from flask import Flask, Response, request
 
-from bot.sandbox.corp import TIMEOUT, TIMEOUT_SECONDS, ApiError, FakeCorp, MassTask
+from bot.sandbox.corp import LATE, TIMEOUT, TIMEOUT_SECONDS, ApiError, FakeCorp, MassTask
 from bot.sandbox.simulator import Simulator
 
 Body = dict[str, Any]
@@ -584,7 +584,7 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
                 return Response("too late", status=504)
             if fault == 500:
                 return Response("upstream error", status=500)
-            if fault is not None:
+            if fault is not None and fault != LATE:
                 raise ApiError(fault, "injected by the sandbox")
             # GET endpoints take their parameters from the query, POST endpoints from the JSON body.
             body: Body = {k: v for k, v in request.args.items() if k != "access_token"}
@@ -597,6 +597,8 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
                     raise ApiError(47001, "data format error")
             with corp.lock:
                 result = func(corp, body)
+            if fault == LATE:
+                time.sleep(TIMEOUT_SECONDS)  # done, but the caller gave up waiting for the answer
             hold = corp.take_hold(path)
             if hold is not None:
                 hold.reached.set()
@@ -610,10 +612,11 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
         data = request.get_json(force=True, silent=True) or {}
         try:
             seconds = float(data["seconds"]) if data.get("seconds") is not None else None
-            errcode = TIMEOUT if data.get("errcode") == "timeout" else int(data["errcode"])
+            named = {"timeout": TIMEOUT, "late": LATE}
+            errcode = named[data["errcode"]] if data.get("errcode") in named else int(data["errcode"])
             the_corp().inject(str(data.get("endpoint", "*")), errcode, int(data.get("times", 1)), seconds)
         except (KeyError, TypeError, ValueError):
-            return answer({"error": 'send {endpoint, errcode (or "timeout"), times or seconds}'}, 400)
+            return answer({"error": 'send {endpoint, errcode (or "timeout" or "late"), times or seconds}'}, 400)
         return answer({"ok": True})
 
     @app.post("/sandbox/expire-tokens")

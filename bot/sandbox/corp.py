@@ -27,13 +27,15 @@ class ApiError(Exception):
 
 #: a fault's errcode meaning "answer nothing for TIMEOUT_SECONDS" (the caller's timeout runs out)
 TIMEOUT = -408
+#: a fault's errcode meaning "carry the call out, then answer only after TIMEOUT_SECONDS" (an answer lost)
+LATE = -504
 TIMEOUT_SECONDS = 15.0
 
 
 @dataclass
 class Fault:
     endpoint: str  # "*" for every endpoint but gettoken
-    errcode: int  # a WeCom errcode, 500 for an HTTP 500 answer, or TIMEOUT
+    errcode: int  # a WeCom errcode, 500 for an HTTP 500 answer, TIMEOUT or LATE
     remaining: int
     until: float | None = None  # wall-clock end of a timed fault (every call until then; remaining unused)
 

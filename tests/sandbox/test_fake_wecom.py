@@ -88,6 +88,27 @@ def test_an_outage_lasts_its_seconds(fake, monkeypatch):
     assert fake.take_fault("externalcontact/get") is None and fake.faults == []
 
 
+def test_a_late_answer_is_carried_out_first(app, corp, sim, monkeypatch):
+    """"late": the call takes effect and its answer comes after TIMEOUT_SECONDS (a lost answer, when the
+    caller's timeout is shorter)."""
+    import time
+
+    import requests
+
+    import bot.sandbox.api as fake_api
+    from bot.services.clients import contact_api
+
+    monkeypatch.setattr(fake_api, "TIMEOUT_SECONDS", 0.3)
+    base = app.config["SIYU"].wecom_api_base.removesuffix("cgi-bin/")
+    fault = {"endpoint": "externalcontact/add_contact_way", "errcode": "late"}
+    assert requests.post(base + "sandbox/faults", json=fault, timeout=5).status_code == 200
+    with app.app_context():
+        started = time.monotonic()
+        made = contact_api().add_contact_way({"type": 1, "scene": 2, "user": ["staff0201"], "state": "late"})
+    assert time.monotonic() - started >= 0.3
+    assert corp.contact_ways[made["config_id"]]["state"] == "late"
+
+
 def test_fault_control_endpoint_over_http(app, corp):
     import requests
 
