@@ -131,17 +131,22 @@ def _rq_time(raw: bytes) -> float:
 def registry(app: Any) -> CollectorRegistry:
     """The registry a scrape reads: this machine's processes (multiprocess mode) or this process, plus
     the shared state."""
+    reg = CollectorRegistry()
     if multiprocess_dir():
         from prometheus_client import multiprocess
 
-        reg = CollectorRegistry()
         multiprocess.MultiProcessCollector(reg)
     else:
-        reg = CollectorRegistry()
-        for collector in list(REGISTRY._collector_to_names):  # this process's own metrics
-            reg.register(collector)
+        reg.register(_ThisProcess())
     reg.register(SharedState(app))
     return reg
+
+
+class _ThisProcess(Collector):
+    """Everything this process registered (its counters, and the process and GC collectors)."""
+
+    def collect(self) -> Iterator[Any]:
+        yield from REGISTRY.collect()
 
 
 def exposition(app: Any) -> tuple[bytes, str]:

@@ -159,3 +159,17 @@ def test_json_logs_carry_request_and_event_ids_and_no_secrets_or_names(
         assert secret not in text
     assert "access_token" not in text
     assert contact.name not in info  # the customer's name never reaches INFO
+
+
+def test_a_worker_machine_serves_metrics_on_its_own_port(app):
+    """`flask worker --metrics-port N`: the same exposition from a thread, for machines with no web process."""
+    import requests
+
+    from bot import metrics
+    from tests.conftest import free_port
+
+    port = free_port()
+    metrics.serve(app, port)
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "siyu_database_up 1.0" in text and "siyu_redis_up 1.0" in text
+    assert "# TYPE siyu_callbacks_total counter" in text
