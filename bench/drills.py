@@ -467,7 +467,7 @@ def load(args: argparse.Namespace) -> bool:
             text=True,
         ).stdout
         print(out)
-        hook = re.search(r"^webhook\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)", out, re.M)
+        hook = re.search(r"^Siyu webhook\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)", out, re.M)
         lost = re.search(r"lost: (\S+)", out)
         twice = re.search(r"processed twice: (\d+)", out)
         rows.append((workers, hook.groups() if hook else None, lost and lost.group(1), twice and twice.group(1)))
