@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from flask import Flask
 
+#: the largest whole number a request may carry: ids, counts and orders are 32-bit in the database
+MAX_INT = 2**31 - 1
+
+
+def whole(value: str) -> int:
+    """``request.args.get(name, type=whole)``: a whole number the database can hold; anything else (junk
+    or a number beyond ±MAX_INT) is a ValueError, so the argument's default applies."""
+    number = int(value)
+    if not -MAX_INT <= number <= MAX_INT:
+        raise ValueError("out of range")
+    return number
+
 
 def init_admin(app: Flask) -> None:
     from admin.api import bp as api_bp

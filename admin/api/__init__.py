@@ -8,6 +8,7 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from admin import MAX_INT
 from bot.extensions import db
 from bot.services.api_tokens import authenticate
 
@@ -52,10 +53,6 @@ def on_api_error(exc: ApiError) -> ResponseReturnValue:
 @bp.errorhandler(HTTPException)
 def on_http_error(exc: HTTPException) -> ResponseReturnValue:
     return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
-
-
-#: the largest whole number a request may carry: ids, counts and orders are 32-bit in the database
-MAX_INT = 2**31 - 1
 
 
 def json_body() -> dict[str, Any]:

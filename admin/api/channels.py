@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from admin import whole
 from admin.api import ApiError, bp, json_body, string_list
 from bot.extensions import db
 from bot.models import Channel, Role
@@ -101,7 +102,7 @@ def _time_or_none(body: dict[str, Any], name: str) -> Any:
 
 
 def _window() -> growth.Window:
-    return growth.window(request.args.get("days", 30, type=int), request.args.get("start"), request.args.get("end"))
+    return growth.window(request.args.get("days", 30, type=whole), request.args.get("start"), request.args.get("end"))
 
 
 def _visible(query: Any) -> Any:

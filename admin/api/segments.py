@@ -10,6 +10,7 @@ from flask import Response, g, jsonify, stream_with_context
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from admin import MAX_INT
 from admin.api import ApiError, bp, int_arg, json_body
 from admin.spreadsheet import stream_csv
 from bot.extensions import db
@@ -113,7 +114,7 @@ def segment_members(segment_id: int) -> ResponseReturnValue:
     """A page of members in id order; pass ``after`` (the last id seen) for the next page."""
     rule = _rule(_get(segment_id).rule)
     limit = int_arg("limit", 100, 1, 1000)
-    page = segments.members(rule, g.api_user, after_id=int_arg("after", 0, 0, 2**62), limit=limit)
+    page = segments.members(rule, g.api_user, after_id=int_arg("after", 0, 0, MAX_INT), limit=limit)
     return jsonify(
         items=[{"id": c.id, "external_userid": c.external_userid, "name": c.name} for c in page],
         next_after=page[-1].id if len(page) == limit else None,

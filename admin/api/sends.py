@@ -12,6 +12,7 @@ from flask import Response, g, jsonify, request, stream_with_context
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from admin import MAX_INT
 from admin.api import ApiError, bp, int_arg, json_body, string_list
 from admin.spreadsheet import stream_csv
 from bot.extensions import db
@@ -181,7 +182,7 @@ def send_recipients(send_id: int) -> ResponseReturnValue:
     status = request.args.get("status") or None
     rows = db.session.execute(
         send_tracking.result_rows(send, status=status)
-        .where(int_arg("after", 0, 0, 2**62) < send_tracking.RECIPIENT_ID)
+        .where(int_arg("after", 0, 0, MAX_INT) < send_tracking.RECIPIENT_ID)
         .limit(limit)
     ).all()
     columns = send_tracking.result_columns(send)

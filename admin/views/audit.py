@@ -6,6 +6,7 @@ from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
+from admin import whole
 from admin.views import bp, role_required
 from bot.extensions import db
 from bot.models import AuditEntry, Role
@@ -17,7 +18,7 @@ PAGE_SIZE = 100
 @role_required(Role.admin)
 def audit_log() -> ResponseReturnValue:
     query = select(AuditEntry).order_by(AuditEntry.id.desc())
-    before = request.args.get("before", type=int)
+    before = request.args.get("before", type=whole)
     if before:
         query = query.where(AuditEntry.id < before)
     rows = db.session.scalars(query.limit(PAGE_SIZE + 1)).all()

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
+from admin import whole
 from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
 from admin.views import bp, client_ip, image_response, role_required
 from bot.extensions import db, redis_conn
@@ -65,7 +66,7 @@ def _get(channel_id: int) -> Channel:
 
 
 def _window() -> growth.Window:
-    return growth.window(request.args.get("days", 30, type=int), request.args.get("start"), request.args.get("end"))
+    return growth.window(request.args.get("days", 30, type=whole), request.args.get("start"), request.args.get("end"))
 
 
 def _page(form: ChannelForm, personal: PersonalCodesForm | None = None) -> str:

@@ -16,6 +16,7 @@ from flask_login import current_user
 from sqlalchemy import Select, select, union
 from sqlalchemy.orm import aliased, selectinload
 
+from admin import whole
 from admin.api.customers import EDITORS, MAX_BIRTHDAY_CSV
 from admin.forms import CustomerNotesForm, EmptyForm
 from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
@@ -52,7 +53,7 @@ def filtered_customers() -> tuple[Select[Any], dict[str, Any]]:
         "tag": request.args.get("tag", ""),
         "channel": request.args.get("channel", "").strip()[:30],
         "staff": request.args.get("staff", ""),
-        "store": request.args.get("store", type=int),
+        "store": request.args.get("store", type=whole),
         "added_from": _date_arg("added_from"),
         "added_to": _date_arg("added_to"),
     }
@@ -91,7 +92,7 @@ def filtered_customers() -> tuple[Select[Any], dict[str, Any]]:
 @bp.get("/customers")
 def customers() -> ResponseReturnValue:
     query, filters = filtered_customers()
-    after = request.args.get("after", type=int)
+    after = request.args.get("after", type=whole)
     if after:
         query = query.where(Customer.id < after)  # keyset: fast on any page, at any size
     rows = db.session.scalars(
@@ -224,7 +225,7 @@ def customer(external_userid: str) -> ResponseReturnValue:
 def _profile(c: Customer, form: CustomerNotesForm) -> str:
     # "Why is this customer in (or out of) that segment?": each condition of the chosen segment, held or not.
     all_segments = db.session.scalars(select(Segment).order_by(Segment.name)).all()
-    chosen = db.session.get(Segment, request.args.get("segment", type=int) or 0)
+    chosen = db.session.get(Segment, request.args.get("segment", type=whole) or 0)
     why = segments.why(segments.parse_rule(chosen.rule), c) if chosen else None
     return render_template(
         "admin/customers/profile.html",

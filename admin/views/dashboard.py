@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from admin import whole
 from admin.forms import EmptyForm
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db, redis_conn
@@ -35,10 +36,10 @@ def by_channel(w: growth.Window) -> list[tuple[str, int]]:
 
 @bp.get("/")
 def dashboard() -> ResponseReturnValue:
-    days = request.args.get("days", 30, type=int)
+    days = request.args.get("days", 30, type=whole)
     w = growth.window(days)
     days = w.days
-    store = request.args.get("store", type=int)
+    store = request.args.get("store", type=whole)
     scope = store_ids(current_user)
     if store is not None and scope is not None and store not in scope:
         abort(403)

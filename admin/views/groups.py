@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from admin import whole
 from admin.forms import EmptyForm
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, client_ip, image_response, role_required
@@ -33,7 +34,7 @@ MAX_UPLOAD = 2 * 1024 * 1024
 
 
 def _int(name: str) -> int | None:
-    return request.args.get(name, type=int)
+    return request.args.get(name, type=whole)
 
 
 def _date(name: str) -> date | None:
@@ -63,7 +64,7 @@ def groups_page() -> ResponseReturnValue:
         created_to=_date("created_to"),
         dismissed=request.args.get("dismissed") == "1",
     )
-    page = max(1, request.args.get("page", 1, type=int))
+    page = max(1, request.args.get("page", 1, type=whole))
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     rows = db.session.scalars(query.offset((page - 1) * PER_PAGE).limit(PER_PAGE)).all()
     owners = db.session.scalars(select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name))
@@ -296,7 +297,7 @@ def _invites_page(error: str = "", field: str = "", status: int = 200) -> Any:
 def _invite_target() -> dict[str, Any]:
     kind = request.form.get("target_kind", "tags")
     if kind == "segment":
-        return {"segment_id": request.form.get("segment_id", type=int)}
+        return {"segment_id": request.form.get("segment_id", type=whole)}
     if kind == "list":
         return {"external_userids": read_ids(request.form.get("external_userids", ""), None, MAX_UPLOAD)}
     tag_ids = request.form.getlist("tag_ids")
@@ -320,7 +321,7 @@ def create_group_invite() -> ResponseReturnValue:
         "sender_rule": request.form.get("sender_rule", "first"),
         "approve": request.form.get("action") == "send",
     }
-    way_id = request.form.get("join_way_id", type=int)
+    way_id = request.form.get("join_way_id", type=whole)
     if way_id:
         raw["join_way_id"] = way_id
     else:

@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from admin import whole
 from admin.forms import EmptyForm
 from admin.views import bp
 from bot.extensions import db
@@ -44,11 +45,11 @@ def _from_form() -> dict[str, Any]:
     trigger = f.get("trigger", "")
     args: dict[str, Any] = {}
     if trigger == "birthday":
-        args = {"days_before": f.get("days_before", type=int)}
+        args = {"days_before": f.get("days_before", type=whole)}
     elif trigger == "added":
         args = {"days": _numbers(f.get("steps", ""))}
     elif trigger == "dormant":
-        args = {"days": f.get("dormant_days", type=int)}
+        args = {"days": f.get("dormant_days", type=whole)}
     elif trigger == "tag_added":
         args = {"tag_ids": f.getlist("trigger_tag_ids")}
     actions: list[dict[str, Any]] = []
@@ -64,11 +65,11 @@ def _from_form() -> dict[str, Any]:
         "name": f.get("name", ""),
         "trigger": trigger,
         "trigger_args": args,
-        "segment_id": f.get("segment_id", type=int),
+        "segment_id": f.get("segment_id", type=whole),
         "actions": actions,
         "window_start": f.get("window_start", "10:00"),
         "window_end": f.get("window_end", "20:00"),
-        "cooldown_days": f.get("cooldown_days", 0, type=int),
+        "cooldown_days": f.get("cooldown_days", 0, type=whole),
     }
 
 

@@ -6,6 +6,7 @@ from flask import render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
+from admin import whole
 from admin.views import bp
 from bot.services import growth
 
@@ -14,7 +15,7 @@ LIMIT = 100
 
 @bp.get("/rankings")
 def rankings() -> ResponseReturnValue:
-    w = growth.window(request.args.get("days", 30, type=int), request.args.get("start"), request.args.get("end"))
+    w = growth.window(request.args.get("days", 30, type=whole), request.args.get("start"), request.args.get("end"))
     return render_template(
         "admin/rankings/index.html",
         window=w,

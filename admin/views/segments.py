@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from admin import whole
 from admin.api.segments import csv_rows
 from admin.forms import EmptyForm
 from admin.views import bp, client_ip, role_required
@@ -58,7 +59,7 @@ def _page(segment: Segment | None = None, error: str = "", rule: Any = None, nam
 
 @bp.get("/segments")
 def segments_page() -> ResponseReturnValue:
-    edit = request.args.get("edit", type=int)
+    edit = request.args.get("edit", type=whole)
     return _page(db.session.get(Segment, edit) if edit else None)
 
 
@@ -77,7 +78,7 @@ def preview_segment() -> ResponseReturnValue:
 def save_segment() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
-    segment_id = request.form.get("segment_id", type=int)
+    segment_id = request.form.get("segment_id", type=whole)
     segment = db.session.get(Segment, segment_id) if segment_id else None
     name = request.form.get("name", "")
     try:

@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from admin import whole
 from admin.api.sends import results_csv
 from admin.forms import EmptyForm
 from admin.spreadsheet import UploadTooLarge, read_ids
@@ -63,7 +64,7 @@ def sends_page() -> ResponseReturnValue:
 def _target() -> dict[str, Any]:
     kind = request.form.get("target_kind", "segment")
     if kind == "segment":
-        return {"segment_id": request.form.get("segment_id", type=int)}
+        return {"segment_id": request.form.get("segment_id", type=whole)}
     if kind == "tags":
         tag_ids = request.form.getlist("tag_ids")
         return {"rule": {"op": "and", "conditions": [{"type": "tags", "match": "any", "tag_ids": tag_ids}]}}
@@ -114,7 +115,7 @@ def create_send() -> ResponseReturnValue:
             "target": _target(),
             "sender_rule": request.form.get("sender_rule", "first"),
             "cap_policy": request.form.get("cap_policy", "skip"),
-            "auto_remind_hours": request.form.get("auto_remind_hours", 0, type=int),
+            "auto_remind_hours": request.form.get("auto_remind_hours", 0, type=whole),
             "scheduled_at": request.form.get("scheduled_at") or None,
         }
         send = sends.save_draft(draft, current_user)

@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from admin import whole
 from admin.forms import EmptyForm
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, client_ip, role_required
@@ -91,7 +92,7 @@ def create_tags() -> ResponseReturnValue:
 def edit_tag(wecom_id: str) -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
-    order = request.form.get("order", type=int)
+    order = request.form.get("order", type=whole)
     try:
         target = tags.edit_tag_or_group(wecom_id, name=request.form.get("name") or None, order=order)
     except (tags.TagError, WeComError) as exc:
@@ -148,7 +149,7 @@ def check_tag_drift() -> ResponseReturnValue:
 def create_tag_job() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
-    segment = db.session.get(Segment, request.form.get("segment_id", type=int) or 0)
+    segment = db.session.get(Segment, request.form.get("segment_id", type=whole) or 0)
     try:
         ids = None
         if segment is None:

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from admin.api.openapi import SPEC
@@ -93,3 +95,30 @@ def test_health_reports_database_and_redis(client, app):
     data = client.get("/healthz").get_json()
     assert data["ok"] is True and data["database"]["ok"] and data["redis"]["ok"]
     assert data["database"]["backend"] in ("sqlite", "postgresql")
+
+
+HUGE = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        (f"/api/v1/customers/{HUGE}", 404),
+        (f"/api/v1/sends/{HUGE}", 404),
+        (f"/api/v1/segments/{HUGE}/members", 404),
+        (f"/api/v1/customers?page={HUGE}", 400),
+        (f"/api/v1/events?page={HUGE}", 400),
+    ],
+)
+def test_numbers_beyond_the_database_are_a_clear_answer(client, auth, path, status):
+    """Found by schemathesis: on PostgreSQL an id over 32 bits was a server error (integer out of range)."""
+    assert client.get(path, headers=auth).status_code == status
+
+
+def test_a_body_the_database_could_not_hold_is_refused(client, auth):
+    for body, problem in [
+        ({"name": "x", "rule": {"conditions": [{"type": "channel", "channel_ids": [2**40]}]}}, "within ±2147483647"),
+        ({"name": "\ud83d", "rule": {"conditions": []}}, "lone surrogates"),
+    ]:
+        res = client.post("/api/v1/segments", data=json.dumps(body), content_type="application/json", headers=auth)
+        assert res.status_code == 400 and problem in res.get_json()["error"]["message"]

@@ -364,3 +364,16 @@ def test_nul_characters_are_refused_by_the_panel_and_the_api(app, client, api_to
     assert res.status_code == 400 and "NUL" in res.get_json()["error"]["message"]
     nested = client.post("/api/v1/segments/preview", json={"rule": {"conditions": [{"k": ["\x00"]}]}}, headers=headers)
     assert nested.status_code == 400
+
+
+def test_numbers_beyond_the_database_in_panel_queries_are_ignored(app, client, synced):
+    signed_in(app, client, "admin")
+    huge = "99999999999999999999"
+    for path in (
+        f"/admin/customers?after={huge}&store={huge}",
+        f"/admin/?days={huge}&store={huge}",
+        f"/admin/audit?before={huge}",
+        f"/admin/groups?store={huge}&page={huge}",
+    ):
+        assert client.get(path).status_code == 200, path
+    assert client.get(f"/admin/groups/{huge}").status_code == 404

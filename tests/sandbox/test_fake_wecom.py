@@ -89,7 +89,7 @@ def test_an_outage_lasts_its_seconds(fake, monkeypatch):
 
 
 def test_a_late_answer_is_carried_out_first(app, corp, sim, monkeypatch):
-    """"late": the call takes effect and its answer comes after TIMEOUT_SECONDS (a lost answer, when the
+    """A "late" fault: the call takes effect and its answer comes after TIMEOUT_SECONDS (a lost answer, when the
     caller's timeout is shorter)."""
     import time
 
