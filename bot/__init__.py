@@ -50,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from bot.cli import register_cli
     from handlers import init_handlers
 
-    _request_ids(app)
+    _request_hooks(app)
     init_handlers(app)
     init_admin(app)
     register_cli(app)
@@ -68,14 +68,20 @@ class RowId(IntegerConverter):
         super().__init__(url_map, *args, **kwargs)
 
 
-def _request_ids(app: Flask) -> None:
-    """Every request's log records carry its id, which its answer returns in ``X-Request-ID``."""
-    from flask import g, request
+def _request_hooks(app: Flask) -> None:
+    """Every request's log records carry its id (returned in ``X-Request-ID``); NUL in a query is a 400."""
+    from flask import abort, g, request
 
     @app.before_request
     def bind_request_id() -> None:
         g.request_id = logs.request_id(request.headers.get("X-Request-ID"))
         g.log_token = logs.bind(request_id=g.request_id)
+
+    @app.before_request
+    def refuse_nul_in_query() -> None:
+        # No text Siyu keeps or searches may hold a NUL (PostgreSQL refuses them): 400, not a failed query.
+        if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            abort(400, description="query parameters may not contain NUL characters")
 
     @app.after_request
     def return_request_id(response: Response) -> Response:

@@ -23,6 +23,7 @@ from bot.services.users import audit
 from bot.wecom.errors import WeComError
 
 WRITERS = (Role.admin, Role.operator)
+UNKNOWN_USERID = 60111  # WeCom: "userid not found"
 
 
 def _or_none(value: Any) -> Any:
@@ -133,6 +134,8 @@ def _service_errors() -> Iterator[None]:
         raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}") from exc
     except WeComError as exc:
         db.session.rollback()
+        if exc.errcode == UNKNOWN_USERID:  # a member the request named: the caller's to fix
+            raise ApiError(400, "invalid_parameter", f"staff: WeCom does not know this member ({exc.errmsg})") from exc
         raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
 
 

@@ -115,6 +115,11 @@ def test_numbers_beyond_the_database_are_a_clear_answer(client, auth, path, stat
     assert client.get(path, headers=auth).status_code == status
 
 
+def test_nul_in_a_query_is_a_clear_answer(client, auth):
+    res = client.get("/api/v1/customers?q=a%00b", headers=auth)
+    assert res.status_code == 400 and "NUL" in res.get_json()["error"]["message"]
+
+
 def test_a_body_the_database_could_not_hold_is_refused(client, auth):
     for body, problem in [
         ({"name": "x", "rule": {"conditions": [{"type": "channel", "channel_ids": [2**40]}]}}, "within ±2147483647"),

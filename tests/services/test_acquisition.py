@@ -219,6 +219,16 @@ def test_wecom_refusal_is_502_and_leaves_nothing(app, api, corp):
         assert db.session.scalar(select(Channel)) is None
 
 
+def test_an_unknown_member_is_the_callers_mistake_and_a_code_gone_from_wecom_still_deletes(app, api, corp):
+    res = api.post("/api/v1/channels", {"name": "n", "staff": ["nobody-here"], "state": "s2"})
+    assert res.status_code == 400 and res.get_json()["error"]["message"].startswith("staff: ")
+    channel = new_channel(api, corp)
+    del corp.contact_ways[channel["config_id"]]  # removed in WeCom's console, say
+    assert api.delete(f"/api/v1/channels/{channel['id']}").status_code == 200
+    with app.app_context():
+        assert db.session.get(Channel, channel["id"]).active is False
+
+
 def test_the_profile_shows_the_channel_and_the_welcome(app, api, sim, corp, run_worker):
     from tests.admin.panel import sign_in
 
