@@ -67,6 +67,11 @@ def json_body() -> dict[str, Any]:
     return body
 
 
+def iso(value: Any) -> str | None:
+    """A UTC timestamp as the API writes it (ISO 8601 with a Z); None stays None."""
+    return value.isoformat() + "Z" if value is not None else None
+
+
 def _unstorable(value: Any) -> str | None:
     if isinstance(value, str):
         if "\x00" in value:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from admin import whole
-from admin.api import ApiError, bp, json_body, string_list
+from admin.api import ApiError, bp, iso, json_body, string_list
 from bot.extensions import db
 from bot.models import Channel, Role
 from bot.services import channels, growth, qr_images
@@ -46,7 +46,7 @@ def channel_json(c: Channel, stats: dict[str, Any]) -> dict[str, Any]:
         "routed_to": list(c.routed_userids),
         "remark_template": c.remark_template,
         "daily_cap": c.daily_cap,
-        "expires_at": c.expires_at.isoformat() + "Z" if c.expires_at else None,
+        "expires_at": iso(c.expires_at),
         "owner": c.owner.userid if c.owner else None,
         "qr_png_url": url_for("api.channel_qr", channel_id=c.id, _external=True),
         "active": c.active,

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from admin.api import ApiError, bp, int_arg, json_body
+from admin.api import ApiError, bp, int_arg, iso, json_body
 from admin.spreadsheet import UploadTooLarge, read_pairs
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, Role, Staff
@@ -23,10 +23,6 @@ EDITORS = (Role.admin, Role.operator, Role.store_manager)
 MAX_BIRTHDAY_CSV = 5 * 1024 * 1024
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() + "Z" if value is not None else None
-
-
 def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
     follows = sorted(customer.follows, key=lambda f: (f.added_at is None, f.added_at))
     data: dict[str, Any] = {
@@ -35,7 +31,7 @@ def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
         "type": customer.type,
         "gender": customer.gender,
         "corp_name": customer.corp_name,
-        "created_at": _iso(customer.created_at),
+        "created_at": iso(customer.created_at),
         "following": sum(1 for f in follows if f.status == FollowStatus.active),
     }
     if not full:
@@ -59,9 +55,9 @@ def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
                 "description": f.description,
                 "state": f.state,
                 "add_way": f.add_way,
-                "added_at": _iso(f.added_at),
+                "added_at": iso(f.added_at),
                 "status": f.status.value,
-                "lost_at": _iso(f.lost_at),
+                "lost_at": iso(f.lost_at),
                 "lost_reason": f.lost_reason,
                 "tags": [
                     {"tag_id": t.tag_id, "group_name": t.group_name, "tag_name": t.tag_name, "type": t.type}
@@ -72,7 +68,7 @@ def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
         ],
         tags=list(tags.values()),
         groups=[
-            {"id": group.id, "chat_id": group.chat_id, "name": group.name, "joined_at": _iso(stay.joined_at)}
+            {"id": group.id, "chat_id": group.chat_id, "name": group.name, "joined_at": iso(stay.joined_at)}
             for group, stay in groups.groups_of(customer)
         ],
     )

@@ -6,7 +6,7 @@ from flask import g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from admin.api import ApiError, bp, int_arg
+from admin.api import ApiError, bp, int_arg, iso
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue_events
 from bot.models import CallbackEvent, EventStatus, Role
@@ -35,8 +35,8 @@ def list_events() -> ResponseReturnValue:
             "status": e.status.value,
             "attempts": e.attempts,
             "last_error": e.last_error,
-            "received_at": e.received_at.isoformat() + "Z",
-            "next_attempt_at": e.next_attempt_at.isoformat() + "Z" if e.next_attempt_at else None,
+            "received_at": iso(e.received_at),
+            "next_attempt_at": iso(e.next_attempt_at),
         }
         for e in rows
     ]

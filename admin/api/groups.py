@@ -13,7 +13,7 @@ from flask import Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 
-from admin.api import ApiError, bp, int_arg, json_body
+from admin.api import ApiError, bp, int_arg, iso, json_body
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.jobs.tasks import start_send_if_due, sync_groups
@@ -23,10 +23,6 @@ from bot.services.users import audit
 from bot.wecom.errors import WeComError
 
 WRITERS = (Role.admin, Role.operator)
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() + "Z" if value is not None else None
 
 
 def group_json(group: GroupChat) -> dict[str, Any]:
@@ -39,9 +35,9 @@ def group_json(group: GroupChat) -> dict[str, Any]:
         "admins": list(group.admins),
         "members": group.members_count,
         "customers": group.customers_count,
-        "created_at": _iso(group.created_at),
-        "dismissed_at": _iso(group.dismissed_at),
-        "synced_at": _iso(group.synced_at),
+        "created_at": iso(group.created_at),
+        "dismissed_at": iso(group.dismissed_at),
+        "synced_at": iso(group.synced_at),
     }
 
 
@@ -96,7 +92,7 @@ def read_group(group_id: int) -> ResponseReturnValue:
             "type": "member" if m.type == 1 else "customer",
             "customer_id": m.customer_id,
             "name": m.name,
-            "joined_at": _iso(m.joined_at),
+            "joined_at": iso(m.joined_at),
             "join_scene": m.join_scene,
             "invitor": m.invitor_userid,
             "state": m.state,
@@ -128,7 +124,7 @@ def way_json(way: JoinWay, joins: int | None = None) -> dict[str, Any]:
         "config_id": way.config_id,
         "qr_code": way.qr_code,
         "active": way.active,
-        "created_at": _iso(way.created_at),
+        "created_at": iso(way.created_at),
         "joins": joins,
     }
 
@@ -232,7 +228,7 @@ def invite_json(invite: GroupInvite, *, full: bool = False) -> dict[str, Any]:
         "send_id": invite.send_id,
         "send_status": str(send.status) if send is not None else None,
         "parent_id": invite.parent_id,
-        "created_at": _iso(invite.created_at),
+        "created_at": iso(invite.created_at),
     }
     if full:
         data["funnel"] = group_invites.funnel(invite)

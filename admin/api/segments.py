@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from admin import MAX_INT
-from admin.api import ApiError, bp, int_arg, json_body
+from admin.api import ApiError, bp, int_arg, iso, json_body
 from admin.spreadsheet import stream_csv
 from bot.extensions import db
 from bot.models import Customer, Role, Segment
@@ -38,7 +38,7 @@ def _get(segment_id: int) -> Segment:
 
 
 def segment_json(s: Segment, count: int | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": s.id, "name": s.name, "rule": s.rule, "updated_at": s.updated_at.isoformat() + "Z"}
+    data: dict[str, Any] = {"id": s.id, "name": s.name, "rule": s.rule, "updated_at": iso(s.updated_at)}
     if count is not None:
         data["count"] = count
     return data

@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from admin import MAX_INT
-from admin.api import ApiError, bp, int_arg, json_body, string_list
+from admin.api import ApiError, bp, int_arg, iso, json_body, string_list
 from admin.spreadsheet import stream_csv
 from bot.extensions import db
 from bot.jobs.tasks import start_send_if_due, stop_send_tasks_if_dispatched
@@ -49,7 +49,7 @@ def send_json(send: MassSend, *, full: bool = False) -> dict[str, Any]:
         **sends.describe(send),
         "target_label": send.target_label,
         "auto_remind_hours": send.auto_remind_hours,
-        "created_at": send.created_at.isoformat() + "Z",
+        "created_at": iso(send.created_at),
         "approved_count": send.approved_count,
         "error": send.error,
     }

@@ -12,7 +12,7 @@ from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from admin.api import ApiError, bp, json_body, string_list
+from admin.api import ApiError, bp, iso, json_body, string_list
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.jobs.tasks import run_tag_job
@@ -173,8 +173,8 @@ def tag_job_json(job: TagJob, *, full: bool = False) -> dict[str, Any]:
         "total": job.total,
         "done": job.done,
         "failed": job.failed,
-        "created_at": job.created_at.isoformat() + "Z",
-        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+        "created_at": iso(job.created_at),
+        "finished_at": iso(job.finished_at),
     }
     if full:
         data["failures"] = tag_jobs.failures(job)
