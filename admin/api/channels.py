@@ -20,10 +20,9 @@ from bot.models import Channel, Role
 from bot.services import channels, growth, qr_images
 from bot.services.scope import staff_condition, store_ids
 from bot.services.users import audit
-from bot.wecom.errors import WeComError
+from bot.wecom.errors import UnknownMember, WeComError
 
 WRITERS = (Role.admin, Role.operator)
-UNKNOWN_USERID = 60111  # WeCom: "userid not found"
 
 
 def _or_none(value: Any) -> Any:
@@ -132,10 +131,11 @@ def _service_errors() -> Iterator[None]:
     except channels.ChannelError as exc:
         db.session.rollback()
         raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}") from exc
+    except UnknownMember as exc:  # a member the request named: the caller's to fix
+        db.session.rollback()
+        raise ApiError(400, "invalid_parameter", f"staff: WeCom does not know this member ({exc.errmsg})") from exc
     except WeComError as exc:
         db.session.rollback()
-        if exc.errcode == UNKNOWN_USERID:  # a member the request named: the caller's to fix
-            raise ApiError(400, "invalid_parameter", f"staff: WeCom does not know this member ({exc.errmsg})") from exc
         raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
 
 

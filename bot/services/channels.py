@@ -17,12 +17,11 @@ from bot.services.clients import contact_api
 from bot.services.directory import ensure_staff
 from bot.services.tags import mirror_marked
 from bot.services.users import N_
-from bot.wecom.errors import WeComError
+from bot.wecom.errors import UnknownConfig
 
 log = logging.getLogger(__name__)
 
 MAX_MEMBERS = 100  # members per contact way, departments expanded (41041)
-CONTACT_WAY_GONE = 41044  # WeCom: "invalid config_id", a contact way it no longer has
 MAX_ATTACHMENTS = 9
 REMARK_MAX = 20  # externalcontact/remark (REFERENCE.md §3.5)
 VARIABLES = ("customer_name", "staff_name", "store_name")
@@ -256,9 +255,7 @@ def delete_channel(channel: Channel) -> None:
     if channel.config_id:
         try:
             contact_api().del_contact_way(channel.config_id)
-        except WeComError as exc:
-            if exc.errcode != CONTACT_WAY_GONE:
-                raise
+        except UnknownConfig:
             log.info("channel %s: its contact way was already gone from WeCom", channel.id)
     channel.active = False
     channel.deleted_at = utcnow()

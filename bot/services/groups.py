@@ -24,13 +24,11 @@ from bot.services.directory import ensure_staff
 from bot.services.rows import get_or_insert
 from bot.services.scope import store_ids
 from bot.wecom import WeComClient
-from bot.wecom.errors import WeComError
+from bot.wecom.errors import UnknownGroupChat
 
 log = logging.getLogger(__name__)
 
 OWNERS_PER_CALL = 100  # groupchat/list's owner_filter maximum; without it, 81017 above 1000 members
-#: groupchat/get's answer for a chat id that does not exist (dismissed, or not visible to the app)
-GONE = {40050}
 
 
 def visible(user: User) -> ColumnElement[bool]:
@@ -148,11 +146,9 @@ def sync_group(
     api = api or contact_api()
     try:
         data = api.get_group_chat(chat_id)
-    except WeComError as exc:
-        if exc.errcode in GONE:
-            log.info("group %s is gone from WeCom (%s): dismissed", chat_id, exc.errcode)
-            return mark_dismissed(chat_id)
-        raise
+    except UnknownGroupChat as exc:
+        log.info("group %s is gone from WeCom (%s): dismissed", chat_id, exc.errcode)
+        return mark_dismissed(chat_id)
     group = apply_group(data)
     if quit_scene is not None:
         for userid in departed:

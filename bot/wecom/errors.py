@@ -94,6 +94,24 @@ class MassSendDispatching(WeComError):
     retryable = True
 
 
+class UnknownConfig(WeComError):
+    """A contact way's config_id WeCom does not have (41044): deleted in the console, or never made."""
+
+    codes = (41044,)
+
+
+class UnknownMember(WeComError):
+    """A userid WeCom does not know (60111): the request named someone outside the corp."""
+
+    codes = (60111,)
+
+
+class UnknownGroupChat(WeComError):
+    """A customer group chat WeCom no longer has (40050): dismissed, or never there."""
+
+    codes = (40050,)
+
+
 _BY_CODE: dict[int, type[WeComError]] = {
     code: cls
     for cls in (
@@ -109,6 +127,9 @@ _BY_CODE: dict[int, type[WeComError]] = {
         WelcomeAlreadySent,
         WelcomeBeingSent,
         MassSendDispatching,
+        UnknownConfig,
+        UnknownMember,
+        UnknownGroupChat,
     )
     for code in cls.codes
 }
