@@ -104,7 +104,6 @@ class Cluster:
     def _spawn(self, name: str, cmd: list[str]) -> None:
         log = (self.tmp / f"{name}.log").open("a")
         self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.procs[name].cmd = cmd  # type: ignore[attr-defined]
 
     def kill(self, name: str, restart_after: float = 2.0) -> None:
         """kill -9, then start it again as systemd's Restart=always would."""
@@ -112,7 +111,7 @@ class Cluster:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         time.sleep(restart_after)
-        self._spawn(name, proc.cmd)  # type: ignore[attr-defined]
+        self._spawn(name, [str(a) for a in proc.args])
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -375,11 +374,7 @@ def send_kill(args: argparse.Namespace) -> bool:
             time.sleep(2)
             status = api.get(f"{c.web_url}/api/v1/sends/{send['id']}", timeout=30).json()["status"]
         state = requests.get(c.fake_url + "/sandbox/state", timeout=30).json()
-        (chunks,) = query_one(
-            args.database_url,
-            "SELECT coalesce(json_object_agg(status, n), '{}') FROM "
-            "(SELECT status, count(*) n FROM send_chunks GROUP BY status) s",
-        )
+        chunks = c._by_status("send_chunks")
         measured = {
             "customers": len(externals),
             "send": status,

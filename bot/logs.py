@@ -32,11 +32,11 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"
 @contextmanager
 def log_context(**values: Any) -> Iterator[None]:
     """Add ids to every record logged inside the block (nested blocks add to the outer ones)."""
-    token = _CONTEXT.set({**_CONTEXT.get(), **values})
+    token = bind(**values)
     try:
         yield
     finally:
-        _CONTEXT.reset(token)
+        unbind(token)
 
 
 def bind(**values: Any) -> contextvars.Token[dict[str, Any]]:

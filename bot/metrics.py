@@ -69,6 +69,7 @@ class SharedState(Collector):
         from bot.extensions import db, redis_conn
         from bot.jobs.queue import QUEUE_NAMES, WELCOME_LIST
         from bot.models import CallbackEvent, EventStatus
+        from bot.models._time import utcnow
 
         depth = GaugeMetricFamily(
             "siyu_queue_depth", "Jobs waiting in each RQ queue (welcome: add ids)", labels=["queue"]
@@ -111,8 +112,6 @@ class SharedState(Collector):
                 db.session.rollback()
             for status in statuses:
                 events.add_metric([status.value], counts.get(status, 0))
-            from bot.models._time import utcnow
-
             waiting.add_metric([], (utcnow() - oldest_pending).total_seconds() if oldest_pending else 0.0)
             db_up.add_metric([], 1)
         except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -67,8 +68,6 @@ WELCOME_RETRIES = (1.0, 2.0, 4.0)
 def _welcome_batch_retried(event_ids: list[int]) -> dict[str, Any]:
     """``_welcome_batch``, tried again after a failure (a code claimed but not recorded is sent again;
     WeCom refuses a second welcome, 41051, so the customer still gets one)."""
-    import time
-
     for delay in (*WELCOME_RETRIES, None):
         try:
             return _welcome_batch(event_ids)
