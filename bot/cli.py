@@ -211,6 +211,20 @@ def sync_customers_command() -> None:
     click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
 
 
+@click.command("rebuild-facets")
+@with_appcontext
+def rebuild_facets_command() -> None:
+    """Recompute every customer's segment facets from the relations (PostgreSQL); says how many changed."""
+    from bot.services.segments import rebuild_facets
+
+    changed = rebuild_facets()
+    db.session.commit()
+    if changed is None:
+        click.echo("nothing to rebuild: on this database segments count from the relations directly")
+    else:
+        click.echo(f"facets rebuilt: {changed} customers changed")
+
+
 @click.group("events")
 def events_group() -> None:
     """Inspect and retry stored callback events."""
@@ -381,6 +395,7 @@ def register_cli(app: Flask) -> None:
         sync_directory_command,
         sync_tags_command,
         sync_customers_command,
+        rebuild_facets_command,
         events_group,
         sandbox_command,
         simulate_command,

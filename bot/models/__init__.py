@@ -1,5 +1,6 @@
 """SQLAlchemy 2 typed models, one module per aggregate."""
 
+from bot.models import facets
 from bot.models.api_tokens import ApiToken
 from bot.models.callbacks import CallbackEvent, EventStatus
 from bot.models.channels import (
@@ -29,12 +30,21 @@ from bot.models.sends import (
 from bot.models.tags import Tag, TagGroup, TagJob, TagJobItem
 from bot.models.users import AuditEntry, Role, User, user_stores
 
-#: indexes a migration makes by hand on PostgreSQL only (trigram search); not part of the models
-HAND_MANAGED_INDEXES = frozenset({"ix_customers_name_trgm", "ix_follow_relations_remark_trgm"})
+#: indexes a migration makes by hand on PostgreSQL only (trigram search, customer facets); not part of the models
+HAND_MANAGED_INDEXES = frozenset(
+    {
+        "ix_customers_name_trgm",
+        "ix_follow_relations_remark_trgm",
+        "ix_customer_facets_tag_keys",
+        "ix_customer_facets_store_ids",
+    }
+)
 
 
 def include_in_autogenerate(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    """Alembic's include_object: leave the hand-managed indexes out of model comparisons."""
+    """Alembic's include_object: leave the hand-managed indexes and tables out of model comparisons."""
+    if type_ == "table" and name in facets.TABLES:
+        return False
     return not (type_ == "index" and name in HAND_MANAGED_INDEXES)
 
 

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, exists, extract, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Integer, and_, exists, extract, false, func, not_, or_, select, text, true
 from sqlalchemy.orm import aliased
 
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Segment, Staff, Store, User
 from bot.models._time import utcnow
-from bot.services.scope import customer_condition
+from bot.models.facets import customer_facets, tag_keys
+from bot.services.scope import customer_condition, store_ids
 from bot.services.users import N_
 
 MAX_CONDITIONS = 20
@@ -180,13 +181,13 @@ def _dump(c: Condition) -> dict[str, Any]:
 Follow = aliased(FollowRelation, name="seg_follow")
 
 
-def _has_tag(tag_ids: tuple[str, ...]) -> ColumnElement[bool]:
+def _has_tag(tag_ids: tuple[str, ...], cid: Any) -> ColumnElement[bool]:
     # follow_tags carries the customer: one index-only scan of (tag_id, customer_id).
-    return exists(select(FollowTag.id).where(FollowTag.customer_id == Customer.id, FollowTag.tag_id.in_(tag_ids)))
+    return exists(select(FollowTag.id).where(FollowTag.customer_id == cid, FollowTag.tag_id.in_(tag_ids)))
 
 
-def _followed(where: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists(select(Follow.id).where(Follow.customer_id == Customer.id, where))
+def _followed(where: ColumnElement[bool], cid: Any = Customer.id) -> ColumnElement[bool]:
+    return exists(select(Follow.id).where(Follow.customer_id == cid, where))
 
 
 def _upcoming_birthdays(days: int, today: date) -> list[int]:
@@ -199,9 +200,9 @@ def _silent_since(since: datetime) -> ColumnElement[bool]:
     return func.coalesce(Customer.last_interaction_at, Customer.created_at) < since
 
 
-def _stage(stage: str) -> ColumnElement[bool]:
-    lost = not_(_followed(Follow.status.in_([FollowStatus.active, FollowStatus.pending])))
-    new = _followed(Follow.added_at >= utcnow() - timedelta(days=NEW_DAYS))
+def _stage(stage: str, cid: Any) -> ColumnElement[bool]:
+    lost = not_(_followed(Follow.status.in_([FollowStatus.active, FollowStatus.pending]), cid))
+    new = _followed(Follow.added_at >= utcnow() - timedelta(days=NEW_DAYS), cid)
     dormant = _silent_since(utcnow() - timedelta(days=DORMANT_DAYS))
     if stage == "lost":
         return lost
@@ -212,22 +213,40 @@ def _stage(stage: str) -> ColumnElement[bool]:
     return and_(not_(lost), not_(new), not_(dormant))
 
 
-def condition_sql(c: Condition, today: date | None = None) -> ColumnElement[bool]:
+def _tags_on_facets(c: Condition) -> ColumnElement[bool]:
+    """A tag condition as a test of the facet row's tag keys. A tag id no relation ever carried has no key:
+    "any" and "none" leave it out, "all" cannot hold."""
+    keys = db.session.execute(select(tag_keys.c.key).where(tag_keys.c.tag_id.in_(c.values))).scalars().all()
+    known = sorted(keys)
+    if c.match == "all":
+        return customer_facets.c.tag_keys.contains(known) if len(known) == len(c.values) else false()
+    hit = customer_facets.c.tag_keys.overlap(known) if known else false()
+    return not_(hit) if c.match == "none" else hit
+
+
+def condition_sql(c: Condition, today: date | None = None, *, on_facets: bool = False) -> ColumnElement[bool]:
+    """One condition as SQL about the customer row (``Customer``); with ``on_facets``, about the facet row
+    joined to it (PostgreSQL's ``customer_facets``, see ``count``), tags and stores read from the facets."""
     today = today or utcnow().date()
+    cid = customer_facets.c.customer_id if on_facets else Customer.id
     if c.type == "tags":
+        if on_facets:
+            return _tags_on_facets(c)
         if c.match == "any":
-            return _has_tag(c.values)
+            return _has_tag(c.values, cid)
         if c.match == "none":
-            return not_(_has_tag(c.values))
-        return and_(*(_has_tag((t,)) for t in c.values))
+            return not_(_has_tag(c.values, cid))
+        return and_(*(_has_tag((t,), cid) for t in c.values))
     if c.type == "channel":
-        return _followed(Follow.channel_id.in_(c.values))
+        return _followed(Follow.channel_id.in_(c.values), cid)
     if c.type == "staff":
-        return _followed(Follow.staff.has(Staff.userid.in_(c.values)))
+        return _followed(Follow.staff.has(Staff.userid.in_(c.values)), cid)
     if c.type == "store":
-        return _followed(Follow.staff.has(Staff.stores.any(Store.id.in_(c.values))))
+        if on_facets:
+            return customer_facets.c.store_ids.overlap(list(c.values))
+        return _followed(Follow.staff.has(Staff.stores.any(Store.id.in_(c.values))), cid)
     if c.type == "added":
-        first_added = select(func.min(Follow.added_at)).where(Follow.customer_id == Customer.id).scalar_subquery()
+        first_added = select(func.min(Follow.added_at)).where(Follow.customer_id == cid).scalar_subquery()
         parts = []
         if c.after is not None:
             parts.append(first_added >= datetime.combine(c.after, datetime.min.time()))
@@ -237,51 +256,87 @@ def condition_sql(c: Condition, today: date | None = None) -> ColumnElement[bool
     if c.type == "inactive_days":
         return _silent_since(utcnow() - timedelta(days=c.number))
     if c.type == "stage":
-        return _stage(c.values[0])
+        return _stage(c.values[0], cid)
     if c.type == "birthday_month":
         return extract("month", Customer.birthday) == c.number
     if c.type == "birthday_within":
         mmdd = extract("month", Customer.birthday) * 100 + extract("day", Customer.birthday)
         return and_(Customer.birthday.is_not(None), mmdd.in_(_upcoming_birthdays(c.number, today)))
     if c.type == "lost":
-        active = _followed(Follow.status.in_([FollowStatus.active, FollowStatus.pending]))
+        active = _followed(Follow.status.in_([FollowStatus.active, FollowStatus.pending]), cid)
         return not_(active) if c.flag else active
     raise RuleError(N_("未知的条件类型"))
 
 
-def rule_sql(rule: Rule) -> ColumnElement[bool]:
-    if not rule.conditions:
+def _combine(op: str, parts: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    if not parts:
         return true()
-    parts = [condition_sql(c) for c in rule.conditions]
-    return and_(*parts) if rule.op == "and" else or_(*parts)
+    return and_(*parts) if op == "and" else or_(*parts)
 
 
-def _scoped(user: User | None, where: ColumnElement[bool]) -> Any:
-    query = select(func.count(Customer.id)).where(where)
-    if user is not None:
-        query = query.where(customer_condition(user))
-    return query
+def rule_sql(rule: Rule) -> ColumnElement[bool]:
+    """The rule as a condition on ``Customer`` rows, for queries of customers (members, sends, jobs)."""
+    return _combine(rule.op, [condition_sql(c) for c in rule.conditions])
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """What counts read: the rows (one per customer), the user's scope over them, and whether conditions
+    are to be written ``on_facets``."""
+
+    rows: Any
+    scope: ColumnElement[bool]
+    on_facets: bool
+
+
+def _counted(user: User | None) -> _Counted:
+    """On PostgreSQL the facet rows, LEFT JOINed to customers: every customer has exactly one facet row, so
+    the join changes nothing, and when no condition reads a customer column PostgreSQL drops it and counts
+    from the narrow facets alone. Elsewhere the customers, with conditions over the relations."""
+    ids = None if user is None else store_ids(user)
+    if db.session.get_bind().dialect.name == "postgresql":
+        rows = customer_facets.outerjoin(Customer.__table__, Customer.id == customer_facets.c.customer_id)
+        scope = true() if ids is None else customer_facets.c.store_ids.overlap(ids)
+        return _Counted(rows, scope, True)
+    return _Counted(Customer.__table__, true() if user is None else customer_condition(user), False)
 
 
 def count(rule: Rule, user: User | None) -> int:
     """How many customers the rule keeps, within ``user``'s scope (everyone for None)."""
-    return int(db.session.scalar(_scoped(user, rule_sql(rule))) or 0)
+    counted = _counted(user)
+    where = _combine(rule.op, [condition_sql(c, on_facets=counted.on_facets) for c in rule.conditions])
+    query = select(func.count()).select_from(counted.rows).where(counted.scope, where)
+    return int(db.session.scalar(query) or 0)
 
 
 def explain(rule: Rule, user: User | None) -> dict[str, Any]:
     """Why the group has its size: per condition, how many it keeps alone and how many remain once it is
-    combined with those before it; and the total in scope."""
-    total = int(db.session.scalar(_scoped(user, true())) or 0)
-    steps = []
+    combined with those before it; and the total in scope. One pass over the rows, every figure an
+    aggregate with its own FILTER."""
+    counted = _counted(user)
+    parts = [condition_sql(c, on_facets=counted.on_facets) for c in rule.conditions]
+    columns: list[Any] = [func.count()]
     running: ColumnElement[bool] | None = None
-    for c in rule.conditions:
-        part = condition_sql(c)
-        running = part if running is None else (and_(running, part) if rule.op == "and" else or_(running, part))
-        alone = int(db.session.scalar(_scoped(user, part)) or 0)
-        # The first condition combined with nothing before it is itself: one query fewer.
-        combined = alone if running is part else int(db.session.scalar(_scoped(user, running)) or 0)
-        steps.append({"condition": _dump(c), "alone": alone, "combined": combined})
-    return {"in_scope": total, "steps": steps, "count": steps[-1]["combined"] if steps else total}
+    for part in parts:
+        running = part if running is None else _combine(rule.op, [running, part])
+        columns += [func.count().filter(part), func.count().filter(running)]
+    figures = [
+        int(n or 0) for n in db.session.execute(select(*columns).select_from(counted.rows).where(counted.scope)).one()
+    ]
+    steps = [
+        {"condition": _dump(c), "alone": figures[1 + 2 * i], "combined": figures[2 + 2 * i]}
+        for i, c in enumerate(rule.conditions)
+    ]
+    return {"in_scope": figures[0], "steps": steps, "count": steps[-1]["combined"] if steps else figures[0]}
+
+
+def rebuild_facets() -> int | None:
+    """Recompute every customer's facets from the relations (the triggers keep them in step; this is the
+    repair after hand edits with triggers disabled, or a restore of part of the data). Returns how many
+    customers' facets changed, or None where there are no facets (not PostgreSQL)."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return None
+    return int(db.session.execute(text("SELECT siyu_rebuild_facets()")).scalar_one())
 
 
 def why(rule: Rule, customer: Customer) -> dict[str, Any]:
