@@ -222,7 +222,7 @@ def rebuild_facets_command() -> None:
     if changed is None:
         click.echo("nothing to rebuild: on this database segments count from the relations directly")
     else:
-        click.echo(f"facets rebuilt: {changed} customers changed")
+        click.echo(f"facets rebuilt; customers changed: {changed}")
 
 
 @click.group("events")

@@ -1,7 +1,7 @@
 """The flask commands, run through Flask's CLI runner against the test app."""
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bot.extensions import db
 from bot.models import ApiToken, CallbackEvent, EventStatus
@@ -34,6 +34,24 @@ def test_sync_commands_report_what_they_pulled(app, sim):
         sim.corp.add_contact(f"客{n}", 1, "staff0201")
     result = runner.invoke(args=["sync-customers"])
     assert result.exit_code == 0 and "seen: 3, new customers: 3" in result.output, result.output
+
+
+def test_rebuild_facets_repairs_them_on_postgresql_and_says_so_elsewhere(app, sim, run_worker):
+    sim.customer_adds(userid="staff0201")
+    run_worker()
+    runner = app.test_cli_runner()
+    if BACKEND != "services":
+        result = runner.invoke(args=["rebuild-facets"])
+        assert result.exit_code == 0 and "nothing to rebuild" in result.output
+        return
+    with app.app_context():
+        db.session.execute(text("UPDATE customer_facets SET store_ids = '{999}'"))
+        db.session.commit()
+    result = runner.invoke(args=["rebuild-facets"])
+    assert result.exit_code == 0 and "facets rebuilt; customers changed: 1" in result.output, result.output
+    with app.app_context():
+        assert 999 not in db.session.scalar(text("SELECT store_ids FROM customer_facets"))
+    assert "facets rebuilt; customers changed: 0" in runner.invoke(args=["rebuild-facets"]).output
 
 
 def test_events_retry_requeues_dead_events(app, sim, corp, run_worker):

@@ -135,7 +135,7 @@ def segment_why(segment_id: int, external_userid: str) -> ResponseReturnValue:
 
 def csv_rows(query: Any) -> Iterator[str]:
     """The members as CSV, streamed (a header, then one line per customer)."""
-    return stream_csv(["external_userid", "name"], ((e, name) for _, e, name in segments.stream(query)))
+    return stream_csv(["external_userid", "name"], segments.stream(query))
 
 
 @bp.get("/segments/<int:segment_id>/members.csv")

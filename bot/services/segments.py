@@ -19,12 +19,13 @@ Conditions (each a customer-level test; tags count on any of the customer's foll
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, exists, extract, false, func, not_, or_, select, text, true
+from sqlalchemy import ColumnElement, and_, exists, extract, false, func, not_, or_, select, text, true
 from sqlalchemy.orm import aliased
 
 from bot.extensions import db
@@ -358,32 +359,31 @@ def members(rule: Rule, user: User | None, *, after_id: int = 0, limit: int = 10
 
 
 def member_rows(rule: Rule, user: User | None) -> Any:
-    """A query of every member as (id, external_userid, name), built now (the user's scope is read here)
-    so that it can be streamed later, e.g. after the request's session has committed."""
-    query = select(Customer.id, Customer.external_userid, Customer.name).where(rule_sql(rule)).order_by(Customer.id)
+    """A query of every member as (external_userid, name) in the order they came, built now (the user's
+    scope is read here) so that it can be streamed later, e.g. after the request's session has committed."""
+    query = select(Customer.external_userid, Customer.name).where(rule_sql(rule)).order_by(Customer.id)
     if user is not None:
         query = query.where(customer_condition(user))
     return query
 
 
 def stream(query: Any, batch: int = 10000) -> Iterator[Any]:
-    """The rows of ``query``, streamed: on PostgreSQL through COPY (several times faster than a cursor
-    at hundreds of thousands of rows), elsewhere from a server-side cursor ``batch`` at a time."""
+    """The rows of ``query`` as tuples, ``batch`` at a time from a server-side cursor. On PostgreSQL the
+    cursor is psycopg's own, in binary: its rows are built in C, several times faster than ORM rows at
+    hundreds of thousands of members (and as fast as COPY, without its text parsing)."""
     connection = db.session.connection()
     if connection.dialect.name != "postgresql":
         yield from connection.execution_options(stream_results=True, yield_per=batch).execute(query)
         return
-    # COPY takes no server-side parameters: the driver binds them client-side with its own quoting.
     compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     driver = connection.connection.driver_connection
-    with driver.cursor() as cursor, cursor.copy(f"COPY ({compiled}) TO STDOUT", compiled.params) as copy:  # type: ignore[union-attr]
-        copy.set_types([_copy_type(c.type) for c in query.selected_columns])
-        yield from copy.rows()
+    with driver.cursor(name=f"siyu_stream_{next(_cursor_numbers)}", binary=True) as cursor:  # type: ignore[union-attr]
+        cursor.execute(str(compiled), compiled.params)
+        while rows := cursor.fetchmany(batch):
+            yield from rows
 
 
-def _copy_type(sql_type: Any) -> str:
-    """The PostgreSQL type name COPY rows are read as (psycopg needs it: COPY's text carries none)."""
-    return "int8" if isinstance(sql_type, Integer) else "text"
+_cursor_numbers = itertools.count(1)
 
 
 def save_segment(name: str, raw_rule: Any, user: User, segment: Segment | None = None) -> Segment:

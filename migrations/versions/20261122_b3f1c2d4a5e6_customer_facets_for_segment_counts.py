@@ -50,22 +50,21 @@ BEGIN
     LOCK TABLE customer_facets IN SHARE ROW EXCLUSIVE MODE;
     INSERT INTO tag_keys (tag_id) SELECT DISTINCT tag_id FROM follow_tags WHERE tag_id IS NOT NULL
     ON CONFLICT (tag_id) DO NOTHING;
-    INSERT INTO customer_facets (customer_id) SELECT id FROM customers ON CONFLICT (customer_id) DO NOTHING;
+    -- Missing rows are written whole and rows that differ are rewritten; equal rows are not touched.
     WITH tagged AS (
         SELECT t.customer_id, array_agg(DISTINCT k.key ORDER BY k.key) AS keys
         FROM follow_tags t JOIN tag_keys k ON k.tag_id = t.tag_id GROUP BY t.customer_id
     ), stored AS (
         SELECT r.customer_id, array_agg(DISTINCT s.store_id ORDER BY s.store_id) AS ids
         FROM follow_relations r JOIN staff_stores s ON s.staff_id = r.staff_id GROUP BY r.customer_id
-    ), wanted AS (
-        SELECT f.customer_id, coalesce(tagged.keys, '{}') AS tag_keys, coalesce(stored.ids, '{}') AS store_ids
-        FROM customer_facets f
-        LEFT JOIN tagged ON tagged.customer_id = f.customer_id
-        LEFT JOIN stored ON stored.customer_id = f.customer_id
     )
-    UPDATE customer_facets f SET tag_keys = w.tag_keys, store_ids = w.store_ids
-    FROM wanted w
-    WHERE w.customer_id = f.customer_id AND (f.tag_keys <> w.tag_keys OR f.store_ids <> w.store_ids);
+    INSERT INTO customer_facets AS f (customer_id, tag_keys, store_ids)
+    SELECT c.id, coalesce(tagged.keys, '{}'), coalesce(stored.ids, '{}')
+    FROM customers c
+    LEFT JOIN tagged ON tagged.customer_id = c.id
+    LEFT JOIN stored ON stored.customer_id = c.id
+    ON CONFLICT (customer_id) DO UPDATE SET tag_keys = excluded.tag_keys, store_ids = excluded.store_ids
+    WHERE f.tag_keys <> excluded.tag_keys OR f.store_ids <> excluded.store_ids;
     GET DIAGNOSTICS changed = ROW_COUNT;
     RETURN changed;
 END $$;

@@ -162,8 +162,9 @@ def test_rebuild_repairs_facets_and_reports_what_it_changed(app):
         seed()
         tag(1, "etA")
         db.session.execute(text("UPDATE customer_facets SET tag_keys = '{}', store_ids = '{7}' WHERE customer_id <= 2"))
-        assert len(drift()) == 2
-        assert segments.rebuild_facets() == 2
+        db.session.execute(text("DELETE FROM customer_facets WHERE customer_id = 3"))
+        assert len(drift()) == 3
+        assert segments.rebuild_facets() == 3
         assert drift() == [] and segments.rebuild_facets() == 0
         db.session.commit()
 
