@@ -15,6 +15,12 @@ Conditions (each a customer-level test; tags count on any of the customer's foll
   days), active (the rest)
 - ``{"type": "birthday_month", "month": 1..12}`` / ``{"type": "birthday_within", "days": 0..366}``
 - ``{"type": "lost", "value": true | false}`` — no longer followed by anyone (every relation ended)
+
+Two ways to the same answer. Members, exports, sends, jobs and ``why`` ask of each customer through the
+relations (EXISTS over ``follow_tags`` and ``follow_relations``). Counts and explanations on PostgreSQL ask
+the customer facets instead (``bot.models.facets``: tag keys and store ids per customer under GIN), which
+turns a count over a million customers into a bitmap scan of one narrow table. A property test holds the
+two to the same numbers.
 """
 
 from __future__ import annotations
