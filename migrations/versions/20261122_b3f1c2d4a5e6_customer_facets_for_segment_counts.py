@@ -83,9 +83,16 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION siyu_facets_tags_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The customers of the rows a statement removed (relations or tags), or of the relations it added.
+CREATE FUNCTION siyu_facets_old_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM siyu_refresh_facets(ARRAY(SELECT DISTINCT customer_id FROM old_rows));
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION siyu_facets_new_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM siyu_refresh_facets(ARRAY(SELECT DISTINCT customer_id FROM new_rows));
     RETURN NULL;
 END $$;
 
@@ -99,18 +106,6 @@ BEGIN
         UNION
         SELECT n.customer_id FROM old_rows o JOIN new_rows n ON n.id = o.id
         WHERE n.tag_id IS DISTINCT FROM o.tag_id OR n.customer_id <> o.customer_id));
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION siyu_facets_follows_added() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM siyu_refresh_facets(ARRAY(SELECT DISTINCT customer_id FROM new_rows));
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION siyu_facets_follows_removed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM siyu_refresh_facets(ARRAY(SELECT DISTINCT customer_id FROM old_rows));
     RETURN NULL;
 END $$;
 
@@ -144,7 +139,7 @@ END $$;
 TRIGGERS = (
     ("trg_facets_customers_added", "customers", "INSERT", "NEW TABLE AS new_rows", "siyu_facets_customers_added"),
     ("trg_facets_tags_added", "follow_tags", "INSERT", "NEW TABLE AS new_rows", "siyu_facets_tags_added"),
-    ("trg_facets_tags_removed", "follow_tags", "DELETE", "OLD TABLE AS old_rows", "siyu_facets_tags_removed"),
+    ("trg_facets_tags_removed", "follow_tags", "DELETE", "OLD TABLE AS old_rows", "siyu_facets_old_rows"),
     (
         "trg_facets_tags_changed",
         "follow_tags",
@@ -152,8 +147,8 @@ TRIGGERS = (
         "OLD TABLE AS old_rows NEW TABLE AS new_rows",
         "siyu_facets_tags_changed",
     ),
-    ("trg_facets_follows_added", "follow_relations", "INSERT", "NEW TABLE AS new_rows", "siyu_facets_follows_added"),
-    ("trg_facets_follows_removed", "follow_relations", "DELETE", "OLD TABLE AS old_rows", "siyu_facets_follows_removed"),
+    ("trg_facets_follows_added", "follow_relations", "INSERT", "NEW TABLE AS new_rows", "siyu_facets_new_rows"),
+    ("trg_facets_follows_removed", "follow_relations", "DELETE", "OLD TABLE AS old_rows", "siyu_facets_old_rows"),
     (
         "trg_facets_follows_changed",
         "follow_relations",
