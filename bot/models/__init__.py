@@ -30,15 +30,8 @@ from bot.models.sends import (
 from bot.models.tags import Tag, TagGroup, TagJob, TagJobItem
 from bot.models.users import AuditEntry, Role, User, user_stores
 
-#: indexes a migration makes by hand on PostgreSQL only (trigram search, customer facets); not part of the models
-HAND_MANAGED_INDEXES = frozenset(
-    {
-        "ix_customers_name_trgm",
-        "ix_follow_relations_remark_trgm",
-        "ix_customer_facets_tag_keys",
-        "ix_customer_facets_store_ids",
-    }
-)
+#: indexes a migration makes by hand on PostgreSQL only (trigram search); not part of the models
+HAND_MANAGED_INDEXES = frozenset({"ix_customers_name_trgm", "ix_follow_relations_remark_trgm"})
 
 
 def include_in_autogenerate(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:

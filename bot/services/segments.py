@@ -193,7 +193,7 @@ def _has_tag(tag_ids: tuple[str, ...], cid: Any) -> ColumnElement[bool]:
     return exists(select(FollowTag.id).where(FollowTag.customer_id == cid, FollowTag.tag_id.in_(tag_ids)))
 
 
-def _followed(where: ColumnElement[bool], cid: Any = Customer.id) -> ColumnElement[bool]:
+def _followed(where: ColumnElement[bool], cid: Any) -> ColumnElement[bool]:
     return exists(select(Follow.id).where(Follow.customer_id == cid, where))
 
 
@@ -300,9 +300,9 @@ def _counted(user: User | None) -> _Counted:
     """On PostgreSQL the facet rows, LEFT JOINed to customers: every customer has exactly one facet row, so
     the join changes nothing, and when no condition reads a customer column PostgreSQL drops it and counts
     from the narrow facets alone. Elsewhere the customers, with conditions over the relations."""
-    ids = None if user is None else store_ids(user)
     if db.session.get_bind().dialect.name == "postgresql":
         rows = customer_facets.outerjoin(Customer.__table__, Customer.id == customer_facets.c.customer_id)
+        ids = None if user is None else store_ids(user)
         scope = true() if ids is None else customer_facets.c.store_ids.overlap(ids)
         return _Counted(rows, scope, True)
     return _Counted(Customer.__table__, true() if user is None else customer_condition(user), False)
@@ -322,19 +322,24 @@ def explain(rule: Rule, user: User | None) -> dict[str, Any]:
     aggregate with its own FILTER."""
     counted = _counted(user)
     parts = [condition_sql(c, on_facets=counted.on_facets) for c in rule.conditions]
-    columns: list[Any] = [func.count()]
-    running: ColumnElement[bool] | None = None
-    for part in parts:
-        running = part if running is None else _combine(rule.op, [running, part])
-        columns += [func.count().filter(part), func.count().filter(running)]
-    figures = [
-        int(n or 0) for n in db.session.execute(select(*columns).select_from(counted.rows).where(counted.scope)).one()
-    ]
+    running = list(itertools.accumulate(parts, lambda before, part: _combine(rule.op, [before, part])))
+    # The first condition combined with nothing before it is itself: one figure fewer.
+    figures = db.session.execute(
+        select(
+            func.count(),
+            *(func.count().filter(part) for part in parts),
+            *(func.count().filter(combined) for combined in running[1:]),
+        )
+        .select_from(counted.rows)
+        .where(counted.scope)
+    ).one()
+    total, alone = int(figures[0]), [int(n) for n in figures[1 : 1 + len(parts)]]
+    combined = alone[:1] + [int(n) for n in figures[1 + len(parts) :]]
     steps = [
-        {"condition": _dump(c), "alone": figures[1 + 2 * i], "combined": figures[2 + 2 * i]}
-        for i, c in enumerate(rule.conditions)
+        {"condition": _dump(c), "alone": a, "combined": k}
+        for c, a, k in zip(rule.conditions, alone, combined, strict=True)
     ]
-    return {"in_scope": figures[0], "steps": steps, "count": steps[-1]["combined"] if steps else figures[0]}
+    return {"in_scope": total, "steps": steps, "count": combined[-1] if steps else total}
 
 
 def rebuild_facets() -> int | None:

@@ -101,10 +101,7 @@ BEGIN
     INSERT INTO tag_keys (tag_id) SELECT DISTINCT tag_id FROM new_rows WHERE tag_id IS NOT NULL
     ON CONFLICT (tag_id) DO NOTHING;
     PERFORM siyu_refresh_facets(ARRAY(
-        SELECT o.customer_id FROM old_rows o JOIN new_rows n ON n.id = o.id
-        WHERE n.tag_id IS DISTINCT FROM o.tag_id OR n.customer_id <> o.customer_id
-        UNION
-        SELECT n.customer_id FROM old_rows o JOIN new_rows n ON n.id = o.id
+        SELECT DISTINCT unnest(ARRAY[o.customer_id, n.customer_id]) FROM old_rows o JOIN new_rows n ON n.id = o.id
         WHERE n.tag_id IS DISTINCT FROM o.tag_id OR n.customer_id <> o.customer_id));
     RETURN NULL;
 END $$;
@@ -112,10 +109,7 @@ END $$;
 CREATE FUNCTION siyu_facets_follows_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM siyu_refresh_facets(ARRAY(
-        SELECT o.customer_id FROM old_rows o JOIN new_rows n ON n.id = o.id
-        WHERE n.staff_id <> o.staff_id OR n.customer_id <> o.customer_id
-        UNION
-        SELECT n.customer_id FROM old_rows o JOIN new_rows n ON n.id = o.id
+        SELECT DISTINCT unnest(ARRAY[o.customer_id, n.customer_id]) FROM old_rows o JOIN new_rows n ON n.id = o.id
         WHERE n.staff_id <> o.staff_id OR n.customer_id <> o.customer_id));
     RETURN NULL;
 END $$;
