@@ -79,13 +79,24 @@ class SharedState(Collector):
         try:
             client = redis_conn.client
             now = time.time()
-            for name in QUEUE_NAMES:
-                key = f"rq:queue:{name}"
-                depth.add_metric([name], client.llen(key))
-                oldest = client.lindex(key, 0)
-                enqueued = client.hget(f"rq:job:{oldest.decode()}", "enqueued_at") if oldest else None
+            # Two round trips: every queue's length and first job, then those jobs' enqueue times.
+            with client.pipeline(transaction=False) as pipe:
+                for name in QUEUE_NAMES:
+                    pipe.llen(f"rq:queue:{name}")
+                    pipe.lindex(f"rq:queue:{name}", 0)
+                pipe.llen(WELCOME_LIST)
+                *heads, welcome = pipe.execute()
+            lengths, firsts = heads[0::2], heads[1::2]
+            with client.pipeline(transaction=False) as pipe:
+                for job in firsts:
+                    if job:
+                        pipe.hget(f"rq:job:{job.decode()}", "enqueued_at")
+                enqueue_times = iter(pipe.execute())
+            for name, length, job in zip(QUEUE_NAMES, lengths, firsts, strict=True):
+                depth.add_metric([name], length)
+                enqueued = next(enqueue_times) if job else None
                 age.add_metric([name], max(0.0, now - _rq_time(enqueued)) if enqueued else 0.0)
-            depth.add_metric(["welcome"], client.llen(WELCOME_LIST))
+            depth.add_metric(["welcome"], welcome)
             up.add_metric([], 1)
         except Exception:
             up.add_metric([], 0)

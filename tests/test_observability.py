@@ -46,6 +46,9 @@ def test_callbacks_events_wecom_calls_and_welcomes_are_counted(app, client, api,
     assert waiting[("siyu_events", (("status", "pending"),))] == 2
     assert waiting[("siyu_queue_depth", (("queue", "siyu-events"),))] == 1
     assert waiting[("siyu_queue_depth", (("queue", "welcome"),))] == 1
+    # The waiting job's age is read from its own enqueue time; an empty queue has none.
+    assert 0 <= waiting[("siyu_queue_oldest_age_seconds", (("queue", "siyu-events"),))] < 60
+    assert waiting[("siyu_queue_oldest_age_seconds", (("queue", "siyu-default"),))] == 0
     assert waiting[("siyu_events_oldest_pending_age_seconds", ())] >= 0
     assert waiting[("siyu_redis_up", ())] == 1 and waiting[("siyu_database_up", ())] == 1
 
