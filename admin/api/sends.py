@@ -191,7 +191,7 @@ def send_recipients(send_id: int) -> ResponseReturnValue:
 
 
 def results_csv(send: MassSend, user: Any, ip: str = "") -> Response:
-    """Every recipient's result as CSV, streamed (COPY on PostgreSQL); the export is audited first."""
+    """Every recipient's result as CSV, streamed from the database; the export is audited first."""
     query = send_tracking.result_rows(send)
     audit(user, "export_send", f"send:{send.id}", ip=ip)
     db.session.commit()

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import ColumnElement, and_, exists, extract, false, func, not_, or_, select, text, true
 from sqlalchemy.orm import aliased
 
@@ -379,18 +380,26 @@ def member_rows(rule: Rule, user: User | None) -> Any:
 
 
 def stream(query: Any, batch: int = 10000) -> Iterator[Any]:
-    """The rows of ``query`` as tuples, ``batch`` at a time from a server-side cursor. On PostgreSQL the
-    cursor is psycopg's own, in binary: its rows are built in C, several times faster than ORM rows at
-    hundreds of thousands of members (and as fast as COPY, without its text parsing)."""
+    """The rows of ``query`` as tuples, ``batch`` at a time, without holding them all. On PostgreSQL they come
+    in psycopg's binary format (rows built in C) and, with libpq 17 or later, in chunked-rows mode: the server
+    sends the result as one stream while Python takes the rows, so the two overlap on two cores (about 1.4×
+    the rate of fetching batches from a named cursor, `make bench-segments`). Until the rows are all read or
+    the iterator is closed, the session's connection is busy; closing it early cancels the query and leaves
+    the transaction to be rolled back."""
     connection = db.session.connection()
     if connection.dialect.name != "postgresql":
         yield from connection.execution_options(stream_results=True, yield_per=batch).execute(query)
         return
     compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    sql, params = str(compiled), compiled.params
     driver = connection.connection.driver_connection
-    with driver.cursor(name=f"siyu_stream_{next(_cursor_numbers)}", binary=True) as cursor:  # type: ignore[union-attr]
-        cursor.execute(str(compiled), compiled.params)
-        while rows := cursor.fetchmany(batch):
+    if psycopg.capabilities.has_stream_chunked():
+        with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            yield from cursor.stream(sql, params, size=batch)
+        return
+    with driver.cursor(name=f"siyu_stream_{next(_cursor_numbers)}", binary=True) as named:  # type: ignore[union-attr]
+        named.execute(sql, params)
+        while rows := named.fetchmany(batch):
             yield from rows
 
 
