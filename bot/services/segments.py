@@ -382,7 +382,7 @@ def member_rows(rule: Rule, user: User | None) -> Any:
 def stream(query: Any, batch: int = 10000) -> Iterator[Any]:
     """The rows of ``query`` as tuples, ``batch`` at a time, without holding them all. On PostgreSQL they come
     in psycopg's binary format (rows built in C) and, with libpq 17 or later, in chunked-rows mode: the server
-    sends the result as one stream while Python takes the rows, so the two overlap on two cores (about 1.4×
+    sends the result as one stream while Python takes the rows, so the two overlap on two cores (about 1.5×
     the rate of fetching batches from a named cursor, `make bench-segments`). Until the rows are all read or
     the iterator is closed, the session's connection is busy; closing it early cancels the query and leaves
     the transaction to be rolled back."""
