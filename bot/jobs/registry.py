@@ -17,6 +17,9 @@ class PeriodicJob:
     trigger_args: dict[str, Any] = field(default_factory=dict)
     #: how often it is meant to run, for catch-up after downtime and for the once-per-run lock
     period: timedelta = timedelta(days=1)
+    #: False for the sweeps that run every few seconds: a run that found nothing to do leaves no row in
+    #: job_runs (they would add thousands a day); runs that did something, or failed, are kept
+    record_idle_runs: bool = True
 
     @property
     def id(self) -> str:
@@ -24,7 +27,9 @@ class PeriodicJob:
 
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
-    PeriodicJob(tasks.requeue_due_events, "interval", {"seconds": 15}, timedelta(seconds=15)),
+    PeriodicJob(tasks.requeue_due_events, "interval", {"seconds": 15}, timedelta(seconds=15), False),
+    # Adds that lost their place on the welcome fast path get it back while their codes live (20 s).
+    PeriodicJob(tasks.rescue_welcomes, "interval", {"seconds": 5}, timedelta(seconds=5), False),
     # Expiry and daily caps of channel codes are kept to the minute.
     PeriodicJob(tasks.enforce_channel_limits, "interval", {"seconds": 60}, timedelta(seconds=60)),
     # Mass sends: scheduled ones start on time, a dispatch whose worker died resumes, tasks are followed.

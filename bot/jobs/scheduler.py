@@ -39,9 +39,10 @@ def run_job(job: PeriodicJob, *, claim: bool = True) -> JobRun | None:
         if claim and not _claim_slot(job):
             log.info("job %s: this run belongs to another scheduler", job.id)
             return None
-        run = JobRun(job_id=job.id)
-        db.session.add(run)
-        db.session.commit()
+        run = JobRun(job_id=job.id, started_at=utcnow())
+        if job.record_idle_runs:
+            db.session.add(run)
+            db.session.commit()
         started = time.perf_counter()
         try:
             result = job.func()
@@ -59,14 +60,17 @@ def run_job(job: PeriodicJob, *, claim: bool = True) -> JobRun | None:
         run.finished_at = utcnow()
         JOB_RUNS.labels(job.id, run.status).inc()
         JOB_SECONDS.labels(job.id).observe(time.perf_counter() - started)
-        db.session.add(run)
-        db.session.commit()
-        db.session.refresh(run)  # loaded now, so the caller can read it after the session is gone
-        db.session.expunge(run)
+        if job.record_idle_runs or run.status != "ok" or run.items:
+            db.session.add(run)
+            db.session.commit()
+            db.session.refresh(run)  # loaded now, so the caller can read it after the session is gone
+            db.session.expunge(run)
         return run
 
 
 def due_for_catch_up(job: PeriodicJob) -> bool:
+    if not job.record_idle_runs:  # a sweep every few seconds: its next run is a catch-up already
+        return False
     last = db.session.scalar(
         select(JobRun.started_at).where(JobRun.job_id == job.id).order_by(JobRun.started_at.desc()).limit(1)
     )

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
 from bot.models import EventStatus
+from bot.models._time import utcnow
 from bot.services import channels, customer_sync, directory, events, groups, tags
 from bot.services.clients import settings
 
@@ -105,6 +106,24 @@ def _welcome_batch(event_ids: list[int]) -> dict[str, Any]:
             adds.append(event)
             received[event.welcome_code] = received_at
     return welcome.send_welcomes(adds, received=received)
+
+
+def rescue_welcomes() -> int:
+    """Put back on the welcome list the adds whose id was lost before a welcome worker claimed their code
+    (Redis restarted keeping nothing, a welcome worker killed holding them), while their codes live. An id
+    taken off the list by a worker that has not claimed it yet may be put back too: it is then tried twice,
+    and the second try finds the code handled or WeCom refuses it (41051), so it is never sent twice."""
+    from bot.jobs.queue import WELCOME_LIST, enqueue_events
+    from bot.services import welcome
+
+    client = redis_conn.client
+    with job_context():
+        waiting = {int(i) for i in client.lrange(WELCOME_LIST, 0, -1)}
+        ids = welcome.stranded(utcnow(), waiting)
+        if ids:
+            enqueue_events(ids, [], client)
+            log.warning("%d add(s) had lost their place on the welcome fast path; put back", len(ids))
+        return len(ids)
 
 
 def requeue_due_events() -> int:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -24,19 +24,26 @@ from sqlalchemy.orm import selectinload
 
 from bot.extensions import db
 from bot.metrics import WELCOME_LATENCY, WELCOMES
-from bot.models import Channel, Staff, WelcomeMessage, WelcomeSend, WelcomeStatus
+from bot.models import CallbackEvent, Channel, EventStatus, Staff, WelcomeMessage, WelcomeSend, WelcomeStatus
 from bot.models._time import utcnow
 from bot.services.channels import render, variables
 from bot.services.clients import contact_api
 from bot.wecom import WeComClient
-from bot.wecom.errors import WeComError, WelcomeAlreadySent, WelcomeBeingSent, WelcomeCodeInvalid
-from bot.wecom.events import ExternalContactEvent
+from bot.wecom.errors import MalformedCallback, WeComError, WelcomeAlreadySent, WelcomeBeingSent, WelcomeCodeInvalid
+from bot.wecom.events import ExternalContactEvent, parse_event
 
 log = logging.getLogger(__name__)
 
 FINAL = (WelcomeStatus.sent, WelcomeStatus.already_sent, WelcomeStatus.expired, WelcomeStatus.no_message)
 #: waits before re-trying a 41096 ("another app is sending"), well inside the code's 20 s
 BUSY_RETRIES = (0.5, 1.0, 2.0)
+#: a welcome code lives this long after the add (doc path/92599); the callback is stored within a second
+CODE_LIFETIME = timedelta(seconds=20)
+#: an add whose code nobody has claimed this long after it was stored has lost its place on the fast path
+#: (normally a code is claimed well within a second of its callback, p99 under 2 s at 150 adds/s)
+STRANDED_AFTER = timedelta(seconds=4)
+#: the event kinds that carry a welcome code
+ADD_KINDS = ("change_external_contact.add_external_contact", "change_external_contact.add_half_external_contact")
 
 
 def choose_variant(channel: Channel, rng: random.Random | None = None) -> WelcomeMessage | None:
@@ -44,6 +51,35 @@ def choose_variant(channel: Channel, rng: random.Random | None = None) -> Welcom
         return None
     chooser = rng or random.SystemRandom()
     return chooser.choices(channel.welcomes, weights=[w.weight for w in channel.welcomes])[0]
+
+
+def stranded(now: datetime, waiting: set[int]) -> list[int]:
+    """Adds stored 4–20 s before ``now``, still pending and not among ``waiting`` (the ids on the welcome
+    list), whose welcome code nobody has claimed: their id was lost on the way to a welcome worker (Redis
+    restarted keeping nothing, or a welcome worker died holding them). Their codes still live, so the fast
+    path can still welcome them; older ones are left to the sweeper and the event's own processing."""
+    rows = db.session.execute(
+        select(CallbackEvent.id, CallbackEvent.plaintext).where(
+            CallbackEvent.status == EventStatus.pending,
+            CallbackEvent.kind.in_(ADD_KINDS),
+            CallbackEvent.received_at > now - CODE_LIFETIME,
+            CallbackEvent.received_at <= now - STRANDED_AFTER,
+        )
+    ).all()
+    codes: dict[str, int] = {}
+    for event_id, plaintext in rows:
+        if event_id in waiting:
+            continue
+        try:
+            event = parse_event(plaintext)
+        except MalformedCallback:  # its own processing records it as failed
+            continue
+        if isinstance(event, ExternalContactEvent) and event.welcome_code:
+            codes[event.welcome_code] = event_id
+    if not codes:
+        return []
+    claimed = set(db.session.scalars(select(WelcomeSend.welcome_code).where(WelcomeSend.welcome_code.in_(codes))))
+    return sorted(event_id for code, event_id in codes.items() if code not in claimed)
 
 
 def _claim(rows: list[dict[str, Any]]) -> dict[str, tuple[WelcomeStatus, int | None]]:

@@ -11,6 +11,7 @@ from bot.models import CallbackEvent, Customer, EventStatus, FollowRelation, Fol
 from bot.models._time import utcnow
 from bot.sandbox.simulator import event_xml
 from handlers import HANDLERS
+from tests.services.test_acquisition import api, new_channel  # noqa: F401 - the api fixture
 
 
 def events(app):
@@ -245,3 +246,40 @@ def test_first_events_of_a_new_member_and_customer_at_two_workers_at_once(app, s
     with app.app_context():
         assert db.session.query(Customer).count() == rounds
         assert db.session.query(FollowRelation).count() == rounds
+
+
+def test_lost_welcome_ids_are_put_back_while_their_codes_live(app, api, sim, corp, run_worker):  # noqa: F811
+    from bot.jobs.queue import WELCOME_LIST
+    from bot.jobs.tasks import rescue_welcomes, send_welcomes
+
+    channel = new_channel(api, corp)
+    welcomed, _ = sim.scan(channel["config_id"])
+    inbox = app.extensions["siyu.inbox"]
+    inbox.settle()
+    with app.app_context():
+        send_welcomes()  # welcomed on the fast path; its full processing is still queued
+    lost, too_old, too_fresh, waiting = (sim.scan(channel["config_id"])[0] for _ in range(4))
+    inbox.settle()
+    redis_conn.client.flushdb()  # Redis restarted keeping nothing: the welcome list and the queues are gone
+    ids = [e.id for e in events(app)]
+    assert len(ids) == 5
+    with app.app_context():
+        for event_id, age in zip(ids[1:], (6, 25, 0, 6), strict=True):
+            db.session.get(CallbackEvent, event_id).received_at = utcnow() - timedelta(seconds=age)
+        db.session.commit()
+        redis_conn.client.rpush(WELCOME_LIST, ids[4])  # this one is still on the list
+        assert rescue_welcomes() == 1  # only `lost`: the others are welcomed, past 20 s, just in, or waiting
+    run_worker()
+    names = {sent["text"]["content"].split("您好")[0] for sent in corp.welcomes_sent}
+    assert names == {welcomed.name, lost.name, waiting.name}
+    assert len(corp.welcomes_sent) == 3
+    with app.app_context():
+        assert rescue_welcomes() == 0
+    statuses = [e.status for e in events(app)]
+    assert statuses == [
+        EventStatus.pending,
+        EventStatus.done,
+        EventStatus.pending,
+        EventStatus.pending,
+        EventStatus.done,
+    ]

@@ -46,8 +46,10 @@ def test_configure_reconciles_and_catches_up_once(app, ctx, sim):
     ids = {j.id for j in scheduler.get_jobs()}
     assert "retired_job" not in ids
     assert {j.id for j in PERIODIC_JOBS} <= ids
-    # nothing has run yet: one catch-up each
-    assert {f"{j.id}:catch-up" for j in PERIODIC_JOBS} <= ids
+    # nothing has run yet: one catch-up each, but for the sweeps every few seconds
+    sweeps = {j.id for j in PERIODIC_JOBS if not j.record_idle_runs}
+    assert sweeps == {"requeue_due_events", "rescue_welcomes"}
+    assert {f"{j.id}:catch-up" for j in PERIODIC_JOBS if j.id not in sweeps} == {i for i in ids if "catch-up" in i}
     for j in PERIODIC_JOBS:
         run_job(j, claim=False)
     again = BackgroundScheduler(**scheduler_kwargs())
@@ -64,3 +66,24 @@ def test_every_periodic_job_runs_in_the_sandbox(app, ctx, sim):
         assert run is not None and run.status == "ok", (j.id, run and run.detail)
     counts = db.session.scalar(select(JobRun.detail).where(JobRun.job_id == "enforce_channel_limits"))
     assert json.loads(counts) == {"expired": 0, "rerouted": 0}
+
+
+def test_an_idle_sweep_leaves_no_row_but_a_sweep_that_acted_does(app, ctx, sim, corp, run_worker):
+    from datetime import timedelta
+
+    from bot.extensions import redis_conn
+    from bot.models import CallbackEvent
+    from bot.models._time import utcnow
+
+    sweep = job("requeue_due_events")
+    idle = run_job(sweep, claim=False)
+    assert idle.status == "ok" and idle.items == 0 and idle.started_at is not None
+    assert db.session.scalar(select(JobRun.id).where(JobRun.job_id == sweep.id)) is None
+    sim.customer_adds(userid="staff0201")
+    app.extensions["siyu.inbox"].settle()
+    redis_conn.client.flushdb()  # its push is lost; a minute later the sweeper finds it
+    db.session.scalar(select(CallbackEvent)).received_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()
+    acted = run_job(sweep, claim=False)
+    assert acted.items == 1
+    assert db.session.scalars(select(JobRun.items).where(JobRun.job_id == sweep.id)).all() == [1]
