@@ -79,6 +79,13 @@ def _hour(value: str) -> int:
     return v
 
 
+def _days(value: str) -> int:
+    v = int(value.strip())
+    if v < 1:
+        raise ValueError("at least 1 day")
+    return v
+
+
 def _corp_id(value: str) -> str:
     v = value.strip()
     if not re.fullmatch(r"ww[0-9a-zA-Z]{8,30}", v):
@@ -157,6 +164,9 @@ class Settings:
     sandbox_port: int = _setting("SIYU_SANDBOX_PORT", _int, 5001)
     callback_max_bytes: int = _setting("SIYU_CALLBACK_MAX_BYTES", _int, 64 * 1024)
     event_max_attempts: int = _setting("SIYU_EVENT_MAX_ATTEMPTS", _int, 8)
+    # How long processed callbacks and periodic job runs are kept (failed and dead events stay until
+    # someone deals with them): WeCom re-sends within minutes, so older dedupe keys catch nothing.
+    history_days: int = _setting("SIYU_HISTORY_DAYS", _days, 90)
     log_level: str = _setting("SIYU_LOG_LEVEL", _text, "INFO")
     # text: one line per record for a terminal; json: one JSON object per line for a log pipeline.
     log_format: str = _setting("SIYU_LOG_FORMAT", _log_format, "text")

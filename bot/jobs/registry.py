@@ -43,4 +43,6 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(tasks.sync_corp_tags, "cron", {"hour": 3, "minute": 20}),
     PeriodicJob(tasks.sync_customers, "cron", {"hour": 3, "minute": 40}),
     PeriodicJob(tasks.sync_groups, "cron", {"hour": 4, "minute": 20}),
+    # Processed callbacks and job runs are kept SIYU_HISTORY_DAYS (90).
+    PeriodicJob(tasks.prune_history, "cron", {"hour": 4, "minute": 50}),
 )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
@@ -136,6 +137,22 @@ def requeue_due_events() -> int:
             enqueue_events([], ids, redis_conn.client)
             log.info("re-queued %d event(s)", len(ids))
         return len(ids)
+
+
+def prune_history() -> dict[str, int]:
+    """Processed callbacks and periodic job runs older than SIYU_HISTORY_DAYS are deleted, the callbacks a
+    batch per transaction so that the busy table is never locked for long."""
+    from bot.models import JobRun
+
+    with job_context():
+        before = utcnow() - timedelta(days=settings().history_days)
+        pruned = 0
+        while batch := events.prune_processed(before):
+            db.session.commit()
+            pruned += batch
+        runs = db.session.execute(delete(JobRun).where(JobRun.started_at < before)).rowcount  # type: ignore[attr-defined]
+        db.session.commit()
+        return {"events": pruned, "job_runs": int(runs)}
 
 
 def sync_directory() -> int:

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from bot.extensions import db
 from bot.logs import log_context
@@ -121,6 +121,19 @@ def due_event_ids(now: datetime | None = None, limit: int = 1000) -> list[int]:
         .limit(limit)
     )
     return list(db.session.scalars(stmt))
+
+
+def prune_processed(before: datetime, limit: int = 10000) -> int:
+    """Delete up to ``limit`` events processed (``done``) before ``before``, oldest first; flushes. Failed and
+    dead ones stay: they wait for a person."""
+    oldest = (
+        select(CallbackEvent.id)
+        .where(CallbackEvent.status == EventStatus.done, CallbackEvent.received_at < before)
+        .order_by(CallbackEvent.id)
+        .limit(limit)
+    )
+    result = db.session.execute(delete(CallbackEvent).where(CallbackEvent.id.in_(oldest.scalar_subquery())))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def reopen_event(event_id: int) -> bool:

@@ -1,5 +1,7 @@
+import json
+
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.extensions import db
 from bot.jobs.registry import PERIODIC_JOBS
@@ -87,3 +89,30 @@ def test_an_idle_sweep_leaves_no_row_but_a_sweep_that_acted_does(app, ctx, sim, 
     acted = run_job(sweep, claim=False)
     assert acted.items == 1
     assert db.session.scalars(select(JobRun.items).where(JobRun.job_id == sweep.id)).all() == [1]
+
+
+def test_old_processed_callbacks_and_job_runs_are_pruned(app, ctx, sim, corp, run_worker):
+    from datetime import timedelta
+
+    from bot.models import CallbackEvent, EventStatus
+    from bot.models._time import utcnow
+
+    corp.inject("externalcontact/get", 48002)  # the third add's processing is refused for good: dead
+    sim.customer_adds(userid="staff0201")
+    run_worker()
+    sim.customer_adds(userid="staff0201")
+    sim.customer_adds(userid="staff0201")
+    run_worker()
+    rows = db.session.scalars(select(CallbackEvent).order_by(CallbackEvent.id)).all()
+    assert [r.status for r in rows] == [EventStatus.dead, EventStatus.done, EventStatus.done]
+    long_ago = utcnow() - timedelta(days=91)
+    for row in rows[:2]:  # the dead one and one done are old, the last one is recent
+        row.received_at = long_ago
+    db.session.add_all([JobRun(job_id="sync_directory", started_at=long_ago), JobRun(job_id="sync_directory")])
+    db.session.commit()
+    ids = [r.id for r in rows]
+    run = run_job(job("prune_history"), claim=False)
+    assert run.status == "ok" and json.loads(run.detail) == {"events": 1, "job_runs": 1}
+    kept = db.session.scalars(select(CallbackEvent.id).order_by(CallbackEvent.id)).all()
+    assert kept == [ids[0], ids[2]]  # the dead one waits for a person
+    assert db.session.scalar(select(func.min(JobRun.started_at))) > long_ago
