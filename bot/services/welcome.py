@@ -39,8 +39,8 @@ FINAL = (WelcomeStatus.sent, WelcomeStatus.already_sent, WelcomeStatus.expired, 
 BUSY_RETRIES = (0.5, 1.0, 2.0)
 #: a welcome code lives this long after the add (doc path/92599); the callback is stored within a second
 CODE_LIFETIME = timedelta(seconds=20)
-#: an add whose code nobody has claimed this long after it was stored has lost its place on the fast path
-#: (normally a code is claimed well within a second of its callback, p99 under 2 s at 150 adds/s)
+#: an add whose code nobody has claimed this long after it was stored, and whose id is not on the welcome
+#: list, has lost its place on the fast path (a worker claims the ids it takes within milliseconds)
 STRANDED_AFTER = timedelta(seconds=4)
 #: the event kinds that carry a welcome code
 ADD_KINDS = ("change_external_contact.add_external_contact", "change_external_contact.add_half_external_contact")
@@ -76,9 +76,11 @@ def stranded(now: datetime, waiting: set[int]) -> list[int]:
             continue
         if isinstance(event, ExternalContactEvent) and event.welcome_code:
             codes[event.welcome_code] = event_id
-    if not codes:
-        return []
-    claimed = set(db.session.scalars(select(WelcomeSend.welcome_code).where(WelcomeSend.welcome_code.in_(codes))))
+    listed = list(codes)
+    claimed: set[str] = set()
+    for i in range(0, len(listed), 1000):  # a burst can strand thousands; SQLite takes ~32k parameters
+        part = listed[i : i + 1000]
+        claimed.update(db.session.scalars(select(WelcomeSend.welcome_code).where(WelcomeSend.welcome_code.in_(part))))
     return sorted(event_id for code, event_id in codes.items() if code not in claimed)
 
 
