@@ -103,3 +103,6 @@ class WelcomeSend(db.Model):  # type: ignore[name-defined]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # While ``sending``: until when the claim's sender is known to be alive (it renews the lease as it
+    # waits on WeCom). A lease run out means the sender died; the welcome rescue takes the code over.
+    lease_until: Mapped[datetime | None]

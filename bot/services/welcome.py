@@ -12,14 +12,15 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from bot.extensions import db
@@ -42,6 +43,9 @@ CODE_LIFETIME = timedelta(seconds=20)
 #: an add whose code nobody has claimed this long after it was stored, and whose id is not on the welcome
 #: list, has lost its place on the fast path (a worker claims the ids it takes within milliseconds)
 STRANDED_AFTER = timedelta(seconds=4)
+#: a claim being sent is held this long and renewed every third of it while its sender waits on WeCom; a
+#: lease run out means the sender died (killed, out of memory, machine lost) and the rescue takes it over
+LEASE = timedelta(seconds=6)
 #: the event kinds that carry a welcome code
 ADD_KINDS = ("change_external_contact.add_external_contact", "change_external_contact.add_half_external_contact")
 
@@ -55,9 +59,10 @@ def choose_variant(channel: Channel, rng: random.Random | None = None) -> Welcom
 
 def stranded(now: datetime, waiting: set[int]) -> list[int]:
     """Adds stored 4–20 s before ``now``, still pending and not among ``waiting`` (the ids on the welcome
-    list), whose welcome code nobody has claimed: their id was lost on the way to a welcome worker (Redis
-    restarted keeping nothing, or a welcome worker died holding them). Their codes still live, so the fast
-    path can still welcome them; older ones are left to the sweeper and the event's own processing."""
+    list), whose welcome code nobody holds: never claimed (the id was lost on the way to a welcome worker:
+    Redis restarted keeping nothing, or a worker died before claiming it), or claimed by a sender whose
+    lease ran out (it died while sending). Their codes still live, so the fast path can still welcome
+    them; older ones are left to the sweeper and the event's own processing."""
     rows = db.session.execute(
         select(CallbackEvent.id, CallbackEvent.plaintext).where(
             CallbackEvent.status == EventStatus.pending,
@@ -77,22 +82,37 @@ def stranded(now: datetime, waiting: set[int]) -> list[int]:
         if isinstance(event, ExternalContactEvent) and event.welcome_code:
             codes[event.welcome_code] = event_id
     listed = list(codes)
-    claimed: set[str] = set()
+    held: set[str] = set()
     for i in range(0, len(listed), 1000):  # a burst can strand thousands; SQLite takes ~32k parameters
-        part = listed[i : i + 1000]
-        claimed.update(db.session.scalars(select(WelcomeSend.welcome_code).where(WelcomeSend.welcome_code.in_(part))))
-    return sorted(event_id for code, event_id in codes.items() if code not in claimed)
+        held.update(
+            db.session.scalars(
+                select(WelcomeSend.welcome_code).where(
+                    WelcomeSend.welcome_code.in_(listed[i : i + 1000]),
+                    or_(
+                        WelcomeSend.status != WelcomeStatus.sending,
+                        WelcomeSend.lease_until.is_(None),
+                        WelcomeSend.lease_until > now,
+                    ),
+                )
+            )
+        )
+    return sorted(event_id for code, event_id in codes.items() if code not in held)
 
 
-def _claim(rows: list[dict[str, Any]]) -> dict[str, tuple[WelcomeStatus, int | None]]:
-    """Record the codes before the call, in one statement. Returns the codes already finished (with their
-    status and variant); every other code of ``rows`` is this caller's to send."""
+def _claim(rows: list[dict[str, Any]], lease: timedelta | None = None) -> dict[str, tuple[WelcomeStatus, int | None]]:
+    """Record the codes before the call, in one statement, each held for ``lease`` (LEASE). Returns the codes
+    already finished (with their status and variant); every other code of ``rows`` is this caller's to
+    send (an unfinished claim found is taken over, its lease renewed)."""
     if not rows:
         return {}
+    lease = lease or LEASE
     table = WelcomeSend.__table__
     insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
     now = utcnow()
-    values = [{**r, "status": WelcomeStatus.sending.value, "attempts": 0, "created_at": now} for r in rows]
+    values = [
+        {**r, "status": WelcomeStatus.sending.value, "attempts": 0, "created_at": now, "lease_until": now + lease}
+        for r in rows
+    ]
     codes = [r["welcome_code"] for r in rows]
     # One statement for the batch; executed "many" so that SQLAlchemy's compiled form is cached
     # (insertmanyvalues batches the rows and keeps RETURNING), not compiled anew for every batch size.
@@ -113,7 +133,24 @@ def _claim(rows: list[dict[str, Any]]) -> dict[str, tuple[WelcomeStatus, int | N
     for code, status, variant_id in found:
         if WelcomeStatus(status) in FINAL:
             done[code] = (WelcomeStatus(status), variant_id)
+    if taken := [code for code, _, _ in found if code not in done]:
+        _renew(db.engine, taken, lease)
     return done
+
+
+def _renew(engine: Any, codes: list[str], lease: timedelta | None = None) -> None:
+    """Hold these claims, still being sent, for another ``lease``. A failure only risks a second try of the
+    code (which WeCom refuses), so it is logged, not raised."""
+    table = WelcomeSend.__table__
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.welcome_code.in_(codes), table.c.status == WelcomeStatus.sending.value)
+                .values(lease_until=utcnow() + (lease or LEASE))
+            )
+    except SQLAlchemyError as exc:
+        log.warning("could not renew %d welcome claim(s): %s", len(codes), exc)
 
 
 @dataclass(frozen=True)
@@ -225,7 +262,8 @@ def send_welcome(
     caller's session writes anything (on SQLite a session holding the write lock would block it).
     """
     welcome = _plan(code, external_userid, userid, channel, None)
-    done = _claim([welcome.row()])
+    # One send, not renewed: held for the code's whole life, so that the rescue never takes it over.
+    done = _claim([welcome.row()], lease=CODE_LIFETIME)
     if code in done:
         # The usual case after the fast path: nothing more to read or send.
         log.info("welcome code already handled (%s); not sending again", done[code][0].value)
@@ -284,7 +322,13 @@ def send_welcomes(
         return _deliver(plan, name, api, time.sleep)
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(todo)))) as pool:
-        outcomes = list(pool.map(one, todo))
+        futures = {pool.submit(one, plan): plan.code for plan in todo}
+        running = set(futures)
+        while running:  # renew the claims still being sent, so that the rescue knows this sender lives
+            _, running = wait(running, timeout=LEASE.total_seconds() / 3)
+            if running:
+                _renew(engine, [futures[f] for f in running])
+        outcomes = [f.result() for f in futures]
     _record(engine, outcomes)
     now = utcnow()
     for o in outcomes:

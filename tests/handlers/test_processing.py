@@ -1,5 +1,6 @@
 """From a simulated customer's action to Siyu's database, through the webhook and the worker."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -7,7 +8,16 @@ from sqlalchemy import select
 
 from bot.extensions import db, redis_conn
 from bot.jobs.tasks import process_events, requeue_due_events
-from bot.models import CallbackEvent, Customer, EventStatus, FollowRelation, FollowStatus, Tag
+from bot.models import (
+    CallbackEvent,
+    Customer,
+    EventStatus,
+    FollowRelation,
+    FollowStatus,
+    Tag,
+    WelcomeSend,
+    WelcomeStatus,
+)
 from bot.models._time import utcnow
 from bot.sandbox.simulator import event_xml
 from handlers import HANDLERS
@@ -283,3 +293,75 @@ def test_lost_welcome_ids_are_put_back_while_their_codes_live(app, api, sim, cor
         EventStatus.pending,
         EventStatus.done,
     ]
+
+
+def _claim_as_a_sender(app, event_id, lease_left):
+    """Claim the add's welcome code the way a welcome worker does, its lease running out in ``lease_left``."""
+    from bot.services import welcome
+    from bot.wecom.events import parse_event
+
+    with app.app_context():
+        add = parse_event(db.session.get(CallbackEvent, event_id).plaintext)
+        plan = welcome._plan(add.welcome_code, add.external_user_id, add.user_id, None, None)
+        assert welcome._claim([plan.row()]) == {}
+        record = db.session.scalar(select(WelcomeSend).where(WelcomeSend.welcome_code == add.welcome_code))
+        record.lease_until = utcnow() + lease_left
+        db.session.commit()
+
+
+def test_a_claim_whose_sender_died_is_taken_over_while_its_code_lives(app, api, sim, corp, run_worker):  # noqa: F811
+    from bot.jobs.tasks import rescue_welcomes
+
+    channel = new_channel(api, corp)
+    died, sending = (sim.scan(channel["config_id"])[0] for _ in range(2))
+    app.extensions["siyu.inbox"].settle()
+    redis_conn.client.flushdb()  # a welcome worker took both ids off the list and claimed them …
+    ids = [e.id for e in events(app)]
+    _claim_as_a_sender(app, ids[0], timedelta(seconds=-1))  # … and was killed: its lease ran out
+    _claim_as_a_sender(app, ids[1], timedelta(seconds=5))  # another one is still waiting on WeCom
+    with app.app_context():
+        for event_id in ids:
+            db.session.get(CallbackEvent, event_id).received_at = utcnow() - timedelta(seconds=8)
+        db.session.commit()
+        assert rescue_welcomes() == 1
+    run_worker()
+    assert [sent["text"]["content"].split("您好")[0] for sent in corp.welcomes_sent] == [died.name]
+    with app.app_context():
+        statuses = dict(db.session.execute(select(WelcomeSend.external_userid, WelcomeSend.status)).all())
+    assert statuses == {died.external_userid: WelcomeStatus.sent, sending.external_userid: WelcomeStatus.sending}
+
+
+def test_a_sender_waiting_on_wecom_keeps_renewing_its_claims(app, api, sim, corp, monkeypatch):  # noqa: F811
+    import threading
+
+    from bot.services import welcome
+    from bot.wecom.events import parse_event
+
+    monkeypatch.setattr(welcome, "LEASE", timedelta(seconds=0.3))
+    channel = new_channel(api, corp)
+    contact, _ = sim.scan(channel["config_id"])
+    app.extensions["siyu.inbox"].settle()
+    redis_conn.client.flushdb()
+    [event] = events(app)
+    hold = corp.hold("externalcontact/send_welcome_msg")  # WeCom takes its time to answer
+    results = {}
+
+    def sender():
+        with app.app_context():
+            results.update(welcome.send_welcomes([parse_event(event.plaintext)]))
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    try:
+        assert hold.reached.wait(30)
+        time.sleep(1.0)  # more than three leases: the claim lives on only if it is renewed
+        with app.app_context():
+            db.session.get(CallbackEvent, event.id).received_at = utcnow() - timedelta(seconds=8)
+            db.session.commit()
+            record = db.session.scalar(select(WelcomeSend))
+            assert record.status == WelcomeStatus.sending and record.lease_until > utcnow()
+            assert welcome.stranded(utcnow(), set()) == []
+    finally:
+        hold.release.set()
+        thread.join(30)
+    assert list(results.values()) == [WelcomeStatus.sent] and len(corp.welcomes_sent) == 1
