@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from bot.services import groups
+from bot.services import events, groups
 from bot.services.events import Handler
 from bot.wecom.events import Event, ExternalChatEvent
 
 
 def on_group_chat_changed(event: Event) -> str | None:
     """create/update: re-read the group from WeCom (the event carries only the change), which records who
-    joined and who left since the last reading; a group WeCom no longer has is dismissed."""
+    joined and who left since the last reading; a group WeCom no longer has is dismissed. A group whose
+    last reading started after this event was stored is not read again."""
     assert isinstance(event, ExternalChatEvent)
+    event_id = events.handling()
     if event.update_detail == "del_member":
-        group = groups.sync_group(event.chat_id, departed=event.mem_change_list, quit_scene=event.quit_scene)
+        group = groups.sync_group(
+            event.chat_id, departed=event.mem_change_list, quit_scene=event.quit_scene, event_id=event_id
+        )
     else:
-        group = groups.sync_group(event.chat_id)
+        group = groups.sync_group(event.chat_id, event_id=event_id)
     if group is None:
         return "unknown group, gone from WeCom"
     return f"{group.members_count} members" + (" (dismissed)" if group.dismissed_at else "")

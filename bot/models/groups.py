@@ -32,6 +32,9 @@ class GroupChat(db.Model):  # type: ignore[name-defined]
     customers_count: Mapped[int] = mapped_column(Integer, default=0)  # external members in it now
     dismissed_at: Mapped[datetime | None] = mapped_column(index=True)
     synced_at: Mapped[datetime | None]
+    # The last reading started after every callback up to this id was stored, so it shows their changes: a
+    # group event with an id up to this one needs no reading of its own.
+    read_through_event: Mapped[int | None]
     first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     owner: Mapped[Staff | None] = relationship()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from bot.extensions import db
 from bot.logs import log_context
@@ -25,6 +26,16 @@ STALE_PENDING = timedelta(seconds=60)
 
 Handler = Callable[[Event], str | None]
 FINAL = (EventStatus.done, EventStatus.skipped, EventStatus.dead)
+
+#: the id of the event being handled (see ``handling``)
+_HANDLING: ContextVar[int | None] = ContextVar("siyu_event_handling", default=None)
+
+
+def handling() -> int | None:
+    """The id of the stored callback now being handled, None outside event processing. Ids are given in
+    the order callbacks are stored, so a handler can tell whether something done since (a re-read of
+    WeCom started after it was stored) already covers it."""
+    return _HANDLING.get()
 
 
 def retry_delay(attempts: int, error: Exception) -> float:
@@ -61,7 +72,11 @@ def _process(event_id: int, route: Callable[[Event], Handler | None], max_attemp
     try:
         event = parse_event(row.plaintext)
         handler = route(event)
-        note = handler(event) if handler else None
+        token = _HANDLING.set(event_id)
+        try:
+            note = handler(event) if handler else None
+        finally:
+            _HANDLING.reset(token)
         row.status = EventStatus.done if handler else EventStatus.skipped
         row.attempts += 1
         row.processed_at = utcnow()
@@ -125,10 +140,12 @@ def due_event_ids(now: datetime | None = None, limit: int = 1000) -> list[int]:
 
 def prune_processed(before: datetime, limit: int = 10000) -> int:
     """Delete up to ``limit`` events processed (``done``) before ``before``, oldest first; flushes. Failed and
-    dead ones stay: they wait for a person."""
+    dead ones stay: they wait for a person. The newest event always stays: SQLite gives a deleted highest
+    id out again, and ids must keep growing (group readings record the last id they cover)."""
+    newest = select(func.max(CallbackEvent.id)).scalar_subquery()
     oldest = (
         select(CallbackEvent.id)
-        .where(CallbackEvent.status == EventStatus.done, CallbackEvent.received_at < before)
+        .where(CallbackEvent.status == EventStatus.done, CallbackEvent.received_at < before, CallbackEvent.id < newest)
         .order_by(CallbackEvent.id)
         .limit(limit)
     )

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select, true, update
 
 from bot.extensions import db
-from bot.models import Customer, GroupChat, GroupMember, JoinWay, Staff, Store, User
+from bot.models import CallbackEvent, Customer, GroupChat, GroupMember, JoinWay, Staff, Store, User
 from bot.models._time import from_epoch, utcnow
 from bot.services import corp_time
 from bot.services.clients import contact_api
@@ -136,20 +136,35 @@ def mark_dismissed(chat_id: str, now: datetime | None = None) -> GroupChat | Non
 
 
 def sync_group(
-    chat_id: str, api: WeComClient | None = None, *, departed: tuple[str, ...] = (), quit_scene: int | None = None
+    chat_id: str,
+    api: WeComClient | None = None,
+    *,
+    departed: tuple[str, ...] = (),
+    quit_scene: int | None = None,
+    event_id: int | None = None,
 ) -> GroupChat | None:
     """Re-read one group and apply it; a group WeCom no longer has is dismissed. Flushes.
+
+    ``event_id``: the stored callback that announced the change. A reading that started after it was
+    stored already shows the change, so the group is not read again: a burst of joins queued while one of
+    them is handled costs one ``groupchat/get``, not one each. (Callback ids are given in the order they
+    are stored, and WeCom had made the change before it called back: no clocks are compared.)
 
     ``departed``/``quit_scene`` come from a del_member event: the reason (left, or removed) is put on the
     latest ended stay of each of those people, whichever reading recorded the departure (an earlier
     event's re-read may already have seen them gone)."""
-    api = api or contact_api()
-    try:
-        data = api.get_group_chat(chat_id)
-    except UnknownGroupChat as exc:
-        log.info("group %s is gone from WeCom (%s): dismissed", chat_id, exc.errcode)
-        return mark_dismissed(chat_id)
-    group = apply_group(data)
+    group = _read_after(chat_id, event_id) if event_id is not None else None
+    if group is None:
+        api = api or contact_api()
+        stored = db.session.scalar(select(func.max(CallbackEvent.id)))  # every callback the reading will show
+        try:
+            data = api.get_group_chat(chat_id)
+        except UnknownGroupChat as exc:
+            log.info("group %s is gone from WeCom (%s): dismissed", chat_id, exc.errcode)
+            return mark_dismissed(chat_id)
+        group = apply_group(data)
+        group.read_through_event = stored
+        db.session.flush()
     if quit_scene is not None:
         for userid in departed:
             stay = db.session.scalar(
@@ -162,6 +177,18 @@ def sync_group(
                 stay.quit_scene = quit_scene
         db.session.flush()
     return group
+
+
+def _read_after(chat_id: str, event_id: int) -> GroupChat | None:
+    """The mirrored group if its last reading started after callback ``event_id`` was stored (and it is
+    not dismissed)."""
+    return db.session.scalar(
+        select(GroupChat).where(
+            GroupChat.chat_id == chat_id,
+            GroupChat.dismissed_at.is_(None),
+            GroupChat.read_through_event >= event_id,
+        )
+    )
 
 
 def relink_customers() -> int:

@@ -106,7 +106,7 @@ def test_old_processed_callbacks_and_job_runs_are_pruned(app, ctx, sim, corp, ru
     rows = db.session.scalars(select(CallbackEvent).order_by(CallbackEvent.id)).all()
     assert [r.status for r in rows] == [EventStatus.dead, EventStatus.done, EventStatus.done]
     long_ago = utcnow() - timedelta(days=91)
-    for row in rows[:2]:  # the dead one and one done are old, the last one is recent
+    for row in rows:  # all three are old
         row.received_at = long_ago
     db.session.add_all([JobRun(job_id="sync_directory", started_at=long_ago), JobRun(job_id="sync_directory")])
     db.session.commit()
@@ -114,5 +114,5 @@ def test_old_processed_callbacks_and_job_runs_are_pruned(app, ctx, sim, corp, ru
     run = run_job(job("prune_history"), claim=False)
     assert run.status == "ok" and json.loads(run.detail) == {"events": 1, "job_runs": 1}
     kept = db.session.scalars(select(CallbackEvent.id).order_by(CallbackEvent.id)).all()
-    assert kept == [ids[0], ids[2]]  # the dead one waits for a person
+    assert kept == [ids[0], ids[2]]  # the dead one waits for a person; the newest stays, so ids keep growing
     assert db.session.scalar(select(func.min(JobRun.started_at))) > long_ago

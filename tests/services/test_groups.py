@@ -158,3 +158,26 @@ def test_the_demo_simulator_makes_groups_that_the_mirror_follows(app, sim, corp,
     with app.app_context():
         mirrored = {g.chat_id: g.members_count for g in db.session.scalars(select(GroupChat))}
     assert mirrored and mirrored == {c: len(g.members) for c, g in corp.groups.items()}
+
+
+def test_a_burst_of_group_events_is_read_once(app, sim, corp, people, run_worker):
+    first, *others = (p.external_userid for p in people[:6])
+    group, _ = sim.member_creates_group("staff0201", "直播福利群", [first])
+    run_worker()
+    reads = corp.calls.count("externalcontact/groupchat/get")
+    for userid in others:
+        sim.member_invites(group.chat_id, userid)
+    sim.customer_leaves_group(group.chat_id, first, removed=True)
+    run_worker()  # all six were stored before the first re-read started: it shows them all
+    assert corp.calls.count("externalcontact/groupchat/get") - reads == 1
+    _, current, stays = mirror(app, group.chat_id)
+    assert set(current) == {"staff0201", *others}
+    [left] = [s for s in stays if s.userid == first]
+    assert left.left_at is not None and left.quit_scene == 1  # the reason still comes from its own event
+    with app.app_context():
+        assert set(db.session.scalars(select(CallbackEvent.status))) == {"done"}
+
+    sim.group_renamed(group.chat_id, "直播福利群 2 期")  # stored after that reading: read again
+    run_worker()
+    assert corp.calls.count("externalcontact/groupchat/get") - reads == 2
+    assert mirror(app, group.chat_id)[0].name == "直播福利群 2 期"
