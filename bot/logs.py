@@ -87,3 +87,6 @@ def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     handler.addFilter(ContextFilter())
     root.addHandler(handler)
+    # APScheduler logs two lines per run; the sweeps run every few seconds. Siyu logs its own line per run
+    # that did something (bot.jobs.scheduler.run_job), and every failure.
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)

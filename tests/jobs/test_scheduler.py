@@ -116,3 +116,17 @@ def test_old_processed_callbacks_and_job_runs_are_pruned(app, ctx, sim, corp, ru
     kept = db.session.scalars(select(CallbackEvent.id).order_by(CallbackEvent.id)).all()
     assert kept == [ids[0], ids[2]]  # the dead one waits for a person; the newest stays, so ids keep growing
     assert db.session.scalar(select(func.min(JobRun.started_at))) > long_ago
+
+
+def test_a_run_that_did_something_is_logged_once_and_an_idle_sweep_not_at_all(app, ctx, sim, caplog):
+    import logging
+
+    from bot.logs import configure
+
+    configure("INFO", "text")
+    assert logging.getLogger("apscheduler.executors.default").getEffectiveLevel() == logging.WARNING
+    with caplog.at_level(logging.INFO, logger="bot.jobs.scheduler"):
+        run_job(job("rescue_welcomes"), claim=False)
+        run_job(job("sync_directory"), claim=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.jobs.scheduler"]
+    assert len(lines) == 1 and lines[0].startswith("job sync_directory: ok, 4 item(s) in ")
