@@ -58,11 +58,12 @@ def run_job(job: PeriodicJob, *, claim: bool = True) -> JobRun | None:
             run.status = "failed"
             run.detail = f"{type(exc).__name__}: {exc}"[:2000]
         run.finished_at = utcnow()
+        seconds = time.perf_counter() - started
         JOB_RUNS.labels(job.id, run.status).inc()
-        JOB_SECONDS.labels(job.id).observe(time.perf_counter() - started)
+        JOB_SECONDS.labels(job.id).observe(seconds)
         if job.record_idle_runs or run.status != "ok" or run.items:
             if run.status == "ok":
-                log.info("job %s: ok, %d item(s) in %.1f s", job.id, run.items, time.perf_counter() - started)
+                log.info("job %s: ok, %d item(s) in %.1f s", job.id, run.items, seconds)
             db.session.add(run)
             db.session.commit()
             db.session.refresh(run)  # loaded now, so the caller can read it after the session is gone

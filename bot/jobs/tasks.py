@@ -7,11 +7,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
-from bot.models import EventStatus
 from bot.models._time import utcnow
 from bot.services import channels, customer_sync, directory, events, groups, tags
 from bot.services.clients import settings
@@ -88,25 +87,10 @@ def _welcome_batch_retried(event_ids: list[int]) -> dict[str, Any]:
 def _welcome_batch(event_ids: list[int]) -> dict[str, Any]:
     from bot.models import CallbackEvent
     from bot.services import welcome
-    from bot.wecom.errors import MalformedCallback
-    from bot.wecom.events import ExternalContactEvent, parse_event
 
-    rows = db.session.execute(
-        select(CallbackEvent.plaintext, CallbackEvent.received_at).where(
-            CallbackEvent.id.in_(event_ids), CallbackEvent.status == EventStatus.pending
-        )
-    ).all()
-    adds, received = [], {}
-    for plaintext, received_at in rows:
-        try:
-            event = parse_event(plaintext)
-        except MalformedCallback as exc:  # its own processing records it as failed
-            log.warning("a stored event does not parse: %s", exc)
-            continue
-        if isinstance(event, ExternalContactEvent):
-            adds.append(event)
-            received[event.welcome_code] = received_at
-    return welcome.send_welcomes(adds, received=received)
+    adds = welcome.pending_adds(CallbackEvent.id.in_(event_ids))
+    received = {event.welcome_code: received_at for _, received_at, event in adds}
+    return welcome.send_welcomes([event for _, _, event in adds], received=received)
 
 
 def rescue_welcomes() -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -57,30 +57,42 @@ def choose_variant(channel: Channel, rng: random.Random | None = None) -> Welcom
     return chooser.choices(channel.welcomes, weights=[w.weight for w in channel.welcomes])[0]
 
 
+def pending_adds(*where: Any, skip: Collection[int] = ()) -> list[tuple[int, datetime, ExternalContactEvent]]:
+    """The stored callbacks still pending that match ``where`` (ids in ``skip`` left out), read as adds:
+    (id, when stored, event). Other kinds are left out, and so is one that no longer parses (its own
+    processing records it as failed)."""
+    rows = db.session.execute(
+        select(CallbackEvent.id, CallbackEvent.received_at, CallbackEvent.plaintext).where(
+            CallbackEvent.status == EventStatus.pending, *where
+        )
+    ).all()
+    adds = []
+    for event_id, received_at, plaintext in rows:
+        if event_id in skip:
+            continue
+        try:
+            event = parse_event(plaintext)
+        except MalformedCallback as exc:
+            log.warning("stored event %s does not parse: %s", event_id, exc)
+            continue
+        if isinstance(event, ExternalContactEvent):
+            adds.append((event_id, received_at, event))
+    return adds
+
+
 def stranded(now: datetime, waiting: set[int]) -> list[int]:
     """Adds stored 4–20 s before ``now``, still pending and not among ``waiting`` (the ids on the welcome
     list), whose welcome code nobody holds: never claimed (the id was lost on the way to a welcome worker:
     Redis restarted keeping nothing, or a worker died before claiming it), or claimed by a sender whose
     lease ran out (it died while sending). Their codes still live, so the fast path can still welcome
     them; older ones are left to the sweeper and the event's own processing."""
-    rows = db.session.execute(
-        select(CallbackEvent.id, CallbackEvent.plaintext).where(
-            CallbackEvent.status == EventStatus.pending,
-            CallbackEvent.kind.in_(ADD_KINDS),
-            CallbackEvent.received_at > now - CODE_LIFETIME,
-            CallbackEvent.received_at <= now - STRANDED_AFTER,
-        )
-    ).all()
-    codes: dict[str, int] = {}
-    for event_id, plaintext in rows:
-        if event_id in waiting:
-            continue
-        try:
-            event = parse_event(plaintext)
-        except MalformedCallback:  # its own processing records it as failed
-            continue
-        if isinstance(event, ExternalContactEvent) and event.welcome_code:
-            codes[event.welcome_code] = event_id
+    adds = pending_adds(
+        CallbackEvent.kind.in_(ADD_KINDS),
+        CallbackEvent.received_at > now - CODE_LIFETIME,
+        CallbackEvent.received_at <= now - STRANDED_AFTER,
+        skip=waiting,
+    )
+    codes = {event.welcome_code: event_id for event_id, _, event in adds if event.welcome_code}
     listed = list(codes)
     held: set[str] = set()
     for i in range(0, len(listed), 1000):  # a burst can strand thousands; SQLite takes ~32k parameters
