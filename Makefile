@@ -41,9 +41,10 @@ test-services: $(STAMP) ## the suite on the machine's PostgreSQL and Redis (requ
 		echo "== PostgreSQL or Redis not reachable: skipped the services run (CI runs it)"; \
 	fi
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy on bot/
+lint: $(STAMP) ## ruff (lint + format check), the import contracts (import-linter) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
 bench: $(STAMP) ## the callback benchmark under gunicorn on PostgreSQL + Redis

@@ -1,4 +1,4 @@
-"""GET /healthz: is the database reachable, is Redis reachable. GET /metrics: Prometheus (bot.metrics)."""
+"""GET /healthz: is the database reachable, is Redis reachable. GET /metrics: Prometheus (bot.scrape)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 
-from bot import metrics
+from bot import scrape
 from bot.extensions import db, redis_conn
 
 bp = Blueprint("health", __name__)
@@ -41,5 +41,5 @@ def prometheus() -> ResponseReturnValue:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
             return Response("a bearer token is required\n", status=401, mimetype="text/plain")
-    body, content_type = metrics.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
+    body, content_type = scrape.exposition(current_app._get_current_object())  # type: ignore[attr-defined]
     return Response(body, content_type=content_type)

@@ -117,7 +117,7 @@ def main() -> int:
     app = seeded_app(args.database_url, args.redis_url, SEED, params, f"{args.customers:,} customers")
     from bot.extensions import db
     from bot.models import Role, Store, User
-    from bot.services.users import create_user
+    from bot.services.users.accounts import create_user
 
     with app.app_context():
         create_user("bench-admin", "bench-password-1", Role.admin)

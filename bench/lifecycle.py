@@ -60,7 +60,7 @@ def evaluate(rules: list, now: datetime) -> tuple[float, dict[str, tuple[int, fl
     """One evaluation as run_rules does it, minus the app messages: match each rule, then its send."""
     from bot.extensions import db
     from bot.models import RuleRun
-    from bot.services import lifecycle
+    from bot.services.lifecycle import rules as lifecycle
 
     per_rule: dict[str, tuple[int, float]] = {}
     started = time.perf_counter()
@@ -91,8 +91,8 @@ def main() -> int:
     from bot.extensions import db
     from bot.models import LifecycleRule, Role, User
     from bot.models._time import utcnow
-    from bot.services import lifecycle
-    from bot.services.users import create_user
+    from bot.services.lifecycle import rules as lifecycle
+    from bot.services.users.accounts import create_user
 
     rss_before = peak_mb()
     with app.app_context():

@@ -104,8 +104,9 @@ def main() -> int:
         app = seeded_app(args.database_url, args.redis_url, SEED, params, f"{args.customers:,} customers")
         from bot.extensions import db
         from bot.models import MassSend, Role, SendStatus
-        from bot.services import dispatch, sends
-        from bot.services.users import create_user
+        from bot.services.sends import compose as sends
+        from bot.services.sends import dispatch
+        from bot.services.users.accounts import create_user
 
         deadline = time.monotonic() + 300
         while True:  # the fake is ready once it answers

@@ -104,7 +104,7 @@ def main() -> int:
     app = seeded_app(args.database_url, args.redis_url, SEED, params, f"{args.customers:,} customers, ~5 tags each")
     from bot.extensions import db
     from bot.models import Store
-    from bot.services import segments
+    from bot.services.segments import rules as segments
 
     with psycopg.connect(plain(args.database_url)) as conn:
         (links,) = conn.execute("SELECT count(*) FROM follow_tags").fetchone()  # type: ignore[misc]

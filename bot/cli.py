@@ -10,12 +10,32 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import redis
 import requests
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from rq import SimpleWorker
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+from werkzeug.serving import run_simple
 
+from bot import scrape
 from bot.extensions import db, redis_conn
-from bot.models import User
+from bot.jobs.context import bind_app
+from bot.jobs.queue import QUEUE_NAMES, URGENT, enqueue_events, queue
+from bot.jobs.scheduler import configure, run_job, scheduler_kwargs
+from bot.models import Role, User
+from bot.sandbox import corp_for, create_fake_wecom, serve_in_thread, simulator_for
+from bot.schedule import PERIODIC_JOBS
+from bot.services.callbacks.processing import reopen_event
+from bot.services.customers.jobs import sync_customers
+from bot.services.directory.sync import sync_directory
+from bot.services.segments.rules import rebuild_facets
+from bot.services.tags.library import sync_corp_tags
+from bot.services.users.accounts import audit, create_user, generate_password
+from bot.services.users.api_tokens import create_api_token
 
 log = logging.getLogger("siyu")
 
@@ -29,10 +49,6 @@ def _require_shared_redis(what: str) -> None:
 
 
 def _worker(app: Flask, names: tuple[str, ...] | None = None) -> object:
-    from rq import SimpleWorker
-
-    from bot.jobs.context import bind_app
-    from bot.jobs.queue import QUEUE_NAMES, queue
 
     bind_app(app)
     connection = redis_conn.client
@@ -43,15 +59,13 @@ def _worker(app: Flask, names: tuple[str, ...] | None = None) -> object:
 _metrics_port = click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
-    help="Serve Prometheus metrics on this port (for a machine with no web process; see bot/metrics.py).",
+    help="Serve Prometheus metrics on this port (for a machine with no web process; see bot/scrape.py).",
 )
 
 
 def _serve_metrics(port: int | None) -> None:
     if port is not None:
-        from bot import metrics
-
-        metrics.serve(current_app._get_current_object(), port)  # type: ignore[attr-defined]
+        scrape.serve(current_app._get_current_object(), port)  # type: ignore[attr-defined]
         click.echo(f"metrics: http://0.0.0.0:{port}/metrics")
 
 
@@ -66,7 +80,6 @@ def _serve_metrics(port: int | None) -> None:
 @with_appcontext
 def worker_command(burst: bool, welcomes_only: bool, metrics_port: int | None) -> None:
     """Run a queue worker (welcomes first, then the rest of each add, then other events, then the rest)."""
-    from bot.jobs.queue import URGENT
 
     _require_shared_redis("worker")
     _serve_metrics(metrics_port)
@@ -83,7 +96,6 @@ REDIS_RETRY = (1, 2, 4, 8, 15)
 def _work_through_redis_outages(make_worker: Callable[[], Any], **work: Any) -> None:
     """Run a worker; if Redis goes away (a restart), wait for it and start a fresh worker, rather than
     exit: what the lost queues held is pending in the database, and the sweeper queues it again."""
-    import redis
 
     failures = 0
     while True:
@@ -105,7 +117,6 @@ def _work_through_redis_outages(make_worker: Callable[[], Any], **work: Any) -> 
 
 
 def _wait_for_redis(client: Any, every: float) -> None:
-    import redis
 
     while True:
         try:
@@ -120,16 +131,12 @@ def _wait_for_redis(client: Any, every: float) -> None:
 @with_appcontext
 def scheduler_command(metrics_port: int | None) -> None:
     """Run the periodic-job scheduler (one or several; each run fires once across them)."""
-    from apscheduler.schedulers.blocking import BlockingScheduler
-
-    from bot.jobs.context import bind_app
-    from bot.jobs.scheduler import configure, scheduler_kwargs
 
     _require_shared_redis("scheduler")
     _serve_metrics(metrics_port)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     bind_app(app)
-    scheduler = configure(BlockingScheduler(**scheduler_kwargs()), app)
+    scheduler = configure(BlockingScheduler(**scheduler_kwargs()), app, PERIODIC_JOBS)
     click.echo(f"scheduler: {len(scheduler.get_jobs())} job(s) registered")
     scheduler.start()
 
@@ -140,11 +147,6 @@ def scheduler_command(metrics_port: int | None) -> None:
 @with_appcontext
 def create_api_token_command(name: str, username: str) -> None:
     """Create a bearer token for /api/v1 acting as a panel user (shown once)."""
-    from sqlalchemy import select
-
-    from bot.models import User
-    from bot.services.api_tokens import create_api_token
-    from bot.services.users import audit
 
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
@@ -163,8 +165,6 @@ def create_api_token_command(name: str, username: str) -> None:
 @with_appcontext
 def create_admin_command(username: str, password: str | None) -> None:
     """Create a panel administrator (the first account of a new installation)."""
-    from bot.models import Role
-    from bot.services.users import audit, create_user, generate_password
 
     password = password or generate_password()
     try:
@@ -180,7 +180,6 @@ def create_admin_command(username: str, password: str | None) -> None:
 @with_appcontext
 def sync_directory_command() -> None:
     """Pull departments (stores) and members (staff) from WeCom now."""
-    from bot.services.directory import sync_directory
 
     def progress(done: int, total: int) -> None:
         click.echo(f"\r  departments {done}/{total}", nl=done == total)
@@ -194,7 +193,6 @@ def sync_directory_command() -> None:
 @with_appcontext
 def sync_tags_command() -> None:
     """Pull the corp tag library from WeCom now."""
-    from bot.services.tags import sync_corp_tags
 
     counts = sync_corp_tags()
     db.session.commit()
@@ -205,7 +203,6 @@ def sync_tags_command() -> None:
 @with_appcontext
 def sync_customers_command() -> None:
     """Pull every member's customers from WeCom now (resumes a run that stopped), repairing drift."""
-    from bot.jobs.tasks import sync_customers
 
     counts = sync_customers()
     click.echo(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
@@ -215,7 +212,6 @@ def sync_customers_command() -> None:
 @with_appcontext
 def rebuild_facets_command() -> None:
     """Recompute every customer's segment facets from the relations (PostgreSQL); says how many changed."""
-    from bot.services.segments import rebuild_facets
 
     changed = rebuild_facets()
     db.session.commit()
@@ -235,8 +231,6 @@ def events_group() -> None:
 @with_appcontext
 def events_retry(event_ids: tuple[int, ...]) -> None:
     """Put failed or dead events back in the queue."""
-    from bot.jobs.queue import enqueue_events
-    from bot.services.events import reopen_event
 
     reopened = [i for i in event_ids if reopen_event(i)]
     db.session.commit()
@@ -254,9 +248,6 @@ def events_retry(event_ids: tuple[int, ...]) -> None:
 @with_appcontext
 def sandbox_command(port: int | None, webhook: str) -> None:
     """Serve the fake WeCom API and its simulator on its own (for a Siyu run under gunicorn)."""
-    from werkzeug.serving import run_simple
-
-    from bot.sandbox import corp_for, create_fake_wecom, simulator_for
 
     s = current_app.config["SIYU"]
     if not s.sandbox:
@@ -304,14 +295,6 @@ def simulate_command(count: int, state: str, action: str) -> None:
 @with_appcontext
 def dev_command(port: int, interval: float) -> None:
     """Everything in one process: web server, worker, scheduler and (in sandbox mode) the fake WeCom."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    from bot.jobs import tasks
-    from bot.jobs.context import bind_app
-    from bot.jobs.registry import PERIODIC_JOBS
-    from bot.jobs.scheduler import configure, run_job, scheduler_kwargs
-    from bot.sandbox import corp_for, create_fake_wecom, serve_in_thread, simulator_for
-    from bot.services.api_tokens import create_api_token
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     s = app.config["SIYU"]
@@ -328,12 +311,12 @@ def dev_command(port: int, interval: float) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if s.sandbox:
         for job in PERIODIC_JOBS:
-            if job.func in (tasks.sync_directory, tasks.sync_corp_tags):
+            if job.id in ("sync_directory", "sync_corp_tags"):
                 run_job(job, claim=False)
     admin, password = _sandbox_admin() if s.sandbox else (None, None)
     token = create_api_token("dev", admin) if admin else None
     db.session.commit()
-    scheduler = configure(BackgroundScheduler(**scheduler_kwargs()), app)
+    scheduler = configure(BackgroundScheduler(**scheduler_kwargs()), app, PERIODIC_JOBS)
     scheduler.start()
     click.echo(
         "\n  私域助手 Siyu is running"
@@ -370,11 +353,6 @@ def dev_command(port: int, interval: float) -> None:
 
 def _sandbox_admin() -> tuple[User, str]:
     """Sandbox mode's administrator, with a fresh password each start (printed, never stored in clear)."""
-    from sqlalchemy import select
-    from werkzeug.security import generate_password_hash
-
-    from bot.models import Role
-    from bot.services.users import create_user, generate_password
 
     password = generate_password()
     user = db.session.scalar(select(User).where(User.username == "admin"))

@@ -95,7 +95,7 @@ def _corp_id(value: str) -> str:
 
 def _token(value: str) -> str:
     v = value.strip()
-    # WeCom console: letters and digits, at most 32 characters (REFERENCE.md §1.1).
+    # WeCom console: letters and digits, at most 32 characters (WeCom doc 96238).
     if not re.fullmatch(r"[0-9A-Za-z]{1,32}", v):
         raise ValueError("the callback token is 1-32 letters and digits")
     return v
@@ -174,7 +174,7 @@ class Settings:
     metrics_token: str | None = _setting("SIYU_METRICS_TOKEN", _secret)
     # The corp's clock: where a "day" starts for daily caps.
     timezone: ZoneInfo = _setting("SIYU_TIMEZONE", _zone, ZoneInfo("Asia/Shanghai"))
-    # WeCom's per-customer cap on corp mass messages, as set in 群发助手 (REFERENCE §3.6): as many as the
+    # WeCom's per-customer cap on corp mass messages, as set in 群发助手 (WeCom doc 92135): as many as the
     # month has days ("month"), 7 a week ("week") or 1 a day ("day").
     mass_cap: str = _setting("SIYU_MASS_CAP", _mass_cap, "month")
     # Where the panel is reached from members' phones: links in app messages (reminders, digests) start here.

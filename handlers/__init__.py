@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from bot.services.events import Handler
+from bot.services.callbacks.jobs import ROUTER
+from bot.services.callbacks.processing import Handler
 from bot.wecom.events import Event
 from handlers import assistant, contacts, groups, tags
+from handlers.webhook import bp
 
 HANDLERS: dict[str, Handler] = {
     **assistant.HANDLERS,
@@ -26,6 +28,6 @@ def route(event: Event) -> Handler | None:
 
 
 def init_handlers(app: Flask) -> None:
-    from handlers.webhook import bp
-
+    """The webhook's routes, and the router the worker's event processing asks for each event's handler."""
     app.register_blueprint(bp)
+    app.extensions[ROUTER] = route

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.services import assistant
-from bot.services.events import Handler
+from bot.services.assistant import commands as assistant
+from bot.services.callbacks.processing import Handler
 from bot.wecom.events import AppTextMessage, Event
 
 

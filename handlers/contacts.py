@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from bot.models import FollowStatus
-from bot.services import acquisition, customers
-from bot.services.events import Handler
+from bot.services.callbacks.processing import Handler
+from bot.services.channels import acquisition
+from bot.services.customers import relations as customers
 from bot.wecom.events import Event, ExternalContactEvent
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bot.services import events, groups
-from bot.services.events import Handler
+from bot.services.callbacks import processing as events
+from bot.services.callbacks.processing import Handler
+from bot.services.groups import mirror as groups
 from bot.wecom.events import Event, ExternalChatEvent
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.services import tags
-from bot.services.events import Handler
+from bot.services.callbacks.processing import Handler
+from bot.services.tags import library as tags
 from bot.wecom.events import Event, ExternalTagEvent
 
 

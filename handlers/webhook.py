@@ -1,4 +1,4 @@
-"""``/wecom/callback``: WeCom's URL verification and event push (REFERENCE.md §1).
+"""``/wecom/callback``: WeCom's URL verification and event push (WeCom doc 96238 and 91144).
 
 A POST is answered 200 with an empty body only once its event is durably stored; processing happens
 later in a worker. Refusals: forged signature or another corp's message 403, anything undecryptable
@@ -11,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 
 from flask import Blueprint, Response, current_app, request
 
-from bot.extensions import db
-from bot.jobs.queue import enqueue_stored_events
+from bot.extensions import db, redis_conn
+from bot.jobs.queue import enqueue_events
 from bot.metrics import CALLBACKS
+from bot.services.callbacks.inbox import CallbackInbox, InboxUnavailable, IncomingEvent, StoredEvent
 from bot.services.clients import callback_crypto, settings
-from bot.services.inbox import CallbackInbox, InboxUnavailable, IncomingEvent
 from bot.wecom.errors import CallbackError
 from bot.wecom.events import ExternalContactEvent, parse_event
 
@@ -36,9 +37,15 @@ def _inbox() -> CallbackInbox:
         with _INBOX_LOCK:
             inbox = current_app.extensions.get("siyu.inbox")
             if inbox is None:
-                inbox = CallbackInbox(db.engine, enqueue_stored_events())
+                inbox = CallbackInbox(db.engine, _enqueue_stored)
                 current_app.extensions["siyu.inbox"] = inbox
     return inbox
+
+
+def _enqueue_stored(stored: Sequence[StoredEvent]) -> None:
+    """The inbox's hook: queue freshly stored events in one Redis round trip."""
+    if stored:
+        enqueue_events([s.id for s in stored if s.urgent], [s.id for s in stored if not s.urgent], redis_conn.client)
 
 
 def _refuse(status: int, reason: str) -> Response:

@@ -170,7 +170,7 @@ def make_user(app: Flask, username: str, role: str, stores: list[int] | None = N
     from sqlalchemy import select
 
     from bot.models import Role, Store
-    from bot.services.users import create_user
+    from bot.services.users.accounts import create_user
 
     password = f"pw-{username}-0123456789"
     with app.app_context():
@@ -202,7 +202,7 @@ class ApiClient:
 
 def make_token(app: Flask, user_id: int) -> str:
     from bot.models import User
-    from bot.services.api_tokens import create_api_token
+    from bot.services.users.api_tokens import create_api_token
 
     with app.app_context():
         token = create_api_token("tests", db.session.get(User, user_id))
@@ -219,8 +219,8 @@ def api_token(app: Flask) -> str:
 
 def customers_of(app: Flask, sim: Simulator, run_worker: Any, members: list[str], each: int = 2) -> list[Any]:
     """The directory and tag library synced, then ``each`` customers added by each of ``members``."""
-    from bot.services.directory import sync_directory
-    from bot.services.tags import sync_corp_tags
+    from bot.services.directory.sync import sync_directory
+    from bot.services.tags.library import sync_corp_tags
 
     with app.app_context():
         sync_directory()

@@ -70,8 +70,8 @@ def test_callbacks_events_wecom_calls_and_welcomes_are_counted(app, client, api,
 
 
 def test_wecom_errors_and_job_runs_are_counted(app, client, corp, sim):
-    from bot.jobs.registry import PERIODIC_JOBS
     from bot.jobs.scheduler import run_job
+    from bot.schedule import PERIODIC_JOBS
     from bot.services.clients import contact_api
     from bot.wecom.errors import WeComError
 
@@ -146,7 +146,7 @@ def test_json_logs_carry_request_and_event_ids_and_no_secrets_or_names(
     assert records and all({"time", "level", "logger", "message", "process"} <= set(r) for r in records)
     refused = [r for r in records if r["message"].startswith("refused a callback")]
     assert [r["request_id"] for r in refused] == ["drill-req-0001"]
-    processed = [r for r in records if r["logger"] == "bot.services.events" and "done" in r["message"]]
+    processed = [r for r in records if r["logger"] == "bot.services.callbacks.processing" and "done" in r["message"]]
     assert processed and all(isinstance(r["event_id"], int) for r in processed)
     assert all(str(r["event_id"]) in r["message"] for r in processed)
 
@@ -168,11 +168,11 @@ def test_a_worker_machine_serves_metrics_on_its_own_port(app):
     """`flask worker --metrics-port N`: the same exposition from a thread, for machines with no web process."""
     import requests
 
-    from bot import metrics
+    from bot import scrape
     from tests.conftest import free_port
 
     port = free_port()
-    metrics.serve(app, port)
+    scrape.serve(app, port)
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert "siyu_database_up 1.0" in text and "siyu_redis_up 1.0" in text
     assert "# TYPE siyu_callbacks_total counter" in text

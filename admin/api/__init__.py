@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from admin import MAX_INT
 from bot.extensions import db
-from bot.services.api_tokens import authenticate
+from bot.services.users.api_tokens import authenticate
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC_ENDPOINTS = {"api.openapi"}

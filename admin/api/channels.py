@@ -17,10 +17,12 @@ from admin import whole
 from admin.api import ApiError, bp, iso, json_body, string_list
 from bot.extensions import db
 from bot.models import Channel, Role
-from bot.services import channels, growth, qr_images
-from bot.services.scope import staff_condition, store_ids
-from bot.services.users import audit
-from bot.wecom.errors import UnknownMember, WeComError
+from bot.services.channels import codes as channels
+from bot.services.channels import qr_images
+from bot.services.customers import growth
+from bot.services.errors import WeComRefused
+from bot.services.users.accounts import audit
+from bot.services.users.scope import staff_condition, store_ids
 
 WRITERS = (Role.admin, Role.operator)
 
@@ -131,11 +133,10 @@ def _service_errors() -> Iterator[None]:
     except channels.ChannelError as exc:
         db.session.rollback()
         raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}") from exc
-    except UnknownMember as exc:  # a member the request named: the caller's to fix
+    except WeComRefused as exc:
         db.session.rollback()
-        raise ApiError(400, "invalid_parameter", f"staff: WeCom does not know this member ({exc.errmsg})") from exc
-    except WeComError as exc:
-        db.session.rollback()
+        if exc.field == "staff":  # a member the request named that WeCom does not know: the caller's to fix
+            raise ApiError(400, "invalid_parameter", f"staff: WeCom does not know this member ({exc.errmsg})") from exc
         raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
 
 
@@ -237,7 +238,7 @@ def channel_qr(channel_id: int) -> ResponseReturnValue:
     except qr_images.QrImageError as exc:
         db.session.rollback()
         raise ApiError(409, "no_qr_code", "the channel has no QR code, or WeCom's image is unreadable") from exc
-    except WeComError as exc:
+    except WeComRefused as exc:
         db.session.rollback()
         raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
     db.session.commit()

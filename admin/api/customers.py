@@ -14,10 +14,10 @@ from admin.api import ApiError, bp, int_arg, iso, json_body
 from admin.spreadsheet import UploadTooLarge, read_pairs
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, Role, Staff
-from bot.services import customers as customer_service
-from bot.services import groups
-from bot.services.scope import can_see_customer, customer_condition
-from bot.services.users import audit
+from bot.services.customers import relations as customer_service
+from bot.services.groups import mirror as groups
+from bot.services.users.accounts import audit
+from bot.services.users.scope import can_see_customer, customer_condition
 
 EDITORS = (Role.admin, Role.operator, Role.store_manager)
 MAX_BIRTHDAY_CSV = 5 * 1024 * 1024

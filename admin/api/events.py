@@ -10,7 +10,7 @@ from admin.api import ApiError, bp, int_arg, iso
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue_events
 from bot.models import CallbackEvent, EventStatus, Role
-from bot.services.events import reopen_event
+from bot.services.callbacks.processing import reopen_event
 
 
 @bp.get("/events")

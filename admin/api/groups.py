@@ -16,11 +16,16 @@ from sqlalchemy import func, select
 from admin.api import ApiError, bp, int_arg, iso, json_body
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
-from bot.jobs.tasks import start_send_if_due, sync_groups
 from bot.models import GroupChat, GroupInvite, JoinWay, Role
-from bot.services import group_invites, groups, join_ways, qr_images
-from bot.services.users import audit
-from bot.wecom.errors import WeComError
+from bot.services.channels import qr_images
+from bot.services.errors import WeComRefused
+from bot.services.groups import invites as group_invites
+from bot.services.groups import join_ways
+from bot.services.groups import mirror as groups
+from bot.services.groups.jobs import sync_groups
+from bot.services.sends.jobs import start_send_if_due
+from bot.services.users.accounts import audit
+from bot.services.users.scope import group_chat_condition
 
 WRITERS = (Role.admin, Role.operator)
 
@@ -76,7 +81,7 @@ def list_groups() -> ResponseReturnValue:
 
 
 def _group(group_id: int) -> GroupChat:
-    group = db.session.scalar(select(GroupChat).where(GroupChat.id == group_id, groups.visible(g.api_user)))
+    group = db.session.scalar(select(GroupChat).where(GroupChat.id == group_id, group_chat_condition(g.api_user)))
     if group is None:
         raise ApiError(404, "not_found", f"no group {group_id}")
     return group
@@ -137,7 +142,7 @@ def refusals() -> Iterator[None]:
         db.session.rollback()
         status = 403 if exc.field == "user" else 400
         raise ApiError(status, "forbidden" if status == 403 else "invalid_parameter", f"{exc.field}: {exc}") from exc
-    except WeComError as exc:
+    except WeComRefused as exc:
         db.session.rollback()
         raise ApiError(502, "wecom_refused", f"WeCom: {exc.errcode} {exc.errmsg}") from exc
     except qr_images.QrImageError as exc:

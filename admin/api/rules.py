@@ -13,8 +13,8 @@ from sqlalchemy import select
 from admin.api import ApiError, bp, int_arg, json_body
 from bot.extensions import db
 from bot.models import LifecycleRule, Role, RuleRun
-from bot.services import lifecycle
-from bot.services.users import audit
+from bot.services.lifecycle import rules as lifecycle
+from bot.services.users.accounts import audit
 
 WRITERS = (Role.admin, Role.operator)
 

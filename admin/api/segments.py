@@ -15,9 +15,9 @@ from admin.api import ApiError, bp, int_arg, iso, json_body
 from admin.spreadsheet import stream_csv
 from bot.extensions import db
 from bot.models import Customer, Role, Segment
-from bot.services import segments
-from bot.services.scope import can_see_customer
-from bot.services.users import audit
+from bot.services.segments import rules as segments
+from bot.services.users.accounts import audit
+from bot.services.users.scope import can_see_customer
 
 WRITERS = (Role.admin, Role.operator)
 

@@ -16,10 +16,13 @@ from admin import MAX_INT
 from admin.api import ApiError, bp, int_arg, iso, json_body, string_list
 from admin.spreadsheet import stream_csv
 from bot.extensions import db
-from bot.jobs.tasks import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.models import MassSend
-from bot.services import dispatch, media, segments, send_tracking, sends
-from bot.services.users import audit
+from bot.services.segments import rules as segments
+from bot.services.sends import compose as sends
+from bot.services.sends import dispatch, media
+from bot.services.sends import tracking as send_tracking
+from bot.services.sends.jobs import start_send_if_due, stop_send_tasks_if_dispatched
+from bot.services.users.accounts import audit
 
 
 @contextmanager

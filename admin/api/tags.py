@@ -15,12 +15,14 @@ from sqlalchemy import select
 from admin.api import ApiError, bp, iso, json_body, string_list
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
-from bot.jobs.tasks import run_tag_job
 from bot.models import Customer, FollowRelation, Role, Segment, Tag, TagGroup, TagJob
-from bot.services import segments, tag_jobs, tags
-from bot.services.scope import can_see_customer
-from bot.services.users import audit
-from bot.wecom.errors import WeComError
+from bot.services.errors import WeComRefused
+from bot.services.segments import rules as segments
+from bot.services.tags import bulk as tag_jobs
+from bot.services.tags import library as tags
+from bot.services.tags.jobs import run_tag_job
+from bot.services.users.accounts import audit
+from bot.services.users.scope import can_see_customer
 
 WRITERS = (Role.admin, Role.operator)
 
@@ -39,7 +41,7 @@ def _refusals() -> Iterator[None]:
         db.session.rollback()
         code = f" (WeCom {exc.errcode})" if exc.errcode else ""
         raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}{code}") from exc
-    except WeComError as exc:
+    except WeComRefused as exc:
         db.session.rollback()
         raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
 

@@ -13,7 +13,7 @@ from admin.forms import EmptyForm, SignInForm
 from admin.views import bp, client_ip
 from bot.extensions import db
 from bot.services.clients import settings
-from bot.services.users import SignInError, audit, authenticate
+from bot.services.users.accounts import SignInError, audit, authenticate
 
 
 def _safe_next(target: str | None) -> str:

@@ -20,13 +20,15 @@ from admin.views import bp, client_ip, image_response, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.jobs.tasks import PERSONAL_CODES, create_personal_codes
 from bot.models import Channel, Role, Staff, Tag
-from bot.services import channels as channel_service
-from bot.services import corp_time, growth, qr_images
-from bot.services.scope import staff_condition, store_ids, visible_stores
-from bot.services.users import audit
-from bot.wecom.errors import WeComError
+from bot.services import corp_time
+from bot.services.channels import codes as channel_service
+from bot.services.channels import qr_images
+from bot.services.channels.jobs import PERSONAL_CODES, create_personal_codes
+from bot.services.customers import growth
+from bot.services.errors import WeComRefused
+from bot.services.users.accounts import audit
+from bot.services.users.scope import staff_condition, store_ids, visible_stores
 
 WRITERS = (Role.admin, Role.operator)
 
@@ -163,7 +165,7 @@ def create_channel() -> ResponseReturnValue:
         db.session.rollback()
         _field_for(form, exc.field).errors = [_(str(exc))]
         return _page(form), 400
-    except WeComError as exc:
+    except WeComRefused as exc:
         db.session.rollback()
         form.name.errors = [_("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)]
         return _page(form), 502
@@ -249,7 +251,7 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
         db.session.rollback()
         _field_for(form, exc.field).errors = [_(str(exc))]
         return _detail(_get(channel_id), form), 400
-    except WeComError as exc:
+    except WeComRefused as exc:
         db.session.rollback()
         form.name.errors = [_("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)]
         return _detail(_get(channel_id), form), 502
@@ -267,7 +269,7 @@ def delete_channel(channel_id: int) -> ResponseReturnValue:
     if EmptyForm().validate_on_submit() and channel.active:
         try:
             channel_service.delete_channel(channel)
-        except WeComError as exc:
+        except WeComRefused as exc:
             db.session.rollback()
             flash(_("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg))
             return redirect(url_for("admin.channels"))

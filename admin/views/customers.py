@@ -23,11 +23,12 @@ from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Role, Segment, Staff, Store, Tag
-from bot.services import groups, segments
-from bot.services.customers import import_birthdays as import_birthday_rows
-from bot.services.customers import update_profile
-from bot.services.scope import can_see_customer, customer_condition, staff_condition, visible_stores
-from bot.services.users import audit
+from bot.services.customers.relations import import_birthdays as import_birthday_rows
+from bot.services.customers.relations import update_profile
+from bot.services.groups import mirror as groups
+from bot.services.segments import rules as segments
+from bot.services.users.accounts import audit
+from bot.services.users.scope import can_see_customer, customer_condition, staff_condition, visible_stores
 
 PAGE_SIZE = 50
 STATUS_LABELS = {

@@ -14,10 +14,10 @@ from admin.views import bp, client_ip, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue_events
 from bot.models import CallbackEvent, EventStatus, FollowRelation, Role, Staff
-from bot.services import growth
-from bot.services.events import reopen_event
-from bot.services.scope import staff_condition, store_ids, visible_stores
-from bot.services.users import audit
+from bot.services.callbacks.processing import reopen_event
+from bot.services.customers import growth
+from bot.services.users.accounts import audit
+from bot.services.users.scope import staff_condition, store_ids, visible_stores
 
 
 def by_channel(w: growth.Window) -> list[tuple[str, int]]:

@@ -21,12 +21,18 @@ from admin.views import bp, client_ip, image_response, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.jobs.tasks import GROUP_SYNC, start_send_if_due, sync_groups
 from bot.models import GroupChat, GroupInvite, JoinWay, Role, Segment, Staff
-from bot.services import group_invites, groups, join_ways, qr_images, sends, tags
-from bot.services.scope import staff_condition, visible_stores
-from bot.services.users import audit
-from bot.wecom.errors import WeComError
+from bot.services.channels import qr_images
+from bot.services.errors import WeComRefused
+from bot.services.groups import invites as group_invites
+from bot.services.groups import join_ways
+from bot.services.groups import mirror as groups
+from bot.services.groups.jobs import GROUP_SYNC, sync_groups
+from bot.services.sends import compose as sends
+from bot.services.sends.jobs import start_send_if_due
+from bot.services.tags import library as tags
+from bot.services.users.accounts import audit
+from bot.services.users.scope import group_chat_condition, staff_condition, visible_stores
 
 WRITERS = (Role.admin, Role.operator)
 PER_PAGE = 50
@@ -44,7 +50,7 @@ def _date(name: str) -> date | None:
         return None
 
 
-def _wecom_refusal(exc: WeComError) -> str:
+def _wecom_refusal(exc: WeComRefused) -> str:
     return _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)
 
 
@@ -102,7 +108,7 @@ def group_sync_progress() -> ResponseReturnValue:
 
 @bp.get("/groups/<int:group_id>")
 def group_detail(group_id: int) -> ResponseReturnValue:
-    group = db.session.scalar(select(GroupChat).where(GroupChat.id == group_id, groups.visible(current_user)))
+    group = db.session.scalar(select(GroupChat).where(GroupChat.id == group_id, group_chat_condition(current_user)))
     if group is None:
         abort(404)
     days = 30
@@ -124,7 +130,7 @@ def group_detail(group_id: int) -> ResponseReturnValue:
 
 
 def _alive_groups() -> list[GroupChat]:
-    query = select(GroupChat).where(GroupChat.dismissed_at.is_(None), groups.visible(current_user))
+    query = select(GroupChat).where(GroupChat.dismissed_at.is_(None), group_chat_condition(current_user))
     return list(db.session.scalars(query.order_by(GroupChat.name).limit(2000)))
 
 
@@ -172,7 +178,7 @@ def create_join_way() -> ResponseReturnValue:
     except join_ways.JoinWayError as exc:
         db.session.rollback()
         return _join_ways_page(_(str(exc)), exc.field, 400)
-    except WeComError as exc:
+    except WeComRefused as exc:
         db.session.rollback()
         return _join_ways_page(_wecom_refusal(exc), "name", 502)
     db.session.commit()
@@ -227,7 +233,7 @@ def update_join_way(way_id: int) -> ResponseReturnValue:
     except join_ways.JoinWayError as exc:
         db.session.rollback()
         return _way_page(_way(way_id), _(str(exc)), exc.field, 400)
-    except WeComError as exc:
+    except WeComRefused as exc:
         db.session.rollback()
         return _way_page(_way(way_id), _wecom_refusal(exc), "name", 502)
     db.session.commit()
@@ -243,7 +249,7 @@ def delete_join_way(way_id: int) -> ResponseReturnValue:
         abort(400)
     try:
         join_ways.delete_join_way(way, current_user)
-    except WeComError as exc:
+    except WeComRefused as exc:
         db.session.rollback()
         flash(_wecom_refusal(exc), "error")
         return redirect(url_for("admin.join_way_detail", way_id=way_id))
@@ -332,9 +338,9 @@ def create_group_invite() -> ResponseReturnValue:
     except group_invites.InviteError as exc:
         db.session.rollback()
         return _invites_page(_(str(exc)), exc.field, 400)
-    except (WeComError, qr_images.QrImageError) as exc:
+    except (WeComRefused, qr_images.QrImageError) as exc:
         db.session.rollback()
-        message = _wecom_refusal(exc) if isinstance(exc, WeComError) else _(str(exc))
+        message = _wecom_refusal(exc) if isinstance(exc, WeComRefused) else _(str(exc))
         return _invites_page(message, "chat_ids", 502)
     except UploadTooLarge as exc:
         db.session.rollback()
@@ -393,9 +399,9 @@ def group_invite_reminder_round(invite_id: int) -> ResponseReturnValue:
         db.session.rollback()
         flash(_(str(exc)), "error")
         return redirect(url_for("admin.group_invite_detail", invite_id=invite_id))
-    except (WeComError, qr_images.QrImageError) as exc:
+    except (WeComRefused, qr_images.QrImageError) as exc:
         db.session.rollback()
-        flash(_wecom_refusal(exc) if isinstance(exc, WeComError) else _(str(exc)), "error")
+        flash(_wecom_refusal(exc) if isinstance(exc, WeComRefused) else _(str(exc)), "error")
         return redirect(url_for("admin.group_invite_detail", invite_id=invite_id))
     db.session.commit()
     start_send_if_due(again.send)

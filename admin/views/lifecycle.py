@@ -16,9 +16,10 @@ from admin.forms import EmptyForm
 from admin.views import bp
 from bot.extensions import db
 from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, Role, RuleRun, Segment, Staff
-from bot.services import lifecycle, tags
-from bot.services.scope import customer_condition
-from bot.services.users import audit
+from bot.services.lifecycle import rules as lifecycle
+from bot.services.tags import library as tags
+from bot.services.users.accounts import audit
+from bot.services.users.scope import customer_condition
 
 WRITERS = (Role.admin, Role.operator)
 TASKS_SHOWN = 200

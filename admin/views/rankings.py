@@ -8,7 +8,7 @@ from flask_login import current_user
 
 from admin import whole
 from admin.views import bp
-from bot.services import growth
+from bot.services.customers import growth
 
 LIMIT = 100
 

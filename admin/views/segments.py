@@ -18,9 +18,10 @@ from admin.forms import EmptyForm
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Channel, Role, Segment, Staff
-from bot.services import segments, tags
-from bot.services.scope import staff_condition, visible_stores
-from bot.services.users import audit
+from bot.services.segments import rules as segments
+from bot.services.tags import library as tags
+from bot.services.users.accounts import audit
+from bot.services.users.scope import staff_condition, visible_stores
 
 WRITERS = (Role.admin, Role.operator)
 

@@ -17,11 +17,14 @@ from admin.forms import EmptyForm
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, client_ip
 from bot.extensions import db
-from bot.jobs.tasks import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.models import MassSend, Role, Segment, Staff
-from bot.services import media, send_tracking, sends, tags
-from bot.services.scope import staff_condition, visible_stores
-from bot.services.users import audit
+from bot.services.sends import compose as sends
+from bot.services.sends import media
+from bot.services.sends import tracking as send_tracking
+from bot.services.sends.jobs import start_send_if_due, stop_send_tasks_if_dispatched
+from bot.services.tags import library as tags
+from bot.services.users.accounts import audit
+from bot.services.users.scope import staff_condition, visible_stores
 
 MAX_UPLOAD = 2 * 1024 * 1024  # a CSV of external user ids
 

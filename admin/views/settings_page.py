@@ -13,7 +13,7 @@ from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Role
 from bot.services.clients import settings
-from bot.services.users import audit
+from bot.services.users.accounts import audit
 
 
 @bp.get("/settings")

@@ -16,10 +16,11 @@ from admin.views import bp, client_ip, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.jobs.tasks import CUSTOMER_SYNC, sync_customers, sync_directory_with_progress
 from bot.models import FollowRelation, FollowStatus, Role, Staff
-from bot.services.scope import staff_condition
-from bot.services.users import audit
+from bot.services.customers.jobs import CUSTOMER_SYNC, sync_customers
+from bot.services.directory.jobs import sync_directory_with_progress
+from bot.services.users.accounts import audit
+from bot.services.users.scope import staff_condition
 
 
 @bp.get("/staff")

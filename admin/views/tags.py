@@ -18,11 +18,13 @@ from admin.views import bp, client_ip, role_required
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.jobs.tasks import run_tag_job
 from bot.models import Role, Segment, TagJob
-from bot.services import segments, tag_jobs, tags
-from bot.services.users import audit
-from bot.wecom.errors import WeComError
+from bot.services.errors import WeComRefused
+from bot.services.segments import rules as segments
+from bot.services.tags import bulk as tag_jobs
+from bot.services.tags import library as tags
+from bot.services.tags.jobs import run_tag_job
+from bot.services.users.accounts import audit
 
 WRITERS = (Role.admin, Role.operator)
 MAX_UPLOAD = 5 * 1024 * 1024  # a CSV of up to 100,000 external user ids
@@ -50,7 +52,7 @@ def _refused(where: str, exc: Exception) -> Any:
     db.session.rollback()
     if isinstance(exc, tags.TagError):
         return _page({where: _(str(exc))}, 400)
-    assert isinstance(exc, WeComError)
+    assert isinstance(exc, WeComRefused)
     return _page({where: _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)}, 502)
 
 
@@ -73,7 +75,7 @@ def create_tags() -> ResponseReturnValue:
         made = tags.create_tags(
             _names(request.form.get("names", "")), group_id=group_id, group_name=request.form.get("group_name", "")
         )
-    except (tags.TagError, WeComError) as exc:
+    except (tags.TagError, WeComRefused) as exc:
         return _refused(f"create:{group_id or 'new'}", exc)
     audit(
         current_user,
@@ -95,7 +97,7 @@ def edit_tag(wecom_id: str) -> ResponseReturnValue:
     order = request.form.get("order", type=whole)
     try:
         target = tags.edit_tag_or_group(wecom_id, name=request.form.get("name") or None, order=order)
-    except (tags.TagError, WeComError) as exc:
+    except (tags.TagError, WeComRefused) as exc:
         return _refused(f"edit:{wecom_id}", exc)
     audit(
         current_user, "edit_tag", f"tag:{wecom_id}", after={"name": target.name, "order": target.order}, ip=client_ip()
@@ -113,7 +115,7 @@ def delete_tag(wecom_id: str) -> ResponseReturnValue:
     is_group = request.form.get("kind") == "group"
     try:
         count = tags.delete_tags([] if is_group else [wecom_id], [wecom_id] if is_group else [])
-    except (tags.TagError, WeComError) as exc:
+    except (tags.TagError, WeComRefused) as exc:
         return _refused(f"edit:{wecom_id}", exc)
     audit(current_user, "delete_tags", f"tag:{wecom_id}", ip=client_ip())
     db.session.commit()
@@ -129,7 +131,7 @@ def check_tag_drift() -> ResponseReturnValue:
         abort(400)
     try:
         report = tags.check_drift()
-    except WeComError as exc:
+    except WeComRefused as exc:
         return _refused("drift", exc)
     audit(current_user, "check_tag_drift", "tags", after=report, ip=client_ip())
     db.session.commit()

@@ -14,7 +14,7 @@ from admin.forms import EditUserForm, NewUserForm
 from admin.views import bp, client_ip, role_required
 from bot.extensions import db
 from bot.models import Role, Store, User
-from bot.services.users import audit, create_user, describe, update_user
+from bot.services.users.accounts import audit, create_user, describe, update_user
 
 
 def _store_choices(form: NewUserForm | EditUserForm) -> None:

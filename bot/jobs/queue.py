@@ -1,4 +1,7 @@
-"""The RQ queues. Urgent work (a welcome code lives 20 s) has a queue of its own, read first."""
+"""The RQ queues. Urgent work (a welcome code lives 20 s) has a queue of its own, read first.
+
+Jobs are named by dotted path, so this module knows the queue and not the domains whose tasks it carries.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rq import Queue
-
-from bot.services.inbox import StoredEvent
 
 URGENT = "siyu-urgent"  # the welcome fast path
 ADDS = "siyu-adds"  # the rest of an add, after its welcome: ahead of later events about the same customer
@@ -21,30 +22,18 @@ WELCOME_LIST = "siyu:welcome:pending"
 WELCOME_WAKE = "siyu:welcome:wake"
 WELCOMES_PER_JOB = 128
 JOB_OPTIONS: dict[str, Any] = {"result_ttl": 0, "failure_ttl": 7 * 86400, "timeout": 300}
+#: the two tasks the queue itself starts (the callbacks and channels domains define them)
+PROCESS_EVENTS = "bot.services.callbacks.jobs.process_events"
+SEND_WELCOMES = "bot.services.channels.jobs.send_welcomes"
 
 
 def queue(name: str, connection: Any) -> Queue:
     return Queue(name, connection=connection)
 
 
-def enqueue_stored_events() -> Callable[[Sequence[StoredEvent]], None]:
-    """The inbox's hook: queue freshly stored events in one Redis round trip."""
-    from bot.extensions import redis_conn
-
-    def enqueue(stored: Sequence[StoredEvent]) -> None:
-        if stored:
-            enqueue_events(
-                [s.id for s in stored if s.urgent], [s.id for s in stored if not s.urgent], redis_conn.client
-            )
-
-    return enqueue
-
-
 def enqueue_events(urgent_ids: Sequence[int], other_ids: Sequence[int], connection: Any, *, name: str = EVENTS) -> None:
     """Urgent events (adds with a welcome code) go to the welcome fast path in batches, which then queues
     them for their full processing; the others are processed in chunks."""
-    from bot.jobs.tasks import process_events
-
     pipe = connection.pipeline()
     if urgent_ids:
         # The ids wait in a list; a job only wakes a welcome worker, which takes whatever is waiting. One
@@ -55,15 +44,13 @@ def enqueue_events(urgent_ids: Sequence[int], other_ids: Sequence[int], connecti
     if other_ids:
         chunks = [list(other_ids[i : i + EVENTS_PER_JOB]) for i in range(0, len(other_ids), EVENTS_PER_JOB)]
         queue(name, connection).enqueue_many(
-            [Queue.prepare_data(process_events, args=(chunk,), **JOB_OPTIONS) for chunk in chunks], pipeline=pipe
+            [Queue.prepare_data(PROCESS_EVENTS, args=(chunk,), **JOB_OPTIONS) for chunk in chunks], pipeline=pipe
         )
     pipe.execute()
 
 
 def wake_welcome_worker(connection: Any, pipeline: Any = None) -> None:
-    from bot.jobs.tasks import send_welcomes
-
-    queue(URGENT, connection).enqueue_call(send_welcomes, pipeline=pipeline, **JOB_OPTIONS)
+    queue(URGENT, connection).enqueue_call(SEND_WELCOMES, pipeline=pipeline, **JOB_OPTIONS)
 
 
 def enqueue(func: Callable[..., Any], *args: Any, connection: Any, name: str = DEFAULT) -> None:

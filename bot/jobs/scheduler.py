@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from apscheduler.schedulers.base import BaseScheduler
@@ -18,7 +19,7 @@ from sqlalchemy import select
 
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
-from bot.jobs.registry import PERIODIC_JOBS, PeriodicJob
+from bot.jobs.periodic import PeriodicJob
 from bot.logs import log_context
 from bot.metrics import JOB_RUNS, JOB_SECONDS
 from bot.models import JobRun
@@ -80,13 +81,16 @@ def due_for_catch_up(job: PeriodicJob) -> bool:
     return last is None or utcnow() - last > job.period
 
 
-def configure(scheduler: BaseScheduler, app: Flask, *, catch_up: bool = True) -> BaseScheduler:
-    """Reconcile the registry into ``scheduler``: one entry per job id, replacing what was there."""
-    wanted = {job.id for job in PERIODIC_JOBS}
+def configure(
+    scheduler: BaseScheduler, app: Flask, jobs: Sequence[PeriodicJob], *, catch_up: bool = True
+) -> BaseScheduler:
+    """Reconcile ``jobs`` (``bot.schedule``'s list) into ``scheduler``: one entry per job id, replacing what
+    was there."""
+    wanted = {job.id for job in jobs}
     for existing in scheduler.get_jobs():
         if existing.id not in wanted:
             scheduler.remove_job(existing.id)
-    for job in PERIODIC_JOBS:
+    for job in jobs:
         scheduler.add_job(
             run_job,
             job.trigger,
@@ -101,7 +105,7 @@ def configure(scheduler: BaseScheduler, app: Flask, *, catch_up: bool = True) ->
         )
     if catch_up:
         with app.app_context():
-            late = [job for job in PERIODIC_JOBS if due_for_catch_up(job)]
+            late = [job for job in jobs if due_for_catch_up(job)]
         for job in late:
             log.info("job %s missed its last run: catching up once now", job.id)
             scheduler.add_job(run_job, "date", args=[job], id=f"{job.id}:catch-up", replace_existing=True)

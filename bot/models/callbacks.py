@@ -25,7 +25,7 @@ class CallbackEvent(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # sha256 of the decrypted plaintext: WeCom's FromUserName+CreateTime rule collides for the
-    # change_external_* events, whose sender is always "sys" (REFERENCE.md §1.4).
+    # change_external_* events, whose sender is always "sys" (WeCom doc 92005).
     dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(80), index=True)
     create_time: Mapped[int] = mapped_column(Integer)

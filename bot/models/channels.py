@@ -33,7 +33,7 @@ class Channel(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     group_name: Mapped[str] = mapped_column(String(64), default="")
-    state: Mapped[str] = mapped_column(String(30), unique=True)  # ≤ 30 characters (REFERENCE.md §3.2)
+    state: Mapped[str] = mapped_column(String(30), unique=True)  # ≤ 30 characters (WeCom doc 92228)
     config_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     qr_code: Mapped[str] = mapped_column(String(512), default="")
     skip_verify: Mapped[bool] = mapped_column(default=True)

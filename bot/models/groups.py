@@ -14,7 +14,7 @@ from bot.models.directory import Staff
 
 
 class GroupChat(db.Model):  # type: ignore[name-defined]
-    """A customer group chat as ``groupchat/get`` describes it (REFERENCE.md §3.7)."""
+    """A customer group chat as ``groupchat/get`` describes it (WeCom doc 92122)."""
 
     __tablename__ = "group_chats"
 
@@ -73,7 +73,7 @@ class GroupMember(db.Model):  # type: ignore[name-defined]
 
 
 class JoinWay(db.Model):  # type: ignore[name-defined]
-    """A group-join code (REFERENCE.md §3.7b): a QR code for up to 5 groups, identified by its ``state``."""
+    """A group-join code (WeCom doc 92229): a QR code for up to 5 groups, identified by its ``state``."""
 
     __tablename__ = "join_ways"
 

@@ -379,7 +379,7 @@ def remind_groupmsg_send(corp: FakeCorp, body: Body) -> Body:
     now = corp.clock()
     recent = [t for t in task.reminders if now - t < 86400]
     if len(recent) >= 3:
-        # REFERENCE names no errcode for a fourth reminder within 24 h: 41066 is the sandbox's own choice.
+        # WeCom's doc 97610 names no errcode for a fourth reminder within 24 h: 41066 is the sandbox's own choice.
         raise ApiError(41066, "reminded 3 times in 24 hours")
     task.reminders = [*recent, now]
     return _ok()
@@ -463,7 +463,7 @@ def _join_way_fields(corp: FakeCorp, body: Body) -> Body:
 def _join_way(corp: FakeCorp, body: Body) -> Body:
     way = corp.join_ways.get(str(body.get("config_id", "")))
     if way is None:
-        # REFERENCE names no errcode for an unknown join code; 41044 (as for contact ways) is the sandbox's.
+        # WeCom's doc 92229 names no errcode for an unknown join code; 41044 (as for contact ways) is the sandbox's.
         raise ApiError(41044, "invalid config_id")
     return way
 

@@ -1,6 +1,6 @@
 """The state of the fake corp and WeCom's rules over it, in memory and thread-safe.
 
-Rules follow REFERENCE.md: access tokens expire (42001) and can be revoked early (40014); a welcome
+Rules follow WeCom's documentation: access tokens expire (42001) and can be revoked early (40014); a welcome
 code is valid 20 s and usable once (41050 expired or unknown, 41051 already used); mass-send tasks
 wait for the member to confirm; each customer receives a limited number of corp mass messages per
 period (status 3 beyond it); faults (45009, -1, 45033, HTTP 500) can be injected per endpoint.

@@ -28,7 +28,7 @@ TAG_LIBRARY = {
     "兴趣偏好": ["护肤", "彩妆", "香氛"],
     "来源渠道": ["门店扫码", "直播间", "朋友推荐"],
 }
-#: WeCom gives up after the first try plus three re-sends (REFERENCE.md §1.4)
+#: WeCom gives up after the first try plus three re-sends (WeCom doc 96361)
 WECOM_SENDS = 4
 
 
@@ -210,7 +210,7 @@ class Simulator:
             event_xml(self.corp.corp_id, "change_external_tag", Id=tag_id, TagType="tag", ChangeType="create")
         )
 
-    # -- customer groups (change_external_chat, REFERENCE.md §2) -----------------------------------
+    # -- customer groups (change_external_chat, WeCom doc 96361) -----------------------------------
 
     def chat_change(self, chat_id: str, change_type: str, **fields: Any) -> Delivery:
         return self.deliver(

@@ -6,8 +6,23 @@ from flask import current_app
 
 from bot.config import Settings
 from bot.extensions import redis_conn
+from bot.metrics import TOKEN_FETCHES, WECOM_CALLS, WECOM_SECONDS
 from bot.wecom import CallbackCrypto, WeComClient
 from bot.wecom.budget import CallBudget
+from bot.wecom.client import CallObserver
+
+
+class _Metrics(CallObserver):
+    """The client's traffic in this process's Prometheus counters."""
+
+    def call(self, endpoint: str, outcome: str) -> None:
+        WECOM_CALLS.labels(endpoint, outcome).inc()
+
+    def call_time(self, endpoint: str, seconds: float) -> None:
+        WECOM_SECONDS.labels(endpoint).observe(seconds)
+
+    def token_fetch(self, outcome: str) -> None:
+        TOKEN_FETCHES.labels(outcome).inc()
 
 
 def settings() -> Settings:
@@ -27,6 +42,7 @@ def _client(secret: str) -> WeComClient:
             redis=redis_conn.client,
             timeout=s.wecom_timeout,
             budget=budget,
+            observer=_Metrics(),
         )
         cache[secret] = client
     return client

@@ -1,6 +1,6 @@
 """A client-side call budget per API, shared by every process through Redis.
 
-WeCom allows 10,000 calls per minute per API per corp (REFERENCE.md §3.10, doc path/90454) and blocks
+WeCom allows 10,000 calls per minute per API per corp (WeCom doc 90454) and blocks
 the API for the rest of the window once that is exceeded (45009). Counting our own calls in a fixed
 one-minute window keeps every process of Siyu under the limit together; a 45009 that happens anyway
 (another app of the corp, a clock skew) closes the API for all of them until the window ends.

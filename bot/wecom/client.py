@@ -1,6 +1,6 @@
 """The WeCom API client: wechatpy's enterprise client with the fixes Siyu needs.
 
-What changes against wechatpy 1.8.18 (REFERENCE.md §4.3):
+What changes against wechatpy 1.8.18 (its own client, read in its source):
 - the access token lives in Redis, shared by every process, and one process refreshes it at a time
   (a Redis lock; the others wait and read the new token) instead of a per-process ``expires_at``;
 - the token fetch honours ``api_base`` and the HTTP timeout (wechatpy hard-codes the host, no timeout);
@@ -25,7 +25,6 @@ import requests
 from wechatpy.enterprise import WeChatClient
 from wechatpy.session.redisstorage import RedisStorage
 
-from bot.metrics import TOKEN_FETCHES, WECOM_CALLS, WECOM_SECONDS
 from bot.wecom.budget import BudgetExhausted, CallBudget
 from bot.wecom.errors import (
     ConcurrencyLimited,
@@ -46,6 +45,20 @@ BUSY_BACKOFF = (0.2, 0.8, 2.0)
 LOCAL_TOKEN_SECONDS = 10.0
 
 
+class CallObserver:
+    """How the app sees the client's traffic (it installs one that counts calls for its metrics); this
+    library keeps no counters of its own. The base observes nothing."""
+
+    def call(self, endpoint: str, outcome: str) -> None:
+        """An API call ended: ``outcome`` is WeCom's errcode ("0" for success) or "unavailable"."""
+
+    def call_time(self, endpoint: str, seconds: float) -> None:
+        """An API call took ``seconds``, whatever its outcome."""
+
+    def token_fetch(self, outcome: str) -> None:
+        """``gettoken`` was asked: its errcode or "unavailable"."""
+
+
 class WeComClient(WeChatClient):
     def __init__(
         self,
@@ -57,6 +70,7 @@ class WeComClient(WeChatClient):
         timeout: float = 10.0,
         budget: CallBudget | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        observer: CallObserver | None = None,
     ) -> None:
         super().__init__(
             corp_id, secret, session=RedisStorage(redis, prefix="siyu:wecom"), timeout=timeout, auto_retry=False
@@ -72,6 +86,7 @@ class WeComClient(WeChatClient):
         self.redis = redis
         self.budget = budget or CallBudget(redis, per_minute=9000)
         self.sleep = sleep
+        self.observer = observer or CallObserver()
         self._local_token: tuple[str, float] | None = None
 
     # -- access token ---------------------------------------------------------------------------
@@ -104,10 +119,10 @@ class WeComClient(WeChatClient):
             res.raise_for_status()
             result = res.json()
         except (requests.RequestException, ValueError) as exc:
-            TOKEN_FETCHES.labels("unavailable").inc()
+            self.observer.token_fetch("unavailable")
             raise WeComUnavailable(None, type(exc).__name__, "gettoken") from exc
         errcode = int(result.get("errcode", 0) or 0)
-        TOKEN_FETCHES.labels(str(errcode)).inc()
+        self.observer.token_fetch(str(errcode))
         if errcode:
             raise WeComError.for_code(errcode, result.get("errmsg", ""), "gettoken")
         expires_in = int(result.get("expires_in", 7200))
@@ -162,15 +177,15 @@ class WeComClient(WeChatClient):
                 res.raise_for_status()
                 result = res.json()
             except (requests.RequestException, ValueError) as exc:
-                WECOM_CALLS.labels(endpoint, "unavailable").inc()
+                self.observer.call(endpoint, "unavailable")
                 raise WeComUnavailable(None, type(exc).__name__, endpoint) from exc
             finally:
-                WECOM_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+                self.observer.call_time(endpoint, time.perf_counter() - started)
             if not isinstance(result, dict):
-                WECOM_CALLS.labels(endpoint, "unavailable").inc()
+                self.observer.call(endpoint, "unavailable")
                 raise WeComUnavailable(None, "answer is not a JSON object", endpoint)
             errcode = int(result.get("errcode", 0) or 0)
-            WECOM_CALLS.labels(endpoint, str(errcode)).inc()
+            self.observer.call(endpoint, str(errcode))
             if errcode == 0:
                 return result_processor(result) if result_processor else result
             error = WeComError.for_code(errcode, str(result.get("errmsg", "")), endpoint)
@@ -191,7 +206,7 @@ class WeComClient(WeChatClient):
                 error.retry_after = wait
             raise error
 
-    # -- endpoints wechatpy 1.8.18 lacks or gets wrong (REFERENCE.md §4.2) -------------------------
+    # -- endpoints wechatpy 1.8.18 lacks or gets wrong (none of them in 1.8.18's ``wechatpy.enterprise``) -------------------------
 
     def get_external_contact(self, external_userid: str) -> dict[str, Any]:
         """externalcontact/get (doc path/92114), following ``next_cursor`` past 500 followers."""
@@ -282,7 +297,7 @@ class WeComClient(WeChatClient):
         self.post("externalcontact/mark_tag", data=body)
 
     def set_remark(self, userid: str, external_userid: str, remark: str) -> None:
-        """externalcontact/remark (REFERENCE.md §3.5): the member's remark on the customer, ≤ 20 characters."""
+        """externalcontact/remark (WeCom doc 96316): the member's remark on the customer, ≤ 20 characters."""
         body = {"userid": userid, "external_userid": external_userid, "remark": remark[:20]}
         self.post("externalcontact/remark", data=body)
 
@@ -302,7 +317,7 @@ class WeComClient(WeChatClient):
         result = self.post("media/upload", params={"type": kind}, files={"media": (filename, content, mimetype)})
         return str(result["media_id"])
 
-    # -- enterprise mass messages (doc path/92135, REFERENCE.md §3.6) -------------------------------
+    # -- enterprise mass messages (WeCom doc 92135) -------------------------------
 
     def add_msg_template(self, body: dict[str, Any]) -> dict[str, Any]:
         """externalcontact/add_msg_template: creates a task the sender must confirm; ``msgid``, ``fail_list``."""
@@ -344,7 +359,7 @@ class WeComClient(WeChatClient):
         """Stop what the member has not sent yet; delivered messages stay."""
         self.post("externalcontact/cancel_groupmsg_send", data={"msgid": msgid})
 
-    # -- customer groups and group-join codes (REFERENCE.md §3.7, §3.7b) ------------------------------
+    # -- customer groups and group-join codes (WeCom doc 92120, 92122, 92229) ------------------------------
 
     def list_group_chats(self, owners: list[str] | None = None, limit: int = 1000) -> Iterator[dict[str, Any]]:
         """groupchat/list (doc path/92120): ``{chat_id, status}`` of every group, of ``owners`` (≤ 100) when

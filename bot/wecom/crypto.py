@@ -1,4 +1,4 @@
-"""The callback crypto (REFERENCE.md §1.3, doc path/91144) over wechatpy's AES implementation.
+"""The callback crypto (WeCom doc 91144) over wechatpy's AES implementation.
 
 wechatpy's own ``decrypt_message`` parses the envelope with plain xmltodict and compares signatures
 with ``!=``; here the envelope goes through defusedxml and the signature is compared in constant time.

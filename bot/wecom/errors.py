@@ -1,4 +1,4 @@
-"""Typed exceptions for WeCom's error codes (REFERENCE.md §3.10, global codes page path/90313)."""
+"""Typed exceptions for WeCom's error codes (WeCom doc 90313, the global error codes)."""
 
 from __future__ import annotations
 

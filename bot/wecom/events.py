@@ -1,4 +1,4 @@
-"""Typed callback events (REFERENCE.md §2).
+"""Typed callback events (WeCom doc 92005, 96361, 96467).
 
 wechatpy 1.8.18 turns every change_external_* event into ``UnknownMessage``; these classes cover each
 change type Siyu acts on, and anything else parses as ``UnknownEvent`` so it is stored, never dropped.

@@ -53,7 +53,7 @@ def test_bad_list_parameters_are_400(client, auth, query):
 
 
 def test_customer_profile_has_followers_and_tags(app, sim, corp, run_worker, client, auth):
-    from bot.jobs.tasks import sync_directory
+    from bot.services.directory.jobs import sync_directory
 
     with app.app_context():
         sync_directory()

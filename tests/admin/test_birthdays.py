@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bot.extensions import db
 from bot.models import Customer
-from bot.services.directory import sync_directory
+from bot.services.directory.sync import sync_directory
 from tests.conftest import ApiClient, make_token, make_user
 
 

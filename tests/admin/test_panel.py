@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.jobs.tasks import sync_directory
 from bot.models import AuditEntry, Customer, CustomerEvent
+from bot.services.directory.jobs import sync_directory
 from tests.admin.panel import csrf_from, post_form, sign_in
 from tests.conftest import make_token, make_user
 

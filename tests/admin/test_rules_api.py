@@ -8,8 +8,8 @@ from sqlalchemy import update
 
 from bot.extensions import db
 from bot.models import Customer
-from bot.services import lifecycle
-from bot.services.directory import sync_directory
+from bot.services.directory.sync import sync_directory
+from bot.services.lifecycle import rules as lifecycle
 from tests.conftest import ApiClient, make_token, make_user
 
 

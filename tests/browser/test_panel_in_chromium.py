@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from bot.jobs.tasks import sync_directory
+from bot.services.directory.jobs import sync_directory
 from tests.browser.conftest import screenshot
 from tests.conftest import make_token, make_user
 
@@ -156,7 +156,7 @@ def test_an_admin_sends_to_a_pasted_list_and_follows_the_funnel(app, page, shop,
     assert page.inner_text("#send-status") == "已审批"
     run_worker()
     confirm_mass_task(corp, next(t.msgid for t in corp.mass_tasks.values() if t.sender == "staff0201"))
-    from bot.jobs.tasks import track_sends
+    from bot.services.sends.jobs import track_sends
 
     with app.app_context():
         track_sends()
@@ -182,7 +182,7 @@ def test_an_admin_starts_a_rule_from_a_template_dry_runs_it_and_switches_it_on(a
 
     from bot.extensions import db
     from bot.models import Customer
-    from bot.services import lifecycle
+    from bot.services.lifecycle import rules as lifecycle
 
     mine, _ = shop
     soon = datetime.now(ZoneInfo("Asia/Shanghai")).date() + timedelta(days=2)
@@ -228,8 +228,9 @@ def test_an_admin_starts_a_rule_from_a_template_dry_runs_it_and_switches_it_on(a
 def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, corp, run_worker):
     """The group list filtered, a group's members and chart, a join code made (a refusal named first),
     an invitation sent directly, a customer joining by the code, the funnel and the reminder round."""
-    from bot.jobs.tasks import sync_corp_tags, track_sends
     from bot.sandbox.api import confirm_mass_task
+    from bot.services.sends.jobs import track_sends
+    from bot.services.tags.jobs import sync_corp_tags
 
     mine, theirs = shop
     group, _ = sim.member_creates_group("staff0201", "静安寺会员群", [mine[0].external_userid])

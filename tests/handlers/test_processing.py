@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import select
 
 from bot.extensions import db, redis_conn
-from bot.jobs.tasks import process_events, requeue_due_events
 from bot.models import (
     CallbackEvent,
     Customer,
@@ -20,6 +19,7 @@ from bot.models import (
 )
 from bot.models._time import utcnow
 from bot.sandbox.simulator import event_xml
+from bot.services.callbacks.jobs import process_events, requeue_due_events
 from handlers import HANDLERS
 from tests.services.test_acquisition import api, new_channel  # noqa: F401 - the api fixture
 
@@ -260,7 +260,7 @@ def test_first_events_of_a_new_member_and_customer_at_two_workers_at_once(app, s
 
 def test_lost_welcome_ids_are_put_back_while_their_codes_live(app, api, sim, corp, run_worker):  # noqa: F811
     from bot.jobs.queue import WELCOME_LIST
-    from bot.jobs.tasks import rescue_welcomes, send_welcomes
+    from bot.services.channels.jobs import rescue_welcomes, send_welcomes
 
     channel = new_channel(api, corp)
     welcomed, _ = sim.scan(channel["config_id"])
@@ -297,7 +297,7 @@ def test_lost_welcome_ids_are_put_back_while_their_codes_live(app, api, sim, cor
 
 def _claim_as_a_sender(app, event_id, lease_left):
     """Claim the add's welcome code the way a welcome worker does, its lease running out in ``lease_left``."""
-    from bot.services import welcome
+    from bot.services.channels import welcome
     from bot.wecom.events import parse_event
 
     with app.app_context():
@@ -310,7 +310,7 @@ def _claim_as_a_sender(app, event_id, lease_left):
 
 
 def test_a_claim_whose_sender_died_is_taken_over_while_its_code_lives(app, api, sim, corp, run_worker):  # noqa: F811
-    from bot.jobs.tasks import rescue_welcomes
+    from bot.services.channels.jobs import rescue_welcomes
 
     channel = new_channel(api, corp)
     died, sending = (sim.scan(channel["config_id"])[0] for _ in range(2))
@@ -334,7 +334,7 @@ def test_a_claim_whose_sender_died_is_taken_over_while_its_code_lives(app, api, 
 def test_a_sender_waiting_on_wecom_keeps_renewing_its_claims(app, api, sim, corp, monkeypatch):  # noqa: F811
     import threading
 
-    from bot.services import welcome
+    from bot.services.channels import welcome
     from bot.wecom.events import parse_event
 
     monkeypatch.setattr(welcome, "LEASE", timedelta(seconds=0.3))

@@ -4,9 +4,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import func, select
 
 from bot.extensions import db
-from bot.jobs.registry import PERIODIC_JOBS
 from bot.jobs.scheduler import _claim_slot, configure, run_job, scheduler_kwargs
 from bot.models import JobRun
+from bot.schedule import PERIODIC_JOBS
 
 
 def job(name):
@@ -44,7 +44,7 @@ def test_a_failing_job_is_recorded_as_failed(app, ctx, corp):
 def test_configure_reconciles_and_catches_up_once(app, ctx, sim):
     scheduler = BackgroundScheduler(**scheduler_kwargs())
     scheduler.add_job(print, "interval", seconds=5, id="retired_job")
-    configure(scheduler, app)
+    configure(scheduler, app, PERIODIC_JOBS)
     ids = {j.id for j in scheduler.get_jobs()}
     assert "retired_job" not in ids
     assert {j.id for j in PERIODIC_JOBS} <= ids
@@ -55,7 +55,7 @@ def test_configure_reconciles_and_catches_up_once(app, ctx, sim):
     for j in PERIODIC_JOBS:
         run_job(j, claim=False)
     again = BackgroundScheduler(**scheduler_kwargs())
-    configure(again, app)
+    configure(again, app, PERIODIC_JOBS)
     assert not [j for j in again.get_jobs() if j.id.endswith(":catch-up")]
 
 

@@ -6,9 +6,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.jobs.tasks import sync_corp_tags, sync_directory
 from bot.models import Channel, CustomerEvent, FollowRelation, WelcomeSend, WelcomeStatus
-from bot.services import welcome
+from bot.services.channels import welcome
+from bot.services.directory.jobs import sync_directory
+from bot.services.tags.jobs import sync_corp_tags
 from tests.conftest import ApiClient, make_token, make_user
 
 
@@ -304,7 +305,7 @@ def test_a_welcome_batch_that_fails_is_tried_again_on_the_fast_path(app, api, si
     sweeper's minute (past the code's 20 s)."""
     from sqlalchemy.exc import OperationalError
 
-    from bot.jobs import tasks
+    from bot.services.channels import jobs as tasks
 
     new_channel(api, corp)
     real, calls = tasks._welcome_batch, []

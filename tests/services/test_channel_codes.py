@@ -10,10 +10,12 @@ from PIL import Image
 from sqlalchemy import select, update
 
 from bot.extensions import db
-from bot.jobs.tasks import create_personal_codes, enforce_channel_limits
 from bot.models import Channel, FollowRelation, FollowStatus, Staff, Store
 from bot.models._time import utcnow
-from bot.services import assistant, growth, qr_images
+from bot.services.assistant import commands as assistant
+from bot.services.channels import qr_images
+from bot.services.channels.jobs import create_personal_codes, enforce_channel_limits
+from bot.services.customers import growth
 from tests.admin.panel import csrf_from, post_form, sign_in
 from tests.conftest import make_token, make_user
 from tests.services.test_acquisition import api, follow_of, new_channel  # noqa: F401 - the api fixture
@@ -164,7 +166,7 @@ def test_personal_codes_for_a_store_once_each_and_sent_on_request(app, api, corp
 
 
 def test_the_assistant_answers_a_message_once(app, corp, sim, ctx):
-    from bot.services.directory import sync_directory
+    from bot.services.directory.sync import sync_directory
 
     sync_directory()
     assert assistant.reply("staff0201", "帮助", "m-1") == "help"
@@ -244,7 +246,7 @@ def test_channel_pages_show_code_stats_and_edit(app, api, corp, sim, run_worker)
 
 
 def test_personal_codes_from_the_panel(app, corp, sim, run_worker):
-    from bot.services.directory import sync_directory
+    from bot.services.directory.sync import sync_directory
 
     with app.app_context():
         sync_directory()

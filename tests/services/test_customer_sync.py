@@ -7,9 +7,11 @@ from sqlalchemy import func, select
 
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
-from bot.jobs.tasks import CUSTOMER_SYNC, sync_corp_tags, sync_customers, sync_directory
 from bot.models import Customer, FollowRelation, FollowStatus
-from bot.services import customer_sync
+from bot.services.customers import sync as customer_sync
+from bot.services.customers.jobs import CUSTOMER_SYNC, sync_customers
+from bot.services.directory.jobs import sync_directory
+from bot.services.tags.jobs import sync_corp_tags
 from bot.wecom.errors import WeComError
 
 

@@ -2,7 +2,7 @@ from sqlalchemy import select
 
 from bot.extensions import db
 from bot.models import Staff, Store
-from bot.services.directory import ensure_staff, sync_directory
+from bot.services.directory.sync import ensure_staff, sync_directory
 
 
 def test_directory_sync_makes_stores_and_staff(ctx, sim, corp):

@@ -14,8 +14,8 @@ from sqlalchemy import func, select, text
 
 from bot.extensions import db
 from bot.models import Customer, Role, Staff, Store, User
-from bot.services import segments
-from bot.services.scope import customer_condition
+from bot.services.segments import rules as segments
+from bot.services.users.scope import customer_condition
 from tests.conftest import BACKEND
 
 pytestmark = pytest.mark.skipif(

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.jobs import tasks
 from bot.models import GroupMember, JoinWay, MassSend, SendRecipient
 from bot.sandbox.api import confirm_mass_task
-from bot.services import sends
+from bot.services.sends import compose as sends
+from bot.services.sends import jobs as tasks
 from tests.conftest import ApiClient, customers_of, make_token, make_user
 
 MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]

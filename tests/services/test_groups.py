@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.extensions import db
-from bot.jobs import tasks
 from bot.models import CallbackEvent, Customer, GroupChat, GroupMember
-from bot.services import groups
+from bot.services.groups import jobs as tasks
+from bot.services.groups import mirror as groups
 from tests.conftest import customers_of
 
 MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]
@@ -132,7 +132,7 @@ def test_owners_are_asked_in_batches_of_100(app, sim, corp, run_worker, monkeypa
     corp.create_group("staff0302", "二群")
     before = len(corp.calls)
     with app.app_context():
-        from bot.services.directory import sync_directory
+        from bot.services.directory.sync import sync_directory
 
         sync_directory()
         db.session.commit()

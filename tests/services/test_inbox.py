@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from bot.extensions import db
 from bot.models import CallbackEvent, EventStatus
-from bot.services.inbox import CallbackInbox, IncomingEvent
+from bot.services.callbacks.inbox import CallbackInbox, IncomingEvent
 
 
 def incoming(n, urgent=False):
@@ -19,7 +19,7 @@ def test_copies_in_one_batch_are_stored_once(ctx):
 
 
 def test_of_copies_in_one_batch_one_is_answered_new(ctx):
-    from bot.services.inbox import _Waiter
+    from bot.services.callbacks.inbox import _Waiter
 
     inbox = CallbackInbox(db.engine, lambda stored: None)
     waiters = [_Waiter() for _ in range(3)]

@@ -10,11 +10,11 @@ import time_machine
 from sqlalchemy import func, select, update
 
 from bot.extensions import db
-from bot.jobs.registry import PERIODIC_JOBS
 from bot.jobs.scheduler import run_job
 from bot.models import Customer, LifecycleRule, LifecycleTask, MassSend, RuleRun, Staff, Step, Tag, User
 from bot.models._time import utcnow
-from bot.services import lifecycle
+from bot.schedule import PERIODIC_JOBS
+from bot.services.lifecycle import rules as lifecycle
 from tests.conftest import customers_of, make_user
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -254,7 +254,7 @@ def test_a_tag_added_through_a_callback_triggers_a_rule_with_tags_of_its_own(app
     with app.app_context():
         result = lifecycle.run_rules()
     assert result.matched == 1 and result.reminded == 1 and len(result.tag_jobs) == 1
-    from bot.jobs.tasks import run_tag_job
+    from bot.services.tags.jobs import run_tag_job
 
     run_tag_job(result.tag_jobs[0])
     assert followed_up in corp.contacts[someone].follows["staff0202"].tag_ids
@@ -309,7 +309,7 @@ def test_the_one_to_one_send_goes_through_the_mass_send_machinery(app, corp, sho
     make_rule(app, admin, **lifecycle.TEMPLATES["birthday"])
     result = run_at(app, "2026-12-01 10:30")
     assert result.sent == 3 and len(result.sends) == 1
-    from bot.jobs.tasks import dispatch_send
+    from bot.services.sends.jobs import dispatch_send
 
     dispatch_send(result.sends[0])
     by_sender = {t.sender: sorted(t.recipients) for t in corp.mass_tasks.values()}
@@ -422,7 +422,7 @@ def test_birthdays_are_read_from_a_members_remark(app, corp, sim, shop, run_work
 
 
 def test_daily_digest_reaches_each_store_manager_once_at_the_hour(app, corp, sim, shop, run_worker):
-    from bot.services import digest
+    from bot.services.assistant import digest
 
     sim.customer_deletes_member(shop[2].external_userid, "staff0202")
     run_worker()
@@ -458,7 +458,7 @@ def test_members_of_a_store_and_its_managers(app, ctx, shop):
 SCHEDULER = """
 from bot import create_app
 from bot.jobs.context import bind_app
-from bot.jobs.registry import PERIODIC_JOBS
+from bot.schedule import PERIODIC_JOBS
 from bot.jobs.scheduler import run_job
 app = create_app()
 bind_app(app)

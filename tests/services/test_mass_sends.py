@@ -16,11 +16,13 @@ import qrcode
 from sqlalchemy import func, select
 
 from bot.extensions import db, redis_conn
-from bot.jobs import tasks
 from bot.models import AuditEntry, MassSend, MediaFile, SendChunk, SendRecipient, SendStatus
 from bot.models._time import utcnow
 from bot.sandbox.api import confirm_mass_task
-from bot.services import dispatch, send_tracking, sends
+from bot.services.sends import compose as sends
+from bot.services.sends import dispatch
+from bot.services.sends import jobs as tasks
+from bot.services.sends import tracking as send_tracking
 from tests.conftest import ApiClient, customers_of, make_token, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +183,7 @@ CHILD = """
 import sys
 from bot import create_app
 from bot.jobs.context import bind_app
-from bot.jobs.tasks import dispatch_send
+from bot.services.sends.jobs import dispatch_send
 app = create_app()
 bind_app(app)
 dispatch_send(int(sys.argv[1]))

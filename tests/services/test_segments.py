@@ -8,7 +8,7 @@ from sqlalchemy import func, literal, select, update
 from bot.extensions import db
 from bot.models import Channel, Customer, FollowRelation, Store
 from bot.models._time import utcnow
-from bot.services import segments
+from bot.services.segments import rules as segments
 from tests.conftest import make_token, make_user
 from tests.services.test_acquisition import api, new_channel  # noqa: F401 - the api fixture
 

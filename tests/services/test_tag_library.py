@@ -48,7 +48,7 @@ def test_groups_and_tags_are_made_renamed_reordered_and_deleted_in_wecom_and_the
     ],
 )
 def test_refusals_are_400_with_the_field(api, corp, sim, url, body, message):  # noqa: F811
-    from bot.jobs.tasks import sync_corp_tags  # noqa: F401 - the api fixture synced the library
+    from bot.services.tags.jobs import sync_corp_tags  # noqa: F401 - the api fixture synced the library
 
     res = api.post(url, body)
     assert res.status_code == 400 and res.get_json()["error"]["message"] == message
@@ -127,9 +127,9 @@ def test_a_bulk_job_tags_a_segment_and_reports(app, api, sim, corp, run_worker):
 
 
 def test_a_killed_bulk_job_resumes_without_redoing_items(app, api, sim, corp, run_worker, monkeypatch):  # noqa: F811
-    from bot.jobs.tasks import run_tag_job
     from bot.models import TagJobItem
-    from bot.services import tag_jobs
+    from bot.services.tags import bulk as tag_jobs
+    from bot.services.tags.jobs import run_tag_job
 
     people = [sim.customer_adds(userid="staff0201")[0] for _ in range(5)]
     run_worker()

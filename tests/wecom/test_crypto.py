@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from bot.wecom.crypto import CallbackCrypto, signature
 from bot.wecom.errors import MalformedCallback, ReceiverMismatch, SignatureMismatch
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "wecom" / "vectors.json"
+# Tencent's published known-answer vectors for the callback crypto (public test data, kept in the repository).
+VECTORS_PATH = Path(__file__).resolve().parent / "fixtures" / "crypto_vectors.json"
 VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 KEY = "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"
 

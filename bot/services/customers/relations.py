@@ -1,0 +1,296 @@
+"""Customers and their follow relations, kept as WeCom reports them."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import date
+from typing import Any
+
+from sqlalchemy import insert, literal, or_, select, update
+
+from bot.extensions import db
+from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Staff
+from bot.models._time import from_epoch, utcnow
+from bot.services import corp_time
+from bot.services.clients import contact_api, settings
+from bot.services.directory.sync import ensure_staff
+from bot.services.rows import get_or_insert
+
+log = logging.getLogger(__name__)
+
+#: Timeline kinds that count as an interaction (what "dormant" is measured from): a member added the
+#: customer, a member edited them in WeCom (remark, description or tags), a welcome message reached them,
+#: a mass or lifecycle message reached them (the member confirmed it and WeCom reports it sent). Siyu's own
+#: writes (tags a rule or a job put on, a sync, a loss) are not interactions.
+INTERACTIONS = frozenset({"added", "edited", "welcome_sent", "send_delivered"})
+
+
+def find_customer(external_userid: str) -> Customer | None:
+    return db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
+
+
+def _customer(external_userid: str) -> Customer:
+    return get_or_insert(Customer, {"external_userid": external_userid})
+
+
+def _follow(customer: Customer, userid: str) -> FollowRelation:
+    staff = ensure_staff(userid)
+    return get_or_insert(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
+
+
+def sync_customer(external_userid: str) -> Customer:
+    """Re-read one customer from externalcontact/get (doc path/92114) and upsert them; flushes."""
+    return _sync_customer(external_userid)[0]
+
+
+def fetch_customer(external_userid: str) -> dict[str, Any]:
+    """externalcontact/get (doc path/92114): the customer and every follower, as WeCom has them."""
+    return contact_api().get_external_contact(external_userid)
+
+
+def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> tuple[Customer, set[str]]:
+    """The upserted customer, and the members WeCom lists as following them."""
+    data = data if data is not None else fetch_customer(external_userid)
+    contact = data.get("external_contact", {})
+    customer = _customer(external_userid)
+    customer.name = contact.get("name", "") or ""
+    customer.avatar = contact.get("avatar", "") or ""
+    customer.type = int(contact.get("type", 1) or 1)
+    customer.gender = int(contact.get("gender", 0) or 0)
+    customer.unionid = contact.get("unionid") or None
+    customer.corp_name = contact.get("corp_name", "") or ""
+    db.session.flush()
+    for item in data.get("follow_user", []):
+        if customer.birthday is None:
+            found = birthday_from_text(item.get("remark", "") or "") or birthday_from_text(
+                item.get("description") or ""
+            )
+            if found is not None:
+                customer.birthday = found
+                record_event(customer, "birthday_found", item["userid"], found.isoformat())
+        follow = _follow(customer, item["userid"])
+        follow.remark = item.get("remark", "") or ""
+        follow.description = item.get("description", "") or ""
+        follow.add_way = int(item.get("add_way", 0) or 0)
+        follow.oper_userid = item.get("oper_userid", "") or ""
+        follow.state = item.get("state", "") or follow.state or ""
+        follow.added_at = from_epoch(item.get("createtime")) or follow.added_at
+        # WeCom keeps listing a relation the customer deleted (it is one-sided from then on): only a new
+        # add brings it back. Listed again after the member deleted the customer, or once a skip-verify
+        # add is confirmed, it is active.
+        if follow.status in (FollowStatus.pending, FollowStatus.deleted_by_staff):
+            _reactivate(follow)
+        before = {ft.tag_id for ft in follow.tags}
+        follow.tags = [
+            FollowTag(
+                tag_id=t.get("tag_id") or None,
+                group_name=t.get("group_name", "") or "",
+                tag_name=t.get("tag_name", "") or "",
+                type=int(t.get("type", 1) or 1),
+            )
+            for t in item.get("tags", [])
+        ]
+        # "A tag was added" is a trigger of lifecycle rules: one timeline entry per new tag on the relation.
+        for ft in follow.tags:
+            if ft.tag_id and ft.tag_id not in before:
+                record_event(customer, "tag_added", item["userid"], ft.tag_id)
+    db.session.flush()
+    return customer, {item["userid"] for item in data.get("follow_user", [])}
+
+
+#: the year stored for a birthday written without one (a leap year, so that 29 February is a date)
+NO_YEAR = 1904
+
+
+def birthday_from_text(text: str) -> date | None:
+    """A birthday written in a remark or description, by the corp's pattern (SIYU_BIRTHDAY_PATTERN)."""
+    if not text:
+        return None
+    found = re.search(settings().birthday_pattern, text)
+    if found is None:
+        return None
+    parts = found.groupdict()
+    try:
+        return date(int(parts.get("year") or NO_YEAR), int(parts["month"]), int(parts["day"]))
+    except (TypeError, ValueError):
+        return None
+
+
+def _reactivate(follow: FollowRelation) -> None:
+    follow.status = FollowStatus.active
+    follow.lost_at = None
+    follow.lost_reason = None
+
+
+def record_customer_added(
+    external_userid: str, userid: str, state: str, *, confirmed: bool, data: dict[str, Any] | None = None
+) -> FollowRelation:
+    """add_external_contact / add_half_external_contact: upsert from WeCom, keep the event's state.
+
+    Returns the follow relation (its ``customer`` is the upserted customer)."""
+    customer, listed = _sync_customer(external_userid, data)
+    follow = _follow(customer, userid)
+    if confirmed:
+        _reactivate(follow)  # an add after a loss is a comeback
+    if not follow.state and state:
+        follow.state = state
+    if follow.added_at is None:
+        follow.added_at = utcnow()
+    if not confirmed and userid not in listed:
+        # A skip-verify add the member has not confirmed yet: WeCom does not list the relation.
+        follow.status = FollowStatus.pending
+    record_event(customer, "added" if confirmed else "half_added", userid, state)
+    return follow
+
+
+def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, reason: str) -> FollowRelation:
+    """del_external_contact / del_follow_user: the relation ends; the customer and history stay."""
+    customer = _customer(external_userid)
+    follow = _follow(customer, userid)
+    follow.status = status
+    follow.lost_at = utcnow()
+    follow.lost_reason = reason
+    record_event(customer, status.value, userid, reason)
+    return follow
+
+
+def record_transfer_failed(external_userid: str, userid: str, reason: str) -> None:
+    customer = find_customer(external_userid)
+    if customer is None:
+        return
+    follow = _follow(customer, userid)
+    follow.lost_reason = f"transfer_fail: {reason}"
+    record_event(customer, "transfer_failed", userid, reason)
+
+
+def record_event(customer: Customer, kind: str, staff_userid: str = "", detail: str = "") -> None:
+    """Add one entry to the customer's timeline; flushes with the caller's transaction."""
+    event = CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512])
+    db.session.add(event)
+    if kind in INTERACTIONS:
+        customer.last_interaction_at = event.at = utcnow()
+    db.session.flush()
+
+
+def record_many(customer_ids: Any, kind: str, staff_userid: str = "", detail: str = "") -> None:
+    """The same timeline entry for every customer of ``customer_ids`` (a select of ids), in two statements."""
+    now = utcnow()
+    chosen = select(Customer.id, literal(now), literal(kind), literal(staff_userid), literal(detail[:512])).where(
+        Customer.id.in_(customer_ids)
+    )
+    db.session.execute(
+        insert(CustomerEvent).from_select(["customer_id", "at", "kind", "staff_userid", "detail"], chosen)
+    )
+    if kind in INTERACTIONS:
+        db.session.execute(update(Customer).where(Customer.id.in_(customer_ids)).values(last_interaction_at=now))
+
+
+def update_profile(customer: Customer, *, birthday: date | None, notes: str) -> None:
+    """Birthday and notes as edited in the panel; flushes."""
+    changed = []
+    if customer.birthday != birthday:
+        changed.append("birthday")
+    if customer.notes != notes:
+        changed.append("notes")
+    customer.birthday = birthday
+    customer.notes = notes
+    if changed:
+        record_event(customer, "profile_edited", detail=",".join(changed))
+    db.session.flush()
+
+
+def record_customer_edited(external_userid: str, userid: str) -> Customer:
+    """edit_external_contact: the member changed remark, description or tags; re-read from WeCom."""
+    customer = sync_customer(external_userid)
+    record_event(customer, "edited", userid)
+    return customer
+
+
+def find_followed(staff: Staff, query: str, limit: int = 5) -> list[tuple[Customer, FollowRelation]]:
+    """The member's current customers whose name or the member's remark contains ``query``."""
+    pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")[:64] + "%"
+    rows = db.session.execute(
+        select(Customer, FollowRelation)
+        .join(FollowRelation, FollowRelation.customer_id == Customer.id)
+        .where(
+            FollowRelation.staff_id == staff.id,
+            FollowRelation.status == FollowStatus.active,
+            or_(Customer.name.ilike(pattern, escape="\\"), FollowRelation.remark.ilike(pattern, escape="\\")),
+        )
+        .order_by(FollowRelation.added_at.desc())
+        .limit(limit)
+    ).all()
+    return [(c, f) for c, f in rows]
+
+
+def summary(customer: Customer, follow: FollowRelation) -> str:
+    """A few lines about a customer, for the member who follows them (the assistant's 「客户」)."""
+    lines = [customer.name + (f"（备注：{follow.remark}）" if follow.remark and follow.remark != customer.name else "")]
+    if follow.added_at:
+        added = corp_time.local(follow.added_at)
+        channel = f"，来自「{follow.channel.name}」" if follow.channel else ""
+        lines.append(f"添加于 {added:%Y-%m-%d}{channel}")
+    tags = [t.tag_name for t in follow.tags if t.tag_name]
+    if tags:
+        lines.append("标签：" + "、".join(tags[:10]))
+    if customer.birthday:
+        lines.append(f"生日：{customer.birthday:%m-%d}")
+    if customer.last_interaction_at:
+        last = corp_time.local(customer.last_interaction_at)
+        lines.append(f"最近互动：{last:%Y-%m-%d}")
+    if customer.notes:
+        lines.append("备注：" + customer.notes[:80])
+    return "\n".join(lines)
+
+
+MAX_IMPORT = 100_000
+
+
+def parse_birthday(raw: str) -> date | None:
+    """ "YYYY-MM-DD", "YYYY/MM/DD" or "MM-DD" (no year: kept with NO_YEAR); None if it is not a date."""
+    text = raw.strip().replace("/", "-").replace(".", "-")
+    parts = text.split("-")
+    try:
+        if len(parts) == 3:
+            return date(int(parts[0]), int(parts[1]), int(parts[2]))
+        if len(parts) == 2:
+            return date(NO_YEAR, int(parts[0]), int(parts[1]))
+    except ValueError:
+        return None
+    return None
+
+
+def import_birthdays(rows: list[tuple[str, str]], scope: Any) -> dict[str, Any]:
+    """Birthdays from (external_userid, birthday) rows, for customers within ``scope`` (a customer
+    condition). Returns counts and the first 100 problems by line (1 = the first row given). Flushes."""
+    if len(rows) > MAX_IMPORT:
+        raise ValueError(f"at most {MAX_IMPORT} rows")
+    wanted: dict[str, date] = {}
+    problems: list[dict[str, Any]] = []
+    for line, (external_userid, raw) in enumerate(rows, 1):
+        birthday = parse_birthday(raw)
+        if not external_userid or birthday is None or birthday > date.today():
+            problems.append({"line": line, "external_userid": external_userid[:64], "reason": "invalid birthday"})
+            continue
+        wanted[external_userid] = birthday
+    ids = list(wanted)
+    updated = 0
+    for i in range(0, len(ids), 1000):
+        batch = ids[i : i + 1000]
+        for customer in db.session.scalars(select(Customer).where(Customer.external_userid.in_(batch), scope)):
+            birthday = wanted.pop(customer.external_userid)
+            if customer.birthday != birthday:
+                customer.birthday = birthday
+                record_event(customer, "birthday_imported", detail=birthday.isoformat())
+                updated += 1
+    for external_userid in wanted:  # not found, or outside the user's stores
+        problems.append({"external_userid": external_userid[:64], "reason": "unknown customer"})
+    db.session.flush()
+    return {
+        "rows": len(rows),
+        "updated": updated,
+        "unchanged": len(ids) - updated - len(wanted),
+        "problems": len(problems),
+        "first_problems": problems[:100],
+    }

@@ -1,0 +1,1 @@
+"""The staff directory: WeCom departments are stores, members are staff."""

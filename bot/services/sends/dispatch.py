@@ -1,0 +1,298 @@
+"""Dispatching a mass send: one ``add_msg_template`` call per chunk, never twice, none skipped.
+
+Each chunk is marked ``calling`` and committed before WeCom is called; the answer (msgid, fail_list) is
+committed right after. A worker killed between the two leaves a ``calling`` chunk, and WeCom has no
+idempotency key to ask with. So a resumed dispatch first reconciles: it lists the member's mass messages
+created since the call (``get_groupmsg_list_v2`` by creator) and adopts one no chunk has recorded; only
+when there is none was the call lost, and the chunk is called again. A member's chunks are called one
+after the other, so at most one of them can be in doubt and the adoption is unambiguous.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot.extensions import db
+from bot.models import ChunkStatus, MassSend, MediaFile, RecipientStatus, SendChunk, SendStatus, Staff
+from bot.models._time import from_epoch, utcnow
+from bot.services.channels.codes import render, variables
+from bot.services.clients import agent_api, agent_id, contact_api
+from bot.services.sends import compose as sends
+from bot.services.sends import media
+from bot.wecom import WeComClient
+from bot.wecom.errors import RateLimited, WeComError, WeComUnavailable
+
+log = logging.getLogger(__name__)
+
+MAX_RATE_WAIT = 60.0
+INVALID_MEDIA = 40007
+#: how far before a chunk's recorded call time its WeCom task may carry a creation time (clock skew)
+SKEW = timedelta(minutes=5)
+NOTIFY_BATCH = 1000  # members per message/send (touser ≤ 1000)
+
+
+class Payloads:
+    """The add_msg_template body per member; media are uploaded once per dispatch (and again when WeCom
+    says a media id is no longer valid)."""
+
+    def __init__(self, send: MassSend, api: WeComClient) -> None:
+        self.send = send
+        self.api = api
+        self.media_ids: dict[int, str] = {}
+
+    def _media_id(self, file_id: int, fresh: bool) -> str:
+        if fresh or file_id not in self.media_ids:
+            kept = db.session.get(MediaFile, file_id)
+            if kept is None:
+                raise WeComError(INVALID_MEDIA, f"attachment file {file_id} was deleted", "media/upload")
+            self.media_ids[file_id] = media.media_id(kept, self.api, fresh=fresh)
+        return self.media_ids[file_id]
+
+    def attachments(self, fresh: bool = False) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for a in self.send.attachments:
+            kind = a["type"]
+            if kind in ("image", "video", "file"):
+                out.append({"msgtype": kind, kind: {"media_id": self._media_id(a["file_id"], fresh)}})
+            elif kind == "link":
+                link = {k: a[k] for k in ("title", "url", "desc", "picurl") if a.get(k)}
+                out.append({"msgtype": "link", "link": link})
+            elif kind == "miniprogram":
+                mini = {"title": a["title"], "appid": a["appid"], "page": a["page"]}
+                out.append(
+                    {
+                        "msgtype": "miniprogram",
+                        "miniprogram": {**mini, "pic_media_id": self._media_id(a["file_id"], fresh)},
+                    }
+                )
+        return out
+
+    def body(self, staff: Staff, recipients: list[str], fresh: bool = False) -> dict[str, Any]:
+        """To customers (external user ids, ≤ 10,000) or, in a send to groups, to the member's group
+        chats (chat ids, ≤ 2,000; the sender is required)."""
+        body: dict[str, Any] = {"chat_type": self.send.chat_type, "sender": staff.userid, "allow_select": False}
+        body["chat_id_list" if self.send.chat_type == "group" else "external_userid"] = recipients
+        text = render(self.send.text, variables("", staff)).strip()
+        if text:
+            body["text"] = {"content": text}
+        attachments = self.attachments(fresh)
+        if attachments:
+            body["attachments"] = attachments
+        return body
+
+
+def _status(send: MassSend) -> SendStatus:
+    """The send's status as committed now (an admin may cancel while the dispatch runs)."""
+    return SendStatus(db.session.scalar(select(MassSend.status).where(MassSend.id == send.id)) or "")
+
+
+def reconcile(chunk: SendChunk, api: WeComClient) -> bool:
+    """A chunk left ``calling``: adopt the task WeCom made for it, if any. Returns True if adopted; the
+    chunk is pending again otherwise. Flushes."""
+    called = chunk.called_at or utcnow()
+    start = int((called - SKEW).replace(tzinfo=UTC).timestamp())
+    end = int(time.time()) + 60
+    recorded = set(
+        db.session.scalars(
+            select(SendChunk.msgid).where(SendChunk.staff_id == chunk.staff_id, SendChunk.msgid.is_not(None))
+        )
+    )
+    listed = api.list_group_msgs(start, end, chunk.staff.userid, chunk.send.chat_type)
+    found = [m for m in listed if m.get("msgid") not in recorded]
+    if found:
+        found.sort(key=lambda m: int(m.get("create_time") or 0))
+        adopted = found[0]
+        log.warning(
+            "send %s: chunk %s was created in WeCom before a crash; adopting %s",
+            chunk.send_id,
+            chunk.key,
+            adopted["msgid"],
+        )
+        _created(chunk, str(adopted["msgid"]), None, from_epoch(adopted.get("create_time")))
+        return True
+    chunk.status = ChunkStatus.pending
+    db.session.flush()
+    return False
+
+
+def _created(chunk: SendChunk, msgid: str, fail_list: list[str] | None, at: Any = None) -> None:
+    now = at or utcnow()
+    chunk.status, chunk.msgid, chunk.created_at, chunk.error = ChunkStatus.created, msgid, now, None
+    sends.set_chunk_recipients(chunk, RecipientStatus.queued, at=now)
+    if fail_list:
+        chunk.refused = len(fail_list)
+        sends.set_chunk_recipients(chunk, RecipientStatus.refused, only=fail_list)
+    db.session.flush()
+
+
+def call_chunk(
+    chunk: SendChunk, payloads: Payloads, commit: Callable[[], None], sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """One chunk: recorded as ``calling`` (committed), called, its answer recorded (committed by the caller)."""
+    recipients = sends.chunk_recipients(chunk)
+    fresh = False
+    while True:
+        body = payloads.body(chunk.staff, recipients, fresh)
+        chunk.status, chunk.called_at = ChunkStatus.calling, utcnow()
+        chunk.attempts += 1
+        commit()
+        try:
+            result = payloads.api.add_msg_template(body)
+        except RateLimited as exc:
+            # Refused before anything was made: the chunk is simply not called yet.
+            chunk.status = ChunkStatus.pending
+            commit()
+            wait = min(max(exc.retry_after, 1.0), MAX_RATE_WAIT)
+            log.warning("send %s waits %.0fs for WeCom's rate limit", chunk.send_id, wait)
+            sleep(wait)
+            continue
+        except WeComUnavailable:
+            raise  # no answer: the chunk stays ``calling`` and the resumed dispatch reconciles it
+        except WeComError as exc:
+            if exc.errcode == INVALID_MEDIA and not fresh:
+                fresh = True
+                continue
+            chunk.status, chunk.error = ChunkStatus.failed, f"{exc.errcode}: {exc.errmsg}"[:200]
+            reason = RecipientStatus.refused if exc.errcode == 41048 else RecipientStatus.failed
+            sends.set_chunk_recipients(chunk, reason)
+            db.session.flush()
+            return
+        _created(chunk, str(result["msgid"]), list(result.get("fail_list") or []))
+        return
+
+
+def dispatch(
+    send: MassSend,
+    commit: Callable[[], None],
+    heartbeat: Callable[[], None] = lambda: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> MassSend:
+    """Resolve (once), reconcile chunks in doubt, call every pending chunk, then hand the send to tracking
+    and tell each member a task waits for them. Cancelling the send stops it between two chunks."""
+    now = utcnow()
+    # Claimed and committed before the (long) resolve, so that a cancel meanwhile is not overwritten.
+    claimed = sends.move(
+        send,
+        (SendStatus.approved, SendStatus.dispatching),
+        SendStatus.dispatching,
+        dispatched_at=func.coalesce(MassSend.dispatched_at, now),
+        heartbeat_at=now,
+        error=None,
+    )
+    commit()
+    if not claimed:
+        return send
+    try:
+        if sends.resolve(send):
+            log.info("send %s: %d recipients resolved into chunks", send.id, send.targeted)
+    except sends.SendError as exc:  # e.g. its segment was deleted after the approval: nothing to resume
+        db.session.rollback()
+        sends.move(send, (SendStatus.dispatching,), SendStatus.failed, error=str(exc))
+        commit()
+        return send
+    commit()
+    api = contact_api()
+    for doubtful in db.session.scalars(
+        select(SendChunk).where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.calling)
+    ).all():
+        reconcile(doubtful, api)
+        commit()
+    payloads = Payloads(send, api)
+    while True:
+        chunk = db.session.scalar(
+            select(SendChunk)
+            .where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.pending)
+            .order_by(SendChunk.id)
+            .limit(1)
+        )
+        if chunk is None:
+            break
+        if _status(send) == SendStatus.cancelled:
+            _cancel_pending(send)
+            commit()
+            return send
+        call_chunk(chunk, payloads, commit, sleep)
+        send.heartbeat_at = utcnow()
+        commit()
+        heartbeat()
+    moved = sends.move(send, (SendStatus.dispatching,), SendStatus.tracking)
+    commit()
+    if not moved:  # cancelled after the last chunk
+        return send
+    notify_members(send)
+    commit()
+    return send
+
+
+def _cancel_pending(send: MassSend) -> None:
+    for chunk in db.session.scalars(
+        select(SendChunk).where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.pending)
+    ):
+        chunk.status = ChunkStatus.cancelled
+        sends.set_chunk_recipients(chunk, RecipientStatus.cancelled)
+    db.session.flush()
+
+
+def cancel_tasks(send: MassSend, commit: Callable[[], None]) -> dict[str, int]:
+    """After a cancel: chunks not called are cancelled, and WeCom stops each created task (what a member
+    already sent stays delivered)."""
+    _cancel_pending(send)
+    commit()
+    api = contact_api()
+    counts = {"cancelled": 0, "failed": 0}
+    for chunk in db.session.scalars(
+        select(SendChunk).where(
+            SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.created, SendChunk.results_final.is_(False)
+        )
+    ).all():
+        try:
+            api.cancel_groupmsg_send(str(chunk.msgid))
+            counts["cancelled"] += 1
+        except WeComError as exc:
+            log.warning("send %s: cancelling %s failed: %s", send.id, chunk.msgid, exc)
+            counts["failed"] += 1
+    commit()
+    return counts
+
+
+def notify_members(send: MassSend) -> int:
+    """One app message per member with a waiting task (batched, ≤ 1000 members per call). A failure is
+    logged: the task waits in the member's client either way."""
+    chunks = db.session.scalars(
+        select(SendChunk).where(
+            SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.created, SendChunk.notified_at.is_(None)
+        )
+    ).all()
+    userids = sorted({c.staff.userid for c in chunks})
+    if not userids:
+        return 0
+    content = f"您有一条企业群发待发送：「{send.name}」。请在企业微信「客户联系 → 群发助手」中确认发送。"
+    api, agent = agent_api(), agent_id()
+    notified = 0
+    for i in range(0, len(userids), NOTIFY_BATCH):
+        batch = userids[i : i + NOTIFY_BATCH]
+        try:
+            api.send_app_text(agent, batch, content, dedupe_seconds=4 * 3600)
+            notified += len(batch)
+        except WeComError as exc:
+            log.warning("send %s: app message to %d members failed: %s", send.id, len(batch), exc)
+            batch = []
+        now = utcnow()
+        for c in chunks:
+            if c.staff.userid in batch:
+                c.notified_at = now
+    db.session.flush()
+    return notified
+
+
+def counts(send: MassSend) -> dict[str, int]:
+    rows = db.session.execute(
+        select(SendChunk.status, func.count()).where(SendChunk.send_id == send.id).group_by(SendChunk.status)
+    ).all()
+    return {str(status): int(n) for status, n in rows}

@@ -1,0 +1,1 @@
+"""The corp tag library mirrored from WeCom, and bulk tagging."""

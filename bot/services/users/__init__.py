@@ -1,0 +1,1 @@
+"""Panel users: accounts, API tokens, store scope and the permission policy, the audit log."""

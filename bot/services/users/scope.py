@@ -1,0 +1,56 @@
+"""What a user may see: store managers only the customers, staff and stores of their stores.
+
+Every page, export and API call filters through these, so hiding a link is never the only guard.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, select, true
+
+from bot.extensions import db
+from bot.models import Customer, FollowRelation, GroupChat, Staff, Store, User
+
+
+def store_ids(user: User) -> list[int] | None:
+    """The stores ``user`` is limited to, or None for every store."""
+    return None if user.sees_every_store else [s.id for s in user.stores]
+
+
+def visible_stores(user: User) -> list[Store]:
+    """The active stores ``user`` may pick, by name."""
+    query = select(Store).where(Store.active).order_by(Store.name)
+    ids = store_ids(user)
+    if ids is not None:
+        query = query.where(Store.id.in_(ids))
+    return list(db.session.scalars(query))
+
+
+def staff_condition(user: User) -> ColumnElement[bool]:
+    ids = store_ids(user)
+    if ids is None:
+        return true()
+    return Staff.stores.any(Store.id.in_(ids))
+
+
+def customer_condition(user: User) -> ColumnElement[bool]:
+    """Customers followed (now or before) by a member of one of the user's stores."""
+    ids = store_ids(user)
+    if ids is None:
+        return true()
+    return Customer.follows.any(FollowRelation.staff.has(Staff.stores.any(Store.id.in_(ids))))
+
+
+def group_chat_condition(user: User) -> ColumnElement[bool]:
+    """Customer groups owned by a member of one of the user's stores."""
+    ids = store_ids(user)
+    if ids is None:
+        return true()
+    return GroupChat.owner.has(Staff.stores.any(Store.id.in_(ids)))
+
+
+def can_see_customer(user: User, customer: Customer) -> bool:
+    """The single-customer form of ``customer_condition``: the same rule, asked of the database."""
+    if store_ids(user) is None:
+        return True
+    query = select(Customer.id).where(Customer.id == customer.id, customer_condition(user))
+    return db.session.scalar(query) is not None
