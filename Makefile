@@ -68,7 +68,7 @@ bench-lifecycle: $(STAMP) ## the lifecycle benchmark: the four built-in rules' d
 translations: $(STAMP) ## re-extract the panel's texts, update the English catalogue, compile it
 	$(BIN)/pybabel extract -F admin/translations/babel.cfg -k _l -k N_ --no-location --sort-output \
 		-o admin/translations/messages.pot .
-	$(BIN)/pybabel update -i admin/translations/messages.pot -d admin/translations --ignore-obsolete
+	$(BIN)/pybabel update -i admin/translations/messages.pot -d admin/translations --ignore-obsolete --no-fuzzy-matching
 	$(BIN)/pybabel compile -d admin/translations
 
 clean: ## remove the virtualenv and local data

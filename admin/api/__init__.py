@@ -10,7 +10,9 @@ from werkzeug.exceptions import HTTPException
 
 from admin import MAX_INT
 from bot.extensions import db
+from bot.services.errors import ServiceError
 from bot.services.users.api_tokens import authenticate
+from bot.services.users.permissions import NotPermitted
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC_ENDPOINTS = {"api.openapi"}
@@ -48,6 +50,20 @@ def require_token() -> ResponseReturnValue | None:
 @bp.errorhandler(ApiError)
 def on_api_error(exc: ApiError) -> ResponseReturnValue:
     return error(exc.status, exc.code, exc.message)
+
+
+@bp.errorhandler(ServiceError)
+def on_service_error(exc: ServiceError) -> ResponseReturnValue:
+    """Every refusal of a use case, translated once: its status and code, the field at fault, its words."""
+    db.session.rollback()
+    if isinstance(exc, NotPermitted):
+        message = exc.english()
+    else:
+        message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    body: dict[str, Any] = {"code": exc.code, "message": message}
+    if exc.field:
+        body["field"] = exc.field
+    return jsonify(error=body), exc.status
 
 
 @bp.errorhandler(HTTPException)

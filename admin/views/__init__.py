@@ -15,6 +15,8 @@ from flask_wtf.csrf import CSRFProtect
 
 from bot.extensions import db
 from bot.models import Role, User
+from bot.services.errors import ServiceError, WeComRefused
+from bot.services.users.permissions import NotPermitted
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 login_manager = LoginManager()
@@ -149,6 +151,25 @@ def forbidden(_error: Exception) -> ResponseReturnValue:
     from flask import render_template
 
     return render_template("admin/error.html", code=403, message=_("没有权限访问此页面或此客户。")), 403
+
+
+@bp.errorhandler(ServiceError)
+def refused(exc: ServiceError) -> ResponseReturnValue:
+    """A refusal no view turned into a form message: the error page with its words (a refused permission
+    is the 403 page)."""
+    from flask import render_template
+
+    db.session.rollback()
+    if isinstance(exc, NotPermitted):
+        return forbidden(exc)
+    return render_template("admin/error.html", code=exc.status, message=refusal_message(exc)), exc.status
+
+
+def refusal_message(exc: ServiceError) -> str:
+    """A refusal in the panel's words: WeCom's with its code, Siyu's own through the translations."""
+    if isinstance(exc, WeComRefused):
+        return _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)
+    return _(exc.message)
 
 
 @bp.errorhandler(404)

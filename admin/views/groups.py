@@ -28,10 +28,10 @@ from bot.services.groups import invites as group_invites
 from bot.services.groups import join_ways
 from bot.services.groups import mirror as groups
 from bot.services.groups.jobs import GROUP_SYNC, sync_groups
-from bot.services.sends import compose as sends
 from bot.services.sends.jobs import start_send_if_due
 from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import group_chat_condition, staff_condition, visible_stores
 
 WRITERS = (Role.admin, Role.operator)
@@ -292,8 +292,8 @@ def _invites_page(error: str = "", field: str = "", status: int = 200) -> Any:
             error=error,
             error_field=field,
             values=request.form if request.method == "POST" else {},
-            can_draft=current_user.role in sends.DRAFTERS,
-            is_admin=current_user.role == Role.admin,
+            can_draft=allows(current_user, Action.draft_sends),
+            is_admin=allows(current_user, Action.approve_sends),
             form=EmptyForm(),
         ),
         status,
@@ -317,7 +317,7 @@ def group_invites_page() -> ResponseReturnValue:
 
 @bp.post("/group-invites")
 def create_group_invite() -> ResponseReturnValue:
-    if current_user.role not in sends.DRAFTERS:
+    if not allows(current_user, Action.draft_sends):
         abort(403)
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -378,8 +378,8 @@ def group_invite_detail(invite_id: int) -> ResponseReturnValue:
         not_joined=group_invites.not_joined(invite, 200),
         rounds=rounds,
         way_groups=join_ways.groups_of(invite.join_way),
-        can_draft=current_user.role in sends.DRAFTERS,
-        is_admin=current_user.role == Role.admin,
+        can_draft=allows(current_user, Action.draft_sends),
+        is_admin=allows(current_user, Action.approve_sends),
         form=EmptyForm(),
     )
 
@@ -387,7 +387,7 @@ def group_invite_detail(invite_id: int) -> ResponseReturnValue:
 @bp.post("/group-invites/<int:invite_id>/reminder-round")
 def group_invite_reminder_round(invite_id: int) -> ResponseReturnValue:
     invite = _invite(invite_id)
-    if current_user.role not in sends.DRAFTERS:
+    if not allows(current_user, Action.draft_sends):
         abort(403)
     if not EmptyForm().validate_on_submit():
         abort(400)

@@ -17,13 +17,14 @@ from admin.forms import EmptyForm
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, client_ip
 from bot.extensions import db
-from bot.models import MassSend, Role, Segment, Staff
+from bot.models import MassSend, Segment, Staff
 from bot.services.sends import compose as sends
 from bot.services.sends import media
 from bot.services.sends import tracking as send_tracking
 from bot.services.sends.jobs import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition, visible_stores
 
 MAX_UPLOAD = 2 * 1024 * 1024  # a CSV of external user ids
@@ -51,8 +52,8 @@ def _index(error: str = "", field: str = "", status: int = 200) -> Any:
             error=error,
             error_field=field,
             values=request.form if request.method == "POST" else {},
-            can_draft=current_user.role in sends.DRAFTERS,
-            is_admin=current_user.role == Role.admin,
+            can_draft=allows(current_user, Action.draft_sends),
+            is_admin=allows(current_user, Action.approve_sends),
             form=EmptyForm(),
         ),
         status,
@@ -105,7 +106,7 @@ def _attachments() -> list[dict[str, Any]]:
 
 @bp.post("/sends")
 def create_send() -> ResponseReturnValue:
-    if current_user.role not in sends.DRAFTERS:
+    if not allows(current_user, Action.draft_sends):
         abort(403)
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -164,7 +165,7 @@ def send_detail(send_id: int) -> ResponseReturnValue:
             "values": [funnel[k] for k in ("targeted", "in_task", "confirmed", "delivered")] if funnel else [],
         },
         can_manage=sends.may_manage(send, current_user),
-        is_admin=current_user.role == Role.admin,
+        is_admin=allows(current_user, Action.approve_sends),
         form=EmptyForm(),
     )
 

@@ -206,7 +206,7 @@ class WeComClient(WeChatClient):
                 error.retry_after = wait
             raise error
 
-    # -- endpoints wechatpy 1.8.18 lacks or gets wrong (none of them in 1.8.18's ``wechatpy.enterprise``) -------------------------
+    # -- endpoints wechatpy 1.8.18's ``wechatpy.enterprise`` lacks or gets wrong -------------------------
 
     def get_external_contact(self, external_userid: str) -> dict[str, Any]:
         """externalcontact/get (doc path/92114), following ``next_cursor`` past 500 followers."""

@@ -1,7 +1,7 @@
 """The callback inbox: verified callbacks are stored durably before WeCom gets its 200.
 
-One fsync per callback caps a PostgreSQL-backed webhook near 900/s on a small machine
-(measured by bench/callbacks.py; README, Performance). The inbox therefore *group-commits*: request threads (greenlets under gunicorn's
+One fsync per callback caps a PostgreSQL-backed webhook near 900/s on a small machine (what a 2-core
+machine's disk allows). The inbox therefore *group-commits*: request threads (greenlets under gunicorn's
 gevent workers) hand their event to one committer thread per process, which inserts everything waiting
 in one transaction and one commit, and only then releases each request to answer 200. No artificial
 delay is added: callbacks that arrive while a commit is in flight simply share the next one. The

@@ -36,6 +36,7 @@ from bot.services.groups import join_ways
 from bot.services.sends import compose as sends
 from bot.services.sends import media
 from bot.services.users.accounts import N_, audit
+from bot.services.users.permissions import Action, require
 from bot.services.users.scope import group_chat_condition, store_ids
 
 IN_TASK = (
@@ -99,14 +100,13 @@ def create_invite(raw: dict[str, Any], user: User, parent: GroupInvite | None = 
     name = str(raw.get("name") or "").strip()
     if not 1 <= len(name) <= 64:
         raise InviteError("name", N_("名称为 1–64 个字符"))
-    if user.role not in sends.DRAFTERS:
-        raise InviteError("user", N_("没有起草群发的权限"))
+    require(user, Action.draft_sends)
     if not isinstance(raw.get("target") or {}, dict):
         raise InviteError("target", N_("邀请对象应为客户"))
     if "groups" in (raw.get("target") or {}):
         raise InviteError("target", N_("邀请对象应为客户"))
-    if raw.get("approve") is True and user.role != Role.admin:
-        raise InviteError("user", N_("只有管理员可以审批群发"))
+    if raw.get("approve") is True:
+        require(user, Action.approve_sends)
     draft = {
         "name": name,
         "text": str(raw.get("text") or DEFAULT_TEXT),

@@ -66,6 +66,7 @@ from bot.services.errors import Forbidden, Invalid
 from bot.services.segments import rules as segments
 from bot.services.sends import compose as sends
 from bot.services.users.accounts import N_, audit
+from bot.services.users.permissions import Action, allows
 from bot.wecom.errors import RateLimited, SystemBusy, WeComError, WeComUnavailable
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,7 @@ def save_rule(raw: dict[str, Any], user: User, rule: LifecycleRule | None = None
 
 def may_enable(rule: LifecycleRule, user: User) -> bool:
     """A rule that sends to customers is a standing approval of mass sends: admins only."""
-    return user.role == "admin" or not any(a["type"] == "send" for a in rule.actions)
+    return allows(user, Action.enable_sending_rules) or not any(a["type"] == "send" for a in rule.actions)
 
 
 def set_enabled(rule: LifecycleRule, user: User, enabled: Any) -> None:

@@ -60,6 +60,7 @@ from bot.services.clients import settings
 from bot.services.errors import Invalid
 from bot.services.segments import rules as segments
 from bot.services.users.accounts import N_, audit
+from bot.services.users.permissions import Action, allows, require
 from bot.services.users.scope import customer_condition, group_chat_condition, store_ids
 
 CHUNK = 10_000  # external_userid per add_msg_template (WeCom doc 92135)
@@ -72,7 +73,6 @@ SENDER_RULES = ("first", "latest", "store")
 CAP_POLICIES = ("skip", "report")
 #: a recipient counts toward the cap once WeCom holds a task for them (sent or still waiting)
 COUNTED = (RecipientStatus.queued.value, RecipientStatus.sent.value)
-DRAFTERS = (Role.admin, Role.operator, Role.store_manager)
 EDITABLE = (SendStatus.draft, SendStatus.pending_approval)
 OPEN = (SendStatus.draft, SendStatus.pending_approval, SendStatus.approved, SendStatus.dispatching, SendStatus.tracking)
 
@@ -284,8 +284,7 @@ def check_draft(raw: dict[str, Any]) -> Draft:
 
 def save_draft(raw: dict[str, Any], user: User, send: MassSend | None = None) -> MassSend:
     """Create a draft, or change one that is not approved yet (a change sends it back to draft). Flushes."""
-    if user.role not in DRAFTERS:
-        raise SendError("user", N_("没有起草群发的权限"))
+    require(user, Action.draft_sends)
     if send is not None and (send.status not in EDITABLE or not may_manage(send, user)):
         raise SendError("status", N_("只有草稿或待审批的群发可以修改"))
     draft = check_draft(raw)
@@ -310,12 +309,12 @@ def visible(user: User) -> Any:
 
 
 def may_manage(send: MassSend, user: User) -> bool:
-    """Submit, cancel: an admin, or whoever made the send."""
-    return user.role == Role.admin or send.created_by == user.id
+    """Submit, cancel: whoever may approve sends, or whoever made this one."""
+    return allows(user, Action.approve_sends) or send.created_by == user.id
 
 
 def may_remind(send: MassSend, user: User) -> bool:
-    return user.role in (Role.admin, Role.operator) or send.created_by == user.id
+    return allows(user, Action.remind_any_send) or send.created_by == user.id
 
 
 def submit(send: MassSend, user: User) -> None:
@@ -329,8 +328,7 @@ def submit(send: MassSend, user: User) -> None:
 def approve(send: MassSend, user: User) -> int:
     """An admin approves (a draft of their own, or one submitted): the send waits for its time. Returns
     the recipients' count the approver saw, which is recorded with the approval."""
-    if user.role != Role.admin:
-        raise SendError("user", N_("只有管理员可以审批群发"))
+    require(user, Action.approve_sends)
     if send.status not in EDITABLE:
         raise SendError("status", N_("这条群发不在待审批状态"))
     seen = preview(send)["recipients"]
@@ -341,7 +339,8 @@ def approve(send: MassSend, user: User) -> int:
 
 
 def reject(send: MassSend, user: User, reason: str) -> None:
-    if user.role != Role.admin or send.status != SendStatus.pending_approval:
+    require(user, Action.approve_sends)
+    if send.status != SendStatus.pending_approval:
         raise SendError("status", N_("只有管理员可以退回待审批的群发"))
     send.status = SendStatus.draft
     send.error = reason.strip()[:300] or None

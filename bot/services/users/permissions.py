@@ -1,0 +1,116 @@
+"""Who may do what: the one permission policy, asked by the panel, the API and the services alike.
+
+Each action names the roles that may take it; what a user may *see* is the store scope (``scope``), applied
+to every read. A front door asks ``allows`` to show a button and ``require`` (or its own guard built on it)
+before it acts; a service that is a use case of its own (save a draft, enable a rule) asks ``require`` too,
+so that no door can forget it. The refusal (``NotPermitted``) is a ``ServiceError``, translated by each door
+like any other.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from bot.models import Role, User
+from bot.services.errors import Forbidden
+from bot.services.users.accounts import N_
+
+
+class Action(enum.StrEnum):
+    manage_users = "manage_users"
+    read_audit_log = "read_audit_log"
+    sync_directory = "sync_directory"
+    edit_channels = "edit_channels"
+    edit_tags = "edit_tags"
+    tag_customers = "tag_customers"
+    edit_customers = "edit_customers"
+    edit_segments = "edit_segments"
+    edit_rules = "edit_rules"
+    enable_sending_rules = "enable_sending_rules"
+    edit_join_ways = "edit_join_ways"
+    draft_sends = "draft_sends"
+    approve_sends = "approve_sends"
+    remind_any_send = "remind_any_send"
+    read_events = "read_events"
+    retry_events = "retry_events"
+    drive_sandbox = "drive_sandbox"
+
+
+_ADMIN = frozenset({Role.admin})
+_WRITERS = frozenset({Role.admin, Role.operator})
+_STORE_WRITERS = frozenset({Role.admin, Role.operator, Role.store_manager})
+
+#: the roles that may take each action (admins: everything; operators: the corp's marketing set-up; store
+#: managers: their own stores' customers and drafts; viewers: read only)
+POLICY: dict[Action, frozenset[Role]] = {
+    Action.manage_users: _ADMIN,
+    Action.read_audit_log: _ADMIN,
+    Action.sync_directory: _ADMIN,
+    Action.edit_channels: _WRITERS,
+    Action.edit_tags: _WRITERS,
+    Action.tag_customers: _STORE_WRITERS,
+    Action.edit_customers: _STORE_WRITERS,
+    Action.edit_segments: _WRITERS,
+    Action.edit_rules: _WRITERS,
+    # A rule that sends to customers is a standing approval of mass sends.
+    Action.enable_sending_rules: _ADMIN,
+    Action.edit_join_ways: _WRITERS,
+    Action.draft_sends: _STORE_WRITERS,
+    Action.approve_sends: _ADMIN,
+    # Anyone who may draft may remind the members of their own sends; these roles those of any send.
+    Action.remind_any_send: _WRITERS,
+    # Store managers see their stores' customers; the corp-wide event log is not theirs.
+    Action.read_events: frozenset({Role.admin, Role.operator, Role.viewer}),
+    Action.retry_events: _WRITERS,
+    Action.drive_sandbox: _WRITERS,
+}
+assert set(POLICY) == set(Action), "every action has its roles"
+
+#: what each action is, for the message of a refusal
+_WHAT = {
+    Action.manage_users: N_("管理账号"),
+    Action.read_audit_log: N_("查看操作日志"),
+    Action.sync_directory: N_("同步通讯录"),
+    Action.edit_channels: N_("修改渠道码"),
+    Action.edit_tags: N_("修改标签库"),
+    Action.tag_customers: N_("给客户打标签"),
+    Action.edit_customers: N_("修改客户资料"),
+    Action.edit_segments: N_("修改客户分群"),
+    Action.edit_rules: N_("修改生命周期规则"),
+    Action.enable_sending_rules: N_("启用会给客户发消息的规则"),
+    Action.edit_join_ways: N_("修改加群码"),
+    Action.draft_sends: N_("起草群发"),
+    Action.approve_sends: N_("审批群发"),
+    Action.remind_any_send: N_("提醒他人群发的成员"),
+    Action.read_events: N_("查看回调事件"),
+    Action.retry_events: N_("重试回调事件"),
+    Action.drive_sandbox: N_("操作沙箱"),
+}
+
+
+class NotPermitted(Forbidden):
+    """The user's role may not take ``action``."""
+
+    def __init__(self, action: Action) -> None:
+        super().__init__(_WHAT[action], "user")
+        self.action = action
+
+    def english(self) -> str:
+        """The API's words: the action and the roles that may take it."""
+        roles = sorted(r.value for r in POLICY[self.action])
+        return f"{self.action.value.replace('_', ' ')} needs the {' or '.join(roles)} role"
+
+
+def roles_for(action: Action) -> frozenset[Role]:
+    return POLICY[action]
+
+
+def allows(user: User, action: Action) -> bool:
+    """Whether ``user`` may take ``action`` (an inactive account may take none)."""
+    return bool(user.active) and Role(user.role) in POLICY[action]
+
+
+def require(user: User, action: Action) -> None:
+    """Raise ``NotPermitted`` (a ``Forbidden`` on the field "user") unless ``user`` may take ``action``."""
+    if not allows(user, action):
+        raise NotPermitted(action)
