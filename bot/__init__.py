@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, abort, g, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -45,6 +45,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     redis_conn.init_app(app)
 
+    # The factory is the composition root: the front doors, the commands and the models are imported when
+    # an app is built, so that importing a library part of the package (``bot.wecom``, ``bot.config``:
+    # the gunicorn config, the benchmarks, the sandbox) does not load the whole application.
     import bot.models  # noqa: F401 - register the tables on the metadata
     from admin import init_admin
     from bot.cli import register_cli
@@ -70,7 +73,6 @@ class RowId(IntegerConverter):
 
 def _request_hooks(app: Flask) -> None:
     """Every request's log records carry its id (returned in ``X-Request-ID``); NUL in a query is a 400."""
-    from flask import abort, g, request
 
     @app.before_request
     def bind_request_id() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -43,11 +44,11 @@ class RedisConnection:
     def init_app(self, app: Flask) -> None:
         settings = app.config["SIYU"]
         if settings.redis_url:
-            import redis
-
             self._client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
             self.embedded = False
         else:
+            # Imported here: only the embedded mode needs the stand-in (and its Lua engine); a deployment
+            # with REDIS_URL never loads it.
             import fakeredis
 
             self._client = fakeredis.FakeRedis(server=_embedded_server())
@@ -72,7 +73,7 @@ _SERVER: Any = None
 def _embedded_server() -> Any:
     global _SERVER
     if _SERVER is None:
-        import fakeredis
+        import fakeredis  # the embedded mode only (see init_app)
 
         _SERVER = fakeredis.FakeServer()
     return _SERVER

@@ -6,17 +6,19 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Flask, abort, redirect, request, url_for
+from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFProtect
 
+from admin.api import bp as api_bp
+from admin.forms import ROLE_LABELS
 from bot.extensions import db
-from bot.models import Role, User
+from bot.models import User
 from bot.services.errors import ServiceError, WeComRefused
-from bot.services.users.permissions import NotPermitted
+from bot.services.users.permissions import Action, NotPermitted, allows
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 login_manager = LoginManager()
@@ -55,11 +57,13 @@ def refuse_nul_characters() -> ResponseReturnValue | None:
     return None
 
 
-def role_required(*roles: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def permission_required(action: Action) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The view needs ``action`` (the one policy, ``bot.services.users.permissions``): 403 otherwise."""
+
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if current_user.role not in roles:
+            if not allows(current_user, action):
                 abort(403)
             return view(*args, **kwargs)
 
@@ -75,21 +79,11 @@ def client_ip() -> str:
 def image_response(render: Callable[[], bytes], filename: str) -> ResponseReturnValue:
     """A code's image (QR or poster) rendered by ``render``; ?download=1 makes it an attachment. The code
     fetched from WeCom the first time is kept (committed); a failure is a short text answer."""
-    from flask import Response
-    from flask_babel import gettext as _
-
-    from bot.services.channels.qr_images import QrImageError
-    from bot.services.errors import WeComRefused
-
     try:
         png = render()
-    except QrImageError as exc:
+    except ServiceError as exc:  # no code, an unreadable image, no font (409); WeCom refused (502)
         db.session.rollback()
-        return Response(_(str(exc)), status=409, mimetype="text/plain")
-    except WeComRefused as exc:
-        db.session.rollback()
-        message = _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)
-        return Response(message, status=502, mimetype="text/plain")
+        return Response(refusal_message(exc), status=exc.status, mimetype="text/plain")
     db.session.commit()
     disposition = "attachment" if request.args.get("download") else "inline"
     return Response(
@@ -114,30 +108,11 @@ def init_panel(app: Flask) -> None:
         REMEMBER_COOKIE_SECURE=settings.secure_cookies,
         WTF_CSRF_TIME_LIMIT=8 * 3600,
     )
-    from admin.forms import ROLE_LABELS
-
     app.context_processor(lambda: {"role_labels": ROLE_LABELS})
     login_manager.init_app(app)
     login_manager.login_view = "admin.login"
     login_manager.login_message = _l("请先登录")
     csrf.init_app(app)
-    from admin.api import bp as api_bp
-    from admin.views import (  # noqa: F401
-        audit,
-        auth,
-        channels,
-        customers,
-        dashboard,
-        groups,
-        lifecycle,
-        rankings,
-        segments,
-        sends,
-        settings_page,
-        staff,
-        tags,
-        users,
-    )
 
     # WeCom cannot send a CSRF token (the webhook, named by its view so that the panel does not import
     # handlers), and the API authenticates every request with a bearer token.
@@ -148,8 +123,6 @@ def init_panel(app: Flask) -> None:
 
 @bp.errorhandler(403)
 def forbidden(_error: Exception) -> ResponseReturnValue:
-    from flask import render_template
-
     return render_template("admin/error.html", code=403, message=_("没有权限访问此页面或此客户。")), 403
 
 
@@ -157,8 +130,6 @@ def forbidden(_error: Exception) -> ResponseReturnValue:
 def refused(exc: ServiceError) -> ResponseReturnValue:
     """A refusal no view turned into a form message: the error page with its words (a refused permission
     is the 403 page)."""
-    from flask import render_template
-
     db.session.rollback()
     if isinstance(exc, NotPermitted):
         return forbidden(exc)
@@ -174,6 +145,23 @@ def refusal_message(exc: ServiceError) -> str:
 
 @bp.errorhandler(404)
 def not_found(_error: Exception) -> ResponseReturnValue:
-    from flask import render_template
-
     return render_template("admin/error.html", code=404, message=_("页面或客户不存在。")), 404
+
+
+# The areas register their views on ``bp``, so they are imported once it exists.
+from admin.views import (  # noqa: E402, F401 - register the routes
+    audit,
+    auth,
+    channels,
+    customers,
+    dashboard,
+    groups,
+    lifecycle,
+    rankings,
+    segments,
+    sends,
+    settings_page,
+    staff,
+    tags,
+    users,
+)

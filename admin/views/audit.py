@@ -7,15 +7,16 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from admin import whole
-from admin.views import bp, role_required
+from admin.views import bp, permission_required
 from bot.extensions import db
-from bot.models import AuditEntry, Role
+from bot.models import AuditEntry
+from bot.services.users.permissions import Action
 
 PAGE_SIZE = 100
 
 
 @bp.get("/audit")
-@role_required(Role.admin)
+@permission_required(Action.read_audit_log)
 def audit_log() -> ResponseReturnValue:
     query = select(AuditEntry).order_by(AuditEntry.id.desc())
     before = request.args.get("before", type=whole)

@@ -16,11 +16,11 @@ from wtforms.fields.choices import SelectChoice
 
 from admin import whole
 from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
-from admin.views import bp, client_ip, image_response, role_required
+from admin.views import bp, client_ip, image_response, permission_required, refusal_message
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.models import Channel, Role, Staff, Tag
+from bot.models import Channel, Staff, Tag
 from bot.services import corp_time
 from bot.services.channels import codes as channel_service
 from bot.services.channels import qr_images
@@ -28,9 +28,8 @@ from bot.services.channels.jobs import PERSONAL_CODES, create_personal_codes
 from bot.services.customers import growth
 from bot.services.errors import WeComRefused
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition, store_ids, visible_stores
-
-WRITERS = (Role.admin, Role.operator)
 
 
 def _tag_choices() -> list[SelectChoice]:
@@ -88,7 +87,7 @@ def _page(form: ChannelForm, personal: PersonalCodesForm | None = None) -> str:
         form=form,
         personal=personal or _personal_form(),
         progress=read_progress(PERSONAL_CODES),
-        can_write=current_user.role in WRITERS,
+        can_write=allows(current_user, Action.edit_channels),
         delete_form=EmptyForm(),
     )
 
@@ -145,7 +144,7 @@ def channels() -> ResponseReturnValue:
 
 
 @bp.post("/channels")
-@role_required(*WRITERS)
+@permission_required(Action.edit_channels)
 def create_channel() -> ResponseReturnValue:
     form = ChannelForm()
     _choices(form)
@@ -167,7 +166,7 @@ def create_channel() -> ResponseReturnValue:
         return _page(form), 400
     except WeComRefused as exc:
         db.session.rollback()
-        form.name.errors = [_("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)]
+        form.name.errors = [refusal_message(exc)]
         return _page(form), 502
     audit(current_user, "create_channel", f"channel:{channel.state}", after={"name": channel.name}, ip=client_ip())
     db.session.commit()
@@ -187,7 +186,7 @@ def _detail(channel: Channel, form: ChannelForm) -> str:
         daily=growth.daily(None, w, state=channel.state),
         expires_local=utc_to_local(channel.expires_at),
         form=form,
-        can_write=current_user.role in WRITERS and channel.active,
+        can_write=allows(current_user, Action.edit_channels) and channel.active,
         delete_form=EmptyForm(),
     )
 
@@ -214,7 +213,7 @@ def channel(channel_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/channels/<int:channel_id>")
-@role_required(*WRITERS)
+@permission_required(Action.edit_channels)
 def update_channel(channel_id: int) -> ResponseReturnValue:
     channel = _get(channel_id)
     form = ChannelForm()
@@ -253,7 +252,7 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
         return _detail(_get(channel_id), form), 400
     except WeComRefused as exc:
         db.session.rollback()
-        form.name.errors = [_("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)]
+        form.name.errors = [refusal_message(exc)]
         return _detail(_get(channel_id), form), 502
     after = {"name": channel.name, "staff": [s.userid for s in channel.staff]}
     audit(current_user, "update_channel", f"channel:{channel.state}", before=before, after=after, ip=client_ip())
@@ -263,7 +262,7 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/channels/<int:channel_id>/delete")
-@role_required(*WRITERS)
+@permission_required(Action.edit_channels)
 def delete_channel(channel_id: int) -> ResponseReturnValue:
     channel = _get(channel_id)
     if EmptyForm().validate_on_submit() and channel.active:
@@ -271,7 +270,7 @@ def delete_channel(channel_id: int) -> ResponseReturnValue:
             channel_service.delete_channel(channel)
         except WeComRefused as exc:
             db.session.rollback()
-            flash(_("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg))
+            flash(refusal_message(exc))
             return redirect(url_for("admin.channels"))
         audit(current_user, "delete_channel", f"channel:{channel.state}", ip=client_ip())
         db.session.commit()
@@ -293,7 +292,7 @@ def channel_poster(channel_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/channels/personal")
-@role_required(*WRITERS)
+@permission_required(Action.edit_channels)
 def create_personal_codes_view() -> ResponseReturnValue:
     personal = _personal_form()
     if not personal.validate_on_submit():

@@ -10,13 +10,14 @@ from sqlalchemy import func, select
 
 from admin import whole
 from admin.forms import EmptyForm
-from admin.views import bp, client_ip, role_required
+from admin.views import bp, client_ip, permission_required
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue_events
-from bot.models import CallbackEvent, EventStatus, FollowRelation, Role, Staff
+from bot.models import CallbackEvent, EventStatus, FollowRelation, Staff
 from bot.services.callbacks.processing import reopen_event
 from bot.services.customers import growth
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition, store_ids, visible_stores
 
 
@@ -66,13 +67,13 @@ def dashboard() -> ResponseReturnValue:
         events={status.value: events.get(status, 0) for status in EventStatus},
         failing=failing,
         staff_count=db.session.scalar(select(func.count(Staff.id)).where(staff_condition(current_user))) or 0,
-        can_retry=current_user.role in (Role.admin, Role.operator),
+        can_retry=allows(current_user, Action.retry_events),
         form=EmptyForm(),
     )
 
 
 @bp.post("/events/<int:event_id>/retry")
-@role_required(Role.admin, Role.operator)
+@permission_required(Action.retry_events)
 def retry_event(event_id: int) -> ResponseReturnValue:
     if db.session.get(CallbackEvent, event_id) is None:
         abort(404)

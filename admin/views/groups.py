@@ -17,11 +17,11 @@ from sqlalchemy import func, select
 from admin import whole
 from admin.forms import EmptyForm
 from admin.spreadsheet import UploadTooLarge, read_ids
-from admin.views import bp, client_ip, image_response, role_required
+from admin.views import bp, client_ip, image_response, permission_required, refusal_message
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.models import GroupChat, GroupInvite, JoinWay, Role, Segment, Staff
+from bot.models import GroupChat, GroupInvite, JoinWay, Segment, Staff
 from bot.services.channels import qr_images
 from bot.services.errors import WeComRefused
 from bot.services.groups import invites as group_invites
@@ -34,7 +34,6 @@ from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import group_chat_condition, staff_condition, visible_stores
 
-WRITERS = (Role.admin, Role.operator)
 PER_PAGE = 50
 MAX_UPLOAD = 2 * 1024 * 1024
 
@@ -48,10 +47,6 @@ def _date(name: str) -> date | None:
         return date.fromisoformat(request.args.get(name, ""))
     except ValueError:
         return None
-
-
-def _wecom_refusal(exc: WeComRefused) -> str:
-    return _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)
 
 
 # -- groups -------------------------------------------------------------------------------------------
@@ -84,13 +79,13 @@ def groups_page() -> ResponseReturnValue:
         stores=visible_stores(current_user),
         args=request.args,
         progress=read_progress(GROUP_SYNC),
-        can_write=current_user.role in WRITERS,
+        can_write=allows(current_user, Action.edit_join_ways),
         form=EmptyForm(),
     )
 
 
 @bp.post("/groups/sync")
-@role_required(*WRITERS)
+@permission_required(Action.sync_groups)
 def sync_groups_view() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -145,7 +140,7 @@ def _join_ways_page(error: str = "", field: str = "", status: int = 200) -> Any:
             error=error,
             error_field=field,
             values=request.form if request.method == "POST" else {},
-            can_write=current_user.role in WRITERS,
+            can_write=allows(current_user, Action.edit_join_ways),
             form=EmptyForm(),
         ),
         status,
@@ -169,7 +164,7 @@ def join_ways_page() -> ResponseReturnValue:
 
 
 @bp.post("/join-ways")
-@role_required(*WRITERS)
+@permission_required(Action.edit_join_ways)
 def create_join_way() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -180,7 +175,7 @@ def create_join_way() -> ResponseReturnValue:
         return _join_ways_page(_(str(exc)), exc.field, 400)
     except WeComRefused as exc:
         db.session.rollback()
-        return _join_ways_page(_wecom_refusal(exc), "name", 502)
+        return _join_ways_page(refusal_message(exc), "name", 502)
     db.session.commit()
     flash(_("已创建入群码 %(name)s", name=way.name))
     return redirect(url_for("admin.join_way_detail", way_id=way.id))
@@ -210,7 +205,7 @@ def _way_page(way: JoinWay, error: str = "", field: str = "", status: int = 200)
             },
             error=error,
             error_field=field,
-            can_write=current_user.role in WRITERS,
+            can_write=allows(current_user, Action.edit_join_ways),
             form=EmptyForm(),
         ),
         status,
@@ -223,7 +218,7 @@ def join_way_detail(way_id: int) -> ResponseReturnValue:
 
 
 @bp.post("/join-ways/<int:way_id>")
-@role_required(*WRITERS)
+@permission_required(Action.edit_join_ways)
 def update_join_way(way_id: int) -> ResponseReturnValue:
     way = _way(way_id)
     if not EmptyForm().validate_on_submit():
@@ -235,14 +230,14 @@ def update_join_way(way_id: int) -> ResponseReturnValue:
         return _way_page(_way(way_id), _(str(exc)), exc.field, 400)
     except WeComRefused as exc:
         db.session.rollback()
-        return _way_page(_way(way_id), _wecom_refusal(exc), "name", 502)
+        return _way_page(_way(way_id), refusal_message(exc), "name", 502)
     db.session.commit()
     flash(_("已保存入群码 %(name)s", name=way.name))
     return redirect(url_for("admin.join_way_detail", way_id=way.id))
 
 
 @bp.post("/join-ways/<int:way_id>/delete")
-@role_required(*WRITERS)
+@permission_required(Action.edit_join_ways)
 def delete_join_way(way_id: int) -> ResponseReturnValue:
     way = _way(way_id)
     if not EmptyForm().validate_on_submit():
@@ -251,7 +246,7 @@ def delete_join_way(way_id: int) -> ResponseReturnValue:
         join_ways.delete_join_way(way, current_user)
     except WeComRefused as exc:
         db.session.rollback()
-        flash(_wecom_refusal(exc), "error")
+        flash(refusal_message(exc), "error")
         return redirect(url_for("admin.join_way_detail", way_id=way_id))
     db.session.commit()
     flash(_("已删除入群码 %(name)s；已入群的客户保留其来源", name=way.name))
@@ -340,7 +335,7 @@ def create_group_invite() -> ResponseReturnValue:
         return _invites_page(_(str(exc)), exc.field, 400)
     except (WeComRefused, qr_images.QrImageError) as exc:
         db.session.rollback()
-        message = _wecom_refusal(exc) if isinstance(exc, WeComRefused) else _(str(exc))
+        message = refusal_message(exc)
         return _invites_page(message, "chat_ids", 502)
     except UploadTooLarge as exc:
         db.session.rollback()
@@ -401,7 +396,7 @@ def group_invite_reminder_round(invite_id: int) -> ResponseReturnValue:
         return redirect(url_for("admin.group_invite_detail", invite_id=invite_id))
     except (WeComRefused, qr_images.QrImageError) as exc:
         db.session.rollback()
-        flash(_wecom_refusal(exc) if isinstance(exc, WeComRefused) else _(str(exc)), "error")
+        flash(refusal_message(exc), "error")
         return redirect(url_for("admin.group_invite_detail", invite_id=invite_id))
     db.session.commit()
     start_send_if_due(again.send)

@@ -15,13 +15,13 @@ from admin import whole
 from admin.forms import EmptyForm
 from admin.views import bp
 from bot.extensions import db
-from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, Role, RuleRun, Segment, Staff
+from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, RuleRun, Segment, Staff
 from bot.services.lifecycle import rules as lifecycle
 from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import customer_condition
 
-WRITERS = (Role.admin, Role.operator)
 TASKS_SHOWN = 200
 
 
@@ -88,7 +88,7 @@ def _index(error: str = "", field: str = "", status: int = 200) -> Any:
             error=error,
             error_field=field,
             values=request.form if request.method == "POST" else {},
-            can_write=current_user.role in WRITERS,
+            can_write=allows(current_user, Action.edit_rules),
             form=EmptyForm(),
         ),
         status,
@@ -101,7 +101,7 @@ def lifecycle_page() -> ResponseReturnValue:
 
 
 def _writer() -> None:
-    if current_user.role not in WRITERS:
+    if not allows(current_user, Action.edit_rules):
         abort(403)
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -154,7 +154,7 @@ def _detail(rule: LifecycleRule, error: str = "", field: str = "", status: int =
             choices=_choices(),
             error=error,
             error_field=field,
-            can_write=current_user.role in WRITERS,
+            can_write=allows(current_user, Action.edit_rules),
             may_enable=lifecycle.may_enable(rule, current_user),
             form=EmptyForm(),
         ),

@@ -15,15 +15,14 @@ from sqlalchemy import select
 from admin import whole
 from admin.api.segments import csv_rows
 from admin.forms import EmptyForm
-from admin.views import bp, client_ip, role_required
+from admin.views import bp, client_ip, permission_required
 from bot.extensions import db
-from bot.models import Channel, Role, Segment, Staff
+from bot.models import Channel, Segment, Staff
 from bot.services.segments import rules as segments
 from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition, visible_stores
-
-WRITERS = (Role.admin, Role.operator)
 
 
 def _choices() -> dict[str, Any]:
@@ -51,7 +50,7 @@ def _page(segment: Segment | None = None, error: str = "", rule: Any = None, nam
             name=name or (segment.name if segment else ""),
             error=error,
             choices=_choices(),
-            can_write=current_user.role in WRITERS,
+            can_write=allows(current_user, Action.edit_segments),
             form=EmptyForm(),
         ),
         status,
@@ -75,7 +74,7 @@ def preview_segment() -> ResponseReturnValue:
 
 
 @bp.post("/segments")
-@role_required(*WRITERS)
+@permission_required(Action.edit_segments)
 def save_segment() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -96,7 +95,7 @@ def save_segment() -> ResponseReturnValue:
 
 
 @bp.post("/segments/<int:segment_id>/delete")
-@role_required(*WRITERS)
+@permission_required(Action.edit_segments)
 def delete_segment(segment_id: int) -> ResponseReturnValue:
     segment = db.session.get(Segment, segment_id)
     if segment is None:

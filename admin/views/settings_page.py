@@ -9,11 +9,11 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from admin.forms import SANDBOX_ACTIONS, SandboxBurstForm
-from admin.views import bp, client_ip, role_required
+from admin.views import bp, client_ip, permission_required
 from bot.extensions import db
-from bot.models import Role
 from bot.services.clients import settings
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows
 
 
 @bp.get("/settings")
@@ -28,12 +28,12 @@ def _page(form: SandboxBurstForm) -> str:
         s=s,
         callback_url=request.host_url.rstrip("/") + "/wecom/callback",
         form=form,
-        can_drive=s.sandbox and current_user.role in (Role.admin, Role.operator),
+        can_drive=s.sandbox and allows(current_user, Action.drive_sandbox),
     )
 
 
 @bp.post("/settings/sandbox/burst")
-@role_required(Role.admin, Role.operator)
+@permission_required(Action.drive_sandbox)
 def sandbox_burst() -> ResponseReturnValue:
     s = settings()
     form = SandboxBurstForm()

@@ -12,14 +12,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from admin.forms import EmptyForm
-from admin.views import bp, client_ip, role_required
+from admin.views import bp, client_ip, permission_required
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.models import FollowRelation, FollowStatus, Role, Staff
+from bot.models import FollowRelation, FollowStatus, Staff
 from bot.services.customers.jobs import CUSTOMER_SYNC, sync_customers
 from bot.services.directory.jobs import sync_directory_with_progress
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition
 
 
@@ -48,13 +49,13 @@ def staff() -> ResponseReturnValue:
         counts=counts,
         progress=progress_view(read_progress("sync_directory")),
         customer_progress=customer_progress_view(read_progress(CUSTOMER_SYNC)),
-        can_sync=current_user.role == Role.admin,
+        can_sync=allows(current_user, Action.sync_directory),
         form=EmptyForm(),
     )
 
 
 @bp.post("/staff/sync")
-@role_required(Role.admin)
+@permission_required(Action.sync_directory)
 def sync_staff() -> ResponseReturnValue:
     if EmptyForm().validate_on_submit():
         enqueue(sync_directory_with_progress, connection=redis_conn.client)
@@ -65,7 +66,7 @@ def sync_staff() -> ResponseReturnValue:
 
 
 @bp.post("/staff/sync-customers")
-@role_required(Role.admin)
+@permission_required(Action.sync_directory)
 def sync_customers_now() -> ResponseReturnValue:
     if EmptyForm().validate_on_submit():
         enqueue(sync_customers, connection=redis_conn.client)

@@ -14,19 +14,19 @@ from sqlalchemy import select
 from admin import whole
 from admin.forms import EmptyForm
 from admin.spreadsheet import UploadTooLarge, read_ids
-from admin.views import bp, client_ip, role_required
+from admin.views import bp, client_ip, permission_required, refusal_message
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.models import Role, Segment, TagJob
-from bot.services.errors import WeComRefused
+from bot.models import Segment, TagJob
+from bot.services.errors import ServiceError, WeComRefused
 from bot.services.segments import rules as segments
 from bot.services.tags import bulk as tag_jobs
 from bot.services.tags import library as tags
 from bot.services.tags.jobs import run_tag_job
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows
 
-WRITERS = (Role.admin, Role.operator)
 MAX_UPLOAD = 5 * 1024 * 1024  # a CSV of up to 100,000 external user ids
 
 
@@ -41,19 +41,16 @@ def _page(errors: dict[str, str] | None = None, status: int = 200) -> Any:
             segments=db.session.scalars(select(Segment).order_by(Segment.name)).all(),
             drift=read_progress("tag_drift"),
             errors=errors or {},
-            can_write=current_user.role in WRITERS,
+            can_write=allows(current_user, Action.edit_tags),
             form=EmptyForm(),
         ),
         status,
     )
 
 
-def _refused(where: str, exc: Exception) -> Any:
+def _refused(where: str, exc: ServiceError) -> Any:
     db.session.rollback()
-    if isinstance(exc, tags.TagError):
-        return _page({where: _(str(exc))}, 400)
-    assert isinstance(exc, WeComRefused)
-    return _page({where: _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)}, 502)
+    return _page({where: refusal_message(exc)}, exc.status)
 
 
 def _names(raw: str) -> list[str]:
@@ -66,7 +63,7 @@ def tags_page() -> ResponseReturnValue:
 
 
 @bp.post("/tags")
-@role_required(*WRITERS)
+@permission_required(Action.edit_tags)
 def create_tags() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -90,7 +87,7 @@ def create_tags() -> ResponseReturnValue:
 
 
 @bp.post("/tags/<wecom_id>/edit")
-@role_required(*WRITERS)
+@permission_required(Action.edit_tags)
 def edit_tag(wecom_id: str) -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -108,7 +105,7 @@ def edit_tag(wecom_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/tags/<wecom_id>/delete")
-@role_required(*WRITERS)
+@permission_required(Action.edit_tags)
 def delete_tag(wecom_id: str) -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
@@ -124,7 +121,7 @@ def delete_tag(wecom_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/tags/drift")
-@role_required(*WRITERS)
+@permission_required(Action.edit_tags)
 def check_tag_drift() -> ResponseReturnValue:
     """Compare the mirror with WeCom now and repair it, reporting what changed."""
     if not EmptyForm().validate_on_submit():
@@ -147,7 +144,7 @@ def check_tag_drift() -> ResponseReturnValue:
 
 
 @bp.post("/tags/jobs")
-@role_required(*WRITERS)
+@permission_required(Action.bulk_tag_customers)
 def create_tag_job() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)

@@ -11,10 +11,11 @@ from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from admin.forms import EditUserForm, NewUserForm
-from admin.views import bp, client_ip, role_required
+from admin.views import bp, client_ip, permission_required
 from bot.extensions import db
 from bot.models import Role, Store, User
 from bot.services.users.accounts import audit, create_user, describe, update_user
+from bot.services.users.permissions import Action
 
 
 def _store_choices(form: NewUserForm | EditUserForm) -> None:
@@ -23,7 +24,7 @@ def _store_choices(form: NewUserForm | EditUserForm) -> None:
 
 
 @bp.get("/users")
-@role_required(Role.admin)
+@permission_required(Action.manage_users)
 def users() -> ResponseReturnValue:
     form = NewUserForm()
     _store_choices(form)
@@ -36,7 +37,7 @@ def _page(form: NewUserForm) -> str:
 
 
 @bp.post("/users")
-@role_required(Role.admin)
+@permission_required(Action.manage_users)
 def create_user_view() -> ResponseReturnValue:
     form = NewUserForm()
     _store_choices(form)
@@ -71,7 +72,7 @@ def create_user_view() -> ResponseReturnValue:
 
 
 @bp.route("/users/<int:user_id>", methods=["GET", "POST"])
-@role_required(Role.admin)
+@permission_required(Action.manage_users)
 def edit_user(user_id: int) -> ResponseReturnValue:
     user = db.session.get(User, user_id)
     if user is None:

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 from flask import Flask, current_app, has_app_context
 
+from bot.extensions import db
+
 _APP: Flask | None = None
 
 
@@ -18,8 +20,6 @@ def bind_app(app: Flask) -> None:
 
 @contextmanager
 def job_context() -> Iterator[Flask]:
-    from bot.extensions import db
-
     if has_app_context():
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         try:

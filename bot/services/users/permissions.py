@@ -23,11 +23,13 @@ class Action(enum.StrEnum):
     edit_channels = "edit_channels"
     edit_tags = "edit_tags"
     tag_customers = "tag_customers"
+    bulk_tag_customers = "bulk_tag_customers"
     edit_customers = "edit_customers"
     edit_segments = "edit_segments"
     edit_rules = "edit_rules"
     enable_sending_rules = "enable_sending_rules"
     edit_join_ways = "edit_join_ways"
+    sync_groups = "sync_groups"
     draft_sends = "draft_sends"
     approve_sends = "approve_sends"
     remind_any_send = "remind_any_send"
@@ -49,12 +51,14 @@ POLICY: dict[Action, frozenset[Role]] = {
     Action.edit_channels: _WRITERS,
     Action.edit_tags: _WRITERS,
     Action.tag_customers: _STORE_WRITERS,
+    Action.bulk_tag_customers: _WRITERS,
     Action.edit_customers: _STORE_WRITERS,
     Action.edit_segments: _WRITERS,
     Action.edit_rules: _WRITERS,
     # A rule that sends to customers is a standing approval of mass sends.
     Action.enable_sending_rules: _ADMIN,
     Action.edit_join_ways: _WRITERS,
+    Action.sync_groups: _WRITERS,
     Action.draft_sends: _STORE_WRITERS,
     Action.approve_sends: _ADMIN,
     # Anyone who may draft may remind the members of their own sends; these roles those of any send.
@@ -74,11 +78,13 @@ _WHAT = {
     Action.edit_channels: N_("修改渠道码"),
     Action.edit_tags: N_("修改标签库"),
     Action.tag_customers: N_("给客户打标签"),
+    Action.bulk_tag_customers: N_("批量打标签"),
     Action.edit_customers: N_("修改客户资料"),
     Action.edit_segments: N_("修改客户分群"),
     Action.edit_rules: N_("修改生命周期规则"),
     Action.enable_sending_rules: N_("启用会给客户发消息的规则"),
     Action.edit_join_ways: N_("修改加群码"),
+    Action.sync_groups: N_("同步客户群"),
     Action.draft_sends: N_("起草群发"),
     Action.approve_sends: N_("审批群发"),
     Action.remind_any_send: N_("提醒他人群发的成员"),
