@@ -26,11 +26,12 @@ class _Metrics(CallObserver):
 
 
 def settings() -> Settings:
-    return current_app.config["SIYU"]
+    configured: Settings = current_app.config["SIYU"]
+    return configured
 
 
 def _client(secret: str) -> WeComClient:
-    cache = current_app.extensions.setdefault("siyu.wecom_clients", {})
+    cache: dict[str, WeComClient] = current_app.extensions.setdefault("siyu.wecom_clients", {})
     client = cache.get(secret)
     if client is None:
         s = settings()

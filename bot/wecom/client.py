@@ -59,7 +59,8 @@ class CallObserver:
         """``gettoken`` was asked: its errcode or "unavailable"."""
 
 
-class WeComClient(WeChatClient):
+# wechatpy ships no type information: its client is Any to mypy.
+class WeComClient(WeChatClient):  # type: ignore[misc]
     def __init__(
         self,
         corp_id: str,
@@ -108,7 +109,8 @@ class WeComClient(WeChatClient):
             token = self.session.get(self.access_token_key)
             if token:
                 return str(token)
-            return self.fetch_access_token()["access_token"]
+            fetched: str = self.fetch_access_token()["access_token"]
+            return fetched
 
     def fetch_access_token(self) -> dict[str, Any]:
         """GET gettoken (doc path/91039): one token per secret, cached for its lifetime less a margin."""
@@ -117,7 +119,7 @@ class WeComClient(WeChatClient):
         try:
             res = self._http.get(url, params={"corpid": self.corp_id, "corpsecret": self.secret}, timeout=self.timeout)
             res.raise_for_status()
-            result = res.json()
+            result: dict[str, Any] = res.json()
         except (requests.RequestException, ValueError) as exc:
             self.observer.token_fetch("unavailable")
             raise WeComUnavailable(None, type(exc).__name__, "gettoken") from exc
@@ -206,6 +208,11 @@ class WeComClient(WeChatClient):
                 error.retry_after = wait
             raise error
 
+    def _post_json(self, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
+        """POST ``endpoint`` through ``_request``: WeCom's answer, a JSON object (checked there)."""
+        answer: dict[str, Any] = self.post(endpoint, data=data)
+        return answer
+
     # -- endpoints wechatpy 1.8.18's ``wechatpy.enterprise`` lacks or gets wrong -------------------------
 
     def get_external_contact(self, external_userid: str) -> dict[str, Any]:
@@ -245,7 +252,7 @@ class WeComClient(WeChatClient):
 
     def send_welcome_msg(self, payload: dict[str, Any]) -> dict[str, Any]:
         """externalcontact/send_welcome_msg (doc path/92599): within 20 s of the event, once per code."""
-        return self.post("externalcontact/send_welcome_msg", data=payload)
+        return self._post_json("externalcontact/send_welcome_msg", data=payload)
 
     def send_app_text(
         self, agent_id: int, userids: list[str], content: str, *, dedupe_seconds: int | None = None
@@ -263,7 +270,7 @@ class WeComClient(WeChatClient):
         }
         if dedupe_seconds:
             body.update(enable_duplicate_check=1, duplicate_check_interval=min(dedupe_seconds, 4 * 3600))
-        return self.post("message/send", data=body)
+        return self._post_json("message/send", data=body)
 
     def send_app_card(
         self, agent_id: int, userids: list[str], card: dict[str, str], *, dedupe_seconds: int = 4 * 3600
@@ -278,18 +285,18 @@ class WeComClient(WeChatClient):
             "enable_duplicate_check": 1,
             "duplicate_check_interval": min(dedupe_seconds, 4 * 3600),
         }
-        return self.post("message/send", data=body)
+        return self._post_json("message/send", data=body)
 
     def add_contact_way(self, body: dict[str, Any]) -> dict[str, Any]:
         """externalcontact/add_contact_way (doc path/92228): a 「联系我」 code; returns config_id and qr_code."""
-        return self.post("externalcontact/add_contact_way", data=body)
+        return self._post_json("externalcontact/add_contact_way", data=body)
 
     def update_contact_way(self, body: dict[str, Any]) -> dict[str, Any]:
         """externalcontact/update_contact_way: the fields given overwrite the code's."""
-        return self.post("externalcontact/update_contact_way", data=body)
+        return self._post_json("externalcontact/update_contact_way", data=body)
 
     def del_contact_way(self, config_id: str) -> dict[str, Any]:
-        return self.post("externalcontact/del_contact_way", data={"config_id": config_id})
+        return self._post_json("externalcontact/del_contact_way", data={"config_id": config_id})
 
     def mark_tags(self, userid: str, external_userid: str, add: list[str], remove: list[str] | None = None) -> None:
         """externalcontact/mark_tag (doc path/92118); WeCom sends no callback for it."""
@@ -393,7 +400,7 @@ class WeComClient(WeChatClient):
     def send_app_image(self, agent_id: int, userids: list[str], media_id: str) -> dict[str, Any]:
         """message/send with an image to members (doc path/90236)."""
         body = {"touser": "|".join(userids), "msgtype": "image", "agentid": agent_id, "image": {"media_id": media_id}}
-        return self.post("message/send", data=body)
+        return self._post_json("message/send", data=body)
 
     def download(self, url: str, max_bytes: int = 2 * 1024 * 1024) -> bytes:
         """An image WeCom serves by URL (a contact way's ``qr_code``), with the client's timeout and a size cap."""

@@ -49,7 +49,8 @@ class CallbackCrypto:
 
     def _decrypt(self, encrypted: str) -> str:
         try:
-            return PrpCrypto(self._key).decrypt(encrypted, self.receive_id)
+            plain: str = PrpCrypto(self._key).decrypt(encrypted, self.receive_id)  # wechatpy: untyped
+            return plain
         except WeChatException as exc:  # InvalidCorpIdException is not an InvalidSignatureException
             raise ReceiverMismatch("the message was not encrypted for this corp") from exc
         except Exception as exc:  # bad base64, bad padding, truncated length prefix, bad UTF-8

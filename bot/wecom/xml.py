@@ -22,7 +22,8 @@ def parse_xml(data: bytes | str) -> Element:
     if len(raw) > MAX_XML_BYTES:
         raise MalformedCallback("XML too large")
     try:
-        root = SafeET.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        # defusedxml has no type information; its parser gives ElementTree's elements.
+        root: Element = SafeET.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except (ParseError, DefusedXmlException, ValueError) as exc:
         raise MalformedCallback(f"not well-formed XML: {type(exc).__name__}") from exc
     for count, _ in enumerate(root.iter(), 1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select
 
@@ -49,7 +50,7 @@ def sync_directory(progress: Callable[[int, int], None] | None = None) -> dict[s
 
     staff_by_id = {s.userid: s for s in db.session.scalars(select(Staff))}
     memberships: dict[str, set[int]] = {}
-    members: dict[str, dict] = {}
+    members: dict[str, dict[str, Any]] = {}
     for n, dep_id in enumerate(sorted(seen_departments), 1):
         for user in api.list_department_users(dep_id):
             members[user["userid"]] = user

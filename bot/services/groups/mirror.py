@@ -114,7 +114,7 @@ def apply_group(data: dict[str, Any], now: datetime | None = None) -> GroupChat:
 def mark_dismissed(chat_id: str, now: datetime | None = None) -> GroupChat | None:
     """The group was dismissed (or is gone from WeCom): every stay in it ends. Flushes."""
     now = now or utcnow()
-    group = db.session.scalar(select(GroupChat).where(GroupChat.chat_id == chat_id).with_for_update())
+    group: GroupChat | None = db.session.scalar(select(GroupChat).where(GroupChat.chat_id == chat_id).with_for_update())
     if group is None:
         return None
     if group.dismissed_at is None:

@@ -177,10 +177,10 @@ def _text(raw: Any, field: str, limit: int, *, required: bool = True) -> str:
         raw = ""
     if not isinstance(raw, str) or "\x00" in raw:
         raise LifecycleError(field, N_("应为文本"))
-    raw = raw.strip()
-    if (required and not raw) or len(raw.encode()) > limit:
+    text: str = raw.strip()
+    if (required and not text) or len(text.encode()) > limit:
         raise LifecycleError(field, N_("文本为空或过长"))
-    return raw
+    return text
 
 
 def _tag_ids(raw: Any, field: str, *, required: bool) -> list[str]:

@@ -252,7 +252,8 @@ def condition_sql(c: Condition, today: date | None = None, *, on_facets: bool = 
         return _followed(Follow.staff.has(Staff.userid.in_(c.values)), cid)
     if c.type == "store":
         if on_facets:
-            return customer_facets.c.store_ids.overlap(list(c.values))
+            overlaps: ColumnElement[bool] = customer_facets.c.store_ids.overlap(list(c.values))
+            return overlaps
         return _followed(Follow.staff.has(Staff.stores.any(Store.id.in_(c.values))), cid)
     if c.type == "added":
         first_added = select(func.min(Follow.added_at)).where(Follow.customer_id == cid).scalar_subquery()

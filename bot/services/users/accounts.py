@@ -97,7 +97,7 @@ def authenticate(username: str, password: str, address: str) -> User:
     address_key = f"siyu:signin-failures:addr:{address}"
     if _failures(user_key) >= MAX_FAILURES_PER_USER or _failures(address_key) >= MAX_FAILURES_PER_ADDRESS:
         raise SignInError(N_("登录失败次数过多，请 15 分钟后再试"))
-    user = db.session.scalar(select(User).where(User.username == username.strip()))
+    user: User | None = db.session.scalar(select(User).where(User.username == username.strip()))
     # Hash even for an unknown name, so the answer's timing does not tell which names exist.
     valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not valid or not user.active:

@@ -26,7 +26,7 @@ def create_api_token(name: str, user: User) -> str:
 
 def authenticate(token: str) -> ApiToken | None:
     """The live token, if its user exists and is active."""
-    row = db.session.scalar(
+    row: ApiToken | None = db.session.scalar(
         select(ApiToken).where(ApiToken.token_hash == _digest(token), ApiToken.revoked_at.is_(None))
     )
     if row is None or row.user is None or not row.user.active:
