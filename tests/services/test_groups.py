@@ -181,3 +181,45 @@ def test_a_burst_of_group_events_is_read_once(app, sim, corp, people, run_worker
     run_worker()
     assert corp.calls.count("externalcontact/groupchat/get") - reads == 2
     assert mirror(app, group.chat_id)[0].name == "直播福利群 2 期"
+
+
+def _events_not_done(app):
+    with app.app_context():
+        return db.session.scalars(
+            select(CallbackEvent.status).where(CallbackEvent.status.in_(["failed", "dead"]))
+        ).all()
+
+
+def test_a_dismissed_group_that_wecom_shows_again_is_read_again_through_a_callback(app, sim, corp, people, run_worker):
+    a, b = people[0].external_userid, people[1].external_userid
+    group, _ = sim.member_creates_group("staff0201", "复活群", [a, b])
+    run_worker()
+    sim.group_dismissed(group.chat_id)
+    run_worker()
+    assert mirror(app, group.chat_id)[0].dismissed_at is not None
+    # WeCom serves the group again (the dismissal was undone, or announced in error): its next change is read
+    corp.groups[group.chat_id].dismissed = False
+    sim.group_renamed(group.chat_id, "复活群·二")
+    run_worker()
+    assert _events_not_done(app) == []
+    mirrored, current, stays = mirror(app, group.chat_id)
+    assert mirrored.dismissed_at is None and mirrored.name == "复活群·二"
+    assert set(current) == {"staff0201", a, b} and mirrored.members_count == 3
+    # the stays that the dismissal closed go on (same join time): none recorded twice
+    assert len(stays) == 3 and all(s.left_at is None for s in stays)
+
+
+def test_a_dismissed_group_that_the_nightly_sync_finds_again_is_revived(app, sim, corp, people, run_worker):
+    a = people[0].external_userid
+    group, _ = sim.member_creates_group("staff0202", "又见群", [a])
+    run_worker()
+    corp.groups[group.chat_id].dismissed = True
+    with app.app_context():
+        assert tasks.sync_groups()["dismissed"] == 1
+    corp.groups[group.chat_id].dismissed = False
+    with app.app_context():
+        counts = tasks.sync_groups()
+    assert counts["groups"] == 1
+    mirrored, current, stays = mirror(app, group.chat_id)
+    assert mirrored.dismissed_at is None and set(current) == {"staff0202", a}
+    assert len(stays) == 2 and all(s.left_at is None for s in stays)

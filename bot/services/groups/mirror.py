@@ -76,6 +76,9 @@ def apply_group(data: dict[str, Any], now: datetime | None = None) -> GroupChat:
             select(GroupMember).where(GroupMember.group_id == group.id, GroupMember.left_at.is_(None))
         )
     }
+    # Stays a reading (or a dismissal) closed that WeCom now lists again with the same join time: the same
+    # stay goes on, reopened (a group dismissed and then served again, a member missing from one reading).
+    closed = _closed_stays(group.id, {str(m["userid"]) for m in listed} - set(current))
     seen = set()
     for m in listed:
         userid = str(m["userid"])
@@ -86,6 +89,8 @@ def apply_group(data: dict[str, Any], now: datetime | None = None) -> GroupChat:
             row.left_at = reported  # left and came back between two readings: that stay ended
             row = None
         joined = reported or now
+        if row is None and (row := closed.get((userid, joined))) is not None:
+            row.left_at = row.quit_scene = None
         if row is None:
             state = str(m.get("state") or "")[:30]
             row = GroupMember(
@@ -109,6 +114,17 @@ def apply_group(data: dict[str, Any], now: datetime | None = None) -> GroupChat:
     group.customers_count = sum(1 for m in listed if int(m.get("type") or 0) == 2)
     db.session.flush()
     return group
+
+
+def _closed_stays(group_id: int, userids: set[str]) -> dict[tuple[str, datetime], GroupMember]:
+    if not userids:
+        return {}
+    rows = db.session.scalars(
+        select(GroupMember).where(
+            GroupMember.group_id == group_id, GroupMember.left_at.is_not(None), GroupMember.userid.in_(userids)
+        )
+    )
+    return {(row.userid, row.joined_at): row for row in rows}
 
 
 def mark_dismissed(chat_id: str, now: datetime | None = None) -> GroupChat | None:
