@@ -117,6 +117,13 @@ def _secret(value: str) -> str:
     return v
 
 
+def _callback_age(value: str) -> int:
+    v = int(value.strip())
+    if not 300 <= v <= 86400:
+        raise ValueError("seconds from 300 (WeCom's re-sends) to 86400 (a day)")
+    return v
+
+
 def _zone(value: str) -> ZoneInfo:
     try:
         return ZoneInfo(value.strip())
@@ -163,6 +170,10 @@ class Settings:
     wecom_budget_per_minute: int = _setting("WECOM_BUDGET_PER_MINUTE", _int, 9000)
     sandbox_port: int = _setting("SIYU_SANDBOX_PORT", _int, 5001)
     callback_max_bytes: int = _setting("SIYU_CALLBACK_MAX_BYTES", _int, 64 * 1024)
+    # How far a callback's signed timestamp may be from now, either way: WeCom's re-sends come within
+    # minutes, and servers' clocks drift; older ones are replays. Well inside SIYU_HISTORY_DAYS, for which
+    # the dedupe keys of processed callbacks are kept.
+    callback_max_age: int = _setting("SIYU_CALLBACK_MAX_AGE", _callback_age, 3600)
     event_max_attempts: int = _setting("SIYU_EVENT_MAX_ATTEMPTS", _int, 8)
     # How long processed callbacks and periodic job runs are kept (failed and dead events stay until
     # someone deals with them): WeCom re-sends within minutes, so older dedupe keys catch nothing.

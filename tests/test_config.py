@@ -55,6 +55,7 @@ def test_a_missing_setting_outside_sandbox_stops_start_up(missing):
         ("SIYU_METRICS_TOKEN", "short"),
         ("SIYU_TRUSTED_PROXIES", "-1"),
         ("SIYU_HISTORY_DAYS", "0"),
+        ("SIYU_CALLBACK_MAX_AGE", "60"),
     ],
 )
 def test_malformed_settings_are_named(name, value):

@@ -68,6 +68,8 @@ def callback_crypto() -> CallbackCrypto:
     crypto = current_app.extensions.get("siyu.crypto")
     if crypto is None:
         s = settings()
-        crypto = CallbackCrypto(s.wecom_callback_token or "", s.wecom_callback_aes_key or "", s.corp_id)
+        crypto = CallbackCrypto(
+            s.wecom_callback_token or "", s.wecom_callback_aes_key or "", s.corp_id, max_age=s.callback_max_age
+        )
         current_app.extensions["siyu.crypto"] = crypto
     return crypto

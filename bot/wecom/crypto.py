@@ -11,12 +11,13 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape
 
 from wechatpy.enterprise.crypto import PrpCrypto
 from wechatpy.exceptions import WeChatException
 
-from bot.wecom.errors import MalformedCallback, ReceiverMismatch, SignatureMismatch
+from bot.wecom.errors import MalformedCallback, ReceiverMismatch, SignatureMismatch, StaleCallback
 from bot.wecom.xml import parse_flat_xml
 
 
@@ -35,9 +36,16 @@ class Envelope:
 
 
 class CallbackCrypto:
-    def __init__(self, token: str, encoding_aes_key: str, receive_id: str) -> None:
+    """``max_age``: how far (seconds, either way) a callback's signed timestamp may be from now; None
+    accepts any (Tencent's known-answer vectors are years old)."""
+
+    def __init__(
+        self, token: str, encoding_aes_key: str, receive_id: str, *, max_age: int | None = None, clock: Any = time.time
+    ) -> None:
         self.token = token
         self.receive_id = receive_id
+        self.max_age = max_age
+        self.clock = clock
         self._key = base64.b64decode(encoding_aes_key + "=")
         if len(self._key) != 32:
             raise ValueError("EncodingAESKey must decode to 32 bytes")
@@ -46,6 +54,16 @@ class CallbackCrypto:
         expected = signature(self.token, timestamp, nonce, encrypted)
         if not hmac.compare_digest(expected, (msg_signature or "").lower()):
             raise SignatureMismatch("msg_signature does not match")
+        if self.max_age is not None:
+            self._check_fresh(timestamp)
+
+    def _check_fresh(self, timestamp: str) -> None:
+        # A signature proves who sent a callback, not when: a captured one could be replayed for ever. WeCom
+        # signs its Unix time (doc 91144), so a genuine callback is fresh give or take clock skew and retries.
+        if not timestamp.isdigit():
+            raise MalformedCallback("timestamp is not a Unix time")
+        if abs(self.clock() - int(timestamp)) > self.max_age:
+            raise StaleCallback(f"timestamp outside ±{self.max_age} s of now")
 
     def _decrypt(self, encrypted: str) -> str:
         try:

@@ -145,6 +145,12 @@ class SignatureMismatch(CallbackError):
     status = 403
 
 
+class StaleCallback(CallbackError):
+    """Correctly signed, but its timestamp lies outside the accepted window (a replay, or a clock far off)."""
+
+    status = 403
+
+
 class ReceiverMismatch(CallbackError):
     """The decrypted ReceiveId is not our corp id (-40005)."""
 

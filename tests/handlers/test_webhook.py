@@ -1,6 +1,7 @@
 """/wecom/callback over real HTTP with real signed, encrypted callbacks."""
 
 import hashlib
+import time
 
 import pytest
 import requests
@@ -31,7 +32,7 @@ def add_event(sim, external="wmX", welcome=True):
 
 
 def test_url_verification_echoes_the_plaintext(sim, webhook_url):
-    query = sim.crypto.encrypt_echostr("8452619823749283", "nonce1", "1700000000")
+    query = sim.crypto.encrypt_echostr("8452619823749283", "nonce1", str(int(time.time())))
     res = requests.get(webhook_url, params=query, timeout=5)
     assert res.status_code == 200
     assert res.content == b"8452619823749283"  # no quotes, no newline, no BOM
@@ -150,7 +151,8 @@ def test_undecryptable_but_signed_payload_is_400(app, sim, webhook_url):
 
     encrypted = "bm90IGFuIEFFUyBibG9jaw=="
     body = f"<xml><ToUserName>x</ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>".encode()
-    query = {"msg_signature": signature(sim.crypto.token, "1", "2", encrypted), "timestamp": "1", "nonce": "2"}
+    stamp = str(int(time.time()))
+    query = {"msg_signature": signature(sim.crypto.token, stamp, "2", encrypted), "timestamp": stamp, "nonce": "2"}
     assert requests.post(webhook_url, params=query, data=body, timeout=5).status_code == 400
     assert count(app) == 0
 
@@ -198,3 +200,26 @@ def test_storage_failure_answers_503_so_wecom_resends(app, sim, callback, monkey
     monkeypatch.undo()
     assert callback(add_event(sim, external="wmLater")).status_code == 200  # WeCom's re-send lands
     assert count(app) == 1
+
+
+@pytest.mark.parametrize("offset", [-3 * 86400 * 365, -3601, 3601])
+def test_a_correctly_signed_callback_from_outside_the_window_is_403(app, sim, webhook_url, offset):
+    """A signature proves who sent a callback, not when: a captured one replayed years later is refused."""
+    stamp = str(int(time.time()) + offset)
+    body, query = sim.crypto.encrypt(add_event(sim), "n-old", timestamp=stamp)
+    res = requests.post(webhook_url, params=query, data=body.encode(), timeout=5)
+    assert res.status_code == 403 and "timestamp" in res.text
+    assert count(app) == 0
+
+
+def test_a_callback_a_few_minutes_off_is_taken(app, sim, webhook_url):
+    """Clock skew and WeCom's re-sends stay well inside the window (SIYU_CALLBACK_MAX_AGE, an hour)."""
+    body, query = sim.crypto.encrypt(add_event(sim), "n-skew", timestamp=str(int(time.time()) - 600))
+    assert requests.post(webhook_url, params=query, data=body.encode(), timeout=5).status_code == 200
+    assert count(app) == 1
+
+
+def test_url_verification_outside_the_window_is_403(sim, webhook_url):
+    query = sim.crypto.encrypt_echostr("8452619823749283", "nonce1", str(int(time.time()) - 7200))
+    res = requests.get(webhook_url, params=query, timeout=5)
+    assert res.status_code == 403 and "timestamp" in res.text
