@@ -19,11 +19,13 @@ def whole(value: str) -> int:
 
 def init_admin(app: Flask) -> None:
     from admin.api import bp as api_bp
+    from admin.headers import init_headers
     from admin.health import bp as health_bp
     from admin.home import bp as home_bp
     from admin.i18n import init_i18n
     from admin.views import init_panel
 
+    init_headers(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(home_bp)

@@ -17,6 +17,9 @@ from bot.config import Settings
 from bot.extensions import db, migrate, redis_conn
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+#: the largest request body: the largest upload (a 20 MiB file attachment, WeCom's own limit for files) and
+#: the form around it; anything bigger is a 413 before it is read (the webhook caps callbacks far lower)
+MAX_REQUEST_BYTES = 21 * 1024 * 1024
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -36,7 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
-        MAX_CONTENT_LENGTH=None,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         JSON_AS_ASCII=False,
     )
     app.config.update({k: v for k, v in overrides.items() if k not in settings_fields})

@@ -56,17 +56,25 @@ def _worker(app: Flask, names: tuple[str, ...] | None = None) -> object:
     return SimpleWorker([queue(name, connection) for name in names or QUEUE_NAMES], connection=connection)
 
 
-_metrics_port = click.option(
-    "--metrics-port",
-    type=click.IntRange(1, 65535),
-    help="Serve Prometheus metrics on this port (for a machine with no web process; see bot/scrape.py).",
-)
+def _metrics_port(command: Callable[..., Any]) -> Callable[..., Any]:
+    port = click.option(
+        "--metrics-port",
+        type=click.IntRange(1, 65535),
+        help="Serve Prometheus metrics on this port (for a machine with no web process; see bot/scrape.py).",
+    )
+    address = click.option(
+        "--metrics-address",
+        default="127.0.0.1",
+        show_default=True,
+        help="The address the metrics port listens on (0.0.0.0: every interface; it has no token check).",
+    )
+    return port(address(command))
 
 
-def _serve_metrics(port: int | None) -> None:
+def _serve_metrics(port: int | None, address: str) -> None:
     if port is not None:
-        scrape.serve(current_app._get_current_object(), port)  # type: ignore[attr-defined]
-        click.echo(f"metrics: http://0.0.0.0:{port}/metrics")
+        scrape.serve(current_app._get_current_object(), port, address)  # type: ignore[attr-defined]
+        click.echo(f"metrics: http://{address}:{port}/metrics")
 
 
 @click.command("worker")
@@ -78,11 +86,11 @@ def _serve_metrics(port: int | None) -> None:
 )
 @_metrics_port
 @with_appcontext
-def worker_command(burst: bool, welcomes_only: bool, metrics_port: int | None) -> None:
+def worker_command(burst: bool, welcomes_only: bool, metrics_port: int | None, metrics_address: str) -> None:
     """Run a queue worker (welcomes first, then the rest of each add, then other events, then the rest)."""
 
     _require_shared_redis("worker")
-    _serve_metrics(metrics_port)
+    _serve_metrics(metrics_port, metrics_address)
     names = (URGENT,) if welcomes_only else None
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     level = app.config["SIYU"].log_level
@@ -129,11 +137,11 @@ def _wait_for_redis(client: Any, every: float) -> None:
 @click.command("scheduler")
 @_metrics_port
 @with_appcontext
-def scheduler_command(metrics_port: int | None) -> None:
+def scheduler_command(metrics_port: int | None, metrics_address: str) -> None:
     """Run the periodic-job scheduler (one or several; each run fires once across them)."""
 
     _require_shared_redis("scheduler")
-    _serve_metrics(metrics_port)
+    _serve_metrics(metrics_port, metrics_address)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     bind_app(app)
     scheduler = configure(BlockingScheduler(**scheduler_kwargs()), app, PERIODIC_JOBS)

@@ -119,6 +119,7 @@ def exposition(app: Any) -> tuple[bytes, str]:
     return generate_latest(registry(app)), CONTENT_TYPE_LATEST
 
 
-def serve(app: Any, port: int) -> None:
-    """Serve /metrics on ``port`` from a thread: for workers and schedulers, which have no web server."""
-    start_http_server(port, registry=registry(app))
+def serve(app: Any, port: int, address: str = "127.0.0.1") -> None:
+    """Serve /metrics on ``port`` from a thread: for workers and schedulers, which have no web server. Only
+    this machine can reach it unless ``address`` says otherwise (it has no token check of its own)."""
+    start_http_server(port, addr=address, registry=registry(app))

@@ -54,8 +54,12 @@ def page(browser: Any, live_server: str) -> Iterator[Any]:
     )
     tab = context.new_page()
     tab.set_default_timeout(15000)
+    refused: list[str] = []
+    # The panel's own scripts must pass its Content-Security-Policy: a blocked one fails the test.
+    tab.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     yield tab
     context.close()
+    assert refused == [], refused
 
 
 def screenshot(page: Any, name: str) -> None:

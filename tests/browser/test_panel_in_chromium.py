@@ -4,6 +4,7 @@ import csv
 import io
 
 import pytest
+from playwright.sync_api import expect
 
 from bot.services.directory.jobs import sync_directory
 from tests.browser.conftest import screenshot
@@ -38,7 +39,7 @@ def test_admin_signs_in_and_sees_the_chart(app, page, shop):
     page.click("button[type=submit]")
     assert page.get_by_role("alert").inner_text() == "用户名或密码错误"
     sign_in(page, "boss", password)
-    page.wait_for_function("document.getElementById('growth-chart').dataset.rendered === '3'")
+    expect(page.locator("#growth-chart")).to_have_attribute("data-rendered", "3")
     assert page.inner_text("#total-added") == "5" and page.inner_text("#total-lost") == "1"
     box = page.locator("#growth-chart").bounding_box()
     assert box["width"] > 300 and box["height"] > 100
@@ -116,16 +117,16 @@ def test_the_segment_builder_counts_live_and_explains_each_condition(app, page, 
     row = page.locator("#conditions tbody tr").nth(0)
     row.locator("select.type").select_option("staff")
     row.locator("select.values").select_option(["staff0201"])
-    page.wait_for_function("document.getElementById('live-count').textContent === '3'")
+    expect(page.locator("#live-count")).to_have_text("3")
     assert page.inner_text("#in-scope") == "5"
     page.click("#add-condition")
     second = page.locator("#conditions tbody tr").nth(1)
     second.locator("select.type").select_option("lost")
     second.locator("select.flag").select_option("true")
-    page.wait_for_function("document.getElementById('live-count').textContent === '0'")
+    expect(page.locator("#live-count")).to_have_text("0")
     assert second.locator(".alone").inner_text() == "1" and second.locator(".combined").inner_text() == "0"
     page.select_option("#rule-op", "or")
-    page.wait_for_function("document.getElementById('live-count').textContent === '4'")
+    expect(page.locator("#live-count")).to_have_text("4")
     screenshot(page, "segment-builder")
     page.fill("#segment-name", "静安或已流失")
     page.click("button:has-text('保存分群')")
@@ -161,7 +162,7 @@ def test_an_admin_sends_to_a_pasted_list_and_follows_the_funnel(app, page, shop,
     with app.app_context():
         track_sends()
     page.reload()
-    page.wait_for_function("document.getElementById('funnel-chart').dataset.rendered === '4'")
+    expect(page.locator("#funnel-chart")).to_have_attribute("data-rendered", "4")
     assert page.inner_text("#funnel-targeted") == "4" and page.inner_text("#funnel-delivered") == "3"
     screenshot(page, "mass-send")
     row = page.locator("#send-members tr[data-userid=staff0301]")
@@ -247,7 +248,7 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
     page.click("#group-filter button")
     assert page.locator("#group-list tbody tr").count() == 1
     page.click("#group-list >> text=静安寺会员群")
-    page.wait_for_function("document.getElementById('group-growth').dataset.rendered === '3'")
+    expect(page.locator("#group-growth")).to_have_attribute("data-rendered", "3")
     assert page.locator("#group-members tbody tr").count() == 2  # the owner and one customer
     page.click(f"#group-members >> text={mine[0].name}")
     page.wait_for_url(f"**/admin/customers/{mine[0].external_userid}")
@@ -279,7 +280,7 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
     sim.customer_scans_join_code(way["config_id"], mine[1].external_userid)
     run_worker()
     page.reload()
-    page.wait_for_function("document.getElementById('invite-chart').dataset.rendered === '3'")
+    expect(page.locator("#invite-chart")).to_have_attribute("data-rendered", "3")
     # mine[0] is in the group already: left out; mine[1] joined; mine[2] has not
     assert (page.inner_text("#funnel-invited"), page.inner_text("#funnel-joined")) == ("2", "1")
     assert page.locator("#not-joined tbody tr").count() == 1 and mine[2].external_userid in page.inner_text(
