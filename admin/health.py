@@ -14,8 +14,15 @@ from bot.extensions import db, redis_conn
 bp = Blueprint("health", __name__)
 
 
+#: set on the app while a process prepares what it promises (``flask dev``: the sandbox's admin and token)
+STARTING = "siyu.starting"
+
+
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
+    if current_app.extensions.get(STARTING):
+        # Not yet ready: 503 so that whoever waits for health keeps waiting.
+        return jsonify(ok=False, status="starting"), 503
     checks: dict[str, dict[str, object]] = {}
     try:
         db.session.execute(text("SELECT 1"))

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import run_simple
 
+from admin.health import STARTING
 from bot import scrape
 from bot.extensions import db, redis_conn
 from bot.jobs.context import bind_app
@@ -314,6 +315,9 @@ def dev_command(port: int, interval: float) -> None:
         simulator = simulator_for(s, corp, webhook)
         simulator.seed_corp()
         serve_in_thread(create_fake_wecom(corp, simulator), port=s.sandbox_port)
+    # /healthz says "starting" (503) until the sandbox's admin and token exist: a script that waits for it and
+    # then signs in finds them.
+    app.extensions[STARTING] = True
     serve_in_thread(app, port=port)
     # One line per request from two servers buries what matters; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -326,6 +330,7 @@ def dev_command(port: int, interval: float) -> None:
     db.session.commit()
     scheduler = configure(BackgroundScheduler(**scheduler_kwargs()), app, PERIODIC_JOBS)
     scheduler.start()
+    app.extensions[STARTING] = False
     click.echo(
         "\n  私域助手 Siyu is running"
         + (" in SANDBOX mode (fake WeCom, simulated customers)" if s.sandbox else "")

@@ -64,6 +64,9 @@ class ContextFilter(logging.Filter):
         return True
 
 
+RQ_LOGGERS = ("rq.worker", "rq.job", "rq.queue", "rq.registry", "rq.scheduler")
+
+
 class SiyuHandler(logging.StreamHandler):
     """The handler Siyu puts on the root logger (recognised, and replaced, when configured again)."""
 
@@ -90,3 +93,9 @@ def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
     # APScheduler logs two lines per run; the sweeps run every few seconds. Siyu logs its own line per run
     # that did something (bot.jobs.scheduler.run_job), and every failure.
     logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
+    # RQ logs four INFO lines per job (picked, completed, OK, result discarded) around Siyu's own one line
+    # per event: kept from DEBUG only; its warnings and failures always show.
+    for name in RQ_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if logging.getLevelName(level) <= logging.DEBUG else logging.WARNING
+        )

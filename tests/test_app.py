@@ -69,3 +69,15 @@ def test_a_workers_metrics_port_listens_on_this_machine_only_by_default(app):
     scrape.serve(app, port)
     assert "siyu_redis_up" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert _listening_addresses(port) == ["127.0.0.1"]
+
+
+def test_health_says_starting_until_the_process_is_ready(app, client):
+    from admin.health import STARTING
+
+    app.extensions[STARTING] = True
+    try:
+        res = client.get("/healthz")
+        assert res.status_code == 503 and res.get_json() == {"ok": False, "status": "starting"}
+    finally:
+        app.extensions[STARTING] = False
+    assert client.get("/healthz").get_json()["ok"] is True

@@ -176,3 +176,23 @@ def test_a_worker_machine_serves_metrics_on_its_own_port(app):
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert "siyu_database_up 1.0" in text and "siyu_redis_up 1.0" in text
     assert "# TYPE siyu_callbacks_total counter" in text
+
+
+def test_the_worker_logs_one_line_per_event_not_rqs_four_per_job(app, sim, corp, run_worker, json_logs):
+    sim.customer_adds(userid="staff0201")
+    run_worker()
+    records = [json.loads(line) for line in json_logs.getvalue().splitlines() if line.strip()]
+    assert any(r["logger"] == "bot.services.callbacks.processing" for r in records)
+    chatter = [r for r in records if r["logger"].startswith("rq.") and r["level"] in ("INFO", "DEBUG")]
+    assert chatter == []
+
+
+def test_rqs_lines_come_back_at_debug():
+    stream = io.StringIO()
+    level = logging.getLevelName(logging.getLogger().level)
+    try:
+        logs.configure("DEBUG", "text", stream=stream)
+        assert logging.getLogger("rq.worker").isEnabledFor(logging.INFO)
+    finally:
+        logs.configure(level, "text")
+    assert not logging.getLogger("rq.worker").isEnabledFor(logging.INFO)

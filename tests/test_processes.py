@@ -2,6 +2,7 @@
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -52,10 +53,15 @@ def test_dev_command_shows_simulated_customers_arriving(tmp_path):
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
     try:
+        base = f"http://127.0.0.1:{port}"
+        # Healthy means ready: by the first 200 the sandbox's admin and API token exist.
+        wait_until(lambda: requests.get(base + "/healthz", timeout=2).status_code == 200, timeout=60)
+        with sqlite3.connect(tmp_path / "dev.sqlite3") as conn:
+            assert conn.execute("SELECT count(*) FROM users WHERE username = 'admin'").fetchone() == (1,)
+            assert conn.execute("SELECT count(*) FROM api_tokens").fetchone()[0] >= 1
         token = wait_until(
             lambda: next((m.group(1) for m in map(re.compile(r"API token: (\S+)").search, lines) if m), None)
         )
-        base = f"http://127.0.0.1:{port}"
         assert requests.get(base + "/healthz", timeout=5).json()["ok"] is True
         headers = {"Authorization": f"Bearer {token}"}
         customers = wait_until(
