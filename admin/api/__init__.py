@@ -59,7 +59,7 @@ def on_service_error(exc: ServiceError) -> ResponseReturnValue:
     if isinstance(exc, NotPermitted):
         message = exc.english()
     else:
-        message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+        message = f"{exc.field}: {exc.text()}" if exc.field else exc.text()
     body: dict[str, Any] = {"code": exc.code, "message": message}
     if exc.field:
         body["field"] = exc.field

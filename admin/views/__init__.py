@@ -140,7 +140,7 @@ def refusal_message(exc: ServiceError) -> str:
     """A refusal in the panel's words: WeCom's with its code, Siyu's own through the translations."""
     if isinstance(exc, WeComRefused):
         return _("企业微信拒绝了请求：%(code)s %(message)s", code=exc.errcode, message=exc.errmsg)
-    return _(exc.message)
+    return _(exc.message, **exc.params)
 
 
 @bp.errorhandler(404)

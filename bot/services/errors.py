@@ -25,10 +25,16 @@ class ServiceError(Exception):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "invalid_parameter"
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, field: str | None = None, **params: object) -> None:
+        super().__init__(message % params if params else message)
         self.message = message
         self.field = field
+        #: values for the message's ``%(name)s`` placeholders (filled after translation)
+        self.params = params
+
+    def text(self) -> str:
+        """The message with its values, untranslated (the API's words)."""
+        return self.message % self.params if self.params else self.message
 
 
 class Invalid(ServiceError, ValueError):

@@ -28,6 +28,7 @@ from wechatpy.session.redisstorage import RedisStorage
 from bot.wecom.budget import BudgetExhausted, CallBudget
 from bot.wecom.errors import (
     ConcurrencyLimited,
+    DownloadFailed,
     RateLimited,
     SystemBusy,
     TokenInvalid,
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 TOKEN_MARGIN = 300
 #: backoff schedule for -1 (system busy) and 45033 (concurrency), in seconds
 BUSY_BACKOFF = (0.2, 0.8, 2.0)
+#: where WeCom serves the images its answers link to (contact ways' and join codes' ``qr_code``)
+WECOM_IMAGE_HOSTS = (".qpic.cn", ".qq.com")
 #: how long a process reuses the shared token before reading Redis again
 LOCAL_TOKEN_SECONDS = 10.0
 
@@ -403,13 +406,26 @@ class WeComClient(WeChatClient):  # type: ignore[misc]
         return self._post_json("message/send", data=body)
 
     def download(self, url: str, max_bytes: int = 2 * 1024 * 1024) -> bytes:
-        """An image WeCom serves by URL (a contact way's ``qr_code``), with the client's timeout and a size cap."""
+        """An image WeCom serves by URL (a contact way's ``qr_code``), with the client's timeout and a size cap.
+
+        Only from WeCom's image hosts (or the API's own host, where the sandbox serves them), and without
+        following redirects: the URL comes from an API answer, and Siyu must not become a fetcher of
+        whatever address it names."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not (
+            parts.netloc == urlsplit(self.API_BASE_URL).netloc or host.endswith(WECOM_IMAGE_HOSTS)
+        ):
+            raise DownloadFailed(None, f"{host or url[:40]} is not one of WeCom's image hosts", "download")
         try:
-            with self._http.get(url, timeout=self.timeout, stream=True) as res:
-                res.raise_for_status()
+            with self._http.get(url, timeout=self.timeout, stream=True, allow_redirects=False) as res:
+                if res.is_redirect:
+                    raise DownloadFailed(None, f"{host} answered a redirect (HTTP {res.status_code})", "download")
+                if res.status_code != 200:
+                    raise DownloadFailed(None, f"{host} answered HTTP {res.status_code}", "download")
                 content = res.raw.read(max_bytes + 1, decode_content=True)
         except requests.RequestException as exc:
-            raise WeComUnavailable(None, type(exc).__name__, "download") from exc
+            raise DownloadFailed(None, f"{host} could not be reached ({type(exc).__name__})", "download") from exc
         if len(content) > max_bytes:
-            raise WeComUnavailable(None, "image larger than expected", "download")
+            raise DownloadFailed(None, f"the image is over {max_bytes // 1024} KiB", "download")
         return bytes(content)

@@ -30,6 +30,11 @@ class WeComUnavailable(WeComError):
     retryable = True
 
 
+class DownloadFailed(WeComUnavailable):
+    """An image WeCom serves by URL could not be fetched: ``errmsg`` says why (an HTTP status, a host that is
+    not WeCom's, a redirect, a timeout), in words for the person who asked for it."""
+
+
 class SystemBusy(WeComError):
     codes = (-1,)
     retryable = True

@@ -309,3 +309,45 @@ def test_welcome_attachments_go_out_with_the_text(app, api, sim, corp, run_worke
     run_worker()
     [sent] = corp.welcomes_sent
     assert sent["text"]["content"] == f"欢迎{contact.name}" and sent["attachments"] == [link]
+
+
+def _panel(app):
+    browser = app.test_client()
+    sign_in(browser, "boss", make_user(app, "boss", "admin")[1])
+    return browser
+
+
+def _point_code_at(app, channel_id, url):
+    with app.app_context():
+        db.session.execute(update(Channel).where(Channel.id == channel_id).values(qr_code=url, qr_png=None))
+        db.session.commit()
+
+
+def test_a_code_image_wecom_no_longer_serves_is_a_502_that_says_what_failed(app, api, corp):  # noqa: F811
+    channel = new_channel(api, corp)
+    base = app.config["SIYU"].wecom_api_base.removesuffix("cgi-bin/")
+    _point_code_at(app, channel["id"], f"{base}sandbox/qr/no-such-code.png")
+    res = _panel(app).get(f"/admin/channels/{channel['id']}/qr.png")
+    assert res.status_code == 502
+    text = res.get_data(as_text=True)
+    assert "下载二维码图片失败" in text and "HTTP 404" in text and "None" not in text
+
+
+def test_a_code_image_from_a_host_that_is_not_wecoms_is_never_fetched(app, api, corp):  # noqa: F811
+    channel = new_channel(api, corp)
+    _point_code_at(app, channel["id"], "http://169.254.169.254/latest/meta-data/")
+    res = _panel(app).get(f"/admin/channels/{channel['id']}/qr.png")
+    assert res.status_code == 502 and "169.254.169.254 is not one of WeCom's image hosts" in res.get_data(as_text=True)
+
+
+def test_a_decompression_bomb_for_a_code_image_is_refused_not_decoded(app, api, corp, monkeypatch):  # noqa: F811
+    channel = new_channel(api, corp)
+    bomb = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(bomb, format="PNG")  # 64 million pixels in a few kilobytes
+    assert len(bomb.getvalue()) < 100_000
+    from bot.wecom.client import WeComClient
+
+    monkeypatch.setattr(WeComClient, "download", lambda self, url, max_bytes=0: bomb.getvalue())
+    _point_code_at(app, channel["id"], "https://wework.qpic.cn/wwpic/bomb")
+    res = _panel(app).get(f"/admin/channels/{channel['id']}/qr.png")
+    assert res.status_code == 409 and "不是图片" in res.get_data(as_text=True)

@@ -10,6 +10,7 @@ from bot.wecom.budget import CallBudget
 from bot.wecom.errors import (
     ConcurrencyLimited,
     CredentialRejected,
+    DownloadFailed,
     MemberNotActive,
     NoPermission,
     RateLimited,
@@ -204,3 +205,30 @@ def test_app_text_reaches_members_and_all_invalid_is_an_error(app, make_client, 
         client.send_app_text(1000002, ["ghost"], "x")
     assert info.value.errcode == 81013
     assert [m["text"]["content"] for m in corp.app_messages] == ["今天有3位客户生日"]
+
+
+def test_an_image_download_never_follows_a_redirect():
+    """The URL of an image comes from an API answer: a redirect elsewhere is refused, not followed."""
+    import http.server
+    import threading
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}/"
+        client = WeComClient("ww1", "secret", api_base=base + "cgi-bin/", redis=redis_conn.client, timeout=2.0)
+        with pytest.raises(DownloadFailed, match="redirect"):
+            client.download(base + "qr.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+        client._http.close()

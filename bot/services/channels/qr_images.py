@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
@@ -17,7 +18,7 @@ from bot.models import Channel, JoinWay
 from bot.services.clients import agent_api, agent_id, contact_api, settings
 from bot.services.errors import Conflict, translates_wecom_errors
 from bot.services.users.accounts import N_
-from bot.wecom.errors import WeComError
+from bot.wecom.errors import DownloadFailed, WeComError
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,21 @@ QR_SIDE = 760
 #: an uploaded image's media id lives 3 days (WeCom doc 90253); reuse it for a little less
 MEDIA_TTL = int(2.5 * 86400)
 INVALID_MEDIA = 40007
+#: Pillow refuses (DecompressionBombError) images over twice this many pixels and warns over it; a QR code
+#: WeCom renders is a few hundred pixels a side, so anything near this is not a QR code
+Image.MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 class QrImageError(Conflict):
     """The code's image cannot be produced (no code, an unreadable image, no CJK font)."""
+
+
+class QrDownloadFailed(QrImageError):
+    """WeCom's image of the code could not be fetched (an HTTP status, a timeout): WeCom may no longer serve
+    the code, and saving the channel again makes a new one."""
+
+    status = 502
+    code = "qr_download_failed"
 
 
 @translates_wecom_errors
@@ -46,13 +58,18 @@ def qr_png(channel: Channel | JoinWay) -> bytes:
         return channel.qr_png
     if not channel.qr_code:
         raise QrImageError(N_("该渠道没有二维码"))
-    raw = contact_api().download(channel.qr_code)
     try:
-        with Image.open(io.BytesIO(raw)) as image:
-            image.load()
-            out = io.BytesIO()
-            image.convert("RGB").save(out, format="PNG", optimize=True)
-    except (UnidentifiedImageError, OSError) as exc:
+        raw = contact_api().download(channel.qr_code)
+    except DownloadFailed as exc:
+        raise QrDownloadFailed(N_("从企业微信下载二维码图片失败：%(reason)s"), reason=exc.errmsg) from exc
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as image:
+                image.load()
+                out = io.BytesIO()
+                image.convert("RGB").save(out, format="PNG", optimize=True)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise QrImageError(N_("企业微信返回的二维码不是图片")) from exc
     channel.qr_png = out.getvalue()
     db.session.flush()
