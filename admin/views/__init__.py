@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, redirect, render_template, request, send_file, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -85,15 +86,21 @@ def image_response(render: Callable[[], bytes], filename: str) -> ResponseReturn
         db.session.rollback()
         return Response(refusal_message(exc), status=exc.status, mimetype="text/plain")
     db.session.commit()
-    disposition = "attachment" if request.args.get("download") else "inline"
-    return Response(
-        png,
+    response = send_file(
+        io.BytesIO(png),
         mimetype="image/png",
-        headers={
-            "Content-Disposition": f'{disposition}; filename="{filename}"',
-            "Cache-Control": "private, max-age=300",
-        },
+        as_attachment=bool(request.args.get("download")),
+        download_name=download_name(filename),
     )
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response
+
+
+def download_name(name: str) -> str:
+    """A file name for Content-Disposition: Flask's send_file writes it the RFC 5987 way (``filename*``
+    for Chinese, quoted and escaped otherwise); control characters, which no header may carry, are dropped."""
+    cleaned = "".join(c for c in name if c.isprintable())
+    return cleaned or "download"
 
 
 def init_panel(app: Flask) -> None:

@@ -175,12 +175,13 @@ def export_customers() -> ResponseReturnValue:
             chunk = db.session.scalars(page.limit(1000)).all()
             for c in chunk:
                 for f in c.follows or [None]:
+                    # Every text cell through ``cell``: a state or a name is whatever a person typed.
                     writer.writerow(
                         [
-                            c.external_userid,
+                            cell(c.external_userid),
                             cell(c.name),
-                            f.staff.userid if f else "",
-                            f.state if f else "",
+                            cell(f.staff.userid) if f else "",
+                            cell(f.state) if f else "",
                             f.added_at.isoformat(sep=" ", timespec="seconds") if f and f.added_at else "",
                             str(STATUS_LABELS[f.status]) if f else "",
                             c.birthday.isoformat() if c.birthday else "",

@@ -377,3 +377,14 @@ def test_numbers_beyond_the_database_in_panel_queries_are_ignored(app, client, s
     ):
         assert client.get(path).status_code == 200, path
     assert client.get(f"/admin/groups/{huge}").status_code == 404
+
+
+def test_the_customer_export_quotes_every_text_cell_that_a_spreadsheet_would_run(app, client, sim, run_worker):
+    """A state (or any text) starting with = + - @ opens as text, not as a formula."""
+    sim.customer_adds(userid="staff0201", state="=HYPERLINK(1)")
+    run_worker()
+    signed_in(app, client, "admin")
+    exported = client.get("/admin/customers/export.csv").get_data(as_text=True).lstrip("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert rows and all(not v.startswith(("=", "+", "-", "@")) for row in rows for v in row.values())
+    assert "'=HYPERLINK(1)" in exported

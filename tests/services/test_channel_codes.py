@@ -351,3 +351,20 @@ def test_a_decompression_bomb_for_a_code_image_is_refused_not_decoded(app, api, 
     _point_code_at(app, channel["id"], "https://wework.qpic.cn/wwpic/bomb")
     res = _panel(app).get(f"/admin/channels/{channel['id']}/qr.png")
     assert res.status_code == 409 and "不是图片" in res.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("state", "header"),
+    [
+        ("静安店海报", "filename*=UTF-8''%E9%9D%99%E5%AE%89%E5%BA%97%E6%B5%B7%E6%8A%A5.png"),
+        ('a"b; filename=x.exe', 'filename="a\\"b; filename=x.exe.png"'),
+        ("line\r\nbreak", "filename=linebreak.png"),
+    ],
+)
+def test_a_code_downloads_under_its_state_whatever_the_state_holds(app, api, corp, state, header):  # noqa: F811
+    channel = new_channel(api, corp, state=state)
+    res = _panel(app).get(f"/admin/channels/{channel['id']}/qr.png?download=1")
+    assert res.status_code == 200 and res.data.startswith(PNG_MAGIC)
+    disposition = res.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;") and header in disposition
+    assert res.headers["Cache-Control"] == "private, max-age=300"
