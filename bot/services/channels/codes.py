@@ -14,16 +14,20 @@ from bot.models import Channel, FollowRelation, Staff, Store, Tag, WelcomeMessag
 from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.clients import contact_api
+from bot.services.customers.relations import record_event
 from bot.services.directory.sync import ensure_staff
 from bot.services.errors import Invalid, translates_wecom_errors
-from bot.services.tags.library import mirror_marked
-from bot.services.users.accounts import N_
-from bot.wecom.errors import UnknownConfig
+from bot.services.signals import tags_removed
+from bot.services.tags.library import mirror_marked, sync_corp_tags
+from bot.services.users.accounts import N_, audit
+from bot.wecom.errors import UnknownConfig, WeComError
 
 log = logging.getLogger(__name__)
 
 MAX_MEMBERS = 100  # members per contact way, departments expanded (41041)
 MAX_ATTACHMENTS = 9
+#: WeCom's "invalid tag id" (mark_tag with a tag that is gone)
+INVALID_TAG = 40068
 REMARK_MAX = 20  # externalcontact/remark (WeCom doc 96316)
 VARIABLES = ("customer_name", "staff_name", "store_name")
 
@@ -383,9 +387,44 @@ def apply_remark(follow: FollowRelation, channel: Channel, values: dict[str, str
 
 
 def apply_channel_tags(follow: FollowRelation, channel: Channel) -> None:
-    """Tag the new customer as the channel says, in WeCom and (no callback comes back) in the mirror."""
-    wanted = [t for t in channel.tag_ids if t not in {ft.tag_id for ft in follow.tags}]
-    if not wanted:
+    """Tag the new customer as the channel says, in WeCom and (no callback comes back) in the mirror.
+
+    Only tags the library still has are asked for. WeCom refusing them anyway (40068: a tag deleted in the
+    console whose callback has not been handled yet) refreshes the library — which lets the channel forget
+    the deleted tag — and tries once more with the rest. A refusal never sinks the add it belongs to: the
+    customer, the attribution and the welcome are kept, and the customer's timeline says what failed."""
+    for attempt in (1, 2):
+        have = {ft.tag_id for ft in follow.tags}
+        live = list(db.session.scalars(select(Tag).where(Tag.tag_id.in_(channel.tag_ids), Tag.deleted.is_(False))))
+        wanted = [t for t in live if t.tag_id not in have]
+        if not wanted:
+            return
+        try:
+            contact_api().mark_tags(follow.staff.userid, follow.customer.external_userid, [t.tag_id for t in wanted])
+        except WeComError as exc:
+            if exc.retryable:
+                raise  # passing trouble: the add's event is tried again, and its welcome is not sent twice
+            if exc.errcode == INVALID_TAG and attempt == 1:
+                log.warning("channel %s: WeCom refused its tags (%s); refreshing the tag library", channel.state, exc)
+                sync_corp_tags()
+                continue
+            log.warning("channel %s: tagging %s refused: %s", channel.state, follow.customer.external_userid, exc)
+            record_event(follow.customer, "channel_tags_refused", follow.staff.userid, f"{exc.errcode}")
+            return
+        mirror_marked(follow, wanted)
         return
-    contact_api().mark_tags(follow.staff.userid, follow.customer.external_userid, wanted)
-    mirror_marked(follow, list(db.session.scalars(select(Tag).where(Tag.tag_id.in_(wanted)))))
+
+
+@tags_removed.connect
+def forget_tags(_sender: object, tag_ids: list[str]) -> None:
+    """Tags gone from WeCom leave every channel that applied them; the audit log says which (a system
+    entry per channel, shown on the audit page)."""
+    gone = set(tag_ids)
+    for channel in db.session.scalars(select(Channel).where(Channel.deleted_at.is_(None))):
+        dropped = [t for t in channel.tag_ids if t in gone]
+        if not dropped:
+            continue
+        channel.tag_ids = [t for t in channel.tag_ids if t not in gone]
+        audit(None, "channel_tags_gone", f"channel:{channel.state}", before={"tag_ids": dropped}, name="system")
+        log.warning("channel %s no longer applies tag(s) %s: gone from WeCom", channel.state, dropped)
+    db.session.flush()

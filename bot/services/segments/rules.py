@@ -40,7 +40,8 @@ from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Segmen
 from bot.models._time import utcnow
 from bot.models.facets import customer_facets, tag_keys
 from bot.services.errors import Invalid
-from bot.services.users.accounts import N_
+from bot.services.signals import tags_removed
+from bot.services.users.accounts import N_, audit
 from bot.services.users.scope import customer_condition, store_ids
 
 MAX_CONDITIONS = 20
@@ -421,3 +422,31 @@ def save_segment(name: str, raw_rule: Any, user: User, segment: Segment | None =
     segment.rule = rule.dump()
     db.session.flush()
     return segment
+
+
+def without_tags(rule: dict[str, Any], gone: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """``rule`` without the tag ids in ``gone``, and the ids it let go. A tags condition that would be left
+    empty keeps them: nobody has a deleted tag, so it then matches as WeCom now stands (never everyone)."""
+    dropped: list[str] = []
+    conditions = []
+    for c in rule.get("conditions", []):
+        if c.get("type") == "tags":
+            kept = [t for t in c.get("tag_ids", []) if t not in gone]
+            if kept and len(kept) < len(c["tag_ids"]):
+                dropped += [t for t in c["tag_ids"] if t in gone]
+                c = {**c, "tag_ids": kept}
+        conditions.append(c)
+    return {**rule, "conditions": conditions}, dropped
+
+
+@tags_removed.connect
+def forget_tags(_sender: object, tag_ids: list[str]) -> None:
+    """Tags gone from WeCom leave the segments that name them; the audit log says which (a system entry per
+    segment) — a segment whose "all of" condition lost a tag now reaches more customers."""
+    gone = set(tag_ids)
+    for segment in db.session.scalars(select(Segment)):
+        rule, dropped = without_tags(segment.rule, gone)
+        if dropped:
+            segment.rule = rule
+            audit(None, "segment_tags_gone", f"segment:{segment.id}", before={"tag_ids": dropped}, name="system")
+    db.session.flush()

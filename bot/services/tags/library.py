@@ -15,6 +15,7 @@ from bot.models._time import from_epoch, utcnow
 from bot.services.clients import contact_api
 from bot.services.customers.relations import record_event
 from bot.services.errors import Invalid, translates_wecom_errors
+from bot.services.signals import tags_removed
 from bot.services.users.accounts import N_
 from bot.wecom.errors import WeComError
 
@@ -31,6 +32,7 @@ def sync_corp_tags() -> dict[str, int]:
     now = utcnow()
     known_groups = {g.group_id: g for g in db.session.scalars(select(TagGroup))}
     known_tags = {t.tag_id: t for t in db.session.scalars(select(Tag))}
+    live_before = {tag_id for tag_id, tag in known_tags.items() if not tag.deleted}
     seen_groups: set[str] = set()
     seen_tags: set[str] = set()
     for g in groups:
@@ -65,7 +67,21 @@ def sync_corp_tags() -> dict[str, int]:
         if tag_id not in seen_tags:
             tag.deleted = True
     db.session.flush()
+    _tags_gone({tag_id for tag_id in live_before if known_tags[tag_id].deleted})
     return {"groups": len(seen_groups), "tags": len(seen_tags)}
+
+
+def _tags_gone(tag_ids: set[str]) -> None:
+    """Tags that left WeCom leave every customer too (WeCom removes them without a callback per customer),
+    and whatever names them is told (``signals.tags_removed``). Flushes."""
+    if not tag_ids:
+        return
+    db.session.execute(
+        delete(FollowTag).where(FollowTag.tag_id.in_(tag_ids)).execution_options(synchronize_session=False)
+    )
+    db.session.flush()
+    log.info("%d tag(s) gone from WeCom: %s", len(tag_ids), sorted(tag_ids))
+    tags_removed.send(None, tag_ids=sorted(tag_ids))
 
 
 # -- the library, changed from Siyu: in WeCom first, then in the mirror (WeCom sends no callback) -------
@@ -225,8 +241,8 @@ def delete_tags(tag_ids: list[str] | None = None, group_ids: list[str] | None = 
     for group in {t.group for t in tags}:
         if all(t.deleted for t in group.tags):
             group.deleted = True
-    db.session.execute(delete(FollowTag).where(FollowTag.tag_id.in_(gone)).execution_options(synchronize_session=False))
     db.session.flush()
+    _tags_gone(gone)
     return len(gone)
 
 
