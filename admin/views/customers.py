@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import Select, select, union
+from sqlalchemy import Select, String, cast, func, literal, select, union, union_all
 from sqlalchemy.orm import aliased, selectinload
 
 from admin import whole
@@ -22,14 +22,37 @@ from admin.forms import CustomerNotesForm, EmptyForm
 from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
 from admin.views import bp, client_ip, permission_required
 from bot.extensions import db
-from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Segment, Staff, Store, Tag
+from bot.models import (
+    Channel,
+    Customer,
+    FollowRelation,
+    FollowStatus,
+    FollowTag,
+    MassSend,
+    RecipientStatus,
+    Segment,
+    SendRecipient,
+    Staff,
+    Store,
+    Tag,
+    WelcomeMessage,
+    WelcomeSend,
+    WelcomeStatus,
+)
 from bot.services.customers.relations import import_birthdays as import_birthday_rows
 from bot.services.customers.relations import update_profile
 from bot.services.groups import mirror as groups
 from bot.services.segments import rules as segments
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
-from bot.services.users.scope import can_see_customer, customer_condition, staff_condition, visible_stores
+from bot.services.users.scope import (
+    can_see_customer,
+    customer_condition,
+    sees_staff,
+    staff_condition,
+    store_ids,
+    visible_stores,
+)
 
 PAGE_SIZE = 50
 STATUS_LABELS = {
@@ -230,17 +253,83 @@ def _profile(c: Customer, form: CustomerNotesForm) -> str:
     all_segments = db.session.scalars(select(Segment).order_by(Segment.name)).all()
     chosen = db.session.get(Segment, request.args.get("segment", type=whole) or 0)
     why = segments.why(segments.parse_rule(chosen.rule), c) if chosen else None
+    # A customer shared by several stores: a store manager sees their own stores' followers (remarks, tags),
+    # their events, groups and messages, never another store's.
+    follows = [f for f in c.follows if sees_staff(current_user, f.staff)]
+    visible_userids = {f.staff.userid for f in follows}
+    events = [e for e in c.events if e.staff_userid is None or e.staff_userid in visible_userids or _all(current_user)]
+    page = request.args.get("messages", type=whole) or 1
+    messages, more = received_messages(c, current_user, max(page, 1))
     return render_template(
         "admin/customers/profile.html",
         c=c,
+        follows=follows,
+        events=events,
         form=form,
         status_labels=STATUS_LABELS,
         can_edit=allows(current_user, Action.edit_customers),
         segments=all_segments,
         chosen=chosen,
         why=why,
-        customer_groups=groups.groups_of(c),
+        customer_groups=groups.groups_of(c, current_user),
+        messages=messages,
+        messages_page=max(page, 1),
+        more_messages=more,
     )
+
+
+def _all(user: Any) -> bool:
+    return store_ids(user) is None
+
+
+MESSAGES_PER_PAGE = 20
+
+
+def received_messages(c: Customer, user: Any, page: int) -> tuple[list[Any], bool]:
+    """Every message the customer was sent, newest first: welcomes (with their variant) and mass sends,
+    lifecycle sends among them (member, time, delivery status) — those sent by members ``user`` may see."""
+    welcomes = (
+        select(
+            literal("welcome").label("kind"),
+            func.coalesce(WelcomeSend.sent_at, WelcomeSend.created_at).label("at"),
+            func.coalesce(Channel.name, "").label("title"),
+            func.coalesce(WelcomeMessage.label, "").label("variant"),
+            func.coalesce(WelcomeMessage.text, "").label("text"),
+            WelcomeSend.staff_userid.label("staff"),
+            cast(WelcomeSend.status, String).label("status"),
+        )
+        .outerjoin(Channel, Channel.id == WelcomeSend.channel_id)
+        .outerjoin(WelcomeMessage, WelcomeMessage.id == WelcomeSend.variant_id)
+        .where(WelcomeSend.external_userid == c.external_userid, WelcomeSend.status == WelcomeStatus.sent)
+    )
+    sends = (
+        select(
+            literal("send").label("kind"),
+            func.coalesce(SendRecipient.at, MassSend.dispatched_at, MassSend.created_at).label("at"),
+            MassSend.name.label("title"),
+            literal("").label("variant"),
+            MassSend.text.label("text"),
+            func.coalesce(Staff.userid, "").label("staff"),
+            SendRecipient.status.label("status"),
+        )
+        .join(MassSend, MassSend.id == SendRecipient.send_id)
+        .outerjoin(Staff, Staff.id == SendRecipient.staff_id)
+        .where(
+            SendRecipient.customer_id == c.id,
+            # not yet in a task, or cancelled before it was: nothing was sent
+            SendRecipient.status.not_in([RecipientStatus.pending, RecipientStatus.cancelled]),
+        )
+    )
+    ids = store_ids(user)
+    if ids is not None:
+        in_scope = select(Staff.userid).where(staff_condition(user))
+        welcomes = welcomes.where(WelcomeSend.staff_userid.in_(in_scope))
+        sends = sends.where(SendRecipient.staff_id.in_(select(Staff.id).where(staff_condition(user))))
+    both = union_all(welcomes, sends).subquery()
+    rows = db.session.execute(
+        select(both).order_by(both.c.at.desc()).limit(MESSAGES_PER_PAGE + 1).offset((page - 1) * MESSAGES_PER_PAGE)
+    ).all()
+    return list(rows[:MESSAGES_PER_PAGE]), len(rows) > MESSAGES_PER_PAGE
 
 
 @bp.post("/customers/<external_userid>")

@@ -281,16 +281,17 @@ def growth(group: GroupChat, days: int = 30, today: date | None = None) -> list[
     return rows
 
 
-def groups_of(customer: Customer) -> list[tuple[GroupChat, GroupMember]]:
-    """The groups a customer is in now, with their stay."""
-    return list(
-        db.session.execute(
-            select(GroupChat, GroupMember)
-            .join(GroupMember, GroupMember.group_id == GroupChat.id)
-            .where(GroupMember.customer_id == customer.id, GroupMember.left_at.is_(None))
-            .order_by(GroupMember.joined_at.desc())
-        ).all()
+def groups_of(customer: Customer, user: User | None = None) -> list[tuple[GroupChat, GroupMember]]:
+    """The groups a customer is in now, with their stay; those ``user`` may see when given."""
+    query = (
+        select(GroupChat, GroupMember)
+        .join(GroupMember, GroupMember.group_id == GroupChat.id)
+        .where(GroupMember.customer_id == customer.id, GroupMember.left_at.is_(None))
+        .order_by(GroupMember.joined_at.desc())
     )
+    if user is not None:
+        query = query.where(group_chat_condition(user))
+    return [(group, stay) for group, stay in db.session.execute(query)]
 
 
 def search(

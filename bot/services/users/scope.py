@@ -32,6 +32,12 @@ def staff_condition(user: User) -> ColumnElement[bool]:
     return Staff.stores.any(Store.id.in_(ids))
 
 
+def sees_staff(user: User, staff: Staff | None) -> bool:
+    """The single-member form of ``staff_condition``, for rows already loaded (a profile's followers)."""
+    ids = store_ids(user)
+    return ids is None or (staff is not None and any(s.id in ids for s in staff.stores))
+
+
 def customer_condition(user: User) -> ColumnElement[bool]:
     """Customers followed (now or before) by a member of one of the user's stores."""
     ids = store_ids(user)
