@@ -3,7 +3,7 @@
 import pytest
 
 from bot.sandbox import corp_for
-from bot.sandbox.api.app import confirm_mass_task
+from bot.sandbox.api.mass import confirm_mass_task
 from bot.sandbox.corp import ApiError
 
 
@@ -54,7 +54,7 @@ def test_tokens_expire(fake, clock):
 
 
 def test_mass_send_waits_for_the_member_and_respects_the_cap(fake, clock):
-    from bot.sandbox.api.app import add_msg_template
+    from bot.sandbox.api.mass import add_msg_template
 
     contact, _ = fake.add_contact("客人", 1, "u1")
     results = []
