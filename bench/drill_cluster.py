@@ -154,7 +154,10 @@ class Cluster:
         return time.monotonic() - started
 
     def by_status(self, table: str) -> dict[str, int]:
-        sql = f"SELECT coalesce(json_object_agg(status, n), '{{}}') FROM (SELECT status, count(*) n FROM {table} GROUP BY status) s"  # noqa: E501, S608 - our own table names
+        sql = (
+            f"SELECT coalesce(json_object_agg(status, n), '{{}}') "  # noqa: S608 - our own table names
+            f"FROM (SELECT status, count(*) n FROM {table} GROUP BY status) s"
+        )
         (counts,) = query_one(self.args.database_url, sql)
         return dict(counts)
 

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.drill_faults import (  # noqa: E402 - imported once sys.path holds the repository (run as a script)
+from bench.drill_faults import (  # noqa: E402 - after sys.path.insert: run as a script
     postgres_restart,
     redis_restart,
     send_kill,
@@ -45,8 +45,8 @@ from bench.drill_faults import (  # noqa: E402 - imported once sys.path holds th
     wecom_outage,
     worker_kill,
 )
-from bench.drill_fuzz import fuzz  # noqa: E402 - imported once sys.path holds the repository (run as a script)
-from bench.drill_load import load  # noqa: E402 - imported once sys.path holds the repository (run as a script)
+from bench.drill_fuzz import fuzz  # noqa: E402 - after sys.path.insert: run as a script
+from bench.drill_load import load  # noqa: E402 - after sys.path.insert: run as a script
 
 DRILLS = {
     "load": load,

@@ -122,7 +122,7 @@ def init_panel(app: Flask) -> None:
     login_manager.login_message = _l("请先登录")
     csrf.init_app(app)
     from admin.api import bp as api_bp
-    from admin.views import (  # noqa: F401
+    from admin.views import (  # noqa: F401 - importing the view modules registers their routes on the blueprint
         audit,
         auth,
         channels,
