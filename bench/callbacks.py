@@ -35,9 +35,9 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.config import Settings  # noqa: E402
-from bot.sandbox import corp_for, create_fake_wecom, serve_in_thread, simulator_for  # noqa: E402
-from bot.sandbox.simulator import event_xml  # noqa: E402
+from bot.config import Settings  # noqa: E402 - after sys.path.insert: run as a script
+from bot.sandbox import corp_for, create_fake_wecom, serve_in_thread, simulator_for  # noqa: E402 - after sys.path.insert: run as a script
+from bot.sandbox.simulator import event_xml  # noqa: E402 - after sys.path.insert: run as a script
 
 BIN = Path(sys.executable).parent
 

@@ -127,7 +127,7 @@ def main() -> int:
         store_id = store.id
         assert db.session.query(User).count() == 2
 
-    def signed_in(username: str, password: str):  # noqa: ANN202
+    def signed_in(username: str, password: str):
         client = app.test_client()
         page = client.get("/admin/login").get_data(as_text=True)
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)

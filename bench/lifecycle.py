@@ -30,7 +30,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.customers import plain, seeded_app  # noqa: E402
+from bench.customers import plain, seeded_app  # noqa: E402 - after sys.path.insert: run as a script
 
 SEED = """
 INSERT INTO customers (external_userid, name, avatar, type, gender, corp_name, notes, birthday, last_interaction_at,

@@ -28,7 +28,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.customers import seeded_app  # noqa: E402
+from bench.customers import seeded_app  # noqa: E402 - after sys.path.insert: run as a script
 
 SEED = """
 INSERT INTO customers (external_userid, name, avatar, type, gender, corp_name, notes, created_at, updated_at)

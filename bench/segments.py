@@ -31,7 +31,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.customers import plain, seeded_app  # noqa: E402
+from bench.customers import plain, seeded_app  # noqa: E402 - after sys.path.insert: run as a script
 
 SEED = """
 INSERT INTO tag_groups (group_id, name, "order", deleted, synced_at)

@@ -33,7 +33,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.callbacks import BIN, bench_env, free_port, gunicorn, query_one, reset_database, stop, wait_for_port  # noqa: E402
+from bench.callbacks import BIN, bench_env, free_port, gunicorn, query_one, reset_database, stop, wait_for_port  # noqa: E402 - after sys.path.insert: run as a script
 
 WELCOME_TTL = 20.0
 

@@ -24,7 +24,7 @@ from typing import IO, Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("siyu_log_context", default={})  # noqa: B039
+_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("siyu_log_context", default={})  # noqa: B039 - never mutated: bind() sets a new dict
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"
 

@@ -16,7 +16,7 @@ accesslog = None  # Siyu logs what matters; nginx keeps the access log
 forwarded_allow_ips = os.environ.get("SIYU_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
-def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+def child_exit(server, worker):  # gunicorn's hook signature
     # Multiprocess metrics (PROMETHEUS_MULTIPROC_DIR): a dead worker's live gauges are dropped; its
     # counters stay in the machine's totals.
     from bot.metrics import mark_process_dead

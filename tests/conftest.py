@@ -244,6 +244,18 @@ def operator_api(app: Flask, client: Any) -> ApiClient:
 
 
 @pytest.fixture
+def api(app: Flask, client: Any, sim: Simulator) -> ApiClient:
+    """The JSON API as an operator ("ops"), once the directory and the tag library are synced from the fake corp."""
+    from bot.services.directory.jobs import sync_directory
+    from bot.services.tags.jobs import sync_corp_tags
+
+    with app.app_context():
+        sync_directory()
+        sync_corp_tags()
+    return ApiClient(client, make_token(app, make_user(app, "ops", "operator")[0]))
+
+
+@pytest.fixture
 def callback(sim: Simulator) -> Any:
     """callback(event_xml) -> requests.Response: sign, encrypt and POST once over real HTTP."""
 

@@ -65,7 +65,7 @@ def test_a_planted_import_breaks_its_contract(pristine, tmp_path, module, plante
     tree = tmp_path / "tree"
     shutil.copytree(pristine, tree)
     target = tree / module
-    target.write_text(target.read_text(encoding="utf-8") + f"\n{planted}  # noqa\n", encoding="utf-8")
+    target.write_text(target.read_text(encoding="utf-8") + f"\n{planted}\n", encoding="utf-8")
     result = lint_imports(tree)
     assert result.returncode == 1, result.stdout + result.stderr
     broken_section = result.stdout.split("Broken contracts", 1)[1]

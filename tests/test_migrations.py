@@ -1,4 +1,8 @@
-"""One head, upgrade and downgrade on the suite's database, and models that match the migrations."""
+"""One head, files that sort in the order of the chain, upgrade and downgrade on the suite's database, and models
+that match the migrations."""
+
+import re
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -17,9 +21,21 @@ def test_one_head():
     assert len(script.get_heads()) == 1
 
 
-def test_file_names_start_with_their_date():
-    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
-        assert path.name[:8].isdigit() and path.name[8] == "_", path.name
+def test_file_names_start_with_their_creation_time_and_revision():
+    """alembic.ini's file_template: YYYYMMDD_HHMM_<revision>_<slug>.py, the time being the Create Date's."""
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    for revision in script.walk_revisions():
+        path = Path(revision.path)
+        created = re.search(r"^Create Date: (\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d)", path.read_text(), re.M)
+        assert created, path.name
+        stamp = "{}{}{}_{}{}".format(*created.groups())
+        assert path.name.startswith(f"{stamp}_{revision.revision}_"), path.name
+
+
+def test_file_names_sort_in_the_order_of_the_chain():
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    chain = [Path(revision.path).name for revision in reversed(list(script.walk_revisions()))]
+    assert sorted(path.name for path in (MIGRATIONS_DIR / "versions").glob("*.py")) == chain
 
 
 def test_models_match_the_migrations(ctx):

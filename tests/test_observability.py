@@ -9,7 +9,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot import logs
 from bot.sandbox.simulator import event_xml
-from tests.services.test_acquisition import api as api  # noqa: F401 - a fixture, used by name
 from tests.services.test_acquisition import new_channel
 
 
@@ -32,7 +31,7 @@ def delta(before, after, name, **labels):
 ADD = "change_external_contact.add_external_contact"
 
 
-def test_callbacks_events_wecom_calls_and_welcomes_are_counted(app, client, api, sim, corp, run_worker, callback):  # noqa: F811
+def test_callbacks_events_wecom_calls_and_welcomes_are_counted(app, client, api, sim, corp, run_worker, callback):
     new_channel(api, corp)
     before = scrape(client)
     contact, delivery = sim.customer_adds(userid="staff0201", state="jingan-poster")
@@ -125,7 +124,7 @@ def test_json_logs_carry_request_and_event_ids_and_no_secrets_or_names(
     corp,
     run_worker,
     json_logs,
-    live_server,  # noqa: F811
+    live_server,
 ):
     import requests
 

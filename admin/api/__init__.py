@@ -127,4 +127,4 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-from admin.api import channels, customers, events, groups, openapi, rules, segments, sends, tags  # noqa: E402,F401 - register the routes
+from admin.api import channels, customers, events, groups, openapi, rules, segments, sends, tags  # noqa: E402, F401 - importing them registers their routes (last: they use bp)

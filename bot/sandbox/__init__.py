@@ -8,7 +8,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from bot.config import Settings
-from bot.sandbox.api import create_fake_wecom
+from bot.sandbox.api.app import create_fake_wecom
 from bot.sandbox.corp import FakeCorp
 from bot.sandbox.simulator import Simulator
 from bot.wecom.crypto import CallbackCrypto

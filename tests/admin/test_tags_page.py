@@ -4,14 +4,13 @@ import io
 
 from tests.admin.panel import post_form, sign_in
 from tests.conftest import make_user
-from tests.services.test_acquisition import api  # noqa: F401 - syncs the directory and the tag library
 
 
 def _vip(corp):
     return next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
 
 
-def test_the_library_from_the_panel(app, api, corp):  # noqa: F811
+def test_the_library_from_the_panel(app, api, corp):
     browser = app.test_client()
     sign_in(browser, "boss", make_user(app, "boss", "admin")[1])
     page = browser.get("/admin/tags").get_data(as_text=True)
@@ -31,7 +30,7 @@ def test_the_library_from_the_panel(app, api, corp):  # noqa: F811
     assert vip not in corp.tag_index()
 
 
-def test_the_drift_check_repairs_and_reports(app, api, corp, sim):  # noqa: F811
+def test_the_drift_check_repairs_and_reports(app, api, corp, sim):
     browser = app.test_client()
     sign_in(browser, "boss", make_user(app, "boss", "admin")[1])
     corp.add_tags({"group_name": "客户等级", "tag": [{"name": "黑卡"}]})  # made in the console, no callback seen
@@ -41,7 +40,7 @@ def test_the_drift_check_repairs_and_reports(app, api, corp, sim):  # noqa: F811
     assert "新增 1，改名或调序 0，删除 0" in page and "黑卡" in page
 
 
-def test_bulk_tagging_from_a_csv_upload(app, api, corp, sim, run_worker):  # noqa: F811
+def test_bulk_tagging_from_a_csv_upload(app, api, corp, sim, run_worker):
     from tests.admin.panel import csrf_from
 
     people = [sim.customer_adds(userid="staff0201")[0] for _ in range(3)]

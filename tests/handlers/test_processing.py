@@ -21,7 +21,7 @@ from bot.models._time import utcnow
 from bot.sandbox.simulator import event_xml
 from bot.services.callbacks.jobs import process_events, requeue_due_events
 from handlers import HANDLERS
-from tests.services.test_acquisition import api, new_channel  # noqa: F401 - the api fixture
+from tests.services.test_acquisition import new_channel
 
 
 def events(app):
@@ -258,7 +258,7 @@ def test_first_events_of_a_new_member_and_customer_at_two_workers_at_once(app, s
         assert db.session.query(FollowRelation).count() == rounds
 
 
-def test_lost_welcome_ids_are_put_back_while_their_codes_live(app, api, sim, corp, run_worker):  # noqa: F811
+def test_lost_welcome_ids_are_put_back_while_their_codes_live(app, api, sim, corp, run_worker):
     from bot.jobs.queue import WELCOME_LIST
     from bot.services.channels.jobs import rescue_welcomes, send_welcomes
 
@@ -309,7 +309,7 @@ def _claim_as_a_sender(app, event_id, lease_left):
         db.session.commit()
 
 
-def test_a_claim_whose_sender_died_is_taken_over_while_its_code_lives(app, api, sim, corp, run_worker):  # noqa: F811
+def test_a_claim_whose_sender_died_is_taken_over_while_its_code_lives(app, api, sim, corp, run_worker):
     from bot.services.channels.jobs import rescue_welcomes
 
     channel = new_channel(api, corp)
@@ -331,7 +331,7 @@ def test_a_claim_whose_sender_died_is_taken_over_while_its_code_lives(app, api, 
     assert statuses == {died.external_userid: WelcomeStatus.sent, sending.external_userid: WelcomeStatus.sending}
 
 
-def test_a_sender_waiting_on_wecom_keeps_renewing_its_claims(app, api, sim, corp, monkeypatch):  # noqa: F811
+def test_a_sender_waiting_on_wecom_keeps_renewing_its_claims(app, api, sim, corp, monkeypatch):
     import threading
 
     from bot.services.channels import welcome

@@ -3,7 +3,7 @@
 import pytest
 
 from bot.sandbox import corp_for
-from bot.sandbox.api import confirm_mass_task
+from bot.sandbox.api.mass import confirm_mass_task
 from bot.sandbox.corp import ApiError
 
 
@@ -54,7 +54,7 @@ def test_tokens_expire(fake, clock):
 
 
 def test_mass_send_waits_for_the_member_and_respects_the_cap(fake, clock):
-    from bot.sandbox.api import add_msg_template
+    from bot.sandbox.api.mass import add_msg_template
 
     contact, _ = fake.add_contact("客人", 1, "u1")
     results = []
@@ -95,7 +95,7 @@ def test_a_late_answer_is_carried_out_first(app, corp, sim, monkeypatch):
 
     import requests
 
-    import bot.sandbox.api as fake_api
+    import bot.sandbox.api.app as fake_api
     from bot.services.clients import contact_api
 
     monkeypatch.setattr(fake_api, "TIMEOUT_SECONDS", 0.3)

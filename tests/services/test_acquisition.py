@@ -8,17 +8,7 @@ from sqlalchemy import select
 from bot.extensions import db
 from bot.models import Channel, CustomerEvent, FollowRelation, WelcomeSend, WelcomeStatus
 from bot.services.channels import welcome
-from bot.services.directory.jobs import sync_directory
-from bot.services.tags.jobs import sync_corp_tags
-from tests.conftest import ApiClient, make_token, make_user
-
-
-@pytest.fixture
-def api(app, client, sim):
-    with app.app_context():
-        sync_directory()
-        sync_corp_tags()
-    return ApiClient(client, make_token(app, make_user(app, "ops", "operator")[0]))
+from tests.conftest import make_token, make_user
 
 
 def vip_tag(corp):

@@ -18,12 +18,12 @@ from bot.services.channels.jobs import create_personal_codes, enforce_channel_li
 from bot.services.customers import growth
 from tests.admin.panel import csrf_from, post_form, sign_in
 from tests.conftest import make_token, make_user
-from tests.services.test_acquisition import api, follow_of, new_channel  # noqa: F401 - the api fixture
+from tests.services.test_acquisition import follow_of, new_channel
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_remark_template_is_set_in_wecom_and_the_mirror(app, api, sim, corp, run_worker):  # noqa: F811
+def test_the_remark_template_is_set_in_wecom_and_the_mirror(app, api, sim, corp, run_worker):
     new_channel(api, corp, remark_template="{customer_name}-{store_name}")
     contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster")
     run_worker()
@@ -32,7 +32,7 @@ def test_the_remark_template_is_set_in_wecom_and_the_mirror(app, api, sim, corp,
     assert follow_of(app, contact.external_userid).remark == expected
 
 
-def test_a_long_remark_is_cut_to_wecoms_20_characters(app, api, sim, corp, run_worker):  # noqa: F811
+def test_a_long_remark_is_cut_to_wecoms_20_characters(app, api, sim, corp, run_worker):
     new_channel(api, corp, remark_template="来自静安门店海报活动的客户{customer_name}，请尽快跟进并邀请入群")
     contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster")
     run_worker()
@@ -40,7 +40,7 @@ def test_a_long_remark_is_cut_to_wecoms_20_characters(app, api, sim, corp, run_w
     assert len(remark) == 20 and remark.startswith("来自静安门店海报活动的客户")
 
 
-def test_a_capped_member_hands_over_to_the_backup_until_the_next_day(app, api, sim, corp, run_worker):  # noqa: F811
+def test_a_capped_member_hands_over_to_the_backup_until_the_next_day(app, api, sim, corp, run_worker):
     channel = new_channel(api, corp, daily_cap=1, backup_staff=["staff0202"])
     way = corp.contact_ways[channel["config_id"]]
     assert way["type"] == 2 and way["user"] == ["staff0201"]  # type 2: the routing may change
@@ -59,7 +59,7 @@ def test_a_capped_member_hands_over_to_the_backup_until_the_next_day(app, api, s
     assert way["user"] == ["staff0201"]
 
 
-def test_an_expired_code_leaves_wecom_and_keeps_its_customers(app, api, sim, corp, run_worker):  # noqa: F811
+def test_an_expired_code_leaves_wecom_and_keeps_its_customers(app, api, sim, corp, run_worker):
     soon = (utcnow() + timedelta(minutes=5)).isoformat() + "Z"
     channel = new_channel(api, corp, expires_at=soon)
     contact, _ = sim.scan(channel["config_id"])
@@ -85,13 +85,13 @@ def test_an_expired_code_leaves_wecom_and_keeps_its_customers(app, api, sim, cor
         ({"backup_staff": "staff0202"}, "backup_staff"),
     ],
 )
-def test_bad_limits_are_400_with_the_field(api, corp, body, field):  # noqa: F811
+def test_bad_limits_are_400_with_the_field(api, corp, body, field):
     res = api.post("/api/v1/channels", {"name": "n", "staff": ["staff0201"], "state": "s-limits", **body})
     assert res.status_code == 400 and field in res.get_json()["error"]["message"]
     assert corp.contact_ways == {}
 
 
-def test_patch_changes_limits_and_can_clear_them(api, corp):  # noqa: F811
+def test_patch_changes_limits_and_can_clear_them(api, corp):
     channel = new_channel(api, corp, staff=["staff0201", "staff0301"])
     res = api.patch(f"/api/v1/channels/{channel['id']}", {"daily_cap": 5, "backup_staff": ["staff0202"]})
     assert res.status_code == 200 and res.get_json()["daily_cap"] == 5
@@ -103,7 +103,7 @@ def test_patch_changes_limits_and_can_clear_them(api, corp):  # noqa: F811
     assert refused.status_code == 400 and refused.get_json()["error"]["message"].startswith("staff")
 
 
-def test_the_code_downloads_as_png_and_prints_as_a_poster(app, api, corp):  # noqa: F811
+def test_the_code_downloads_as_png_and_prints_as_a_poster(app, api, corp):
     channel = new_channel(api, corp)
     png = api.get(f"/api/v1/channels/{channel['id']}/qr.png").data
     assert png.startswith(PNG_MAGIC)
@@ -117,7 +117,7 @@ def test_the_code_downloads_as_png_and_prints_as_a_poster(app, api, corp):  # no
     assert poster.status_code == 200 and Image.open(io.BytesIO(poster.data)).size == qr_images.POSTER_SIZE
 
 
-def test_without_a_cjk_font_the_poster_says_so(app, api, corp, monkeypatch):  # noqa: F811
+def test_without_a_cjk_font_the_poster_says_so(app, api, corp, monkeypatch):
     channel = new_channel(api, corp)
     monkeypatch.setattr(qr_images, "FONT_CANDIDATES", ())
     browser = app.test_client()
@@ -126,7 +126,7 @@ def test_without_a_cjk_font_the_poster_says_so(app, api, corp, monkeypatch):  # 
     assert res.status_code == 409 and "fonts-wqy-microhei" in res.get_data(as_text=True)
 
 
-def test_scanning_the_sandbox_code_adds_a_customer_through_it(app, api, corp, sim, client, run_worker):  # noqa: F811
+def test_scanning_the_sandbox_code_adds_a_customer_through_it(app, api, corp, sim, client, run_worker):
     channel = new_channel(api, corp)
     qr_url = channel["qr_code"]
     fake = app.config["SIYU"].wecom_api_base.removesuffix("cgi-bin/")
@@ -144,7 +144,7 @@ def _store_id(app, name):
         return db.session.scalar(select(Store.id).where(Store.name == name))
 
 
-def test_personal_codes_for_a_store_once_each_and_sent_on_request(app, api, corp, sim, run_worker):  # noqa: F811
+def test_personal_codes_for_a_store_once_each_and_sent_on_request(app, api, corp, sim, run_worker):
     store = _store_id(app, "静安寺店")
     with app.app_context():
         assert create_personal_codes(store, "我是{staff_name}，欢迎！", []) == {"made": 2, "failed": 0}
@@ -176,7 +176,7 @@ def test_the_assistant_answers_a_message_once(app, corp, sim, ctx):
     assert [m["text"]["content"].splitlines()[0] for m in corp.app_messages] == ["私域助手可以：", "私域助手可以："]
 
 
-def test_the_assistant_tells_a_member_their_rank(app, api, corp, sim, run_worker):  # noqa: F811
+def test_the_assistant_tells_a_member_their_rank(app, api, corp, sim, run_worker):
     for userid in ("staff0201", "staff0201", "staff0202", "staff0301"):
         sim.customer_adds(userid=userid)
     sim.member_messages_app("staff0202", "排行")
@@ -187,7 +187,7 @@ def test_the_assistant_tells_a_member_their_rank(app, api, corp, sim, run_worker
     assert lines[2] == "全公司：第 2 名 / 共 3 人" and lines[3] == "静安寺店：第 2 名 / 共 2 人"
 
 
-def test_retention_and_the_variant_split_over_a_date_range(app, api, sim, corp, run_worker):  # noqa: F811
+def test_retention_and_the_variant_split_over_a_date_range(app, api, sim, corp, run_worker):
     channel = new_channel(
         api, corp, welcome=[{"label": "A", "text": "甲", "weight": 1}, {"label": "B", "text": "乙", "weight": 1}]
     )
@@ -226,7 +226,7 @@ def test_a_window_falls_back_to_30_days_on_junk():
     assert growth.window(None, "'; DROP TABLE x;--", "2026-01-01").days == 30
 
 
-def test_channel_pages_show_code_stats_and_edit(app, api, corp, sim, run_worker):  # noqa: F811
+def test_channel_pages_show_code_stats_and_edit(app, api, corp, sim, run_worker):
     channel = new_channel(api, corp)
     sim.scan(channel["config_id"])
     run_worker()
@@ -270,7 +270,7 @@ def test_personal_codes_from_the_panel(app, corp, sim, run_worker):
     assert len(app.test_client().get("/api/v1/channels", headers=headers).get_json()["items"]) == 4
 
 
-def test_a_code_for_a_whole_store(app, api, corp):  # noqa: F811
+def test_a_code_for_a_whole_store(app, api, corp):
     store = _store_id(app, "静安寺店")
     res = api.post("/api/v1/channels", {"name": "静安全店", "stores": [store], "state": "jingan-all"})
     assert res.status_code == 201, res.get_json()
@@ -302,7 +302,7 @@ def test_rankings_show_retention_over_a_date_range(app, sim, corp, run_worker):
     assert f"统计 {day} 至 {day + timedelta(days=1)}" in page
 
 
-def test_welcome_attachments_go_out_with_the_text(app, api, sim, corp, run_worker):  # noqa: F811
+def test_welcome_attachments_go_out_with_the_text(app, api, sim, corp, run_worker):
     link = {"msgtype": "link", "link": {"title": "会员礼", "url": "https://example.com/gift", "picurl": ""}}
     new_channel(api, corp, welcome=[{"text": "欢迎{customer_name}", "attachments": [link]}])
     contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster")
@@ -323,7 +323,7 @@ def _point_code_at(app, channel_id, url):
         db.session.commit()
 
 
-def test_a_code_image_wecom_no_longer_serves_is_a_502_that_says_what_failed(app, api, corp):  # noqa: F811
+def test_a_code_image_wecom_no_longer_serves_is_a_502_that_says_what_failed(app, api, corp):
     channel = new_channel(api, corp)
     base = app.config["SIYU"].wecom_api_base.removesuffix("cgi-bin/")
     _point_code_at(app, channel["id"], f"{base}sandbox/qr/no-such-code.png")
@@ -333,14 +333,14 @@ def test_a_code_image_wecom_no_longer_serves_is_a_502_that_says_what_failed(app,
     assert "下载二维码图片失败" in text and "HTTP 404" in text and "None" not in text
 
 
-def test_a_code_image_from_a_host_that_is_not_wecoms_is_never_fetched(app, api, corp):  # noqa: F811
+def test_a_code_image_from_a_host_that_is_not_wecoms_is_never_fetched(app, api, corp):
     channel = new_channel(api, corp)
     _point_code_at(app, channel["id"], "http://169.254.169.254/latest/meta-data/")
     res = _panel(app).get(f"/admin/channels/{channel['id']}/qr.png")
     assert res.status_code == 502 and "169.254.169.254 is not one of WeCom's image hosts" in res.get_data(as_text=True)
 
 
-def test_a_decompression_bomb_for_a_code_image_is_refused_not_decoded(app, api, corp, monkeypatch):  # noqa: F811
+def test_a_decompression_bomb_for_a_code_image_is_refused_not_decoded(app, api, corp, monkeypatch):
     channel = new_channel(api, corp)
     bomb = io.BytesIO()
     Image.new("1", (8000, 8000)).save(bomb, format="PNG")  # 64 million pixels in a few kilobytes
@@ -361,7 +361,7 @@ def test_a_decompression_bomb_for_a_code_image_is_refused_not_decoded(app, api, 
         ("line\r\nbreak", "filename=linebreak.png"),
     ],
 )
-def test_a_code_downloads_under_its_state_whatever_the_state_holds(app, api, corp, state, header):  # noqa: F811
+def test_a_code_downloads_under_its_state_whatever_the_state_holds(app, api, corp, state, header):
     channel = new_channel(api, corp, state=state)
     res = _panel(app).get(f"/admin/channels/{channel['id']}/qr.png?download=1")
     assert res.status_code == 200 and res.data.startswith(PNG_MAGIC)

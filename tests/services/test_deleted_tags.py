@@ -8,7 +8,7 @@ from bot.models import AuditEntry, CallbackEvent, Channel, Customer, Segment
 from bot.sandbox.simulator import event_xml
 from bot.services.segments.rules import save_segment
 from tests.conftest import make_user
-from tests.services.test_acquisition import api, follow_of, new_channel, vip_tag  # noqa: F401 - the api fixture
+from tests.services.test_acquisition import follow_of, new_channel, vip_tag
 
 
 def tag_named(corp, name):
@@ -37,7 +37,7 @@ def channel_tags(app, channel_id):
 
 def test_a_tag_deleted_in_the_console_leaves_its_channel_and_the_next_customers_are_kept(
     app,
-    api,  # noqa: F811
+    api,
     sim,
     corp,
     run_worker,
@@ -60,7 +60,7 @@ def test_a_tag_deleted_in_the_console_leaves_its_channel_and_the_next_customers_
 
 def test_a_tag_deleted_without_a_callback_never_sinks_the_add(
     app,
-    api,  # noqa: F811
+    api,
     sim,
     corp,
     run_worker,
@@ -82,7 +82,7 @@ def test_a_tag_deleted_without_a_callback_never_sinks_the_add(
 
 def test_a_deleted_tag_leaves_segments_but_never_empties_a_condition(
     app,
-    api,  # noqa: F811
+    api,
     sim,
     corp,
     run_worker,

@@ -10,11 +10,11 @@ from bot.models import Channel, Customer, FollowRelation, Store
 from bot.models._time import utcnow
 from bot.services.segments import rules as segments
 from tests.conftest import make_token, make_user
-from tests.services.test_acquisition import api, new_channel  # noqa: F401 - the api fixture
+from tests.services.test_acquisition import new_channel
 
 
 @pytest.fixture
-def crowd(app, api, sim, corp, run_worker):  # noqa: F811
+def crowd(app, api, sim, corp, run_worker):
     """Six customers: three of staff0201 (静安寺店) — two VIP, one of them also 护肤 — one of staff0202
     brought by a channel, one of staff0301 (another store) who left, one with a birthday in 5 days."""
     tag = {name: t for t, (_, name) in corp.tag_index().items()}
@@ -43,7 +43,7 @@ def ids(res):
     return sorted(m["external_userid"] for m in res)
 
 
-def test_tag_conditions_any_all_none(api, crowd):  # noqa: F811
+def test_tag_conditions_any_all_none(api, crowd):
     p, t = crowd["people"], crowd["tag"]
     rule = {"op": "and", "conditions": [{"type": "tags", "match": "all", "tag_ids": [t["VIP"], t["护肤"]]}]}
     assert api.post("/api/v1/segments/preview", {"rule": rule}).get_json()["count"] == 1
@@ -53,7 +53,7 @@ def test_tag_conditions_any_all_none(api, crowd):  # noqa: F811
     assert api.post("/api/v1/segments/preview", {"rule": rule}).get_json()["count"] == len(p) - 2
 
 
-def test_a_saved_segment_counts_explains_pages_and_exports(api, crowd, client, app):  # noqa: F811
+def test_a_saved_segment_counts_explains_pages_and_exports(api, crowd, client, app):
     p, t = crowd["people"], crowd["tag"]
     rule = {
         "op": "and",
@@ -78,7 +78,7 @@ def test_a_saved_segment_counts_explains_pages_and_exports(api, crowd, client, a
     assert why["member"] is False and [c["holds"] for c in why["conditions"]] == [True, False, True]
 
 
-def test_attribute_conditions(api, crowd, app):  # noqa: F811
+def test_attribute_conditions(api, crowd, app):
     p = crowd["people"]
     with app.app_context():
         jingan = db.session.scalar(select(Store.id).where(Store.name == "静安寺店"))
@@ -121,7 +121,7 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("value", HOSTILE)
-def test_hostile_values_are_data(api, crowd, app, value):  # noqa: F811
+def test_hostile_values_are_data(api, crowd, app, value):
     rule = {"conditions": [{"type": "tags", "match": "any", "tag_ids": [value]}]}
     res = api.post("/api/v1/segments/preview", {"rule": rule})
     assert res.status_code == 200 and res.get_json()["count"] == 0
@@ -150,12 +150,12 @@ def test_hostile_values_are_data(api, crowd, app, value):  # noqa: F811
         ({"conditions": [{"type": "lost", "value": True}] * 21}, "rule: 最多 20 个条件"),
     ],
 )
-def test_bad_rules_are_400_naming_the_condition(api, rule, message):  # noqa: F811
+def test_bad_rules_are_400_naming_the_condition(api, rule, message):
     res = api.post("/api/v1/segments/preview", {"rule": rule})
     assert res.status_code == 400 and res.get_json()["error"]["message"].startswith(message)
 
 
-def test_segments_are_scoped_and_only_writers_save(app, api, crowd, client):  # noqa: F811
+def test_segments_are_scoped_and_only_writers_save(app, api, crowd, client):
     rule = {"conditions": [{"type": "lost", "value": False}]}
     sid = api.post("/api/v1/segments", {"name": "全部在册", "rule": rule}).get_json()["id"]
     manager = {"Authorization": f"Bearer {make_token(app, make_user(app, 'm2', 'store_manager', [2])[0])}"}
@@ -170,7 +170,7 @@ def test_segments_are_scoped_and_only_writers_save(app, api, crowd, client):  # 
     assert api.get(f"/api/v1/segments/{sid}").status_code == 404
 
 
-def test_a_formula_name_is_exported_as_text(app, api, sim, run_worker):  # noqa: F811
+def test_a_formula_name_is_exported_as_text(app, api, sim, run_worker):
     contact, _ = sim.customer_adds(userid="staff0201")
     run_worker()
     with app.app_context():
@@ -213,7 +213,7 @@ def test_the_panel_saves_previews_and_refuses_hostile_or_broken_rules(app, crowd
     assert post_form(viewer, "/admin/segments", "/admin/segments", {"name": "y", "rule": rule}).status_code == 403
 
 
-def test_the_profile_says_why_a_customer_is_in_or_out(app, api, crowd):  # noqa: F811
+def test_the_profile_says_why_a_customer_is_in_or_out(app, api, crowd):
     from tests.admin.panel import sign_in
 
     p, t = crowd["people"], crowd["tag"]

@@ -6,14 +6,13 @@ from sqlalchemy import func, select
 from bot.extensions import db
 from bot.models import FollowTag, Tag, TagGroup, User
 from tests.conftest import make_user
-from tests.services.test_acquisition import api, follow_of  # noqa: F401 - the api fixture
 
 
 def _group(corp, name):
     return next(g for g in corp.tag_groups.values() if g["group_name"] == name)
 
 
-def test_groups_and_tags_are_made_renamed_reordered_and_deleted_in_wecom_and_the_mirror(app, api, corp):  # noqa: F811
+def test_groups_and_tags_are_made_renamed_reordered_and_deleted_in_wecom_and_the_mirror(app, api, corp):
     res = api.post("/api/v1/tag-groups", {"name": "会员等级", "tags": ["银卡", "金卡"]})
     assert res.status_code == 201, res.get_json()
     group = res.get_json()
@@ -47,20 +46,18 @@ def test_groups_and_tags_are_made_renamed_reordered_and_deleted_in_wecom_and_the
         ("/api/v1/tags", {"group_id": "no-such-group", "names": ["x"]}, "group: 标签组不存在"),
     ],
 )
-def test_refusals_are_400_with_the_field(api, corp, sim, url, body, message):  # noqa: F811
-    from bot.services.tags.jobs import sync_corp_tags  # noqa: F401 - the api fixture synced the library
-
+def test_refusals_are_400_with_the_field(api, corp, sim, url, body, message):
     res = api.post(url, body)
     assert res.status_code == 400 and res.get_json()["error"]["message"] == message
 
 
-def test_the_3000_tag_cap_is_a_clear_message(api, corp):  # noqa: F811
+def test_the_3000_tag_cap_is_a_clear_message(api, corp):
     corp.inject("externalcontact/add_corp_tag", 40126)
     res = api.post("/api/v1/tag-groups", {"name": "新组", "tags": ["新"]})
     assert res.status_code == 400 and "3000" in res.get_json()["error"]["message"]
 
 
-def test_a_customer_is_tagged_and_untagged_in_wecom_and_the_mirror(app, api, sim, corp, run_worker):  # noqa: F811
+def test_a_customer_is_tagged_and_untagged_in_wecom_and_the_mirror(app, api, sim, corp, run_worker):
     contact, _ = sim.customer_adds(userid="staff0201")
     run_worker()
     vip = next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
@@ -74,7 +71,7 @@ def test_a_customer_is_tagged_and_untagged_in_wecom_and_the_mirror(app, api, sim
     assert api.post("/api/v1/customers/nobody/tags", {"add": [vip]}).status_code == 404
 
 
-def test_deleting_a_tag_takes_it_off_customers(app, api, sim, corp, run_worker):  # noqa: F811
+def test_deleting_a_tag_takes_it_off_customers(app, api, sim, corp, run_worker):
     contact, _ = sim.customer_adds(userid="staff0201")
     run_worker()
     vip = next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
@@ -84,7 +81,7 @@ def test_deleting_a_tag_takes_it_off_customers(app, api, sim, corp, run_worker):
         assert db.session.scalar(select(FollowTag).where(FollowTag.tag_id == vip)) is None
 
 
-def test_only_writers_change_the_library_and_scope_holds_for_customers(app, api, sim, corp, client, run_worker):  # noqa: F811
+def test_only_writers_change_the_library_and_scope_holds_for_customers(app, api, sim, corp, client, run_worker):
     from tests.conftest import make_token, make_user
 
     viewer = {"Authorization": f"Bearer {make_token(app, make_user(app, 'v', 'viewer')[0])}"}
@@ -101,7 +98,7 @@ def _vip(corp):
     return next(t for t, (_, name) in corp.tag_index().items() if name == "VIP")
 
 
-def test_a_bulk_job_tags_a_segment_and_reports(app, api, sim, corp, run_worker):  # noqa: F811
+def test_a_bulk_job_tags_a_segment_and_reports(app, api, sim, corp, run_worker):
     mine = [sim.customer_adds(userid="staff0201")[0] for _ in range(4)]
     sim.customer_adds(userid="staff0301")
     run_worker()
@@ -126,7 +123,7 @@ def test_a_bulk_job_tags_a_segment_and_reports(app, api, sim, corp, run_worker):
     assert corp.contacts[mine[1].external_userid].follows["staff0201"].tag_ids == []
 
 
-def test_a_killed_bulk_job_resumes_without_redoing_items(app, api, sim, corp, run_worker, monkeypatch):  # noqa: F811
+def test_a_killed_bulk_job_resumes_without_redoing_items(app, api, sim, corp, run_worker, monkeypatch):
     from bot.models import TagJobItem
     from bot.services.tags import bulk as tag_jobs
     from bot.services.tags.jobs import run_tag_job
@@ -174,13 +171,13 @@ def test_a_killed_bulk_job_resumes_without_redoing_items(app, api, sim, corp, ru
         ({"action": "add", "tag_ids": ["VIP"], "external_userids": "wm1"}, "external_userids is a list"),
     ],
 )
-def test_bad_bulk_jobs_are_400(api, corp, body, message):  # noqa: F811
+def test_bad_bulk_jobs_are_400(api, corp, body, message):
     body = {**body, "tag_ids": [_vip(corp) if t == "VIP" else t for t in body["tag_ids"]]}
     res = api.post("/api/v1/tag-jobs", body)
     assert res.status_code == 400 and res.get_json()["error"]["message"].startswith(message)
 
 
-def test_a_burst_of_tag_events_in_one_second_leaves_the_mirror_as_wecom_has_it(app, api, sim, corp, run_worker):  # noqa: F811
+def test_a_burst_of_tag_events_in_one_second_leaves_the_mirror_as_wecom_has_it(app, api, sim, corp, run_worker):
     from bot.sandbox.simulator import event_xml
 
     second = 1_790_000_000

@@ -213,7 +213,7 @@ def test_an_image_download_never_follows_a_redirect():
     import threading
 
     class Redirect(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
+        def do_GET(self):  # http.server names its handlers so
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
             self.end_headers()

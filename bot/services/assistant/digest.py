@@ -122,7 +122,7 @@ def send_digests(now: datetime | None = None) -> dict[str, int]:
         try:
             agent_api().send_app_text(agent_id(), [userid], body, dedupe_seconds=4 * 3600)
             counts["sent"] += 1
-        except Exception as exc:  # noqa: BLE001 - the next manager still gets theirs; this one is retried
+        except Exception as exc:  # any failure: the next manager still gets theirs; this one is retried
             redis_conn.client.delete(key)
             log.warning("digest to %s failed: %s", userid, exc)
             counts["failed"] += 1
