@@ -37,9 +37,18 @@ def _choices() -> dict[str, Any]:
     }
 
 
+def _count(segment: Segment) -> int | None:
+    """The segment's members in the user's scope; None for a rule saved before a check it now fails (the
+    list still shows, and the segment can be edited or deleted)."""
+    try:
+        return segments.count(segments.parse_rule(segment.rule), current_user)
+    except segments.RuleError:
+        return None
+
+
 def _page(segment: Segment | None = None, error: str = "", rule: Any = None, name: str = "", status: int = 200) -> Any:
     rows = db.session.scalars(select(Segment).order_by(Segment.id.desc())).all()
-    counts = {s.id: segments.count(segments.parse_rule(s.rule), current_user) for s in rows}
+    counts = {s.id: _count(s) for s in rows}
     return (
         render_template(
             "admin/segments/index.html",

@@ -201,6 +201,11 @@ def test_dashboard_counts_and_retry(app, client, synced, corp, run_worker):
         from bot.models import CallbackEvent, EventStatus
 
         dead = db.session.scalar(select(CallbackEvent.id).where(CallbackEvent.status == EventStatus.dead))
+    # the pipeline is the corp's: a store manager's dashboard does not list its failures
+    manager = app.test_client()
+    signed_in(app, manager, "store_manager", stores=[2])
+    theirs = manager.get("/admin/").get_data(as_text=True)
+    assert 'id="events-dead"' not in theirs and "48002" not in theirs and "poster-a" in theirs
     res = post_form(client, "/admin/", f"/admin/events/{dead}/retry", {})
     assert res.status_code == 302
     run_worker()

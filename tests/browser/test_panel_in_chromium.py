@@ -293,3 +293,29 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
     run_worker()
     (again,) = [t for m, t in corp.mass_tasks.items() if m not in before]
     assert again.recipients == [mine[2].external_userid]
+
+
+def test_a_refused_rule_comes_back_into_the_builder_as_text_never_as_markup(app, page, shop):
+    """Self-XSS: a rule refused on save is shown again in the builder; its values are set through the DOM."""
+    _, password = make_user(app, "op", "operator")
+    sign_in(page, "op", password)
+    page.goto("/admin/segments")
+    hostile = '"><img id=planted src=x>'
+    rule = {
+        "op": "and",
+        "conditions": [{"type": "added", "after": hostile}, {"type": "inactive_days", "days": hostile}],
+    }
+    page.evaluate(
+        """([rule]) => {
+            const form = document.getElementById("segment-form");
+            const copy = form.cloneNode(true);  // without the builder's submit handler
+            copy.querySelector("#rule-json").value = JSON.stringify(rule);
+            copy.querySelector("#segment-name").value = "x";
+            document.body.appendChild(copy);
+            copy.submit();
+        }""",
+        [rule],
+    )
+    page.wait_for_selector("#rule-error")
+    assert page.locator("#conditions tbody tr").count() == 2
+    assert page.locator("#planted").count() == 0 and page.locator("#conditions img").count() == 0

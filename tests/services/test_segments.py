@@ -259,3 +259,32 @@ def test_a_stream_left_half_way_frees_the_connection(app, chunked):
         rows.close()  # the client went away half-way through an export
         db.session.rollback()
         assert db.session.scalar(select(func.count()).select_from(Customer)) == 0
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1899-12-31", "2101-01-01"])
+def test_a_date_out_of_range_is_refused_naming_the_condition(day):
+    from bot.services.segments.rules import RuleError, parse_rule
+
+    with pytest.raises(RuleError) as info:
+        parse_rule({"conditions": [{"type": "lost", "value": False}, {"type": "added", "after": day}]})
+    assert info.value.index == 1 and info.value.field == "rule.conditions[1]" and "1900-01-01" in str(info.value)
+    assert parse_rule({"conditions": [{"type": "added", "after": "1900-01-01", "before": "2100-12-31"}]})
+
+
+def test_a_saved_rule_that_can_no_longer_be_evaluated_does_not_break_the_list(app, crowd):
+    from bot.models import Segment
+    from tests.admin.panel import sign_in
+
+    with app.app_context():
+        db.session.add(
+            Segment(name="旧规则", rule={"op": "and", "conditions": [{"type": "added", "after": "9999-12-31"}]})
+        )
+        db.session.commit()
+    browser = app.test_client()
+    sign_in(browser, "op", make_user(app, "op", "operator")[1])
+    res = browser.get("/admin/segments")
+    assert (
+        res.status_code == 200
+        and "旧规则" in res.get_data(as_text=True)
+        and "规则需要修改" in res.get_data(as_text=True)
+    )

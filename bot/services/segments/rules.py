@@ -111,13 +111,21 @@ def _int(raw: Any, index: int, low: int, high: int) -> int:
     return raw
 
 
+#: the dates a rule may name: any customer's, with room (9999-12-31 or 0001-01-01 overflow the day
+#: arithmetic of a condition, and no customer was added or born there)
+EARLIEST, LATEST = date(1900, 1, 1), date(2100, 12, 31)
+
+
 def _date(raw: Any, index: int) -> date | None:
     if raw in (None, ""):
         return None
     try:
-        return date.fromisoformat(str(raw))
+        value = date.fromisoformat(str(raw))
     except ValueError:
         raise RuleError(N_("日期格式应为 YYYY-MM-DD"), index) from None
+    if not EARLIEST <= value <= LATEST:
+        raise RuleError(N_("日期应在 1900-01-01 与 2100-12-31 之间"), index)
+    return value
 
 
 def parse_rule(raw: Any) -> Rule:
