@@ -14,6 +14,7 @@ from bot.jobs.scheduler import run_job
 from bot.models import Customer, LifecycleRule, LifecycleTask, MassSend, RuleRun, Staff, Step, Tag, User
 from bot.models._time import utcnow
 from bot.schedule import PERIODIC_JOBS
+from bot.services.lifecycle import actions, reports, runner
 from bot.services.lifecycle import rules as lifecycle
 from tests.conftest import customers_of, make_user
 
@@ -58,7 +59,7 @@ def set_customer(app, external_userid, **values):
 
 def run_at(app, when):
     with time_machine.travel(at(when), tick=False), app.app_context():
-        return lifecycle.run_rules()
+        return runner.run_rules()
 
 
 def tasks(app, rule_id):
@@ -252,14 +253,14 @@ def test_a_tag_added_through_a_callback_triggers_a_rule_with_tags_of_its_own(app
     sim.member_tags_customer(someone, "staff0202", [vip])
     run_worker()
     with app.app_context():
-        result = lifecycle.run_rules()
+        result = runner.run_rules()
     assert result.matched == 1 and result.reminded == 1 and len(result.tag_jobs) == 1
     from bot.services.tags.jobs import run_tag_job
 
     run_tag_job(result.tag_jobs[0])
     assert followed_up in corp.contacts[someone].follows["staff0202"].tag_ids
     with app.app_context():
-        assert lifecycle.run_rules().matched == 0  # Siyu's own tag is not "a tag added" for this rule
+        assert runner.run_rules().matched == 0  # Siyu's own tag is not "a tag added" for this rule
 
 
 def test_a_lost_customer_reminds_the_member_and_notifies_the_store_manager(app, corp, sim, shop, admin, run_worker):
@@ -268,7 +269,7 @@ def test_a_lost_customer_reminds_the_member_and_notifies_the_store_manager(app, 
     sim.customer_deletes_member(leaving, "staff0202")
     run_worker()
     with app.app_context():
-        result = lifecycle.run_rules()
+        result = runner.run_rules()
     assert result.matched == 1 and result.reminded == 1 and result.notified == 1
     assert [m["touser"] for m in cards(corp)] == ["staff0202", "staff0201"]
     assert cards(corp, "staff0201")[0]["textcard"]["title"] == "店长提醒：1 位客户"
@@ -327,18 +328,18 @@ def test_the_one_to_one_send_goes_through_the_mass_send_machinery(app, corp, sho
 def test_a_run_that_dies_after_a_card_went_out_does_not_remind_twice(app, corp, shop, admin, monkeypatch):
     set_customer(app, shop[0].external_userid, birthday=date(1990, 12, 2))
     make_rule(app, admin, **BIRTHDAY)
-    real = lifecycle._message
+    real = actions._message
 
     def crash_after_sending(*args, **kwargs):
         real(*args, **kwargs)
         raise KeyboardInterrupt("the scheduler was killed here")
 
-    monkeypatch.setattr(lifecycle, "_message", crash_after_sending)
+    monkeypatch.setattr(actions, "_message", crash_after_sending)
     with pytest.raises(KeyboardInterrupt):
         run_at(app, "2026-12-01 10:30")
     with app.app_context():
         assert db.session.scalars(select(LifecycleTask.remind)).all() == [Step.calling]
-    monkeypatch.setattr(lifecycle, "_message", real)
+    monkeypatch.setattr(actions, "_message", real)
     restarted = run_at(app, "2026-12-01 10:40")
     assert restarted.reminded == 1  # sent again, and WeCom's duplicate check dropped it
     assert len(cards(corp)) == 1
@@ -382,7 +383,7 @@ def test_dry_run_says_who_and_why_and_writes_nothing(app, shop, admin):
     rule_id = make_rule(app, admin, **BIRTHDAY)
     with time_machine.travel(at("2026-12-01 08:00"), tick=False), app.app_context():
         rule = db.session.get(LifecycleRule, rule_id)
-        answer = lifecycle.dry_run(rule)
+        answer = reports.dry_run(rule)
         assert answer["count"] == 1 and answer["in_window"] is False
         (row,) = answer["customers"]
         assert row["why"] == "生日 12-03（2 天后）" and row["staff"] == "staff0201"
@@ -394,7 +395,7 @@ def test_the_assistant_answers_todays_tasks_and_a_customer_profile(app, corp, si
     set_customer(app, someone.external_userid, birthday=soon(2))
     make_rule(app, admin, **{**BIRTHDAY, "window_start": "00:00", "window_end": "24:00"})
     with app.app_context():
-        lifecycle.run_rules()
+        runner.run_rules()
     sim.member_messages_app("staff0201", "今日任务")
     run_worker()
     text = corp.app_messages[-1]["text"]["content"]
