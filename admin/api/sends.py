@@ -19,7 +19,7 @@ from bot.extensions import db
 from bot.models import MassSend
 from bot.services.segments import rules as segments
 from bot.services.sends import compose as sends
-from bot.services.sends import dispatch, media
+from bot.services.sends import dispatch, media, recipients
 from bot.services.sends import tracking as send_tracking
 from bot.services.sends.jobs import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.services.users.accounts import audit
@@ -57,7 +57,7 @@ def send_json(send: MassSend, *, full: bool = False) -> dict[str, Any]:
         "error": send.error,
     }
     if full:
-        preview = sends.preview_if_open(send)
+        preview = recipients.preview_if_open(send)
         if preview is not None:
             data["preview"] = preview
         elif send.dispatched_at is not None:
@@ -98,7 +98,7 @@ def preview_send() -> ResponseReturnValue:
         cap_policy=draft.cap_policy,
         created_by=g.api_user.id,
     )
-    return jsonify(sends.preview(probe))
+    return jsonify(recipients.preview(probe))
 
 
 @bp.get("/sends/<int:send_id>")

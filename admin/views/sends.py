@@ -19,7 +19,7 @@ from admin.views import bp, client_ip
 from bot.extensions import db
 from bot.models import MassSend, Segment, Staff
 from bot.services.sends import compose as sends
-from bot.services.sends import media
+from bot.services.sends import media, recipients
 from bot.services.sends import tracking as send_tracking
 from bot.services.sends.jobs import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.services.tags import library as tags
@@ -152,7 +152,7 @@ def send_detail(send_id: int) -> ResponseReturnValue:
     return render_template(
         "admin/sends/detail.html",
         send=send,
-        preview=sends.preview_if_open(send),
+        preview=recipients.preview_if_open(send),
         funnel=funnel,
         members=send_tracking.members(send) if dispatched else [],
         chart={

@@ -20,7 +20,7 @@ from bot.models import AuditEntry, MassSend, MediaFile, SendChunk, SendRecipient
 from bot.models._time import utcnow
 from bot.sandbox.api import confirm_mass_task
 from bot.services.sends import compose as sends
-from bot.services.sends import dispatch
+from bot.services.sends import dispatch, recipients
 from bot.services.sends import jobs as tasks
 from bot.services.sends import tracking as send_tracking
 from tests.conftest import ApiClient, customers_of, make_token, make_user
@@ -397,14 +397,14 @@ def test_a_cancel_while_recipients_are_resolved_is_not_overwritten(app, corp, pe
     from sqlalchemy import update
 
     send = new_send(admin_api, people)
-    resolve = sends.resolve
+    resolve = recipients.resolve
 
     def resolve_while_an_admin_cancels(row):
         with db.engine.begin() as other:  # the admin's request, in its own transaction
             other.execute(update(MassSend).where(MassSend.id == row.id).values(status="cancelled"))
         return resolve(row)
 
-    monkeypatch.setattr(sends, "resolve", resolve_while_an_admin_cancels)
+    monkeypatch.setattr(recipients, "resolve", resolve_while_an_admin_cancels)
     with app.app_context():
         row = db.session.get(MassSend, send["id"])
         sends.approve(row, _admin(app))

@@ -24,7 +24,7 @@ from bot.models._time import from_epoch, utcnow
 from bot.services.channels.codes import render, variables
 from bot.services.clients import agent_api, agent_id, contact_api
 from bot.services.sends import compose as sends
-from bot.services.sends import media
+from bot.services.sends import media, recipients
 from bot.wecom import WeComClient
 from bot.wecom.errors import RateLimited, WeComError, WeComUnavailable
 
@@ -124,10 +124,10 @@ def reconcile(chunk: SendChunk, api: WeComClient) -> bool:
 def _created(chunk: SendChunk, msgid: str, fail_list: list[str] | None, at: Any = None) -> None:
     now = at or utcnow()
     chunk.status, chunk.msgid, chunk.created_at, chunk.error = ChunkStatus.created, msgid, now, None
-    sends.set_chunk_recipients(chunk, RecipientStatus.queued, at=now)
+    recipients.set_chunk_recipients(chunk, RecipientStatus.queued, at=now)
     if fail_list:
         chunk.refused = len(fail_list)
-        sends.set_chunk_recipients(chunk, RecipientStatus.refused, only=fail_list)
+        recipients.set_chunk_recipients(chunk, RecipientStatus.refused, only=fail_list)
     db.session.flush()
 
 
@@ -135,10 +135,10 @@ def call_chunk(
     chunk: SendChunk, payloads: Payloads, commit: Callable[[], None], sleep: Callable[[float], None] = time.sleep
 ) -> None:
     """One chunk: recorded as ``calling`` (committed), called, its answer recorded (committed by the caller)."""
-    recipients = sends.chunk_recipients(chunk)
+    to = recipients.chunk_recipients(chunk)
     fresh = False
     while True:
-        body = payloads.body(chunk.staff, recipients, fresh)
+        body = payloads.body(chunk.staff, to, fresh)
         chunk.status, chunk.called_at = ChunkStatus.calling, utcnow()
         chunk.attempts += 1
         commit()
@@ -160,7 +160,7 @@ def call_chunk(
                 continue
             chunk.status, chunk.error = ChunkStatus.failed, f"{exc.errcode}: {exc.errmsg}"[:200]
             reason = RecipientStatus.refused if exc.errcode == 41048 else RecipientStatus.failed
-            sends.set_chunk_recipients(chunk, reason)
+            recipients.set_chunk_recipients(chunk, reason)
             db.session.flush()
             return
         _created(chunk, str(result["msgid"]), list(result.get("fail_list") or []))
@@ -189,7 +189,7 @@ def dispatch(
     if not claimed:
         return send
     try:
-        if sends.resolve(send):
+        if recipients.resolve(send):
             log.info("send %s: %d recipients resolved into chunks", send.id, send.targeted)
     except sends.SendError as exc:  # e.g. its segment was deleted after the approval: nothing to resume
         db.session.rollback()
@@ -235,7 +235,7 @@ def _cancel_pending(send: MassSend) -> None:
         select(SendChunk).where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.pending)
     ):
         chunk.status = ChunkStatus.cancelled
-        sends.set_chunk_recipients(chunk, RecipientStatus.cancelled)
+        recipients.set_chunk_recipients(chunk, RecipientStatus.cancelled)
     db.session.flush()
 
 

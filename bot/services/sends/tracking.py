@@ -33,6 +33,7 @@ from bot.services.clients import contact_api
 from bot.services.customers import relations as customers
 from bot.services.errors import Conflict
 from bot.services.sends import compose as sends
+from bot.services.sends import recipients
 from bot.services.users.accounts import N_
 from bot.wecom import WeComClient
 from bot.wecom.errors import WeComError
@@ -83,7 +84,7 @@ def _results(chunk: SendChunk, api: WeComClient) -> None:
                     SendRecipient.customer_id.in_(select(Customer.id).where(Customer.external_userid.in_(batch))),
                 )
                 customers.record_many(newly, "send_delivered", chunk.staff.userid, f"send {chunk.send_id}")
-            sends.set_chunk_recipients(chunk, status, only=batch)
+            recipients.set_chunk_recipients(chunk, status, only=batch)
 
 
 def track_chunk(chunk: SendChunk, api: WeComClient, *, final: bool) -> None:
