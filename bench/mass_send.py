@@ -138,7 +138,8 @@ def main() -> int:
             print(f"resolve, chunk and record: {resolve_s:.1f} s for {send.targeted:,} recipients", flush=True)
 
             started = time.perf_counter()
-            dispatch.dispatch(send, db.session.commit)
+            dispatch.dispatch(send)
+            db.session.commit()
             dispatch_s = time.perf_counter() - started
             chunks = dispatch.counts(send)
         state = requests.get(f"http://127.0.0.1:{port}/sandbox/state", timeout=30).json()

@@ -215,6 +215,7 @@ def test_an_admin_starts_a_rule_from_a_template_dry_runs_it_and_switches_it_on(a
     assert page.inner_text("#rule-status") == "已启用"
     with app.app_context():
         result = runner.run_rules()
+        db.session.commit()
     assert result.matched == 1 and result.reminded == 1 and result.sent == 1
     page.reload()
     assert page.locator("#rule-runs tbody tr").count() == 1

@@ -57,9 +57,18 @@ def set_customer(app, external_userid, **values):
         db.session.commit()
 
 
+def run_now(app):
+    """A scheduler run, committed as its job commits it."""
+    with app.app_context():
+        result = runner.run_rules()
+        db.session.commit()
+        return result
+
+
 def run_at(app, when):
-    with time_machine.travel(at(when), tick=False), app.app_context():
-        return runner.run_rules()
+    """A scheduler run at ``when`` (corp time)."""
+    with time_machine.travel(at(when), tick=False):
+        return run_now(app)
 
 
 def tasks(app, rule_id):
@@ -252,15 +261,13 @@ def test_a_tag_added_through_a_callback_triggers_a_rule_with_tags_of_its_own(app
     someone = shop[2].external_userid  # staff0202's
     sim.member_tags_customer(someone, "staff0202", [vip])
     run_worker()
-    with app.app_context():
-        result = runner.run_rules()
+    result = run_now(app)
     assert result.matched == 1 and result.reminded == 1 and len(result.tag_jobs) == 1
     from bot.services.tags.jobs import run_tag_job
 
     run_tag_job(result.tag_jobs[0])
     assert followed_up in corp.contacts[someone].follows["staff0202"].tag_ids
-    with app.app_context():
-        assert runner.run_rules().matched == 0  # Siyu's own tag is not "a tag added" for this rule
+    assert run_now(app).matched == 0  # Siyu's own tag is not "a tag added" for this rule
 
 
 def test_a_lost_customer_reminds_the_member_and_notifies_the_store_manager(app, corp, sim, shop, admin, run_worker):
@@ -268,8 +275,7 @@ def test_a_lost_customer_reminds_the_member_and_notifies_the_store_manager(app, 
     leaving = shop[2].external_userid  # staff0202, in the store led by staff0201
     sim.customer_deletes_member(leaving, "staff0202")
     run_worker()
-    with app.app_context():
-        result = runner.run_rules()
+    result = run_now(app)
     assert result.matched == 1 and result.reminded == 1 and result.notified == 1
     assert [m["touser"] for m in cards(corp)] == ["staff0202", "staff0201"]
     assert cards(corp, "staff0201")[0]["textcard"]["title"] == "店长提醒：1 位客户"
@@ -394,8 +400,7 @@ def test_the_assistant_answers_todays_tasks_and_a_customer_profile(app, corp, si
     someone = shop[0]
     set_customer(app, someone.external_userid, birthday=soon(2))
     make_rule(app, admin, **{**BIRTHDAY, "window_start": "00:00", "window_end": "24:00"})
-    with app.app_context():
-        runner.run_rules()
+    run_now(app)
     sim.member_messages_app("staff0201", "今日任务")
     run_worker()
     text = corp.app_messages[-1]["text"]["content"]

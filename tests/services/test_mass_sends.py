@@ -167,7 +167,8 @@ def test_45009_is_waited_out_and_no_chunk_is_lost(app, corp, people, admin_api):
         row = db.session.get(MassSend, send["id"])
         sends.approve(row, _admin(app))
         db.session.commit()
-        dispatch.dispatch(row, db.session.commit, sleep=sleep)
+        dispatch.dispatch(row, sleep=sleep)
+        db.session.commit()
         assert len(waits) == 2 and row.status == SendStatus.tracking
         assert dispatch.counts(row) == {"created": 4}
     assert sum(len(t.recipients) for t in corp.mass_tasks.values()) == 8
@@ -277,7 +278,8 @@ def test_reminders_are_limited_to_three_a_day_and_the_rule_reminds_by_itself(app
     confirm_mass_task(corp, next(t.msgid for t in corp.mass_tasks.values() if t.sender == "staff0202"))
     with app.app_context():
         row = db.session.get(MassSend, sid)
-        send_tracking.track(row, db.session.commit, now=utcnow() + timedelta(hours=3))
+        send_tracking.track(row, now=utcnow() + timedelta(hours=3))
+        db.session.commit()
         automatic = db.session.scalars(select(SendChunk).where(SendChunk.send_id == sid)).all()
         reminded = {c.staff.userid: len([r for r in c.reminders if r.automatic]) for c in automatic}
     # the two members who neither sent nor hit the limit were reminded by the rule; the confirmed one not
@@ -409,6 +411,7 @@ def test_a_cancel_while_recipients_are_resolved_is_not_overwritten(app, corp, pe
         row = db.session.get(MassSend, send["id"])
         sends.approve(row, _admin(app))
         db.session.commit()
-        dispatch.dispatch(row, db.session.commit)
+        dispatch.dispatch(row)
+        db.session.commit()
         assert db.session.get(MassSend, send["id"]).status == SendStatus.cancelled
     assert corp.mass_tasks == {}

@@ -1,11 +1,11 @@
 """The actions of lifecycle rules, taken from their tasks: cards to members and managers, sends, tagging.
 
 Each action's step is recorded on the task before WeCom is called, so a run repeated or restarted never
-reminds or sends twice. A card's step is claimed (``calling``) and committed before the card goes out,
-then set done, postponed or failed; a run that died mid-call leaves ``calling``, which the next run sends
-again, and WeCom's duplicate check (the same text to the same member within 4 hours) drops the card that
-did arrive. One-to-one sends become a mass send (whose chunks carry their own keys) and tags a bulk
-tagging job; a task joins one send or one job at most.
+reminds or sends twice. A card's step is claimed (``calling``) and committed (``claims.on_record``)
+before the card goes out, then set done, postponed or failed; a run that died mid-call leaves
+``calling``, which the next run sends again, and WeCom's duplicate check (the same text to the same
+member within 4 hours) drops the card that did arrive. One-to-one sends become a mass send (whose chunks
+carry their own keys) and tags a bulk tagging job; a task joins one send or one job at most.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 
 from bot.extensions import db
 from bot.models import Customer, LifecycleRule, LifecycleTask, Staff, Step, Store, User, staff_stores
-from bot.services import corp_time
+from bot.services import claims, corp_time
 from bot.services.clients import agent_api, agent_id, settings
 from bot.services.sends import compose as sends
 from bot.services.tags import bulk as tag_jobs
@@ -51,7 +51,7 @@ def _message(userids: list[str], title: str, description: str, url: str) -> None
 
 def _claim(column: Any, where: Any) -> list[int]:
     """Task ids whose step ``column`` is pending or was left calling (a run that died mid-call), now
-    recorded as calling; committed by the caller before WeCom is called."""
+    recorded as calling; put on record by the caller before WeCom is called."""
     ids = list(db.session.scalars(select(LifecycleTask.id).where(where, column.in_([Step.pending, Step.calling]))))
     if ids:
         db.session.execute(update(LifecycleTask).where(LifecycleTask.id.in_(ids)).values({column: Step.calling}))
@@ -111,8 +111,8 @@ def _send_cards(
     rule_ids = [r.id for r in rules]
     if not rule_ids:
         return Counter()
-    ids = _claim(column, LifecycleTask.rule_id.in_(rule_ids))
-    db.session.commit()  # the claim is recorded before WeCom is called
+    with claims.on_record():
+        ids = _claim(column, LifecycleTask.rule_id.in_(rule_ids))
     if not ids:
         return Counter()
     by_person: dict[str, list[Any]] = defaultdict(list)
@@ -141,12 +141,12 @@ def _send_cards(
             for r in theirs:
                 failed[r.id] = f"{type(exc).__name__}: {exc}"
     completed = done - set(failed) - later
-    _finish(column, completed, Step.done)
-    _finish(column, later - done, Step.pending)
-    for task_id, error in failed.items():
-        _finish(column, [task_id], Step.failed, error)
-    _finish(column, orphan, Step.failed, "nobody to message")
-    db.session.commit()
+    with claims.on_record():
+        _finish(column, completed, Step.done)
+        _finish(column, later - done, Step.pending)
+        for task_id, error in failed.items():
+            _finish(column, [task_id], Step.failed, error)
+        _finish(column, orphan, Step.failed, "nobody to message")
     return Counter(r.rule_id for r in rows if r.id in completed)
 
 
@@ -175,7 +175,8 @@ def notify_managers(rules: list[LifecycleRule]) -> Counter[int]:
 
 def start_send(rule: LifecycleRule, now: datetime) -> tuple[int, int | None]:
     """The rule's tasks waiting for a send become one mass send (approved by whoever switched the rule on),
-    in the same transaction: a task is in one send at most. Returns (customers, send id)."""
+    in the same transaction, on record before the send is dispatched: a task is in one send at most.
+    Returns (customers, send id)."""
     action = next((a for a in rule.actions if a["type"] == "send"), None)
     if action is None:
         return 0, None
@@ -183,19 +184,19 @@ def start_send(rule: LifecycleRule, now: datetime) -> tuple[int, int | None]:
     if db.session.scalar(waiting.limit(1)) is None:
         return 0, None
     label = corp_time.local(now).strftime("%Y-%m-%d %H:%M")
-    send = sends.start_automatic(f"{rule.name} · {label}", action["text"], action["attachments"], rule.created_by)
-    moved = db.session.execute(
-        update(LifecycleTask)
-        .where(LifecycleTask.rule_id == rule.id, LifecycleTask.send == Step.pending)
-        .values(send=Step.done, send_id=send.id)
-    ).rowcount  # type: ignore[attr-defined]
-    db.session.commit()
+    with claims.on_record():
+        send = sends.start_automatic(f"{rule.name} · {label}", action["text"], action["attachments"], rule.created_by)
+        moved = db.session.execute(
+            update(LifecycleTask)
+            .where(LifecycleTask.rule_id == rule.id, LifecycleTask.send == Step.pending)
+            .values(send=Step.done, send_id=send.id)
+        ).rowcount  # type: ignore[attr-defined]
     return int(moved or 0), send.id
 
 
 def start_tagging(rule: LifecycleRule) -> tuple[int, list[int]]:
-    """The rule's tasks waiting for tags become bulk tagging jobs (one per add/remove). Returns the tasks
-    and the job ids."""
+    """The rule's tasks waiting for tags become bulk tagging jobs (one per add/remove), on record before the
+    jobs run: a task is in one job at most. Returns the tasks and the job ids."""
     action = next((a for a in rule.actions if a["type"] == "tag"), None)
     if action is None:
         return 0, []
@@ -209,10 +210,12 @@ def start_tagging(rule: LifecycleRule) -> tuple[int, list[int]]:
     owner = db.session.get(User, rule.created_by) if rule.created_by else None
     chosen = Customer.id.in_(select(LifecycleTask.customer_id).where(LifecycleTask.id.in_(ids)))
     jobs = []
-    for kind, tag_ids in (("add", action["add"]), ("remove", action["remove"])):
-        if tag_ids:
-            job = tag_jobs.create_job(owner, kind, tag_ids, condition=chosen, target=f"rule:{rule.id}")
-            jobs.append(job.id)
-    db.session.execute(update(LifecycleTask).where(LifecycleTask.id.in_(ids)).values(tag=Step.done, tag_job_id=jobs[0]))
-    db.session.commit()
+    with claims.on_record():
+        for kind, tag_ids in (("add", action["add"]), ("remove", action["remove"])):
+            if tag_ids:
+                job = tag_jobs.create_job(owner, kind, tag_ids, condition=chosen, target=f"rule:{rule.id}")
+                jobs.append(job.id)
+        db.session.execute(
+            update(LifecycleTask).where(LifecycleTask.id.in_(ids)).values(tag=Step.done, tag_job_id=jobs[0])
+        )
     return len(ids), jobs

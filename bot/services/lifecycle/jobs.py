@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.extensions import redis_conn
+from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
 from bot.jobs.periodic import PeriodicJob
 from bot.jobs.queue import enqueue
@@ -18,6 +18,7 @@ def run_lifecycle_rules() -> dict[str, int]:
     tagging jobs the rules made are queued here (they run like any other)."""
     with job_context():
         result = runner.run_rules()
+        db.session.commit()
         for send_id in result.sends:
             enqueue(dispatch_send, send_id, connection=redis_conn.client)
         for job_id in result.tag_jobs:

@@ -1,10 +1,10 @@
 """A run of the lifecycle rules: every enabled rule inside its daily window, matched, then acted on.
 
 A scheduler run first matches each open rule (daily triggers once a day per rule, at the first run inside
-the rule's window; event triggers at every run), each rule's tasks committed on their own so that one
-rule failing leaves the others' tasks; then takes the actions of every open rule: each rule's send and
-tagging, and the cards batched per person over every rule. Everything a run does happens inside the
-rules' daily windows, in the corp's time zone.
+the rule's window; event triggers at every run), each rule's tasks committed on their own
+(``claims.on_record``) so that one rule failing leaves the others' tasks; then it takes the actions of
+every open rule: each rule's send and tagging, and the cards batched per person over every rule.
+Everything a run does happens inside the rules' daily windows, in the corp's time zone.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy import select
 from bot.extensions import db
 from bot.models import LifecycleRule, RuleRun, Trigger
 from bot.models._time import utcnow
+from bot.services import claims
 from bot.services.lifecycle.actions import notify_managers, remind, start_send, start_tagging
 from bot.services.lifecycle.rules import in_window
 from bot.services.lifecycle.triggers import DAILY, AudienceGone, match, matched_today
@@ -43,7 +44,9 @@ class RunResult:
 
 
 def run_rules(now: datetime | None = None) -> RunResult:
-    """One scheduler run over every enabled rule inside its window: match, then act. Commits as it goes."""
+    """One scheduler run over every enabled rule inside its window: match, then act. Each rule's tasks, and
+    each action's claims, are on record as it goes; the run's own record (its counts, finished) is the
+    caller's to commit."""
     now = now or utcnow()
     result = RunResult()
     rules = list(db.session.scalars(select(LifecycleRule).where(LifecycleRule.enabled).order_by(LifecycleRule.id)))
@@ -51,27 +54,27 @@ def run_rules(now: datetime | None = None) -> RunResult:
     run_ids: dict[int, int] = {}  # rule id → its run's id (runs are read again after each commit)
     for rule in open_rules:
         result.rules += 1
-        run = RuleRun(rule_id=rule.id, started_at=now)
-        db.session.add(run)
-        db.session.flush()
-        run_ids[rule.id] = run.id
-        try:
-            if Trigger(rule.trigger) in DAILY and matched_today(rule, now):
-                run.matched = 0
-            else:
-                run.matched = match(rule, run, now)
-            result.matched += run.matched
-            run.status = "ok"
-        except AudienceGone:
-            run.status, run.detail, run.errors = "failed", "segment deleted", 1
-            result.errors += 1
-        except Exception as exc:
-            db.session.rollback()
-            log.exception("lifecycle rule %s failed to match", rule.id)
-            run = db.session.merge(run)
-            run.status, run.detail, run.errors = "failed", f"{type(exc).__name__}: {exc}"[:2000], 1
-            result.errors += 1
-        db.session.commit()
+        with claims.on_record():  # the rule's tasks, before any action is taken for them
+            run = RuleRun(rule_id=rule.id, started_at=now)
+            db.session.add(run)
+            db.session.flush()
+            run_ids[rule.id] = run.id
+            try:
+                if Trigger(rule.trigger) in DAILY and matched_today(rule, now):
+                    run.matched = 0
+                else:
+                    run.matched = match(rule, run, now)
+                result.matched += run.matched
+                run.status = "ok"
+            except AudienceGone:
+                run.status, run.detail, run.errors = "failed", "segment deleted", 1
+                result.errors += 1
+            except Exception as exc:
+                db.session.rollback()
+                log.exception("lifecycle rule %s failed to match", rule.id)
+                run = db.session.merge(run)
+                run.status, run.detail, run.errors = "failed", f"{type(exc).__name__}: {exc}"[:2000], 1
+                result.errors += 1
 
     # Actions: a rule's sends and tags are its own; cards are batched per person over every rule.
     sent: Counter[int] = Counter()
@@ -88,7 +91,6 @@ def run_rules(now: datetime | None = None) -> RunResult:
         assert done is not None
         done.sent, done.tagged, done.reminded, done.notified = (c[rule_id] for c in (sent, tagged, reminded, notified))
         done.finished_at = utcnow()
-    db.session.commit()
     result.sent, result.tagged = sent.total(), tagged.total()
     result.reminded, result.notified = reminded.total(), notified.total()
     return result
