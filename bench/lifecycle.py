@@ -60,7 +60,7 @@ def evaluate(rules: list, now: datetime) -> tuple[float, dict[str, tuple[int, fl
     """One evaluation as run_rules does it, minus the app messages: match each rule, then its send."""
     from bot.extensions import db
     from bot.models import RuleRun
-    from bot.services.lifecycle import rules as lifecycle
+    from bot.services.lifecycle import actions, triggers
 
     per_rule: dict[str, tuple[int, float]] = {}
     started = time.perf_counter()
@@ -69,10 +69,10 @@ def evaluate(rules: list, now: datetime) -> tuple[float, dict[str, tuple[int, fl
         run = RuleRun(rule_id=rule.id, started_at=now)
         db.session.add(run)
         db.session.flush()
-        matched = lifecycle.match(rule, run, now)
+        matched = triggers.match(rule, run, now)
         run.status, run.matched = "ok", matched
         db.session.commit()
-        lifecycle.start_send(rule, now)
+        actions.start_send(rule, now)
         per_rule[rule.name] = (matched, time.perf_counter() - t0)
     return time.perf_counter() - started, per_rule
 

@@ -104,8 +104,7 @@ def main() -> int:
         app = seeded_app(args.database_url, args.redis_url, SEED, params, f"{args.customers:,} customers")
         from bot.extensions import db
         from bot.models import MassSend, Role, SendStatus
-        from bot.services.sends import compose as sends
-        from bot.services.sends import dispatch
+        from bot.services.sends import dispatch, recipients
         from bot.services.users.accounts import create_user
 
         deadline = time.monotonic() + 300
@@ -132,14 +131,15 @@ def main() -> int:
             db.session.commit()
             before = peak_mb()
             started = time.perf_counter()
-            sends.resolve(send)
+            recipients.resolve(send)
             db.session.commit()
             resolve_s = time.perf_counter() - started
             resolve_peak = peak_mb()
             print(f"resolve, chunk and record: {resolve_s:.1f} s for {send.targeted:,} recipients", flush=True)
 
             started = time.perf_counter()
-            dispatch.dispatch(send, db.session.commit)
+            dispatch.dispatch(send)
+            db.session.commit()
             dispatch_s = time.perf_counter() - started
             chunks = dispatch.counts(send)
         state = requests.get(f"http://127.0.0.1:{port}/sandbox/state", timeout=30).json()

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from admin.api import ApiError, bp, int_arg, json_body
 from bot.extensions import db
 from bot.models import LifecycleRule, Role, RuleRun
+from bot.services.lifecycle import reports
 from bot.services.lifecycle import rules as lifecycle
 from bot.services.users.accounts import audit
 
@@ -41,7 +42,7 @@ def _refused(exc: lifecycle.LifecycleError) -> ApiError:
 def rule_json(rule: LifecycleRule, *, with_results: bool = False) -> dict[str, Any]:
     data = lifecycle.describe(rule)
     if with_results:
-        data["results"] = lifecycle.results(rule)
+        data["results"] = reports.results(rule)
     return data
 
 
@@ -104,7 +105,7 @@ def dry_run_unsaved() -> ResponseReturnValue:
     _writer()
     try:
         rule = lifecycle.save_rule(json_body(), g.api_user)
-        answer = lifecycle.dry_run(rule, sample=int_arg("sample", 50, 1, 500))
+        answer = reports.dry_run(rule, sample=int_arg("sample", 50, 1, 500))
     except lifecycle.LifecycleError as exc:
         raise _refused(exc) from exc
     finally:
@@ -114,7 +115,7 @@ def dry_run_unsaved() -> ResponseReturnValue:
 
 @bp.post("/rules/<int:rule_id>/dry-run")
 def dry_run(rule_id: int) -> ResponseReturnValue:
-    return jsonify(lifecycle.dry_run(_get(rule_id), sample=int_arg("sample", 50, 1, 500)))
+    return jsonify(reports.dry_run(_get(rule_id), sample=int_arg("sample", 50, 1, 500)))
 
 
 @bp.get("/rules/<int:rule_id>/runs")
@@ -124,4 +125,4 @@ def rule_runs(rule_id: int) -> ResponseReturnValue:
     runs = db.session.scalars(
         select(RuleRun).where(RuleRun.rule_id == rule.id).order_by(RuleRun.id.desc()).limit(limit)
     ).all()
-    return jsonify(items=[lifecycle.run_detail(r) for r in runs])
+    return jsonify(items=[reports.run_detail(r) for r in runs])

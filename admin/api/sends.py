@@ -19,8 +19,9 @@ from bot.extensions import db
 from bot.models import MassSend
 from bot.services.segments import rules as segments
 from bot.services.sends import compose as sends
-from bot.services.sends import dispatch, media
+from bot.services.sends import dispatch, media, recipients
 from bot.services.sends import tracking as send_tracking
+from bot.services.sends.errors import SendError
 from bot.services.sends.jobs import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.services.users.accounts import audit
 
@@ -29,7 +30,7 @@ from bot.services.users.accounts import audit
 def refusals() -> Iterator[None]:
     try:
         yield
-    except sends.SendError as exc:
+    except SendError as exc:
         db.session.rollback()
         status = 403 if exc.field == "user" else 409 if exc.field == "status" else 400
         code = {403: "forbidden", 409: "conflict"}.get(status, "invalid_parameter")
@@ -57,7 +58,7 @@ def send_json(send: MassSend, *, full: bool = False) -> dict[str, Any]:
         "error": send.error,
     }
     if full:
-        preview = sends.preview_if_open(send)
+        preview = recipients.preview_if_open(send)
         if preview is not None:
             data["preview"] = preview
         elif send.dispatched_at is not None:
@@ -98,7 +99,7 @@ def preview_send() -> ResponseReturnValue:
         cap_policy=draft.cap_policy,
         created_by=g.api_user.id,
     )
-    return jsonify(sends.preview(probe))
+    return jsonify(recipients.preview(probe))
 
 
 @bp.get("/sends/<int:send_id>")

@@ -16,6 +16,7 @@ from admin.forms import EmptyForm
 from admin.views import bp
 from bot.extensions import db
 from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, RuleRun, Segment, Staff
+from bot.services.lifecycle import reports
 from bot.services.lifecycle import rules as lifecycle
 from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
@@ -82,7 +83,7 @@ def _index(error: str = "", field: str = "", status: int = 200) -> Any:
     return (
         render_template(
             "admin/lifecycle/index.html",
-            rules=[(r, lifecycle.results(r)) for r in rules],
+            rules=[(r, reports.results(r)) for r in rules],
             runs=runs,
             choices=_choices(),
             error=error,
@@ -148,8 +149,8 @@ def _detail(rule: LifecycleRule, error: str = "", field: str = "", status: int =
             "admin/lifecycle/detail.html",
             rule=rule,
             described=lifecycle.describe(rule),
-            results=lifecycle.results(rule),
-            dry=lifecycle.dry_run(rule),
+            results=reports.results(rule),
+            dry=reports.dry_run(rule),
             runs=runs,
             choices=_choices(),
             error=error,

@@ -19,8 +19,9 @@ from admin.views import bp, client_ip
 from bot.extensions import db
 from bot.models import MassSend, Segment, Staff
 from bot.services.sends import compose as sends
-from bot.services.sends import media
+from bot.services.sends import media, recipients
 from bot.services.sends import tracking as send_tracking
+from bot.services.sends.errors import SendError
 from bot.services.sends.jobs import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
@@ -125,7 +126,7 @@ def create_send() -> ResponseReturnValue:
         send = sends.save_draft(draft, current_user)
         if send_now:
             sends.approve(send, current_user)
-    except (sends.SendError, media.MediaError) as exc:
+    except (SendError, media.MediaError) as exc:
         db.session.rollback()
         return _index(_(str(exc)), getattr(exc, "field", "attachments"), 400)
     except UploadTooLarge as exc:
@@ -152,7 +153,7 @@ def send_detail(send_id: int) -> ResponseReturnValue:
     return render_template(
         "admin/sends/detail.html",
         send=send,
-        preview=sends.preview_if_open(send),
+        preview=recipients.preview_if_open(send),
         funnel=funnel,
         members=send_tracking.members(send) if dispatched else [],
         chart={
@@ -184,7 +185,7 @@ def _act(send_id: int, action: str) -> ResponseReturnValue:
             sends.reject(send, current_user, request.form.get("reason", ""))
         elif action == "cancel":
             sends.cancel(send, current_user)
-    except sends.SendError as exc:
+    except SendError as exc:
         db.session.rollback()
         flash(_(str(exc)), "error")
         return redirect(url_for("admin.send_detail", send_id=send_id))

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from bot.extensions import db
 from bot.models import Customer
 from bot.services.directory.sync import sync_directory
-from bot.services.lifecycle import rules as lifecycle
+from bot.services.lifecycle import runner
 from tests.conftest import ApiClient, make_token, make_user
 
 
@@ -111,7 +111,8 @@ def test_dry_run_of_a_saved_and_an_unsaved_rule(app, sim, admin_api, run_worker)
     assert admin_api.post(f"/api/v1/rules/{rule_id}/dry-run").get_json()["count"] == 1
     admin_api.patch(f"/api/v1/rules/{rule_id}", {"enabled": True})
     with app.app_context():
-        lifecycle.run_rules()
+        runner.run_rules()
+        db.session.commit()
     runs = admin_api.get(f"/api/v1/rules/{rule_id}/runs").get_json()["items"]
     assert [(r["status"], r["matched"], r["reminded"], r["sent"]) for r in runs] == [("ok", 1, 1, 1)]
     assert admin_api.post(f"/api/v1/rules/{rule_id}/dry-run").get_json()["count"] == 0  # already has its task

@@ -183,7 +183,7 @@ def test_an_admin_starts_a_rule_from_a_template_dry_runs_it_and_switches_it_on(a
 
     from bot.extensions import db
     from bot.models import Customer
-    from bot.services.lifecycle import rules as lifecycle
+    from bot.services.lifecycle import runner
 
     mine, _ = shop
     soon = datetime.now(ZoneInfo("Asia/Shanghai")).date() + timedelta(days=2)
@@ -215,7 +215,8 @@ def test_an_admin_starts_a_rule_from_a_template_dry_runs_it_and_switches_it_on(a
     page.click("#toggle-rule")
     assert page.inner_text("#rule-status") == "已启用"
     with app.app_context():
-        result = lifecycle.run_rules()
+        result = runner.run_rules()
+        db.session.commit()
     assert result.matched == 1 and result.reminded == 1 and result.sent == 1
     page.reload()
     assert page.locator("#rule-runs tbody tr").count() == 1

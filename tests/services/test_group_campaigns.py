@@ -8,8 +8,8 @@ from sqlalchemy import select
 from bot.extensions import db
 from bot.models import GroupMember, JoinWay, MassSend, SendRecipient
 from bot.sandbox.api.mass import confirm_mass_task
-from bot.services.sends import compose as sends
 from bot.services.sends import jobs as tasks
+from bot.services.sends import recipients
 from tests.conftest import ApiClient, customers_of, make_token, make_user
 
 MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]
@@ -197,7 +197,7 @@ def test_a_send_to_groups_goes_to_each_owner_for_their_groups(
     dismissed, _ = sim.member_creates_group("staff0201", "已解散群", [])
     sim.group_dismissed(dismissed.chat_id)
     run_worker()
-    monkeypatch.setattr(sends, "GROUP_CHUNK", 1)  # one group per task, to see the chunking
+    monkeypatch.setattr(recipients, "GROUP_CHUNK", 1)  # one group per task, to see the chunking
     res = admin_api.post(
         "/api/v1/sends",
         {"name": "社群福利", "text": "{staff_name} 的群福利", "target": {"groups": {}}, "approve": True},

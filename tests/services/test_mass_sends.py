@@ -20,7 +20,7 @@ from bot.models import AuditEntry, MassSend, MediaFile, SendChunk, SendRecipient
 from bot.models._time import utcnow
 from bot.sandbox.api.mass import confirm_mass_task
 from bot.services.sends import compose as sends
-from bot.services.sends import dispatch
+from bot.services.sends import dispatch, recipients
 from bot.services.sends import jobs as tasks
 from bot.services.sends import tracking as send_tracking
 from tests.conftest import ApiClient, customers_of, make_token, make_user
@@ -167,7 +167,8 @@ def test_45009_is_waited_out_and_no_chunk_is_lost(app, corp, people, admin_api):
         row = db.session.get(MassSend, send["id"])
         sends.approve(row, _admin(app))
         db.session.commit()
-        dispatch.dispatch(row, db.session.commit, sleep=sleep)
+        dispatch.dispatch(row, sleep=sleep)
+        db.session.commit()
         assert len(waits) == 2 and row.status == SendStatus.tracking
         assert dispatch.counts(row) == {"created": 4}
     assert sum(len(t.recipients) for t in corp.mass_tasks.values()) == 8
@@ -277,7 +278,8 @@ def test_reminders_are_limited_to_three_a_day_and_the_rule_reminds_by_itself(app
     confirm_mass_task(corp, next(t.msgid for t in corp.mass_tasks.values() if t.sender == "staff0202"))
     with app.app_context():
         row = db.session.get(MassSend, sid)
-        send_tracking.track(row, db.session.commit, now=utcnow() + timedelta(hours=3))
+        send_tracking.track(row, now=utcnow() + timedelta(hours=3))
+        db.session.commit()
         automatic = db.session.scalars(select(SendChunk).where(SendChunk.send_id == sid)).all()
         reminded = {c.staff.userid: len([r for r in c.reminders if r.automatic]) for c in automatic}
     # the two members who neither sent nor hit the limit were reminded by the rule; the confirmed one not
@@ -397,18 +399,19 @@ def test_a_cancel_while_recipients_are_resolved_is_not_overwritten(app, corp, pe
     from sqlalchemy import update
 
     send = new_send(admin_api, people)
-    resolve = sends.resolve
+    resolve = recipients.resolve
 
     def resolve_while_an_admin_cancels(row):
         with db.engine.begin() as other:  # the admin's request, in its own transaction
             other.execute(update(MassSend).where(MassSend.id == row.id).values(status="cancelled"))
         return resolve(row)
 
-    monkeypatch.setattr(sends, "resolve", resolve_while_an_admin_cancels)
+    monkeypatch.setattr(recipients, "resolve", resolve_while_an_admin_cancels)
     with app.app_context():
         row = db.session.get(MassSend, send["id"])
         sends.approve(row, _admin(app))
         db.session.commit()
-        dispatch.dispatch(row, db.session.commit)
+        dispatch.dispatch(row)
+        db.session.commit()
         assert db.session.get(MassSend, send["id"]).status == SendStatus.cancelled
     assert corp.mass_tasks == {}

@@ -124,7 +124,10 @@ def test_a_bulk_job_tags_a_segment_and_reports(app, api, sim, corp, run_worker):
 
 
 def test_a_killed_bulk_job_resumes_without_redoing_items(app, api, sim, corp, run_worker, monkeypatch):
-    from bot.models import TagJobItem
+    from contextlib import contextmanager
+
+    from bot.models import TagJob, TagJobItem
+    from bot.services import claims
     from bot.services.tags import bulk as tag_jobs
     from bot.services.tags.jobs import run_tag_job
 
@@ -140,24 +143,53 @@ def test_a_killed_bulk_job_resumes_without_redoing_items(app, api, sim, corp, ru
         ).id
         db.session.commit()
 
-    def die_after_first_batch(job, commit, sleep=None):
-        def commit_then_die(j):
-            commit(j)
-            if j.done >= 2:
-                raise KeyboardInterrupt  # the worker process is killed
+    on_record = claims.on_record
 
-        return real_run(job, commit_then_die)
+    @contextmanager
+    def on_record_then_die():
+        with on_record():
+            yield
+        if db.session.get(TagJob, job_id).done >= 2:
+            raise KeyboardInterrupt  # the worker process is killed once the first batch is on record
 
-    real_run = tag_jobs.run_job
-    monkeypatch.setattr(tag_jobs, "run_job", die_after_first_batch)
+    monkeypatch.setattr(claims, "on_record", on_record_then_die)
     with app.app_context(), pytest.raises(KeyboardInterrupt):
         run_tag_job(job_id)
-    monkeypatch.setattr(tag_jobs, "run_job", real_run)
+    monkeypatch.setattr(claims, "on_record", on_record)
     corp.calls.clear()
     with app.app_context():
         assert run_tag_job(job_id) == {"done": 5, "failed": 0}
         assert db.session.scalar(select(func.count()).where(TagJobItem.status == "pending")) == 0
     assert corp.calls.count("externalcontact/mark_tag") == 3  # only the items not yet done
+
+
+def test_a_bulk_job_waits_out_the_rate_limit_with_what_it_did_on_record(app, api, sim, corp, run_worker):
+    from bot.extensions import redis_conn
+    from bot.models import TagJob, TagJobItem
+    from bot.services.tags import bulk as tag_jobs
+
+    people = [sim.customer_adds(userid="staff0201")[0] for _ in range(3)]
+    run_worker()
+    with app.app_context():
+        job = tag_jobs.create_job(None, "add", [_vip(corp)], external_userids=[p.external_userid for p in people])
+        db.session.commit()
+        job_id = job.id
+    corp.calls.clear()
+    corp.inject("externalcontact/mark_tag", 45009)  # the first item: WeCom's rate limit
+    seen = []
+
+    def sleep(seconds):  # while it waits, the items done so far are on record
+        with db.engine.connect() as other:
+            seen.append(other.execute(select(TagJob.status).where(TagJob.id == job_id)).scalar())
+        redis_conn.client.delete("siyu:wecom:budget:blocked:externalcontact/mark_tag")
+
+    with app.app_context():
+        job = tag_jobs.run_job(db.session.get(TagJob, job_id), sleep=sleep)
+        db.session.commit()
+        assert (job.status, job.done, job.failed) == ("done", 3, 0)
+        assert db.session.scalar(select(func.count()).where(TagJobItem.status == "pending")) == 0
+    assert seen == ["running"]
+    assert corp.calls.count("externalcontact/mark_tag") == 4  # the refused call, then each item once
 
 
 @pytest.mark.parametrize(

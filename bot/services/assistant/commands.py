@@ -20,7 +20,8 @@ from bot.services.channels import qr_images
 from bot.services.clients import agent_api, agent_id
 from bot.services.customers import growth
 from bot.services.customers import relations as customers
-from bot.services.lifecycle import rules as lifecycle
+from bot.services.lifecycle import actions as lifecycle_actions
+from bot.services.lifecycle import reports as lifecycle_reports
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _help(staff: Staff, _arg: str = "") -> str:
 
 def _today(staff: Staff, _arg: str = "") -> str:
     day = corp_time.today()
-    tasks = lifecycle.tasks_of(staff, day)
+    tasks = lifecycle_reports.tasks_of(staff, day)
     if not tasks:
         _text(staff.userid, "今天没有需要跟进的客户。")
         return "no tasks"
@@ -92,7 +93,7 @@ def _today(staff: Staff, _arg: str = "") -> str:
         lines.append(f"· {task.rule.name}：{names.get(task.customer_id) or '客户'}")
     if len(tasks) > TASKS_SHOWN:
         lines.append(f"……还有 {len(tasks) - TASKS_SHOWN} 位")
-    lines.append(lifecycle.link(f"admin/lifecycle/tasks?staff={staff.userid}"))
+    lines.append(lifecycle_actions.link(f"admin/lifecycle/tasks?staff={staff.userid}"))
     _text(staff.userid, "\n".join(lines))
     return f"{len(tasks)} tasks"
 

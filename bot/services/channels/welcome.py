@@ -1,9 +1,11 @@
 """Welcome messages: one per welcome code, sent within the 20 s the code lives (doc path/92599).
 
-The welcome code is the idempotency key. It is recorded (status ``sending``) in its own committed
-transaction *before* WeCom is called, so a re-delivered callback, a second worker or a retry after a
-crash finds it: a finished record is never sent again, and an unfinished one is safe to retry because
-WeCom answers 41051 to a code already used.
+The welcome code is the idempotency key. It is claimed (status ``sending``) and committed *before* WeCom
+is called, so a re-delivered callback, a second worker or a retry after a crash finds it: a finished record
+is never sent again, and an unfinished one is safe to retry because WeCom answers 41051 to a code already
+used. The claims, their renewals and the outcomes are written with ``claims.on_record_apart``, over
+connections of their own: the session of the callback being processed is left alone, and the threads of
+the fast path have none.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bot.extensions import db
 from bot.metrics import WELCOME_LATENCY, WELCOMES
 from bot.models import CallbackEvent, Channel, EventStatus, Staff, WelcomeMessage, WelcomeSend, WelcomeStatus
 from bot.models._time import utcnow
+from bot.services import claims
 from bot.services.channels.codes import render, variables
 from bot.services.clients import contact_api
 from bot.wecom import WeComClient
@@ -129,7 +132,7 @@ def _claim(rows: list[dict[str, Any]], lease: timedelta | None = None) -> dict[s
     # One statement for the batch; executed "many" so that SQLAlchemy's compiled form is cached
     # (insertmanyvalues batches the rows and keeps RETURNING), not compiled anew for every batch size.
     claim = insert(table).on_conflict_do_nothing(index_elements=["welcome_code"]).returning(table.c.welcome_code)
-    with db.engine.begin() as conn:
+    with claims.on_record_apart(db.engine) as conn:
         created = set(conn.execute(claim, values).scalars())
         existing = [c for c in codes if c not in created]
         found = (
@@ -155,7 +158,7 @@ def _renew(engine: Any, codes: list[str], lease: timedelta | None = None) -> Non
     code (which WeCom refuses), so it is logged, not raised."""
     table = WelcomeSend.__table__
     try:
-        with engine.begin() as conn:
+        with claims.on_record_apart(engine) as conn:
             conn.execute(
                 update(table)
                 .where(table.c.welcome_code.in_(codes), table.c.status == WelcomeStatus.sending.value)
@@ -181,7 +184,7 @@ def _record(engine: Any, outcomes: list[Outcome]) -> None:
         return
     table = WelcomeSend.__table__
     now = utcnow()
-    with engine.begin() as conn:
+    with claims.on_record_apart(engine) as conn:
         conn.execute(
             update(table)
             .where(table.c.welcome_code == bindparam("b_code"))
@@ -270,8 +273,9 @@ def send_welcome(
 ) -> tuple[WelcomeStatus, int | None]:
     """Send the channel's welcome for ``code`` at most once; returns (status, variant id).
 
-    Writes only through its own short transactions and reads through the session: called before the
-    caller's session writes anything (on SQLite a session holding the write lock would block it).
+    Writes only through its own short transactions (``claims.on_record_apart``) and reads through the
+    session: called before the caller's session writes anything (on SQLite a session holding the write
+    lock would block it), and leaves the caller's unit of work to the caller.
     """
     welcome = _plan(code, external_userid, userid, channel, None)
     # One send, not renewed: held for the code's whole life, so that the rescue never takes it over.

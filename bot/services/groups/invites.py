@@ -35,6 +35,7 @@ from bot.services.errors import Invalid, translates_wecom_errors
 from bot.services.groups import join_ways
 from bot.services.sends import compose as sends
 from bot.services.sends import media
+from bot.services.sends.errors import SendError
 from bot.services.users.accounts import N_, audit
 from bot.services.users.permissions import Action, require
 from bot.services.users.scope import group_chat_condition, store_ids
@@ -118,7 +119,7 @@ def create_invite(raw: dict[str, Any], user: User, parent: GroupInvite | None = 
     }
     try:
         sends.check_draft(draft)  # everything refused before a code is made in WeCom
-    except sends.SendError as exc:
+    except SendError as exc:
         raise InviteError(exc.field, str(exc)) from exc
     made = raw.get("join_way_id") is None
     way = _join_way(raw, name, user)
@@ -133,7 +134,7 @@ def create_invite(raw: dict[str, Any], user: User, parent: GroupInvite | None = 
     except Exception as exc:
         if made and way.config_id:
             _undo(way)  # the caller rolls back; the code made in WeCom for this campaign goes too
-        if isinstance(exc, sends.SendError):
+        if isinstance(exc, SendError):
             raise InviteError(exc.field, str(exc)) from exc
         raise
     invite = GroupInvite(

@@ -1,11 +1,12 @@
 """Dispatching a mass send: one ``add_msg_template`` call per chunk, never twice, none skipped.
 
 Each chunk is marked ``calling`` and committed before WeCom is called; the answer (msgid, fail_list) is
-committed right after. A worker killed between the two leaves a ``calling`` chunk, and WeCom has no
-idempotency key to ask with. So a resumed dispatch first reconciles: it lists the member's mass messages
-created since the call (``get_groupmsg_list_v2`` by creator) and adopts one no chunk has recorded; only
-when there is none was the call lost, and the chunk is called again. A member's chunks are called one
-after the other, so at most one of them can be in doubt and the adoption is unambiguous.
+committed right after (both with ``claims.on_record``). A worker killed between the two leaves a
+``calling`` chunk, and WeCom has no idempotency key to ask with. So a resumed dispatch first reconciles:
+it lists the member's mass messages created since the call (``get_groupmsg_list_v2`` by creator) and
+adopts one no chunk has recorded; only when there is none was the call lost, and the chunk is called
+again. A member's chunks are called one after the other, so at most one of them can be in doubt and the
+adoption is unambiguous.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from sqlalchemy import func, select
 from bot.extensions import db
 from bot.models import ChunkStatus, MassSend, MediaFile, RecipientStatus, SendChunk, SendStatus, Staff
 from bot.models._time import from_epoch, utcnow
+from bot.services import claims
 from bot.services.channels.codes import render, variables
 from bot.services.clients import agent_api, agent_id, contact_api
 from bot.services.sends import compose as sends
-from bot.services.sends import media
+from bot.services.sends import media, recipients
+from bot.services.sends.errors import SendError
 from bot.wecom import WeComClient
 from bot.wecom.errors import RateLimited, WeComError, WeComUnavailable
 
@@ -124,30 +127,28 @@ def reconcile(chunk: SendChunk, api: WeComClient) -> bool:
 def _created(chunk: SendChunk, msgid: str, fail_list: list[str] | None, at: Any = None) -> None:
     now = at or utcnow()
     chunk.status, chunk.msgid, chunk.created_at, chunk.error = ChunkStatus.created, msgid, now, None
-    sends.set_chunk_recipients(chunk, RecipientStatus.queued, at=now)
+    recipients.set_chunk_recipients(chunk, RecipientStatus.queued, at=now)
     if fail_list:
         chunk.refused = len(fail_list)
-        sends.set_chunk_recipients(chunk, RecipientStatus.refused, only=fail_list)
+        recipients.set_chunk_recipients(chunk, RecipientStatus.refused, only=fail_list)
     db.session.flush()
 
 
-def call_chunk(
-    chunk: SendChunk, payloads: Payloads, commit: Callable[[], None], sleep: Callable[[float], None] = time.sleep
-) -> None:
-    """One chunk: recorded as ``calling`` (committed), called, its answer recorded (committed by the caller)."""
-    recipients = sends.chunk_recipients(chunk)
+def call_chunk(chunk: SendChunk, payloads: Payloads, sleep: Callable[[float], None] = time.sleep) -> None:
+    """One chunk: claimed as ``calling`` (on record), called, its answer recorded (put on record by the
+    caller before the next chunk is called)."""
+    to = recipients.chunk_recipients(chunk)
     fresh = False
     while True:
-        body = payloads.body(chunk.staff, recipients, fresh)
-        chunk.status, chunk.called_at = ChunkStatus.calling, utcnow()
-        chunk.attempts += 1
-        commit()
+        body = payloads.body(chunk.staff, to, fresh)
+        with claims.on_record():
+            chunk.status, chunk.called_at = ChunkStatus.calling, utcnow()
+            chunk.attempts += 1
         try:
             result = payloads.api.add_msg_template(body)
         except RateLimited as exc:
-            # Refused before anything was made: the chunk is simply not called yet.
-            chunk.status = ChunkStatus.pending
-            commit()
+            with claims.on_record():  # refused before anything was made: the chunk is simply not called yet
+                chunk.status = ChunkStatus.pending
             wait = min(max(exc.retry_after, 1.0), MAX_RATE_WAIT)
             log.warning("send %s waits %.0fs for WeCom's rate limit", chunk.send_id, wait)
             sleep(wait)
@@ -160,7 +161,7 @@ def call_chunk(
                 continue
             chunk.status, chunk.error = ChunkStatus.failed, f"{exc.errcode}: {exc.errmsg}"[:200]
             reason = RecipientStatus.refused if exc.errcode == 41048 else RecipientStatus.failed
-            sends.set_chunk_recipients(chunk, reason)
+            recipients.set_chunk_recipients(chunk, reason)
             db.session.flush()
             return
         _created(chunk, str(result["msgid"]), list(result.get("fail_list") or []))
@@ -169,40 +170,39 @@ def call_chunk(
 
 def dispatch(
     send: MassSend,
-    commit: Callable[[], None],
     heartbeat: Callable[[], None] = lambda: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> MassSend:
     """Resolve (once), reconcile chunks in doubt, call every pending chunk, then hand the send to tracking
-    and tell each member a task waits for them. Cancelling the send stops it between two chunks."""
+    and tell each member a task waits for them. Cancelling the send stops it between two chunks. Each
+    claim and answer is on record as it goes; what the last steps record is the caller's to commit."""
     now = utcnow()
-    # Claimed and committed before the (long) resolve, so that a cancel meanwhile is not overwritten.
-    claimed = sends.move(
-        send,
-        (SendStatus.approved, SendStatus.dispatching),
-        SendStatus.dispatching,
-        dispatched_at=func.coalesce(MassSend.dispatched_at, now),
-        heartbeat_at=now,
-        error=None,
-    )
-    commit()
+    # Claimed before the (long) resolve, so that a cancel meanwhile is not overwritten.
+    with claims.on_record():
+        claimed = sends.move(
+            send,
+            (SendStatus.approved, SendStatus.dispatching),
+            SendStatus.dispatching,
+            dispatched_at=func.coalesce(MassSend.dispatched_at, now),
+            heartbeat_at=now,
+            error=None,
+        )
     if not claimed:
         return send
     try:
-        if sends.resolve(send):
-            log.info("send %s: %d recipients resolved into chunks", send.id, send.targeted)
-    except sends.SendError as exc:  # e.g. its segment was deleted after the approval: nothing to resume
+        with claims.on_record():  # the chunks and their keys, before any of them is called
+            if recipients.resolve(send):
+                log.info("send %s: %d recipients resolved into chunks", send.id, send.targeted)
+    except SendError as exc:  # e.g. its segment was deleted after the approval: nothing to resume
         db.session.rollback()
         sends.move(send, (SendStatus.dispatching,), SendStatus.failed, error=str(exc))
-        commit()
         return send
-    commit()
     api = contact_api()
     for doubtful in db.session.scalars(
         select(SendChunk).where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.calling)
     ).all():
-        reconcile(doubtful, api)
-        commit()
+        with claims.on_record():
+            reconcile(doubtful, api)
     payloads = Payloads(send, api)
     while True:
         chunk = db.session.scalar(
@@ -215,18 +215,16 @@ def dispatch(
             break
         if _status(send) == SendStatus.cancelled:
             _cancel_pending(send)
-            commit()
             return send
-        call_chunk(chunk, payloads, commit, sleep)
-        send.heartbeat_at = utcnow()
-        commit()
+        call_chunk(chunk, payloads, sleep)
+        with claims.on_record():  # the chunk's answer, with the heartbeat, before the next chunk is called
+            send.heartbeat_at = utcnow()
         heartbeat()
-    moved = sends.move(send, (SendStatus.dispatching,), SendStatus.tracking)
-    commit()
+    with claims.on_record():
+        moved = sends.move(send, (SendStatus.dispatching,), SendStatus.tracking)
     if not moved:  # cancelled after the last chunk
         return send
     notify_members(send)
-    commit()
     return send
 
 
@@ -235,15 +233,15 @@ def _cancel_pending(send: MassSend) -> None:
         select(SendChunk).where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.pending)
     ):
         chunk.status = ChunkStatus.cancelled
-        sends.set_chunk_recipients(chunk, RecipientStatus.cancelled)
+        recipients.set_chunk_recipients(chunk, RecipientStatus.cancelled)
     db.session.flush()
 
 
-def cancel_tasks(send: MassSend, commit: Callable[[], None]) -> dict[str, int]:
+def cancel_tasks(send: MassSend) -> dict[str, int]:
     """After a cancel: chunks not called are cancelled, and WeCom stops each created task (what a member
     already sent stays delivered)."""
-    _cancel_pending(send)
-    commit()
+    with claims.on_record():
+        _cancel_pending(send)
     api = contact_api()
     counts = {"cancelled": 0, "failed": 0}
     for chunk in db.session.scalars(
@@ -257,7 +255,6 @@ def cancel_tasks(send: MassSend, commit: Callable[[], None]) -> dict[str, int]:
         except WeComError as exc:
             log.warning("send %s: cancelling %s failed: %s", send.id, chunk.msgid, exc)
             counts["failed"] += 1
-    commit()
     return counts
 
 

@@ -34,11 +34,9 @@ def dispatch_send(send_id: int) -> dict[str, int]:
             if send is None:
                 return {}
 
-            def commit() -> None:
-                db.session.commit()
-
             try:
-                dispatch.dispatch(send, commit, heartbeat=lambda: lock.extend(DISPATCH_LOCK_SECONDS, replace_ttl=True))
+                dispatch.dispatch(send, heartbeat=lambda: lock.extend(DISPATCH_LOCK_SECONDS, replace_ttl=True))
+                db.session.commit()
             except Exception as exc:
                 db.session.rollback()
                 send = db.session.get(MassSend, send_id)
@@ -83,7 +81,8 @@ def track_sends() -> int:
         for send_id in ids:
             send = db.session.get(MassSend, send_id)
             if send is not None:
-                tracking.track(send, db.session.commit)
+                tracking.track(send)
+                db.session.commit()
         return len(ids)
 
 
@@ -93,8 +92,9 @@ def cancel_send_tasks(send_id: int) -> dict[str, int]:
         send = db.session.get(MassSend, send_id)
         if send is None:
             return {}
-        counts = dispatch.cancel_tasks(send, db.session.commit)
-        tracking.track(send, db.session.commit)
+        counts = dispatch.cancel_tasks(send)
+        tracking.track(send)
+        db.session.commit()
         return counts
 
 

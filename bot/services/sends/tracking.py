@@ -9,7 +9,6 @@ fourth, for the button and for the automatic rule alike.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -29,10 +28,12 @@ from bot.models import (
     Staff,
 )
 from bot.models._time import from_epoch, utcnow
+from bot.services import claims
 from bot.services.clients import contact_api
 from bot.services.customers import relations as customers
 from bot.services.errors import Conflict
 from bot.services.sends import compose as sends
+from bot.services.sends import recipients
 from bot.services.users.accounts import N_
 from bot.wecom import WeComClient
 from bot.wecom.errors import WeComError
@@ -83,7 +84,7 @@ def _results(chunk: SendChunk, api: WeComClient) -> None:
                     SendRecipient.customer_id.in_(select(Customer.id).where(Customer.external_userid.in_(batch))),
                 )
                 customers.record_many(newly, "send_delivered", chunk.staff.userid, f"send {chunk.send_id}")
-            sends.set_chunk_recipients(chunk, status, only=batch)
+            recipients.set_chunk_recipients(chunk, status, only=batch)
 
 
 def track_chunk(chunk: SendChunk, api: WeComClient, *, final: bool) -> None:
@@ -98,8 +99,10 @@ def track_chunk(chunk: SendChunk, api: WeComClient, *, final: bool) -> None:
     db.session.flush()
 
 
-def track(send: MassSend, commit: Callable[[], None], now: Any = None) -> MassSend:
-    """One pass over the send's open tasks; the send is done when none is left or its time ran out."""
+def track(send: MassSend, now: Any = None) -> MassSend:
+    """One pass over the send's open tasks; the send is done when none is left or its time ran out. Each
+    task's results are on record before WeCom is asked about the next (a refusal loses only its own), the
+    reminders before the pass goes on; the send's own state is the caller's to commit."""
     now = now or utcnow()
     api = contact_api()
     expired = send.dispatched_at is not None and now - send.dispatched_at > TRACK_FOR
@@ -111,15 +114,15 @@ def track(send: MassSend, commit: Callable[[], None], now: Any = None) -> MassSe
     ).all()
     for chunk in chunks:
         try:
-            track_chunk(chunk, api, final=final)
+            with claims.on_record():
+                track_chunk(chunk, api, final=final)
         except WeComError as exc:
             log.warning("send %s: tracking %s failed: %s", send.id, chunk.msgid, exc)
             db.session.rollback()
             continue
-        commit()
     if send.status == SendStatus.tracking and send.auto_remind_hours:
-        auto_remind(send, now)
-        commit()
+        with claims.on_record():
+            auto_remind(send, now)
     send.tracked_at = now
     left = db.session.scalar(
         select(func.count()).where(
@@ -129,7 +132,6 @@ def track(send: MassSend, commit: Callable[[], None], now: Any = None) -> MassSe
     if not left:
         send.finished_at = now
         sends.move(send, (SendStatus.tracking,), SendStatus.done)  # a cancelled send stays cancelled
-    commit()
     return send
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, literal, select, true
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, Tag, TagJob, TagJobItem, User
 from bot.models._time import utcnow
+from bot.services import claims
 from bot.services.clients import contact_api
 from bot.services.segments import rules as segments
 from bot.services.tags.library import TagError, mirror_marked
@@ -79,54 +80,54 @@ def rule_or_list(rule: segments.Rule | None, external_userids: list[str] | None)
     return Customer.external_userid.in_(external_userids or [])
 
 
-def run_job(job: TagJob, commit: Callable[[TagJob], None], sleep: Callable[[float], None] = time.sleep) -> TagJob:
-    """Do the job's pending items in order, calling ``commit`` every few items (it commits and reports
-    progress). WeCom's rate limit is waited out; a refusal fails that item with its reason."""
+def run_job(job: TagJob, sleep: Callable[[float], None] = time.sleep) -> TagJob:
+    """Do the job's pending items in order, a batch of them at a time, each batch's outcomes on record
+    (which is the job's progress, for the panel and the API) before WeCom is asked for the next. WeCom's
+    rate limit is waited out, after what was done is on record; a refusal fails that item with its reason.
+    The job's end is the caller's to commit."""
     api = contact_api()
     tags = {t.tag_id: t for t in db.session.scalars(select(Tag).where(Tag.tag_id.in_(job.tag_ids)))}
-    job.status = "running"
-    commit(job)
+    with claims.on_record():
+        job.status = "running"
     while True:
-        items = db.session.scalars(
-            select(TagJobItem)
-            .where(TagJobItem.job_id == job.id, TagJobItem.status == "pending")
-            .order_by(TagJobItem.id)
-            .limit(COMMIT_EVERY)
-        ).all()
-        if not items:
-            break
-        for item in items:
-            follow = db.session.get(FollowRelation, item.follow_id)
-            if follow is None:
-                item.status, item.error = "failed", "the relation no longer exists"
-                job.failed += 1
-                continue
-            add = job.tag_ids if job.action == "add" else []
-            remove = job.tag_ids if job.action == "remove" else []
-            while True:
+        wait = 0.0
+        with claims.on_record():
+            items = db.session.scalars(
+                select(TagJobItem)
+                .where(TagJobItem.job_id == job.id, TagJobItem.status == "pending")
+                .order_by(TagJobItem.id)
+                .limit(COMMIT_EVERY)
+            ).all()
+            for item in items:
+                follow = db.session.get(FollowRelation, item.follow_id)
+                if follow is None:
+                    item.status, item.error = "failed", "the relation no longer exists"
+                    job.failed += 1
+                    continue
+                add = job.tag_ids if job.action == "add" else []
+                remove = job.tag_ids if job.action == "remove" else []
                 try:
                     api.mark_tags(follow.staff.userid, follow.customer.external_userid, add, remove)
                 except RateLimited as exc:
-                    commit(job)
-                    wait = min(max(exc.retry_after, 1.0), MAX_RATE_WAIT)
-                    log.warning("tag job %s waits %.0fs for WeCom's rate limit", job.id, wait)
-                    sleep(wait)
-                    continue
+                    wait = min(max(exc.retry_after, 1.0), MAX_RATE_WAIT)  # this item and the rest, after the wait
+                    break
                 except WeComError as exc:
                     item.status, item.error = "failed", f"{exc.errcode}: {exc.errmsg}"[:200]
                     job.failed += 1
-                    break
+                    continue
                 if job.action == "add":
                     mirror_marked(follow, [tags[t] for t in job.tag_ids if t in tags])
                 else:
                     mirror_marked(follow, [], job.tag_ids)
                 item.status = "done"
                 job.done += 1
-                break
-        commit(job)
+        if not items:
+            break
+        if wait:
+            log.warning("tag job %s waits %.0fs for WeCom's rate limit", job.id, wait)
+            sleep(wait)
     job.status = "done"
     job.finished_at = utcnow()
-    commit(job)
     return job
 
 

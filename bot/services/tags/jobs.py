@@ -27,12 +27,9 @@ def run_tag_job(job_id: int) -> dict[str, int]:
         if job is None or job.status == "done":
             return {}
         bulk.reset_stale(job)
-
-        def commit(_job: TagJob) -> None:
-            db.session.commit()
-
         try:
-            job = bulk.run_job(job, commit)
+            job = bulk.run_job(job)
+            db.session.commit()
         except Exception:
             db.session.rollback()
             job = db.session.get(TagJob, job_id)

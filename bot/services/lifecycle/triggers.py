@@ -1,0 +1,255 @@
+"""The triggers of lifecycle rules: which customers a rule would make a task for now, and writing those tasks.
+
+A rule's candidates are chosen by the database: one ``INSERT … SELECT`` writes a task per (rule, customer,
+occurrence) that has none yet (the unique key is the idempotency key), leaving out customers in the rule's
+cool-down and, for a rule with an audience, customers outside its segment. The occurrence names what
+happened (``birthday:2026``, ``added:d3:<follow id>``, ``dormant:<the day the silence began>``,
+``event:<event id>``), so that the same birthday, step, silence or event never makes a second task.
+
+Daily triggers (birthday, days after the add, dormant) are matched once a day per rule; event triggers
+(a tag added, a customer lost) look back over the last days' events at every run.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, and_, case, cast, exists, extract, func, literal, not_, or_, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bot.extensions import db
+from bot.models import (
+    Customer,
+    CustomerEvent,
+    FollowRelation,
+    FollowStatus,
+    LifecycleRule,
+    LifecycleTask,
+    RuleRun,
+    Segment,
+    Staff,
+    Step,
+    Trigger,
+)
+from bot.services import corp_time
+from bot.services.segments import rules as segments
+
+#: event triggers look this far back at most (and never before the rule was switched on)
+EVENT_LOOKBACK = timedelta(days=3)
+#: a step of the follow-up sequence still fires this many days late (after downtime), unless the next is due
+STEP_GRACE_DAYS = 3
+#: how long the scheduler may have been down and still catch up a dormancy that began meanwhile
+CATCH_UP_DAYS = 7
+
+
+# -- has the rule been matched ---------------------------------------------------------------------
+
+
+def _ran_since_change(rule: LifecycleRule, since: datetime | None = None) -> bool:
+    """Has the rule run (ok) since it was last switched on or changed, and since ``since``?"""
+    bounds = [d for d in (since, rule.enabled_at, rule.updated_at) if d is not None]
+    query = select(RuleRun.id).where(RuleRun.rule_id == rule.id, RuleRun.status == "ok")
+    if bounds:
+        query = query.where(RuleRun.started_at >= max(bounds))
+    return db.session.scalar(query.limit(1)) is not None
+
+
+def matched_today(rule: LifecycleRule, now: datetime) -> bool:
+    """Has a daily rule already been matched today (corp date), since it was last changed?"""
+    return _ran_since_change(rule, corp_time.midnight(corp_time.local(now).date()))
+
+
+# -- candidates ------------------------------------------------------------------------------------
+
+
+def _with_first_follower(where: Any, occurrence: Any) -> Any:
+    """(customer id, the active follower who added them first, occurrence) for the customers of ``where``.
+    The followers are ranked for those customers only, not for the whole corp first."""
+    chosen = select(Customer.id.label("customer_id"), occurrence.label("occurrence")).where(where).subquery("chosen")
+    ranked = (
+        select(
+            FollowRelation.customer_id,
+            FollowRelation.staff_id,
+            chosen.c.occurrence,
+            func.row_number()
+            .over(partition_by=FollowRelation.customer_id, order_by=[FollowRelation.added_at, FollowRelation.id])
+            .label("rank"),
+        )
+        .join(chosen, chosen.c.customer_id == FollowRelation.customer_id)
+        .join(Staff, Staff.id == FollowRelation.staff_id)
+        .where(FollowRelation.status == FollowStatus.active, Staff.active)
+        .subquery("ranked")
+    )
+    return select(ranked.c.customer_id, ranked.c.staff_id, ranked.c.occurrence).where(ranked.c.rank == 1)
+
+
+def birthday_days(today: date, days_before: int) -> dict[int, int]:
+    """month*100+day → the year of that birthday, for birthdays from today to ``days_before`` days ahead.
+    29 February is kept on 28 February in a year without one."""
+    found: dict[int, int] = {}
+    for n in range(days_before + 1):
+        d = today + timedelta(days=n)
+        found[d.month * 100 + d.day] = d.year
+        if d.month == 2 and d.day == 28 and not calendar.isleap(d.year):
+            found[229] = d.year
+    return found
+
+
+def _birthday(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    days = birthday_days(today, int(rule.trigger_args["days_before"]))
+    mmdd = extract("month", Customer.birthday) * 100 + extract("day", Customer.birthday)
+    years = sorted(set(days.values()))
+    if len(years) == 1:
+        occurrence: Any = literal(f"birthday:{years[0]}")
+    else:  # the window crosses New Year: January's birthdays belong to next year
+        occurrence = case(
+            (mmdd >= min(k for k, y in days.items() if y == years[0]), literal(f"birthday:{years[0]}")),
+            else_=literal(f"birthday:{years[1]}"),
+        )
+    return _with_first_follower(and_(Customer.birthday.is_not(None), mmdd.in_(sorted(days))), occurrence)
+
+
+def _added(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    steps = [int(d) for d in rule.trigger_args["days"]]
+    parts = []
+    for i, step in enumerate(steps):
+        # Step d is due d days after the add; after downtime it still fires, until the next step is due.
+        until = min(steps[i + 1] if i + 1 < len(steps) else step + STEP_GRACE_DAYS, step + STEP_GRACE_DAYS)
+        earliest_add, latest_add = today - timedelta(days=until - 1), today - timedelta(days=step)
+        parts.append(
+            select(
+                FollowRelation.customer_id,
+                FollowRelation.staff_id,
+                (literal(f"added:d{step}:") + cast(FollowRelation.id, String)).label("occurrence"),
+            )
+            .join(Staff, Staff.id == FollowRelation.staff_id)
+            .where(
+                FollowRelation.status == FollowStatus.active,
+                Staff.active,
+                FollowRelation.added_at >= corp_time.midnight(earliest_add),
+                FollowRelation.added_at < corp_time.midnight(latest_add + timedelta(days=1)),
+            )
+        )
+    union = parts[0].union_all(*parts[1:]).subquery("steps")
+    return select(union.c.customer_id, union.c.staff_id, union.c.occurrence).join(
+        Customer, Customer.id == union.c.customer_id
+    )
+
+
+def _dormant(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    since = func.coalesce(Customer.last_interaction_at, Customer.created_at)
+    days = int(rule.trigger_args["days"])
+    where = since < now - timedelta(days=days)
+    if _ran_since_change(rule):
+        # A silence that crossed the threshold longer ago than the cool-down (and a week of downtime) was
+        # matched then, or is blocked by a task: only the recent ones need looking at. The first
+        # evaluation after the rule is switched on or changed looks at every silence.
+        where = and_(where, since >= now - timedelta(days=days + rule.cooldown_days + CATCH_UP_DAYS))
+    # One task per dormancy: the occurrence is the day the silence began.
+    return _with_first_follower(where, literal("dormant:") + cast(func.date(since), String))
+
+
+def _events(rule: LifecycleRule, now: datetime, where: Any) -> Any:
+    start = max(now - EVENT_LOOKBACK, rule.enabled_at or now)
+    return (
+        select(CustomerEvent.customer_id, Staff.id, literal("event:") + cast(CustomerEvent.id, String))
+        .join(Customer, Customer.id == CustomerEvent.customer_id)
+        .outerjoin(Staff, Staff.userid == CustomerEvent.staff_userid)
+        .where(CustomerEvent.at >= start, where)
+    )
+
+
+def _tag_added(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    tag_ids = list(rule.trigger_args["tag_ids"])
+    return _events(rule, now, and_(CustomerEvent.kind == "tag_added", CustomerEvent.detail.in_(tag_ids)))
+
+
+def _lost(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    return _events(rule, now, CustomerEvent.kind == FollowStatus.deleted_by_customer.value)
+
+
+TRIGGERS: dict[Trigger, Callable[[LifecycleRule, date, datetime], Any]] = {
+    Trigger.birthday: _birthday,
+    Trigger.added: _added,
+    Trigger.dormant: _dormant,
+    Trigger.tag_added: _tag_added,
+    Trigger.lost: _lost,
+}
+DAILY = (Trigger.birthday, Trigger.added, Trigger.dormant)
+
+
+class AudienceGone(LookupError):
+    """The rule's segment was deleted: the rule stops rather than reach everyone."""
+
+
+def candidates(rule: LifecycleRule, now: datetime) -> Any:
+    """(customer_id, staff_id, occurrence) the rule would make a task for now: the trigger's matches in
+    the audience, without those it already has a task for, nor those in its cool-down."""
+    today = corp_time.local(now).date()
+    matched = TRIGGERS[Trigger(rule.trigger)](rule, today, now).subquery("matched")
+    customer_id, staff_id, occurrence = list(matched.c)[:3]
+    where = [
+        not_(
+            exists(
+                select(LifecycleTask.id).where(
+                    LifecycleTask.rule_id == rule.id,
+                    LifecycleTask.customer_id == customer_id,
+                    or_(
+                        LifecycleTask.occurrence == occurrence,
+                        LifecycleTask.created_at >= now - timedelta(days=rule.cooldown_days)
+                        if rule.cooldown_days
+                        else literal(False),
+                    ),
+                )
+            )
+        )
+    ]
+    if rule.audience == "segment":
+        segment = db.session.get(Segment, rule.segment_id) if rule.segment_id else None
+        if segment is None:
+            raise AudienceGone(rule.id)
+        in_segment = select(Customer.id).where(segments.rule_sql(segments.parse_rule(segment.rule)))
+        where.append(customer_id.in_(in_segment))
+    query = select(customer_id.label("customer_id"), staff_id.label("staff_id"), occurrence.label("occurrence")).where(
+        *where
+    )
+    # One task per customer and occurrence, even if the trigger matched them twice (two events, two steps).
+    dedup = query.subquery("fresh")
+    first = select(dedup.c.customer_id, func.min(dedup.c.staff_id).label("staff_id"), dedup.c.occurrence).group_by(
+        dedup.c.customer_id, dedup.c.occurrence
+    )
+    return first
+
+
+def _insert_ignoring_duplicates(columns: list[str], query: Any) -> int:
+    """INSERT … SELECT into lifecycle_tasks; a row another run wrote meanwhile is skipped, not an error."""
+    dialect = db.session.connection().dialect.name
+    maker = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = maker(LifecycleTask).from_select(columns, query).on_conflict_do_nothing()
+    # SQLAlchemy keeps an INSERT's row count only when asked to (preserve_rowcount).
+    result = db.session.execute(statement, execution_options={"preserve_rowcount": True})
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def match(rule: LifecycleRule, run: RuleRun, now: datetime) -> int:
+    """Write a task for every new candidate; returns how many. Flushes."""
+    fresh = candidates(rule, now).subquery("candidates")
+    steps = {a["type"]: Step.pending.value for a in rule.actions}
+    values = [
+        literal(rule.id),
+        fresh.c.customer_id,
+        fresh.c.staff_id,
+        fresh.c.occurrence,
+        literal(run.id),
+        literal(now),
+        literal(steps.get("remind")),
+        literal(steps.get("send")),
+        literal(steps.get("tag")),
+        literal(steps.get("notify_manager")),
+    ]
+    columns = ["rule_id", "customer_id", "staff_id", "occurrence", "run_id", "created_at"]
+    columns += ["remind", "send", "tag", "notify"]
+    return _insert_ignoring_duplicates(columns, select(*values).where(true()))
