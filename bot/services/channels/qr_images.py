@@ -37,6 +37,8 @@ INVALID_MEDIA = 40007
 class QrImageError(Conflict):
     """The code's image cannot be produced (no code, an unreadable image, no CJK font)."""
 
+    code = "no_qr_code"
+
 
 @translates_wecom_errors
 def qr_png(channel: Channel | JoinWay) -> bytes:

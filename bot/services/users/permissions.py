@@ -28,6 +28,7 @@ class Action(enum.StrEnum):
     edit_rules = "edit_rules"
     enable_sending_rules = "enable_sending_rules"
     edit_join_ways = "edit_join_ways"
+    sync_groups = "sync_groups"
     draft_sends = "draft_sends"
     approve_sends = "approve_sends"
     remind_any_send = "remind_any_send"
@@ -55,6 +56,7 @@ POLICY: dict[Action, frozenset[Role]] = {
     # A rule that sends to customers is a standing approval of mass sends.
     Action.enable_sending_rules: _ADMIN,
     Action.edit_join_ways: _WRITERS,
+    Action.sync_groups: _WRITERS,
     Action.draft_sends: _STORE_WRITERS,
     Action.approve_sends: _ADMIN,
     # Anyone who may draft may remind the members of their own sends; these roles those of any send.
@@ -79,6 +81,7 @@ _WHAT = {
     Action.edit_rules: N_("修改生命周期规则"),
     Action.enable_sending_rules: N_("启用会给客户发消息的规则"),
     Action.edit_join_ways: N_("修改加群码"),
+    Action.sync_groups: N_("同步客户群"),
     Action.draft_sends: N_("起草群发"),
     Action.approve_sends: N_("审批群发"),
     Action.remind_any_send: N_("提醒他人群发的成员"),
