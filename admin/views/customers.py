@@ -17,7 +17,7 @@ from sqlalchemy import Select, select, union
 from sqlalchemy.orm import aliased, selectinload
 
 from admin import whole
-from admin.api.customers import EDITORS, MAX_BIRTHDAY_CSV
+from admin.api.customers import MAX_BIRTHDAY_CSV
 from admin.forms import CustomerNotesForm, EmptyForm
 from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
 from admin.views import bp, client_ip, role_required
@@ -28,6 +28,7 @@ from bot.services.customers.relations import update_profile
 from bot.services.groups import mirror as groups
 from bot.services.segments import rules as segments
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action, allows, roles_for
 from bot.services.users.scope import can_see_customer, customer_condition, staff_condition, visible_stores
 
 PAGE_SIZE = 50
@@ -115,13 +116,13 @@ def customers() -> ResponseReturnValue:
         staff=db.session.scalars(select(Staff).where(staff_condition(current_user)).order_by(Staff.name)).all(),
         stores=visible_stores(current_user),
         status_labels=STATUS_LABELS,
-        can_import=current_user.role in EDITORS,
+        can_import=allows(current_user, Action.edit_customers),
         form=EmptyForm(),
     )
 
 
 @bp.post("/customers/birthdays")
-@role_required(*EDITORS)
+@role_required(*roles_for(Action.edit_customers))
 def import_birthdays() -> ResponseReturnValue:
     """A CSV of (external_userid, birthday); customers outside the user's stores are reported, not changed."""
     if not EmptyForm().validate_on_submit():
