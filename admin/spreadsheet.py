@@ -48,7 +48,7 @@ def read_ids(pasted: str, upload: Any, max_bytes: int) -> list[str]:
         content = upload.read(max_bytes + 1)
         if len(content) > max_bytes:
             raise UploadTooLarge(max_bytes)
-        for row in csv.reader(io.StringIO(content.decode("utf-8-sig", errors="replace"))):
+        for row in csv.reader(io.StringIO(content.decode("utf-8-sig", errors="replace"), newline="")):
             if row and row[0].strip() and row[0].strip() != "external_userid":
                 ids.append(row[0].strip())
     return list(dict.fromkeys(ids))
@@ -61,7 +61,7 @@ def read_pairs(upload: Any, max_bytes: int, header: str) -> list[tuple[str, str]
     if len(content) > max_bytes:
         raise UploadTooLarge(max_bytes)
     pairs = []
-    for row in csv.reader(io.StringIO(content.decode("utf-8-sig", errors="replace"))):
+    for row in csv.reader(io.StringIO(content.decode("utf-8-sig", errors="replace"), newline="")):
         if len(row) >= 2 and row[0].strip() != header:
             pairs.append((row[0].strip(), row[1].strip()))
         elif len(row) == 1 and row[0].strip() and row[0].strip() != header:

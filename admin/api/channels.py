@@ -1,35 +1,114 @@
 """Channels: /api/v1/channels (create, list, get, update, delete), each with its state, config id, QR and
-statistics. Writes need the admin or operator role; store managers see channels with their stores' staff."""
+statistics. Writes need the edit_channels action; store managers see channels with their stores' staff."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
-from flask import Response, g, jsonify, request, url_for
+from flask import Response, g, jsonify, url_for
 from flask.typing import ResponseReturnValue
+from pydantic import BeforeValidator, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from admin import whole
-from admin.api import ApiError, bp, iso, json_body, string_list
+from admin.api import iso, not_found
+from admin.api.operations import Body, Id, Key64, Query, Text, Text30, Text32, Text64, Text4000, operation, schema
 from bot.extensions import db
-from bot.models import Channel, Role
+from bot.models import Channel
 from bot.services.channels import codes as channels
 from bot.services.channels import qr_images
 from bot.services.customers import growth
-from bot.services.errors import WeComRefused
+from bot.services.errors import Forbidden
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action
 from bot.services.users.scope import staff_condition, store_ids
 
-WRITERS = (Role.admin, Role.operator)
+UserIds = Annotated[list[Text64], Field(max_length=100)]
 
 
-def _or_none(value: Any) -> Any:
-    """On create, a field left out is no limit."""
-    return None if value is channels.UNSET else value
+def _whole(value: Any) -> Any:
+    """A query's text as a number, for a choice of numbers (Pydantic converts text only for plain ints)."""
+    return int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() else value
+
+
+class Window(Query):
+    """The statistics' period: the last ``days``, or ``start``..``end`` (at most a year)."""
+
+    days: Annotated[Literal[7, 30, 90], BeforeValidator(_whole)] = 30
+    start: date | None = None
+    end: date | None = None
+
+
+class Welcome(Body):
+    label: Text32 = ""
+    text: Text4000 = Field("", description="≤ 4000 bytes; {customer_name} {staff_name} {store_name}")
+    attachments: list[dict[str, Any]] = Field([], max_length=9)
+    weight: Id = 1
+
+
+class ChannelInput(Body):
+    """A channel's fields; on a change, a field left out stays as it is."""
+
+    name: Key64 | None = None
+    group_name: Text64 = ""
+    state: Text30 | None = Field(None, description="on create; default: generated")
+    staff: UserIds | None = None
+    stores: list[Id] | None = Field(None, description="input only: add every active member of these stores to staff")
+    skip_verify: bool = True
+    tag_ids: list[Text] | None = None
+    welcome: list[Welcome] | None = None
+    remark_template: Text64 = ""
+    daily_cap: Annotated[int, Field(ge=1, le=10000)] | None = Field(None, description="null: no cap")
+    backup_staff: UserIds | None = None
+    expires_at: Annotated[datetime, Field(strict=False)] | None = Field(
+        None, description="ISO 8601; without an offset, UTC; null: never"
+    )
+
+
+class ChannelCreate(ChannelInput):
+    name: Key64
+
+
+CHANNEL_STATS = schema(
+    "ChannelStats",
+    {
+        "type": "object",
+        "properties": {
+            "added": {"type": "integer"},
+            "lost": {"type": "integer"},
+            "net": {"type": "integer"},
+            "eligible_7d": {"type": "integer", "description": "adds in the window at least 7 days old"},
+            "retained_7d": {"type": "integer"},
+            "retention_7d": {"type": ["number", "null"]},
+            "variants": {"type": "array", "items": {"type": "object"}, "description": "one channel only"},
+        },
+    },
+)
+CHANNEL = schema(
+    "Channel",
+    {
+        "allOf": [
+            {"$ref": "#/components/schemas/ChannelInput"},
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "config_id": {"type": ["string", "null"]},
+                    "qr_code": {"type": "string", "description": "WeCom's image URL"},
+                    "qr_png_url": {"type": "string"},
+                    "routed_to": {"type": "array", "items": {"type": "string"}},
+                    "owner": {"type": ["string", "null"], "description": "a personal code's member"},
+                    "active": {"type": "boolean"},
+                    "stats": CHANNEL_STATS,
+                },
+            },
+        ]
+    },
+)
+CHANNEL_LIST = schema("ChannelList", {"type": "object", "properties": {"items": {"type": "array", "items": CHANNEL}}})
+NO_CHANNEL = "No such channel"
+WECOM_REFUSED = "WeCom refused"
 
 
 def channel_json(c: Channel, stats: dict[str, Any]) -> dict[str, Any]:
@@ -59,52 +138,28 @@ def channel_json(c: Channel, stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _staff(body: dict[str, Any]) -> list[str] | None:
+def _staff(body: ChannelInput) -> list[str] | None:
     """``staff`` (userids) plus the members of ``stores`` (store ids): a code for a whole store."""
-    staff = string_list(body, "staff")
-    stores = body.get("stores")
-    if stores is None:
-        return staff
-    if not isinstance(stores, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in stores):
-        raise ApiError(400, "invalid_parameter", "stores is a list of store ids")
+    if body.stores is None:
+        return body.staff
     visible = store_ids(g.api_user)
-    if visible is not None and not set(stores) <= set(visible):
-        raise ApiError(403, "forbidden", "a store outside your scope")
-    return list(dict.fromkeys((staff or []) + channels.members_of_stores(stores)))
+    if visible is not None and not set(body.stores) <= set(visible):
+        raise Forbidden("a store outside your scope", "stores")
+    return list(dict.fromkeys((body.staff or []) + channels.members_of_stores(body.stores)))
 
 
-def _welcomes(body: dict[str, Any]) -> list[dict[str, Any]] | None:
-    value = body.get("welcome")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ApiError(400, "invalid_parameter", "welcome is a list of {label, text, attachments, weight}")
-    return value
+def _welcomes(body: ChannelInput) -> list[dict[str, Any]] | None:
+    return None if body.welcome is None else [w.model_dump(exclude_unset=True) for w in body.welcome]
 
 
-def _int_or_none(body: dict[str, Any], name: str) -> Any:
-    value = body.get(name, channels.UNSET)  # left out of a PATCH: stays as it is
-    if value is channels.UNSET:
-        return value
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ApiError(400, "invalid_parameter", f"{name} is a whole number or null")
-    return value
+def _given(body: ChannelInput, name: str) -> Any:
+    """A field of a change: UNSET when left out (it stays as it is), else its value (null clears it)."""
+    return getattr(body, name) if name in body.model_fields_set else channels.UNSET
 
 
-def _time_or_none(body: dict[str, Any], name: str) -> Any:
+def _utc(value: datetime | None) -> datetime | None:
     """An ISO 8601 time; with an offset it is converted, without one it is taken as UTC."""
-    value = body.get(name, channels.UNSET)
-    if value is channels.UNSET or value is None:
-        return value
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", f"{name} is an ISO 8601 time or null") from None
-    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
-
-
-def _window() -> growth.Window:
-    return growth.window(request.args.get("days", 30, type=whole), request.args.get("start"), request.args.get("end"))
+    return value.astimezone(UTC).replace(tzinfo=None) if value is not None and value.tzinfo else value
 
 
 def _visible(query: Any) -> Any:
@@ -116,97 +171,103 @@ def _visible(query: Any) -> Any:
 def _get(channel_id: int) -> Channel:
     channel = db.session.scalar(_visible(select(Channel).where(Channel.id == channel_id)))
     if channel is None:
-        raise ApiError(404, "not_found", f"no channel {channel_id}")
+        raise not_found("channel", channel_id)
     return channel
 
 
-def _require_writer() -> None:
-    if g.api_user.role not in WRITERS:
-        raise ApiError(403, "forbidden", "changing channels needs the admin or operator role")
-
-
-@contextmanager
-def _service_errors() -> Iterator[None]:
-    """A refused request rolls back and answers: 400 for the field at fault, 502 when WeCom says no."""
-    try:
-        yield
-    except channels.ChannelError as exc:
-        db.session.rollback()
-        raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}") from exc
-    except WeComRefused as exc:
-        db.session.rollback()
-        if exc.field == "staff":  # a member the request named that WeCom does not know: the caller's to fix
-            raise ApiError(400, "invalid_parameter", f"staff: WeCom does not know this member ({exc.errmsg})") from exc
-        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
-
-
-def _answer(channel: Channel, status: int = 200) -> ResponseReturnValue:
-    w = _window()
+def _answer(channel: Channel, window: Window, status: int = 200) -> ResponseReturnValue:
+    w = _period(window)
     data = channel_json(channel, growth.by_channel([channel.id], w)[channel.id])
     data["stats"]["variants"] = growth.by_variant(channel.id, w)
     return jsonify(data), status
 
 
-@bp.post("/channels")
-def create_channel() -> ResponseReturnValue:
-    _require_writer()
-    body = json_body()
-    if not isinstance(body.get("name"), str):
-        raise ApiError(400, "invalid_parameter", "name is required")
-    with _service_errors():
-        channel = channels.create_channel(
-            body["name"],
-            _staff(body) or [],
-            state=body.get("state") if isinstance(body.get("state"), str) else None,
-            group_name=str(body.get("group_name", "")),
-            skip_verify=bool(body.get("skip_verify", True)),
-            tag_ids=string_list(body, "tag_ids"),
-            welcomes=_welcomes(body),
-            remark_template=str(body.get("remark_template") or ""),
-            expires_at=_or_none(_time_or_none(body, "expires_at")),
-            daily_cap=_or_none(_int_or_none(body, "daily_cap")),
-            backup_userids=string_list(body, "backup_staff"),
-        )
+def _period(window: Window) -> growth.Window:
+    start, end = (d.isoformat() if d is not None else None for d in (window.start, window.end))
+    return growth.window(window.days, start, end)
+
+
+@operation(
+    "POST",
+    "/channels",
+    "Create a channel code (a WeCom 「联系我」 contact way)",
+    body=ChannelCreate,
+    query=Window,
+    action=Action.edit_channels,
+    responses={201: ("Created", CHANNEL), 502: WECOM_REFUSED},
+)
+def create_channel(body: ChannelCreate, query: Window) -> ResponseReturnValue:
+    channel = channels.create_channel(
+        body.name,
+        _staff(body) or [],
+        state=body.state or None,
+        group_name=body.group_name,
+        skip_verify=body.skip_verify,
+        tag_ids=body.tag_ids,
+        welcomes=_welcomes(body),
+        remark_template=body.remark_template,
+        expires_at=_utc(body.expires_at),
+        daily_cap=body.daily_cap,
+        backup_userids=body.backup_staff,
+    )
     audit(g.api_user, "create_channel", f"channel:{channel.state}", after={"name": channel.name})
     db.session.commit()
-    return _answer(channel, 201)
+    return _answer(channel, query, 201)
 
 
-@bp.get("/channels")
-def list_channels() -> ResponseReturnValue:
+@operation(
+    "GET",
+    "/channels",
+    "Channel codes (渠道活码) with their statistics over 7/30/90 days or start..end",
+    query=Window,
+    responses={200: ("The channels", CHANNEL_LIST)},
+)
+def list_channels(query: Window) -> ResponseReturnValue:
     rows = db.session.scalars(
         _visible(select(Channel))
         .options(selectinload(Channel.staff), selectinload(Channel.welcomes))
         .order_by(Channel.id.desc())
     ).all()
-    stats = growth.by_channel([c.id for c in rows], _window())
+    stats = growth.by_channel([c.id for c in rows], _period(query))
     return jsonify(items=[channel_json(c, stats[c.id]) for c in rows])
 
 
-@bp.get("/channels/<int:channel_id>")
-def get_channel(channel_id: int) -> ResponseReturnValue:
-    return _answer(_get(channel_id))
+@operation(
+    "GET",
+    "/channels/<int:channel_id>",
+    "One channel, its statistics and the welcome variants' split",
+    query=Window,
+    responses={200: ("The channel", CHANNEL), 404: NO_CHANNEL},
+)
+def get_channel(channel_id: int, query: Window) -> ResponseReturnValue:
+    return _answer(_get(channel_id), query)
 
 
-@bp.patch("/channels/<int:channel_id>")
-def update_channel(channel_id: int) -> ResponseReturnValue:
-    _require_writer()
+@operation(
+    "PATCH",
+    "/channels/<int:channel_id>",
+    "Change any field but the state; expires_at and daily_cap may be null (no limit)",
+    body=ChannelInput,
+    query=Window,
+    action=Action.edit_channels,
+    responses={200: ("Changed", CHANNEL), 404: NO_CHANNEL, 502: WECOM_REFUSED},
+)
+def update_channel(channel_id: int, body: ChannelInput, query: Window) -> ResponseReturnValue:
     channel = _get(channel_id)
-    body = json_body()
     before = {"name": channel.name, "staff": [s.userid for s in channel.staff]}
-    with _service_errors():
-        channels.update_channel(
-            channel,
-            name=body["name"] if isinstance(body.get("name"), str) else None,
-            staff_userids=_staff(body),
-            skip_verify=body["skip_verify"] if isinstance(body.get("skip_verify"), bool) else None,
-            tag_ids=string_list(body, "tag_ids"),
-            welcomes=_welcomes(body),
-            remark_template=body["remark_template"] if isinstance(body.get("remark_template"), str) else None,
-            expires_at=_time_or_none(body, "expires_at"),
-            daily_cap=_int_or_none(body, "daily_cap"),
-            backup_userids=string_list(body, "backup_staff"),
-        )
+    expires_at = _given(body, "expires_at")
+    channels.update_channel(
+        channel,
+        name=body.name,
+        staff_userids=_staff(body),
+        skip_verify=body.skip_verify if "skip_verify" in body.model_fields_set else None,
+        tag_ids=body.tag_ids,
+        welcomes=_welcomes(body),
+        remark_template=body.remark_template if "remark_template" in body.model_fields_set else None,
+        expires_at=expires_at if expires_at is channels.UNSET else _utc(expires_at),
+        daily_cap=_given(body, "daily_cap"),
+        backup_userids=body.backup_staff,
+    )
     audit(
         g.api_user,
         "update_channel",
@@ -215,31 +276,37 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
         after={"name": channel.name, "staff": [s.userid for s in channel.staff]},
     )
     db.session.commit()
-    return _answer(channel)
+    return _answer(channel, query)
 
 
-@bp.delete("/channels/<int:channel_id>")
+@operation(
+    "DELETE",
+    "/channels/<int:channel_id>",
+    "Delete the code in WeCom; the channel stays, inactive, for attribution",
+    action=Action.edit_channels,
+    responses={200: "Deleted", 404: NO_CHANNEL, 502: WECOM_REFUSED},
+)
 def delete_channel(channel_id: int) -> ResponseReturnValue:
-    _require_writer()
     channel = _get(channel_id)
-    with _service_errors():
-        channels.delete_channel(channel)
+    channels.delete_channel(channel)
     audit(g.api_user, "delete_channel", f"channel:{channel.state}")
     db.session.commit()
     return jsonify(id=channel.id, active=False)
 
 
-@bp.get("/channels/<int:channel_id>/qr.png")
+@operation(
+    "GET",
+    "/channels/<int:channel_id>/qr.png",
+    "The code as a PNG image",
+    responses={
+        200: ("PNG", "image/png"),
+        404: NO_CHANNEL,
+        409: "The channel has no usable code",
+        502: WECOM_REFUSED,
+    },
+)
 def channel_qr(channel_id: int) -> ResponseReturnValue:
     """The code as a PNG (fetched from WeCom once and kept)."""
-    channel = _get(channel_id)
-    try:
-        png = qr_images.qr_png(channel)
-    except qr_images.QrImageError as exc:
-        db.session.rollback()
-        raise ApiError(409, "no_qr_code", "the channel has no QR code, or WeCom's image is unreadable") from exc
-    except WeComRefused as exc:
-        db.session.rollback()
-        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
+    png = qr_images.qr_png(_get(channel_id))
     db.session.commit()
     return Response(png, mimetype="image/png")

@@ -3,24 +3,164 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 
-from flask import g, jsonify, request
+from flask import g, jsonify
 from flask.typing import ResponseReturnValue
+from pydantic import BeforeValidator, Field, WithJsonSchema
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from admin.api import ApiError, bp, int_arg, iso, json_body
+from admin.api import ApiError, iso, not_found
+from admin.api.operations import Body, Form, Page, Text, Text64, Text2000, Upload, operation, schema
 from admin.spreadsheet import UploadTooLarge, read_pairs
 from bot.extensions import db
-from bot.models import Customer, FollowRelation, FollowStatus, Role, Staff
+from bot.models import Customer, FollowRelation, FollowStatus, Staff
 from bot.services.customers import relations as customer_service
+from bot.services.errors import Forbidden
 from bot.services.groups import mirror as groups
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action
 from bot.services.users.scope import can_see_customer, customer_condition
 
-EDITORS = (Role.admin, Role.operator, Role.store_manager)
 MAX_BIRTHDAY_CSV = 5 * 1024 * 1024
+
+
+def _birthday(raw: object) -> date:
+    parsed = customer_service.parse_birthday(raw) if isinstance(raw, str) else None
+    if parsed is None:
+        raise ValueError("expected YYYY-MM-DD, MM-DD or null")
+    return parsed
+
+
+class CustomerQuery(Page):
+    q: Text64 = Field("", description="part of the customer's name")
+    staff: Text = Field("", description="only customers followed by this member (userid)")
+
+
+class ProfileEdit(Body):
+    """A field left out stays as it is."""
+
+    birthday: Annotated[date, BeforeValidator(_birthday), WithJsonSchema({"type": "string"})] | None = Field(
+        None, description="YYYY-MM-DD, MM-DD (no year) or null"
+    )
+    notes: Text2000 = ""
+
+
+class BirthdayRow(Body):
+    external_userid: Text = ""
+    birthday: Text = ""
+
+
+class BirthdayRows(Body):
+    rows: list[BirthdayRow] = Field(max_length=customer_service.MAX_IMPORT)
+
+
+class BirthdayFile(Form):
+    file: Upload = Field(description="CSV: external_userid, birthday")
+
+
+TAG = {
+    "type": "object",
+    "properties": {
+        "tag_id": {"type": ["string", "null"]},
+        "group_name": {"type": "string"},
+        "tag_name": {"type": "string"},
+        "type": {"type": "integer", "description": "1 corp tag, 2 personal tag, 3 rule-group tag"},
+    },
+}
+CUSTOMER_SUMMARY = schema(
+    "CustomerSummary",
+    {
+        "type": "object",
+        "properties": {
+            "external_userid": {"type": "string"},
+            "name": {"type": "string"},
+            "type": {"type": "integer"},
+            "gender": {"type": "integer"},
+            "corp_name": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "following": {"type": "integer", "description": "members who still follow the customer"},
+        },
+    },
+)
+CUSTOMER = schema(
+    "Customer",
+    {
+        "allOf": [
+            CUSTOMER_SUMMARY,
+            {
+                "type": "object",
+                "properties": {
+                    "avatar": {"type": "string"},
+                    "unionid": {"type": ["string", "null"]},
+                    "birthday": {"type": ["string", "null"], "format": "date"},
+                    "tags": {"type": "array", "items": TAG},
+                    "groups": {
+                        "type": "array",
+                        "description": "the customer groups they are in now",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "chat_id": {"type": "string"},
+                                "name": {"type": "string"},
+                                "joined_at": {"type": ["string", "null"], "format": "date-time"},
+                            },
+                        },
+                    },
+                    "followers": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "userid": {"type": "string"},
+                                "name": {"type": "string"},
+                                "remark": {"type": "string"},
+                                "description": {"type": "string"},
+                                "state": {"type": "string", "description": "the channel code's state"},
+                                "add_way": {"type": "integer"},
+                                "added_at": {"type": ["string", "null"], "format": "date-time"},
+                                "status": {
+                                    "type": "string",
+                                    "enum": ["active", "deleted_by_staff", "deleted_by_customer", "pending"],
+                                },
+                                "lost_at": {"type": ["string", "null"], "format": "date-time"},
+                                "lost_reason": {"type": ["string", "null"]},
+                                "tags": {"type": "array", "items": TAG},
+                            },
+                        },
+                    },
+                },
+            },
+        ]
+    },
+)
+CUSTOMER_PAGE = schema(
+    "CustomerPage",
+    {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": CUSTOMER_SUMMARY},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+        },
+    },
+)
+NO_CUSTOMER = "No such customer"
+OUT_OF_SCOPE = "The customer belongs to stores outside your scope"
+
+
+def visible_customer(external_userid: str, *options: Any) -> Customer:
+    """The customer, if the caller may see them: 404 for none, 403 for one outside the caller's stores."""
+    customer = db.session.scalar(select(Customer).where(Customer.external_userid == external_userid).options(*options))
+    if customer is None:
+        raise not_found("customer", external_userid)
+    if not can_see_customer(g.api_user, customer):
+        raise Forbidden("this customer belongs to stores outside your scope", "external_userid")
+    return customer
 
 
 def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
@@ -75,22 +215,25 @@ def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
     return data
 
 
-@bp.get("/customers")
-def list_customers() -> ResponseReturnValue:
-    page = int_arg("page", 1, 1, 1_000_000)
-    per_page = int_arg("per_page", 50, 1, 200)
-    query = select(Customer).where(customer_condition(g.api_user))
-    name = request.args.get("q", "").strip()
-    if len(name) > 64:
-        raise ApiError(400, "invalid_parameter", "q is at most 64 characters")
+@operation(
+    "GET",
+    "/customers",
+    "List customers, newest first",
+    query=CustomerQuery,
+    responses={200: ("A page of customers", CUSTOMER_PAGE)},
+)
+def list_customers(query: CustomerQuery) -> ResponseReturnValue:
+    page, per_page = query.page, query.per_page
+    rows_query = select(Customer).where(customer_condition(g.api_user))
+    name = query.q.strip()
     if name:
-        query = query.where(Customer.name.contains(name, autoescape=True))
-    staff = request.args.get("staff", "").strip()
+        rows_query = rows_query.where(Customer.name.contains(name, autoescape=True))
+    staff = query.staff.strip()
     if staff:
-        query = query.where(Customer.follows.any(FollowRelation.staff.has(Staff.userid == staff)))
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows_query = rows_query.where(Customer.follows.any(FollowRelation.staff.has(Staff.userid == staff)))
+    total = db.session.scalar(select(func.count()).select_from(rows_query.subquery())) or 0
     rows = db.session.scalars(
-        query.options(selectinload(Customer.follows))
+        rows_query.options(selectinload(Customer.follows))
         .order_by(Customer.id.desc())
         .limit(per_page)
         .offset((page - 1) * per_page)
@@ -98,71 +241,63 @@ def list_customers() -> ResponseReturnValue:
     return jsonify(items=[customer_json(c, full=False) for c in rows], page=page, per_page=per_page, total=total)
 
 
-@bp.get("/customers/<external_userid>")
+@operation(
+    "GET",
+    "/customers/<external_userid>",
+    "A customer's profile, followers and tags",
+    responses={200: ("The customer", CUSTOMER), 403: OUT_OF_SCOPE, 404: NO_CUSTOMER},
+)
 def get_customer(external_userid: str) -> ResponseReturnValue:
-    customer = db.session.scalar(
-        select(Customer)
-        .where(Customer.external_userid == external_userid)
-        .options(
-            selectinload(Customer.follows).selectinload(FollowRelation.tags),
-            selectinload(Customer.follows).selectinload(FollowRelation.staff).selectinload(Staff.stores),
-        )
+    customer = visible_customer(
+        external_userid,
+        selectinload(Customer.follows).selectinload(FollowRelation.tags),
+        selectinload(Customer.follows).selectinload(FollowRelation.staff).selectinload(Staff.stores),
     )
-    if customer is None:
-        raise ApiError(404, "not_found", f"no customer {external_userid}")
-    if not can_see_customer(g.api_user, customer):
-        raise ApiError(403, "forbidden", "this customer belongs to stores outside your scope")
     return jsonify(customer_json(customer, full=True))
 
 
-@bp.patch("/customers/<external_userid>")
-def edit_customer(external_userid: str) -> ResponseReturnValue:
-    """Birthday ("YYYY-MM-DD", "MM-DD" or null) and notes, as the profile page edits them."""
-    if g.api_user.role not in EDITORS:
-        raise ApiError(403, "forbidden", "editing customers needs the admin, operator or store manager role")
-    customer = db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
-    if customer is None:
-        raise ApiError(404, "not_found", f"no customer {external_userid}")
-    if not can_see_customer(g.api_user, customer):
-        raise ApiError(403, "forbidden", "this customer belongs to stores outside your scope")
-    body = json_body()
-    birthday = customer.birthday
-    if "birthday" in body:
-        raw = body["birthday"]
-        birthday = None if raw is None else customer_service.parse_birthday(raw) if isinstance(raw, str) else None
-        if raw is not None and birthday is None:
-            raise ApiError(400, "invalid_parameter", "birthday: expected YYYY-MM-DD, MM-DD or null")
-    notes = body.get("notes", customer.notes)
-    if not isinstance(notes, str) or len(notes) > 2000:
-        raise ApiError(400, "invalid_parameter", "notes: text of at most 2000 characters")
+@operation(
+    "PATCH",
+    "/customers/<external_userid>",
+    "Set the birthday (YYYY-MM-DD, MM-DD or null) and notes",
+    body=ProfileEdit,
+    action=Action.edit_customers,
+    responses={200: ("The customer", CUSTOMER), 404: NO_CUSTOMER},
+)
+def edit_customer(external_userid: str, body: ProfileEdit) -> ResponseReturnValue:
+    """Birthday and notes, as the profile page edits them."""
+    customer = visible_customer(external_userid)
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    birthday = body.birthday if "birthday" in changes else customer.birthday
     before = {"birthday": customer.birthday, "notes": customer.notes}
-    customer_service.update_profile(customer, birthday=birthday, notes=notes)
-    audit(g.api_user, "edit_customer", f"customer:{external_userid}", before=before, after=body)
+    customer_service.update_profile(customer, birthday=birthday, notes=changes.get("notes", customer.notes))
+    audit(g.api_user, "edit_customer", f"customer:{external_userid}", before=before, after=changes)
     db.session.commit()
     return jsonify(customer_json(customer, full=True))
 
 
-@bp.post("/customers/birthdays")
-def import_birthdays() -> ResponseReturnValue:
-    """Birthdays in bulk: JSON {"rows": [{"external_userid", "birthday"}]} or a CSV upload (``file``:
-    external_userid, birthday). Customers outside the caller's stores are reported, not changed."""
-    if g.api_user.role not in EDITORS:
-        raise ApiError(403, "forbidden", "importing birthdays needs the admin, operator or store manager role")
-    upload = request.files.get("file")
-    if upload is not None:
+@operation(
+    "POST",
+    "/customers/birthdays",
+    "Import birthdays: JSON rows [{external_userid, birthday}] or a CSV file (multipart `file`)",
+    body=BirthdayRows,
+    form=BirthdayFile,
+    action=Action.edit_customers,
+    responses={200: "rows, updated, unchanged, problems, first_problems"},
+)
+def import_birthdays(body: BirthdayRows | BirthdayFile) -> ResponseReturnValue:
+    """Birthdays in bulk. Customers outside the caller's stores are reported, not changed."""
+    if isinstance(body, BirthdayFile):
         try:
-            rows = read_pairs(upload, MAX_BIRTHDAY_CSV, "external_userid")
+            rows = read_pairs(body.file, MAX_BIRTHDAY_CSV, "external_userid")
         except UploadTooLarge as exc:
-            raise ApiError(400, "invalid_parameter", f"file: at most {exc.max_mb} MB") from exc
+            raise ApiError(400, "invalid_parameter", f"file: at most {exc.max_mb} MB", "file") from exc
     else:
-        raw = json_body().get("rows")
-        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
-            raise ApiError(400, "invalid_parameter", "rows: a list of {external_userid, birthday}")
-        rows = [(str(r.get("external_userid") or ""), str(r.get("birthday") or "")) for r in raw]
+        rows = [(r.external_userid, r.birthday) for r in body.rows]
     try:
         result = customer_service.import_birthdays(rows, customer_condition(g.api_user))
     except ValueError as exc:
-        raise ApiError(400, "invalid_parameter", f"rows: {exc}") from exc
+        raise ApiError(400, "invalid_parameter", f"rows: {exc}", "rows") from exc
     audit(g.api_user, "import_birthdays", "customers", after={k: v for k, v in result.items() if k != "first_problems"})
     db.session.commit()
     return jsonify(result)

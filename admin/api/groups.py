@@ -4,30 +4,83 @@ who has not joined, a reminder round). Sends to groups go through /api/v1/sends 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from flask import Response, g, jsonify, request
+from flask import Response, g, jsonify
 from flask.typing import ResponseReturnValue
+from pydantic import Field
 from sqlalchemy import func, select
 
-from admin.api import ApiError, bp, int_arg, iso, json_body
+from admin import MAX_INT
+from admin.api import iso, not_found
+from admin.api.operations import Body, Key64, Page, Query, Text, Text30, Text40, Text64, Text4000, operation
+from admin.api.sends import SendOptions, Target
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
-from bot.models import GroupChat, GroupInvite, JoinWay, Role
+from bot.models import GroupChat, GroupInvite, JoinWay
 from bot.services.channels import qr_images
-from bot.services.errors import WeComRefused
 from bot.services.groups import invites as group_invites
 from bot.services.groups import join_ways
 from bot.services.groups import mirror as groups
 from bot.services.groups.jobs import sync_groups
 from bot.services.sends.jobs import start_send_if_due
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action
 from bot.services.users.scope import group_chat_condition
 
-WRITERS = (Role.admin, Role.operator)
+Size = Annotated[int, Field(ge=0, le=100_000)]
+ChatIds = Annotated[list[Key64], Field(min_length=1, max_length=join_ways.MAX_GROUPS)]
+
+
+class GroupQuery(Page):
+    owner: Text = ""
+    store_id: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
+    name: Text64 = ""
+    min_size: Size | None = None
+    max_size: Size | None = None
+    created_from: date | None = None
+    created_to: date | None = None
+    dismissed: bool = False
+
+
+class Days(Query):
+    days: Annotated[int, Field(ge=1, le=365)] = 30
+
+
+class JoinWayInput(Body):
+    """A join code's fields; on a change, a field left out stays as it is."""
+
+    name: Text30 | None = None
+    chat_ids: ChatIds | None = None
+    auto_create_room: bool = True
+    room_base_name: Text40 = ""
+    room_base_id: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    state: Text30 | None = Field(None, description="on create; generated when left out")
+
+
+class JoinWayCreate(JoinWayInput):
+    name: Text30
+    chat_ids: ChatIds
+
+
+class GroupInviteInput(SendOptions):
+    """A campaign: the customers to invite (``target``, as in SendInput), the groups (``chat_ids``: a code
+    is made for them, or ``join_way_id``: an existing code), the text; the send options of /sends."""
+
+    name: Text64
+    target: Target
+    chat_ids: Annotated[list[Key64], Field(max_length=join_ways.MAX_GROUPS)] | None = None
+    join_way_id: Annotated[int, Field(ge=1, le=MAX_INT)] | None = Field(None, description="instead of chat_ids")
+
+
+class ReminderRound(Body):
+    text: Text4000 = Field("", description="default: the last round's")
+    approve: bool = False
+
+
+NOT_FOUND = {404: "Not found"}
+WECOM = {403: "Not allowed for your role", 404: "Not found", 409: "The code has no usable image", 502: "WeCom refused"}
 
 
 def group_json(group: GroupChat) -> dict[str, Any]:
@@ -46,49 +99,47 @@ def group_json(group: GroupChat) -> dict[str, Any]:
     }
 
 
-def _date_arg(name: str) -> date | None:
-    raw = request.args.get(name)
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", f"{name} must be a date (YYYY-MM-DD)") from None
-
-
-def _optional_int(name: str, high: int) -> int | None:
-    return int_arg(name, -1, 0, high) if request.args.get(name) not in (None, "") else None
-
-
-@bp.get("/groups")
-def list_groups() -> ResponseReturnValue:
+@operation(
+    "GET",
+    "/groups",
+    "Customer group chats (客户群) in your scope, newest first",
+    query=GroupQuery,
+    responses={200: "items, total"},
+)
+def list_groups(query: GroupQuery) -> ResponseReturnValue:
     """Groups the caller may see, filtered by owner, store, name, size and creation date."""
-    query = groups.search(
+    rows_query = groups.search(
         g.api_user,
-        owner=request.args.get("owner", "").strip(),
-        store_id=_optional_int("store_id", 2**31 - 1),
-        name=request.args.get("name", "").strip()[:64],
-        min_size=_optional_int("min_size", 100_000),
-        max_size=_optional_int("max_size", 100_000),
-        created_from=_date_arg("created_from"),
-        created_to=_date_arg("created_to"),
-        dismissed=request.args.get("dismissed") in ("1", "true"),
+        owner=query.owner.strip(),
+        store_id=query.store_id,
+        name=query.name.strip(),
+        min_size=query.min_size,
+        max_size=query.max_size,
+        created_from=query.created_from,
+        created_to=query.created_to,
+        dismissed=query.dismissed,
     )
-    page, per_page = int_arg("page", 1, 1, 100_000), int_arg("per_page", 50, 1, 200)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    rows = db.session.scalars(query.offset((page - 1) * per_page).limit(per_page)).all()
+    page, per_page = query.page, query.per_page
+    total = db.session.scalar(select(func.count()).select_from(rows_query.order_by(None).subquery()))
+    rows = db.session.scalars(rows_query.offset((page - 1) * per_page).limit(per_page)).all()
     return jsonify(items=[group_json(r) for r in rows], total=total, page=page, per_page=per_page)
 
 
 def _group(group_id: int) -> GroupChat:
     group = db.session.scalar(select(GroupChat).where(GroupChat.id == group_id, group_chat_condition(g.api_user)))
     if group is None:
-        raise ApiError(404, "not_found", f"no group {group_id}")
+        raise not_found("group", group_id)
     return group
 
 
-@bp.get("/groups/<int:group_id>")
-def read_group(group_id: int) -> ResponseReturnValue:
+@operation(
+    "GET",
+    "/groups/<int:group_id>",
+    "A group: its current members (customers with their ids) and joins/departures per day",
+    query=Days,
+    responses={200: "The group", **NOT_FOUND},
+)
+def read_group(group_id: int, query: Days) -> ResponseReturnValue:
     """A group with its current members (customers linked to their profile ids) and its daily growth."""
     group = _group(group_id)
     members = [
@@ -104,15 +155,18 @@ def read_group(group_id: int) -> ResponseReturnValue:
         }
         for m in groups.current_members(group)
     ]
-    days = int_arg("days", 30, 1, 365)
-    return jsonify({**group_json(group), "member_list": members, "growth": groups.growth(group, days)})
+    return jsonify({**group_json(group), "member_list": members, "growth": groups.growth(group, query.days)})
 
 
-@bp.post("/groups/sync")
+@operation(
+    "POST",
+    "/groups/sync",
+    "Queue the full reconciliation of groups with WeCom",
+    action=Action.sync_groups,
+    responses={202: "Queued"},
+)
 def start_group_sync() -> ResponseReturnValue:
-    """Queue the full reconciliation (the nightly job, now)."""
-    if g.api_user.role not in WRITERS:
-        raise ApiError(403, "forbidden", "needs the admin or operator role")
+    """The nightly job, now."""
     enqueue(sync_groups, connection=redis_conn.client)
     audit(g.api_user, "sync_groups")
     db.session.commit()
@@ -134,87 +188,90 @@ def way_json(way: JoinWay, joins: int | None = None) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def refusals() -> Iterator[None]:
-    try:
-        yield
-    except (join_ways.JoinWayError, group_invites.InviteError) as exc:
-        db.session.rollback()
-        status = 403 if exc.field == "user" else 400
-        raise ApiError(status, "forbidden" if status == 403 else "invalid_parameter", f"{exc.field}: {exc}") from exc
-    except WeComRefused as exc:
-        db.session.rollback()
-        raise ApiError(502, "wecom_refused", f"WeCom: {exc.errcode} {exc.errmsg}") from exc
-    except qr_images.QrImageError as exc:
-        db.session.rollback()
-        raise ApiError(502, "wecom_refused", str(exc)) from exc
-
-
-def _writer() -> None:
-    if g.api_user.role not in WRITERS:
-        raise ApiError(403, "forbidden", "join codes need the admin or operator role")
-
-
 def _way(way_id: int) -> JoinWay:
     way = db.session.get(JoinWay, way_id)
     if way is None:
-        raise ApiError(404, "not_found", f"no join code {way_id}")
+        raise not_found("join code", way_id)
     return way
 
 
-@bp.get("/join-ways")
+@operation("GET", "/join-ways", "Group-join codes with their joins", responses={200: "Codes"})
 def list_join_ways() -> ResponseReturnValue:
     rows = db.session.scalars(select(JoinWay).order_by(JoinWay.active.desc(), JoinWay.id.desc())).all()
     joins = join_ways.joins([w.id for w in rows])
     return jsonify(items=[way_json(w, joins.get(w.id, 0)) for w in rows])
 
 
-@bp.post("/join-ways")
-def create_join_way() -> ResponseReturnValue:
-    _writer()
-    with refusals():
-        way = join_ways.create_join_way(json_body(), g.api_user)
+@operation(
+    "POST",
+    "/join-ways",
+    "Create a join code in WeCom (add_join_way) for up to 5 groups",
+    body=JoinWayCreate,
+    action=Action.edit_join_ways,
+    responses={201: "The code", **WECOM},
+)
+def create_join_way(body: JoinWayCreate) -> ResponseReturnValue:
+    way = join_ways.create_join_way(body.model_dump(exclude_unset=True), g.api_user)
     db.session.commit()
     return jsonify(way_json(way, 0)), 201
 
 
-@bp.get("/join-ways/<int:way_id>")
-def read_join_way(way_id: int) -> ResponseReturnValue:
+@operation(
+    "GET",
+    "/join-ways/<int:way_id>",
+    "A join code, its groups and its joins per day",
+    query=Days,
+    responses={200: "The code", **NOT_FOUND},
+)
+def read_join_way(way_id: int, query: Days) -> ResponseReturnValue:
     way = _way(way_id)
     return jsonify(
         {
             **way_json(way, join_ways.joins([way.id]).get(way.id, 0)),
             "groups": [group_json(x) for x in join_ways.groups_of(way)],
-            "joins_per_day": join_ways.joins_per_day(way, int_arg("days", 30, 1, 365)),
+            "joins_per_day": join_ways.joins_per_day(way, query.days),
         }
     )
 
 
-@bp.patch("/join-ways/<int:way_id>")
-def update_join_way(way_id: int) -> ResponseReturnValue:
-    _writer()
+@operation(
+    "PATCH",
+    "/join-ways/<int:way_id>",
+    "Change a join code (update_join_way)",
+    body=JoinWayInput,
+    action=Action.edit_join_ways,
+    responses={200: "Saved", **WECOM},
+)
+def update_join_way(way_id: int, body: JoinWayInput) -> ResponseReturnValue:
     way = _way(way_id)
-    with refusals():
-        join_ways.update_join_way(way, {**join_ways.describe(way), **json_body()}, g.api_user)
+    join_ways.update_join_way(way, {**join_ways.describe(way), **body.model_dump(exclude_unset=True)}, g.api_user)
     db.session.commit()
     return jsonify(way_json(way))
 
 
-@bp.delete("/join-ways/<int:way_id>")
+@operation(
+    "DELETE",
+    "/join-ways/<int:way_id>",
+    "Delete the code in WeCom (joins keep their attribution)",
+    action=Action.edit_join_ways,
+    responses={204: "Deleted", **WECOM},
+)
 def delete_join_way(way_id: int) -> ResponseReturnValue:
-    _writer()
     way = _way(way_id)
-    with refusals():
-        join_ways.delete_join_way(way, g.api_user)
+    join_ways.delete_join_way(way, g.api_user)
     db.session.commit()
     return "", 204
 
 
-@bp.get("/join-ways/<int:way_id>/qr.png")
+@operation(
+    "GET",
+    "/join-ways/<int:way_id>/qr.png",
+    "The code's QR image",
+    responses={200: ("PNG", "image/png"), **WECOM},
+)
 def join_way_qr(way_id: int) -> ResponseReturnValue:
     way = _way(way_id)
-    with refusals():
-        png = qr_images.qr_png(way)
+    png = qr_images.qr_png(way)
     db.session.commit()
     return Response(
         png, mimetype="image/png", headers={"Content-Disposition": f'attachment; filename="{way.state}.png"'}
@@ -245,11 +302,11 @@ def _invite(invite_id: int) -> GroupInvite:
         select(GroupInvite).where(GroupInvite.id == invite_id, group_invites.visible(g.api_user))
     )
     if invite is None:
-        raise ApiError(404, "not_found", f"no invitation {invite_id}")
+        raise not_found("invitation", invite_id)
     return invite
 
 
-@bp.get("/group-invites")
+@operation("GET", "/group-invites", "Invitation campaigns (标签拉群)", responses={200: "Campaigns"})
 def list_invites() -> ResponseReturnValue:
     rows = db.session.scalars(
         select(GroupInvite).where(group_invites.visible(g.api_user)).order_by(GroupInvite.id.desc()).limit(200)
@@ -257,37 +314,56 @@ def list_invites() -> ResponseReturnValue:
     return jsonify(items=[invite_json(i) for i in rows])
 
 
-@bp.post("/group-invites")
-def create_invite() -> ResponseReturnValue:
-    """A campaign: ``target`` (customers), ``chat_ids`` (a code is made for them) or ``join_way_id``,
-    ``text``; the send options of /sends; ``approve: true`` for an admin to send directly."""
-    with refusals():
-        invite = group_invites.create_invite(json_body(), g.api_user)
+@operation(
+    "POST",
+    "/group-invites",
+    "A campaign: a mass send with the join code's image to customers not in its groups",
+    body=GroupInviteInput,
+    responses={201: "The campaign with its funnel", **WECOM},
+)
+def create_invite(body: GroupInviteInput) -> ResponseReturnValue:
+    """``approve: true`` for an admin to send directly."""
+    invite = group_invites.create_invite(body.model_dump(exclude_unset=True), g.api_user)
     db.session.commit()
     start_send_if_due(invite.send)
     return jsonify(invite_json(invite, full=True)), 201
 
 
-@bp.get("/group-invites/<int:invite_id>")
+@operation(
+    "GET",
+    "/group-invites/<int:invite_id>",
+    "A campaign's funnel: invited → delivered → joined, per member and per store",
+    responses={200: "The campaign", **NOT_FOUND},
+)
 def read_invite(invite_id: int) -> ResponseReturnValue:
     return jsonify(invite_json(_invite(invite_id), full=True))
 
 
-@bp.get("/group-invites/<int:invite_id>/not-joined")
-def invite_not_joined(invite_id: int) -> ResponseReturnValue:
-    limit = int_arg("limit", 1000, 1, 100_000)
-    return jsonify(items=group_invites.not_joined(_invite(invite_id), limit))
+class NotJoined(Query):
+    limit: Annotated[int, Field(ge=1, le=100_000)] = 1000
 
 
-@bp.post("/group-invites/<int:invite_id>/reminder-round")
-def invite_reminder_round(invite_id: int) -> ResponseReturnValue:
-    """A new round, same code, for exactly the invited who have not joined."""
+@operation(
+    "GET",
+    "/group-invites/<int:invite_id>/not-joined",
+    "The invited who have not joined yet",
+    query=NotJoined,
+    responses={200: "Customers", **NOT_FOUND},
+)
+def invite_not_joined(invite_id: int, query: NotJoined) -> ResponseReturnValue:
+    return jsonify(items=group_invites.not_joined(_invite(invite_id), query.limit))
+
+
+@operation(
+    "POST",
+    "/group-invites/<int:invite_id>/reminder-round",
+    "A new round with the same code for exactly those who have not joined",
+    body=ReminderRound,
+    responses={201: "The new campaign", **WECOM},
+)
+def invite_reminder_round(invite_id: int, body: ReminderRound) -> ResponseReturnValue:
     invite = _invite(invite_id)
-    body = json_body()
-    with refusals():
-        again = group_invites.reminder_round(
-            invite, g.api_user, text=str(body.get("text") or ""), approve=body.get("approve") is True
-        )
+    again = group_invites.reminder_round(invite, g.api_user, text=body.text, approve=body.approve)
     db.session.commit()
     start_send_if_due(again.send)
     return jsonify(invite_json(again, full=True)), 201

@@ -1,42 +1,68 @@
 """Lifecycle rules: /api/v1/rules CRUD, templates, a dry run (who would this rule touch today, and why),
-run history and results. Writes need the admin or operator role; switching on a rule that sends to
-customers needs an admin (it approves the rule's sends from then on)."""
+run history and results. Writes need the edit_rules action; switching on a rule that sends to customers
+needs an admin (it approves the rule's sends from then on: the service asks)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from flask import g, jsonify
 from flask.typing import ResponseReturnValue
+from pydantic import Field
 from sqlalchemy import select
 
-from admin.api import ApiError, bp, int_arg, json_body
+from admin import MAX_INT
+from admin.api import not_found
+from admin.api.operations import Body, Id, Query, Text, Text64, operation
 from bot.extensions import db
-from bot.models import LifecycleRule, Role, RuleRun
+from bot.models import LifecycleRule, RuleRun
 from bot.services.lifecycle import reports
 from bot.services.lifecycle import rules as lifecycle
 from bot.services.users.accounts import audit
+from bot.services.users.permissions import Action
 
-WRITERS = (Role.admin, Role.operator)
+
+class RuleInput(Body):
+    """A rule's fields; ``{"template": "birthday"}`` starts from a built-in template. On a change, a field
+    left out stays as it is; ``{"enabled": true|false}`` alone switches the rule."""
+
+    template: Literal["birthday", "new_customer", "dormant", "lost"] | None = None
+    name: Text64 | None = None
+    enabled: bool | None = None
+    trigger: Literal["birthday", "added", "dormant", "tag_added", "lost"] | None = None
+    trigger_args: dict[str, Any] | None = Field(
+        None,
+        description="birthday {days_before: 0–30}, added {days: [0–365, …]}, dormant {days},"
+        " tag_added {tag_ids}, lost {}",
+    )
+    segment_id: Id | None = Field(None, description="the audience; null for everyone")
+    actions: list[dict[str, Any]] | None = Field(
+        None, description="remind {text}, send {text, attachments}, tag {add, remove}, notify_manager {text}"
+    )
+    window_start: Text | None = Field(None, description="HH:MM, corp time (default 10:00)")
+    window_end: Text | None = Field(None, description="HH:MM, corp time (default 20:00)")
+    cooldown_days: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class Sample(Query):
+    sample: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+class Runs(Query):
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+RULE_ANSWERS: dict[int, Any] = {403: "Not allowed for your role", 404: "No such rule"}
 
 
 def _get(rule_id: int) -> LifecycleRule:
     rule = db.session.get(LifecycleRule, rule_id)
     if rule is None:
-        raise ApiError(404, "not_found", f"no rule {rule_id}")
+        raise not_found("rule", rule_id)
     return rule
-
-
-def _writer() -> None:
-    if g.api_user.role not in WRITERS:
-        raise ApiError(403, "forbidden", "lifecycle rules need the admin or operator role")
-
-
-def _refused(exc: lifecycle.LifecycleError) -> ApiError:
-    db.session.rollback()
-    if isinstance(exc, lifecycle.NotAllowed):
-        return ApiError(403, "forbidden", f"{exc.field}: {exc}")
-    return ApiError(400, "invalid_parameter", f"{exc.field}: {exc}")
 
 
 def rule_json(rule: LifecycleRule, *, with_results: bool = False) -> dict[str, Any]:
@@ -46,52 +72,72 @@ def rule_json(rule: LifecycleRule, *, with_results: bool = False) -> dict[str, A
     return data
 
 
-@bp.get("/rules")
+@operation(
+    "GET",
+    "/rules",
+    "Lifecycle rules, each with its results (tasks, reminded, in a send, delivered, converted)",
+    responses={200: "Rules"},
+)
 def list_rules() -> ResponseReturnValue:
     rules = db.session.scalars(select(LifecycleRule).order_by(LifecycleRule.id)).all()
     return jsonify(items=[rule_json(r, with_results=True) for r in rules])
 
 
-@bp.get("/rules/templates")
+@operation(
+    "GET",
+    "/rules/templates",
+    "The built-in templates: 生日关怀, 新客跟进, 沉睡唤醒, 流失挽回",
+    responses={200: "Templates"},
+)
 def rule_templates() -> ResponseReturnValue:
     return jsonify(items=[{"template": key, **value} for key, value in lifecycle.TEMPLATES.items()])
 
 
-@bp.post("/rules")
-def create_rule() -> ResponseReturnValue:
-    _writer()
-    try:
-        rule = lifecycle.save_rule(json_body(), g.api_user)
-    except lifecycle.LifecycleError as exc:
-        raise _refused(exc) from exc
+@operation(
+    "POST",
+    "/rules",
+    'A lifecycle rule; {"template": "birthday"} starts from a built-in template',
+    body=RuleInput,
+    action=Action.edit_rules,
+    responses={201: "The rule", **RULE_ANSWERS},
+)
+def create_rule(body: RuleInput) -> ResponseReturnValue:
+    rule = lifecycle.save_rule(body.fields(), g.api_user)
     db.session.commit()
     return jsonify(rule_json(rule)), 201
 
 
-@bp.get("/rules/<int:rule_id>")
+@operation("GET", "/rules/<int:rule_id>", "A rule with its results", responses={200: "Rule", 404: "No such rule"})
 def get_rule(rule_id: int) -> ResponseReturnValue:
     return jsonify(rule_json(_get(rule_id), with_results=True))
 
 
-@bp.patch("/rules/<int:rule_id>")
-def update_rule(rule_id: int) -> ResponseReturnValue:
-    _writer()
+@operation(
+    "PATCH",
+    "/rules/<int:rule_id>",
+    'Change a rule; {"enabled": true|false} switches it (rules that send: admins only)',
+    body=RuleInput,
+    action=Action.edit_rules,
+    responses={200: "Saved", **RULE_ANSWERS},
+)
+def update_rule(rule_id: int, body: RuleInput) -> ResponseReturnValue:
     rule = _get(rule_id)
-    body = json_body()
-    try:
-        if set(body) == {"enabled"}:
-            lifecycle.set_enabled(rule, g.api_user, body["enabled"])
-        else:
-            lifecycle.save_rule(body, g.api_user, rule)
-    except lifecycle.LifecycleError as exc:
-        raise _refused(exc) from exc
+    if body.model_fields_set == {"enabled"}:
+        lifecycle.set_enabled(rule, g.api_user, body.enabled)
+    else:
+        lifecycle.save_rule(body.fields(), g.api_user, rule)
     db.session.commit()
     return jsonify(rule_json(rule))
 
 
-@bp.delete("/rules/<int:rule_id>")
+@operation(
+    "DELETE",
+    "/rules/<int:rule_id>",
+    "Delete a rule",
+    action=Action.edit_rules,
+    responses={204: "Deleted", **RULE_ANSWERS},
+)
 def delete_rule(rule_id: int) -> ResponseReturnValue:
-    _writer()
     rule = _get(rule_id)
     audit(g.api_user, "delete_rule", f"rule:{rule.id}", before=lifecycle.describe(rule))
     db.session.delete(rule)
@@ -99,30 +145,46 @@ def delete_rule(rule_id: int) -> ResponseReturnValue:
     return "", 204
 
 
-@bp.post("/rules/dry-run")
-def dry_run_unsaved() -> ResponseReturnValue:
+@operation(
+    "POST",
+    "/rules/dry-run",
+    "An unsaved rule: who it would touch now, and why (nothing is written)",
+    query=Sample,
+    body=RuleInput,
+    action=Action.edit_rules,
+    responses={200: "count, in_window, customers (why)", **RULE_ANSWERS},
+)
+def dry_run_unsaved(query: Sample, body: RuleInput) -> ResponseReturnValue:
     """A rule not saved yet: checked like a save, evaluated, rolled back."""
-    _writer()
     try:
-        rule = lifecycle.save_rule(json_body(), g.api_user)
-        answer = reports.dry_run(rule, sample=int_arg("sample", 50, 1, 500))
-    except lifecycle.LifecycleError as exc:
-        raise _refused(exc) from exc
+        rule = lifecycle.save_rule(body.fields(), g.api_user)
+        answer = reports.dry_run(rule, sample=query.sample)
     finally:
         db.session.rollback()
     return jsonify(answer)
 
 
-@bp.post("/rules/<int:rule_id>/dry-run")
-def dry_run(rule_id: int) -> ResponseReturnValue:
-    return jsonify(reports.dry_run(_get(rule_id), sample=int_arg("sample", 50, 1, 500)))
+@operation(
+    "POST",
+    "/rules/<int:rule_id>/dry-run",
+    "Who the rule would touch now, and why (window aside; nothing is written)",
+    query=Sample,
+    responses={200: "count, in_window, customers (why)", 404: "No such rule"},
+)
+def dry_run(rule_id: int, query: Sample) -> ResponseReturnValue:
+    return jsonify(reports.dry_run(_get(rule_id), sample=query.sample))
 
 
-@bp.get("/rules/<int:rule_id>/runs")
-def rule_runs(rule_id: int) -> ResponseReturnValue:
+@operation(
+    "GET",
+    "/rules/<int:rule_id>/runs",
+    "The rule's runs, newest first: matched, reminded, sent, tagged, notified, errors",
+    query=Runs,
+    responses={200: "Runs", 404: "No such rule"},
+)
+def rule_runs(rule_id: int, query: Runs) -> ResponseReturnValue:
     rule = _get(rule_id)
-    limit = int_arg("limit", 50, 1, 500)
     runs = db.session.scalars(
-        select(RuleRun).where(RuleRun.rule_id == rule.id).order_by(RuleRun.id.desc()).limit(limit)
+        select(RuleRun).where(RuleRun.rule_id == rule.id).order_by(RuleRun.id.desc()).limit(query.limit)
     ).all()
     return jsonify(items=[reports.run_detail(r) for r in runs])

@@ -1,49 +1,85 @@
 """Tags: /api/v1/tag-groups and /api/v1/tags (the corp tag library: list, create, rename or reorder,
 delete — in WeCom first, then the mirror), and a customer's tags (/api/v1/customers/<id>/tags).
-Library changes need the admin or operator role; tagging a customer needs any role but viewer, in scope."""
+Library changes need the edit_tags action; tagging a customer tag_customers, within the caller's scope."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from flask import g, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
+from pydantic import Field
 
-from admin.api import ApiError, bp, iso, json_body, string_list
+from admin import MAX_INT
+from admin.api import ApiError, iso, not_found
+from admin.api.customers import visible_customer
+from admin.api.operations import Body, Id, Text, Text30, operation, schema
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
-from bot.models import Customer, FollowRelation, Role, Segment, Tag, TagGroup, TagJob
-from bot.services.errors import WeComRefused
+from bot.models import FollowRelation, Segment, Tag, TagGroup, TagJob
 from bot.services.segments import rules as segments
 from bot.services.tags import bulk as tag_jobs
 from bot.services.tags import library as tags
 from bot.services.tags.jobs import run_tag_job
 from bot.services.users.accounts import audit
-from bot.services.users.scope import can_see_customer
+from bot.services.users.permissions import Action
 
-WRITERS = (Role.admin, Role.operator)
-
-
-def _require(*roles: Role) -> None:
-    if g.api_user.role not in roles:
-        raise ApiError(403, "forbidden", "this needs the " + " or ".join(r.value for r in roles) + " role")
+TagName = Text30
 
 
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """400 with the field for what Siyu or WeCom refused in words; 502 for any other WeCom error."""
-    try:
-        yield
-    except tags.TagError as exc:
-        db.session.rollback()
-        code = f" (WeCom {exc.errcode})" if exc.errcode else ""
-        raise ApiError(400, "invalid_parameter", f"{exc.field}: {exc}{code}") from exc
-    except WeComRefused as exc:
-        db.session.rollback()
-        raise ApiError(502, "wecom_refused", f"WeCom refused: {exc.errcode} {exc.errmsg}") from exc
+class TagGroupInput(Body):
+    name: TagName
+    tags: list[TagName]
+
+
+class TagsInput(Body):
+    group_id: Text
+    names: list[TagName]
+
+
+class TagEdit(Body):
+    name: TagName | None = None
+    order: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
+
+
+class CustomerTags(Body):
+    staff: Text | None = Field(None, description="needed when several members follow")
+    add: list[Text] = []
+    remove: list[Text] = []
+
+
+class TagJobInput(Body):
+    """The customers: ``segment_id`` or ``external_userids``."""
+
+    action: Literal["add", "remove"]
+    tag_ids: list[Text]
+    segment_id: Id | None = None
+    external_userids: Annotated[list[Text], Field(max_length=100_000)] | None = None
+
+
+#: WeCom's refusals in Siyu's words (duplicate name, the 3000-tag cap, another app's tag) are 400 with the field
+TAG_ANSWERS: dict[int, Any] = {502: "WeCom refused for another reason"}
+TAG_GROUP = schema(
+    "TagGroup",
+    {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "order": {"type": "integer"},
+            "tags": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "order": {"type": "integer"}},
+                },
+            },
+        },
+    },
+)
+TAG_GROUP_LIST = schema(
+    "TagGroupList", {"type": "object", "properties": {"items": {"type": "array", "items": TAG_GROUP}}}
+)
 
 
 def tag_json(t: Tag) -> dict[str, Any]:
@@ -59,104 +95,129 @@ def group_json(group: TagGroup) -> dict[str, Any]:
     }
 
 
-@bp.get("/tag-groups")
+@operation(
+    "GET", "/tag-groups", "The corp tag library: groups with their tags", responses={200: ("Groups", TAG_GROUP_LIST)}
+)
 def list_tag_groups() -> ResponseReturnValue:
     return jsonify(items=[group_json(grp) for grp in tags.library()])
 
 
-@bp.post("/tag-groups")
-def create_tag_group() -> ResponseReturnValue:
-    """A new group with its first tags: {"name": …, "tags": […]}."""
-    _require(*WRITERS)
-    body = json_body()
-    with _refusals():
-        made = tags.create_tags(string_list(body, "tags") or [], group_name=str(body.get("name") or ""))
+@operation(
+    "POST",
+    "/tag-groups",
+    "A new tag group with its first tags, made in WeCom first (add_corp_tag)",
+    body=TagGroupInput,
+    action=Action.edit_tags,
+    responses={201: ("Created", TAG_GROUP), **TAG_ANSWERS},
+)
+def create_tag_group(body: TagGroupInput) -> ResponseReturnValue:
+    made = tags.create_tags(body.tags, group_name=body.name)
     group = made[0].group
     audit(g.api_user, "create_tag_group", f"tag_group:{group.group_id}", after={"name": group.name})
     db.session.commit()
     return jsonify(group_json(group)), 201
 
 
-@bp.post("/tags")
-def create_tags() -> ResponseReturnValue:
-    """Tags in an existing group: {"group_id": …, "names": […]}."""
-    _require(*WRITERS)
-    body = json_body()
-    if not isinstance(body.get("group_id"), str):
-        raise ApiError(400, "invalid_parameter", "group_id is required")
-    with _refusals():
-        made = tags.create_tags(string_list(body, "names") or [], group_id=body["group_id"])
-    audit(g.api_user, "create_tags", f"tag_group:{body['group_id']}", after={"names": [t.name for t in made]})
+@operation(
+    "POST",
+    "/tags",
+    "Tags in an existing group (add_corp_tag)",
+    body=TagsInput,
+    action=Action.edit_tags,
+    responses={201: "Created", **TAG_ANSWERS},
+)
+def create_tags(body: TagsInput) -> ResponseReturnValue:
+    made = tags.create_tags(body.names, group_id=body.group_id)
+    audit(g.api_user, "create_tags", f"tag_group:{body.group_id}", after={"names": [t.name for t in made]})
     db.session.commit()
     return jsonify(items=[tag_json(t) for t in made]), 201
 
 
-def _edit(wecom_id: str) -> ResponseReturnValue:
-    _require(*WRITERS)
-    body = json_body()
-    name = body.get("name")
-    order = body.get("order")
-    if name is not None and not isinstance(name, str):
-        raise ApiError(400, "invalid_parameter", "name is a string")
-    if order is not None and (not isinstance(order, int) or isinstance(order, bool)):
-        raise ApiError(400, "invalid_parameter", "order is a whole number")
-    with _refusals():
-        target = tags.edit_tag_or_group(wecom_id, name=name, order=order)
+def _edit(wecom_id: str, body: TagEdit) -> ResponseReturnValue:
+    target = tags.edit_tag_or_group(wecom_id, name=body.name, order=body.order)
     audit(g.api_user, "edit_tag", f"tag:{wecom_id}", after={"name": target.name, "order": target.order})
     db.session.commit()
     return jsonify(id=wecom_id, name=target.name, order=target.order)
 
 
 def _delete(tag_ids: list[str], group_ids: list[str]) -> ResponseReturnValue:
-    _require(*WRITERS)
-    with _refusals():
-        count = tags.delete_tags(tag_ids, group_ids)
+    count = tags.delete_tags(tag_ids, group_ids)
     audit(g.api_user, "delete_tags", ",".join(tag_ids + group_ids)[:200])
     db.session.commit()
     return jsonify(deleted_tags=count)
 
 
-@bp.patch("/tags/<wecom_id>")
-def edit_tag(wecom_id: str) -> ResponseReturnValue:
-    return _edit(wecom_id)
+@operation(
+    "PATCH",
+    "/tags/<wecom_id>",
+    "Rename or reorder a tag (edit_corp_tag)",
+    body=TagEdit,
+    action=Action.edit_tags,
+    responses={200: "Changed", **TAG_ANSWERS},
+)
+def edit_tag(wecom_id: str, body: TagEdit) -> ResponseReturnValue:
+    return _edit(wecom_id, body)
 
 
-@bp.patch("/tag-groups/<wecom_id>")
-def edit_tag_group(wecom_id: str) -> ResponseReturnValue:
-    return _edit(wecom_id)
+@operation(
+    "PATCH",
+    "/tag-groups/<wecom_id>",
+    "Rename or reorder a group (edit_corp_tag)",
+    body=TagEdit,
+    action=Action.edit_tags,
+    responses={200: "Changed", **TAG_ANSWERS},
+)
+def edit_tag_group(wecom_id: str, body: TagEdit) -> ResponseReturnValue:
+    return _edit(wecom_id, body)
 
 
-@bp.delete("/tags/<wecom_id>")
+@operation(
+    "DELETE",
+    "/tags/<wecom_id>",
+    "Delete a tag (del_corp_tag); customers lose it in the mirror too",
+    action=Action.edit_tags,
+    responses={200: "Deleted", **TAG_ANSWERS},
+)
 def delete_tag(wecom_id: str) -> ResponseReturnValue:
     return _delete([wecom_id], [])
 
 
-@bp.delete("/tag-groups/<wecom_id>")
+@operation(
+    "DELETE",
+    "/tag-groups/<wecom_id>",
+    "Delete a group and its tags (del_corp_tag)",
+    action=Action.edit_tags,
+    responses={200: "Deleted", **TAG_ANSWERS},
+)
 def delete_tag_group(wecom_id: str) -> ResponseReturnValue:
     return _delete([], [wecom_id])
 
 
-@bp.post("/customers/<external_userid>/tags")
-def tag_customer(external_userid: str) -> ResponseReturnValue:
-    """{"staff": userid (optional when one member follows), "add": [tag ids], "remove": [tag ids]}."""
-    _require(Role.admin, Role.operator, Role.store_manager)
-    body = json_body()
-    customer = db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
-    if customer is None:
-        raise ApiError(404, "not_found", f"no customer {external_userid}")
-    if not can_see_customer(g.api_user, customer):
-        raise ApiError(403, "forbidden", "this customer belongs to stores outside your scope")
+@operation(
+    "POST",
+    "/customers/<external_userid>/tags",
+    "Add and remove corp tags on a customer's follow relation (mark_tag)",
+    body=CustomerTags,
+    action=Action.tag_customers,
+    responses={
+        200: "The relation's tags now",
+        403: "Outside your scope, or a viewer",
+        404: "No such customer",
+        **TAG_ANSWERS,
+    },
+)
+def tag_customer(external_userid: str, body: CustomerTags) -> ResponseReturnValue:
+    customer = visible_customer(external_userid)
     follows = [f for f in customer.follows if f.status.value == "active"]
-    staff = body.get("staff")
-    if staff is not None:
-        follows = [f for f in follows if f.staff.userid == staff]
+    if body.staff is not None:
+        follows = [f for f in follows if f.staff.userid == body.staff]
     if len(follows) != 1:
-        raise ApiError(400, "invalid_parameter", "staff: name the member whose tags to change (one active follower)")
+        raise ApiError(
+            400, "invalid_parameter", "staff: name the member whose tags to change (one active follower)", "staff"
+        )
     follow: FollowRelation = follows[0]
-    add, remove = string_list(body, "add") or [], string_list(body, "remove") or []
-    with _refusals():
-        tags.tag_customer(follow, add, remove)
-    audit(g.api_user, "tag_customer", f"customer:{external_userid}", after={"add": add, "remove": remove})
+    tags.tag_customer(follow, body.add, body.remove)
+    audit(g.api_user, "tag_customer", f"customer:{external_userid}", after={"add": body.add, "remove": body.remove})
     db.session.commit()
     return jsonify(
         external_userid=external_userid,
@@ -183,41 +244,42 @@ def tag_job_json(job: TagJob, *, full: bool = False) -> dict[str, Any]:
     return data
 
 
-@bp.post("/tag-jobs")
-def create_tag_job() -> ResponseReturnValue:
-    """Tag or untag many customers: {"action": "add"|"remove", "tag_ids": [...], and "segment_id": N or
-    "external_userids": [...]}. Runs in a worker; poll GET /tag-jobs/<id>."""
-    _require(*WRITERS)
-    body = json_body()
+@operation(
+    "POST",
+    "/tag-jobs",
+    "Tag or untag many customers (a segment or a list of external ids), in a worker",
+    body=TagJobInput,
+    action=Action.edit_tags,
+    responses={202: "Queued", **TAG_ANSWERS},
+)
+def create_tag_job(body: TagJobInput) -> ResponseReturnValue:
+    """Runs in a worker; poll GET /tag-jobs/<id>."""
     rule = ids = None
     target = ""
-    if body.get("segment_id") is not None:
-        segment = db.session.get(Segment, body["segment_id"]) if isinstance(body["segment_id"], int) else None
+    if body.segment_id is not None:
+        segment = db.session.get(Segment, body.segment_id)
         if segment is None:
-            raise ApiError(400, "invalid_parameter", "segment_id: no such segment")
+            raise ApiError(400, "invalid_parameter", "segment_id: no such segment", "segment_id")
         rule = segments.parse_rule(segment.rule)
         target = f"segment:{segment.id}"
-    elif "external_userids" in body:
-        ids = string_list(body, "external_userids") or []
+    elif body.external_userids is not None:
+        ids = body.external_userids
         target = f"list:{len(ids)}"
-    with _refusals():
-        job = tag_jobs.create_job(
-            g.api_user,
-            str(body.get("action", "")),
-            string_list(body, "tag_ids") or [],
-            rule=rule,
-            external_userids=ids,
-            target=target,
-        )
+    job = tag_jobs.create_job(g.api_user, body.action, body.tag_ids, rule=rule, external_userids=ids, target=target)
     audit(g.api_user, "create_tag_job", f"tag_job:{job.id}", after={"action": job.action, "target": job.target})
     db.session.commit()
     enqueue(run_tag_job, job.id, connection=redis_conn.client)
     return jsonify(tag_job_json(job)), 202
 
 
-@bp.get("/tag-jobs/<int:job_id>")
+@operation(
+    "GET",
+    "/tag-jobs/<int:job_id>",
+    "A bulk tagging job: status, counts and the failed customers with their reasons",
+    responses={200: "The job", 404: "Not found"},
+)
 def get_tag_job(job_id: int) -> ResponseReturnValue:
     job = db.session.get(TagJob, job_id)
     if job is None:
-        raise ApiError(404, "not_found", f"no tag job {job_id}")
+        raise not_found("tag job", job_id)
     return jsonify(tag_job_json(job, full=True))

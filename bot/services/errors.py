@@ -80,14 +80,21 @@ class WeComRefused(ServiceError):
 
     @classmethod
     def from_error(cls, exc: WeComError) -> WeComRefused:
-        field = "staff" if isinstance(exc, UnknownMember) else None
-        return cls(
+        kind, field = (UnknownStaff, "staff") if isinstance(exc, UnknownMember) else (cls, None)
+        return kind(
             f"WeCom refused: {exc.errcode} {exc.errmsg}",
             field,
             errcode=exc.errcode,
             errmsg=exc.errmsg,
             endpoint=exc.endpoint or "",
         )
+
+
+class UnknownStaff(WeComRefused):
+    """WeCom does not know a member the request named: the caller's to fix, not WeCom's failure."""
+
+    status = 400
+    code = "invalid_parameter"
 
 
 @contextmanager

@@ -2,8 +2,6 @@ import json
 
 import pytest
 
-from admin.api.openapi import SPEC
-
 
 @pytest.fixture
 def auth(api_token):
@@ -76,19 +74,6 @@ def test_unknown_customer_is_404(client, auth):
 
 def test_events_filter_rejects_unknown_status(client, auth):
     assert client.get("/api/v1/events?status=weird", headers=auth).status_code == 400
-
-
-def test_openapi_is_public_and_covers_every_api_route(app, client):
-    res = client.get("/api/v1/openapi.json")
-    assert res.status_code == 200 and res.get_json()["openapi"].startswith("3.")
-    documented = {(path, method) for path, ops in SPEC["paths"].items() for method in ops if method != "parameters"}
-    routes = set()
-    for rule in app.url_map.iter_rules():
-        if rule.rule.startswith("/api/v1/"):
-            path = rule.rule.removeprefix("/api/v1").replace("<int:", "{").replace("<", "{").replace(">", "}")
-            for method in rule.methods - {"HEAD", "OPTIONS"}:
-                routes.add((path, method.lower()))
-    assert routes == documented
 
 
 def test_health_reports_database_and_redis(client, app):

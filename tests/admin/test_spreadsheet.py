@@ -24,3 +24,12 @@ def test_an_upload_over_the_limit_is_refused_whole():
         read_ids("", upload("wm0000001\n" * 120_000), 1024 * 1024)  # 1.2 MB
     assert refused.value.max_mb == 1
     assert read_ids("", upload("wm1\n" * 10), 1024) == ["wm1"]
+
+
+def test_a_carriage_return_alone_ends_a_row():
+    """Found by schemathesis: a lone CR in an uploaded CSV was csv.Error (a server error), not a row end."""
+    from io import BytesIO
+
+    from admin.spreadsheet import read_pairs
+
+    assert read_pairs(BytesIO(b'a,b\rc\r\nd,"e\rf"'), 1000, "external_userid") == [("a", "b"), ("c", ""), ("d", "e\rf")]

@@ -243,7 +243,7 @@ def test_groups_picked_by_owner_store_name_or_their_customers_tags(
     assert reached({"tag_ids": [vip]}) == 1
     assert reached({"owners": ["staff0201"], "tag_ids": [vip]}) == 0
     bad = admin_api.post("/api/v1/sends/preview", {"target": {"groups": {"colour": "red"}}})
-    assert bad.status_code == 400 and bad.get_json()["error"]["message"].startswith("target:")
+    assert bad.status_code == 400 and bad.get_json()["error"]["message"].startswith("target.groups.colour:")
     bad = admin_api.post("/api/v1/sends/preview", {"target": {"groups": {}, "not_in_groups": ["x"]}})
     assert bad.status_code == 400
 

@@ -41,6 +41,8 @@ Image.MAX_IMAGE_PIXELS = 4096 * 4096
 class QrImageError(Conflict):
     """The code's image cannot be produced (no code, an unreadable image, no CJK font)."""
 
+    code = "no_qr_code"
+
 
 class QrDownloadFailed(QrImageError):
     """WeCom's image of the code could not be fetched (an HTTP status, a timeout): WeCom may no longer serve

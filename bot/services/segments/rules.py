@@ -67,6 +67,8 @@ DORMANT_DAYS = 30
 class RuleError(Invalid):
     """A rule that cannot be evaluated, with the condition at fault (its index) when there is one."""
 
+    code = "invalid_rule"
+
     def __init__(self, message: str, index: int | None = None) -> None:
         super().__init__(message, "rule" if index is None else f"rule.conditions[{index}]")
         self.index = index

@@ -21,7 +21,7 @@ from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.segments import rules as segments
 from bot.services.sends import recipients
-from bot.services.sends.errors import SendError
+from bot.services.sends.errors import SendConflict, SendError
 from bot.services.users.accounts import N_, audit
 from bot.services.users.permissions import Action, allows, require
 
@@ -235,7 +235,7 @@ def save_draft(raw: dict[str, Any], user: User, send: MassSend | None = None) ->
     """Create a draft, or change one that is not approved yet (a change sends it back to draft). Flushes."""
     require(user, Action.draft_sends)
     if send is not None and (send.status not in EDITABLE or not may_manage(send, user)):
-        raise SendError("status", N_("只有草稿或待审批的群发可以修改"))
+        raise SendConflict("status", N_("只有草稿或待审批的群发可以修改"))
     draft = check_draft(raw)
     if send is None:
         send = MassSend(created_by=user.id, status=SendStatus.draft)
@@ -268,7 +268,7 @@ def may_remind(send: MassSend, user: User) -> bool:
 
 def submit(send: MassSend, user: User) -> None:
     if send.status != SendStatus.draft or not may_manage(send, user):
-        raise SendError("status", N_("只有自己的草稿可以提交审批"))
+        raise SendConflict("status", N_("只有自己的草稿可以提交审批"))
     send.status = SendStatus.pending_approval
     send.submitted_at = utcnow()
     audit(user, "submit_send", f"send:{send.id}")
@@ -279,7 +279,7 @@ def approve(send: MassSend, user: User) -> int:
     the recipients' count the approver saw, which is recorded with the approval."""
     require(user, Action.approve_sends)
     if send.status not in EDITABLE:
-        raise SendError("status", N_("这条群发不在待审批状态"))
+        raise SendConflict("status", N_("这条群发不在待审批状态"))
     seen = recipients.preview(send)["recipients"]
     send.status = SendStatus.approved
     send.approved_by, send.approved_at, send.approved_count = user.id, utcnow(), seen
@@ -290,7 +290,7 @@ def approve(send: MassSend, user: User) -> int:
 def reject(send: MassSend, user: User, reason: str) -> None:
     require(user, Action.approve_sends)
     if send.status != SendStatus.pending_approval:
-        raise SendError("status", N_("只有管理员可以退回待审批的群发"))
+        raise SendConflict("status", N_("只有管理员可以退回待审批的群发"))
     send.status = SendStatus.draft
     send.error = reason.strip()[:300] or None
     audit(user, "reject_send", f"send:{send.id}", after={"reason": send.error})
@@ -300,7 +300,7 @@ def cancel(send: MassSend, user: User) -> None:
     """Stop a send before or during dispatch. Tasks already made in WeCom are the caller's to queue for
     cancelling (``tasks.cancel_send_tasks``: it calls WeCom)."""
     if send.status not in OPEN or not may_manage(send, user):
-        raise SendError("status", N_("这条群发已结束或无权取消"))
+        raise SendConflict("status", N_("这条群发已结束或无权取消"))
     before = send.status
     send.status = SendStatus.cancelled
     send.cancelled_at = utcnow()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.services.errors import Invalid
+from bot.services.errors import Conflict, Invalid
 
 
 class SendError(Invalid):
@@ -12,3 +12,7 @@ class SendError(Invalid):
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message, field)
+
+
+class SendConflict(SendError, Conflict):
+    """What the send's state refuses (editing an approved send, cancelling a finished one)."""
