@@ -35,3 +35,34 @@ def test_every_ruff_ignore_in_pyproject_has_a_comment():
     entries = [line for line in ignores.splitlines() if re.match(r'\s+"[A-Z]+[0-9]+",', line)]
     assert entries, "no ignore found: has pyproject.toml's [tool.ruff.lint] changed shape?"
     assert [e for e in entries if not re.search(r'",\s+# \S', e)] == []
+
+
+#: "No module over about 500 lines": past this a module holds more than one concern (split it by concern)
+MAX_LINES = 520
+
+
+def test_no_module_is_over_about_500_lines():
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in python_files()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}, f"split these by concern: {long}"
+
+
+def test_nothing_reads_or_cites_a_file_outside_the_repository():
+    """Whoever clones Siyu alone must be able to run it and its tests: no path above the checkout, no citation
+    of a team document that is not in it (WeCom's doc page ids are cited instead)."""
+    outside = re.compile(r"\.\./shared|REFERENCE(-2)?\.md|PERFORMANCE\.md")
+    found = []
+    for path in [
+        *python_files(),
+        ROOT / "Makefile",
+        ROOT / "README.md",
+        ROOT / "pyproject.toml",
+        *ROOT.glob("docs/*.md"),
+    ]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if outside.search(line) and path != Path(__file__):
+                found.append(f"{path.relative_to(ROOT)}:{number}")
+    assert found == []
