@@ -63,14 +63,36 @@ def update_user(
     before = describe(user)
     if new_password is not None and len(new_password) < MIN_PASSWORD:
         raise ValueError(N_("密码至少 10 位"))
+    deactivated = bool(user.active) and not active
     user.display_name = display_name or user.username
     user.role = role
     user.stores = stores if role == Role.store_manager else []
     user.active = active
     if new_password:
         user.password_hash = generate_password_hash(new_password)
+    if new_password or deactivated:
+        end_sessions(user)
     db.session.flush()
     return before
+
+
+def end_sessions(user: User) -> None:
+    """End every session and remember cookie of ``user`` made so far (sign-out, a new password, deactivation):
+    their id carries the session generation, which this bumps. A browser that should stay signed in (the
+    user changing their own password) signs in again with the new one. Flushes."""
+    user.session_version = (user.session_version or 0) + 1
+    db.session.flush()
+
+
+def session_user(session_id: str) -> User | None:
+    """The user a session's (or a remember cookie's) id names, if it is of their current generation."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdigit() and version.isdigit()) or len(user_id) > 10:
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or (user.session_version or 0) != int(version):
+        return None
+    return user
 
 
 def describe(user: User) -> dict[str, Any]:
