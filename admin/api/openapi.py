@@ -23,7 +23,7 @@ def _json(schema_ref: str) -> dict[str, Any]:
 
 ERRORS = {
     "400": {"description": "Invalid parameter", **_json("Error")},
-    "401": {"description": "Missing, unknown or revoked token", **_json("Error")},
+    "401": {"description": "Missing, unknown, revoked or expired token", **_json("Error")},
 }
 #: tag changes: WeCom's refusals (duplicate name, the 3000-tag cap, another app's tag) are 400 with the field
 TAG_ERRORS = {

@@ -159,6 +159,7 @@ def not_found(_error: Exception) -> ResponseReturnValue:
 
 # The areas register their views on ``bp``, so they are imported once it exists.
 from admin.views import (  # noqa: E402, F401 - register the routes
+    api_tokens,
     audit,
     auth,
     channels,
