@@ -77,11 +77,11 @@ def test_admins_see_every_token_others_only_their_own(app, client):
         db.session.commit()
     sign_in(client, "root", admin_pw)
     page = client.get(PAGE).get_data(as_text=True)
-    assert "clerk-laptop" in page and "tests" in page and "<th>用户</th>" in page
+    assert "clerk-laptop" in page and "tests" in page and "<th>所属用户</th>" in page
     viewer = app.test_client()
     sign_in(viewer, "clerk", viewer_pw)
     page = viewer.get(PAGE).get_data(as_text=True)
-    assert "clerk-laptop" in page and ">tests<" not in page and "<th>用户</th>" not in page
+    assert "clerk-laptop" in page and ">tests<" not in page and "<th>所属用户</th>" not in page
     assert "API 令牌" in viewer.get("/admin/").get_data(as_text=True)  # in everyone's menu
 
 
