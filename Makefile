@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/siyu_test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 export FLASK_APP := wsgi
 
-.PHONY: help run test test-embedded test-services lint bench bench-welcome bench-segments bench-mass-send bench-lifecycle drills migrate translations clean
+.PHONY: help run test test-embedded test-services lint audit bench bench-welcome bench-segments bench-mass-send bench-lifecycle drills migrate translations clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -46,6 +46,18 @@ lint: $(STAMP) ## ruff (lint + format check), the import contracts (import-linte
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
+
+# The pins are pyproject.toml's `==` requirements (the app's and the dev tools'; the unpinned type stubs are not
+# shipped). pip-audit asks PyPI's advisory data for each pinned version; --strict fails the audit when a
+# version could not be looked up, so that an audit which checked nothing never passes. A known vulnerability
+# that cannot be fixed by a newer pin goes in AUDIT_IGNORE (`--ignore-vuln ID`), with a comment saying why.
+AUDIT_IGNORE :=
+audit: $(STAMP) ## pip-audit the pinned requirements against PyPI's advisory data (needs the network)
+	@$(BIN)/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		print("\n".join(r for r in p["dependencies"] + p["optional-dependencies"]["dev"] if "==" in r))' \
+		> $(VENV)/pinned-requirements.txt
+	$(BIN)/pip-audit --strict --no-deps --disable-pip --progress-spinner off $(AUDIT_IGNORE) \
+		--requirement $(VENV)/pinned-requirements.txt
 
 bench: $(STAMP) ## the callback benchmark under gunicorn on PostgreSQL + Redis
 	$(BIN)/python bench/callbacks.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench)" --redis-url redis://127.0.0.1:6379/14

@@ -104,6 +104,15 @@ class EditUserForm(FlaskForm):
     )
 
 
+class ApiTokenForm(FlaskForm):
+    name = StringField(
+        _l("名称（用途）"), validators=[DataRequired(_l("请输入名称")), Length(max=128, message=_l("最多 128 个字符"))]
+    )
+    expires_days = IntegerField(
+        _l("有效天数（留空长期有效）"), validators=[Optional(), NumberRange(1, 3650, _l("1–3650 之间"))]
+    )
+
+
 class SandboxBurstForm(FlaskForm):
     action = SelectField(_l("模拟什么"), choices=[SelectChoice(k, v) for k, v in SANDBOX_ACTIONS.items()])
     count = IntegerField(

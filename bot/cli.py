@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -27,16 +29,17 @@ from bot.extensions import db, redis_conn
 from bot.jobs.context import bind_app
 from bot.jobs.queue import QUEUE_NAMES, URGENT, enqueue_events, queue
 from bot.jobs.scheduler import configure, run_job, scheduler_kwargs
-from bot.models import Role, User
+from bot.models import ApiToken, Role, User
 from bot.sandbox import corp_for, create_fake_wecom, serve_in_thread, simulator_for
 from bot.schedule import PERIODIC_JOBS
 from bot.services.callbacks.processing import reopen_event
 from bot.services.customers.jobs import sync_customers
 from bot.services.directory.sync import sync_directory
+from bot.services.errors import ServiceError
 from bot.services.segments.rules import rebuild_facets
 from bot.services.tags.library import sync_corp_tags
-from bot.services.users.accounts import audit, create_user, generate_password
-from bot.services.users.api_tokens import create_api_token
+from bot.services.users.accounts import audit, create_user, end_sessions, generate_password
+from bot.services.users.api_tokens import MAX_EXPIRY_DAYS, create_api_token, live_token, revoke_api_token
 
 log = logging.getLogger("siyu")
 
@@ -153,19 +156,63 @@ def scheduler_command(metrics_port: int | None, metrics_address: str) -> None:
 @click.command("create-api-token")
 @click.argument("name")
 @click.option("--user", "username", required=True, help="The panel user the token acts as (role and stores).")
+@click.option(
+    "--expires-days",
+    type=click.IntRange(1, MAX_EXPIRY_DAYS),
+    default=None,
+    help="The token stops working this many days from now (default: until revoked).",
+)
 @with_appcontext
-def create_api_token_command(name: str, username: str) -> None:
+def create_api_token_command(name: str, username: str, expires_days: int | None) -> None:
     """Create a bearer token for /api/v1 acting as a panel user (shown once)."""
 
+    user = _user_named(username)
+    try:
+        token = create_api_token(name, user, expires_days=expires_days)
+    except ServiceError as exc:
+        raise click.ClickException(exc.text()) from exc
+    audit(None, "create_api_token", f"token:{name}", after={"user": username, "expires_days": expires_days})
+    db.session.commit()
+    click.echo(token)
+
+
+@click.command("revoke-api-token")
+@click.argument("token")
+@click.option("--user", "username", default=None, help="TOKEN is a name: revoke that user's live tokens of that name.")
+@with_appcontext
+def revoke_api_token_command(token: str, username: str | None) -> None:
+    """Revoke an API token: by its id (as the panel's 「API 令牌」 page lists it), or by name with --user."""
+
+    if username is None:
+        if not token.isdigit():
+            raise click.ClickException("give the token's id, or its name with --user USERNAME")
+        row = db.session.get(ApiToken, int(token))
+        if row is None:
+            raise click.ClickException(f"no API token with id {token}")
+        rows = [row]
+    else:
+        user = _user_named(username)
+        rows = list(db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.name == token)))
+        if not rows:
+            raise click.ClickException(f"{username} has no API token named {token!r}")
+    revoked = [row for row in rows if revoke_api_token(row)]
+    for row in revoked:
+        owner = row.user.username if row.user else ""
+        audit(None, "revoke_api_token", f"token:{row.id}:{row.name}", after={"user": owner})
+    db.session.commit()
+    click.echo(
+        f"revoked: {[r.id for r in revoked] or 'none'}; already revoked: "
+        f"{[r.id for r in rows if r not in revoked] or 'none'}"
+    )
+
+
+def _user_named(username: str) -> User:
     user = db.session.scalar(select(User).where(User.username == username))
     if user is None:
         raise click.ClickException(
             f"no user {username!r}: create one with `flask --app wsgi create-admin` or the panel"
         )
-    token = create_api_token(name, user)
-    audit(None, "create_api_token", f"token:{name}", after={"user": username})
-    db.session.commit()
-    click.echo(token)
+    return user
 
 
 @click.command("create-admin")
@@ -326,7 +373,7 @@ def dev_command(port: int, interval: float) -> None:
             if job.id in ("sync_directory", "sync_corp_tags"):
                 run_job(job, claim=False)
     admin, password = _sandbox_admin() if s.sandbox else (None, None)
-    token = create_api_token("dev", admin) if admin else None
+    token, minted = _dev_token(admin, s.instance_dir / DEV_TOKEN_FILE) if admin else (None, False)
     db.session.commit()
     scheduler = configure(BackgroundScheduler(**scheduler_kwargs()), app, PERIODIC_JOBS)
     scheduler.start()
@@ -339,6 +386,8 @@ def dev_command(port: int, interval: float) -> None:
         + f"\n  callback:  {webhook}"
         + (
             f"\n  API token: {token}   (curl -H 'Authorization: Bearer …' http://127.0.0.1:{port}/api/v1/customers)"
+            if minted
+            else f"\n  API token: the one in {s.instance_dir / DEV_TOKEN_FILE}, still live"
             if token
             else ""
         )
@@ -374,7 +423,32 @@ def _sandbox_admin() -> tuple[User, str]:
     else:
         user.password_hash = generate_password_hash(password)
         user.active = True
+        end_sessions(user)  # a new password: the last run's sessions end
     return user, password
+
+
+#: the file under the instance directory (SIYU_INSTANCE_DIR) that keeps `flask dev`'s sandbox API token
+DEV_TOKEN_FILE = "dev-api-token"  # noqa: S105 - a file name
+
+
+def _dev_token(admin: User, path: Path) -> tuple[str, bool]:
+    """The sandbox's API token for `flask dev` and whether it is new: the one kept in ``path`` while its row
+    is live (not revoked, not expired, still the admin's), else a new one, written there (mode 0600)."""
+
+    try:
+        kept = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        kept = ""
+    row = live_token(kept) if kept else None
+    if row is not None and row.user_id == admin.id:
+        return kept, False
+    token = create_api_token("dev", admin)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)  # an older file keeps its mode through O_CREAT
+        f.write(token + "\n")
+    return token, True
 
 
 def register_cli(app: Flask) -> None:
@@ -382,6 +456,7 @@ def register_cli(app: Flask) -> None:
         worker_command,
         scheduler_command,
         create_api_token_command,
+        revoke_api_token_command,
         create_admin_command,
         sync_directory_command,
         sync_tags_command,

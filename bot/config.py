@@ -144,6 +144,10 @@ def _log_format(value: str) -> str:
     return value
 
 
+def _directory(value: str) -> Path:
+    return Path(value.strip()).expanduser().resolve()
+
+
 def _mass_cap(value: str) -> str:
     if value not in ("month", "week", "day"):
         raise ValueError("month, week or day")
@@ -202,6 +206,8 @@ class Settings:
     trusted_proxies: int = _setting("SIYU_TRUSTED_PROXIES", _proxies, 0)
     # Session cookies only over HTTPS; on by default with a real corp (Siyu sits behind TLS there).
     secure_cookies: bool | None = _setting("SIYU_SECURE_COOKIES", _bool)
+    # Where Siyu keeps its local files: the default SQLite database, `flask dev`'s sandbox API token.
+    instance_dir: Path = _setting("SIYU_INSTANCE_DIR", _directory, INSTANCE_DIR)
 
     @property
     def sandbox(self) -> bool:
@@ -234,8 +240,8 @@ class Settings:
         if self.secure_cookies is None:
             changes["secure_cookies"] = not self.sandbox
         if self.database_url is None:
-            INSTANCE_DIR.mkdir(exist_ok=True)
-            changes["database_url"] = f"sqlite:///{INSTANCE_DIR / 'siyu.sqlite3'}"
+            self.instance_dir.mkdir(parents=True, exist_ok=True)
+            changes["database_url"] = f"sqlite:///{self.instance_dir / 'siyu.sqlite3'}"
         if self.sandbox:
             changes.update(
                 wecom_contact_secret=self.wecom_contact_secret or SANDBOX_CONTACT_SECRET,

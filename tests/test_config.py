@@ -20,6 +20,12 @@ def test_no_corp_id_is_sandbox_mode_with_working_defaults():
     assert len(s.wecom_callback_aes_key) == 43 and s.wecom_callback_token and s.wecom_contact_secret
 
 
+def test_the_instance_directory_holds_the_default_database(tmp_path):
+    s = Settings.from_env({"SIYU_INSTANCE_DIR": str(tmp_path / "local")})
+    assert s.instance_dir == tmp_path / "local" and s.instance_dir.is_dir()
+    assert s.database_url == f"sqlite:///{tmp_path / 'local' / 'siyu.sqlite3'}"
+
+
 def test_real_corp_settings_are_taken_as_given():
     s = Settings.from_env({**REAL, "WECOM_API_BASE": "https://proxy.example.com/cgi-bin"})
     assert not s.sandbox and s.corp_id == REAL["WECOM_CORP_ID"] and s.wecom_agent_id == 1000002

@@ -39,7 +39,11 @@ def clean_env(**extra):
 
 def test_dev_command_shows_simulated_customers_arriving(tmp_path):
     port, sandbox_port = free_port(), free_port()
-    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", SIYU_SANDBOX_PORT=str(sandbox_port))
+    env = clean_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}",
+        SIYU_SANDBOX_PORT=str(sandbox_port),
+        SIYU_INSTANCE_DIR=str(tmp_path / "instance"),  # not the checkout's: its dev token stays as it is
+    )
     subprocess.run([str(BIN / "flask"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     proc = subprocess.Popen(
         [str(BIN / "flask"), "dev", "--port", str(port), "--interval", "0.3"],
@@ -63,6 +67,8 @@ def test_dev_command_shows_simulated_customers_arriving(tmp_path):
             lambda: next((m.group(1) for m in map(re.compile(r"API token: (\S+)").search, lines) if m), None)
         )
         assert requests.get(base + "/healthz", timeout=5).json()["ok"] is True
+        kept = tmp_path / "instance" / "dev-api-token"  # the next start uses it again while it lives
+        assert kept.read_text().strip() == token and kept.stat().st_mode & 0o777 == 0o600
         headers = {"Authorization": f"Bearer {token}"}
         customers = wait_until(
             lambda: requests.get(base + "/api/v1/customers", headers=headers, timeout=5).json()["total"] >= 3

@@ -49,7 +49,7 @@ def require_token() -> ResponseReturnValue | None:
     row = authenticate(token.strip())
     if row is None:
         db.session.rollback()
-        return error(401, "unauthorized", "unknown or revoked token")
+        return error(401, "unauthorized", "unknown, revoked or expired token")
     g.api_user = row.user  # the token acts as its user: same role, same store scope
     db.session.commit()
     return None

@@ -73,7 +73,7 @@ def _answers(op: Operation) -> dict[int, Any]:
     """What the operation declares, and what every operation may answer besides."""
     shared: dict[int, Any] = {}
     if not op.public:
-        shared[401] = "Missing, unknown or revoked token"
+        shared[401] = "Missing, unknown, revoked or expired token"
         shared[400] = "Invalid parameter or body"
     if op.action is not None:
         shared[403] = roles_needed(op.action)

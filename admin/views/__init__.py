@@ -19,6 +19,7 @@ from admin.forms import ROLE_LABELS
 from bot.extensions import db
 from bot.models import User
 from bot.services.errors import ServiceError, WeComRefused
+from bot.services.users.accounts import session_user
 from bot.services.users.permissions import Action, NotPermitted, allows
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -32,8 +33,9 @@ PUBLIC_ENDPOINTS = {"admin.login"}
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+def load_user(session_id: str) -> User | None:
+    """The session's user, unless that session was ended since (sign-out elsewhere, a new password)."""
+    return session_user(session_id)
 
 
 @bp.before_request
@@ -157,6 +159,7 @@ def not_found(_error: Exception) -> ResponseReturnValue:
 
 # The areas register their views on ``bp``, so they are imported once it exists.
 from admin.views import (  # noqa: E402, F401 - register the routes
+    api_tokens,
     audit,
     auth,
     channels,

@@ -10,10 +10,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
 from admin.forms import EmptyForm, SignInForm
-from admin.views import bp, client_ip
+from admin.views import bp, client_ip, refusal_message
 from bot.extensions import db
 from bot.services.clients import settings
-from bot.services.users.accounts import SignInError, audit, authenticate
+from bot.services.users.accounts import SignInError, audit, authenticate, end_sessions
 
 
 def _safe_next(target: str | None) -> str:
@@ -34,7 +34,7 @@ def login() -> ResponseReturnValue:
             user = authenticate(form.username.data or "", form.password.data or "", client_ip())
         except SignInError as exc:
             db.session.commit()
-            error = _(str(exc))
+            error = refusal_message(exc)
         else:
             login_user(user)
             audit(user, "sign_in", ip=client_ip())
@@ -48,6 +48,8 @@ def login() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     form = EmptyForm()
     if form.validate_on_submit():
+        # Signing out ends this user's sessions everywhere, and any copy of this one's cookie.
+        end_sessions(current_user)
         audit(current_user, "sign_out", ip=client_ip())
         db.session.commit()
         logout_user()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_login import current_user
+from flask_login import current_user, login_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
@@ -113,5 +113,8 @@ def edit_user(user_id: int) -> ResponseReturnValue:
         after["password_reset"] = True  # that it changed, never what to
     audit(current_user, "edit_user", f"user:{user.username}", before=before, after=after, ip=client_ip())
     db.session.commit()
+    if user.id == current_user.id and form.new_password.data:
+        # A new password ended every session of this user; the browser that changed it stays signed in.
+        login_user(user)
     flash(_("已保存"))
     return redirect(url_for("admin.users"))

@@ -21,6 +21,16 @@ class ApiToken(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    #: when it stops working (UTC); None: until revoked
+    expires_at: Mapped[datetime | None]
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
     user: Mapped[User | None] = relationship()
+
+    def state(self, now: datetime) -> str:
+        """``revoked``, ``expired`` or ``live`` at ``now`` (UTC)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "live"

@@ -39,8 +39,14 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    #: the generation of this user's sessions: Flask-Login's id carries it, and bumping it (sign-out, a new
+    #: password, deactivation) ends every session and remember cookie made before
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     stores: Mapped[list[Store]] = relationship(secondary=user_stores)
+
+    def get_id(self) -> str:  # Flask-Login: what the session (and a remember cookie) keeps
+        return f"{self.id}:{self.session_version or 0}"
 
     @property
     def is_active(self) -> bool:  # Flask-Login: a disabled account cannot sign in or stay signed in

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import secrets
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -17,10 +20,16 @@ from bot.services.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-#: failed sign-ins allowed per username, and per client address, in one window
-MAX_FAILURES_PER_USER = 5
-MAX_FAILURES_PER_ADDRESS = 20
-FAILURE_WINDOW = 15 * 60
+#: Sign-in throttling. Failures are counted per (username, address) pair: after FREE_FAILURES_PER_PAIR of
+#: them, each further attempt from that pair waits a delay that starts at FIRST_DELAY and doubles with every
+#: failure, up to MAX_DELAY; the same username from another address is never slowed by them. Failures from
+#: one address across all usernames are counted too, with a larger allowance before the same delays start.
+#: A counter is forgotten FORGET_AFTER seconds after its last failure; a successful sign-in clears its pair.
+FREE_FAILURES_PER_PAIR = 5
+FREE_FAILURES_PER_ADDRESS = 30
+FIRST_DELAY = 15
+MAX_DELAY = 15 * 60
+FORGET_AFTER = 24 * 3600
 MIN_PASSWORD = 10
 
 
@@ -63,14 +72,36 @@ def update_user(
     before = describe(user)
     if new_password is not None and len(new_password) < MIN_PASSWORD:
         raise ValueError(N_("密码至少 10 位"))
+    deactivated = bool(user.active) and not active
     user.display_name = display_name or user.username
     user.role = role
     user.stores = stores if role == Role.store_manager else []
     user.active = active
     if new_password:
         user.password_hash = generate_password_hash(new_password)
+    if new_password or deactivated:
+        end_sessions(user)
     db.session.flush()
     return before
+
+
+def end_sessions(user: User) -> None:
+    """End every session and remember cookie of ``user`` made so far (sign-out, a new password, deactivation):
+    their id carries the session generation, which this bumps. A browser that should stay signed in (the
+    user changing their own password) signs in again with the new one. Flushes."""
+    user.session_version = (user.session_version or 0) + 1
+    db.session.flush()
+
+
+def session_user(session_id: str) -> User | None:
+    """The user a session's (or a remember cookie's) id names, if it is of their current generation."""
+    user_id, _, version = session_id.partition(":")
+    if not (user_id.isdigit() and version.isdigit()) or len(user_id) > 10:
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or (user.session_version or 0) != int(version):
+        return None
+    return user
 
 
 def describe(user: User) -> dict[str, Any]:
@@ -86,29 +117,59 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
-def _failures(key: str) -> int:
-    value = redis_conn.client.get(key)
-    return int(value) if value else 0
+def _now() -> float:
+    """The clock the throttle reads (seconds since the epoch): every web process's, kept in step by NTP."""
+    return time.time()
+
+
+def _delay(failures: int, free: int) -> int:
+    """Seconds to wait after the last of ``failures``: none within ``free``, then doubling up to MAX_DELAY."""
+    if failures < free:
+        return 0
+    return min(MAX_DELAY, FIRST_DELAY << min(failures - free, 20))
+
+
+def _throttle_keys(username: str, address: str) -> tuple[str, str]:
+    name = username.strip().lower()
+    pair = hashlib.sha256(f"{name}\x00{address}".encode()).hexdigest()[:32]
+    return f"siyu:signin:pair:{pair}", f"siyu:signin:addr:{address[:64]}"
+
+
+def _wait(key: str, free: int, now: float) -> float:
+    """Seconds the counter at ``key`` still asks to wait (0: none)."""
+    failures, last = redis_conn.client.hmget(key, "n", "last")
+    if not failures or not last:
+        return 0.0
+    return max(0.0, float(last) + _delay(int(failures), free) - now)
+
+
+def _count_failure(keys: tuple[str, ...], now: float) -> None:
+    """One more failure on each counter, and when it happened: one MULTI/EXEC, so that concurrent sign-ins in
+    any number of processes count every failure."""
+    pipe = redis_conn.client.pipeline(transaction=True)
+    for key in keys:
+        pipe.hincrby(key, "n", 1)
+        pipe.hset(key, "last", repr(now))
+        pipe.expire(key, FORGET_AFTER)
+    pipe.execute()
 
 
 def authenticate(username: str, password: str, address: str) -> User:
-    """The user whose credentials these are, or SignInError. Failures are counted across all processes."""
-    user_key = f"siyu:signin-failures:user:{username.strip().lower()}"
-    address_key = f"siyu:signin-failures:addr:{address}"
-    if _failures(user_key) >= MAX_FAILURES_PER_USER or _failures(address_key) >= MAX_FAILURES_PER_ADDRESS:
-        raise SignInError(N_("登录失败次数过多，请 15 分钟后再试"))
+    """The user whose credentials these are, or SignInError. Failures are counted in Redis, shared by every
+    process, per (username, address) pair and per address (see FREE_FAILURES_PER_PAIR)."""
+    pair_key, address_key = _throttle_keys(username, address)
+    now = _now()
+    wait = max(_wait(pair_key, FREE_FAILURES_PER_PAIR, now), _wait(address_key, FREE_FAILURES_PER_ADDRESS, now))
+    if wait > 0:
+        raise SignInError(N_("登录失败次数过多，请 %(seconds)s 秒后再试"), seconds=math.ceil(wait))
     user: User | None = db.session.scalar(select(User).where(User.username == username.strip()))
     # Hash even for an unknown name, so the answer's timing does not tell which names exist.
     valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not valid or not user.active:
-        pipe = redis_conn.client.pipeline()
-        for key in (user_key, address_key):
-            pipe.incr(key)
-            pipe.expire(key, FAILURE_WINDOW)
-        pipe.execute()
+        _count_failure((pair_key, address_key), now)
         log.warning("failed sign-in for %r from %s", username[:64], address)
         raise SignInError(N_("用户名或密码错误") if user is None or not valid else N_("账号已停用"))
-    redis_conn.client.delete(user_key)
+    redis_conn.client.delete(pair_key)
     user.last_login_at = utcnow()
     return user
 

@@ -36,6 +36,8 @@ class Action(enum.StrEnum):
     read_events = "read_events"
     retry_events = "retry_events"
     drive_sandbox = "drive_sandbox"
+    manage_own_api_tokens = "manage_own_api_tokens"
+    manage_any_api_token = "manage_any_api_token"  # noqa: S105 - an action's name
 
 
 _ADMIN = frozenset({Role.admin})
@@ -67,6 +69,10 @@ POLICY: dict[Action, frozenset[Role]] = {
     Action.read_events: frozenset({Role.admin, Role.operator, Role.viewer}),
     Action.retry_events: _WRITERS,
     Action.drive_sandbox: _WRITERS,
+    # A token acts as its user, with no more than their role and stores: anyone may hold their own; only
+    # admins see and revoke everyone's.
+    Action.manage_own_api_tokens: frozenset(Role),
+    Action.manage_any_api_token: _ADMIN,
 }
 assert set(POLICY) == set(Action), "every action has its roles"
 
@@ -91,6 +97,8 @@ _WHAT = {
     Action.read_events: N_("查看回调事件"),
     Action.retry_events: N_("重试回调事件"),
     Action.drive_sandbox: N_("操作沙箱"),
+    Action.manage_own_api_tokens: N_("管理自己的 API 令牌"),
+    Action.manage_any_api_token: N_("管理他人的 API 令牌"),
 }
 
 
@@ -120,3 +128,18 @@ def require(user: User, action: Action) -> None:
     """Raise ``NotPermitted`` (a ``Forbidden`` on the field "user") unless ``user`` may take ``action``."""
     if not allows(user, action):
         raise NotPermitted(action)
+
+
+def token_action(user: User, owner_id: int | None) -> Action:
+    """The action managing a token of the user ``owner_id`` is for ``user``: their own, or someone else's."""
+    return Action.manage_own_api_tokens if owner_id is not None and owner_id == user.id else Action.manage_any_api_token
+
+
+def allows_token(user: User, owner_id: int | None) -> bool:
+    """Whether ``user`` may see and revoke the tokens of the user ``owner_id`` (or create one acting as them)."""
+    return allows(user, token_action(user, owner_id))
+
+
+def require_token(user: User, owner_id: int | None) -> None:
+    """``NotPermitted`` unless ``user`` may manage the tokens of the user ``owner_id``."""
+    require(user, token_action(user, owner_id))
