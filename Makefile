@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+# `make run` is the sandbox unless a real corp is configured (then its settings are taken as they are).
+run migrate: export SIYU_SANDBOX ?= $(if $(WECOM_CORP_ID),0,1)
+
 migrate: $(STAMP) ## apply database migrations (DATABASE_URL, default SQLite under instance/)
 	$(BIN)/flask db upgrade
 

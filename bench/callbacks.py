@@ -34,6 +34,8 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Every benchmark runs against the built-in sandbox (SIYU_SANDBOX), never a real corp.
+os.environ.setdefault("SIYU_SANDBOX", "1")
 
 from bot.config import Settings  # noqa: E402 - after sys.path.insert: run as a script
 from bot.sandbox import corp_for, create_fake_wecom, serve_in_thread, simulator_for  # noqa: E402 - after sys.path.insert: run as a script
@@ -144,6 +146,7 @@ def bench_env(database_url: str, redis_url: str, sandbox_port: int) -> dict[str,
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
+        "SIYU_SANDBOX": "1",
         "SIYU_SANDBOX_PORT": str(sandbox_port),
         "SIYU_LOG_LEVEL": "WARNING",
         "FLASK_APP": "wsgi",

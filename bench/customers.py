@@ -25,6 +25,8 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Every benchmark runs against the built-in sandbox (SIYU_SANDBOX), never a real corp.
+os.environ.setdefault("SIYU_SANDBOX", "1")
 
 #: stores, staff and who works where: every database benchmark starts from this directory
 DIRECTORY_SEED = """

@@ -31,11 +31,14 @@ servers: `service redis-server restart`, `pg_ctlcluster`); the scratch database 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Every benchmark runs against the built-in sandbox (SIYU_SANDBOX), never a real corp.
+os.environ.setdefault("SIYU_SANDBOX", "1")
 
 from bench.drill_faults import (  # noqa: E402 - after sys.path.insert: run as a script
     postgres_restart,

@@ -27,6 +27,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Every benchmark runs against the built-in sandbox (SIYU_SANDBOX), never a real corp.
+os.environ.setdefault("SIYU_SANDBOX", "1")
 
 from bench.customers import seeded_app  # noqa: E402 - after sys.path.insert: run as a script
 
@@ -85,7 +87,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SIYU_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SIYU_"))} | {"SIYU_SANDBOX": "1"}
     if args.serve_fake:
         serve_fake(*args.serve_fake, env)
         return 0

@@ -30,6 +30,8 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Every benchmark runs against the built-in sandbox (SIYU_SANDBOX), never a real corp.
+os.environ.setdefault("SIYU_SANDBOX", "1")
 
 from bench.customers import plain, seeded_app  # noqa: E402 - after sys.path.insert: run as a script
 

@@ -32,6 +32,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Every benchmark runs against the built-in sandbox (SIYU_SANDBOX), never a real corp.
+os.environ.setdefault("SIYU_SANDBOX", "1")
 
 from bench.callbacks import BIN, bench_env, free_port, gunicorn, query_one, reset_database, stop, wait_for_port  # noqa: E402 - after sys.path.insert: run as a script
 

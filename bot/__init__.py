@@ -61,7 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     init_admin(app)
     register_cli(app)
     if settings.sandbox:
-        app.logger.info("WECOM_CORP_ID is unset: sandbox mode, WeCom API at %s", settings.wecom_api_base)
+        app.logger.warning("SIYU_SANDBOX=1: sandbox mode, no real corp; WeCom API at %s", settings.wecom_api_base)
     return app
 
 

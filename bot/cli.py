@@ -307,7 +307,7 @@ def sandbox_command(port: int | None, webhook: str) -> None:
 
     s = current_app.config["SIYU"]
     if not s.sandbox:
-        raise click.ClickException("WECOM_CORP_ID is set: Siyu is talking to a real corp, not the sandbox")
+        raise click.ClickException("SIYU_SANDBOX is not set: Siyu is talking to a real corp, not the sandbox")
     corp = corp_for(s)
     simulator = simulator_for(s, corp, webhook)
     simulator.seed_corp()

@@ -1,8 +1,9 @@
 """Every setting Siyu reads from the environment, typed, one line each.
 
-With ``WECOM_CORP_ID`` unset Siyu runs in *sandbox mode*: it talks to the built-in fake WeCom
-(``bot.sandbox``) with credentials of its own, so nothing here is required. Outside sandbox mode
-every WeCom setting must be present and well-formed, or start-up stops with a message naming it.
+Siyu talks either to a real corp (``WECOM_CORP_ID`` and the WeCom settings, ``SECRET_KEY`` of at least 32
+bytes) or, with ``SIYU_SANDBOX=1`` (``make run`` sets it), to the built-in fake WeCom (``bot.sandbox``) with
+credentials of its own and a session key kept under the instance directory. Neither is assumed: with none
+of them set, start-up stops, as it does with a setting missing or malformed, naming it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import base64
 import hashlib
 import os
 import re
+import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -26,6 +29,28 @@ SANDBOX_AGENT_SECRET = "sandbox-agent-secret-0000000000000000000000"  # noqa: S1
 SANDBOX_CALLBACK_TOKEN = "SiyuSandboxToken"  # noqa: S105 - fake corp only
 # A fixed 43-character EncodingAESKey for the fake corp (sha256 of a label, base64 without '=').
 SANDBOX_CALLBACK_AES_KEY = base64.b64encode(hashlib.sha256(b"siyu-sandbox").digest()).decode()[:43]
+
+
+#: the shortest SECRET_KEY accepted for a real corp
+MIN_SECRET_KEY_BYTES = 32
+
+
+def _kept_secret(instance_dir: Path) -> str:
+    """The sandbox's session key: random, made once and kept (mode 0600) under the instance directory, so
+    sessions survive a restart and no key is written in the code."""
+    path = instance_dir / "secret_key"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process of the same start made it first
+        time.sleep(0.1)
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key)
+    return key
 
 
 class ConfigError(ValueError):
@@ -163,6 +188,9 @@ class Settings:
     database_url: str = _setting("DATABASE_URL", _text)
     redis_url: str | None = _setting("REDIS_URL", _text)
     secret_key: str = _setting("SECRET_KEY", _text)
+    # The built-in fake WeCom instead of a real corp: asked for explicitly (`make run` does), never assumed
+    # because a variable is missing.
+    sandbox_mode: bool = _setting("SIYU_SANDBOX", _bool, False)
     wecom_corp_id: str | None = _setting("WECOM_CORP_ID", _corp_id)
     wecom_contact_secret: str | None = _setting("WECOM_CONTACT_SECRET", _secret, wecom=True)
     wecom_agent_id: int | None = _setting("WECOM_AGENT_ID", _int, wecom=True)
@@ -211,7 +239,7 @@ class Settings:
 
     @property
     def sandbox(self) -> bool:
-        return self.wecom_corp_id is None
+        return self.sandbox_mode
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -242,6 +270,13 @@ class Settings:
         if self.database_url is None:
             self.instance_dir.mkdir(parents=True, exist_ok=True)
             changes["database_url"] = f"sqlite:///{self.instance_dir / 'siyu.sqlite3'}"
+        if self.sandbox_mode and self.wecom_corp_id:
+            raise ConfigError("SIYU_SANDBOX=1 and WECOM_CORP_ID are both set: choose the sandbox or a real corp")
+        if not self.sandbox_mode and not self.wecom_corp_id:
+            raise ConfigError(
+                "No corp: set WECOM_CORP_ID (and the WeCom settings) to talk to a real corp, or SIYU_SANDBOX=1 to "
+                "run against the built-in sandbox (`make run` does)"
+            )
         if self.sandbox:
             changes.update(
                 wecom_contact_secret=self.wecom_contact_secret or SANDBOX_CONTACT_SECRET,
@@ -250,7 +285,7 @@ class Settings:
                 wecom_callback_token=self.wecom_callback_token or SANDBOX_CALLBACK_TOKEN,
                 wecom_callback_aes_key=self.wecom_callback_aes_key or SANDBOX_CALLBACK_AES_KEY,
                 wecom_api_base=self.wecom_api_base or f"http://127.0.0.1:{self.sandbox_port}/cgi-bin/",
-                secret_key=self.secret_key or "siyu-sandbox-secret-key",
+                secret_key=self.secret_key or _kept_secret(self.instance_dir),
             )
         else:
             missing = [f.metadata["env"] for f in fields(self) if f.metadata["wecom"] and getattr(self, f.name) is None]
@@ -258,6 +293,12 @@ class Settings:
                 missing.append("SECRET_KEY")
             if missing:
                 raise ConfigError("WECOM_CORP_ID is set, so Siyu talks to a real corp and needs: " + ", ".join(missing))
+            # The key signs sessions: a short or copied one lets anyone forge an admin's cookie.
+            if len(self.secret_key.encode()) < MIN_SECRET_KEY_BYTES or "CHANGE-ME" in self.secret_key:
+                raise ConfigError(
+                    f"SECRET_KEY: at least {MIN_SECRET_KEY_BYTES} random bytes, not the example's placeholder "
+                    "(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
             if self.wecom_agent_secret is None:
                 changes["wecom_agent_secret"] = self.wecom_contact_secret
             changes["wecom_api_base"] = self.wecom_api_base or "https://qyapi.weixin.qq.com/cgi-bin/"

@@ -46,6 +46,19 @@ def post_at_once(url: str, query: dict[str, str], body: str, copies: int) -> lis
     return statuses
 
 
+def child_env(settings: Any = None, **extra: str) -> dict[str, str]:
+    """The environment of a Siyu process a test starts: none of this machine's Siyu or WeCom settings, sandbox
+    mode, and (given the test app's ``settings``) the same database, Redis and fake WeCom."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SIYU_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(FLASK_APP="wsgi", SIYU_SANDBOX="1")
+    if settings is not None:
+        env.update(DATABASE_URL=settings.database_url, SIYU_SANDBOX_PORT=str(settings.sandbox_port))
+        if settings.redis_url:
+            env["REDIS_URL"] = settings.redis_url
+    env.update(extra)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,7 +72,12 @@ def sandbox_port() -> int:
 
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory, sandbox_port: int) -> Iterator[Flask]:
-    overrides: dict[str, Any] = {"sandbox_port": sandbox_port, "wecom_api_base": None, "wecom_corp_id": None}
+    overrides: dict[str, Any] = {
+        "sandbox_port": sandbox_port,
+        "wecom_api_base": None,
+        "wecom_corp_id": None,
+        "sandbox_mode": True,
+    }
     if BACKEND == "services":
         overrides["database_url"] = os.environ["DATABASE_URL"]
         overrides["redis_url"] = os.environ["REDIS_URL"]

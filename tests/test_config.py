@@ -8,20 +8,48 @@ REAL = {
     "WECOM_AGENT_ID": "1000002",
     "WECOM_CALLBACK_TOKEN": "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo",
     "WECOM_CALLBACK_AES_KEY": "6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt",
-    "SECRET_KEY": "a-real-secret",
+    "SECRET_KEY": "k8Vq2mZ0rT6yN1wX4cB7hJ3pL9sD5fG0aE2uI8oQ",
 }
 
 
-def test_no_corp_id_is_sandbox_mode_with_working_defaults():
-    s = Settings.from_env({})
+def sandbox(tmp_path, **env):
+    return {"SIYU_SANDBOX": "1", "SIYU_INSTANCE_DIR": str(tmp_path / "instance"), **env}
+
+
+def test_sandbox_mode_is_asked_for_and_has_working_defaults(tmp_path):
+    s = Settings.from_env(sandbox(tmp_path))
     assert s.sandbox and s.corp_id == SANDBOX_CORP_ID
     assert s.database_url.startswith("sqlite:///") and s.redis_url is None
     assert s.wecom_api_base == f"http://127.0.0.1:{s.sandbox_port}/cgi-bin/"
     assert len(s.wecom_callback_aes_key) == 43 and s.wecom_callback_token and s.wecom_contact_secret
 
 
+def test_neither_a_corp_nor_the_sandbox_stops_start_up():
+    """A deployment that forgets WECOM_CORP_ID no longer lands silently in sandbox mode."""
+    with pytest.raises(ConfigError, match="SIYU_SANDBOX=1"):
+        Settings.from_env({"DATABASE_URL": "postgresql+psycopg://siyu@db/siyu", "SECRET_KEY": "x" * 40})
+    with pytest.raises(ConfigError, match="both set"):
+        Settings.from_env({**REAL, "SIYU_SANDBOX": "1"})
+
+
+def test_the_sandbox_makes_a_random_session_key_once_and_keeps_it(tmp_path):
+    first = Settings.from_env(sandbox(tmp_path)).secret_key
+    kept = tmp_path / "instance" / "secret_key"
+    assert len(first) >= 32 and kept.read_text() == first and kept.stat().st_mode & 0o777 == 0o600
+    assert Settings.from_env(sandbox(tmp_path)).secret_key == first  # the same after a restart
+    assert Settings.from_env(sandbox(tmp_path, SECRET_KEY="given-" * 8)).secret_key == "given-" * 8
+    other = tmp_path / "elsewhere"
+    assert Settings.from_env({"SIYU_SANDBOX": "1", "SIYU_INSTANCE_DIR": str(other)}).secret_key != first
+
+
+@pytest.mark.parametrize("key", ["short-but-set", "CHANGE-ME-to-64-random-characters", "x" * 31])
+def test_a_real_corp_refuses_a_weak_or_placeholder_session_key(key):
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        Settings.from_env({**REAL, "SECRET_KEY": key})
+
+
 def test_the_instance_directory_holds_the_default_database(tmp_path):
-    s = Settings.from_env({"SIYU_INSTANCE_DIR": str(tmp_path / "local")})
+    s = Settings.from_env({"SIYU_SANDBOX": "1", "SIYU_INSTANCE_DIR": str(tmp_path / "local")})
     assert s.instance_dir == tmp_path / "local" and s.instance_dir.is_dir()
     assert s.database_url == f"sqlite:///{tmp_path / 'local' / 'siyu.sqlite3'}"
 
@@ -91,7 +119,13 @@ def test_forwarded_headers_are_believed_only_behind_a_trusted_proxy(tmp_path, pr
     from bot import create_app
 
     app = create_app(
-        {"database_url": f"sqlite:///{tmp_path / 'p.sqlite3'}", "redis_url": None, "trusted_proxies": proxies}
+        {
+            "database_url": f"sqlite:///{tmp_path / 'p.sqlite3'}",
+            "redis_url": None,
+            "trusted_proxies": proxies,
+            "sandbox_mode": True,
+            "instance_dir": tmp_path,
+        }
     )
 
     @app.get("/_whoami")

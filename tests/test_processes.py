@@ -1,6 +1,5 @@
 """The real processes: `flask dev` as a newcomer runs it, and the webhook under gunicorn with several workers."""
 
-import os
 import re
 import sqlite3
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import requests
 
 from bot.sandbox.simulator import event_xml
-from tests.conftest import BACKEND, free_port, post_at_once
+from tests.conftest import BACKEND, child_env, free_port, post_at_once
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -32,9 +31,7 @@ def wait_until(predicate, timeout=30.0, every=0.2):
 
 
 def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SIYU_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(FLASK_APP="wsgi", **extra)
-    return env
+    return child_env(**extra)
 
 
 def test_dev_command_shows_simulated_customers_arriving(tmp_path):

@@ -13,6 +13,7 @@ from bot.models import LifecycleTask, MassSend, Step
 from bot.schedule import PERIODIC_JOBS
 from bot.services.lifecycle import actions
 from bot.services.lifecycle import rules as lifecycle
+from tests.conftest import child_env
 from tests.services.lifecycle_helpers import BIRTHDAY, cards, make_rule, run_at, set_customer, soon
 
 
@@ -102,7 +103,6 @@ def test_two_scheduler_processes_at_once_make_one_task_and_one_card(app, corp, s
     """Two scheduler processes fire the same run together. With a shared Redis only one gets the slot;
     without one (the embedded run: each process has its own stand-in) both run, and the task's unique
     key and WeCom's duplicate check still leave one task and one card."""
-    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -110,10 +110,7 @@ def test_two_scheduler_processes_at_once_make_one_task_and_one_card(app, corp, s
     set_customer(app, shop[0].external_userid, birthday=soon())
     make_rule(app, admin, **{**BIRTHDAY, "window_start": "00:00", "window_end": "24:00"})
     settings = app.config["SIYU"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SIYU_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(DATABASE_URL=settings.database_url, SIYU_SANDBOX_PORT=str(settings.sandbox_port))
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
+    env = child_env(settings)
     root = Path(__file__).resolve().parents[2]
     children = [
         subprocess.Popen([sys.executable, "-c", SCHEDULER], cwd=root, env=env, stdout=subprocess.PIPE, text=True)

@@ -23,7 +23,7 @@ from bot.services.sends import compose as sends
 from bot.services.sends import dispatch, recipients
 from bot.services.sends import jobs as tasks
 from bot.services.sends import tracking as send_tracking
-from tests.conftest import ApiClient, customers_of, make_token, make_user
+from tests.conftest import ApiClient, child_env, customers_of, make_token, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]
@@ -199,10 +199,7 @@ def test_a_worker_killed_mid_dispatch_resumes_without_a_chunk_twice_or_lost(app,
         db.session.commit()
     hold = corp.hold("externalcontact/add_msg_template", skip=1)  # the second call is answered late
     settings = app.config["SIYU"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "SIYU_", "DATABASE_URL", "REDIS_URL"))}
-    env.update(DATABASE_URL=settings.database_url, SIYU_SANDBOX_PORT=str(settings.sandbox_port))
-    if settings.redis_url:
-        env["REDIS_URL"] = settings.redis_url
+    env = child_env(settings)
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(send["id"])], cwd=ROOT, env=env)
     try:
         assert hold.reached.wait(60), "the dispatch never reached its second chunk"
