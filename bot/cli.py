@@ -25,6 +25,7 @@ from werkzeug.serving import run_simple
 
 from admin.health import STARTING
 from bot import scrape
+from bot.demo import seed_demo
 from bot.extensions import db, redis_conn
 from bot.jobs.context import bind_app
 from bot.jobs.queue import QUEUE_NAMES, URGENT, enqueue_events, queue
@@ -375,6 +376,12 @@ def dev_command(port: int, interval: float) -> None:
     admin, password = _sandbox_admin() if s.sandbox else (None, None)
     token, minted = _dev_token(admin, s.instance_dir / DEV_TOKEN_FILE) if admin else (None, False)
     db.session.commit()
+    if admin is not None and simulator is not None:
+        try:
+            seed_demo(admin, simulator.corp)  # the first start's demo corp: every page with life in it
+        except Exception:
+            db.session.rollback()
+            log.exception("sandbox: the demo corp could not be set up; starting without it")
     scheduler = configure(BackgroundScheduler(**scheduler_kwargs()), app, PERIODIC_JOBS)
     scheduler.start()
     app.extensions[STARTING] = False

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from bot.sandbox.corp import Contact, FakeCorp, FakeGroup
+from bot.sandbox.members import confirm_mass_task
 from bot.wecom.crypto import CallbackCrypto
 
 log = logging.getLogger(__name__)
@@ -329,9 +330,37 @@ class Simulator:
             group.chat_id, external_userid
         )
 
+    def member_confirms_a_send(self) -> str | None:
+        """A member taps "send" on a mass-send task waiting in their client (WeCom calls nothing back)."""
+        with self.corp.lock:
+            waiting = sorted(t.msgid for t in self.corp.mass_tasks.values() if not t.confirmed and not t.cancelled)
+        if not waiting:
+            return None
+        task = confirm_mass_task(self.corp, self.rng.choice(waiting))
+        return f"{task.sender} sent a mass message to {len(task.recipients)}"
+
+    def customer_joins_by_code(self) -> tuple[str, Delivery] | None:
+        """A customer scans a group-join code and joins one of its groups."""
+        with self.corp.lock:
+            ways = sorted(self.corp.join_ways)
+            if not ways:
+                return None
+            config_id = self.rng.choice(ways)
+            inside = {m for c in self.corp.join_ways[config_id]["chat_id_list"] for m in self.corp.groups[c].members}
+            outside = sorted(e for e in self.corp.contacts if e not in inside)
+        if not outside:
+            return None
+        group, deliveries = self.customer_scans_join_code(config_id, self.rng.choice(outside))
+        return f"a customer joined {group.name} by its code", deliveries[-1]
+
     def random_activity(self) -> str:
         """One plausible thing happening in the corp; returns what it was, for the log."""
         roll = self.rng.random()
+        if roll >= 0.97 and (confirmed := self.member_confirms_a_send()) is not None:
+            return confirmed
+        if roll >= 0.94 and (joined := self.customer_joins_by_code()) is not None:
+            what, delivery = joined
+            return f"{what} ({delivery.statuses})"
         if roll >= 0.9 and (done := self.group_activity()) is not None:
             what, delivery = done
             return f"{what} ({delivery.statuses})"

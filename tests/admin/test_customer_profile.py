@@ -5,7 +5,7 @@ from sqlalchemy import select, update
 
 from bot.extensions import db
 from bot.models import FollowRelation, Staff
-from bot.sandbox.api.mass import confirm_mass_task
+from bot.sandbox.members import confirm_mass_task
 from bot.services.sends import jobs as send_jobs
 from tests.admin.test_panel import signed_in
 from tests.conftest import customers_of

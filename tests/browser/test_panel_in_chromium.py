@@ -135,7 +135,7 @@ def test_the_segment_builder_counts_live_and_explains_each_condition(app, page, 
 
 
 def test_an_admin_sends_to_a_pasted_list_and_follows_the_funnel(app, page, shop, corp, run_worker):
-    from bot.sandbox.api.mass import confirm_mass_task
+    from bot.sandbox.members import confirm_mass_task
 
     mine, theirs = shop
     _, password = make_user(app, "boss", "admin")
@@ -230,7 +230,7 @@ def test_an_admin_starts_a_rule_from_a_template_dry_runs_it_and_switches_it_on(a
 def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, corp, run_worker):
     """The group list filtered, a group's members and chart, a join code made (a refusal named first),
     an invitation sent directly, a customer joining by the code, the funnel and the reminder round."""
-    from bot.sandbox.api.mass import confirm_mass_task
+    from bot.sandbox.members import confirm_mass_task
     from bot.services.sends.jobs import track_sends
     from bot.services.tags.jobs import sync_corp_tags
 

@@ -3,8 +3,8 @@
 import pytest
 
 from bot.sandbox import corp_for
-from bot.sandbox.api.mass import confirm_mass_task
 from bot.sandbox.corp import ApiError
+from bot.sandbox.members import confirm_mass_task
 
 
 class Clock:

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from bot.extensions import db
 from bot.models import GroupMember, JoinWay, MassSend, SendRecipient
-from bot.sandbox.api.mass import confirm_mass_task
+from bot.sandbox.members import confirm_mass_task
 from bot.services.sends import jobs as tasks
 from bot.services.sends import recipients
 from tests.conftest import ApiClient, customers_of, make_token, make_user

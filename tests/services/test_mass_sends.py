@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from bot.extensions import db, redis_conn
 from bot.models import AuditEntry, MassSend, MediaFile, SendChunk, SendRecipient, SendStatus
 from bot.models._time import utcnow
-from bot.sandbox.api.mass import confirm_mass_task
+from bot.sandbox.members import confirm_mass_task
 from bot.services.sends import compose as sends
 from bot.services.sends import dispatch, recipients
 from bot.services.sends import jobs as tasks

@@ -9,8 +9,8 @@ import qrcode
 from flask import Flask, Response, request
 
 from bot.sandbox.api.endpoints import answer
-from bot.sandbox.api.mass import confirm_mass_task
 from bot.sandbox.corp import LATE, TIMEOUT, ApiError, FakeCorp
+from bot.sandbox.members import confirm_mass_task
 
 
 def qr_png(url: str) -> Response:

@@ -1,0 +1,109 @@
+"""The sandbox's demo corp: what ``flask dev`` sets up on its first start so that every page has life in it.
+
+Channels for the states the simulator scans (a store code with an A/B welcome, a live-room campaign code, a
+personal code for each member of one store), segments, a lifecycle rule switched on, a draft and a dispatched
+mass send, a customer group and an invitation to it by tag. The simulator then acts on them: customers scan
+the codes, members confirm the sends, customers join by the code. Made once: a corp that has the store code
+is left as it is. Every step goes through the same services the panel uses, so the demo shows real behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.models import Channel, Staff, Store, User
+from bot.sandbox.corp import FakeCorp
+from bot.services.channels import codes
+from bot.services.groups import invites
+from bot.services.groups import mirror as groups
+from bot.services.lifecycle import rules as lifecycle
+from bot.services.segments import rules as segments
+from bot.services.sends import compose
+from bot.services.sends.jobs import start_send_if_due
+from bot.services.tags import library as tags
+
+log = logging.getLogger(__name__)
+
+#: the states the simulator scans (bot.sandbox.simulator.random_activity)
+STORE_STATE, LIVE_STATE = "store-qr", "live-room"
+WELCOME_A = "{customer_name}您好，我是{store_name}的{staff_name}，到店出示本消息领取新客礼。"
+WELCOME_B = "欢迎关注{store_name}！我是您的专属顾问{staff_name}，有任何问题随时找我。"
+DRAFT_TEXT = "本周六会员日，全场 8 折，欢迎到店。"
+SENT_TEXT = "{store_name}新品已到店，回复“预约”为您留货。"
+
+
+def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
+    """Set up the demo corp once (committing as it goes); returns what was made, for the log."""
+    if db.session.scalar(select(Channel.id).where(Channel.state == STORE_STATE)) is not None:
+        return []
+    stores = list(db.session.scalars(select(Store).where(Store.active).order_by(Store.id)))
+    staffed = [s for s in stores if s.staff]
+    if not staffed:
+        return []
+    store = staffed[0]
+    members = sorted(store.staff, key=lambda m: m.userid)
+    everyone = list(db.session.scalars(select(Staff).where(Staff.active).order_by(Staff.userid)))
+    tag_ids = {name.split(" / ")[-1]: tag_id for tag_id, name in tags.labelled()}
+    made: list[str] = []
+
+    codes.create_channel(
+        f"{store.name}门店码",
+        [m.userid for m in members],
+        state=STORE_STATE,
+        tag_ids=[t for t in (tag_ids.get("新客"),) if t],
+        welcomes=[
+            {"label": "A", "text": WELCOME_A, "weight": 1},
+            {"label": "B", "text": WELCOME_B, "weight": 1},
+        ],
+        remark_template="{customer_name}-{store_name}",
+    )
+    codes.create_channel(
+        "直播间活码",
+        [m.userid for m in everyone[:3]],
+        state=LIVE_STATE,
+        tag_ids=[t for t in (tag_ids.get("VIP"),) if t],
+        welcomes=[{"text": "感谢来自直播间的您！回复“福利”领取直播专属券。"}],
+    )
+    db.session.commit()
+    made.append("two channel codes")
+    for staff in codes.members_without_personal_code(store.id):  # 全员营销: a code of their own each
+        codes.create_personal_code(staff, welcome="您好，我是{staff_name}，很高兴为您服务。", tag_ids=[])
+        db.session.commit()
+    made.append(f"personal codes for {store.name}")
+
+    vip = tag_ids.get("VIP")
+    if vip:
+        segments.save_segment("VIP 客户", {"op": "and", "conditions": [{"type": "tags", "tag_ids": [vip]}]}, admin)
+    segments.save_segment("30 天没有互动", {"op": "and", "conditions": [{"type": "inactive_days", "days": 30}]}, admin)
+    rule = lifecycle.save_rule({"template": "new_customer"}, admin)
+    lifecycle.set_enabled(rule, admin, True)
+    db.session.commit()
+    made.append("segments and a lifecycle rule switched on")
+
+    customers = {"rule": {"op": "and", "conditions": [{"type": "lost", "value": False}]}}
+    compose.save_draft({"name": "周末会员日预告", "text": DRAFT_TEXT, "target": customers}, admin)
+    sent = compose.save_draft({"name": "新品上市通知", "text": SENT_TEXT, "target": customers}, admin)
+    compose.approve(sent, admin)
+    db.session.commit()
+    start_send_if_due(sent)  # the worker dispatches it; the simulator's members confirm it
+    made.append("a draft and a dispatched mass send")
+
+    group = corp.create_group(members[0].userid, f"{store.name}会员群")
+    groups.sync_all()
+    db.session.commit()
+    if vip:
+        invite = invites.create_invite(
+            {
+                "name": "邀请 VIP 入会员群",
+                "chat_ids": [group.chat_id],
+                "target": {"rule": {"op": "and", "conditions": [{"type": "tags", "tag_ids": [vip]}]}},
+            },
+            admin,
+        )
+        db.session.commit()
+        made.append(f"a group and an invitation to it ({invite.send.name})")
+    log.info("sandbox demo corp: %s", "; ".join(made))
+    return made

@@ -1,0 +1,45 @@
+"""The sandbox's demo corp (`flask dev`'s first start): channels for the simulator's states, an A/B welcome,
+personal codes, segments, a rule switched on, a draft and a dispatched send, a group and an invitation — and a
+simulator that acts on them."""
+
+from sqlalchemy import func, select
+
+from bot.demo import LIVE_STATE, STORE_STATE, seed_demo
+from bot.extensions import db
+from bot.models import Channel, FollowRelation, GroupInvite, LifecycleRule, MassSend, Segment, User
+from bot.services.directory.jobs import sync_directory
+from bot.services.tags.jobs import sync_corp_tags
+from tests.conftest import make_user
+
+
+def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, run_worker):
+    user_id, _ = make_user(app, "admin", "admin")
+    with app.app_context():
+        sync_directory()
+        sync_corp_tags()
+        made = seed_demo(db.session.get(User, user_id), corp)
+        assert len(made) >= 5
+        store = db.session.scalar(select(Channel).where(Channel.state == STORE_STATE))
+        assert store is not None and sorted(w.label for w in store.welcomes) == ["A", "B"]
+        store_id = store.id
+        assert db.session.scalar(select(Channel.id).where(Channel.state == LIVE_STATE)) is not None
+        personal = db.session.scalar(
+            select(func.count()).select_from(Channel).where(Channel.owner_staff_id.is_not(None))
+        )
+        assert personal >= 1
+        assert db.session.scalar(select(func.count()).select_from(Segment)) == 2
+        assert db.session.scalar(select(LifecycleRule.enabled)) is True
+        statuses = sorted(db.session.scalars(select(MassSend.status)))
+        assert "draft" in statuses and "approved" in statuses
+        assert db.session.scalar(select(func.count()).select_from(GroupInvite)) == 1
+        assert seed_demo(db.session.get(User, user_id), corp) == []  # made once
+    # the simulator's customers arrive through the demo's codes, members confirm the send, customers join
+    _, delivery = sim.scan(corp.contact_way_for_state(STORE_STATE))
+    assert delivery.acknowledged
+    run_worker()  # dispatches the approved send too
+    assert corp.mass_tasks and sim.member_confirms_a_send() is not None
+    joined = sim.customer_joins_by_code()
+    assert joined is not None and joined[1].acknowledged
+    with app.app_context():
+        follow = db.session.scalar(select(FollowRelation).where(FollowRelation.state == STORE_STATE))
+        assert follow is not None and follow.channel_id == store_id
