@@ -166,7 +166,7 @@ def create_send(body: SendInput) -> ResponseReturnValue:
     responses={200: "Counts"},
 )
 def preview_send(body: SendInput) -> ResponseReturnValue:
-    draft = sends.check_draft({"name": "preview", "text": "preview", **body.fields()})
+    draft = sends.check_draft({"name": "preview", "text": "preview", **body.fields()}, g.api_user)
     probe = MassSend(
         target=draft.target,
         chat_type=draft.chat_type,

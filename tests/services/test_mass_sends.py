@@ -326,6 +326,40 @@ def test_attachments_are_uploaded_once_and_again_when_wecom_forgot_them(app, cor
     assert corp.calls.count("media/upload") == 1  # once for the whole send, after WeCom's 40007
 
 
+def upload(api, name="poster.png"):
+    res = api.client.post(
+        "/api/v1/media",
+        data={"kind": "image", "file": (io.BytesIO(png()), name)},
+        headers=api.headers,
+        content_type="multipart/form-data",
+    )
+    assert res.status_code == 201, res.get_json()
+    return res.get_json()["id"]
+
+
+def test_a_user_attaches_only_files_they_uploaded_unless_admin_or_operator(app, client, people, admin_api):
+    """Attachments name a kept file; another user's file is refused unless the user is an admin or an
+    operator (issue 20)."""
+    manager = ApiClient(client, make_token(app, make_user(app, "jingan", "store_manager", [2])[0]))
+    operator = ApiClient(client, make_token(app, make_user(app, "ops", "operator")[0]))
+    boss_file, own_file = upload(admin_api), upload(manager)
+    body = {"name": "海报", "text": "会员日", "target": everyone(people)}
+    refused = manager.post("/api/v1/sends", {**body, "attachments": [{"type": "image", "file_id": boss_file}]})
+    assert refused.status_code == 403, refused.get_json()
+    assert refused.get_json()["error"]["field"] == "attachments"
+    mini = {"type": "miniprogram", "title": "小程序", "appid": "wx1", "page": "/index", "file_id": boss_file}
+    assert manager.post("/api/v1/sends", {**body, "attachments": [mini]}).status_code == 403
+    assert manager.post("/api/v1/sends/preview", {**body, "attachments": [mini]}).status_code == 403
+    assert (
+        manager.post("/api/v1/sends", {**body, "attachments": [{"type": "image", "file_id": own_file}]}).status_code
+        == 201
+    )
+    for api in (operator, admin_api):
+        for file_id in (boss_file, own_file):
+            res = api.post("/api/v1/sends", {**body, "attachments": [{"type": "image", "file_id": file_id}]})
+            assert res.status_code == 201, res.get_json()
+
+
 def test_a_store_manager_sends_within_their_stores_from_their_members(app, client, corp, people, admin_api):
     with app.app_context():
         from bot.models import Store
