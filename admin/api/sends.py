@@ -335,7 +335,11 @@ def export_recipients(send_id: int) -> ResponseReturnValue:
     "Keep an attachment file (multipart: kind, file); uploaded to WeCom at dispatch",
     form=MediaUpload,
     action=Action.draft_sends,
-    responses={201: "The file's id"},
+    responses={
+        201: "The file's id",
+        400: "Not a file WeCom takes (kind, size)",
+        429: "Over the daily upload quota per user (media.DAILY_BYTES in 24 hours)",
+    },
 )
 def upload_media(body: MediaUpload) -> ResponseReturnValue:
     """An attachment file; its id goes in attachments."""

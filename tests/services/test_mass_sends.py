@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 import qrcode
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.extensions import db, redis_conn
 from bot.models import AuditEntry, MassSend, MediaFile, SendChunk, SendRecipient, SendStatus
 from bot.models._time import utcnow
 from bot.sandbox.api.mass import confirm_mass_task
 from bot.services.sends import compose as sends
-from bot.services.sends import dispatch, recipients
+from bot.services.sends import dispatch, media, recipients
 from bot.services.sends import jobs as tasks
 from bot.services.sends import tracking as send_tracking
 from tests.conftest import ApiClient, customers_of, make_token, make_user
@@ -358,6 +358,27 @@ def test_a_user_attaches_only_files_they_uploaded_unless_admin_or_operator(app, 
         for file_id in (boss_file, own_file):
             res = api.post("/api/v1/sends", {**body, "attachments": [{"type": "image", "file_id": file_id}]})
             assert res.status_code == 201, res.get_json()
+
+
+def test_uploads_have_a_daily_quota_per_user(app, client, admin_api, monkeypatch):
+    """Each user may keep so many bytes of attachments a day; beyond that a 429 names the limit (issue 20)."""
+    monkeypatch.setattr(media, "DAILY_BYTES", 2 * len(png()), raising=False)
+    manager = ApiClient(client, make_token(app, make_user(app, "jingan", "store_manager", [2])[0]))
+    upload(manager), upload(manager)
+    refused = manager.client.post(
+        "/api/v1/media",
+        data={"kind": "image", "file": (io.BytesIO(png()), "third.png")},
+        headers=manager.headers,
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 429, refused.get_json()
+    error = refused.get_json()["error"]
+    assert error["field"] == "file" and error["code"] == "quota_exceeded" and "MB" in error["message"]
+    upload(admin_api)  # the quota is each user's own
+    with app.app_context():  # a day later the quota is free again
+        db.session.execute(update(MediaFile).values(created_at=utcnow() - timedelta(days=1, minutes=1)))
+        db.session.commit()
+    upload(manager)
 
 
 def test_a_store_manager_sends_within_their_stores_from_their_members(app, client, corp, people, admin_api):
