@@ -189,15 +189,20 @@ def way_json(way: JoinWay, joins: int | None = None) -> dict[str, Any]:
 
 
 def _way(way_id: int) -> JoinWay:
+    """A code the caller may see (its groups in their scope), or a 404."""
     way = db.session.get(JoinWay, way_id)
-    if way is None:
+    if way is None or not join_ways.sees(g.api_user, way):
         raise not_found("join code", way_id)
     return way
 
 
-@operation("GET", "/join-ways", "Group-join codes with their joins", responses={200: "Codes"})
+@operation(
+    "GET", "/join-ways", "Group-join codes into groups in your scope, with their joins", responses={200: "Codes"}
+)
 def list_join_ways() -> ResponseReturnValue:
-    rows = db.session.scalars(select(JoinWay).order_by(JoinWay.active.desc(), JoinWay.id.desc())).all()
+    rows = join_ways.visible(
+        g.api_user, db.session.scalars(select(JoinWay).order_by(JoinWay.active.desc(), JoinWay.id.desc()))
+    )
     joins = join_ways.joins([w.id for w in rows])
     return jsonify(items=[way_json(w, joins.get(w.id, 0)) for w in rows])
 
@@ -228,7 +233,7 @@ def read_join_way(way_id: int, query: Days) -> ResponseReturnValue:
     return jsonify(
         {
             **way_json(way, join_ways.joins([way.id]).get(way.id, 0)),
-            "groups": [group_json(x) for x in join_ways.groups_of(way)],
+            "groups": [group_json(x) for x in join_ways.groups_of(way, g.api_user)],
             "joins_per_day": join_ways.joins_per_day(way, query.days),
         }
     )

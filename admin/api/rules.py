@@ -68,7 +68,7 @@ def _get(rule_id: int) -> LifecycleRule:
 def rule_json(rule: LifecycleRule, *, with_results: bool = False) -> dict[str, Any]:
     data = lifecycle.describe(rule)
     if with_results:
-        data["results"] = reports.results(rule)
+        data["results"] = reports.results(rule, g.api_user)
     return data
 
 
@@ -158,7 +158,7 @@ def dry_run_unsaved(query: Sample, body: RuleInput) -> ResponseReturnValue:
     """A rule not saved yet: checked like a save, evaluated, rolled back."""
     try:
         rule = lifecycle.save_rule(body.fields(), g.api_user)
-        answer = reports.dry_run(rule, sample=query.sample)
+        answer = reports.dry_run(rule, g.api_user, sample=query.sample)
     finally:
         db.session.rollback()
     return jsonify(answer)
@@ -172,7 +172,7 @@ def dry_run_unsaved(query: Sample, body: RuleInput) -> ResponseReturnValue:
     responses={200: "count, in_window, customers (why)", 404: "No such rule"},
 )
 def dry_run(rule_id: int, query: Sample) -> ResponseReturnValue:
-    return jsonify(reports.dry_run(_get(rule_id), sample=query.sample))
+    return jsonify(reports.dry_run(_get(rule_id), g.api_user, sample=query.sample))
 
 
 @operation(
@@ -187,4 +187,4 @@ def rule_runs(rule_id: int, query: Runs) -> ResponseReturnValue:
     runs = db.session.scalars(
         select(RuleRun).where(RuleRun.rule_id == rule.id).order_by(RuleRun.id.desc()).limit(query.limit)
     ).all()
-    return jsonify(items=[reports.run_detail(r) for r in runs])
+    return jsonify(items=[reports.run_detail(r, g.api_user) for r in runs])

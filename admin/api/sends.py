@@ -166,7 +166,7 @@ def create_send(body: SendInput) -> ResponseReturnValue:
     responses={200: "Counts"},
 )
 def preview_send(body: SendInput) -> ResponseReturnValue:
-    draft = sends.check_draft({"name": "preview", "text": "preview", **body.fields()})
+    draft = sends.check_draft({"name": "preview", "text": "preview", **body.fields()}, g.api_user)
     probe = MassSend(
         target=draft.target,
         chat_type=draft.chat_type,
@@ -335,7 +335,11 @@ def export_recipients(send_id: int) -> ResponseReturnValue:
     "Keep an attachment file (multipart: kind, file); uploaded to WeCom at dispatch",
     form=MediaUpload,
     action=Action.draft_sends,
-    responses={201: "The file's id"},
+    responses={
+        201: "The file's id",
+        400: "Not a file WeCom takes (kind, size)",
+        429: "Over the daily upload quota per user (media.DAILY_BYTES in 24 hours)",
+    },
 )
 def upload_media(body: MediaUpload) -> ResponseReturnValue:
     """An attachment file; its id goes in attachments."""

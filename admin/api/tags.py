@@ -227,20 +227,19 @@ def tag_customer(external_userid: str, body: CustomerTags) -> ResponseReturnValu
 
 
 def tag_job_json(job: TagJob, *, full: bool = False) -> dict[str, Any]:
+    """The job as the caller may see it: the counts and failures of the customers in their scope."""
     data: dict[str, Any] = {
         "id": job.id,
         "action": job.action,
         "tag_ids": job.tag_ids,
         "target": job.target,
         "status": job.status,
-        "total": job.total,
-        "done": job.done,
-        "failed": job.failed,
+        **tag_jobs.counts(job, g.api_user),
         "created_at": iso(job.created_at),
         "finished_at": iso(job.finished_at),
     }
     if full:
-        data["failures"] = tag_jobs.failures(job)
+        data["failures"] = tag_jobs.failures(job, g.api_user)
     return data
 
 

@@ -130,7 +130,9 @@ def _alive_groups() -> list[GroupChat]:
 
 
 def _join_ways_page(error: str = "", field: str = "", status: int = 200) -> Any:
-    rows = db.session.scalars(select(JoinWay).order_by(JoinWay.active.desc(), JoinWay.id.desc())).all()
+    rows = join_ways.visible(
+        current_user, db.session.scalars(select(JoinWay).order_by(JoinWay.active.desc(), JoinWay.id.desc()))
+    )
     return (
         render_template(
             "admin/groups/join_ways.html",
@@ -182,8 +184,9 @@ def create_join_way() -> ResponseReturnValue:
 
 
 def _way(way_id: int) -> JoinWay:
+    """A code the user may see (its groups in their scope), or a 404."""
     way = db.session.get(JoinWay, way_id)
-    if way is None:
+    if way is None or not join_ways.sees(current_user, way):
         abort(404)
     return way
 
@@ -194,7 +197,7 @@ def _way_page(way: JoinWay, error: str = "", field: str = "", status: int = 200)
         render_template(
             "admin/groups/join_way.html",
             way=way,
-            way_groups=join_ways.groups_of(way),
+            way_groups=join_ways.groups_of(way, current_user),
             groups=_alive_groups(),
             joins=join_ways.joins([way.id]).get(way.id, 0),
             chart={
@@ -262,7 +265,7 @@ def join_way_qr(way_id: int) -> ResponseReturnValue:
 @bp.get("/join-ways/<int:way_id>/poster.png")
 def join_way_poster(way_id: int) -> ResponseReturnValue:
     way = _way(way_id)
-    names = [g.name for g in join_ways.groups_of(way)]
+    names = [g.name for g in join_ways.groups_of(way, current_user)]
     title = request.args.get("title", "")[:40]
     return image_response(lambda: qr_images.join_poster_png(way, names, title), f"{way.state}-poster.png")
 
@@ -280,7 +283,9 @@ def _invites_page(error: str = "", field: str = "", status: int = 200) -> Any:
             invites=rows,
             funnels={i.id: group_invites.funnel(i) for i in rows[:50]},
             groups=_alive_groups(),
-            ways=db.session.scalars(select(JoinWay).where(JoinWay.active).order_by(JoinWay.id.desc())).all(),
+            ways=join_ways.visible(
+                current_user, db.session.scalars(select(JoinWay).where(JoinWay.active).order_by(JoinWay.id.desc()))
+            ),
             segments=db.session.scalars(select(Segment).order_by(Segment.name)).all(),
             tags=tags.labelled(),
             default_text=group_invites.DEFAULT_TEXT,
@@ -372,7 +377,7 @@ def group_invite_detail(invite_id: int) -> ResponseReturnValue:
         },
         not_joined=group_invites.not_joined(invite, 200),
         rounds=rounds,
-        way_groups=join_ways.groups_of(invite.join_way),
+        way_groups=join_ways.groups_of(invite.join_way, current_user),
         can_draft=allows(current_user, Action.draft_sends),
         is_admin=allows(current_user, Action.approve_sends),
         form=EmptyForm(),

@@ -21,7 +21,7 @@ from bot.services.lifecycle import rules as lifecycle
 from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
-from bot.services.users.scope import customer_condition
+from bot.services.users.scope import customer_condition, store_ids
 
 TASKS_SHOWN = 200
 
@@ -83,7 +83,7 @@ def _index(error: str = "", field: str = "", status: int = 200) -> Any:
     return (
         render_template(
             "admin/lifecycle/index.html",
-            rules=[(r, reports.results(r)) for r in rules],
+            rules=[(r, reports.results(r, current_user)) for r in rules],
             runs=runs,
             choices=_choices(),
             error=error,
@@ -149,9 +149,10 @@ def _detail(rule: LifecycleRule, error: str = "", field: str = "", status: int =
             "admin/lifecycle/detail.html",
             rule=rule,
             described=lifecycle.describe(rule),
-            results=reports.results(rule),
-            dry=reports.dry_run(rule),
-            runs=runs,
+            results=reports.results(rule, current_user),
+            dry=reports.dry_run(rule, current_user),
+            runs=[(r, reports.run_counts(r, current_user)) for r in runs],
+            all_stores=store_ids(current_user) is None,
             choices=_choices(),
             error=error,
             error_field=field,

@@ -15,7 +15,7 @@ from admin import whole
 from admin.api.sends import results_csv
 from admin.forms import EmptyForm
 from admin.spreadsheet import UploadTooLarge, read_ids
-from admin.views import bp, client_ip
+from admin.views import bp, client_ip, refusal_message
 from bot.extensions import db
 from bot.models import MassSend, Segment, Staff
 from bot.services.sends import compose as sends
@@ -128,7 +128,8 @@ def create_send() -> ResponseReturnValue:
             sends.approve(send, current_user)
     except (SendError, media.MediaError) as exc:
         db.session.rollback()
-        return _index(_(str(exc)), getattr(exc, "field", "attachments"), 400)
+        status = 429 if isinstance(exc, media.MediaQuotaExceeded) else 400
+        return _index(refusal_message(exc), exc.field or "attachments", status)
     except UploadTooLarge as exc:
         db.session.rollback()
         return _index(_("CSV 文件最大 %(mb)s MB", mb=exc.max_mb), "target", 400)

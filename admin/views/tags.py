@@ -37,7 +37,7 @@ def _page(errors: dict[str, str] | None = None, status: int = 200) -> Any:
         render_template(
             "admin/tags/index.html",
             groups=groups,
-            jobs=jobs,
+            jobs=[(j, tag_jobs.counts(j, current_user)) for j in jobs],
             segments=db.session.scalars(select(Segment).order_by(Segment.name)).all(),
             drift=read_progress("tag_drift"),
             errors=errors or {},
@@ -179,5 +179,7 @@ def tag_job_report(job_id: int) -> ResponseReturnValue:
     if job is None:
         abort(404)
     return jsonify(
-        status=job.status, total=job.total, done=job.done, failed=job.failed, failures=tag_jobs.failures(job, 200)
+        status=job.status,
+        **tag_jobs.counts(job, current_user),
+        failures=tag_jobs.failures(job, current_user, 200),
     )

@@ -58,6 +58,13 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class TooMany(ServiceError):
+    """The user has used up a quota (so many bytes a day): the words name the limit; later it passes."""
+
+    status = 429
+    code = "quota_exceeded"
+
+
 class WeComRefused(ServiceError):
     """WeCom answered an error to a call made for the user: its errcode and errmsg, for the user to act on."""
 

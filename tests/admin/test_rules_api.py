@@ -10,6 +10,7 @@ from bot.extensions import db
 from bot.models import Customer
 from bot.services.directory.sync import sync_directory
 from bot.services.lifecycle import runner
+from tests.admin.panel import sign_in
 from tests.conftest import ApiClient, make_token, make_user
 
 
@@ -118,3 +119,41 @@ def test_dry_run_of_a_saved_and_an_unsaved_rule(app, sim, admin_api, run_worker)
     assert admin_api.post(f"/api/v1/rules/{rule_id}/dry-run").get_json()["count"] == 0  # already has its task
     results = admin_api.get(f"/api/v1/rules/{rule_id}").get_json()["results"]
     assert results["tasks"] == 1 and results["reminded"] == 1 and results["in_send"] == 1
+
+
+def test_a_store_manager_sees_only_their_stores_customers_in_a_rule(app, sim, client, admin_api, run_worker):
+    """The dry run, the results, the runs and the panel's rule page: a store manager's stores only (issue 20)."""
+    with app.app_context():
+        sync_directory()
+        db.session.commit()
+    mine = [sim.customer_adds(userid="staff0201")[0] for _ in range(2)]
+    theirs = [sim.customer_adds(userid="staff0301")[0] for _ in range(3)]
+    run_worker()
+    soon = datetime.now(ZoneInfo("Asia/Shanghai")).date() + timedelta(days=2)
+    with app.app_context():
+        db.session.execute(update(Customer).values(birthday=date(2000, soon.month, min(soon.day, 28))))
+        db.session.commit()
+    rule = admin_api.post("/api/v1/rules", {"template": "birthday", "window_start": "00:00", "window_end": "24:00"})
+    rule_id = rule.get_json()["id"]
+    manager_id, password = make_user(app, "jingan", "store_manager", stores=[2])
+    manager = ApiClient(client, make_token(app, manager_id))
+    assert admin_api.post(f"/api/v1/rules/{rule_id}/dry-run").get_json()["count"] == 5
+    dry = manager.post(f"/api/v1/rules/{rule_id}/dry-run").get_json()
+    assert dry["count"] == 2
+    assert {c["external_userid"] for c in dry["customers"]} == {c.external_userid for c in mine}
+    page_client = app.test_client()
+    assert sign_in(page_client, "jingan", password).status_code == 302
+    page = page_client.get(f"/admin/lifecycle/{rule_id}").get_data(as_text=True)
+    assert all(c.external_userid in page for c in mine) and not any(c.external_userid in page for c in theirs)
+    admin_api.patch(f"/api/v1/rules/{rule_id}", {"enabled": True})
+    with app.app_context():
+        runner.run_rules()
+        db.session.commit()
+    assert admin_api.get(f"/api/v1/rules/{rule_id}").get_json()["results"]["tasks"] == 5
+    assert manager.get(f"/api/v1/rules/{rule_id}").get_json()["results"]["tasks"] == 2
+    assert {r["id"]: r["results"]["tasks"] for r in manager.get("/api/v1/rules").get_json()["items"]} == {rule_id: 2}
+    [run] = manager.get(f"/api/v1/rules/{rule_id}/runs").get_json()["items"]
+    assert (run["matched"], run["reminded"], run["sent"]) == (2, 2, 2)
+    assert admin_api.get(f"/api/v1/rules/{rule_id}/runs").get_json()["items"][0]["matched"] == 5
+    tasks = page_client.get("/admin/lifecycle/tasks").get_data(as_text=True)
+    assert all(c.name in tasks for c in mine) and not any(c.name in tasks for c in theirs)

@@ -10,6 +10,7 @@ from bot.models import GroupMember, JoinWay, MassSend, SendRecipient
 from bot.sandbox.members import confirm_mass_task
 from bot.services.sends import jobs as tasks
 from bot.services.sends import recipients
+from tests.admin.panel import sign_in
 from tests.conftest import ApiClient, customers_of, make_token, make_user
 
 MEMBERS = ["staff0201", "staff0202", "staff0301", "staff0302"]
@@ -310,3 +311,31 @@ def test_a_failure_after_the_code_was_made_takes_the_code_back(app, corp, rooms,
     res = admin_api.post("/api/v1/group-invites", body)
     assert res.status_code == 502
     assert corp.join_ways == {}  # made, then deleted again
+
+
+def test_a_store_manager_sees_only_join_codes_to_their_stores_groups(app, sim, corp, rooms, client, admin_api):
+    """A join code is seen where its groups are: in the API and on the panel, a 404 otherwise (issue 20)."""
+    first, _, third = rooms
+    ours = admin_api.post("/api/v1/join-ways", {"name": "静安码", "chat_ids": [first.chat_id]}).get_json()
+    other = admin_api.post("/api/v1/join-ways", {"name": "陆家嘴码", "chat_ids": [third.chat_id]}).get_json()
+    both = admin_api.post("/api/v1/join-ways", {"name": "两店码", "chat_ids": [first.chat_id, third.chat_id]})
+    mixed = both.get_json()
+    manager_id, password = make_user(app, "manager", "store_manager", stores=[2])
+    manager = ApiClient(client, make_token(app, manager_id))
+    assert [w["name"] for w in manager.get("/api/v1/join-ways").get_json()["items"]] == ["静安码"]
+    assert len(admin_api.get("/api/v1/join-ways").get_json()["items"]) == 3
+    assert manager.get(f"/api/v1/join-ways/{ours['id']}").status_code == 200
+    for way in (other, mixed):
+        assert manager.get(f"/api/v1/join-ways/{way['id']}").status_code == 404
+        assert manager.get(f"/api/v1/join-ways/{way['id']}/qr.png").status_code == 404
+    panel = app.test_client()
+    assert sign_in(panel, "manager", password).status_code == 302
+    listing = panel.get("/admin/join-ways").get_data(as_text=True)
+    assert "静安码" in listing and "陆家嘴码" not in listing and "两店码" not in listing
+    assert panel.get(f"/admin/join-ways/{ours['id']}").status_code == 200
+    for way in (other, mixed):
+        assert panel.get(f"/admin/join-ways/{way['id']}").status_code == 404
+        assert panel.get(f"/admin/join-ways/{way['id']}/qr.png").status_code == 404
+        assert panel.get(f"/admin/join-ways/{way['id']}/poster.png").status_code == 404
+    invites = panel.get("/admin/group-invites").get_data(as_text=True)
+    assert "静安码" in invites and "陆家嘴码" not in invites

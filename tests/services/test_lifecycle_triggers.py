@@ -9,7 +9,7 @@ import time_machine
 from sqlalchemy import func, select, update
 
 from bot.extensions import db
-from bot.models import Customer, LifecycleRule, LifecycleTask, RuleRun, Tag
+from bot.models import Customer, LifecycleRule, LifecycleTask, RuleRun, Tag, User
 from bot.models._time import utcnow
 from bot.services.lifecycle import reports
 from bot.services.lifecycle import rules as lifecycle
@@ -254,7 +254,7 @@ def test_dry_run_says_who_and_why_and_writes_nothing(app, shop, admin):
     rule_id = make_rule(app, admin, **BIRTHDAY)
     with time_machine.travel(at("2026-12-01 08:00"), tick=False), app.app_context():
         rule = db.session.get(LifecycleRule, rule_id)
-        answer = reports.dry_run(rule)
+        answer = reports.dry_run(rule, db.session.get(User, admin))
         assert answer["count"] == 1 and answer["in_window"] is False
         (row,) = answer["customers"]
         assert row["why"] == "生日 12-03（2 天后）" and row["staff"] == "staff0201"

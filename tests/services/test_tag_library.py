@@ -5,7 +5,8 @@ from sqlalchemy import func, select
 
 from bot.extensions import db
 from bot.models import FollowTag, Tag, TagGroup, User
-from tests.conftest import make_user
+from tests.admin.panel import sign_in
+from tests.conftest import ApiClient, make_token, make_user
 
 
 def _group(corp, name):
@@ -242,3 +243,29 @@ def test_a_burst_of_tag_events_in_one_second_leaves_the_mirror_as_wecom_has_it(a
         assert db.session.scalar(select(TagGroup.deleted).where(TagGroup.group_id == made["group_id"])) is True
     listed = {g["name"] for g in api.get("/api/v1/tag-groups").get_json()["items"]}
     assert "季节" not in listed and "客户等级" in listed
+
+
+def test_a_store_manager_sees_a_bulk_jobs_report_for_their_customers_only(app, api, sim, corp, client, run_worker):
+    """The job's failures and counts, in the API and on the panel: their stores' customers only (issue 20)."""
+    mine = sim.customer_adds(userid="staff0201")[0]
+    theirs = [sim.customer_adds(userid="staff0301")[0] for _ in range(2)]
+    run_worker()
+    corp.inject("externalcontact/mark_tag", 84061, times=3)  # every one refused
+    ids = [c.external_userid for c in [*theirs, mine]]
+    res = api.post("/api/v1/tag-jobs", {"action": "add", "tag_ids": [_vip(corp)], "external_userids": ids})
+    run_worker()
+    job_id = res.get_json()["id"]
+    everyone = api.get(f"/api/v1/tag-jobs/{job_id}").get_json()
+    assert (everyone["total"], everyone["failed"], len(everyone["failures"])) == (3, 3, 3)
+    manager_id, password = make_user(app, "jingan", "store_manager", stores=[2])
+    manager = ApiClient(client, make_token(app, manager_id))
+    scoped = manager.get(f"/api/v1/tag-jobs/{job_id}").get_json()
+    assert (scoped["total"], scoped["done"], scoped["failed"]) == (1, 0, 1)
+    assert [f["external_userid"] for f in scoped["failures"]] == [mine.external_userid]
+    panel = app.test_client()
+    assert sign_in(panel, "jingan", password).status_code == 302
+    report = panel.get(f"/admin/tags/jobs/{job_id}").get_json()
+    assert (report["total"], report["failed"]) == (1, 1)
+    assert [f["external_userid"] for f in report["failures"]] == [mine.external_userid]
+    page = panel.get("/admin/tags").get_data(as_text=True)
+    assert '<td class="failed"><a' in page and f">{len(theirs) + 1}</a>" not in page

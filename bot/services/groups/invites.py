@@ -118,7 +118,7 @@ def create_invite(raw: dict[str, Any], user: User, parent: GroupInvite | None = 
         "scheduled_at": raw.get("scheduled_at"),
     }
     try:
-        sends.check_draft(draft)  # everything refused before a code is made in WeCom
+        sends.check_draft(draft, user)  # everything refused before a code is made in WeCom
     except SendError as exc:
         raise InviteError(exc.field, str(exc)) from exc
     made = raw.get("join_way_id") is None

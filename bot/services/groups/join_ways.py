@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from bot.services import corp_time
 from bot.services.clients import contact_api
 from bot.services.errors import Invalid, translates_wecom_errors
 from bot.services.users.accounts import N_, audit
+from bot.services.users.scope import group_chat_condition, store_ids
 from bot.wecom.errors import WeComError
 
 log = logging.getLogger(__name__)
@@ -160,11 +162,34 @@ def describe(way: JoinWay) -> dict[str, Any]:
     }
 
 
-def groups_of(way: JoinWay) -> list[GroupChat]:
+def _seen_chat_ids(user: User, chat_ids: Iterable[str]) -> set[str]:
+    """Which of ``chat_ids`` are groups ``user`` may see (``group_chat_condition``)."""
+    query = select(GroupChat.chat_id).where(GroupChat.chat_id.in_(set(chat_ids)), group_chat_condition(user))
+    return set(db.session.scalars(query))
+
+
+def visible(user: User, ways: Iterable[JoinWay]) -> list[JoinWay]:
+    """The codes ``user`` may see, in their order: those whose groups they all may see (a store manager:
+    groups owned by members of their stores); a code leading into another store's group is not theirs."""
+    ways = list(ways)
+    if store_ids(user) is None:
+        return ways
+    seen = _seen_chat_ids(user, {c for w in ways for c in w.chat_ids})
+    return [w for w in ways if w.chat_ids and set(w.chat_ids) <= seen]
+
+
+def sees(user: User, way: JoinWay) -> bool:
+    """The single-code form of ``visible``."""
+    return bool(visible(user, [way]))
+
+
+def groups_of(way: JoinWay, user: User | None = None) -> list[GroupChat]:
     """The code's groups, and the groups WeCom created for it when they were full (known by the joins
-    through its state)."""
+    through its state); those ``user`` may see, when a user is given."""
     through = select(GroupMember.group_id).where(GroupMember.join_way_id == way.id)
     query = select(GroupChat).where(GroupChat.chat_id.in_(way.chat_ids) | GroupChat.id.in_(through))
+    if user is not None:
+        query = query.where(group_chat_condition(user))
     return list(db.session.scalars(query.order_by(GroupChat.id)))
 
 

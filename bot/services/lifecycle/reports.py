@@ -1,4 +1,7 @@
-"""What lifecycle rules would do and have done: the dry run (who and why), results, runs, a member's tasks."""
+"""What lifecycle rules would do and have done: the dry run (who and why), results, runs, a member's tasks.
+
+Each report is for a user and shows their store scope only (``users.scope``): a store manager sees the
+customers, tasks and counts of their stores' customers, never the corp's."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from bot.models import (
     Step,
     Tag,
     Trigger,
+    User,
 )
 from bot.models._time import utcnow
 from bot.services import corp_time
@@ -27,6 +31,7 @@ from bot.services.customers.relations import INTERACTIONS
 from bot.services.lifecycle.rules import in_window
 from bot.services.lifecycle.triggers import AudienceGone, birthday_days, candidates
 from bot.services.users.accounts import N_
+from bot.services.users.scope import customer_condition, store_ids
 
 CONVERSION_DAYS = 7
 #: interactions that count as a conversion: the customer or their member acted, not our own delivery
@@ -58,14 +63,24 @@ def _why(rule: LifecycleRule, occurrence: str, customer: Customer, today: date, 
     return f"{corp_time.local(event.at):%m-%d %H:%M} 删除了成员 {event.staff_userid}"
 
 
-def dry_run(rule: LifecycleRule, now: datetime | None = None, sample: int = 50) -> dict[str, Any]:
-    """Who the rule would touch if it ran now (window aside), and why; nothing is written."""
+def _visible_customers(user: User) -> Any:
+    """The ids of the customers ``user`` may see (for ``in_``)."""
+    return select(Customer.id).where(customer_condition(user))
+
+
+def dry_run(rule: LifecycleRule, user: User, now: datetime | None = None, sample: int = 50) -> dict[str, Any]:
+    """Who the rule would touch if it ran now (window aside), and why, among the customers ``user`` may
+    see; nothing is written."""
     now = now or utcnow()
     today = corp_time.local(now).date()
     try:
-        query = candidates(rule, now).subquery("dry")
+        fresh = candidates(rule, now).subquery("fresh_candidates")
     except AudienceGone:
         return {"count": 0, "customers": [], "error": N_("客户分群已被删除")}
+    scoped = select(fresh)
+    if store_ids(user) is not None:
+        scoped = scoped.where(fresh.c.customer_id.in_(_visible_customers(user)))
+    query = scoped.subquery("dry")
     total = int(db.session.scalar(select(func.count()).select_from(query)) or 0)
     rows = db.session.execute(
         select(query.c.customer_id, query.c.staff_id, query.c.occurrence).order_by(query.c.customer_id).limit(sample)
@@ -90,15 +105,23 @@ def dry_run(rule: LifecycleRule, now: datetime | None = None, sample: int = 50) 
     return {"count": total, "in_window": in_window(rule, now), "customers": listed}
 
 
-def results(rule: LifecycleRule) -> dict[str, int]:
-    """What the rule has done: tasks, members reminded, customers sent to (delivered), converted (the
-    customer interacted within 7 days of the task — an add, an edit by the member, a welcome)."""
-    tasks = select(func.count()).where(LifecycleTask.rule_id == rule.id)
+def _scoped_tasks(user: User, *where: Any) -> Any:
+    """``SELECT count(*)`` over the tasks matching ``where`` whose customer ``user`` may see."""
+    query = select(func.count()).select_from(LifecycleTask).where(*where)
+    if store_ids(user) is not None:
+        query = query.where(LifecycleTask.customer_id.in_(_visible_customers(user)))
+    return query
+
+
+def results(rule: LifecycleRule, user: User) -> dict[str, int]:
+    """What the rule has done for the customers ``user`` may see: tasks, members reminded, customers sent
+    to (delivered), converted (the customer interacted within 7 days of the task — an add, an edit by the
+    member, a welcome)."""
+    tasks = _scoped_tasks(user, LifecycleTask.rule_id == rule.id)
     reminded = tasks.where(LifecycleTask.remind == Step.done)
     in_send = tasks.where(LifecycleTask.send_id.is_not(None))
     delivered = (
-        select(func.count())
-        .select_from(LifecycleTask)
+        _scoped_tasks(user)
         .join(
             SendRecipient,
             and_(
@@ -129,19 +152,33 @@ def results(rule: LifecycleRule) -> dict[str, int]:
     }
 
 
-def run_detail(run: RuleRun) -> dict[str, Any]:
+def run_counts(run: RuleRun, user: User) -> dict[str, int]:
+    """A run's counts as ``user`` may see them: the run's own for a user who sees every store; for a
+    store manager, those of the tasks the run made for their customers (and what became of them)."""
+    if store_ids(user) is None:
+        names = ("matched", "reminded", "sent", "tagged", "notified", "errors")
+        return {name: int(getattr(run, name) or 0) for name in names}
+    made = LifecycleTask.run_id == run.id
+    queries = {
+        "matched": _scoped_tasks(user, made),
+        "reminded": _scoped_tasks(user, made, LifecycleTask.remind == Step.done),
+        "sent": _scoped_tasks(user, made, LifecycleTask.send_id.is_not(None)),
+        "tagged": _scoped_tasks(user, made, LifecycleTask.tag == Step.done),
+        "notified": _scoped_tasks(user, made, LifecycleTask.notify == Step.done),
+        "errors": _scoped_tasks(user, made, LifecycleTask.error.is_not(None)),
+    }
+    return {name: int(db.session.scalar(q) or 0) for name, q in queries.items()}
+
+
+def run_detail(run: RuleRun, user: User) -> dict[str, Any]:
+    """A run as ``user`` may see it; the run's error text (the corp's) only for those who see every store."""
     return {
         "id": run.id,
         "started_at": run.started_at.isoformat() + "Z",
         "finished_at": run.finished_at.isoformat() + "Z" if run.finished_at else None,
         "status": run.status,
-        "matched": run.matched,
-        "reminded": run.reminded,
-        "sent": run.sent,
-        "tagged": run.tagged,
-        "notified": run.notified,
-        "errors": run.errors,
-        "detail": run.detail,
+        **run_counts(run, user),
+        "detail": run.detail if store_ids(user) is None else None,
     }
 
 

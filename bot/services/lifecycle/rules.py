@@ -158,7 +158,7 @@ def check_trigger(trigger: Any, raw: Any) -> tuple[Trigger, dict[str, Any]]:
     return kind, {}
 
 
-def check_actions(raw: Any) -> list[dict[str, Any]]:
+def check_actions(raw: Any, user: User, kept: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not 1 <= len(raw) <= len(ACTIONS):
         raise LifecycleError("actions", N_("至少选择一个动作"))
     seen: set[str] = set()
@@ -176,7 +176,7 @@ def check_actions(raw: Any) -> list[dict[str, Any]]:
             if "{customer_name}" in text:
                 raise LifecycleError(field + ".text", N_("一条群发任务发给多位客户，不能使用 {customer_name}"))
             try:
-                attachments = sends.check_attachments(a.get("attachments") or [])
+                attachments = sends.check_attachments(a.get("attachments") or [], user, kept)
             except SendError as exc:
                 raise LifecycleError(field + ".attachments", str(exc)) from exc
             actions.append({"type": "send", "text": text, "attachments": attachments})
@@ -204,7 +204,8 @@ def save_rule(raw: dict[str, Any], user: User, rule: LifecycleRule | None = None
     if len(name) > 64:
         raise LifecycleError("name", N_("名称为 1–64 个字符"))
     trigger, trigger_args = check_trigger(merged.get("trigger"), merged.get("trigger_args"))
-    actions = check_actions(merged.get("actions"))
+    kept = frozenset(f for a in current.get("actions") or [] for f in sends.file_ids(a.get("attachments")))
+    actions = check_actions(merged.get("actions"), user, kept)
     segment_id = merged.get("segment_id")
     if segment_id is not None and (
         not isinstance(segment_id, int) or isinstance(segment_id, bool) or db.session.get(Segment, segment_id) is None

@@ -21,7 +21,7 @@ from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.segments import rules as segments
 from bot.services.sends import recipients
-from bot.services.sends.errors import SendConflict, SendError
+from bot.services.sends.errors import SendConflict, SendError, SendForbidden
 from bot.services.users.accounts import N_, audit
 from bot.services.users.permissions import Action, allows, require
 
@@ -48,12 +48,16 @@ def _text(raw: Any) -> str:
     return text
 
 
-def _media(raw: Any, kind: str, index: int) -> int:
+def _media(raw: Any, kind: str, index: int, user: User, kept: frozenset[int]) -> int:
+    """A kept file of ``kind`` that ``user`` may attach: one they uploaded, one already on what they are
+    changing (``kept``), or any for the roles that may attach any (``Action.attach_any_media``)."""
     if not isinstance(raw, int) or isinstance(raw, bool):
         raise SendError("attachments", N_("附件：缺少文件"))
     media = db.session.get(MediaFile, raw)
     if media is None or media.kind != kind:
         raise SendError("attachments", N_("附件：文件不存在或类型不符"))
+    if media.created_by != user.id and media.id not in kept and not allows(user, Action.attach_any_media):
+        raise SendForbidden("attachments", N_("附件：只能使用自己上传的文件"))
     return media.id
 
 
@@ -74,8 +78,14 @@ def _short(raw: Any, limit: int, index: int, *, required: bool = True) -> str:
     return value
 
 
-def check_attachments(raw: Any) -> list[dict[str, Any]]:
-    """Attachments in Siyu's form, each checked; media are referred to by their kept file's id."""
+def file_ids(attachments: list[dict[str, Any]] | None) -> frozenset[int]:
+    """The kept files that checked attachments name."""
+    return frozenset(int(a["file_id"]) for a in attachments or [] if "file_id" in a)
+
+
+def check_attachments(raw: Any, user: User, kept: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+    """Attachments in Siyu's form, each checked; media are referred to by their kept file's id, a file
+    ``user`` may attach (``_media``; ``kept``: the files already on the send or rule being changed)."""
     if raw is None:
         return []
     if not isinstance(raw, list) or len(raw) > MAX_ATTACHMENTS:
@@ -84,7 +94,7 @@ def check_attachments(raw: Any) -> list[dict[str, Any]]:
     for i, a in enumerate(raw):
         kind = a.get("type") if isinstance(a, dict) else None
         if kind in ("image", "video", "file"):
-            checked.append({"type": kind, "file_id": _media(a.get("file_id"), kind, i)})
+            checked.append({"type": kind, "file_id": _media(a.get("file_id"), kind, i, user, kept)})
         elif kind == "link":
             checked.append(
                 {
@@ -102,7 +112,7 @@ def check_attachments(raw: Any) -> list[dict[str, Any]]:
                     "title": _short(a.get("title"), 64, i),
                     "appid": _short(a.get("appid"), 64, i),
                     "page": _short(a.get("page"), 256, i),
-                    "file_id": _media(a.get("file_id"), "image", i),
+                    "file_id": _media(a.get("file_id"), "image", i, user, kept),
                 }
             )
         else:
@@ -207,13 +217,14 @@ class Draft:
         return "group" if "groups" in self.target else "single"
 
 
-def check_draft(raw: dict[str, Any]) -> Draft:
-    """Every field of a send as the panel or the API sends it, checked; SendError names the first bad one."""
+def check_draft(raw: dict[str, Any], user: User, kept: frozenset[int] = frozenset()) -> Draft:
+    """Every field of a send as the panel or the API sends it, checked for ``user``; SendError names the
+    first bad one."""
     name = str(raw.get("name") or "").strip()
     if not 1 <= len(name) <= 64:
         raise SendError("name", N_("名称为 1–64 个字符"))
     text = _text(raw.get("text"))
-    attachments = check_attachments(raw.get("attachments"))
+    attachments = check_attachments(raw.get("attachments"), user, kept)
     if not text.strip() and not attachments:
         raise SendError("text", N_("需要文字或附件"))
     target, label = check_target(raw.get("target"))
@@ -236,7 +247,7 @@ def save_draft(raw: dict[str, Any], user: User, send: MassSend | None = None) ->
     require(user, Action.draft_sends)
     if send is not None and (send.status not in EDITABLE or not may_manage(send, user)):
         raise SendConflict("status", N_("只有草稿或待审批的群发可以修改"))
-    draft = check_draft(raw)
+    draft = check_draft(raw, user, file_ids(send.attachments) if send is not None else frozenset())
     if send is None:
         send = MassSend(created_by=user.id, status=SendStatus.draft)
         db.session.add(send)

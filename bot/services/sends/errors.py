@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.services.errors import Conflict, Invalid
+from bot.services.errors import Conflict, Forbidden, Invalid
 
 
 class SendError(Invalid):
@@ -16,3 +16,7 @@ class SendError(Invalid):
 
 class SendConflict(SendError, Conflict):
     """What the send's state refuses (editing an approved send, cancelling a finished one)."""
+
+
+class SendForbidden(SendError, Forbidden):
+    """What the user may not put into a send (another user's uploaded file)."""

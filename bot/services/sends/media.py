@@ -2,6 +2,9 @@
 
 A media id lives 3 days. Siyu keeps the file, reuses its id for 2.5 days and uploads it again after
 that, or at once when WeCom answers 40007 (invalid media id) for it.
+
+Each user may keep ``DAILY_BYTES`` of files in any 24 hours, counted from the files they kept (``MediaFile``
+rows: exact bytes, the same for the API and the panel, nothing to lose when Redis is flushed).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import func, select
+
 from bot.extensions import db
 from bot.models import MediaFile, User
 from bot.models._time import utcnow
-from bot.services.errors import Invalid
+from bot.services.errors import Invalid, TooMany
 from bot.services.users.accounts import N_
 from bot.wecom import WeComClient
 
@@ -21,10 +26,30 @@ REUSE_FOR = timedelta(days=2.5)
 #: WeCom's limits per kind (bytes); every file must be larger than 5 bytes
 MAX_BYTES = {"image": 10 * 1024 * 1024, "video": 10 * 1024 * 1024, "file": 20 * 1024 * 1024}
 MIMETYPES = {"image": "image/png", "video": "video/mp4", "file": "application/octet-stream"}
+#: what one user may keep in any 24 hours (bytes): ten of the largest files
+DAILY_BYTES = 200 * 1024 * 1024
+QUOTA_WINDOW = timedelta(days=1)
 
 
 class MediaError(Invalid):
     """An attachment file Siyu refuses (kind, size), in words for the person uploading it."""
+
+
+class MediaQuotaExceeded(MediaError, TooMany):
+    """The user has kept ``DAILY_BYTES`` of files in the last 24 hours (a 429 naming the limit)."""
+
+
+def _check_quota(user: User, size: int) -> None:
+    """Refuse a file that would take ``user`` beyond ``DAILY_BYTES`` kept in the last 24 hours."""
+    kept = db.session.scalar(
+        select(func.coalesce(func.sum(MediaFile.size), 0)).where(
+            MediaFile.created_by == user.id, MediaFile.created_at > utcnow() - QUOTA_WINDOW
+        )
+    )
+    if int(kept or 0) + size > DAILY_BYTES:
+        raise MediaQuotaExceeded(
+            N_("每位用户 24 小时内最多上传 %(mb)s MB 附件，请稍后再试"), "file", mb=f"{DAILY_BYTES / 1024 / 1024:g}"
+        )
 
 
 def _sniff(kind: str, content: bytes) -> str:
@@ -43,12 +68,15 @@ def _sniff(kind: str, content: bytes) -> str:
 
 
 def save_file(kind: str, filename: str, content: bytes, user: User | None) -> MediaFile:
-    """Keep an uploaded attachment, checked against WeCom's limits for its kind. Flushes."""
+    """Keep an uploaded attachment, checked against WeCom's limits for its kind and the user's daily quota.
+    Flushes."""
     if kind not in MAX_BYTES:
         raise MediaError(N_("附件类型只能是图片、视频或文件"))
     if not 5 < len(content) <= MAX_BYTES[kind]:
         raise MediaError(N_("文件大小超出企业微信的限制"))
     _sniff(kind, content)
+    if user is not None:
+        _check_quota(user, len(content))
     name = (filename or "attachment").replace("\x00", "")[-128:]
     media = MediaFile(
         kind=kind,

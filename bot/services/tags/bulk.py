@@ -23,7 +23,7 @@ from bot.services.clients import contact_api
 from bot.services.segments import rules as segments
 from bot.services.tags.library import TagError, mirror_marked
 from bot.services.users.accounts import N_
-from bot.services.users.scope import customer_condition
+from bot.services.users.scope import customer_condition, store_ids
 from bot.wecom.errors import RateLimited, WeComError
 
 log = logging.getLogger(__name__)
@@ -131,12 +131,33 @@ def run_job(job: TagJob, sleep: Callable[[float], None] = time.sleep) -> TagJob:
     return job
 
 
-def failures(job: TagJob, limit: int = 1000) -> list[dict[str, str]]:
+def counts(job: TagJob, user: User) -> dict[str, int]:
+    """The job's total, done and failed as ``user`` may see them: the job's own for a user who sees every
+    store; for a store manager, those of the items of their stores' customers."""
+    if store_ids(user) is None:
+        return {"total": job.total, "done": job.done, "failed": job.failed}
+    rows = db.session.execute(
+        select(TagJobItem.status, func.count())
+        .join(FollowRelation, FollowRelation.id == TagJobItem.follow_id)
+        .join(Customer, Customer.id == FollowRelation.customer_id)
+        .where(TagJobItem.job_id == job.id, customer_condition(user))
+        .group_by(TagJobItem.status)
+    ).all()
+    by_status = {str(status): int(n) for status, n in rows}
+    return {
+        "total": sum(by_status.values()),
+        "done": by_status.get("done", 0),
+        "failed": by_status.get("failed", 0),
+    }
+
+
+def failures(job: TagJob, user: User, limit: int = 1000) -> list[dict[str, str]]:
+    """The job's failed customers with their reasons, those ``user`` may see."""
     rows = db.session.execute(
         select(Customer.external_userid, TagJobItem.error)
         .join(FollowRelation, FollowRelation.id == TagJobItem.follow_id)
         .join(Customer, Customer.id == FollowRelation.customer_id)
-        .where(TagJobItem.job_id == job.id, TagJobItem.status == "failed")
+        .where(TagJobItem.job_id == job.id, TagJobItem.status == "failed", customer_condition(user))
         .order_by(TagJobItem.id)
         .limit(limit)
     ).all()

@@ -31,6 +31,7 @@ class Action(enum.StrEnum):
     edit_join_ways = "edit_join_ways"
     sync_groups = "sync_groups"
     draft_sends = "draft_sends"
+    attach_any_media = "attach_any_media"
     approve_sends = "approve_sends"
     remind_any_send = "remind_any_send"
     read_events = "read_events"
@@ -62,6 +63,8 @@ POLICY: dict[Action, frozenset[Role]] = {
     Action.edit_join_ways: _WRITERS,
     Action.sync_groups: _WRITERS,
     Action.draft_sends: _STORE_WRITERS,
+    # Anyone who may draft attaches the files they uploaded; these roles any kept file.
+    Action.attach_any_media: _WRITERS,
     Action.approve_sends: _ADMIN,
     # Anyone who may draft may remind the members of their own sends; these roles those of any send.
     Action.remind_any_send: _WRITERS,
@@ -92,6 +95,7 @@ _WHAT = {
     Action.edit_join_ways: N_("修改加群码"),
     Action.sync_groups: N_("同步客户群"),
     Action.draft_sends: N_("起草群发"),
+    Action.attach_any_media: N_("使用他人上传的附件"),
     Action.approve_sends: N_("审批群发"),
     Action.remind_any_send: N_("提醒他人群发的成员"),
     Action.read_events: N_("查看回调事件"),
