@@ -30,6 +30,22 @@ def find_customer(external_userid: str) -> Customer | None:
     return db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
 
 
+def find_follow(external_userid: str, userid: str) -> FollowRelation | None:
+    """The relation of ``userid`` to the customer, if Siyu knows it."""
+    return db.session.scalar(
+        select(FollowRelation)
+        .join(Customer, Customer.id == FollowRelation.customer_id)
+        .join(Staff, Staff.id == FollowRelation.staff_id)
+        .where(Customer.external_userid == external_userid, Staff.userid == userid)
+    )
+
+
+def record_relation(external_userid: str, userid: str, data: dict[str, Any]) -> FollowRelation:
+    """The customer upserted from an externalcontact/get answer, and ``userid``'s relation to them; flushes."""
+    customer, _ = _sync_customer(external_userid, data)
+    return _follow(customer, userid)
+
+
 def _customer(external_userid: str) -> Customer:
     return get_or_insert(Customer, {"external_userid": external_userid})
 
