@@ -72,6 +72,22 @@ def test_unknown_customer_is_404(client, auth):
     assert res.status_code == 404 and res.get_json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("headers", [True, False])
+def test_unknown_paths_and_methods_under_the_api_answer_its_json_error(client, auth, headers):
+    """Unmatched URLs reach no blueprint handler: the app answers them in the API's shape under /api/v1 (with or
+    without a token: there is nothing to authenticate against), Flask's page elsewhere."""
+    given = auth if headers else {}
+    for path in ("/api/v1/nowhere", "/api/v1/customers/wm1/nowhere", "/api/v1"):
+        res = client.get(path, headers=given)
+        assert res.status_code == 404 and res.is_json, path
+        assert res.get_json()["error"]["code"] == "not_found" and res.get_json()["error"]["message"]
+    res = client.delete("/api/v1/customers", headers=given)
+    assert res.status_code == 405 and res.is_json
+    assert res.get_json()["error"]["code"] == "method_not_allowed" and "GET" in res.headers["Allow"]
+    assert not client.get("/api/v1x/nowhere").is_json and not client.get("/nowhere").is_json
+    assert client.get("/admin/nowhere").status_code == 404
+
+
 def test_events_filter_rejects_unknown_status(client, auth):
     assert client.get("/api/v1/events?status=weird", headers=auth).status_code == 400
 
