@@ -88,6 +88,23 @@ def test_unknown_paths_and_methods_under_the_api_answer_its_json_error(client, a
     assert client.get("/admin/nowhere").status_code == 404
 
 
+def test_the_customer_list_filters_by_added_dates_within_1900_to_2100(sim, run_worker, client, auth):
+    contact, _ = sim.customer_adds(userid="staff0201")
+    run_worker()
+
+    def listed(query):
+        return [
+            c["external_userid"] for c in client.get(f"/api/v1/customers?{query}", headers=auth).get_json()["items"]
+        ]
+
+    assert listed("added_from=1900-01-01&added_to=2100-12-31") == [contact.external_userid]
+    assert listed("added_to=1999-12-31") == [] and listed("added_from=2100-12-31") == []
+    for field, day in (("added_to", "9999-12-31"), ("added_from", "0001-01-01"), ("added_to", "1899-12-31")):
+        res = client.get(f"/api/v1/customers?{field}={day}", headers=auth)
+        assert res.status_code == 400 and res.get_json()["error"]["field"] == field, res.get_json()
+        assert "1900-01-01" in res.get_json()["error"]["message"]
+
+
 def test_events_filter_rejects_unknown_status(client, auth):
     assert client.get("/api/v1/events?status=weird", headers=auth).status_code == 400
 

@@ -401,6 +401,9 @@ def test_a_store_manager_sends_within_their_stores_from_their_members(app, clien
         ({"cap_policy": "ignore"}, "cap_policy:"),
         ({"auto_remind_hours": 100}, "auto_remind_hours:"),
         ({"scheduled_at": "tomorrow"}, "scheduled_at:"),
+        ({"scheduled_at": "0001-01-01"}, "scheduled_at: 日期应在 1900-01-01 与 2100-12-31 之间"),
+        ({"scheduled_at": "9999-12-31T23:59"}, "scheduled_at: 日期应在 1900-01-01 与 2100-12-31 之间"),
+        ({"scheduled_at": "9999-12-31T23:59:59-12:00"}, "scheduled_at: 日期应在 1900-01-01 与 2100-12-31 之间"),
     ],
 )
 def test_bad_sends_are_400_naming_the_field(admin_api, people, fields, message):
