@@ -18,7 +18,7 @@ def whole(value: str) -> int:
 
 
 def init_admin(app: Flask) -> None:
-    from admin.api import bp as api_bp
+    from admin.api import init_api
     from admin.headers import init_headers
     from admin.health import bp as health_bp
     from admin.home import bp as home_bp
@@ -27,7 +27,7 @@ def init_admin(app: Flask) -> None:
 
     init_headers(app)
     app.register_blueprint(health_bp)
-    app.register_blueprint(api_bp)
+    init_api(app)
     app.register_blueprint(home_bp)
     init_i18n(app)
     init_panel(app)

@@ -27,6 +27,13 @@ def on_external_contact_half_added(event: Event) -> str | None:
     return f"welcome {welcome.value}" if welcome else None
 
 
+def on_archiving_approved(event: Event) -> str | None:
+    """The customer agreed to chat archiving (会话存档): the welcome code it carries welcomes them."""
+    assert isinstance(event, ExternalContactEvent)
+    _, welcome = acquisition.archiving_approved(event.external_user_id, event.user_id, event.welcome_code)
+    return f"welcome {welcome.value}" if welcome else None
+
+
 def on_external_contact_edited(event: Event) -> str | None:
     assert isinstance(event, ExternalContactEvent)
     customers.record_customer_edited(event.external_user_id, event.user_id)
@@ -61,4 +68,5 @@ HANDLERS: dict[str, Handler] = {
     "change_external_contact.del_external_contact": on_external_contact_deleted,
     "change_external_contact.del_follow_user": on_follow_user_deleted,
     "change_external_contact.transfer_fail": on_transfer_failed,
+    "change_external_contact.msg_audit_approved": on_archiving_approved,
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Flask, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -78,6 +78,27 @@ def on_service_error(exc: ServiceError) -> ResponseReturnValue:
 @bp.errorhandler(HTTPException)
 def on_http_error(exc: HTTPException) -> ResponseReturnValue:
     return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+
+
+def on_unrouted(exc: HTTPException) -> ResponseReturnValue:
+    """A URL no route matches (404) or a method its route does not take (405): the request reaches no
+    blueprint, so its handlers do not see it. Under /api/v1 it gets the API's JSON error (with the methods
+    allowed); elsewhere Flask's own page."""
+    prefix = bp.url_prefix or ""
+    if request.path != prefix and not request.path.startswith(prefix + "/"):
+        return exc
+    response = jsonify(error={"code": (exc.name or "error").lower().replace(" ", "_"), "message": exc.description})
+    allowed = getattr(exc, "valid_methods", None)
+    if allowed:
+        response.headers["Allow"] = ", ".join(allowed)
+    return response, exc.code or 500
+
+
+def init_api(app: Flask) -> None:
+    """The API's routes, and its answer to the URLs and methods none of them match."""
+    app.register_blueprint(bp)
+    app.register_error_handler(404, on_unrouted)
+    app.register_error_handler(405, on_unrouted)
 
 
 def iso(value: Any) -> str | None:

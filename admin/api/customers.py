@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from flask import g, jsonify
 from flask.typing import ResponseReturnValue
-from pydantic import BeforeValidator, Field, WithJsonSchema
-from sqlalchemy import func, select
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import selectinload
 
 from admin.api import ApiError, iso, not_found
@@ -17,6 +17,7 @@ from admin.api.operations import Body, Form, Page, Text, Text64, Text2000, Uploa
 from admin.spreadsheet import UploadTooLarge, read_pairs
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, Staff
+from bot.services import corp_time
 from bot.services.customers import relations as customer_service
 from bot.services.errors import Forbidden
 from bot.services.groups import mirror as groups
@@ -34,9 +35,21 @@ def _birthday(raw: object) -> date:
     return parsed
 
 
+def _in_range(day: date) -> date:
+    if not corp_time.in_range(day):
+        raise ValueError(f"expected a date between {corp_time.EARLIEST} and {corp_time.LATEST}")
+    return day
+
+
+#: a date 1900-01-01 to 2100-12-31 (others overflow the day arithmetic of the filter)
+Day = Annotated[date, AfterValidator(_in_range)]
+
+
 class CustomerQuery(Page):
     q: Text64 = Field("", description="part of the customer's name")
     staff: Text = Field("", description="only customers followed by this member (userid)")
+    added_from: Day | None = Field(None, description="only customers a member added on this day or later (1900–2100)")
+    added_to: Day | None = Field(None, description="only customers a member added on this day or earlier (1900–2100)")
 
 
 class ProfileEdit(Body):
@@ -231,6 +244,9 @@ def list_customers(query: CustomerQuery) -> ResponseReturnValue:
     staff = query.staff.strip()
     if staff:
         rows_query = rows_query.where(Customer.follows.any(FollowRelation.staff.has(Staff.userid == staff)))
+    added = customer_service.added_within(query.added_from, query.added_to)
+    if added:
+        rows_query = rows_query.where(Customer.follows.any(and_(*added)))
     total = db.session.scalar(select(func.count()).select_from(rows_query.subquery())) or 0
     rows = db.session.scalars(
         rows_query.options(selectinload(Customer.follows))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
 
 from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
@@ -39,8 +39,9 @@ from bot.models import (
     WelcomeSend,
     WelcomeStatus,
 )
+from bot.services import corp_time
+from bot.services.customers.relations import added_within, update_profile
 from bot.services.customers.relations import import_birthdays as import_birthday_rows
-from bot.services.customers.relations import update_profile
 from bot.services.groups import mirror as groups
 from bot.services.segments import rules as segments
 from bot.services.users.accounts import audit
@@ -63,24 +64,35 @@ STATUS_LABELS = {
 }
 
 
-def _date_arg(name: str) -> date | None:
+def _date_arg(name: str, ignored: dict[str, str]) -> date | None:
+    """A date filter; one that is no date, or outside 1900–2100, is ignored, and why is noted in ``ignored``
+    (shown beside the filter: the list still answers with the other filters)."""
     raw = request.args.get(name, "")
-    try:
-        return date.fromisoformat(raw) if raw else None
-    except ValueError:
+    if not raw:
         return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        ignored[name] = _("日期格式应为 YYYY-MM-DD")
+        return None
+    if not corp_time.in_range(day):
+        ignored[name] = _("日期应在 1900-01-01 与 2100-12-31 之间")
+        return None
+    return day
 
 
 def filtered_customers() -> tuple[Select[Any], dict[str, Any]]:
     """The customers the current filters select, inside the user's scope; and the filters as read."""
+    ignored: dict[str, str] = {}
     f: dict[str, Any] = {
         "q": request.args.get("q", "").strip()[:64],
         "tag": request.args.get("tag", ""),
         "channel": request.args.get("channel", "").strip()[:30],
         "staff": request.args.get("staff", ""),
         "store": request.args.get("store", type=whole),
-        "added_from": _date_arg("added_from"),
-        "added_to": _date_arg("added_to"),
+        "ignored": ignored,
+        "added_from": _date_arg("added_from", ignored),
+        "added_to": _date_arg("added_to", ignored),
     }
     query = select(Customer).where(customer_condition(current_user))
     if f["q"]:
@@ -104,11 +116,7 @@ def filtered_customers() -> tuple[Select[Any], dict[str, Any]]:
         follow_filters.append(FollowRelation.staff.has(Staff.userid == f["staff"]))
     if f["store"]:
         follow_filters.append(FollowRelation.staff.has(Staff.stores.any(Store.id == f["store"])))
-    if f["added_from"]:
-        follow_filters.append(FollowRelation.added_at >= datetime.combine(f["added_from"], datetime.min.time()))
-    if f["added_to"]:
-        end = datetime.combine(f["added_to"], datetime.min.time()) + timedelta(days=1)
-        follow_filters.append(FollowRelation.added_at < end)
+    follow_filters.extend(added_within(f["added_from"], f["added_to"]))
     if follow_filters:
         query = query.where(Customer.follows.any(db.and_(*follow_filters)))
     return query, f

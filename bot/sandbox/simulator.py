@@ -169,6 +169,16 @@ class Simulator:
         change = "add_half_external_contact" if half else "add_external_contact"
         return contact, self.contact_change(change, userid, contact.external_userid, **fields)
 
+    def customer_approves_archiving(self, external_userid: str, userid: str) -> Delivery:
+        """In a corp using chat archiving (会话存档), a customer who added ``userid`` agrees to it:
+        msg_audit_approved with a fresh welcome code, the one to welcome them with (WeCom doc 92005; the add
+        itself came without one). The code lives 20 s and is accepted once, like an add's."""
+        with self.corp.lock:
+            if userid not in self.corp.contacts[external_userid].follows:
+                raise KeyError(f"{external_userid} does not follow {userid}")
+        code = self.corp.issue_welcome_code()
+        return self.contact_change("msg_audit_approved", userid, external_userid, WelcomeCode=code)
+
     def customer_adds_another(self, external_userid: str, userid: str) -> Delivery:
         """A customer who follows one member adds a second one."""
         code = self.corp.add_follow(external_userid, userid)

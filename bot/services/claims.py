@@ -11,8 +11,9 @@ being sent, the chunk ``calling``, the task's step ``calling``, the send ``dispa
 before WeCom is asked; what WeCom answered is recorded and committed in turn, before WeCom is asked again.
 A second worker, a re-delivered callback or a run restarted after a crash then finds the claim and does
 not ask twice; a claim left in doubt by a process killed mid-call is settled without a second effect (a
-dispatch lists the member's tasks in WeCom and adopts the one it made; a card is sent again and WeCom's
-duplicate check drops it; a used welcome code is refused by WeCom).
+dispatch lists the mass messages WeCom made since the call and adopts the one saying what the chunk says,
+asked of the chunk's member; a card is sent again and WeCom's duplicate check drops it; a used welcome
+code is refused by WeCom).
 
 This module is how, and the only way a service commits:
 

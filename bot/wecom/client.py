@@ -345,7 +345,9 @@ class WeComClient(WeChatClient):  # type: ignore[misc]
     def list_group_msgs(
         self, start: int, end: int, creator: str = "", chat_type: str = "single"
     ) -> Iterator[dict[str, Any]]:
-        """get_groupmsg_list_v2: the corp's mass messages created in [start, end] (≤ 1 month), by creator."""
+        """get_groupmsg_list_v2 (获取群发记录列表): the corp's mass messages created in [start, end] (≤ 1 month),
+        with their text and attachments. ``creator`` filters by who made a message in the admin console: a
+        message made through the API has none (the field is not returned), so such a filter never finds it."""
         body: dict[str, Any] = {"chat_type": chat_type, "start_time": start, "end_time": end, "limit": 100}
         if creator:
             body["creator"] = creator

@@ -29,7 +29,7 @@ class ExternalContactEvent(Event):
     user_id: str
     external_user_id: str
     state: str = ""
-    welcome_code: str = ""
+    welcome_code: str = ""  # add_*_external_contact, msg_audit_approved
     source: str = ""  # del_external_contact: DELETE_BY_TRANSFER when removed by 在职继承
     fail_reason: str = ""  # transfer_fail: customer_refused | customer_limit_exceed
 
@@ -81,6 +81,8 @@ CONTACT_CHANGES = frozenset(
         "del_external_contact",
         "del_follow_user",
         "transfer_fail",
+        # the customer agreed to chat archiving (会话存档); its WelcomeCode is the one to welcome them with
+        "msg_audit_approved",
     }
 )
 TAG_CHANGES = frozenset({"create", "update", "delete", "shuffle"})

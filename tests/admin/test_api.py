@@ -72,6 +72,39 @@ def test_unknown_customer_is_404(client, auth):
     assert res.status_code == 404 and res.get_json()["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("headers", [True, False])
+def test_unknown_paths_and_methods_under_the_api_answer_its_json_error(client, auth, headers):
+    """Unmatched URLs reach no blueprint handler: the app answers them in the API's shape under /api/v1 (with or
+    without a token: there is nothing to authenticate against), Flask's page elsewhere."""
+    given = auth if headers else {}
+    for path in ("/api/v1/nowhere", "/api/v1/customers/wm1/nowhere", "/api/v1"):
+        res = client.get(path, headers=given)
+        assert res.status_code == 404 and res.is_json, path
+        assert res.get_json()["error"]["code"] == "not_found" and res.get_json()["error"]["message"]
+    res = client.delete("/api/v1/customers", headers=given)
+    assert res.status_code == 405 and res.is_json
+    assert res.get_json()["error"]["code"] == "method_not_allowed" and "GET" in res.headers["Allow"]
+    assert not client.get("/api/v1x/nowhere").is_json and not client.get("/nowhere").is_json
+    assert client.get("/admin/nowhere").status_code == 404
+
+
+def test_the_customer_list_filters_by_added_dates_within_1900_to_2100(sim, run_worker, client, auth):
+    contact, _ = sim.customer_adds(userid="staff0201")
+    run_worker()
+
+    def listed(query):
+        return [
+            c["external_userid"] for c in client.get(f"/api/v1/customers?{query}", headers=auth).get_json()["items"]
+        ]
+
+    assert listed("added_from=1900-01-01&added_to=2100-12-31") == [contact.external_userid]
+    assert listed("added_to=1999-12-31") == [] and listed("added_from=2100-12-31") == []
+    for field, day in (("added_to", "9999-12-31"), ("added_from", "0001-01-01"), ("added_to", "1899-12-31")):
+        res = client.get(f"/api/v1/customers?{field}={day}", headers=auth)
+        assert res.status_code == 400 and res.get_json()["error"]["field"] == field, res.get_json()
+        assert "1900-01-01" in res.get_json()["error"]["message"]
+
+
 def test_events_filter_rejects_unknown_status(client, auth):
     assert client.get("/api/v1/events?status=weird", headers=auth).status_code == 400
 

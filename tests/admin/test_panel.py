@@ -189,6 +189,25 @@ def test_customer_filters_and_keyset_pages(app, client, synced, run_worker, corp
     assert "没有符合条件的客户" in empty
 
 
+def test_added_dates_out_of_range_are_ignored_with_a_note(app, client, synced, run_worker):
+    """9999-12-31 overflowed the day added to the end of the range (a 500): a date outside 1900–2100 is a
+    filter ignored, said beside it, and the list (and its export) shows what the other filters select."""
+    contact, _ = synced.customer_adds(userid="staff0201")
+    run_worker()
+    signed_in(app, client, "admin")
+    for query in ("added_to=9999-12-31", "added_from=0001-01-01&added_to=2100-12-31", "added_from=1899-12-31"):
+        res = client.get(f"/admin/customers?{query}")
+        page = res.get_data(as_text=True)
+        assert res.status_code == 200 and contact.external_userid in page, query
+        assert 'class="error" id="added_' in page and "日期应在 1900-01-01 与 2100-12-31 之间" in page, query
+        export = client.get(f"/admin/customers/export.csv?{query}")
+        assert export.status_code == 200 and contact.external_userid in export.get_data(as_text=True)
+    fine = client.get("/admin/customers?added_from=1900-01-01&added_to=2100-12-31").get_data(as_text=True)
+    assert contact.external_userid in fine and 'class="error"' not in fine
+    past = client.get("/admin/customers?added_to=1999-12-31").get_data(as_text=True)
+    assert contact.external_userid not in past and 'class="error"' not in past
+
+
 def test_dashboard_counts_and_retry(app, client, synced, corp, run_worker):
     corp.inject("externalcontact/get", 48002)
     synced.customer_adds(userid="staff0201", state="poster-a")

@@ -72,6 +72,23 @@ def test_mass_send_waits_for_the_member_and_respects_the_cap(fake, clock):
     assert confirm_mass_task(fake, msgid).results[contact.external_userid] == 1
 
 
+def test_the_mass_message_list_names_no_creator_for_api_made_messages(fake, clock):
+    """get_groupmsg_list_v2 (获取群发记录列表): creator — "API接口创建的群发消息不返回该字段"; so a creator filter
+    finds none of them. Each row carries the message's text and attachments."""
+    from bot.sandbox.api.mass import add_msg_template, get_groupmsg_list_v2
+
+    contact, _ = fake.add_contact("客人", 1, "u1")
+    link = {"msgtype": "link", "link": {"title": "上新", "url": "https://example.com/new"}}
+    body = {"external_userid": [contact.external_userid], "sender": "u1", "text": {"content": "上新"}}
+    msgid = add_msg_template(fake, {**body, "attachments": [link]})["msgid"]
+    window = {"start_time": int(clock.now) - 60, "end_time": int(clock.now) + 60}
+    [row] = get_groupmsg_list_v2(fake, {**window, "chat_type": "single"})["group_msg_list"]
+    assert row["msgid"] == msgid and "creator" not in row and row["create_type"] == 0
+    assert row["text"] == {"content": "上新"} and row["attachments"] == [link]
+    assert get_groupmsg_list_v2(fake, {**window, "creator": "u1"})["group_msg_list"] == []
+    assert get_groupmsg_list_v2(fake, {**window, "chat_type": "group"})["group_msg_list"] == []
+
+
 def test_injected_faults_are_served_then_cleared(fake):
     fake.inject("externalcontact/get", 45009, times=2)
     assert [fake.take_fault("externalcontact/get") for _ in range(3)] == [45009, 45009, None]

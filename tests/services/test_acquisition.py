@@ -1,12 +1,15 @@
 """Channel codes and welcome messages, end to end: API → fake WeCom → a scan as a real callback → worker."""
 
 import threading
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from bot.extensions import db
-from bot.models import Channel, CustomerEvent, FollowRelation, WelcomeSend, WelcomeStatus
+from bot.extensions import db, redis_conn
+from bot.jobs.queue import WELCOME_LIST
+from bot.models import CallbackEvent, Channel, CustomerEvent, FollowRelation, WelcomeSend, WelcomeStatus
+from bot.models._time import utcnow
 from bot.services.channels import welcome
 from tests.conftest import make_token, make_user
 
@@ -315,3 +318,84 @@ def test_a_welcome_batch_that_fails_is_tried_again_on_the_fast_path(app, api, si
     assert contact.external_userid in corp.contacts
     with app.app_context():
         assert db.session.scalar(select(WelcomeSend.status)) == WelcomeStatus.sent
+
+
+def _kinds(app):
+    with app.app_context():
+        return [k for k in db.session.scalars(select(CustomerEvent.kind).order_by(CustomerEvent.id))]
+
+
+def test_a_customer_agreeing_to_chat_archiving_is_welcomed_by_the_channel_of_their_add(app, api, sim, corp, run_worker):
+    """会话存档: the add comes without a welcome code; msg_audit_approved brings the one to welcome with, and the
+    welcome is the channel's that the relation's state names (the event itself has no State)."""
+    channel = new_channel(api, corp)
+    contact, _ = sim.customer_adds(userid="staff0201", state="jingan-poster", welcome=False)
+    run_worker()
+    assert corp.welcomes_sent == []
+    delivery = sim.customer_approves_archiving(contact.external_userid, "staff0201")
+    assert delivery.statuses == [200]
+    with app.app_context():
+        event = db.session.scalar(select(CallbackEvent).order_by(CallbackEvent.id.desc()))
+        assert event.kind == "change_external_contact.msg_audit_approved"
+        assert welcome.stranded(event.received_at + timedelta(seconds=5), set()) == [event.id]  # a welcome kind
+    app.extensions["siyu.inbox"].settle()
+    assert redis_conn.client.lrange(WELCOME_LIST, 0, -1) == [str(event.id).encode()]  # on the fast path
+    run_worker()
+    [sent] = corp.welcomes_sent
+    staff_name = corp.users["staff0201"]["name"]
+    assert sent["text"]["content"] == f"{contact.name}您好，我是静安寺店的{staff_name}，欢迎！"
+    follow = follow_of(app, contact.external_userid)
+    assert follow.channel_id == channel["id"] and follow.welcome_variant_id == channel["welcome"][0]["id"]
+    with app.app_context():
+        record = db.session.scalar(select(WelcomeSend))
+        assert record.status == WelcomeStatus.sent and record.attempts == 1 and record.channel_id == channel["id"]
+        assert db.session.scalar(select(CallbackEvent.status).where(CallbackEvent.id == event.id)) == "done"
+    assert {"archiving_approved", "welcome_sent"} <= set(_kinds(app))
+    # WeCom re-sending the approval (or a second worker) does not welcome twice
+    sim.deliver(event.plaintext)
+    run_worker()
+    assert len(corp.welcomes_sent) == 1 and list(corp.welcome_attempts.values()) == [1]
+
+
+def test_an_approval_arriving_before_its_add_still_welcomes_by_the_state_wecom_lists(app, api, sim, corp, run_worker):
+    """The approval may be processed before the add (it is on the welcome fast path, the add without a code
+    is not): the relation's state is read from WeCom, as an add reads the customer, within the code's 20 s."""
+    channel = new_channel(api, corp)
+    contact, _ = corp.add_contact("早到的客人", 2, "staff0201", "jingan-poster")  # its add not delivered yet
+    assert sim.customer_approves_archiving(contact.external_userid, "staff0201").statuses == [200]
+    run_worker()
+    [sent] = corp.welcomes_sent
+    assert sent["text"]["content"].startswith("早到的客人您好")
+    follow = follow_of(app, contact.external_userid)
+    assert follow.state == "jingan-poster" and follow.channel_id == channel["id"]
+    # the add, processed afterwards, neither welcomes again nor loses the attribution
+    sim.contact_change("add_external_contact", "staff0201", contact.external_userid, State="jingan-poster")
+    run_worker()
+    assert len(corp.welcomes_sent) == 1
+    follow = follow_of(app, contact.external_userid)
+    assert follow.channel_id == channel["id"] and follow.welcome_variant_id == channel["welcome"][0]["id"]
+    assert [t.tag_name for t in follow.tags] == ["VIP"]
+
+
+def test_an_approval_whose_customer_wecom_cannot_read_yet_is_retried_not_dropped(app, api, sim, corp, run_worker):
+    """WeCom failing to list the relation leaves the code unclaimed (never spent as "no channel"): the event is
+    retried, 10 s later, while the code lives."""
+    from bot.services.callbacks.jobs import requeue_due_events
+
+    new_channel(api, corp)
+    contact, _ = corp.add_contact("客人", 2, "staff0201", "jingan-poster")
+    # WeCom busy (each call tried 4 times by the client): the fast path and the first processing fail
+    corp.inject("externalcontact/get", -1, times=8)
+    sim.customer_approves_archiving(contact.external_userid, "staff0201")
+    run_worker()
+    assert corp.welcomes_sent == []
+    with app.app_context():
+        event = db.session.scalar(select(CallbackEvent).order_by(CallbackEvent.id.desc()))
+        assert event.status == "failed" and event.attempts == 1
+        assert db.session.scalar(select(WelcomeSend)) is None
+        event.next_attempt_at = utcnow()
+        db.session.commit()
+        assert requeue_due_events() == 1
+    run_worker()
+    [sent] = corp.welcomes_sent
+    assert sent["text"]["content"].startswith("客人您好")

@@ -227,6 +227,42 @@ def test_a_worker_killed_mid_dispatch_resumes_without_a_chunk_twice_or_lost(app,
         assert msgids == set(corp.mass_tasks)
 
 
+def test_a_chunk_in_doubt_is_found_by_its_member_and_its_content(app, corp, people, admin_api):
+    """WeCom's list of mass messages names no creator for those made through the API (获取群发记录列表), so a
+    chunk whose answer was lost is recognised by what it says and by the member asked to send it: not by a
+    message of the same member saying something else, nor one saying the same to another member."""
+    from bot.models import ChunkStatus
+    from bot.services.clients import contact_api
+
+    send = new_send(admin_api, people, attachments=[{"type": "link", "title": "会员日", "url": "https://e.com/d"}])
+    with app.app_context():
+        row = db.session.get(MassSend, send["id"])
+        sends.approve(row, _admin(app))
+        recipients.resolve(row)
+        db.session.commit()
+        mine, other, lost = db.session.scalars(
+            select(SendChunk).where(SendChunk.send_id == row.id).order_by(SendChunk.id).limit(3)
+        ).all()
+        api = contact_api()
+        payloads = dispatch.Payloads(row, api)
+        body = payloads.body(mine.staff, recipients.chunk_recipients(mine))
+        other_body = payloads.body(other.staff, recipients.chunk_recipients(other))
+        decoys = [
+            api.add_msg_template({**body, "text": {"content": "另一条群发"}}),  # the member, other words
+            api.add_msg_template({**body, "attachments": []}),  # the member, the words without the link
+            api.add_msg_template({**other_body, "text": body["text"]}),  # the same words to another member
+        ]
+        made = api.add_msg_template(body)["msgid"]  # the call whose answer was lost
+        for chunk in (mine, lost):  # `lost`: its call never reached WeCom
+            chunk.status, chunk.called_at = ChunkStatus.calling, utcnow() - timedelta(seconds=1)
+        db.session.commit()
+        assert dispatch.reconcile(mine, api) is True
+        assert mine.msgid == made and mine.status == ChunkStatus.created
+        assert dispatch.reconcile(lost, api) is False and lost.status == ChunkStatus.pending
+        db.session.commit()
+        assert made not in {d["msgid"] for d in decoys}
+
+
 def test_cancel_before_during_and_after_dispatch(app, corp, people, admin_api, run_worker):
     later = (utcnow() + timedelta(hours=2)).isoformat()
     waiting = new_send(admin_api, people, approve=True, scheduled_at=later)
@@ -417,6 +453,9 @@ def test_a_store_manager_sends_within_their_stores_from_their_members(app, clien
         ({"cap_policy": "ignore"}, "cap_policy:"),
         ({"auto_remind_hours": 100}, "auto_remind_hours:"),
         ({"scheduled_at": "tomorrow"}, "scheduled_at:"),
+        ({"scheduled_at": "0001-01-01"}, "scheduled_at: 日期应在 1900-01-01 与 2100-12-31 之间"),
+        ({"scheduled_at": "9999-12-31T23:59"}, "scheduled_at: 日期应在 1900-01-01 与 2100-12-31 之间"),
+        ({"scheduled_at": "9999-12-31T23:59:59-12:00"}, "scheduled_at: 日期应在 1900-01-01 与 2100-12-31 之间"),
     ],
 )
 def test_bad_sends_are_400_naming_the_field(admin_api, people, fields, message):

@@ -41,6 +41,11 @@ CORP = "ww1436e0e65a779aee"
             dict(change_type="add_half_external_contact", welcome_code=""),
         ),
         (
+            dict(ChangeType="msg_audit_approved", UserID="u", ExternalUserID="wmG", WelcomeCode="WC2"),
+            ExternalContactEvent,
+            dict(kind="change_external_contact.msg_audit_approved", welcome_code="WC2", state=""),
+        ),
+        (
             dict(ChangeType="edit_external_contact", UserID="u", ExternalUserID="wmC"),
             ExternalContactEvent,
             dict(change_type="edit_external_contact"),

@@ -73,17 +73,29 @@ def _task(corp: FakeCorp, body: Body) -> MassTask:
 
 @ENDPOINTS.route("externalcontact/get_groupmsg_list_v2")
 def get_groupmsg_list_v2(corp: FakeCorp, body: Body) -> Body:
+    """获取群发记录列表: each row's text and attachments; ``creator`` only for a message a member made in the
+    admin console — "API接口创建的群发消息不返回该字段", so a creator filter finds no API-made message (every
+    task of the sandbox is made through add_msg_template)."""
     start, end = int(body.get("start_time") or 0), int(body.get("end_time") or 0)
     if not start or not end or end < start or end - start > 31 * 86400:
         raise ApiError(40058, "start_time/end_time: a range of at most a month")
     creator = body.get("creator") or ""
     chat_type = body.get("chat_type") or "single"
-    rows = [
-        {"msgid": t.msgid, "creator": t.sender, "create_time": str(int(t.created_at)), "create_type": 0}
-        for t in corp.mass_tasks.values()
-        if start <= t.created_at <= end and (not creator or t.sender == creator) and t.chat_type == chat_type
-    ]
-    page, cursor = paged(rows, body, 50)
+    filter_type = int(body.get("filter_type", 2))  # 0 made by the corp, 1 by members themselves, 2 both
+    rows = []
+    for t in corp.mass_tasks.values():
+        if not start <= t.created_at <= end or t.chat_type != chat_type or filter_type == 1:
+            continue
+        if creator:  # an API-made message has no creator: no creator filter matches it
+            continue
+        row: Body = {"msgid": t.msgid, "create_time": str(int(t.created_at)), "create_type": 0}
+        if (t.payload.get("text") or {}).get("content"):
+            row["text"] = {"content": t.payload["text"]["content"]}
+        if t.payload.get("attachments"):
+            row["attachments"] = list(t.payload["attachments"])
+        rows.append(row)
+    limit = int(body.get("limit") or 50)
+    page, cursor = paged(rows, {**body, "limit": limit if 1 <= limit <= 100 else 50})  # over 100: the default
     return ok(group_msg_list=page, next_cursor=cursor)
 
 

@@ -47,6 +47,34 @@ def customer_added(
     return customer, status
 
 
+def archiving_approved(external_userid: str, userid: str, welcome_code: str) -> tuple[Customer, WelcomeStatus | None]:
+    """msg_audit_approved (WeCom doc 92005): the customer agreed to chat archiving (会话存档); its welcome code
+    is the one to welcome them with (their add came without one) — once, within its 20 s, by the channel of
+    the state the relation was added with. Flushes.
+
+    An approval processed before its add (it is on the welcome fast path, an add without a code is not) reads
+    the relation from WeCom, as an add reads the customer, rather than failing for a retry: the first retry
+    comes 10 s later and the code lives 20 s. The customer is mirrored from that answer; their add, processed
+    afterwards, attributes and tags them as usual and finds the code handled."""
+    follow = customers.find_follow(external_userid, userid)
+    # Read WeCom first (no database writes yet), so the welcome goes out before anything slower.
+    data = customers.fetch_customer(external_userid) if follow is None else {}
+    state = follow.state if follow is not None else welcome.listed_state(data, userid)
+    channel = channels.channel_for_state(state)
+    status, variant_id = None, None
+    if welcome_code:
+        name = follow.customer.name if follow is not None else str(data.get("external_contact", {}).get("name", ""))
+        status, variant_id = welcome.send_welcome(welcome_code, external_userid, userid, channel, customer_name=name)
+    if follow is None:
+        follow = customers.record_relation(external_userid, userid, data)
+    channels.attribute(follow, channel, variant_id)
+    customer = follow.customer
+    customers.record_event(customer, "archiving_approved", userid)
+    if status is not None:
+        customers.record_event(customer, f"welcome_{status.value}", userid)
+    return customer, status
+
+
 def customer_lost(external_userid: str, userid: str) -> Customer:
     """del_follow_user: the customer deleted the member. Record the loss and tell the member (流失提醒)."""
     follow = customers.record_follow_lost(

@@ -27,7 +27,17 @@ from sqlalchemy.orm import selectinload
 
 from bot.extensions import db
 from bot.metrics import WELCOME_LATENCY, WELCOMES
-from bot.models import CallbackEvent, Channel, EventStatus, Staff, WelcomeMessage, WelcomeSend, WelcomeStatus
+from bot.models import (
+    CallbackEvent,
+    Channel,
+    Customer,
+    EventStatus,
+    FollowRelation,
+    Staff,
+    WelcomeMessage,
+    WelcomeSend,
+    WelcomeStatus,
+)
 from bot.models._time import utcnow
 from bot.services import claims
 from bot.services.channels.codes import render, variables
@@ -49,8 +59,15 @@ STRANDED_AFTER = timedelta(seconds=4)
 #: a claim being sent is held this long and renewed every third of it while its sender waits on WeCom; a
 #: lease run out means the sender died (killed, out of memory, machine lost) and the rescue takes it over
 LEASE = timedelta(seconds=6)
+#: the customer agreed to chat archiving (会话存档, WeCom doc 92005): its WelcomeCode is the one to welcome
+#: them with (the add came without one), by the channel of the relation's state (the event carries none)
+APPROVAL = "msg_audit_approved"
 #: the event kinds that carry a welcome code
-ADD_KINDS = ("change_external_contact.add_external_contact", "change_external_contact.add_half_external_contact")
+WELCOME_KINDS = (
+    "change_external_contact.add_external_contact",
+    "change_external_contact.add_half_external_contact",
+    f"change_external_contact.{APPROVAL}",
+)
 
 
 def choose_variant(channel: Channel, rng: random.Random | None = None) -> WelcomeMessage | None:
@@ -61,9 +78,9 @@ def choose_variant(channel: Channel, rng: random.Random | None = None) -> Welcom
 
 
 def pending_adds(*where: Any, skip: Collection[int] = ()) -> list[tuple[int, datetime, ExternalContactEvent]]:
-    """The stored callbacks still pending that match ``where`` (ids in ``skip`` left out), read as adds:
-    (id, when stored, event). Other kinds are left out, and so is one that no longer parses (its own
-    processing records it as failed)."""
+    """The stored callbacks still pending that match ``where`` (ids in ``skip`` left out), read as adds —
+    the events that may carry a welcome code (``WELCOME_KINDS``): (id, when stored, event). Other kinds are
+    left out, and so is one that no longer parses (its own processing records it as failed)."""
     rows = db.session.execute(
         select(CallbackEvent.id, CallbackEvent.received_at, CallbackEvent.plaintext).where(
             CallbackEvent.status == EventStatus.pending, *where
@@ -78,19 +95,19 @@ def pending_adds(*where: Any, skip: Collection[int] = ()) -> list[tuple[int, dat
         except MalformedCallback as exc:
             log.warning("stored event %s does not parse: %s", event_id, exc)
             continue
-        if isinstance(event, ExternalContactEvent):
+        if isinstance(event, ExternalContactEvent) and event.kind in WELCOME_KINDS:
             adds.append((event_id, received_at, event))
     return adds
 
 
 def stranded(now: datetime, waiting: set[int]) -> list[int]:
-    """Adds stored 4–20 s before ``now``, still pending and not among ``waiting`` (the ids on the welcome
-    list), whose welcome code nobody holds: never claimed (the id was lost on the way to a welcome worker:
-    Redis restarted keeping nothing, or a worker died before claiming it), or claimed by a sender whose
-    lease ran out (it died while sending). Their codes still live, so the fast path can still welcome
-    them; older ones are left to the sweeper and the event's own processing."""
+    """Adds (and approvals of chat archiving) stored 4–20 s before ``now``, still pending and not among
+    ``waiting`` (the ids on the welcome list), whose welcome code nobody holds: never claimed (the id was
+    lost on the way to a welcome worker: Redis restarted keeping nothing, or a worker died before claiming
+    it), or claimed by a sender whose lease ran out (it died while sending). Their codes still live, so the
+    fast path can still welcome them; older ones are left to the sweeper and the event's own processing."""
     adds = pending_adds(
-        CallbackEvent.kind.in_(ADD_KINDS),
+        CallbackEvent.kind.in_(WELCOME_KINDS),
         CallbackEvent.received_at > now - CODE_LIFETIME,
         CallbackEvent.received_at <= now - STRANDED_AFTER,
         skip=waiting,
@@ -292,6 +309,51 @@ def send_welcome(
     return outcome.status, outcome.variant_id
 
 
+def listed_state(data: dict[str, Any], userid: str) -> str:
+    """The state WeCom lists for ``userid``'s relation in an externalcontact/get answer ("" if none)."""
+    for item in data.get("follow_user") or []:
+        if item.get("userid") == userid:
+            return str(item.get("state") or "")
+    return ""
+
+
+def relation_states(
+    events: list[ExternalContactEvent], api: WeComClient, threads: int = 8
+) -> dict[tuple[str, str], str]:
+    """The state each approval's relation was added with, by (external userid, userid): as Siyu stored it at
+    the add, else (the approval came before its add was processed) as WeCom lists it. A relation WeCom could
+    not be asked about is left out: its welcome is the event's own processing's (which retries), never sent
+    as "no channel"."""
+    pairs = {(e.external_user_id, e.user_id) for e in events}
+    if not pairs:
+        return {}
+    externals = {external for external, _ in pairs}
+    states: dict[tuple[str, str], str] = {}
+    for external, userid, state in db.session.execute(
+        select(Customer.external_userid, Staff.userid, FollowRelation.state)
+        .join(FollowRelation, FollowRelation.customer_id == Customer.id)
+        .join(Staff, Staff.id == FollowRelation.staff_id)
+        .where(Customer.external_userid.in_(externals))
+    ):
+        if (external, userid) in pairs:
+            states[(external, userid)] = state or ""
+    unknown = sorted(pairs - set(states))
+
+    def listed(pair: tuple[str, str]) -> str | None:
+        try:
+            return listed_state(api.get_external_contact(pair[0]), pair[1])
+        except WeComError as exc:
+            log.warning("relation of %s… not read for its welcome: %s", pair[0][:6], exc)
+            return None
+
+    if unknown:
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(unknown)))) as pool:
+            for pair, read in zip(unknown, pool.map(listed, unknown), strict=True):
+                if read is not None:
+                    states[pair] = read
+    return states
+
+
 def send_welcomes(
     events: list[ExternalContactEvent], threads: int = 32, received: dict[str, datetime] | None = None
 ) -> dict[str, WelcomeStatus]:
@@ -304,6 +366,15 @@ def send_welcomes(
     events = [e for e in events if e.welcome_code]
     if not events:
         return {}
+    api = contact_api()
+    if approvals := [e for e in events if e.change_type == APPROVAL]:
+        # An approval's channel is its relation's (the event has no State); one not read stays off the fast path.
+        known = relation_states(approvals, api)
+        events = [
+            replace(e, state=known[(e.external_user_id, e.user_id)]) if e.change_type == APPROVAL else e
+            for e in events
+            if e.change_type != APPROVAL or (e.external_user_id, e.user_id) in known
+        ]
     states = {e.state for e in events if e.state}
     channels = {
         c.state: c
@@ -324,7 +395,6 @@ def send_welcomes(
     done = _claim([p.row() for p in plans])
     todo = [p for p in plans if p.code not in done]
     results = {code: status for code, (status, _) in done.items()}
-    api = contact_api()
     engine = db.engine
 
     def one(plan: Welcome) -> Outcome:

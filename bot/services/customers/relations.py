@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, insert, literal, or_, select, update
 
 from bot.extensions import db
 from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Staff
@@ -28,6 +28,33 @@ INTERACTIONS = frozenset({"added", "edited", "welcome_sent", "send_delivered"})
 
 def find_customer(external_userid: str) -> Customer | None:
     return db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
+
+
+def added_within(first: date | None, last: date | None) -> list[ColumnElement[bool]]:
+    """Conditions on a follow relation: added on ``first`` or later, on ``last`` or earlier (whole days; a
+    bound left out is open). The dates are within ``corp_time.in_range``: the front doors refuse others."""
+    conditions = []
+    if first is not None:
+        conditions.append(FollowRelation.added_at >= datetime.combine(first, datetime.min.time()))
+    if last is not None:
+        conditions.append(FollowRelation.added_at < datetime.combine(last, datetime.min.time()) + timedelta(days=1))
+    return conditions
+
+
+def find_follow(external_userid: str, userid: str) -> FollowRelation | None:
+    """The relation of ``userid`` to the customer, if Siyu knows it."""
+    return db.session.scalar(
+        select(FollowRelation)
+        .join(Customer, Customer.id == FollowRelation.customer_id)
+        .join(Staff, Staff.id == FollowRelation.staff_id)
+        .where(Customer.external_userid == external_userid, Staff.userid == userid)
+    )
+
+
+def record_relation(external_userid: str, userid: str, data: dict[str, Any]) -> FollowRelation:
+    """The customer upserted from an externalcontact/get answer, and ``userid``'s relation to them; flushes."""
+    customer, _ = _sync_customer(external_userid, data)
+    return _follow(customer, userid)
 
 
 def _customer(external_userid: str) -> Customer:

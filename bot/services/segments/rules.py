@@ -39,6 +39,7 @@ from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Segment, Staff, Store, User
 from bot.models._time import utcnow
 from bot.models.facets import customer_facets, tag_keys
+from bot.services import corp_time
 from bot.services.errors import Invalid
 from bot.services.signals import tags_removed
 from bot.services.users.accounts import N_, audit
@@ -113,11 +114,6 @@ def _int(raw: Any, index: int, low: int, high: int) -> int:
     return raw
 
 
-#: the dates a rule may name: any customer's, with room (9999-12-31 or 0001-01-01 overflow the day
-#: arithmetic of a condition, and no customer was added or born there)
-EARLIEST, LATEST = date(1900, 1, 1), date(2100, 12, 31)
-
-
 def _date(raw: Any, index: int) -> date | None:
     if raw in (None, ""):
         return None
@@ -125,7 +121,7 @@ def _date(raw: Any, index: int) -> date | None:
         value = date.fromisoformat(str(raw))
     except ValueError:
         raise RuleError(N_("日期格式应为 YYYY-MM-DD"), index) from None
-    if not EARLIEST <= value <= LATEST:
+    if not corp_time.in_range(value):  # 9999-12-31 overflows the day arithmetic of a condition
         raise RuleError(N_("日期应在 1900-01-01 与 2100-12-31 之间"), index)
     return value
 

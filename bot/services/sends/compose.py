@@ -197,6 +197,8 @@ def _scheduled(raw: Any) -> datetime | None:
         when = datetime.fromisoformat(str(raw))
     except ValueError:
         raise SendError("scheduled_at", N_("时间格式应为 YYYY-MM-DDTHH:MM")) from None
+    if not corp_time.in_range(when):  # 0001-01-01 or 9999-12-31 overflow the move to UTC
+        raise SendError("scheduled_at", N_("日期应在 1900-01-01 与 2100-12-31 之间"))
     return corp_time.to_utc(when)
 
 

@@ -3,10 +3,12 @@
 Each chunk is marked ``calling`` and committed before WeCom is called; the answer (msgid, fail_list) is
 committed right after (both with ``claims.on_record``). A worker killed between the two leaves a
 ``calling`` chunk, and WeCom has no idempotency key to ask with. So a resumed dispatch first reconciles:
-it lists the member's mass messages created since the call (``get_groupmsg_list_v2`` by creator) and
-adopts one no chunk has recorded; only when there is none was the call lost, and the chunk is called
-again. A member's chunks are called one after the other, so at most one of them can be in doubt and the
-adoption is unambiguous.
+it lists the corp's mass messages created since the call (``get_groupmsg_list_v2``, without ``creator``:
+WeCom returns no creator for a message made through the API, so filtering by one finds nothing), keeps
+those saying what the chunk says (its text and attachments) that no chunk has recorded, and adopts the one
+whose task (``get_groupmsg_task``) asks the chunk's member to send it; only when there is none was the call
+lost, and the chunk is called again. A member's chunks are called one after the other, so at most one of
+them can be in doubt and the adoption is unambiguous.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ MAX_RATE_WAIT = 60.0
 INVALID_MEDIA = 40007
 #: how far before a chunk's recorded call time its WeCom task may carry a creation time (clock skew)
 SKEW = timedelta(minutes=5)
+#: the longest window get_groupmsg_list_v2 lists (a month), in seconds
+LIST_WINDOW = 31 * 86400
 NOTIFY_BATCH = 1000  # members per message/send (touser ≤ 1000)
 
 
@@ -81,13 +85,43 @@ class Payloads:
         chats (chat ids, ≤ 2,000; the sender is required)."""
         body: dict[str, Any] = {"chat_type": self.send.chat_type, "sender": staff.userid, "allow_select": False}
         body["chat_id_list" if self.send.chat_type == "group" else "external_userid"] = recipients
-        text = render(self.send.text, variables("", staff)).strip()
+        text = member_text(self.send, staff)
         if text:
             body["text"] = {"content": text}
         attachments = self.attachments(fresh)
         if attachments:
             body["attachments"] = attachments
         return body
+
+
+def member_text(send: MassSend, staff: Staff) -> str:
+    """The send's text as ``staff``'s task carries it (their name and store filled in)."""
+    return render(send.text, variables("", staff)).strip()
+
+
+Said = tuple[str, tuple[tuple[str, ...], ...]]
+
+
+def _said(text: str, attachments: list[dict[str, Any]]) -> Said:
+    """What a mass message says, comparable between a send and WeCom's list: its text, and each attachment's
+    kind with what names it (a link's url and title, a mini program's appid and page). A medium's id is left
+    out: it changes with every upload (a resumed dispatch may upload again)."""
+    parts: list[tuple[str, ...]] = []
+    for a in attachments:
+        kind = str(a.get("msgtype") or a.get("type") or "")
+        nested = a.get(kind)
+        inner: dict[str, Any] = nested if isinstance(nested, dict) else a  # WeCom's form, or the send's own
+        if kind == "link":
+            parts.append((kind, str(inner.get("url") or ""), str(inner.get("title") or "")))
+        elif kind == "miniprogram":
+            parts.append((kind, str(inner.get("appid") or ""), str(inner.get("page") or "")))
+        else:
+            parts.append((kind,))
+    return text.strip(), tuple(parts)
+
+
+def _listed_said(message: dict[str, Any]) -> Said:
+    return _said(str((message.get("text") or {}).get("content") or ""), list(message.get("attachments") or []))
 
 
 def _status(send: MassSend) -> SendStatus:
@@ -97,28 +131,33 @@ def _status(send: MassSend) -> SendStatus:
 
 def reconcile(chunk: SendChunk, api: WeComClient) -> bool:
     """A chunk left ``calling``: adopt the task WeCom made for it, if any. Returns True if adopted; the
-    chunk is pending again otherwise. Flushes."""
+    chunk is pending again otherwise. Flushes.
+
+    WeCom's list names no creator for messages made through the API (获取群发记录列表: "API接口创建的群发消息
+    不返回该字段"), so the window since the call is listed whole and a message is the chunk's when it says
+    what the chunk says, no chunk has recorded it, and its task asks the chunk's member to send it."""
     called = chunk.called_at or utcnow()
     start = int((called - SKEW).replace(tzinfo=UTC).timestamp())
-    end = int(time.time()) + 60
-    recorded = set(
-        db.session.scalars(
-            select(SendChunk.msgid).where(SendChunk.staff_id == chunk.staff_id, SendChunk.msgid.is_not(None))
-        )
-    )
-    listed = api.list_group_msgs(start, end, chunk.staff.userid, chunk.send.chat_type)
-    found = [m for m in listed if m.get("msgid") not in recorded]
-    if found:
-        found.sort(key=lambda m: int(m.get("create_time") or 0))
-        adopted = found[0]
-        log.warning(
-            "send %s: chunk %s was created in WeCom before a crash; adopting %s",
-            chunk.send_id,
-            chunk.key,
-            adopted["msgid"],
-        )
-        _created(chunk, str(adopted["msgid"]), None, from_epoch(adopted.get("create_time")))
-        return True
+    end = min(int(time.time()) + 60, start + LIST_WINDOW)
+    said = _said(member_text(chunk.send, chunk.staff), list(chunk.send.attachments or []))
+    alike = [m for m in api.list_group_msgs(start, end, chat_type=chunk.send.chat_type) if _listed_said(m) == said]
+    msgids = [str(m.get("msgid")) for m in alike]
+    recorded: set[str | None] = set()
+    for i in range(0, len(msgids), 1000):
+        recorded.update(db.session.scalars(select(SendChunk.msgid).where(SendChunk.msgid.in_(msgids[i : i + 1000]))))
+    userid = chunk.staff.userid
+    for message in sorted(alike, key=lambda m: int(m.get("create_time") or 0)):
+        if str(message.get("msgid")) in recorded:
+            continue
+        if any(row.get("userid") == userid for row in api.get_groupmsg_task(str(message["msgid"]))):
+            log.warning(
+                "send %s: chunk %s was created in WeCom before a crash; adopting %s",
+                chunk.send_id,
+                chunk.key,
+                message["msgid"],
+            )
+            _created(chunk, str(message["msgid"]), None, from_epoch(message.get("create_time")))
+            return True
     chunk.status = ChunkStatus.pending
     db.session.flush()
     return False
