@@ -4,18 +4,19 @@ who has not joined, a reminder round). Sends to groups go through /api/v1/sends 
 
 from __future__ import annotations
 
+import io
 from datetime import date
 from typing import Annotated, Any
 
-from flask import Response, g, jsonify
+from flask import g, jsonify, send_file
 from flask.typing import ResponseReturnValue
 from pydantic import Field
 from sqlalchemy import func, select
 
-from admin import MAX_INT
 from admin.api import iso, not_found
 from admin.api.operations import Body, Key64, Page, Query, Text, Text30, Text40, Text64, Text4000, operation
 from admin.api.sends import SendOptions, Target
+from admin.params import MAX_INT, download_name
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.models import GroupChat, GroupInvite, JoinWay
@@ -278,8 +279,9 @@ def join_way_qr(way_id: int) -> ResponseReturnValue:
     way = _way(way_id)
     png = qr_images.qr_png(way)
     db.session.commit()
-    return Response(
-        png, mimetype="image/png", headers={"Content-Disposition": f'attachment; filename="{way.state}.png"'}
+    # RFC 5987 names through send_file: a state may be Chinese or hold quotes.
+    return send_file(
+        io.BytesIO(png), mimetype="image/png", as_attachment=True, download_name=download_name(f"{way.state}.png")
     )
 
 

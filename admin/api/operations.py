@@ -30,8 +30,8 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from werkzeug.datastructures import FileStorage
 
-from admin import MAX_INT
 from admin.api import ApiError, bp
+from admin.params import MAX_INT
 from bot.services.users.permissions import Action, require, roles_for
 
 # -- the types requests are made of ----------------------------------------------------------------------

@@ -11,9 +11,9 @@ from flask.typing import ResponseReturnValue
 from pydantic import Field
 from sqlalchemy import select
 
-from admin import MAX_INT
 from admin.api import not_found
 from admin.api.operations import Body, Id, Query, Text, Text64, operation
+from admin.params import MAX_INT
 from bot.extensions import db
 from bot.models import LifecycleRule, RuleRun
 from bot.services.lifecycle import reports

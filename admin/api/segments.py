@@ -11,11 +11,11 @@ from flask.typing import ResponseReturnValue
 from pydantic import Field, StringConstraints
 from sqlalchemy import select
 
-from admin import MAX_INT
 from admin.api import iso, not_found
 from admin.api.customers import visible_customer
 from admin.api.operations import NO_NUL, Body, Query, operation, schema
 from admin.api.sends import Rule
+from admin.params import MAX_INT
 from admin.spreadsheet import stream_csv
 from bot.extensions import db
 from bot.models import Segment

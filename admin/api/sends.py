@@ -11,9 +11,9 @@ from flask.typing import ResponseReturnValue
 from pydantic import ConfigDict, Field
 from sqlalchemy import select
 
-from admin import MAX_INT
 from admin.api import iso, not_found
 from admin.api.operations import Body, Form, Id, Key64, Query, Text, Text64, Text300, Text4000, Upload, operation
+from admin.params import MAX_INT
 from admin.spreadsheet import stream_csv
 from bot.extensions import db
 from bot.models import MassSend

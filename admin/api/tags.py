@@ -10,10 +10,10 @@ from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import Field
 
-from admin import MAX_INT
 from admin.api import ApiError, iso, not_found
 from admin.api.customers import visible_customer
 from admin.api.operations import Body, Id, Text, Text30, operation, schema
+from admin.params import MAX_INT
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.models import FollowRelation, Segment, Tag, TagGroup, TagJob

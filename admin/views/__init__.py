@@ -16,6 +16,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from admin.api import bp as api_bp
 from admin.forms import ROLE_LABELS
+from admin.params import download_name
 from bot.extensions import db
 from bot.models import User
 from bot.services.errors import ServiceError, WeComRefused
@@ -96,13 +97,6 @@ def image_response(render: Callable[[], bytes], filename: str) -> ResponseReturn
     )
     response.headers["Cache-Control"] = "private, max-age=300"
     return response
-
-
-def download_name(name: str) -> str:
-    """A file name for Content-Disposition: Flask's send_file writes it the RFC 5987 way (``filename*``
-    for Chinese, quoted and escaped otherwise); control characters, which no header may carry, are dropped."""
-    cleaned = "".join(c for c in name if c.isprintable())
-    return cleaned or "download"
 
 
 def init_panel(app: Flask) -> None:

@@ -6,7 +6,7 @@ from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from admin import whole
+from admin.params import whole
 from admin.views import bp, permission_required
 from bot.extensions import db
 from bot.models import AuditEntry

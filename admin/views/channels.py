@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
-from admin import whole
 from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
+from admin.params import whole
 from admin.views import bp, client_ip, image_response, permission_required, refusal_message
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress

@@ -16,9 +16,9 @@ from flask_login import current_user
 from sqlalchemy import Select, String, cast, func, literal, select, union, union_all
 from sqlalchemy.orm import aliased, selectinload
 
-from admin import whole
 from admin.api.customers import MAX_BIRTHDAY_CSV
 from admin.forms import CustomerNotesForm, EmptyForm
+from admin.params import whole
 from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
 from admin.views import bp, client_ip, permission_required
 from bot.extensions import db

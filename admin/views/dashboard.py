@@ -8,8 +8,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from admin import whole
 from admin.forms import EmptyForm
+from admin.params import whole
 from admin.views import bp, client_ip, permission_required
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue_events

@@ -14,8 +14,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from admin import whole
 from admin.forms import EmptyForm
+from admin.params import whole
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, client_ip, image_response, permission_required, refusal_message
 from bot.extensions import db, redis_conn

@@ -11,8 +11,8 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from admin import whole
 from admin.forms import EmptyForm
+from admin.params import whole
 from admin.views import bp
 from bot.extensions import db
 from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, RuleRun, Segment, Staff

@@ -6,7 +6,7 @@ from flask import render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from admin import whole
+from admin.params import whole
 from admin.views import bp
 from bot.services.customers import growth
 

@@ -12,9 +12,9 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from admin import whole
 from admin.api.segments import csv_rows
 from admin.forms import EmptyForm
+from admin.params import whole
 from admin.views import bp, client_ip, permission_required
 from bot.extensions import db
 from bot.models import Channel, Segment, Staff

@@ -11,9 +11,9 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from admin import whole
 from admin.api.sends import results_csv
 from admin.forms import EmptyForm
+from admin.params import whole
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, client_ip, refusal_message
 from bot.extensions import db

@@ -1,0 +1,22 @@
+"""What a request may carry and an answer may name: whole numbers the database can hold, download names."""
+
+from __future__ import annotations
+
+#: the largest whole number a request may carry: ids, counts and orders are 32-bit in the database
+MAX_INT = 2**31 - 1
+
+
+def whole(value: str) -> int:
+    """``request.args.get(name, type=whole)``: a whole number the database can hold; anything else (junk
+    or a number beyond ±MAX_INT) is a ValueError, so the argument's default applies."""
+    number = int(value)
+    if not -MAX_INT <= number <= MAX_INT:
+        raise ValueError("out of range")
+    return number
+
+
+def download_name(name: str) -> str:
+    """A file name for Content-Disposition: Flask's send_file writes it the RFC 5987 way (``filename*``
+    for Chinese, quoted and escaped otherwise); control characters, which no header may carry, are dropped."""
+    cleaned = "".join(c for c in name if c.isprintable())
+    return cleaned or "download"
