@@ -265,7 +265,8 @@ def _profile(c: Customer, form: CustomerNotesForm) -> str:
     # their events, groups and messages, never another store's.
     follows = [f for f in c.follows if sees_staff(current_user, f.staff)]
     visible_userids = {f.staff.userid for f in follows}
-    events = [e for e in c.events if e.staff_userid is None or e.staff_userid in visible_userids or _all(current_user)]
+    every_store = store_ids(current_user) is None
+    events = [e for e in c.events if every_store or e.staff_userid is None or e.staff_userid in visible_userids]
     page = request.args.get("messages", type=whole) or 1
     messages, more = received_messages(c, current_user, max(page, 1))
     return render_template(
@@ -284,10 +285,6 @@ def _profile(c: Customer, form: CustomerNotesForm) -> str:
         messages_page=max(page, 1),
         more_messages=more,
     )
-
-
-def _all(user: Any) -> bool:
-    return store_ids(user) is None
 
 
 MESSAGES_PER_PAGE = 20
@@ -328,8 +325,7 @@ def received_messages(c: Customer, user: Any, page: int) -> tuple[list[Any], boo
             SendRecipient.status.not_in([RecipientStatus.pending, RecipientStatus.cancelled]),
         )
     )
-    ids = store_ids(user)
-    if ids is not None:
+    if store_ids(user) is not None:
         in_scope = select(Staff.userid).where(staff_condition(user))
         welcomes = welcomes.where(WelcomeSend.staff_userid.in_(in_scope))
         sends = sends.where(SendRecipient.staff_id.in_(select(Staff.id).where(staff_condition(user))))
