@@ -8,6 +8,7 @@ from bot.models import AuditEntry, CallbackEvent, Channel, Customer, Segment
 from bot.sandbox.simulator import event_xml
 from bot.services.segments.rules import save_segment
 from tests.conftest import make_user
+from tests.services.lifecycle_helpers import make_rule
 from tests.services.test_acquisition import follow_of, new_channel, vip_tag
 
 
@@ -112,3 +113,119 @@ def test_a_deleted_tag_leaves_segments_but_never_empties_a_condition(
         notes = db.session.scalars(select(AuditEntry.target).where(AuditEntry.action == "segment_tags_gone")).all()
     assert rules == {ids[0]: [vip], ids[1]: [old], ids[2]: [new]}
     assert notes == [f"segment:{ids[0]}"]
+
+
+def _mirror_tags(app):
+    from bot.services.tags.library import sync_corp_tags
+
+    with app.app_context():
+        sync_corp_tags()
+        db.session.commit()
+
+
+def _delete_tag(corp, sim, run_worker, tag_id):
+    delete_in_console(corp, tag_id)
+    sim.deliver(event_xml(corp.corp_id, "change_external_tag", Id=tag_id, TagType="tag", ChangeType="delete"))
+    run_worker()
+
+
+def _notes(action):
+    return db.session.execute(
+        select(AuditEntry.target, AuditEntry.actor).where(AuditEntry.action == action).order_by(AuditEntry.id)
+    ).all()
+
+
+def test_a_deleted_tag_leaves_lifecycle_rules_and_a_rule_that_can_no_longer_act_is_switched_off(
+    app,
+    sim,
+    corp,
+    run_worker,
+):
+    from bot.models import LifecycleRule
+
+    vip, old = vip_tag(corp), tag_named(corp, "老客")
+    admin, _ = make_user(app, "rules-admin", "admin")
+    _mirror_tags(app)
+    remind = [{"type": "remind", "text": "跟进一下"}]
+    both = make_rule(
+        app, admin, name="贴标签触发", trigger="tag_added", trigger_args={"tag_ids": [old, vip]}, actions=remind
+    )
+    only_old = make_rule(
+        app, admin, name="只看老客", trigger="tag_added", trigger_args={"tag_ids": [old]}, actions=remind
+    )
+    tagging = make_rule(
+        app,
+        admin,
+        name="沉睡打标",
+        trigger="dormant",
+        trigger_args={"days": 30},
+        actions=[{"type": "tag", "add": [old], "remove": []}, *remind],
+    )
+    only_tagging = make_rule(
+        app,
+        admin,
+        name="只打标",
+        trigger="dormant",
+        trigger_args={"days": 60},
+        actions=[{"type": "tag", "add": [old, vip], "remove": []}],
+    )
+    alone = make_rule(
+        app,
+        admin,
+        name="只打老客",
+        trigger="dormant",
+        trigger_args={"days": 90},
+        actions=[{"type": "tag", "add": [old], "remove": []}],
+    )
+    _delete_tag(corp, sim, run_worker, old)
+    with app.app_context():
+        rules = {r.id: r for r in db.session.scalars(select(LifecycleRule))}
+        assert rules[both].trigger_args == {"tag_ids": [vip]} and rules[both].enabled
+        # its only tag is gone: nobody can get it again, so it can never fire; it says what it was
+        assert rules[only_old].trigger_args == {"tag_ids": [old]} and not rules[only_old].enabled
+        assert rules[tagging].actions == remind and rules[tagging].enabled
+        assert rules[only_tagging].actions == [{"type": "tag", "add": [vip], "remove": []}]
+        assert rules[alone].actions == [] and not rules[alone].enabled
+        assert _notes("rule_tags_gone") == [
+            (f"rule:{i}", "system") for i in (both, only_old, tagging, only_tagging, alone)
+        ]
+
+
+def test_a_deleted_tag_leaves_sends_not_yet_dispatched_and_an_approved_one_is_asked_again(
+    app,
+    sim,
+    corp,
+    run_worker,
+):
+    from bot.models import MassSend, SendStatus, User
+    from bot.services.sends import compose
+
+    vip, old = vip_tag(corp), tag_named(corp, "老客")
+    admin_id, _ = make_user(app, "sends-admin", "admin")
+    _mirror_tags(app)
+    rule_target = {"rule": {"op": "and", "conditions": [{"type": "tags", "match": "all", "tag_ids": [old, vip]}]}}
+    with app.app_context():
+        admin = db.session.get(User, admin_id)
+
+        def draft(name, target):
+            return compose.save_draft({"name": name, "text": "周末活动", "target": target}, admin)
+
+        approved = draft("已审批", rule_target)
+        compose.approve(approved, admin)
+        waiting = draft("草稿", {"groups": {"tag_ids": [old, vip]}})
+        emptied = draft("只有老客的群", {"groups": {"tag_ids": [old]}})
+        done = draft("已结束", rule_target)
+        done.status = SendStatus.done
+        db.session.commit()
+        ids = approved.id, waiting.id, emptied.id, done.id
+    _delete_tag(corp, sim, run_worker, old)
+    with app.app_context():
+        sends = {s.id: s for s in db.session.scalars(select(MassSend))}
+        first = sends[ids[0]]
+        assert first.target["rule"]["conditions"][0]["tag_ids"] == [vip]
+        assert first.status == SendStatus.pending_approval and first.approved_by is None
+        assert sends[ids[1]].target == {"groups": {"tag_ids": [vip]}} and sends[ids[1]].status == SendStatus.draft
+        # never widened to every group: the condition keeps its last (deleted) tag and so reaches nobody
+        assert sends[ids[2]].target == {"groups": {"tag_ids": [old]}}
+        assert sends[ids[3]].target == rule_target  # a finished send is history
+        assert _notes("send_tags_gone") == [(f"send:{ids[0]}", "system"), (f"send:{ids[1]}", "system")]

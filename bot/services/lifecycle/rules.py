@@ -21,6 +21,7 @@ from bot.services import corp_time
 from bot.services.errors import Forbidden, Invalid
 from bot.services.sends import compose as sends
 from bot.services.sends.errors import SendError
+from bot.services.signals import tags_removed
 from bot.services.users.accounts import N_, audit
 from bot.services.users.permissions import Action, allows
 
@@ -266,6 +267,58 @@ def describe(rule: LifecycleRule) -> dict[str, Any]:
         "window_end": f"{rule.window_end // 60:02d}:{rule.window_end % 60:02d}",
         "cooldown_days": rule.cooldown_days,
     }
+
+
+def _without_tags(rule: LifecycleRule, gone: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The rule's trigger arguments and actions without the tag ids in ``gone``, and the ids let go. A tag
+    action left with nothing to add or remove goes; a trigger's last tags stay (it can no longer fire)."""
+    dropped: list[str] = []
+    args = rule.trigger_args
+    if rule.trigger == Trigger.tag_added:
+        kept = [t for t in args.get("tag_ids", []) if t not in gone]
+        if kept and len(kept) < len(args.get("tag_ids", [])):
+            dropped += [t for t in args["tag_ids"] if t in gone]
+            args = {**args, "tag_ids": kept}
+    actions = []
+    for a in rule.actions:
+        if a.get("type") == "tag":
+            lost = [t for t in a.get("add", []) + a.get("remove", []) if t in gone]
+            if lost:
+                dropped += lost
+                a = {
+                    **a,
+                    "add": [t for t in a["add"] if t not in gone],
+                    "remove": [t for t in a["remove"] if t not in gone],
+                }
+                if not a["add"] and not a["remove"]:
+                    continue
+        actions.append(a)
+    return args, actions, dropped
+
+
+def _only_gone_tags(rule: LifecycleRule, gone: set[str]) -> bool:
+    """A tag trigger naming nothing but deleted tags: nobody can get them again, so the rule can never fire."""
+    return rule.trigger == Trigger.tag_added and set(rule.trigger_args.get("tag_ids", [])) <= gone
+
+
+@tags_removed.connect
+def forget_tags(_sender: object, tag_ids: list[str]) -> None:
+    """Tags gone from WeCom leave the rules that name them (a system audit entry per rule). A rule that is
+    left with no action, or whose trigger names only deleted tags, is switched off: it can no longer act."""
+    gone = set(tag_ids)
+    for rule in db.session.scalars(select(LifecycleRule)):
+        args, actions, dropped = _without_tags(rule, gone)
+        dead = not actions or _only_gone_tags(rule, gone)
+        if not dropped and not (dead and rule.enabled):
+            continue
+        rule.trigger_args, rule.actions = args, actions
+        after: dict[str, Any] = {}
+        if dead and rule.enabled:
+            rule.enabled = False
+            after["enabled"] = False
+        before = {"tag_ids": dropped or sorted(set(rule.trigger_args.get("tag_ids", [])) & gone)}
+        audit(None, "rule_tags_gone", f"rule:{rule.id}", before=before, after=after or None, name="system")
+    db.session.flush()
 
 
 # -- the daily window ------------------------------------------------------------------------------

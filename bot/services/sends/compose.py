@@ -22,6 +22,7 @@ from bot.services import corp_time
 from bot.services.segments import rules as segments
 from bot.services.sends import recipients
 from bot.services.sends.errors import SendConflict, SendError, SendForbidden
+from bot.services.signals import tags_removed
 from bot.services.users.accounts import N_, audit
 from bot.services.users.permissions import Action, allows, require
 
@@ -382,3 +383,40 @@ def start_automatic(name: str, text: str, attachments: list[dict[str, Any]], cre
     db.session.add(send)
     db.session.flush()
     return send
+
+
+def _target_without(target: dict[str, Any], gone: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """``target`` without the tag ids in ``gone`` and the ids it let go. As with segments, a tags condition
+    that would be left empty keeps its tags (nobody has them now), so a send never widens to everyone."""
+    if "rule" in target:
+        rule, dropped = segments.without_tags(target["rule"], gone)
+        return {**target, "rule": rule}, dropped
+    spec = target.get("groups") or {}
+    tag_ids = spec.get("tag_ids") or []
+    kept = [t for t in tag_ids if t not in gone]
+    if not kept or len(kept) == len(tag_ids):
+        return target, []
+    return {**target, "groups": {**spec, "tag_ids": kept}}, [t for t in tag_ids if t in gone]
+
+
+@tags_removed.connect
+def forget_tags(_sender: object, tag_ids: list[str]) -> None:
+    """Tags gone from WeCom leave the sends not yet dispatched that name them in their target (a system audit
+    entry per send). An approved send whose target changed goes back to approval: the approver saw another
+    audience. (Sends to a saved segment follow the segment, which lets the tags go itself.)"""
+    gone = set(tag_ids)
+    waiting = (SendStatus.draft, SendStatus.pending_approval, SendStatus.approved)
+    for send in db.session.scalars(select(MassSend).where(MassSend.status.in_(waiting))):
+        target, dropped = _target_without(send.target, gone)
+        if not dropped:
+            continue
+        send.target = target
+        after: dict[str, Any] = {}
+        if send.status == SendStatus.approved:
+            send.status = SendStatus.pending_approval
+            send.approved_by = send.approved_at = send.approved_count = None
+            after["status"] = SendStatus.pending_approval
+        audit(
+            None, "send_tags_gone", f"send:{send.id}", before={"tag_ids": dropped}, after=after or None, name="system"
+        )
+    db.session.flush()
