@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from bot.services import corp_time
+
 #: the largest whole number a request may carry: ids, counts and orders are 32-bit in the database
 MAX_INT = 2**31 - 1
 
@@ -13,6 +20,16 @@ def whole(value: str) -> int:
     if not -MAX_INT <= number <= MAX_INT:
         raise ValueError("out of range")
     return number
+
+
+def _in_range(day: date) -> date:
+    if not corp_time.in_range(day):
+        raise ValueError(f"expected a date between {corp_time.EARLIEST} and {corp_time.LATEST}")
+    return day
+
+
+#: a date in an API query or body, 1900-01-01 to 2100-12-31 (others overflow the day arithmetic of filters)
+Day = Annotated[date, AfterValidator(_in_range)]
 
 
 def download_name(name: str) -> str:

@@ -3,7 +3,7 @@ statistics. Writes need the edit_channels action; store managers see channels wi
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from flask import Response, g, jsonify, url_for
@@ -14,6 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from admin.api import iso, not_found
 from admin.api.operations import Body, Id, Key64, Query, Text, Text30, Text32, Text64, Text4000, operation, schema
+from admin.params import Day
 from bot.extensions import db
 from bot.models import Channel
 from bot.services.channels import codes as channels
@@ -36,8 +37,8 @@ class Window(Query):
     """The statistics' period: the last ``days``, or ``start``..``end`` (at most a year)."""
 
     days: Annotated[Literal[7, 30, 90], BeforeValidator(_whole)] = 30
-    start: date | None = None
-    end: date | None = None
+    start: Day | None = None
+    end: Day | None = None
 
 
 class Welcome(Body):

@@ -8,16 +8,16 @@ from typing import Annotated, Any
 
 from flask import g, jsonify
 from flask.typing import ResponseReturnValue
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import selectinload
 
 from admin.api import ApiError, iso, not_found
 from admin.api.operations import Body, Form, Page, Text, Text64, Text2000, Upload, operation, schema
+from admin.params import Day
 from admin.spreadsheet import UploadTooLarge, read_pairs
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, Staff
-from bot.services import corp_time
 from bot.services.customers import relations as customer_service
 from bot.services.errors import Forbidden
 from bot.services.groups import mirror as groups
@@ -33,16 +33,6 @@ def _birthday(raw: object) -> date:
     if parsed is None:
         raise ValueError("expected YYYY-MM-DD, MM-DD or null")
     return parsed
-
-
-def _in_range(day: date) -> date:
-    if not corp_time.in_range(day):
-        raise ValueError(f"expected a date between {corp_time.EARLIEST} and {corp_time.LATEST}")
-    return day
-
-
-#: a date 1900-01-01 to 2100-12-31 (others overflow the day arithmetic of the filter)
-Day = Annotated[date, AfterValidator(_in_range)]
 
 
 class CustomerQuery(Page):

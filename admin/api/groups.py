@@ -5,7 +5,6 @@ who has not joined, a reminder round). Sends to groups go through /api/v1/sends 
 from __future__ import annotations
 
 import io
-from datetime import date
 from typing import Annotated, Any
 
 from flask import g, jsonify, send_file
@@ -16,7 +15,7 @@ from sqlalchemy import func, select
 from admin.api import iso, not_found
 from admin.api.operations import Body, Key64, Page, Query, Text, Text30, Text40, Text64, Text4000, operation
 from admin.api.sends import SendOptions, Target
-from admin.params import MAX_INT, download_name
+from admin.params import MAX_INT, Day, download_name
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.models import GroupChat, GroupInvite, JoinWay
@@ -40,8 +39,8 @@ class GroupQuery(Page):
     name: Text64 = ""
     min_size: Size | None = None
     max_size: Size | None = None
-    created_from: date | None = None
-    created_to: date | None = None
+    created_from: Day | None = None
+    created_to: Day | None = None
     dismissed: bool = False
 
 

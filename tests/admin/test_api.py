@@ -105,6 +105,20 @@ def test_the_customer_list_filters_by_added_dates_within_1900_to_2100(sim, run_w
         assert "1900-01-01" in res.get_json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/groups?created_from=0001-01-01", "created_from"),  # found by the fuzz drill: a 500 before
+        ("/api/v1/groups?created_to=9999-12-31", "created_to"),
+        ("/api/v1/channels?start=0001-01-01&end=0001-01-02", "start"),
+    ],
+)
+def test_dates_outside_1900_to_2100_are_refused_by_every_filter(client, auth, path, field):
+    res = client.get(path, headers=auth)
+    assert res.status_code == 400 and res.get_json()["error"]["field"] == field, res.get_json()
+    assert "1900-01-01" in res.get_json()["error"]["message"]
+
+
 def test_events_filter_rejects_unknown_status(client, auth):
     assert client.get("/api/v1/events?status=weird", headers=auth).status_code == 400
 
