@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import Select, String, cast, func, literal, select, union, union_all
+from sqlalchemy import Select, select, union
 from sqlalchemy.orm import aliased, selectinload
 
 from admin.api.customers import MAX_BIRTHDAY_CSV
@@ -23,25 +23,19 @@ from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
 from admin.views import bp, client_ip, permission_required
 from bot.extensions import db
 from bot.models import (
-    Channel,
     Customer,
     FollowRelation,
     FollowStatus,
     FollowTag,
-    MassSend,
-    RecipientStatus,
     Segment,
-    SendRecipient,
     Staff,
     Store,
     Tag,
-    WelcomeMessage,
-    WelcomeSend,
-    WelcomeStatus,
 )
 from bot.services import corp_time
 from bot.services.customers.relations import added_within, update_profile
 from bot.services.customers.relations import import_birthdays as import_birthday_rows
+from bot.services.customers.timeline import received_messages
 from bot.services.groups import mirror as groups
 from bot.services.segments import rules as segments
 from bot.services.users.accounts import audit
@@ -268,7 +262,8 @@ def _profile(c: Customer, form: CustomerNotesForm) -> str:
     every_store = store_ids(current_user) is None
     events = [e for e in c.events if every_store or e.staff_userid is None or e.staff_userid in visible_userids]
     page = request.args.get("messages", type=whole) or 1
-    messages, more = received_messages(c, current_user, max(page, 1))
+    senders = staff_condition(current_user) if store_ids(current_user) is not None else None
+    messages, more = received_messages(c, senders, max(page, 1))
     return render_template(
         "admin/customers/profile.html",
         c=c,
@@ -285,55 +280,6 @@ def _profile(c: Customer, form: CustomerNotesForm) -> str:
         messages_page=max(page, 1),
         more_messages=more,
     )
-
-
-MESSAGES_PER_PAGE = 20
-
-
-def received_messages(c: Customer, user: Any, page: int) -> tuple[list[Any], bool]:
-    """Every message the customer was sent, newest first: welcomes (with their variant) and mass sends,
-    lifecycle sends among them (member, time, delivery status) — those sent by members ``user`` may see."""
-    welcomes = (
-        select(
-            literal("welcome").label("kind"),
-            func.coalesce(WelcomeSend.sent_at, WelcomeSend.created_at).label("at"),
-            func.coalesce(Channel.name, "").label("title"),
-            func.coalesce(WelcomeMessage.label, "").label("variant"),
-            func.coalesce(WelcomeMessage.text, "").label("text"),
-            WelcomeSend.staff_userid.label("staff"),
-            cast(WelcomeSend.status, String).label("status"),
-        )
-        .outerjoin(Channel, Channel.id == WelcomeSend.channel_id)
-        .outerjoin(WelcomeMessage, WelcomeMessage.id == WelcomeSend.variant_id)
-        .where(WelcomeSend.external_userid == c.external_userid, WelcomeSend.status == WelcomeStatus.sent)
-    )
-    sends = (
-        select(
-            literal("send").label("kind"),
-            func.coalesce(SendRecipient.at, MassSend.dispatched_at, MassSend.created_at).label("at"),
-            MassSend.name.label("title"),
-            literal("").label("variant"),
-            MassSend.text.label("text"),
-            func.coalesce(Staff.userid, "").label("staff"),
-            SendRecipient.status.label("status"),
-        )
-        .join(MassSend, MassSend.id == SendRecipient.send_id)
-        .outerjoin(Staff, Staff.id == SendRecipient.staff_id)
-        .where(
-            SendRecipient.customer_id == c.id,
-            # not yet in a task, or cancelled before it was: nothing was sent
-            SendRecipient.status.not_in([RecipientStatus.pending, RecipientStatus.cancelled]),
-        )
-    )
-    if store_ids(user) is not None:
-        in_scope = select(Staff.userid).where(staff_condition(user))
-        welcomes = welcomes.where(WelcomeSend.staff_userid.in_(in_scope))
-        sends = sends.where(SendRecipient.staff_id.in_(select(Staff.id).where(staff_condition(user))))
-    both = union_all(welcomes, sends).subquery()
-    rows = db.session.execute(
-        select(both).order_by(both.c.at.desc()).limit(MESSAGES_PER_PAGE + 1).offset((page - 1) * MESSAGES_PER_PAGE)
-    ).all()
-    return list(rows[:MESSAGES_PER_PAGE]), len(rows) > MESSAGES_PER_PAGE
 
 
 @bp.post("/customers/<external_userid>")

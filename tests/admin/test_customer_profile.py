@@ -44,9 +44,9 @@ def test_the_profile_lists_the_welcome_and_the_mass_sends_the_customer_received(
     assert "欢迎语" in rows[2] and "staff0201" in rows[2] and "已发送" in rows[2]
     assert "暂无消息记录" not in page
     # paged: two a page
-    from admin.views import customers as customer_views
+    from bot.services.customers import timeline
 
-    monkeypatch.setattr(customer_views, "MESSAGES_PER_PAGE", 2)
+    monkeypatch.setattr(timeline, "MESSAGES_PER_PAGE", 2)
     first = client.get(f"/admin/customers/{customer.external_userid}").get_data(as_text=True)
     assert first.count("<td>群发</td>") == 2 and "messages=2" in first
     second = client.get(f"/admin/customers/{customer.external_userid}?messages=2").get_data(as_text=True)

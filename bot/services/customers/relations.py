@@ -213,8 +213,8 @@ def record_many(customer_ids: Any, kind: str, staff_userid: str = "", detail: st
         db.session.execute(update(Customer).where(Customer.id.in_(customer_ids)).values(last_interaction_at=now))
 
 
-def update_profile(customer: Customer, *, birthday: date | None, notes: str) -> None:
-    """Birthday and notes as edited in the panel; flushes."""
+def update_profile(customer: Customer, *, birthday: date | None, notes: str, staff_userid: str = "") -> None:
+    """Birthday and notes as edited in the panel, or by the member ``staff_userid`` in the sidebar; flushes."""
     changed = []
     if customer.birthday != birthday:
         changed.append("birthday")
@@ -223,7 +223,7 @@ def update_profile(customer: Customer, *, birthday: date | None, notes: str) -> 
     customer.birthday = birthday
     customer.notes = notes
     if changed:
-        record_event(customer, "profile_edited", detail=",".join(changed))
+        record_event(customer, "profile_edited", staff_userid, detail=",".join(changed))
     db.session.flush()
 
 
