@@ -29,6 +29,10 @@ SANDBOX_AGENT_SECRET = "sandbox-agent-secret-0000000000000000000000"  # noqa: S1
 SANDBOX_CALLBACK_TOKEN = "SiyuSandboxToken"  # noqa: S105 - fake corp only
 # A fixed 43-character EncodingAESKey for the fake corp (sha256 of a label, base64 without '=').
 SANDBOX_CALLBACK_AES_KEY = base64.b64encode(hashlib.sha256(b"siyu-sandbox").digest()).decode()[:43]
+#: WeCom's OAuth2 authorize page (WeCom doc 91022)
+WECOM_OAUTH_URL = "https://open.weixin.qq.com/connect/oauth2/authorize"
+#: WeCom's JS-SDK script for pages inside the client (WeCom doc 90547; jweixin 1.6 is not supported there)
+WECOM_JSSDK_URL = "https://res.wx.qq.com/open/js/jweixin-1.2.0.js"
 
 
 #: the shortest SECRET_KEY accepted for a real corp
@@ -79,6 +83,14 @@ def _url(value: str) -> str:
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
         raise ValueError(f"expected an http(s) URL, got {value!r}")
     return v if v.endswith("/") else v + "/"
+
+
+def _page_url(value: str) -> str:
+    """An http(s) URL taken as it is (a page or a script, so no "/" is added)."""
+    v = value.strip()
+    if not re.match(r"^https?://[^/\s]+/\S*$", v):
+        raise ValueError(f"expected an http(s) URL with a path, got {value!r}")
+    return v
 
 
 DEFAULT_BIRTHDAY_PATTERN = (
@@ -198,6 +210,10 @@ class Settings:
     wecom_callback_token: str | None = _setting("WECOM_CALLBACK_TOKEN", _token, wecom=True)
     wecom_callback_aes_key: str | None = _setting("WECOM_CALLBACK_AES_KEY", _aes_key, wecom=True)
     wecom_api_base: str | None = _setting("WECOM_API_BASE", _url)
+    # WeCom's OAuth2 authorize page, where the sidebar learns who opened it (`oauth_url` is the one in effect).
+    wecom_oauth_url: str | None = _setting("WECOM_OAUTH_URL", _page_url)
+    # The JS-SDK script the sidebar loads, its only file from WeCom (`jssdk_url` is the one in effect).
+    wecom_jssdk_url: str | None = _setting("WECOM_JSSDK_URL", _page_url)
     wecom_timeout: float = _setting("WECOM_TIMEOUT", float, 10.0)
     wecom_budget_per_minute: int = _setting("WECOM_BUDGET_PER_MINUTE", _int, 9000)
     sandbox_port: int = _setting("SIYU_SANDBOX_PORT", _int, 5001)
@@ -311,3 +327,19 @@ class Settings:
     @property
     def corp_id(self) -> str:
         return self.wecom_corp_id or SANDBOX_CORP_ID
+
+    # Unset, these two follow the API base's rule: WeCom's own, or in sandbox mode the sandbox, which plays the
+    # client too (its member picker, its JS-SDK stand-in).
+    @property
+    def oauth_url(self) -> str:
+        """The OAuth2 authorize page in effect: WECOM_OAUTH_URL, else the sandbox's in sandbox mode, else WeCom's."""
+        if self.wecom_oauth_url:
+            return self.wecom_oauth_url
+        return f"http://127.0.0.1:{self.sandbox_port}/connect/oauth2/authorize" if self.sandbox else WECOM_OAUTH_URL
+
+    @property
+    def jssdk_url(self) -> str:
+        """The JS-SDK script in effect: WECOM_JSSDK_URL, else the sandbox's stand-in in sandbox mode, else WeCom's."""
+        if self.wecom_jssdk_url:
+            return self.wecom_jssdk_url
+        return f"http://127.0.0.1:{self.sandbox_port}/sandbox/jssdk.js" if self.sandbox else WECOM_JSSDK_URL

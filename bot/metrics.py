@@ -35,6 +35,11 @@ WECOM_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 TOKEN_FETCHES = Counter("siyu_wecom_token_fetches", "Access tokens fetched from WeCom (gettoken)", ["outcome"])
+TICKET_FETCHES = Counter(
+    "siyu_wecom_ticket_fetches",
+    "JS-SDK tickets fetched from WeCom, by kind (jsapi, agent_config) and outcome (errcode, 'unavailable')",
+    ["kind", "outcome"],
+)
 WELCOMES = Counter("siyu_welcomes", "Welcome codes handled on the fast path, by outcome", ["status"])
 WELCOME_LATENCY = Histogram(
     "siyu_welcome_latency_seconds",

@@ -65,6 +65,18 @@ def test_real_corp_defaults_to_wecoms_own_api():
     assert Settings.from_env(REAL).wecom_api_base == "https://qyapi.weixin.qq.com/cgi-bin/"
 
 
+def test_the_sidebar_uses_wecoms_oauth_page_and_js_sdk_or_the_sandboxs(tmp_path):
+    real = Settings.from_env(REAL)
+    assert real.oauth_url == "https://open.weixin.qq.com/connect/oauth2/authorize"
+    assert real.jssdk_url == "https://res.wx.qq.com/open/js/jweixin-1.2.0.js"
+    fake = Settings.from_env(sandbox(tmp_path, SIYU_SANDBOX_PORT="5077"))
+    assert fake.oauth_url == "http://127.0.0.1:5077/connect/oauth2/authorize"
+    assert fake.jssdk_url == "http://127.0.0.1:5077/sandbox/jssdk.js"
+    given = {"WECOM_OAUTH_URL": "https://proxy.example.com/oauth", "WECOM_JSSDK_URL": "https://cdn.example.com/j.js"}
+    for s in (Settings.from_env({**REAL, **given}), Settings.from_env(sandbox(tmp_path, **given))):
+        assert (s.oauth_url, s.jssdk_url) == ("https://proxy.example.com/oauth", "https://cdn.example.com/j.js")
+
+
 @pytest.mark.parametrize(
     "missing",
     ["WECOM_CONTACT_SECRET", "WECOM_AGENT_ID", "WECOM_CALLBACK_TOKEN", "WECOM_CALLBACK_AES_KEY", "SECRET_KEY"],
@@ -90,6 +102,8 @@ def test_a_missing_setting_outside_sandbox_stops_start_up(missing):
         ("SIYU_TRUSTED_PROXIES", "-1"),
         ("SIYU_HISTORY_DAYS", "0"),
         ("SIYU_CALLBACK_MAX_AGE", "60"),
+        ("WECOM_OAUTH_URL", "open.weixin.qq.com/connect/oauth2/authorize"),
+        ("WECOM_JSSDK_URL", "https://res.wx.qq.com"),
     ],
 )
 def test_malformed_settings_are_named(name, value):

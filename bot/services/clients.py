@@ -6,7 +6,7 @@ from flask import current_app
 
 from bot.config import Settings
 from bot.extensions import redis_conn
-from bot.metrics import TOKEN_FETCHES, WECOM_CALLS, WECOM_SECONDS
+from bot.metrics import TICKET_FETCHES, TOKEN_FETCHES, WECOM_CALLS, WECOM_SECONDS
 from bot.wecom import CallbackCrypto, WeComClient
 from bot.wecom.budget import CallBudget
 from bot.wecom.client import CallObserver
@@ -23,6 +23,9 @@ class _Metrics(CallObserver):
 
     def token_fetch(self, outcome: str) -> None:
         TOKEN_FETCHES.labels(outcome).inc()
+
+    def ticket_fetch(self, kind: str, outcome: str) -> None:
+        TICKET_FETCHES.labels(kind, outcome).inc()
 
 
 def settings() -> Settings:
@@ -55,7 +58,8 @@ def contact_api() -> WeComClient:
 
 
 def agent_api() -> WeComClient:
-    """The client for app messages to members (message/send)."""
+    """The client of Siyu's own app: app messages to members (message/send), and the chat sidebar's JS-SDK
+    tickets and OAuth2 identity (the agent_config ticket must come from the app's own secret)."""
     return _client(settings().wecom_agent_secret or "")
 
 

@@ -8,7 +8,8 @@ What changes against wechatpy 1.8.18 (its own client, read in its source):
 - -1 and 45033 back off and retry a few times; 45009 closes the API for every process until the
   window ends and raises ``RateLimited`` so the caller's job is rescheduled, not slept;
 - every call is counted against a per-API budget (``CallBudget``);
-- every WeCom error is raised as a typed exception from ``bot.wecom.errors``.
+- every WeCom error is raised as a typed exception from ``bot.wecom.errors``;
+- the JS-SDK tickets are cached in Redis for every process, like the token (``bot.wecom.tickets``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bot.wecom.errors import (
     WeComError,
     WeComUnavailable,
 )
+from bot.wecom.tickets import cached_ticket
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,9 @@ class CallObserver:
 
     def token_fetch(self, outcome: str) -> None:
         """``gettoken`` was asked: its errcode or "unavailable"."""
+
+    def ticket_fetch(self, kind: str, outcome: str) -> None:
+        """A JS-SDK ticket (``kind``: "jsapi" or "agent_config") was asked: its errcode or "unavailable"."""
 
 
 # wechatpy ships no type information: its client is Any to mypy.
@@ -147,6 +152,31 @@ class WeComClient(WeChatClient):  # type: ignore[misc]
 
         self.redis.transaction(drop, key)
 
+    # -- the chat sidebar: JS-SDK tickets and the member's identity (WeCom doc 90506, 91023) ----------
+
+    def jsapi_ticket(self) -> str:
+        """get_jsapi_ticket (WeCom doc 90506): the corp's ticket, which signs ``wx.config``."""
+        return self._ticket("jsapi", lambda: self._get_json("get_jsapi_ticket", {}))
+
+    def agent_config_ticket(self) -> str:
+        """ticket/get?type=agent_config (WeCom doc 90506): the app's ticket, which signs ``wx.agentConfig``.
+        WeCom issues it for the app whose secret made the access token: ask the sidebar's app client."""
+        return self._ticket("agent_config", lambda: self._get_json("ticket/get", {"type": "agent_config"}))
+
+    def _ticket(self, kind: str, fetch: Callable[[], dict[str, Any]]) -> str:
+        # Keyed like the token (corp id and the secret's first characters): each app has its own tickets.
+        key = f"siyu:wecom:ticket:{kind}:{self.access_token_key}"
+        return cached_ticket(self.redis, key, fetch, lambda outcome: self.observer.ticket_fetch(kind, outcome))
+
+    def user_info(self, code: str) -> dict[str, Any]:
+        """auth/getuserinfo (WeCom doc 91023): who opened the page, from the ``code`` of an OAuth2 redirect.
+
+        A member: ``{"userid": …}``; anyone else: ``{"openid": …}``, with ``external_userid`` when they are a
+        customer of a member the app can see. A code is good once, for 5 minutes: a used, expired or unknown
+        one raises ``OAuthCodeInvalid`` (40029)."""
+        answer = self._get_json("auth/getuserinfo", {"code": code})
+        return {k: v for k, v in answer.items() if k not in ("errcode", "errmsg")}
+
     # -- requests -------------------------------------------------------------------------------
 
     def _endpoint_name(self, url: str) -> str:
@@ -210,6 +240,11 @@ class WeComClient(WeChatClient):  # type: ignore[misc]
                 self.budget.block(endpoint, wait)
                 error.retry_after = wait
             raise error
+
+    def _get_json(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
+        """GET ``endpoint`` through ``_request``: WeCom's answer, a JSON object (checked there)."""
+        answer: dict[str, Any] = self.get(endpoint, params=params)
+        return answer
 
     def _post_json(self, endpoint: str, data: dict[str, Any]) -> dict[str, Any]:
         """POST ``endpoint`` through ``_request``: WeCom's answer, a JSON object (checked there)."""

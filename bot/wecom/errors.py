@@ -117,6 +117,13 @@ class UnknownGroupChat(WeComError):
     codes = (40050,)
 
 
+class OAuthCodeInvalid(WeComError):
+    """auth/getuserinfo refused the OAuth2 code (40029): unknown, already used, or older than 5 minutes
+    (WeCom doc 91023). The page asks WeCom for a fresh one by sending the member through authorize again."""
+
+    codes = (40029,)
+
+
 _BY_CODE: dict[int, type[WeComError]] = {
     code: cls
     for cls in (
@@ -135,6 +142,7 @@ _BY_CODE: dict[int, type[WeComError]] = {
         UnknownConfig,
         UnknownMember,
         UnknownGroupChat,
+        OAuthCodeInvalid,
     )
     for code in cls.codes
 }
