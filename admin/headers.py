@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response, current_app, request
 from flask_talisman import Talisman
 
 CSP = {
@@ -27,7 +27,31 @@ CSP = {
 }
 
 
+def _policy(header: str) -> dict[str, str]:
+    return dict((part.strip() + " ").split(" ", 1) for part in header.split(";") if part.strip())
+
+
+def sidebar_headers(response: Response) -> Response:
+    """The sidebar's pages differ from the panel's in two ways: customers' avatars and link covers come from
+    WeCom's image hosts (any https image), and in sandbox mode the sandbox's "WeCom client" page frames them
+    (in WeCom they open in the client's own webview, framed by nothing)."""
+    if request.blueprint != "sidebar" or "Content-Security-Policy" not in response.headers:
+        return response
+    policy = _policy(response.headers["Content-Security-Policy"])
+    policy["img-src"] = "'self' data: https:"
+    settings = current_app.config["SIYU"]
+    if settings.sandbox:
+        port = settings.sandbox_port
+        policy["frame-ancestors"] = f"'self' http://127.0.0.1:{port} http://localhost:{port}"
+        response.headers.pop("X-Frame-Options", None)
+    response.headers["Content-Security-Policy"] = "; ".join(f"{k} {v.strip()}" for k, v in policy.items())
+    return response
+
+
 def init_headers(app: Flask) -> None:
+    # Registered before Talisman, so that it runs after it (Flask runs after_request functions last-in
+    # first-out) and adjusts the policy Talisman set.
+    app.after_request(sidebar_headers)
     Talisman(
         app,
         force_https=False,

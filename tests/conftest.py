@@ -71,9 +71,16 @@ def sandbox_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app(tmp_path_factory: pytest.TempPathFactory, sandbox_port: int) -> Iterator[Flask]:
+def live_port() -> int:
+    """The port the app is served on (``live_server``), known before the app so that it is its public URL."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory, sandbox_port: int, live_port: int) -> Iterator[Flask]:
     overrides: dict[str, Any] = {
         "sandbox_port": sandbox_port,
+        "public_url": f"http://127.0.0.1:{live_port}/",
         "wecom_api_base": None,
         "wecom_corp_id": None,
         "sandbox_mode": True,
@@ -115,8 +122,8 @@ def fake_wecom_app(app: Flask) -> Flask:
 
 
 @pytest.fixture(scope="session")
-def live_server(app: Flask) -> str:
-    server = serve_in_thread(app)
+def live_server(app: Flask, live_port: int) -> str:
+    server = serve_in_thread(app, port=live_port)
     return f"http://127.0.0.1:{server.server_port}"
 
 

@@ -99,6 +99,9 @@ class LifecycleTask(db.Model):  # type: ignore[name-defined]
     tag_job_id: Mapped[int | None] = mapped_column(ForeignKey("tag_jobs.id", ondelete="SET NULL"))
     notify: Mapped[str | None] = mapped_column(String(8))
     error: Mapped[str | None] = mapped_column(String(200))
+    # What the member did about it, said in the sidebar: done | skipped (None: still open).
+    outcome: Mapped[str | None] = mapped_column(String(8))
+    outcome_at: Mapped[datetime | None]
 
     rule: Mapped[LifecycleRule] = relationship()
 

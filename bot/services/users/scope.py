@@ -5,10 +5,10 @@ Every page, export and API call filters through these, so hiding a link is never
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, and_, or_, select, true
 
 from bot.extensions import db
-from bot.models import Customer, FollowRelation, GroupChat, Staff, Store, User
+from bot.models import Customer, FollowRelation, FollowStatus, GroupChat, GroupMember, Staff, Store, User
 
 
 def store_ids(user: User) -> list[int] | None:
@@ -60,3 +60,28 @@ def can_see_customer(user: User, customer: Customer) -> bool:
         return True
     query = select(Customer.id).where(Customer.id == customer.id, customer_condition(user))
     return db.session.scalar(query) is not None
+
+
+# -- a member in the sidebar: a corp member (Staff) in their WeCom client, not a panel user --------------
+
+#: the relations through which a member sees a customer: they follow them, or the add awaits their confirmation
+_FOLLOWING = (FollowStatus.active, FollowStatus.pending)
+
+
+def member_follow_condition(staff: Staff) -> ColumnElement[bool]:
+    """The follow relations through which ``staff`` sees a customer in the sidebar: their own, still on."""
+    return and_(FollowRelation.staff_id == staff.id, FollowRelation.status.in_(_FOLLOWING))
+
+
+def member_customer_condition(staff: Staff) -> ColumnElement[bool]:
+    """Customers a member sees in the sidebar: only those they follow (a customer of a colleague is not theirs
+    to open, even in the same store)."""
+    return Customer.follows.any(member_follow_condition(staff))
+
+
+def member_group_condition(staff: Staff) -> ColumnElement[bool]:
+    """Customer groups a member sees in the sidebar: those they own, or are in now."""
+    inside = select(GroupMember.group_id).where(
+        GroupMember.userid == staff.userid, GroupMember.type == 1, GroupMember.left_at.is_(None)
+    )
+    return or_(GroupChat.owner_staff_id == staff.id, GroupChat.id.in_(inside))

@@ -1,0 +1,69 @@
+"""What a member does in the sidebar: tag the customer in front of them, note their birthday and notes, say a
+task is done or skipped. Each write is the member's own (their relation, their task) and audited under their
+WeCom userid ("member:<userid>"), like the panel's writes under a user."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.models import LifecycleTask, Staff
+from bot.models._time import utcnow
+from bot.services.customers.relations import update_profile
+from bot.services.errors import Conflict, Invalid, NotFound
+from bot.services.tags.library import tag_customer
+from bot.services.users.accounts import N_, audit
+from bot.services.workspace.members import followed_customer
+
+OUTCOMES = ("done", "skipped")
+NOTES_LIMIT = 2000
+
+
+def actor(staff: Staff) -> str:
+    """How a member appears in the audit log."""
+    return f"member:{staff.userid}"
+
+
+def tag(staff: Staff, external_userid: str, add: list[str], remove: list[str]) -> None:
+    """``mark_tag`` on the member's own relation (WeCom doc 92118), the mirror at once. Flushes."""
+    _customer, follow = followed_customer(staff, external_userid)
+    before = sorted(t.tag_id for t in follow.tags if t.tag_id)
+    tag_customer(follow, add, remove)
+    after = sorted(t.tag_id for t in follow.tags if t.tag_id)
+    if before != after:
+        audit(
+            None, "sidebar_tag_customer", f"customer:{external_userid}", before=before, after=after, name=actor(staff)
+        )
+
+
+def edit_profile(staff: Staff, external_userid: str, *, birthday: date | None, notes: str) -> None:
+    """The customer's birthday and notes (shared with the panel's profile). Flushes."""
+    if len(notes) > NOTES_LIMIT or "\x00" in notes:
+        raise Invalid(N_("备注最多 %(n)s 个字"), "notes", n=NOTES_LIMIT)
+    customer, _follow = followed_customer(staff, external_userid)
+    before = {"birthday": customer.birthday, "notes": customer.notes}
+    update_profile(customer, birthday=birthday, notes=notes.strip(), staff_userid=staff.userid)
+    after = {"birthday": customer.birthday, "notes": customer.notes}
+    if before != after:
+        audit(
+            None, "sidebar_edit_customer", f"customer:{external_userid}", before=before, after=after, name=actor(staff)
+        )
+
+
+def close_task(staff: Staff, task_id: int, outcome: str) -> LifecycleTask:
+    """The member says a task of theirs is done or skipped; a closed task stays closed. Flushes."""
+    if outcome not in OUTCOMES:
+        raise Invalid(N_("只能标记为完成或跳过"), "outcome")
+    task: LifecycleTask | None = db.session.scalar(
+        select(LifecycleTask).where(LifecycleTask.id == task_id, LifecycleTask.staff_id == staff.id)
+    )
+    if task is None:
+        raise NotFound(N_("没有这个任务"), "task_id")
+    if task.outcome is not None:
+        raise Conflict(N_("这个任务已经处理过了"), "task_id")
+    task.outcome, task.outcome_at = outcome, utcnow()
+    db.session.flush()
+    audit(None, f"sidebar_task_{outcome}", f"task:{task.id}", name=actor(staff))
+    return task
