@@ -100,7 +100,7 @@ class ClientState:
 
         def signs(ticket: str) -> bool:
             expected = signature(ticket, fields["nonceStr"], fields["timestamp"], fields["url"])
-            return secrets.compare_digest(expected, fields["signature"].lower())
+            return secrets.compare_digest(expected.encode(), fields["signature"].lower().encode())
 
         if api == "config":
             return 0 if any(signs(t) for t in self.live_tickets(JSAPI, now)) else INVALID_SIGNATURE

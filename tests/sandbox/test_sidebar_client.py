@@ -105,6 +105,13 @@ def test_a_signature_is_for_its_url_nonce_and_timestamp(fake, clock, change):
     assert fake.client.check_signature("config", None, given, clock()) == 40093
 
 
+@pytest.mark.parametrize("forged", ["", "签名", "0" * 40, "x" * 400])
+def test_any_forged_signature_is_40093(fake, clock, forged):
+    fake.client.issue_ticket(JSAPI, "agent", clock())
+    given = {**fields("t"), "signature": forged}
+    assert fake.client.check_signature("config", None, given, clock()) == 40093
+
+
 def test_an_expired_ticket_signs_nothing(fake, clock):
     ticket = fake.client.issue_ticket(JSAPI, "agent", clock())["ticket"]
     clock.now += 7200
