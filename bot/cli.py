@@ -392,6 +392,11 @@ def dev_command(port: int, interval: float) -> None:
         + (f"\n  sign in:   {admin.username} / {password}" if admin else "")
         + f"\n  callback:  {webhook}"
         + (
+            f"\n  client:    http://127.0.0.1:{s.sandbox_port}/sandbox/client   (the chat sidebar in a WeCom stand-in)"
+            if s.sandbox
+            else ""
+        )
+        + (
             f"\n  API token: {token}   (curl -H 'Authorization: Bearer …' http://127.0.0.1:{port}/api/v1/customers)"
             if minted
             else f"\n  API token: the one in {s.instance_dir / DEV_TOKEN_FILE}, still live"

@@ -114,9 +114,10 @@ def app(tmp_path_factory: pytest.TempPathFactory, sandbox_port: int, live_port: 
 
 
 @pytest.fixture(scope="session")
-def fake_wecom_app(app: Flask) -> Flask:
+def fake_wecom_app(app: Flask, live_server: str) -> Flask:
     settings = app.config["SIYU"]
-    fake = create_fake_wecom(corp_for(settings))
+    # The sandbox's client page frames the sidebar of the Siyu under test.
+    fake = create_fake_wecom(corp_for(settings), siyu_url=live_server + "/")
     serve_in_thread(fake, port=settings.sandbox_port)
     return fake
 

@@ -19,7 +19,9 @@ __all__ = ["FakeCorp", "Simulator", "corp_for", "create_fake_wecom", "serve_in_t
 def corp_for(settings: Settings, **kwargs: Any) -> FakeCorp:
     """A fake corp whose credentials are the ones Siyu is configured with."""
     secrets_ = {settings.wecom_contact_secret or "": "contact", settings.wecom_agent_secret or "": "agent"}
-    return FakeCorp(settings.corp_id, secrets_, **kwargs)
+    corp = FakeCorp(settings.corp_id, secrets_, **kwargs)
+    corp.client.agents[settings.wecom_agent_id or 0] = "agent"  # the app whose sidebar and agentConfig Siyu uses
+    return corp
 
 
 def simulator_for(settings: Settings, corp: FakeCorp, webhook_url: str, **kwargs: Any) -> Simulator:

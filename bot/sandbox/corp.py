@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.sandbox.client import ClientState
+
 
 class ApiError(Exception):
     def __init__(self, errcode: int, errmsg: str) -> None:
@@ -159,6 +161,7 @@ class FakeCorp:
         self.welcome_codes: dict[str, WelcomeCode] = {}
         self.welcomes_sent: list[dict[str, Any]] = []
         self.media: dict[str, bytes] = {}
+        self.media_uploaded_at: dict[str, float] = {}  # media id -> upload time (temporary media lives 3 days)
         self.welcome_sent_at: dict[str, float] = {}  # welcome code -> wall-clock time of the accepted call
         self.welcome_attempts: dict[str, int] = {}  # welcome code -> send_welcome_msg calls, accepted or not
         self.app_messages: list[dict[str, Any]] = []
@@ -169,6 +172,7 @@ class FakeCorp:
         self.holds: list[Hold] = []
         self.calls: list[str] = []
         self.token_fetches = 0
+        self.client = ClientState(ticket_ttl=token_ttl)  # the chat sidebar's tickets, OAuth2 codes, chat sends
         self._ids = itertools.count(1)
 
     # -- helpers --------------------------------------------------------------------------------

@@ -1,19 +1,22 @@
 """The fake WeCom HTTP API: the endpoints Siyu calls, answering as WeCom documents them.
 
 Served on loopback (``flask --app wsgi sandbox``, or a thread of ``flask --app wsgi dev`` and of the
-tests). Each family of WeCom's API is a module beside this one (directory, customers, mass, groups, media),
-with its table of endpoints; test and operator controls live under ``/sandbox/`` (controls: faults, token
-expiry, state dumps).
+tests). Each family of WeCom's API is a module beside this one (directory, customers, mass, groups, media,
+jssdk), with its table of endpoints; test and operator controls live under ``/sandbox/`` (controls: faults,
+token expiry, state dumps), and WeCom's browser side for the chat sidebar beside them (client_pages: the
+OAuth2 member picker, the JS-SDK stand-in, the client page).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from bot.sandbox.api import customers, directory, groups, mass, media
+from bot.sandbox.api import customers, directory, groups, jssdk, mass, media
+from bot.sandbox.api.client_pages import add_client_pages
 from bot.sandbox.api.controls import add_controls
 from bot.sandbox.api.endpoints import Body, Endpoint, answer
 from bot.sandbox.corp import LATE, TIMEOUT, TIMEOUT_SECONDS, ApiError, FakeCorp
@@ -30,13 +33,21 @@ def _every_endpoint(*families: dict[str, Endpoint]) -> dict[str, Endpoint]:
 
 
 #: every endpoint the sandbox implements, by its path under /cgi-bin/
-ENDPOINTS = _every_endpoint(directory.ENDPOINTS, customers.ENDPOINTS, mass.ENDPOINTS, groups.ENDPOINTS, media.ENDPOINTS)
+ENDPOINTS = _every_endpoint(
+    directory.ENDPOINTS, customers.ENDPOINTS, mass.ENDPOINTS, groups.ENDPOINTS, media.ENDPOINTS, jssdk.ENDPOINTS
+)
 
 
-def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Flask:
-    """The fake API over ``corp``; tests may swap ``app.config["CORP"]``/``["SIMULATOR"]`` between runs."""
+def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None, *, siyu_url: str | None = None) -> Flask:
+    """The fake API over ``corp``; tests may swap ``app.config["CORP"]``/``["SIMULATOR"]`` between runs.
+
+    ``siyu_url``: where Siyu is served (``http://127.0.0.1:5000/``), for the client page to open its sidebar;
+    by default the origin of the simulator's webhook."""
     app = Flask("siyu-sandbox")
-    app.config.update(CORP=corp, SIMULATOR=simulator)
+    if siyu_url is None and simulator is not None:
+        parts = urlsplit(simulator.webhook_url)
+        siyu_url = f"{parts.scheme}://{parts.netloc}/"
+    app.config.update(CORP=corp, SIMULATOR=simulator, SIYU_URL=siyu_url)
 
     def the_corp() -> FakeCorp:
         return app.config["CORP"]
@@ -88,4 +99,5 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None) -> Fla
             return answer({"errcode": exc.errcode, "errmsg": exc.errmsg})
 
     add_controls(app)
+    add_client_pages(app)
     return app

@@ -44,6 +44,14 @@ def add_controls(app: Flask) -> None:
         the_corp().expire_tokens()
         return answer({"ok": True})
 
+    @app.post("/sandbox/expire-tickets")
+    def expire_tickets() -> Response:
+        """Every JS-SDK ticket expires now: pages signed with them fail wx.config until Siyu fetches anew."""
+        corp = the_corp()
+        with corp.lock:
+            corp.client.expire_tickets(corp.clock())
+        return answer({"ok": True})
+
     @app.post("/sandbox/mass-tasks/<msgid>/confirm")
     def confirm(msgid: str) -> Response:
         if msgid not in the_corp().mass_tasks:
@@ -143,6 +151,8 @@ def add_controls(app: Flask) -> None:
                     "welcomes_sent": len(corp.welcomes_sent),
                     "app_messages": len(corp.app_messages),
                     "token_fetches": corp.token_fetches,
+                    "ticket_fetches": dict(corp.client.ticket_fetches),
+                    "chat_sends": len(corp.client.chat_sends),
                     "calls": len(corp.calls),
                     "mass_tasks": len(corp.mass_tasks),
                     "mass_recipients": sum(len(t.recipients) for t in corp.mass_tasks.values()),

@@ -28,6 +28,7 @@ def media_upload(corp: FakeCorp, body: Body) -> Body:
         raise ApiError(40006, "invalid media size")
     media_id = corp.new_id("media")
     corp.media[media_id] = content
+    corp.media_uploaded_at[media_id] = corp.clock()
     return ok(type=kind, media_id=media_id, created_at=str(int(corp.clock())))
 
 
