@@ -235,7 +235,7 @@ def visible_items(
     tag_id: str | None = None,
     store_id: int | None = None,
     archived: bool = False,
-) -> Select[tuple[LibraryItem]]:
+) -> Select[LibraryItem]:
     """The items ``user`` may see (corp-wide ones and their stores'), newest change first, filtered: text in
     the title, text or description; a folder; a kind; a tag; a store (0: corp-wide items only)."""
     stmt = select(LibraryItem).where(library_item_condition(user), LibraryItem.archived.is_(archived))
@@ -303,7 +303,7 @@ def suggested_items(staff: Staff, tag_ids: set[str], limit: int = 5) -> list[tup
     ).all()
     ids = [item_id for item_id, _ in ranked]
     items = {i.id: i for i in db.session.scalars(select(LibraryItem).where(LibraryItem.id.in_(ids)))}
-    names = dict(db.session.execute(select(Tag.tag_id, Tag.name).where(Tag.tag_id.in_(sorted(tag_ids)))).tuples())
+    names = {t: n for t, n in db.session.execute(select(Tag.tag_id, Tag.name).where(Tag.tag_id.in_(sorted(tag_ids))))}
     return [(items[i], sorted(names.get(t, t) for t in items[i].tag_ids if t in tag_ids)) for i in ids]
 
 

@@ -128,7 +128,7 @@ def _search(stmt: Select[Any], text: str) -> Select[Any]:
 
 def visible_replies(
     user: User, *, query: str = "", group_id: int | None = None, store_id: int | None = None, archived: bool = False
-) -> Select[tuple[QuickReply]]:
+) -> Select[QuickReply]:
     """The replies ``user`` may see, by group, filtered by text (title or script), group and store (0:
     corp-wide replies only)."""
     stmt = select(QuickReply).where(quick_reply_condition(user), QuickReply.archived.is_(archived))
