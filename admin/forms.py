@@ -74,6 +74,8 @@ class ChannelForm(FlaskForm):
         _l("欢迎语（可用 {customer_name}、{staff_name}、{store_name}）"),
         validators=[Optional(), Length(max=4000, message=_l("欢迎语最多 4000 字"))],
     )
+    welcome_items = SelectMultipleField(_l("欢迎语附件（素材库中的图片、链接、小程序、视频或文件）"), coerce=int)
+    welcome_image = FileField(_l("或上传一张图片作为附件（同时存入素材库）"))
     remark_template = StringField(
         _l("客户备注模板（如 {customer_name}-{store_name}，填入后最多 20 字）"),
         validators=[Optional(), Length(max=64, message=_l("最多 64 个字符"))],

@@ -107,18 +107,18 @@ def welcome_attachments(welcomes: list[dict[str, Any]], user: User) -> list[dict
     """The welcome variants as the channel services take them, their attachments naming library items
     (``{"library_item_id": N}``) made WeCom's, media uploaded (or reused). Items must be ones ``user`` may
     see; an entry already made from an item (a variant kept as it was) is rebuilt from it. Flushes uploads."""
-    api = contact_api()
+    api: WeComClient | None = None
     out = []
     for variant in welcomes:
         attachments = variant.get("attachments")
         if isinstance(attachments, list):
-            attachments = [
-                wecom_attachment(_visible_item(a.get(ITEM_KEY), user), api)
-                if isinstance(a, dict) and ITEM_KEY in a
-                else a
-                for a in attachments
-            ]
-            variant = {**variant, "attachments": attachments}
+            made: list[Any] = []
+            for a in attachments:
+                if isinstance(a, dict) and ITEM_KEY in a:
+                    api = api or contact_api()
+                    a = wecom_attachment(_visible_item(a.get(ITEM_KEY), user), api)
+                made.append(a)
+            variant = {**variant, "attachments": made}
         out.append(variant)
     return out
 
