@@ -14,7 +14,8 @@ from pydantic import Field
 from sqlalchemy import func, select
 
 from admin.api import ApiError, iso
-from admin.api.operations import NO_NUL, Body, Form, Id, Key64, Page, Query, Text, Text64, Upload, operation, schema
+from admin.api.channels import Window
+from admin.api.operations import NO_NUL, Body, Form, Id, Key64, Page, Text64, Upload, operation, schema
 from admin.params import MAX_INT, download_name
 from bot.extensions import db
 from bot.models import LibraryFolder, LibraryItem
@@ -91,10 +92,8 @@ class FolderEdit(Body):
     order: Order | None = None
 
 
-class UsageQuery(Query):
-    days: Literal[7, 30, 90] = 30
-    start: Text | None = Field(None, description="YYYY-MM-DD, with end: a range of at most a year")
-    end: Text | None = None
+class UsageQuery(Window):
+    """The period: the last ``days``, or ``start``..``end`` (at most a year), as the channels' statistics."""
 
 
 ITEM = schema(
@@ -366,7 +365,8 @@ def _usage_json(row: usage.Row) -> dict[str, Any]:
     responses={200: "items, replies, stores, members"},
 )
 def library_usage(query: UsageQuery) -> ResponseReturnValue:
-    w = growth.window(query.days, query.start, query.end)
+    start, end = (d.isoformat() if d is not None else None for d in (query.start, query.end))
+    w = growth.window(query.days, start, end)
     user = g.api_user
 
     def used(u: usage.Usage) -> dict[str, Any]:
