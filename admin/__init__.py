@@ -9,6 +9,7 @@ from admin.headers import init_headers
 from admin.health import bp as health_bp
 from admin.home import bp as home_bp
 from admin.i18n import init_i18n
+from admin.media import bp as media_bp
 from admin.sidebar import init_sidebar
 from admin.views import init_panel
 
@@ -18,6 +19,7 @@ def init_admin(app: Flask) -> None:
     app.register_blueprint(health_bp)
     init_api(app)
     app.register_blueprint(home_bp)
+    app.register_blueprint(media_bp)
     init_i18n(app)
     init_panel(app)
     init_sidebar(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     DateField,
@@ -73,6 +74,8 @@ class ChannelForm(FlaskForm):
         _l("欢迎语（可用 {customer_name}、{staff_name}、{store_name}）"),
         validators=[Optional(), Length(max=4000, message=_l("欢迎语最多 4000 字"))],
     )
+    welcome_items = SelectMultipleField(_l("欢迎语附件（素材库中的图片、链接、小程序、视频或文件）"), coerce=int)
+    welcome_image = FileField(_l("或上传一张图片作为附件（同时存入素材库）"))
     remark_template = StringField(
         _l("客户备注模板（如 {customer_name}-{store_name}，填入后最多 20 字）"),
         validators=[Optional(), Length(max=64, message=_l("最多 64 个字符"))],
@@ -119,6 +122,47 @@ class SandboxBurstForm(FlaskForm):
         _l("客户数"), default=5, validators=[InputRequired(_l("请输入数量")), NumberRange(1, 200, _l("1–200 之间"))]
     )
     state = StringField(_l("渠道 state"), validators=[Optional(), Length(max=30, message=_l("state 最多 30 个字符"))])
+
+
+ITEM_KINDS = {
+    "text": _l("文字"),
+    "image": _l("图片"),
+    "link": _l("链接"),
+    "miniprogram": _l("小程序"),
+    "file": _l("文件"),
+    "video": _l("视频"),
+}
+
+
+class LibraryItemForm(FlaskForm):
+    """A library item of one kind; the service checks each kind's fields against WeCom's limits."""
+
+    title = StringField(_l("标题"), validators=[Optional(), Length(max=128, message=_l("最多 128 个字符"))])
+    text = TextAreaField(_l("文字内容"), validators=[Optional(), Length(max=4000, message=_l("最多 4000 字"))])
+    url = StringField(_l("链接地址"), validators=[Optional(), Length(max=2048, message=_l("链接过长"))])
+    description = TextAreaField(_l("链接摘要"), validators=[Optional(), Length(max=512, message=_l("最多 512 字节"))])
+    appid = StringField(_l("小程序 AppID"), validators=[Optional(), Length(max=64, message=_l("最多 64 个字符"))])
+    page = StringField(
+        _l("小程序页面路径（以 .html 结尾）"), validators=[Optional(), Length(max=256, message=_l("最多 256 字节"))]
+    )
+    file = FileField(_l("文件（图片 JPG/PNG ≤10MB，视频 MP4 ≤10MB，文件 ≤20MB）"))
+    cover = FileField(_l("封面图（JPG/PNG，建议 5:4）"))
+    # Not checked against the choices here: the service checks the folder (and says so next to this field).
+    folder_id = SelectField(_l("文件夹"), coerce=int, default=0, validate_choice=False)
+    tag_ids = SelectMultipleField(_l("适用标签（侧边栏向带这些标签的客户推荐）"))
+    store_ids = SelectMultipleField(_l("适用门店（不选为全公司）"), coerce=int)
+
+
+class QuickReplyForm(FlaskForm):
+    group_id = SelectField(_l("分组"), coerce=int)
+    title = StringField(
+        _l("标题"), validators=[DataRequired(_l("请输入标题")), Length(max=64, message=_l("最多 64 个字符"))]
+    )
+    text = TextAreaField(
+        _l("话术（可用 {customer_name}、{staff_name}、{store_name}）"),
+        validators=[DataRequired(_l("请输入话术")), Length(max=4000, message=_l("最多 4000 字"))],
+    )
+    store_ids = SelectMultipleField(_l("适用门店（不选为全公司）"), coerce=int)
 
 
 class EmptyForm(FlaskForm):

@@ -2,15 +2,18 @@
 
 Channels for the states the simulator scans (a store code with an A/B welcome, a live-room campaign code, a
 personal code for each member of one store), segments, a lifecycle rule switched on, a draft and a dispatched
-mass send, a customer group and an invitation to it by tag. The simulator then acts on them: customers scan
-the codes, members confirm the sends, customers join by the code. Made once: a corp that has the store code
-is left as it is. Every step goes through the same services the panel uses, so the demo shows real behaviour.
+mass send, a customer group and an invitation to it by tag, library items of four kinds and two groups of quick
+replies. The simulator then acts on them: customers scan the codes, members confirm the sends, customers join
+by the code. Made once: a corp that has the store code is left as it is. Every step goes through the same
+services the panel uses, so the demo shows real behaviour.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 
+import qrcode
 from sqlalchemy import select
 
 from bot.extensions import db
@@ -19,6 +22,7 @@ from bot.sandbox.corp import FakeCorp
 from bot.services.channels import codes
 from bot.services.groups import invites
 from bot.services.groups import mirror as groups
+from bot.services.library import folders, items, replies
 from bot.services.lifecycle import rules as lifecycle
 from bot.services.segments import rules as segments
 from bot.services.sends import compose
@@ -33,6 +37,18 @@ WELCOME_A = "{customer_name}您好，我是{store_name}的{staff_name}，到店�
 WELCOME_B = "欢迎关注{store_name}！我是您的专属顾问{staff_name}，有任何问题随时找我。"
 DRAFT_TEXT = "本周六会员日，全场 8 折，欢迎到店。"
 SENT_TEXT = "{store_name}新品已到店，回复“预约”为您留货。"
+#: a mini program the demo's item opens (WeChat's own demo AppID, as WeCom's JS-SDK page shows it)
+DEMO_APPID = "wx8bd80126147df384"
+REPLIES = {
+    "开场白": [
+        ("问候", "{customer_name}您好，我是{store_name}的{staff_name}，有什么可以帮您？"),
+        ("到店邀请", "{customer_name}，本周末{store_name}有会员日活动，欢迎到店体验。"),
+    ],
+    "售后": [
+        ("退换货", "您好{customer_name}，购买后 7 天内未拆封可退换，请携带小票到{store_name}办理。"),
+        ("营业时间", "{store_name}每天 10:00–22:00 营业，期待您的光临。"),
+    ],
+}
 
 
 def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
@@ -105,5 +121,49 @@ def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
         )
         db.session.commit()
         made.append(f"a group and an invitation to it ({invite.send.name})")
+    made.append(_library(admin, store, tag_ids))
+    db.session.commit()
     log.info("sandbox demo corp: %s", "; ".join(made))
     return made
+
+
+def _png(text: str) -> bytes:
+    """A small image for the demo's items: a QR code of ``text`` (what brands most often send)."""
+    out = io.BytesIO()
+    qrcode.make(text, box_size=6, border=2).save(out)
+    return out.getvalue()
+
+
+def _library(admin: User, store: Store, tag_ids: dict[str, str]) -> str:
+    """Library items of four kinds (one for the first store, tagged for the sidebar's suggestions) and two
+    quick-reply groups with variables. Flushes."""
+    season = folders.save_folder({"name": "冬季上新"}, admin)
+    vip = [t for t in (tag_ids.get("VIP"),) if t]
+    items.save_item({"kind": "text", "title": "新客开场白", "text": "欢迎加入会员，首单立减 20 元。"}, admin)
+    items.save_item(
+        {"kind": "image", "title": "冬季新品海报", "folder_id": season.id, "tag_ids": vip},
+        admin,
+        file=("winter.png", _png("https://example.com/winter")),
+    )
+    items.save_item(
+        {
+            "kind": "link",
+            "title": "会员日活动详情",
+            "url": "https://example.com/member-day",
+            "description": "会员日全场 8 折，积分双倍",
+            "folder_id": season.id,
+            "store_ids": [store.id],
+        },
+        admin,
+        cover=("member-day.png", _png("https://example.com/member-day")),
+    )
+    items.save_item(
+        {"kind": "miniprogram", "title": "积分商城", "appid": DEMO_APPID, "page": "pages/mall/index.html"},
+        admin,
+        cover=("mall.png", _png("mall")),
+    )
+    for order, (name, scripts) in enumerate(REPLIES.items()):
+        group = replies.save_group({"name": name, "order": order}, admin)
+        for title, text in scripts:
+            replies.save_reply({"group_id": group.id, "title": title, "text": text}, admin)
+    return "library items of four kinds and two quick-reply groups"

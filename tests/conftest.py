@@ -282,6 +282,26 @@ def api(app: Flask, client: Any, sim: Simulator) -> ApiClient:
 
 
 @pytest.fixture
+def roles(app: Flask, sim: Simulator, corp: FakeCorp) -> dict[str, int]:
+    """The directory and the tag library synced from the fake corp; a panel user of each role, by name: boss
+    (admin), ops (operator), mgr2 and mgr3 (store managers of departments 2 and 3), viewer."""
+    from bot.services.directory.sync import sync_directory
+    from bot.services.tags.library import sync_corp_tags
+
+    with app.app_context():
+        sync_directory()
+        sync_corp_tags()
+        db.session.commit()
+    return {
+        "boss": make_user(app, "boss", "admin")[0],
+        "ops": make_user(app, "ops", "operator")[0],
+        "mgr2": make_user(app, "mgr2", "store_manager", [2])[0],
+        "mgr3": make_user(app, "mgr3", "store_manager", [3])[0],
+        "viewer": make_user(app, "viewer", "viewer")[0],
+    }
+
+
+@pytest.fixture
 def callback(sim: Simulator) -> Any:
     """callback(event_xml) -> requests.Response: sign, encrypt and POST once over real HTTP."""
 

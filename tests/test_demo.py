@@ -1,12 +1,23 @@
 """The sandbox's demo corp (`flask dev`'s first start): channels for the simulator's states, an A/B welcome,
-personal codes, segments, a rule switched on, a draft and a dispatched send, a group and an invitation — and a
-simulator that acts on them."""
+personal codes, segments, a rule switched on, a draft and a dispatched send, a group and an invitation, library
+items and quick replies — and a simulator that acts on them."""
 
 from sqlalchemy import func, select
 
 from bot.demo import LIVE_STATE, STORE_STATE, seed_demo
 from bot.extensions import db
-from bot.models import Channel, FollowRelation, GroupInvite, LifecycleRule, MassSend, Segment, User
+from bot.models import (
+    Channel,
+    FollowRelation,
+    GroupInvite,
+    LibraryItem,
+    LifecycleRule,
+    MassSend,
+    QuickReply,
+    QuickReplyGroup,
+    Segment,
+    User,
+)
 from bot.services.directory.jobs import sync_directory
 from bot.services.tags.jobs import sync_corp_tags
 from tests.conftest import make_user
@@ -32,6 +43,10 @@ def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, r
         statuses = sorted(db.session.scalars(select(MassSend.status)))
         assert "draft" in statuses and "approved" in statuses
         assert db.session.scalar(select(func.count()).select_from(GroupInvite)) == 1
+        kinds = set(db.session.scalars(select(LibraryItem.kind)))
+        assert kinds == {"text", "image", "link", "miniprogram"}
+        assert db.session.scalar(select(func.count()).select_from(QuickReplyGroup)) == 2
+        assert all("{" in text for text in db.session.scalars(select(QuickReply.text)))
         assert seed_demo(db.session.get(User, user_id), corp) == []  # made once
     # the simulator's customers arrive through the demo's codes, members confirm the send, customers join
     _, delivery = sim.scan(corp.contact_way_for_state(STORE_STATE))

@@ -21,6 +21,7 @@ from bot.services.channels import codes as channels
 from bot.services.channels import qr_images
 from bot.services.customers import growth
 from bot.services.errors import Forbidden
+from bot.services.library import messages as library_messages
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action
 from bot.services.users.scope import staff_condition, store_ids
@@ -44,7 +45,9 @@ class Window(Query):
 class Welcome(Body):
     label: Text32 = ""
     text: Text4000 = Field("", description="≤ 4000 bytes; {customer_name} {staff_name} {store_name}")
-    attachments: list[dict[str, Any]] = Field([], max_length=9)
+    attachments: list[dict[str, Any]] = Field(
+        [], max_length=9, description='WeCom\'s form, or {"library_item_id": N}: an item of the content library'
+    )
     weight: Id = 1
 
 
@@ -150,7 +153,11 @@ def _staff(body: ChannelInput) -> list[str] | None:
 
 
 def _welcomes(body: ChannelInput) -> list[dict[str, Any]] | None:
-    return None if body.welcome is None else [w.model_dump(exclude_unset=True) for w in body.welcome]
+    """The variants, their attachments in WeCom's form: an entry ``{"library_item_id": N}`` is the content
+    library's item N (one the caller may see), its media uploaded now and kept fresh by the library."""
+    if body.welcome is None:
+        return None
+    return library_messages.welcome_attachments([w.model_dump(exclude_unset=True) for w in body.welcome], g.api_user)
 
 
 def _given(body: ChannelInput, name: str) -> Any:

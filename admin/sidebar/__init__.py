@@ -20,4 +20,4 @@ def jssdk() -> dict[str, str]:
 
 
 # The pages register their views on ``bp``, so they are imported once it exists.
-from admin.sidebar import pages  # noqa: E402, F401 - register the routes
+from admin.sidebar import library, pages  # noqa: E402, F401 - register the routes

@@ -112,13 +112,23 @@
   }
 
   /* Content: ask Siyu for the message (it uploads media to WeCom as needed), send it, record the send. */
+  function sendOnce(messageUrl, extra, fresh) {
+    return postJson(messageUrl, fresh ? Object.assign({ fresh: true }, extra) : extra).then(function (prepared) {
+      return invoke('sendChatMessage', prepared.message).then(function () { return prepared; });
+    });
+  }
+
   function send(messageUrl, extra) {
     status('正在发送……', false);
-    return ready.then(function () { return postJson(messageUrl, extra); }).then(function (prepared) {
-      return invoke('sendChatMessage', prepared.message).then(function () {
-        return postJson(prepared.record, extra);
+    return ready.then(function () {
+      return sendOnce(messageUrl, extra, false).catch(function (err) {
+        // A media id WeCom no longer knows (40007, or past its 3 days): upload the file again, once.
+        if (/media/i.test(err.message)) { return sendOnce(messageUrl, extra, true); }
+        throw err;
       });
-    }).then(function () { status('已发送', false); }).catch(function (err) { status('发送失败：' + err.message, true); });
+    }).then(function (prepared) { return postJson(prepared.record, extra); })
+      .then(function () { status('已发送', false); })
+      .catch(function (err) { status('发送失败：' + err.message, true); });
   }
 
   document.addEventListener('click', function (event) {

@@ -16,7 +16,7 @@ from wtforms.fields.choices import SelectChoice
 
 from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
 from admin.params import whole
-from admin.views import bp, client_ip, image_response, permission_required, refusal_message
+from admin.views import attachments, bp, client_ip, image_response, permission_required, refusal_message
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
@@ -25,8 +25,10 @@ from bot.services import corp_time
 from bot.services.channels import codes as channel_service
 from bot.services.channels import qr_images
 from bot.services.channels.jobs import PERSONAL_CODES, create_personal_codes
+from bot.services.channels.welcome import LIBRARY_ITEM_KEY
 from bot.services.customers import growth
-from bot.services.errors import WeComRefused
+from bot.services.errors import ServiceError, WeComRefused
+from bot.services.library import messages as library_messages
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition, store_ids, visible_stores
@@ -38,6 +40,7 @@ def _tag_choices() -> list[SelectChoice]:
 
 
 def _choices(form: ChannelForm) -> None:
+    form.welcome_items.choices = attachments.choices(current_user)
     members = db.session.scalars(select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name))
     form.staff.choices = [SelectChoice(s.userid, f"{s.name}（{s.userid}）") for s in members]
     form.backup_staff.choices = list(form.staff.choices)
@@ -132,8 +135,21 @@ def _field_for(form: ChannelForm, field: str) -> Any:
         "remark_template": form.remark_template,
         "expires_at": form.expires_at,
         "daily_cap": form.daily_cap,
+        "file": form.welcome_image,
+        "attachments": form.welcome_items,
     }
     return fields.get(field, form.name)
+
+
+def _picked(form: ChannelForm, kept: list[dict[str, object]] | None = None) -> list[dict[str, object]]:
+    """The first welcome's attachments: those given in WeCom's form through the API (kept as they are), the
+    library items picked, and an image uploaded now (kept as a library item too)."""
+    ids = list(form.welcome_items.data or [])
+    uploaded = attachments.uploaded_image(form.welcome_image.data, current_user)
+    if uploaded is not None:
+        ids.append(uploaded.id)
+    own = [a for a in kept or [] if LIBRARY_ITEM_KEY not in a]
+    return own + [{LIBRARY_ITEM_KEY: i} for i in dict.fromkeys(ids)]
 
 
 @bp.get("/channels")
@@ -150,8 +166,10 @@ def create_channel() -> ResponseReturnValue:
     _choices(form)
     if not form.validate_on_submit():
         return _page(form), 400
-    welcomes = [{"text": form.welcome.data}] if form.welcome.data else []
     try:
+        picked = _picked(form)
+        welcome = [{"text": form.welcome.data or "", "attachments": picked}] if form.welcome.data or picked else []
+        welcomes = library_messages.welcome_attachments(welcome, current_user)
         channel = channel_service.create_channel(
             form.name.data or "",
             _picked_staff(form),
@@ -160,14 +178,14 @@ def create_channel() -> ResponseReturnValue:
             welcomes=welcomes,
             **_options(form),
         )
-    except channel_service.ChannelError as exc:
-        db.session.rollback()
-        _field_for(form, exc.field).errors = [_(str(exc))]
-        return _page(form), 400
     except WeComRefused as exc:
         db.session.rollback()
         form.name.errors = [refusal_message(exc)]
         return _page(form), 502
+    except ServiceError as exc:  # the channel's, the library's, an upload's
+        db.session.rollback()
+        _field_for(form, exc.field or "name").errors = [refusal_message(exc)]
+        return _page(form), exc.status
     audit(current_user, "create_channel", f"channel:{channel.state}", after={"name": channel.name}, ip=client_ip())
     db.session.commit()
     flash(_("已创建渠道活码 %(name)s", name=channel.name))
@@ -203,6 +221,7 @@ def channel(channel_id: int) -> ResponseReturnValue:
             "tag_ids": list(channel.tag_ids),
             "skip_verify": channel.skip_verify,
             "welcome": channel.welcomes[0].text if channel.welcomes else "",
+            "welcome_items": library_messages.item_ids(channel.welcomes[0]) if channel.welcomes else [],
             "remark_template": channel.remark_template,
             "daily_cap": channel.daily_cap,
             "expires_at": utc_to_local(channel.expires_at),
@@ -210,6 +229,30 @@ def channel(channel_id: int) -> ResponseReturnValue:
     )
     _choices(form)
     return _detail(channel, form)
+
+
+def _edited_welcomes(channel: Channel, form: ChannelForm) -> list[dict[str, Any]] | None:
+    """The variants after the form: the first one's text and attachments as edited here (a channel with A/B
+    variants keeps the others: the API edits them all); None when nothing changed."""
+    first = channel.welcomes[0] if channel.welcomes else None
+    picked = _picked(form, first.attachments if first else [])
+    items_before = library_messages.item_ids(first) if first else []
+    items_after = [a[LIBRARY_ITEM_KEY] for a in picked if LIBRARY_ITEM_KEY in a]
+    if not form.welcome.data and not picked:
+        return None  # an emptied form leaves the welcome as it is
+    if first is not None and first.text == form.welcome.data and items_after == items_before:
+        return None
+    rest = [
+        {"label": w.label, "text": w.text, "attachments": w.attachments, "weight": w.weight}
+        for w in channel.welcomes[1:]
+    ]
+    edited = {
+        "label": first.label if first else "A",
+        "text": form.welcome.data or "",
+        "attachments": picked,
+        "weight": first.weight if first else 1,
+    }
+    return library_messages.welcome_attachments([edited, *rest], current_user)
 
 
 @bp.post("/channels/<int:channel_id>")
@@ -221,24 +264,8 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
     if not form.validate_on_submit():
         return _detail(channel, form), 400
     before = {"name": channel.name, "staff": [s.userid for s in channel.staff]}
-    # One welcome is edited here; a channel with A/B variants keeps the others (the API edits them all).
-    welcomes = None
-    if form.welcome.data and (not channel.welcomes or channel.welcomes[0].text != form.welcome.data):
-        rest = [
-            {"label": w.label, "text": w.text, "attachments": w.attachments, "weight": w.weight}
-            for w in channel.welcomes[1:]
-        ]
-        first = channel.welcomes[0] if channel.welcomes else None
-        welcomes = [
-            {
-                "label": first.label if first else "A",
-                "text": form.welcome.data,
-                "attachments": first.attachments if first else [],
-                "weight": first.weight if first else 1,
-            },
-            *rest,
-        ]
     try:
+        welcomes = _edited_welcomes(channel, form)
         channel_service.update_channel(
             channel,
             name=form.name.data or "",
@@ -246,14 +273,14 @@ def update_channel(channel_id: int) -> ResponseReturnValue:
             welcomes=welcomes,
             **_options(form),
         )
-    except channel_service.ChannelError as exc:
-        db.session.rollback()
-        _field_for(form, exc.field).errors = [_(str(exc))]
-        return _detail(_get(channel_id), form), 400
     except WeComRefused as exc:
         db.session.rollback()
         form.name.errors = [refusal_message(exc)]
         return _detail(_get(channel_id), form), 502
+    except ServiceError as exc:
+        db.session.rollback()
+        _field_for(form, exc.field or "name").errors = [refusal_message(exc)]
+        return _detail(_get(channel_id), form), exc.status
     after = {"name": channel.name, "staff": [s.userid for s in channel.staff]}
     audit(current_user, "update_channel", f"channel:{channel.state}", before=before, after=after, ip=client_ip())
     db.session.commit()

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from admin.forms import EmptyForm
 from admin.params import whole
-from admin.views import bp
+from admin.views import attachments, bp
 from bot.extensions import db
 from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, RuleRun, Segment, Staff
 from bot.services.lifecycle import reports
@@ -31,6 +31,7 @@ def _choices() -> dict[str, Any]:
         "segments": db.session.scalars(select(Segment).order_by(Segment.name)).all(),
         "tags": tags.labelled(),
         "templates": lifecycle.TEMPLATES,
+        "library": attachments.choices(current_user),
     }
 
 
@@ -41,7 +42,16 @@ def _numbers(raw: str) -> list[int] | None:
         return None
 
 
-def _from_form() -> dict[str, Any]:
+def _send_attachments(rule: LifecycleRule | None) -> list[dict[str, Any]]:
+    """The send action's attachments: those the rule has that the form does not show (given through the API)
+    kept as they are, and the library items picked."""
+    current = next((a for a in rule.actions if a["type"] == "send"), {}) if rule is not None else {}
+    kept = [a for a in current.get("attachments") or [] if "item_id" not in a]
+    picked = [int(i) for i in request.form.getlist("send_items") if i.isdigit() and len(i) < 10]
+    return kept + [{"type": "library", "item_id": i} for i in dict.fromkeys(picked)]
+
+
+def _from_form(rule: LifecycleRule | None = None) -> dict[str, Any]:
     """The rule as the service takes it, from the form's fields (the service checks every value)."""
     f = request.form
     trigger = f.get("trigger", "")
@@ -58,7 +68,7 @@ def _from_form() -> dict[str, Any]:
     if f.get("remind"):
         actions.append({"type": "remind", "text": f.get("remind_text", "")})
     if f.get("send"):
-        actions.append({"type": "send", "text": f.get("send_text", ""), "attachments": []})
+        actions.append({"type": "send", "text": f.get("send_text", ""), "attachments": _send_attachments(rule)})
     if f.get("tag"):
         actions.append({"type": "tag", "add": f.getlist("tag_add"), "remove": f.getlist("tag_remove")})
     if f.get("notify"):
@@ -174,7 +184,7 @@ def update_rule(rule_id: int) -> ResponseReturnValue:
     _writer()
     rule = _get(rule_id)
     try:
-        lifecycle.save_rule(_from_form(), current_user, rule)
+        lifecycle.save_rule(_from_form(rule), current_user, rule)
     except lifecycle.LifecycleError as exc:
         db.session.rollback()
         return _detail(_get(rule_id), _(str(exc)), exc.field, 400)

@@ -15,9 +15,10 @@ from admin.api.sends import results_csv
 from admin.forms import EmptyForm
 from admin.params import whole
 from admin.spreadsheet import UploadTooLarge, read_ids
-from admin.views import bp, client_ip, refusal_message
+from admin.views import attachments, bp, client_ip, refusal_message
 from bot.extensions import db
 from bot.models import MassSend, Segment, Staff
+from bot.services.library.errors import LibraryError, LibraryForbidden
 from bot.services.sends import compose as sends
 from bot.services.sends import media, recipients
 from bot.services.sends import tracking as send_tracking
@@ -38,6 +39,7 @@ def _choices() -> dict[str, Any]:
         "tags": tags.labelled(),
         "owners": db.session.scalars(owners).all(),
         "stores": visible_stores(current_user),
+        "library": attachments.choices(current_user),
     }
 
 
@@ -88,11 +90,13 @@ def _target() -> dict[str, Any]:
 
 
 def _attachments() -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    image = request.files.get("image")
-    if image is not None and image.filename:
-        kept = media.save_file("image", image.filename, image.read(media.MAX_BYTES["image"] + 1), current_user)
-        out.append({"type": "image", "file_id": kept.id})
+    """Library items picked, an image uploaded now (kept as a library item, so that it serves other sends,
+    welcomes and the sidebar too), and a link typed in."""
+    picked = [int(i) for i in request.form.getlist("library_item_ids") if i.isdigit() and len(i) < 10]
+    out: list[dict[str, Any]] = [{"type": "library", "item_id": i} for i in dict.fromkeys(picked)]
+    uploaded = attachments.uploaded_image(request.files.get("image"), current_user)
+    if uploaded is not None:
+        out.append({"type": "library", "item_id": uploaded.id})
     if request.form.get("link_url", "").strip():
         out.append(
             {
@@ -130,6 +134,9 @@ def create_send() -> ResponseReturnValue:
         db.session.rollback()
         status = 429 if isinstance(exc, media.MediaQuotaExceeded) else 400
         return _index(refusal_message(exc), exc.field or "attachments", status)
+    except (LibraryError, LibraryForbidden) as exc:  # the upload kept as a library item
+        db.session.rollback()
+        return _index(refusal_message(exc), "attachments", exc.status)
     except UploadTooLarge as exc:
         db.session.rollback()
         return _index(_("CSV 文件最大 %(mb)s MB", mb=exc.max_mb), "target", 400)

@@ -15,6 +15,17 @@ from bot.models.customers import Customer, CustomerEvent, FollowRelation, Follow
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.groups import GroupChat, GroupInvite, GroupMember, JoinWay
 from bot.models.jobs import JobRun
+from bot.models.library import (
+    ContentSend,
+    ItemKind,
+    LibraryFolder,
+    LibraryItem,
+    LibraryItemTag,
+    QuickReply,
+    QuickReplyGroup,
+    library_item_stores,
+    quick_reply_stores,
+)
 from bot.models.lifecycle import LifecycleRule, LifecycleTask, RuleRun, Step, Trigger
 from bot.models.segments import Segment
 from bot.models.sends import (
@@ -76,6 +87,15 @@ __all__ = [
     "SendRecipient",
     "SendStatus",
     "JobRun",
+    "ContentSend",
+    "ItemKind",
+    "LibraryFolder",
+    "LibraryItem",
+    "LibraryItemTag",
+    "QuickReply",
+    "QuickReplyGroup",
+    "library_item_stores",
+    "quick_reply_stores",
     "LifecycleRule",
     "LifecycleTask",
     "RuleRun",

@@ -359,6 +359,13 @@ class FakeCorp:
                 raise ApiError(41048, "no message content")
             if len(body.get("attachments", [])) > 9:
                 raise ApiError(40058, "too many attachments")
+            for attachment in body.get("attachments") or []:  # an image may name a media id or a pic_url
+                kind = attachment.get("msgtype")
+                content = attachment.get(kind) or {}
+                media_id = content.get("pic_media_id" if kind == "miniprogram" else "media_id")
+                uploaded = media_id in self.media or (kind == "image" and content.get("pic_url"))
+                if kind in ("image", "video", "file", "miniprogram") and not uploaded:
+                    raise ApiError(40007, "invalid media_id")
             code.used = True
             self.welcomes_sent.append(dict(body))
             self.welcome_sent_at[code.code] = time.time()

@@ -1,7 +1,7 @@
 """lifecycle tasks carry what the member did about them in the sidebar (done or skipped) and when
 
 Revision ID: 5c1d2e9b7a40
-Revises: 872a8a607765
+Revises: 97b8f352d995
 Create Date: 2026-12-01 10:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '5c1d2e9b7a40'
-down_revision = '872a8a607765'
+down_revision = '97b8f352d995'
 branch_labels = None
 depends_on = None
 

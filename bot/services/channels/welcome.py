@@ -62,6 +62,9 @@ LEASE = timedelta(seconds=6)
 #: the customer agreed to chat archiving (会话存档, WeCom doc 92005): its WelcomeCode is the one to welcome
 #: them with (the add came without one), by the channel of the relation's state (the event carries none)
 APPROVAL = "msg_audit_approved"
+#: an attachment made from a content library item carries its id under this key (kept fresh by the library,
+#: which sits above this domain); WeCom is sent the attachment without it
+LIBRARY_ITEM_KEY = "library_item_id"
 #: the event kinds that carry a welcome code
 WELCOME_KINDS = (
     "change_external_contact.add_external_contact",
@@ -255,7 +258,10 @@ def _deliver(welcome: Welcome, customer_name: str, api: WeComClient, sleep: Call
     if text:
         payload["text"] = {"content": text}
     if variant.attachments:
-        payload["attachments"] = variant.attachments
+        payload["attachments"] = [
+            {k: v for k, v in a.items() if k != LIBRARY_ITEM_KEY} if isinstance(a, dict) else a
+            for a in variant.attachments
+        ]
     for attempt in range(len(BUSY_RETRIES) + 1):
         try:
             api.send_welcome_msg(payload)

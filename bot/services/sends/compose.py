@@ -16,20 +16,22 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, or_, select, update
 
 from bot.extensions import db
-from bot.models import MassSend, MediaFile, Role, Segment, SendStatus, User
+from bot.models import ItemKind, LibraryItem, MassSend, MediaFile, Role, Segment, SendStatus, User
 from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.segments import rules as segments
-from bot.services.sends import recipients
+from bot.services.sends import media, recipients
 from bot.services.sends.errors import SendConflict, SendError, SendForbidden
 from bot.services.signals import tags_removed
 from bot.services.users.accounts import N_, audit
 from bot.services.users.permissions import Action, allows, require
+from bot.services.users.scope import library_item_condition
 
 MAX_GROUP_EXCLUSIONS = 100
 MAX_TEXT_BYTES = 4000
 MAX_ATTACHMENTS = 9
 MAX_LIST = 100_000
+MAX_ID = 2**31 - 1  # ids are 32-bit in the database
 SENDER_RULES = ("first", "latest", "store")
 CAP_POLICIES = ("skip", "report")
 EDITABLE = (SendStatus.draft, SendStatus.pending_approval)
@@ -49,17 +51,44 @@ def _text(raw: Any) -> str:
     return text
 
 
-def _media(raw: Any, kind: str, index: int, user: User, kept: frozenset[int]) -> int:
+def _media(raw: Any, kind: str, index: int, user: User, kept: frozenset[int], item: LibraryItem | None = None) -> int:
     """A kept file of ``kind`` that ``user`` may attach: one they uploaded, one already on what they are
-    changing (``kept``), or any for the roles that may attach any (``Action.attach_any_media``)."""
+    changing (``kept``), the file of a library item they may see (``item``), or any for the roles that may
+    attach any (``Action.attach_any_media``)."""
     if not isinstance(raw, int) or isinstance(raw, bool):
         raise SendError("attachments", N_("附件：缺少文件"))
-    media = db.session.get(MediaFile, raw)
-    if media is None or media.kind != kind:
+    file = db.session.get(MediaFile, raw)
+    if file is None or file.kind != kind:
         raise SendError("attachments", N_("附件：文件不存在或类型不符"))
-    if media.created_by != user.id and media.id not in kept and not allows(user, Action.attach_any_media):
+    mine = file.created_by == user.id or file.id in kept
+    shared = item is not None and file.id in (item.file_id, item.cover_id)
+    if not mine and not shared and not allows(user, Action.attach_any_media):
         raise SendForbidden("attachments", N_("附件：只能使用自己上传的文件"))
-    return media.id
+    return file.id
+
+
+def _library_item(raw: Any, user: User) -> LibraryItem:
+    """A library item ``user`` may see, not archived, of a kind a send can attach (not text: that is the
+    send's text)."""
+    item: LibraryItem | None = None
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw <= MAX_ID:
+        visible = (LibraryItem.id == raw, LibraryItem.archived.is_(False), library_item_condition(user))
+        item = db.session.scalar(select(LibraryItem).where(*visible))
+    if item is None or item.kind == ItemKind.text:
+        raise SendError("attachments", N_("附件：素材不存在、已归档或不能作为附件"))
+    return item
+
+
+def from_library(item: LibraryItem) -> dict[str, Any]:
+    """A library item as an attachment in Siyu's form (``item_id`` kept: the item's file may be attached by
+    whoever may see the item, and usage is traced back to it)."""
+    if item.kind == ItemKind.link:
+        link = {"type": "link", "title": item.title, "url": item.url, "desc": item.description}
+        return {**link, "picurl": media.public_url(item.cover) if item.cover else "", "item_id": item.id}
+    if item.kind == ItemKind.miniprogram:
+        mini = {"type": "miniprogram", "title": item.title, "appid": item.appid, "page": item.page}
+        return {**mini, "file_id": item.cover_id, "item_id": item.id}
+    return {"type": str(item.kind), "file_id": item.file_id, "item_id": item.id}
 
 
 def _url(raw: Any, index: int, *, required: bool = True) -> str:
@@ -86,7 +115,8 @@ def file_ids(attachments: list[dict[str, Any]] | None) -> frozenset[int]:
 
 def check_attachments(raw: Any, user: User, kept: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
     """Attachments in Siyu's form, each checked; media are referred to by their kept file's id, a file
-    ``user`` may attach (``_media``; ``kept``: the files already on the send or rule being changed)."""
+    ``user`` may attach (``_media``; ``kept``: the files already on the send or rule being changed). A
+    library item (``{"type": "library", "item_id": N}``) becomes its kind's attachment, traced to the item."""
     if raw is None:
         return []
     if not isinstance(raw, list) or len(raw) > MAX_ATTACHMENTS:
@@ -94,8 +124,20 @@ def check_attachments(raw: Any, user: User, kept: frozenset[int] = frozenset()) 
     checked = []
     for i, a in enumerate(raw):
         kind = a.get("type") if isinstance(a, dict) else None
+        item = None
+        if kind == "library":  # {"type": "library", "item_id": N}: the item's content, as its kind's form
+            item = _library_item(a.get("item_id"), user)
+            a = from_library(item)
+            kind = a["type"]
+        elif isinstance(a, dict) and "item_id" in a:  # an item attached before (a draft changed, a rule edited)
+            raw_id = a["item_id"]
+            if isinstance(raw_id, int) and not isinstance(raw_id, bool) and 0 < raw_id <= MAX_ID:
+                item = db.session.scalar(
+                    select(LibraryItem).where(LibraryItem.id == raw_id, library_item_condition(user))
+                )
+        traced = {"item_id": item.id} if item is not None else {}
         if kind in ("image", "video", "file"):
-            checked.append({"type": kind, "file_id": _media(a.get("file_id"), kind, i, user, kept)})
+            checked.append({"type": kind, "file_id": _media(a.get("file_id"), kind, i, user, kept, item), **traced})
         elif kind == "link":
             checked.append(
                 {
@@ -104,6 +146,7 @@ def check_attachments(raw: Any, user: User, kept: frozenset[int] = frozenset()) 
                     "url": _url(a.get("url"), i),
                     "desc": _short(a.get("desc"), 512, i, required=False),
                     "picurl": _url(a.get("picurl"), i, required=False),
+                    **traced,
                 }
             )
         elif kind == "miniprogram":
@@ -113,7 +156,8 @@ def check_attachments(raw: Any, user: User, kept: frozenset[int] = frozenset()) 
                     "title": _short(a.get("title"), 64, i),
                     "appid": _short(a.get("appid"), 64, i),
                     "page": _short(a.get("page"), 256, i),
-                    "file_id": _media(a.get("file_id"), "image", i, user, kept),
+                    "file_id": _media(a.get("file_id"), "image", i, user, kept, item),
+                    **traced,
                 }
             )
         else:

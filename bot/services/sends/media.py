@@ -10,6 +10,7 @@ rows: exact bytes, the same for the API and the panel, nothing to lose when Redi
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 from bot.extensions import db
 from bot.models import MediaFile, User
 from bot.models._time import utcnow
+from bot.services.clients import settings
 from bot.services.errors import Invalid, TooMany
 from bot.services.users.accounts import N_
 from bot.wecom import WeComClient
@@ -29,6 +31,10 @@ MIMETYPES = {"image": "image/png", "video": "video/mp4", "file": "application/oc
 #: what one user may keep in any 24 hours (bytes): ten of the largest files
 DAILY_BYTES = 200 * 1024 * 1024
 QUOTA_WINDOW = timedelta(days=1)
+#: where Siyu serves images publicly (a link's cover, a mini program's: WeCom clients fetch them by URL)
+PUBLIC_PREFIX = "media/"
+#: hex digits of the content's sha256 in a public name: 128 bits, so that no name can be guessed
+PUBLIC_KEY_LENGTH = 32
 
 
 class MediaError(Invalid):
@@ -104,3 +110,32 @@ def media_id(media: MediaFile, api: WeComClient, *, fresh: bool = False) -> str:
 
 def describe(media: MediaFile) -> dict[str, Any]:
     return {"id": media.id, "kind": media.kind, "filename": media.filename, "size": media.size}
+
+
+def public_name(media: MediaFile) -> str:
+    """The file's name under ``PUBLIC_PREFIX``: its id and the start of its content's hash (which nobody
+    without the file can guess), so the URL stays the same for as long as the file does."""
+    extension = "jpg" if media.content[:3] == b"\xff\xd8\xff" else "png"
+    return f"{media.id}-{media.sha256[:PUBLIC_KEY_LENGTH]}.{extension}"
+
+
+def public_url(media: MediaFile) -> str:
+    """The absolute URL of the image (SIYU_PUBLIC_URL), for WeCom's picurl and the JS-SDK's imgUrl."""
+    return settings().public_url + PUBLIC_PREFIX + public_name(media)
+
+
+def by_public_name(name: str) -> MediaFile | None:
+    """The image a public name names, or None (an unknown id, a wrong key, not an image)."""
+    stem, _, _extension = name.partition(".")
+    number, _, key = stem.partition("-")
+    if not number.isdigit() or len(key) != PUBLIC_KEY_LENGTH or int(number) > 2**31 - 1:
+        return None
+    media = db.session.get(MediaFile, int(number))
+    if media is None or media.kind != "image" or not hmac.compare_digest(media.sha256[:PUBLIC_KEY_LENGTH], key):
+        return None
+    return media
+
+
+def mimetype(media: MediaFile) -> str:
+    """The type to serve the file as (checked by content when it was kept)."""
+    return _sniff(media.kind, media.content)

@@ -37,6 +37,8 @@ class Action(enum.StrEnum):
     read_events = "read_events"
     retry_events = "retry_events"
     drive_sandbox = "drive_sandbox"
+    manage_library = "manage_library"
+    organize_library = "organize_library"
     manage_own_api_tokens = "manage_own_api_tokens"
     manage_any_api_token = "manage_any_api_token"  # noqa: S105 - an action's name
 
@@ -72,6 +74,10 @@ POLICY: dict[Action, frozenset[Role]] = {
     Action.read_events: frozenset({Role.admin, Role.operator, Role.viewer}),
     Action.retry_events: _WRITERS,
     Action.drive_sandbox: _WRITERS,
+    # Library items and quick replies: store managers those of their own stores (never corp-wide ones).
+    Action.manage_library: _STORE_WRITERS,
+    # The library's folders and the quick replies' groups are the corp's one structure.
+    Action.organize_library: _WRITERS,
     # A token acts as its user, with no more than their role and stores: anyone may hold their own; only
     # admins see and revoke everyone's.
     Action.manage_own_api_tokens: frozenset(Role),
@@ -101,6 +107,8 @@ _WHAT = {
     Action.read_events: N_("查看回调事件"),
     Action.retry_events: N_("重试回调事件"),
     Action.drive_sandbox: N_("操作沙箱"),
+    Action.manage_library: N_("管理素材和话术"),
+    Action.organize_library: N_("管理素材文件夹和话术分组"),
     Action.manage_own_api_tokens: N_("管理自己的 API 令牌"),
     Action.manage_any_api_token: N_("管理他人的 API 令牌"),
 }

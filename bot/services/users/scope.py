@@ -5,10 +5,23 @@ Every page, export and API call filters through these, so hiding a link is never
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, and_, or_, select, true
 
 from bot.extensions import db
-from bot.models import Customer, FollowRelation, FollowStatus, GroupChat, GroupMember, Staff, Store, User
+from bot.models import (
+    Customer,
+    FollowRelation,
+    FollowStatus,
+    GroupChat,
+    GroupMember,
+    LibraryItem,
+    QuickReply,
+    Staff,
+    Store,
+    User,
+)
 
 
 def store_ids(user: User) -> list[int] | None:
@@ -60,6 +73,24 @@ def can_see_customer(user: User, customer: Customer) -> bool:
         return True
     query = select(Customer.id).where(Customer.id == customer.id, customer_condition(user))
     return db.session.scalar(query) is not None
+
+
+def in_stores(stores: Any, ids: list[int] | None) -> ColumnElement[bool]:
+    """Content scoped by store (``stores``: its relationship to ``Store``): corp-wide (no store), or of one of
+    ``ids`` (None: every store)."""
+    if ids is None:
+        return true()
+    return or_(~stores.any(), stores.any(Store.id.in_(ids)))
+
+
+def library_item_condition(user: User) -> ColumnElement[bool]:
+    """Library items the user may see: corp-wide ones and those of the user's stores."""
+    return in_stores(LibraryItem.stores, store_ids(user))
+
+
+def quick_reply_condition(user: User) -> ColumnElement[bool]:
+    """Quick replies the user may see: corp-wide ones and those of the user's stores."""
+    return in_stores(QuickReply.stores, store_ids(user))
 
 
 # -- a member in the sidebar: a corp member (Staff) in their WeCom client, not a panel user --------------

@@ -15,10 +15,13 @@ from bot.services.errors import Invalid, NotFound
 from bot.services.library import items as library
 from bot.services.library import replies
 from bot.services.library.messages import chat_message
+from bot.services.library.stores import member_store_ids
 from bot.services.library.usage import record_send
 from bot.services.users.accounts import N_, audit
 from bot.services.workspace.actions import actor
 from bot.services.workspace.members import followed_customer, visible_group
+
+MAX_ID = 2**31 - 1
 
 
 def chat_of(staff: Staff, external_userid: str | None, chat_id: str | None) -> tuple[Customer | None, str | None]:
@@ -32,19 +35,27 @@ def chat_of(staff: Staff, external_userid: str | None, chat_id: str | None) -> t
     return None, visible_group(staff, chat_id or "").chat_id
 
 
+def _sendable(staff: Staff, row: LibraryItem | QuickReply | None) -> bool:
+    """The library's rule for members: not archived, and corp-wide or of one of the member's stores."""
+    if row is None or row.archived:
+        return False
+    mine = set(member_store_ids(staff))
+    return not row.stores or any(store.id in mine for store in row.stores)
+
+
 def item_for(staff: Staff, item_id: int) -> LibraryItem:
     """An item the member may send; ``NotFound`` for any other (another store's, archived, unknown)."""
-    found = library.items_for_member(staff, limit=1, only_ids=[item_id]) if item_id else []
-    if not found:
+    item = db.session.get(LibraryItem, item_id) if 0 < item_id <= MAX_ID else None
+    if item is None or not _sendable(staff, item):
         raise NotFound(N_("素材不存在"), "item_id")
-    return found[0]
+    return item
 
 
 def reply_for(staff: Staff, reply_id: int) -> QuickReply:
-    found = replies.replies_for_member(staff, limit=1, only_ids=[reply_id]) if reply_id else []
-    if not found:
+    reply = db.session.get(QuickReply, reply_id) if 0 < reply_id <= MAX_ID else None
+    if reply is None or not _sendable(staff, reply):
         raise NotFound(N_("话术不存在"), "reply_id")
-    return found[0]
+    return reply
 
 
 def item_message(
@@ -82,9 +93,14 @@ def record(
     return send
 
 
-def search(staff: Staff, query: str = "", kind: str | None = None) -> tuple[list[LibraryItem], list[QuickReply]]:
-    """The library items and quick replies the member may send, matching ``query``."""
-    return library.items_for_member(staff, query=query, kind=kind), replies.replies_for_member(staff, query=query)
+def search(
+    staff: Staff, customer: Customer | None, query: str = "", kind: str | None = None
+) -> tuple[list[LibraryItem], list[tuple[QuickReply, str]]]:
+    """The library items and quick replies the member may send, matching ``query``; each reply with its text
+    as it will go to ``customer`` (None: a group chat)."""
+    found = replies.replies_for_member(staff, query=query)
+    previews = [(r, replies.render_reply(r, customer=customer, staff=staff)) for r in found]
+    return library.items_for_member(staff, query=query, kind=kind), previews
 
 
 def sends_of(staff: Staff, limit: int = 20) -> list[ContentSend]:

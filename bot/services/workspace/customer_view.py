@@ -15,6 +15,7 @@ from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, Li
 from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.customers.timeline import received_messages
+from bot.services.library.items import suggested_items
 from bot.services.segments import rules as segments
 from bot.services.workspace.members import followed_customer
 
@@ -25,6 +26,8 @@ TASK_DAYS = 30
 BIRTHDAY_DAYS = 7
 #: this long without an interaction, and the customer needs attention
 QUIET_DAYS = 30
+#: library items suggested by the customer's tags
+SUGGESTIONS_SHOWN = 3
 #: segments looked at for "in which segments, and why" (by name)
 SEGMENTS_SHOWN = 30
 
@@ -147,6 +150,10 @@ def customer_view(staff: Staff, external_userid: str) -> CustomerView:
         view.todo.append(Suggestion("birthday", "", str(birthday_in)))
     if quiet is not None and quiet >= QUIET_DAYS:
         view.todo.append(Suggestion("quiet", "", str(quiet)))
+    # content for who the customer is: items tagged with the customer's tags (any member's), with the tags in common
+    customer_tags = {t.tag_id for f in [follow, *others] for t in f.tags if t.tag_id}
+    for item, reasons in suggested_items(staff, customer_tags, limit=SUGGESTIONS_SHOWN):
+        view.todo.append(Suggestion("content", item.title, "、".join(reasons), item_id=item.id))
     return view
 
 
