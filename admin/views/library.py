@@ -62,6 +62,7 @@ def library_page() -> ResponseReturnValue:
     total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
     rows = db.session.scalars(stmt.limit(PER_PAGE).offset((page - 1) * PER_PAGE)).all()
     window = growth.window(30)
+    labelled = tags.labelled()
     return render_template(
         "admin/library/index.html",
         rows=rows,
@@ -72,8 +73,8 @@ def library_page() -> ResponseReturnValue:
         filters=filters,
         kinds=ITEM_KINDS,
         folders=folders.folders(),
-        tags=tags.labelled(),
-        tag_names=dict(tags.labelled()),
+        tags=labelled,
+        tag_names=dict(labelled),
         stores=visible_stores(current_user),
         can_write=allows(current_user, Action.manage_library),
         can_organize=allows(current_user, Action.organize_library),

@@ -61,21 +61,21 @@ TOO_LONG_TITLE = "会" * 43  # 129 bytes: one over a link title's 128
             None,
             "description",
             "512 字节",
-        ),  # fmt: skip
+        ),
         (
             {"kind": "miniprogram", "title": "商城", "appid": APPID, "page": "pages/mall/index"},
             None,
             ("m.png", png()),
             "page",
             ".html",
-        ),  # fmt: skip
+        ),
         (
             {"kind": "miniprogram", "title": "商城", "appid": "gh_123", "page": "a.html"},
             None,
             ("m.png", png()),
             "appid",
             "wx",
-        ),  # fmt: skip
+        ),
         ({"kind": "miniprogram", "title": "商城", "appid": APPID, "page": "a.html"}, None, None, "cover", "上传"),
         (
             {"kind": "miniprogram", "title": "标" * 22, "appid": APPID, "page": "a.html"},
@@ -83,7 +83,7 @@ TOO_LONG_TITLE = "会" * 43  # 129 bytes: one over a link title's 128
             ("m.png", png()),
             "title",
             "64 字节",
-        ),  # fmt: skip
+        ),
         ({"kind": "text", "title": "t", "text": "x", "tag_ids": ["et-unknown"]}, None, None, "tag_ids", "标签库"),
         ({"kind": "text", "title": "t", "text": "x", "store_ids": [999999]}, None, None, "store_ids", "门店不存在"),
         ({"kind": "text", "title": "t", "text": "x", "folder_id": 424242}, None, None, "folder_id", "文件夹"),

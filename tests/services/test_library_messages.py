@@ -162,11 +162,9 @@ def test_a_mass_send_attaches_library_items_whoever_uploaded_them(app, roles, si
     mgr3 = ApiClient(app.test_client(), make_token(app, roles["mgr3"]))
     assert draft(mgr3, [{"type": "library", "item_id": ours_id}]).status_code == 400  # another store's item
     boss = ApiClient(app.test_client(), make_token(app, roles["boss"]))
-    sent = boss.post(
-        "/api/v1/sends",
-        {"name": "海报", "text": "新品", "target": target, "approve": True,
-         "attachments": [{"type": "library", "item_id": ids["miniprogram"]}, {"type": "library", "item_id": ids["image"]}]},
-    )  # fmt: skip
+    picked = [{"type": "library", "item_id": ids["miniprogram"]}, {"type": "library", "item_id": ids["image"]}]
+    body = {"name": "海报", "text": "新品", "target": target, "approve": True, "attachments": picked}
+    sent = boss.post("/api/v1/sends", body)
     assert sent.status_code == 201, sent.get_json()
     run_worker()
     payload = next(iter(corp.mass_tasks.values())).payload
