@@ -131,3 +131,43 @@ def test_a_forged_signature_is_refused_and_said(app, tab, shop, monkeypatch):
     status = frame.locator("#sdk-status:not([hidden])")
     status.wait_for()
     assert "40093" in status.inner_text() or "invalid signature" in status.inner_text()
+
+
+def test_a_quick_reply_with_a_variable_and_a_library_image_are_sent_into_the_chat(app, tab, shop):
+    import requests
+
+    from bot.models import User
+    from bot.services.library import items, replies
+    from tests.services.library_helpers import png
+
+    (mine, *_rest), _group = shop
+    admin_id, _ = make_user(app, "library-admin", "admin")
+    with app.app_context():
+        admin = db.session.get(User, admin_id)
+        items.save_item({"kind": "image", "title": "双十二海报"}, admin, file=("poster.png", png("poster")))
+        group = replies.save_group({"name": "开场白"}, admin)
+        replies.save_reply(
+            {"group_id": group.id, "title": "问候", "text": "{customer_name}您好，我是{staff_name}"}, admin
+        )
+        db.session.commit()
+    frame = open_sidebar(tab, app, "staff0201", f"single:{mine.external_userid}")
+    frame.locator("#library-link").click()
+    frame.locator("#replies").wait_for()
+    screenshot(tab, "sidebar-library")
+    base = app.config["SIYU"].wecom_api_base.removesuffix("cgi-bin/")
+
+    def sent():
+        return requests.get(base + "sandbox/chat-sends", timeout=5).json()["sends"]
+
+    frame.locator("#replies li.reply button").click()
+    frame.locator("#sdk-status:text('已发送')").wait_for()
+    frame.locator("#items li.item button").click()
+    frame.locator("#sdk-status:text('已发送')").wait_for()
+    text, image = sent()
+    assert text["msgtype"] == "text" and text["payload"]["text"]["content"].startswith(f"{mine.name}您好，我是")
+    assert text["external_userid"] == mine.external_userid and text["userid"] == "staff0201"
+    assert image["msgtype"] == "image" and image["payload"]["image"]["mediaid"]
+    with app.app_context():
+        from bot.models import ContentSend
+
+        assert db.session.query(ContentSend).count() == 2
