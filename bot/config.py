@@ -237,7 +237,7 @@ class Settings:
     # month has days ("month"), 7 a week ("week") or 1 a day ("day").
     mass_cap: str = _setting("SIYU_MASS_CAP", _mass_cap, "month")
     # Where the panel is reached from members' phones: links in app messages (reminders, digests) start here.
-    public_url: str = _setting("SIYU_PUBLIC_URL", _url, "http://localhost:5000/")
+    public_url: str = _setting("SIYU_PUBLIC_URL", _url, "http://127.0.0.1:5000/")
     # The corp-time hour at which each store manager gets the daily digest.
     digest_hour: int = _setting("SIYU_DIGEST_HOUR", _hour, 9)
     # Birthdays written in a member's remark or description, e.g. "生日 1990-05-12" or "生日5月12日": a

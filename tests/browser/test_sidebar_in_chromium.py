@@ -45,10 +45,22 @@ def client_url(app, member, chat):
     return f"{base}sandbox/client?member={member}&chat={chat}"
 
 
-def open_sidebar(tab, app, member, chat):
-    """The member opens the sidebar in a chat (or the workbench): the sidebar's frame, once it shows a page."""
+def open_sidebar(tab, app, member, chat, shows=None):
+    """The member opens the sidebar in a chat (or the workbench): the sidebar's frame, once it shows ``shows``.
+    If it never does, the failure says what the client and the frame showed instead (and keeps a screenshot)."""
     tab.goto(client_url(app, member, chat), wait_until="domcontentloaded")
-    return tab.frame_locator("#sidebar")
+    frame = tab.frame_locator("#sidebar")
+    if shows is not None:
+        try:
+            frame.locator(shows).wait_for(timeout=30000)
+        except Exception as exc:
+            screenshot(tab, "sidebar-failed")
+            inner = tab.frame(name=None, url=lambda u: "/sidebar/" in u)
+            raise AssertionError(
+                f"the sidebar never showed {shows}: client {tab.locator('body').inner_text()[:600]!r}, "
+                f"frame at {inner.url if inner else None}: {inner.inner_text('body')[:600] if inner else None!r}"
+            ) from exc
+    return frame
 
 
 def test_a_member_sees_the_customer_in_front_of_them_and_works_on_them(app, tab, corp, shop):
@@ -69,9 +81,8 @@ def test_a_member_sees_the_customer_in_front_of_them_and_works_on_them(app, tab,
             LifecycleTask(rule_id=rule_id, customer_id=customer.id, occurrence="b", staff_id=member.id, remind="done")
         )
         db.session.commit()
-    frame = open_sidebar(tab, app, "staff0201", f"single:{mine.external_userid}")
     # identified through OAuth and the stand-in's context: the customer's page, no error said
-    frame.locator("#customer-name").wait_for()
+    frame = open_sidebar(tab, app, "staff0201", f"single:{mine.external_userid}", shows="#customer-name")
     assert mine.name in frame.locator("#customer-name").inner_text()
     assert frame.locator("#sdk-status").is_hidden()
     assert "打个电话问候一下" in frame.locator("#todo").inner_text()
@@ -96,8 +107,7 @@ def test_a_member_sees_the_customer_in_front_of_them_and_works_on_them(app, tab,
 
 def test_a_group_chat_shows_the_group_and_the_customers_i_follow(app, tab, shop):
     (mine, _m2, theirs, _t2), group = shop
-    frame = open_sidebar(tab, app, "staff0201", f"group:{group.chat_id}")
-    frame.locator("#group-name").wait_for()
+    frame = open_sidebar(tab, app, "staff0201", f"group:{group.chat_id}", shows="#group-name")
     assert frame.locator("#group-name").inner_text() == "会员福利群"
     members = frame.locator("#members")
     assert members.locator(f"a[href$='{mine.external_userid}']").count() == 1
@@ -106,14 +116,13 @@ def test_a_group_chat_shows_the_group_and_the_customers_i_follow(app, tab, shop)
 
 
 def test_the_workbench_opens_the_home(app, tab, shop):
-    frame = open_sidebar(tab, app, "staff0201", "normal")
-    frame.locator("#tasks").wait_for()
+    frame = open_sidebar(tab, app, "staff0201", "normal", shows="#tasks")
     assert "待跟进的任务" in frame.locator("#tasks").inner_text()
 
 
 def test_a_customer_the_member_does_not_follow_is_not_shown(app, tab, live_server, shop):
     (mine, _m2, theirs, _t2), _group = shop
-    open_sidebar(tab, app, "staff0201", f"single:{mine.external_userid}").locator("#customer-name").wait_for()
+    open_sidebar(tab, app, "staff0201", f"single:{mine.external_userid}", shows="#customer-name")
     # signed in (the session is the browser's): another member's customer, its id typed into the address bar
     answer = tab.goto(f"{live_server}/sidebar/customers/{theirs.external_userid}")
     assert answer.status == 404
@@ -150,7 +159,7 @@ def test_a_quick_reply_with_a_variable_and_a_library_image_are_sent_into_the_cha
             {"group_id": group.id, "title": "问候", "text": "{customer_name}您好，我是{staff_name}"}, admin
         )
         db.session.commit()
-    frame = open_sidebar(tab, app, "staff0201", f"single:{mine.external_userid}")
+    frame = open_sidebar(tab, app, "staff0201", f"single:{mine.external_userid}", shows="#library-link")
     frame.locator("#library-link").click()
     frame.locator("#replies").wait_for()
     screenshot(tab, "sidebar-library")
