@@ -244,10 +244,10 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
     sign_in(page, "boss", password)
 
     page.click("nav >> text=客户群")
-    assert page.locator("#group-list tbody tr").count() == 2
+    expect(page.locator("#group-list tbody tr")).to_have_count(2)
     page.select_option("#group-filter select[name=owner]", "staff0201")
     page.click("#group-filter button")
-    assert page.locator("#group-list tbody tr").count() == 1
+    expect(page.locator("#group-list tbody tr")).to_have_count(1)  # waits for the filtered page
     page.click("#group-list >> text=静安寺会员群")
     expect(page.locator("#group-growth")).to_have_attribute("data-rendered", "3")
     assert page.locator("#group-members tbody tr").count() == 2  # the owner and one customer
