@@ -2,7 +2,7 @@
 else), their writes (tags through mark_tag, birthday and notes, tasks), the group view and the app home —
 through real callbacks and the fake WeCom."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -95,6 +95,9 @@ def test_birthday_and_notes_are_shared_with_the_panel_and_name_the_member(app, p
         assert view.birthday_in == 2 and [s.kind for s in view.todo] == ["birthday"]
         with pytest.raises(Invalid):
             actions.edit_profile(staff("staff0201"), mine.external_userid, birthday=None, notes="很长" * 1001)
+        with pytest.raises(Invalid) as refused:
+            actions.edit_profile(staff("staff0201"), mine.external_userid, birthday=date(1, 1, 1), notes="")
+        assert refused.value.field == "birthday"
 
 
 @pytest.mark.parametrize(
@@ -108,7 +111,6 @@ def test_birthday_and_notes_are_shared_with_the_panel_and_name_the_member(app, p
     ],
 )
 def test_days_to_the_next_birthday(birthday, today, days):
-    from datetime import date
 
     assert days_to_birthday(date.fromisoformat(birthday), date.fromisoformat(today)) == days
 

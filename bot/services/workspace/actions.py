@@ -11,6 +11,7 @@ from sqlalchemy import select
 from bot.extensions import db
 from bot.models import LifecycleTask, Staff
 from bot.models._time import utcnow
+from bot.services import corp_time
 from bot.services.customers.relations import update_profile
 from bot.services.errors import Conflict, Invalid, NotFound
 from bot.services.tags.library import tag_customer
@@ -42,6 +43,8 @@ def edit_profile(staff: Staff, external_userid: str, *, birthday: date | None, n
     """The customer's birthday and notes (shared with the panel's profile). Flushes."""
     if len(notes) > NOTES_LIMIT or "\x00" in notes:
         raise Invalid(N_("备注最多 %(n)s 个字"), "notes", n=NOTES_LIMIT)
+    if birthday is not None and not corp_time.in_range(birthday):
+        raise Invalid(N_("生日应在 1900 年到 2100 年之间"), "birthday")
     customer, _follow = followed_customer(staff, external_userid)
     before = {"birthday": customer.birthday, "notes": customer.notes}
     update_profile(customer, birthday=birthday, notes=notes.strip(), staff_userid=staff.userid)
