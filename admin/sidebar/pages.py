@@ -112,10 +112,7 @@ def customer(external_userid: str) -> ResponseReturnValue:
 
 @bp.post("/customers/<external_userid>/tags")
 def tag_customer(external_userid: str) -> ResponseReturnValue:
-    wanted = set(request.form.getlist("tag_ids"))
-    view = customer_view(member(), external_userid)
-    have = view.my_tag_ids
-    actions.tag(member(), external_userid, sorted(wanted - have), sorted(have - wanted))
+    actions.set_tags(member(), external_userid, set(request.form.getlist("tag_ids")))
     db.session.commit()
     return redirect(url_for("sidebar.customer", external_userid=external_userid, saved="tags"))
 

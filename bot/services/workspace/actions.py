@@ -39,6 +39,13 @@ def tag(staff: Staff, external_userid: str, add: list[str], remove: list[str]) -
         )
 
 
+def set_tags(staff: Staff, external_userid: str, wanted: set[str]) -> None:
+    """The member's tags on the customer become exactly ``wanted`` (the sidebar's tag form). Flushes."""
+    _customer, follow = followed_customer(staff, external_userid)
+    have = {t.tag_id for t in follow.tags if t.tag_id}
+    tag(staff, external_userid, sorted(wanted - have), sorted(have - wanted))
+
+
 def edit_profile(staff: Staff, external_userid: str, *, birthday: date | None, notes: str) -> None:
     """The customer's birthday and notes (shared with the panel's profile). Flushes."""
     if len(notes) > NOTES_LIMIT or "\x00" in notes:
