@@ -408,10 +408,14 @@ class WeComClient(WeChatClient):  # type: ignore[misc]
 
     # -- customer groups and group-join codes (WeCom doc 92120, 92122, 92229) ------------------------------
 
-    def list_group_chats(self, owners: list[str] | None = None, limit: int = 1000) -> Iterator[dict[str, Any]]:
+    def list_group_chats(
+        self, owners: list[str] | None = None, limit: int = 1000, *, status: int = 0
+    ) -> Iterator[dict[str, Any]]:
         """groupchat/list (doc path/92120): ``{chat_id, status}`` of every group, of ``owners`` (≤ 100) when
-        given; without an owner filter WeCom refuses corps with over 1000 visible members (81017)."""
-        body: dict[str, Any] = {"status_filter": 0, "limit": limit}
+        given; without an owner filter WeCom refuses corps with over 1000 visible members (81017).
+        ``status`` filters: 0 every group, 1 owner resigned (awaiting 离职继承), 2 being inherited, 3 inherited;
+        resigned owners may be named in the owner filter."""
+        body: dict[str, Any] = {"status_filter": status, "limit": limit}
         if owners:
             body["owner_filter"] = {"userid_list": owners}
         return self._pages("externalcontact/groupchat/list", body, "group_chat_list")
