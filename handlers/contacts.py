@@ -6,6 +6,7 @@ from bot.models import FollowStatus
 from bot.services.callbacks.processing import Handler
 from bot.services.channels import acquisition
 from bot.services.customers import relations as customers
+from bot.services.customers import transfers
 from bot.wecom.events import Event, ExternalContactEvent
 
 
@@ -43,8 +44,12 @@ def on_external_contact_edited(event: Event) -> str | None:
 def on_external_contact_deleted(event: Event) -> str | None:
     """The member deleted the customer (or 在职继承 moved them: Source=DELETE_BY_TRANSFER)."""
     assert isinstance(event, ExternalContactEvent)
-    reason = "transferred" if event.source == "DELETE_BY_TRANSFER" else "deleted by member"
-    customers.record_follow_lost(event.external_user_id, event.user_id, FollowStatus.deleted_by_staff, reason)
+    if event.source == "DELETE_BY_TRANSFER":
+        transfers.record_transferred_away(event.external_user_id, event.user_id)
+        return "transferred"
+    customers.record_follow_lost(
+        event.external_user_id, event.user_id, FollowStatus.deleted_by_staff, "deleted by member"
+    )
     return None
 
 

@@ -3,7 +3,7 @@ groups stay with the departed account until the corp hands them over."""
 
 from __future__ import annotations
 
-from bot.sandbox.corp import ApiError, FakeCorp
+from bot.sandbox.corp import ApiError, FakeCorp, Follow
 
 
 def resign(corp: FakeCorp, userid: str) -> None:
@@ -21,3 +21,21 @@ def resign(corp: FakeCorp, userid: str) -> None:
         for group in corp.groups.values():
             if group.owner == userid and not group.dismissed:
                 group.status = 1
+
+
+def take_over(corp: FakeCorp, external_userid: str, handover: str, takeover: str) -> None:
+    """A takeover completes (status 1, doc 94088/94082): the customer follows ``takeover`` instead of
+    ``handover``, with the remark and tags the handover member had; WeCom reports such a relation as
+    assigned by an admin (add_way 202, UNCONFIRMED in WeCom's docs)."""
+    with corp.lock:
+        contact = corp.contacts[external_userid]
+        old = contact.follows.pop(handover)
+        contact.follows[takeover] = Follow(
+            takeover,
+            remark=old.remark,
+            description=old.description,
+            createtime=int(corp.clock()),
+            add_way=202,
+            state=old.state,
+            tag_ids=list(old.tag_ids),
+        )
