@@ -6,12 +6,13 @@ import pytest
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, Staff
+from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, LifecycleTask, Staff
 from bot.sandbox.handover import resign
 from bot.services.customers import growth
 from bot.services.customers.relations import find_follow
 from bot.services.directory.sync import sync_directory
-from tests.conftest import customers_of
+from tests.conftest import customers_of, make_user
+from tests.services.lifecycle_helpers import make_rule
 
 
 @pytest.fixture
@@ -56,8 +57,28 @@ def assert_transferred(app, corp, external_userid, welcomes_before, *, from_stat
     assert ("added", "staff0202") not in events and ("welcome_by_wecom", "staff0202") not in events
 
 
+def open_task(app, external_userid, userid):
+    admin, _ = make_user(app, "tr-admin", "admin")
+    rule_id = make_rule(
+        app,
+        admin,
+        name="跟进",
+        trigger="dormant",
+        trigger_args={"days": 30},
+        actions=[{"type": "remind", "text": "问候"}],
+    )
+    with app.app_context():
+        customer_id = db.session.scalar(select(Customer.id).where(Customer.external_userid == external_userid))
+        staff_id = db.session.scalar(select(Staff.id).where(Staff.userid == userid))
+        task = LifecycleTask(rule_id=rule_id, customer_id=customer_id, occurrence="t", staff_id=staff_id, remind="done")
+        db.session.add(task)
+        db.session.commit()
+        return task.id
+
+
 @pytest.mark.parametrize("deletion_first", [False, True], ids=["add-first", "deletion-first"])
 def test_an_onjob_takeover_is_a_transfer_not_an_add_and_a_loss(app, sim, corp, run_worker, customer, deletion_first):
+    task_id = open_task(app, customer, "staff0201")
     welcomes = len(corp.welcomes_sent)
     deliveries = sim.takeover_completes(customer, "staff0201", "staff0202", onjob=True, deletion_first=deletion_first)
     assert all(d.acknowledged for d in deliveries)
@@ -65,6 +86,8 @@ def test_an_onjob_takeover_is_a_transfer_not_an_add_and_a_loss(app, sim, corp, r
     assert_transferred(app, corp, customer, welcomes)
     with app.app_context():
         assert find_follow(customer, "staff0201").lost_reason == "transferred"
+        moved = db.session.get(LifecycleTask, task_id).staff_id
+        assert db.session.get(Staff, moved).userid == "staff0202"  # the open task moved along
 
 
 def test_a_resigned_takeover_ends_the_leavers_relation_as_transferred(app, sim, corp, run_worker, customer):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.extensions import db
-from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, Staff
+from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, LifecycleTask, Staff
 from bot.models._time import utcnow
 from bot.services.customers.relations import find_customer, find_follow, record_event
 
@@ -74,6 +74,17 @@ def record_takeover(receiver: FollowRelation, source: FollowRelation) -> None:
     if source.status != FollowStatus.transferred:
         source.status = FollowStatus.transferred
         source.lost_at, source.lost_reason = now, "transferred"
+    # The handover member's open tasks about this customer are the receiver's now.
+    db.session.execute(
+        update(LifecycleTask)
+        .where(
+            LifecycleTask.customer_id == receiver.customer_id,
+            LifecycleTask.staff_id == source.staff_id,
+            LifecycleTask.outcome.is_(None),
+        )
+        .values(staff_id=receiver.staff_id)
+        .execution_options(synchronize_session=False)
+    )
     _timeline(receiver.customer, source.staff.userid, receiver.staff.userid)
 
 
