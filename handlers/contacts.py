@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from bot.models import FollowStatus
 from bot.services.callbacks.processing import Handler
 from bot.services.channels import acquisition
+from bot.services.customers import deletions, transfers
 from bot.services.customers import relations as customers
-from bot.services.customers import transfers
 from bot.wecom.events import Event, ExternalContactEvent
 
 
@@ -42,14 +41,13 @@ def on_external_contact_edited(event: Event) -> str | None:
 
 
 def on_external_contact_deleted(event: Event) -> str | None:
-    """The member deleted the customer (or 在职继承 moved them: Source=DELETE_BY_TRANSFER)."""
+    """The member deleted the customer (删人提醒 to the store managers), or 在职继承 moved them
+    (Source=DELETE_BY_TRANSFER): a transfer, not a loss."""
     assert isinstance(event, ExternalContactEvent)
     if event.source == "DELETE_BY_TRANSFER":
         transfers.record_transferred_away(event.external_user_id, event.user_id)
         return "transferred"
-    customers.record_follow_lost(
-        event.external_user_id, event.user_id, FollowStatus.deleted_by_staff, "deleted by member"
-    )
+    deletions.member_deleted_customer(event.external_user_id, event.user_id)
     return None
 
 
