@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 
 from bot.extensions import db
 from bot.models import FollowRelation, FollowStatus, Staff, Store, User, staff_stores
@@ -58,7 +57,9 @@ def member_deleted_customer(external_userid: str, userid: str) -> FollowRelation
     return follow
 
 
-def by_member(user: User | None, since: datetime, until: datetime, *, store_id: int | None = None) -> list[Row[Any]]:
+def by_member(
+    user: User | None, since: datetime, until: datetime, *, store_id: int | None = None
+) -> list[tuple[str, str, int]]:
     """Customers each member deleted in [since, until), most first (the dashboard's 删人 count), in
     ``user``'s scope (everyone for None): ``(userid, name, deleted)`` rows."""
     deleted = func.count(FollowRelation.id)
@@ -78,4 +79,4 @@ def by_member(user: User | None, since: datetime, until: datetime, *, store_id: 
         query = query.where(staff_condition(user))
     if store_id is not None:
         query = query.where(Staff.stores.any(Store.id == store_id))
-    return list(db.session.execute(query).all())
+    return [(userid, name, int(n)) for userid, name, n in db.session.execute(query).all()]
