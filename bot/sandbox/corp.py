@@ -155,6 +155,7 @@ class FakeCorp:
         self.departments: dict[int, dict[str, Any]] = {1: {"id": 1, "name": "总部", "parentid": 0, "order": 0}}
         self.users: dict[str, dict[str, Any]] = {}
         self.resigned: dict[str, dict[str, Any]] = {}  # members who left, by userid (see bot.sandbox.handover)
+        self.transfers: dict[tuple[str, str], dict[str, Any]] = {}  # (handover, external_userid) -> record
         self.contacts: dict[str, Contact] = {}
         self.tag_groups: dict[str, dict[str, Any]] = {}
         self.contact_ways: dict[str, dict[str, Any]] = {}

@@ -232,6 +232,24 @@ class Simulator:
             return [added()]
         return [removed(), added()] if deletion_first else [added(), removed()]
 
+    def transfers_take_effect(self, *, refuse: tuple[str, ...] = (), at_limit: tuple[str, ...] = ()) -> list[Delivery]:
+        """The 24 hours of every waiting resigned transfer pass at once (doc 94082): taken over (1, with the
+        receiver's add_external_contact), or refused by the customer (3) or the receiver at the limit (4),
+        each with a transfer_fail callback naming the takeover member."""
+        deliveries = []
+        with self.corp.lock:
+            waiting = [r for r in self.corp.transfers.values() if r["status"] == 2]
+        for r in waiting:
+            customer, takeover = r["external_userid"], r["takeover"]
+            if customer in refuse or customer in at_limit:
+                r["status"] = 3 if customer in refuse else 4
+                reason = "customer_refused" if customer in refuse else "customer_limit_exceed"
+                deliveries.append(self.contact_change("transfer_fail", takeover, customer, FailReason=reason))
+            else:
+                r["status"] = 1
+                deliveries += self.takeover_completes(customer, r["handover"], takeover, onjob=False)
+        return deliveries
+
     def admin_creates_tag(self, group_name: str, tag_name: str) -> Delivery:
         """An admin adds a tag in the WeCom console: change_external_tag/create."""
         result = self.corp.add_tags({"group_name": group_name, "tag": [{"name": tag_name}]})

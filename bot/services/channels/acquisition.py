@@ -11,6 +11,7 @@ from bot.services.channels import welcome
 from bot.services.clients import agent_api, agent_id
 from bot.services.customers import relations as customers
 from bot.services.customers import transfers
+from bot.services.handover import handovers
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def customer_added(
             # A takeover (在职/离职继承): not an add, nothing to welcome, the channel stays the customer's.
             follow = customers.record_relation(external_userid, userid, data)
             transfers.record_takeover(follow, source)
+            handovers.taken_over(external_userid, userid)
             return follow.customer, None
     status, variant_id = None, None
     if welcome_code:
