@@ -71,11 +71,10 @@ def test_a_leavers_customers_and_groups_wait_and_are_handed_over_once(app, sim, 
     run_worker()
     with app.app_context():
         statuses = dict(db.session.execute(select(HandoverCustomer.external_userid, HandoverCustomer.status)).all())
-        # the receivers' adds closed three at once, before any poll
-        assert [statuses[p] for p in people] == [ItemStatus.done] * 3 + [ItemStatus.waiting] * 2
+        # the receivers' adds and the transfer_fail callbacks closed each at once, before any poll
+        assert [statuses[p] for p in people] == [ItemStatus.done] * 3 + [ItemStatus.refused, ItemStatus.limit]
+        assert find_follow(people[3], "staff0201") is None  # a refusal makes no relation for the receiver
         assert tasks.follow_handovers() == {"handovers": 1}
-        statuses = dict(db.session.execute(select(HandoverCustomer.external_userid, HandoverCustomer.status)).all())
-        assert statuses[people[3]] == ItemStatus.refused and statuses[people[4]] == ItemStatus.limit
         assert db.session.get(Handover, handover_id).finished_at is not None
         assert find_follow(people[0], "staff0201").transferred_from_id is not None
         assert find_follow(people[0], "staff0202").status == FollowStatus.transferred
@@ -110,6 +109,14 @@ def test_a_run_killed_mid_call_resumes_without_transferring_anyone_twice(
     assert result["waiting"] == 5
     assert transfer_calls(corp, before) == 0  # settled from transfer_result: nobody asked again
     assert sum(1 for r in corp.transfers.values() if r["status"] == 2) == 5
+    # no callback comes (lost): transfer_result, polled, brings every customer to its final status
+    for r in corp.transfers.values():
+        r["status"] = 1
+    with app.app_context():
+        assert tasks.follow_handovers() == {"handovers": 1}
+        handover = db.session.get(Handover, handover_id)
+        assert {i.status for i in handover.customers} == {ItemStatus.done}
+        assert handover.finished_at is not None
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from bot.models import FINAL, GroupChat, Handover, HandoverCustomer, HandoverGro
 from bot.models._time import from_epoch, utcnow
 from bot.services import claims
 from bot.services.clients import contact_api
+from bot.services.customers.relations import record_transfer_failed
 from bot.services.errors import Invalid, NotFound
 from bot.services.users.accounts import audit
 from bot.wecom import WeComClient
@@ -194,6 +195,30 @@ def taken_over(external_userid: str, receiver: str) -> None:
         )
     ):
         _set([item], ItemStatus.done)
+    db.session.flush()
+
+
+#: transfer_fail's FailReason (doc 92130) → the item's final status
+FAIL_REASONS = {"customer_refused": ItemStatus.refused, "customer_limit_exceed": ItemStatus.limit}
+
+
+def transfer_failed(external_userid: str, receiver: str, reason: str) -> None:
+    """transfer_fail: on the customer's timeline, and the customer's waiting transfer to ``receiver``
+    (the takeover member, as WeCom staff describe the event's UserID) is refused or at the limit. Flushes."""
+    record_transfer_failed(external_userid, receiver, reason)
+    status = FAIL_REASONS.get(reason)
+    if status is None:
+        return
+    for item in db.session.scalars(
+        select(HandoverCustomer)
+        .join(Handover, Handover.id == HandoverCustomer.handover_id)
+        .where(
+            HandoverCustomer.external_userid == external_userid,
+            Handover.to_userid == receiver,
+            HandoverCustomer.status.in_([ItemStatus.waiting, ItemStatus.calling]),
+        )
+    ):
+        _set([item], status)
     db.session.flush()
 
 
