@@ -23,8 +23,9 @@ from bot.models._time import from_epoch, utcnow
 from bot.services import claims
 from bot.services.clients import contact_api
 from bot.services.customers.relations import record_transfer_failed
-from bot.services.errors import Invalid, NotFound
+from bot.services.errors import Forbidden, Invalid, NotFound
 from bot.services.users.accounts import audit
+from bot.services.users.scope import sees_staff
 from bot.wecom import WeComClient
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ def create_handover(
     leaver = db.session.scalar(select(Staff).where(Staff.userid == from_userid))
     if leaver is None or leaver.active:
         raise Invalid("only a member who left can be handed over here", "from")
+    if actor is not None and not (sees_staff(actor, leaver) and sees_staff(actor, receiver)):
+        raise Forbidden("both members must be in your stores", "from")
     pending = waiting(api).get(from_userid, {"customers": [], "groups": []})
     chosen_customers = _choose(pending["customers"], customers, "customers")
     chosen_groups = _choose(pending["groups"], groups, "groups")
@@ -220,6 +223,13 @@ def transfer_failed(external_userid: str, receiver: str, reason: str) -> None:
     ):
         _set([item], status)
     db.session.flush()
+
+
+def visible_handovers(user: User, limit: int = 200) -> list[Handover]:
+    """The handovers of members ``user`` sees (a store manager: their stores' leavers), newest first."""
+    rows = db.session.scalars(select(Handover).order_by(Handover.id.desc()).limit(limit))
+    leavers = {s.userid: s for s in db.session.scalars(select(Staff).where(Staff.active.is_(False)))}
+    return [h for h in rows if sees_staff(user, leavers.get(h.from_userid))]
 
 
 def open_handovers() -> list[int]:
