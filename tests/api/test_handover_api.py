@@ -59,3 +59,25 @@ def test_a_handover_through_the_api(app, client, corp, run_worker, admin_api, le
 def test_a_handover_refused_names_the_field(app, admin_api, leaver, body, field):  # noqa: F811 - fixture
     answer = admin_api.post("/api/v1/handovers", body)
     assert answer.status_code == 400 and answer.get_json()["error"]["field"].startswith(field)
+
+
+def test_the_handover_page(app, client, corp, run_worker, leaver):  # noqa: F811 - fixture
+    from tests.admin.panel import post_form, sign_in
+
+    people, chat_id = leaver
+    _, password = make_user(app, "mgr2p", "store_manager", stores=[2])
+    sign_in(client, "mgr2p", password)
+    page = client.get("/admin/handovers").get_data(as_text=True)
+    waiting = page[page.index('id="waiting"') :]
+    assert "staff0202" in waiting and "<td>5</td><td>1</td>" in waiting
+    assert 'value="staff0201"' in waiting and 'value="staff0301"' not in waiting  # a manager's own store
+    answer = post_form(client, "/admin/handovers", "/admin/handovers", {"from": "staff0202", "to": "staff0201"})
+    assert answer.status_code == 302
+    run_worker()
+    detail = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert detail.count("等待接替") >= 5 and "已接替" in detail
+    assert "没有等待交接的离职员工" in client.get("/admin/handovers").get_data(as_text=True)
+    _, password = make_user(app, "viewer1", "viewer")
+    viewer = app.test_client()
+    sign_in(viewer, "viewer1", password)
+    assert viewer.get("/admin/handovers").status_code == 403
