@@ -36,6 +36,8 @@ class Handover(db.Model):  # type: ignore[name-defined]
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # The receiver was told (one app message per handover, after WeCom took the transfers)
+    announced_at: Mapped[datetime | None]
 
     customers: Mapped[list[HandoverCustomer]] = relationship(
         back_populates="handover", cascade="all, delete-orphan", order_by="HandoverCustomer.id"

@@ -60,11 +60,15 @@ def test_a_leavers_customers_and_groups_wait_and_are_handed_over_once(app, sim, 
         result = tasks.run_handover(handover_id)
     assert transfer_calls(corp, before) == 3
     assert result["waiting"] == 5 and result["groups_done"] == 1
+    told = [m for m in corp.app_messages if "交接提醒" in m.get("text", {}).get("content", "")]
+    assert len(told) == 1 and told[0]["touser"] == "staff0201"
+    assert "5 位客户和 1 个客户群" in told[0]["text"]["content"]
     assert corp.groups[chat_id].owner == "staff0201"
     with app.app_context():
         assert db.session.scalar(select(GroupChat.status).where(GroupChat.chat_id == chat_id)) == 3
-        tasks.run_handover(handover_id)  # again: nothing is asked twice
+        tasks.run_handover(handover_id)  # again: nothing is asked twice, nobody told twice
     assert transfer_calls(corp, before) == 3
+    assert sum("交接提醒" in m.get("text", {}).get("content", "") for m in corp.app_messages) == 1
     # the 24 hours pass: one refuses, one finds the receiver at the limit, three are taken over
     deliveries = sim.transfers_take_effect(refuse=(people[3],), at_limit=(people[4],))
     assert all(d.acknowledged for d in deliveries)

@@ -18,10 +18,10 @@ from typing import Any, Literal
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.models import FINAL, GroupChat, Handover, HandoverCustomer, HandoverGroup, ItemStatus, Staff, User
+from bot.models import FINAL, Customer, GroupChat, Handover, HandoverCustomer, HandoverGroup, ItemStatus, Staff, User
 from bot.models._time import from_epoch, utcnow
 from bot.services import claims
-from bot.services.clients import contact_api
+from bot.services.clients import agent_api, agent_id, contact_api, settings
 from bot.services.customers.relations import record_transfer_failed
 from bot.services.errors import Forbidden, Invalid, NotFound
 from bot.services.users.accounts import audit
@@ -156,7 +156,33 @@ def run_handover(handover_id: int, api: WeComClient | None = None) -> dict[str, 
         with claims.on_record():
             for group in batch:
                 _group_done(group, handover.to_userid, failed.get(group.chat_id, 0))
+    _announce(handover)
     return follow_results(handover, api)
+
+
+def _announce(handover: Handover) -> None:
+    """The receiver's one app message per handover (message/send, doc 90236): whose customers and groups
+    are coming, a few names, and the link. Sent before it is on record: a run restarted in between sends
+    it again and WeCom's duplicate check (4 h) drops it."""
+    taken = [i for i in handover.customers if i.status in (ItemStatus.waiting, ItemStatus.done)]
+    groups = [g for g in handover.groups if g.status == ItemStatus.done]
+    if handover.announced_at is not None or not (taken or groups):
+        return
+    leaver = db.session.scalar(select(Staff.name).where(Staff.userid == handover.from_userid)) or handover.from_userid
+    names = list(
+        db.session.scalars(
+            select(Customer.name).where(Customer.external_userid.in_([i.external_userid for i in taken[:10]]))
+        )
+    )
+    lines = [f"交接提醒：离职员工「{leaver}」的 {len(taken)} 位客户和 {len(groups)} 个客户群交由你跟进。"]
+    if taken:
+        lines.append("客户在 24 小时内未拒绝即自动转到你名下。")
+    if names:
+        lines.append("客户：" + "、".join(n for n in names if n) + ("等" if len(taken) > len(names) else ""))
+    lines.append(settings().public_url + "sidebar/home")
+    agent_api().send_app_text(agent_id(), [handover.to_userid], "\n".join(lines), dedupe_seconds=4 * 3600)
+    with claims.on_record():
+        handover.announced_at = utcnow()
 
 
 def follow_results(handover: Handover, api: WeComClient | None = None) -> dict[str, int]:
