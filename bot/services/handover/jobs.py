@@ -42,6 +42,4 @@ def follow_handovers() -> dict[str, int]:
         return {"handovers": followed}
 
 
-PERIODIC_JOBS = (
-    PeriodicJob(follow_handovers, "interval", {"minutes": 15}, period=timedelta(minutes=15), record_idle_runs=False),
-)
+PERIODIC_JOBS = (PeriodicJob(follow_handovers, "interval", {"minutes": 15}, period=timedelta(minutes=15)),)
