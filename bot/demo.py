@@ -4,7 +4,8 @@ Channels for the states the simulator scans (a store code with an A/B welcome, a
 personal code for each member of one store), segments, a lifecycle rule switched on, a draft and a dispatched
 mass send, a customer group and an invitation to it by tag, library items of four kinds, two groups of quick
 replies, and a member who left with customers and a group waiting for a handover. The simulator then acts on
-them: customers scan the codes, members confirm the sends, customers join by the code. Made once: a corp that has the store code is left as it is. Every step goes through the same
+them: customers scan the codes, members confirm the sends, customers join by the code. Made once: a corp that
+has the store code is left as it is. Every step goes through the same
 services the panel uses, so the demo shows real behaviour.
 """
 
