@@ -142,3 +142,13 @@ def test_wecom_refusing_an_item_is_recorded_with_its_errcode(app, sim, corp, run
         result = tasks.run_handover(handover_id)
         assert result["failed"] == 1
         assert db.session.get(HandoverCustomer, item_id).errcode == errcode
+
+
+def test_a_leavers_store_manager_is_told_once_what_waits(app, sim, corp, run_worker, leaver):
+    before = len(corp.app_messages)
+    with app.app_context():
+        assert tasks.announce_leavers()["announced"] == 1
+        assert tasks.announce_leavers()["already"] == 1  # told once
+    (told,) = corp.app_messages[before:]
+    assert told["touser"] == "staff0201"  # the manager of the leaver's store
+    assert "5 位客户和 1 个客户群需要新的负责人" in told["text"]["content"]

@@ -10,7 +10,7 @@ from bot.extensions import db
 from bot.jobs.context import job_context
 from bot.jobs.periodic import PeriodicJob
 from bot.models import Handover
-from bot.services.handover import handovers
+from bot.services.handover import announce, handovers
 
 log = logging.getLogger(__name__)
 
@@ -42,4 +42,15 @@ def follow_handovers() -> dict[str, int]:
         return {"handovers": followed}
 
 
-PERIODIC_JOBS = (PeriodicJob(follow_handovers, "interval", {"minutes": 15}, period=timedelta(minutes=15)),)
+def announce_leavers() -> dict[str, int]:
+    """Nightly, after the directory sync: leavers' customers and groups told to their store managers."""
+    with job_context():
+        result = announce.announce_waiting()
+        db.session.commit()
+        return result
+
+
+PERIODIC_JOBS = (
+    PeriodicJob(announce_leavers, "cron", {"hour": 9, "minute": 10}),
+    PeriodicJob(follow_handovers, "interval", {"minutes": 15}, period=timedelta(minutes=15)),
+)
