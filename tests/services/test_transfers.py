@@ -131,3 +131,22 @@ def test_a_member_deleting_a_customer_is_still_a_deletion(app, sim, corp, run_wo
     run_worker()
     with app.app_context():
         assert find_follow(customer, "staff0201").status == FollowStatus.deleted_by_staff
+
+
+def test_a_customer_handed_over_is_not_a_new_customer_for_the_added_trigger(app, sim, corp, run_worker, customer):
+    from datetime import timedelta
+
+    from bot.models import LifecycleRule
+    from bot.models._time import utcnow
+    from bot.services.lifecycle.triggers import candidates
+
+    sim.takeover_completes(customer, "staff0201", "staff0202", onjob=True)
+    run_worker()
+    admin, _ = make_user(app, "tr-admin2", "admin")
+    rule_id = make_rule(
+        app, admin, name="新客", trigger="added", trigger_args={"days": [1]}, actions=[{"type": "remind"}]
+    )
+    with app.app_context():
+        rows = db.session.execute(candidates(db.session.get(LifecycleRule, rule_id), utcnow() + timedelta(days=1)))
+        staff = {db.session.get(Staff, staff_id).userid for _, staff_id, _ in rows}
+        assert "staff0202" not in staff
