@@ -81,3 +81,9 @@ def test_the_handover_page(app, client, corp, run_worker, leaver):  # noqa: F811
     viewer = app.test_client()
     sign_in(viewer, "viewer1", password)
     assert viewer.get("/admin/handovers").status_code == 403
+
+
+def test_wecom_refusing_the_unassigned_list_is_a_502(app, corp, admin_api, leaver):  # noqa: F811 - fixture
+    corp.inject("externalcontact/get_unassigned_list", 48002)
+    answer = admin_api.get("/api/v1/handovers")
+    assert answer.status_code == 502 and "48002" in str(answer.get_json())

@@ -23,7 +23,7 @@ from bot.models._time import from_epoch, utcnow
 from bot.services import claims
 from bot.services.clients import agent_api, agent_id, contact_api, settings
 from bot.services.customers.relations import record_transfer_failed
-from bot.services.errors import Forbidden, Invalid, NotFound
+from bot.services.errors import Forbidden, Invalid, NotFound, translates_wecom_errors
 from bot.services.users.accounts import audit
 from bot.services.users.scope import sees_staff
 from bot.wecom import WeComClient
@@ -50,6 +50,7 @@ def _in_handover(model: type[HandoverCustomer] | type[HandoverGroup], key: Any) 
     return set(db.session.scalars(select(key).where(model.status.in_(live))))
 
 
+@translates_wecom_errors
 def waiting(api: WeComClient | None = None) -> dict[str, dict[str, Any]]:
     """Per leaver: the customers WeCom lists unassigned (get_unassigned_list, doc 92124, by cursor) and
     the groups the mirror has of them waiting for a new owner, less what a handover holds already."""
@@ -76,6 +77,7 @@ def waiting(api: WeComClient | None = None) -> dict[str, dict[str, Any]]:
 # -- handing over ---------------------------------------------------------------------------------
 
 
+@translates_wecom_errors
 def create_handover(
     from_userid: str,
     to_userid: str,
