@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from admin.forms import EmptyForm
-from admin.views import bp, permission_required
+from admin.spreadsheet import stream_csv
+from admin.views import bp, client_ip, permission_required
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.models import Customer, FollowRelation, FollowStatus, GroupChat, Handover, Staff
 from bot.services.handover import handovers
 from bot.services.handover.jobs import run_handover
+from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action
 from bot.services.users.scope import sees_staff, staff_condition
 
@@ -68,12 +70,35 @@ def create_handover() -> ResponseReturnValue:
     return redirect(url_for("admin.handover_detail", handover_id=handover.id))
 
 
-@bp.get("/handovers/<int:handover_id>")
-@permission_required(Action.hand_over)
-def handover_detail(handover_id: int) -> ResponseReturnValue:
+def _visible(handover_id: int) -> Handover:
     handover = db.session.get(Handover, handover_id)
     if handover is None or handover not in handovers.visible_handovers(current_user, limit=100_000):
         abort(404)
+    return handover
+
+
+@bp.get("/handovers/<int:handover_id>.csv")
+@permission_required(Action.hand_over)
+def export_handover(handover_id: int) -> ResponseReturnValue:
+    """Each customer and group of the handover with its status and WeCom's errcode (what failed and why)."""
+    handover = _visible(handover_id)
+    rows: list[list[object]] = [
+        ["customer", i.external_userid, i.status.value, i.errcode, i.takeover_at or ""] for i in handover.customers
+    ]
+    rows += [["group", i.chat_id, i.status.value, i.errcode, ""] for i in handover.groups]
+    audit(current_user, "export_handover", f"handover:{handover_id}", ip=client_ip())
+    db.session.commit()
+    return Response(
+        stream_csv(["kind", "id", "status", "errcode", "takeover_at"], rows),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="handover-{handover_id}.csv"'},
+    )
+
+
+@bp.get("/handovers/<int:handover_id>")
+@permission_required(Action.hand_over)
+def handover_detail(handover_id: int) -> ResponseReturnValue:
+    handover = _visible(handover_id)
     ids = [i.external_userid for i in handover.customers]
     names = dict(
         db.session.execute(

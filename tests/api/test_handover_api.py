@@ -76,6 +76,9 @@ def test_the_handover_page(app, client, corp, run_worker, leaver):  # noqa: F811
     run_worker()
     detail = client.get(answer.headers["Location"]).get_data(as_text=True)
     assert detail.count("等待接替") >= 5 and "已接替" in detail
+    csv = client.get(answer.headers["Location"] + ".csv").get_data(as_text=True).splitlines()
+    assert csv[0].lstrip("\ufeff") == "kind,id,status,errcode,takeover_at" and len(csv) == 1 + 5 + 1
+    assert sorted(line.split(",")[2] for line in csv[1:]) == ["done"] + ["waiting"] * 5
     assert "没有等待交接的离职员工" in client.get("/admin/handovers").get_data(as_text=True)
     _, password = make_user(app, "viewer1", "viewer")
     viewer = app.test_client()
