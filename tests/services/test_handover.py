@@ -152,3 +152,25 @@ def test_a_leavers_store_manager_is_told_once_what_waits(app, sim, corp, run_wor
     (told,) = corp.app_messages[before:]
     assert told["touser"] == "staff0201"  # the manager of the leaver's store
     assert "5 位客户和 1 个客户群需要新的负责人" in told["text"]["content"]
+
+
+def test_45009_is_waited_out_and_the_batch_asked_again(app, sim, corp, run_worker, leaver):
+    from bot.extensions import redis_conn
+
+    with app.app_context():
+        handover_id = handovers.create_handover("staff0202", "staff0201", "all", "all", None).id
+        db.session.commit()
+    corp.inject("externalcontact/resigned/transfer_customer", 45009)
+    corp.inject("externalcontact/groupchat/transfer", 45009)
+    waits = []
+
+    def sleep(seconds):  # the rate window passes
+        waits.append(seconds)
+        for endpoint in ("resigned/transfer_customer", "groupchat/transfer"):
+            redis_conn.client.delete(f"siyu:wecom:budget:blocked:externalcontact/{endpoint}")
+
+    with app.app_context():
+        result = handovers.run_handover(handover_id, sleep=sleep)
+        db.session.commit()
+    assert len(waits) == 2 and result["waiting"] == 5 and result["groups_done"] == 1
+    assert sum(1 for r in corp.transfers.values() if r["status"] == 2) == 5

@@ -11,7 +11,8 @@ one is asked again. Groups (``groupchat/transfer``, doc 92127) are settled by wh
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,9 +28,11 @@ from bot.services.errors import Forbidden, Invalid, NotFound, translates_wecom_e
 from bot.services.users.accounts import audit
 from bot.services.users.scope import sees_staff
 from bot.wecom import WeComClient
+from bot.wecom.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
+MAX_RATE_WAIT = 60.0
 PER_CALL = 100  # resigned/transfer_customer and groupchat/transfer take at most 100 each
 #: groupchat/list's status of a group whose owner resigned and that no handover took yet (doc 92120)
 OWNER_RESIGNED = 1
@@ -126,7 +129,9 @@ def _choose(available: list[str], wanted: Choice, field: str) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def run_handover(handover_id: int, api: WeComClient | None = None) -> dict[str, int]:
+def run_handover(
+    handover_id: int, api: WeComClient | None = None, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, int]:
     """Ask WeCom for what the handover has not asked yet, settling first what a killed run left in doubt,
     then read the results. Commits as it goes (claims before each call, answers after). Resumable."""
     handover = db.session.get(Handover, handover_id)
@@ -138,12 +143,9 @@ def run_handover(handover_id: int, api: WeComClient | None = None) -> dict[str, 
     for batch in _batches(handover.customers, ItemStatus.chosen):
         with claims.on_record():
             _set(batch, ItemStatus.calling)
-        answers = {
-            str(a["external_userid"]): int(a.get("errcode") or 0)
-            for a in api.transfer_resigned_customers(
-                handover.from_userid, handover.to_userid, [i.external_userid for i in batch]
-            )
-        }
+        ids = [i.external_userid for i in batch]
+        called = _waiting_out(sleep, api.transfer_resigned_customers, handover.from_userid, handover.to_userid, ids)
+        answers = {str(a["external_userid"]): int(a.get("errcode") or 0) for a in called}
         with claims.on_record():
             for item in batch:
                 errcode = answers.get(item.external_userid, 0)
@@ -151,10 +153,9 @@ def run_handover(handover_id: int, api: WeComClient | None = None) -> dict[str, 
     for batch in _batches(handover.groups, ItemStatus.chosen):
         with claims.on_record():
             _set(batch, ItemStatus.calling)
-        failed = {
-            str(f["chat_id"]): int(f.get("errcode") or 0)
-            for f in api.transfer_resigned_groups([g.chat_id for g in batch], handover.to_userid)
-        }
+        chats = [g.chat_id for g in batch]
+        refused = _waiting_out(sleep, api.transfer_resigned_groups, chats, handover.to_userid)
+        failed = {str(f["chat_id"]): int(f.get("errcode") or 0) for f in refused}
         with claims.on_record():
             for group in batch:
                 _group_done(group, handover.to_userid, failed.get(group.chat_id, 0))
@@ -265,6 +266,18 @@ def open_handovers() -> list[int]:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+def _waiting_out(sleep: Callable[[float], None], call: Callable[..., list[Any]], *args: Any) -> list[Any]:
+    """The call, again after WeCom's rate window (45009, doc 90454) whenever it is refused: a refused call
+    made nothing, so the batch's claims stand and it is simply asked again."""
+    while True:
+        try:
+            return call(*args)
+        except RateLimited as exc:
+            wait = min(max(exc.retry_after, 1.0), MAX_RATE_WAIT)
+            log.warning("handover waits %.0fs for WeCom's rate limit", wait)
+            sleep(wait)
 
 
 def _results(handover: Handover, api: WeComClient) -> dict[str, tuple[ItemStatus, datetime | None]]:
