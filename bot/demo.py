@@ -2,9 +2,10 @@
 
 Channels for the states the simulator scans (a store code with an A/B welcome, a live-room campaign code, a
 personal code for each member of one store), segments, a lifecycle rule switched on, a draft and a dispatched
-mass send, a customer group and an invitation to it by tag, library items of four kinds and two groups of quick
-replies. The simulator then acts on them: customers scan the codes, members confirm the sends, customers join
-by the code. Made once: a corp that has the store code is left as it is. Every step goes through the same
+mass send, a customer group and an invitation to it by tag, library items of four kinds, two groups of quick
+replies, and a member who left with customers and a group waiting for a handover. The simulator then acts on
+them: customers scan the codes, members confirm the sends, customers join by the code. Made once: a corp that
+has the store code is left as it is. Every step goes through the same
 services the panel uses, so the demo shows real behaviour.
 """
 
@@ -19,7 +20,9 @@ from sqlalchemy import select
 from bot.extensions import db
 from bot.models import Channel, Staff, Store, User
 from bot.sandbox.corp import FakeCorp
+from bot.sandbox.handover import resign
 from bot.services.channels import codes
+from bot.services.directory.sync import sync_directory
 from bot.services.groups import invites
 from bot.services.groups import mirror as groups
 from bot.services.library import folders, items, replies
@@ -123,8 +126,26 @@ def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
         made.append(f"a group and an invitation to it ({invite.send.name})")
     made.append(_library(admin, store, tag_ids))
     db.session.commit()
+    made.append(_leaver(corp, {m.userid for m in members} | {m.userid for m in everyone[:3]}))
+    db.session.commit()
     log.info("sandbox demo corp: %s", "; ".join(made))
     return made
+
+
+def _leaver(corp: FakeCorp, busy: set[str]) -> str:
+    """A member (not one the demo's codes route to) who leaves with two customers and a group: the
+    员工交接 page has something waiting. Flushes."""
+    leaver = db.session.scalar(
+        select(Staff).where(Staff.active, Staff.userid.not_in(busy)).order_by(Staff.userid.desc())
+    )
+    if leaver is None:
+        return "no member to leave"
+    people = [corp.add_contact(name, 2, leaver.userid)[0].external_userid for name in ("林晓", "周敏")]
+    corp.create_group(leaver.userid, f"{leaver.name}的老客群", customers=people)
+    resign(corp, leaver.userid)
+    sync_directory()
+    groups.sync_all()
+    return f"{leaver.userid} left with 2 customers and a group"
 
 
 def _png(text: str) -> bytes:

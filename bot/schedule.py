@@ -13,6 +13,7 @@ from bot.services.channels import jobs as channels
 from bot.services.customers import jobs as customers
 from bot.services.directory import jobs as directory
 from bot.services.groups import jobs as groups
+from bot.services.handover import jobs as handover
 from bot.services.library import jobs as library
 from bot.services.lifecycle import jobs as lifecycle
 from bot.services.sends import jobs as sends
@@ -28,5 +29,6 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     *tags.PERIODIC_JOBS,
     *customers.PERIODIC_JOBS,
     *groups.PERIODIC_JOBS,
+    *handover.PERIODIC_JOBS,
     *library.PERIODIC_JOBS,
 )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from bot.models import FollowStatus
 from bot.services.callbacks.processing import Handler
 from bot.services.channels import acquisition
+from bot.services.customers import deletions, transfers
 from bot.services.customers import relations as customers
+from bot.services.handover import handovers
 from bot.wecom.events import Event, ExternalContactEvent
 
 
@@ -41,10 +42,13 @@ def on_external_contact_edited(event: Event) -> str | None:
 
 
 def on_external_contact_deleted(event: Event) -> str | None:
-    """The member deleted the customer (or 在职继承 moved them: Source=DELETE_BY_TRANSFER)."""
+    """The member deleted the customer (删人提醒 to the store managers), or 在职继承 moved them
+    (Source=DELETE_BY_TRANSFER): a transfer, not a loss."""
     assert isinstance(event, ExternalContactEvent)
-    reason = "transferred" if event.source == "DELETE_BY_TRANSFER" else "deleted by member"
-    customers.record_follow_lost(event.external_user_id, event.user_id, FollowStatus.deleted_by_staff, reason)
+    if event.source == "DELETE_BY_TRANSFER":
+        transfers.record_transferred_away(event.external_user_id, event.user_id)
+        return "transferred"
+    deletions.member_deleted_customer(event.external_user_id, event.user_id)
     return None
 
 
@@ -57,7 +61,7 @@ def on_follow_user_deleted(event: Event) -> str | None:
 
 def on_transfer_failed(event: Event) -> str | None:
     assert isinstance(event, ExternalContactEvent)
-    customers.record_transfer_failed(event.external_user_id, event.user_id, event.fail_reason)
+    handovers.transfer_failed(event.external_user_id, event.user_id, event.fail_reason)
     return None
 
 

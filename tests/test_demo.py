@@ -47,6 +47,11 @@ def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, r
         assert kinds == {"text", "image", "link", "miniprogram"}
         assert db.session.scalar(select(func.count()).select_from(QuickReplyGroup)) == 2
         assert all("{" in text for text in db.session.scalars(select(QuickReply.text)))
+        # a member left with customers and a group: the 员工交接 page has something waiting
+        from bot.services.handover.handovers import waiting
+
+        (left,) = waiting().values()
+        assert len(left["customers"]) == 2 and len(left["groups"]) == 1
         assert seed_demo(db.session.get(User, user_id), corp) == []  # made once
     # the simulator's customers arrive through the demo's codes, members confirm the send, customers join
     _, delivery = sim.scan(corp.contact_way_for_state(STORE_STATE))

@@ -110,4 +110,17 @@ def not_found(what: str, key: object) -> ApiError:
     return ApiError(404, "not_found", f"no {what} {key}")
 
 
-from admin.api import channels, customers, events, groups, library, openapi, replies, rules, segments, sends, tags  # noqa: E402, F401 - importing them registers their routes (last: they use bp)
+from admin.api import (  # noqa: E402, F401 - importing them registers their routes (last: they use bp)
+    channels,
+    customers,
+    events,
+    groups,
+    handovers,
+    library,
+    openapi,
+    replies,
+    rules,
+    segments,
+    sends,
+    tags,
+)

@@ -127,7 +127,13 @@ CUSTOMER = schema(
                                 "added_at": {"type": ["string", "null"], "format": "date-time"},
                                 "status": {
                                     "type": "string",
-                                    "enum": ["active", "deleted_by_staff", "deleted_by_customer", "pending"],
+                                    "enum": [
+                                        "active",
+                                        "deleted_by_staff",
+                                        "deleted_by_customer",
+                                        "pending",
+                                        "transferred",
+                                    ],
                                 },
                                 "lost_at": {"type": ["string", "null"], "format": "date-time"},
                                 "lost_reason": {"type": ["string", "null"]},

@@ -89,6 +89,8 @@ def group_json(group: GroupChat) -> dict[str, Any]:
         "chat_id": group.chat_id,
         "name": group.name,
         "owner": group.owner_userid,
+        # the owner left: the group lives on in WeCom, waiting for 离职继承 (groupchat/list status 1 or 2)
+        "owner_resigned": group.status in (1, 2),
         "notice": group.notice,
         "admins": list(group.admins),
         "members": group.members_count,

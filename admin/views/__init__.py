@@ -160,6 +160,7 @@ from admin.views import (  # noqa: E402, F401 - register the routes
     customers,
     dashboard,
     groups,
+    handovers,
     library,
     lifecycle,
     rankings,

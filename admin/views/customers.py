@@ -55,6 +55,7 @@ STATUS_LABELS = {
     FollowStatus.pending: _l("待通过"),
     FollowStatus.deleted_by_customer: _l("已流失（客户删除）"),
     FollowStatus.deleted_by_staff: _l("员工已删除"),
+    FollowStatus.transferred: _l("已转交其他员工"),
 }
 
 

@@ -15,7 +15,7 @@ from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue_events
 from bot.models import CallbackEvent, EventStatus, FollowRelation, Staff
 from bot.services.callbacks.processing import reopen_event
-from bot.services.customers import growth
+from bot.services.customers import deletions, growth
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition, store_ids, visible_stores
@@ -27,6 +27,7 @@ def by_channel(w: growth.Window) -> list[tuple[str, int]]:
         .where(
             FollowRelation.added_at >= w.since,
             FollowRelation.added_at < w.until,
+            FollowRelation.transferred_from_id.is_(None),  # a handover is not an add
             FollowRelation.staff.has(staff_condition(current_user)),
         )
         .group_by(FollowRelation.state)
@@ -73,6 +74,7 @@ def dashboard() -> ResponseReturnValue:
         totals={"added": sum(daily["added"]), "lost": sum(daily["lost"])},
         stores=growth.by_store(current_user, w, by_net=False),
         channels=by_channel(w),
+        deletions=deletions.by_member(current_user, w.since, w.until, store_id=store),
         events={status.value: events.get(status, 0) for status in EventStatus},
         failing=failing,
         pipeline=pipeline,

@@ -44,6 +44,8 @@ class FollowStatus(enum.StrEnum):
     deleted_by_staff = "deleted_by_staff"  # del_external_contact
     deleted_by_customer = "deleted_by_customer"  # del_follow_user
     pending = "pending"  # add_half_external_contact: skip-verify add not yet confirmed by the member
+    # The customer was handed over to another member (在职/离职继承, WeCom doc 92125/94081): not a loss.
+    transferred = "transferred"
 
 
 class FollowRelation(db.Model):  # type: ignore[name-defined]
@@ -68,11 +70,14 @@ class FollowRelation(db.Model):  # type: ignore[name-defined]
     )
     lost_at: Mapped[datetime | None] = mapped_column(index=True)
     lost_reason: Mapped[str | None] = mapped_column(Text)
+    # The member this relation was handed over from (a transfer, not an add: growth does not count it).
+    transferred_from_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    transferred_at: Mapped[datetime | None]
     # When a full sync last saw this relation in WeCom: relations a complete pass did not see have drifted.
     synced_at: Mapped[datetime | None]
 
     customer: Mapped[Customer] = relationship(back_populates="follows")
-    staff: Mapped[Staff] = relationship()
+    staff: Mapped[Staff] = relationship(foreign_keys=[staff_id])
     channel: Mapped[Channel | None] = relationship()
     tags: Mapped[list[FollowTag]] = relationship(back_populates="follow", cascade="all, delete-orphan")
 

@@ -126,6 +126,7 @@ class FakeGroup:
     members: dict[str, GroupMemberInfo] = field(default_factory=dict)
     admins: list[str] = field(default_factory=list)
     dismissed: bool = False
+    status: int = 0  # groupchat/list's: 0 normal, 1 owner resigned, 2 being inherited, 3 inherited
 
 
 class FakeCorp:
@@ -153,6 +154,8 @@ class FakeCorp:
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> (secret, expires_at)
         self.departments: dict[int, dict[str, Any]] = {1: {"id": 1, "name": "总部", "parentid": 0, "order": 0}}
         self.users: dict[str, dict[str, Any]] = {}
+        self.resigned: dict[str, dict[str, Any]] = {}  # members who left, by userid (see bot.sandbox.handover)
+        self.transfers: dict[tuple[str, str], dict[str, Any]] = {}  # (handover, external_userid) -> record
         self.contacts: dict[str, Contact] = {}
         self.tag_groups: dict[str, dict[str, Any]] = {}
         self.contact_ways: dict[str, dict[str, Any]] = {}

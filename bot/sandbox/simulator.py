@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from bot.sandbox.corp import Contact, FakeCorp, FakeGroup
+from bot.sandbox.handover import take_over
 from bot.sandbox.members import confirm_mass_task
 from bot.wecom.crypto import CallbackCrypto
 
@@ -212,6 +213,42 @@ class Simulator:
         with self.corp.lock:
             self.corp.contacts[external_userid].follows.pop(userid, None)
         return self.contact_change("del_external_contact", userid, external_userid)
+
+    def takeover_completes(
+        self, external_userid: str, handover: str, takeover: str, *, onjob: bool, deletion_first: bool = False
+    ) -> list[Delivery]:
+        """A handover's 24 hours pass (doc 92125/94081): add_external_contact (no welcome code) for the
+        takeover member and, on-job, del_external_contact with Source=DELETE_BY_TRANSFER for the handover
+        member — in the order asked, WeCom promises none."""
+        take_over(self.corp, external_userid, handover, takeover)
+
+        def added() -> Delivery:
+            return self.contact_change("add_external_contact", takeover, external_userid)
+
+        def removed() -> Delivery:
+            return self.contact_change("del_external_contact", handover, external_userid, Source="DELETE_BY_TRANSFER")
+
+        if not onjob:
+            return [added()]
+        return [removed(), added()] if deletion_first else [added(), removed()]
+
+    def transfers_take_effect(self, *, refuse: tuple[str, ...] = (), at_limit: tuple[str, ...] = ()) -> list[Delivery]:
+        """The 24 hours of every waiting resigned transfer pass at once (doc 94082): taken over (1, with the
+        receiver's add_external_contact), or refused by the customer (3) or the receiver at the limit (4),
+        each with a transfer_fail callback naming the takeover member."""
+        deliveries = []
+        with self.corp.lock:
+            waiting = [r for r in self.corp.transfers.values() if r["status"] == 2]
+        for r in waiting:
+            customer, takeover = r["external_userid"], r["takeover"]
+            if customer in refuse or customer in at_limit:
+                r["status"] = 3 if customer in refuse else 4
+                reason = "customer_refused" if customer in refuse else "customer_limit_exceed"
+                deliveries.append(self.contact_change("transfer_fail", takeover, customer, FailReason=reason))
+            else:
+                r["status"] = 1
+                deliveries += self.takeover_completes(customer, r["handover"], takeover, onjob=False)
+        return deliveries
 
     def admin_creates_tag(self, group_name: str, tag_name: str) -> Delivery:
         """An admin adds a tag in the WeCom console: change_external_tag/create."""

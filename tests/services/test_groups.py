@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from bot.extensions import db
 from bot.models import CallbackEvent, Customer, GroupChat, GroupMember
+from bot.sandbox.handover import resign
 from bot.services.groups import jobs as tasks
 from bot.services.groups import mirror as groups
 from tests.conftest import customers_of
@@ -112,7 +113,7 @@ def test_the_full_sync_reads_every_owners_groups_and_dismisses_what_is_gone(app,
     calls_before = len(corp.calls)
     with app.app_context():
         counts = tasks.sync_groups()
-    assert counts == {"groups": 4, "new": 4, "dismissed": 1, "members": 8}
+    assert counts == {"groups": 4, "new": 4, "dismissed": 1, "members": 8, "owner_resigned": 0}
     listing = [c for c in corp.calls[calls_before:] if c == "externalcontact/groupchat/list"]
     assert len(listing) == 1  # 4 owners fit one owner_filter of ≤ 100
     with app.app_context():
@@ -121,9 +122,42 @@ def test_the_full_sync_reads_every_owners_groups_and_dismisses_what_is_gone(app,
         assert db.session.scalar(select(GroupChat.dismissed_at).where(GroupChat.chat_id == ghost.chat_id))
         # again: nothing new, nothing dismissed, no stay recorded twice
         stays = db.session.scalar(select(func.count()).select_from(GroupMember))
-        assert tasks.sync_groups() == {"groups": 4, "new": 0, "dismissed": 0, "members": 8}
+        assert tasks.sync_groups() == {"groups": 4, "new": 0, "dismissed": 0, "members": 8, "owner_resigned": 0}
         assert db.session.scalar(select(func.count()).select_from(GroupMember)) == stays
     assert {g.chat_id for g in made} <= {g for g in corp.groups}
+
+
+@pytest.mark.parametrize("directory_synced", [True, False], ids=["leaver-known", "leaver-not-yet-synced"])
+def test_a_leavers_groups_wait_for_a_new_owner_and_are_not_dismissed(
+    app, sim, corp, people, run_worker, admin_api, directory_synced
+):
+    """get_follow_user_list no longer names a resigned member; their groups live on in WeCom with status
+    1 (doc 92120) until groupchat/transfer gives them a new owner."""
+    kept, _ = sim.member_creates_group("staff0201", "离职店员的群", [people[0].external_userid])
+    other, _ = sim.member_creates_group("staff0202", "同事的群", [people[1].external_userid])
+    run_worker()
+    with app.app_context():
+        tasks.sync_groups()
+    resign(corp, "staff0201")
+    with app.app_context():
+        if directory_synced:
+            from bot.services.directory.sync import sync_directory
+
+            sync_directory()
+            db.session.commit()
+        counts = tasks.sync_groups()
+    assert counts["dismissed"] == 0 and counts["owner_resigned"] == 1 and counts["groups"] == 2
+    group, current, _ = mirror(app, kept.chat_id)
+    assert group.dismissed_at is None and group.status == groups.OWNER_RESIGNED
+    assert people[0].external_userid in current
+    assert mirror(app, other.chat_id)[0].status == 0
+    got = admin_api.get("/api/v1/groups?owner=staff0201").get_json()
+    assert [g["owner_resigned"] for g in got["items"]] == [True]
+    # a new owner (the group handed over): the group is inherited, no longer waiting
+    corp.groups[kept.chat_id].owner, corp.groups[kept.chat_id].status = "staff0202", 3
+    with app.app_context():
+        assert tasks.sync_groups()["owner_resigned"] == 0
+    assert mirror(app, kept.chat_id)[0].status == groups.INHERITED
 
 
 def test_owners_are_asked_in_batches_of_100(app, sim, corp, run_worker, monkeypatch):

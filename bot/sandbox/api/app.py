@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from bot.sandbox.api import customers, directory, groups, jssdk, mass, media
+from bot.sandbox.api import customers, directory, groups, handover, jssdk, mass, media
 from bot.sandbox.api.client_pages import add_client_pages
 from bot.sandbox.api.controls import add_controls
 from bot.sandbox.api.endpoints import Body, Endpoint, answer
@@ -34,7 +34,13 @@ def _every_endpoint(*families: dict[str, Endpoint]) -> dict[str, Endpoint]:
 
 #: every endpoint the sandbox implements, by its path under /cgi-bin/
 ENDPOINTS = _every_endpoint(
-    directory.ENDPOINTS, customers.ENDPOINTS, mass.ENDPOINTS, groups.ENDPOINTS, media.ENDPOINTS, jssdk.ENDPOINTS
+    directory.ENDPOINTS,
+    customers.ENDPOINTS,
+    mass.ENDPOINTS,
+    groups.ENDPOINTS,
+    handover.ENDPOINTS,
+    media.ENDPOINTS,
+    jssdk.ENDPOINTS,
 )
 
 

@@ -22,10 +22,11 @@ def groupchat_list(corp: FakeCorp, body: Body) -> Body:
         raise ApiError(40058, "owner_filter holds more than 100 members")
     if not owners and len(corp.users) > 1000:
         raise ApiError(81017, "too many members: filter by owner")
+    status = int(body.get("status_filter") or 0)  # 0 every group, else only that status
     rows = [
-        {"chat_id": g.chat_id, "status": 0}
+        {"chat_id": g.chat_id, "status": g.status}
         for g in corp.groups.values()
-        if not g.dismissed and (not owners or g.owner in owners)
+        if not g.dismissed and (not owners or g.owner in owners) and status in (0, g.status)
     ]
     page, cursor = paged(rows, body)
     return ok(group_chat_list=page, next_cursor=cursor)

@@ -57,7 +57,10 @@ def figures(store_ids: list[int], day: date, now: datetime) -> dict[str, int]:
     start, end = corp_time.midnight(day), corp_time.midnight(day + timedelta(days=1))
     members = _members(store_ids)
     added = select(func.count()).where(
-        FollowRelation.staff_id.in_(members), FollowRelation.added_at >= start, FollowRelation.added_at < end
+        FollowRelation.staff_id.in_(members),
+        FollowRelation.added_at >= start,
+        FollowRelation.added_at < end,
+        FollowRelation.transferred_from_id.is_(None),  # a handover is not an add
     )
     lost = select(func.count()).where(
         FollowRelation.staff_id.in_(members),

@@ -10,6 +10,8 @@ from bot.services.channels import codes as channels
 from bot.services.channels import welcome
 from bot.services.clients import agent_api, agent_id
 from bot.services.customers import relations as customers
+from bot.services.customers import transfers
+from bot.services.handover import handovers
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,14 @@ def customer_added(
     channel = channels.channel_for_state(state)
     # Read WeCom first (no database writes yet), so the welcome goes out before anything slower.
     data = customers.fetch_customer(external_userid)
+    if confirmed and not welcome_code:
+        listed = {str(f.get("userid")) for f in data.get("follow_user", [])}
+        if (source := transfers.transfer_source(external_userid, userid, listed)) is not None:
+            # A takeover (在职/离职继承): not an add, nothing to welcome, the channel stays the customer's.
+            follow = customers.record_relation(external_userid, userid, data)
+            transfers.record_takeover(follow, source)
+            handovers.taken_over(external_userid, userid)
+            return follow.customer, None
     status, variant_id = None, None
     if welcome_code:
         name = str(data.get("external_contact", {}).get("name", ""))

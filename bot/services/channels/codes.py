@@ -278,7 +278,11 @@ def adds_today(channel: Channel) -> dict[int, int]:
     """Customers each member gained through the channel since the corp's midnight."""
     rows = db.session.execute(
         select(FollowRelation.staff_id, func.count())
-        .where(FollowRelation.channel_id == channel.id, FollowRelation.added_at >= corp_time.day_start())
+        .where(
+            FollowRelation.channel_id == channel.id,
+            FollowRelation.added_at >= corp_time.day_start(),
+            FollowRelation.transferred_from_id.is_(None),  # a handover brings no one through the code
+        )
         .group_by(FollowRelation.staff_id)
     ).all()
     return {staff_id: int(n) for staff_id, n in rows}

@@ -63,7 +63,7 @@ def window(days: int | None = None, start: str | None = None, end: str | None = 
 
 def counts(w: Window) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
     """Aggregates: relations added in the window, and lost in it (the customer deleted the member)."""
-    added = func.sum(case((and_(FollowRelation.added_at >= w.since, FollowRelation.added_at < w.until), 1), else_=0))
+    added = func.sum(case((and_(_added_in(w), FollowRelation.transferred_from_id.is_(None)), 1), else_=0))
     lost = func.sum(
         case(
             (
@@ -76,6 +76,10 @@ def counts(w: Window) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
         )
     )
     return added, lost
+
+
+def _added_in(w: Window) -> ColumnElement[bool]:
+    return and_(FollowRelation.added_at >= w.since, FollowRelation.added_at < w.until)
 
 
 def _moved_in(w: Window) -> ColumnElement[bool]:
@@ -101,6 +105,7 @@ def retention(w: Window) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
         (FollowRelation.added_at >= w.since)
         & (FollowRelation.added_at < w.until)
         & (FollowRelation.added_at <= utcnow() - timedelta(days=RETENTION_DAYS))
+        & FollowRelation.transferred_from_id.is_(None)  # a handover is not an add (nor a loss)
     )
     eligible = func.sum(case((judged, 1), else_=0))
     kept = func.sum(case((judged & ~_lost_within(RETENTION_DAYS), 1), else_=0))
@@ -221,7 +226,7 @@ def daily(
     added: dict[Any, int] = dict(
         db.session.execute(
             select(func.date(FollowRelation.added_at), func.count())
-            .where(FollowRelation.added_at >= w.since, FollowRelation.added_at < w.until, in_scope)
+            .where(_added_in(w), FollowRelation.transferred_from_id.is_(None), in_scope)
             .group_by(func.date(FollowRelation.added_at))
         ).all()
     )

@@ -183,11 +183,14 @@ def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, 
 
 
 def record_transfer_failed(external_userid: str, userid: str, reason: str) -> None:
+    """transfer_fail (WeCom doc 92130): ``userid`` is the takeover member, who never had the customer —
+    no relation is made for them; the timeline says why the transfer failed."""
     customer = find_customer(external_userid)
     if customer is None:
         return
-    follow = _follow(customer, userid)
-    follow.lost_reason = f"transfer_fail: {reason}"
+    follow = find_follow(external_userid, userid)
+    if follow is not None:
+        follow.lost_reason = f"transfer_fail: {reason}"
     record_event(customer, "transfer_failed", userid, reason)
 
 

@@ -29,6 +29,9 @@ from bot.wecom.errors import UnknownGroupChat
 log = logging.getLogger(__name__)
 
 OWNERS_PER_CALL = 100  # groupchat/list's owner_filter maximum; without it, 81017 above 1000 members
+# groupchat/list's status (doc 92120): the owner left and the group waits for 离职继承, or is being inherited
+# (groupchat/transfer, doc 92127); 3 once inherited, 0 for every other group.
+OWNER_RESIGNED, BEING_INHERITED, INHERITED = 1, 2, 3
 
 
 # -- the mirror ---------------------------------------------------------------------------------------
@@ -58,6 +61,8 @@ def apply_group(data: dict[str, Any], now: datetime | None = None) -> GroupChat:
     group = get_or_insert(GroupChat, {"chat_id": chat_id})
     db.session.refresh(group, with_for_update=True)
     owner = str(data.get("owner") or "")
+    if group.owner_userid and owner != group.owner_userid and group.status in (OWNER_RESIGNED, BEING_INHERITED):
+        group.status = INHERITED  # a new owner: the handover is done (the nightly listing says so as well)
     group.name = str(data.get("name") or "")[:128]
     group.owner_userid = owner
     group.owner_staff_id = ensure_staff(owner).id if owner else None
@@ -215,24 +220,40 @@ def relink_customers() -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def _owners(api: WeComClient) -> list[str]:
+    """Everyone whose groups the reconciliation lists: the members with customer contact, and the members
+    who left (get_follow_user_list no longer names them, yet their groups live on in WeCom, waiting for
+    a new owner: doc 92120 lists them by owner, with status 1)."""
+    following = set(api.get("externalcontact/get_follow_user_list").get("follow_user", []))
+    left = db.session.scalars(select(Staff.userid).where(Staff.active.is_(False)))
+    owning = db.session.scalars(
+        select(GroupChat.owner_userid).where(GroupChat.dismissed_at.is_(None), GroupChat.owner_userid != "").distinct()
+    )
+    return sorted(following | set(left) | set(owning))
+
+
 def sync_all(progress: Callable[[int, int, dict[str, int]], None] | None = None) -> dict[str, int]:
-    """The full reconciliation: every group of every member (``groupchat/list`` by owners, 100 a call),
-    each re-read; groups the mirror has that WeCom no longer lists are dismissed, once the listing is
-    complete. The caller commits; ``progress(done, total, counts)`` is called after each group."""
+    """The full reconciliation: every group of every member, and of every member who left
+    (``groupchat/list`` by owners, 100 a call), each re-read with its status; groups the mirror has that
+    WeCom no longer lists are dismissed, once the listing is complete. The caller commits;
+    ``progress(done, total, counts)`` is called after each group."""
     api = contact_api()
-    owners = sorted(api.get("externalcontact/get_follow_user_list").get("follow_user", []))
-    chat_ids: list[str] = []
+    owners = _owners(api)
+    statuses: dict[str, int] = {}
     for i in range(0, len(owners), OWNERS_PER_CALL):
-        chat_ids.extend(str(g["chat_id"]) for g in api.list_group_chats(owners[i : i + OWNERS_PER_CALL]))
-    chat_ids = list(dict.fromkeys(chat_ids))
-    counts = {"groups": 0, "new": 0, "dismissed": 0, "members": 0}
+        for row in api.list_group_chats(owners[i : i + OWNERS_PER_CALL]):
+            statuses[str(row["chat_id"])] = int(row.get("status") or 0)
+    chat_ids = list(statuses)
+    counts = {"groups": 0, "new": 0, "dismissed": 0, "members": 0, "owner_resigned": 0}
     known = set(db.session.scalars(select(GroupChat.chat_id).where(GroupChat.dismissed_at.is_(None))))
     for n, chat_id in enumerate(chat_ids, 1):
         group = sync_group(chat_id, api)
         if group is not None and group.dismissed_at is None:
+            group.status = statuses[chat_id]
             counts["groups"] += 1
             counts["new"] += chat_id not in known
             counts["members"] += group.members_count
+            counts["owner_resigned"] += group.status in (OWNER_RESIGNED, BEING_INHERITED)
         if progress:
             progress(n, len(chat_ids), counts)
     for chat_id in known - set(chat_ids):

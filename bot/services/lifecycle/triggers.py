@@ -129,6 +129,7 @@ def _added(rule: LifecycleRule, today: date, now: datetime) -> Any:
             .where(
                 FollowRelation.status == FollowStatus.active,
                 Staff.active,
+                FollowRelation.transferred_from_id.is_(None),  # a customer handed over is not a new one
                 FollowRelation.added_at >= corp_time.midnight(earliest_add),
                 FollowRelation.added_at < corp_time.midnight(latest_add + timedelta(days=1)),
             )

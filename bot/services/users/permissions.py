@@ -41,6 +41,7 @@ class Action(enum.StrEnum):
     organize_library = "organize_library"
     manage_own_api_tokens = "manage_own_api_tokens"
     manage_any_api_token = "manage_any_api_token"  # noqa: S105 - an action's name
+    hand_over = "hand_over"
 
 
 _ADMIN = frozenset({Role.admin})
@@ -82,6 +83,8 @@ POLICY: dict[Action, frozenset[Role]] = {
     # admins see and revoke everyone's.
     Action.manage_own_api_tokens: frozenset(Role),
     Action.manage_any_api_token: _ADMIN,
+    # 离职继承: admins any member's customers, store managers those of their own stores' members.
+    Action.hand_over: frozenset({Role.admin, Role.store_manager}),
 }
 assert set(POLICY) == set(Action), "every action has its roles"
 
@@ -111,6 +114,7 @@ _WHAT = {
     Action.organize_library: N_("管理素材文件夹和话术分组"),
     Action.manage_own_api_tokens: N_("管理自己的 API 令牌"),
     Action.manage_any_api_token: N_("管理他人的 API 令牌"),
+    Action.hand_over: N_("交接离职员工的客户和群"),
 }
 
 

@@ -1,0 +1,106 @@
+"""Staff handover (离职继承): /api/v1/handovers — what leavers left waiting and the handovers made,
+one handover with each customer's and group's status, and making one (queued: WeCom is asked by a job)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from flask import g, jsonify
+from flask.typing import ResponseReturnValue
+from pydantic import Field
+from sqlalchemy import select
+
+from admin.api import iso, not_found
+from admin.api.operations import Body, Key64, operation
+from bot.extensions import db, redis_conn
+from bot.jobs.queue import enqueue
+from bot.models import Handover, Staff
+from bot.services.errors import Invalid
+from bot.services.handover import handovers
+from bot.services.handover.jobs import run_handover
+from bot.services.users.permissions import Action
+from bot.services.users.scope import sees_staff
+
+Ids = Annotated[list[Key64], Field(max_length=20_000)]
+
+
+class HandoverInput(Body):
+    kind: Literal["resigned", "onjob"] = "resigned"
+    from_: Key64 = Field(alias="from")
+    to: Key64
+    customers: Ids | Literal["all"] = "all"
+    groups: Ids | Literal["all"] = "all"
+
+
+def handover_json(handover: Handover) -> dict[str, Any]:
+    return {
+        "id": handover.id,
+        "kind": handover.kind,
+        "from": handover.from_userid,
+        "to": handover.to_userid,
+        "created_at": iso(handover.created_at),
+        "finished_at": iso(handover.finished_at),
+        "counts": handovers.counts(handover),
+    }
+
+
+@operation(
+    "GET",
+    "/handovers",
+    "What leavers left waiting (离职待继承) and the handovers made, in your stores",
+    action=Action.hand_over,
+    responses={200: "waiting, items", 502: "WeCom refused"},
+)
+def list_handovers() -> ResponseReturnValue:
+    """``waiting``: per leaver, the customers WeCom lists unassigned and their groups; ``items``: handovers."""
+    user = g.api_user
+    leavers = {s.userid: s for s in db.session.scalars(select(Staff).where(Staff.active.is_(False)))}
+    waiting = [
+        {"from": userid, "customers": len(w["customers"]), "groups": len(w["groups"]), "left_at": iso(w["left_at"])}
+        for userid, w in sorted(handovers.waiting().items())
+        if sees_staff(user, leavers.get(userid))
+    ]
+    items = [handover_json(h) for h in handovers.visible_handovers(user)]
+    return jsonify(waiting=waiting, items=items)
+
+
+@operation(
+    "POST",
+    "/handovers",
+    "Hand a leaver's customers and groups to a member (queued; each customer transferred once)",
+    body=HandoverInput,
+    action=Action.hand_over,
+    responses={202: "Queued: the handover", 403: "Outside your stores", 502: "WeCom refused"},
+)
+def create_handover(body: HandoverInput) -> ResponseReturnValue:
+    """``customers``/``groups``: external_userids / chat_ids among what the leaver left waiting, or "all"."""
+    if body.kind != "resigned":
+        raise Invalid("only resigned handovers (离职继承) so far", "kind")
+    handover = handovers.create_handover(body.from_, body.to, body.customers, body.groups, g.api_user)
+    db.session.commit()
+    enqueue(run_handover, handover.id, connection=redis_conn.client)
+    return jsonify(handover_json(handover)), 202
+
+
+@operation(
+    "GET",
+    "/handovers/<int:handover_id>",
+    "One handover: each customer's and group's status (and WeCom's errcode when it refused)",
+    action=Action.hand_over,
+    responses={200: "The handover", 404: "Not found"},
+)
+def get_handover(handover_id: int) -> ResponseReturnValue:
+    handover = db.session.get(Handover, handover_id)
+    if handover is None or handover not in handovers.visible_handovers(g.api_user, limit=100_000):
+        raise not_found("handover", handover_id)
+    customers = [
+        {
+            "external_userid": i.external_userid,
+            "status": i.status.value,
+            "errcode": i.errcode,
+            "takeover_at": iso(i.takeover_at),
+        }
+        for i in handover.customers
+    ]
+    groups = [{"chat_id": i.chat_id, "status": i.status.value, "errcode": i.errcode} for i in handover.groups]
+    return jsonify({**handover_json(handover), "customers": customers, "groups": groups})

@@ -1,0 +1,341 @@
+"""离职继承: what a leaver left waiting, and handing it over — each customer and group once.
+
+WeCom keeps no idempotency key for ``resigned/transfer_customer`` (WeCom doc 94081) and refuses a customer
+already waiting (40129), so each item is claimed (``calling``, committed through ``claims.on_record``)
+before WeCom is asked, and what WeCom answered is committed before the next batch. A run killed between
+the two finds items still ``calling`` and settles them from ``resigned/transfer_result`` (doc 94082): a
+customer WeCom lists is waiting or final already; one it does not list was never asked, and only that
+one is asked again. Groups (``groupchat/transfer``, doc 92127) are settled by who owns them now.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.models import FINAL, Customer, GroupChat, Handover, HandoverCustomer, HandoverGroup, ItemStatus, Staff, User
+from bot.models._time import from_epoch, utcnow
+from bot.services import claims
+from bot.services.clients import agent_api, agent_id, contact_api, settings
+from bot.services.customers.relations import record_transfer_failed
+from bot.services.errors import Forbidden, Invalid, NotFound, translates_wecom_errors
+from bot.services.users.accounts import audit
+from bot.services.users.scope import sees_staff
+from bot.wecom import WeComClient
+from bot.wecom.errors import RateLimited
+
+log = logging.getLogger(__name__)
+
+MAX_RATE_WAIT = 60.0
+PER_CALL = 100  # resigned/transfer_customer and groupchat/transfer take at most 100 each
+#: groupchat/list's status of a group whose owner resigned and that no handover took yet (doc 92120)
+OWNER_RESIGNED = 1
+#: transfer_result's status → the item's (2 waiting; 1 done; 3 refused; 4 receiver at the limit)
+RESULT = {1: ItemStatus.done, 2: ItemStatus.waiting, 3: ItemStatus.refused, 4: ItemStatus.limit}
+#: per-item errcodes that mean WeCom has the transfer already (40129: being transferred)
+ACCEPTED = frozenset({0, 40129})
+
+Choice = list[str] | Literal["all"]
+
+
+# -- what is waiting ------------------------------------------------------------------------------
+
+
+def _in_handover(model: type[HandoverCustomer] | type[HandoverGroup], key: Any) -> set[str]:
+    """Items some handover holds that are not refused or failed (waiting, done, or about to be asked)."""
+    live = [s for s in ItemStatus if s not in (ItemStatus.refused, ItemStatus.limit, ItemStatus.failed)]
+    return set(db.session.scalars(select(key).where(model.status.in_(live))))
+
+
+@translates_wecom_errors
+def waiting(api: WeComClient | None = None) -> dict[str, dict[str, Any]]:
+    """Per leaver: the customers WeCom lists unassigned (get_unassigned_list, doc 92124, by cursor) and
+    the groups the mirror has of them waiting for a new owner, less what a handover holds already."""
+    api = api or contact_api()
+    taken = _in_handover(HandoverCustomer, HandoverCustomer.external_userid)
+    out: dict[str, dict[str, Any]] = {}
+    for row in api.get_unassigned_list():
+        if str(row["external_userid"]) in taken:
+            continue
+        entry = out.setdefault(str(row["handover_userid"]), {"customers": [], "groups": [], "left_at": None})
+        entry["customers"].append(str(row["external_userid"]))
+        entry["left_at"] = from_epoch(row.get("dimission_time")) or entry["left_at"]
+    held = _in_handover(HandoverGroup, HandoverGroup.chat_id)
+    for owner, chat_id in db.session.execute(
+        select(GroupChat.owner_userid, GroupChat.chat_id).where(
+            GroupChat.status == OWNER_RESIGNED, GroupChat.dismissed_at.is_(None)
+        )
+    ):
+        if chat_id not in held:
+            out.setdefault(owner, {"customers": [], "groups": [], "left_at": None})["groups"].append(chat_id)
+    return out
+
+
+# -- handing over ---------------------------------------------------------------------------------
+
+
+@translates_wecom_errors
+def create_handover(
+    from_userid: str,
+    to_userid: str,
+    customers: Choice,
+    groups: Choice,
+    actor: User | None,
+    api: WeComClient | None = None,
+) -> Handover:
+    """A handover of the leaver's customers and groups (all, or those named among what waits) to the
+    receiver, on record and audited; nothing is asked of WeCom yet (``run_handover``). Flushes."""
+    receiver = db.session.scalar(select(Staff).where(Staff.userid == to_userid))
+    if receiver is None or not receiver.active:
+        raise Invalid("the receiver is not an active member", "to")
+    if to_userid == from_userid:
+        raise Invalid("the receiver is the leaver", "to")
+    leaver = db.session.scalar(select(Staff).where(Staff.userid == from_userid))
+    if leaver is None or leaver.active:
+        raise Invalid("only a member who left can be handed over here", "from")
+    if actor is not None and not (sees_staff(actor, leaver) and sees_staff(actor, receiver)):
+        raise Forbidden("both members must be in your stores", "from")
+    pending = waiting(api).get(from_userid, {"customers": [], "groups": []})
+    chosen_customers = _choose(pending["customers"], customers, "customers")
+    chosen_groups = _choose(pending["groups"], groups, "groups")
+    if not chosen_customers and not chosen_groups:
+        raise Invalid("nothing of this member waits for a handover", "customers")
+    handover = Handover(kind="resigned", from_userid=from_userid, to_userid=to_userid, created_by_id=actor and actor.id)
+    handover.customers = [HandoverCustomer(external_userid=e) for e in chosen_customers]
+    handover.groups = [HandoverGroup(chat_id=c) for c in chosen_groups]
+    db.session.add(handover)
+    db.session.flush()
+    audit(
+        actor,
+        "create_handover",
+        f"handover:{handover.id}",
+        after={"from": from_userid, "to": to_userid, "customers": len(chosen_customers), "groups": len(chosen_groups)},
+    )
+    return handover
+
+
+def _choose(available: list[str], wanted: Choice, field: str) -> list[str]:
+    if wanted == "all":
+        return list(available)
+    missing = sorted(set(wanted) - set(available))
+    if missing:
+        raise Invalid(f"not waiting for a handover (or in one already): {', '.join(missing[:5])}", field)
+    return list(dict.fromkeys(wanted))
+
+
+def run_handover(
+    handover_id: int, api: WeComClient | None = None, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, int]:
+    """Ask WeCom for what the handover has not asked yet, settling first what a killed run left in doubt,
+    then read the results. Commits as it goes (claims before each call, answers after). Resumable."""
+    handover = db.session.get(Handover, handover_id)
+    if handover is None:
+        raise NotFound("no such handover")
+    api = api or contact_api()
+    _settle_customers(handover, api)
+    _settle_groups(handover, api)
+    for batch in _batches(handover.customers, ItemStatus.chosen):
+        with claims.on_record():
+            _set(batch, ItemStatus.calling)
+        ids = [i.external_userid for i in batch]
+        called = _waiting_out(sleep, api.transfer_resigned_customers, handover.from_userid, handover.to_userid, ids)
+        answers = {str(a["external_userid"]): int(a.get("errcode") or 0) for a in called}
+        with claims.on_record():
+            for item in batch:
+                errcode = answers.get(item.external_userid, 0)
+                _set([item], ItemStatus.waiting if errcode in ACCEPTED else ItemStatus.failed, errcode)
+    for batch in _batches(handover.groups, ItemStatus.chosen):
+        with claims.on_record():
+            _set(batch, ItemStatus.calling)
+        chats = [g.chat_id for g in batch]
+        refused = _waiting_out(sleep, api.transfer_resigned_groups, chats, handover.to_userid)
+        failed = {str(f["chat_id"]): int(f.get("errcode") or 0) for f in refused}
+        with claims.on_record():
+            for group in batch:
+                _group_done(group, handover.to_userid, failed.get(group.chat_id, 0))
+    _announce(handover)
+    return follow_results(handover, api)
+
+
+def _announce(handover: Handover) -> None:
+    """The receiver's one app message per handover (message/send, doc 90236): whose customers and groups
+    are coming, a few names, and the link. Sent before it is on record: a run restarted in between sends
+    it again and WeCom's duplicate check (4 h) drops it."""
+    taken = [i for i in handover.customers if i.status in (ItemStatus.waiting, ItemStatus.done)]
+    groups = [g for g in handover.groups if g.status == ItemStatus.done]
+    if handover.announced_at is not None or not (taken or groups):
+        return
+    leaver = db.session.scalar(select(Staff.name).where(Staff.userid == handover.from_userid)) or handover.from_userid
+    names = list(
+        db.session.scalars(
+            select(Customer.name).where(Customer.external_userid.in_([i.external_userid for i in taken[:10]]))
+        )
+    )
+    lines = [f"交接提醒：离职员工「{leaver}」的 {len(taken)} 位客户和 {len(groups)} 个客户群交由你跟进。"]
+    if taken:
+        lines.append("客户在 24 小时内未拒绝即自动转到你名下。")
+    if names:
+        lines.append("客户：" + "、".join(n for n in names if n) + ("等" if len(taken) > len(names) else ""))
+    lines.append(settings().public_url + "sidebar/home")
+    agent_api().send_app_text(agent_id(), [handover.to_userid], "\n".join(lines), dedupe_seconds=4 * 3600)
+    with claims.on_record():
+        handover.announced_at = utcnow()
+
+
+def follow_results(handover: Handover, api: WeComClient | None = None) -> dict[str, int]:
+    """resigned/transfer_result for the handover's pair: each waiting customer moves on to its final
+    status (1 done, 3 refused, 4 receiver at the limit); the handover is finished when nothing waits."""
+    if any(i.status == ItemStatus.waiting for i in handover.customers):
+        results = _results(handover, api or contact_api())
+        for item in handover.customers:
+            if item.status == ItemStatus.waiting and item.external_userid in results:
+                status, takeover_at = results[item.external_userid]
+                _set([item], status)
+                item.takeover_at = takeover_at
+    statuses = [i.status for i in handover.customers] + [g.status for g in handover.groups]
+    if handover.finished_at is None and all(s in FINAL for s in statuses):
+        handover.finished_at = utcnow()
+    db.session.flush()
+    return counts(handover)
+
+
+def counts(handover: Handover) -> dict[str, int]:
+    out = {s.value: 0 for s in ItemStatus}
+    for item in handover.customers:
+        out[item.status.value] += 1
+    out["groups_done"] = sum(1 for g in handover.groups if g.status == ItemStatus.done)
+    out["groups_failed"] = sum(1 for g in handover.groups if g.status == ItemStatus.failed)
+    return out
+
+
+def taken_over(external_userid: str, receiver: str) -> None:
+    """The receiver's add_external_contact after a takeover: that customer's transfer is done at once,
+    whatever transfer_result would say on the next poll. Flushes."""
+    for item in db.session.scalars(
+        select(HandoverCustomer)
+        .join(Handover, Handover.id == HandoverCustomer.handover_id)
+        .where(
+            HandoverCustomer.external_userid == external_userid,
+            Handover.to_userid == receiver,
+            HandoverCustomer.status.in_([ItemStatus.waiting, ItemStatus.calling]),
+        )
+    ):
+        _set([item], ItemStatus.done)
+    db.session.flush()
+
+
+#: transfer_fail's FailReason (doc 92130) → the item's final status
+FAIL_REASONS = {"customer_refused": ItemStatus.refused, "customer_limit_exceed": ItemStatus.limit}
+
+
+def transfer_failed(external_userid: str, receiver: str, reason: str) -> None:
+    """transfer_fail: on the customer's timeline, and the customer's waiting transfer to ``receiver``
+    (the takeover member, as WeCom staff describe the event's UserID) is refused or at the limit. Flushes."""
+    record_transfer_failed(external_userid, receiver, reason)
+    status = FAIL_REASONS.get(reason)
+    if status is None:
+        return
+    for item in db.session.scalars(
+        select(HandoverCustomer)
+        .join(Handover, Handover.id == HandoverCustomer.handover_id)
+        .where(
+            HandoverCustomer.external_userid == external_userid,
+            Handover.to_userid == receiver,
+            HandoverCustomer.status.in_([ItemStatus.waiting, ItemStatus.calling]),
+        )
+    ):
+        _set([item], status)
+    db.session.flush()
+
+
+def visible_handovers(user: User, limit: int = 200) -> list[Handover]:
+    """The handovers of members ``user`` sees (a store manager: their stores' leavers), newest first."""
+    rows = db.session.scalars(select(Handover).order_by(Handover.id.desc()).limit(limit))
+    leavers = {s.userid: s for s in db.session.scalars(select(Staff).where(Staff.active.is_(False)))}
+    return [h for h in rows if sees_staff(user, leavers.get(h.from_userid))]
+
+
+def open_handovers() -> list[int]:
+    return list(db.session.scalars(select(Handover.id).where(Handover.finished_at.is_(None)).order_by(Handover.id)))
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _waiting_out(sleep: Callable[[float], None], call: Callable[..., list[Any]], *args: Any) -> list[Any]:
+    """The call, again after WeCom's rate window (45009, doc 90454) whenever it is refused: a refused call
+    made nothing, so the batch's claims stand and it is simply asked again."""
+    while True:
+        try:
+            return call(*args)
+        except RateLimited as exc:
+            wait = min(max(exc.retry_after, 1.0), MAX_RATE_WAIT)
+            log.warning("handover waits %.0fs for WeCom's rate limit", wait)
+            sleep(wait)
+
+
+def _results(handover: Handover, api: WeComClient) -> dict[str, tuple[ItemStatus, datetime | None]]:
+    return {
+        str(r["external_userid"]): (
+            RESULT.get(int(r.get("status") or 0), ItemStatus.waiting),
+            from_epoch(r.get("takeover_time")),
+        )
+        for r in api.resigned_transfer_result(handover.from_userid, handover.to_userid)
+    }
+
+
+def _settle_customers(handover: Handover, api: WeComClient) -> None:
+    """Customers claimed by a run that died before WeCom's answer was recorded: WeCom lists those it
+    took (waiting or final); the others were never asked and are chosen again."""
+    doubtful = [i for i in handover.customers if i.status == ItemStatus.calling]
+    if not doubtful:
+        return
+    results = _results(handover, api)
+    with claims.on_record():
+        for item in doubtful:
+            status, takeover_at = results.get(item.external_userid, (ItemStatus.chosen, None))
+            _set([item], status)
+            item.takeover_at = takeover_at
+
+
+def _settle_groups(handover: Handover, api: WeComClient) -> None:
+    """Groups claimed by a run that died mid-call: those the receiver owns now were transferred."""
+    doubtful = [g for g in handover.groups if g.status == ItemStatus.calling]
+    if not doubtful:
+        return
+    with claims.on_record():
+        for group in doubtful:
+            owner = str(api.get_group_chat(group.chat_id).get("owner") or "")
+            if owner == handover.to_userid:
+                _group_done(group, handover.to_userid, 0)
+            else:
+                _set([group], ItemStatus.chosen)
+
+
+def _group_done(group: HandoverGroup, owner: str, errcode: int) -> None:
+    if errcode:
+        _set([group], ItemStatus.failed, errcode)
+        return
+    _set([group], ItemStatus.done)
+    mirrored = db.session.scalar(select(GroupChat).where(GroupChat.chat_id == group.chat_id))
+    if mirrored is not None:
+        mirrored.status = 3  # inherited (doc 92120); the next reading brings the new owner's details
+        mirrored.owner_userid = owner
+
+
+def _batches(items: Iterable[Any], status: ItemStatus) -> Iterable[list[Any]]:
+    chosen = [i for i in items if i.status == status]
+    for n in range(0, len(chosen), PER_CALL):
+        yield chosen[n : n + PER_CALL]
+
+
+def _set(items: Iterable[HandoverCustomer | HandoverGroup], status: ItemStatus, errcode: int = 0) -> None:
+    now = utcnow()
+    for item in items:
+        item.status, item.errcode, item.updated_at = status, errcode, now

@@ -1,0 +1,56 @@
+"""Handover jobs: running one handover (resumable), and following every open one a few times an hour
+(transfer_result catches what no callback reports: a refusal, a limit, a takeover whose add was lost)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from bot.extensions import db
+from bot.jobs.context import job_context
+from bot.jobs.periodic import PeriodicJob
+from bot.models import Handover
+from bot.services.handover import announce, handovers
+
+log = logging.getLogger(__name__)
+
+
+def run_handover(handover_id: int) -> dict[str, int]:
+    """Ask WeCom for what the handover has not asked yet and read the results; a re-run after a crash
+    continues from the records, never transferring a customer twice."""
+    with job_context():
+        try:
+            result = handovers.run_handover(handover_id)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+        return result
+
+
+def follow_handovers() -> dict[str, int]:
+    """resigned/transfer_result for every open handover (WeCom doc 94082)."""
+    with job_context():
+        followed = 0
+        for handover_id in handovers.open_handovers():
+            handover = db.session.get(Handover, handover_id)
+            if handover is None:
+                continue
+            handovers.follow_results(handover)
+            db.session.commit()
+            followed += 1
+        return {"handovers": followed}
+
+
+def announce_leavers() -> dict[str, int]:
+    """Nightly, after the directory sync: leavers' customers and groups told to their store managers."""
+    with job_context():
+        result = announce.announce_waiting()
+        db.session.commit()
+        return result
+
+
+PERIODIC_JOBS = (
+    PeriodicJob(announce_leavers, "cron", {"hour": 9, "minute": 10}),
+    PeriodicJob(follow_handovers, "interval", {"minutes": 15}, period=timedelta(minutes=15)),
+)

@@ -1,0 +1,92 @@
+"""/api/v1/handovers: what leavers left waiting, a handover queued and run by the worker, its per-customer
+status; admins for anyone, store managers within their stores; in the audit log."""
+
+import pytest
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.models import AuditEntry
+from tests.conftest import ApiClient, make_token, make_user
+from tests.services.test_handover import leaver  # noqa: F401 - the fixture, shared
+
+
+def manager_api(app, client, store):
+    return ApiClient(client, make_token(app, make_user(app, f"mgr{store}", "store_manager", stores=[store])[0]))
+
+
+def test_a_handover_through_the_api(app, client, corp, run_worker, admin_api, leaver):  # noqa: F811 - fixture
+    people, chat_id = leaver
+    listed = admin_api.get("/api/v1/handovers").get_json()
+    assert listed["waiting"] == [
+        {"from": "staff0202", "customers": 5, "groups": 1, "left_at": listed["waiting"][0]["left_at"]}
+    ]
+    other, mine = manager_api(app, client, 3), manager_api(app, client, 2)
+    assert other.get("/api/v1/handovers").get_json()["waiting"] == []  # another store's leaver
+    refused = other.post(
+        "/api/v1/handovers", {"from": "staff0202", "to": "staff0301", "customers": "all", "groups": "all"}
+    )
+    assert refused.status_code == 403
+    onjob = admin_api.post("/api/v1/handovers", {"kind": "onjob", "from": "staff0202", "to": "staff0201"})
+    assert onjob.status_code == 400
+    answer = mine.post(
+        "/api/v1/handovers", {"from": "staff0202", "to": "staff0201", "customers": people[:3], "groups": [chat_id]}
+    )
+    assert answer.status_code == 202, answer.get_json()
+    handover_id = answer.get_json()["id"]
+    run_worker()
+    got = admin_api.get(f"/api/v1/handovers/{handover_id}").get_json()
+    assert [c["status"] for c in got["customers"]] == ["waiting"] * 3
+    assert got["groups"] == [{"chat_id": chat_id, "status": "done", "errcode": 0}]
+    assert admin_api.get("/api/v1/handovers").get_json()["waiting"][0]["customers"] == 2
+    assert other.get(f"/api/v1/handovers/{handover_id}").status_code == 404
+    again = admin_api.post("/api/v1/handovers", {"from": "staff0202", "to": "staff0201", "customers": people[:1]})
+    assert again.status_code == 400 and again.get_json()["error"]["field"] == "customers"
+    with app.app_context():
+        assert (
+            db.session.scalar(select(AuditEntry.target).where(AuditEntry.action == "create_handover"))
+            == f"handover:{handover_id}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"to": "staff0201"}, "from"),
+        ({"from": "staff0202", "to": "nobody"}, "to"),
+        ({"from": "staff0202", "to": "staff0201", "customers": "some"}, "customers"),
+    ],
+)
+def test_a_handover_refused_names_the_field(app, admin_api, leaver, body, field):  # noqa: F811 - fixture
+    answer = admin_api.post("/api/v1/handovers", body)
+    assert answer.status_code == 400 and answer.get_json()["error"]["field"].startswith(field)
+
+
+def test_the_handover_page(app, client, corp, run_worker, leaver):  # noqa: F811 - fixture
+    from tests.admin.panel import post_form, sign_in
+
+    people, chat_id = leaver
+    _, password = make_user(app, "mgr2p", "store_manager", stores=[2])
+    sign_in(client, "mgr2p", password)
+    page = client.get("/admin/handovers").get_data(as_text=True)
+    waiting = page[page.index('id="waiting"') :]
+    assert "staff0202" in waiting and "<td>5</td><td>1</td>" in waiting
+    assert 'value="staff0201"' in waiting and 'value="staff0301"' not in waiting  # a manager's own store
+    answer = post_form(client, "/admin/handovers", "/admin/handovers", {"from": "staff0202", "to": "staff0201"})
+    assert answer.status_code == 302
+    run_worker()
+    detail = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert detail.count("等待接替") >= 5 and "已接替" in detail
+    csv = client.get(answer.headers["Location"] + ".csv").get_data(as_text=True).splitlines()
+    assert csv[0].lstrip("\ufeff") == "kind,id,status,errcode,takeover_at" and len(csv) == 1 + 5 + 1
+    assert sorted(line.split(",")[2] for line in csv[1:]) == ["done"] + ["waiting"] * 5
+    assert "没有等待交接的离职员工" in client.get("/admin/handovers").get_data(as_text=True)
+    _, password = make_user(app, "viewer1", "viewer")
+    viewer = app.test_client()
+    sign_in(viewer, "viewer1", password)
+    assert viewer.get("/admin/handovers").status_code == 403
+
+
+def test_wecom_refusing_the_unassigned_list_is_a_502(app, corp, admin_api, leaver):  # noqa: F811 - fixture
+    corp.inject("externalcontact/get_unassigned_list", 48002)
+    answer = admin_api.get("/api/v1/handovers")
+    assert answer.status_code == 502 and "48002" in str(answer.get_json())
