@@ -3,17 +3,15 @@ the group, the app home, and the member's writes (tags, birthday and notes, task
 
 from __future__ import annotations
 
-import io
 from datetime import date
 
-from flask import Response, abort, jsonify, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from admin.params import download_name
 from admin.sidebar import bp
 from admin.sidebar.session import current_member, finish_oauth, sign_in, start_oauth
-from admin.views import refusal_message
+from admin.views import image_response, refusal_message
 from bot.extensions import db
 from bot.models import Customer, Staff
 from bot.services.channels import qr_images
@@ -158,13 +156,4 @@ def my_code() -> ResponseReturnValue:
     code = personal_code(member())
     if code is None:
         abort(404)
-    png = qr_images.qr_png(code)
-    db.session.commit()  # the image fetched from WeCom the first time is kept
-    response = send_file(
-        io.BytesIO(png),
-        mimetype="image/png",
-        as_attachment=bool(request.args.get("download")),
-        download_name=download_name(f"{code.name}.png"),
-    )
-    response.headers["Cache-Control"] = "private, max-age=300"
-    return response
+    return image_response(lambda: qr_images.qr_png(code), f"{code.name}.png")

@@ -93,6 +93,9 @@ def test_birthday_and_notes_are_shared_with_the_panel_and_name_the_member(app, p
         assert event.staff_userid == "staff0201" and event.detail == "birthday,notes"
         view = customer_view(staff("staff0201"), mine.external_userid)
         assert view.birthday_in == 2 and [s.kind for s in view.todo] == ["birthday"]
+        assert [(c.external_userid, days) for c, _f, days in home(staff("staff0201")).birthdays] == [
+            (mine.external_userid, 2)
+        ]
         with pytest.raises(Invalid):
             actions.edit_profile(staff("staff0201"), mine.external_userid, birthday=None, notes="很长" * 1001)
         with pytest.raises(Invalid) as refused:

@@ -287,6 +287,16 @@ def items_for_member(
     return list(db.session.scalars(stmt))
 
 
+def item_for_member(staff: Staff, item_id: int) -> LibraryItem:
+    """One item the member may send (the rule of ``items_for_member``), or LibraryNotFound."""
+    item: LibraryItem | None = db.session.scalar(
+        select(LibraryItem).where(LibraryItem.id == item_id, _for_member(staff), LibraryItem.archived.is_(False))
+    )
+    if item is None:
+        raise LibraryNotFound("item_id", N_("素材不存在"))
+    return item
+
+
 def suggested_items(staff: Staff, tag_ids: set[str], limit: int = 5) -> list[tuple[LibraryItem, list[str]]]:
     """Items for the customer in front of the member: those tagged with any of the customer's tags (most
     tags in common first), each with the names of the tags in common — the reason it is suggested."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, or_, select
 
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, QuickReply, QuickReplyGroup, Staff, User
@@ -151,14 +151,27 @@ def get_reply(user: User, reply_id: int) -> QuickReply:
     return reply
 
 
+def _for_member(staff: Staff) -> Any:
+    """The replies a member may send: corp-wide ones and their stores', not archived."""
+    return and_(in_stores(QuickReply.stores, member_store_ids(staff)), QuickReply.archived.is_(False))
+
+
+def reply_for_member(staff: Staff, reply_id: int) -> QuickReply:
+    """One reply the member may send (the rule of ``replies_for_member``), or LibraryNotFound."""
+    reply: QuickReply | None = db.session.scalar(
+        select(QuickReply).where(QuickReply.id == reply_id, _for_member(staff))
+    )
+    if reply is None:
+        raise LibraryNotFound("reply_id", N_("话术不存在"))
+    return reply
+
+
 def replies_for_member(
     staff: Staff, *, query: str = "", group_id: int | None = None, limit: int = 50
 ) -> list[QuickReply]:
     """The replies a member may send: corp-wide ones and their stores', not archived, searched by title and
     script, in their groups' order."""
-    stmt = select(QuickReply).where(
-        in_stores(QuickReply.stores, member_store_ids(staff)), QuickReply.archived.is_(False)
-    )
+    stmt = select(QuickReply).where(_for_member(staff))
     stmt = _search(stmt, query)
     if group_id is not None:
         stmt = stmt.where(QuickReply.group_id == group_id)

@@ -15,7 +15,6 @@ from bot.services.errors import Invalid, NotFound
 from bot.services.library import items as library
 from bot.services.library import replies
 from bot.services.library.messages import chat_message
-from bot.services.library.stores import member_store_ids
 from bot.services.library.usage import record_send
 from bot.services.users.accounts import N_, audit
 from bot.services.workspace.actions import actor
@@ -35,27 +34,17 @@ def chat_of(staff: Staff, external_userid: str | None, chat_id: str | None) -> t
     return None, visible_group(staff, chat_id or "").chat_id
 
 
-def _sendable(staff: Staff, row: LibraryItem | QuickReply | None) -> bool:
-    """The library's rule for members: not archived, and corp-wide or of one of the member's stores."""
-    if row is None or row.archived:
-        return False
-    mine = set(member_store_ids(staff))
-    return not row.stores or any(store.id in mine for store in row.stores)
-
-
 def item_for(staff: Staff, item_id: int) -> LibraryItem:
     """An item the member may send; ``NotFound`` for any other (another store's, archived, unknown)."""
-    item = db.session.get(LibraryItem, item_id) if 0 < item_id <= MAX_ID else None
-    if item is None or not _sendable(staff, item):
+    if not 0 < item_id <= MAX_ID:  # beyond what the database holds: no such item
         raise NotFound(N_("素材不存在"), "item_id")
-    return item
+    return library.item_for_member(staff, item_id)
 
 
 def reply_for(staff: Staff, reply_id: int) -> QuickReply:
-    reply = db.session.get(QuickReply, reply_id) if 0 < reply_id <= MAX_ID else None
-    if reply is None or not _sendable(staff, reply):
+    if not 0 < reply_id <= MAX_ID:
         raise NotFound(N_("话术不存在"), "reply_id")
-    return reply
+    return replies.reply_for_member(staff, reply_id)
 
 
 def item_message(

@@ -25,6 +25,7 @@ from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.channels.codes import personal_code
 from bot.services.customers import growth
+from bot.services.lifecycle.triggers import birthday_days
 from bot.services.users.scope import member_follow_condition
 from bot.services.workspace.customer_view import BIRTHDAY_DAYS, QUIET_DAYS, days_to_birthday, open_tasks
 
@@ -50,14 +51,13 @@ def _followed() -> Any:
 
 
 def _birthdays(staff: Staff) -> list[tuple[Customer, FollowRelation, int]]:
-    """Followed customers whose birthday is within ``BIRTHDAY_DAYS`` (the month of today and of the last day
-    looked at narrow it in the database; the exact days are counted here)."""
+    """Followed customers whose birthday is within ``BIRTHDAY_DAYS``: the days the birthday lifecycle trigger
+    matches (29 February kept on 28 February), the nearest first."""
     today = corp_time.today()
-    months = {today.month, (today + timedelta(days=BIRTHDAY_DAYS)).month}
+    mmdd = extract("month", Customer.birthday) * 100 + extract("day", Customer.birthday)
     rows = db.session.execute(
         _followed()
-        .where(member_follow_condition(staff), Customer.birthday.is_not(None))
-        .where(extract("month", Customer.birthday).in_(months))
+        .where(member_follow_condition(staff), mmdd.in_(sorted(birthday_days(today, BIRTHDAY_DAYS))))
         .limit(2000)
     ).all()
     found = [(c, f, days_to_birthday(c.birthday, today)) for c, f in rows]
