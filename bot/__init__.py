@@ -51,7 +51,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # The factory is the composition root: the front doors, the commands and the models are imported when
     # an app is built, so that importing a library part of the package (``bot.wecom``, ``bot.config``:
     # the gunicorn config, the benchmarks, the sandbox) does not load the whole application.
-    import bot.models  # noqa: F401 - register the tables on the metadata
+    import bot.models
+    import bot.services.webhooks.outbox  # noqa: F401 - the outbox listens to what the domains announce
     from admin import init_admin
     from bot.cli import register_cli
     from handlers import init_handlers

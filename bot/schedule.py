@@ -18,6 +18,7 @@ from bot.services.library import jobs as library
 from bot.services.lifecycle import jobs as lifecycle
 from bot.services.sends import jobs as sends
 from bot.services.tags import jobs as tags
+from bot.services.webhooks import jobs as webhooks
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     *callbacks.PERIODIC_JOBS,
@@ -31,4 +32,5 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     *groups.PERIODIC_JOBS,
     *handover.PERIODIC_JOBS,
     *library.PERIODIC_JOBS,
+    *webhooks.PERIODIC_JOBS,
 )

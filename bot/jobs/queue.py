@@ -14,7 +14,8 @@ URGENT = "siyu-urgent"  # the welcome fast path
 ADDS = "siyu-adds"  # the rest of an add, after its welcome: ahead of later events about the same customer
 EVENTS = "siyu-events"
 DEFAULT = "siyu-default"
-QUEUE_NAMES = (URGENT, ADDS, EVENTS, DEFAULT)
+WEBHOOKS = "siyu-webhooks"  # deliveries to the brand's endpoints: last, so that they never hold up the rest
+QUEUE_NAMES = (URGENT, ADDS, EVENTS, DEFAULT, WEBHOOKS)
 #: events handled by one job: small enough that one slow batch does not hold up the rest for long
 EVENTS_PER_JOB = 25
 #: adds waiting for their welcome (event ids), taken in batches of up to WELCOMES_PER_JOB

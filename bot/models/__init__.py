@@ -41,6 +41,7 @@ from bot.models.sends import (
 )
 from bot.models.tags import Tag, TagGroup, TagJob, TagJobItem
 from bot.models.users import AuditEntry, Role, User, user_stores
+from bot.models.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 #: indexes a migration makes by hand on PostgreSQL only (trigram search); not part of the models
 HAND_MANAGED_INDEXES = frozenset({"ix_customers_name_trgm", "ix_follow_relations_remark_trgm"})
@@ -54,6 +55,10 @@ def include_in_autogenerate(obj: object, name: str | None, type_: str, reflected
 
 
 __all__ = [
+    "DeliveryStatus",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "HAND_MANAGED_INDEXES",
     "include_in_autogenerate",
     "ApiToken",

@@ -9,8 +9,8 @@ from bot.models import Customer, FollowStatus, WelcomeStatus
 from bot.services.channels import codes as channels
 from bot.services.channels import welcome
 from bot.services.clients import agent_api, agent_id
+from bot.services.customers import announcements, transfers
 from bot.services.customers import relations as customers
-from bot.services.customers import transfers
 from bot.services.handover import handovers
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ def customer_added(
     follow = customers.record_customer_added(external_userid, userid, state, confirmed=confirmed, data=data)
     customer = follow.customer
     channels.attribute(follow, channel, variant_id)
+    announcements.added(follow, channel, confirmed=confirmed)
     if channel is not None and channel.active:
         channels.apply_channel_tags(follow, channel)
         channels.apply_remark(follow, channel, channels.variables(customer.name, follow.staff))

@@ -14,6 +14,7 @@ from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, Fo
 from bot.models._time import from_epoch, utcnow
 from bot.services import corp_time
 from bot.services.clients import contact_api, settings
+from bot.services.customers import announcements
 from bot.services.directory.sync import ensure_staff
 from bot.services.rows import get_or_insert
 
@@ -97,8 +98,20 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
                 customer.birthday = found
                 record_event(customer, "birthday_found", item["userid"], found.isoformat())
         follow = _follow(customer, item["userid"])
+        # A relation already on record that changed is news to the brand's systems; a new one is an add.
+        known = follow.added_at is not None
+        profile_before = (follow.remark, follow.description)
         follow.remark = item.get("remark", "") or ""
         follow.description = item.get("description", "") or ""
+        if known:
+            fields = [
+                f
+                for f, a, b in zip(
+                    ("remark", "description"), profile_before, (follow.remark, follow.description), strict=True
+                )
+                if a != b
+            ]
+            announcements.profile_changed(customer, item["userid"], fields)
         follow.add_way = int(item.get("add_way", 0) or 0)
         follow.oper_userid = item.get("oper_userid", "") or ""
         follow.state = item.get("state", "") or follow.state or ""
@@ -108,7 +121,8 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
         # add is confirmed, it is active.
         if follow.status in (FollowStatus.pending, FollowStatus.deleted_by_staff):
             _reactivate(follow)
-        before = {ft.tag_id for ft in follow.tags}
+        tags_before = announcements.corp_tags(follow.tags)
+        before = set(tags_before)
         follow.tags = [
             FollowTag(
                 tag_id=t.get("tag_id") or None,
@@ -122,6 +136,8 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
         for ft in follow.tags:
             if ft.tag_id and ft.tag_id not in before:
                 record_event(customer, "tag_added", item["userid"], ft.tag_id)
+        if known:
+            announcements.tags_changed(follow, tags_before)
     db.session.flush()
     return customer, {item["userid"] for item in data.get("follow_user", [])}
 
@@ -179,6 +195,7 @@ def record_follow_lost(external_userid: str, userid: str, status: FollowStatus, 
     follow.lost_at = utcnow()
     follow.lost_reason = reason
     record_event(customer, status.value, userid, reason)
+    announcements.lost(follow)
     return follow
 
 
@@ -227,6 +244,7 @@ def update_profile(customer: Customer, *, birthday: date | None, notes: str, sta
     customer.notes = notes
     if changed:
         record_event(customer, "profile_edited", staff_userid, detail=",".join(changed))
+        announcements.profile_changed(customer, staff_userid, changed)
     db.session.flush()
 
 

@@ -21,6 +21,7 @@ from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Staff, Tag
 from bot.models._time import from_epoch, utcnow
 from bot.services.clients import contact_api
+from bot.services.customers import announcements
 from bot.services.customers.relations import record_event
 from bot.services.directory.sync import ensure_staff
 from bot.services.rows import get_or_insert_created
@@ -99,7 +100,10 @@ def _apply(item: dict[str, Any], tags: dict[str, tuple[str, str]], now: datetime
     # follow_info carries corp tag ids only: keep personal and rule tags as the last callback left them.
     wanted = [t for t in info.get("tag_id") or [] if t in tags]
     kept = [t for t in follow.tags if t.type != 1]
+    before = announcements.corp_tags(follow.tags)
     follow.tags = kept + [FollowTag(tag_id=t, group_name=tags[t][0], tag_name=tags[t][1], type=1) for t in wanted]
+    if not created:
+        announcements.tags_changed(follow, before)
     follow.synced_at = now
     counts["seen"] += 1
 

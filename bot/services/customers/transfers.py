@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from bot.extensions import db
 from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, LifecycleTask, Staff
 from bot.models._time import utcnow
+from bot.services.customers import announcements
 from bot.services.customers.relations import find_customer, find_follow, record_event
 
 #: how long after a receiver's add the handover member's DELETE_BY_TRANSFER may still come and claim it
@@ -143,3 +144,4 @@ def _unrecord_add(follow: FollowRelation) -> None:
 
 def _timeline(customer: Customer, from_userid: str, to_userid: str) -> None:
     record_event(customer, "transferred", to_userid, f"{from_userid}→{to_userid}")
+    announcements.transferred(customer, from_userid, to_userid)

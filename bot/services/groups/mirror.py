@@ -22,6 +22,7 @@ from bot.services import corp_time
 from bot.services.clients import contact_api
 from bot.services.directory.sync import ensure_staff
 from bot.services.rows import get_or_insert
+from bot.services.signals import announce
 from bot.services.users.scope import group_chat_condition
 from bot.wecom import WeComClient
 from bot.wecom.errors import UnknownGroupChat
@@ -60,6 +61,9 @@ def apply_group(data: dict[str, Any], now: datetime | None = None) -> GroupChat:
     chat_id = str(data["chat_id"])
     group = get_or_insert(GroupChat, {"chat_id": chat_id})
     db.session.refresh(group, with_for_update=True)
+    # A group read for the first time is found, not joined: its members are no news to anyone.
+    known = group.synced_at is not None
+    joined_now: list[GroupMember] = []
     owner = str(data.get("owner") or "")
     if group.owner_userid and owner != group.owner_userid and group.status in (OWNER_RESIGNED, BEING_INHERITED):
         group.status = INHERITED  # a new owner: the handover is done (the nightly listing says so as well)
@@ -106,19 +110,46 @@ def apply_group(data: dict[str, Any], now: datetime | None = None) -> GroupChat:
                 join_way_id=codes.get(state),
             )
             db.session.add(row)
+            joined_now.append(row)
         row.type = int(m.get("type") or 2)
         row.customer_id = customers.get(userid) if row.type == 2 else None
         row.name = str(m.get("name") or row.name or "")[:128]
         row.group_nickname = str(m.get("group_nickname") or "")[:64]
         row.join_scene = int(m.get("join_scene") or 0)
         row.invitor_userid = str((m.get("invitor") or {}).get("userid") or "")[:64]
-    for userid, row in current.items():
-        if userid not in seen:
-            row.left_at = now
+    left_now = [row for userid, row in current.items() if userid not in seen]
+    for row in left_now:
+        row.left_at = now
     group.members_count = len(seen)
     group.customers_count = sum(1 for m in listed if int(m.get("type") or 0) == 2)
     db.session.flush()
+    if known:
+        _announce(group, "group.member_joined", joined_now)
+        _announce(group, "group.member_left", left_now)
     return group
+
+
+def _announce(group: GroupChat, event_type: str, rows: list[GroupMember]) -> None:
+    """One event per member who joined or left, for the brand's systems (``signals.happened``)."""
+    if not rows:
+        return
+
+    def each() -> list[tuple[dict[str, Any], str | None]]:
+        ref = {"chat_id": group.chat_id, "name": group.name}
+        return [
+            (
+                {
+                    "group": ref,
+                    "external_userid": row.userid if row.type == 2 else "",
+                    "userid": row.userid if row.type != 2 else "",
+                    "scene": (row.join_scene if event_type == "group.member_joined" else row.quit_scene) or 0,
+                },
+                None,
+            )
+            for row in rows
+        ]
+
+    announce(event_type, each)
 
 
 def _closed_stays(group_id: int, userids: set[str]) -> dict[tuple[str, datetime], GroupMember]:

@@ -21,6 +21,7 @@ from bot.models import LifecycleRule, RuleRun, Trigger
 from bot.models._time import utcnow
 from bot.services import claims
 from bot.services.lifecycle.actions import notify_managers, remind, start_send, start_tagging
+from bot.services.lifecycle.announcements import tasks_created
 from bot.services.lifecycle.rules import in_window
 from bot.services.lifecycle.triggers import DAILY, AudienceGone, match, matched_today
 
@@ -64,6 +65,7 @@ def run_rules(now: datetime | None = None) -> RunResult:
                     run.matched = 0
                 else:
                     run.matched = match(rule, run, now)
+                    tasks_created(rule, run)
                 result.matched += run.matched
                 run.status = "ok"
             except AudienceGone:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Integer, case, cast, func, select
@@ -34,6 +35,7 @@ from bot.services.customers import relations as customers
 from bot.services.errors import Conflict
 from bot.services.sends import compose as sends
 from bot.services.sends import recipients
+from bot.services.signals import announce
 from bot.services.users.accounts import N_
 from bot.wecom import WeComClient
 from bot.wecom.errors import WeComError
@@ -84,7 +86,26 @@ def _results(chunk: SendChunk, api: WeComClient) -> None:
                     SendRecipient.customer_id.in_(select(Customer.id).where(Customer.external_userid.in_(batch))),
                 )
                 customers.record_many(newly, "send_delivered", chunk.staff.userid, f"send {chunk.send_id}")
+                announce("send.delivered", partial(_delivered, chunk, newly))
             recipients.set_chunk_recipients(chunk, status, only=batch)
+
+
+def _delivered(chunk: SendChunk, newly: Any) -> list[tuple[dict[str, Any], str | None]]:
+    """send.delivered for each customer WeCom first reports this task reached (read before they are marked)."""
+    send, userid = chunk.send, chunk.staff.userid
+    rows = db.session.execute(select(Customer.external_userid, Customer.name).where(Customer.id.in_(newly)))
+    return [
+        (
+            {
+                "send_id": send.id,
+                "name": send.name,
+                "customer": {"external_userid": external_userid, "name": name or ""},
+                "member": {"userid": userid},
+            },
+            external_userid,
+        )
+        for external_userid, name in rows
+    ]
 
 
 def track_chunk(chunk: SendChunk, api: WeComClient, *, final: bool) -> None:

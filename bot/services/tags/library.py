@@ -13,6 +13,7 @@ from bot.extensions import db
 from bot.models import FollowRelation, FollowTag, Tag, TagGroup
 from bot.models._time import from_epoch, utcnow
 from bot.services.clients import contact_api
+from bot.services.customers import announcements
 from bot.services.customers.relations import record_event
 from bot.services.errors import Invalid, translates_wecom_errors
 from bot.services.signals import tags_removed
@@ -250,6 +251,7 @@ def mirror_marked(follow: FollowRelation, add: list[Tag], remove: Collection[str
     """The mirror after our own mark_tag, which WeCom does not call back for: the ``remove`` tag ids off
     the relation, the ``add`` tags on it (those it lacks). Flushes."""
     have = {ft.tag_id for ft in follow.tags}
+    before = announcements.corp_tags(follow.tags)
     new = [t for t in add if t.tag_id not in have]
     follow.tags = [ft for ft in follow.tags if ft.tag_id not in remove] + [
         FollowTag(tag_id=t.tag_id, group_name=t.group.name, tag_name=t.name, type=1) for t in new
@@ -257,6 +259,7 @@ def mirror_marked(follow: FollowRelation, add: list[Tag], remove: Collection[str
     for t in new:
         record_event(follow.customer, "tag_added", follow.staff.userid, t.tag_id)
     db.session.flush()
+    announcements.tags_changed(follow, before)
 
 
 @translates_wecom_errors

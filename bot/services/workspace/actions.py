@@ -14,6 +14,7 @@ from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.customers.relations import update_profile
 from bot.services.errors import Conflict, Invalid, NotFound
+from bot.services.lifecycle.announcements import task_closed
 from bot.services.tags.library import tag_customer
 from bot.services.users.accounts import N_, audit
 from bot.services.workspace.members import followed_customer
@@ -75,5 +76,6 @@ def close_task(staff: Staff, task_id: int, outcome: str) -> LifecycleTask:
         raise Conflict(N_("这个任务已经处理过了"), "task_id")
     task.outcome, task.outcome_at = outcome, utcnow()
     db.session.flush()
+    task_closed(task, staff.userid)
     audit(None, f"sidebar_task_{outcome}", f"task:{task.id}", name=actor(staff))
     return task

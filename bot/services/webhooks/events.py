@@ -1,0 +1,143 @@
+"""The event types Siyu pushes and the JSON each carries.
+
+Every delivery's body is one envelope: ``{"id": "evt_…", "type": "customer.added", "occurred_at":
+"2026-12-01T08:00:00Z", "data": {…}}``. ``id`` is unique per event and the same on every retry and replay:
+receivers dedupe by it (delivery is at least once). Events about a customer reach an endpoint in the order
+they happened (the order key is the customer's external_userid); the others carry no order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class CustomerRef(BaseModel):
+    external_userid: str
+    name: str = ""
+
+
+class MemberRef(BaseModel):
+    userid: str = Field(description="the WeCom member (员工); empty when none is known")
+
+
+class ChannelRef(BaseModel):
+    id: int
+    name: str
+
+
+class TagRef(BaseModel):
+    id: str = Field(description="the WeCom corp tag id")
+    name: str = ""
+    group: str = ""
+
+
+class CustomerAdded(BaseModel):
+    customer: CustomerRef
+    member: MemberRef
+    state: str = Field("", description="the 「联系我」 state the customer came by")
+    channel: ChannelRef | None = None
+    confirmed: bool = Field(True, description="false: a skip-verify add the member has not confirmed yet")
+
+
+class CustomerLost(BaseModel):
+    customer: CustomerRef
+    member: MemberRef
+    side: Literal["customer", "member"] = Field(
+        description="customer: the customer deleted the member; member: the member deleted the customer"
+    )
+
+
+class CustomerTransferred(BaseModel):
+    customer: CustomerRef
+    from_member: MemberRef
+    to_member: MemberRef
+
+
+class TagsChanged(BaseModel):
+    customer: CustomerRef
+    member: MemberRef
+    added: list[TagRef]
+    removed: list[TagRef]
+
+
+class ProfileChanged(BaseModel):
+    customer: CustomerRef
+    member: MemberRef
+    fields: list[str] = Field(description="the fields that changed: remark, description, birthday, notes, …")
+
+
+class GroupRef(BaseModel):
+    chat_id: str
+    name: str = ""
+
+
+class GroupMembership(BaseModel):
+    group: GroupRef
+    external_userid: str = Field("", description="the customer who joined or left (empty for a member)")
+    userid: str = Field("", description="the WeCom member who joined or left (empty for a customer)")
+    scene: int = Field(0, description="WeCom's JoinScene / QuitScene")
+
+
+class SendDelivered(BaseModel):
+    send_id: int
+    name: str = Field(description="the mass send's name in the panel")
+    customer: CustomerRef
+    member: MemberRef
+
+
+class TaskRef(BaseModel):
+    id: int
+    rule_id: int
+    rule_name: str
+    trigger: str
+    due_at: str | None = None
+
+
+class TaskCreated(BaseModel):
+    task: TaskRef
+    customer: CustomerRef
+    member: MemberRef
+
+
+class TaskDone(BaseModel):
+    task: TaskRef
+    customer: CustomerRef
+    member: MemberRef
+    outcome: str = Field(description="done or skipped")
+
+
+class Ping(BaseModel):
+    message: str
+    endpoint_id: int
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    summary: str
+    data: type[BaseModel]
+    #: deliveries of this type keep order per customer
+    ordered: bool = True
+
+
+TYPES: tuple[EventType, ...] = (
+    EventType("customer.added", "A customer added a member (or was added)", CustomerAdded),
+    EventType("customer.lost", "A relation ended: the customer or the member deleted the other", CustomerLost),
+    EventType("customer.transferred", "A customer was handed over from one member to another", CustomerTransferred),
+    EventType("customer.tags_changed", "Corp tags added to or removed from a customer", TagsChanged),
+    EventType(
+        "customer.profile_changed", "A customer's remark, description, birthday or notes changed", ProfileChanged
+    ),
+    EventType("group.member_joined", "Someone joined a customer group", GroupMembership, ordered=False),
+    EventType("group.member_left", "Someone left a customer group", GroupMembership, ordered=False),
+    EventType("send.delivered", "A mass send reached a customer", SendDelivered),
+    EventType("task.created", "A lifecycle task was created for a member about a customer", TaskCreated),
+    EventType("task.done", "A member finished or skipped a lifecycle task", TaskDone),
+    EventType("ping", "A test event, sent from the panel", Ping, ordered=False),
+)
+BY_NAME = {t.name: t for t in TYPES}
+#: what an endpoint may subscribe to (the test event reaches every endpoint on demand only)
+SUBSCRIBABLE = tuple(t.name for t in TYPES if t.name != "ping")
