@@ -51,6 +51,9 @@ class CustomerLost(BaseModel):
 
 
 class CustomerTransferred(BaseModel):
+    """WeCom promises no order between the receiver's add and the handing member's removal: when the add
+    comes first (an on-job transfer), the receiver's ``customer.added`` precedes this event."""
+
     customer: CustomerRef
     from_member: MemberRef
     to_member: MemberRef

@@ -301,5 +301,7 @@ def switch_off(endpoint: WebhookEndpoint, now: datetime) -> None:
                 "一天内没有一次投递成功，私域助手已将其停用。修复后请在管理后台「Webhook」页重新启用。",
                 dedupe_seconds=4 * 3600,
             )
-        except Exception:  # the banner still says it; the switch-off must not be lost with the message
-            log.warning("could not tell %s that webhook %s was switched off", endpoint.alert_userids, endpoint.id)
+        except Exception as exc:  # the banner still says it; the switch-off must not be lost with the message
+            log.warning(
+                "could not tell %s that webhook %s was switched off: %s", endpoint.alert_userids, endpoint.id, exc
+            )
