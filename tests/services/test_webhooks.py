@@ -163,10 +163,9 @@ def test_failures_are_retried_with_backoff_and_a_customer_waits_for_its_earlier_
         run_worker()
         assert crm.attempts == 2  # not due yet (and the endpoint pauses after a round of failures)
         unpause(app)
-        with time_machine.travel(utcnow() + timedelta(seconds=31)):
-            with app.app_context():
-                jobs.send_webhooks()
-                jobs.send_webhooks()
+        with time_machine.travel(utcnow() + timedelta(seconds=31)), app.app_context():
+            jobs.send_webhooks()
+            jobs.send_webhooks()
         assert [r.body["data"]["n"] for r in crm.received] in ([1, 3, 2], [3, 1, 2])
         assert [r.body["data"]["n"] for r in crm.received if r.body["data"]["n"] != 3] == [1, 2]
         with app.app_context():
@@ -224,18 +223,17 @@ def test_a_day_of_failures_gives_up_switches_the_endpoint_off_and_tells_its_peop
         run_worker()
         unpause(app)
         before = len(corp.app_messages)
-        with time_machine.travel(utcnow() + timedelta(hours=24, minutes=1)):
-            with app.app_context():
-                jobs.send_webhooks()
-                endpoint = db.session.get(WebhookEndpoint, endpoint_id)
-                assert endpoint.enabled is False and "一天内" in endpoint.disabled_reason
-                assert db.session.scalar(select(WebhookDelivery.status)) == DeliveryStatus.failed
-                assert endpoints.switched_off() == [endpoint]
-                assert db.session.scalar(select(AuditEntry.action).where(AuditEntry.action == "webhook_switched_off"))
-                # while off, what happens is not recorded for it
-                announce("customer.added", {"n": 2}, "wm-b")
-                db.session.commit()
-                assert db.session.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
+        with time_machine.travel(utcnow() + timedelta(hours=24, minutes=1)), app.app_context():
+            jobs.send_webhooks()
+            endpoint = db.session.get(WebhookEndpoint, endpoint_id)
+            assert endpoint.enabled is False and "一天内" in endpoint.disabled_reason
+            assert db.session.scalar(select(WebhookDelivery.status)) == DeliveryStatus.failed
+            assert endpoints.switched_off() == [endpoint]
+            assert db.session.scalar(select(AuditEntry.action).where(AuditEntry.action == "webhook_switched_off"))
+            # while off, what happens is not recorded for it
+            announce("customer.added", {"n": 2}, "wm-b")
+            db.session.commit()
+            assert db.session.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
         (alert,) = corp.app_messages[before:]
         assert alert["touser"] == "staff0201" and "已将其停用" in alert["text"]["content"]
         # fixed and switched back on, the failed one is replayed by its period
