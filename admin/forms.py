@@ -167,3 +167,22 @@ class QuickReplyForm(FlaskForm):
 
 class EmptyForm(FlaskForm):
     """A button that changes something: only the CSRF token."""
+
+
+class WebhookEndpointForm(FlaskForm):
+    url = StringField(
+        _l("接收地址（URL）"),
+        validators=[DataRequired(_l("请输入地址")), Length(max=1024, message=_l("最多 1024 个字符"))],
+    )
+    description = StringField(_l("说明"), validators=[Optional(), Length(max=256, message=_l("最多 256 个字符"))])
+    event_types = SelectMultipleField(_l("推送的事件"), validators=[DataRequired(_l("至少选择一种事件"))])
+    alert_userids = StringField(
+        _l("停用时通知的成员（企业微信账号，逗号分隔）"),
+        validators=[Optional(), Length(max=1400, message=_l("最多 1400 个字符"))],
+    )
+    enabled = BooleanField(_l("启用"), default=True)
+
+
+class WebhookReplayForm(FlaskForm):
+    start = DateField(_l("从"), validators=[InputRequired(_l("请选择日期"))])
+    end = DateField(_l("到"), validators=[InputRequired(_l("请选择日期"))])

@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
 from admin.api.operations import OPERATIONS, SCHEMAS, Operation, operation, roles_needed
+from bot.services.webhooks.events import TYPES
 
 ERROR = {
     "type": "object",
@@ -45,8 +46,48 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
         "paths": paths,
+        "webhooks": _webhooks(schemas),
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
     }
+
+
+def _webhooks(schemas: dict[str, Any]) -> dict[str, Any]:
+    """What Siyu POSTs to the brand's endpoints (Webhook page): one envelope per event, its ``data`` the
+    type's own; signed in the ``Siyu-Signature`` header (README: verifying a delivery)."""
+    out: dict[str, Any] = {}
+    for event_type in TYPES:
+        envelope = {
+            "type": "object",
+            "required": ["id", "type", "occurred_at", "data"],
+            "properties": {
+                "id": {"type": "string", "description": "evt_…: unique, the same on every retry (dedupe by it)"},
+                "type": {"const": event_type.name},
+                "occurred_at": {"type": "string", "format": "date-time"},
+                "data": _ref(event_type.data, schemas),
+            },
+        }
+        ordered = "in order per customer" if event_type.ordered else "in no particular order"
+        out[event_type.name] = {
+            "post": {
+                "operationId": f"webhook_{event_type.name.replace('.', '_')}",
+                "summary": event_type.summary,
+                "description": f"Delivered at least once, {ordered}.",
+                "parameters": [
+                    {
+                        "name": "Siyu-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.' + body>; two v1 in a rotation",
+                    },
+                    {"name": "Siyu-Event-Id", "in": "header", "required": True, "schema": {"type": "string"}},
+                    {"name": "Siyu-Event-Type", "in": "header", "required": True, "schema": {"type": "string"}},
+                ],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": envelope}}},
+                "responses": {"2XX": {"description": "Received; any other answer is retried with backoff for a day"}},
+            }
+        }
+    return out
 
 
 def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:

@@ -171,4 +171,5 @@ from admin.views import (  # noqa: E402, F401 - register the routes
     staff,
     tags,
     users,
+    webhooks,
 )

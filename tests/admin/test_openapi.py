@@ -84,3 +84,14 @@ def test_the_permission_is_checked_before_the_body(app, client):
     viewer = {"Authorization": f"Bearer {make_token(app, make_user(app, 'v', 'viewer')[0])}"}
     res = client.post("/api/v1/tag-groups", json={"name": 5}, headers=viewer)
     assert res.status_code == 403 and res.get_json()["error"]["message"] == "edit tags needs the admin or operator role"
+
+
+def test_every_webhook_event_type_is_documented_with_its_payload(document):
+    from bot.services.webhooks.events import TYPES
+
+    hooks = document["webhooks"]
+    assert set(hooks) == {t.name for t in TYPES}
+    for event_type in TYPES:
+        body = hooks[event_type.name]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert body["properties"]["data"] == {"$ref": f"#/components/schemas/{event_type.data.__name__}"}
+        assert event_type.data.__name__ in document["components"]["schemas"]

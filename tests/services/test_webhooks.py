@@ -24,6 +24,7 @@ from bot.services.customers.relations import find_customer, update_profile
 from bot.services.sends import jobs as send_jobs
 from bot.services.signals import announce
 from bot.services.webhooks import endpoints, jobs, sending
+from bot.services.webhooks.events import BY_NAME
 from bot.services.workspace import actions
 from tests.conftest import customers_of
 from tests.services.lifecycle_helpers import BIRTHDAY, make_rule, run_now, set_customer, soon
@@ -31,7 +32,11 @@ from tests.services.webhook_helpers import receiving, register, unpause
 
 
 def data_of(receiver, event_type):
-    return [r.body["data"] for r in receiver.of_type(event_type)]
+    """The payloads of one type, each checked against the model the OpenAPI document publishes for it."""
+    payloads = [r.body["data"] for r in receiver.of_type(event_type)]
+    for data in payloads:
+        BY_NAME[event_type].data.model_validate(data, strict=True)
+    return payloads
 
 
 def test_a_customers_events_arrive_signed_and_in_the_order_they_happened(app, sim, corp, run_worker):

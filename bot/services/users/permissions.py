@@ -42,6 +42,7 @@ class Action(enum.StrEnum):
     manage_own_api_tokens = "manage_own_api_tokens"
     manage_any_api_token = "manage_any_api_token"  # noqa: S105 - an action's name
     hand_over = "hand_over"
+    manage_webhooks = "manage_webhooks"
 
 
 _ADMIN = frozenset({Role.admin})
@@ -53,6 +54,8 @@ _STORE_WRITERS = frozenset({Role.admin, Role.operator, Role.store_manager})
 POLICY: dict[Action, frozenset[Role]] = {
     Action.manage_users: _ADMIN,
     Action.read_audit_log: _ADMIN,
+    # Webhooks carry every customer's events out of Siyu: only admins point them somewhere.
+    Action.manage_webhooks: _ADMIN,
     Action.sync_directory: _ADMIN,
     Action.edit_channels: _WRITERS,
     Action.edit_tags: _WRITERS,
