@@ -3,7 +3,8 @@
 Channels for the states the simulator scans (a store code with an A/B welcome, a live-room campaign code, a
 personal code for each member of one store), segments, a lifecycle rule switched on, a draft and a dispatched
 mass send, a customer group and an invitation to it by tag, library items of four kinds, two groups of quick
-replies, and a member who left with customers and a group waiting for a handover. The simulator then acts on
+replies, a member who left with customers and a group waiting for a handover, and a webhook endpoint at the
+sandbox's own receiver (the brand's CRM, which verifies each delivery). The simulator then acts on
 them: customers scan the codes, members confirm the sends, customers join by the code. Made once: a corp that
 has the store code is left as it is. Every step goes through the same
 services the panel uses, so the demo shows real behaviour.
@@ -13,15 +14,18 @@ from __future__ import annotations
 
 import io
 import logging
+from urllib.parse import urlsplit
 
 import qrcode
+import requests
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.models import Channel, Staff, Store, User
+from bot.models import Channel, Staff, Store, User, WebhookEndpoint
 from bot.sandbox.corp import FakeCorp
 from bot.sandbox.handover import resign
 from bot.services.channels import codes
+from bot.services.clients import settings
 from bot.services.directory.sync import sync_directory
 from bot.services.groups import invites
 from bot.services.groups import mirror as groups
@@ -31,6 +35,8 @@ from bot.services.segments import rules as segments
 from bot.services.sends import compose
 from bot.services.sends.jobs import start_send_if_due
 from bot.services.tags import library as tags
+from bot.services.webhooks import endpoints as webhooks
+from bot.services.webhooks.events import SUBSCRIBABLE
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +63,11 @@ REPLIES = {
 def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
     """Set up the demo corp once (committing as it goes); returns what was made, for the log."""
     if db.session.scalar(select(Channel.id).where(Channel.state == STORE_STATE)) is not None:
+        _tell_receiver()  # the sandbox's receiver forgets its secret when the process ends
         return []
+    made_hook = _webhook(admin)
+    db.session.commit()
+    _tell_receiver()
     stores = list(db.session.scalars(select(Store).where(Store.active).order_by(Store.id)))
     staffed = [s for s in stores if s.staff]
     if not staffed:
@@ -66,7 +76,7 @@ def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
     members = sorted(store.staff, key=lambda m: m.userid)
     everyone = list(db.session.scalars(select(Staff).where(Staff.active).order_by(Staff.userid)))
     tag_ids = {name.split(" / ")[-1]: tag_id for tag_id, name in tags.labelled()}
-    made: list[str] = []
+    made: list[str] = [made_hook]
 
     codes.create_channel(
         f"{store.name}门店码",
@@ -146,6 +156,31 @@ def _leaver(corp: FakeCorp, busy: set[str]) -> str:
     sync_directory()
     groups.sync_all()
     return f"{leaver.userid} left with 2 customers and a group"
+
+
+def _receiver_url() -> str:
+    """The sandbox's webhook receiver (the brand's system), beside the fake WeCom API."""
+    parts = urlsplit(settings().wecom_api_base or "")
+    return f"{parts.scheme}://{parts.netloc}/sandbox/webhook-receiver"
+
+
+def _webhook(admin: User) -> str:
+    """An endpoint at the sandbox's receiver wanting every event type. Flushes."""
+    webhooks.create_endpoint(
+        _receiver_url(), "沙箱中的品牌 CRM（演示）", list(SUBSCRIBABLE), alert_userids=[], actor=admin
+    )
+    return "a webhook endpoint at the sandbox's receiver"
+
+
+def _tell_receiver() -> None:
+    """Give the sandbox's receiver the demo endpoint's secret, as an operator pastes it into their CRM."""
+    endpoint = db.session.scalar(select(WebhookEndpoint).where(WebhookEndpoint.url == _receiver_url()))
+    if endpoint is None:
+        return
+    try:
+        requests.post(f"{_receiver_url()}/secret", json={"secret": endpoint.secret}, timeout=5)
+    except requests.RequestException:
+        log.warning("the sandbox's webhook receiver could not be given its secret")
 
 
 def _png(text: str) -> bytes:

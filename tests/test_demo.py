@@ -23,7 +23,7 @@ from bot.services.tags.jobs import sync_corp_tags
 from tests.conftest import make_user
 
 
-def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, run_worker):
+def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, run_worker, fake_wecom_app):
     user_id, _ = make_user(app, "admin", "admin")
     with app.app_context():
         sync_directory()
@@ -63,3 +63,7 @@ def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, r
     with app.app_context():
         follow = db.session.scalar(select(FollowRelation).where(FollowRelation.state == STORE_STATE))
         assert follow is not None and follow.channel_id == store_id
+    # the brand's CRM (the sandbox's receiver) was told, with deliveries signed by the secret it was given
+    added = fake_wecom_app.config["WEBHOOK_RECEIVER"].of_type("customer.added")
+    assert added and all(r.signed for r in added)
+    assert any(r.body["data"]["state"] == STORE_STATE for r in added)

@@ -19,6 +19,7 @@ from bot.sandbox.api import customers, directory, groups, handover, jssdk, mass,
 from bot.sandbox.api.client_pages import add_client_pages
 from bot.sandbox.api.controls import add_controls
 from bot.sandbox.api.endpoints import Body, Endpoint, answer
+from bot.sandbox.api.receiver_pages import add_receiver
 from bot.sandbox.corp import LATE, TIMEOUT, TIMEOUT_SECONDS, ApiError, FakeCorp
 from bot.sandbox.simulator import Simulator
 
@@ -106,4 +107,5 @@ def create_fake_wecom(corp: FakeCorp, simulator: Simulator | None = None, *, siy
 
     add_controls(app)
     add_client_pages(app)
+    add_receiver(app)
     return app
