@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/siyu_test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 export FLASK_APP := wsgi
 
-.PHONY: help run test test-embedded test-services lint audit bench bench-sidebar bench-welcome bench-segments bench-mass-send bench-lifecycle drills migrate translations clean
+.PHONY: help run test test-embedded test-services lint audit bench bench-sidebar bench-welcome bench-segments bench-mass-send bench-lifecycle bench-webhooks drills migrate translations clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ bench-welcome: $(STAMP) ## the welcome benchmark: 500 adds/s for 20 s, receipt â
 
 bench-segments: $(STAMP) ## the segment benchmark: counts, explanations and streaming over 1,000,000 customers
 	$(BIN)/python bench/segments.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_segments)" --redis-url redis://127.0.0.1:6379/12
+
+bench-webhooks: $(STAMP) ## the webhooks-out benchmark: deliveries/s and eventâ†’delivery latency to loopback receivers
+	$(BIN)/python bench/webhooks_out.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_webhooks)" --redis-url redis://127.0.0.1:6379/11
 
 drills: $(STAMP) ## every drill in turn (bench/drills.py NAME runs one): load, faults, fuzzing; restarts this machine's Redis and PostgreSQL
 	$(BIN)/python bench/drills.py all --database-url "$(PG_TEST_URL:siyu_test=siyu_drill)" --redis-url redis://127.0.0.1:6379/13

@@ -45,6 +45,10 @@ class WebhookReceiver:
 
     def respond(self, request: Request) -> Response:
         if request.method != "POST":
+            if request.args.get("all"):  # every delivery with when it arrived (the benchmark's latencies)
+                with self._lock:
+                    rows = [{"id": r.event_id, "at": r.at, "data": r.body.get("data")} for r in self.received]
+                return Response(json.dumps({"attempts": self.attempts, "rows": rows}), mimetype="application/json")
             return Response(json.dumps(self.summary(), ensure_ascii=False), mimetype="application/json")
         body = request.get_data(cache=False)
         with self._lock:

@@ -7,6 +7,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import requests
@@ -26,8 +27,8 @@ log = logging.getLogger(__name__)
 ENDPOINTS_AT_ONCE = 8
 #: a sender job's time budget; what is still due after it is taken by the next job
 JOB_SECONDS = 20
-#: an endpoint's lock outlives a hung request by this much (READ_TIMEOUT × the rounds of one job)
-LOCK_SECONDS = JOB_SECONDS + 30
+#: an endpoint's lock, renewed after every slice of requests: it outlives any one slice (connect + read timeouts)
+LOCK_SECONDS = 30
 #: delivered and failed deliveries (and events no delivery names) are kept this long
 KEEP = timedelta(days=30)
 
@@ -58,7 +59,8 @@ def _serve_locked(app: Flask, endpoint_id: int, until: float) -> dict[str, int]:
     try:
         with app.app_context(), requests.Session() as session:
             try:
-                counts = sending.serve(endpoint_id, until=until, session=session)
+                renew = partial(lock.extend, LOCK_SECONDS, replace_ttl=True)
+                counts = sending.serve(endpoint_id, until=until, session=session, heartbeat=renew)
                 return {"endpoints": 1, **counts}
             except Exception:
                 db.session.rollback()

@@ -16,7 +16,8 @@ import hashlib
 import hmac
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -181,9 +182,13 @@ def _pause(endpoint_id: int) -> int:
     return seconds
 
 
-def serve(endpoint_id: int, *, until: float, session: requests.Session) -> dict[str, int]:
-    """Send what is due at one endpoint (the caller holds its lock) until nothing is, the endpoint pauses,
-    or the monotonic clock passes ``until``. Commits after each round."""
+def serve(
+    endpoint_id: int, *, until: float, session: requests.Session, heartbeat: Callable[[], Any] = lambda: None
+) -> dict[str, int]:
+    """Send what is due at one endpoint (the caller holds its lock, renewed by ``heartbeat``) until nothing
+    is, the endpoint pauses, or the monotonic clock passes ``until``. A round takes up to BATCH due
+    deliveries and posts them with PARALLEL in flight; failures in a row end the round (a hanging receiver
+    costs one timeout, not one per delivery) and pause the endpoint. Commits after each round."""
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     endpoint = db.session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or not endpoint.enabled:
@@ -195,14 +200,11 @@ def serve(endpoint_id: int, *, until: float, session: requests.Session) -> dict[
             rows = due(endpoint_id, now)
             if not rows:
                 break
-            refusal = _refused_address(url)
-            keys = signing_secrets(endpoint, now)
-
-            send = partial(_attempt, session, url, keys, int(time.time()), refusal)
-            outcomes = list(pool.map(send, rows))
-            failures_in_a_row = _record(endpoint, rows, outcomes, counts)
+            send = partial(_attempt, session, url, signing_secrets(endpoint, now), _refused_address(url))
+            attempted, outcomes, stalled = _post_round(pool, send, rows, until, heartbeat)
+            _record(endpoint, attempted, outcomes, counts)
             db.session.commit()
-            if failures_in_a_row >= PAUSE_AFTER or (outcomes and not any(o.ok for o in outcomes)):
+            if stalled:
                 seconds = _pause(endpoint_id)
                 log.info("webhook endpoint %s paused for %s s after failures", endpoint_id, seconds)
                 break
@@ -210,10 +212,48 @@ def serve(endpoint_id: int, *, until: float, session: requests.Session) -> dict[
     return counts
 
 
-def _attempt(session: requests.Session, url: str, keys: list[str], stamp: int, refusal: str, row: Any) -> Outcome:
+def _post_round(
+    pool: ThreadPoolExecutor,
+    send: Callable[[Any], Outcome],
+    rows: list[Any],
+    until: float,
+    heartbeat: Callable[[], Any],
+) -> tuple[list[Any], list[Outcome], bool]:
+    """Post ``rows`` (each a different customer's) with up to PARALLEL in flight; stop taking more once
+    PAUSE_AFTER have failed since the last success (the endpoint is in trouble) or time is up. Returns the
+    rows attempted, their outcomes and whether the endpoint stalled."""
+    in_flight: dict[Future[Outcome], Any] = {}
+    attempted: list[Any] = []
+    outcomes: list[Outcome] = []
+    waiting = iter(rows)
+    failing = 0
+    stop = False
+    beat = time.monotonic()
+    while True:
+        while not stop and len(in_flight) < PARALLEL and (row := next(waiting, None)) is not None:
+            in_flight[pool.submit(send, row)] = row
+        if not in_flight:
+            break
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in done:
+            attempted.append(in_flight.pop(future))
+            outcome = future.result()
+            outcomes.append(outcome)
+            failing = 0 if outcome.ok else failing + 1
+        if failing >= PAUSE_AFTER or time.monotonic() >= until:
+            stop = True
+        if time.monotonic() - beat >= 1:
+            heartbeat()
+            beat = time.monotonic()
+    heartbeat()
+    return attempted, outcomes, failing >= PAUSE_AFTER
+
+
+def _attempt(session: requests.Session, url: str, keys: list[str], refusal: str, row: Any) -> Outcome:
     if refusal:
         return Outcome(False, None, 0, "", refusal)
     body = row.body.encode()
+    stamp = int(time.time())
     headers = {
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": USER_AGENT,
@@ -235,13 +275,12 @@ def _refused_address(url: str) -> str:
     return ""
 
 
-def _record(endpoint: WebhookEndpoint, rows: list[Any], outcomes: list[Outcome], counts: dict[str, int]) -> int:
+def _record(endpoint: WebhookEndpoint, rows: list[Any], outcomes: list[Outcome], counts: dict[str, int]) -> None:
     """Each outcome on its delivery, in one statement; a delivery out of time is given up, and an endpoint
-    that has delivered nothing for a day is switched off. Returns the failures at the end of the round."""
+    that has delivered nothing for a day is switched off."""
     now = utcnow()
     changes = []
     given_up = 0
-    streak = 0
     for row, outcome in zip(rows, outcomes, strict=True):
         attempts = row.attempts + 1
         change: dict[str, Any] = {
@@ -256,21 +295,17 @@ def _record(endpoint: WebhookEndpoint, rows: list[Any], outcomes: list[Outcome],
         if outcome.ok:
             change.update(status=DeliveryStatus.delivered, delivered_at=now)
             counts["delivered"] += 1
-            streak = 0
         elif now - row.created_at >= GIVE_UP_AFTER:
             change.update(status=DeliveryStatus.failed)
             counts["failed"] += 1
             given_up += 1
-            streak += 1
         else:
             change.update(next_attempt_at=now + backoff(attempts))
             counts["retrying"] += 1
-            streak += 1
         changes.append(change)
     db.session.execute(update(WebhookDelivery), changes)
     if given_up and not _delivered_since(endpoint.id, now - GIVE_UP_AFTER):
         switch_off(endpoint, now)
-    return streak
 
 
 def _delivered_since(endpoint_id: int, since: datetime) -> bool:
