@@ -41,12 +41,12 @@ def serve_receivers(ports: dict[str, int], secrets: dict[str, str]) -> None:
     from gevent import monkey
 
     monkey.patch_all()
+    import socket
+
     from gevent.pool import Pool
     from gevent.pywsgi import WSGIServer
 
     from bot.sandbox.receiver import WebhookReceiver
-
-    import socket
 
     servers = []
     for name, port in ports.items():
@@ -108,7 +108,7 @@ def main() -> int:
     for port in ports.values():
         wait_for_port(port)
     env = bench_env(args.database_url, args.redis_url, free_port())
-    workers = [subprocess.Popen([str(BIN / "flask"), "worker"], cwd=ROOT, env=env) for _ in range(args.workers)]
+    workers: list[subprocess.Popen[bytes]] = []
     sequence = 0
 
     def emit(n: int, endpoint_ids: list[int]) -> None:
@@ -153,16 +153,20 @@ def main() -> int:
         return list(first.values())
 
     try:
-        time.sleep(2)  # the workers start
-        print(f"phase 1: {args.events} events written at once for one fast receiver …", flush=True)
+        print(f"phase 1: {args.events} events waiting for one fast receiver, then the workers start …", flush=True)
         with app.app_context():
             started = time.monotonic()
             for start in range(0, args.events, 1000):
                 emit(min(1000, args.events - start), [ids["fast"]])
             written = time.monotonic() - started
+        workers += [subprocess.Popen([str(BIN / "flask"), "worker"], cwd=ROOT, env=env) for _ in range(args.workers)]
         drained = wait_for(ports["fast"], args.events, timeout=600)
-        rate = args.events / drained
-        print(f"  written in {written:.1f}s; delivered in {drained:.1f}s: {rate:.0f} deliveries/s", flush=True)
+        arrivals = [r["at"] for r in received(ports["fast"])["rows"]]
+        rate = len(arrivals) / max(max(arrivals) - min(arrivals), 1e-9)  # first to last arrival
+        print(
+            f"  written in {written:.1f}s (the outbox); all delivered {drained:.1f}s after the workers started",
+            flush=True,
+        )
 
         print(f"phase 2: {args.rate}/s for {args.seconds}s to the fast receiver alone …", flush=True)
         seqs = stream([ids["fast"]])
@@ -192,7 +196,10 @@ def main() -> int:
 
     print()
     print(f"machine: {os.cpu_count()} cores · {args.workers} worker processes · PostgreSQL + Redis")
-    print(f"backlog: {rate:.0f} deliveries/s to one fast receiver ({args.events} events; target ≥ 500)")
+    print(
+        f"backlog: {rate:.0f} deliveries/s to one fast receiver, first to last arrival"
+        f" ({args.events} events; target ≥ 500)"
+    )
     print(
         f"stream {args.rate}/s, fast alone:        p50 {statistics.median(alone):.0f} ms · "
         f"p99 {percentile(alone, 99):.0f} ms ({len(alone)}/{len(seqs)} delivered)"

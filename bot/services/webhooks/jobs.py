@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import requests
 from flask import Flask
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists
 
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
 from bot.jobs.periodic import PeriodicJob
-from bot.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from bot.models import DeliveryStatus, WebhookDelivery, WebhookEvent
 from bot.models._time import utcnow
 from bot.services.webhooks import outbox, sending
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 ENDPOINTS_AT_ONCE = 8
 #: a sender job's time budget; what is still due after it is taken by the next job
 JOB_SECONDS = 20
+#: how soon an endpoint that falls due while a sender runs is picked up
+POLL_SECONDS = 0.05
 #: an endpoint's lock, renewed after every slice of requests: it outlives any one slice (connect + read timeouts)
 LOCK_SECONDS = 30
 #: delivered and failed deliveries (and events no delivery names) are kept this long
@@ -34,19 +36,39 @@ KEEP = timedelta(days=30)
 
 
 def send_webhooks() -> dict[str, int]:
-    """Send what is due at every enabled endpoint, each in a thread of its own, for up to JOB_SECONDS;
-    queue another sender if anything is still due."""
+    """For up to JOB_SECONDS: every enabled endpoint with something due is served by a thread of its own
+    (up to ENDPOINTS_AT_ONCE), and endpoints that fall due meanwhile are picked up within POLL_SECONDS —
+    so a slow or hanging receiver holds its own thread only, never the others' deliveries. Queues another
+    sender if anything is still due at the end."""
     with job_context() as app:
         redis_conn.client.delete(outbox.WAKE)  # events committed from now on wake another sender
         until = time.monotonic() + JOB_SECONDS
-        endpoint_ids = [e for e in sending.endpoints_with_due(utcnow()) if not sending.paused(e)]
-        db.session.remove()
         totals = {"endpoints": 0, "delivered": 0, "retrying": 0, "failed": 0}
-        if endpoint_ids:
-            with ThreadPoolExecutor(max_workers=ENDPOINTS_AT_ONCE, thread_name_prefix="webhooks") as pool:
-                for counts in pool.map(lambda e: _serve_locked(app, e, until), endpoint_ids):
-                    for key, n in counts.items():
-                        totals[key] = totals.get(key, 0) + n
+        running: dict[int, Future[dict[str, int]]] = {}
+        elsewhere: set[int] = set()  # served by another sender now (its lock was taken): left to it
+        with ThreadPoolExecutor(max_workers=ENDPOINTS_AT_ONCE, thread_name_prefix="webhooks") as pool:
+            while time.monotonic() < until:
+                for endpoint_id, future in list(running.items()):
+                    if future.done():
+                        del running[endpoint_id]
+                        if not future.result():
+                            elsewhere.add(endpoint_id)
+                        for key, n in future.result().items():
+                            totals[key] = totals.get(key, 0) + n
+                due = [
+                    e
+                    for e in sending.endpoints_with_due(utcnow())
+                    if e not in running and e not in elsewhere and not sending.paused(e)
+                ]
+                db.session.rollback()  # no read transaction held open between polls
+                for endpoint_id in due[: ENDPOINTS_AT_ONCE - len(running)]:
+                    running[endpoint_id] = pool.submit(_serve_locked, app, endpoint_id, until)
+                if not running:
+                    break
+                time.sleep(POLL_SECONDS)
+            for future in running.values():
+                for key, n in future.result().items():
+                    totals[key] = totals.get(key, 0) + n
         if time.monotonic() >= until and sending.endpoints_with_due(utcnow()):
             outbox.wake()
         return totals
@@ -78,15 +100,7 @@ def _serve_locked(app: Flask, endpoint_id: int, until: float) -> dict[str, int]:
 def sweep_webhooks() -> int:
     """Every few seconds: wake a sender if a delivery is due (a retry's time came, or a wake-up was lost)."""
     with job_context():
-        due = db.session.scalar(
-            select(
-                exists().where(
-                    WebhookDelivery.status == DeliveryStatus.pending,
-                    WebhookDelivery.next_attempt_at <= utcnow(),
-                    WebhookDelivery.endpoint_id.in_(select(WebhookEndpoint.id).where(WebhookEndpoint.enabled)),
-                )
-            )
-        )
+        due = [e for e in sending.endpoints_with_due(utcnow()) if not sending.paused(e)]
         if due:
             outbox.wake()
         return int(bool(due))

@@ -54,24 +54,28 @@ def record(event_type: str, items: Iterable[tuple[dict[str, Any], str | None]], 
     Returns the ids of the events written. Flushes."""
     ordered = BY_NAME[event_type].ordered if event_type in BY_NAME else False
     now = utcnow()
-    written: list[str] = []
+    events: list[dict[str, Any]] = []
+    keys: list[str | None] = []
     for data, order_key in items:
         uid = new_uid()
-        row = WebhookEvent(uid=uid, type=event_type, occurred_at=now, body=envelope(uid, event_type, now, data))
-        db.session.add(row)
-        db.session.flush()
-        key = (order_key or None) if ordered else None
-        db.session.execute(
-            insert(WebhookDelivery),
-            [
-                {"event_id": row.id, "endpoint_id": e, "order_key": key, "created_at": now, "next_attempt_at": now}
-                for e in endpoint_ids
-            ],
+        events.append(
+            {"uid": uid, "type": event_type, "occurred_at": now, "body": envelope(uid, event_type, now, data)}
         )
-        written.append(uid)
-    if written:
-        db.session.info[PENDING] = True
-    return written
+        keys.append((order_key or None) if ordered else None)
+    if not events:
+        return []
+    # One statement for the events (their ids come back in order), one for the deliveries.
+    ids = db.session.scalars(insert(WebhookEvent).returning(WebhookEvent.id, sort_by_parameter_order=True), events)
+    db.session.execute(
+        insert(WebhookDelivery),
+        [
+            {"event_id": event_id, "endpoint_id": e, "order_key": key, "created_at": now, "next_attempt_at": now}
+            for event_id, key in zip(ids.all(), keys, strict=True)
+            for e in endpoint_ids
+        ],
+    )
+    db.session.info[PENDING] = True
+    return [str(e["uid"]) for e in events]
 
 
 @happened.connect

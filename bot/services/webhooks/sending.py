@@ -119,8 +119,9 @@ def _error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:256]
 
 
-def due(endpoint_id: int, now: datetime, limit: int = BATCH) -> list[Any]:
-    """The deliveries to send now, oldest first: of each customer's, only the oldest pending one."""
+def _ready(now: datetime) -> Any:
+    """A delivery that may go now: pending, its time come, and no earlier one of its customer pending at
+    its endpoint (that one goes first, however long its retries take)."""
     earlier = aliased(WebhookDelivery)
     blocked = exists().where(
         earlier.endpoint_id == WebhookDelivery.endpoint_id,
@@ -128,6 +129,15 @@ def due(endpoint_id: int, now: datetime, limit: int = BATCH) -> list[Any]:
         earlier.status == DeliveryStatus.pending,
         earlier.id < WebhookDelivery.id,
     )
+    return and_(
+        WebhookDelivery.status == DeliveryStatus.pending,
+        WebhookDelivery.next_attempt_at <= now,
+        ~blocked,
+    )
+
+
+def due(endpoint_id: int, now: datetime, limit: int = BATCH) -> list[Any]:
+    """The deliveries to send now at one endpoint, oldest first."""
     query = (
         select(
             WebhookDelivery.id,
@@ -138,12 +148,7 @@ def due(endpoint_id: int, now: datetime, limit: int = BATCH) -> list[Any]:
             WebhookEvent.body,
         )
         .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
-        .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == DeliveryStatus.pending,
-            WebhookDelivery.next_attempt_at <= now,
-            ~blocked,
-        )
+        .where(WebhookDelivery.endpoint_id == endpoint_id, _ready(now))
         .order_by(WebhookDelivery.id)
         .limit(limit)
     )
@@ -151,17 +156,10 @@ def due(endpoint_id: int, now: datetime, limit: int = BATCH) -> list[Any]:
 
 
 def endpoints_with_due(now: datetime) -> list[int]:
-    query = (
-        select(WebhookDelivery.endpoint_id)
-        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(
-            WebhookEndpoint.enabled.is_(True),
-            WebhookDelivery.status == DeliveryStatus.pending,
-            WebhookDelivery.next_attempt_at <= now,
-        )
-        .distinct()
-    )
-    return list(db.session.scalars(query))
+    """The enabled endpoints with a delivery ready to go."""
+    ready_here = exists().where(WebhookDelivery.endpoint_id == WebhookEndpoint.id, _ready(now))
+    query = select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(True), ready_here)
+    return list(db.session.scalars(query.order_by(WebhookEndpoint.id)))
 
 
 def _pause_key(endpoint_id: int) -> str:
