@@ -1,7 +1,9 @@
 """Webhooks out, end to end: real signed WeCom callbacks (and API calls) make events, the outbox records them
 in the same transaction, the sender posts them signed to real HTTP receivers on loopback, which verify."""
 
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import time_machine
 from sqlalchemy import func, select
@@ -312,3 +314,19 @@ def test_the_signature_is_what_a_receiver_checks():
     assert not sending.verify("whsec_a", header, body + b" ", now=1_700_000_100)  # another body
     assert not sending.verify("whsec_a", header, body, now=1_700_000_400)  # too old: a replay
     assert not sending.verify("whsec_a", "v1=abc", body, now=1_700_000_100)  # no timestamp
+
+
+def test_the_readmes_ten_lines_verify_what_siyu_signs():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- webhook-verify -->", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    assert len(block.strip().splitlines()) <= 11
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own snippet
+    readme_verify = namespace["verify"]
+    body = b'{"id":"evt_1","type":"ping","data":{}}'
+    header = sending.signature_header(["whsec_new", "whsec_old"], int(time.time()), body)
+    assert readme_verify("whsec_new", header, body) and readme_verify("whsec_old", header, body)
+    assert not readme_verify("whsec_other", header, body)
+    assert not readme_verify("whsec_new", header, body.replace(b"ping", b"pong"))
+    stale = sending.signature_header(["whsec_new"], int(time.time()) - 600, body)
+    assert not readme_verify("whsec_new", stale, body)
