@@ -232,7 +232,7 @@ def _post_round(
             in_flight[pool.submit(send, row)] = row
         if not in_flight:
             break
-        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        done, _ = wait(in_flight, timeout=1, return_when=FIRST_COMPLETED)  # heartbeats while a receiver dawdles
         for future in done:
             attempted.append(in_flight.pop(future))
             outcome = future.result()
