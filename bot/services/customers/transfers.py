@@ -69,6 +69,9 @@ def record_takeover(receiver: FollowRelation, source: FollowRelation) -> None:
     now = utcnow()
     receiver.transferred_from_id = source.staff_id
     receiver.transferred_at = now
+    if receiver.status != FollowStatus.active:
+        # a customer handed back to a member who had them before (moved away, now returned)
+        receiver.status, receiver.lost_at, receiver.lost_reason = FollowStatus.active, None, None
     if receiver.channel_id is None:
         receiver.channel_id, receiver.state = source.channel_id, source.state or receiver.state
     if source.status != FollowStatus.transferred:

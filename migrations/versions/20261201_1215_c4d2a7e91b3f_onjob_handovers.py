@@ -1,0 +1,35 @@
+"""on-job handovers (在职继承): the message WeCom sends the customer once taken over, and why an item
+cannot move (checked before WeCom is asked)
+
+Revision ID: c4d2a7e91b3f
+Revises: 78516646b35b
+Create Date: 2026-12-01 12:15:00.000000
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = 'c4d2a7e91b3f'
+down_revision = '78516646b35b'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('handovers', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('message', sa.String(length=200), nullable=True))
+    with op.batch_alter_table('handover_customers', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('reason', sa.String(length=32), nullable=True))
+    with op.batch_alter_table('handover_groups', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('reason', sa.String(length=32), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table('handover_groups', schema=None) as batch_op:
+        batch_op.drop_column('reason')
+    with op.batch_alter_table('handover_customers', schema=None) as batch_op:
+        batch_op.drop_column('reason')
+    with op.batch_alter_table('handovers', schema=None) as batch_op:
+        batch_op.drop_column('message')
