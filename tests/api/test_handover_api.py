@@ -78,7 +78,7 @@ def test_the_handover_page(app, client, corp, run_worker, leaver):  # noqa: F811
     detail = client.get(answer.headers["Location"]).get_data(as_text=True)
     assert detail.count("等待接替") >= 5 and "已接替" in detail
     csv = client.get(answer.headers["Location"] + ".csv").get_data(as_text=True).splitlines()
-    assert csv[0].lstrip("\ufeff") == "kind,id,status,errcode,takeover_at" and len(csv) == 1 + 5 + 1
+    assert csv[0].lstrip("\ufeff") == "kind,id,status,errcode,takeover_at,reason" and len(csv) == 1 + 5 + 1
     assert sorted(line.split(",")[2] for line in csv[1:]) == ["done"] + ["waiting"] * 5
     assert "没有等待交接的离职员工" in client.get("/admin/handovers").get_data(as_text=True)
     _, password = make_user(app, "viewer1", "viewer")
@@ -139,3 +139,30 @@ def test_an_onjob_handover_and_its_preview_through_the_api(app, client, corp, ru
     with app.app_context():
         entry = db.session.scalar(select(AuditEntry).where(AuditEntry.target == f"handover:{made['id']}"))
         assert entry is not None and entry.action == "create_handover"
+
+
+def test_the_onjob_wizard_previews_who_cannot_move(app, client, corp, run_worker, member):  # noqa: F811 - fixture
+    from tests.admin.panel import post_form, sign_in
+
+    people, chat_id = member
+    _, password = make_user(app, "mgr3p", "store_manager", stores=[3])
+    sign_in(client, "mgr3p", password)
+    first = client.get("/admin/handovers/new?kind=onjob&from=staff0301").get_data(as_text=True)
+    what = first[first.index('id="handover-what"') :]
+    assert 'value="staff0302"' in what and 'value="staff0301"' in what  # the member, hidden; the receiver
+    assert '<option value="staff0201"' not in what  # another store's member
+    fields = {"kind": "onjob", "from": "staff0301", "to": "staff0302", "customers": "", "message": "小周接替"}
+    page = "/admin/handovers/new?kind=onjob&from=staff0301"
+    preview = post_form(client, page, "/admin/handovers/preview", fields).get_data(as_text=True)
+    assert "将交接 5 位客户、1 个客户群" in preview
+    blocked = preview[preview.index('id="blocked-customers"') :]
+    assert "接替员工已添加该客户" in blocked
+    assert 'name="message" value="小周接替"' in preview  # carried to the confirmation
+    made = post_form(client, page, "/admin/handovers", fields)
+    assert made.status_code == 302
+    run_worker()
+    detail = client.get(made.headers["Location"]).get_data(as_text=True)
+    assert "在职继承" in detail and "不能交接" in detail and detail.count("等待接替") >= 5
+    assert corp.groups[chat_id].owner == "staff0302"
+    refused = post_form(client, page, "/admin/handovers/preview", {**fields, "to": "staff0301"})
+    assert refused.status_code == 400
