@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from bot.sandbox.corp import Contact, FakeCorp, FakeGroup
-from bot.sandbox.handover import customer_refuses, take_over
+from bot.sandbox.handover import customer_refuses, resign, take_over
 from bot.sandbox.members import confirm_mass_task
 from bot.wecom.crypto import CallbackCrypto
 
@@ -260,6 +260,12 @@ class Simulator:
                 onjob = r.get("kind") == "onjob"
                 deliveries += self.takeover_completes(customer, r["handover"], takeover, onjob=onjob)
         return deliveries
+
+    def member_resigns(self, userid: str) -> Delivery:
+        """A member leaves the corp (``bot.sandbox.handover.resign``) and WeCom calls back change_contact
+        delete_user (doc 90970)."""
+        resign(self.corp, userid)
+        return self.deliver(event_xml(self.corp.corp_id, "change_contact", ChangeType="delete_user", UserID=userid))
 
     def customer_refuses_transfer(self, external_userid: str) -> Delivery | None:
         """The customer refuses the transfer waiting for them within its 24 hours: status 3, transfer_fail

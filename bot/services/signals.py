@@ -10,3 +10,7 @@ _events = Namespace()
 #: ``tag_ids`` (a list of WeCom tag ids) left WeCom — deleted in the console (and called back), found gone by a
 #: sync, or deleted from Siyu. Whatever names them (channels, segments, rules, sends) lets them go.
 tags_removed = _events.signal("tags-removed")
+
+#: ``userids`` (members' WeCom userids) left the corp — seen by the directory sync or a change_contact
+#: delete_user callback, each once (active before). Whatever waits on leavers (their handover) reacts.
+members_left = _events.signal("members-left")

@@ -174,3 +174,41 @@ def test_45009_is_waited_out_and_the_batch_asked_again(app, sim, corp, run_worke
         db.session.commit()
     assert len(waits) == 2 and result["waiting"] == 5 and result["groups_done"] == 1
     assert sum(1 for r in corp.transfers.values() if r["status"] == 2) == 5
+
+
+def test_a_leaver_is_announced_as_soon_as_seen_and_only_once(app, sim, corp, run_worker):
+    """delete_user called back: the member is a leaver at once, their groups wait, and their store's manager
+    is told without waiting for the night; neither the nightly run nor a later sync tells them again."""
+    people = [c.external_userid for c in customers_of(app, sim, run_worker, ["staff0202"], each=3)]
+    group, _ = sim.member_creates_group("staff0202", "老客群", people[:2])
+    run_worker()
+    with app.app_context():
+        group_jobs.sync_groups()
+    before = len(corp.app_messages)
+    delivery = sim.member_resigns("staff0202")
+    assert delivery.acknowledged
+    run_worker()
+    (told,) = corp.app_messages[before:]
+    assert told["touser"] == "staff0201" and "3 位客户和 1 个客户群需要新的负责人" in told["text"]["content"]
+    with app.app_context():
+        from bot.models import Staff
+
+        assert db.session.scalar(select(Staff.active).where(Staff.userid == "staff0202")) is False
+        assert handovers.waiting()["staff0202"]["groups"] == [group.chat_id]
+        sync_directory()  # the sync sees no new leaver: nothing queued
+        db.session.commit()
+        assert tasks.announce_leavers()["already"] == 1
+    run_worker()
+    assert len(corp.app_messages) == before + 1
+
+
+def test_the_directory_sync_seeing_a_leaver_announces_them(app, sim, corp, run_worker):
+    customers_of(app, sim, run_worker, ["staff0202"], each=2)
+    resign(corp, "staff0202")  # no callback reached Siyu: the sync finds the leaver
+    before = len(corp.app_messages)
+    with app.app_context():
+        sync_directory()
+        db.session.commit()
+    run_worker()
+    (told,) = corp.app_messages[before:]
+    assert "2 位客户和 0 个客户群" in told["text"]["content"]

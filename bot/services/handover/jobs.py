@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from bot.extensions import db
+from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
 from bot.jobs.periodic import PeriodicJob
+from bot.jobs.queue import enqueue
 from bot.models import Handover
 from bot.services.handover import announce, handovers
+from bot.services.signals import members_left
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,23 @@ def announce_leavers() -> dict[str, int]:
         result = announce.announce_waiting()
         db.session.commit()
         return result
+
+
+def announce_leaver(userid: str) -> dict[str, int]:
+    """One leaver, as soon as they are seen leaving: their stores' managers told what waits (once)."""
+    with job_context():
+        result = announce.announce_waiting(only=userid)
+        db.session.commit()
+        return result
+
+
+@members_left.connect
+def leavers_seen(_sender: object, userids: list[str]) -> None:
+    """Members seen leaving (directory sync, delete_user): their groups wait for a new owner in the mirror,
+    and their announcement is queued — after the caller's commit, by the worker (it asks WeCom)."""
+    announce.groups_wait(userids)
+    for userid in userids:
+        enqueue(announce_leaver, userid, connection=redis_conn.client)
 
 
 PERIODIC_JOBS = (
