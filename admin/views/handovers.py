@@ -19,12 +19,13 @@ from admin.views import bp, client_ip, permission_required
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.models import Customer, FollowRelation, FollowStatus, GroupChat, Handover, Staff
-from bot.services.handover import handovers
+from bot.services.errors import Invalid
+from bot.services.handover import handovers, store_rules
 from bot.services.handover.handovers import Choice, Kind
 from bot.services.handover.jobs import run_handover
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action
-from bot.services.users.scope import sees_staff, staff_condition
+from bot.services.users.scope import sees_staff, staff_condition, visible_stores
 
 
 def _receivers(leaver: Staff | None) -> list[tuple[Staff, int]]:
@@ -53,6 +54,7 @@ def handovers_page() -> ResponseReturnValue:
     ]
     return render_template(
         "admin/handovers/index.html",
+        stores=visible_stores(current_user),
         waiting=waiting,
         items=[(h, handovers.counts(h)) for h in handovers.visible_handovers(current_user)],
         form=EmptyForm(),
@@ -202,3 +204,24 @@ def handover_detail(handover_id: int) -> ResponseReturnValue:
         names=names,
         group_names=group_names,
     )
+
+
+@bp.post("/handovers/stores/<int:store_id>")
+@permission_required(Action.hand_over)
+def set_store_rules(store_id: int) -> ResponseReturnValue:
+    """A store's 删人提醒 (now / in the digest) and its handover rule (after N days, to whom)."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    days = request.form.get("handover_after_days", "").strip()
+    if days and not days.isdigit():
+        raise Invalid("the days are a whole number", "handover_after_days")
+    store_rules.set_store_rules(
+        store_id,
+        request.form.get("deletion_alerts", "now")[:8],
+        int(days) if days else None,
+        request.form.get("handover_to", "")[:64],
+        current_user,
+    )
+    db.session.commit()
+    flash(_("门店设置已保存"))
+    return redirect(url_for("admin.handovers_page") + "#stores")

@@ -1,5 +1,5 @@
 """on-job handovers (在职继承): the message WeCom sends the customer once taken over, and why an item
-cannot move (checked before WeCom is asked)
+cannot move (checked before WeCom is asked); per store: 删人提醒 now or in the digest, handover by rule
 
 Revision ID: c4d2a7e91b3f
 Revises: 78516646b35b
@@ -18,6 +18,10 @@ depends_on = None
 
 
 def upgrade():
+    with op.batch_alter_table('stores', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('deletion_alerts', sa.String(length=8), server_default='now', nullable=False))
+        batch_op.add_column(sa.Column('handover_after_days', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('handover_to_userid', sa.String(length=64), nullable=True))
     with op.batch_alter_table('handovers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('message', sa.String(length=200), nullable=True))
     with op.batch_alter_table('handover_customers', schema=None) as batch_op:
@@ -33,3 +37,7 @@ def downgrade():
         batch_op.drop_column('reason')
     with op.batch_alter_table('handovers', schema=None) as batch_op:
         batch_op.drop_column('message')
+    with op.batch_alter_table('stores', schema=None) as batch_op:
+        batch_op.drop_column('handover_to_userid')
+        batch_op.drop_column('handover_after_days')
+        batch_op.drop_column('deletion_alerts')

@@ -11,7 +11,7 @@ from bot.jobs.context import job_context
 from bot.jobs.periodic import PeriodicJob
 from bot.jobs.queue import enqueue
 from bot.models import Handover
-from bot.services.handover import announce, handovers
+from bot.services.handover import announce, handovers, store_rules
 from bot.services.signals import members_left
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,17 @@ def announce_leaver(userid: str) -> dict[str, int]:
         return result
 
 
+def handover_by_rule() -> dict[str, int]:
+    """Daily: leavers whose store hands over by rule after N days — their handovers made (by the system,
+    audited) and run."""
+    with job_context():
+        made = store_rules.auto_handovers()
+        db.session.commit()
+    for handover_id in made:
+        enqueue(run_handover, handover_id, connection=redis_conn.client)
+    return {"handovers": len(made)}
+
+
 @members_left.connect
 def leavers_seen(_sender: object, userids: list[str]) -> None:
     """Members seen leaving (directory sync, delete_user): their groups wait for a new owner in the mirror,
@@ -71,5 +82,6 @@ def leavers_seen(_sender: object, userids: list[str]) -> None:
 
 PERIODIC_JOBS = (
     PeriodicJob(announce_leavers, "cron", {"hour": 9, "minute": 10}),
+    PeriodicJob(handover_by_rule, "cron", {"hour": 9, "minute": 20}),
     PeriodicJob(follow_handovers, "interval", {"minutes": 15}, period=timedelta(minutes=15)),
 )
