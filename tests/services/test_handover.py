@@ -212,3 +212,37 @@ def test_the_directory_sync_seeing_a_leaver_announces_them(app, sim, corp, run_w
     run_worker()
     (told,) = corp.app_messages[before:]
     assert "2 位客户和 0 个客户群" in told["text"]["content"]
+
+
+def test_a_handover_whose_worker_died_is_run_again_by_the_follow_up(app, sim, corp, run_worker, leaver, monkeypatch):
+    """kill -9 mid-run: the job is gone and its lock stays until it lapses; then the 15-minute follow-up
+    starts the handover again from its records — nobody transferred twice, nobody left behind."""
+    from bot.extensions import redis_conn
+
+    people, _ = leaver
+    monkeypatch.setattr(handovers, "PER_CALL", 2)
+    with app.app_context():
+        handover_id = handovers.create_handover("staff0202", "staff0201", "all", "all", None).id
+        db.session.commit()
+        # the first batch was asked and answered, the second claimed and asked, then the worker died
+        tasks.run_handover(handover_id)
+        handover = db.session.get(Handover, handover_id)
+        for item in handover.customers[2:]:
+            item.status = ItemStatus.chosen
+        for record in [r for r in corp.transfers.values() if r["external_userid"] in people[4:]]:
+            del corp.transfers[(record["handover"], record["external_userid"])]
+        handover.customers[2].status = handover.customers[3].status = ItemStatus.calling
+        handover.finished_at = None
+        db.session.commit()
+    redis_conn.client.set(f"siyu:handover:running:{handover_id}", 1, ex=45)  # the dead run's lock
+    with app.app_context():
+        assert tasks.follow_handovers() == {"handovers": 0}  # not while the lock holds
+    run_worker()
+    redis_conn.client.delete(f"siyu:handover:running:{handover_id}")  # it lapsed
+    with app.app_context():
+        assert tasks.follow_handovers() == {"handovers": 0, "resumed": 1}
+    before = len(corp.calls)
+    run_worker()
+    assert transfer_calls(corp, before) == 1  # only the customer never asked
+    with app.app_context():
+        assert {i.status for i in db.session.get(Handover, handover_id).customers} == {ItemStatus.waiting}

@@ -190,7 +190,10 @@ def preview(
 
 
 def run_handover(
-    handover_id: int, api: WeComClient | None = None, sleep: Callable[[float], None] = time.sleep
+    handover_id: int,
+    api: WeComClient | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    tick: Callable[[], object] = lambda: None,
 ) -> dict[str, int]:
     """Ask WeCom for what the handover has not asked yet, settling first what a killed run left in doubt,
     then read the results. Commits as it goes (claims before each call, answers after). Resumable."""
@@ -202,6 +205,7 @@ def run_handover(
     _settle_groups(handover, api)
     onjob = handover.kind == "onjob"
     for batch in _batches(handover.customers, ItemStatus.chosen):
+        tick()  # still running: the job's lock is kept
         with claims.on_record():
             _set(batch, ItemStatus.calling)
         ids = [i.external_userid for i in batch]
@@ -216,6 +220,7 @@ def run_handover(
                 errcode = answers.get(item.external_userid, 0)
                 _set([item], ItemStatus.waiting if errcode in ACCEPTED else ItemStatus.failed, errcode)
     for batch in _batches(handover.groups, ItemStatus.chosen):
+        tick()
         with claims.on_record():
             _set(batch, ItemStatus.calling)
         chats = [g.chat_id for g in batch]
@@ -271,6 +276,12 @@ def follow_results(handover: Handover, api: WeComClient | None = None) -> dict[s
         handover.finished_at = utcnow()
     db.session.flush()
     return counts(handover)
+
+
+def unfinished_run(handover: Handover) -> bool:
+    """Items not yet asked of WeCom, or asked with the answer not on record: a run has to finish them."""
+    unasked = (ItemStatus.chosen, ItemStatus.calling)
+    return any(i.status in unasked for i in handover.customers) or any(g.status in unasked for g in handover.groups)
 
 
 def counts(handover: Handover) -> dict[str, int]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from bot.extensions import db, redis_conn
@@ -17,31 +18,61 @@ from bot.services.signals import members_left
 log = logging.getLogger(__name__)
 
 
+#: one run of a handover at a time: the run holds this lock, refreshed as it goes; a run killed (kill -9,
+#: a lost machine) lets it lapse, and the 15-minute follow-up starts the handover again from its records
+LOCK_TTL = 45
+SLEEP_SLICE = 15.0
+
+
+def _lock_key(handover_id: int) -> str:
+    return f"siyu:handover:running:{handover_id}"
+
+
 def run_handover(handover_id: int) -> dict[str, int]:
     """Ask WeCom for what the handover has not asked yet and read the results; a re-run after a crash
-    continues from the records, never transferring a customer twice."""
+    continues from the records, never transferring a customer twice. A second run while one holds the
+    handover's lock leaves it to that one."""
+    key, client = _lock_key(handover_id), redis_conn.client
+    if not client.set(key, 1, nx=True, ex=LOCK_TTL):
+        return {"running": 1}
+
+    def sleep(seconds: float) -> None:  # WeCom's rate window waited out, the lock kept meanwhile
+        while seconds > 0:
+            client.expire(key, LOCK_TTL)
+            time.sleep(min(seconds, SLEEP_SLICE))
+            seconds -= SLEEP_SLICE
+        client.expire(key, LOCK_TTL)
+
     with job_context():
         try:
-            result = handovers.run_handover(handover_id)
+            result = handovers.run_handover(handover_id, sleep=sleep, tick=lambda: client.expire(key, LOCK_TTL))
             db.session.commit()
         except Exception:
             db.session.rollback()
             raise
+        finally:
+            client.delete(key)
         return result
 
 
 def follow_handovers() -> dict[str, int]:
-    """resigned/transfer_result for every open handover (WeCom doc 94082)."""
+    """transfer_result (resigned or on-job, WeCom doc 94082 / 94088) for every open handover; a handover
+    whose run died with items not yet asked (or asked, answer unrecorded) is run again from its records."""
     with job_context():
-        followed = 0
+        followed = resumed = 0
         for handover_id in handovers.open_handovers():
             handover = db.session.get(Handover, handover_id)
             if handover is None:
                 continue
+            if handovers.unfinished_run(handover):
+                if not redis_conn.client.exists(_lock_key(handover_id)):
+                    enqueue(run_handover, handover_id, connection=redis_conn.client)
+                    resumed += 1
+                continue
             handovers.follow_results(handover)
             db.session.commit()
             followed += 1
-        return {"handovers": followed}
+        return {"handovers": followed, **({"resumed": resumed} if resumed else {})}
 
 
 def announce_leavers() -> dict[str, int]:
