@@ -4,6 +4,7 @@ for on-job moves (twice per customer and group in 90 days, 300 of an owner's gro
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
@@ -62,6 +63,8 @@ class OnjobLedger:
     customer_moves: dict[str, list[float]] = field(default_factory=dict)
     group_moves: dict[str, list[float]] = field(default_factory=dict)
     groups_given: dict[tuple[str, int], int] = field(default_factory=dict)
+    # every transfer WeCom accepted (either kind), per customer: a second one is a duplicate (the drill counts)
+    accepted: Counter[str] = field(default_factory=Counter)
 
     def moves(self, table: dict[str, list[float]], key: str, now: float) -> int:
         return sum(1 for at in table.get(key, []) if at > now - QUARTER)

@@ -60,6 +60,7 @@ def resigned_transfer_customer(corp: FakeCorp, body: Body) -> Body:
             errcode = 40131
         else:
             errcode = 0
+            ledger(corp).accepted[external_userid] += 1
             corp.transfers[(handover, external_userid)] = {
                 "handover": handover,
                 "takeover": takeover,

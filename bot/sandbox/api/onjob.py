@@ -53,6 +53,7 @@ def transfer_customer(corp: FakeCorp, body: Body) -> Body:
             else:
                 errcode = 0
                 counts.moved(counts.customer_moves, external_userid, now)
+                counts.accepted[external_userid] += 1
                 pending.add(external_userid)
                 corp.transfers[(handover, external_userid)] = {
                     "kind": "onjob",

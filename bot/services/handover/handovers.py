@@ -174,7 +174,8 @@ def preview(
     if to_userid == from_userid:  # 40130
         raise Invalid("the receiver is the handover member", "to")
     member = db.session.scalar(select(Staff).where(Staff.userid == from_userid))
-    if kind == "resigned" and (member is None or member.active):
+    if kind == "resigned" and member is not None and member.active:
+        # a leaver the directory never saw (no row) is still one WeCom lists: what waits says so
         raise Invalid("only a member who left can be handed over here", "from")
     if kind == "onjob" and (member is None or not member.active):
         raise Invalid("an on-job handover is of an active member (a leaver's is resigned)", "from")
@@ -182,8 +183,8 @@ def preview(
         raise Invalid(f"the message is at most {SUCCESS_MSG_MAX} characters", "message")
     if actor is not None and not (sees_staff(actor, member) and sees_staff(actor, receiver)):
         raise Forbidden("both members must be in your stores", "from")
-    assert member is not None
     if kind == "onjob":
+        assert member is not None
         return eligibility.plan_onjob(member, receiver, customers, groups)
     pending = waiting(api).get(from_userid, {"customers": [], "groups": []})
     return eligibility.plan_resigned(from_userid, pending, customers, groups)
