@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402 - after sys.path.insert: run as a script
 
-from bench.callbacks import BIN, gunicorn, query_one, wait_for_port  # noqa: E402
-from bench.drill_cluster import Cluster, api_token, report  # noqa: E402
+from bench.callbacks import BIN, gunicorn, query_one, wait_for_port  # noqa: E402 - after sys.path.insert: run as a script
+from bench.drill_cluster import Cluster, api_token, report  # noqa: E402 - after sys.path.insert: run as a script
 
 LEAVERS = 5
 REFUSE_EVERY = 40  # one customer in 40 refuses the new member

@@ -93,7 +93,13 @@ def test_wecom_refusing_the_unassigned_list_is_a_502(app, corp, admin_api, leave
     assert answer.status_code == 502 and "48002" in str(answer.get_json())
 
 
-def test_an_onjob_handover_and_its_preview_through_the_api(app, client, corp, run_worker, member):  # noqa: F811
+def test_an_onjob_handover_and_its_preview_through_the_api(
+    app,
+    client,
+    corp,
+    run_worker,
+    member,  # noqa: F811 - the fixture, shared
+):
     people, chat_id = member
     mine, other = manager_api(app, client, 3), manager_api(app, client, 2)
     body = {"kind": "onjob", "from": "staff0301", "to": "staff0302", "message": "之后由小周为您服务"}
