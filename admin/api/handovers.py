@@ -16,9 +16,9 @@ from admin.api.operations import Body, Key64, operation
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.models import Handover, ItemStatus, Staff
-from bot.services.handover import handovers
+from bot.services.handover import handovers, unassigned
 from bot.services.handover.eligibility import REASONS
-from bot.services.handover.jobs import run_handover
+from bot.services.handover.jobs import refresh_soon, run_handover
 from bot.services.users.permissions import Action
 from bot.services.users.scope import sees_staff
 
@@ -51,21 +51,34 @@ def handover_json(handover: Handover) -> dict[str, Any]:
 @operation(
     "GET",
     "/handovers",
-    "What leavers left waiting (离职待继承) and the handovers made, in your stores",
+    "What leavers left waiting (离职待继承, as WeCom's list was last read) and the handovers made, in your stores",
     action=Action.hand_over,
     responses={200: "waiting, items", 502: "WeCom refused"},
 )
 def list_handovers() -> ResponseReturnValue:
-    """``waiting``: per leaver, the customers WeCom lists unassigned and their groups; ``items``: handovers."""
+    """``waiting``: per leaver, the customers WeCom listed unassigned when ``read_at`` and their groups (a
+    reading older than 15 minutes is queued again: ``refreshing``); ``items``: handovers."""
     user = g.api_user
     leavers = {s.userid: s for s in db.session.scalars(select(Staff).where(Staff.active.is_(False)))}
     waiting = [
         {"from": userid, "customers": len(w["customers"]), "groups": len(w["groups"]), "left_at": iso(w["left_at"])}
-        for userid, w in sorted(handovers.waiting().items())
+        for userid, w in sorted(handovers.waiting(fresh=False).items())
         if sees_staff(user, leavers.get(userid))
     ]
     items = [handover_json(h) for h in handovers.visible_handovers(user)]
-    return jsonify(waiting=waiting, items=items)
+    refreshing = refresh_soon()
+    return jsonify(waiting=waiting, items=items, read_at=iso(unassigned.read_at()), refreshing=refreshing)
+
+
+@operation(
+    "POST",
+    "/handovers/refresh",
+    "Read WeCom's unassigned list again (queued): GET /handovers shows it once read",
+    action=Action.hand_over,
+    responses={202: "Queued (refreshing: false when one was queued already)"},
+)
+def refresh_waiting() -> ResponseReturnValue:
+    return jsonify(refreshing=refresh_soon(force=True), read_at=iso(unassigned.read_at())), 202
 
 
 @operation(

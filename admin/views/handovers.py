@@ -4,6 +4,7 @@ preview of who cannot move and why, and each handover's per-customer status."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
@@ -19,10 +20,11 @@ from admin.views import bp, client_ip, permission_required
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
 from bot.models import Customer, FollowRelation, FollowStatus, GroupChat, Handover, Staff
+from bot.services import corp_time
 from bot.services.errors import Invalid
-from bot.services.handover import handovers, store_rules
+from bot.services.handover import handovers, store_rules, unassigned
 from bot.services.handover.handovers import Choice, Kind
-from bot.services.handover.jobs import run_handover
+from bot.services.handover.jobs import refresh_soon, run_handover
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action
 from bot.services.users.scope import sees_staff, staff_condition, visible_stores
@@ -49,12 +51,14 @@ def handovers_page() -> ResponseReturnValue:
     leavers = {s.userid: s for s in db.session.scalars(select(Staff).where(Staff.active.is_(False)))}
     waiting: list[dict[str, Any]] = [
         {"userid": userid, "staff": leavers.get(userid), **w, "receivers": _receivers(leavers.get(userid))}
-        for userid, w in sorted(handovers.waiting().items())
+        for userid, w in sorted(handovers.waiting(fresh=False).items())
         if sees_staff(current_user, leavers.get(userid))
     ]
     return render_template(
         "admin/handovers/index.html",
         stores=visible_stores(current_user),
+        refreshing=refresh_soon(),
+        read_at=_local(unassigned.read_at()),
         waiting=waiting,
         items=[(h, handovers.counts(h)) for h in handovers.visible_handovers(current_user)],
         form=EmptyForm(),
@@ -156,6 +160,10 @@ def create_handover() -> ResponseReturnValue:
     return redirect(url_for("admin.handover_detail", handover_id=handover.id))
 
 
+def _local(moment: datetime | None) -> str:
+    return corp_time.local(moment).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
 def _visible(handover_id: int) -> Handover:
     handover = db.session.get(Handover, handover_id)
     if handover is None or handover not in handovers.visible_handovers(current_user, limit=100_000):
@@ -225,3 +233,14 @@ def set_store_rules(store_id: int) -> ResponseReturnValue:
     db.session.commit()
     flash(_("门店设置已保存"))
     return redirect(url_for("admin.handovers_page") + "#stores")
+
+
+@bp.post("/handovers/refresh")
+@permission_required(Action.hand_over)
+def refresh_waiting() -> ResponseReturnValue:
+    """Read WeCom's unassigned list again (a job): the page shows it once read."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    refresh_soon(force=True)
+    flash(_("正在从企业微信读取待分配客户，稍后刷新本页"))
+    return redirect(url_for("admin.handovers_page"))

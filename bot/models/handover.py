@@ -79,3 +79,17 @@ class HandoverGroup(db.Model):  # type: ignore[name-defined]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     handover: Mapped[Handover] = relationship(back_populates="groups")
+
+
+class UnassignedCustomer(db.Model):  # type: ignore[name-defined]
+    """What get_unassigned_list (doc 92124) said when last read: a leaver's customer waiting for a new
+    member. The panel and the API read this mirror; reading WeCom is a job (on demand, when a member is seen
+    leaving, nightly, and before a handover is made)."""
+
+    __tablename__ = "unassigned_customers"
+    __table_args__ = (UniqueConstraint("handover_userid", "external_userid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    handover_userid: Mapped[str] = mapped_column(String(64), index=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    dimission_time: Mapped[datetime | None]

@@ -1,5 +1,6 @@
 """on-job handovers (在职继承): the message WeCom sends the customer once taken over, and why an item
-cannot move (checked before WeCom is asked); per store: 删人提醒 now or in the digest, handover by rule
+cannot move (checked before WeCom is asked); per store: 删人提醒 now or in the digest, handover by rule;
+the mirror of WeCom's unassigned list
 
 Revision ID: c4d2a7e91b3f
 Revises: 78516646b35b
@@ -18,6 +19,17 @@ depends_on = None
 
 
 def upgrade():
+    op.create_table('unassigned_customers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('handover_userid', sa.String(length=64), nullable=False),
+    sa.Column('external_userid', sa.String(length=64), nullable=False),
+    sa.Column('dimission_time', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_unassigned_customers')),
+    sa.UniqueConstraint('handover_userid', 'external_userid', name=op.f('uq_unassigned_customers_handover_userid'))
+    )
+    with op.batch_alter_table('unassigned_customers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_unassigned_customers_handover_userid'), ['handover_userid'], unique=False)
+
     with op.batch_alter_table('stores', schema=None) as batch_op:
         batch_op.add_column(sa.Column('deletion_alerts', sa.String(length=8), server_default='now', nullable=False))
         batch_op.add_column(sa.Column('handover_after_days', sa.Integer(), nullable=True))
@@ -31,6 +43,9 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table('unassigned_customers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_unassigned_customers_handover_userid'))
+    op.drop_table('unassigned_customers')
     with op.batch_alter_table('handover_groups', schema=None) as batch_op:
         batch_op.drop_column('reason')
     with op.batch_alter_table('handover_customers', schema=None) as batch_op:

@@ -89,8 +89,22 @@ def test_the_handover_page(app, client, corp, run_worker, leaver):  # noqa: F811
 
 def test_wecom_refusing_the_unassigned_list_is_a_502(app, corp, admin_api, leaver):  # noqa: F811 - fixture
     corp.inject("externalcontact/get_unassigned_list", 48002)
-    answer = admin_api.get("/api/v1/handovers")
+    answer = admin_api.post("/api/v1/handovers", {"from": "staff0202", "to": "staff0201"})
     assert answer.status_code == 502 and "48002" in str(answer.get_json())
+
+
+def test_the_listing_reads_the_mirror_and_a_refresh_is_a_job(app, corp, run_worker, admin_api, leaver):  # noqa: F811 - fixture
+    people, _ = leaver
+    before = corp.calls.count("externalcontact/get_unassigned_list")
+    listed = admin_api.get("/api/v1/handovers").get_json()
+    assert listed["waiting"][0]["customers"] == 5 and listed["read_at"] and listed["refreshing"] is False
+    assert corp.calls.count("externalcontact/get_unassigned_list") == before  # no WeCom call in the request
+    corp.contacts[people[0]].follows.pop("staff0202")  # someone handed one over in the WeCom console
+    answer = admin_api.post("/api/v1/handovers/refresh", {})
+    assert answer.status_code == 202 and answer.get_json()["refreshing"] is True
+    assert admin_api.post("/api/v1/handovers/refresh", {}).get_json()["refreshing"] is False  # queued already
+    run_worker()
+    assert admin_api.get("/api/v1/handovers").get_json()["waiting"][0]["customers"] == 4
 
 
 def test_an_onjob_handover_and_its_preview_through_the_api(

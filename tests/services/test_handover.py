@@ -29,6 +29,8 @@ def leaver(app, sim, corp, run_worker):
         sync_directory()
         db.session.commit()
         group_jobs.sync_groups()
+        handovers.waiting()  # WeCom's unassigned list read into the mirror the pages show
+        db.session.commit()
     return people, group.chat_id
 
 

@@ -40,7 +40,7 @@ from bot.services import claims
 from bot.services.clients import agent_api, agent_id, contact_api, settings
 from bot.services.customers.relations import find_follow, record_transfer_failed
 from bot.services.errors import Forbidden, Invalid, NotFound, translates_wecom_errors
-from bot.services.handover import eligibility
+from bot.services.handover import eligibility, unassigned
 from bot.services.users.accounts import audit
 from bot.services.users.scope import sees_staff
 from bot.wecom import WeComClient
@@ -75,18 +75,20 @@ def _in_handover(model: type[HandoverCustomer] | type[HandoverGroup], key: Any) 
 
 
 @translates_wecom_errors
-def waiting(api: WeComClient | None = None) -> dict[str, dict[str, Any]]:
-    """Per leaver: the customers WeCom lists unassigned (get_unassigned_list, doc 92124, by cursor) and
-    the groups the mirror has of them waiting for a new owner, less what a handover holds already."""
-    api = api or contact_api()
+def waiting(api: WeComClient | None = None, *, fresh: bool = True) -> dict[str, dict[str, Any]]:
+    """Per leaver: the customers WeCom lists unassigned (get_unassigned_list, doc 92124 — read again
+    first when ``fresh``, else as the mirror last had them) and the groups the mirror has of them waiting
+    for a new owner, less what a handover holds already. Flushes when fresh."""
+    if fresh:
+        unassigned.refresh(api)
     taken = _in_handover(HandoverCustomer, HandoverCustomer.external_userid)
     out: dict[str, dict[str, Any]] = {}
-    for row in api.get_unassigned_list():
-        if str(row["external_userid"]) in taken:
+    for handover_userid, external_userid, left_at in unassigned.listed():
+        if external_userid in taken:
             continue
-        entry = out.setdefault(str(row["handover_userid"]), {"customers": [], "groups": [], "left_at": None})
-        entry["customers"].append(str(row["external_userid"]))
-        entry["left_at"] = from_epoch(row.get("dimission_time")) or entry["left_at"]
+        entry = out.setdefault(handover_userid, {"customers": [], "groups": [], "left_at": None})
+        entry["customers"].append(external_userid)
+        entry["left_at"] = left_at or entry["left_at"]
     held = _in_handover(HandoverGroup, HandoverGroup.chat_id)
     for owner, chat_id in db.session.execute(
         select(GroupChat.owner_userid, GroupChat.chat_id).where(

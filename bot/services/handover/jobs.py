@@ -12,7 +12,7 @@ from bot.jobs.context import job_context
 from bot.jobs.periodic import PeriodicJob
 from bot.jobs.queue import enqueue
 from bot.models import Handover
-from bot.services.handover import announce, handovers, store_rules
+from bot.services.handover import announce, handovers, store_rules, unassigned
 from bot.services.signals import members_left
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,26 @@ def follow_handovers() -> dict[str, int]:
             db.session.commit()
             followed += 1
         return {"handovers": followed, **({"resumed": resumed} if resumed else {})}
+
+
+def refresh_unassigned() -> dict[str, int]:
+    """Read WeCom's unassigned list again into the mirror the panel and the API show (doc 92124)."""
+    with job_context():
+        try:
+            rows = unassigned.refresh()
+            db.session.commit()
+        finally:
+            unassigned.refreshed()
+        return {"unassigned": rows}
+
+
+def refresh_soon(*, force: bool = False) -> bool:
+    """Queue a reading of the unassigned list when the mirror is stale (or ``force``: asked for), unless
+    one is queued already. Whether one was queued."""
+    if not (force or unassigned.stale()) or not unassigned.claim_refresh():
+        return False
+    enqueue(refresh_unassigned, connection=redis_conn.client)
+    return True
 
 
 def announce_leavers() -> dict[str, int]:
