@@ -4,6 +4,7 @@ the receiver's limit, the takeover's callbacks (the receiver's add, the member's
 90-day count and WeCom's own 40128, and a run killed mid-call resumed without a second transfer."""
 
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -133,6 +134,18 @@ def test_twice_in_90_days_is_the_limit_and_wecom_has_the_last_word(app, sim, cor
         )
         assert plan.blocked_customers == {people[0]: "moved_twice", "wm-stranger": "not_their_customer"}
         assert plan.customers == [people[3]]
+    # 90 days on, the customer may move again — back to the member who had them twice before
+    with app.app_context():
+        for handover in db.session.scalars(select(Handover)):
+            handover.created_at -= timedelta(days=91)
+        for follow in (find_follow(people[0], "staff0301"), find_follow(people[0], "staff0302")):
+            follow.transferred_at -= timedelta(days=91)
+        db.session.commit()
+    ledger(corp).customer_moves[people[0]] = []
+    _move(app, sim, run_worker, "staff0301", "staff0302", [people[0]])
+    with app.app_context():
+        assert find_follow(people[0], "staff0302").status == FollowStatus.active
+        assert find_follow(people[0], "staff0301").status == FollowStatus.transferred
     # a console move Siyu never saw: WeCom counts it, and answers 40128 for the customer
     ledger(corp).customer_moves[people[3]] = [time.time() - DAY, time.time() - DAY]
     with app.app_context():
