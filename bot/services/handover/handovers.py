@@ -185,8 +185,7 @@ def preview(
         raise Invalid(f"the message is at most {SUCCESS_MSG_MAX} characters", "message")
     if actor is not None and not (sees_staff(actor, member) and sees_staff(actor, receiver)):
         raise Forbidden("both members must be in your stores", "from")
-    if kind == "onjob":
-        assert member is not None
+    if kind == "onjob" and member is not None:  # an active member (checked above)
         return eligibility.plan_onjob(member, receiver, customers, groups)
     pending = waiting(api).get(from_userid, {"customers": [], "groups": []})
     return eligibility.plan_resigned(from_userid, pending, customers, groups)

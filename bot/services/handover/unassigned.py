@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.extensions import db, redis_conn
 from bot.models import UnassignedCustomer
@@ -32,8 +34,11 @@ def refresh(api: WeComClient | None = None) -> int:
     }
     db.session.execute(delete(UnassignedCustomer))
     if rows:
+        # Two readings at once (a job and a handover being made) each delete, then insert: the second's
+        # rows are WeCom's list as well, so a row the other inserted first is simply kept.
+        insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
         db.session.execute(
-            insert(UnassignedCustomer),
+            insert(UnassignedCustomer).on_conflict_do_nothing(index_elements=["handover_userid", "external_userid"]),
             [{"handover_userid": h, "external_userid": e, "dimission_time": t} for (h, e), t in rows.items()],
         )
     db.session.flush()
