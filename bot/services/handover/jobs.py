@@ -7,6 +7,9 @@ import logging
 import time
 from datetime import timedelta
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
 from bot.jobs.periodic import PeriodicJob
@@ -125,10 +128,15 @@ def handover_by_rule() -> dict[str, int]:
 @members_left.connect
 def leavers_seen(_sender: object, userids: list[str]) -> None:
     """Members seen leaving (directory sync, delete_user): their groups wait for a new owner in the mirror,
-    and their announcement is queued — after the caller's commit, by the worker (it asks WeCom)."""
+    and their announcement is queued once the caller's transaction commits (the worker then reads WeCom
+    and the groups as committed; a rolled-back sync queues nothing)."""
     announce.groups_wait(userids)
-    for userid in userids:
-        enqueue(announce_leaver, userid, connection=redis_conn.client)
+
+    def queue(_session: Session) -> None:
+        for userid in userids:
+            enqueue(announce_leaver, userid, connection=redis_conn.client)
+
+    event.listen(db.session(), "after_commit", queue, once=True)
 
 
 PERIODIC_JOBS = (
