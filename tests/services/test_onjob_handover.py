@@ -109,8 +109,12 @@ def test_an_onjob_handover_moves_each_customer_once_and_says_who_cannot(
         assert find_follow(people[0], "staff0301").status == FollowStatus.transferred
         assert find_follow(people[1], "staff0301").status == FollowStatus.active
         assert find_follow(people[1], "staff0302") is None
+        before = len(corp.app_messages)
         assert tasks.follow_handovers() == {"handovers": 1}
         assert db.session.get(Handover, handover_id).finished_at is not None
+    # the customers who stayed are the member's: they (and their store's managers) are told
+    (told,) = [m for m in corp.app_messages[before:] if "交接结果" in m.get("text", {}).get("content", "")]
+    assert told["touser"] == "staff0301" and "1 位拒绝、1 位因接替员工客户已达上限" in told["text"]["content"]
 
 
 def _move(app, sim, run_worker, frm, to, customers):

@@ -38,6 +38,7 @@ from bot.models import (
 from bot.models._time import from_epoch, utcnow
 from bot.services import claims
 from bot.services.clients import agent_api, agent_id, contact_api, settings
+from bot.services.customers.deletions import store_managers
 from bot.services.customers.relations import find_follow, record_transfer_failed
 from bot.services.errors import Forbidden, Invalid, NotFound, translates_wecom_errors
 from bot.services.handover import eligibility, unassigned
@@ -276,8 +277,27 @@ def follow_results(handover: Handover, api: WeComClient | None = None) -> dict[s
     statuses = [i.status for i in handover.customers] + [g.status for g in handover.groups]
     if handover.finished_at is None and all(s in FINAL for s in statuses):
         handover.finished_at = utcnow()
+        _report_refusals(handover)
     db.session.flush()
     return counts(handover)
+
+
+def _report_refusals(handover: Handover) -> None:
+    """An on-job handover finished with customers who refused (or found the receiver at the limit): they
+    are still the member's, so the member and their stores' managers are told (message/send, doc 90236,
+    with WeCom's duplicate check for a finish recorded again after a retry), with the link to the list."""
+    stayed = [i for i in handover.customers if i.status in (ItemStatus.refused, ItemStatus.limit)]
+    member = db.session.scalar(select(Staff).where(Staff.userid == handover.from_userid))
+    if handover.kind != "onjob" or not stayed or member is None:
+        return
+    refused = sum(1 for i in stayed if i.status == ItemStatus.refused)
+    body = (
+        f"交接结果：「{member.name or member.userid}」转给同事的客户中，{refused} 位拒绝、"
+        f"{len(stayed) - refused} 位因接替员工客户已达上限未能转接，仍由原员工跟进。"
+        f"\n{settings().public_url}admin/handovers/{handover.id}"
+    )
+    told = sorted({member.userid, *store_managers(member.id)})
+    agent_api().send_app_text(agent_id(), told, body, dedupe_seconds=4 * 3600)
 
 
 def unfinished_run(handover: Handover) -> bool:
