@@ -11,6 +11,8 @@ NAME is one of:
   wecom-outage      WeCom answers 45009, then -1, then nothing (timeouts) to every call, a minute each
   token-storm       every access token expires, five times, while every process is calling WeCom
   fuzz              random and mutated envelopes at the webhook, then schemathesis against the JSON API
+  handover          20,000 customers and 300 groups of five leavers handed over while a worker is killed
+                    (bench/drill_handover.py: calls made, final statuses, duplicates and stranded, both 0)
 
 Each adds drill sends signed add_external_contact callbacks (a channel with a welcome message) the way
 WeCom does: a callback not answered 200 is sent again, up to three more times. After the fault it waits for
@@ -49,6 +51,7 @@ from bench.drill_faults import (  # noqa: E402 - after sys.path.insert: run as a
     worker_kill,
 )
 from bench.drill_fuzz import fuzz  # noqa: E402 - after sys.path.insert: run as a script
+from bench.drill_handover import handover  # noqa: E402 - after sys.path.insert: run as a script
 from bench.drill_load import load  # noqa: E402 - after sys.path.insert: run as a script
 
 DRILLS = {
@@ -60,6 +63,7 @@ DRILLS = {
     "wecom-outage": wecom_outage,
     "token-storm": token_storm,
     "fuzz": fuzz,
+    "handover": handover,
 }
 
 
@@ -76,6 +80,10 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15, help="seconds of wrk per run (load)")
     parser.add_argument("--fuzz-requests", type=int, default=5000)
     parser.add_argument("--schemathesis-seconds", type=int, default=300)
+    parser.add_argument("--customers", type=int, default=20_000, help="the leavers' customers (handover)")
+    parser.add_argument("--groups", type=int, default=300, help="the leavers' groups (handover)")
+    parser.add_argument("--follow-every", type=float, default=3, help="seconds between follow-ups (handover)")
+    parser.add_argument("--handover-timeout", type=float, default=900, help="seconds the handover may take")
     args = parser.parse_args()
     names = list(DRILLS) if args.drill == "all" else [args.drill]
     results = {name: DRILLS[name](args) for name in names}

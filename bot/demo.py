@@ -3,8 +3,9 @@
 Channels for the states the simulator scans (a store code with an A/B welcome, a live-room campaign code, a
 personal code for each member of one store), segments, a lifecycle rule switched on, a draft and a dispatched
 mass send, a customer group and an invitation to it by tag, library items of four kinds, two groups of quick
-replies, a member who left with customers and a group waiting for a handover, and a webhook endpoint at the
-sandbox's own receiver (the brand's CRM, which verifies each delivery). The simulator then acts on
+replies, a member who left with customers and a group waiting for a handover, the first store's handover
+settings (删人提醒 in the digest, leavers handed over after 7 days), and a webhook endpoint at the sandbox's
+own receiver (the brand's CRM, which verifies each delivery). The simulator then acts on
 them: customers scan the codes, members confirm the sends, customers join by the code. Made once: a corp that
 has the store code is left as it is. Every step goes through the same
 services the panel uses, so the demo shows real behaviour.
@@ -29,6 +30,7 @@ from bot.services.clients import settings
 from bot.services.directory.sync import sync_directory
 from bot.services.groups import invites
 from bot.services.groups import mirror as groups
+from bot.services.handover import store_rules
 from bot.services.library import folders, items, replies
 from bot.services.lifecycle import rules as lifecycle
 from bot.services.segments import rules as segments
@@ -138,6 +140,10 @@ def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
     db.session.commit()
     made.append(_leaver(corp, {m.userid for m in members} | {m.userid for m in everyone[:3]}))
     db.session.commit()
+    # the first store hears of 删人 in the daily digest, and hands a leaver over to its manager after 7 days
+    store_rules.set_store_rules(store.id, "digest", 7, "", admin)
+    db.session.commit()
+    made.append(f"{store.name}: 删人提醒 in the digest, leavers handed over after 7 days")
     log.info("sandbox demo corp: %s", "; ".join(made))
     return made
 

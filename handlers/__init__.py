@@ -11,12 +11,13 @@ from flask import Flask
 from bot.services.callbacks.jobs import ROUTER
 from bot.services.callbacks.processing import Handler
 from bot.wecom.events import Event
-from handlers import assistant, contacts, groups, tags
+from handlers import assistant, contacts, directory, groups, tags
 from handlers.webhook import bp
 
 HANDLERS: dict[str, Handler] = {
     **assistant.HANDLERS,
     **contacts.HANDLERS,
+    **directory.HANDLERS,
     **groups.HANDLERS,
     **tags.HANDLERS,
 }

@@ -52,6 +52,10 @@ def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, r
 
         (left,) = waiting().values()
         assert len(left["customers"]) == 2 and len(left["groups"]) == 1
+        from bot.models import Store
+
+        ruled = db.session.scalar(select(Store).where(Store.handover_after_days.is_not(None)))
+        assert (ruled.deletion_alerts, ruled.handover_after_days) == ("digest", 7)
         assert seed_demo(db.session.get(User, user_id), corp) == []  # made once
     # the simulator's customers arrive through the demo's codes, members confirm the send, customers join
     _, delivery = sim.scan(corp.contact_way_for_state(STORE_STATE))

@@ -14,7 +14,7 @@ from bot.models.channels import (
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.groups import GroupChat, GroupInvite, GroupMember, JoinWay
-from bot.models.handover import FINAL, Handover, HandoverCustomer, HandoverGroup, ItemStatus
+from bot.models.handover import FINAL, Handover, HandoverCustomer, HandoverGroup, ItemStatus, UnassignedCustomer
 from bot.models.jobs import JobRun
 from bot.models.library import (
     ContentSend,
@@ -109,6 +109,7 @@ __all__ = [
     "HandoverCustomer",
     "HandoverGroup",
     "ItemStatus",
+    "UnassignedCustomer",
     "RuleRun",
     "Step",
     "Trigger",

@@ -30,6 +30,12 @@ class Store(db.Model):  # type: ignore[name-defined]
     # The department's leaders (department_leader, doc path/90208): the store managers Siyu notifies.
     leaders: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 删人提醒 for this store's managers: "now" (an app message per deletion) or "digest" (the daily digest)
+    deletion_alerts: Mapped[str] = mapped_column(String(8), default="now", server_default="now")
+    # 离职继承 by rule: a leaver's customers and groups still unassigned this many days after they left go
+    # to handover_to_userid (None: the store's manager); None days: no rule
+    handover_after_days: Mapped[int | None] = mapped_column(Integer)
+    handover_to_userid: Mapped[str | None] = mapped_column(String(64))
 
     staff: Mapped[list[Staff]] = relationship(secondary=staff_stores, back_populates="stores")
 

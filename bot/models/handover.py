@@ -1,5 +1,5 @@
-"""Staff handovers (离职继承): a leaver's customers and groups given to a receiver, each customer's and
-group's transfer on record (WeCom keeps no idempotency key: the records are the key)."""
+"""Staff handovers (离职继承 and 在职继承): a member's customers and groups given to a receiver, each customer's
+and group's transfer on record (WeCom keeps no idempotency key: the records are the key)."""
 
 from __future__ import annotations
 
@@ -21,16 +21,17 @@ class ItemStatus(enum.StrEnum):
     refused = "refused"  # status 3: the customer refused
     limit = "limit"  # status 4: the receiver is at their customer limit
     failed = "failed"  # WeCom refused the item (errcode kept)
+    blocked = "blocked"  # WeCom's rules forbid the move (reason kept): never asked
 
 
-FINAL = frozenset({ItemStatus.done, ItemStatus.refused, ItemStatus.limit, ItemStatus.failed})
+FINAL = frozenset({ItemStatus.done, ItemStatus.refused, ItemStatus.limit, ItemStatus.failed, ItemStatus.blocked})
 
 
 class Handover(db.Model):  # type: ignore[name-defined]
     __tablename__ = "handovers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), default="resigned")  # resigned (离职继承); onjob later
+    kind: Mapped[str] = mapped_column(String(8), default="resigned")  # resigned (离职继承) or onjob (在职继承)
     from_userid: Mapped[str] = mapped_column(String(64), index=True)
     to_userid: Mapped[str] = mapped_column(String(64), index=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -38,6 +39,8 @@ class Handover(db.Model):  # type: ignore[name-defined]
     finished_at: Mapped[datetime | None]
     # The receiver was told (one app message per handover, after WeCom took the transfers)
     announced_at: Mapped[datetime | None]
+    # On-job: transfer_success_msg, what WeCom sends each customer once taken over (its default when empty)
+    message: Mapped[str | None] = mapped_column(String(200))
 
     customers: Mapped[list[HandoverCustomer]] = relationship(
         back_populates="handover", cascade="all, delete-orphan", order_by="HandoverCustomer.id"
@@ -56,6 +59,7 @@ class HandoverCustomer(db.Model):  # type: ignore[name-defined]
     external_userid: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[ItemStatus] = mapped_column(Enum(ItemStatus, native_enum=False, length=8), default=ItemStatus.chosen)
     errcode: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(String(32))  # blocked: which of WeCom's rules (eligibility.REASONS)
     takeover_at: Mapped[datetime | None]  # WeCom's takeover_time: the automatic takeover while waiting
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -71,6 +75,21 @@ class HandoverGroup(db.Model):  # type: ignore[name-defined]
     chat_id: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[ItemStatus] = mapped_column(Enum(ItemStatus, native_enum=False, length=8), default=ItemStatus.chosen)
     errcode: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(String(32))  # blocked: which of WeCom's rules (eligibility.REASONS)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     handover: Mapped[Handover] = relationship(back_populates="groups")
+
+
+class UnassignedCustomer(db.Model):  # type: ignore[name-defined]
+    """What get_unassigned_list (doc 92124) said when last read: a leaver's customer waiting for a new
+    member. The panel and the API read this mirror; reading WeCom is a job (on demand, when a member is seen
+    leaving, nightly, and before a handover is made)."""
+
+    __tablename__ = "unassigned_customers"
+    __table_args__ = (UniqueConstraint("handover_userid", "external_userid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    handover_userid: Mapped[str] = mapped_column(String(64), index=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    dimission_time: Mapped[datetime | None]

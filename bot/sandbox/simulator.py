@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from bot.sandbox.corp import Contact, FakeCorp, FakeGroup
-from bot.sandbox.handover import take_over
+from bot.sandbox.handover import customer_refuses, resign, take_over
 from bot.sandbox.members import confirm_mass_task
 from bot.wecom.crypto import CallbackCrypto
 
@@ -232,13 +232,21 @@ class Simulator:
             return [added()]
         return [removed(), added()] if deletion_first else [added(), removed()]
 
-    def transfers_take_effect(self, *, refuse: tuple[str, ...] = (), at_limit: tuple[str, ...] = ()) -> list[Delivery]:
-        """The 24 hours of every waiting resigned transfer pass at once (doc 94082): taken over (1, with the
-        receiver's add_external_contact), or refused by the customer (3) or the receiver at the limit (4),
-        each with a transfer_fail callback naming the takeover member."""
+    def transfers_take_effect(
+        self, *, refuse: tuple[str, ...] = (), at_limit: tuple[str, ...] = (), until: float | None = None
+    ) -> list[Delivery]:
+        """The 24 hours of every waiting transfer pass (doc 94082, 94088) — of those due by ``until`` (the
+        corp's clock, moved by a test) when given: taken over (1, with the receiver's add_external_contact
+        and, on-job, the member's del_external_contact Source=DELETE_BY_TRANSFER), or refused by the
+        customer (3) or the receiver at the limit (4), each with a transfer_fail naming the takeover member.
+        An on-job customer who refuses stays the member's."""
         deliveries = []
         with self.corp.lock:
-            waiting = [r for r in self.corp.transfers.values() if r["status"] == 2]
+            waiting = [
+                r
+                for r in self.corp.transfers.values()
+                if r["status"] == 2 and (until is None or r["takeover_time"] <= until)
+            ]
         for r in waiting:
             customer, takeover = r["external_userid"], r["takeover"]
             if customer in refuse or customer in at_limit:
@@ -247,8 +255,27 @@ class Simulator:
                 deliveries.append(self.contact_change("transfer_fail", takeover, customer, FailReason=reason))
             else:
                 r["status"] = 1
-                deliveries += self.takeover_completes(customer, r["handover"], takeover, onjob=False)
+                # what WeCom sends the customer on an on-job takeover (transfer_success_msg, or its default)
+                r["message_sent"] = r.get("message") or "(WeCom's default text)"
+                onjob = r.get("kind") == "onjob"
+                deliveries += self.takeover_completes(customer, r["handover"], takeover, onjob=onjob)
         return deliveries
+
+    def member_resigns(self, userid: str) -> Delivery:
+        """A member leaves the corp (``bot.sandbox.handover.resign``) and WeCom calls back change_contact
+        delete_user (doc 90970)."""
+        resign(self.corp, userid)
+        return self.deliver(event_xml(self.corp.corp_id, "change_contact", ChangeType="delete_user", UserID=userid))
+
+    def customer_refuses_transfer(self, external_userid: str) -> Delivery | None:
+        """The customer refuses the transfer waiting for them within its 24 hours: status 3, transfer_fail
+        (customer_refused) naming the takeover member; on-job, they stay the member's customer."""
+        record = customer_refuses(self.corp, external_userid)
+        if record is None:
+            return None
+        return self.contact_change(
+            "transfer_fail", str(record["takeover"]), external_userid, FailReason="customer_refused"
+        )
 
     def admin_creates_tag(self, group_name: str, tag_name: str) -> Delivery:
         """An admin adds a tag in the WeCom console: change_external_tag/create."""

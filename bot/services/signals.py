@@ -14,6 +14,10 @@ _events = Namespace()
 #: sync, or deleted from Siyu. Whatever names them (channels, segments, rules, sends) lets them go.
 tags_removed = _events.signal("tags-removed")
 
+#: ``userids`` (members' WeCom userids) left the corp — seen by the directory sync or a change_contact
+#: delete_user callback, each once (active before). Whatever waits on leavers (their handover) reacts.
+members_left = _events.signal("members-left")
+
 #: something happened that the brand's own systems may want to hear of (webhooks out). ``sender`` is the
 #: event's type ("customer.added", …: ``webhooks.events`` documents each), ``data`` its JSON-able payload,
 #: ``order_key`` what its deliveries keep in order (a customer's external_userid), or None.

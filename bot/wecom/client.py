@@ -36,6 +36,7 @@ from bot.wecom.errors import (
     WeComError,
     WeComUnavailable,
 )
+from bot.wecom.handover import HandoverCalls
 from bot.wecom.tickets import cached_ticket
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class CallObserver:
 
 
 # wechatpy ships no type information: its client is Any to mypy.
-class WeComClient(WeChatClient):  # type: ignore[misc]
+class WeComClient(HandoverCalls, WeChatClient):  # type: ignore[misc]
     def __init__(
         self,
         corp_id: str,
@@ -419,38 +420,6 @@ class WeComClient(WeChatClient):  # type: ignore[misc]
         if owners:
             body["owner_filter"] = {"userid_list": owners}
         return self._pages("externalcontact/groupchat/list", body, "group_chat_list")
-
-    def get_unassigned_list(self, page_size: int = 1000) -> Iterator[dict[str, Any]]:
-        """get_unassigned_list (doc path/92124), by cursor: ``{handover_userid, external_userid,
-        dimission_time}`` of every customer a resigned member left unassigned."""
-        cursor = ""
-        while True:
-            body: dict[str, Any] = {"page_size": page_size}
-            if cursor:
-                body["cursor"] = cursor
-            page = self.post("externalcontact/get_unassigned_list", data=body)
-            yield from page.get("info") or []
-            cursor = str(page.get("next_cursor") or "")
-            if page.get("is_last") or not cursor:
-                return
-
-    def transfer_resigned_customers(self, handover: str, takeover: str, external_userids: list[str]) -> list[Any]:
-        """resigned/transfer_customer (doc path/94081): ≤ 100 customers of a resigned member; per customer
-        ``{external_userid, errcode}`` (0: waiting for the takeover, 24 h)."""
-        body = {"handover_userid": handover, "takeover_userid": takeover, "external_userid": external_userids}
-        return list(self.post("externalcontact/resigned/transfer_customer", data=body).get("customer") or [])
-
-    def resigned_transfer_result(self, handover: str, takeover: str) -> Iterator[dict[str, Any]]:
-        """resigned/transfer_result (doc path/94082): ``{external_userid, status, takeover_time}`` per
-        customer; status 1 taken over, 2 waiting, 3 refused, 4 receiver at the customer limit."""
-        body = {"handover_userid": handover, "takeover_userid": takeover}
-        return self._pages("externalcontact/resigned/transfer_result", body, "customer")
-
-    def transfer_resigned_groups(self, chat_ids: list[str], new_owner: str) -> list[Any]:
-        """groupchat/transfer (doc path/92127): ≤ 100 groups of resigned owners to ``new_owner``; the
-        groups that failed, ``{chat_id, errcode, errmsg}`` (90500: the owner has not resigned)."""
-        body = {"chat_id_list": chat_ids, "new_owner": new_owner}
-        return list(self.post("externalcontact/groupchat/transfer", data=body).get("failed_chat_list") or [])
 
     def get_group_chat(self, chat_id: str) -> dict[str, Any]:
         """groupchat/get (doc path/92122) with members' names: name, owner, notice, member_list, admin_list."""

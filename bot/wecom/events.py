@@ -69,6 +69,14 @@ class EnterAgentEvent(Event):
 
 
 @dataclass(frozen=True)
+class MemberEvent(Event):
+    """change_contact for a member (doc 90970): create_user / update_user / delete_user."""
+
+    change_type: str
+    user_id: str
+
+
+@dataclass(frozen=True)
 class UnknownEvent(Event):
     pass
 
@@ -87,6 +95,7 @@ CONTACT_CHANGES = frozenset(
 )
 TAG_CHANGES = frozenset({"create", "update", "delete", "shuffle"})
 CHAT_CHANGES = frozenset({"create", "update", "dismiss"})
+MEMBER_CHANGES = frozenset({"create_user", "update_user", "delete_user"})
 
 
 def _int_or_none(value: str) -> int | None:
@@ -159,6 +168,8 @@ def event_from_element(root: Element) -> Event:
             last_mem_ver=fields.get("LastMemVer", ""),
             cur_mem_ver=fields.get("CurMemVer", ""),
         )
+    if event == "change_contact" and change in MEMBER_CHANGES:
+        return MemberEvent(**head, change_type=change, user_id=fields.get("UserID", ""))
     if head["msg_type"] == "text":
         return AppTextMessage(
             **head,

@@ -1,7 +1,7 @@
 """webhooks out endpoints events deliveries
 
 Revision ID: f96570795698
-Revises: 78516646b35b
+Revises: c4d2a7e91b3f
 Create Date: 2026-12-01 12:16:30.424605
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'f96570795698'
-down_revision = '78516646b35b'
+down_revision = 'c4d2a7e91b3f'
 branch_labels = None
 depends_on = None
 

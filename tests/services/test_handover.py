@@ -29,6 +29,8 @@ def leaver(app, sim, corp, run_worker):
         sync_directory()
         db.session.commit()
         group_jobs.sync_groups()
+        handovers.waiting()  # WeCom's unassigned list read into the mirror the pages show
+        db.session.commit()
     return people, group.chat_id
 
 
@@ -174,3 +176,75 @@ def test_45009_is_waited_out_and_the_batch_asked_again(app, sim, corp, run_worke
         db.session.commit()
     assert len(waits) == 2 and result["waiting"] == 5 and result["groups_done"] == 1
     assert sum(1 for r in corp.transfers.values() if r["status"] == 2) == 5
+
+
+def test_a_leaver_is_announced_as_soon_as_seen_and_only_once(app, sim, corp, run_worker):
+    """delete_user called back: the member is a leaver at once, their groups wait, and their store's manager
+    is told without waiting for the night; neither the nightly run nor a later sync tells them again."""
+    people = [c.external_userid for c in customers_of(app, sim, run_worker, ["staff0202"], each=3)]
+    group, _ = sim.member_creates_group("staff0202", "老客群", people[:2])
+    run_worker()
+    with app.app_context():
+        group_jobs.sync_groups()
+    before = len(corp.app_messages)
+    delivery = sim.member_resigns("staff0202")
+    assert delivery.acknowledged
+    run_worker()
+    (told,) = corp.app_messages[before:]
+    assert told["touser"] == "staff0201" and "3 位客户和 1 个客户群需要新的负责人" in told["text"]["content"]
+    with app.app_context():
+        from bot.models import Staff
+
+        assert db.session.scalar(select(Staff.active).where(Staff.userid == "staff0202")) is False
+        assert handovers.waiting()["staff0202"]["groups"] == [group.chat_id]
+        sync_directory()  # the sync sees no new leaver: nothing queued
+        db.session.commit()
+        assert tasks.announce_leavers()["already"] == 1
+    run_worker()
+    assert len(corp.app_messages) == before + 1
+
+
+def test_the_directory_sync_seeing_a_leaver_announces_them(app, sim, corp, run_worker):
+    customers_of(app, sim, run_worker, ["staff0202"], each=2)
+    resign(corp, "staff0202")  # no callback reached Siyu: the sync finds the leaver
+    before = len(corp.app_messages)
+    with app.app_context():
+        sync_directory()
+        db.session.commit()
+    run_worker()
+    (told,) = corp.app_messages[before:]
+    assert "2 位客户和 0 个客户群" in told["text"]["content"]
+
+
+def test_a_handover_whose_worker_died_is_run_again_by_the_follow_up(app, sim, corp, run_worker, leaver, monkeypatch):
+    """kill -9 mid-run: the job is gone and its lock stays until it lapses; then the 15-minute follow-up
+    starts the handover again from its records — nobody transferred twice, nobody left behind."""
+    from bot.extensions import redis_conn
+
+    people, _ = leaver
+    monkeypatch.setattr(handovers, "PER_CALL", 2)
+    with app.app_context():
+        handover_id = handovers.create_handover("staff0202", "staff0201", "all", "all", None).id
+        db.session.commit()
+        # the first batch was asked and answered, the second claimed and asked, then the worker died
+        tasks.run_handover(handover_id)
+        handover = db.session.get(Handover, handover_id)
+        for item in handover.customers[2:]:
+            item.status = ItemStatus.chosen
+        for record in [r for r in corp.transfers.values() if r["external_userid"] in people[4:]]:
+            del corp.transfers[(record["handover"], record["external_userid"])]
+        handover.customers[2].status = handover.customers[3].status = ItemStatus.calling
+        handover.finished_at = None
+        db.session.commit()
+    redis_conn.client.set(f"siyu:handover:running:{handover_id}", 1, ex=45)  # the dead run's lock
+    with app.app_context():
+        assert tasks.follow_handovers() == {"handovers": 0}  # not while the lock holds
+    run_worker()
+    redis_conn.client.delete(f"siyu:handover:running:{handover_id}")  # it lapsed
+    with app.app_context():
+        assert tasks.follow_handovers() == {"handovers": 0, "resumed": 1}
+    before = len(corp.calls)
+    run_worker()
+    assert transfer_calls(corp, before) == 1  # only the customer never asked
+    with app.app_context():
+        assert {i.status for i in db.session.get(Handover, handover_id).customers} == {ItemStatus.waiting}

@@ -8,6 +8,7 @@ from bot.wecom.events import (
     ExternalChatEvent,
     ExternalContactEvent,
     ExternalTagEvent,
+    MemberEvent,
     UnknownEvent,
     parse_event,
 )
@@ -136,6 +137,14 @@ def test_staff_text_and_enter_agent():
     assert (text.kind, text.from_user, text.content, text.msg_id) == ("text", "lisi", "我的二维码", "1234567890123456")
     enter = parse_event(event_xml(CORP, "enter_agent", from_user="lisi", EventKey="", AgentID=1))
     assert isinstance(enter, EnterAgentEvent) and enter.agent_id == "1"
+
+
+@pytest.mark.parametrize("change", ["create_user", "update_user", "delete_user"])
+def test_member_changes(change):
+    """change_contact for a member (doc 90970): a member leaving is delete_user."""
+    event = parse_event(event_xml(CORP, "change_contact", ChangeType=change, UserID="zhangsan"))
+    assert isinstance(event, MemberEvent)
+    assert (event.kind, event.change_type, event.user_id) == (f"change_contact.{change}", change, "zhangsan")
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bot.sandbox.api.endpoints import Body, Endpoints, ok, paged, require
 from bot.sandbox.corp import ApiError, FakeCorp
+from bot.sandbox.handover import GROUPS_PER_DAY, ledger
 
 ENDPOINTS = Endpoints()
 
@@ -59,6 +60,7 @@ def resigned_transfer_customer(corp: FakeCorp, body: Body) -> Body:
             errcode = 40131
         else:
             errcode = 0
+            ledger(corp).accepted[external_userid] += 1
             corp.transfers[(handover, external_userid)] = {
                 "handover": handover,
                 "takeover": takeover,
@@ -96,12 +98,17 @@ def groupchat_transfer(corp: FakeCorp, body: Body) -> Body:
     if owner not in corp.users:
         raise ApiError(60111, f"userid not found: {owner}")
     failed = []
+    counts, now = ledger(corp), corp.clock()
     for chat_id in chats:
         group = corp.groups.get(chat_id)
         if group is None or group.dismissed:
             failed.append({"chat_id": chat_id, "errcode": 40050, "errmsg": "chat_id not exist"})
         elif group.owner not in corp.resigned:
             failed.append({"chat_id": chat_id, "errcode": 90500, "errmsg": "the owner of this chat is not resigned"})
+        elif counts.given_today(group.owner, now) >= GROUPS_PER_DAY:
+            # the 300-a-day cap (doc 92127); its errcode is UNCONFIRMED
+            failed.append({"chat_id": chat_id, "errcode": 40128, "errmsg": "over 300 chats of one owner today"})
         else:
+            counts.give(group.owner, now)
             group.owner, group.status = owner, 3  # 离职继承完成
     return ok(failed_chat_list=failed)

@@ -32,6 +32,7 @@ from bot.models import (
 from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.clients import agent_api, agent_id, settings
+from bot.services.customers.deletions import REASON as DELETED_BY_MEMBER
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,24 @@ def figures(store_ids: list[int], day: date, now: datetime) -> dict[str, int]:
             or_(Customer.last_interaction_at.is_(None), Customer.last_interaction_at < LifecycleTask.created_at),
         )
     )
-    return {
-        name: int(db.session.scalar(q) or 0)
-        for name, q in (("added", added), ("lost", lost), ("unsent_tasks", unsent), ("reminders_open", not_acted))
-    }
+    # 删人提醒 of the stores that hear of it here rather than at once (Store.deletion_alerts)
+    digest_members = _members(
+        list(db.session.scalars(select(Store.id).where(Store.id.in_(store_ids), Store.deletion_alerts == "digest")))
+    )
+    deleted = select(func.count()).where(
+        FollowRelation.staff_id.in_(digest_members),
+        FollowRelation.status == FollowStatus.deleted_by_staff,
+        FollowRelation.lost_reason == DELETED_BY_MEMBER,
+        FollowRelation.lost_at >= start,
+        FollowRelation.lost_at < end,
+    )
+    queries = (("added", added), ("lost", lost), ("unsent_tasks", unsent), ("reminders_open", not_acted))
+    numbers = {name: int(db.session.scalar(q) or 0) for name, q in queries}
+    if db.session.scalar(
+        select(func.count()).select_from(Store).where(Store.id.in_(store_ids), Store.deletion_alerts == "digest")
+    ):
+        numbers["deleted_by_members"] = int(db.session.scalar(deleted) or 0)
+    return numbers
 
 
 def text(stores: list[Store], day: date, numbers: dict[str, int]) -> str:
@@ -105,6 +120,7 @@ def text(stores: list[Store], day: date, numbers: dict[str, int]) -> str:
             f"成员未发送的群发任务 {numbers['unsent_tasks']} 个",
             f"近 {REMINDER_DAYS} 天未跟进的提醒 {numbers['reminders_open']} 条",
         ]
+        + ([f"删人提醒：员工删除客户 {numbers['deleted_by_members']} 位"] if "deleted_by_members" in numbers else [])
     )
 
 

@@ -30,7 +30,10 @@ def customer_added(
     data = customers.fetch_customer(external_userid)
     if confirmed and not welcome_code:
         listed = {str(f.get("userid")) for f in data.get("follow_user", [])}
-        if (source := transfers.transfer_source(external_userid, userid, listed)) is not None:
+        source = transfers.transfer_source(external_userid, userid, listed)
+        if source is None:
+            source = handovers.takeover_source(external_userid, userid)  # ours, even before the deletion
+        if source is not None:
             # A takeover (在职/离职继承): not an add, nothing to welcome, the channel stays the customer's.
             follow = customers.record_relation(external_userid, userid, data)
             transfers.record_takeover(follow, source)

@@ -20,13 +20,17 @@ log = logging.getLogger(__name__)
 REASON = "deleted by member"
 
 
-def store_managers(staff_id: int) -> list[str]:
-    """The managers (department leaders in WeCom) of the member's active stores."""
-    leaders = db.session.scalars(
+def store_managers(staff_id: int, *, deletion_alerts: str | None = None) -> list[str]:
+    """The managers (department leaders in WeCom) of the member's active stores — of those whose 删人提醒
+    go out that way (``now`` or ``digest``) when asked."""
+    query = (
         select(Store.leaders)
         .join(staff_stores, staff_stores.c.store_id == Store.id)
         .where(staff_stores.c.staff_id == staff_id, Store.active)
     )
+    if deletion_alerts is not None:
+        query = query.where(Store.deletion_alerts == deletion_alerts)
+    leaders = db.session.scalars(query)
     return sorted({u for group in leaders for u in group or []})
 
 
@@ -40,9 +44,10 @@ def member_deleted_customer(external_userid: str, userid: str) -> FollowRelation
     if before is not None and before.status == FollowStatus.deleted_by_staff and before.lost_reason == REASON:
         return before
     follow = record_follow_lost(external_userid, userid, FollowStatus.deleted_by_staff, REASON)
-    managers = [m for m in store_managers(follow.staff_id) if m != userid]
+    # stores set to "digest" hear of it in the managers' daily digest instead (assistant.digest)
+    managers = [m for m in store_managers(follow.staff_id, deletion_alerts="now") if m != userid]
     if not managers:
-        log.info("member %s deleted customer %s: no store manager to tell", userid, external_userid)
+        log.info("member %s deleted customer %s: no store manager to tell now", userid, external_userid)
         return follow
     customer = follow.customer
     name = customer.name or external_userid

@@ -65,11 +65,18 @@ def transfer_source(external_userid: str, receiver: str, listed: set[str]) -> Fo
 def record_takeover(receiver: FollowRelation, source: FollowRelation) -> None:
     """The receiver's relation came from ``source`` by a handover: it keeps the channel it came by (the
     customer's attribution), ``source`` ends as transferred, and the timeline says so once. Flushes."""
-    if receiver.transferred_from_id == source.staff_id:
-        return  # recorded already
+    if (
+        receiver.transferred_from_id == source.staff_id
+        and receiver.status == FollowStatus.active
+        and source.status == FollowStatus.transferred
+    ):
+        return  # recorded already (a customer may move A → B → A → B: only a live pair is the same takeover)
     now = utcnow()
     receiver.transferred_from_id = source.staff_id
     receiver.transferred_at = now
+    if receiver.status != FollowStatus.active:
+        # a customer handed back to a member who had them before (moved away, now returned)
+        receiver.status, receiver.lost_at, receiver.lost_reason = FollowStatus.active, None, None
     if receiver.channel_id is None:
         receiver.channel_id, receiver.state = source.channel_id, source.state or receiver.state
     if source.status != FollowStatus.transferred:

@@ -13,6 +13,7 @@ from bot.models import Staff, Store
 from bot.models._time import utcnow
 from bot.services.clients import contact_api
 from bot.services.rows import get_or_insert
+from bot.services.signals import members_left
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def sync_directory(progress: Callable[[int, int], None] | None = None) -> dict[s
     db.session.flush()
 
     staff_by_id = {s.userid: s for s in db.session.scalars(select(Staff))}
+    were_active = {u for u, s in staff_by_id.items() if s.active}
     memberships: dict[str, set[int]] = {}
     members: dict[str, dict[str, Any]] = {}
     for n, dep_id in enumerate(sorted(seen_departments), 1):
@@ -75,6 +77,21 @@ def sync_directory(progress: Callable[[int, int], None] | None = None) -> dict[s
         if userid not in members:
             staff.active = False
     db.session.flush()
+    left = sorted(u for u in were_active if not staff_by_id[u].active)
+    if left:
+        members_left.send(None, userids=left)
     counts = {"stores": len(seen_departments), "staff": len(members)}
     log.info("directory synced: %(stores)d stores, %(staff)d staff", counts)
     return counts
+
+
+def member_left(userid: str) -> bool:
+    """change_contact delete_user (doc 90970): the member is inactive at once (the nightly sync would
+    say the same); those who wait on leavers are told once. Flushes. Whether they were active before."""
+    staff = db.session.scalar(select(Staff).where(Staff.userid == userid))
+    if staff is None or not staff.active:
+        return False
+    staff.active = False
+    db.session.flush()
+    members_left.send(None, userids=[userid])
+    return True

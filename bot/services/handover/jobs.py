@@ -4,42 +4,98 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
-from bot.extensions import db
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
 from bot.jobs.periodic import PeriodicJob
+from bot.jobs.queue import enqueue
 from bot.models import Handover
-from bot.services.handover import announce, handovers
+from bot.services.handover import announce, handovers, store_rules, unassigned
+from bot.services.signals import members_left
 
 log = logging.getLogger(__name__)
 
 
+#: one run of a handover at a time: the run holds this lock, refreshed as it goes; a run killed (kill -9,
+#: a lost machine) lets it lapse, and the 15-minute follow-up starts the handover again from its records
+LOCK_TTL = 45
+SLEEP_SLICE = 15.0
+
+
+def _lock_key(handover_id: int) -> str:
+    return f"siyu:handover:running:{handover_id}"
+
+
 def run_handover(handover_id: int) -> dict[str, int]:
     """Ask WeCom for what the handover has not asked yet and read the results; a re-run after a crash
-    continues from the records, never transferring a customer twice."""
+    continues from the records, never transferring a customer twice. A second run while one holds the
+    handover's lock leaves it to that one."""
+    key, client = _lock_key(handover_id), redis_conn.client
+    if not client.set(key, 1, nx=True, ex=LOCK_TTL):
+        return {"running": 1}
+
+    def sleep(seconds: float) -> None:  # WeCom's rate window waited out, the lock kept meanwhile
+        while seconds > 0:
+            client.expire(key, LOCK_TTL)
+            time.sleep(min(seconds, SLEEP_SLICE))
+            seconds -= SLEEP_SLICE
+        client.expire(key, LOCK_TTL)
+
     with job_context():
         try:
-            result = handovers.run_handover(handover_id)
+            result = handovers.run_handover(handover_id, sleep=sleep, tick=lambda: client.expire(key, LOCK_TTL))
             db.session.commit()
         except Exception:
             db.session.rollback()
             raise
+        finally:
+            client.delete(key)
         return result
 
 
 def follow_handovers() -> dict[str, int]:
-    """resigned/transfer_result for every open handover (WeCom doc 94082)."""
+    """transfer_result (resigned or on-job, WeCom doc 94082 / 94088) for every open handover; a handover
+    whose run died with items not yet asked (or asked, answer unrecorded) is run again from its records."""
     with job_context():
-        followed = 0
+        followed = resumed = 0
         for handover_id in handovers.open_handovers():
             handover = db.session.get(Handover, handover_id)
             if handover is None:
                 continue
+            if handovers.unfinished_run(handover):
+                if not redis_conn.client.exists(_lock_key(handover_id)):
+                    enqueue(run_handover, handover_id, connection=redis_conn.client)
+                    resumed += 1
+                continue
             handovers.follow_results(handover)
             db.session.commit()
             followed += 1
-        return {"handovers": followed}
+        return {"handovers": followed, **({"resumed": resumed} if resumed else {})}
+
+
+def refresh_unassigned() -> dict[str, int]:
+    """Read WeCom's unassigned list again into the mirror the panel and the API show (doc 92124)."""
+    with job_context():
+        try:
+            rows = unassigned.refresh()
+            db.session.commit()
+        finally:
+            unassigned.refreshed()
+        return {"unassigned": rows}
+
+
+def refresh_soon(*, force: bool = False) -> bool:
+    """Queue a reading of the unassigned list when the mirror is stale (or ``force``: asked for), unless
+    one is queued already. Whether one was queued."""
+    if not (force or unassigned.stale()) or not unassigned.claim_refresh():
+        return False
+    enqueue(refresh_unassigned, connection=redis_conn.client)
+    return True
 
 
 def announce_leavers() -> dict[str, int]:
@@ -50,7 +106,41 @@ def announce_leavers() -> dict[str, int]:
         return result
 
 
+def announce_leaver(userid: str) -> dict[str, int]:
+    """One leaver, as soon as they are seen leaving: their stores' managers told what waits (once)."""
+    with job_context():
+        result = announce.announce_waiting(only=userid)
+        db.session.commit()
+        return result
+
+
+def handover_by_rule() -> dict[str, int]:
+    """Daily: leavers whose store hands over by rule after N days — their handovers made (by the system,
+    audited) and run."""
+    with job_context():
+        made = store_rules.auto_handovers()
+        db.session.commit()
+    for handover_id in made:
+        enqueue(run_handover, handover_id, connection=redis_conn.client)
+    return {"handovers": len(made)}
+
+
+@members_left.connect
+def leavers_seen(_sender: object, userids: list[str]) -> None:
+    """Members seen leaving (directory sync, delete_user): their groups wait for a new owner in the mirror,
+    and their announcement is queued once the caller's transaction commits (the worker then reads WeCom
+    and the groups as committed; a rolled-back sync queues nothing)."""
+    announce.groups_wait(userids)
+
+    def queue(_session: Session) -> None:
+        for userid in userids:
+            enqueue(announce_leaver, userid, connection=redis_conn.client)
+
+    event.listen(db.session(), "after_commit", queue, once=True)
+
+
 PERIODIC_JOBS = (
     PeriodicJob(announce_leavers, "cron", {"hour": 9, "minute": 10}),
+    PeriodicJob(handover_by_rule, "cron", {"hour": 9, "minute": 20}),
     PeriodicJob(follow_handovers, "interval", {"minutes": 15}, period=timedelta(minutes=15)),
 )
