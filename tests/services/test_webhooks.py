@@ -23,6 +23,8 @@ from bot.models import (
 from bot.models._time import utcnow
 from bot.sandbox.members import confirm_mass_task
 from bot.services.customers.relations import find_customer, update_profile
+from bot.services.handover import handovers
+from bot.services.handover import jobs as handover_jobs
 from bot.services.sends import jobs as send_jobs
 from bot.services.signals import announce
 from bot.services.webhooks import endpoints, jobs, sending
@@ -30,6 +32,7 @@ from bot.services.webhooks.events import BY_NAME
 from bot.services.workspace import actions
 from tests.conftest import customers_of
 from tests.services.lifecycle_helpers import BIRTHDAY, make_rule, run_now, set_customer, soon
+from tests.services.test_handover import leaver  # noqa: F401 - a fixture
 from tests.services.webhook_helpers import receiving, register, unpause
 
 
@@ -330,3 +333,24 @@ def test_the_readmes_ten_lines_verify_what_siyu_signs():
     assert not readme_verify("whsec_new", header, body.replace(b"ping", b"pong"))
     stale = sending.signature_header(["whsec_new"], int(time.time()) - 600, body)
     assert not readme_verify("whsec_new", stale, body)
+
+
+def test_a_finished_handover_is_told_with_each_items_final_status(app, sim, corp, run_worker, leaver):  # noqa: F811 - leaver is the handover tests' fixture, imported
+    people, chat_id = leaver
+    with receiving() as crm:
+        register(app, crm, types=["handover.finished"])
+        with app.app_context():
+            handover_id = handovers.create_handover("staff0202", "staff0201", "all", "all", None).id
+            db.session.commit()
+            handover_jobs.run_handover(handover_id)
+        sim.transfers_take_effect(refuse=(people[0],))
+        run_worker()
+        with app.app_context():
+            handover_jobs.follow_handovers()
+        run_worker()
+    (finished,) = data_of(crm, "handover.finished")
+    assert finished["handover_id"] == handover_id and finished["kind"] == "resigned"
+    assert finished["from_member"] == {"userid": "staff0202"} and finished["to_member"] == {"userid": "staff0201"}
+    statuses = {c["external_userid"]: c["status"] for c in finished["customers"]}
+    assert statuses == {p: "refused" if p == people[0] else "done" for p in people}
+    assert finished["groups"] == [{"chat_id": chat_id, "status": "done", "errcode": 0}]

@@ -42,6 +42,7 @@ from bot.services.customers.deletions import store_managers
 from bot.services.customers.relations import find_follow, record_transfer_failed
 from bot.services.errors import Forbidden, Invalid, NotFound, translates_wecom_errors
 from bot.services.handover import eligibility, unassigned
+from bot.services.signals import announce
 from bot.services.users.accounts import audit
 from bot.services.users.scope import sees_staff
 from bot.wecom import WeComClient
@@ -278,8 +279,27 @@ def follow_results(handover: Handover, api: WeComClient | None = None) -> dict[s
     if handover.finished_at is None and all(s in FINAL for s in statuses):
         handover.finished_at = utcnow()
         _report_refusals(handover)
+        _announce_finished(handover)
     db.session.flush()
     return counts(handover)
+
+
+def _announce_finished(handover: Handover) -> None:
+    """handover.finished for the brand's systems (``signals.happened``): each item's final status."""
+    announce(
+        "handover.finished",
+        {
+            "handover_id": handover.id,
+            "kind": handover.kind,
+            "from_member": {"userid": handover.from_userid},
+            "to_member": {"userid": handover.to_userid},
+            "customers": [
+                {"external_userid": i.external_userid, "status": i.status.value, "errcode": i.errcode}
+                for i in handover.customers
+            ],
+            "groups": [{"chat_id": g.chat_id, "status": g.status.value, "errcode": g.errcode} for g in handover.groups],
+        },
+    )
 
 
 def _report_refusals(handover: Handover) -> None:

@@ -112,6 +112,28 @@ class TaskDone(BaseModel):
     outcome: str = Field(description="done or skipped")
 
 
+class HandoverItem(BaseModel):
+    status: str = Field(description="done, refused, limit (the receiver is at their limit), failed or blocked")
+    errcode: int = 0
+
+
+class HandoverCustomer(HandoverItem):
+    external_userid: str
+
+
+class HandoverGroup(HandoverItem):
+    chat_id: str
+
+
+class HandoverFinished(BaseModel):
+    handover_id: int
+    kind: Literal["resigned", "onjob"] = Field(description="resigned: 离职继承; onjob: 在职继承")
+    from_member: MemberRef
+    to_member: MemberRef
+    customers: list[HandoverCustomer]
+    groups: list[HandoverGroup]
+
+
 class Ping(BaseModel):
     message: str
     endpoint_id: int
@@ -139,6 +161,12 @@ TYPES: tuple[EventType, ...] = (
     EventType("send.delivered", "A mass send reached a customer", SendDelivered),
     EventType("task.created", "A lifecycle task was created for a member about a customer", TaskCreated),
     EventType("task.done", "A member finished or skipped a lifecycle task", TaskDone),
+    EventType(
+        "handover.finished",
+        "A handover's every customer and group reached a final status",
+        HandoverFinished,
+        ordered=False,
+    ),
     EventType("ping", "A test event, sent from the panel", Ping, ordered=False),
 )
 BY_NAME = {t.name: t for t in TYPES}
