@@ -13,6 +13,7 @@ from bot.extensions import db
 from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Staff
 from bot.models._time import from_epoch, utcnow
 from bot.services import corp_time
+from bot.services.callbacks import readahead
 from bot.services.clients import contact_api, settings
 from bot.services.directory.sync import ensure_staff
 from bot.services.rows import get_or_insert
@@ -72,8 +73,17 @@ def sync_customer(external_userid: str) -> Customer:
 
 
 def fetch_customer(external_userid: str) -> dict[str, Any]:
-    """externalcontact/get (doc path/92114): the customer and every follower, as WeCom has them."""
-    return contact_api().get_external_contact(external_userid)
+    """externalcontact/get (doc path/92114): the customer and every follower, as WeCom has them — the
+    answer read ahead for the batch of events being processed, if there is one."""
+    key, fetch = customer_read(external_userid)
+    answer: dict[str, Any] = readahead.read(key, fetch)
+    return answer
+
+
+def customer_read(external_userid: str) -> readahead.Read:
+    """Reading one customer from WeCom (externalcontact/get), to be made ahead for a batch of events."""
+    api = contact_api()  # resolved here, in the app context: the read may run in another thread
+    return ("externalcontact/get", external_userid), lambda: api.get_external_contact(external_userid)
 
 
 def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> tuple[Customer, set[str]]:
