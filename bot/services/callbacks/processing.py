@@ -81,15 +81,16 @@ def _process(
             note = handler(event) if handler else None
         finally:
             _HANDLING.reset(token)
-        row.status = EventStatus.done if handler else EventStatus.skipped
+        status = EventStatus.done if handler else EventStatus.skipped
+        row.status = status
         row.attempts += 1
         row.processed_at = utcnow()
         row.next_attempt_at = None
         row.last_error = None
-        session.commit()
-        EVENTS.labels(kind, row.status.value).inc()
-        log.info("event %s (%s) %s%s", event_id, kind, row.status.value, f": {note}" if note else "")
-        return row.status
+        session.commit()  # the row expires: what is said below was decided above, not read back
+        EVENTS.labels(kind, status.value).inc()
+        log.info("event %s (%s) %s%s", event_id, kind, status.value, f": {note}" if note else "")
+        return status
     except Exception as exc:
         session.rollback()
         return _record_failure(event_id, kind, exc, max_attempts)

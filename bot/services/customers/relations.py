@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, insert, literal, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.extensions import db
 from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Staff
@@ -16,7 +17,7 @@ from bot.services import corp_time
 from bot.services.callbacks import readahead
 from bot.services.clients import contact_api, settings
 from bot.services.directory.sync import ensure_staff
-from bot.services.rows import get_or_insert
+from bot.services.rows import get_or_insert, get_or_insert_created
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,12 @@ def _customer(external_userid: str) -> Customer:
 
 def _follow(customer: Customer, userid: str) -> FollowRelation:
     staff = ensure_staff(userid)
-    return get_or_insert(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
+    follow, created = get_or_insert_created(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
+    # The relation is the customer's by its key: spare the queries that would load what is known here.
+    set_committed_value(follow, "customer", customer)
+    if created:
+        set_committed_value(follow, "tags", [])  # a new relation has none
+    return follow
 
 
 def sync_customer(external_userid: str) -> Customer:
@@ -86,8 +92,10 @@ def customer_read(external_userid: str) -> readahead.Read:
     return ("externalcontact/get", external_userid), lambda: api.get_external_contact(external_userid)
 
 
-def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> tuple[Customer, set[str]]:
-    """The upserted customer, and the members WeCom lists as following them."""
+def _sync_customer(
+    external_userid: str, data: dict[str, Any] | None = None
+) -> tuple[Customer, dict[str, FollowRelation]]:
+    """The upserted customer, and the relations of the members WeCom lists as following them."""
     data = data if data is not None else fetch_customer(external_userid)
     contact = data.get("external_contact", {})
     customer = _customer(external_userid)
@@ -98,6 +106,7 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
     customer.unionid = contact.get("unionid") or None
     customer.corp_name = contact.get("corp_name", "") or ""
     db.session.flush()
+    follows: dict[str, FollowRelation] = {}
     for item in data.get("follow_user", []):
         if customer.birthday is None:
             found = birthday_from_text(item.get("remark", "") or "") or birthday_from_text(
@@ -106,7 +115,7 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
             if found is not None:
                 customer.birthday = found
                 record_event(customer, "birthday_found", item["userid"], found.isoformat())
-        follow = _follow(customer, item["userid"])
+        follow = follows[item["userid"]] = _follow(customer, item["userid"])
         follow.remark = item.get("remark", "") or ""
         follow.description = item.get("description", "") or ""
         follow.add_way = int(item.get("add_way", 0) or 0)
@@ -133,7 +142,7 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
             if ft.tag_id and ft.tag_id not in before:
                 record_event(customer, "tag_added", item["userid"], ft.tag_id)
     db.session.flush()
-    return customer, {item["userid"] for item in data.get("follow_user", [])}
+    return customer, follows
 
 
 #: the year stored for a birthday written without one (a leap year, so that 29 February is a date)
@@ -167,7 +176,7 @@ def record_customer_added(
 
     Returns the follow relation (its ``customer`` is the upserted customer)."""
     customer, listed = _sync_customer(external_userid, data)
-    follow = _follow(customer, userid)
+    follow = listed.get(userid) or _follow(customer, userid)
     if confirmed:
         _reactivate(follow)  # an add after a loss is a comeback
     if not follow.state and state:
