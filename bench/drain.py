@@ -79,9 +79,7 @@ def deliver(app, sim, plaintexts: list[str], threads: int = 8) -> dict[int, int]
 
     def post(envelope: tuple[str, dict[str, str]]) -> int:
         body, query = envelope
-        res = app.test_client().post(
-            "/wecom/callback", query_string=query, data=body.encode(), content_type="text/xml"
-        )
+        res = app.test_client().post("/wecom/callback", query_string=query, data=body.encode(), content_type="text/xml")
         return int(res.status_code)
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -211,9 +209,7 @@ def main() -> int:
     ok = True
     for r in results:
         reads = r["reads"] / r["done"] if r["done"] else 0.0
-        print(
-            f"{r['latency']!s:18}{r['done']:>8}{r['rate']:>10.0f}{r['wall']:>8.1f}{reads:>13.2f}{r['not_done']:>10}"
-        )
+        print(f"{r['latency']!s:18}{r['done']:>8}{r['rate']:>10.0f}{r['wall']:>8.1f}{reads:>13.2f}{r['not_done']:>10}")
         delivered_ok = set(r["statuses"]) == {200}
         expected = args.events + (args.events // args.edit_every if args.edit_every else 0)
         ok = ok and delivered_ok and r["stored"] == expected and r["done"] == r["once"] == expected

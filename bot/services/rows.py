@@ -35,10 +35,7 @@ def get_or_insert_created(model: type[M], keys: dict[str, Any], **defaults: Any)
     # RETURNING gives the new row in the same round trip; a conflict returns nothing, and the row another
     # transaction inserted is read as before.
     inserted = db.session.scalar(
-        insert(model)
-        .values(**keys, **defaults)
-        .on_conflict_do_nothing(index_elements=list(keys))
-        .returning(model)  # type: ignore[arg-type]
+        insert(model).values(**keys, **defaults).on_conflict_do_nothing(index_elements=list(keys)).returning(model)
     )
     if inserted is not None:
         return inserted, True
