@@ -46,7 +46,7 @@ class RunResult:
 #: customer ids per matching transaction: the first evaluation of a rule over a large backlog (a million
 #: dormant customers) writes its tasks a batch at a time, each batch committed on its own, rather than in
 #: one long transaction that holds its locks and its WAL until the end
-MATCH_BATCH = 50_000
+MATCH_BATCH = 100_000
 
 
 def match_in_batches(rule: LifecycleRule, run: RuleRun, now: datetime) -> int:
