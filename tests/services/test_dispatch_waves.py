@@ -17,7 +17,7 @@ def _approved_send(app, admin_api, people):  # noqa: F811 - the fixture's value
     return send["id"]
 
 
-def test_a_members_chunks_go_out_in_order_and_never_two_at_once(app, corp, people, admin_api, monkeypatch):  # noqa: F811
+def test_a_members_chunks_go_out_in_order_and_never_two_at_once(app, corp, people, admin_api, monkeypatch):  # noqa: F811 - people is the fixture imported above
     monkeypatch.setattr(recipients, "CHUNK", 1)  # one customer per chunk: two chunks for most members
     waves = []
     call_wave = dispatch.call_wave
@@ -56,7 +56,7 @@ def test_a_members_chunks_go_out_in_order_and_never_two_at_once(app, corp, peopl
     assert sorted(made) == MEMBERS
 
 
-def test_a_45009_in_a_wave_is_shared_and_nothing_is_sent_twice(app, corp, people, admin_api):  # noqa: F811
+def test_a_45009_in_a_wave_is_shared_and_nothing_is_sent_twice(app, corp, people, admin_api):  # noqa: F811 - people is the fixture imported above
     corp.inject("externalcontact/add_msg_template", 45009, times=1)
     send_id = _approved_send(app, admin_api, people)
     waits = []
