@@ -109,7 +109,8 @@ def run(args: argparse.Namespace, latency: Latency) -> dict:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     sandbox_port = free_port()
     env = bench_env(args.database_url, args.redis_url, sandbox_port)
-    os.environ.update({k: env[k] for k in ("SIYU_SANDBOX", "SIYU_SANDBOX_PORT", "SIYU_LOG_LEVEL", "WECOM_BUDGET_PER_MINUTE")})
+    shared = ("SIYU_SANDBOX", "SIYU_SANDBOX_PORT", "SIYU_LOG_LEVEL", "WECOM_BUDGET_PER_MINUTE")
+    os.environ.update({k: env[k] for k in shared})  # the webhook in this process, as the workers see it
     reset_database(args.database_url)
     redis.Redis.from_url(args.redis_url).flushdb()
     subprocess.run([str(BIN / "flask"), "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
