@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/siyu_test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 export FLASK_APP := wsgi
 
-.PHONY: help run test test-embedded test-services lint audit bench bench-sidebar bench-welcome bench-segments bench-mass-send bench-lifecycle bench-webhooks drills migrate translations clean
+.PHONY: help run test test-embedded test-services lint audit bench bench-sidebar bench-welcome bench-segments bench-mass-send bench-lifecycle bench-webhooks bench-drain drills migrate translations clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -65,10 +65,13 @@ audit: $(STAMP) ## pip-audit the pinned requirements against PyPI's advisory dat
 bench: $(STAMP) ## the callback benchmark under gunicorn on PostgreSQL + Redis
 	$(BIN)/python bench/callbacks.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench)" --redis-url redis://127.0.0.1:6379/14
 
+bench-drain: $(STAMP) ## the event drain: 2 worker processes emptying the queue, WeCom answering at 0 and at 50 ms ± 20
+	$(BIN)/python bench/drain.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_drain)" --redis-url redis://127.0.0.1:6379/14
+
 bench-sidebar: $(STAMP) ## the sidebar benchmark: a member's customer view and the page signature, a million customers
 	$(BIN)/python bench/sidebar.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_sidebar)"
 
-bench-welcome: $(STAMP) ## the welcome benchmark: 500 adds/s for 20 s, receipt → send_welcome_msg latency
+bench-welcome: $(STAMP) ## the welcome benchmark: 300 adds/s for 20 s at WeCom 0 and 50 ms, receipt → send_welcome_msg latency
 	$(BIN)/python bench/welcome.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench)" --redis-url redis://127.0.0.1:6379/14
 
 bench-segments: $(STAMP) ## the segment benchmark: counts, explanations and streaming over 1,000,000 customers

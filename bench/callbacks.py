@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 # Every benchmark runs against the built-in sandbox (SIYU_SANDBOX), never a real corp.
 os.environ.setdefault("SIYU_SANDBOX", "1")
 
+from bench.latency import Latency, parse_latency, with_latency  # noqa: E402 - after sys.path.insert: run as a script
 from bot.config import Settings  # noqa: E402 - after sys.path.insert: run as a script
 from bot.sandbox import corp_for, create_fake_wecom, serve_in_thread, simulator_for  # noqa: E402 - after sys.path.insert: run as a script
 from bot.sandbox.simulator import event_xml  # noqa: E402 - after sys.path.insert: run as a script
@@ -171,6 +172,14 @@ def main() -> int:
     parser.add_argument("--queue-workers", type=int, default=2)
     parser.add_argument("--events", type=int, default=60000, help="distinct events prepared")
     parser.add_argument("--dup-every", type=int, default=10, help="every Nth request re-delivers an earlier one")
+    parser.add_argument(
+        "--wecom-latency",
+        type=parse_latency,
+        default=Latency(),
+        metavar="DELAY[±JITTER]",
+        help="the fake WeCom answers the drain's calls after this delay, e.g. 50ms±20ms (default 0; "
+        "bench/drain.py measures the drain at 0 and at 50 ms)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
@@ -245,7 +254,7 @@ def main() -> int:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    fake = create_fake_wecom(corp)
+    fake = with_latency(create_fake_wecom(corp), args.wecom_latency)
     serve_in_thread(fake, port=sandbox_port)
     started = time.monotonic()
     workers = [
@@ -277,12 +286,14 @@ def main() -> int:
     print(f"callbacks acknowledged: {hook['requests']} (incl. re-deliveries, 1 in {args.dup_every})")
     print(f"distinct events sent: {low}–{high}; stored: {stored}; lost: {lost if lost is not None else 'n/a (errors)'}")
     print(
-        f"queue drained by {args.queue_workers} workers in {drained:.1f}s ({done / drained:.0f} events/s): "
+        f"queue drained by {args.queue_workers} workers, WeCom at {args.wecom_latency}, in {drained:.1f}s "
+        f"({done / drained:.0f} events/s): "
         f"done {done}, done on the first attempt {once}, not done {failed}, customers {customers}, "
         f"externalcontact/get calls {api_reads}"
     )
-    # Each event reads its customer once when it is processed; more reads than events done means an event
-    # was worked on twice (or failed once and was retried, which the "not done" count shows).
+    # Each event reads its customer at most once when it is processed (a batch reads a customer once for
+    # all its events); more reads than events done means an event was worked on twice (or failed once and
+    # was retried, which the "not done" count shows).
     twice = api_reads - done
     print(f"processed twice: {max(twice, 0)}")
     ok = hook["errors"] == 0 and lost == 0 and failed == 0 and once == done and twice == 0 and stored <= high

@@ -62,7 +62,15 @@ class Cluster:
         welcome_bench = str(ROOT / "bench" / "welcome.py")
         self._spawn(
             "fake",
-            [sys.executable, welcome_bench, "--serve-fake", str(self.sandbox_port), str(adds), str(self.contacts)],
+            [
+                sys.executable,
+                welcome_bench,
+                "--serve-fake",
+                str(self.sandbox_port),
+                str(adds),
+                str(self.contacts),
+                getattr(self.args, "wecom_latency", "0"),
+            ],  # fmt: skip
         )
         self.procs["web"] = gunicorn("wsgi:app", self.web_port, self.env, self.web_workers, "gevent", 1)
         self._spawn("welcome", [str(BIN / "flask"), "worker", "--welcomes-only"])

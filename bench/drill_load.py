@@ -29,6 +29,8 @@ def load(args: argparse.Namespace) -> bool:
                 "2",
                 "--duration",
                 str(args.duration),
+                "--wecom-latency",
+                getattr(args, "wecom_latency", "0"),
             ],
             cwd=ROOT,
             capture_output=True,

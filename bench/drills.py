@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/drills.py NAME [--adds N --rate R]      (make drills: every one in turn)
 
+With --wecom-latency 50ms±20ms the fake WeCom answers every API call after that delay (bench/latency.py),
+as real WeCom does; the default is the loopback fake's own speed.
+
 NAME is one of:
   load              the callback benchmark (bench/callbacks.py) with 2 and with 4 web processes, 2 workers
   worker-kill       kill -9 the welcome worker and a queue worker in the middle of a burst of adds
@@ -53,6 +56,7 @@ from bench.drill_faults import (  # noqa: E402 - after sys.path.insert: run as a
 from bench.drill_fuzz import fuzz  # noqa: E402 - after sys.path.insert: run as a script
 from bench.drill_handover import handover  # noqa: E402 - after sys.path.insert: run as a script
 from bench.drill_load import load  # noqa: E402 - after sys.path.insert: run as a script
+from bench.latency import parse_latency  # noqa: E402 - after sys.path.insert: run as a script
 
 DRILLS = {
     "load": load,
@@ -84,7 +88,14 @@ def main() -> int:
     parser.add_argument("--groups", type=int, default=300, help="the leavers' groups (handover)")
     parser.add_argument("--follow-every", type=float, default=3, help="seconds between follow-ups (handover)")
     parser.add_argument("--handover-timeout", type=float, default=900, help="seconds the handover may take")
+    parser.add_argument(
+        "--wecom-latency",
+        default="0",
+        metavar="DELAY[±JITTER]",
+        help="the fake WeCom waits this long before each API answer, e.g. 50ms±20ms (default 0)",
+    )
     args = parser.parse_args()
+    parse_latency(args.wecom_latency)  # a bad value is refused here, not in the fake's process
     names = list(DRILLS) if args.drill == "all" else [args.drill]
     results = {name: DRILLS[name](args) for name in names}
     if len(results) > 1:

@@ -58,24 +58,26 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def evaluate(rules: list, now: datetime) -> tuple[float, dict[str, tuple[int, float]]]:
+def evaluate(rules: list, now: datetime) -> tuple[float, dict[str, tuple[int, float, float]]]:
     """One evaluation as run_rules does it, minus the app messages: match each rule, then its send."""
     from bot.extensions import db
     from bot.models import RuleRun
-    from bot.services.lifecycle import actions, triggers
+    from bot.services.lifecycle import actions, runner
 
-    per_rule: dict[str, tuple[int, float]] = {}
+    per_rule: dict[str, tuple[int, float, float]] = {}
     started = time.perf_counter()
     for rule in rules:
         t0 = time.perf_counter()
         run = RuleRun(rule_id=rule.id, started_at=now)
         db.session.add(run)
         db.session.flush()
-        matched = triggers.match(rule, run, now)
+        matched = runner.match_in_batches(rule, run, now)  # as run_rules does: a batch per transaction
         run.status, run.matched = "ok", matched
         db.session.commit()
+        t1 = time.perf_counter()
         actions.start_send(rule, now)
-        per_rule[rule.name] = (matched, time.perf_counter() - t0)
+        db.session.commit()
+        per_rule[rule.name] = (matched, time.perf_counter() - t0, t1 - t0)
     return time.perf_counter() - started, per_rule
 
 
@@ -94,6 +96,7 @@ def main() -> int:
     from bot.models import LifecycleRule, Role, User
     from bot.models._time import utcnow
     from bot.services.lifecycle import rules as lifecycle
+    from bot.services.lifecycle.runner import MATCH_BATCH
     from bot.services.users.accounts import create_user
 
     rss_before = peak_mb()
@@ -127,9 +130,13 @@ def main() -> int:
         print(f"{name:32}{cells[0]:>18}{cells[1]:>18}{cells[2]:>16}")
     print(f"{'total (match + write the sends)':32}{first:>17.1f}s{again:>17.1f}s{tomorrow:>15.1f}s")
     print(f"tasks written: {tasks:,} (in one-to-one sends: {in_sends:,})")
+    longest = max(r[name][2] for r in (first_rules,) for name in r)
+    print(f"longest matching of one rule (in transactions of {MATCH_BATCH:,} customer ids each): {longest:.1f}s")
+    print("WeCom is not called by the evaluation: the same at any WeCom latency (--wecom-latency does not apply)")
     print(f"peak RSS: {peak_mb():.0f} MB (before the evaluations: {rss_before:.0f} MB)")
-    ok = tomorrow <= 10 and again <= 10
-    print("RESULT:", "ok" if ok else "PROBLEM (target: a daily evaluation ≤ 10 s)", f"(first day {first:.1f}s)")
+    ok = tomorrow <= 10 and again <= 10 and first <= 15
+    targets = "targets: a daily evaluation ≤ 10 s, the first day ≤ 15 s"
+    print("RESULT:", "ok" if ok else f"PROBLEM ({targets})", f"(first day {first:.1f}s)")
     return 0 if ok else 1
 
 

@@ -36,12 +36,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SIYU_SANDBOX", "1")
 
 from bench.callbacks import BIN, bench_env, free_port, gunicorn, query_one, reset_database, stop, wait_for_port  # noqa: E402 - after sys.path.insert: run as a script
+from bench.latency import Latency, add_latency_option, latencies  # noqa: E402 - after sys.path.insert: run as a script
 
 WELCOME_TTL = 20.0
 
 
-def serve_fake(port: int, customers: int, out: Path, settings_env: dict[str, str]) -> None:
-    """Child process: the fake WeCom with ``customers`` fresh adds, served by gevent."""
+def serve_fake(port: int, customers: int, out: Path, settings_env: dict[str, str], latency: str = "0") -> None:
+    """Child process: the fake WeCom with ``customers`` fresh adds, served by gevent, answering each API call
+    after ``latency`` (bench/latency.py)."""
     from gevent import monkey
 
     monkey.patch_all()
@@ -62,7 +64,10 @@ def serve_fake(port: int, customers: int, out: Path, settings_env: dict[str, str
             userid = staff[n % len(staff)]
             contact, code = corp.add_contact(sim.person_name(), 1, userid, state="bench-welcome")
             f.write(json.dumps([contact.external_userid, userid, code]) + "\n")
-    WSGIServer(("127.0.0.1", port), create_fake_wecom(corp), log=None).serve_forever()
+    from bench.latency import parse_latency, with_latency
+
+    app = with_latency(create_fake_wecom(corp), parse_latency(latency))
+    WSGIServer(("127.0.0.1", port), app, log=None).serve_forever()
 
 
 def signed_adds(env: dict[str, str], contacts_file: Path) -> list[tuple[str, str, str]]:
@@ -147,45 +152,17 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/siyu_bench")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--rate", type=float, default=500, help="adds per second")
-    parser.add_argument("--seconds", type=float, default=20, help="length of the burst")
-    parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--welcome-workers", type=int, default=2, help="workers reading only the welcome queue")
-    parser.add_argument("--queue-workers", type=int, default=2, help="workers reading every queue")
-    parser.add_argument(
-        "--queue-workers-nice", type=int, default=10, help="their scheduling niceness: welcomes get the CPU first"
-    )
-    parser.add_argument("--connections", type=int, default=32, help="driver connections")
-    parser.add_argument("--dup-every", type=int, default=20, help="every Nth callback is re-delivered")
-    parser.add_argument("--drain-timeout", type=float, default=300)
-    parser.add_argument(
-        "--text",
-        default="{customer_name}您好，我是{store_name}的{staff_name}。",
-        help="the welcome text; without {customer_name} no externalcontact/get is needed before the send",
-    )
-    parser.add_argument("--serve-fake", nargs=3, metavar=("PORT", "CUSTOMERS", "OUT"), help=argparse.SUPPRESS)
-    parser.add_argument("--drive", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-
+def run(args: argparse.Namespace, rate: float, latency_value: Latency) -> dict:
+    """One burst of adds at ``rate`` per second with the fake WeCom answering at ``latency_value``."""
     sandbox_port = free_port()
     env = bench_env(args.database_url, args.redis_url, sandbox_port)
-    if args.serve_fake:
-        port, customers, out = args.serve_fake
-        serve_fake(int(port), int(customers), Path(out), env)
-        return 0
-    if args.drive:
-        drive(args.drive[0], Path(args.drive[1]), args.rate, args.connections)
-        return 0
-
     from bot import create_app
     from bot.extensions import db
     from bot.models import Channel, WelcomeMessage
 
-    total = int(args.rate * args.seconds)
+    latency = str(latency_value)
+
+    total = int(rate * args.seconds)
     tmp = Path(tempfile.mkdtemp(prefix="siyu-welcome-"))
     print(f"preparing {total} adds, a fake WeCom and Siyu (PostgreSQL + Redis) …", flush=True)
     reset_database(args.database_url)
@@ -202,8 +179,13 @@ def main() -> int:
 
     contacts_file = tmp / "contacts.jsonl"
     fake = subprocess.Popen(
-        [sys.executable, __file__, "--serve-fake", str(sandbox_port), str(total), str(contacts_file)], cwd=ROOT, env=env
-    )
+        [
+            sys.executable, __file__, "--serve-fake", str(sandbox_port), str(total), str(contacts_file),
+            f"{latency_value.fixed * 1000:g}ms±{latency_value.jitter * 1000:g}ms",
+        ],
+        cwd=ROOT,
+        env=env,
+    )  # fmt: skip
     web_port = free_port()
     web = gunicorn("wsgi:app", web_port, env, args.web_workers, "gevent", 1)
     flask = str(BIN / "flask")
@@ -228,7 +210,7 @@ def main() -> int:
         requests_file = tmp / "requests.tsv"
         requests_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         time.sleep(2)
-        rate = args.rate * len(lines) / total  # re-deliveries ride on top of the add rate
+        rate = rate * len(lines) / total  # re-deliveries ride on top of the add rate
         print(f"sending {len(lines)} callbacks ({total} adds) at {rate:.0f}/s for {args.seconds:.0f}s …", flush=True)
         driven = subprocess.run(
             [
@@ -297,9 +279,9 @@ def main() -> int:
     print(
         f"machine: {os.cpu_count()} cores · gunicorn {args.web_workers} gevent workers · "
         f"{args.welcome_workers} welcome workers + {args.queue_workers} queue workers (nice {args.queue_workers_nice})"
-        " · fake WeCom in its own process"
+        f" · fake WeCom in its own process, answering at {latency}"
     )
-    print(f"adds: {total} at {args.rate:.0f}/s for {args.seconds:.0f}s (+ re-deliveries, 1 in {args.dup_every})")
+    print(f"adds: {total} at {rate:.0f}/s for {args.seconds:.0f}s (+ re-deliveries, 1 in {args.dup_every})")
     print(f"callbacks stored: {len(received)}; welcome records: {statuses}")
     if latencies:
         print(
@@ -311,8 +293,74 @@ def main() -> int:
     print(f"codes sent to more than once: {duplicates}")
     print("CPU seconds until the welcomes were done: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
     ok = within == total and duplicates == 0 and latencies and percentile(latencies, 99) <= 1.0
-    print("RESULT:", "ok" if ok else "PROBLEM (see the targets above)")
-    return 0 if ok else 1
+    print("RESULT:", "ok" if ok else "PROBLEM (see the targets above)", flush=True)
+    p99 = percentile(latencies, 99) if latencies else float("inf")
+    return {"rate": rate, "latency": latency, "ok": bool(ok), "p99": p99, "within": within, "total": total}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/siyu_bench")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--rate", type=float, default=300, help="adds per second (the target: p99 ≤ 1 s at 300)")
+    parser.add_argument("--seconds", type=float, default=20, help="length of the burst")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--welcome-workers", type=int, default=2, help="workers reading only the welcome queue")
+    parser.add_argument("--queue-workers", type=int, default=2, help="workers reading every queue")
+    parser.add_argument(
+        "--queue-workers-nice", type=int, default=10, help="their scheduling niceness: welcomes get the CPU first"
+    )
+    parser.add_argument("--connections", type=int, default=32, help="driver connections")
+    parser.add_argument("--dup-every", type=int, default=20, help="every Nth callback is re-delivered")
+    parser.add_argument("--drain-timeout", type=float, default=300)
+    parser.add_argument(
+        "--text",
+        default="{customer_name}您好，我是{store_name}的{staff_name}。",
+        help="the welcome text; without {customer_name} no externalcontact/get is needed before the send",
+    )
+    parser.add_argument(
+        "--find-rate",
+        action="store_true",
+        help="also find the highest rate (from --rate down, in steps of 50) at which p99 ≤ 1 s, at each latency",
+    )
+    add_latency_option(parser)
+    parser.add_argument(
+        "--serve-fake", nargs=4, metavar=("PORT", "CUSTOMERS", "OUT", "LATENCY"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--drive", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    sandbox_port = free_port()
+    env = bench_env(args.database_url, args.redis_url, sandbox_port)
+    if args.serve_fake:
+        port, customers, out, latency = args.serve_fake
+        serve_fake(int(port), int(customers), Path(out), env, latency)
+        return 0
+    if args.drive:
+        drive(args.drive[0], Path(args.drive[1]), args.rate, args.connections)
+        return 0
+
+    results = []
+    for latency in latencies(args.wecom_latency):
+        result = run(args, args.rate, latency)
+        results.append(result)
+        if args.find_rate:
+            rate = args.rate
+            while not result["ok"] and rate > 50:
+                rate -= 50
+                result = run(args, rate, latency)
+            results.append({**result, "highest": rate if result["ok"] else None})
+    print()
+    for r in results:
+        if "highest" in r:
+            found = f"{r['highest']:.0f} adds/s" if r["highest"] else "none ≥ 50 adds/s"
+            print(f"[WeCom at {r['latency']}] the highest rate with p99 ≤ 1 s: {found}")
+        else:
+            print(
+                f"[WeCom at {r['latency']}] {r['rate']:.0f} adds/s: p99 {r['p99'] * 1000:.0f} ms, "
+                f"within 20 s {r['within']} of {r['total']}, {'ok' if r['ok'] else 'PROBLEM'}"
+            )
+    return 0 if all(r["ok"] for r in results if "highest" not in r) else 1
 
 
 if __name__ == "__main__":

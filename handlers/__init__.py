@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from bot.services.callbacks.jobs import ROUTER
+from bot.services.callbacks.jobs import READS, ROUTER
 from bot.services.callbacks.processing import Handler
+from bot.services.callbacks.readahead import Read
 from bot.wecom.events import Event
 from handlers import assistant, contacts, directory, groups, tags
 from handlers.webhook import bp
@@ -28,7 +29,14 @@ def route(event: Event) -> Handler | None:
     return HANDLERS.get(event.kind)
 
 
+def reads(event: Event) -> list[Read]:
+    """The WeCom reads handling ``event`` will make, to be made ahead for its batch."""
+    reads_of = contacts.READS.get(event.kind)
+    return reads_of(event) if reads_of else []
+
+
 def init_handlers(app: Flask) -> None:
     """The webhook's routes, and the router the worker's event processing asks for each event's handler."""
     app.register_blueprint(bp)
     app.extensions[ROUTER] = route
+    app.extensions[READS] = reads

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.services.callbacks.processing import Handler
+from bot.services.callbacks.readahead import Read
 from bot.services.channels import acquisition
 from bot.services.customers import deletions, transfers
 from bot.services.customers import relations as customers
@@ -73,4 +74,19 @@ HANDLERS: dict[str, Handler] = {
     "change_external_contact.del_follow_user": on_follow_user_deleted,
     "change_external_contact.transfer_fail": on_transfer_failed,
     "change_external_contact.msg_audit_approved": on_archiving_approved,
+}
+
+
+def reads_customer(event: Event) -> list[Read]:
+    """Adds and edits read the customer from WeCom (an approval reads it only when its add is not processed
+    yet; a loss or a transfer reads nothing)."""
+    assert isinstance(event, ExternalContactEvent)
+    return [customers.customer_read(event.external_user_id)]
+
+
+#: what each kind reads from WeCom while it is handled, read ahead for a batch of events
+READS = {
+    "change_external_contact.add_external_contact": reads_customer,
+    "change_external_contact.add_half_external_contact": reads_customer,
+    "change_external_contact.edit_external_contact": reads_customer,
 }

@@ -32,9 +32,13 @@ def get_or_insert_created(model: type[M], keys: dict[str, Any], **defaults: Any)
         return row, False
     db.session.flush()
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    result = db.session.execute(
-        insert(model).values(**keys, **defaults).on_conflict_do_nothing(index_elements=list(keys))
+    # RETURNING gives the new row in the same round trip; a conflict returns nothing, and the row another
+    # transaction inserted is read as before.
+    inserted = db.session.scalar(
+        insert(model).values(**keys, **defaults).on_conflict_do_nothing(index_elements=list(keys)).returning(model)
     )
+    if inserted is not None:
+        return inserted, True
     row = db.session.scalar(query)
     assert row is not None
-    return row, bool(result.rowcount)  # type: ignore[attr-defined]
+    return row, False

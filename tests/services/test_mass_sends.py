@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -169,7 +170,9 @@ def test_45009_is_waited_out_and_no_chunk_is_lost(app, corp, people, admin_api):
         db.session.commit()
         dispatch.dispatch(row, sleep=sleep)
         db.session.commit()
-        assert len(waits) == 2 and row.status == SendStatus.tracking
+        # The four chunks go out side by side: the first 45009 closes the API for the wave's other calls
+        # too, so one wait or two, depending on whether the second refusal came in the same wave.
+        assert 1 <= len(waits) <= 2 and row.status == SendStatus.tracking
         assert dispatch.counts(row) == {"created": 4}
     assert sum(len(t.recipients) for t in corp.mass_tasks.values()) == 8
 
@@ -199,26 +202,31 @@ def test_a_worker_killed_mid_dispatch_resumes_without_a_chunk_twice_or_lost(app,
         db.session.commit()
     hold = corp.hold("externalcontact/add_msg_template", skip=1)  # the second call is answered late
     settings = app.config["SIYU"]
+    # The four members' chunks are one wave, called side by side: all four are made in WeCom, and the
+    # worker dies before it records any answer (it records a wave's answers together).
     env = child_env(settings)
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(send["id"])], cwd=ROOT, env=env)
     try:
         assert hold.reached.wait(60), "the dispatch never reached its second chunk"
+        deadline = time.monotonic() + 30
+        while len(corp.mass_tasks) < 4 and time.monotonic() < deadline:  # the wave's other calls
+            time.sleep(0.05)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
     finally:
         hold.release.set()
         if child.poll() is None:
             child.kill()
-    assert len(corp.mass_tasks) == 2
+    assert len(corp.mass_tasks) == 4
     with app.app_context():
         statuses = sorted(str(s) for s in db.session.scalars(select(SendChunk.status)))
-        assert statuses == ["calling", "created", "pending", "pending"]
+        assert statuses == ["calling"] * 4
         # The dispatcher sees the dead worker's send go quiet and queues it again …
         assert sends.due_sends(utcnow() + timedelta(minutes=2), timedelta(seconds=90)) == [send["id"]]
     redis_conn.client.delete(f"siyu:dispatch:{send['id']}")  # … once the dead worker's lock has lapsed
     with app.app_context():
         assert tasks.dispatch_send(send["id"]) == {"created": 4}
-    assert corp.calls.count("externalcontact/add_msg_template") == 4  # the one in doubt was adopted
+    assert corp.calls.count("externalcontact/add_msg_template") == 4  # the ones in doubt were adopted
     by_member = tasks_by_member(corp)
     assert sorted(by_member) == MEMBERS
     assert sorted(e for ids in by_member.values() for e in ids) == sorted(p.external_userid for p in people)
@@ -263,7 +271,8 @@ def test_a_chunk_in_doubt_is_found_by_its_member_and_its_content(app, corp, peop
         assert made not in {d["msgid"] for d in decoys}
 
 
-def test_cancel_before_during_and_after_dispatch(app, corp, people, admin_api, run_worker):
+def test_cancel_before_during_and_after_dispatch(app, corp, people, admin_api, run_worker, monkeypatch):
+    monkeypatch.setattr(dispatch, "WAVE", 2)  # two waves of two members: the cancel comes during the first
     later = (utcnow() + timedelta(hours=2)).isoformat()
     waiting = new_send(admin_api, people, approve=True, scheduled_at=later)
     assert admin_api.post(f"/api/v1/sends/{waiting['id']}/cancel").get_json()["status"] == "cancelled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from contextvars import ContextVar
 from datetime import datetime, timedelta
 
@@ -14,7 +15,7 @@ from bot.logs import log_context
 from bot.metrics import EVENTS
 from bot.models import CallbackEvent, EventStatus
 from bot.models._time import utcnow
-from bot.wecom.errors import RateLimited, WeComError
+from bot.wecom.errors import MalformedCallback, RateLimited, WeComError
 from bot.wecom.events import Event, parse_event
 
 log = logging.getLogger(__name__)
@@ -44,51 +45,79 @@ def retry_delay(attempts: int, error: Exception) -> float:
     return float(RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1])
 
 
-def process_event(event_id: int, route: Callable[[Event], Handler | None], max_attempts: int) -> EventStatus | None:
-    """Run the handler for one stored event, once; commits. Returns the event's new status.
+def process_event(
+    event_id: int, route: Callable[[Event], Handler | None], max_attempts: int, *, parsed: Event | None = None
+) -> EventStatus | None:
+    """Run the handler for one stored event, once; commits. Returns the event's new status. ``parsed``: the
+    event already parsed from this row's text (``events_to_process``), spared a second parse.
 
     The event row is locked (SELECT … FOR UPDATE on PostgreSQL) for the whole run and the handler's
     writes commit together with status=done, so two workers given the same event, or a worker killed
     half-way, can never apply it twice: the second sees ``done``, the killed one's work rolls back.
     """
     with log_context(event_id=event_id):
-        return _process(event_id, route, max_attempts)
+        return _process(event_id, route, max_attempts, parsed)
 
 
-def _process(event_id: int, route: Callable[[Event], Handler | None], max_attempts: int) -> EventStatus | None:
+def _process(
+    event_id: int, route: Callable[[Event], Handler | None], max_attempts: int, parsed: Event | None
+) -> EventStatus | None:
     session = db.session
     row = session.get(CallbackEvent, event_id, with_for_update=True)
     if row is None:
         session.rollback()
         log.warning("event %s does not exist", event_id)
         return None
-    if row.status in FINAL or (
-        row.status == EventStatus.failed and row.next_attempt_at and row.next_attempt_at > utcnow()
-    ):
+    if not _due(row.status, row.next_attempt_at, utcnow()):
         status = row.status
         session.rollback()
         return status
     kind = row.kind
     try:
-        event = parse_event(row.plaintext)
+        event = parsed if parsed is not None else parse_event(row.plaintext)
         handler = route(event)
         token = _HANDLING.set(event_id)
         try:
             note = handler(event) if handler else None
         finally:
             _HANDLING.reset(token)
-        row.status = EventStatus.done if handler else EventStatus.skipped
+        status = EventStatus.done if handler else EventStatus.skipped
+        row.status = status
         row.attempts += 1
         row.processed_at = utcnow()
         row.next_attempt_at = None
         row.last_error = None
-        session.commit()
-        EVENTS.labels(kind, row.status.value).inc()
-        log.info("event %s (%s) %s%s", event_id, kind, row.status.value, f": {note}" if note else "")
-        return row.status
+        session.commit()  # the row expires: what is said below was decided above, not read back
+        EVENTS.labels(kind, status.value).inc()
+        log.info("event %s (%s) %s%s", event_id, kind, status.value, f": {note}" if note else "")
+        return status
     except Exception as exc:
         session.rollback()
         return _record_failure(event_id, kind, exc, max_attempts)
+
+
+def _due(status: EventStatus, next_attempt_at: datetime | None, now: datetime) -> bool:
+    return status not in FINAL and not (
+        status == EventStatus.failed and next_attempt_at is not None and next_attempt_at > now
+    )
+
+
+def events_to_process(event_ids: list[int]) -> dict[int, Event]:
+    """The events of ``event_ids`` that are still to be handled (pending, or failed and due), parsed, read in
+    one query without locks: a hint for reading ahead, not a claim (``process_event`` locks and checks
+    again). An event whose text does not parse is left to ``process_event``, which records why."""
+    now = utcnow()
+    found: dict[int, Event] = {}
+    rows = db.session.execute(
+        select(CallbackEvent.id, CallbackEvent.status, CallbackEvent.next_attempt_at, CallbackEvent.plaintext).where(
+            CallbackEvent.id.in_(event_ids)
+        )
+    )
+    for event_id, status, next_attempt_at, plaintext in rows:
+        if _due(status, next_attempt_at, now):
+            with suppress(MalformedCallback):
+                found[event_id] = parse_event(plaintext)
+    return found
 
 
 def _record_failure(event_id: int, kind: str, exc: Exception, max_attempts: int) -> EventStatus:

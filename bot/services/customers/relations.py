@@ -8,15 +8,17 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, insert, literal, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.extensions import db
 from bot.models import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag, Staff
 from bot.models._time import from_epoch, utcnow
 from bot.services import corp_time
+from bot.services.callbacks import readahead
 from bot.services.clients import contact_api, settings
 from bot.services.customers import announcements
 from bot.services.directory.sync import ensure_staff
-from bot.services.rows import get_or_insert
+from bot.services.rows import get_or_insert, get_or_insert_created
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,12 @@ def _customer(external_userid: str) -> Customer:
 
 def _follow(customer: Customer, userid: str) -> FollowRelation:
     staff = ensure_staff(userid)
-    return get_or_insert(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
+    follow, created = get_or_insert_created(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
+    # The relation is the customer's by its key: spare the queries that would load what is known here.
+    set_committed_value(follow, "customer", customer)
+    if created:
+        set_committed_value(follow, "tags", [])  # a new relation has none
+    return follow
 
 
 def sync_customer(external_userid: str) -> Customer:
@@ -73,12 +80,23 @@ def sync_customer(external_userid: str) -> Customer:
 
 
 def fetch_customer(external_userid: str) -> dict[str, Any]:
-    """externalcontact/get (doc path/92114): the customer and every follower, as WeCom has them."""
-    return contact_api().get_external_contact(external_userid)
+    """externalcontact/get (doc path/92114): the customer and every follower, as WeCom has them — the
+    answer read ahead for the batch of events being processed, if there is one."""
+    key, fetch = customer_read(external_userid)
+    answer: dict[str, Any] = readahead.read(key, fetch)
+    return answer
 
 
-def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> tuple[Customer, set[str]]:
-    """The upserted customer, and the members WeCom lists as following them."""
+def customer_read(external_userid: str) -> readahead.Read:
+    """Reading one customer from WeCom (externalcontact/get), to be made ahead for a batch of events."""
+    api = contact_api()  # resolved here, in the app context: the read may run in another thread
+    return ("externalcontact/get", external_userid), lambda: api.get_external_contact(external_userid)
+
+
+def _sync_customer(
+    external_userid: str, data: dict[str, Any] | None = None
+) -> tuple[Customer, dict[str, FollowRelation]]:
+    """The upserted customer, and the relations of the members WeCom lists as following them."""
     data = data if data is not None else fetch_customer(external_userid)
     contact = data.get("external_contact", {})
     customer = _customer(external_userid)
@@ -89,6 +107,7 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
     customer.unionid = contact.get("unionid") or None
     customer.corp_name = contact.get("corp_name", "") or ""
     db.session.flush()
+    follows: dict[str, FollowRelation] = {}
     for item in data.get("follow_user", []):
         if customer.birthday is None:
             found = birthday_from_text(item.get("remark", "") or "") or birthday_from_text(
@@ -97,7 +116,7 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
             if found is not None:
                 customer.birthday = found
                 record_event(customer, "birthday_found", item["userid"], found.isoformat())
-        follow = _follow(customer, item["userid"])
+        follow = follows[item["userid"]] = _follow(customer, item["userid"])
         # A relation already on record that changed is news to the brand's systems; a new one is an add.
         known = follow.added_at is not None
         profile_before = (follow.remark, follow.description)
@@ -139,7 +158,7 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
         if known:
             announcements.tags_changed(follow, tags_before)
     db.session.flush()
-    return customer, {item["userid"] for item in data.get("follow_user", [])}
+    return customer, follows
 
 
 #: the year stored for a birthday written without one (a leap year, so that 29 February is a date)
@@ -173,7 +192,7 @@ def record_customer_added(
 
     Returns the follow relation (its ``customer`` is the upserted customer)."""
     customer, listed = _sync_customer(external_userid, data)
-    follow = _follow(customer, userid)
+    follow = listed.get(userid) or _follow(customer, userid)
     if confirmed:
         _reactivate(follow)  # an add after a loss is a comeback
     if not follow.state and state:

@@ -22,8 +22,9 @@ def _task(task_id: int, rule: LifecycleRule, created_at: Any) -> dict[str, Any]:
     }
 
 
-def tasks_created(rule: LifecycleRule, run: RuleRun) -> None:
-    """The tasks ``run`` made, read only if someone listens for them."""
+def tasks_created(rule: LifecycleRule, run: RuleRun, customers: tuple[int, int] | None = None) -> None:
+    """The tasks ``run`` made (for the customer ids in ``customers``, a batch of the run), read only if
+    someone listens for them."""
 
     def each() -> list[tuple[dict[str, Any], str | None]]:
         rows = db.session.execute(
@@ -31,6 +32,9 @@ def tasks_created(rule: LifecycleRule, run: RuleRun) -> None:
             .join(Customer, Customer.id == LifecycleTask.customer_id)
             .outerjoin(Staff, Staff.id == LifecycleTask.staff_id)
             .where(LifecycleTask.run_id == run.id)
+            .where(
+                LifecycleTask.customer_id.between(*customers) if customers else LifecycleTask.customer_id.is_not(None)
+            )
             .order_by(LifecycleTask.id)
         )
         return [

@@ -14,10 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.extensions import db
-from bot.models import LifecycleRule, RuleRun, Trigger
+from bot.models import Customer, LifecycleRule, RuleRun, Trigger
 from bot.models._time import utcnow
 from bot.services import claims
 from bot.services.lifecycle.actions import notify_managers, remind, start_send, start_tagging
@@ -44,6 +44,29 @@ class RunResult:
         return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
 
 
+#: customer ids per matching transaction: the first evaluation of a rule over a large backlog (a million
+#: dormant customers) writes its tasks a batch at a time, each batch committed on its own, rather than in
+#: one long transaction that holds its locks and its WAL until the end
+MATCH_BATCH = 100_000
+
+
+def match_in_batches(rule: LifecycleRule, run: RuleRun, now: datetime) -> int:
+    """``match`` over the customers a batch of ids at a time, each batch's tasks on record before the next
+    (and the run's row with them: it exists before its tasks). A run stopped half-way leaves whole batches:
+    the next run matches the rest, since a customer with a task is no candidate again."""
+    first, last = db.session.execute(select(func.min(Customer.id), func.max(Customer.id))).one()
+    if first is None:
+        return 0
+    matched = 0
+    for start in range(first, last + 1, MATCH_BATCH):
+        batch = (start, min(start + MATCH_BATCH - 1, last))
+        matched += match(rule, run, now, batch)
+        tasks_created(rule, run, batch)  # told in the batch's own transaction
+        with claims.on_record():
+            run.matched = matched
+    return matched
+
+
 def run_rules(now: datetime | None = None) -> RunResult:
     """One scheduler run over every enabled rule inside its window: match, then act. Each rule's tasks, and
     each action's claims, are on record as it goes; the run's own record (its counts, finished) is the
@@ -64,8 +87,7 @@ def run_rules(now: datetime | None = None) -> RunResult:
                 if Trigger(rule.trigger) in DAILY and matched_today(rule, now):
                     run.matched = 0
                 else:
-                    run.matched = match(rule, run, now)
-                    tasks_created(rule, run)
+                    run.matched = match_in_batches(rule, run, now)
                 result.matched += run.matched
                 run.status = "ok"
             except AudienceGone:

@@ -235,9 +235,11 @@ def _insert_ignoring_duplicates(columns: list[str], query: Any) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def match(rule: LifecycleRule, run: RuleRun, now: datetime) -> int:
-    """Write a task for every new candidate; returns how many. Flushes."""
+def match(rule: LifecycleRule, run: RuleRun, now: datetime, customers: tuple[int, int] | None = None) -> int:
+    """Write a task for every new candidate (of the customer ids ``customers``, first to last, if given: a
+    batch of a large backlog); returns how many. Flushes."""
     fresh = candidates(rule, now).subquery("candidates")
+    batch = fresh.c.customer_id.between(*customers) if customers is not None else true()
     steps = {a["type"]: Step.pending.value for a in rule.actions}
     values = [
         literal(rule.id),
@@ -253,4 +255,4 @@ def match(rule: LifecycleRule, run: RuleRun, now: datetime) -> int:
     ]
     columns = ["rule_id", "customer_id", "staff_id", "occurrence", "run_id", "created_at"]
     columns += ["remind", "send", "tag", "notify"]
-    return _insert_ignoring_duplicates(columns, select(*values).where(true()))
+    return _insert_ignoring_duplicates(columns, select(*values).where(batch))

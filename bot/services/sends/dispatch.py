@@ -8,7 +8,8 @@ WeCom returns no creator for a message made through the API, so filtering by one
 those saying what the chunk says (its text and attachments) that no chunk has recorded, and adopts the one
 whose task (``get_groupmsg_task``) asks the chunk's member to send it; only when there is none was the call
 lost, and the chunk is called again. A member's chunks are called one after the other, so at most one of
-them can be in doubt and the adoption is unambiguous.
+them can be in doubt and the adoption is unambiguous; different members' chunks are called side by side, a
+wave at a time (each claimed before, each answer recorded after the wave).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -42,6 +44,9 @@ SKEW = timedelta(minutes=5)
 #: the longest window get_groupmsg_list_v2 lists (a month), in seconds
 LIST_WINDOW = 31 * 86400
 NOTIFY_BATCH = 1000  # members per message/send (touser ≤ 1000)
+#: chunks of different members called side by side: WeCom answers in tens of milliseconds, and one chunk
+#: after another left the dispatch waiting on it (the per-API budget is shared and counted per call)
+WAVE = 32
 
 
 class Payloads:
@@ -207,6 +212,104 @@ def call_chunk(chunk: SendChunk, payloads: Payloads, sleep: Callable[[float], No
         return
 
 
+def next_wave(send: MassSend, size: int | None = None) -> list[SendChunk]:
+    """The pending chunks to call together next: the first pending chunk of each of up to ``size`` (WAVE)
+    members, in chunk order. A member's chunks are thus called one after the other, never two at once."""
+    size = size or WAVE
+    wave: dict[int, SendChunk] = {}
+    offset = 0
+    while len(wave) < size:
+        window = db.session.scalars(
+            select(SendChunk)
+            .where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.pending)
+            .order_by(SendChunk.id)
+            .offset(offset)
+            .limit(size * 4)
+        ).all()
+        for chunk in window:
+            if len(wave) < size:
+                wave.setdefault(chunk.staff_id, chunk)
+        if len(window) < size * 4:
+            break
+        offset += len(window)
+    return list(wave.values())
+
+
+def call_wave(
+    chunks: list[SendChunk],
+    payloads: Payloads,
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    media_renewed: bool = False,
+) -> None:
+    """Chunks of different members called side by side: all claimed ``calling`` in one record, the
+    ``add_msg_template`` calls made together from a pool of threads (no database there), every answer
+    recorded in one record before anything else is called. What ``call_chunk`` does with each answer is
+    done here too: a 45009 puts the chunk back to pending and the dispatch waits (the API is closed for
+    every process), no answer leaves it ``calling`` for the resumed dispatch to reconcile (raised once the
+    others' answers are on record), an invalid media id has the media uploaded again, once, and those
+    chunks called again (refused once more, they fail)."""
+    send = chunks[0].send
+    to = recipients.chunks_recipients(send, chunks)
+    bodies = [payloads.body(c.staff, to[(c.staff_id, c.seq)]) for c in chunks]
+    with claims.on_record():
+        now = utcnow()
+        for chunk in chunks:
+            chunk.status, chunk.called_at = ChunkStatus.calling, now
+            chunk.attempts += 1
+    api = payloads.api
+
+    def call(body: dict[str, Any]) -> dict[str, Any] | WeComError:
+        try:
+            return dict(api.add_msg_template(body))
+        except WeComError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, len(bodies))) as pool:
+        answers = list(pool.map(call, bodies))
+    # The claim's commit expired the chunks: read them back in one query rather than one each.
+    db.session.scalars(select(SendChunk).where(SendChunk.id.in_([c.id for c in chunks]))).all()
+    rate_wait, unavailable, stale_media, created = 0.0, None, [], []
+    with claims.on_record():
+        now = utcnow()
+        for chunk, answer in zip(chunks, answers, strict=True):
+            if isinstance(answer, RateLimited):
+                chunk.status = ChunkStatus.pending  # refused before anything was made
+                rate_wait = max(rate_wait, min(max(answer.retry_after, 1.0), MAX_RATE_WAIT))
+            elif isinstance(answer, WeComUnavailable):
+                unavailable = unavailable or answer  # stays ``calling``: reconciled when resumed
+            elif isinstance(answer, WeComError) and answer.errcode == INVALID_MEDIA and not media_renewed:
+                chunk.status = ChunkStatus.pending
+                stale_media.append(chunk)
+            elif isinstance(answer, WeComError):
+                chunk.status, chunk.error = ChunkStatus.failed, f"{answer.errcode}: {answer.errmsg}"[:200]
+                reason = RecipientStatus.refused if answer.errcode == 41048 else RecipientStatus.failed
+                recipients.set_chunk_recipients(chunk, reason)
+            else:
+                chunk.status, chunk.msgid, chunk.created_at, chunk.error = (
+                    ChunkStatus.created,
+                    str(answer["msgid"]),
+                    now,
+                    None,
+                )
+                created.append(chunk)
+        # What _created records, for the whole wave at once: the recipients queued, those WeCom refused.
+        recipients.set_chunks_recipients(send, created, RecipientStatus.queued, at=now)
+        for chunk, answer in zip(chunks, answers, strict=True):
+            if chunk in created and isinstance(answer, dict) and (fail_list := list(answer.get("fail_list") or [])):
+                chunk.refused = len(fail_list)
+                recipients.set_chunk_recipients(chunk, RecipientStatus.refused, only=fail_list)
+        db.session.flush()
+    if unavailable is not None:
+        raise unavailable
+    if stale_media:
+        payloads.attachments(fresh=True)  # WeCom forgot a media id: upload once, for every chunk after
+        call_wave(stale_media, payloads, sleep, media_renewed=True)
+    if rate_wait:
+        log.warning("send %s waits %.0fs for WeCom's rate limit", chunks[0].send_id, rate_wait)
+        sleep(rate_wait)
+
+
 def dispatch(
     send: MassSend,
     heartbeat: Callable[[], None] = lambda: None,
@@ -244,19 +347,14 @@ def dispatch(
             reconcile(doubtful, api)
     payloads = Payloads(send, api)
     while True:
-        chunk = db.session.scalar(
-            select(SendChunk)
-            .where(SendChunk.send_id == send.id, SendChunk.status == ChunkStatus.pending)
-            .order_by(SendChunk.id)
-            .limit(1)
-        )
-        if chunk is None:
+        wave = next_wave(send)
+        if not wave:
             break
         if _status(send) == SendStatus.cancelled:
             _cancel_pending(send)
             return send
-        call_chunk(chunk, payloads, sleep)
-        with claims.on_record():  # the chunk's answer, with the heartbeat, before the next chunk is called
+        call_wave(wave, payloads, sleep)
+        with claims.on_record():  # the wave's answers, with the heartbeat, before the next wave is called
             send.heartbeat_at = utcnow()
         heartbeat()
     with claims.on_record():

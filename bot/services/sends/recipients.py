@@ -14,7 +14,7 @@ import calendar
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, case, cast, func, insert, literal, select, text, update
+from sqlalchemy import Integer, String, and_, case, cast, func, insert, literal, select, text, tuple_, update
 
 from bot.extensions import db
 from bot.models import (
@@ -377,3 +377,32 @@ def set_chunk_recipients(
         wecom_id, row_id, column = _recipient_key(chunk.send)
         where.append(column.in_(select(row_id).where(wecom_id.in_(only))))
     db.session.execute(update(SendRecipient).where(*where).values(status=status.value, **values))
+
+
+def _chunk_keys(chunks: list[SendChunk]) -> Any:
+    return tuple_(SendRecipient.staff_id, SendRecipient.seq).in_([(c.staff_id, c.seq) for c in chunks])
+
+
+def chunks_recipients(send: MassSend, chunks: list[SendChunk]) -> dict[tuple[int, int], list[str]]:
+    """``chunk_recipients`` of several chunks of ``send`` in one query, by (staff_id, seq)."""
+    wecom_id, row_id, column = _recipient_key(send)
+    found: dict[tuple[int, int], list[str]] = {(c.staff_id, c.seq): [] for c in chunks}
+    rows = db.session.execute(
+        select(SendRecipient.staff_id, SendRecipient.seq, wecom_id)
+        .join(SendRecipient, column == row_id)
+        .where(SendRecipient.send_id == send.id, _chunk_keys(chunks))
+        .order_by(row_id)
+    )
+    for staff_id, seq, recipient in rows:
+        found[(staff_id, seq)].append(recipient)
+    return found
+
+
+def set_chunks_recipients(send: MassSend, chunks: list[SendChunk], status: RecipientStatus, **values: Any) -> None:
+    """``set_chunk_recipients`` for every recipient of several chunks of ``send``, in one statement."""
+    if chunks:
+        db.session.execute(
+            update(SendRecipient)
+            .where(SendRecipient.send_id == send.id, _chunk_keys(chunks))
+            .values(status=status.value, **values)
+        )
