@@ -28,6 +28,7 @@ from bot.models.library import (
     quick_reply_stores,
 )
 from bot.models.lifecycle import LifecycleRule, LifecycleTask, RuleRun, Step, Trigger
+from bot.models.radar import RadarAlert, RadarLink, RadarOpen
 from bot.models.segments import Segment
 from bot.models.sends import (
     ChunkStatus,
@@ -75,6 +76,9 @@ __all__ = [
     "FollowStatus",
     "FollowTag",
     "Segment",
+    "RadarAlert",
+    "RadarLink",
+    "RadarOpen",
     "GroupChat",
     "GroupInvite",
     "GroupMember",
