@@ -38,6 +38,7 @@ def _choices(form: LibraryItemForm) -> None:
         SelectChoice(f.id, f.name) for f in folders.folders()
     ]
     form.tag_ids.choices = [SelectChoice(t, label) for t, label in tags.labelled()]
+    form.open_tag_ids.choices = form.tag_ids.choices
     form.store_ids.choices = [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
 
 
@@ -100,6 +101,8 @@ def _raw(form: LibraryItemForm, kind: str | None) -> dict[str, Any]:
         "folder_id": form.folder_id.data or None,
         "tag_ids": list(form.tag_ids.data or []),
         "store_ids": list(form.store_ids.data or []),
+        "tracked": bool(form.tracked.data),
+        "open_tag_ids": list(form.open_tag_ids.data or []),
     }
     if kind is not None:
         raw["kind"] = kind
@@ -175,6 +178,8 @@ def library_item(item_id: int) -> ResponseReturnValue:
             "folder_id": item.folder_id or 0,
             "tag_ids": item.tag_ids,
             "store_ids": [s.id for s in item.stores],
+            "tracked": item.tracked,
+            "open_tag_ids": list(item.open_tag_ids or []),
         }
     )
     _choices(form)

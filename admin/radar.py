@@ -1,0 +1,131 @@
+"""``/r/<token>``: the public redirect of radar links (雷达链接), the one high-traffic public page besides the
+webhook. It answers from the signed token and a per-process cache of the item's saved URL — never a URL from
+the request — and notes the open in Redis for the worker (``bot.services.radar.opens``); the customer is
+redirected even if noting fails. A mass send's link opened in WeChat first takes WeCom's OAuth hop
+(``/r/<token>/o``) so that the opener is named; elsewhere it is an anonymous open."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from redis.exceptions import RedisError
+
+from bot.services.radar import opens, tokens, visits
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("radar", __name__)
+
+STATE_COOKIE = "siyu_radar_oauth"
+COOKIE_PATH = "/r/"
+STATE_MAX_AGE = 300  # WeCom's code lives 5 minutes (doc 91023)
+MAX_CODE = 512
+
+
+def _page(heading: str, message: str, status: int) -> Response:
+    response = Response(render_template("radar/page.html", heading=heading, message=message), status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _unknown() -> Response:
+    return _page(_("链接无效"), _("这个链接不存在或已失效，请向发送给你的顾问索取新链接。"), 404)
+
+
+def _go(url: str) -> Response:
+    response = redirect(url, code=302)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token stays ours
+    return response
+
+
+def _note(token: str, visitor: str, via: str, code: str = "") -> None:
+    try:
+        opens.note(token, visitor, via, code)
+    except RedisError:  # the customer is never stuck: the open is lost, the redirect happens
+        log.exception("radar: open not noted")
+
+
+def _resolve(raw: str) -> tuple[tokens.Token | None, visits.Target | Response]:
+    token = tokens.parse(raw)
+    if token is None:
+        return None, _unknown()
+    found = visits.target(token.item_id)
+    if found.state == visits.MISSING:
+        return None, _page(_("内容已不存在"), _("这篇内容已被删除。"), 404)
+    if found.state == visits.GONE:
+        return None, _page(_("内容已下架"), _("这篇内容已下架，感谢关注。"), 410)
+    return token, found
+
+
+def _limited(token: tokens.Token) -> Response | None:
+    try:
+        if opens.allowed(token, request.remote_addr or ""):
+            return None
+    except RedisError:
+        return None
+    response = _page(_("访问过于频繁"), _("请稍后再试。"), 429)
+    response.headers["Retry-After"] = "60"
+    return response
+
+
+@bp.route("/r/<raw>", methods=["GET", "HEAD"])
+def open_link(raw: str) -> ResponseReturnValue:
+    token, found = _resolve(raw)
+    if token is None or not isinstance(found, visits.Target):
+        return found
+    if not found.tracked or not visits.is_open(request.method, request.headers):
+        return _go(found.url)
+    limited = _limited(token)
+    if limited is not None:
+        return limited
+    if token.kind == tokens.SEND and visits.in_wechat(request.headers):
+        state = visits.new_state()
+        response = redirect(visits.oauth_url(raw, state), code=302)
+        response.headers["Cache-Control"] = "no-store"
+        response.set_cookie(
+            STATE_COOKIE,
+            state,
+            max_age=STATE_MAX_AGE,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="Lax",
+            secure=bool(current_app.config["SIYU"].secure_cookies),
+        )
+        return response
+    via = opens.LINK if token.kind == tokens.CUSTOMER else opens.ANONYMOUS
+    _note(raw, opens.visitor_digest(request.remote_addr or "", request.headers.get("User-Agent", "")), via)
+    return _go(found.url)
+
+
+@bp.get("/r/<raw>/o")
+def oauth_return(raw: str) -> ResponseReturnValue:
+    """Back from WeCom's authorize page with ``code`` and ``state``. Only the browser that set out (its state
+    cookie) with a code never seen before names an opener: a fetcher following redirects without cookies, or
+    a replayed code, is sent on without an open."""
+    token, found = _resolve(raw)
+    if token is None or not isinstance(found, visits.Target):
+        return found
+    code, state = request.args.get("code", ""), request.args.get("state", "")
+    expected = request.cookies.get(STATE_COOKIE, "")
+    response = _go(found.url)
+    response.delete_cookie(STATE_COOKIE, path=COOKIE_PATH)
+    if not (found.tracked and token.kind == tokens.SEND and visits.is_open(request.method, request.headers)):
+        return response
+    if not expected or not hmac.compare_digest(expected, state) or not 0 < len(code) <= MAX_CODE:
+        return response
+    limited = _limited(token)
+    if limited is not None:
+        return limited
+    try:
+        fresh = opens.code_is_new(code)
+    except RedisError:
+        fresh = False
+    if fresh:
+        visitor = opens.visitor_digest(request.remote_addr or "", request.headers.get("User-Agent", ""))
+        _note(raw, visitor, opens.OAUTH, code)
+    return response
