@@ -9,10 +9,11 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request
+from flask import Blueprint, current_app, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from redis.exceptions import RedisError
+from werkzeug.wrappers import Response
 
 from bot.services.radar import opens, tokens, visits
 
@@ -38,8 +39,8 @@ def _unknown() -> Response:
 
 def _go(url: str) -> Response:
     response = redirect(url, code=302)
+    # Talisman's same-origin referrer policy keeps the token from the target site.
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"  # the token stays ours
     return response
 
 
@@ -50,16 +51,26 @@ def _note(token: str, visitor: str, via: str, code: str = "") -> None:
         log.exception("radar: open not noted")
 
 
-def _resolve(raw: str) -> tuple[tokens.Token | None, visits.Target | Response]:
+def _resolve(raw: str) -> tuple[tokens.Token, visits.Target] | Response:
+    """The link and where it goes, or the page saying why it goes nowhere."""
     token = tokens.parse(raw)
     if token is None:
-        return None, _unknown()
+        return _unknown()
     found = visits.target(token.item_id)
     if found.state == visits.MISSING:
-        return None, _page(_("内容已不存在"), _("这篇内容已被删除。"), 404)
+        return _page(_("内容已不存在"), _("这篇内容已被删除。"), 404)
     if found.state == visits.GONE:
-        return None, _page(_("内容已下架"), _("这篇内容已下架，感谢关注。"), 410)
+        return _page(_("内容已下架"), _("这篇内容已下架，感谢关注。"), 410)
     return token, found
+
+
+def _agent() -> str:
+    return request.headers.get("User-Agent", "")
+
+
+def _is_open() -> bool:
+    purpose = " ".join(request.headers.get(h, "") for h in visits.PURPOSE_HEADERS)
+    return visits.is_open(request.method, _agent(), purpose)
 
 
 def _limited(token: tokens.Token) -> Response | None:
@@ -75,15 +86,16 @@ def _limited(token: tokens.Token) -> Response | None:
 
 @bp.route("/r/<raw>", methods=["GET", "HEAD"])
 def open_link(raw: str) -> ResponseReturnValue:
-    token, found = _resolve(raw)
-    if token is None or not isinstance(found, visits.Target):
-        return found
-    if not found.tracked or not visits.is_open(request.method, request.headers):
+    resolved = _resolve(raw)
+    if isinstance(resolved, Response):
+        return resolved
+    token, found = resolved
+    if not found.tracked or not _is_open():
         return _go(found.url)
     limited = _limited(token)
     if limited is not None:
         return limited
-    if token.kind == tokens.SEND and visits.in_wechat(request.headers):
+    if token.kind == tokens.SEND and visits.in_wechat(_agent()):
         state = visits.new_state()
         response = redirect(visits.oauth_url(raw, state), code=302)
         response.headers["Cache-Control"] = "no-store"
@@ -98,7 +110,7 @@ def open_link(raw: str) -> ResponseReturnValue:
         )
         return response
     via = opens.LINK if token.kind == tokens.CUSTOMER else opens.ANONYMOUS
-    _note(raw, opens.visitor_digest(request.remote_addr or "", request.headers.get("User-Agent", "")), via)
+    _note(raw, opens.visitor_digest(request.remote_addr or "", _agent()), via)
     return _go(found.url)
 
 
@@ -107,14 +119,15 @@ def oauth_return(raw: str) -> ResponseReturnValue:
     """Back from WeCom's authorize page with ``code`` and ``state``. Only the browser that set out (its state
     cookie) with a code never seen before names an opener: a fetcher following redirects without cookies, or
     a replayed code, is sent on without an open."""
-    token, found = _resolve(raw)
-    if token is None or not isinstance(found, visits.Target):
-        return found
+    resolved = _resolve(raw)
+    if isinstance(resolved, Response):
+        return resolved
+    token, found = resolved
     code, state = request.args.get("code", ""), request.args.get("state", "")
     expected = request.cookies.get(STATE_COOKIE, "")
     response = _go(found.url)
     response.delete_cookie(STATE_COOKIE, path=COOKIE_PATH)
-    if not (found.tracked and token.kind == tokens.SEND and visits.is_open(request.method, request.headers)):
+    if not (found.tracked and token.kind == tokens.SEND and _is_open()):
         return response
     if not expected or not hmac.compare_digest(expected, state) or not 0 < len(code) <= MAX_CODE:
         return response
@@ -126,6 +139,6 @@ def oauth_return(raw: str) -> ResponseReturnValue:
     except RedisError:
         fresh = False
     if fresh:
-        visitor = opens.visitor_digest(request.remote_addr or "", request.headers.get("User-Agent", ""))
+        visitor = opens.visitor_digest(request.remote_addr or "", _agent())
         _note(raw, visitor, opens.OAUTH, code)
     return response

@@ -25,7 +25,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import DEFAULT, JOB_OPTIONS, queue
-from bot.models import Customer, RadarOpen
+from bot.models import Customer, LibraryItem, MassSend, RadarOpen
 from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.clients import agent_api, settings
@@ -97,7 +97,9 @@ def _opener(code: str) -> str | None:
 def record(entry: dict[str, Any]) -> RadarOpen | None:
     """Record one noted open; returns the open if this was its first arrival (its effects done). Flushes."""
     token = tokens.parse(str(entry.get("t") or ""))
-    if token is None:
+    if token is None or db.session.get(LibraryItem, token.item_id) is None:
+        return None  # the item was deleted since: nothing to count it for
+    if token.send_id is not None and db.session.get(MassSend, token.send_id) is None:
         return None
     at = datetime.fromisoformat(str(entry["at"]))
     visitor, via, external = str(entry.get("v") or ""), str(entry.get("via") or ANONYMOUS), token.external_userid

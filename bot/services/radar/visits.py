@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -75,18 +74,21 @@ def forget_targets() -> None:
     _targets.clear()
 
 
-def is_open(method: str, headers: Mapping[str, str]) -> bool:
-    """Whether a request is someone opening the link: not a HEAD, not a preview fetcher, not a prefetch."""
-    if method != "GET":
+#: the headers browsers mark prefetches and previews with
+PURPOSE_HEADERS = ("Purpose", "Sec-Purpose", "X-Purpose", "X-Moz")
+
+
+def is_open(method: str, agent: str, purpose: str) -> bool:
+    """Whether a request is someone opening the link: not a HEAD, not a preview fetcher (``agent``, the
+    User-Agent), not a prefetch (``purpose``: the PURPOSE_HEADERS' values)."""
+    if method != "GET" or PREVIEW_AGENTS.search(agent):
         return False
-    if PREVIEW_AGENTS.search(headers.get("User-Agent", "")):
-        return False
-    purpose = " ".join(headers.get(h, "") for h in ("Purpose", "Sec-Purpose", "X-Purpose", "X-Moz")).lower()
+    purpose = purpose.lower()
     return not ("prefetch" in purpose or "preview" in purpose or "prerender" in purpose)
 
 
-def in_wechat(headers: Mapping[str, str]) -> bool:
-    return bool(WECHAT_AGENT.search(headers.get("User-Agent", "")))
+def in_wechat(agent: str) -> bool:
+    return bool(WECHAT_AGENT.search(agent))
 
 
 def new_state() -> str:
