@@ -20,11 +20,12 @@ from admin.forms import ITEM_KINDS, EmptyForm, LibraryItemForm
 from admin.params import download_name, whole
 from admin.views import bp, permission_required, refusal_message
 from bot.extensions import db
-from bot.models import LibraryItem, Store
+from bot.models import LibraryItem, RadarLink, Store
 from bot.services.customers import growth
 from bot.services.errors import ServiceError
 from bot.services.library import folders, items, usage
 from bot.services.library.items import Upload
+from bot.services.radar import reports as radar_reports
 from bot.services.sends import media
 from bot.services.tags import library as tags
 from bot.services.users.permissions import Action, allows
@@ -109,6 +110,15 @@ def _raw(form: LibraryItemForm, kind: str | None) -> dict[str, Any]:
     return raw
 
 
+def _radar(item: LibraryItem | None) -> dict[str, Any] | None:
+    """A tracked link's figures over 30 days and its daily opens."""
+    if item is None or not item.tracked:
+        return None
+    w = growth.window(30)
+    rows = radar_reports.figures(current_user, w, "item", where=[RadarLink.item_id == item.id])
+    return {"figures": rows[0] if rows else None, "daily": radar_reports.daily_opens(item.id, w)}
+
+
 def _form_page(form: LibraryItemForm, kind: str, item: LibraryItem | None, status: int = 200) -> ResponseReturnValue:
     return (
         render_template(
@@ -118,6 +128,7 @@ def _form_page(form: LibraryItemForm, kind: str, item: LibraryItem | None, statu
             kinds=ITEM_KINDS,
             item=item,
             used=usage.item_usage(current_user, growth.window(30), [item.id]).get(item.id) if item else None,
+            radar=_radar(item),
             can_edit=item is None or items.may_edit(current_user, item),
             action_form=EmptyForm(),
         ),

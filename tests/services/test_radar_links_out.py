@@ -13,6 +13,7 @@ from bot.models import MassSend, RadarLink, SendChunk
 from bot.services.radar import tokens
 from bot.services.radar.links import send_attachments
 from bot.services.sends import dispatch
+from tests.admin.panel import sign_in
 from tests.admin.test_sidebar import sign_in_member
 from tests.admin.test_sidebar_content import post, token_of
 from tests.conftest import ApiClient, customers_of, make_token, make_user
@@ -110,6 +111,16 @@ def test_a_mass_send_carries_each_members_link_of_that_send(app, admin, sim, cor
     with app.app_context():
         [opened] = opens()
         assert (opened.via, opened.visitor) == ("oauth", f"c:{theirs.external_userid}")
+    # the send's funnel gains "opened"; the member sees what their customer opened in the sidebar
+    panel = app.test_client()
+    _id, password = make_user(app, "radar-funnel", "admin")
+    sign_in(panel, "radar-funnel", password)
+    page = panel.get(f"/admin/sends/{made.get_json()['id']}").get_data(as_text=True)
+    assert 'id="funnel-opened">1<' in page
+    sidebar = app.test_client()
+    sign_in_member(sidebar, "staff0301")
+    view = sidebar.get(f"/sidebar/customers/{theirs.external_userid}").get_data(as_text=True)
+    assert "《秋季新品》" in view.split('id="radar-opens"', 1)[1].split("</section>", 1)[0]
 
 
 def test_an_item_not_tracked_goes_out_with_its_saved_url(app, admin, sim, corp, run_worker):
