@@ -99,39 +99,55 @@ def alert_text(customer: Customer, follow: FollowRelation | None, item: LibraryI
     return f"客户 {name} 打开了《{title}》"
 
 
-def send_alerts(limit: int = 200) -> int:
+def send_alerts(batch: int = 200) -> int:
     """Send the alerts on record (pending, or left calling by a worker that died mid-call: WeCom's duplicate
-    check drops a second copy). Returns how many were sent. Commits each claim and outcome."""
+    check drops a second copy), batch by batch. Returns how many were sent. Commits each claim and outcome."""
+    sent = 0
+    while True:
+        ids = _claim_alerts(batch)
+        done = sum(_send_alert(alert_id) for alert_id in ids)
+        sent += done
+        if len(ids) < batch or not done:  # all taken, or WeCom is refusing for now: the next drain goes on
+            return sent
+
+
+def _claim_alerts(batch: int) -> list[int]:
     with claims.on_record():
         ids = list(
             db.session.scalars(
-                select(RadarAlert.id).where(RadarAlert.status.in_(("pending", "calling"))).order_by(RadarAlert.id)
-            ).all()[:limit]
+                select(RadarAlert.id)
+                .where(RadarAlert.status.in_(("pending", "calling")))
+                .order_by(RadarAlert.id)
+                .limit(batch)
+            )
         )
         if ids:
             db.session.execute(update(RadarAlert).where(RadarAlert.id.in_(ids)).values(status="calling"))
-    sent = 0
-    for alert_id in ids:
-        alert = db.session.get(RadarAlert, alert_id)
-        customer = db.session.get(Customer, alert.customer_id) if alert else None
-        item = db.session.get(LibraryItem, alert.item_id) if alert else None
-        staff = db.session.get(Staff, alert.staff_id) if alert and alert.staff_id else None
-        if alert is None or customer is None or item is None or staff is None:
-            continue
-        follow = next((f for f in customer.follows if f.staff_id == staff.id), None)
-        profile = f"{settings().public_url}admin/customers/{customer.external_userid}"
-        card = {"title": alert_text(customer, follow, item), "description": "点击查看客户资料与时间线", "url": profile}
-        with claims.on_record():
-            try:
-                agent_api().send_app_card(
-                    agent_id(), [staff.userid], {**card, "btntxt": "查看"}, dedupe_seconds=DEDUPE_SECONDS
-                )
-                alert.status = "sent"
-                sent += 1
-            except (RateLimited, WeComUnavailable) as exc:  # passing trouble: the next drain tries again
-                log.info("radar: alert %s to %s waits: %s", alert.id, staff.userid, exc)
-                alert.status = "pending"
-            except WeComError as exc:
-                log.warning("radar: alert %s to %s not sent: %s", alert.id, staff.userid, exc)
-                alert.status = "failed"
-    return sent
+    return ids
+
+
+def _send_alert(alert_id: int) -> bool:
+    alert = db.session.get(RadarAlert, alert_id)
+    customer = db.session.get(Customer, alert.customer_id) if alert else None
+    item = db.session.get(LibraryItem, alert.item_id) if alert else None
+    staff = db.session.get(Staff, alert.staff_id) if alert and alert.staff_id else None
+    if alert is None or customer is None or item is None or staff is None:
+        return False
+    follow = next((f for f in customer.follows if f.staff_id == staff.id), None)
+    profile = f"{settings().public_url}admin/customers/{customer.external_userid}"
+    card = {"title": alert_text(customer, follow, item), "description": "点击查看客户资料与时间线", "url": profile}
+    with claims.on_record():
+        try:
+            agent_api().send_app_card(
+                agent_id(), [staff.userid], {**card, "btntxt": "查看"}, dedupe_seconds=DEDUPE_SECONDS
+            )
+        except (RateLimited, WeComUnavailable) as exc:  # passing trouble: the next drain tries again
+            log.info("radar: alert %s to %s waits: %s", alert.id, staff.userid, exc)
+            alert.status = "pending"
+            return False
+        except WeComError as exc:
+            log.warning("radar: alert %s to %s not sent: %s", alert.id, staff.userid, exc)
+            alert.status = "failed"
+            return False
+        alert.status = "sent"
+    return True
