@@ -44,11 +44,20 @@ def _go(url: str) -> Response:
     return response
 
 
-def _note(token: str, visitor: str, via: str, code: str = "") -> None:
+def _admit(token: tokens.Token, raw: str, via: str = "", code: str = "") -> Response | None:
+    """The rate limit and the open noted in one step: None to go on, or the 429 for a hammering address. If
+    Redis is away the customer still goes on (the open is lost, never the redirect)."""
+    address = request.remote_addr or ""
+    visitor = opens.visitor_digest(address, _agent()) if via else ""
     try:
-        opens.note(token, visitor, via, code)
-    except RedisError:  # the customer is never stuck: the open is lost, the redirect happens
+        if opens.admit(token, raw, address, visitor, via, code):
+            return None
+    except RedisError:
         log.exception("radar: open not noted")
+        return None
+    response = _page(_("访问过于频繁"), _("请稍后再试。"), 429)
+    response.headers["Retry-After"] = "60"
+    return response
 
 
 def _resolve(raw: str) -> tuple[tokens.Token, visits.Target] | Response:
@@ -73,17 +82,6 @@ def _is_open() -> bool:
     return visits.is_open(request.method, _agent(), purpose)
 
 
-def _limited(token: tokens.Token) -> Response | None:
-    try:
-        if opens.allowed(token, request.remote_addr or ""):
-            return None
-    except RedisError:
-        return None
-    response = _page(_("访问过于频繁"), _("请稍后再试。"), 429)
-    response.headers["Retry-After"] = "60"
-    return response
-
-
 @bp.route("/r/<raw>", methods=["GET", "HEAD"])
 def open_link(raw: str) -> ResponseReturnValue:
     resolved = _resolve(raw)
@@ -92,10 +90,10 @@ def open_link(raw: str) -> ResponseReturnValue:
     token, found = resolved
     if not found.tracked or not _is_open():
         return _go(found.url)
-    limited = _limited(token)
-    if limited is not None:
-        return limited
     if token.kind == tokens.SEND and visits.in_wechat(_agent()):
+        limited = _admit(token, raw)  # counted now, noted when WeCom sends the reader back
+        if limited is not None:
+            return limited
         state = visits.new_state()
         response = redirect(visits.oauth_url(raw, state), code=302)
         response.headers["Cache-Control"] = "no-store"
@@ -110,8 +108,7 @@ def open_link(raw: str) -> ResponseReturnValue:
         )
         return response
     via = opens.LINK if token.kind == tokens.CUSTOMER else opens.ANONYMOUS
-    _note(raw, opens.visitor_digest(request.remote_addr or "", _agent()), via)
-    return _go(found.url)
+    return _admit(token, raw, via) or _go(found.url)
 
 
 @bp.get("/r/<raw>/o")
@@ -131,14 +128,10 @@ def oauth_return(raw: str) -> ResponseReturnValue:
         return response
     if not expected or not hmac.compare_digest(expected, state) or not 0 < len(code) <= MAX_CODE:
         return response
-    limited = _limited(token)
-    if limited is not None:
-        return limited
     try:
         fresh = opens.code_is_new(code)
     except RedisError:
         fresh = False
-    if fresh:
-        visitor = opens.visitor_digest(request.remote_addr or "", _agent())
-        _note(raw, visitor, opens.OAUTH, code)
-    return response
+    if not fresh:
+        return response
+    return _admit(token, raw, opens.OAUTH, code) or response

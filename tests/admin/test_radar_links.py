@@ -255,8 +255,7 @@ def test_the_redirect_happens_when_the_open_cannot_be_noted(app, client, shop, m
     def down(*_a, **_k):
         raise RedisDown("redis is away")
 
-    monkeypatch.setattr(radar_opens, "note", down)
-    monkeypatch.setattr(radar_opens, "allowed", down)
+    monkeypatch.setattr(radar_opens, "admit", down)
     res = client.get(f"/r/{token}")
     assert res.status_code == 302 and res.headers["Location"] == TARGET
 
