@@ -1,27 +1,27 @@
-"""Opens of radar links: noted on the request path in one Redis round trip, recorded by a worker.
+"""Opens of radar links: noted on the request path without waiting on anything, recorded by a worker.
 
 The public redirect (``/r/<token>``) must answer at once whatever the burst (a mass send to a million customers
-is a million taps within minutes), so it makes one Redis round trip (``admit``: the per-address rate limit and
-the open appended to a list) and, if no drain is pending, queues one job (the welcome fast path's idiom). The
-job records opens in batches: a batch is read without being removed, recorded and committed, and only then
-trimmed, so an open is never lost to a killed worker; the
-unique key (link, visitor, corp day) makes recording it twice a reload, never a second open. What a first open
-does (``effects``) happens in the transaction that records it, so it happens once.
+is a million taps within minutes), so it does no I/O (``admit``: the per-address rate limit counted in the
+process, the open handed to the noter thread, which appends opens to a Redis list in batches and, if no drain
+is pending, queues one job: the welcome fast path's idiom). The job records opens in batches: a batch is read
+without being removed, recorded and committed, and only then trimmed, so an open is never lost to a killed
+worker; the unique key (link, visitor, corp day) makes recording it twice a reload, never a second open. What
+a first open does (``effects``) happens in the transaction that records it, so it happens once.
 
 A link of a mass send names no customer: the opener is learnt from WeCom's OAuth code (``auth/getuserinfo``,
-WeCom docs 91022/91023: a customer of the corp opening in WeChat is named by ``external_userid``). The
-code is exchanged here, off the request path, within the 5 minutes it lives; a code WeCom refuses (used, expired)
-and a visitor WeCom does not name are an anonymous open of that send."""
+WeCom docs 91022/91023: a customer of the corp opening in WeChat is named by ``external_userid``). The code is
+exchanged here, off the request path, within the 5 minutes it lives; a code WeCom refuses (used, expired) and
+a visitor WeCom does not name are an anonymous open of that send."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import time
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -33,6 +33,7 @@ from bot.services import corp_time
 from bot.services.clients import agent_api, settings
 from bot.services.radar import effects, tokens
 from bot.services.radar.links import record_link
+from bot.services.radar.noter import LocalRate, OpenNoter
 from bot.services.rows import get_or_insert_created
 from bot.wecom.errors import WeComError
 
@@ -54,43 +55,28 @@ def visitor_digest(address: str, agent: str) -> str:
     return "a:" + hashlib.sha256(f"{address}|{agent}".encode()).hexdigest()[:24]
 
 
-#: The redirect's one round trip to Redis: count the address's arrivals at the link in this minute (a fixed
-#: window, as the WeCom call budget counts), refuse beyond the limit, else note the open (if one is given) and
-#: raise the wake flag. Returns {admitted, woke}.
-ADMIT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], 120) end
-if n > tonumber(ARGV[1]) then return {0, 0} end
-if ARGV[2] == '' then return {1, 0} end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-local woke = redis.call('SET', KEYS[3], '1', 'NX', 'EX', 30)
-if woke then return {1, 1} end
-return {1, 0}
-"""
-_scripts: dict[int, Any] = {}
+def _wake() -> None:
+    queue(DEFAULT, redis_conn.client).enqueue_call(RECORD_OPENS, **JOB_OPTIONS)
 
 
-def _admit_script(client: Any) -> Any:
-    script = _scripts.get(id(client))
-    if script is None:
-        script = _scripts[id(client)] = client.register_script(ADMIT)
-    return script
+def noter() -> OpenNoter:
+    """This app's noter (one per web process)."""
+    found: OpenNoter | None = current_app.extensions.get("siyu.radar_noter")
+    if found is None:
+        found = current_app.extensions["siyu.radar_noter"] = OpenNoter(redis_conn.client, PENDING, WAKE, _wake)
+    return found
 
 
 def admit(token: tokens.Token, raw: str, address: str, visitor: str = "", via: str = "", code: str = "") -> bool:
     """Whether ``address`` may open this link now (``SIYU_RADAR_RATE`` a minute per address and link: a bot
     hammering one link is held back, every other opener and link untouched); if so and ``via`` is given, the
-    open is noted for the worker — in one round trip — and a worker woken if none is pending."""
-    client = redis_conn.client
-    minute = int(time.time() // 60)
-    rate_key = f"siyu:radar:rate:{minute}:{token.digest}:{address}"
-    entry = ""
+    open is handed to the noter. No I/O: the redirect never waits on Redis."""
+    rate: LocalRate = current_app.extensions.setdefault("siyu.radar_rate", LocalRate())
+    if not rate.take(f"{token.digest}:{address}", settings().radar_rate):
+        return False
     if via:
-        entry = json.dumps({"t": raw, "v": visitor, "via": via, "code": code, "at": utcnow().isoformat()})
-    admitted, woke = _admit_script(client)(keys=[rate_key, PENDING, WAKE], args=[settings().radar_rate, entry])
-    if woke:
-        queue(DEFAULT, client).enqueue_call(RECORD_OPENS, **JOB_OPTIONS)
-    return bool(admitted)
+        noter().note(json.dumps({"t": raw, "v": visitor, "via": via, "code": code, "at": utcnow().isoformat()}))
+    return True
 
 
 def code_is_new(code: str) -> bool:
