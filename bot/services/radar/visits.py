@@ -51,6 +51,9 @@ def target(item_id: int) -> Target:
     cached = _targets.get(item_id)
     if cached is not None and cached[0] > now:
         return cached[1]
+    if cached is not None:
+        # One request reads it again; the others of the burst go on with what was read a moment ago.
+        _targets[item_id] = (now + TARGET_TTL, cached[1])
     row = db.session.execute(
         select(LibraryItem.kind, LibraryItem.url, LibraryItem.archived, LibraryItem.tracked).where(
             LibraryItem.id == item_id
