@@ -55,6 +55,9 @@ def test_a_welcome_carries_the_new_customers_own_link(app, admin, sim, corp, run
     with app.app_context():
         assert (token.kind, token.item_id, token.staff_id) == ("customer", item_id, member("staff0201").id)
     assert token.external_userid == contact.external_userid
+    with app.app_context():
+        [sent_link] = db.session.scalars(select(RadarLink)).all()  # counted as a send when WeCom accepted it
+        assert sent_link.key == token.key and sent_link.staff_id == token.staff_id
     assert client.get(urlsplit(link["link"]["url"]).path).headers["Location"] == TARGET
     run_worker()
     with app.app_context():

@@ -281,6 +281,13 @@ def _deliver(welcome: Welcome, customer_name: str, api: WeComClient, sleep: Call
     raise AssertionError("unreachable")
 
 
+def _record_links(engine: Any, welcomes: list[Welcome], outcomes: list[Outcome]) -> None:
+    """The radar links of the welcomes WeCom accepted, counted as sent."""
+    sent = {o.code for o in outcomes if o.status == WelcomeStatus.sent}
+    done = [(w.variant.attachments, w.staff, w.external_userid) for w in welcomes if w.code in sent and w.variant]
+    radar.record_welcomes(engine, done)
+
+
 def _plan(code: str, external_userid: str, userid: str, channel: Channel | None, staff: Staff | None) -> Welcome:
     variant = choose_variant(channel) if channel is not None and channel.active else None
     return _with_staff(Welcome(code, external_userid, userid, channel, variant, None), staff)
@@ -318,6 +325,7 @@ def send_welcome(
     welcome = _with_staff(welcome, db.session.scalar(select(Staff).where(Staff.userid == userid)))
     outcome = _deliver(welcome, customer_name, contact_api(), sleep)
     _record(db.engine, [outcome])
+    _record_links(db.engine, [welcome], [outcome])
     if outcome.error is not None:
         raise outcome.error  # the event is retried; the code may still be alive
     return outcome.status, outcome.variant_id
@@ -430,6 +438,7 @@ def send_welcomes(
                 _renew(engine, [futures[f] for f in running])
         outcomes = [f.result() for f in futures]
     _record(engine, outcomes)
+    _record_links(engine, todo, outcomes)
     now = utcnow()
     for o in outcomes:
         WELCOMES.labels(o.status.value).inc()

@@ -14,10 +14,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.extensions import db
 from bot.models import ItemKind, LibraryItem, MassSend, RadarLink, Staff
+from bot.models._time import utcnow
+from bot.services import claims
 from bot.services.radar import tokens
 from bot.services.rows import get_or_insert
 
@@ -49,7 +53,7 @@ def record_link(token: tokens.Token, staff: Staff | None = None) -> RadarLink:
 
 def customer_url(item: LibraryItem, staff: Staff, external_userid: str) -> str:
     """Where a link item sent by ``staff`` to one customer points: its radar link if tracked, else its URL."""
-    if not item.tracked or item.kind != ItemKind.link:
+    if not item.tracked or item.kind != ItemKind.link or not tokens.is_external_userid(external_userid):
         return item.url
     return tokens.url(tokens.for_customer(item.id, staff.id, external_userid))
 
@@ -64,7 +68,7 @@ def chat_message(message: dict[str, Any], item: LibraryItem, staff: Staff, exter
 
 def sent_to_customer(item: LibraryItem, staff: Staff, external_userid: str) -> RadarLink | None:
     """The member sent a tracked link to a customer from the sidebar: its row, counted as a send. Flushes."""
-    if not item.tracked or item.kind != ItemKind.link:
+    if not item.tracked or item.kind != ItemKind.link or not tokens.is_external_userid(external_userid):
         return None
     parsed = tokens.parse(tokens.for_customer(item.id, staff.id, external_userid))
     assert parsed is not None
@@ -80,17 +84,33 @@ def welcome_attachments(attachments: list[Any], staff: Staff | None, external_us
             out.append(a)
             continue
         clean = {k: v for k, v in a.items() if k not in (ITEM_KEY, TRACKED_KEY)}
-        item_id = a.get(ITEM_KEY)
-        if (
-            a.get(TRACKED_KEY)
-            and staff is not None
-            and isinstance(item_id, int)
-            and isinstance(clean.get("link"), dict)
-        ):
-            token = tokens.for_customer(item_id, staff.id, external_userid)
-            clean["link"] = {**clean["link"], "url": tokens.url(token)}
+        item_id, link = a.get(ITEM_KEY), clean.get("link")
+        tracked = a.get(TRACKED_KEY) and staff is not None and tokens.is_external_userid(external_userid)
+        if tracked and staff is not None and isinstance(item_id, int) and isinstance(link, dict):
+            clean["link"] = {**link, "url": tokens.url(tokens.for_customer(item_id, staff.id, external_userid))}
         out.append(clean)
     return out
+
+
+def record_welcomes(engine: Engine, sent: list[tuple[list[Any], Staff | None, str]]) -> None:
+    """The tracked links of welcomes WeCom accepted — (the variant's attachments, the member, the customer)
+    each — put on record as sends, over a connection of their own (the welcome path's idiom)."""
+    rows = []
+    for attachments, staff, external_userid in sent:
+        for a in attachments or []:
+            item_id = a.get(ITEM_KEY) if isinstance(a, dict) else None
+            if staff is None or not a.get(TRACKED_KEY) or not isinstance(item_id, int):
+                continue
+            if not tokens.is_external_userid(external_userid):
+                continue
+            key = tokens.for_customer(item_id, staff.id, external_userid).rsplit(".", 1)[0]
+            rows.append({"key": key, "kind": tokens.CUSTOMER, "item_id": item_id, "staff_id": staff.id})
+            rows[-1].update(store_id=_store_id(staff), external_userid=external_userid, created_at=utcnow())
+    if not rows:
+        return
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    with claims.on_record_apart(engine) as connection:
+        connection.execute(insert(RadarLink).on_conflict_do_nothing(index_elements=["key"]), rows)
 
 
 def send_attachments(send: MassSend, staff: Staff) -> list[dict[str, Any]]:

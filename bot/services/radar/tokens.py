@@ -58,6 +58,10 @@ def _b36(n: int) -> str:
             return out
 
 
+def is_external_userid(value: str) -> bool:
+    return bool(_EXTERNAL.match(value))
+
+
 def for_customer(item_id: int, staff_id: int, external_userid: str) -> str:
     """The token of ``item`` sent by member ``staff_id`` to one customer."""
     if not _EXTERNAL.match(external_userid):
