@@ -10,6 +10,7 @@ from admin.health import bp as health_bp
 from admin.home import bp as home_bp
 from admin.i18n import init_i18n
 from admin.media import bp as media_bp
+from admin.radar import bp as radar_bp
 from admin.sidebar import init_sidebar
 from admin.views import init_panel
 
@@ -20,6 +21,7 @@ def init_admin(app: Flask) -> None:
     init_api(app)
     app.register_blueprint(home_bp)
     app.register_blueprint(media_bp)
+    app.register_blueprint(radar_bp)
     init_i18n(app)
     init_panel(app)
     init_sidebar(app)

@@ -151,6 +151,8 @@ class LibraryItemForm(FlaskForm):
     folder_id = SelectField(_l("文件夹"), coerce=int, default=0, validate_choice=False)
     tag_ids = SelectMultipleField(_l("适用标签（侧边栏向带这些标签的客户推荐）"))
     store_ids = SelectMultipleField(_l("适用门店（不选为全公司）"), coerce=int)
+    tracked = BooleanField(_l("雷达链接：记录客户打开并提醒员工"))
+    open_tag_ids = SelectMultipleField(_l("客户打开后打上的标签"))
 
 
 class QuickReplyForm(FlaskForm):

@@ -116,6 +116,13 @@ def _hour(value: str) -> int:
     return v
 
 
+def _hours(value: str) -> tuple[int, int]:
+    start, sep, end = value.strip().partition("-")
+    if not sep:
+        raise ValueError("quiet hours are START-END, e.g. 22-8 (empty: none)")
+    return _hour(start), _hour(end)
+
+
 def _days(value: str) -> int:
     v = int(value.strip())
     if v < 1:
@@ -240,6 +247,10 @@ class Settings:
     public_url: str = _setting("SIYU_PUBLIC_URL", _url, "http://127.0.0.1:5000/")
     # The corp-time hour at which each store manager gets the daily digest.
     digest_hour: int = _setting("SIYU_DIGEST_HOUR", _hour, 9)
+    # The corp's quiet hours (corp time, START-END, e.g. 22-8; equal: none): no radar alert reaches a member then.
+    quiet_hours: tuple[int, int] = _setting("SIYU_QUIET_HOURS", _hours, (22, 8))
+    # Radar link opens one address may make of one link in a minute; beyond, it is answered 429 (a bot).
+    radar_rate: int = _setting("SIYU_RADAR_RATE", _int, 30)
     # Birthdays written in a member's remark or description, e.g. "生日 1990-05-12" or "生日5月12日": a
     # regular expression with named groups month and day (and optionally year).
     birthday_pattern: str = _setting("SIYU_BIRTHDAY_PATTERN", _pattern, DEFAULT_BIRTHDAY_PATTERN)

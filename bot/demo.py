@@ -2,13 +2,13 @@
 
 Channels for the states the simulator scans (a store code with an A/B welcome, a live-room campaign code, a
 personal code for each member of one store), segments, a lifecycle rule switched on, a draft and a dispatched
-mass send, a customer group and an invitation to it by tag, library items of four kinds, two groups of quick
-replies, a member who left with customers and a group waiting for a handover, the first store's handover
-settings (删人提醒 in the digest, leavers handed over after 7 days), and a webhook endpoint at the sandbox's
-own receiver (the brand's CRM, which verifies each delivery). The simulator then acts on
-them: customers scan the codes, members confirm the sends, customers join by the code. Made once: a corp that
-has the store code is left as it is. Every step goes through the same
-services the panel uses, so the demo shows real behaviour.
+mass send, a customer group and an invitation to it by tag, library items of four kinds (the link a tracked
+radar link, sent in a mass send of its own), two groups of quick replies, a member who left with customers and
+a group waiting for a handover, the first store's handover settings (删人提醒 in the digest, leavers handed
+over after 7 days), and a webhook endpoint at the sandbox's own receiver (the brand's CRM, which verifies each
+delivery). The simulator then acts on them: customers scan the codes, members confirm the sends, customers
+join by the code and open the radar link. Made once: a corp that has the store code is left as it is. Every
+step goes through the same services the panel uses, so the demo shows real behaviour.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.models import Channel, Staff, Store, User, WebhookEndpoint
+from bot.models import Channel, LibraryItem, Staff, Store, User, WebhookEndpoint
 from bot.sandbox.corp import FakeCorp
 from bot.sandbox.handover import resign
 from bot.services.channels import codes
@@ -138,6 +138,8 @@ def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
         made.append(f"a group and an invitation to it ({invite.send.name})")
     made.append(_library(admin, store, tag_ids))
     db.session.commit()
+    made.append(_radar_send(admin, store))
+    db.session.commit()
     made.append(_leaver(corp, {m.userid for m in members} | {m.userid for m in everyone[:3]}))
     db.session.commit()
     # the first store hears of 删人 in the daily digest, and hands a leaver over to its manager after 7 days
@@ -196,6 +198,21 @@ def _png(text: str) -> bytes:
     return out.getvalue()
 
 
+def _radar_send(admin: User, store: Store) -> str:
+    """A dispatched mass send carrying the tracked link: each member's task holds their radar link, which the
+    simulator's customers open (bot.sandbox.radar). Flushes."""
+    link = db.session.scalar(select(LibraryItem).where(LibraryItem.tracked.is_(True)))
+    if link is None:
+        return "no radar link"
+    in_store = {"rule": {"op": "and", "conditions": [{"type": "store", "store_ids": [store.id]}]}}
+    body = {"name": "会员日活动（雷达链接）", "text": "会员日详情请点开看看：", "target": in_store}
+    send = compose.save_draft({**body, "attachments": [{"type": "library", "item_id": link.id}]}, admin)
+    compose.approve(send, admin)
+    db.session.commit()
+    start_send_if_due(send)
+    return "a dispatched mass send with a radar link"
+
+
 def _library(admin: User, store: Store, tag_ids: dict[str, str]) -> str:
     """Library items of four kinds (one for the first store, tagged for the sidebar's suggestions) and two
     quick-reply groups with variables. Flushes."""
@@ -215,6 +232,9 @@ def _library(admin: User, store: Store, tag_ids: dict[str, str]) -> str:
             "description": "会员日全场 8 折，积分双倍",
             "folder_id": season.id,
             "store_ids": [store.id],
+            # A radar link (雷达链接): its openers are told to their member and tagged VIP.
+            "tracked": True,
+            "open_tag_ids": vip,
         },
         admin,
         cover=("member-day.png", _png("https://example.com/member-day")),

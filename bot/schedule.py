@@ -16,6 +16,7 @@ from bot.services.groups import jobs as groups
 from bot.services.handover import jobs as handover
 from bot.services.library import jobs as library
 from bot.services.lifecycle import jobs as lifecycle
+from bot.services.radar import jobs as radar
 from bot.services.sends import jobs as sends
 from bot.services.tags import jobs as tags
 from bot.services.webhooks import jobs as webhooks
@@ -33,4 +34,5 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     *handover.PERIODIC_JOBS,
     *library.PERIODIC_JOBS,
     *webhooks.PERIODIC_JOBS,
+    *radar.PERIODIC_JOBS,
 )

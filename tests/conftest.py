@@ -143,7 +143,10 @@ def clean_state(app: Flask) -> Iterator[None]:
             for table in tables:
                 db.session.execute(text(f"DELETE FROM {table}"))
         db.session.commit()
+        if (noter := app.extensions.get("siyu.radar_noter")) is not None:
+            noter.settle()  # a radar open the last test noted lands before the flush, not in this test
         redis_conn.client.flushdb()
+        app.extensions.pop("siyu.radar_rate", None)  # radar links' per-process rate counts
     yield
     with app.app_context():
         db.session.remove()
@@ -186,6 +189,9 @@ def run_worker(app: Flask) -> Any:
         inbox = app.extensions.get("siyu.inbox")
         if inbox is not None:
             inbox.settle()  # queue pushes are coalesced; make every stored event reach the queue first
+        noter = app.extensions.get("siyu.radar_noter")
+        if noter is not None:
+            noter.settle()  # radar opens are noted in batches; make every one reach Redis first
         _worker(app).work(burst=True, with_scheduler=False)  # type: ignore[attr-defined]
 
     return run

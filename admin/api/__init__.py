@@ -118,6 +118,7 @@ from admin.api import (  # noqa: E402, F401 - importing them registers their rou
     handovers,
     library,
     openapi,
+    radar,
     replies,
     rules,
     segments,

@@ -46,6 +46,10 @@ class ItemFields(Body):
     folder_id: Id | None = None
     tag_ids: Annotated[list[Key64], Field(max_length=20)] | None = Field(None, description="WeCom corp tag ids")
     store_ids: Annotated[list[Id], Field(max_length=500)] | None = Field(None, description="none: corp-wide")
+    tracked: bool | None = Field(None, description="a link sent as a radar link (雷达链接): opens recorded")
+    open_tag_ids: Annotated[list[Key64], Field(max_length=20)] | None = Field(
+        None, description="a tracked link: WeCom corp tag ids given to each customer who opens it"
+    )
 
 
 class ItemInput(ItemFields):
@@ -69,6 +73,8 @@ class ItemForm(Form):
     folder_id: Id | None = None
     tag_ids: Annotated[str, Field(pattern=NO_NUL, max_length=2000)] | None = None
     store_ids: Annotated[str, Field(pattern=r"^[0-9, ]*$", max_length=5000)] | None = None
+    tracked: bool | None = None
+    open_tag_ids: Annotated[str, Field(pattern=NO_NUL, max_length=2000)] | None = None
     file: Upload | None = None
     cover: Upload | None = None
 
@@ -116,6 +122,8 @@ ITEM = schema(
             "tag_ids": {"type": "array", "items": {"type": "string"}},
             "store_ids": {"type": "array", "items": {"type": "integer"}},
             "archived": {"type": "boolean"},
+            "tracked": {"type": "boolean"},
+            "open_tag_ids": {"type": "array", "items": {"type": "string"}},
             "updated_at": {"type": "string"},
         },
     },
@@ -161,9 +169,11 @@ def _save(body: ItemInput | ItemEdit | ItemForm, item: LibraryItem | None) -> Li
     """The item created or changed from a JSON body or a multipart form (its files read within WeCom's
     largest size plus one byte, so that an oversized file is refused by the size check)."""
     if isinstance(body, ItemForm):
-        raw = body.model_dump(exclude_unset=True, exclude={"file", "cover", "tag_ids", "store_ids"})
+        raw = body.model_dump(exclude_unset=True, exclude={"file", "cover", "tag_ids", "store_ids", "open_tag_ids"})
         if body.tag_ids is not None:
             raw["tag_ids"] = _csv(body.tag_ids)
+        if body.open_tag_ids is not None:
+            raw["open_tag_ids"] = _csv(body.open_tag_ids)
         if body.store_ids is not None:
             raw["store_ids"] = _csv(body.store_ids, as_int=True)
         limit = media.MAX_BYTES["file"] + 1

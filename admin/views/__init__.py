@@ -163,6 +163,7 @@ from admin.views import (  # noqa: E402, F401 - register the routes
     handovers,
     library,
     lifecycle,
+    radar,
     rankings,
     replies,
     segments,

@@ -37,6 +37,7 @@ from bot.services.customers.relations import added_within, update_profile
 from bot.services.customers.relations import import_birthdays as import_birthday_rows
 from bot.services.customers.timeline import received_messages
 from bot.services.groups import mirror as groups
+from bot.services.radar import reports as radar_reports
 from bot.services.segments import rules as segments
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
@@ -277,6 +278,7 @@ def _profile(c: Customer, form: CustomerNotesForm) -> str:
         chosen=chosen,
         why=why,
         customer_groups=groups.groups_of(c, current_user),
+        opened=radar_reports.customer_opens(c, user=current_user),
         messages=messages,
         messages_page=max(page, 1),
         more_messages=more,

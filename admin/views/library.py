@@ -20,11 +20,12 @@ from admin.forms import ITEM_KINDS, EmptyForm, LibraryItemForm
 from admin.params import download_name, whole
 from admin.views import bp, permission_required, refusal_message
 from bot.extensions import db
-from bot.models import LibraryItem, Store
+from bot.models import LibraryItem, RadarLink, Store
 from bot.services.customers import growth
 from bot.services.errors import ServiceError
 from bot.services.library import folders, items, usage
 from bot.services.library.items import Upload
+from bot.services.radar import reports as radar_reports
 from bot.services.sends import media
 from bot.services.tags import library as tags
 from bot.services.users.permissions import Action, allows
@@ -38,6 +39,7 @@ def _choices(form: LibraryItemForm) -> None:
         SelectChoice(f.id, f.name) for f in folders.folders()
     ]
     form.tag_ids.choices = [SelectChoice(t, label) for t, label in tags.labelled()]
+    form.open_tag_ids.choices = form.tag_ids.choices
     form.store_ids.choices = [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
 
 
@@ -100,10 +102,21 @@ def _raw(form: LibraryItemForm, kind: str | None) -> dict[str, Any]:
         "folder_id": form.folder_id.data or None,
         "tag_ids": list(form.tag_ids.data or []),
         "store_ids": list(form.store_ids.data or []),
+        "tracked": bool(form.tracked.data),
+        "open_tag_ids": list(form.open_tag_ids.data or []),
     }
     if kind is not None:
         raw["kind"] = kind
     return raw
+
+
+def _radar(item: LibraryItem | None) -> dict[str, Any] | None:
+    """A tracked link's figures over 30 days and its daily opens."""
+    if item is None or not item.tracked:
+        return None
+    w = growth.window(30)
+    rows = radar_reports.figures(current_user, w, "item", where=[RadarLink.item_id == item.id])
+    return {"figures": rows[0] if rows else None, "daily": radar_reports.daily_opens(item.id, w)}
 
 
 def _form_page(form: LibraryItemForm, kind: str, item: LibraryItem | None, status: int = 200) -> ResponseReturnValue:
@@ -115,6 +128,7 @@ def _form_page(form: LibraryItemForm, kind: str, item: LibraryItem | None, statu
             kinds=ITEM_KINDS,
             item=item,
             used=usage.item_usage(current_user, growth.window(30), [item.id]).get(item.id) if item else None,
+            radar=_radar(item),
             can_edit=item is None or items.may_edit(current_user, item),
             action_form=EmptyForm(),
         ),
@@ -175,6 +189,8 @@ def library_item(item_id: int) -> ResponseReturnValue:
             "folder_id": item.folder_id or 0,
             "tag_ids": item.tag_ids,
             "store_ids": [s.id for s in item.stores],
+            "tracked": item.tracked,
+            "open_tag_ids": list(item.open_tag_ids or []),
         }
     )
     _choices(form)

@@ -64,6 +64,8 @@ def _from_form(rule: LifecycleRule | None = None) -> dict[str, Any]:
         args = {"days": f.get("dormant_days", type=whole)}
     elif trigger == "tag_added":
         args = {"tag_ids": f.getlist("trigger_tag_ids")}
+    elif trigger == "opened":
+        args = {"item_id": f.get("trigger_item_id", type=whole)}
     actions: list[dict[str, Any]] = []
     if f.get("remind"):
         actions.append({"type": "remind", "text": f.get("remind_text", "")})

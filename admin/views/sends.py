@@ -19,6 +19,7 @@ from admin.views import attachments, bp, client_ip, refusal_message
 from bot.extensions import db
 from bot.models import MassSend, Segment, Staff
 from bot.services.library.errors import LibraryError, LibraryForbidden
+from bot.services.radar import reports as radar_reports
 from bot.services.sends import compose as sends
 from bot.services.sends import media, recipients
 from bot.services.sends import tracking as send_tracking
@@ -153,11 +154,17 @@ def _get(send_id: int) -> MassSend:
     return send
 
 
+#: the funnel's steps as charted; "opened" counts the unique openers of the send's radar links
+FUNNEL = ("targeted", "in_task", "confirmed", "delivered", "opened")
+
+
 @bp.get("/sends/<int:send_id>")
 def send_detail(send_id: int) -> ResponseReturnValue:
     send = _get(send_id)
     dispatched = send.dispatched_at is not None
     funnel = send_tracking.funnel(send) if dispatched else None
+    if funnel is not None:
+        funnel["opened"] = radar_reports.send_openers(send.id)  # its radar links' unique openers
     return render_template(
         "admin/sends/detail.html",
         send=send,
@@ -170,8 +177,9 @@ def send_detail(send_id: int) -> ResponseReturnValue:
                 _("已建任务"),
                 _("成员已确认"),
                 _("已送达"),
+                _("已打开"),
             ],
-            "values": [funnel[k] for k in ("targeted", "in_task", "confirmed", "delivered")] if funnel else [],
+            "values": [funnel[k] for k in FUNNEL] if funnel else [],
         },
         can_manage=sends.may_manage(send, current_user),
         is_admin=allows(current_user, Action.approve_sends),

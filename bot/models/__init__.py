@@ -28,6 +28,7 @@ from bot.models.library import (
     quick_reply_stores,
 )
 from bot.models.lifecycle import LifecycleRule, LifecycleTask, RuleRun, Step, Trigger
+from bot.models.radar import RadarAlert, RadarLink, RadarOpen
 from bot.models.segments import Segment
 from bot.models.sends import (
     ChunkStatus,
@@ -80,6 +81,9 @@ __all__ = [
     "FollowStatus",
     "FollowTag",
     "Segment",
+    "RadarAlert",
+    "RadarLink",
+    "RadarOpen",
     "GroupChat",
     "GroupInvite",
     "GroupMember",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Table, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.extensions import db
@@ -76,6 +76,10 @@ class LibraryItem(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     archived: Mapped[bool] = mapped_column(default=False, index=True)
+    # A link tracked as a radar link (雷达链接): sent as Siyu's /r/<token>, its opens recorded, and the tags
+    # its openers are given (corp tag ids).
+    tracked: Mapped[bool] = mapped_column(default=False, server_default=false())
+    open_tag_ids: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
     file: Mapped[MediaFile | None] = relationship(foreign_keys=[file_id])
     cover: Mapped[MediaFile | None] = relationship(foreign_keys=[cover_id])

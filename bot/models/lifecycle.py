@@ -19,6 +19,7 @@ class Trigger(enum.StrEnum):
     dormant = "dormant"  # N days without an interaction
     tag_added = "tag_added"  # one of these tags was put on the customer
     lost = "lost"  # the customer deleted the member
+    opened = "opened"  # the customer opened a tracked library link (雷达链接): one item, or any of a folder
 
 
 class LifecycleRule(db.Model):  # type: ignore[name-defined]

@@ -17,6 +17,7 @@ import requests
 from bot.sandbox.corp import Contact, FakeCorp, FakeGroup
 from bot.sandbox.handover import customer_refuses, resign, take_over
 from bot.sandbox.members import confirm_mass_task
+from bot.sandbox.radar import someone_reads
 from bot.wecom.crypto import CallbackCrypto
 
 log = logging.getLogger(__name__)
@@ -438,6 +439,8 @@ class Simulator:
         if roll >= 0.9 and (done := self.group_activity()) is not None:
             what, delivery = done
             return f"{what} ({delivery.statuses})"
+        if 0.6 <= roll < 0.65 and (read := someone_reads(self.corp, self.rng, self.timeout)) is not None:
+            return read
         action = "add" if roll < 0.65 else "tag" if roll < 0.82 else "delete"
         done = self.act(action, state=self.rng.choice(["", "store-qr", "live-room"])) or self.act("add")
         assert done is not None

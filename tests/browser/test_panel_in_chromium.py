@@ -162,8 +162,9 @@ def test_an_admin_sends_to_a_pasted_list_and_follows_the_funnel(app, page, shop,
     with app.app_context():
         track_sends()
     page.reload()
-    expect(page.locator("#funnel-chart")).to_have_attribute("data-rendered", "4")
+    expect(page.locator("#funnel-chart")).to_have_attribute("data-rendered", "5")  # … delivered, opened
     assert page.inner_text("#funnel-targeted") == "4" and page.inner_text("#funnel-delivered") == "3"
+    assert page.inner_text("#funnel-opened") == "0"  # a send without radar links: nobody to count
     screenshot(page, "mass-send")
     row = page.locator("#send-members tr[data-userid=staff0301]")
     row.locator("button:has-text('提醒')").click()

@@ -50,7 +50,7 @@ def test_configure_reconciles_and_catches_up_once(app, ctx, sim):
     assert {j.id for j in PERIODIC_JOBS} <= ids
     # nothing has run yet: one catch-up each, but for the sweeps every few seconds
     sweeps = {j.id for j in PERIODIC_JOBS if not j.record_idle_runs}
-    assert sweeps == {"requeue_due_events", "rescue_welcomes", "sweep_webhooks"}
+    assert sweeps == {"requeue_due_events", "rescue_welcomes", "sweep_webhooks", "record_radar_opens"}
     assert {f"{j.id}:catch-up" for j in PERIODIC_JOBS if j.id not in sweeps} == {i for i in ids if "catch-up" in i}
     for j in PERIODIC_JOBS:
         run_job(j, claim=False)

@@ -107,6 +107,9 @@ def add_client_pages(app: Flask) -> None:
                 identity = {"openid": openid_of(guest or "guest")}
                 if guest:
                     identity["external_userid"] = guest
+            elif problem is None and pick.startswith("customer:") and pick[9:] in corp.contacts:
+                # One customer in WeChat (a radar link of a mass send): named by openid and external_userid.
+                identity = {"openid": openid_of(pick[9:]), "external_userid": pick[9:]}
             else:
                 page = render_template_string(
                     _page("authorize.html"), error=problem[0] if problem else "请选择成员", errcode=40058

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ from bot.models._time import utcnow
 from bot.services import claims
 from bot.services.channels.codes import render, variables
 from bot.services.clients import contact_api
+from bot.services.radar import links as radar
 from bot.wecom import WeComClient
 from bot.wecom.errors import MalformedCallback, WeComError, WelcomeAlreadySent, WelcomeBeingSent, WelcomeCodeInvalid
 from bot.wecom.events import ExternalContactEvent, parse_event
@@ -63,8 +64,8 @@ LEASE = timedelta(seconds=6)
 #: them with (the add came without one), by the channel of the relation's state (the event carries none)
 APPROVAL = "msg_audit_approved"
 #: an attachment made from a content library item carries its id under this key (kept fresh by the library,
-#: which sits above this domain); WeCom is sent the attachment without it
-LIBRARY_ITEM_KEY = "library_item_id"
+#: which sits above this domain); WeCom is sent the attachment without it (``radar.welcome_attachments``)
+LIBRARY_ITEM_KEY = radar.ITEM_KEY
 #: the event kinds that carry a welcome code
 WELCOME_KINDS = (
     "change_external_contact.add_external_contact",
@@ -238,6 +239,9 @@ class Welcome:
     channel: Channel | None
     variant: WelcomeMessage | None
     staff: Staff | None
+    #: the variant's attachments as WeCom takes them, a tracked link made this customer's: planned while the
+    #: app is at hand (the sending threads have none)
+    attachments: list[Any] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -257,11 +261,8 @@ def _deliver(welcome: Welcome, customer_name: str, api: WeComClient, sleep: Call
     text = render(variant.text, variables(customer_name, welcome.staff))
     if text:
         payload["text"] = {"content": text}
-    if variant.attachments:
-        payload["attachments"] = [
-            {k: v for k, v in a.items() if k != LIBRARY_ITEM_KEY} if isinstance(a, dict) else a
-            for a in variant.attachments
-        ]
+    if welcome.attachments:
+        payload["attachments"] = welcome.attachments
     for attempt in range(len(BUSY_RETRIES) + 1):
         try:
             api.send_welcome_msg(payload)
@@ -280,9 +281,23 @@ def _deliver(welcome: Welcome, customer_name: str, api: WeComClient, sleep: Call
     raise AssertionError("unreachable")
 
 
+def _record_links(engine: Any, welcomes: list[Welcome], outcomes: list[Outcome]) -> None:
+    """The radar links of the welcomes WeCom accepted, counted as sent."""
+    sent = {o.code for o in outcomes if o.status == WelcomeStatus.sent}
+    done = [(w.variant.attachments, w.staff, w.external_userid) for w in welcomes if w.code in sent and w.variant]
+    radar.record_welcomes(engine, done)
+
+
 def _plan(code: str, external_userid: str, userid: str, channel: Channel | None, staff: Staff | None) -> Welcome:
     variant = choose_variant(channel) if channel is not None and channel.active else None
-    return Welcome(code, external_userid, userid, channel, variant, staff)
+    return _with_staff(Welcome(code, external_userid, userid, channel, variant, None), staff)
+
+
+def _with_staff(welcome: Welcome, staff: Staff | None) -> Welcome:
+    attachments = welcome.variant.attachments if welcome.variant is not None else []
+    return replace(
+        welcome, staff=staff, attachments=radar.welcome_attachments(attachments, staff, welcome.external_userid)
+    )
 
 
 def send_welcome(
@@ -307,9 +322,10 @@ def send_welcome(
         # The usual case after the fast path: nothing more to read or send.
         log.info("welcome code already handled (%s); not sending again", done[code][0].value)
         return done[code]
-    welcome = replace(welcome, staff=db.session.scalar(select(Staff).where(Staff.userid == userid)))
+    welcome = _with_staff(welcome, db.session.scalar(select(Staff).where(Staff.userid == userid)))
     outcome = _deliver(welcome, customer_name, contact_api(), sleep)
     _record(db.engine, [outcome])
+    _record_links(db.engine, [welcome], [outcome])
     if outcome.error is not None:
         raise outcome.error  # the event is retried; the code may still be alive
     return outcome.status, outcome.variant_id
@@ -422,6 +438,7 @@ def send_welcomes(
                 _renew(engine, [futures[f] for f in running])
         outcomes = [f.result() for f in futures]
     _record(engine, outcomes)
+    _record_links(engine, todo, outcomes)
     now = utcnow()
     for o in outcomes:
         WELCOMES.labels(o.status.value).inc()

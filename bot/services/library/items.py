@@ -76,17 +76,17 @@ def _page(raw: Any) -> str:
     return page
 
 
-def _tag_ids(raw: Any) -> list[str]:
+def _tag_ids(raw: Any, field: str = "tag_ids") -> list[str]:
     if raw is None:
         return []
     if not isinstance(raw, list) or len(raw) > MAX_TAGS:
-        raise LibraryError("tag_ids", N_("标签最多 20 个"))
+        raise LibraryError(field, N_("标签最多 20 个"))
     if not all(isinstance(t, str) and 0 < len(t) <= 64 for t in raw):
-        raise LibraryError("tag_ids", N_("标签应为企业标签 ID"))
+        raise LibraryError(field, N_("标签应为企业标签 ID"))
     ids = list(dict.fromkeys(raw))
     known = set(db.session.scalars(select(Tag.tag_id).where(Tag.tag_id.in_(ids), Tag.deleted.is_(False))))
     if len(known) != len(ids):
-        raise LibraryError("tag_ids", N_("有标签不在标签库中"))
+        raise LibraryError(field, N_("有标签不在标签库中"))
     return ids
 
 
@@ -158,11 +158,15 @@ def save_item(
         raw_title = merged["text"].strip()[:30]
     title = _text(raw_title, "title", required=True, limit_bytes=title_bytes, limit_chars=MAX_TITLE)
     values: dict[str, Any] = {"title": title, "text": "", "url": "", "description": "", "appid": "", "page": ""}
+    values.update(tracked=False, open_tag_ids=[])
     if kind == "text":
         values["text"] = _text(merged.get("text"), "text", required=True, limit_bytes=TEXT_BYTES)
     elif kind == "link":
         values["url"] = _url(merged.get("url"))
         values["description"] = _text(merged.get("description"), "description", required=False, limit_bytes=512)
+        # A radar link (雷达链接): sent as Siyu's own short link, its openers told to the member and tagged.
+        values["tracked"] = merged.get("tracked") is True
+        values["open_tag_ids"] = _tag_ids(merged.get("open_tag_ids"), "open_tag_ids")
     elif kind == "miniprogram":
         appid = _text(merged.get("appid"), "appid", required=True, limit_bytes=64)
         if not APPID.match(appid):
@@ -334,4 +338,6 @@ def describe(item: LibraryItem) -> dict[str, Any]:
         "tag_ids": item.tag_ids,
         "store_ids": [s.id for s in item.stores],
         "archived": item.archived,
+        "tracked": item.tracked,
+        "open_tag_ids": list(item.open_tag_ids or []),
     }

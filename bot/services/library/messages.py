@@ -25,6 +25,7 @@ from bot.services.channels.welcome import LIBRARY_ITEM_KEY
 from bot.services.clients import contact_api
 from bot.services.errors import translates_wecom_errors
 from bot.services.library.errors import LibraryError
+from bot.services.radar.links import TRACKED_KEY
 from bot.services.sends import media
 from bot.services.users.accounts import N_
 from bot.services.users.scope import library_item_condition
@@ -84,7 +85,8 @@ def wecom_attachment(item: LibraryItem, api: WeComClient, *, fresh: bool = False
             link["desc"] = item.description
         if item.cover is not None:
             link["picurl"] = media.public_url(item.cover)
-        return {"msgtype": "link", "link": link, **marker}
+        tracked = {TRACKED_KEY: True} if item.tracked else {}  # made each customer's link when sent
+        return {"msgtype": "link", "link": link, **marker, **tracked}
     if kind == ItemKind.miniprogram:
         pic = _media_id(item.cover, api, fresh)
         mini = {"title": item.title, "pic_media_id": pic, "appid": item.appid, "page": item.page}

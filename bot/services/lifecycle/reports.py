@@ -9,12 +9,13 @@ import calendar
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import String, and_, cast, exists, func, select
 
 from bot.extensions import db
 from bot.models import (
     Customer,
     CustomerEvent,
+    LibraryItem,
     LifecycleRule,
     LifecycleTask,
     RuleRun,
@@ -60,6 +61,9 @@ def _why(rule: LifecycleRule, occurrence: str, customer: Customer, today: date, 
     if kind == Trigger.tag_added:
         tag = db.session.scalar(select(Tag.name).where(Tag.tag_id == event.detail))
         return f"{corp_time.local(event.at):%m-%d %H:%M} 被打上标签「{tag or event.detail}」"
+    if kind == Trigger.opened:
+        title = db.session.scalar(select(LibraryItem.title).where(cast(LibraryItem.id, String) == event.detail))
+        return f"{corp_time.local(event.at):%m-%d %H:%M} 打开了《{title or event.detail}》"
     return f"{corp_time.local(event.at):%m-%d %H:%M} 删除了成员 {event.staff_userid}"
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.models import LifecycleRule, Segment, Tag, Trigger, User
+from bot.models import LibraryFolder, LibraryItem, LifecycleRule, Segment, Tag, Trigger, User
 from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.errors import Forbidden, Invalid
@@ -140,6 +140,23 @@ def _tag_ids(raw: Any, field: str, *, required: bool) -> list[str]:
     return ids
 
 
+def opened_args(args: dict[str, Any]) -> dict[str, int]:
+    """ "Opened a tracked item": one library item (``item_id``) or any item of a folder (``folder_id``)."""
+    given = {k: args.get(k) for k in ("item_id", "folder_id") if args.get(k) is not None}
+    if len(given) != 1:
+        raise LifecycleError("trigger_args.item_id", N_("请选择一个雷达链接素材或一个文件夹"))
+    key, value = next(iter(given.items()))
+    model = LibraryItem if key == "item_id" else LibraryFolder
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not 0 < value < 2**31
+        or db.session.get(model, value) is None
+    ):
+        raise LifecycleError(f"trigger_args.{key}", N_("素材或文件夹不存在"))
+    return {key: value}
+
+
 def check_trigger(trigger: Any, raw: Any) -> tuple[Trigger, dict[str, Any]]:
     if trigger not in Trigger.__members__:
         raise LifecycleError("trigger", N_("未知的触发条件"))
@@ -156,6 +173,8 @@ def check_trigger(trigger: Any, raw: Any) -> tuple[Trigger, dict[str, Any]]:
         return kind, {"days": _days(args.get("days"), "trigger_args.days", 1, 3650)}
     if kind == Trigger.tag_added:
         return kind, {"tag_ids": _tag_ids(args.get("tag_ids"), "trigger_args.tag_ids", required=True)}
+    if kind == Trigger.opened:
+        return kind, opened_args(args)
     return kind, {}
 
 

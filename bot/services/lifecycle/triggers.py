@@ -26,6 +26,7 @@ from bot.models import (
     CustomerEvent,
     FollowRelation,
     FollowStatus,
+    LibraryItem,
     LifecycleRule,
     LifecycleTask,
     RuleRun,
@@ -172,12 +173,26 @@ def _lost(rule: LifecycleRule, today: date, now: datetime) -> Any:
     return _events(rule, now, CustomerEvent.kind == FollowStatus.deleted_by_customer.value)
 
 
+def _opened(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    """The customer opened a tracked library link (the radar's ``link_opened``, detail the item's id): the
+    rule's item, or any item of its folder."""
+    args = rule.trigger_args
+    items = select(cast(LibraryItem.id, String))
+    items = (
+        items.where(LibraryItem.id == args["item_id"])
+        if "item_id" in args
+        else items.where(LibraryItem.folder_id == args.get("folder_id"))
+    )
+    return _events(rule, now, and_(CustomerEvent.kind == "link_opened", CustomerEvent.detail.in_(items)))
+
+
 TRIGGERS: dict[Trigger, Callable[[LifecycleRule, date, datetime], Any]] = {
     Trigger.birthday: _birthday,
     Trigger.added: _added,
     Trigger.dormant: _dormant,
     Trigger.tag_added: _tag_added,
     Trigger.lost: _lost,
+    Trigger.opened: _opened,
 }
 DAILY = (Trigger.birthday, Trigger.added, Trigger.dormant)
 

@@ -29,6 +29,7 @@ from bot.models._time import from_epoch, utcnow
 from bot.services import claims
 from bot.services.channels.codes import render, variables
 from bot.services.clients import agent_api, agent_id, contact_api
+from bot.services.radar import links as radar
 from bot.services.sends import compose as sends
 from bot.services.sends import media, recipients
 from bot.services.sends.errors import SendError
@@ -66,9 +67,9 @@ class Payloads:
             self.media_ids[file_id] = media.media_id(kept, self.api, fresh=fresh)
         return self.media_ids[file_id]
 
-    def attachments(self, fresh: bool = False) -> list[dict[str, Any]]:
+    def attachments(self, staff: Staff, fresh: bool = False) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for a in self.send.attachments:
+        for a in radar.send_attachments(self.send, staff):
             kind = a["type"]
             if kind in ("image", "video", "file"):
                 out.append({"msgtype": kind, kind: {"media_id": self._media_id(a["file_id"], fresh)}})
@@ -93,7 +94,7 @@ class Payloads:
         text = member_text(self.send, staff)
         if text:
             body["text"] = {"content": text}
-        attachments = self.attachments(fresh)
+        attachments = self.attachments(staff, fresh)
         if attachments:
             body["attachments"] = attachments
         return body
@@ -144,7 +145,7 @@ def reconcile(chunk: SendChunk, api: WeComClient) -> bool:
     called = chunk.called_at or utcnow()
     start = int((called - SKEW).replace(tzinfo=UTC).timestamp())
     end = min(int(time.time()) + 60, start + LIST_WINDOW)
-    said = _said(member_text(chunk.send, chunk.staff), list(chunk.send.attachments or []))
+    said = _said(member_text(chunk.send, chunk.staff), radar.send_attachments(chunk.send, chunk.staff))
     alike = [m for m in api.list_group_msgs(start, end, chat_type=chunk.send.chat_type) if _listed_said(m) == said]
     msgids = [str(m.get("msgid")) for m in alike]
     recorded: set[str | None] = set()
@@ -303,7 +304,7 @@ def call_wave(
     if unavailable is not None:
         raise unavailable
     if stale_media:
-        payloads.attachments(fresh=True)  # WeCom forgot a media id: upload once, for every chunk after
+        payloads.attachments(stale_media[0].staff, fresh=True)  # WeCom forgot a media id: upload once, for all after
         call_wave(stale_media, payloads, sleep, media_renewed=True)
     if rate_wait:
         log.warning("send %s waits %.0fs for WeCom's rate limit", chunks[0].send_id, rate_wait)

@@ -16,6 +16,7 @@ from bot.services.library import items as library
 from bot.services.library import replies
 from bot.services.library.messages import chat_message
 from bot.services.library.usage import record_send
+from bot.services.radar import links as radar
 from bot.services.users.accounts import N_, audit
 from bot.services.workspace.actions import actor
 from bot.services.workspace.members import followed_customer, visible_group
@@ -52,8 +53,11 @@ def item_message(
 ) -> dict[str, Any]:
     """``sendChatMessage``'s arguments for the item in the chat in front of the member. ``fresh``: the client
     refused the media id (40007), so the file is uploaded again. Flushes an upload."""
-    chat_of(staff, external_userid, chat_id)
-    return chat_message(item_for(staff, item_id), contact_api(), fresh=fresh)
+    customer, _chat = chat_of(staff, external_userid, chat_id)
+    item = item_for(staff, item_id)
+    message = chat_message(item, contact_api(), fresh=fresh)
+    # A tracked link is this customer's radar link; a group chat has no one customer and gets the item's URL.
+    return radar.chat_message(message, item, staff, customer.external_userid) if customer else message
 
 
 def reply_message(staff: Staff, reply_id: int, *, external_userid: str | None, chat_id: str | None) -> dict[str, Any]:
@@ -77,6 +81,8 @@ def record(
     item = item_for(staff, item_id) if item_id else None
     reply = reply_for(staff, reply_id) if reply_id else None
     send = record_send(staff, item=item, reply=reply, customer=customer, chat_id=chat)
+    if item is not None and customer is not None:
+        radar.sent_to_customer(item, staff, customer.external_userid)
     what = f"item:{item.id}" if item is not None else f"reply:{reply.id if reply else ''}"
     audit(None, "sidebar_send_content", what, after={"to": external_userid or chat}, name=actor(staff))
     return send

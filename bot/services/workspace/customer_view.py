@@ -16,6 +16,7 @@ from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.customers.timeline import received_messages
 from bot.services.library.items import suggested_items
+from bot.services.radar.reports import CustomerOpen, customer_opens
 from bot.services.segments import rules as segments
 from bot.services.workspace.members import followed_customer
 
@@ -54,6 +55,7 @@ class CustomerView:
     birthday_in: int | None
     quiet_days: int | None
     todo: list[Suggestion] = field(default_factory=list)
+    opened: list[CustomerOpen] = field(default_factory=list)  # radar links they opened, newest first
 
     @property
     def my_tag_ids(self) -> set[str]:
@@ -146,6 +148,7 @@ def customer_view(staff: Staff, external_userid: str) -> CustomerView:
         customer, follow, others, _timeline(customer, staff), tasks, _segments(customer), birthday_in, quiet
     )
     view.todo = [Suggestion("task", task_text(t), t.rule.name, task_id=t.id) for t in tasks]
+    view.opened = customer_opens(customer, limit=5)
     if birthday_in is not None and birthday_in <= BIRTHDAY_DAYS:
         view.todo.append(Suggestion("birthday", "", str(birthday_in)))
     if quiet is not None and quiet >= QUIET_DAYS:

@@ -1,0 +1,138 @@
+"""Tracked links going out: where each send's link payload is built, a tracked library link becomes Siyu's
+``/r/<token>`` (``tokens``), and the link is put on record (``RadarLink``) so that its sends are counted.
+
+- the sidebar (``chat_message``, ``sent_to_customer``): per customer — the item, the member, the customer;
+- welcome messages (``welcome_attachments``): per customer, planned where the app is at hand (the sending
+  threads have none); their rows are written at the first open;
+- mass sends and lifecycle sends (``send_attachments``): per send — the item, the member, the send — since one
+  WeCom task carries the same content to all of a member's customers.
+
+An item not tracked (or a member Siyu does not know) goes out with its own URL, as before."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from bot.extensions import db
+from bot.models import ItemKind, LibraryItem, MassSend, RadarLink, Staff
+from bot.models._time import utcnow
+from bot.services import claims
+from bot.services.radar import tokens
+from bot.services.rows import get_or_insert
+
+#: the key marking a welcome attachment made from a library item, and the one marking it tracked; both are
+#: Siyu's and stripped before WeCom sees the attachment
+ITEM_KEY = "library_item_id"
+TRACKED_KEY = "radar_tracked"
+
+
+def _store_id(staff: Staff | None) -> int | None:
+    return staff.stores[0].id if staff is not None and staff.stores else None
+
+
+def record_link(token: tokens.Token, staff: Staff | None = None) -> RadarLink:
+    """The link's row (written the first time it is asked for). Flushes."""
+    if staff is None:
+        staff = db.session.get(Staff, token.staff_id)
+    return get_or_insert(
+        RadarLink,
+        {"key": token.key},
+        kind=token.kind,
+        item_id=token.item_id,
+        staff_id=staff.id if staff is not None else None,
+        store_id=_store_id(staff),
+        external_userid=token.external_userid,
+        send_id=token.send_id,
+    )
+
+
+def customer_url(item: LibraryItem, staff: Staff, external_userid: str) -> str:
+    """Where a link item sent by ``staff`` to one customer points: its radar link if tracked, else its URL."""
+    if not item.tracked or item.kind != ItemKind.link or not tokens.is_external_userid(external_userid):
+        return item.url
+    return tokens.url(tokens.for_customer(item.id, staff.id, external_userid))
+
+
+def chat_message(message: dict[str, Any], item: LibraryItem, staff: Staff, external_userid: str) -> dict[str, Any]:
+    """``sendChatMessage``'s arguments for a single chat with a tracked link made this customer's."""
+    if message.get("msgtype") != "news" or not item.tracked:
+        return message
+    news = {**message["news"], "link": customer_url(item, staff, external_userid)}
+    return {**message, "news": news}
+
+
+def sent_to_customer(item: LibraryItem, staff: Staff, external_userid: str) -> RadarLink | None:
+    """The member sent a tracked link to a customer from the sidebar: its row, counted as a send. Flushes."""
+    if not item.tracked or item.kind != ItemKind.link or not tokens.is_external_userid(external_userid):
+        return None
+    parsed = tokens.parse(tokens.for_customer(item.id, staff.id, external_userid))
+    assert parsed is not None
+    return record_link(parsed, staff)
+
+
+def welcome_attachments(attachments: list[Any], staff: Staff | None, external_userid: str) -> list[Any]:
+    """A welcome variant's attachments as WeCom takes them: Siyu's markers stripped, and a tracked link made
+    this customer's (when Siyu knows the member). Reads nothing from the database."""
+    out: list[Any] = []
+    for a in attachments or []:
+        if not isinstance(a, dict):
+            out.append(a)
+            continue
+        clean = {k: v for k, v in a.items() if k not in (ITEM_KEY, TRACKED_KEY)}
+        item_id, link = a.get(ITEM_KEY), clean.get("link")
+        tracked = a.get(TRACKED_KEY) and staff is not None and tokens.is_external_userid(external_userid)
+        if tracked and staff is not None and isinstance(item_id, int) and isinstance(link, dict):
+            clean["link"] = {**link, "url": tokens.url(tokens.for_customer(item_id, staff.id, external_userid))}
+        out.append(clean)
+    return out
+
+
+def record_welcomes(engine: Engine, sent: list[tuple[list[Any], Staff | None, str]]) -> None:
+    """The tracked links of welcomes WeCom accepted — (the variant's attachments, the member, the customer)
+    each — put on record as sends, over a connection of their own (the welcome path's idiom)."""
+    rows = []
+    for attachments, staff, external_userid in sent:
+        for a in attachments or []:
+            item_id = a.get(ITEM_KEY) if isinstance(a, dict) else None
+            if staff is None or not a.get(TRACKED_KEY) or not isinstance(item_id, int):
+                continue
+            if not tokens.is_external_userid(external_userid):
+                continue
+            key = tokens.for_customer(item_id, staff.id, external_userid).rsplit(".", 1)[0]
+            rows.append({"key": key, "kind": tokens.CUSTOMER, "item_id": item_id, "staff_id": staff.id})
+            rows[-1].update(store_id=_store_id(staff), external_userid=external_userid, created_at=utcnow())
+    if not rows:
+        return
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    with claims.on_record_apart(engine) as connection:
+        connection.execute(insert(RadarLink).on_conflict_do_nothing(index_elements=["key"]), rows)
+
+
+def send_attachments(send: MassSend, staff: Staff) -> list[dict[str, Any]]:
+    """A mass send's attachments (Siyu's form) as ``staff``'s task carries them: each tracked library link is
+    the member's link of this send, on record. The same every time (a resumed dispatch compares what it
+    said with what WeCom lists). Flushes."""
+    attachments: list[dict[str, Any]] = copy.deepcopy(list(send.attachments or []))
+    item_ids = {a["item_id"] for a in attachments if a.get("type") == "link" and isinstance(a.get("item_id"), int)}
+    if not item_ids:
+        return attachments
+    tracked = set(
+        db.session.scalars(
+            select(LibraryItem.id).where(
+                LibraryItem.id.in_(item_ids), LibraryItem.tracked.is_(True), LibraryItem.kind == ItemKind.link
+            )
+        )
+    )
+    for a in attachments:
+        if a.get("type") == "link" and a.get("item_id") in tracked:
+            token = tokens.for_send(a["item_id"], staff.id, send.id)
+            parsed = tokens.parse(token)
+            assert parsed is not None
+            record_link(parsed, staff)
+            a["url"] = tokens.url(token)
+    return attachments
