@@ -35,6 +35,7 @@ EVENT_LABELS = {
     "send.delivered": _l("群发送达客户"),
     "task.created": _l("生命周期任务创建"),
     "task.done": _l("生命周期任务完成"),
+    "radar.opened": _l("客户打开雷达链接"),
     "handover.finished": _l("员工交接完成"),
     "ping": _l("测试事件"),
 }

@@ -271,3 +271,19 @@ def test_an_item_no_longer_tracked_still_redirects_without_recording(app, client
     run_worker()
     with app.app_context():
         assert opens() == []
+
+
+def test_a_first_open_is_told_to_the_brands_systems_once(app, client, shop, run_worker):
+    from tests.services.webhook_helpers import receiving, register
+
+    (mine, *_), item_id, staff_id, _send_id = shop
+    with receiving() as crm:
+        register(app, crm, types=["radar.opened"])
+        token = _customer_token(app, item_id, staff_id, mine.external_userid)
+        for _ in range(2):  # a reload the same day is not news
+            client.get(f"/r/{token}", headers={"User-Agent": WECHAT})
+        run_worker()
+    (opened,) = [r.body["data"] for r in crm.of_type("radar.opened")]
+    assert opened["customer"]["external_userid"] == mine.external_userid
+    assert opened["member"] == {"userid": "staff0201"} and opened["via"] == "link"
+    assert opened["item"]["id"] == item_id and opened["send_id"] is None

@@ -32,6 +32,7 @@ from bot.services.clients import agent_api, agent_id, settings
 from bot.services.customers.relations import record_event
 from bot.services.errors import ServiceError
 from bot.services.rows import get_or_insert_created
+from bot.services.signals import announce
 from bot.services.tags.library import tag_customer
 from bot.wecom.errors import RateLimited, WeComError, WeComUnavailable
 
@@ -82,6 +83,17 @@ def opened(open_: RadarOpen, link: RadarLink, customer: Customer, at: datetime) 
     follow = serving_follow(customer, link.staff_id)
     userid = follow.staff.userid if follow is not None else ""
     record_event(customer, OPENED, userid, str(item.id))
+    announce(
+        "radar.opened",
+        {
+            "customer": {"external_userid": customer.external_userid, "name": customer.name or ""},
+            "member": {"userid": userid},
+            "item": {"id": item.id, "title": item.title},
+            "send_id": link.send_id,
+            "via": open_.via,
+        },
+        customer.external_userid,
+    )
     if follow is not None:
         _tag(item, follow)
     status = "quiet" if quiet(at) else ("pending" if follow is not None else "none")

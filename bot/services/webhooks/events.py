@@ -112,6 +112,19 @@ class TaskDone(BaseModel):
     outcome: str = Field(description="done or skipped")
 
 
+class ItemRef(BaseModel):
+    id: int
+    title: str
+
+
+class RadarOpened(BaseModel):
+    customer: CustomerRef
+    member: MemberRef
+    item: ItemRef = Field(description="the library item the tracked link carries")
+    send_id: int | None = Field(None, description="the mass send the link went out in, if it was one")
+    via: str = Field(description="link (a per-customer link), or oauth (identified through WeCom's OAuth)")
+
+
 class HandoverItem(BaseModel):
     status: str = Field(description="done, refused, limit (the receiver is at their limit), failed or blocked")
     errcode: int = 0
@@ -161,6 +174,7 @@ TYPES: tuple[EventType, ...] = (
     EventType("send.delivered", "A mass send reached a customer", SendDelivered),
     EventType("task.created", "A lifecycle task was created for a member about a customer", TaskCreated),
     EventType("task.done", "A member finished or skipped a lifecycle task", TaskDone),
+    EventType("radar.opened", "A customer opened a tracked link (雷达链接): once per link and day", RadarOpened),
     EventType(
         "handover.finished",
         "A handover's every customer and group reached a final status",
