@@ -2,7 +2,7 @@
 
 Revision ID: cc9d561113a9
 Revises: f96570795698
-Create Date: 2026-12-01 12:15:28.651521
+Create Date: 2026-12-01 12:17:28.651521
 
 """
 from alembic import op
