@@ -11,6 +11,15 @@ from bot.models.channels import (
     channel_backup_staff,
     channel_staff,
 )
+from bot.models.commerce import (
+    CustomerMobile,
+    CustomerValue,
+    Membership,
+    MembershipLevel,
+    Order,
+    OrderStatus,
+    RfmSettings,
+)
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.groups import GroupChat, GroupInvite, GroupMember, JoinWay
@@ -69,6 +78,13 @@ __all__ = [
     "channel_backup_staff",
     "channel_staff",
     "Customer",
+    "CustomerMobile",
+    "CustomerValue",
+    "Membership",
+    "MembershipLevel",
+    "Order",
+    "OrderStatus",
+    "RfmSettings",
     "CustomerEvent",
     "EventStatus",
     "FollowRelation",

@@ -202,6 +202,13 @@ class Simulator:
             follow.tag_ids = list(dict.fromkeys(follow.tag_ids + tag_ids))
         return self.contact_change("edit_external_contact", userid, external_userid)
 
+    def member_records_mobile(self, external_userid: str, userid: str, mobile: str) -> Delivery:
+        """A member types the customer's phone number into their remark (remark_mobiles): edit_external_contact."""
+        with self.corp.lock:
+            follow = self.corp.contacts[external_userid].follows[userid]
+            follow.remark_mobiles = list(dict.fromkeys([*follow.remark_mobiles, mobile]))
+        return self.contact_change("edit_external_contact", userid, external_userid)
+
     def customer_deletes_member(self, external_userid: str, userid: str) -> Delivery:
         """The customer deletes the member (a loss): del_follow_user. WeCom keeps the relation one-sided."""
         with self.corp.lock:

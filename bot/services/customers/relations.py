@@ -16,6 +16,7 @@ from bot.services import corp_time
 from bot.services.clients import contact_api, settings
 from bot.services.directory.sync import ensure_staff
 from bot.services.rows import get_or_insert
+from bot.services.signals import customer_seen
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ def _sync_customer(external_userid: str, data: dict[str, Any] | None = None) -> 
             if ft.tag_id and ft.tag_id not in before:
                 record_event(customer, "tag_added", item["userid"], ft.tag_id)
     db.session.flush()
+    mobiles = [m for item in data.get("follow_user", []) for m in item.get("remark_mobiles") or []]
+    customer_seen.send(None, customer=customer, mobiles=mobiles, complete=True)
     return customer, {item["userid"] for item in data.get("follow_user", [])}
 
 

@@ -24,6 +24,7 @@ from bot.services.clients import contact_api
 from bot.services.customers.relations import record_event
 from bot.services.directory.sync import ensure_staff
 from bot.services.rows import get_or_insert_created
+from bot.services.signals import customer_seen
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def _apply(item: dict[str, Any], tags: dict[str, tuple[str, str]], now: datetime
     kept = [t for t in follow.tags if t.type != 1]
     follow.tags = kept + [FollowTag(tag_id=t, group_name=tags[t][0], tag_name=tags[t][1], type=1) for t in wanted]
     follow.synced_at = now
+    customer_seen.send(None, customer=customer, mobiles=info.get("remark_mobiles") or [], complete=False)
     counts["seen"] += 1
 
 

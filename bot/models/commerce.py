@@ -1,0 +1,145 @@
+"""The brand's own data (会员与订单): the membership ladder, memberships and orders from the brand's systems,
+the mobiles members recorded on customers (what orders are matched by), each customer's purchase summary
+with its RFM scores, and the brand's RFM settings.
+
+Memberships and orders keep the identities they arrived with (external_userid, unionid, mobile, member
+number): a row that matches no customer yet waits with ``customer_id`` empty and is matched when the
+customer appears."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, SmallInteger, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from bot.extensions import db
+from bot.models._time import utcnow
+from bot.models.directory import Staff, Store
+
+
+class MembershipLevel(db.Model):  # type: ignore[name-defined]
+    """One step of the brand's membership ladder (会员等级); ``rank`` orders the ladder, 1 the lowest."""
+
+    __tablename__ = "membership_levels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)  # what the brand's systems send
+    name: Mapped[str] = mapped_column(String(32))
+    rank: Mapped[int] = mapped_column(Integer, unique=True)
+    min_points: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Membership(db.Model):  # type: ignore[name-defined]
+    """A member of the brand's loyalty programme, by member number; matched to a customer, or waiting."""
+
+    __tablename__ = "memberships"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_no: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), index=True)
+    level_id: Mapped[int | None] = mapped_column(ForeignKey("membership_levels.id", ondelete="SET NULL"))
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    joined_at: Mapped[datetime | None]
+    # the identities it arrived with, kept to match it later
+    external_userid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    unionid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    mobile: Mapped[str] = mapped_column(String(20), default="", index=True)
+    matched_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    level: Mapped[MembershipLevel | None] = relationship()
+
+
+class OrderStatus(enum.StrEnum):
+    paid = "paid"
+    refunded = "refunded"
+
+
+class Order(db.Model):  # type: ignore[name-defined]
+    """An order from the brand's shop or POS, by order number; the later version of a number wins.
+
+    ``attributed_staff_id`` and ``channel_id`` are fixed when the order is matched (the serving employee,
+    else a follower of the customer in the order's store, else their first follower; the channel that
+    brought the customer), so a later transfer moves future orders only."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    member_no: Mapped[str] = mapped_column(String(64), default="", index=True)
+    external_userid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    unionid: Mapped[str] = mapped_column(String(64), default="", index=True)
+    mobile: Mapped[str] = mapped_column(String(20), default="", index=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    paid_at: Mapped[datetime]
+    status: Mapped[OrderStatus] = mapped_column(Enum(OrderStatus, native_enum=False, length=12))
+    items: Mapped[list[Any] | None] = mapped_column(JSON)
+    attributed_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"))
+    matched_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    store: Mapped[Store] = relationship()
+    staff: Mapped[Staff | None] = relationship(foreign_keys=[staff_id])
+    attributed_staff: Mapped[Staff | None] = relationship(foreign_keys=[attributed_staff_id])
+
+    __table_args__ = (
+        Index("ix_orders_customer_id_paid_at", "customer_id", "paid_at"),
+        Index("ix_orders_store_id_paid_at", "store_id", "paid_at"),
+        Index("ix_orders_attributed_staff_id_paid_at", "attributed_staff_id", "paid_at"),
+        Index("ix_orders_channel_id_paid_at", "channel_id", "paid_at"),
+    )
+
+
+class CustomerMobile(db.Model):  # type: ignore[name-defined]
+    """A mobile a member recorded on the customer (follow_user.remark_mobiles, WeCom doc 92114): WeCom has
+    no lookup by phone, so these are what orders and memberships carrying only a mobile are matched by."""
+
+    __tablename__ = "customer_mobiles"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    mobile: Mapped[str] = mapped_column(String(20), primary_key=True, index=True)
+
+
+class CustomerValue(db.Model):  # type: ignore[name-defined]
+    """A customer's purchases in one row: level, orders and spend (paid orders in the RFM window), first and
+    last purchase (ever), and the RFM scores (1–5) and class. What segment conditions and profiles read."""
+
+    __tablename__ = "customer_values"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    level_id: Mapped[int | None] = mapped_column(ForeignKey("membership_levels.id", ondelete="SET NULL"))
+    orders: Mapped[int] = mapped_column(Integer, default=0)
+    spend_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_paid_at: Mapped[datetime | None]
+    last_paid_at: Mapped[datetime | None]
+    r: Mapped[int | None] = mapped_column(SmallInteger)
+    f: Mapped[int | None] = mapped_column(SmallInteger)
+    m: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_class: Mapped[str | None] = mapped_column(String(24), index=True)
+    computed_at: Mapped[datetime | None]
+
+
+class RfmSettings(db.Model):  # type: ignore[name-defined]
+    """The brand's RFM settings (one row): the window, quintiles or the brand's own thresholds, and the cut
+    points in use (the last full recompute's quintiles, or the thresholds) so that an order arriving during
+    the day is scored on the same scale as everyone else."""
+
+    __tablename__ = "rfm_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    window_days: Mapped[int] = mapped_column(Integer, default=365)
+    mode: Mapped[str] = mapped_column(String(12), default="quintiles")  # quintiles | thresholds
+    # {"r": [days…4], "f": [orders…4], "m": [cents…4]}: the brand's thresholds (mode "thresholds")
+    thresholds: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the cut points in use, same shape
+    cuts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    computed_at: Mapped[datetime | None]

@@ -1,0 +1,290 @@
+"""Each customer's purchases in one row (``customer_values``) and their RFM scores and class.
+
+Recency (days since the last paid order), frequency (paid orders) and monetary value (their amount) count
+the orders in the brand's window (365 days by default). Each is scored 1–5 against four cut points: the
+quintiles of every customer who bought in the window (taken at the nightly full recompute), or thresholds
+the brand sets. A score is 1 plus the number of cut points the value is above (for recency: 5 minus the
+number of cut points the days are above), so ties share a score whatever their count. A score of 3 or more
+is "high"; the three highs and lows name the eight classic classes.
+
+``refresh`` recomputes the customers an import touched on the scale in use (the cut points stay); the
+nightly ``recompute_all`` takes the quintiles again and rewrites every row. Both are a few set-based
+statements, whatever the number of customers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, delete, func, insert, literal, select, text, update
+
+from bot.extensions import db
+from bot.models import Customer, CustomerValue, Membership, MembershipLevel, Order, OrderStatus, RfmSettings
+from bot.models._time import utcnow
+from bot.services.errors import Invalid
+from bot.services.users.accounts import N_
+
+DIMENSIONS = ("r", "f", "m")
+HIGH = 3
+#: (R high, F high, M high) → the class; their names as the panel shows them are in ``CLASS_NAMES``
+CLASSES = {
+    (True, True, True): "important_value",
+    (True, False, True): "important_develop",
+    (False, True, True): "important_keep",
+    (False, False, True): "important_retain",
+    (True, True, False): "general_value",
+    (True, False, False): "general_develop",
+    (False, True, False): "general_keep",
+    (False, False, False): "general_retain",
+}
+CLASS_NAMES = {
+    "important_value": N_("重要价值客户"),
+    "important_develop": N_("重要发展客户"),
+    "important_keep": N_("重要保持客户"),
+    "important_retain": N_("重要挽留客户"),
+    "general_value": N_("一般价值客户"),
+    "general_develop": N_("一般发展客户"),
+    "general_keep": N_("一般保持客户"),
+    "general_retain": N_("一般挽留客户"),
+}
+MAX_WINDOW = 3650
+MAX_IDS = 5000  # customers refreshed per statement
+
+
+def settings_row() -> RfmSettings:
+    """The brand's RFM settings (made with the defaults on first use); flushes."""
+    row = db.session.get(RfmSettings, 1)
+    if row is None:
+        row = RfmSettings(id=1, window_days=365, mode="quintiles")
+        db.session.add(row)
+        db.session.flush()
+    return row
+
+
+def save_settings(window_days: Any, mode: Any, thresholds: Any) -> RfmSettings:
+    """Change the window and the scale: quintiles, or four rising thresholds per dimension (days for R,
+    orders for F, yuan for M). Refuses anything else with the field at fault; flushes."""
+    if not isinstance(window_days, int) or isinstance(window_days, bool) or not 1 <= window_days <= MAX_WINDOW:
+        raise Invalid(N_("统计窗口为 1–3650 天"), "window_days")
+    if mode not in ("quintiles", "thresholds"):
+        raise Invalid(N_("评分方式只能是五分位或自定义阈值"), "mode")
+    cuts = None
+    if mode == "thresholds":
+        if not isinstance(thresholds, dict):
+            raise Invalid(N_("请填写 R、F、M 各 4 个递增的阈值"), "thresholds")
+        cuts = {}
+        for key in DIMENSIONS:
+            values = thresholds.get(key)
+            numeric = isinstance(values, list) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 10**9 for v in values or []
+            )
+            if not numeric or len(values) != 4 or sorted(values) != values:
+                raise Invalid(N_("请填写 R、F、M 各 4 个递增的阈值"), f"thresholds.{key}")
+            cuts[key] = [round(v * 100) if key == "m" else int(v) for v in values]
+    row = settings_row()
+    row.window_days, row.mode = window_days, mode
+    row.thresholds = cuts
+    if cuts is not None:
+        row.cuts = cuts
+    db.session.flush()
+    return row
+
+
+def _since(row: RfmSettings, now: datetime) -> datetime:
+    return now - timedelta(days=row.window_days)
+
+
+def _aggregates(since: datetime, ids: list[int] | None) -> Any:
+    """Per customer with a membership or an order: level (the highest), paid orders and spend in the window,
+    first and last paid order ever."""
+    paid = and_(Order.status == OrderStatus.paid, Order.customer_id.is_not(None))
+    in_window = Order.paid_at >= since
+    orders = select(
+        Order.customer_id.label("customer_id"),
+        func.count().filter(in_window).label("orders"),
+        func.coalesce(func.sum(Order.amount_cents).filter(in_window), 0).label("spend"),
+        func.min(Order.paid_at).label("first_paid"),
+        func.max(Order.paid_at).label("last_paid"),
+    ).where(paid)
+    levels = (
+        select(Membership.customer_id.label("customer_id"), func.max(MembershipLevel.rank).label("rank"))
+        .join(MembershipLevel, MembershipLevel.id == Membership.level_id)
+        .where(Membership.customer_id.is_not(None))
+    )
+    if ids is not None:
+        orders = orders.where(Order.customer_id.in_(ids))
+        levels = levels.where(Membership.customer_id.in_(ids))
+    o = orders.group_by(Order.customer_id).subquery("o")
+    lv = levels.group_by(Membership.customer_id).subquery("lv")
+    known = select(o.c.customer_id).union(select(lv.c.customer_id)).subquery("known")
+    level_id = select(MembershipLevel.id).where(MembershipLevel.rank == lv.c.rank).scalar_subquery()
+    return (
+        select(
+            known.c.customer_id,
+            level_id,
+            func.coalesce(o.c.orders, 0),
+            func.coalesce(o.c.spend, 0),
+            o.c.first_paid,
+            o.c.last_paid,
+        )
+        .select_from(known)
+        .outerjoin(o, o.c.customer_id == known.c.customer_id)
+        .outerjoin(lv, lv.c.customer_id == known.c.customer_id)
+    )
+
+
+def _score(value: ColumnElement[Any], cuts: list[Any], *, falling: bool = False) -> ColumnElement[Any]:
+    above: ColumnElement[Any] = literal(0)
+    for cut in cuts:
+        above = above + case((value > cut, 1), else_=0)
+    return literal(5) - above if falling else literal(1) + above
+
+
+def _scores(cuts: dict[str, list[Any]], since: datetime, now: datetime) -> dict[str, Any]:
+    v = CustomerValue
+    bought = and_(v.orders > 0, v.last_paid_at >= since)
+    # R: days since the last purchase, as "bought before now - cut days" (no day arithmetic in SQL)
+    r_above: ColumnElement[Any] = literal(0)
+    for days in cuts["r"]:
+        r_above = r_above + case((v.last_paid_at < now - timedelta(days=days), 1), else_=0)
+    r = literal(5) - r_above
+    f = _score(v.orders, cuts["f"])
+    m = _score(v.spend_cents, cuts["m"])
+    name = case(
+        *(
+            (and_(r >= HIGH if hr else r < HIGH, f >= HIGH if hf else f < HIGH, m >= HIGH if hm else m < HIGH), cls)
+            for (hr, hf, hm), cls in CLASSES.items()
+        )
+    )
+    return {
+        "r": case((bought, cast(r, Integer))),
+        "f": case((bought, cast(f, Integer))),
+        "m": case((bought, cast(m, Integer))),
+        "rfm_class": case((bought, name)),
+        "computed_at": now,
+    }
+
+
+def _write(since: datetime, now: datetime, ids: list[int] | None) -> None:
+    columns = ["customer_id", "level_id", "orders", "spend_cents", "first_paid_at", "last_paid_at"]
+    gone = delete(CustomerValue)
+    if ids is not None:
+        gone = gone.where(CustomerValue.customer_id.in_(ids))
+    db.session.execute(gone)
+    db.session.execute(insert(CustomerValue).from_select(columns, _aggregates(since, ids)))
+
+
+def _rescore(row: RfmSettings, since: datetime, now: datetime, ids: list[int] | None) -> None:
+    if not row.cuts:
+        return
+    scored = update(CustomerValue).values(**_scores(row.cuts, since, now))
+    if ids is not None:
+        scored = scored.where(CustomerValue.customer_id.in_(ids))
+    db.session.execute(scored.execution_options(synchronize_session=False))
+
+
+def refresh(customer_ids: Iterable[int]) -> None:
+    """Recompute the rows of these customers (an import touched them) on the scale in use; flushes."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return
+    db.session.flush()
+    row, now = settings_row(), utcnow()
+    since = _since(row, now)
+    for start in range(0, len(ids), MAX_IDS):
+        chunk = ids[start : start + MAX_IDS]
+        _write(since, now, chunk)
+        _rescore(row, since, now, chunk)
+    db.session.flush()
+
+
+def _quintiles(column: Any, since: datetime) -> list[Any]:
+    """The 20/40/60/80% points of ``column`` over the customers who bought in the window."""
+    bought = and_(CustomerValue.orders > 0, CustomerValue.last_paid_at >= since)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = select(
+            func.percentile_disc(text("ARRAY[0.2, 0.4, 0.6, 0.8]")).within_group(column)  # type: ignore[no-untyped-call]
+        ).where(bought)
+        points = db.session.scalar(query)
+        return list(points) if points else []
+    total = db.session.scalar(select(func.count()).where(bought)) or 0
+    if not total:
+        return []
+    return [
+        db.session.scalar(select(column).where(bought).order_by(column).offset(min(total - 1, total * k // 5)).limit(1))
+        for k in (1, 2, 3, 4)
+    ]
+
+
+def recompute_all() -> dict[str, Any]:
+    """The nightly full recompute: every row rewritten, the quintiles taken again (in quintile mode), every
+    customer scored on them. Returns the customers with a row, those scored, and the cut points."""
+    row, now = settings_row(), utcnow()
+    since = _since(row, now)
+    _write(since, now, None)
+    if row.mode == "quintiles":
+        days = (
+            func.floor((func.extract("epoch", now) - func.extract("epoch", CustomerValue.last_paid_at)) / 86400)
+            if db.session.get_bind().dialect.name == "postgresql"
+            else func.julianday(now) - func.julianday(CustomerValue.last_paid_at)
+        )
+        points = {
+            "r": _quintiles(days, since),
+            "f": _quintiles(CustomerValue.orders, since),
+            "m": _quintiles(CustomerValue.spend_cents, since),
+        }
+        row.cuts = {k: [int(p) for p in v] for k, v in points.items()} if all(points.values()) else None
+    _rescore(row, since, now, None)
+    row.computed_at = now
+    db.session.flush()
+    rows = db.session.scalar(select(func.count()).select_from(CustomerValue)) or 0
+    scored = db.session.scalar(select(func.count()).where(CustomerValue.rfm_class.is_not(None))) or 0
+    return {"customers": rows, "scored": scored, "cuts": row.cuts}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the profile and the sidebar show of a customer's purchases, and why their class is what it is."""
+
+    level: str | None
+    orders: int
+    spend_cents: int
+    days_since: int | None
+    first_paid_at: datetime | None
+    r: int | None
+    f: int | None
+    m: int | None
+    rfm_class: str | None
+    window_days: int
+
+    @property
+    def class_name(self) -> str | None:
+        return CLASS_NAMES.get(self.rfm_class or "")
+
+    @property
+    def spend_yuan(self) -> str:
+        return f"{self.spend_cents / 100:,.2f}"
+
+
+def summary(customer: Customer) -> Summary | None:
+    """The customer's purchase summary, or None when the brand knows nothing of them."""
+    value = db.session.get(CustomerValue, customer.id)
+    if value is None:
+        return None
+    level = db.session.get(MembershipLevel, value.level_id) if value.level_id else None
+    days = (utcnow() - value.last_paid_at).days if value.last_paid_at else None
+    return Summary(
+        level.name if level else None,
+        value.orders,
+        value.spend_cents,
+        days,
+        value.first_paid_at,
+        value.r,
+        value.f,
+        value.m,
+        value.rfm_class,
+        settings_row().window_days,
+    )
