@@ -12,6 +12,7 @@ from bot.models.channels import (
     channel_staff,
 )
 from bot.models.commerce import (
+    RFM_CLASSES,
     CustomerMobile,
     CustomerValue,
     Membership,
@@ -78,6 +79,7 @@ __all__ = [
     "channel_backup_staff",
     "channel_staff",
     "Customer",
+    "RFM_CLASSES",
     "CustomerMobile",
     "CustomerValue",
     "Membership",

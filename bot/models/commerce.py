@@ -19,6 +19,18 @@ from bot.extensions import db
 from bot.models._time import utcnow
 from bot.models.directory import Staff, Store
 
+#: the eight classic RFM classes (重要价值 … 一般挽留), by R, F and M each high or low
+RFM_CLASSES = (
+    "important_value",
+    "important_develop",
+    "important_keep",
+    "important_retain",
+    "general_value",
+    "general_develop",
+    "general_keep",
+    "general_retain",
+)
+
 
 class MembershipLevel(db.Model):  # type: ignore[name-defined]
     """One step of the brand's membership ladder (会员等级); ``rank`` orders the ladder, 1 the lowest."""

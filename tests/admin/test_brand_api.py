@@ -18,11 +18,18 @@ STORE2, STORE3 = 2, 3
 @pytest.fixture
 def shop(app, sim, corp, run_worker, api):
     """Customers: two of staff0201 (store 2), one of staff0301 (store 3)."""
-    return [c.external_userid for c in customers_of(app, sim, run_worker, ["staff0201", "staff0201", "staff0301"], each=1)]
+    return [
+        c.external_userid for c in customers_of(app, sim, run_worker, ["staff0201", "staff0201", "staff0301"], each=1)
+    ]
 
 
 def order(no, **fields):
-    row = {"order_no": no, "store": STORE2, "amount": "128.50", "paid_at": (utcnow() - timedelta(days=3)).isoformat() + "+00:00"}
+    row = {
+        "order_no": no,
+        "store": STORE2,
+        "amount": "128.50",
+        "paid_at": (utcnow() - timedelta(days=3)).isoformat() + "+00:00",
+    }
     row.update(fields)
     return row
 
@@ -51,7 +58,9 @@ def staff_id(app, userid):
 
 
 def test_orders_match_by_external_userid_and_count_for_the_follower_in_their_store(app, api, shop):
-    report = post_orders(api, [order("A1", external_userid=shop[0]), order("A2", external_userid=shop[2], store=STORE2)])
+    report = post_orders(
+        api, [order("A1", external_userid=shop[0]), order("A2", external_userid=shop[2], store=STORE2)]
+    )
     assert report["created"] == 2 and report["matched"] == 2 and report["waiting"] == 0 and report["refused"] == 0
     first = stored(app, "A1")
     assert first.customer_id == customer_id(app, shop[0]) and first.amount_cents == 12850
@@ -103,7 +112,9 @@ def test_orders_match_by_unionid_and_by_a_matched_member_number(app, api, shop, 
     # an order naming only a member number waits for the membership, then follows it
     post_orders(api, [order("E2", member_no="M-77")])
     assert stored(app, "E2").customer_id is None
-    answer = api.post("/api/v1/memberships", {"rows": [{"member_no": "M-77", "external_userid": shop[0], "points": 10}]})
+    answer = api.post(
+        "/api/v1/memberships", {"rows": [{"member_no": "M-77", "external_userid": shop[0], "points": 10}]}
+    )
     assert answer.status_code == 200 and answer.get_json()["matched"] == 1
     assert stored(app, "E2").customer_id == customer_id(app, shop[0])
 
@@ -147,9 +158,13 @@ def test_memberships_take_a_level_of_the_ladder_and_a_change_of_level_is_on_the_
     ],
 )
 def test_bad_rows_are_refused_with_their_field_and_the_rest_of_the_batch_is_taken(api, shop, change, field, reason):
-    report = post_orders(api, [order("OK1", external_userid=shop[0]), {**order("BAD", external_userid=shop[0]), **change}])
+    report = post_orders(
+        api, [order("OK1", external_userid=shop[0]), {**order("BAD", external_userid=shop[0]), **change}]
+    )
     assert report["created"] == 1 and report["refused"] == 1
-    assert report["problems"] == [{"row": 2, "key": "" if field == "order_no" else "BAD", "field": field, "reason": reason}]
+    assert report["problems"] == [
+        {"row": 2, "key": "" if field == "order_no" else "BAD", "field": field, "reason": reason}
+    ]
 
 
 def test_a_batch_over_a_thousand_rows_is_refused_whole(app, api, shop):

@@ -146,10 +146,11 @@ def _score(value: ColumnElement[Any], cuts: list[Any], *, falling: bool = False)
 def _scores(cuts: dict[str, list[Any]], since: datetime, now: datetime) -> dict[str, Any]:
     v = CustomerValue
     bought = and_(v.orders > 0, v.last_paid_at >= since)
-    # R: days since the last purchase, as "bought before now - cut days" (no day arithmetic in SQL)
+    # R: whole days since the last purchase above a cut ⇔ bought at least cut + 1 days ago (no day
+    # arithmetic in SQL, the same on every database)
     r_above: ColumnElement[Any] = literal(0)
     for days in cuts["r"]:
-        r_above = r_above + case((v.last_paid_at < now - timedelta(days=days), 1), else_=0)
+        r_above = r_above + case((v.last_paid_at <= now - timedelta(days=days + 1), 1), else_=0)
     r = literal(5) - r_above
     f = _score(v.orders, cuts["f"])
     m = _score(v.spend_cents, cuts["m"])
@@ -219,6 +220,14 @@ def _quintiles(column: Any, since: datetime) -> list[Any]:
     ]
 
 
+def _whole_days(now: datetime) -> ColumnElement[Any]:
+    """Whole days from the last purchase to ``now``."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        seconds = func.extract("epoch", literal(now) - CustomerValue.last_paid_at)
+        return func.floor(seconds / 86400)
+    return cast(func.julianday(now) - func.julianday(CustomerValue.last_paid_at), Integer)
+
+
 def recompute_all() -> dict[str, Any]:
     """The nightly full recompute: every row rewritten, the quintiles taken again (in quintile mode), every
     customer scored on them. Returns the customers with a row, those scored, and the cut points."""
@@ -226,11 +235,7 @@ def recompute_all() -> dict[str, Any]:
     since = _since(row, now)
     _write(since, now, None)
     if row.mode == "quintiles":
-        days = (
-            func.floor((func.extract("epoch", now) - func.extract("epoch", CustomerValue.last_paid_at)) / 86400)
-            if db.session.get_bind().dialect.name == "postgresql"
-            else func.julianday(now) - func.julianday(CustomerValue.last_paid_at)
-        )
+        days = _whole_days(now)
         points = {
             "r": _quintiles(days, since),
             "f": _quintiles(CustomerValue.orders, since),
