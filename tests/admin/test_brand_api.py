@@ -180,3 +180,28 @@ def test_importing_needs_an_operator_and_a_viewer_is_refused(app, client, shop):
 
     viewer = ApiClient(client, make_token(app, make_user(app, "viewer", "viewer")[0]))
     assert viewer.post("/api/v1/orders", {"rows": [order("V1", external_userid=shop[0])]}).status_code == 403
+
+
+def test_the_profile_and_the_sidebar_show_the_level_the_class_and_why(app, client, api, shop):
+    from bot.services.commerce import values
+    from tests.admin.test_panel import signed_in
+    from tests.admin.test_sidebar import sign_in_member
+
+    ladder = [{"code": "gold", "name": "金卡"}]
+    api.client.put("/api/v1/membership-levels", json={"levels": ladder}, headers=api.headers)
+    api.post("/api/v1/memberships", {"rows": [{"member_no": "M-9", "external_userid": shop[0], "level": "gold"}]})
+    post_orders(api, [order("P1", external_userid=shop[0]), order("P2", external_userid=shop[1], amount=5)])
+    with app.app_context():
+        values.recompute_all()
+        db.session.commit()
+    signed_in(app, client, "admin")
+    page = client.get(f"/admin/customers/{shop[0]}").get_data(as_text=True)
+    why = page.split('id="purchases"', 1)[1].split("</div>", 1)[0]
+    # two buyers: recent (R=5), once (F=1), the larger spend above the middle (M=3)
+    assert "金卡" in why and "重要发展客户" in why
+    assert "最近一次消费 3 天前（R=5），365 天内消费 1 次（F=1），共 ¥128.50（M=3）" in why
+    sign_in_member(client, "staff0201")
+    sidebar = client.get(f"/sidebar/customers/{shop[0]}").get_data(as_text=True)
+    assert "金卡" in sidebar and "最近一次消费 3 天前（R=5）" in sidebar
+    never = client.get(f"/sidebar/customers/{shop[1]}").get_data(as_text=True)
+    assert "一般" in never.split('id="brand"', 1)[1].split("</section>", 1)[0]
