@@ -205,3 +205,18 @@ def test_the_profile_and_the_sidebar_show_the_level_the_class_and_why(app, clien
     assert "金卡" in sidebar and "最近一次消费 3 天前（R=5）" in sidebar
     never = client.get(f"/sidebar/customers/{shop[1]}").get_data(as_text=True)
     assert "一般" in never.split('id="brand"', 1)[1].split("</section>", 1)[0]
+
+
+def test_segments_take_purchase_conditions_in_the_api_and_the_builder_offers_them(app, client, api, shop):
+    from tests.admin.test_panel import signed_in
+
+    post_orders(api, [order("S1", external_userid=shop[0], amount=800), order("S2", external_userid=shop[1], amount=20)])
+    rule = {"op": "and", "conditions": [{"type": "spend", "min": 100}, {"type": "orders", "min": 1}]}
+    answer = api.post("/api/v1/segments/preview", {"rule": rule}).get_json()
+    assert answer["count"] == 1 and [s["alone"] for s in answer["steps"]] == [1, 2]
+    assert answer["steps"][0]["condition"] == {"type": "spend", "min": "100.00", "max": None}
+    bad = api.post("/api/v1/segments/preview", {"rule": {"conditions": [{"type": "spend", "min": -1}]}})
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "rule.conditions[0]"
+    signed_in(app, client, "admin")
+    page = client.get("/admin/segments").get_data(as_text=True)
+    assert "days_since_purchase" in page and "important_value" in page
