@@ -13,6 +13,7 @@ from bot.models.channels import (
 )
 from bot.models.commerce import (
     RFM_CLASSES,
+    BrandImport,
     CustomerMobile,
     CustomerValue,
     Membership,
@@ -80,6 +81,7 @@ __all__ = [
     "channel_staff",
     "Customer",
     "RFM_CLASSES",
+    "BrandImport",
     "CustomerMobile",
     "CustomerValue",
     "Membership",

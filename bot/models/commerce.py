@@ -12,7 +12,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, SmallInteger, String
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, LargeBinary, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.extensions import db
@@ -155,3 +155,25 @@ class RfmSettings(db.Model):  # type: ignore[name-defined]
     # the cut points in use, same shape
     cuts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     computed_at: Mapped[datetime | None]
+
+
+class BrandImport(db.Model):  # type: ignore[name-defined]
+    """A CSV of memberships or orders uploaded in the panel, imported by a job in batches; its counts and the
+    rows it refused (with the line, field and reason) stay for the report."""
+
+    __tablename__ = "brand_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(12))  # orders | memberships
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    # the upload until it is imported (then emptied)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(12), default="queued")  # queued | running | done | failed
+    # lines taken so far (a resumed job goes on from there) and the report's counts
+    lines_done: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    problems: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    error: Mapped[str] = mapped_column(String(512), default="")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

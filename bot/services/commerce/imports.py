@@ -44,11 +44,9 @@ class Report:
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append({"row": index, "key": key, "field": exc.field, "reason": exc.reason})
 
-    def add(self, other: Report) -> None:
-        for name in ("rows", "created", "updated", "unchanged", "matched", "waiting", "refused"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        room = MAX_PROBLEMS - len(self.problems)
-        self.problems += other.problems[: max(room, 0)]
+    def done(self) -> Report:
+        self.problems.sort(key=lambda p: p["row"])
+        return self
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,11 +96,16 @@ _ORDER_COLUMNS = (
 )
 
 
-def import_orders(raw_rows: Sequence[Any], user: User | None, *, first_row: int = 1) -> Report:
+def _numbered(raw_rows: Sequence[Any], lines: Sequence[int] | None) -> Any:
+    """Each row with its number: its line in a file (``lines``), else its place in the batch (from 1)."""
+    return zip(lines if lines is not None else range(1, len(raw_rows) + 1), raw_rows, strict=True)
+
+
+def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence[int] | None = None) -> Report:
     """Orders from the brand: created, updated (the later version wins) or left as they are. Flushes."""
     report = Report(rows=len(raw_rows))
     parsed: dict[str, tuple[int, OrderRow]] = {}
-    for index, raw in enumerate(raw_rows, first_row):
+    for index, raw in _numbered(raw_rows, lines):
         try:
             row = order_row(raw)
         except Refused as exc:
@@ -205,15 +208,15 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, first_row: int 
         db.session.execute(insert(CustomerEvent), events)
     values.refresh(touched)
     audit(user, "import_orders", "orders", after={k: v for k, v in report.as_dict().items() if k != "problems"})
-    return report
+    return report.done()
 
 
-def import_memberships(raw_rows: Sequence[Any], user: User | None, *, first_row: int = 1) -> Report:
+def import_memberships(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence[int] | None = None) -> Report:
     """Memberships from the brand: created, updated (a level change is on the timeline) or left as they
     are. Flushes."""
     report = Report(rows=len(raw_rows))
     parsed: dict[str, tuple[int, MembershipRow]] = {}
-    for index, raw in enumerate(raw_rows, first_row):
+    for index, raw in _numbered(raw_rows, lines):
         try:
             row = membership_row(raw)
         except Refused as exc:
@@ -283,4 +286,4 @@ def import_memberships(raw_rows: Sequence[Any], user: User | None, *, first_row:
     audit(
         user, "import_memberships", "memberships", after={k: v for k, v in report.as_dict().items() if k != "problems"}
     )
-    return report
+    return report.done()

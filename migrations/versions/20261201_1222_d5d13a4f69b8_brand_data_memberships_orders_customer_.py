@@ -1,10 +1,10 @@
 """brand data (会员与订单): the membership ladder, memberships and orders from the brand's systems (matched to
 customers or waiting), the mobiles members recorded on customers, each customer's purchase summary with RFM
-scores, the RFM settings; customers.unionid indexed (orders are matched by it)
+scores, the RFM settings, the panel's CSV imports; customers.unionid indexed (orders are matched by it)
 
 Revision ID: d5d13a4f69b8
 Revises: 78516646b35b
-Create Date: 2026-12-01 12:16:34.488488
+Create Date: 2026-12-01 12:22:17.027563
 
 """
 from alembic import op
@@ -38,6 +38,22 @@ def upgrade():
     sa.Column('cuts', sa.JSON(), nullable=True),
     sa.Column('computed_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_rfm_settings'))
+    )
+    op.create_table('brand_imports',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('filename', sa.String(length=255), nullable=False),
+    sa.Column('content', sa.LargeBinary(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('lines_done', sa.Integer(), nullable=False),
+    sa.Column('counts', sa.JSON(), nullable=False),
+    sa.Column('problems', sa.JSON(), nullable=False),
+    sa.Column('error', sa.String(length=512), nullable=False),
+    sa.Column('created_by', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_brand_imports_created_by_users'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_brand_imports'))
     )
     op.create_table('customer_mobiles',
     sa.Column('customer_id', sa.Integer(), nullable=False),
@@ -165,6 +181,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_customer_mobiles_mobile'))
 
     op.drop_table('customer_mobiles')
+    op.drop_table('brand_imports')
     op.drop_table('rfm_settings')
     op.drop_table('membership_levels')
     # ### end Alembic commands ###
