@@ -1,4 +1,5 @@
-"""排行榜: members and stores ranked by net adds over a period (全员营销), within the user's scope."""
+"""排行榜: members and stores ranked by net adds over a period (全员营销), and members, stores and channels
+by the sales of attributed orders with their net adds beside, within the user's scope."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from flask_login import current_user
 
 from admin.params import whole
 from admin.views import bp
+from bot.services.commerce import sales
 from bot.services.customers import growth
 
 LIMIT = 100
@@ -23,4 +25,22 @@ def rankings() -> ResponseReturnValue:
         periods=growth.PERIODS,
         members=growth.by_member(current_user, w, limit=LIMIT),
         stores=growth.by_store(current_user, w, by_net=True, limit=LIMIT),
+        **_sales(w),
     )
+
+
+def _sales(w: growth.Window) -> dict[str, object]:
+    """Sales rankings, each row with the net adds of the same member, store or channel in the window."""
+    net_by_member = {r["userid"]: r["net"] for r in growth.by_member(current_user, w)}
+    net_by_store = {r["id"]: r["net"] for r in growth.by_store(current_user, w, by_net=True)}
+    channel_rows = sales.by_channel(current_user, w.since, w.until, LIMIT)
+    adds = growth.by_channel([r["key"] for r in channel_rows], w)
+    return {
+        "member_sales": [
+            {**r, "net": net_by_member.get(r["key"], 0)} for r in sales.by_member(current_user, w.since, w.until, LIMIT)
+        ],
+        "store_sales": [
+            {**r, "net": net_by_store.get(r["key"], 0)} for r in sales.by_store(current_user, w.since, w.until, LIMIT)
+        ],
+        "channel_sales": [{**r, "net": adds[r["key"]]["net"]} for r in channel_rows],
+    }

@@ -220,3 +220,27 @@ def test_segments_take_purchase_conditions_in_the_api_and_the_builder_offers_the
     signed_in(app, client, "admin")
     page = client.get("/admin/segments").get_data(as_text=True)
     assert "days_since_purchase" in page and "important_value" in page
+
+
+def test_rankings_show_sales_by_member_store_and_channel_beside_net_adds(app, client, api, shop, sim, run_worker):
+    from tests.admin.test_panel import signed_in
+
+    assert api.post("/api/v1/channels", {"name": "海报", "staff": ["staff0202"], "state": "poster"}).status_code == 201
+    brought, _ = sim.customer_adds(userid="staff0202", state="poster")
+    run_worker()
+    post_orders(
+        api,
+        [
+            order("R1", external_userid=brought.external_userid, amount="300"),
+            order("R2", external_userid=shop[0], amount="100"),
+            order("R3", external_userid=shop[0], amount="50", status="refunded"),
+        ],
+    )
+    signed_in(app, client, "admin")
+    page = client.get("/admin/rankings").get_data(as_text=True)
+    members = page.split('id="member-sales"', 1)[1].split("</table>", 1)[0]
+    rows = members.split("<tr>")[2:]
+    assert "¥300.00" in rows[0] and "¥100.00" in rows[1] and len(rows) == 2  # the refund counts for nobody
+    channels = page.split('id="channel-sales"', 1)[1].split("</table>", 1)[0]
+    assert "海报" in channels and "¥300.00" in channels and "<td>1</td><td>1</td><td>1</td>" in channels
+    assert "¥400.00" in page.split('id="store-sales"', 1)[1].split("</table>", 1)[0]
