@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from bot.extensions import db
 from bot.models import FollowRelation, FollowStatus, staff_stores
+from bot.services.commerce.values import among
 
 _ON = (FollowStatus.active, FollowStatus.pending)
 
@@ -44,13 +45,15 @@ class Followers:
                 FollowRelation.added_at,
                 FollowRelation.status,
                 FollowRelation.channel_id,
-            ).where(FollowRelation.customer_id.in_(ids))
+            ).where(among(FollowRelation.customer_id, ids))
         ).all()
         stores: dict[int, set[int]] = defaultdict(set)
         staff_ids = {r.staff_id for r in rows}
         if staff_ids:
             for staff_id, store_id in db.session.execute(
-                select(staff_stores.c.staff_id, staff_stores.c.store_id).where(staff_stores.c.staff_id.in_(staff_ids))
+                select(staff_stores.c.staff_id, staff_stores.c.store_id).where(
+                    among(staff_stores.c.staff_id, staff_ids)
+                )
             ):
                 stores[staff_id].add(store_id)
         for r in rows:

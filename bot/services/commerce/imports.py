@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from bot.extensions import db
 from bot.models import CustomerEvent, Membership, MembershipLevel, Order, Staff, Store, User
@@ -23,6 +23,7 @@ from bot.services.commerce import values
 from bot.services.commerce.attribution import Followers
 from bot.services.commerce.matching import Resolver, match_orders_by_member
 from bot.services.commerce.rows import MembershipRow, OrderRow, Refused, membership_row, order_row
+from bot.services.commerce.values import among
 from bot.services.users.accounts import audit
 
 MAX_PROBLEMS = 1000
@@ -143,7 +144,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
                 Order.attributed_staff_id,
                 Order.channel_id,
                 *_ORDER_COLUMNS,
-            ).where(Order.order_no.in_([row.order_no for row, _, _ in accepted]))
+            ).where(among(Order.order_no, [row.order_no for row, _, _ in accepted]))
         )
     }
     resolver = Resolver(row.who for row, _, _ in accepted)
@@ -200,12 +201,10 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
                     "detail": detail,
                 }
             )
-    if inserts:
-        db.session.execute(insert(Order), inserts)
+    values.insert_rows(Order.__table__, inserts)
     if updates:
         db.session.execute(update(Order), updates)
-    if events:
-        db.session.execute(insert(CustomerEvent), events)
+    values.insert_rows(CustomerEvent.__table__, events)
     values.refresh(touched)
     audit(user, "import_orders", "orders", after={k: v for k, v in report.as_dict().items() if k != "problems"})
     return report.done()
@@ -233,7 +232,9 @@ def import_memberships(raw_rows: Sequence[Any], user: User | None, *, lines: Seq
             accepted.append(row)
     existing = {
         m.member_no: m
-        for m in db.session.scalars(select(Membership).where(Membership.member_no.in_([r.member_no for r in accepted])))
+        for m in db.session.scalars(
+            select(Membership).where(among(Membership.member_no, [r.member_no for r in accepted]))
+        )
     }
     resolver = Resolver(r.who for r in accepted)
     names = {lv.id: lv.name for lv in levels.values()}

@@ -22,6 +22,7 @@ from bot.models import Customer, CustomerMobile, Membership, Order
 from bot.models._time import utcnow
 from bot.services.commerce import values
 from bot.services.commerce.attribution import Followers
+from bot.services.commerce.values import among
 from bot.services.signals import customer_seen
 
 _MOBILE = re.compile(r"^\+?(?:86)?(1\d{10})$|^(\+?\d{5,20})$")
@@ -54,7 +55,7 @@ class Resolver:
         self.by_member = dict(
             db.session.execute(
                 select(Membership.member_no, Membership.customer_id).where(
-                    Membership.member_no.in_({r.member_no for r in rows if r.member_no}),
+                    among(Membership.member_no, {r.member_no for r in rows if r.member_no}),
                     Membership.customer_id.is_not(None),
                 )
             ).all()
@@ -65,7 +66,7 @@ class Resolver:
         keys.discard("")
         if not keys:
             return {}
-        return {k: i for k, i in db.session.execute(select(column, Customer.id).where(column.in_(keys)))}
+        return {k: i for k, i in db.session.execute(select(column, Customer.id).where(among(column, keys)))}
 
     @staticmethod
     def _mobiles(keys: set[str]) -> dict[str, int]:
@@ -73,7 +74,7 @@ class Resolver:
         if not keys:
             return {}
         rows = db.session.execute(
-            select(CustomerMobile.mobile, CustomerMobile.customer_id).where(CustomerMobile.mobile.in_(keys))
+            select(CustomerMobile.mobile, CustomerMobile.customer_id).where(among(CustomerMobile.mobile, keys))
         ).all()
         owners = Counter(mobile for mobile, _ in rows)
         return {mobile: cid for mobile, cid in rows if owners[mobile] == 1}

@@ -14,12 +14,34 @@ statements, whatever the number of customers.
 
 from __future__ import annotations
 
+import enum
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, case, cast, delete, func, insert, literal, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    Enum,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 
 from bot.extensions import db
 from bot.models import Customer, CustomerValue, Membership, MembershipLevel, Order, OrderStatus, RfmSettings
@@ -97,43 +119,52 @@ def _since(row: RfmSettings, now: datetime) -> datetime:
     return now - timedelta(days=row.window_days)
 
 
-def _aggregates(since: datetime, ids: list[int] | None) -> Any:
-    """Per customer with a membership or an order: level (the highest), paid orders and spend in the window,
-    first and last paid order ever."""
-    paid = and_(Order.status == OrderStatus.paid, Order.customer_id.is_not(None))
+def among(column: Any, keys: Iterable[Any]) -> ColumnElement[bool]:
+    """``column`` is one of ``keys``. On PostgreSQL one array parameter (``= ANY``) rather than a thousand:
+    a statement of a thousand placeholders costs more to build and parse than to run."""
+    keys = list(keys)
+    if db.session.get_bind().dialect.name == "postgresql":
+        element = column.type if not isinstance(column.type, Enum) else String()
+        return column == any_(bindparam(None, keys, type_=ARRAY(element)))
+    return column.in_(keys)
+
+
+def _only(query: Any, column: Any, ids: list[int] | None) -> Any:
+    return query if ids is None else query.where(among(column, ids))
+
+
+def _write(since: datetime, ids: list[int] | None) -> None:
+    """The rows rewritten from the orders (paid orders and spend in the window, first and last purchase) and
+    the memberships (the highest level; a member who never bought has a row too)."""
+    db.session.execute(_only(delete(CustomerValue), CustomerValue.customer_id, ids))
     in_window = Order.paid_at >= since
-    orders = select(
-        Order.customer_id.label("customer_id"),
-        func.count().filter(in_window).label("orders"),
-        func.coalesce(func.sum(Order.amount_cents).filter(in_window), 0).label("spend"),
-        func.min(Order.paid_at).label("first_paid"),
-        func.max(Order.paid_at).label("last_paid"),
-    ).where(paid)
-    levels = (
-        select(Membership.customer_id.label("customer_id"), func.max(MembershipLevel.rank).label("rank"))
-        .join(MembershipLevel, MembershipLevel.id == Membership.level_id)
-        .where(Membership.customer_id.is_not(None))
-    )
-    if ids is not None:
-        orders = orders.where(Order.customer_id.in_(ids))
-        levels = levels.where(Membership.customer_id.in_(ids))
-    o = orders.group_by(Order.customer_id).subquery("o")
-    lv = levels.group_by(Membership.customer_id).subquery("lv")
-    known = select(o.c.customer_id).union(select(lv.c.customer_id)).subquery("known")
-    level_id = select(MembershipLevel.id).where(MembershipLevel.rank == lv.c.rank).scalar_subquery()
-    return (
+    bought = _only(
         select(
-            known.c.customer_id,
-            level_id,
-            func.coalesce(o.c.orders, 0),
-            func.coalesce(o.c.spend, 0),
-            o.c.first_paid,
-            o.c.last_paid,
-        )
-        .select_from(known)
-        .outerjoin(o, o.c.customer_id == known.c.customer_id)
-        .outerjoin(lv, lv.c.customer_id == known.c.customer_id)
+            Order.customer_id,
+            func.count().filter(in_window),
+            func.coalesce(func.sum(Order.amount_cents).filter(in_window), 0),
+            func.min(Order.paid_at),
+            func.max(Order.paid_at),
+        ).where(Order.status == OrderStatus.paid, Order.customer_id.is_not(None)),
+        Order.customer_id,
+        ids,
+    ).group_by(Order.customer_id)
+    columns = ["customer_id", "orders", "spend_cents", "first_paid_at", "last_paid_at"]
+    db.session.execute(insert(CustomerValue).from_select(columns, bought))
+    members = _only(select(Membership.customer_id).where(Membership.level_id.is_not(None)), Membership.customer_id, ids)
+    if db.session.scalar(members.limit(1)) is None:
+        return
+    unknown = members.where(~exists().where(CustomerValue.customer_id == Membership.customer_id)).distinct()
+    db.session.execute(insert(CustomerValue).from_select(["customer_id"], unknown))
+    top = (
+        select(func.max(MembershipLevel.rank))
+        .join(Membership, Membership.level_id == MembershipLevel.id)
+        .where(Membership.customer_id == CustomerValue.customer_id)
+        .scalar_subquery()
     )
+    level = select(MembershipLevel.id).where(MembershipLevel.rank == top).scalar_subquery()
+    with_level = update(CustomerValue).values(level_id=level).where(CustomerValue.customer_id.in_(members))
+    db.session.execute(with_level.execution_options(synchronize_session=False))
 
 
 def _score(value: ColumnElement[Any], cuts: list[Any], *, falling: bool = False) -> ColumnElement[Any]:
@@ -169,21 +200,11 @@ def _scores(cuts: dict[str, list[Any]], since: datetime, now: datetime) -> dict[
     }
 
 
-def _write(since: datetime, now: datetime, ids: list[int] | None) -> None:
-    columns = ["customer_id", "level_id", "orders", "spend_cents", "first_paid_at", "last_paid_at"]
-    gone = delete(CustomerValue)
-    if ids is not None:
-        gone = gone.where(CustomerValue.customer_id.in_(ids))
-    db.session.execute(gone)
-    db.session.execute(insert(CustomerValue).from_select(columns, _aggregates(since, ids)))
-
-
 def _rescore(row: RfmSettings, since: datetime, now: datetime, ids: list[int] | None) -> None:
     if not row.cuts:
         return
     scored = update(CustomerValue).values(**_scores(row.cuts, since, now))
-    if ids is not None:
-        scored = scored.where(CustomerValue.customer_id.in_(ids))
+    scored = _only(scored, CustomerValue.customer_id, ids)
     db.session.execute(scored.execution_options(synchronize_session=False))
 
 
@@ -197,7 +218,7 @@ def refresh(customer_ids: Iterable[int]) -> None:
     since = _since(row, now)
     for start in range(0, len(ids), MAX_IDS):
         chunk = ids[start : start + MAX_IDS]
-        _write(since, now, chunk)
+        _write(since, chunk)
         _rescore(row, since, now, chunk)
     db.session.flush()
 
@@ -233,7 +254,7 @@ def recompute_all() -> dict[str, Any]:
     customer scored on them. Returns the customers with a row, those scored, and the cut points."""
     row, now = settings_row(), utcnow()
     since = _since(row, now)
-    _write(since, now, None)
+    _write(since, None)
     if row.mode == "quintiles":
         days = _whole_days(now)
         points = {
@@ -293,3 +314,30 @@ def summary(customer: Customer) -> Summary | None:
         value.rfm_class,
         settings_row().window_days,
     )
+
+
+def insert_rows(table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) into ``table``. On PostgreSQL one statement of one array
+    parameter per column (``SELECT … FROM unnest(…)``), whatever the number of rows: a thousand rows bound
+    one placeholder each make a statement that costs more to build and parse than to run."""
+    if not rows:
+        return
+    if db.session.get_bind().dialect.name != "postgresql":
+        db.session.execute(insert(table), rows)
+        return
+    dialect = db.session.get_bind().dialect
+    keys = list(rows[0])
+    casts, params = [], {}
+    for n, key in enumerate(keys):
+        column = table.c[key]
+        values = [row[key] for row in rows]
+        if isinstance(column.type, JSON):
+            values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+        elif isinstance(column.type, Enum):
+            values = [None if v is None else str(v.value if isinstance(v, enum.Enum) else v) for v in values]
+        sql_type = "TEXT" if isinstance(column.type, Enum | String) else column.type.compile(dialect)
+        casts.append(f"CAST(:p{n} AS {sql_type}[])")
+        params[f"p{n}"] = values
+    # names from the table's own metadata, every value a bound parameter
+    statement = text(f"INSERT INTO {table.name} ({', '.join(keys)}) SELECT * FROM unnest({', '.join(casts)})")  # noqa: S608
+    db.session.execute(statement, params)
