@@ -3,7 +3,8 @@
 Channels for the states the simulator scans (a store code with an A/B welcome, a live-room campaign code, a
 personal code for each member of one store), segments, a lifecycle rule switched on, a draft and a dispatched
 mass send, a customer group and an invitation to it by tag, library items of four kinds, two groups of quick
-replies, and a member who left with customers and a group waiting for a handover. The simulator then acts on
+replies, a member who left with customers and a group waiting for a handover, and the brand's data
+(``bot.demo_brand``: a membership ladder, a year of orders, RFM classes). The simulator then acts on
 them: customers scan the codes, members confirm the sends, customers join by the code. Made once: a corp that
 has the store code is left as it is. Every step goes through the same
 services the panel uses, so the demo shows real behaviour.
@@ -17,6 +18,7 @@ import logging
 import qrcode
 from sqlalchemy import select
 
+from bot.demo_brand import seed_brand_data
 from bot.extensions import db
 from bot.models import Channel, Staff, Store, User
 from bot.sandbox.corp import FakeCorp
@@ -127,6 +129,8 @@ def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
     made.append(_library(admin, store, tag_ids))
     db.session.commit()
     made.append(_leaver(corp, {m.userid for m in members} | {m.userid for m in everyone[:3]}))
+    db.session.commit()
+    made.append(seed_brand_data(admin, corp, STORE_STATE))
     db.session.commit()
     log.info("sandbox demo corp: %s", "; ".join(made))
     return made

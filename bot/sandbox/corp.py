@@ -78,6 +78,8 @@ class Contact:
     type: int = 1
     unionid: str = ""
     follows: dict[str, Follow] = field(default_factory=dict)
+    # the customer's phone: WeCom never tells it, a member may type it into remark_mobiles
+    mobile: str = ""
 
 
 @dataclass

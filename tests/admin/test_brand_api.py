@@ -210,7 +210,9 @@ def test_the_profile_and_the_sidebar_show_the_level_the_class_and_why(app, clien
 def test_segments_take_purchase_conditions_in_the_api_and_the_builder_offers_them(app, client, api, shop):
     from tests.admin.test_panel import signed_in
 
-    post_orders(api, [order("S1", external_userid=shop[0], amount=800), order("S2", external_userid=shop[1], amount=20)])
+    post_orders(
+        api, [order("S1", external_userid=shop[0], amount=800), order("S2", external_userid=shop[1], amount=20)]
+    )
     rule = {"op": "and", "conditions": [{"type": "spend", "min": 100}, {"type": "orders", "min": 1}]}
     answer = api.post("/api/v1/segments/preview", {"rule": rule}).get_json()
     assert answer["count"] == 1 and [s["alone"] for s in answer["steps"]] == [1, 2]
