@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -19,7 +20,7 @@ from bot.sandbox.corp import FakeCorp
 from bot.services.commerce import imports, ladder, values
 from bot.services.customers.relations import record_relation
 
-LADDER = [
+LADDER: list[dict[str, Any]] = [
     {"code": "normal", "name": "普通会员", "min_points": 0},
     {"code": "silver", "name": "银卡会员", "min_points": 1000},
     {"code": "gold", "name": "金卡会员", "min_points": 5000},

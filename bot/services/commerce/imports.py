@@ -169,7 +169,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
         values_ = dict(zip([c.key for c in _ORDER_COLUMNS], content, strict=True))
         values_.update(customer_id=customer_id, status=row.status, updated_at=now)
         keep = before is not None and before.customer_id == customer_id and tuple(before[9:11]) == (store_id, staff_id)
-        if keep:  # attribution stays as first made: a transfer since moves later orders only
+        if before is not None and keep:  # attribution stays as first made: a transfer since moves later orders only
             values_.update(attributed_staff_id=before.attributed_staff_id, channel_id=before.channel_id)
         elif customer_id is not None:
             values_.update(

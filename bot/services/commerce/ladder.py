@@ -57,9 +57,9 @@ def save_ladder(raw: Any, user: User | None) -> list[MembershipLevel]:
             lv.rank = top + MAX_LEVELS + n
     db.session.flush()
     for rank, (code, name, points) in enumerate(wanted, 1):
-        lv = existing.get(code)
-        if lv is None:
-            lv = MembershipLevel(code=code)
+        found = existing.get(code)
+        lv = found if found is not None else MembershipLevel(code=code)
+        if found is None:
             db.session.add(lv)
         lv.name, lv.min_points, lv.rank = name, points, rank
     db.session.flush()

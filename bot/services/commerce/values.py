@@ -100,10 +100,10 @@ def save_settings(window_days: Any, mode: Any, thresholds: Any) -> RfmSettings:
         cuts = {}
         for key in DIMENSIONS:
             values = thresholds.get(key)
-            numeric = isinstance(values, list) and all(
-                isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 10**9 for v in values or []
-            )
-            if not numeric or len(values) != 4 or sorted(values) != values:
+            if not isinstance(values, list) or len(values) != 4:
+                raise Invalid(N_("请填写 R、F、M 各 4 个递增的阈值"), f"thresholds.{key}")
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 10**9 for v in values)
+            if not numeric or sorted(values) != values:
                 raise Invalid(N_("请填写 R、F、M 各 4 个递增的阈值"), f"thresholds.{key}")
             cuts[key] = [round(v * 100) if key == "m" else int(v) for v in values]
     row = settings_row()
@@ -125,8 +125,10 @@ def among(column: Any, keys: Iterable[Any]) -> ColumnElement[bool]:
     keys = list(keys)
     if db.session.get_bind().dialect.name == "postgresql":
         element = column.type if not isinstance(column.type, Enum) else String()
-        return column == any_(bindparam(None, keys, type_=ARRAY(element)))
-    return column.in_(keys)
+        test: ColumnElement[bool] = column == any_(bindparam(None, keys, type_=ARRAY(element)))
+        return test
+    inside: ColumnElement[bool] = column.in_(keys)
+    return inside
 
 
 def _only(query: Any, column: Any, ids: list[int] | None) -> Any:
@@ -167,7 +169,7 @@ def _write(since: datetime, ids: list[int] | None) -> None:
     db.session.execute(with_level.execution_options(synchronize_session=False))
 
 
-def _score(value: ColumnElement[Any], cuts: list[Any], *, falling: bool = False) -> ColumnElement[Any]:
+def _score(value: Any, cuts: list[Any], *, falling: bool = False) -> ColumnElement[Any]:
     above: ColumnElement[Any] = literal(0)
     for cut in cuts:
         above = above + case((value > cut, 1), else_=0)
@@ -227,9 +229,7 @@ def _quintiles(column: Any, since: datetime) -> list[Any]:
     """The 20/40/60/80% points of ``column`` over the customers who bought in the window."""
     bought = and_(CustomerValue.orders > 0, CustomerValue.last_paid_at >= since)
     if db.session.get_bind().dialect.name == "postgresql":
-        query = select(
-            func.percentile_disc(text("ARRAY[0.2, 0.4, 0.6, 0.8]")).within_group(column)  # type: ignore[no-untyped-call]
-        ).where(bought)
+        query = select(func.percentile_disc(text("ARRAY[0.2, 0.4, 0.6, 0.8]")).within_group(column)).where(bought)
         points = db.session.scalar(query)
         return list(points) if points else []
     total = db.session.scalar(select(func.count()).where(bought)) or 0

@@ -189,4 +189,5 @@ def condition(kind: str, values: tuple[Any, ...], cid: Any, *, joined: bool) -> 
     test = _on_values(kind, values, utcnow())
     if joined:
         return test
-    return cid.in_(select(CustomerValue.customer_id).where(test))
+    inside: ColumnElement[bool] = cid.in_(select(CustomerValue.customer_id).where(test))
+    return inside
