@@ -338,6 +338,6 @@ def insert_rows(table: Any, rows: list[dict[str, Any]]) -> None:
         sql_type = "TEXT" if isinstance(column.type, Enum | String) else column.type.compile(dialect)
         casts.append(f"CAST(:p{n} AS {sql_type}[])")
         params[f"p{n}"] = values
-    # names from the table's own metadata, every value a bound parameter
-    statement = text(f"INSERT INTO {table.name} ({', '.join(keys)}) SELECT * FROM unnest({', '.join(casts)})")  # noqa: S608
+    unnest = f"unnest({', '.join(casts)})"
+    statement = text(f"INSERT INTO {table.name} ({', '.join(keys)}) SELECT * FROM {unnest}")  # noqa: S608 - table's names
     db.session.execute(statement, params)
