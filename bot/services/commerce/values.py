@@ -44,7 +44,16 @@ from sqlalchemy import (
 )
 
 from bot.extensions import db
-from bot.models import Customer, CustomerValue, Membership, MembershipLevel, Order, OrderStatus, RfmSettings
+from bot.models import (
+    Customer,
+    CustomerEvent,
+    CustomerValue,
+    Membership,
+    MembershipLevel,
+    Order,
+    OrderStatus,
+    RfmSettings,
+)
 from bot.models._time import utcnow
 from bot.services.errors import Invalid
 from bot.services.users.accounts import N_
@@ -220,9 +229,33 @@ def refresh(customer_ids: Iterable[int]) -> None:
     since = _since(row, now)
     for start in range(0, len(ids), MAX_IDS):
         chunk = ids[start : start + MAX_IDS]
+        bought_before = _first_paid(chunk)
         _write(since, chunk)
         _rescore(row, since, now, chunk)
+        _announce_first_purchases(_first_paid(chunk), bought_before, now)
     db.session.flush()
+
+
+#: a first purchase older than this when it reaches Siyu (a late import) is history, not news
+FIRST_PURCHASE_NEWS = timedelta(days=7)
+
+
+def _first_paid(ids: list[int]) -> dict[int, datetime]:
+    query = select(CustomerValue.customer_id, CustomerValue.first_paid_at).where(
+        among(CustomerValue.customer_id, ids), CustomerValue.first_paid_at.is_not(None)
+    )
+    return {cid: at for cid, at in db.session.execute(query) if at is not None}
+
+
+def _announce_first_purchases(now_paid: dict[int, datetime], before: dict[int, datetime], now: datetime) -> None:
+    """A customer's first paid order on their timeline (``first_purchase``: what the lifecycle trigger of
+    that name reads), when it is recent."""
+    rows = [
+        {"customer_id": cid, "at": now, "kind": "first_purchase", "staff_userid": "", "detail": f"{at:%Y-%m-%d}"}
+        for cid, at in now_paid.items()
+        if cid not in before and at >= now - FIRST_PURCHASE_NEWS
+    ]
+    insert_rows(CustomerEvent.__table__, rows)
 
 
 def _quintiles(column: Any, since: datetime) -> list[Any]:
