@@ -12,7 +12,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, LargeBinary, SmallInteger, String
+from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, LargeBinary, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.extensions import db
@@ -83,10 +83,11 @@ class Order(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     order_no: Mapped[str] = mapped_column(String(64), unique=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
-    member_no: Mapped[str] = mapped_column(String(64), default="", index=True)
-    external_userid: Mapped[str] = mapped_column(String(64), default="", index=True)
-    unionid: Mapped[str] = mapped_column(String(64), default="", index=True)
-    mobile: Mapped[str] = mapped_column(String(20), default="", index=True)
+    # the identities it arrived with: what a waiting order is matched by (indexed while it waits)
+    member_no: Mapped[str] = mapped_column(String(64), default="")
+    external_userid: Mapped[str] = mapped_column(String(64), default="")
+    unionid: Mapped[str] = mapped_column(String(64), default="")
+    mobile: Mapped[str] = mapped_column(String(20), default="")
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     amount_cents: Mapped[int] = mapped_column(BigInteger)
@@ -108,6 +109,16 @@ class Order(db.Model):  # type: ignore[name-defined]
         Index("ix_orders_store_id_paid_at", "store_id", "paid_at"),
         Index("ix_orders_attributed_staff_id_paid_at", "attributed_staff_id", "paid_at"),
         Index("ix_orders_channel_id_paid_at", "channel_id", "paid_at"),
+        # Only waiting orders are looked up by identity: a few rows, not one index entry per order imported.
+        *(
+            Index(
+                f"ix_orders_waiting_{key}",
+                key,
+                postgresql_where=text("customer_id IS NULL"),
+                sqlite_where=text("customer_id IS NULL"),
+            )
+            for key in ("member_no", "external_userid", "unionid", "mobile")
+        ),
     )
 
 

@@ -4,7 +4,7 @@ scores, the RFM settings, the panel's CSV imports; customers.unionid indexed (or
 
 Revision ID: d5d13a4f69b8
 Revises: 78516646b35b
-Create Date: 2026-12-01 12:22:17.027563
+Create Date: 2026-12-01 12:38:16.347907
 
 """
 from alembic import op
@@ -138,11 +138,11 @@ def upgrade():
         batch_op.create_index('ix_orders_attributed_staff_id_paid_at', ['attributed_staff_id', 'paid_at'], unique=False)
         batch_op.create_index('ix_orders_channel_id_paid_at', ['channel_id', 'paid_at'], unique=False)
         batch_op.create_index('ix_orders_customer_id_paid_at', ['customer_id', 'paid_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_orders_external_userid'), ['external_userid'], unique=False)
-        batch_op.create_index(batch_op.f('ix_orders_member_no'), ['member_no'], unique=False)
-        batch_op.create_index(batch_op.f('ix_orders_mobile'), ['mobile'], unique=False)
         batch_op.create_index('ix_orders_store_id_paid_at', ['store_id', 'paid_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_orders_unionid'), ['unionid'], unique=False)
+        batch_op.create_index('ix_orders_waiting_external_userid', ['external_userid'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
+        batch_op.create_index('ix_orders_waiting_member_no', ['member_no'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
+        batch_op.create_index('ix_orders_waiting_mobile', ['mobile'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
+        batch_op.create_index('ix_orders_waiting_unionid', ['unionid'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
 
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_customers_unionid'), ['unionid'], unique=False)
@@ -156,11 +156,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_customers_unionid'))
 
     with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_orders_unionid'))
+        batch_op.drop_index('ix_orders_waiting_unionid', postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
+        batch_op.drop_index('ix_orders_waiting_mobile', postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
+        batch_op.drop_index('ix_orders_waiting_member_no', postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
+        batch_op.drop_index('ix_orders_waiting_external_userid', postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
         batch_op.drop_index('ix_orders_store_id_paid_at')
-        batch_op.drop_index(batch_op.f('ix_orders_mobile'))
-        batch_op.drop_index(batch_op.f('ix_orders_member_no'))
-        batch_op.drop_index(batch_op.f('ix_orders_external_userid'))
         batch_op.drop_index('ix_orders_customer_id_paid_at')
         batch_op.drop_index('ix_orders_channel_id_paid_at')
         batch_op.drop_index('ix_orders_attributed_staff_id_paid_at')
