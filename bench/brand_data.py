@@ -162,6 +162,8 @@ def main() -> int:
                 ],
             }
         )
+        stores_only = segments.parse_rule({"conditions": [{"type": "store", "store_ids": stores}]})
+        base_ms, base_worst, _ = timed(lambda: segments.count(stores_only, None), args.runs)
         count_ms, count_worst, n = timed(lambda: segments.count(rule, None), args.runs)
         explain_ms, explain_worst, _ = timed(lambda: segments.explain(rule, None), args.runs)
 
@@ -184,6 +186,7 @@ def main() -> int:
         f" ({nightly['scored']:,} scored)"
     )
     print(f"{'':44}{'median ms':>12}{'worst ms':>12}")
+    print(f"{'(the store condition alone, facets only)':44}{base_ms:>12.0f}{base_worst:>12.0f}")
     print(f"{'segment count: RFM class + spend + store':44}{count_ms:>12.0f}{count_worst:>12.0f}   → {n:,} customers")
     print(f"{'its explanation (per condition)':44}{explain_ms:>12.0f}{explain_worst:>12.0f}")
     print(f"{'rankings page with sales (30 days)':44}{rank_ms:>12.0f}{rank_worst:>12.0f}")

@@ -3,6 +3,8 @@ by the sales of attributed orders with their net adds beside, within the user's 
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -18,21 +20,23 @@ LIMIT = 100
 @bp.get("/rankings")
 def rankings() -> ResponseReturnValue:
     w = growth.window(request.args.get("days", 30, type=whole), request.args.get("start"), request.args.get("end"))
+    # every member's and store's net adds: ranked here, and beside their sales below
+    members, stores = growth.by_member(current_user, w), growth.by_store(current_user, w, by_net=True)
     return render_template(
         "admin/rankings/index.html",
         window=w,
         days=w.days,
         periods=growth.PERIODS,
-        members=growth.by_member(current_user, w, limit=LIMIT),
-        stores=growth.by_store(current_user, w, by_net=True, limit=LIMIT),
-        **_sales(w),
+        members=members[:LIMIT],
+        stores=stores[:LIMIT],
+        **_sales(w, members, stores),
     )
 
 
-def _sales(w: growth.Window) -> dict[str, object]:
+def _sales(w: growth.Window, members: list[dict[str, Any]], stores: list[dict[str, Any]]) -> dict[str, object]:
     """Sales rankings, each row with the net adds of the same member, store or channel in the window."""
-    net_by_member = {r["userid"]: r["net"] for r in growth.by_member(current_user, w)}
-    net_by_store = {r["id"]: r["net"] for r in growth.by_store(current_user, w, by_net=True)}
+    net_by_member = {r["userid"]: r["net"] for r in members}
+    net_by_store = {r["id"]: r["net"] for r in stores}
     channel_rows = sales.by_channel(current_user, w.since, w.until, LIMIT)
     adds = growth.by_channel([r["key"] for r in channel_rows], w)
     return {

@@ -106,9 +106,8 @@ class Order(db.Model):  # type: ignore[name-defined]
 
     __table_args__ = (
         Index("ix_orders_customer_id_paid_at", "customer_id", "paid_at"),
-        Index("ix_orders_store_id_paid_at", "store_id", "paid_at"),
-        Index("ix_orders_attributed_staff_id_paid_at", "attributed_staff_id", "paid_at"),
-        Index("ix_orders_channel_id_paid_at", "channel_id", "paid_at"),
+        # sales rankings read a period's orders and group them by member, store or channel
+        Index("ix_orders_paid_at", "paid_at"),
         # Only waiting orders are looked up by identity: a few rows, not one index entry per order imported.
         *(
             Index(

@@ -135,10 +135,8 @@ def upgrade():
     sa.UniqueConstraint('order_no', name=op.f('uq_orders_order_no'))
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.create_index('ix_orders_attributed_staff_id_paid_at', ['attributed_staff_id', 'paid_at'], unique=False)
-        batch_op.create_index('ix_orders_channel_id_paid_at', ['channel_id', 'paid_at'], unique=False)
         batch_op.create_index('ix_orders_customer_id_paid_at', ['customer_id', 'paid_at'], unique=False)
-        batch_op.create_index('ix_orders_store_id_paid_at', ['store_id', 'paid_at'], unique=False)
+        batch_op.create_index('ix_orders_paid_at', ['paid_at'], unique=False)
         batch_op.create_index('ix_orders_waiting_external_userid', ['external_userid'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
         batch_op.create_index('ix_orders_waiting_member_no', ['member_no'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
         batch_op.create_index('ix_orders_waiting_mobile', ['mobile'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
@@ -160,10 +158,8 @@ def downgrade():
         batch_op.drop_index('ix_orders_waiting_mobile', postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
         batch_op.drop_index('ix_orders_waiting_member_no', postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
         batch_op.drop_index('ix_orders_waiting_external_userid', postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
-        batch_op.drop_index('ix_orders_store_id_paid_at')
+        batch_op.drop_index('ix_orders_paid_at')
         batch_op.drop_index('ix_orders_customer_id_paid_at')
-        batch_op.drop_index('ix_orders_channel_id_paid_at')
-        batch_op.drop_index('ix_orders_attributed_staff_id_paid_at')
 
     op.drop_table('orders')
     with op.batch_alter_table('memberships', schema=None) as batch_op:

@@ -299,6 +299,9 @@ def recompute_all() -> dict[str, Any]:
     _rescore(row, since, now, None)
     row.computed_at = now
     db.session.flush()
+    if db.session.get_bind().dialect.name == "postgresql":
+        # every row was rewritten: the planner's picture of the classes and spends is new too
+        db.session.execute(text("ANALYZE customer_values"))
     rows = db.session.scalar(select(func.count()).select_from(CustomerValue)) or 0
     scored = db.session.scalar(select(func.count()).where(CustomerValue.rfm_class.is_not(None))) or 0
     return {"customers": rows, "scored": scored, "cuts": row.cuts}
