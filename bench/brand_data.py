@@ -14,7 +14,8 @@ customer written on the server. Then, through the app:
 - runs the nightly full recompute (quintiles, every customer scored; target ≤ 30 s);
 - counts a three-condition segment (an RFM class, a spend range, a store; target ≤ 200 ms) and its
   per-condition explanation;
-- renders the rankings page with its sales tables, 30 days (target ≤ 300 ms).
+- renders the rankings page with its sales tables, 30 days (target ≤ 300 ms);
+- and imports a 100,000-line GBK CSV of orders as the panel's upload does (checked, then its job's batches).
 """
 
 from __future__ import annotations
