@@ -136,7 +136,7 @@ def upgrade():
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.create_index('ix_orders_customer_id_paid_at', ['customer_id', 'paid_at'], unique=False)
-        batch_op.create_index('ix_orders_paid_at', ['paid_at'], unique=False)
+        batch_op.create_index('ix_orders_paid_at', ['paid_at'], unique=False, postgresql_include=['status', 'customer_id', 'attributed_staff_id', 'store_id', 'channel_id', 'amount_cents'])
         batch_op.create_index('ix_orders_waiting_external_userid', ['external_userid'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
         batch_op.create_index('ix_orders_waiting_member_no', ['member_no'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
         batch_op.create_index('ix_orders_waiting_mobile', ['mobile'], unique=False, postgresql_where=sa.text('customer_id IS NULL'), sqlite_where=sa.text('customer_id IS NULL'))
