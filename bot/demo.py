@@ -5,10 +5,11 @@ personal code for each member of one store), segments, a lifecycle rule switched
 mass send, a customer group and an invitation to it by tag, library items of four kinds (the link a tracked
 radar link, sent in a mass send of its own), two groups of quick replies, a member who left with customers and
 a group waiting for a handover, the first store's handover settings (删人提醒 in the digest, leavers handed
-over after 7 days), and a webhook endpoint at the sandbox's own receiver (the brand's CRM, which verifies each
-delivery). The simulator then acts on them: customers scan the codes, members confirm the sends, customers
-join by the code and open the radar link. Made once: a corp that has the store code is left as it is. Every
-step goes through the same services the panel uses, so the demo shows real behaviour.
+over after 7 days), the brand's data (``bot.demo_brand``: a membership ladder, a year of orders, RFM classes),
+and a webhook endpoint at the sandbox's own receiver (the brand's CRM, which verifies each delivery). The
+simulator then acts on them: customers scan the codes, members confirm the sends, customers join by the code
+and open the radar link. Made once: a corp that has the store code is left as it is. Every step goes through
+the same services the panel uses, so the demo shows real behaviour.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import qrcode
 import requests
 from sqlalchemy import select
 
+from bot.demo_brand import seed_brand_data
 from bot.extensions import db
 from bot.models import Channel, LibraryItem, Staff, Store, User, WebhookEndpoint
 from bot.sandbox.corp import FakeCorp
@@ -146,6 +148,8 @@ def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
     store_rules.set_store_rules(store.id, "digest", 7, "", admin)
     db.session.commit()
     made.append(f"{store.name}: 删人提醒 in the digest, leavers handed over after 7 days")
+    made.append(seed_brand_data(admin, corp, STORE_STATE))
+    db.session.commit()
     log.info("sandbox demo corp: %s", "; ".join(made))
     return made
 

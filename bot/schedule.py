@@ -10,6 +10,7 @@ from bot.jobs.periodic import PeriodicJob
 from bot.services.assistant import jobs as assistant
 from bot.services.callbacks import jobs as callbacks
 from bot.services.channels import jobs as channels
+from bot.services.commerce import jobs as commerce
 from bot.services.customers import jobs as customers
 from bot.services.directory import jobs as directory
 from bot.services.groups import jobs as groups
@@ -35,4 +36,5 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     *library.PERIODIC_JOBS,
     *webhooks.PERIODIC_JOBS,
     *radar.PERIODIC_JOBS,
+    *commerce.PERIODIC_JOBS,
 )

@@ -71,3 +71,27 @@ def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, r
     added = fake_wecom_app.config["WEBHOOK_RECEIVER"].of_type("customer.added")
     assert added and all(r.signed for r in added)
     assert any(r.body["data"]["state"] == STORE_STATE for r in added)
+
+
+def test_the_demo_corp_has_a_year_of_brand_data_and_phone_only_orders_wait_for_a_member(app, sim, corp, run_worker):
+    from bot.models import CustomerValue, Order
+    from bot.services.commerce import ladder
+
+    user_id, _ = make_user(app, "admin", "admin")
+    with app.app_context():
+        sync_directory()
+        sync_corp_tags()
+        seed_demo(db.session.get(User, user_id), corp)
+        assert [lv.code for lv in ladder.levels()] == ["normal", "silver", "gold", "black"]
+        classes = set(db.session.scalars(select(CustomerValue.rfm_class).where(CustomerValue.rfm_class.is_not(None))))
+        assert len(classes) >= 4
+        waiting = db.session.scalar(select(func.count()).select_from(Order).where(Order.customer_id.is_(None)))
+        assert waiting > 0
+        attributed = db.session.scalar(select(func.count()).where(Order.attributed_staff_id.is_not(None)))
+        assert attributed > 0
+    for _ in range(200):  # members type phone numbers in, now and then
+        if sim.member_records_a_phone() is None:
+            break
+    run_worker()
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Order).where(Order.customer_id.is_(None))) == 0

@@ -82,8 +82,10 @@ def test_dev_command_shows_simulated_customers_arriving(tmp_path):
             data={"username": login.group(1), "password": login.group(2), "csrf_token": token},
         )
         assert signed_in.url.endswith("/admin/") and "仪表盘" in signed_in.text
-        done = requests.get(base + "/api/v1/events?status=done", headers=headers, timeout=5).json()
-        assert done["total"] >= 3
+        # the demo's customers are there from the start (its brand data); the simulator's arrive by callback
+        assert wait_until(
+            lambda: requests.get(base + "/api/v1/events?status=done", headers=headers, timeout=5).json()["total"] >= 3
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=10)

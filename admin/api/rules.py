@@ -29,11 +29,14 @@ class RuleInput(Body):
     template: Literal["birthday", "new_customer", "dormant", "lost"] | None = None
     name: Text64 | None = None
     enabled: bool | None = None
-    trigger: Literal["birthday", "added", "dormant", "tag_added", "lost", "opened"] | None = None
+    trigger: (
+        Literal["birthday", "added", "dormant", "tag_added", "lost", "opened", "first_purchase", "no_purchase"] | None
+    ) = None
     trigger_args: dict[str, Any] | None = Field(
         None,
         description="birthday {days_before: 0–30}, added {days: [0–365, …]}, dormant {days},"
-        " tag_added {tag_ids}, lost {}, opened {item_id} or {folder_id} (a tracked library link opened)",
+        " tag_added {tag_ids}, lost {}, opened {item_id} or {folder_id} (a tracked library link opened),"
+        " first_purchase {}, no_purchase {days}",
     )
     segment_id: Id | None = Field(None, description="the audience; null for everyone")
     actions: list[dict[str, Any]] | None = Field(

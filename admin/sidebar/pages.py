@@ -17,6 +17,7 @@ from bot.models import Customer, Staff
 from bot.services.channels import qr_images
 from bot.services.channels.codes import personal_code
 from bot.services.clients import settings
+from bot.services.commerce import values as purchase_values
 from bot.services.errors import ServiceError
 from bot.services.tags.library import library as tag_library
 from bot.services.workspace import actions, jssdk, members
@@ -105,6 +106,7 @@ def customer(external_userid: str) -> ResponseReturnValue:
         v=view,
         tag_groups=tag_library(),
         saved=request.args.get("saved"),
+        purchases=purchase_values.summary(view.customer),
     )
 
 

@@ -156,6 +156,7 @@ from admin.views import (  # noqa: E402, F401 - register the routes
     api_tokens,
     audit,
     auth,
+    brand,
     channels,
     customers,
     dashboard,

@@ -33,6 +33,7 @@ from bot.models import (
     Tag,
 )
 from bot.services import corp_time
+from bot.services.commerce import values as purchase_values
 from bot.services.customers.relations import added_within, update_profile
 from bot.services.customers.relations import import_birthdays as import_birthday_rows
 from bot.services.customers.timeline import received_messages
@@ -282,6 +283,7 @@ def _profile(c: Customer, form: CustomerNotesForm) -> str:
         messages=messages,
         messages_page=max(page, 1),
         more_messages=more,
+        purchases=purchase_values.summary(c),
     )
 
 

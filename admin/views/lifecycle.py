@@ -62,6 +62,8 @@ def _from_form(rule: LifecycleRule | None = None) -> dict[str, Any]:
         args = {"days": _numbers(f.get("steps", ""))}
     elif trigger == "dormant":
         args = {"days": f.get("dormant_days", type=whole)}
+    elif trigger == "no_purchase":
+        args = {"days": f.get("no_purchase_days", type=whole)}
     elif trigger == "tag_added":
         args = {"tag_ids": f.getlist("trigger_tag_ids")}
     elif trigger == "opened":

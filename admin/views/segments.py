@@ -18,6 +18,8 @@ from admin.params import whole
 from admin.views import bp, client_ip, permission_required
 from bot.extensions import db
 from bot.models import Channel, Segment, Staff
+from bot.services.commerce import ladder
+from bot.services.commerce import values as purchase_values
 from bot.services.segments import rules as segments
 from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
@@ -34,6 +36,8 @@ def _choices() -> dict[str, Any]:
         "staff": [{"id": s.userid, "name": f"{s.name}（{s.userid}）"} for s in members],
         "stores": [{"id": s.id, "name": s.name} for s in visible_stores(current_user)],
         "channels": [{"id": c.id, "name": c.name} for c in db.session.scalars(select(Channel).order_by(Channel.id))],
+        "levels": [{"id": lv.id, "name": lv.name} for lv in ladder.levels()],
+        "classes": [{"id": k, "name": _(v)} for k, v in purchase_values.CLASS_NAMES.items()],
     }
 
 

@@ -11,6 +11,17 @@ from bot.models.channels import (
     channel_backup_staff,
     channel_staff,
 )
+from bot.models.commerce import (
+    RFM_CLASSES,
+    BrandImport,
+    CustomerMobile,
+    CustomerValue,
+    Membership,
+    MembershipLevel,
+    Order,
+    OrderStatus,
+    RfmSettings,
+)
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
 from bot.models.groups import GroupChat, GroupInvite, GroupMember, JoinWay
@@ -75,6 +86,15 @@ __all__ = [
     "channel_backup_staff",
     "channel_staff",
     "Customer",
+    "RFM_CLASSES",
+    "BrandImport",
+    "CustomerMobile",
+    "CustomerValue",
+    "Membership",
+    "MembershipLevel",
+    "Order",
+    "OrderStatus",
+    "RfmSettings",
     "CustomerEvent",
     "EventStatus",
     "FollowRelation",

@@ -24,7 +24,7 @@ class Customer(db.Model):  # type: ignore[name-defined]
     avatar: Mapped[str] = mapped_column(String(512), default="")
     type: Mapped[int] = mapped_column(Integer, default=1)  # 1 WeChat user, 2 WeCom user
     gender: Mapped[int] = mapped_column(Integer, default=0)
-    unionid: Mapped[str | None] = mapped_column(String(64))
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)  # what brand orders are matched by
     corp_name: Mapped[str] = mapped_column(String(128), default="")
     birthday: Mapped[date | None]
     notes: Mapped[str] = mapped_column(Text, default="", server_default="")

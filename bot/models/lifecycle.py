@@ -20,6 +20,8 @@ class Trigger(enum.StrEnum):
     tag_added = "tag_added"  # one of these tags was put on the customer
     lost = "lost"  # the customer deleted the member
     opened = "opened"  # the customer opened a tracked library link (雷达链接): one item, or any of a folder
+    first_purchase = "first_purchase"  # the brand's first paid order of the customer arrived
+    no_purchase = "no_purchase"  # N days since the customer's last paid order
 
 
 class LifecycleRule(db.Model):  # type: ignore[name-defined]
@@ -34,6 +36,7 @@ class LifecycleRule(db.Model):  # type: ignore[name-defined]
     enabled_at: Mapped[datetime | None]  # event triggers look at events from then on, never further back
     trigger: Mapped[Trigger] = mapped_column(String(16))
     # birthday {"days_before": N} | added {"days": [0, 1, 3, 7]} | dormant {"days": N} | tag_added {"tag_ids": […]}
+    # | no_purchase {"days": N}
     trigger_args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="SET NULL"))
     # Was a segment chosen? A rule whose segment was deleted stops instead of reaching everyone.

@@ -65,6 +65,7 @@ class Follow:
     state: str = ""
     oper_userid: str = ""
     tag_ids: list[str] = field(default_factory=list)
+    remark_mobiles: list[str] = field(default_factory=list)  # numbers the member typed in (doc 92114)
     deleted_by_customer: bool = False  # WeCom keeps listing the relation, one-sided
 
 
@@ -77,6 +78,8 @@ class Contact:
     type: int = 1
     unionid: str = ""
     follows: dict[str, Follow] = field(default_factory=dict)
+    # the customer's phone: WeCom never tells it, a member may type it into remark_mobiles
+    mobile: str = ""
 
 
 @dataclass
@@ -330,6 +333,7 @@ class FakeCorp:
                         "description": f.description,
                         "createtime": f.createtime,
                         "add_way": f.add_way,
+                        "remark_mobiles": list(f.remark_mobiles),
                         "state": f.state,
                         "oper_userid": f.oper_userid or contact.external_userid,
                         "tags": [

@@ -203,6 +203,29 @@ class Simulator:
             follow.tag_ids = list(dict.fromkeys(follow.tag_ids + tag_ids))
         return self.contact_change("edit_external_contact", userid, external_userid)
 
+    def member_records_mobile(self, external_userid: str, userid: str, mobile: str) -> Delivery:
+        """A member types the customer's phone number into their remark (remark_mobiles): edit_external_contact."""
+        with self.corp.lock:
+            follow = self.corp.contacts[external_userid].follows[userid]
+            follow.remark_mobiles = list(dict.fromkeys([*follow.remark_mobiles, mobile]))
+        return self.contact_change("edit_external_contact", userid, external_userid)
+
+    def member_records_a_phone(self) -> str | None:
+        """A member types a customer's phone number into their remark (the brand's orders by that number then
+        find the customer); None when every known number is recorded."""
+        with self.corp.lock:
+            unrecorded = sorted(
+                (c.external_userid, userid)
+                for c in self.corp.contacts.values()
+                if c.mobile and not any(c.mobile in f.remark_mobiles for f in c.follows.values())
+                for userid in sorted(c.follows)[:1]
+            )
+        if not unrecorded:
+            return None
+        external_userid, userid = self.rng.choice(unrecorded)
+        delivery = self.member_records_mobile(external_userid, userid, self.corp.contacts[external_userid].mobile)
+        return f"{userid} recorded the phone of {external_userid} ({delivery.statuses})"
+
     def customer_deletes_member(self, external_userid: str, userid: str) -> Delivery:
         """The customer deletes the member (a loss): del_follow_user. WeCom keeps the relation one-sided."""
         with self.corp.lock:
@@ -441,6 +464,8 @@ class Simulator:
             return f"{what} ({delivery.statuses})"
         if 0.6 <= roll < 0.65 and (read := someone_reads(self.corp, self.rng, self.timeout)) is not None:
             return read
+        if roll >= 0.88 and (recorded := self.member_records_a_phone()) is not None:
+            return recorded
         action = "add" if roll < 0.65 else "tag" if roll < 0.82 else "delete"
         done = self.act(action, state=self.rng.choice(["", "store-qr", "live-room"])) or self.act("add")
         assert done is not None

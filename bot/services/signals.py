@@ -14,6 +14,11 @@ _events = Namespace()
 #: sync, or deleted from Siyu. Whatever names them (channels, segments, rules, sends) lets them go.
 tags_removed = _events.signal("tags-removed")
 
+#: ``customer`` (a Customer) was added, edited or synced; ``mobiles`` are the numbers members recorded on them
+#: (follow_user.remark_mobiles), ``complete`` when they are every member's (a whole externalcontact/get).
+#: What waits for the customer (the brand's orders and memberships) is matched.
+customer_seen = _events.signal("customer-seen")
+
 #: ``userids`` (members' WeCom userids) left the corp — seen by the directory sync or a change_contact
 #: delete_user callback, each once (active before). Whatever waits on leavers (their handover) reacts.
 members_left = _events.signal("members-left")

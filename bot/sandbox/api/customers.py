@@ -62,6 +62,7 @@ def batch_get_by_user(corp: FakeCorp, body: Body) -> Body:
                 "state": follow.state,
                 "createtime": follow.createtime,
                 "tag_id": list(follow.tag_ids),
+                "remark_mobiles": list(follow.remark_mobiles),
                 "add_way": follow.add_way,
                 "oper_userid": follow.oper_userid or contact.external_userid,
             },
@@ -83,6 +84,8 @@ def remark(corp: FakeCorp, body: Body) -> Body:
         raise ApiError(84061, "not external contact")
     if "remark" in body:
         follow.remark = str(body["remark"])
+    if isinstance(body.get("remark_mobiles"), list):
+        follow.remark_mobiles = [str(m) for m in body["remark_mobiles"]]
     return ok()
 
 

@@ -19,6 +19,7 @@ from bot.services.clients import contact_api, settings
 from bot.services.customers import announcements
 from bot.services.directory.sync import ensure_staff
 from bot.services.rows import get_or_insert, get_or_insert_created
+from bot.services.signals import customer_seen
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ def _sync_customer(
         if known:
             announcements.tags_changed(follow, tags_before)
     db.session.flush()
+    mobiles = [m for item in data.get("follow_user", []) for m in item.get("remark_mobiles") or []]
+    customer_seen.send(None, customer=customer, mobiles=mobiles, complete=True)
     return customer, follows
 
 

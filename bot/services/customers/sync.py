@@ -25,6 +25,7 @@ from bot.services.customers import announcements
 from bot.services.customers.relations import record_event
 from bot.services.directory.sync import ensure_staff
 from bot.services.rows import get_or_insert_created
+from bot.services.signals import customer_seen
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def _apply(item: dict[str, Any], tags: dict[str, tuple[str, str]], now: datetime
     if not created:
         announcements.tags_changed(follow, before)
     follow.synced_at = now
+    customer_seen.send(None, customer=customer, mobiles=info.get("remark_mobiles") or [], complete=False)
     counts["seen"] += 1
 
 

@@ -55,6 +55,11 @@ def _why(rule: LifecycleRule, occurrence: str, customer: Customer, today: date, 
     if kind == Trigger.dormant:
         since = customer.last_interaction_at or customer.created_at
         return f"已 {(now - since).days} 天没有互动（最后一次 {corp_time.local(since):%Y-%m-%d}）"
+    if kind == Trigger.first_purchase:
+        return "首次消费"
+    if kind == Trigger.no_purchase:
+        last = date.fromisoformat(occurrence.split(":", 1)[1])
+        return f"已 {(today - last).days} 天没有消费（最后一次 {last:%Y-%m-%d}）"
     event = db.session.get(CustomerEvent, int(occurrence.split(":")[1]))
     if event is None:
         return occurrence

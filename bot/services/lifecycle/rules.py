@@ -169,7 +169,7 @@ def check_trigger(trigger: Any, raw: Any) -> tuple[Trigger, dict[str, Any]]:
         if not isinstance(steps, list) or not 1 <= len(steps) <= 10:
             raise LifecycleError("trigger_args.days", N_("跟进天数为 1–10 个"))
         return kind, {"days": sorted({_days(d, "trigger_args.days", 0, 365) for d in steps})}
-    if kind == Trigger.dormant:
+    if kind in (Trigger.dormant, Trigger.no_purchase):
         return kind, {"days": _days(args.get("days"), "trigger_args.days", 1, 3650)}
     if kind == Trigger.tag_added:
         return kind, {"tag_ids": _tag_ids(args.get("tag_ids"), "trigger_args.tag_ids", required=True)}

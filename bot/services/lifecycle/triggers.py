@@ -24,6 +24,7 @@ from bot.extensions import db
 from bot.models import (
     Customer,
     CustomerEvent,
+    CustomerValue,
     FollowRelation,
     FollowStatus,
     LibraryItem,
@@ -186,6 +187,25 @@ def _opened(rule: LifecycleRule, today: date, now: datetime) -> Any:
     return _events(rule, now, and_(CustomerEvent.kind == "link_opened", CustomerEvent.detail.in_(items)))
 
 
+# -- the brand's purchases (services.commerce keeps customer_values and the first_purchase event) --------
+
+
+def _first_purchase(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    # A first purchase happens once: one task per customer, for their first follower.
+    start = max(now - EVENT_LOOKBACK, rule.enabled_at or now)
+    recent = select(CustomerEvent.customer_id).where(CustomerEvent.kind == "first_purchase", CustomerEvent.at >= start)
+    return _with_first_follower(Customer.id.in_(recent), literal("first_purchase"))
+
+
+def _no_purchase(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    # One task per silence: the occurrence is the day of the last purchase.
+    last = CustomerValue.last_paid_at
+    days = int(rule.trigger_args["days"])
+    where = Customer.id.in_(select(CustomerValue.customer_id).where(last < now - timedelta(days=days)))
+    since = select(last).where(CustomerValue.customer_id == Customer.id).scalar_subquery()
+    return _with_first_follower(where, literal("no_purchase:") + cast(func.date(since), String))
+
+
 TRIGGERS: dict[Trigger, Callable[[LifecycleRule, date, datetime], Any]] = {
     Trigger.birthday: _birthday,
     Trigger.added: _added,
@@ -193,8 +213,10 @@ TRIGGERS: dict[Trigger, Callable[[LifecycleRule, date, datetime], Any]] = {
     Trigger.tag_added: _tag_added,
     Trigger.lost: _lost,
     Trigger.opened: _opened,
+    Trigger.first_purchase: _first_purchase,
+    Trigger.no_purchase: _no_purchase,
 }
-DAILY = (Trigger.birthday, Trigger.added, Trigger.dormant)
+DAILY = (Trigger.birthday, Trigger.added, Trigger.dormant, Trigger.no_purchase)
 
 
 class AudienceGone(LookupError):

@@ -15,6 +15,8 @@ Conditions (each a customer-level test; tags count on any of the customer's foll
   days), active (the rest)
 - ``{"type": "birthday_month", "month": 1..12}`` / ``{"type": "birthday_within", "days": 0..366}``
 - ``{"type": "lost", "value": true | false}`` — no longer followed by anyone (every relation ended)
+- the brand's data — level, RFM class and scores, spend, orders, days since and first purchase, bought in a
+  store: ``segments.purchases``
 
 Two ways to the same answer. Members, exports, sends, jobs and ``why`` ask of each customer through the
 relations (EXISTS over ``follow_tags`` and ``follow_relations``). Counts and explanations on PostgreSQL ask
@@ -36,11 +38,12 @@ from sqlalchemy import ColumnElement, and_, exists, extract, false, func, not_, 
 from sqlalchemy.orm import aliased
 
 from bot.extensions import db
-from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, Segment, Staff, Store, User
+from bot.models import Customer, CustomerValue, FollowRelation, FollowStatus, FollowTag, Segment, Staff, Store, User
 from bot.models._time import utcnow
 from bot.models.facets import customer_facets, tag_keys
 from bot.services import corp_time
 from bot.services.errors import Invalid
+from bot.services.segments import purchases
 from bot.services.signals import tags_removed
 from bot.services.users.accounts import N_, audit
 from bot.services.users.scope import customer_condition, store_ids
@@ -59,6 +62,7 @@ TYPES = (
     "birthday_within",
     "lost",
     "stage",
+    *purchases.TYPES,  # the brand's data: level, RFM, spend, orders, purchases
 )
 STAGES = ("new", "active", "dormant", "lost")
 NEW_DAYS = 7
@@ -141,7 +145,12 @@ def parse_rule(raw: Any) -> Rule:
         if not isinstance(c, dict) or c.get("type") not in TYPES:
             raise RuleError(N_("未知的条件类型"), i)
         kind = c["type"]
-        if kind == "tags":
+        if kind in purchases.TYPES:
+            try:
+                parsed.append(Condition(kind, purchases.parse(c)))
+            except purchases.Refused as exc:
+                raise RuleError(str(exc), i) from None
+        elif kind == "tags":
             match = c.get("match", "any")
             if match not in ("any", "all", "none"):
                 raise RuleError(N_("标签条件只能是包含任一、包含全部或都不包含"), i)
@@ -174,6 +183,8 @@ def parse_rule(raw: Any) -> Rule:
 
 
 def _dump(c: Condition) -> dict[str, Any]:
+    if c.type in purchases.TYPES:
+        return purchases.dump(c.type, c.values)
     if c.type == "tags":
         return {"type": "tags", "match": c.match, "tag_ids": list(c.values)}
     if c.type in ("channel", "store", "staff"):
@@ -245,6 +256,8 @@ def condition_sql(c: Condition, today: date | None = None, *, on_facets: bool = 
     joined to it (PostgreSQL's ``customer_facets``, see ``count``), tags and stores read from the facets."""
     today = today or utcnow().date()
     cid = customer_facets.c.customer_id if on_facets else Customer.id
+    if c.type in purchases.TYPES:
+        return purchases.condition(c.type, c.values, cid, joined=on_facets)
     if c.type == "tags":
         if on_facets:
             return _tags_on_facets(c)
@@ -307,11 +320,14 @@ class _Counted:
 
 
 def _counted(user: User | None) -> _Counted:
-    """On PostgreSQL the facet rows, LEFT JOINed to customers: every customer has exactly one facet row, so
-    the join changes nothing, and when no condition reads a customer column PostgreSQL drops it and counts
-    from the narrow facets alone. Elsewhere the customers, with conditions over the relations."""
+    """On PostgreSQL the facet rows, LEFT JOINed to customers and to their values (the brand's data, at most
+    one row each): every customer has exactly one facet row, so the joins change nothing, and when no
+    condition reads their columns PostgreSQL drops them and counts from the narrow facets alone. Elsewhere
+    the customers, with conditions over the relations."""
     if db.session.get_bind().dialect.name == "postgresql":
-        rows = customer_facets.outerjoin(Customer.__table__, Customer.id == customer_facets.c.customer_id)
+        rows = customer_facets.outerjoin(Customer.__table__, Customer.id == customer_facets.c.customer_id).outerjoin(
+            CustomerValue.__table__, CustomerValue.customer_id == customer_facets.c.customer_id
+        )
         ids = None if user is None else store_ids(user)
         scope = true() if ids is None else customer_facets.c.store_ids.overlap(ids)
         return _Counted(rows, scope, True)

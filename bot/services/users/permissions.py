@@ -43,6 +43,7 @@ class Action(enum.StrEnum):
     manage_any_api_token = "manage_any_api_token"  # noqa: S105 - an action's name
     hand_over = "hand_over"
     manage_webhooks = "manage_webhooks"
+    import_brand_data = "import_brand_data"
 
 
 _ADMIN = frozenset({Role.admin})
@@ -88,6 +89,8 @@ POLICY: dict[Action, frozenset[Role]] = {
     Action.manage_any_api_token: _ADMIN,
     # 离职继承: admins any member's customers, store managers those of their own stores' members.
     Action.hand_over: frozenset({Role.admin, Role.store_manager}),
+    # The brand's memberships, orders, ladder and RFM settings are corp-wide data.
+    Action.import_brand_data: _WRITERS,
 }
 assert set(POLICY) == set(Action), "every action has its roles"
 
@@ -118,6 +121,7 @@ _WHAT = {
     Action.manage_own_api_tokens: N_("管理自己的 API 令牌"),
     Action.manage_any_api_token: N_("管理他人的 API 令牌"),
     Action.hand_over: N_("交接离职员工的客户和群"),
+    Action.import_brand_data: N_("导入会员和订单"),
 }
 
 

@@ -1,0 +1,290 @@
+"""Batches of memberships and orders from the brand's systems (the API, a CSV upload): each row checked,
+matched to its customer, and written idempotently by its number — a batch sent again changes nothing; a
+row whose content changed (a refund, a corrected amount, a new level) updates its record, and the change is
+on the customer's timeline.
+
+A batch is a handful of set-based statements whatever its size (the rows' stores, members, existing
+records and customers are each read once), so that a million orders in batches of 1,000 import in about a
+minute (``bench/brand_data.py``). The answer counts the rows created, updated and unchanged, how many of
+them are matched to a customer or wait for one, and every refused row with its field and reason."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+
+from bot.extensions import db
+from bot.models import CustomerEvent, Membership, MembershipLevel, Order, Staff, Store, User
+from bot.models._time import utcnow
+from bot.services.commerce import values
+from bot.services.commerce.attribution import Followers
+from bot.services.commerce.matching import Resolver, match_orders_by_member
+from bot.services.commerce.rows import MembershipRow, OrderRow, Refused, membership_row, order_row
+from bot.services.commerce.values import among
+from bot.services.users.accounts import audit
+
+MAX_PROBLEMS = 1000
+
+
+@dataclass
+class Report:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    matched: int = 0
+    waiting: int = 0
+    refused: int = 0
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+    def refuse(self, index: int, key: str, exc: Refused) -> None:
+        self.refused += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append({"row": index, "key": key, "field": exc.field, "reason": exc.reason})
+
+    def done(self) -> Report:
+        self.problems.sort(key=lambda p: p["row"])
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "matched": self.matched,
+            "waiting": self.waiting,
+            "refused": self.refused,
+            "problems": self.problems,
+        }
+
+
+def _key(raw: Any, name: str) -> str:
+    value = raw.get(name) if isinstance(raw, dict) else None
+    return value[:64] if isinstance(value, str) else ""
+
+
+def _order_content(o: OrderRow, store_id: int, staff_id: int | None) -> tuple[Any, ...]:
+    who = o.who
+    return (
+        who.external_userid,
+        who.unionid,
+        who.mobile,
+        who.member_no,
+        store_id,
+        staff_id,
+        o.amount_cents,
+        o.paid_at,
+        o.status.value,
+        o.items,
+    )
+
+
+_ORDER_COLUMNS = (
+    Order.external_userid,
+    Order.unionid,
+    Order.mobile,
+    Order.member_no,
+    Order.store_id,
+    Order.staff_id,
+    Order.amount_cents,
+    Order.paid_at,
+    Order.status,
+    Order.items,
+)
+
+
+def _numbered(raw_rows: Sequence[Any], lines: Sequence[int] | None) -> Any:
+    """Each row with its number: its line in a file (``lines``), else its place in the batch (from 1)."""
+    return zip(lines if lines is not None else range(1, len(raw_rows) + 1), raw_rows, strict=True)
+
+
+def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence[int] | None = None) -> Report:
+    """Orders from the brand: created, updated (the later version wins) or left as they are. Flushes."""
+    report = Report(rows=len(raw_rows))
+    parsed: dict[str, tuple[int, OrderRow]] = {}
+    for index, raw in _numbered(raw_rows, lines):
+        try:
+            row = order_row(raw)
+        except Refused as exc:
+            report.refuse(index, _key(raw, "order_no"), exc)
+            continue
+        parsed.pop(row.order_no, None)  # the same number twice in a batch: the later wins
+        parsed[row.order_no] = (index, row)
+    stores = dict(
+        db.session.execute(
+            select(Store.department_id, Store.id).where(
+                Store.department_id.in_({r.department_id for _, r in parsed.values()})
+            )
+        ).all()
+    )
+    staff = dict(
+        db.session.execute(
+            select(Staff.userid, Staff.id).where(Staff.userid.in_({r.staff_userid for _, r in parsed.values()} - {""}))
+        ).all()
+    )
+    accepted: list[tuple[OrderRow, int, int | None]] = []
+    for index, row in parsed.values():
+        if row.department_id not in stores:
+            report.refuse(index, row.order_no, Refused("store", "unknown store"))
+        elif row.staff_userid and row.staff_userid not in staff:
+            report.refuse(index, row.order_no, Refused("staff", "unknown member"))
+        else:
+            accepted.append((row, stores[row.department_id], staff.get(row.staff_userid)))
+    existing = {
+        r.order_no: r
+        for r in db.session.execute(
+            select(
+                Order.id,
+                Order.order_no,
+                Order.customer_id,
+                Order.attributed_staff_id,
+                Order.channel_id,
+                *_ORDER_COLUMNS,
+            ).where(among(Order.order_no, [row.order_no for row, _, _ in accepted]))
+        )
+    }
+    resolver = Resolver(row.who for row, _, _ in accepted)
+    matched = {row.order_no: resolver.customer_for(row.who) for row, _, _ in accepted}
+    followers = Followers(c for c in matched.values() if c is not None)
+    now = utcnow()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    touched: set[int] = set()
+    for row, store_id, staff_id in accepted:
+        customer_id = matched[row.order_no]
+        content = _order_content(row, store_id, staff_id)
+        before = existing.get(row.order_no)
+        if before is not None:
+            customer_id = customer_id or before.customer_id
+        report.matched += customer_id is not None
+        report.waiting += customer_id is None
+        if before is not None and tuple(before[5:]) == content and before.customer_id == customer_id:
+            report.unchanged += 1
+            continue
+        values_ = dict(zip([c.key for c in _ORDER_COLUMNS], content, strict=True))
+        values_.update(customer_id=customer_id, status=row.status, updated_at=now)
+        keep = before is not None and before.customer_id == customer_id and tuple(before[9:11]) == (store_id, staff_id)
+        if before is not None and keep:  # attribution stays as first made: a transfer since moves later orders only
+            values_.update(attributed_staff_id=before.attributed_staff_id, channel_id=before.channel_id)
+        elif customer_id is not None:
+            values_.update(
+                attributed_staff_id=followers.staff_for(customer_id, store_id, staff_id),
+                channel_id=followers.channel_for(customer_id),
+                matched_at=now,
+            )
+        else:
+            values_.update(attributed_staff_id=None, channel_id=None, matched_at=None)
+        if customer_id is not None:
+            touched.add(customer_id)
+        if before is None:
+            report.created += 1
+            inserts.append({"order_no": row.order_no, "created_at": now, **values_})
+            continue
+        report.updated += 1
+        if before.customer_id is not None:
+            touched.add(before.customer_id)
+        updates.append({"id": before.id, **values_})
+        if customer_id is not None:
+            refund = before.status != row.status and row.status.value == "refunded"
+            detail = f"{row.order_no} {before.amount_cents / 100:.2f}→{row.amount_cents / 100:.2f} {row.status.value}"
+            events.append(
+                {
+                    "customer_id": customer_id,
+                    "at": now,
+                    "kind": "order_refunded" if refund else "order_changed",
+                    "staff_userid": "",
+                    "detail": detail,
+                }
+            )
+    values.insert_rows(Order.__table__, inserts)
+    if updates:
+        db.session.execute(update(Order), updates)
+    values.insert_rows(CustomerEvent.__table__, events)
+    values.refresh(touched)
+    audit(user, "import_orders", "orders", after={k: v for k, v in report.as_dict().items() if k != "problems"})
+    return report.done()
+
+
+def import_memberships(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence[int] | None = None) -> Report:
+    """Memberships from the brand: created, updated (a level change is on the timeline) or left as they
+    are. Flushes."""
+    report = Report(rows=len(raw_rows))
+    parsed: dict[str, tuple[int, MembershipRow]] = {}
+    for index, raw in _numbered(raw_rows, lines):
+        try:
+            row = membership_row(raw)
+        except Refused as exc:
+            report.refuse(index, _key(raw, "member_no"), exc)
+            continue
+        parsed.pop(row.member_no, None)
+        parsed[row.member_no] = (index, row)
+    levels = {lv.code: lv for lv in db.session.scalars(select(MembershipLevel))}
+    accepted = []
+    for index, row in parsed.values():
+        if row.level and row.level not in levels:
+            report.refuse(index, row.member_no, Refused("level", "unknown level (see the membership ladder)"))
+        else:
+            accepted.append(row)
+    existing = {
+        m.member_no: m
+        for m in db.session.scalars(
+            select(Membership).where(among(Membership.member_no, [r.member_no for r in accepted]))
+        )
+    }
+    resolver = Resolver(r.who for r in accepted)
+    names = {lv.id: lv.name for lv in levels.values()}
+    now = utcnow()
+    touched: set[int] = set()
+    matched_now: list[Membership] = []
+    for row in accepted:
+        level_id = levels[row.level].id if row.level else None
+        customer_id = resolver.customer_for(row.who)
+        member = existing.get(row.member_no)
+        if member is None:
+            member = Membership(member_no=row.member_no, created_at=now)
+            db.session.add(member)
+            report.created += 1
+        else:
+            customer_id = customer_id or member.customer_id
+            content = (
+                member.external_userid,
+                member.unionid,
+                member.mobile,
+                member.level_id,
+                member.points,
+                member.joined_at,
+            )
+            wanted = (row.who.external_userid, row.who.unionid, row.who.mobile, level_id, row.points, row.joined_at)
+            if content == wanted and member.customer_id == customer_id:
+                report.unchanged += 1
+                report.matched += customer_id is not None
+                report.waiting += customer_id is None
+                continue
+            report.updated += 1
+            if member.customer_id is not None:
+                touched.add(member.customer_id)
+            if customer_id is not None and member.level_id != level_id:
+                detail = f"{row.member_no} {names.get(member.level_id or 0, '-')}→{names.get(level_id or 0, '-')}"
+                db.session.add(CustomerEvent(customer_id=customer_id, at=now, kind="level_changed", detail=detail))
+        member.external_userid, member.unionid, member.mobile = row.who.external_userid, row.who.unionid, row.who.mobile
+        member.level_id, member.points, member.joined_at, member.updated_at = level_id, row.points, row.joined_at, now
+        if customer_id is not None and member.customer_id != customer_id:
+            member.matched_at = now
+            matched_now.append(member)
+        member.customer_id = customer_id
+        report.matched += customer_id is not None
+        report.waiting += customer_id is None
+        if customer_id is not None:
+            touched.add(customer_id)
+    db.session.flush()
+    touched |= match_orders_by_member({m.member_no: m.customer_id for m in matched_now if m.customer_id})
+    values.refresh(touched)
+    audit(
+        user, "import_memberships", "memberships", after={k: v for k, v in report.as_dict().items() if k != "problems"}
+    )
+    return report.done()

@@ -1,0 +1,85 @@
+"""Sales from attributed orders (全员营销 by outcome): per member (the member each order counts for), per
+store (where it was bought) and per channel (the one that brought the customer) — the amount, the orders
+and the paying customers of the paid orders in a window, within the user's stores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+
+from bot.extensions import db
+from bot.models import Channel, Order, OrderStatus, Staff, Store, User
+from bot.services.users.scope import staff_condition, store_ids
+
+
+def _figures() -> tuple[ColumnElement[Any], ...]:
+    return (
+        func.coalesce(func.sum(Order.amount_cents), 0).label("amount_cents"),
+        func.count().label("orders"),
+        func.count(func.distinct(Order.customer_id)).label("customers"),
+    )
+
+
+def _paid_in(since: datetime, until: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Order.status == OrderStatus.paid,
+        Order.paid_at >= since,
+        Order.paid_at < until,
+        Order.customer_id.is_not(None),
+    )
+
+
+def _rows(query: Any) -> list[dict[str, Any]]:
+    return [
+        {"key": key, "name": name, "amount_cents": int(a), "orders": int(o), "customers": int(c)}
+        for key, name, a, o, c in db.session.execute(query)
+    ]
+
+
+def by_member(user: User | None, since: datetime, until: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Members by the amount of the orders that count for them (``key``: the userid)."""
+    query = (
+        select(Staff.userid, Staff.name, *_figures())
+        .join(Order, Order.attributed_staff_id == Staff.id)
+        .where(*_paid_in(since, until))
+        .group_by(Staff.id, Staff.userid, Staff.name)
+        .order_by(func.sum(Order.amount_cents).desc(), Staff.userid)
+        .limit(limit)
+    )
+    if user is not None:
+        query = query.where(staff_condition(user))
+    return _rows(query)
+
+
+def by_store(user: User | None, since: datetime, until: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Stores by the amount of the orders bought there (``key``: the store's id)."""
+    query = (
+        select(Store.id, Store.name, *_figures())
+        .join(Order, Order.store_id == Store.id)
+        .where(*_paid_in(since, until))
+        .group_by(Store.id, Store.name)
+        .order_by(func.sum(Order.amount_cents).desc(), Store.name)
+        .limit(limit)
+    )
+    ids = None if user is None else store_ids(user)
+    if ids is not None:
+        query = query.where(Store.id.in_(ids))
+    return _rows(query)
+
+
+def by_channel(user: User | None, since: datetime, until: datetime, limit: int = 100) -> list[dict[str, Any]]:
+    """Channels by the amount their customers spent (``key``: the channel's id)."""
+    query = (
+        select(Channel.id, Channel.name, *_figures())
+        .join(Order, Order.channel_id == Channel.id)
+        .where(*_paid_in(since, until))
+        .group_by(Channel.id, Channel.name)
+        .order_by(func.sum(Order.amount_cents).desc(), Channel.name)
+        .limit(limit)
+    )
+    ids = None if user is None else store_ids(user)
+    if ids is not None:
+        query = query.where(Order.store_id.in_(ids))
+    return _rows(query)

@@ -1,0 +1,379 @@
+"""Each customer's purchases in one row (``customer_values``) and their RFM scores and class.
+
+Recency (days since the last paid order), frequency (paid orders) and monetary value (their amount) count
+the orders in the brand's window (365 days by default). Each is scored 1–5 against four cut points: the
+quintiles of every customer who bought in the window (taken at the nightly full recompute), or thresholds
+the brand sets. A score is 1 plus the number of cut points the value is above (for recency: 5 minus the
+number of cut points the days are above), so ties share a score whatever their count. A score of 3 or more
+is "high"; the three highs and lows name the eight classic classes.
+
+``refresh`` recomputes the customers an import touched on the scale in use (the cut points stay); the
+nightly ``recompute_all`` takes the quintiles again and rewrites every row. Both are a few set-based
+statements, whatever the number of customers.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    Enum,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+
+from bot.extensions import db
+from bot.models import (
+    Customer,
+    CustomerEvent,
+    CustomerValue,
+    Membership,
+    MembershipLevel,
+    Order,
+    OrderStatus,
+    RfmSettings,
+)
+from bot.models._time import utcnow
+from bot.services.errors import Invalid
+from bot.services.users.accounts import N_
+
+DIMENSIONS = ("r", "f", "m")
+HIGH = 3
+#: (R high, F high, M high) → the class; their names as the panel shows them are in ``CLASS_NAMES``
+CLASSES = {
+    (True, True, True): "important_value",
+    (True, False, True): "important_develop",
+    (False, True, True): "important_keep",
+    (False, False, True): "important_retain",
+    (True, True, False): "general_value",
+    (True, False, False): "general_develop",
+    (False, True, False): "general_keep",
+    (False, False, False): "general_retain",
+}
+CLASS_NAMES = {
+    "important_value": N_("重要价值客户"),
+    "important_develop": N_("重要发展客户"),
+    "important_keep": N_("重要保持客户"),
+    "important_retain": N_("重要挽留客户"),
+    "general_value": N_("一般价值客户"),
+    "general_develop": N_("一般发展客户"),
+    "general_keep": N_("一般保持客户"),
+    "general_retain": N_("一般挽留客户"),
+}
+MAX_WINDOW = 3650
+MAX_IDS = 5000  # customers refreshed per statement
+
+
+def settings_row() -> RfmSettings:
+    """The brand's RFM settings (made with the defaults on first use); flushes."""
+    row = db.session.get(RfmSettings, 1)
+    if row is None:
+        row = RfmSettings(id=1, window_days=365, mode="quintiles")
+        db.session.add(row)
+        db.session.flush()
+    return row
+
+
+def save_settings(window_days: Any, mode: Any, thresholds: Any) -> RfmSettings:
+    """Change the window and the scale: quintiles, or four rising thresholds per dimension (days for R,
+    orders for F, yuan for M). Refuses anything else with the field at fault; flushes."""
+    if not isinstance(window_days, int) or isinstance(window_days, bool) or not 1 <= window_days <= MAX_WINDOW:
+        raise Invalid(N_("统计窗口为 1–3650 天"), "window_days")
+    if mode not in ("quintiles", "thresholds"):
+        raise Invalid(N_("评分方式只能是五分位或自定义阈值"), "mode")
+    cuts = None
+    if mode == "thresholds":
+        if not isinstance(thresholds, dict):
+            raise Invalid(N_("请填写 R、F、M 各 4 个递增的阈值"), "thresholds")
+        cuts = {}
+        for key in DIMENSIONS:
+            values = thresholds.get(key)
+            if not isinstance(values, list) or len(values) != 4:
+                raise Invalid(N_("请填写 R、F、M 各 4 个递增的阈值"), f"thresholds.{key}")
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 10**9 for v in values)
+            if not numeric or sorted(values) != values:
+                raise Invalid(N_("请填写 R、F、M 各 4 个递增的阈值"), f"thresholds.{key}")
+            cuts[key] = [round(v * 100) if key == "m" else int(v) for v in values]
+    row = settings_row()
+    row.window_days, row.mode = window_days, mode
+    row.thresholds = cuts
+    if cuts is not None:
+        row.cuts = cuts
+    db.session.flush()
+    return row
+
+
+def _since(row: RfmSettings, now: datetime) -> datetime:
+    return now - timedelta(days=row.window_days)
+
+
+def among(column: Any, keys: Iterable[Any]) -> ColumnElement[bool]:
+    """``column`` is one of ``keys``. On PostgreSQL one array parameter (``= ANY``) rather than a thousand:
+    a statement of a thousand placeholders costs more to build and parse than to run."""
+    keys = list(keys)
+    if db.session.get_bind().dialect.name == "postgresql":
+        element = column.type if not isinstance(column.type, Enum) else String()
+        test: ColumnElement[bool] = column == any_(bindparam(None, keys, type_=ARRAY(element)))
+        return test
+    inside: ColumnElement[bool] = column.in_(keys)
+    return inside
+
+
+def _only(query: Any, column: Any, ids: list[int] | None) -> Any:
+    return query if ids is None else query.where(among(column, ids))
+
+
+def _write(since: datetime, ids: list[int] | None) -> None:
+    """The rows rewritten from the orders (paid orders and spend in the window, first and last purchase) and
+    the memberships (the highest level; a member who never bought has a row too)."""
+    db.session.execute(_only(delete(CustomerValue), CustomerValue.customer_id, ids))
+    in_window = Order.paid_at >= since
+    bought = _only(
+        select(
+            Order.customer_id,
+            func.count().filter(in_window),
+            func.coalesce(func.sum(Order.amount_cents).filter(in_window), 0),
+            func.min(Order.paid_at),
+            func.max(Order.paid_at),
+        ).where(Order.status == OrderStatus.paid, Order.customer_id.is_not(None)),
+        Order.customer_id,
+        ids,
+    ).group_by(Order.customer_id)
+    columns = ["customer_id", "orders", "spend_cents", "first_paid_at", "last_paid_at"]
+    db.session.execute(insert(CustomerValue).from_select(columns, bought))
+    members = _only(select(Membership.customer_id).where(Membership.level_id.is_not(None)), Membership.customer_id, ids)
+    if db.session.scalar(members.limit(1)) is None:
+        return
+    unknown = members.where(~exists().where(CustomerValue.customer_id == Membership.customer_id)).distinct()
+    db.session.execute(insert(CustomerValue).from_select(["customer_id"], unknown))
+    top = (
+        select(func.max(MembershipLevel.rank))
+        .join(Membership, Membership.level_id == MembershipLevel.id)
+        .where(Membership.customer_id == CustomerValue.customer_id)
+        .scalar_subquery()
+    )
+    level = select(MembershipLevel.id).where(MembershipLevel.rank == top).scalar_subquery()
+    with_level = update(CustomerValue).values(level_id=level).where(CustomerValue.customer_id.in_(members))
+    db.session.execute(with_level.execution_options(synchronize_session=False))
+
+
+def _score(value: Any, cuts: list[Any], *, falling: bool = False) -> ColumnElement[Any]:
+    above: ColumnElement[Any] = literal(0)
+    for cut in cuts:
+        above = above + case((value > cut, 1), else_=0)
+    return literal(5) - above if falling else literal(1) + above
+
+
+def _scores(cuts: dict[str, list[Any]], since: datetime, now: datetime) -> dict[str, Any]:
+    v = CustomerValue
+    bought = and_(v.orders > 0, v.last_paid_at >= since)
+    # R: whole days since the last purchase above a cut ⇔ bought at least cut + 1 days ago (no day
+    # arithmetic in SQL, the same on every database)
+    r_above: ColumnElement[Any] = literal(0)
+    for days in cuts["r"]:
+        r_above = r_above + case((v.last_paid_at <= now - timedelta(days=days + 1), 1), else_=0)
+    r = literal(5) - r_above
+    f = _score(v.orders, cuts["f"])
+    m = _score(v.spend_cents, cuts["m"])
+    name = case(
+        *(
+            (and_(r >= HIGH if hr else r < HIGH, f >= HIGH if hf else f < HIGH, m >= HIGH if hm else m < HIGH), cls)
+            for (hr, hf, hm), cls in CLASSES.items()
+        )
+    )
+    return {
+        "r": case((bought, cast(r, Integer))),
+        "f": case((bought, cast(f, Integer))),
+        "m": case((bought, cast(m, Integer))),
+        "rfm_class": case((bought, name)),
+        "computed_at": now,
+    }
+
+
+def _rescore(row: RfmSettings, since: datetime, now: datetime, ids: list[int] | None) -> None:
+    if not row.cuts:
+        return
+    scored = update(CustomerValue).values(**_scores(row.cuts, since, now))
+    scored = _only(scored, CustomerValue.customer_id, ids)
+    db.session.execute(scored.execution_options(synchronize_session=False))
+
+
+def refresh(customer_ids: Iterable[int]) -> None:
+    """Recompute the rows of these customers (an import touched them) on the scale in use; flushes."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return
+    db.session.flush()
+    row, now = settings_row(), utcnow()
+    since = _since(row, now)
+    for start in range(0, len(ids), MAX_IDS):
+        chunk = ids[start : start + MAX_IDS]
+        bought_before = _first_paid(chunk)
+        _write(since, chunk)
+        _rescore(row, since, now, chunk)
+        _announce_first_purchases(_first_paid(chunk), bought_before, now)
+    db.session.flush()
+
+
+#: a first purchase older than this when it reaches Siyu (a late import) is history, not news
+FIRST_PURCHASE_NEWS = timedelta(days=7)
+
+
+def _first_paid(ids: list[int]) -> dict[int, datetime]:
+    query = select(CustomerValue.customer_id, CustomerValue.first_paid_at).where(
+        among(CustomerValue.customer_id, ids), CustomerValue.first_paid_at.is_not(None)
+    )
+    return {cid: at for cid, at in db.session.execute(query) if at is not None}
+
+
+def _announce_first_purchases(now_paid: dict[int, datetime], before: dict[int, datetime], now: datetime) -> None:
+    """A customer's first paid order on their timeline (``first_purchase``: what the lifecycle trigger of
+    that name reads), when it is recent."""
+    rows = [
+        {"customer_id": cid, "at": now, "kind": "first_purchase", "staff_userid": "", "detail": f"{at:%Y-%m-%d}"}
+        for cid, at in now_paid.items()
+        if cid not in before and at >= now - FIRST_PURCHASE_NEWS
+    ]
+    insert_rows(CustomerEvent.__table__, rows)
+
+
+def _quintiles(column: Any, since: datetime) -> list[Any]:
+    """The 20/40/60/80% points of ``column`` over the customers who bought in the window."""
+    bought = and_(CustomerValue.orders > 0, CustomerValue.last_paid_at >= since)
+    if db.session.get_bind().dialect.name == "postgresql":
+        query = select(func.percentile_disc(text("ARRAY[0.2, 0.4, 0.6, 0.8]")).within_group(column)).where(bought)
+        points = db.session.scalar(query)
+        return list(points) if points else []
+    total = db.session.scalar(select(func.count()).where(bought)) or 0
+    if not total:
+        return []
+    return [
+        db.session.scalar(select(column).where(bought).order_by(column).offset(min(total - 1, total * k // 5)).limit(1))
+        for k in (1, 2, 3, 4)
+    ]
+
+
+def _whole_days(now: datetime) -> ColumnElement[Any]:
+    """Whole days from the last purchase to ``now``."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        seconds = func.extract("epoch", literal(now) - CustomerValue.last_paid_at)
+        return func.floor(seconds / 86400)
+    return cast(func.julianday(now) - func.julianday(CustomerValue.last_paid_at), Integer)
+
+
+def recompute_all() -> dict[str, Any]:
+    """The nightly full recompute: every row rewritten, the quintiles taken again (in quintile mode), every
+    customer scored on them. Returns the customers with a row, those scored, and the cut points."""
+    row, now = settings_row(), utcnow()
+    since = _since(row, now)
+    _write(since, None)
+    if row.mode == "quintiles":
+        days = _whole_days(now)
+        points = {
+            "r": _quintiles(days, since),
+            "f": _quintiles(CustomerValue.orders, since),
+            "m": _quintiles(CustomerValue.spend_cents, since),
+        }
+        row.cuts = {k: [int(p) for p in v] for k, v in points.items()} if all(points.values()) else None
+    _rescore(row, since, now, None)
+    row.computed_at = now
+    db.session.flush()
+    if db.session.get_bind().dialect.name == "postgresql":
+        # every row was rewritten: the planner's picture of the classes and spends is new too
+        db.session.execute(text("ANALYZE customer_values"))
+    rows = db.session.scalar(select(func.count()).select_from(CustomerValue)) or 0
+    scored = db.session.scalar(select(func.count()).where(CustomerValue.rfm_class.is_not(None))) or 0
+    return {"customers": rows, "scored": scored, "cuts": row.cuts}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the profile and the sidebar show of a customer's purchases, and why their class is what it is."""
+
+    level: str | None
+    orders: int
+    spend_cents: int
+    days_since: int | None
+    first_paid_at: datetime | None
+    r: int | None
+    f: int | None
+    m: int | None
+    rfm_class: str | None
+    window_days: int
+
+    @property
+    def class_name(self) -> str | None:
+        return CLASS_NAMES.get(self.rfm_class or "")
+
+    @property
+    def spend_yuan(self) -> str:
+        return f"{self.spend_cents / 100:,.2f}"
+
+
+def summary(customer: Customer) -> Summary | None:
+    """The customer's purchase summary, or None when the brand knows nothing of them."""
+    value = db.session.get(CustomerValue, customer.id)
+    if value is None:
+        return None
+    level = db.session.get(MembershipLevel, value.level_id) if value.level_id else None
+    days = (utcnow() - value.last_paid_at).days if value.last_paid_at else None
+    return Summary(
+        level.name if level else None,
+        value.orders,
+        value.spend_cents,
+        days,
+        value.first_paid_at,
+        value.r,
+        value.f,
+        value.m,
+        value.rfm_class,
+        settings_row().window_days,
+    )
+
+
+def insert_rows(table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) into ``table``. On PostgreSQL one statement of one array
+    parameter per column (``SELECT … FROM unnest(…)``), whatever the number of rows: a thousand rows bound
+    one placeholder each make a statement that costs more to build and parse than to run."""
+    if not rows:
+        return
+    if db.session.get_bind().dialect.name != "postgresql":
+        db.session.execute(insert(table), rows)
+        return
+    dialect = db.session.get_bind().dialect
+    keys = list(rows[0])
+    casts, params = [], {}
+    for n, key in enumerate(keys):
+        column = table.c[key]
+        values = [row[key] for row in rows]
+        if isinstance(column.type, JSON):
+            values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
+        elif isinstance(column.type, Enum):
+            values = [None if v is None else str(v.value if isinstance(v, enum.Enum) else v) for v in values]
+        sql_type = "TEXT" if isinstance(column.type, Enum | String) else column.type.compile(dialect)
+        casts.append(f"CAST(:p{n} AS {sql_type}[])")
+        params[f"p{n}"] = values
+    unnest = f"unnest({', '.join(casts)})"
+    statement = text(f"INSERT INTO {table.name} ({', '.join(keys)}) SELECT * FROM {unnest}")  # noqa: S608 - table's names
+    db.session.execute(statement, params)
