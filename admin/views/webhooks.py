@@ -36,6 +36,7 @@ EVENT_LABELS = {
     "task.created": _l("生命周期任务创建"),
     "task.done": _l("生命周期任务完成"),
     "radar.opened": _l("客户打开雷达链接"),
+    "order.attributed": _l("订单归属到客户与员工"),
     "handover.finished": _l("员工交接完成"),
     "ping": _l("测试事件"),
 }

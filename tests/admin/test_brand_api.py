@@ -246,3 +246,24 @@ def test_rankings_show_sales_by_member_store_and_channel_beside_net_adds(app, cl
     channels = page.split('id="channel-sales"', 1)[1].split("</table>", 1)[0]
     assert "海报" in channels and "¥300.00" in channels and "<td>1</td><td>1</td><td>1</td>" in channels
     assert "¥400.00" in page.split('id="store-sales"', 1)[1].split("</table>", 1)[0]
+
+
+def test_attributed_orders_are_told_to_the_brands_systems_at_once_or_when_their_customer_appears(
+    app, api, shop, sim, run_worker
+):
+    from tests.services.webhook_helpers import receiving, register
+
+    with receiving() as crm:
+        register(app, crm, types=["order.attributed"])
+        post_orders(api, [order("W1", external_userid=shop[0]), order("W2", mobile="13900139000")])
+        run_worker()
+        assert [r.body["data"]["order_no"] for r in crm.of_type("order.attributed")] == ["W1"]
+        post_orders(api, [order("W1", external_userid=shop[0])])  # sent again: nothing new to tell
+        sim.member_records_mobile(shop[1], "staff0201", "13900139000")  # W2's customer appears
+        run_worker()
+    told = [r.body["data"] for r in crm.of_type("order.attributed")]
+    assert [t["order_no"] for t in told] == ["W1", "W2"]
+    first, second = told
+    assert first["customer"]["external_userid"] == shop[0] and first["member"] == {"userid": "staff0201"}
+    assert first["amount_cents"] == 12850 and first["status"] == "paid" and first["store"]["department_id"] == STORE2
+    assert second["customer"]["external_userid"] == shop[1]

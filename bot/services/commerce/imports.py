@@ -20,6 +20,7 @@ from bot.extensions import db
 from bot.models import CustomerEvent, Membership, MembershipLevel, Order, Staff, Store, User
 from bot.models._time import utcnow
 from bot.services.commerce import values
+from bot.services.commerce.announcements import orders_attributed
 from bot.services.commerce.attribution import Followers
 from bot.services.commerce.matching import Resolver, match_orders_by_member
 from bot.services.commerce.rows import MembershipRow, OrderRow, Refused, membership_row, order_row
@@ -155,6 +156,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
     updates: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     touched: set[int] = set()
+    attributed: list[str] = []
     for row, store_id, staff_id in accepted:
         customer_id = matched[row.order_no]
         content = _order_content(row, store_id, staff_id)
@@ -177,6 +179,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
                 channel_id=followers.channel_for(customer_id),
                 matched_at=now,
             )
+            attributed.append(row.order_no)
         else:
             values_.update(attributed_staff_id=None, channel_id=None, matched_at=None)
         if customer_id is not None:
@@ -206,6 +209,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
         db.session.execute(update(Order), updates)
     values.insert_rows(CustomerEvent.__table__, events)
     values.refresh(touched)
+    orders_attributed(attributed)
     audit(user, "import_orders", "orders", after={k: v for k, v in report.as_dict().items() if k != "problems"})
     return report.done()
 

@@ -21,6 +21,7 @@ from bot.extensions import db
 from bot.models import Customer, CustomerMobile, Membership, Order
 from bot.models._time import utcnow
 from bot.services.commerce import values
+from bot.services.commerce.announcements import orders_attributed
 from bot.services.commerce.attribution import Followers
 from bot.services.commerce.values import among
 from bot.services.signals import customer_seen
@@ -134,6 +135,8 @@ def match_waiting(customer: Customer, mobiles: set[str]) -> int:
             order.customer_id, order.matched_at = customer.id, now
             order.attributed_staff_id = followers.staff_for(customer.id, order.store_id, order.staff_id)
             order.channel_id = followers.channel_for(customer.id)
+        db.session.flush()
+        orders_attributed([o.order_no for o in orders])
     if memberships or orders:
         values.refresh([customer.id])
     return int(memberships or 0) + len(orders)
@@ -154,6 +157,8 @@ def match_orders_by_member(customers: dict[str, int]) -> set[int]:
         order.customer_id, order.matched_at = customer_id, now
         order.attributed_staff_id = followers.staff_for(customer_id, order.store_id, order.staff_id)
         order.channel_id = followers.channel_for(customer_id)
+    db.session.flush()
+    orders_attributed([o.order_no for o in orders])
     return {o.customer_id for o in orders if o.customer_id is not None}
 
 

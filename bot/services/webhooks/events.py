@@ -125,6 +125,22 @@ class RadarOpened(BaseModel):
     via: str = Field(description="link (a per-customer link), or oauth (identified through WeCom's OAuth)")
 
 
+class StoreRef(BaseModel):
+    department_id: int = Field(description="the store's WeCom department id")
+    name: str
+
+
+class OrderAttributed(BaseModel):
+    order_no: str
+    customer: CustomerRef
+    member: MemberRef = Field(description="the member the order counts for (named on it, else serving the store)")
+    store: StoreRef
+    channel: ChannelRef | None = Field(None, description="the channel that brought the customer")
+    amount_cents: int
+    paid_at: str
+    status: Literal["paid", "refunded"]
+
+
 class HandoverItem(BaseModel):
     status: str = Field(description="done, refused, limit (the receiver is at their limit), failed or blocked")
     errcode: int = 0
@@ -174,6 +190,7 @@ TYPES: tuple[EventType, ...] = (
     EventType("send.delivered", "A mass send reached a customer", SendDelivered),
     EventType("task.created", "A lifecycle task was created for a member about a customer", TaskCreated),
     EventType("task.done", "A member finished or skipped a lifecycle task", TaskDone),
+    EventType("order.attributed", "An order of the brand's was matched to a customer and attributed", OrderAttributed),
     EventType("radar.opened", "A customer opened a tracked link (雷达链接): once per link and day", RadarOpened),
     EventType(
         "handover.finished",
