@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from bot.sandbox.api import customers, directory, groups, handover, jssdk, mass, media, onjob
+from bot.sandbox.api import customers, directory, groups, handover, jssdk, mass, media, moments, onjob
 from bot.sandbox.api.client_pages import add_client_pages
 from bot.sandbox.api.controls import add_controls
 from bot.sandbox.api.endpoints import Body, Endpoint, answer
@@ -42,6 +42,7 @@ ENDPOINTS = _every_endpoint(
     handover.ENDPOINTS,
     onjob.ENDPOINTS,
     media.ENDPOINTS,
+    moments.ENDPOINTS,
     jssdk.ENDPOINTS,
 )
 
