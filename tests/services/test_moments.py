@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from bot.services.moments import compose, dispatch
 from bot.services.moments import jobs as tasks
 from bot.services.moments.compose import MomentConflict, MomentError
 from bot.services.users.permissions import NotPermitted
+from bot.wecom.errors import WeComUnavailable
 from tests.conftest import child_env
 from tests.services.library_helpers import MP4, png, tag, user
 
@@ -153,7 +155,7 @@ def test_a_worker_killed_between_the_call_and_its_answer_does_not_post_twice(app
     with app.app_context():
         moment = db.session.get(Moment, moment_id)
         assert moment.status == MomentStatus.dispatching and moment.called_at and moment.jobid is None
-        assert tasks.due_moments(stale_after=__import__("datetime").timedelta(seconds=-1)) == [moment_id]
+        assert tasks.due_moments(stale_after=timedelta(seconds=-1)) == [moment_id]
     redis_conn.client.delete(f"siyu:moment:{moment_id}")  # the dead worker's lock has lapsed
     deadline = time.monotonic() + 10
     while len(ledger(corp).jobs) < 2 and time.monotonic() < deadline:
@@ -173,7 +175,7 @@ def test_a_call_that_never_reached_wecom_is_made_on_resume(app, corp, roles):
     _approve(app, roles, moment_id)
     corp.inject("externalcontact/add_moment_task", 500)  # no answer: in doubt
     with app.app_context():
-        with pytest.raises(Exception):
+        with pytest.raises(WeComUnavailable):
             tasks.dispatch_moment(moment_id)
         assert db.session.get(Moment, moment_id).called_at is not None
     with app.app_context():

@@ -177,9 +177,7 @@ def get_moment_list(corp: FakeCorp, body: Body) -> Body:
     for job in list(counts.jobs.values()):
         _settle(corp, job)
     filter_type = int(body.get("filter_type", 2))
-    rows = [
-        m for m in counts.moments if start < m["create_time"] < end and filter_type in (2, m["create_type"])
-    ]
+    rows = [m for m in counts.moments if start < m["create_time"] < end and filter_type in (2, m["create_type"])]
     offset = int(body.get("cursor") or 0)
     page = rows[offset : offset + limit]
     more = offset + limit < len(rows)
