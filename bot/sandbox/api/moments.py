@@ -114,7 +114,7 @@ def _attachments(corp: FakeCorp, raw: list[Body]) -> Body:
 def add_moment_task(corp: FakeCorp, body: Body) -> Body:
     text = str((body.get("text") or {}).get("content") or "")
     if len(text) > MAX_TEXT:
-        raise ApiError(40058, "invalid text size")
+        raise ApiError(40058, "invalid text size")  # doc 95094 gives the errmsg only; the code is UNCONFIRMED
     raw = list(body.get("attachments") or [])
     if not text and not raw:
         raise ApiError(41089, "text and attachments are both empty")
