@@ -105,7 +105,7 @@ def moment_detail(moment_id: int) -> ResponseReturnValue:
     return render_template(
         "admin/moments/detail.html",
         moment=moment,
-        senders=compose.senders_of(moment, None),
+        senders=compose.asked(moment),
         tag_names=names,
         can_manage=compose.may_manage(moment, current_user),
         is_admin=allows(current_user, Action.approve_sends),

@@ -103,16 +103,22 @@ def test_a_link_and_a_video_are_posted_and_a_tag_wecom_no_longer_knows_is_report
     assert video_row["video"]["media_id"]
 
 
-def test_45009_is_waited_out_and_a_refusal_is_recorded(app, corp, roles, monkeypatch):
+def test_45009_is_waited_out_and_a_refusal_is_recorded(app, corp, roles):
     moment_id = _moment(app, roles)
     _approve(app, roles, moment_id)
     corp.inject("externalcontact/add_moment_task", 45009)
     waits = []
+
+    def sleep(seconds):  # the rate window passes (a poll's pause is a second)
+        waits.append(seconds)
+        redis_conn.client.delete("siyu:wecom:budget:blocked:externalcontact/add_moment_task")
+
     with app.app_context():
         moment = db.session.get(Moment, moment_id)
-        dispatch.dispatch(moment, sleep=waits.append)
+        dispatch.dispatch(moment, sleep=sleep)
         db.session.commit()
         assert moment.status == MomentStatus.posted and waits and waits[0] >= 1
+    assert calls(corp, "externalcontact/add_moment_task") == 2  # refused once (nothing made), then made
     refused = _moment(app, roles)
     _approve(app, roles, refused)
     corp.inject("externalcontact/add_moment_task", 41065)
@@ -225,7 +231,7 @@ def test_a_store_manager_drafts_only_within_their_stores_and_edits_only_before_a
             any(s.department_id == 2 for s in db.session.scalar(select(Staff).where(Staff.userid == u)).stores)
             for u in asked
         )
-        compose.approve(moment, user(roles["boss"]))
+        assert compose.approve(moment, user(roles["boss"])) == len(asked)  # the manager's store only
         db.session.commit()
         with pytest.raises(MomentConflict):
             compose.save_draft({"text": "改", "senders": {"everyone": True}}, mgr, moment)

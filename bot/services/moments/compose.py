@@ -120,6 +120,12 @@ def senders_of(moment: Moment, user: User | None) -> list[str]:
     return list(db.session.scalars(query))
 
 
+def asked(moment: Moment) -> list[str]:
+    """The members the moment asks to post it: within its author's scope (as they chose), as of now."""
+    creator = db.session.get(User, moment.created_by) if moment.created_by else None
+    return senders_of(moment, creator)
+
+
 def check_tags(raw: Any) -> list[str]:
     """Who sees: [] for every customer, or corp tags WeCom knows (as last synced)."""
     if raw is None:
@@ -195,11 +201,11 @@ def approve(moment: Moment, user: User) -> int:
     require(user, Action.approve_sends)
     if moment.status not in EDITABLE:
         raise MomentConflict(N_("这条朋友圈不在待审批状态"), "status")
-    asked = len(senders_of(moment, None))
+    count = len(asked(moment))
     moment.status, moment.approved_by, moment.approved_at = MomentStatus.approved, user.id, utcnow()
     db.session.flush()
-    audit(user, "approve_moment", f"moment:{moment.id}", after={"senders": asked})
-    return asked
+    audit(user, "approve_moment", f"moment:{moment.id}", after={"senders": count})
+    return count
 
 
 def move(moment: Moment, allowed: tuple[MomentStatus, ...], to: MomentStatus, **values: Any) -> bool:

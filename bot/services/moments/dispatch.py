@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.models import MediaFile, Moment, MomentStatus, User
+from bot.models import MediaFile, Moment, MomentStatus
 from bot.models._time import from_epoch, utcnow
 from bot.services import claims
 from bot.services.clients import contact_api
@@ -117,8 +117,7 @@ def _fail(moment: Moment, reason: str) -> None:
 
 def _call(moment: Moment, api: WeComClient, sleep: Callable[[float], None]) -> bool:
     """Claim, call add_moment_task, record the job id. False if WeCom refused the task (recorded)."""
-    creator = db.session.get(User, moment.created_by) if moment.created_by else None
-    senders = compose.senders_of(moment, creator)
+    senders = compose.asked(moment)
     if not senders:
         _fail(moment, "no member in scope is left to post it")
         return False
