@@ -113,17 +113,24 @@ def moment_detail(moment_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.post("/moments/<int:moment_id>/<any(submit, approve):action>")
-def act_on_moment(moment_id: int, action: str) -> ResponseReturnValue:
+@bp.post("/moments/<int:moment_id>/submit")
+def submit_moment(moment_id: int) -> ResponseReturnValue:
     moment = _get(moment_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
-    if action == "submit":
-        compose.submit(moment, current_user)
-        flash(_("已提交审批"))
-    else:
-        asked = compose.approve(moment, current_user)
-        flash(_("已审批：%(n)s 位成员将收到发表任务", n=asked))
+    compose.submit(moment, current_user)
+    db.session.commit()
+    flash(_("已提交审批"))
+    return redirect(url_for("admin.moment_detail", moment_id=moment.id))
+
+
+@bp.post("/moments/<int:moment_id>/approve")
+def approve_moment(moment_id: int) -> ResponseReturnValue:
+    moment = _get(moment_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    asked = compose.approve(moment, current_user)
     db.session.commit()
     start_moment(moment)
+    flash(_("已审批：%(n)s 位成员将收到发表任务", n=asked))
     return redirect(url_for("admin.moment_detail", moment_id=moment.id))
