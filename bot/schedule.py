@@ -17,6 +17,7 @@ from bot.services.groups import jobs as groups
 from bot.services.handover import jobs as handover
 from bot.services.library import jobs as library
 from bot.services.lifecycle import jobs as lifecycle
+from bot.services.moments import jobs as moments
 from bot.services.radar import jobs as radar
 from bot.services.sends import jobs as sends
 from bot.services.tags import jobs as tags
@@ -36,5 +37,6 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     *library.PERIODIC_JOBS,
     *webhooks.PERIODIC_JOBS,
     *radar.PERIODIC_JOBS,
+    *moments.PERIODIC_JOBS,
     *commerce.PERIODIC_JOBS,
 )

@@ -164,6 +164,7 @@ from admin.views import (  # noqa: E402, F401 - register the routes
     handovers,
     library,
     lifecycle,
+    moments,
     radar,
     rankings,
     replies,

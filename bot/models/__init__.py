@@ -39,6 +39,7 @@ from bot.models.library import (
     quick_reply_stores,
 )
 from bot.models.lifecycle import LifecycleRule, LifecycleTask, RuleRun, Step, Trigger
+from bot.models.moments import Moment, MomentStatus
 from bot.models.radar import RadarAlert, RadarLink, RadarOpen
 from bot.models.segments import Segment
 from bot.models.sends import (
@@ -101,6 +102,8 @@ __all__ = [
     "FollowStatus",
     "FollowTag",
     "Segment",
+    "Moment",
+    "MomentStatus",
     "RadarAlert",
     "RadarLink",
     "RadarOpen",

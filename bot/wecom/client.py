@@ -37,6 +37,7 @@ from bot.wecom.errors import (
     WeComUnavailable,
 )
 from bot.wecom.handover import HandoverCalls
+from bot.wecom.moments import MomentCalls
 from bot.wecom.tickets import cached_ticket
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class CallObserver:
 
 
 # wechatpy ships no type information: its client is Any to mypy.
-class WeComClient(HandoverCalls, WeChatClient):  # type: ignore[misc]
+class WeComClient(HandoverCalls, MomentCalls, WeChatClient):  # type: ignore[misc]
     def __init__(
         self,
         corp_id: str,

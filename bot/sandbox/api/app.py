@@ -1,7 +1,7 @@
 """The fake WeCom HTTP API: the endpoints Siyu calls, answering as WeCom documents them.
 
 Served on loopback (``flask --app wsgi sandbox``, or a thread of ``flask --app wsgi dev`` and of the
-tests). Each family of WeCom's API is a module beside this one (directory, customers, mass, groups, media,
+tests). Each family of WeCom's API is a module beside this one (directory, customers, mass, groups, media, moments,
 jssdk), with its table of endpoints; test and operator controls live under ``/sandbox/`` (controls: faults,
 token expiry, state dumps), and WeCom's browser side for the chat sidebar beside them (client_pages: the
 OAuth2 member picker, the JS-SDK stand-in, the client page).
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from bot.sandbox.api import customers, directory, groups, handover, jssdk, mass, media, onjob
+from bot.sandbox.api import customers, directory, groups, handover, jssdk, mass, media, moments, onjob
 from bot.sandbox.api.client_pages import add_client_pages
 from bot.sandbox.api.controls import add_controls
 from bot.sandbox.api.endpoints import Body, Endpoint, answer
@@ -42,6 +42,7 @@ ENDPOINTS = _every_endpoint(
     handover.ENDPOINTS,
     onjob.ENDPOINTS,
     media.ENDPOINTS,
+    moments.ENDPOINTS,
     jssdk.ENDPOINTS,
 )
 

@@ -1,0 +1,85 @@
+"""Moment jobs: the dispatch (one worker per moment), and resuming dispatches whose worker died."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from bot.extensions import db, redis_conn
+from bot.jobs.context import job_context
+from bot.jobs.periodic import PeriodicJob
+from bot.jobs.queue import enqueue
+from bot.models import Moment, MomentStatus
+from bot.models._time import utcnow
+from bot.services.moments import dispatch
+
+log = logging.getLogger(__name__)
+
+#: a dispatch holds this lock; a worker killed mid-dispatch lets it lapse
+DISPATCH_LOCK_SECONDS = 120
+#: a dispatching moment whose heartbeat is older than this is resumed by dispatch_due_moments
+DISPATCH_STALE_SECONDS = 150
+
+
+def dispatch_moment(moment_id: int) -> dict[str, Any]:
+    """Dispatch (or resume) one moment. One worker at a time per moment: the others return at once."""
+    with job_context():
+        lock = redis_conn.client.lock(f"siyu:moment:{moment_id}", timeout=DISPATCH_LOCK_SECONDS)
+        if not lock.acquire(blocking=False):
+            log.info("moment %s is being dispatched by another worker", moment_id)
+            return {"busy": 1}
+        try:
+            moment = db.session.get(Moment, moment_id)
+            if moment is None:
+                return {}
+            try:
+                dispatch.dispatch(moment)
+                db.session.commit()
+            except Exception as exc:
+                db.session.rollback()
+                moment = db.session.get(Moment, moment_id)
+                if moment is not None:
+                    moment.error = f"{type(exc).__name__}: {exc}"[:300]
+                    db.session.commit()
+                raise
+            return {"status": str(moment.status)}
+        finally:
+            try:
+                lock.release()
+            except Exception:  # lapsed meanwhile: another worker may hold it now, which is fine
+                log.info("the dispatch lock of moment %s had lapsed", moment_id)
+
+
+def start_moment(moment: Any) -> None:
+    """After an approval (committed): the dispatch is queued now."""
+    if moment.status == MomentStatus.approved:
+        enqueue(dispatch_moment, moment.id, connection=redis_conn.client)
+
+
+def due_moments(stale_after: timedelta) -> list[int]:
+    """Approved moments not yet taken up, and dispatches whose worker stopped beating (to be resumed)."""
+    due = or_(
+        Moment.status == MomentStatus.approved,
+        and_(
+            Moment.status == MomentStatus.dispatching,
+            or_(Moment.heartbeat_at.is_(None), Moment.heartbeat_at < utcnow() - stale_after),
+        ),
+    )
+    return list(db.session.scalars(select(Moment.id).where(due).order_by(Moment.id)))
+
+
+def dispatch_due_moments() -> int:
+    with job_context():
+        due = due_moments(timedelta(seconds=DISPATCH_STALE_SECONDS))
+        for moment_id in due:
+            enqueue(dispatch_moment, moment_id, connection=redis_conn.client)
+        return len(due)
+
+
+PERIODIC_JOBS = (
+    # A dispatch whose worker died resumes (settling a call in doubt first); a job still running is polled on.
+    PeriodicJob(dispatch_due_moments, "interval", {"minutes": 1}, timedelta(minutes=1)),
+)

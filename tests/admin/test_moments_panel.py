@@ -1,0 +1,69 @@
+"""朋友圈 in the panel: an operator drafts and submits a moment from library items, a mistake is answered on
+the form with nothing kept, an admin approves it and the worker posts it through the sandbox; the page shows
+its status and the senders WeCom did not know."""
+
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.models import AuditEntry, Moment
+from tests.admin.panel import csrf_from
+from tests.admin.test_library_pages import browser
+from tests.services.library_helpers import MP4, png, tag, user
+
+
+def _items(app, roles):
+    from bot.services.library import items
+
+    with app.app_context():
+        image = items.save_item({"kind": "image", "title": "新品海报"}, user(roles["ops"]), file=("p.png", png("p")))
+        video = items.save_item({"kind": "video", "title": "上妆教程"}, user(roles["ops"]), file=("v.mp4", MP4))
+        db.session.commit()
+        return image.id, video.id
+
+
+def _post(client, page, action, data):
+    token = csrf_from(client.get(page).get_data(as_text=True))
+    return client.post(action, data={**data, "csrf_token": token})
+
+
+def test_an_operator_drafts_an_admin_approves_and_the_moment_is_posted(app, roles, corp, run_worker):
+    image_id, video_id = _items(app, roles)
+    ops = browser(app, "ops")
+    page = ops.get("/admin/moments").get_data(as_text=True)
+    assert "新建朋友圈" in page and "[图片] 新品海报" in page and "直接发布" not in page
+    mixed = {"text": "新品到店", "library_item_ids": [str(image_id), str(video_id)], "senders_kind": "everyone"}
+    res = _post(ops, "/admin/moments", "/admin/moments", {**mixed, "action": "post"})
+    assert res.status_code == 400 and 'data-field="attachments"' in res.get_data(as_text=True)
+    assert "最多 9 张图片，或 1 个视频，或 1 个链接" in res.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(Moment.id)) is None
+        vip = tag("VIP")
+    form = {
+        "text": "新品到店",
+        "library_item_ids": [str(image_id)],
+        "senders_kind": "members",
+        "userids": ["staff0201", "staff0302"],
+        "audience": "tags",
+        "tag_ids": [vip],
+        "action": "post",  # not an admin: kept as a draft
+    }
+    res = _post(ops, "/admin/moments", "/admin/moments", form)
+    assert res.status_code == 302, res.get_data(as_text=True)
+    detail = res.headers["Location"]
+    assert "提交审批" in ops.get(detail).get_data(as_text=True)
+    assert _post(ops, detail, detail + "/submit", {}).status_code == 302
+    with app.app_context():
+        moment = db.session.scalar(select(Moment))
+        assert moment.status == "pending_approval" and moment.tag_ids == [vip]
+    assert _post(ops, detail, detail + "/approve", {}).status_code == 403
+    corp.users.pop("staff0302")  # left WeCom since the draft
+    boss = browser(app, "boss")
+    assert _post(boss, detail, detail + "/approve", {}).status_code == 302
+    run_worker()
+    page = boss.get(detail).get_data(as_text=True)
+    assert "已下发给成员" in page and 'id="invalid-senders"' in page and "staff0302" in page
+    with app.app_context():
+        actions = list(db.session.scalars(select(AuditEntry.action).where(AuditEntry.target == f"moment:{moment.id}")))
+        assert actions == ["save_moment", "submit_moment", "approve_moment"]
+    assert corp.calls.count("externalcontact/add_moment_task") == 1
+    assert "新品到店" in boss.get("/admin/moments").get_data(as_text=True)
