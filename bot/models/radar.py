@@ -62,8 +62,8 @@ class RadarOpen(db.Model):  # type: ignore[name-defined]
 
 class RadarAlert(db.Model):  # type: ignore[name-defined]
     """The app message telling the serving member a customer opened an item: at most one per (customer,
-    item, corp day). ``status``: pending → calling → sent, or quiet (opened in the corp's quiet hours: none is
-    sent), failed (WeCom refused), none (no member to tell)."""
+    item, corp day). ``status``: pending → calling → sent, or quiet (opened in the corp's quiet hours: held,
+    and pending again once they end), failed (WeCom refused), none (no member to tell)."""
 
     __tablename__ = "radar_alerts"
 

@@ -3,8 +3,10 @@ real HTTP, the opens recorded by the real worker: a customer's link and a mass s
 anonymous), reloads, previews and prefetches, tampered tokens, replayed codes, archived and deleted items,
 enormous query strings, a bot hammering one link — and what a first open does."""
 
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from bot.extensions import db, redis_conn
 from bot.models import (
@@ -103,17 +105,34 @@ def test_a_customer_opening_their_link_is_told_tagged_and_an_interaction_once_a_
     assert len(alerts(corp)) == 1
 
 
-def test_in_quiet_hours_an_open_counts_but_tells_nobody(app, client, corp, shop, run_worker):
+def test_in_quiet_hours_an_open_counts_and_its_alert_waits_for_the_morning(app, client, corp, shop, run_worker):
     (mine, *_), item_id, staff_id, send_id = shop
     with app.app_context():
         now = corp_time.local().hour
     with quiet_hours(app, now, (now + 1) % 24):
         client.get(f"/r/{_customer_token(app, item_id, staff_id, mine.external_userid)}")
         run_worker()
-    with app.app_context():
-        assert len(opens()) == 1
-        assert db.session.scalar(select(RadarAlert.status)) == "quiet"
+        with app.app_context():
+            assert radar_opens.drain() == 0  # a sweep during the night: still held
+            assert len(opens()) == 1
+            assert db.session.scalar(select(RadarAlert.status)) == "quiet"
     assert alerts(corp) == []
+    # the quiet hours are over: the held alert goes out with the next sweep, once
+    with app.app_context():
+        radar_opens.drain()
+        radar_opens.drain()
+        assert db.session.scalar(select(RadarAlert.status)) == "sent"
+    (told,) = alerts(corp)
+    assert told["touser"] == "staff0201"
+    # one held since the night before last is no news any more: it stays held
+    with app.app_context():
+        db.session.execute(
+            update(RadarAlert).values(status="quiet", created_at=RadarAlert.created_at - timedelta(days=2))
+        )
+        db.session.commit()
+        radar_opens.drain()
+        assert db.session.scalar(select(RadarAlert.status)) == "quiet"
+    assert len(alerts(corp)) == 1
 
 
 def test_a_mass_sends_link_names_its_opener_through_oauth_else_counts_anonymously(app, client, corp, shop, run_worker):

@@ -11,7 +11,7 @@ open, whose unique key lets only one arrival through):
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -27,6 +27,7 @@ from bot.models import (
     Staff,
     Tag,
 )
+from bot.models._time import utcnow
 from bot.services import claims, corp_time
 from bot.services.clients import agent_api, agent_id, settings
 from bot.services.customers.relations import record_event
@@ -109,6 +110,25 @@ def alert_text(customer: Customer, follow: FollowRelation | None, item: LibraryI
     name = (follow.remark if follow is not None and follow.remark else "") or customer.name or customer.external_userid
     title = item.title if len(item.title) <= TITLE_CHARS else item.title[: TITLE_CHARS - 1] + "…"
     return f"客户 {name} 打开了《{title}》"
+
+
+#: an alert the night held goes out when it ends if it is at most this old (last night's, not last week's)
+HELD_FOR = timedelta(hours=18)
+
+
+def release_held(now: datetime | None = None) -> int:
+    """Once the quiet hours are over, the alerts they held (status ``quiet``) are pending again, to go out with
+    the next sending — still one per customer, item and day. Returns how many. Commits."""
+    now = now or utcnow()
+    if quiet(now):
+        return 0
+    with claims.on_record():
+        released = db.session.execute(
+            update(RadarAlert)
+            .where(RadarAlert.status == "quiet", RadarAlert.created_at >= now - HELD_FOR)
+            .values(status="pending")
+        ).rowcount  # type: ignore[attr-defined]
+    return int(released or 0)
 
 
 def send_alerts(batch: int = 200) -> int:

@@ -170,5 +170,6 @@ def drain(limit: int = BATCH) -> int:
             client.expire(DRAINING, 120)
     finally:
         client.delete(DRAINING)
+    effects.release_held()
     effects.send_alerts()
     return done
