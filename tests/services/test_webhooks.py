@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import time_machine
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.extensions import db
 from bot.models import (
@@ -354,3 +354,25 @@ def test_a_finished_handover_is_told_with_each_items_final_status(app, sim, corp
     statuses = {c["external_userid"]: c["status"] for c in finished["customers"]}
     assert statuses == {p: "refused" if p == people[0] else "done" for p in people}
     assert finished["groups"] == [{"chat_id": chat_id, "status": "done", "errcode": 0}]
+
+
+def test_one_transaction_reads_the_endpoints_once_and_again_after_one_is_written(app):
+    with app.app_context():
+        statements = []
+        listen = lambda *args: statements.append(args[2])  # noqa: E731 - a listener for this block only
+        event.listen(db.engine, "before_cursor_execute", listen)
+        try:
+            for n in range(3):  # an add announces several events: the endpoints are read once
+                announce("customer.added", {"n": n}, "wm-a")
+            reads = [s for s in statements if "FROM webhook_endpoints" in s]
+            assert len(reads) == 1
+            # an endpoint made in the same transaction hears what is announced after it
+            endpoint = endpoints.create_endpoint(
+                "http://127.0.0.1:9/hook", "CRM", ["customer.added"], alert_userids=[], actor=None
+            )
+            announce("customer.added", {"n": 3}, "wm-a")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listen)
+        db.session.commit()
+        rows = db.session.scalars(select(WebhookDelivery.endpoint_id)).all()
+        assert rows == [endpoint.id]

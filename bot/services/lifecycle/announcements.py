@@ -27,16 +27,16 @@ def tasks_created(rule: LifecycleRule, run: RuleRun, customers: tuple[int, int] 
     someone listens for them."""
 
     def each() -> list[tuple[dict[str, Any], str | None]]:
-        rows = db.session.execute(
+        query = (
             select(LifecycleTask.id, LifecycleTask.created_at, Customer.external_userid, Customer.name, Staff.userid)
             .join(Customer, Customer.id == LifecycleTask.customer_id)
             .outerjoin(Staff, Staff.id == LifecycleTask.staff_id)
             .where(LifecycleTask.run_id == run.id)
-            .where(
-                LifecycleTask.customer_id.between(*customers) if customers else LifecycleTask.customer_id.is_not(None)
-            )
             .order_by(LifecycleTask.id)
         )
+        if customers is not None:
+            query = query.where(LifecycleTask.customer_id.between(*customers))
+        rows = db.session.execute(query)
         return [
             (
                 {

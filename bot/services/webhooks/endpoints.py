@@ -107,6 +107,7 @@ def create_endpoint(
     )
     db.session.add(endpoint)
     db.session.flush()
+    outbox.forget_subscribers()
     return endpoint
 
 
@@ -135,6 +136,7 @@ def update_endpoint(
         endpoint.disabled_reason, endpoint.disabled_at = None, None
     endpoint.enabled = enabled
     db.session.flush()
+    outbox.forget_subscribers()
     return before
 
 
@@ -161,6 +163,7 @@ def delete_endpoint(endpoint: WebhookEndpoint) -> None:
     db.session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
     db.session.delete(endpoint)
     db.session.flush()
+    outbox.forget_subscribers()
 
 
 def endpoints() -> list[WebhookEndpoint]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
@@ -43,7 +44,7 @@ def send_webhooks() -> dict[str, int]:
     with job_context() as app:
         redis_conn.client.delete(outbox.WAKE)  # events committed from now on wake another sender
         until = time.monotonic() + JOB_SECONDS
-        totals = {"endpoints": 0, "delivered": 0, "retrying": 0, "failed": 0}
+        totals = Counter({"endpoints": 0, "delivered": 0, "retrying": 0, "failed": 0})
         running: dict[int, Future[dict[str, int]]] = {}
         elsewhere: set[int] = set()  # served by another sender now (its lock was taken): left to it
         with ThreadPoolExecutor(max_workers=ENDPOINTS_AT_ONCE, thread_name_prefix="webhooks") as pool:
@@ -53,8 +54,7 @@ def send_webhooks() -> dict[str, int]:
                         del running[endpoint_id]
                         if not future.result():
                             elsewhere.add(endpoint_id)
-                        for key, n in future.result().items():
-                            totals[key] = totals.get(key, 0) + n
+                        totals.update(future.result())
                 due = [
                     e
                     for e in sending.endpoints_with_due(utcnow())
@@ -67,11 +67,10 @@ def send_webhooks() -> dict[str, int]:
                     break
                 time.sleep(POLL_SECONDS)
             for future in running.values():
-                for key, n in future.result().items():
-                    totals[key] = totals.get(key, 0) + n
+                totals.update(future.result())
         if time.monotonic() >= until and sending.endpoints_with_due(utcnow()):
             outbox.wake()
-        return totals
+        return dict(totals)
 
 
 def _serve_locked(app: Flask, endpoint_id: int, until: float) -> dict[str, int]:

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: session.info key: this transaction wrote deliveries; wake a sender when it commits
 PENDING = "siyu.webhooks.pending"
+#: session.info key: the enabled endpoints and their event types, read once per transaction (an add announces
+#: several events; each would otherwise read the endpoints again)
+SUBSCRIPTIONS = "siyu.webhooks.subscriptions"
 #: set while a sender is queued and has not started taking: one wake-up is enough
 WAKE = "siyu:webhooks:wake"
 #: the sender job (``webhooks.jobs``, which imports this module), by dotted path
@@ -31,11 +34,17 @@ SENDER = "bot.services.webhooks.jobs.send_webhooks"
 
 
 def subscribers(event_type: str) -> list[int]:
-    """The enabled endpoints that want ``event_type``."""
-    rows = db.session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(WebhookEndpoint.enabled.is_(True))
-    ).all()
+    """The enabled endpoints that want ``event_type``, as this transaction first read them."""
+    rows = db.session.info.get(SUBSCRIPTIONS)
+    if rows is None:
+        query = select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(WebhookEndpoint.enabled.is_(True))
+        rows = db.session.info[SUBSCRIPTIONS] = db.session.execute(query).all()
     return [endpoint_id for endpoint_id, types in rows if event_type in (types or [])]
+
+
+def forget_subscribers() -> None:
+    """An endpoint was written: the next announcement reads them again."""
+    db.session.info.pop(SUBSCRIPTIONS, None)
 
 
 def envelope(uid: str, event_type: str, occurred_at: Any, data: dict[str, Any]) -> str:
@@ -96,6 +105,7 @@ def _on_happened(event_type: str, *, data: Any, order_key: str | None = None) ->
 
 @event.listens_for(Session, "after_commit")
 def _wake_after_commit(session: Session) -> None:
+    session.info.pop(SUBSCRIPTIONS, None)
     if session.info.pop(PENDING, False):
         try:
             wake()
@@ -106,6 +116,7 @@ def _wake_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop(PENDING, None)
+    session.info.pop(SUBSCRIPTIONS, None)
 
 
 def wake() -> None:

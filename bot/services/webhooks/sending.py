@@ -34,6 +34,7 @@ from bot.models._time import utcnow
 from bot.services.clients import agent_api, agent_id, settings
 from bot.services.errors import Invalid
 from bot.services.users.accounts import audit
+from bot.services.webhooks import outbox
 from bot.services.webhooks.endpoints import resolve_public, signing_secrets
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,7 @@ def switch_off(endpoint: WebhookEndpoint, now: datetime) -> None:
     endpoint.disabled_reason = "一天内没有一次投递成功，已自动停用"
     audit(None, "webhook_switched_off", f"webhook:{endpoint.id}", after={"url": endpoint.url})
     db.session.flush()
+    outbox.forget_subscribers()
     if endpoint.alert_userids:
         try:
             agent_api().send_app_text(
