@@ -24,6 +24,7 @@ from bot.models.commerce import (
 )
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
+from bot.models.fields import CustomerField, CustomerFieldValue, FieldEditors, FieldKind
 from bot.models.groups import GroupChat, GroupInvite, GroupMember, JoinWay
 from bot.models.handover import FINAL, Handover, HandoverCustomer, HandoverGroup, ItemStatus, UnassignedCustomer
 from bot.models.jobs import JobRun
@@ -68,6 +69,10 @@ def include_in_autogenerate(obj: object, name: str | None, type_: str, reflected
 
 
 __all__ = [
+    "CustomerField",
+    "CustomerFieldValue",
+    "FieldEditors",
+    "FieldKind",
     "DeliveryStatus",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -19,6 +19,11 @@ from bot.wecom.errors import UnknownMember, WeComError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def N_(message: str) -> str:
+    """Marks a message for the translation catalogue; the panel translates it when it shows it."""
+    return message
+
+
 class ServiceError(Exception):
     """A use case refused what it was asked. ``field`` names the input at fault (None: the request)."""
 

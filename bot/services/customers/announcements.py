@@ -81,10 +81,17 @@ def tags_changed(follow: FollowRelation, before: dict[str, dict[str, str]]) -> N
     )
 
 
-def profile_changed(customer: Customer, userid: str, fields: list[str]) -> None:
+def profile_changed(customer: Customer, userid: str, fields: list[str], values: dict[str, Any] | None = None) -> None:
+    """``fields`` names what changed (remark, description, birthday, notes, or a custom field's name);
+    ``values`` carries the new values of the custom fields among them."""
     if fields:
         announce(
             "customer.profile_changed",
-            {"customer": customer_ref(customer), "member": {"userid": userid}, "fields": fields},
+            {
+                "customer": customer_ref(customer),
+                "member": {"userid": userid},
+                "fields": fields,
+                "values": values or {},
+            },
             customer.external_userid,
         )

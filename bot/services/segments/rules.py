@@ -17,6 +17,7 @@ Conditions (each a customer-level test; tags count on any of the customer's foll
 - ``{"type": "lost", "value": true | false}`` — no longer followed by anyone (every relation ended)
 - the brand's data — level, RFM class and scores, spend, orders, days since and first purchase, bought in a
   store: ``segments.purchases``
+- ``{"type": "field", "field_id": N, "op": …}`` — a custom customer field: ``segments.fields``
 
 Two ways to the same answer. Members, exports, sends, jobs and ``why`` ask of each customer through the
 relations (EXISTS over ``follow_tags`` and ``follow_relations``). Counts and explanations on PostgreSQL ask
@@ -43,7 +44,7 @@ from bot.models._time import utcnow
 from bot.models.facets import customer_facets, tag_keys
 from bot.services import corp_time
 from bot.services.errors import Invalid
-from bot.services.segments import purchases
+from bot.services.segments import fields, purchases
 from bot.services.signals import tags_removed
 from bot.services.users.accounts import N_, audit
 from bot.services.users.scope import customer_condition, store_ids
@@ -63,6 +64,7 @@ TYPES = (
     "lost",
     "stage",
     *purchases.TYPES,  # the brand's data: level, RFM, spend, orders, purchases
+    fields.TYPE,  # the brand's custom customer fields
 )
 STAGES = ("new", "active", "dormant", "lost")
 NEW_DAYS = 7
@@ -150,6 +152,11 @@ def parse_rule(raw: Any) -> Rule:
                 parsed.append(Condition(kind, purchases.parse(c)))
             except purchases.Refused as exc:
                 raise RuleError(str(exc), i) from None
+        elif kind == fields.TYPE:
+            try:
+                parsed.append(Condition(kind, fields.parse(c)))
+            except fields.Refused as exc:
+                raise RuleError(str(exc), i) from None
         elif kind == "tags":
             match = c.get("match", "any")
             if match not in ("any", "all", "none"):
@@ -185,6 +192,8 @@ def parse_rule(raw: Any) -> Rule:
 def _dump(c: Condition) -> dict[str, Any]:
     if c.type in purchases.TYPES:
         return purchases.dump(c.type, c.values)
+    if c.type == fields.TYPE:
+        return fields.dump(c.values)
     if c.type == "tags":
         return {"type": "tags", "match": c.match, "tag_ids": list(c.values)}
     if c.type in ("channel", "store", "staff"):
@@ -258,6 +267,8 @@ def condition_sql(c: Condition, today: date | None = None, *, on_facets: bool = 
     cid = customer_facets.c.customer_id if on_facets else Customer.id
     if c.type in purchases.TYPES:
         return purchases.condition(c.type, c.values, cid, joined=on_facets)
+    if c.type == fields.TYPE:
+        return fields.condition(c.values, cid)
     if c.type == "tags":
         if on_facets:
             return _tags_on_facets(c)

@@ -9,7 +9,7 @@ they happened (the order key is the customer's external_userid); the others carr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -69,7 +69,14 @@ class TagsChanged(BaseModel):
 class ProfileChanged(BaseModel):
     customer: CustomerRef
     member: MemberRef
-    fields: list[str] = Field(description="the fields that changed: remark, description, birthday, notes, …")
+    fields: list[str] = Field(
+        description="what changed: remark, description, birthday, notes, or the name of a custom field"
+    )
+    values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the new value of each custom field that changed, by its name: text, a number as a decimal"
+        " string, an ISO date, the chosen label, a list of labels; null when cleared",
+    )
 
 
 class GroupRef(BaseModel):
@@ -183,7 +190,9 @@ TYPES: tuple[EventType, ...] = (
     EventType("customer.transferred", "A customer was handed over from one member to another", CustomerTransferred),
     EventType("customer.tags_changed", "Corp tags added to or removed from a customer", TagsChanged),
     EventType(
-        "customer.profile_changed", "A customer's remark, description, birthday or notes changed", ProfileChanged
+        "customer.profile_changed",
+        "A customer's remark, description, birthday, notes or a custom field changed",
+        ProfileChanged,
     ),
     EventType("group.member_joined", "Someone joined a customer group", GroupMembership, ordered=False),
     EventType("group.member_left", "Someone left a customer group", GroupMembership, ordered=False),
