@@ -188,3 +188,31 @@ class WebhookEndpointForm(FlaskForm):
 class WebhookReplayForm(FlaskForm):
     start = DateField(_l("从"), validators=[InputRequired(_l("请选择日期"))])
     end = DateField(_l("到"), validators=[InputRequired(_l("请选择日期"))])
+
+
+class CustomerFieldForm(FlaskForm):
+    name = StringField(
+        _l("字段名称"), validators=[DataRequired(_l("请输入名称")), Length(max=32, message=_l("最多 32 个字"))]
+    )
+    kind = SelectField(
+        _l("类型"),
+        choices=[
+            ("text", _l("文本")),
+            ("number", _l("数字")),
+            ("date", _l("日期")),
+            ("choice", _l("单选")),
+            ("choices", _l("多选")),
+            ("phone", _l("手机号")),
+        ],
+    )
+    editors = SelectField(
+        _l("谁可以编辑"),
+        choices=[
+            ("members", _l("员工（侧边栏）与后台编辑者")),
+            ("users", _l("仅后台编辑者与 API")),
+            ("admins", _l("仅管理员")),
+        ],
+    )
+    options = TextAreaField(
+        _l("选项（单选、多选；每行一个）"), validators=[Optional(), Length(max=4000, message=_l("最多 4000 个字"))]
+    )

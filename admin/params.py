@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
@@ -37,3 +37,13 @@ def download_name(name: str) -> str:
     for Chinese, quoted and escaped otherwise); control characters, which no header may carry, are dropped."""
     cleaned = "".join(c for c in name if c.isprintable())
     return cleaned or "download"
+
+
+def submitted_fields(form: Any, fields: list[Any]) -> dict[int, Any]:
+    """The custom customer field values a panel or sidebar form posted (``field-<id>``; a multiple-choice
+    field as several values), for ``services.customers.fields.read_values``."""
+    return {
+        f.id: form.getlist(f"field-{f.id}") if f.kind == "choices" else form.get(f"field-{f.id}", "")
+        for f in fields
+        if f"field-{f.id}" in form or f.kind == "choices"
+    }

@@ -113,6 +113,7 @@ def not_found(what: str, key: object) -> ApiError:
 from admin.api import (  # noqa: E402, F401 - importing them registers their routes (last: they use bp)
     channels,
     commerce,
+    customer_fields,
     customers,
     events,
     groups,

@@ -1,5 +1,5 @@
 """Customers: GET /api/v1/customers (paged, filtered), GET/PATCH /api/v1/customers/<external_userid>
-(birthday and notes), and POST /api/v1/customers/birthdays (an import)."""
+(birthday, notes and the brand's custom fields), and POST /api/v1/customers/birthdays (an import)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from admin.params import Day
 from admin.spreadsheet import UploadTooLarge, read_pairs
 from bot.extensions import db
 from bot.models import Customer, FollowRelation, FollowStatus, Staff
+from bot.services.customers import fields as custom_fields
 from bot.services.customers import relations as customer_service
 from bot.services.errors import Forbidden
 from bot.services.groups import mirror as groups
@@ -49,6 +50,20 @@ class ProfileEdit(Body):
         None, description="YYYY-MM-DD, MM-DD (no year) or null"
     )
     notes: Text2000 = ""
+    fields: dict[Text64, Any] = Field(
+        default_factory=dict,
+        description="custom fields by name or id: text, a number, YYYY-MM-DD, an option's label (or a list of"
+        " labels for a multiple-choice field), or null to clear; all or nothing",
+    )
+
+
+def field_editor() -> custom_fields.Editor:
+    """How the token's user edits custom fields: an admin every field, other customer editors theirs."""
+    return custom_fields.Editor.admin if g.api_user.role.value == "admin" else custom_fields.Editor.user
+
+
+def fields_json(customer: Customer) -> dict[str, Any]:
+    return {f.name: custom_fields.as_json(f, value) for f, value in custom_fields.profile(customer)}
 
 
 class BirthdayRow(Body):
@@ -99,6 +114,10 @@ CUSTOMER = schema(
                     "avatar": {"type": "string"},
                     "unionid": {"type": ["string", "null"]},
                     "birthday": {"type": ["string", "null"], "format": "date"},
+                    "fields": {
+                        "type": "object",
+                        "description": "the brand's custom fields in use, by name (null or [] where empty)",
+                    },
                     "tags": {"type": "array", "items": TAG},
                     "groups": {
                         "type": "array",
@@ -196,6 +215,7 @@ def customer_json(customer: Customer, *, full: bool) -> dict[str, Any]:
         avatar=customer.avatar,
         unionid=customer.unionid,
         birthday=customer.birthday.isoformat() if customer.birthday else None,
+        fields=fields_json(customer),
         followers=[
             {
                 "userid": f.staff.userid,
@@ -271,19 +291,23 @@ def get_customer(external_userid: str) -> ResponseReturnValue:
 @operation(
     "PATCH",
     "/customers/<external_userid>",
-    "Set the birthday (YYYY-MM-DD, MM-DD or null) and notes",
+    "Set the birthday (YYYY-MM-DD, MM-DD or null), notes and custom fields",
     body=ProfileEdit,
     action=Action.edit_customers,
     responses={200: ("The customer", CUSTOMER), 404: NO_CUSTOMER},
 )
 def edit_customer(external_userid: str, body: ProfileEdit) -> ResponseReturnValue:
-    """Birthday and notes, as the profile page edits them."""
+    """Birthday, notes and custom fields, as the profile page edits them: every value is checked first."""
     customer = visible_customer(external_userid)
     changes = body.model_dump(mode="json", exclude_unset=True)
+    wanted = custom_fields.read_values(body.fields, field_editor())
     birthday = body.birthday if "birthday" in changes else customer.birthday
-    before = {"birthday": customer.birthday, "notes": customer.notes}
+    before: dict[str, Any] = {"birthday": customer.birthday, "notes": customer.notes}
     customer_service.update_profile(customer, birthday=birthday, notes=changes.get("notes", customer.notes))
-    audit(g.api_user, "edit_customer", f"customer:{external_userid}", before=before, after=changes)
+    changed = custom_fields.set_values(customer, wanted, by=f"api:{g.api_user.id}")
+    before.update({k: old for k, (old, _new) in changed.items()})
+    after = {k: v for k, v in changes.items() if k != "fields"} | {k: new for k, (_old, new) in changed.items()}
+    audit(g.api_user, "edit_customer", f"customer:{external_userid}", before=before, after=after)
     db.session.commit()
     return jsonify(customer_json(customer, full=True))
 

@@ -9,6 +9,7 @@ from flask import Response, abort, jsonify, redirect, render_template, request, 
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
+from admin.params import submitted_fields
 from admin.sidebar import bp
 from admin.sidebar.session import current_member, finish_oauth, sign_in, start_oauth
 from admin.views import image_response, refusal_message
@@ -18,6 +19,7 @@ from bot.services.channels import qr_images
 from bot.services.channels.codes import personal_code
 from bot.services.clients import settings
 from bot.services.commerce import values as purchase_values
+from bot.services.customers import fields as custom_fields
 from bot.services.errors import ServiceError
 from bot.services.tags.library import library as tag_library
 from bot.services.workspace import actions, jssdk, members
@@ -107,6 +109,10 @@ def customer(external_userid: str) -> ResponseReturnValue:
         tag_groups=tag_library(),
         saved=request.args.get("saved"),
         purchases=purchase_values.summary(view.customer),
+        custom_fields=[
+            (f, v, custom_fields.display(f, v), custom_fields.may_edit(f, custom_fields.Editor.member))
+            for f, v in custom_fields.profile(view.customer)
+        ],
     )
 
 
@@ -127,6 +133,15 @@ def edit_profile(external_userid: str) -> ResponseReturnValue:
     actions.edit_profile(member(), external_userid, birthday=birthday, notes=request.form.get("notes", ""))
     db.session.commit()
     return redirect(url_for("sidebar.customer", external_userid=external_userid, saved="profile"))
+
+
+@bp.post("/customers/<external_userid>/fields")
+def edit_fields(external_userid: str) -> ResponseReturnValue:
+    """The brand's custom fields the member may edit; a wrong value is refused with its field's name."""
+    editable = [f for f in custom_fields.active_fields() if custom_fields.may_edit(f, custom_fields.Editor.member)]
+    actions.edit_fields(member(), external_userid, submitted_fields(request.form, editable))
+    db.session.commit()
+    return redirect(url_for("sidebar.customer", external_userid=external_userid, saved="fields") + "#fields")
 
 
 @bp.post("/tasks/<int:task_id>")

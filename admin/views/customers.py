@@ -18,9 +18,9 @@ from sqlalchemy.orm import aliased, selectinload
 
 from admin.api.customers import MAX_BIRTHDAY_CSV
 from admin.forms import CustomerNotesForm, EmptyForm
-from admin.params import whole
+from admin.params import submitted_fields, whole
 from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
-from admin.views import bp, client_ip, permission_required
+from admin.views import bp, client_ip, permission_required, refusal_message
 from bot.extensions import db
 from bot.models import (
     Customer,
@@ -34,9 +34,11 @@ from bot.models import (
 )
 from bot.services import corp_time
 from bot.services.commerce import values as purchase_values
+from bot.services.customers import fields as custom_fields
 from bot.services.customers.relations import added_within, update_profile
 from bot.services.customers.relations import import_birthdays as import_birthday_rows
 from bot.services.customers.timeline import received_messages
+from bot.services.errors import ServiceError
 from bot.services.groups import mirror as groups
 from bot.services.radar import reports as radar_reports
 from bot.services.segments import rules as segments
@@ -253,7 +255,12 @@ def customer(external_userid: str) -> ResponseReturnValue:
     return _profile(c, form)
 
 
-def _profile(c: Customer, form: CustomerNotesForm) -> str:
+def field_editor() -> custom_fields.Editor:
+    """How the signed-in user edits custom fields: admins every field, other customer editors theirs."""
+    return custom_fields.Editor.admin if current_user.role.value == "admin" else custom_fields.Editor.user
+
+
+def _profile(c: Customer, form: CustomerNotesForm, field_errors: dict[str, str] | None = None) -> str:
     # "Why is this customer in (or out of) that segment?": each condition of the chosen segment, held or not.
     all_segments = db.session.scalars(select(Segment).order_by(Segment.name)).all()
     chosen = db.session.get(Segment, request.args.get("segment", type=whole) or 0)
@@ -284,6 +291,11 @@ def _profile(c: Customer, form: CustomerNotesForm) -> str:
         messages_page=max(page, 1),
         more_messages=more,
         purchases=purchase_values.summary(c),
+        custom_fields=[
+            (f, v, custom_fields.display(f, v), custom_fields.may_edit(f, field_editor()))
+            for f, v in custom_fields.profile(c)
+        ],
+        field_errors=field_errors or {},
     )
 
 
@@ -307,3 +319,32 @@ def edit_customer(external_userid: str) -> ResponseReturnValue:
     db.session.commit()
     flash(_("已保存"))
     return redirect(url_for("admin.customer", external_userid=external_userid))
+
+
+@bp.post("/customers/<external_userid>/fields")
+@permission_required(Action.edit_customers)
+def edit_customer_fields(external_userid: str) -> ResponseReturnValue:
+    """The custom fields the user may edit, all or nothing: a wrong value is shown at its field."""
+    c = _customer_or_403(external_userid)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    editable = [f for f in custom_fields.active_fields() if custom_fields.may_edit(f, field_editor())]
+    try:
+        wanted = custom_fields.read_values(submitted_fields(request.form, editable), field_editor())
+        changed = custom_fields.set_values(c, wanted, by=f"user:{current_user.id}")
+    except ServiceError as exc:
+        db.session.rollback()
+        notes = CustomerNotesForm(data={"birthday": c.birthday, "notes": c.notes})
+        return _profile(c, notes, {exc.field or "fields": refusal_message(exc)}), 400
+    if changed:
+        audit(
+            current_user,
+            "edit_customer_fields",
+            f"customer:{external_userid}",
+            before={k: old for k, (old, _new) in changed.items()},
+            after={k: new for k, (_old, new) in changed.items()},
+            ip=client_ip(),
+        )
+    db.session.commit()
+    flash(_("已保存"))
+    return redirect(url_for("admin.customer", external_userid=external_userid) + "#custom-fields")

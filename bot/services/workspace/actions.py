@@ -1,10 +1,11 @@
-"""What a member does in the sidebar: tag the customer in front of them, note their birthday and notes, say a
-task is done or skipped. Each write is the member's own (their relation, their task) and audited under their
-WeCom userid ("member:<userid>"), like the panel's writes under a user."""
+"""What a member does in the sidebar: tag the customer in front of them, note their birthday and notes and the
+brand's custom fields, say a task is done or skipped. Each write is the member's own (their relation, their
+task) and audited under their WeCom userid ("member:<userid>"), like the panel's writes under a user."""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 
@@ -12,6 +13,7 @@ from bot.extensions import db
 from bot.models import LifecycleTask, Staff
 from bot.models._time import utcnow
 from bot.services import corp_time
+from bot.services.customers import fields
 from bot.services.customers.relations import update_profile
 from bot.services.errors import Conflict, Invalid, NotFound
 from bot.services.lifecycle.announcements import task_closed
@@ -61,6 +63,24 @@ def edit_profile(staff: Staff, external_userid: str, *, birthday: date | None, n
         audit(
             None, "sidebar_edit_customer", f"customer:{external_userid}", before=before, after=after, name=actor(staff)
         )
+
+
+def edit_fields(staff: Staff, external_userid: str, raw: dict[int, Any]) -> dict[str, tuple[str, str]]:
+    """The brand's custom fields a member may edit (``FieldEditors.members``), all or nothing. Flushes."""
+    customer, _follow = followed_customer(staff, external_userid)
+    changed = fields.set_values(
+        customer, fields.read_values(raw, fields.Editor.member), by=actor(staff), staff_userid=staff.userid
+    )
+    if changed:
+        audit(
+            None,
+            "sidebar_edit_customer_fields",
+            f"customer:{external_userid}",
+            before={k: old for k, (old, _new) in changed.items()},
+            after={k: new for k, (_old, new) in changed.items()},
+            name=actor(staff),
+        )
+    return changed
 
 
 def close_task(staff: Staff, task_id: int, outcome: str) -> LifecycleTask:
