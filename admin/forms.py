@@ -197,20 +197,20 @@ class CustomerFieldForm(FlaskForm):
     kind = SelectField(
         _l("类型"),
         choices=[
-            ("text", _l("文本")),
-            ("number", _l("数字")),
-            ("date", _l("日期")),
-            ("choice", _l("单选")),
-            ("choices", _l("多选")),
-            ("phone", _l("手机号")),
+            SelectChoice("text", _l("文本")),
+            SelectChoice("number", _l("数字")),
+            SelectChoice("date", _l("日期")),
+            SelectChoice("choice", _l("单选")),
+            SelectChoice("choices", _l("多选")),
+            SelectChoice("phone", _l("手机号")),
         ],
     )
     editors = SelectField(
         _l("谁可以编辑"),
         choices=[
-            ("members", _l("员工（侧边栏）与后台编辑者")),
-            ("users", _l("仅后台编辑者与 API")),
-            ("admins", _l("仅管理员")),
+            SelectChoice("members", _l("员工（侧边栏）与后台编辑者")),
+            SelectChoice("users", _l("仅后台编辑者与 API")),
+            SelectChoice("admins", _l("仅管理员")),
         ],
     )
     options = TextAreaField(

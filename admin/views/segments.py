@@ -20,6 +20,8 @@ from bot.extensions import db
 from bot.models import Channel, Segment, Staff
 from bot.services.commerce import ladder
 from bot.services.commerce import values as purchase_values
+from bot.services.customers import fields as custom_fields
+from bot.services.segments import fields as field_conditions
 from bot.services.segments import rules as segments
 from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
@@ -38,6 +40,16 @@ def _choices() -> dict[str, Any]:
         "channels": [{"id": c.id, "name": c.name} for c in db.session.scalars(select(Channel).order_by(Channel.id))],
         "levels": [{"id": lv.id, "name": lv.name} for lv in ladder.levels()],
         "classes": [{"id": k, "name": _(v)} for k, v in purchase_values.CLASS_NAMES.items()],
+        "fields": [
+            {
+                "id": f.id,
+                "name": f.name,
+                "kind": f.kind.value,
+                "ops": list(field_conditions.OPS[f.kind]),
+                "options": [{"id": o["id"], "name": o["label"]} for o in f.options],
+            }
+            for f in custom_fields.active_fields()
+        ],
     }
 
 
