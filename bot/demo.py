@@ -9,13 +9,15 @@ over after 7 days), the brand's data (``bot.demo_brand``: a membership ladder, a
 and a webhook endpoint at the sandbox's own receiver (the brand's CRM, which verifies each delivery). The
 simulator then acts on them: customers scan the codes, members confirm the sends, customers join by the code
 and open the radar link. Made once: a corp that has the store code is left as it is. Every step goes through
-the same services the panel uses, so the demo shows real behaviour.
+the same services the panel uses, so the demo shows real behaviour. Then the brand's own customer fields
+(肤质, 关注品类, …) filled for some customers, and a segment by one.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 import qrcode
@@ -24,11 +26,12 @@ from sqlalchemy import select
 
 from bot.demo_brand import seed_brand_data
 from bot.extensions import db
-from bot.models import Channel, LibraryItem, Staff, Store, User, WebhookEndpoint
+from bot.models import Channel, Customer, LibraryItem, Staff, Store, User, WebhookEndpoint
 from bot.sandbox.corp import FakeCorp
 from bot.sandbox.handover import resign
 from bot.services.channels import codes
 from bot.services.clients import settings
+from bot.services.customers import fields
 from bot.services.directory.sync import sync_directory
 from bot.services.groups import invites
 from bot.services.groups import mirror as groups
@@ -150,8 +153,36 @@ def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
     made.append(f"{store.name}: 删人提醒 in the digest, leavers handed over after 7 days")
     made.append(seed_brand_data(admin, corp, STORE_STATE))
     db.session.commit()
+    made.append(_custom_fields(admin))
+    db.session.commit()
     log.info("sandbox demo corp: %s", "; ".join(made))
     return made
+
+
+def _custom_fields(admin: User) -> str:
+    """The brand's own customer fields (a beauty brand's), filled in for some customers as members would, and a
+    segment by one of them."""
+    skin = fields.define_field("肤质", "choice", "members", ["干性", "油性", "混合", "敏感"])
+    likes = fields.define_field("关注品类", "choices", "members", ["护肤", "彩妆", "香水", "身体护理"])
+    fields.define_field("职业", "text", "members")
+    budget = fields.define_field("月度预算（元）", "number", "users")
+    fields.define_field("结婚纪念日", "date", "members")
+    customers = db.session.scalars(select(Customer).order_by(Customer.id).limit(40)).all()
+    for n, customer in enumerate(customers):
+        wanted = {
+            skin: [o["id"] for o in skin.options][n % 4],
+            likes: sorted({[o["id"] for o in likes.options][n % 4], [o["id"] for o in likes.options][n % 3]}),
+        }
+        if n % 3 == 0:
+            wanted[budget] = Decimal(300 + 100 * (n % 7))
+        fields.set_values(customer, wanted, by="demo")
+    oily = [o["id"] for o in skin.options if o["label"] == "油性"]
+    segments.save_segment(
+        "油性肌肤",
+        {"op": "and", "conditions": [{"type": "field", "field_id": skin.id, "op": "in", "values": oily}]},
+        admin,
+    )
+    return f"five customer fields, filled for {len(customers)} customers, and a segment by skin type"
 
 
 def _leaver(corp: FakeCorp, busy: set[str]) -> str:

@@ -38,8 +38,15 @@ def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, r
             select(func.count()).select_from(Channel).where(Channel.owner_staff_id.is_not(None))
         )
         assert personal >= 1
-        assert db.session.scalar(select(func.count()).select_from(Segment)) == 2
+        assert db.session.scalar(select(func.count()).select_from(Segment)) == 3
         assert db.session.scalar(select(LifecycleRule.enabled)) is True
+        # the brand's own customer fields, filled for some customers, and a segment by skin type that keeps some
+        from bot.services.customers import fields
+        from bot.services.segments import rules
+
+        assert [f.name for f in fields.active_fields()][:2] == ["肤质", "关注品类"]
+        oily = db.session.scalar(select(Segment).where(Segment.name == "油性肌肤"))
+        assert 0 < rules.count(rules.parse_rule(oily.rule), None) < 40
         statuses = sorted(db.session.scalars(select(MassSend.status)))
         assert "draft" in statuses and "approved" in statuses
         assert db.session.scalar(select(func.count()).select_from(GroupInvite)) == 1
