@@ -22,6 +22,7 @@ from bot.models import (
 )
 from bot.models._time import utcnow
 from bot.sandbox.members import confirm_mass_task
+from bot.services.customers import fields as custom_fields
 from bot.services.customers.relations import find_customer, update_profile
 from bot.services.handover import handovers
 from bot.services.handover import jobs as handover_jobs
@@ -55,6 +56,9 @@ def test_a_customers_events_arrive_signed_and_in_the_order_they_happened(app, si
         run_worker()
         with app.app_context():
             update_profile(find_customer(a), birthday=soon(5), notes="喜欢拿铁", staff_userid="staff0202")
+            custom_fields.define_field("肤质", "choice", "members", ["干性", "油性"])
+            wanted = custom_fields.read_values({"肤质": "油性"}, custom_fields.Editor.member)
+            custom_fields.set_values(find_customer(a), wanted, by="member:staff0202", staff_userid="staff0202")
             db.session.commit()
         sim.member_deletes_customer(a, "staff0202")
         sim.customer_deletes_member(b, "staff0202")
@@ -68,8 +72,9 @@ def test_a_customers_events_arrive_signed_and_in_the_order_they_happened(app, si
     (tags,) = data_of(crm, "customer.tags_changed")
     assert [t["id"] for t in tags["added"]] == [tag_id] and tags["removed"] == []
     assert tags["added"][0]["name"] == corp.tag_index()[tag_id][1]
-    fields = [d["fields"] for d in data_of(crm, "customer.profile_changed")]
-    assert fields == [["remark"], ["birthday", "notes"]]
+    changes = data_of(crm, "customer.profile_changed")
+    assert [d["fields"] for d in changes] == [["remark"], ["birthday", "notes"], ["肤质"]]
+    assert changes[2]["values"] == {"肤质": "油性"} and changes[2]["member"] == {"userid": "staff0202"}
     lost = {d["customer"]["external_userid"]: d["side"] for d in data_of(crm, "customer.lost")}
     assert lost == {a: "member", b: "customer"}
     # one customer's events, in the order they happened
@@ -78,6 +83,7 @@ def test_a_customers_events_arrive_signed_and_in_the_order_they_happened(app, si
         "customer.added",
         "customer.profile_changed",
         "customer.tags_changed",
+        "customer.profile_changed",
         "customer.profile_changed",
         "customer.lost",
     ]
