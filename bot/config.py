@@ -154,6 +154,13 @@ def _aes_key(value: str) -> str:
     return v
 
 
+def _old_keys(value: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    if any(len(k.encode()) < MIN_SECRET_KEY_BYTES for k in keys):
+        raise ValueError(f"each retired key is at least {MIN_SECRET_KEY_BYTES} bytes, keys separated by commas")
+    return keys
+
+
 def _secret(value: str) -> str:
     v = value.strip()
     if len(v) < 8 or any(c.isspace() for c in v):
@@ -207,6 +214,9 @@ class Settings:
     database_url: str = _setting("DATABASE_URL", _text)
     redis_url: str | None = _setting("REDIS_URL", _text)
     secret_key: str = _setting("SECRET_KEY", _text)
+    # Keys SECRET_KEY had before (comma-separated, oldest first): what they signed — sessions and the radar
+    # links already sent to customers — still verifies, while everything new is signed with SECRET_KEY.
+    secret_key_fallbacks: tuple[str, ...] = _setting("SECRET_KEY_FALLBACKS", _old_keys, ())
     # The built-in fake WeCom instead of a real corp: asked for explicitly (`make run` does), never assumed
     # because a variable is missing.
     sandbox_mode: bool = _setting("SIYU_SANDBOX", _bool, False)

@@ -104,6 +104,7 @@ def test_a_missing_setting_outside_sandbox_stops_start_up(missing):
         ("SIYU_CALLBACK_MAX_AGE", "60"),
         ("WECOM_OAUTH_URL", "open.weixin.qq.com/connect/oauth2/authorize"),
         ("WECOM_JSSDK_URL", "https://res.wx.qq.com"),
+        ("SECRET_KEY_FALLBACKS", "short-old-key"),
     ],
 )
 def test_malformed_settings_are_named(name, value):

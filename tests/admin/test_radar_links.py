@@ -3,6 +3,8 @@ real HTTP, the opens recorded by the real worker: a customer's link and a mass s
 anonymous), reloads, previews and prefetches, tampered tokens, replayed codes, archived and deleted items,
 enormous query strings, a bot hammering one link — and what a first open does."""
 
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -216,6 +218,37 @@ def test_unknown_tampered_and_malformed_tokens_are_404s_naming_nothing(app, clie
         res = client.get(f"/r/{bad}")
         assert res.status_code == 404, bad
         assert "链接无效" in res.get_data(as_text=True) and mine.external_userid not in res.get_data(as_text=True)
+
+
+@contextmanager
+def secret_key(app, key, fallbacks=()):
+    """The app's SECRET_KEY (and its retired keys) for a while, as a redeploy with a rotated key has them."""
+    before = app.config["SIYU"]
+    app.config["SIYU"] = replace(before, secret_key=key, secret_key_fallbacks=tuple(fallbacks))
+    try:
+        yield
+    finally:
+        app.config["SIYU"] = before
+
+
+def test_links_sent_before_a_key_rotation_keep_working_while_the_old_key_is_kept(app, client, shop, run_worker):
+    (mine, *_), item_id, staff_id, _send_id = shop
+    old, new = "o" * 40, "n" * 40
+    with secret_key(app, old):
+        sent = _customer_token(app, item_id, staff_id, mine.external_userid)
+    with secret_key(app, new, [old]):
+        fresh = _customer_token(app, item_id, staff_id, mine.external_userid)
+        assert fresh != sent and fresh.rsplit(".", 1)[0] == sent.rsplit(".", 1)[0]  # same link, new signature
+        for token in (sent, fresh):
+            res = client.get(f"/r/{token}", headers={"User-Agent": WECHAT})
+            assert res.status_code == 302 and res.headers["Location"] == TARGET
+        run_worker()
+        with app.app_context():
+            (opened,) = opens()  # one link, one customer, one day: one open however it was signed
+            assert opened.count == 2
+    with secret_key(app, new):  # the old key dropped: what it signed is retired
+        assert client.get(f"/r/{sent}").status_code == 404
+        assert client.get(f"/r/{fresh}").status_code == 302
 
 
 def test_an_archived_or_deleted_item_shows_a_friendly_page(app, client, shop):

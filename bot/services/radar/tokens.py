@@ -6,8 +6,10 @@ link. It is deterministic — the same item, member and customer (or send) alway
 resumed mass-send dispatch says exactly what it said before, and a link is one row however often it goes out.
 
 Payloads, ids in base 36: ``c.<item>.<member>.<external_userid>`` names one customer (the sidebar, a welcome
-message); ``s.<item>.<member>.<send>`` one mass send, whose opener WeCom's OAuth names. Rotating SECRET_KEY
-retires every link already sent (their opens are 404s)."""
+message); ``s.<item>.<member>.<send>`` one mass send, whose opener WeCom's OAuth names. When SECRET_KEY is
+rotated, the old key goes in SECRET_KEY_FALLBACKS: links already sent keep working (and keep their rows, the
+payload being the link's key), new ones are signed with the new key; a key dropped from the fallbacks retires
+the links it signed (their opens are 404s)."""
 
 from __future__ import annotations
 
@@ -45,7 +47,9 @@ class Token:
 
 
 def _signer() -> Signer:
-    return Signer(settings().secret_key, salt="siyu-radar", digest_method=hashlib.sha256)
+    # itsdangerous signs with the last key and verifies with any (oldest first).
+    keys = [*settings().secret_key_fallbacks, settings().secret_key]
+    return Signer(keys, salt="siyu-radar", digest_method=hashlib.sha256)
 
 
 def _b36(n: int) -> str:
