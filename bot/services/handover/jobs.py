@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
+from bot.jobs.locks import held, is_held
 from bot.jobs.periodic import PeriodicJob
 from bot.jobs.queue import enqueue
 from bot.models import Handover
@@ -35,27 +36,25 @@ def run_handover(handover_id: int) -> dict[str, int]:
     """Ask WeCom for what the handover has not asked yet and read the results; a re-run after a crash
     continues from the records, never transferring a customer twice. A second run while one holds the
     handover's lock leaves it to that one."""
-    key, client = _lock_key(handover_id), redis_conn.client
-    if not client.set(key, 1, nx=True, ex=LOCK_TTL):
-        return {"running": 1}
+    with held(_lock_key(handover_id), LOCK_TTL) as lock:
+        if lock is None:
+            return {"running": 1}
 
-    def sleep(seconds: float) -> None:  # WeCom's rate window waited out, the lock kept meanwhile
-        while seconds > 0:
-            client.expire(key, LOCK_TTL)
-            time.sleep(min(seconds, SLEEP_SLICE))
-            seconds -= SLEEP_SLICE
-        client.expire(key, LOCK_TTL)
+        def sleep(seconds: float) -> None:  # WeCom's rate window waited out, the lock kept meanwhile
+            while seconds > 0:
+                lock.renew()
+                time.sleep(min(seconds, SLEEP_SLICE))
+                seconds -= SLEEP_SLICE
+            lock.renew()
 
-    with job_context():
-        try:
-            result = handovers.run_handover(handover_id, sleep=sleep, tick=lambda: client.expire(key, LOCK_TTL))
-            db.session.commit()
-        except Exception:
-            db.session.rollback()
-            raise
-        finally:
-            client.delete(key)
-        return result
+        with job_context():
+            try:
+                result = handovers.run_handover(handover_id, sleep=sleep, tick=lock.renew)
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                raise
+            return result
 
 
 def follow_handovers() -> dict[str, int]:
@@ -68,7 +67,7 @@ def follow_handovers() -> dict[str, int]:
             if handover is None:
                 continue
             if handovers.unfinished_run(handover):
-                if not redis_conn.client.exists(_lock_key(handover_id)):
+                if not is_held(_lock_key(handover_id)):
                     enqueue(run_handover, handover_id, connection=redis_conn.client)
                     resumed += 1
                 continue

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
+from bot.jobs.locks import held
 from bot.jobs.periodic import PeriodicJob
 from bot.jobs.queue import enqueue
 from bot.models import MassSend, SendStatus
@@ -24,32 +25,24 @@ DISPATCH_STALE_SECONDS = 90
 
 def dispatch_send(send_id: int) -> dict[str, int]:
     """Dispatch (or resume) one mass send. One worker at a time per send: the others return at once."""
-    with job_context():
-        lock = redis_conn.client.lock(f"siyu:dispatch:{send_id}", timeout=DISPATCH_LOCK_SECONDS)
-        if not lock.acquire(blocking=False):
+    with job_context(), held(f"siyu:dispatch:{send_id}", DISPATCH_LOCK_SECONDS) as lock:
+        if lock is None:
             log.info("send %s is being dispatched by another worker", send_id)
             return {"busy": 1}
+        send = db.session.get(MassSend, send_id)
+        if send is None:
+            return {}
         try:
+            dispatch.dispatch(send, heartbeat=lock.renew)
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
             send = db.session.get(MassSend, send_id)
-            if send is None:
-                return {}
-
-            try:
-                dispatch.dispatch(send, heartbeat=lambda: lock.extend(DISPATCH_LOCK_SECONDS, replace_ttl=True))
+            if send is not None:
+                send.error = f"{type(exc).__name__}: {exc}"[:300]
                 db.session.commit()
-            except Exception as exc:
-                db.session.rollback()
-                send = db.session.get(MassSend, send_id)
-                if send is not None:
-                    send.error = f"{type(exc).__name__}: {exc}"[:300]
-                    db.session.commit()
-                raise
-            return dispatch.counts(send)
-        finally:
-            try:
-                lock.release()
-            except Exception:  # lapsed meanwhile: another worker may hold it now, which is fine
-                log.info("the dispatch lock of send %s had lapsed", send_id)
+            raise
+        return dispatch.counts(send)
 
 
 def start_send_if_due(send: Any) -> None:
