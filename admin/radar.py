@@ -90,7 +90,7 @@ def open_link(raw: str) -> ResponseReturnValue:
     token, found = resolved
     if not found.tracked or not _is_open():
         return _go(found.url)
-    if token.kind == tokens.SEND and visits.in_wechat(_agent()):
+    if token.kind in tokens.BROADCAST and visits.in_wechat(_agent()):
         limited = _admit(token, raw)  # counted now, noted when WeCom sends the reader back
         if limited is not None:
             return limited
@@ -124,7 +124,7 @@ def oauth_return(raw: str) -> ResponseReturnValue:
     expected = request.cookies.get(STATE_COOKIE, "")
     response = _go(found.url)
     response.delete_cookie(STATE_COOKIE, path=COOKIE_PATH)
-    if not (found.tracked and token.kind == tokens.SEND and _is_open()):
+    if not (found.tracked and token.kind in tokens.BROADCAST and _is_open()):
         return response
     if not expected or not hmac.compare_digest(expected, state) or not 0 < len(code) <= MAX_CODE:
         return response

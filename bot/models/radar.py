@@ -2,8 +2,9 @@
 
 A link is named by a signed token (``bot.services.radar.tokens``): per customer (item, member, customer) where
 the send reaches one customer — the sidebar, a welcome message —, per send (item, member, mass send) where one
-WeCom task carries it to many. Its row is written when it goes out (or, for a welcome sent from a thread without
-a session, at its first open) and keyed by the token's payload, so a link is one row however often it is sent.
+WeCom task carries it to many, per group (item, member, customer group) where a member sends it into a group.
+Its row is written when it goes out (or, for a welcome sent from a thread without a session, at its first
+open) and keyed by the token's payload, so a link is one row however often it is sent.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ class RadarLink(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(160), unique=True)  # the token's signed payload
-    kind: Mapped[str] = mapped_column(String(8))  # customer | send
+    kind: Mapped[str] = mapped_column(String(8))  # customer | send | group
     item_id: Mapped[int] = mapped_column(ForeignKey("library_items.id", ondelete="CASCADE"), index=True)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"), index=True)
     # The member's store when the link went out (members move; a store's figures stay its own).
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id", ondelete="SET NULL"), index=True)
     external_userid: Mapped[str | None] = mapped_column(String(64))  # a per-customer link's customer
     send_id: Mapped[int | None] = mapped_column(ForeignKey("mass_sends.id", ondelete="CASCADE"), index=True)
+    # A group link's group, and how many customers were in it when the link was first sent (its reach).
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("group_chats.id", ondelete="SET NULL"), index=True)
+    reached: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,6 +1,6 @@
 """Tracked links going out: a welcome message and a sidebar send carry the customer's own radar link, a mass
 send each member's link of that send (the same every time, so a resumed dispatch still recognises its task);
-a group chat and an item not tracked keep the saved URL. Opening them through the app records the open, and a
+a group chat the group's link (its openers named by WeCom's OAuth); an item not tracked keeps the saved URL. Opening them through the app records the open, and a
 lifecycle rule on "opened a tracked item" makes its task."""
 
 from urllib.parse import urlsplit
@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.models import MassSend, RadarLink, SendChunk
-from bot.services.radar import tokens
+from bot.models import MassSend, RadarLink, SendChunk, User
+from bot.services.customers.growth import window
+from bot.services.radar import reports, tokens
 from bot.services.radar.links import send_attachments
 from bot.services.sends import dispatch
 from tests.admin.panel import sign_in
@@ -65,7 +66,7 @@ def test_a_welcome_carries_the_new_customers_own_link(app, admin, sim, corp, run
         assert opened.visitor == f"c:{contact.external_userid}" and opened.customer_id is not None
 
 
-def test_the_sidebar_sends_a_customer_their_link_and_a_group_the_saved_url(app, admin, sim, corp, run_worker, client):
+def test_the_sidebar_sends_a_customer_their_own_link(app, admin, sim, corp, run_worker, client):
     mine, *_ = customers_of(app, sim, run_worker, ["staff0201"], 1)
     with app.app_context():
         item_id = tracked_item(admin)
@@ -80,6 +81,41 @@ def test_the_sidebar_sends_a_customer_their_link_and_a_group_the_saved_url(app, 
     with app.app_context():
         [link] = db.session.scalars(select(RadarLink)).all()
         assert link.key == token.key and link.store_id is not None  # a send, counted at once
+
+
+def test_a_group_chat_gets_the_groups_link_and_its_openers_are_named_by_oauth(
+    app, admin, sim, corp, run_worker, client
+):
+    a, b = customers_of(app, sim, run_worker, ["staff0201"], 2)
+    group, _ = sim.member_creates_group("staff0201", "老客群", [a.external_userid, b.external_userid])
+    run_worker()
+    with app.app_context():
+        item_id = tracked_item(admin)
+    sign_in_member(client, "staff0201")
+    csrf = token_of(client, f"/sidebar/library?chat_id={group.chat_id}")
+    chat = {"chat_id": group.chat_id}
+    res = post(client, f"/sidebar/items/{item_id}/message", csrf, chat)
+    assert res.status_code == 200, res.get_json()
+    url = res.get_json()["message"]["news"]["link"]
+    token = _token_in(url, app)
+    with app.app_context():
+        assert (token.kind, token.item_id, token.staff_id) == ("group", item_id, member("staff0201").id)
+    assert post(client, res.get_json()["record"], csrf, chat).status_code == 201
+    assert post(client, res.get_json()["record"], csrf, chat).status_code == 201  # sent again: the same link
+    with app.app_context():
+        [link] = db.session.scalars(select(RadarLink)).all()
+        assert (link.kind, link.reached, link.key) == ("group", 2, token.key)
+        assert link.group_id is not None
+    # in WeChat a member of the group is named by OAuth; in a browser the open is anonymous
+    res, _ = through_oauth(client, urlsplit(url).path.rsplit("/", 1)[1], f"customer:{b.external_userid}")
+    assert res.headers["Location"] == TARGET
+    assert client.get(urlsplit(url).path, headers={"User-Agent": "Mozilla/5.0 Firefox/130"}).status_code == 302
+    run_worker()
+    with app.app_context():
+        got = {(o.via, o.visitor.split(":")[0]) for o in opens()}
+        assert ("oauth", "c") in got and len(got) == 2
+        (row,) = reports.figures(db.session.get(User, admin), window(7), by="item")
+        assert (row.sends, row.openers) == (2, 2)
 
 
 def test_a_mass_send_carries_each_members_link_of_that_send(app, admin, sim, corp, run_worker, client):

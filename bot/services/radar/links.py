@@ -5,7 +5,9 @@
 - welcome messages (``welcome_attachments``): per customer, planned where the app is at hand (the sending
   threads have none); their rows are written at the first open;
 - mass sends and lifecycle sends (``send_attachments``): per send — the item, the member, the send — since one
-  WeCom task carries the same content to all of a member's customers.
+  WeCom task carries the same content to all of a member's customers;
+- a customer group in the sidebar (``group_message``, ``sent_to_group``): per group — the item, the member, the
+  group — its openers named by WeCom's OAuth like a mass send's.
 
 An item not tracked (or a member Siyu does not know) goes out with its own URL, as before."""
 
@@ -14,12 +16,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.extensions import db
-from bot.models import ItemKind, LibraryItem, MassSend, RadarLink, Staff
+from bot.models import GroupChat, GroupMember, ItemKind, LibraryItem, MassSend, RadarLink, Staff
 from bot.models._time import utcnow
 from bot.services import claims
 from bot.services.radar import tokens
@@ -48,6 +50,7 @@ def record_link(token: tokens.Token, staff: Staff | None = None) -> RadarLink:
         store_id=_store_id(staff),
         external_userid=token.external_userid,
         send_id=token.send_id,
+        group_id=token.group_id,
     )
 
 
@@ -73,6 +76,32 @@ def sent_to_customer(item: LibraryItem, staff: Staff, external_userid: str) -> R
     parsed = tokens.parse(tokens.for_customer(item.id, staff.id, external_userid))
     assert parsed is not None
     return record_link(parsed, staff)
+
+
+def group_message(message: dict[str, Any], item: LibraryItem, staff: Staff, group: GroupChat) -> dict[str, Any]:
+    """``sendChatMessage``'s arguments for a group chat with a tracked link made this group's."""
+    if message.get("msgtype") != "news" or not item.tracked or item.kind != ItemKind.link:
+        return message
+    news = {**message["news"], "link": tokens.url(tokens.for_group(item.id, staff.id, group.id))}
+    return {**message, "news": news}
+
+
+def sent_to_group(item: LibraryItem, staff: Staff, group: GroupChat) -> RadarLink | None:
+    """The member sent a tracked link into a customer group: its row, its reach the customers in the group now
+    (kept from the first time it was sent). Flushes."""
+    if not item.tracked or item.kind != ItemKind.link:
+        return None
+    parsed = tokens.parse(tokens.for_group(item.id, staff.id, group.id))
+    assert parsed is not None
+    link = record_link(parsed, staff)
+    if link.reached is None:
+        link.reached = db.session.scalar(
+            select(func.count()).where(
+                GroupMember.group_id == group.id, GroupMember.type == 2, GroupMember.left_at.is_(None)
+            )
+        )
+        db.session.flush()
+    return link
 
 
 def welcome_attachments(attachments: list[Any], staff: Staff | None, external_userid: str) -> list[Any]:

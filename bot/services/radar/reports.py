@@ -104,7 +104,11 @@ def figures(
         .group_by(SendRecipient.send_id, SendRecipient.staff_id)
         .subquery("reached")
     )
-    sends = case((RadarLink.kind == "customer", 1), else_=func.coalesce(reached.c.n, 0))
+    sends = case(
+        (RadarLink.kind == "customer", 1),
+        (RadarLink.kind == "group", func.coalesce(RadarLink.reached, 0)),  # the customers in the group
+        else_=func.coalesce(reached.c.n, 0),
+    )
     links = (
         select(RadarLink.id.label("link_id"), column.label("key"), sends.label("sends"), RadarLink.created_at)
         .outerjoin(reached, and_(reached.c.send_id == RadarLink.send_id, reached.c.staff_id == RadarLink.staff_id))

@@ -6,7 +6,8 @@ link. It is deterministic — the same item, member and customer (or send) alway
 resumed mass-send dispatch says exactly what it said before, and a link is one row however often it goes out.
 
 Payloads, ids in base 36: ``c.<item>.<member>.<external_userid>`` names one customer (the sidebar, a welcome
-message); ``s.<item>.<member>.<send>`` one mass send, whose opener WeCom's OAuth names. When SECRET_KEY is
+message); ``s.<item>.<member>.<send>`` one mass send and ``g.<item>.<member>.<group>`` one message into a customer
+group (``GroupChat.id``), whose openers WeCom's OAuth names. When SECRET_KEY is
 rotated, the old key goes in SECRET_KEY_FALLBACKS: links already sent keep working (and keep their rows, the
 payload being the link's key), new ones are signed with the new key; a key dropped from the fallbacks retires
 the links it signed (their opens are 404s)."""
@@ -23,7 +24,10 @@ from bot.services.clients import settings
 
 CUSTOMER = "customer"
 SEND = "send"
-_KINDS = {"c": CUSTOMER, "s": SEND}
+GROUP = "group"
+_KINDS = {"c": CUSTOMER, "s": SEND, "g": GROUP}
+#: the kinds whose link reaches many customers: the opener is learnt from WeCom's OAuth, else anonymous
+BROADCAST = (SEND, GROUP)
 #: the longest token Siyu makes is about 120 characters; anything far longer is not one
 MAX_TOKEN = 200
 #: WeCom's external_userid: letters, digits, - and _ (a token carries it as written)
@@ -39,6 +43,7 @@ class Token:
     external_userid: str | None  # a per-customer link's customer
     send_id: int | None  # a per-send link's send
     key: str  # the signed payload: the link's natural key
+    group_id: int | None = None  # a group link's group (GroupChat.id)
 
     @property
     def digest(self) -> str:
@@ -78,6 +83,11 @@ def for_send(item_id: int, staff_id: int, send_id: int) -> str:
     return _signer().sign(f"s.{_b36(item_id)}.{_b36(staff_id)}.{_b36(send_id)}").decode()
 
 
+def for_group(item_id: int, staff_id: int, group_id: int) -> str:
+    """The token of ``item`` sent by member ``staff_id`` into the customer group ``group_id``."""
+    return _signer().sign(f"g.{_b36(item_id)}.{_b36(staff_id)}.{_b36(group_id)}").decode()
+
+
 def parse(token: str) -> Token | None:
     """The link ``token`` names, if Siyu signed it; None for anything else."""
     if not token or len(token) > MAX_TOKEN or not token.isascii():
@@ -92,7 +102,11 @@ def parse(token: str) -> Token | None:
     kind, item_id, staff_id = _KINDS[parts[0]], int(parts[1], 36), int(parts[2], 36)
     if kind == CUSTOMER:
         return Token(kind, item_id, staff_id, parts[3], None, payload) if _EXTERNAL.match(parts[3]) else None
-    return Token(kind, item_id, staff_id, None, int(parts[3], 36), payload) if _ID.match(parts[3]) else None
+    if not _ID.match(parts[3]):
+        return None
+    if kind == GROUP:
+        return Token(kind, item_id, staff_id, None, None, payload, group_id=int(parts[3], 36))
+    return Token(kind, item_id, staff_id, None, int(parts[3], 36), payload)
 
 
 def url(token: str) -> str:

@@ -56,8 +56,10 @@ def item_message(
     customer, _chat = chat_of(staff, external_userid, chat_id)
     item = item_for(staff, item_id)
     message = chat_message(item, contact_api(), fresh=fresh)
-    # A tracked link is this customer's radar link; a group chat has no one customer and gets the item's URL.
-    return radar.chat_message(message, item, staff, customer.external_userid) if customer else message
+    # A tracked link is this customer's radar link, or this group's (its openers named by WeCom's OAuth).
+    if customer is not None:
+        return radar.chat_message(message, item, staff, customer.external_userid)
+    return radar.group_message(message, item, staff, visible_group(staff, chat_id or ""))
 
 
 def reply_message(staff: Staff, reply_id: int, *, external_userid: str | None, chat_id: str | None) -> dict[str, Any]:
@@ -83,6 +85,8 @@ def record(
     send = record_send(staff, item=item, reply=reply, customer=customer, chat_id=chat)
     if item is not None and customer is not None:
         radar.sent_to_customer(item, staff, customer.external_userid)
+    elif item is not None and chat is not None:
+        radar.sent_to_group(item, staff, visible_group(staff, chat))
     what = f"item:{item.id}" if item is not None else f"reply:{reply.id if reply else ''}"
     audit(None, "sidebar_send_content", what, after={"to": external_userid or chat}, name=actor(staff))
     return send
