@@ -29,6 +29,7 @@ from bot.services.channels.welcome import LIBRARY_ITEM_KEY
 from bot.services.customers import growth
 from bot.services.errors import ServiceError, WeComRefused
 from bot.services.library import messages as library_messages
+from bot.services.radar import reports as radar_reports
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition, store_ids, visible_stores
@@ -202,6 +203,7 @@ def _detail(channel: Channel, form: ChannelForm) -> str:
         stats=growth.by_channel([channel.id], w)[channel.id],
         variants=growth.by_variant(channel.id, w),
         daily=growth.daily(None, w, state=channel.state),
+        radar_daily=radar_reports.channel_daily_opens(channel.id, w),
         expires_local=utc_to_local(channel.expires_at),
         form=form,
         can_write=allows(current_user, Action.edit_channels) and channel.active,

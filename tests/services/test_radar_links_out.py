@@ -64,6 +64,13 @@ def test_a_welcome_carries_the_new_customers_own_link(app, admin, sim, corp, run
     with app.app_context():
         [opened] = opens()
         assert opened.visitor == f"c:{contact.external_userid}" and opened.customer_id is not None
+    # the channel's page counts the opens of the customers it brought, per day
+    panel = app.test_client()
+    _id, password = make_user(app, "radar-channel", "admin")
+    sign_in(panel, "radar-channel", password)
+    page = panel.get(f"/admin/channels/{made.get_json()['id']}").get_data(as_text=True)
+    daily = page.split('id="radar-daily"', 1)[1].split("</table>", 1)[0]
+    assert f"<td>{opened.day}</td><td>1</td>" in daily
 
 
 def test_the_sidebar_sends_a_customer_their_own_link(app, admin, sim, corp, run_worker, client):

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Float, and_, case, cast, func, select, tru
 from bot.extensions import db
 from bot.models import (
     Customer,
+    FollowRelation,
     LibraryItem,
     MassSend,
     RadarLink,
@@ -170,6 +171,20 @@ def daily_opens(item_id: int, w: Window) -> list[tuple[date, int]]:
     rows = db.session.execute(
         select(RadarOpen.day, func.count())
         .where(RadarOpen.item_id == item_id, RadarOpen.first_at >= w.since, RadarOpen.first_at < w.until)
+        .group_by(RadarOpen.day)
+        .order_by(RadarOpen.day)
+    ).all()
+    return [(day, int(n)) for day, n in rows]
+
+
+def channel_daily_opens(channel_id: int, w: Window) -> list[tuple[date, int]]:
+    """Opens per corp day in ``w`` of tracked links by the customers a channel code brought (what the channel's
+    customers went on to read: its welcome's links and everything sent to them since; days without one left
+    out)."""
+    brought = select(FollowRelation.customer_id).where(FollowRelation.channel_id == channel_id)
+    rows = db.session.execute(
+        select(RadarOpen.day, func.count())
+        .where(RadarOpen.customer_id.in_(brought), RadarOpen.first_at >= w.since, RadarOpen.first_at < w.until)
         .group_by(RadarOpen.day)
         .order_by(RadarOpen.day)
     ).all()
