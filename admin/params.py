@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Annotated, Any
 
@@ -40,10 +41,31 @@ def download_name(name: str) -> str:
 
 
 def submitted_fields(form: Any, fields: list[Any]) -> dict[int, Any]:
-    """The custom customer field values a panel or sidebar form posted (``field-<id>``; a multiple-choice
-    field as several values), for ``services.customers.fields.read_values``."""
-    return {
-        f.id: form.getlist(f"field-{f.id}") if f.kind == "choices" else form.get(f"field-{f.id}", "")
-        for f in fields
-        if f"field-{f.id}" in form or f.kind == "choices"
-    }
+    """The custom customer field values a panel or sidebar form changed (``field-<id>``; a multiple-choice
+    field as several values), for ``services.customers.fields.read_values``. Each input comes with the value
+    the page showed (``was-<id>``): a field left as it was shown is not written, so a form opened before
+    someone else's change does not undo it."""
+    changed: dict[int, Any] = {}
+    for f in fields:
+        name = f"field-{f.id}"
+        if f.kind == "choices":
+            value: Any = form.getlist(name)
+            same = json.dumps(sorted(value), ensure_ascii=False) == json.dumps(
+                sorted(_was_list(form.get(f"was-{f.id}"))), ensure_ascii=False
+            )
+        elif name in form:
+            value = form.get(name, "")
+            same = f"was-{f.id}" in form and value.strip() == form.get(f"was-{f.id}", "").strip()
+        else:
+            continue
+        if f"was-{f.id}" not in form or not same:
+            changed[f.id] = value
+    return changed
+
+
+def _was_list(raw: str | None) -> list[str]:
+    try:
+        value = json.loads(raw or "[]")
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []

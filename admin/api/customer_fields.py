@@ -27,6 +27,7 @@ FIELD = schema(
     "CustomerField",
     {
         "type": "object",
+        "required": ["id", "name", "kind", "options", "editors"],
         "properties": {
             "id": {"type": "integer"},
             "name": {"type": "string"},
@@ -36,6 +37,32 @@ FIELD = schema(
                 "type": "string",
                 "enum": ["members", "users", "admins"],
                 "description": "members: the sidebar too; users: the panel's and the API's customer editors; admins",
+            },
+        },
+    },
+)
+
+
+RESULT = schema(
+    "CustomerFieldValuesResult",
+    {
+        "type": "object",
+        "required": ["rows", "updated", "unchanged", "refused"],
+        "properties": {
+            "rows": {"type": "integer"},
+            "updated": {"type": "integer", "description": "customers whose values changed"},
+            "unchanged": {"type": "integer", "description": "customers whose values were already these"},
+            "refused": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "row": {"type": "integer", "description": "the row's index in the batch, from 0"},
+                        "external_userid": {"type": "string"},
+                        "field": {"type": ["string", "null"], "description": "fields.<key>, or external_userid"},
+                        "reason": {"type": "string"},
+                    },
+                },
             },
         },
     },
@@ -64,7 +91,7 @@ def list_customer_fields() -> ResponseReturnValue:
                 "id": f.id,
                 "name": f.name,
                 "kind": f.kind.value,
-                "options": [o["label"] for o in f.options],
+                "options": [o["label"] for o in f.live_options],
                 "editors": f.editors.value,
             }
             for f in custom_fields.active_fields()
@@ -78,7 +105,7 @@ def list_customer_fields() -> ResponseReturnValue:
     "Set custom field values for up to 1,000 customers (each row all or nothing)",
     body=FieldRows,
     action=Action.edit_customers,
-    responses={200: "rows, updated, unchanged, refused [{row, external_userid, field, reason}]"},
+    responses={200: ("What was written and what was refused", RESULT)},
 )
 def set_customer_field_values(body: FieldRows) -> ResponseReturnValue:
     """Rows for customers outside the caller's stores, or unknown, are refused, not written."""
@@ -98,8 +125,16 @@ def set_customer_field_values(body: FieldRows) -> ResponseReturnValue:
             continue
         try:
             with db.session.begin_nested():  # a refused row leaves nothing behind
-                values = custom_fields.read_values(row.fields, field_editor())
+                values = custom_fields.read_values(row.fields, field_editor(), customer)
                 changed = custom_fields.set_values(customer, values, by=f"api:{g.api_user.id}")
+                if changed:  # each customer's change in the audit log, as the profile's would be
+                    audit(
+                        g.api_user,
+                        "edit_customer_fields",
+                        f"customer:{customer.external_userid}",
+                        before={k: old for k, (old, _new) in changed.items()},
+                        after={k: new for k, (_old, new) in changed.items()},
+                    )
         except ServiceError as exc:
             refused.append({"row": i, "external_userid": row.external_userid, "field": exc.field, "reason": exc.text()})
             continue

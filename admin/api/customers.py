@@ -300,7 +300,7 @@ def edit_customer(external_userid: str, body: ProfileEdit) -> ResponseReturnValu
     """Birthday, notes and custom fields, as the profile page edits them: every value is checked first."""
     customer = visible_customer(external_userid)
     changes = body.model_dump(mode="json", exclude_unset=True)
-    wanted = custom_fields.read_values(body.fields, field_editor())
+    wanted = custom_fields.read_values(body.fields, field_editor(), customer)
     birthday = body.birthday if "birthday" in changes else customer.birthday
     before: dict[str, Any] = {"birthday": customer.birthday, "notes": customer.notes}
     customer_service.update_profile(customer, birthday=birthday, notes=changes.get("notes", customer.notes))

@@ -100,8 +100,7 @@ def jsapi_config() -> ResponseReturnValue:
     return jsonify(jssdk.page_config(request.args.get("url", "")))
 
 
-@bp.get("/customers/<external_userid>")
-def customer(external_userid: str) -> ResponseReturnValue:
+def _customer_page(external_userid: str, field_errors: dict[str, str] | None = None) -> str:
     view = customer_view(member(), external_userid)
     return render_template(
         "sidebar/customer.html",
@@ -113,7 +112,13 @@ def customer(external_userid: str) -> ResponseReturnValue:
             (f, v, custom_fields.display(f, v), custom_fields.may_edit(f, custom_fields.Editor.member))
             for f, v in custom_fields.profile(view.customer)
         ],
+        field_errors=field_errors or {},
     )
+
+
+@bp.get("/customers/<external_userid>")
+def customer(external_userid: str) -> ResponseReturnValue:
+    return _customer_page(external_userid)
 
 
 @bp.post("/customers/<external_userid>/tags")
@@ -139,7 +144,13 @@ def edit_profile(external_userid: str) -> ResponseReturnValue:
 def edit_fields(external_userid: str) -> ResponseReturnValue:
     """The brand's custom fields the member may edit; a wrong value is refused with its field's name."""
     editable = [f for f in custom_fields.active_fields() if custom_fields.may_edit(f, custom_fields.Editor.member)]
-    actions.edit_fields(member(), external_userid, submitted_fields(request.form, editable))
+    try:
+        actions.edit_fields(member(), external_userid, submitted_fields(request.form, editable))
+    except ServiceError as exc:
+        if not (exc.field or "").startswith("fields."):
+            raise  # not a value at fault (someone else's customer): the refusal page
+        db.session.rollback()
+        return _customer_page(external_userid, {exc.field or "": refusal_message(exc)}), exc.status
     db.session.commit()
     return redirect(url_for("sidebar.customer", external_userid=external_userid, saved="fields") + "#fields")
 

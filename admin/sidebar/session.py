@@ -29,7 +29,9 @@ STATE_MAX_AGE = 600
 
 
 def _serializer(purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"siyu-sidebar-{purpose}")
+    # Signs with SECRET_KEY; a cookie signed with a retired key (SECRET_KEY_FALLBACKS) still reads.
+    keys = [*current_app.config.get("SECRET_KEY_FALLBACKS", []), current_app.config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt=f"siyu-sidebar-{purpose}")
 
 
 def _set(response: Response, name: str, value: str, max_age: int) -> None:

@@ -27,7 +27,7 @@ def _describe(field: CustomerField) -> dict[str, object]:
         "name": field.name,
         "kind": field.kind.value,
         "editors": field.editors.value,
-        "options": [o["label"] for o in field.options],
+        "options": [o["label"] for o in field.live_options],
     }
 
 
@@ -83,7 +83,7 @@ def customer_field_page(field_id: int) -> ResponseReturnValue:
             "name": field.name,
             "kind": field.kind.value,
             "editors": field.editors.value,
-            "options": "\n".join(o["label"] for o in field.options),
+            "options": "\n".join(o["label"] for o in field.live_options),
         }
     )
     return _edit_page(field, form)

@@ -330,7 +330,7 @@ def edit_customer_fields(external_userid: str) -> ResponseReturnValue:
         abort(400)
     editable = [f for f in custom_fields.active_fields() if custom_fields.may_edit(f, field_editor())]
     try:
-        wanted = custom_fields.read_values(submitted_fields(request.form, editable), field_editor())
+        wanted = custom_fields.read_values(submitted_fields(request.form, editable), field_editor(), c)
         changed = custom_fields.set_values(c, wanted, by=f"user:{current_user.id}")
     except ServiceError as exc:
         db.session.rollback()

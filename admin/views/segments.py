@@ -40,15 +40,20 @@ def _choices() -> dict[str, Any]:
         "channels": [{"id": c.id, "name": c.name} for c in db.session.scalars(select(Channel).order_by(Channel.id))],
         "levels": [{"id": lv.id, "name": lv.name} for lv in ladder.levels()],
         "classes": [{"id": k, "name": _(v)} for k, v in purchase_values.CLASS_NAMES.items()],
+        # Fields no longer in use and options removed stay offered (marked), so that a saved condition naming
+        # them opens in the builder as it is.
         "fields": [
             {
                 "id": f.id,
-                "name": f.name,
+                "name": f.name + (_("（已停用）") if f.archived_at else ""),
                 "kind": f.kind.value,
                 "ops": list(field_conditions.OPS[f.kind]),
-                "options": [{"id": o["id"], "name": o["label"]} for o in f.options],
+                "options": [
+                    {"id": o["id"], "name": o["label"] + (_("（已删除）") if o.get("removed") else "")}
+                    for o in f.options
+                ],
             }
-            for f in custom_fields.active_fields()
+            for f in custom_fields.all_fields()
         ],
     }
 

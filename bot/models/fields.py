@@ -44,7 +44,8 @@ class CustomerField(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(32), unique=True)
     kind: Mapped[FieldKind] = mapped_column(Enum(FieldKind, native_enum=False, length=12))
-    # [{"id": 1, "label": "…"}, …]: ids are never reused, so renaming an option keeps what customers chose
+    # [{"id": 1, "label": "…"}, …] in order; a removed option stays, marked {"removed": true}, so that its id is
+    # never given to another label and a label that comes back gets its id back
     options: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     position: Mapped[int] = mapped_column(Integer, default=0)
     editors: Mapped[FieldEditors] = mapped_column(
@@ -52,6 +53,11 @@ class CustomerField(db.Model):  # type: ignore[name-defined]
     )
     archived_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def live_options(self) -> list[dict[str, Any]]:
+        """The options in use, in order."""
+        return [o for o in self.options or [] if not o.get("removed")]
 
 
 class CustomerFieldValue(db.Model):  # type: ignore[name-defined]

@@ -12,7 +12,7 @@ from bot.extensions import db
 from bot.models import Customer, CustomerEvent, CustomerFieldValue
 from bot.services.customers import fields
 from bot.services.customers.fields import Editor
-from bot.services.errors import Conflict, Forbidden, Invalid, NotFound
+from bot.services.errors import Conflict, Forbidden, Invalid
 from bot.services.segments import rules
 from tests.conftest import customers_of
 from tests.services.lifecycle_helpers import MEMBERS
@@ -70,11 +70,27 @@ def test_options_keep_their_customers_by_label_and_the_kind_stays(app, people):
         # 香水 goes, 面霜 stays (its id too), 眼影 is new
         fields.define_field("喜好", "choices", "members", ["面霜", "眼影", "口红"], field=likes)
         db.session.commit()
-        assert [o["label"] for o in likes.options] == ["面霜", "眼影", "口红"]
+        assert [o["label"] for o in likes.live_options] == ["面霜", "眼影", "口红"]
         assert fields.display(likes, fields.values_of(c)[likes.id]) == "口红、面霜"
-        # 口红 removed: customers who chose it no longer have it
+        lipstick = next(o["id"] for o in likes.options if o["label"] == "口红")
+        saved = rules.parse_rule(
+            {"op": "and", "conditions": [{"type": "field", "field_id": likes.id, "op": "eq", "value": lipstick}]}
+        ).dump()
+        # 口红 removed: customers who chose it no longer have it, their timeline says so, and a segment that
+        # named it still reads (and keeps nobody)
         fields.define_field("喜好", "choices", "members", ["面霜", "眼影"], field=likes)
+        db.session.commit()
         assert fields.display(likes, fields.values_of(c)[likes.id]) == "面霜"
+        details = db.session.scalars(
+            select(CustomerEvent.detail).where(CustomerEvent.customer_id == c.id, CustomerEvent.kind == "field_changed")
+        ).all()
+        assert "喜好：删除了选项 口红" in details
+        assert rules.count(rules.parse_rule(saved), None) == 0
+        with pytest.raises(Invalid):
+            fields.read_values({"喜好": ["口红"]}, Editor.member)  # no longer an option to choose
+        # the label comes back with its id: the saved segment means it again
+        fields.define_field("喜好", "choices", "members", ["面霜", "眼影", "口红"], field=likes)
+        assert next(o["id"] for o in likes.live_options if o["label"] == "口红") == lipstick
 
 
 def test_fields_are_ordered_and_archived_not_deleted(app, people):
@@ -85,7 +101,7 @@ def test_fields_are_ordered_and_archived_not_deleted(app, people):
         assert [f.name for f in fields.active_fields()][-2:] == ["备用手机", "喜好"]
         fields.archive_field(made["job"], True)
         assert "职业" not in [f.name for f in fields.active_fields()]
-        with pytest.raises(NotFound):
+        with pytest.raises(Invalid):
             fields.read_values({"职业": "医生"}, Editor.admin)
         fields.archive_field(made["job"], False)
         db.session.commit()
@@ -142,17 +158,48 @@ def test_values_of_every_kind_go_on_the_timeline_and_read_back(app, people):
         ("备用手机", "call me"),
         ("职业", "x" * 501),
         ("职业", ["a"]),
+        ("职业", "a\x00b"),
+        ("身高", "1,2"),
+        ("身高", "1_000"),
+        ("结婚纪念日", "20200101"),
+        ("结婚纪念日", "2020-W01-1"),
+        ("喜好", ["口红"] * 4),  # more than there are options
         ("没有的字段", "x"),
+        ("²", "x"),  # a digit to isdigit(), not a field id
     ],
 )
 def test_a_wrong_value_is_refused_and_nothing_is_written(app, people, key, value):
     with app.app_context():
         define_all()
         c = customer(people[0])
-        with pytest.raises((Invalid, NotFound)) as refused:
+        with pytest.raises(Invalid) as refused:
             fields.set_values(c, fields.read_values({"职业": "教师", key: value}, Editor.admin), by="test")
         assert refused.value.field == f"fields.{key}"
         assert db.session.scalar(select(CustomerFieldValue.id)) is None
+
+
+def test_labels_are_read_as_labels_and_ids_only_as_numbers(app, people):
+    with app.app_context():
+        score = fields.define_field("满意度", "choice", "members", ["5", "4", "3", "2", "1"])
+        c = customer(people[0])
+        fields.set_values(c, fields.read_values({"满意度": "1"}, Editor.member), by="test")
+        assert fields.display(score, fields.values_of(c)[score.id]) == "1"  # the label "1", not option 1 ("5")
+        fields.set_values(c, fields.read_values({"满意度": 1}, Editor.member), by="test")
+        assert fields.display(score, fields.values_of(c)[score.id]) == "5"  # a JSON number is an id
+        phone = fields.define_field("备用手机", "phone", "members")
+        fields.set_values(c, fields.read_values({"备用手机": "１３８ ００１３ ８０００"}, Editor.member), by="test")
+        assert fields.values_of(c)[phone.id] == "13800138000"  # full-width digits read as ASCII
+
+
+def test_a_field_not_theirs_passes_when_sent_back_unchanged(app, people):
+    with app.app_context():
+        define_all()
+        c = customer(people[0])
+        fields.set_values(c, fields.read_values({"备用手机": "13800138000"}, Editor.admin), by="test")
+        back = fields.read_values({"备用手机": "13800138000", "职业": "教师"}, Editor.user, c)
+        assert [f.name for f in back] == ["职业"]
+        with pytest.raises(Forbidden):
+            fields.read_values({"备用手机": "13900139000"}, Editor.user, c)
 
 
 def test_who_may_edit_a_field(app, people):

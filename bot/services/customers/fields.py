@@ -20,8 +20,8 @@ from bot.models import Customer, CustomerField, CustomerFieldValue, FieldEditors
 from bot.models._time import utcnow
 from bot.services import field_kinds
 from bot.services.customers import announcements
-from bot.services.customers.relations import record_event
-from bot.services.errors import N_, Conflict, Forbidden, Invalid, NotFound
+from bot.services.customers.relations import record_event, record_many
+from bot.services.errors import N_, Conflict, Forbidden, Invalid
 
 MAX_FIELDS = 100  # fields in use (archived ones do not count)
 MAX_NAME = 32
@@ -86,16 +86,55 @@ def _labels(raw: Iterable[str]) -> list[str]:
 
 
 def _options(field: CustomerField | None, labels: list[str]) -> tuple[list[dict[str, Any]], list[int]]:
-    """The new option list (a kept label keeps its id, a new one takes the next) and the ids let go."""
-    old = {o["label"]: int(o["id"]) for o in (field.options if field else [])}
-    next_id = max(old.values(), default=0) + 1
+    """The new option list — a label that stays (or comes back) keeps its id, a new one takes the next, a label
+    left out stays marked removed — and the ids removed now."""
+    old = {o["label"]: o for o in (field.options if field else [])}
+    next_id = max((int(o["id"]) for o in old.values()), default=0) + 1
     options = []
     for label in labels:
-        if label not in old:
-            old[label], next_id = next_id, next_id + 1
-        options.append({"id": old[label], "label": label})
-    kept = {o["id"] for o in options}
-    return options, [i for i in old.values() if i not in kept]
+        if label in old:
+            options.append({"id": int(old[label]["id"]), "label": label})
+        else:
+            options.append({"id": next_id, "label": label})
+            next_id += 1
+    kept = set(labels)
+    gone = [{"id": int(o["id"]), "label": o["label"], "removed": True} for o in old.values() if o["label"] not in kept]
+    return options + gone, [o["id"] for o in old.values() if o["label"] not in kept and not o.get("removed")]
+
+
+def _drop_options(field: CustomerField, dropped: list[int]) -> int:
+    """Options removed from a field leave the customers who had them: each such customer's timeline says so
+    and the change is announced with what they have left. Returns how many customers. Flushes."""
+    had = select(CustomerFieldValue.customer_id).where(
+        CustomerFieldValue.field_id == field.id, CustomerFieldValue.choice.in_(dropped)
+    )
+    customer_ids = sorted(set(db.session.scalars(had)))
+    if not customer_ids:
+        return 0
+    labels = "、".join(o["label"] for o in field.options if o["id"] in dropped)
+    db.session.execute(
+        delete(CustomerFieldValue).where(
+            CustomerFieldValue.field_id == field.id, CustomerFieldValue.choice.in_(dropped)
+        )
+    )
+    for start in range(0, len(customer_ids), 1000):
+        chunk = customer_ids[start : start + 1000]
+        record_many(
+            select(Customer.id).where(Customer.id.in_(chunk)), "field_changed", "", f"{field.name}：删除了选项 {labels}"
+        )
+        left: dict[int, list[int]] = {}
+        for cid, choice in db.session.execute(
+            select(CustomerFieldValue.customer_id, CustomerFieldValue.choice).where(
+                CustomerFieldValue.field_id == field.id, CustomerFieldValue.customer_id.in_(chunk)
+            )
+        ):
+            if choice is not None:
+                left.setdefault(cid, []).append(choice)
+        for customer in db.session.scalars(select(Customer).where(Customer.id.in_(chunk))):
+            value = sorted(left.get(customer.id, [])) if field.kind == FieldKind.choices else None
+            announcements.profile_changed(customer, "", [field.name], {field.name: as_json(field, value or None)})
+    db.session.flush()
+    return len(customer_ids)
 
 
 def define_field(
@@ -107,7 +146,8 @@ def define_field(
 ) -> CustomerField:
     """Create a field, or change one (its kind stays what it was: values were read as that kind). Options of
     a choice field are labels in order; a label that stays keeps the customers who chose it, a label left out
-    is removed from every customer. Flushes."""
+    is removed from every customer (on their timeline) and kept marked removed, so that segments naming it
+    still read (and match nobody), and the label, should it come back, gets its id back. Flushes."""
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME or "\x00" in name:
         raise Invalid(N_("名称为 1–%(n)s 个字"), "name", n=MAX_NAME)
@@ -137,11 +177,7 @@ def define_field(
     field.name, field.editors, field.options = name, FieldEditors(editors), new_options
     db.session.flush()
     if dropped:
-        db.session.execute(
-            delete(CustomerFieldValue).where(
-                CustomerFieldValue.field_id == field.id, CustomerFieldValue.choice.in_(dropped)
-            )
-        )
+        _drop_options(field, dropped)
     return field
 
 
@@ -172,12 +208,12 @@ def field_by_key(key: int | str) -> CustomerField:
     """A field in use by its id (a number, or its text) or its name."""
     query = select(CustomerField).where(CustomerField.archived_at.is_(None))
     found: CustomerField | None = None
-    if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+    if isinstance(key, int) or (isinstance(key, str) and key.isascii() and key.isdecimal()):
         found = db.session.scalar(query.where(CustomerField.id == int(key)))
     if found is None and isinstance(key, str):  # a name, or a name of digits only
         found = db.session.scalar(query.where(CustomerField.name == key.strip()))
     if found is None:
-        raise NotFound(N_("没有这个字段：%(key)s"), f"fields.{key}", key=str(key)[:40])
+        raise Invalid(N_("没有这个字段：%(key)s"), f"fields.{key}", key=str(key)[:40])
     return found
 
 
@@ -246,16 +282,21 @@ def profile(customer: Customer) -> list[tuple[CustomerField, Any]]:
     return [(f, values.get(f.id)) for f in active_fields()]
 
 
-def read_values(raw: Mapping[Any, Any], editor: Editor) -> dict[CustomerField, Any]:
+def read_values(raw: Mapping[Any, Any], editor: Editor, customer: Customer | None = None) -> dict[CustomerField, Any]:
     """Check every value of ``raw`` (field id or name → value) before anything is written: the field exists,
-    ``editor`` may change it, and the value is of its kind. Raises the first error, naming ``fields.<key>``."""
+    the value is of its kind, and ``editor`` may change it — a field they may not edit passes only with the
+    value it has now for ``customer`` (what GET answered, sent back unchanged), and is then left out. Raises
+    the first error, naming ``fields.<key>``."""
     wanted: dict[CustomerField, Any] = {}
+    have = values_of(customer) if customer is not None else {}
     for key, value in raw.items():
         field = field_by_key(key)
         at = f"fields.{key}"
-        if not may_edit(field, editor):
+        read = field_kinds.read(field.kind, field.options, value, at)
+        if may_edit(field, editor):
+            wanted[field] = read
+        elif customer is None or have.get(field.id) != read:
             raise Forbidden(N_("你不能修改字段「%(name)s」"), at, name=field.name)
-        wanted[field] = field_kinds.read(field.kind, field.options, value, at)
     return wanted
 
 
@@ -266,6 +307,8 @@ def set_values(
     member ``staff_userid`` when a member made it) and out as ``customer.profile_changed``. ``by`` says who in
     the rows ("member:<userid>", "user:<id>", "api:<token id>"). Returns {field name: (before, after)} as
     people read them, for the caller's audit entry. Flushes."""
+    # One writer at a time per customer: a second waits here, then reads what the first wrote.
+    db.session.execute(select(Customer.id).where(Customer.id == customer.id).with_for_update())
     have = values_of(customer)
     changed: dict[str, tuple[str, str]] = {}
     announced: dict[str, Any] = {}

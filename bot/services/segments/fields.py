@@ -54,7 +54,9 @@ def _one(field: CustomerField, raw: Any) -> Any:
     kind = FieldKind(field.kind)
     try:
         if kind in (FieldKind.choice, FieldKind.choices):
-            return None if field_kinds.is_blank(raw) else field_kinds.read_option(field.options, raw, "value")
+            # an option removed since the condition was saved still reads (and matches nobody)
+            blank = field_kinds.is_blank(raw)
+            return None if blank else field_kinds.read_option(field.options, raw, "value", removed=True)
         return field_kinds.read(kind, field.options, raw, "value")
     except Invalid as exc:
         raise Refused(exc.text()) from None

@@ -75,7 +75,7 @@ class ProfileChanged(BaseModel):
     values: dict[str, Any] = Field(
         default_factory=dict,
         description="the new value of each custom field that changed, by its name: text, a number as a decimal"
-        " string, an ISO date, the chosen label, a list of labels; null when cleared",
+        " string, an ISO date, the chosen label, a list of labels; null when cleared ([] for a multiple-choice field)",
     )
 
 

@@ -68,9 +68,8 @@ def edit_profile(staff: Staff, external_userid: str, *, birthday: date | None, n
 def edit_fields(staff: Staff, external_userid: str, raw: dict[int, Any]) -> dict[str, tuple[str, str]]:
     """The brand's custom fields a member may edit (``FieldEditors.members``), all or nothing. Flushes."""
     customer, _follow = followed_customer(staff, external_userid)
-    changed = fields.set_values(
-        customer, fields.read_values(raw, fields.Editor.member), by=actor(staff), staff_userid=staff.userid
-    )
+    wanted = fields.read_values(raw, fields.Editor.member, customer)
+    changed = fields.set_values(customer, wanted, by=actor(staff), staff_userid=staff.userid)
     if changed:
         audit(
             None,
