@@ -2,14 +2,17 @@
 transaction of its own: the same tasks as one pass would write, and a run stopped half-way loses nothing
 and writes nothing twice."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from bot.extensions import db
-from bot.models import LifecycleTask, RuleRun
+from bot.models import LifecycleTask, MassSend, RuleRun, SendStatus
+from bot.models._time import utcnow
+from bot.services.lifecycle import rules as lifecycle
 from bot.services.lifecycle import runner, triggers
+from bot.services.sends import compose
 from tests.services.lifecycle_helpers import BIRTHDAY, make_rule, run_at, set_customer, tasks
 
 
@@ -66,3 +69,29 @@ def test_a_run_stopped_half_way_keeps_its_batches_and_the_next_run_adds_the_rest
     assert sorted(e for e, _ in tasks(app, rule_id)) == sorted(birthdays)
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(LifecycleTask)) == len(birthdays)
+
+
+def test_tasks_are_written_in_the_runs_held_send_which_a_stopped_run_leaves_for_the_next(
+    app, shop, admin, birthdays, monkeypatch
+):
+    monkeypatch.setattr(runner, "MATCH_BATCH", 3)
+    real = runner.start_send
+
+    def stopped_before_the_send(*args, **kwargs):
+        raise KeyboardInterrupt("the scheduler was killed here")
+
+    monkeypatch.setattr(runner, "start_send", stopped_before_the_send)
+    rule_id = make_rule(app, admin, **lifecycle.TEMPLATES["birthday"])  # remind and send
+    with pytest.raises(KeyboardInterrupt):
+        run_at(app, "2026-12-01 10:30")
+    with app.app_context():
+        (held,) = db.session.scalars(select(MassSend)).all()
+        assert held.status == SendStatus.draft  # nobody dispatches it yet
+        written = db.session.scalars(select(LifecycleTask).where(LifecycleTask.rule_id == rule_id)).all()
+        assert len(written) == len(birthdays) and {(t.send, t.send_id) for t in written} == {("done", held.id)}
+        assert compose.due_sends(utcnow(), timedelta(seconds=90)) == []
+    monkeypatch.setattr(runner, "start_send", real)
+    again = run_at(app, "2026-12-01 10:40")  # matched already today: the held send is released with its tasks
+    assert again.matched == 0 and again.sent == len(birthdays) and again.sends == (held.id,)
+    with app.app_context():
+        assert db.session.get(MassSend, held.id).status == SendStatus.approved

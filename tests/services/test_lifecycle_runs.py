@@ -33,8 +33,11 @@ def test_the_one_to_one_send_goes_through_the_mass_send_machinery(app, corp, sho
     assert all("生日快乐" in t.payload["text"]["content"] for t in corp.mass_tasks.values())
     with app.app_context():
         send = db.session.get(MassSend, result.sends[0])
-        assert send.target == {"lifecycle": True} and send.approved_by == admin
+        assert send.target["lifecycle"] is True and send.approved_by == admin and send.status != "draft"
         assert db.session.scalar(select(func.count()).where(LifecycleTask.send_id == send.id)) == 3
+    again = run_at(app, "2026-12-01 10:35")  # nothing new: no send, and no held draft left behind
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(MassSend)) == 1
     again = run_at(app, "2026-12-01 10:40")
     assert again.sent == 0 and again.sends == ()  # the same tasks are never sent twice
 

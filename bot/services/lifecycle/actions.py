@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bot.extensions import db
-from bot.models import Customer, LifecycleRule, LifecycleTask, Staff, Step, Store, User, staff_stores
+from bot.models import Customer, LifecycleRule, LifecycleTask, MassSend, Staff, Step, Store, User, staff_stores
 from bot.services import claims, corp_time
 from bot.services.clients import agent_api, agent_id, settings
 from bot.services.sends import compose as sends
@@ -173,25 +173,65 @@ def notify_managers(rules: list[LifecycleRule]) -> Counter[int]:
     return _send_cards(LifecycleTask.notify, chosen, lambda row: _managers_of(row.staff_pk), "店长提醒")
 
 
+def _send_action(rule: LifecycleRule) -> dict[str, Any] | None:
+    return next((a for a in rule.actions if a["type"] == "send"), None)
+
+
+def hold_send(rule: LifecycleRule, now: datetime) -> int | None:
+    """For a rule that sends: the run's send, made before its tasks are written and held (a draft no one
+    dispatches) so that each task is written already in it — one write per task, not a write and then an
+    update. ``start_send`` releases it. Flushes; None for a rule that does not send."""
+    action = _send_action(rule)
+    if action is None:
+        return None
+    label = corp_time.local(now).strftime("%Y-%m-%d %H:%M")
+    name = f"{rule.name} · {label}"
+    send = sends.start_automatic(
+        name, action["text"], action["attachments"], rule.created_by, rule_id=rule.id, held=True
+    )
+    return send.id
+
+
 def start_send(rule: LifecycleRule, now: datetime) -> tuple[int, int | None]:
-    """The rule's tasks waiting for a send become one mass send (approved by whoever switched the rule on),
-    in the same transaction, on record before the send is dispatched: a task is in one send at most.
-    Returns (customers, send id)."""
-    action = next((a for a in rule.actions if a["type"] == "send"), None)
+    """The rule's tasks waiting for a send go out in one mass send (approved by whoever switched the rule
+    on), on record before it is dispatched: a task is in one send at most. The send a run held is released
+    with the tasks written in it (an empty one is dropped); tasks written without one (pending) join it, or
+    a new send. Returns (customers, send id)."""
+    action = _send_action(rule)
     if action is None:
         return 0, None
-    waiting = select(LifecycleTask.id).where(LifecycleTask.rule_id == rule.id, LifecycleTask.send == Step.pending)
-    if db.session.scalar(waiting.limit(1)) is None:
-        return 0, None
-    label = corp_time.local(now).strftime("%Y-%m-%d %H:%M")
+    released: MassSend | None = None
+    customers = 0
     with claims.on_record():
-        send = sends.start_automatic(f"{rule.name} · {label}", action["text"], action["attachments"], rule.created_by)
-        moved = db.session.execute(
-            update(LifecycleTask)
-            .where(LifecycleTask.rule_id == rule.id, LifecycleTask.send == Step.pending)
-            .values(send=Step.done, send_id=send.id)
-        ).rowcount  # type: ignore[attr-defined]
-    return int(moved or 0), send.id
+        for held in sends.held_automatic(rule.id):
+            count = db.session.scalar(select(func.count()).where(LifecycleTask.send_id == held.id)) or 0
+            if count and released is None:
+                sends.release_automatic(held)
+                released, customers = held, int(count)
+            elif count:  # two held sends with tasks (a stopped run's and this one's): the tasks go together
+                assert released is not None
+                moved = db.session.execute(
+                    update(LifecycleTask).where(LifecycleTask.send_id == held.id).values(send_id=released.id)
+                ).rowcount  # type: ignore[attr-defined]
+                customers += int(moved or 0)
+                db.session.delete(held)
+            else:
+                db.session.delete(held)
+    waiting = select(LifecycleTask.id).where(LifecycleTask.rule_id == rule.id, LifecycleTask.send == Step.pending)
+    if db.session.scalar(waiting.limit(1)) is not None:
+        label = corp_time.local(now).strftime("%Y-%m-%d %H:%M")
+        with claims.on_record():
+            if released is None:
+                released = sends.start_automatic(
+                    f"{rule.name} · {label}", action["text"], action["attachments"], rule.created_by, rule_id=rule.id
+                )
+            moved = db.session.execute(
+                update(LifecycleTask)
+                .where(LifecycleTask.rule_id == rule.id, LifecycleTask.send == Step.pending)
+                .values(send=Step.done, send_id=released.id)
+            ).rowcount  # type: ignore[attr-defined]
+            customers += int(moved or 0)
+    return customers, released.id if released is not None else None
 
 
 def start_tagging(rule: LifecycleRule) -> tuple[int, list[int]]:

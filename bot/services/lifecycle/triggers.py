@@ -272,12 +272,22 @@ def _insert_ignoring_duplicates(columns: list[str], query: Any) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def match(rule: LifecycleRule, run: RuleRun, now: datetime, customers: tuple[int, int] | None = None) -> int:
+def match(
+    rule: LifecycleRule,
+    run: RuleRun,
+    now: datetime,
+    customers: tuple[int, int] | None = None,
+    *,
+    send_id: int | None = None,
+) -> int:
     """Write a task for every new candidate (of the customer ids ``customers``, first to last, if given: a
-    batch of a large backlog); returns how many. Flushes."""
+    batch of a large backlog); returns how many. With ``send_id`` (the run's held send, for a rule that
+    sends), each task is written already in that send. Flushes."""
     fresh = candidates(rule, now).subquery("candidates")
     batch = fresh.c.customer_id.between(*customers) if customers is not None else true()
     steps = {a["type"]: Step.pending.value for a in rule.actions}
+    if send_id is not None and "send" in steps:
+        steps["send"] = Step.done.value
     values = [
         literal(rule.id),
         fresh.c.customer_id,
@@ -289,7 +299,8 @@ def match(rule: LifecycleRule, run: RuleRun, now: datetime, customers: tuple[int
         literal(steps.get("send")),
         literal(steps.get("tag")),
         literal(steps.get("notify_manager")),
+        literal(send_id if "send" in steps else None),
     ]
     columns = ["rule_id", "customer_id", "staff_id", "occurrence", "run_id", "created_at"]
-    columns += ["remind", "send", "tag", "notify"]
+    columns += ["remind", "send", "tag", "notify", "send_id"]
     return _insert_ignoring_duplicates(columns, select(*values).where(batch))

@@ -292,7 +292,7 @@ def check_draft(raw: dict[str, Any], user: User, kept: frozenset[int] = frozense
 def save_draft(raw: dict[str, Any], user: User, send: MassSend | None = None) -> MassSend:
     """Create a draft, or change one that is not approved yet (a change sends it back to draft). Flushes."""
     require(user, Action.draft_sends)
-    if send is not None and (send.status not in EDITABLE or not may_manage(send, user)):
+    if send is not None and (send.status not in EDITABLE or not may_manage(send, user) or _automatic(send)):
         raise SendConflict("status", N_("只有草稿或待审批的群发可以修改"))
     draft = check_draft(raw, user, file_ids(send.attachments) if send is not None else frozenset())
     if send is None:
@@ -324,8 +324,13 @@ def may_remind(send: MassSend, user: User) -> bool:
     return allows(user, Action.remind_any_send) or send.created_by == user.id
 
 
+def _automatic(send: MassSend) -> bool:
+    """A lifecycle rule's send: the rule makes, holds and releases it; nobody edits, submits or approves it."""
+    return bool((send.target or {}).get("lifecycle"))
+
+
 def submit(send: MassSend, user: User) -> None:
-    if send.status != SendStatus.draft or not may_manage(send, user):
+    if send.status != SendStatus.draft or not may_manage(send, user) or _automatic(send):
         raise SendConflict("status", N_("只有自己的草稿可以提交审批"))
     send.status = SendStatus.pending_approval
     send.submitted_at = utcnow()
@@ -336,7 +341,7 @@ def approve(send: MassSend, user: User) -> int:
     """An admin approves (a draft of their own, or one submitted): the send waits for its time. Returns
     the recipients' count the approver saw, which is recorded with the approval."""
     require(user, Action.approve_sends)
-    if send.status not in EDITABLE:
+    if send.status not in EDITABLE or _automatic(send):
         raise SendConflict("status", N_("这条群发不在待审批状态"))
     seen = recipients.preview(send)["recipients"]
     send.status = SendStatus.approved
@@ -408,25 +413,54 @@ def describe(send: MassSend) -> dict[str, Any]:
 # -- a lifecycle rule's send -----------------------------------------------------------------------
 
 
-def start_automatic(name: str, text: str, attachments: list[dict[str, Any]], created_by: int | None) -> MassSend:
-    """A send a lifecycle rule makes for its tasks (whose ``send_id`` the caller sets to it): approved by
-    whoever switched the rule on, and from then on dispatched, capped and tracked like any other. Flushes."""
-    now = utcnow()
+def start_automatic(
+    name: str,
+    text: str,
+    attachments: list[dict[str, Any]],
+    created_by: int | None,
+    *,
+    rule_id: int | None = None,
+    held: bool = False,
+) -> MassSend:
+    """A send a lifecycle rule makes for its tasks (whose ``send_id`` name it): approved by whoever switched
+    the rule on, and from then on dispatched, capped and tracked like any other. ``held``: made before the
+    rule's tasks are written, so that each is written already in it, and kept a draft (no dispatcher takes
+    it, nobody may approve it) until ``release_automatic``. Flushes."""
     send = MassSend(
         name=name[:64],
         text=text,
         attachments=attachments,
-        target={"lifecycle": True},
+        target={"lifecycle": True, **({"rule_id": rule_id} if rule_id is not None else {})},
         target_label="lifecycle",
-        status=SendStatus.approved,
+        status=SendStatus.draft,
         created_by=created_by,
-        approved_by=created_by,
-        approved_at=now,
-        submitted_at=now,
     )
     db.session.add(send)
+    if not held:
+        release_automatic(send)
     db.session.flush()
     return send
+
+
+def release_automatic(send: MassSend) -> None:
+    """A lifecycle send approved (by whoever switched the rule on) for the dispatcher to take."""
+    now = utcnow()
+    send.status = SendStatus.approved
+    send.approved_by, send.approved_at, send.submitted_at = send.created_by, now, now
+
+
+def held_automatic(rule_id: int) -> list[MassSend]:
+    """The rule's sends made and held for runs whose tasks are written (a run stopped before releasing its
+    send leaves it here for the next)."""
+    return list(
+        db.session.scalars(
+            select(MassSend).where(
+                MassSend.status == SendStatus.draft,
+                MassSend.target_label == "lifecycle",
+                MassSend.target["rule_id"].as_integer() == rule_id,
+            )
+        )
+    )
 
 
 def _target_without(target: dict[str, Any], gone: set[str]) -> tuple[dict[str, Any], list[str]]:
