@@ -37,6 +37,8 @@ SKEW = timedelta(minutes=5)
 #: polls of get_moment_task_result in one dispatch, and the pause between them (the job takes seconds)
 POLLS = 30
 POLL_PAUSE = 1.0
+#: a job id is valid 24 hours (doc 95094): a job not seen done by then is given up
+JOBID_LIFETIME = timedelta(hours=24)
 
 Said = tuple[str, tuple[tuple[str, ...], ...]]
 
@@ -153,7 +155,13 @@ def _follow(moment: Moment, api: WeComClient, sleep: Callable[[float], None]) ->
     """Poll the job until WeCom says it is done (status 3); record the moment id and what WeCom did not
     know. Left dispatching if it is still running after POLLS (the next dispatch polls on)."""
     for attempt in range(POLLS):
-        answer = api.get_moment_task_result(str(moment.jobid))
+        try:
+            answer = api.get_moment_task_result(str(moment.jobid))
+        except WeComError as exc:
+            if moment.called_at is None or utcnow() - moment.called_at < JOBID_LIFETIME:
+                raise  # a refusal while the job id lives: the next dispatch polls again
+            _give_up(moment, api, exc)
+            return
         if int(answer.get("status") or 0) == 3:
             result = answer.get("result") or {}
             if int(result.get("errcode") or 0) != 0:
@@ -174,6 +182,23 @@ def _follow(moment: Moment, api: WeComClient, sleep: Callable[[float], None]) ->
         if attempt + 1 < POLLS:
             sleep(POLL_PAUSE)
     log.info("moment %s: WeCom's job %s is still running", moment.id, moment.jobid)
+
+
+def _give_up(moment: Moment, api: WeComClient, exc: WeComError) -> None:
+    """The job id expired before Siyu saw the job done: the moment is adopted if WeCom lists it, otherwise
+    it failed (the reason on the page; nothing was asked of members that Siyu does not know of)."""
+    found = find_created(moment, api)
+    if found is not None:
+        compose.move(
+            moment,
+            (MomentStatus.dispatching,),
+            MomentStatus.posted,
+            moment_id=str(found["moment_id"]),
+            posted_at=from_epoch(found.get("create_time")),
+        )
+        return
+    log.warning("moment %s: job %s expired unseen (%s)", moment.id, moment.jobid, exc)
+    _fail(moment, f"{exc.errcode}: the job id expired before WeCom reported the task done")
 
 
 def dispatch(moment: Moment, sleep: Callable[[float], None] = time.sleep) -> Moment:
