@@ -51,7 +51,7 @@ class Moment(db.Model):  # type: ignore[name-defined]
     error: Mapped[str | None] = mapped_column(String(300))
     scheduled_at: Mapped[datetime | None]  # posted at this time (naive UTC); None: as soon as approved
     # Members who have not posted this many hours after the task get one app reminder; None: never.
-    remind_after_hours: Mapped[int | None] = mapped_column(default=24)
+    remind_after_hours: Mapped[int | None]
     cancelled_at: Mapped[datetime | None]  # cancel_moment_task: members who had not posted no longer can
     tracked_at: Mapped[datetime | None]  # the last poll of who posted, who saw, likes and comments
     finished_at: Mapped[datetime | None]  # polling stopped (TRACK_FOR after it was posted)

@@ -188,6 +188,16 @@ def remind(
     return counts
 
 
+def remind_as(user: User, moment: Moment, userids: list[str] | None, ip: str = "") -> dict[str, int]:
+    """The remind button (panel and API): the moment's author or an admin reminds who has not posted (all,
+    or ``userids``); audited. Flushes."""
+    if not compose.may_manage(moment, user):
+        raise MomentConflict(N_("只有创建者或管理员可以提醒"), "status")
+    counts = remind(moment, waiting(moment, userids))
+    audit(user, "remind_moment", f"moment:{moment.id}", after=counts, ip=ip)
+    return counts
+
+
 def auto_remind(moment: Moment, now: datetime) -> dict[str, int]:
     """Once per member, ``remind_after_hours`` after WeCom made the moment: those who have not posted."""
     if moment.posted_at is None or moment.remind_after_hours is None:
