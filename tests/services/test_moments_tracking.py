@@ -234,3 +234,17 @@ def test_members_own_moments_are_listed(app, corp, roles):
         assert [(r.creator, r.kind) for r in rows] == [("staff0201", "image"), ("staff0301", "")]
         mine = tracking.member_activity(user(roles["mgr2"]), utcnow() - timedelta(days=1))
         assert [r["userid"] for r in mine] == ["staff0201"]  # a store manager sees their store's members
+
+
+def test_a_member_sees_the_moment_waiting_for_them_in_the_sidebar_home(app, client, corp, roles, shop):
+    from tests.admin.test_sidebar import sign_in_member
+
+    moment_id, wecom_id = posted(app, roles, text="周末到店有礼，欢迎来玩")
+    track(app, moment_id)
+    sign_in_member(client, "staff0301")
+    page = client.get("/sidebar/home").get_data(as_text=True)
+    assert 'id="waiting-moments"' in page and "周末到店有礼" in page
+    member_posts(app, wecom_id, "staff0301")
+    track(app, moment_id)
+    page = client.get("/sidebar/home").get_data(as_text=True)
+    assert "周末到店有礼" not in page and "没有等待发表的朋友圈" in page
