@@ -152,3 +152,17 @@ def test_a_page_of_get_moment_task_is_clamped_to_1000_and_members_own_moments_ar
     now = int(time.time())
     (listed,) = api.list_member_moments(now - 60, now + 60)
     assert listed["moment_id"] == own and listed["creator"] == "staff0201" and listed["create_type"] == 1
+
+
+def test_too_many_tasks_in_flight_answer_41078(api, corp):
+    from bot.sandbox.api.moments import IN_FLIGHT
+
+    now = corp.clock()
+    corp.clock = lambda: now  # the corp's clock stands still: no job finishes by itself
+    jobs = [api.add_moment_task({"text": {"content": f"第 {i} 条"}}) for i in range(IN_FLIGHT)]
+    with pytest.raises(WeComError) as refused:
+        api.add_moment_task({"text": {"content": "再一条"}})
+    assert refused.value.errcode == 41078
+    api.get_moment_task_result(jobs[0])
+    assert api.get_moment_task_result(jobs[0])["status"] == 3  # done after a poll or two: room for one more
+    assert api.add_moment_task({"text": {"content": "再一条"}})

@@ -248,3 +248,24 @@ def test_a_member_sees_the_moment_waiting_for_them_in_the_sidebar_home(app, clie
     track(app, moment_id)
     page = client.get("/sidebar/home").get_data(as_text=True)
     assert "周末到店有礼" not in page and "没有等待发表的朋友圈" in page
+
+
+def test_too_many_tasks_in_flight_is_waited_out_not_failed(app, corp, roles):
+    with app.app_context():
+        moment = compose.save_draft({"text": "排队", "senders": {"everyone": True}}, user(roles["ops"]))
+        compose.approve(moment, user(roles["boss"]))
+        db.session.commit()
+        corp.inject("externalcontact/add_moment_task", 41078, times=2)
+        waits = []
+        dispatch.dispatch(moment, sleep=waits.append)
+        db.session.commit()
+        assert moment.status == MomentStatus.posted and waits[:2] == [dispatch.IN_FLIGHT_PAUSE] * 2
+        assert corp.calls.count("externalcontact/add_moment_task") == 3
+        stuck = compose.save_draft({"text": "一直排队", "senders": {"everyone": True}}, user(roles["ops"]))
+        compose.approve(stuck, user(roles["boss"]))
+        db.session.commit()
+        corp.inject("externalcontact/add_moment_task", 41078, times=dispatch.IN_FLIGHT_WAITS + 1)
+        dispatch.dispatch(stuck, sleep=lambda _: None)
+        db.session.commit()
+        assert stuck.status == MomentStatus.dispatching and stuck.called_at is None and stuck.error is None
+        assert stuck.id in tasks.due_moments(timedelta(seconds=-1))  # taken up again by the next sweep

@@ -39,6 +39,11 @@ POLLS = 30
 POLL_PAUSE = 1.0
 #: a job id is valid 24 hours (doc 95094): a job not seen done by then is given up
 JOBID_LIFETIME = timedelta(hours=24)
+#: 41078 (too many moment tasks in flight; WeCom's limit is not documented): waits of this length, this many
+#: times, before the dispatch is left for the next resumption instead of failing
+IN_FLIGHT = 41078
+IN_FLIGHT_PAUSE = 5.0
+IN_FLIGHT_WAITS = 6
 
 Said = tuple[str, tuple[tuple[str, ...], ...]]
 
@@ -128,6 +133,7 @@ def _call(moment: Moment, api: WeComClient, sleep: Callable[[float], None]) -> b
     except WeComError as exc:  # an upload refused: nothing was asked of members
         _fail(moment, f"{exc.errcode}: {exc.errmsg}")
         return False
+    waits = 0
     while True:
         with claims.on_record():
             moment.called_at = utcnow()
@@ -144,8 +150,17 @@ def _call(moment: Moment, api: WeComClient, sleep: Callable[[float], None]) -> b
             raise  # no answer: the call stays in doubt, settled when the dispatch resumes
         except WeComError as exc:
             with claims.on_record():
-                _fail(moment, f"{exc.errcode}: {exc.errmsg}")
-            return False
+                moment.called_at = None  # refused: nothing was made
+                if exc.errcode != IN_FLIGHT:
+                    _fail(moment, f"{exc.errcode}: {exc.errmsg}")
+                    return False
+            waits += 1
+            log.info("moment %s waits: WeCom has too many moment tasks in flight", moment.id)
+            if waits > IN_FLIGHT_WAITS:  # still dispatching: dispatch_due_moments takes it up again
+                log.warning("moment %s: WeCom still has too many tasks in flight", moment.id)
+                return False
+            sleep(IN_FLIGHT_PAUSE)
+            continue
         with claims.on_record():
             moment.jobid = jobid
         return True
