@@ -5,12 +5,12 @@ personal code for each member of one store), segments, a lifecycle rule switched
 mass send, a customer group and an invitation to it by tag, library items of four kinds (the link a tracked
 radar link, sent in a mass send of its own), two groups of quick replies, a member who left with customers and
 a group waiting for a handover, a draft and a posted customer moment (客户朋友圈) and members' own moments, the
-first store's handover settings (删人提醒 in the digest, leavers handed
-over after 7 days), the brand's data (``bot.demo_brand``: a membership ladder, a year of orders, RFM classes),
-and a webhook endpoint at the sandbox's own receiver (the brand's CRM, which verifies each delivery). The
-simulator then acts on them: customers scan the codes, members confirm the sends and post the moment, customers
-join by the code, open the radar link and like and comment on the moment. Made once: a corp that has the store code is left as it is. Every step goes through
-the same services the panel uses, so the demo shows real behaviour.
+first store's handover settings (删人提醒 in the digest, leavers handed over after 7 days), the brand's data
+(``bot.demo_brand``: a membership ladder, a year of orders, RFM classes), and a webhook endpoint at the
+sandbox's own receiver (the brand's CRM, which verifies each delivery). The simulator then acts on them:
+customers scan the codes, members confirm the sends and post the moment, customers join by the code, open the
+radar link and like and comment on the moment. Made once: a corp that has the store code is left as it is.
+Every step goes through the same services the panel uses, so the demo shows real behaviour.
 """
 
 from __future__ import annotations
