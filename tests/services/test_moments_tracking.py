@@ -62,7 +62,7 @@ def track(app, moment_id, now=None):
         return tracking.funnel(moment)
 
 
-def test_who_posted_who_saw_and_who_reacted_are_followed(app, corp, roles, shop):
+def test_who_posted_who_saw_and_who_reacted_are_followed(app, corp, sim, roles, shop):
     moment_id, wecom_id = posted(app, roles)
     assert track(app, moment_id) == {"asked": 2, "posted": 0, "visible": 0, "reached": 0, "likes": 0, "comments": 0}
     first, second = shop[0], shop[1]  # staff0201's customers
@@ -91,7 +91,20 @@ def test_who_posted_who_saw_and_who_reacted_are_followed(app, corp, roles, shop)
         stores = tracking.by_store(tracking.members(moment))  # the two members are in two stores
         assert sorted((s["asked"], s["posted"], s["reached"]) for s in stores) == [(1, 0, 0), (1, 1, 2)]
         assert all(s["store"] for s in stores)
-    assert corp.calls.count("externalcontact/get_moment_customer_list") == 1  # once per member
+    # who can see it is read when a member is first seen posted; likes and comments on every pass
+    assert corp.calls.count("externalcontact/get_moment_customer_list") == 1
+    assert corp.calls.count("externalcontact/get_moment_send_result") == 1
+    assert corp.calls.count("externalcontact/get_moment_comments") == 2
+    sim.customer_deletes_member(second, "staff0201")  # gone since: the last pass reads the reach again
+    with app.app_context():
+        moment = db.session.get(Moment, moment_id)
+        assert moment.posted_at is not None
+        last = moment.posted_at + tracking.TRACK_FOR + timedelta(minutes=1)
+    assert track(app, moment_id, last)["reached"] == 2  # the sandbox keeps who saw it when it was posted
+    assert corp.calls.count("externalcontact/get_moment_send_result") == 2
+    with app.app_context():
+        assert db.session.get(Moment, moment_id).finished_at == last
+        assert moment_id not in tracking.tracked_moments()  # polling has stopped
 
 
 def test_members_who_have_not_posted_are_reminded_once_automatically_and_by_the_button(app, corp, roles, shop):

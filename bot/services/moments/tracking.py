@@ -87,12 +87,14 @@ def _reactions(moment: Moment, member: MomentMember, api: WeComClient) -> None:
     member.likes, member.comments = counts.get("like", 0), counts.get("comment", 0)
 
 
-def track_member(moment: Moment, member: MomentMember, api: WeComClient) -> None:
-    """A member who posted: the customers it was meant for (once), who can see it, likes and comments."""
+def track_member(moment: Moment, member: MomentMember, api: WeComClient, *, final: bool = False) -> None:
+    """A member who posted: the customers it was meant for and who can see it (read when first seen posted,
+    and again on the last pass: it changes only as customers come and go), then likes and comments (every
+    pass: one call per member)."""
     mid = str(moment.moment_id)
-    if member.visible is None:
+    if member.visible is None or final:
         member.visible = sum(1 for _ in api.get_moment_customer_list(mid, member.userid))
-    member.reached = sum(1 for _ in api.get_moment_send_result(mid, member.userid))
+        member.reached = sum(1 for _ in api.get_moment_send_result(mid, member.userid))
     _reactions(moment, member, api)
     db.session.flush()
 
@@ -108,6 +110,7 @@ def track(moment: Moment, now: datetime | None = None) -> Moment:
     is the caller's to commit."""
     now = now or utcnow()
     api = contact_api()
+    final = moment.posted_at is not None and now - moment.posted_at > TRACK_FOR
     with claims.on_record():
         members = _members(moment)
         for row in api.get_moment_task(str(moment.moment_id)):
@@ -126,7 +129,7 @@ def track(moment: Moment, now: datetime | None = None) -> Moment:
             continue
         try:
             with claims.on_record():
-                track_member(moment, member, api)
+                track_member(moment, member, api, final=final)
         except WeComError as exc:
             log.warning("moment %s: polling %s failed: %s", moment.id, member.userid, exc)
             db.session.rollback()
@@ -134,7 +137,7 @@ def track(moment: Moment, now: datetime | None = None) -> Moment:
         with claims.on_record():
             auto_remind(moment, now)
     moment.tracked_at = now
-    if moment.posted_at is not None and now - moment.posted_at > TRACK_FOR:
+    if final:
         moment.finished_at = now
     return moment
 
