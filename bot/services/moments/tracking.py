@@ -3,8 +3,9 @@ see it, who liked and commented (WeCom doc 93333); reminders to members who have
 97612); the funnel.
 
 WeCom calls nothing back when a member posts or a customer reacts, so the moment is polled for TRACK_FOR
-after WeCom made it, like mass-send tracking. Each member's answers are on record before WeCom is asked
-about the next, so a refusal loses only that member's poll. A like or comment by a customer is an
+after WeCom made it, like mass-send tracking. A member's answers are written only once all of them came, so a
+refusal loses only that member's poll; they are committed a batch of members at a time (polling only reads
+WeCom: what a crash loses is read again on the next pass). A like or comment by a customer is an
 interaction on the customer's timeline (it counts against dormancy), recorded once: the reaction's
 (member, kind, who, time) is unique.
 """
@@ -15,7 +16,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from bot.extensions import db
 from bot.models import Customer, MemberMoment, Moment, MomentMember, MomentReaction, MomentStatus, Staff, User
@@ -38,6 +39,8 @@ TRACK_FOR = timedelta(days=3)  # likes and comments come in over the first days;
 REMIND_GAP = timedelta(hours=1)
 NOTIFY_BATCH = 1000  # members per message/send (touser ≤ 1000, doc 90236)
 EVENT_KINDS = {"like": "moment_liked", "comment": "moment_commented"}
+#: members polled between two commits (a crash loses at most these: the next pass reads them again)
+RECORD_EVERY = 50
 
 
 def tracked_moments() -> list[int]:
@@ -50,52 +53,67 @@ def tracked_moments() -> list[int]:
     return list(db.session.scalars(query.order_by(Moment.id)))
 
 
-def _reactions(moment: Moment, member: MomentMember, api: WeComClient) -> None:
-    answer = api.get_moment_comments(str(moment.moment_id), member.userid)
-    known = {
-        (k, c, b, a)
-        for k, c, b, a in db.session.execute(
-            select(MomentReaction.kind, MomentReaction.by_customer, MomentReaction.by, MomentReaction.at).where(
-                MomentReaction.moment_id == moment.id, MomentReaction.member == member.userid
-            )
-        )
-    }
+Reaction = tuple[str, bool, str, datetime]  # kind, by a customer, who, when
+
+
+def known_reactions(moment: Moment) -> dict[str, set[Reaction]]:
+    """The reactions on record for the moment, per member (read once per pass)."""
+    known: dict[str, set[Reaction]] = {}
+    rows = db.session.execute(
+        select(
+            MomentReaction.member, MomentReaction.kind, MomentReaction.by_customer, MomentReaction.by, MomentReaction.at
+        ).where(MomentReaction.moment_id == moment.id)
+    )
+    for member, kind, by_customer, by, at in rows:
+        known.setdefault(member, set()).add((kind, by_customer, by, at))
+    return known
+
+
+def _reactions(moment: Moment, member: MomentMember, answer: dict[str, Any], known: set[Reaction]) -> None:
+    """The member's likes and comments (get_moment_comments' ``answer``): the new ones kept, and a customer's
+    on their timeline (two statements per kind, however many customers)."""
+    new: list[Reaction] = []
     for kind, key in (("like", "like_list"), ("comment", "comment_list")):
         for item in answer.get(key) or []:
             by_customer = bool(item.get("external_userid"))
             by = str(item.get("external_userid") or item.get("userid") or "")[:64]
             at = from_epoch(item.get("create_time")) or utcnow()
-            if not by or (kind, by_customer, by, at) in known:
-                continue
-            known.add((kind, by_customer, by, at))
-            db.session.add(
-                MomentReaction(
-                    moment_id=moment.id, member=member.userid, kind=kind, by_customer=by_customer, by=by, at=at
-                )
-            )
-            customer = customers.find_customer(by) if by_customer else None
-            if customer is not None:
-                customers.record_event(customer, EVENT_KINDS[kind], member.userid, f"moment {moment.id}")
-    counts = {
-        str(k): int(n)
-        for k, n in db.session.execute(
-            select(MomentReaction.kind, func.count())
-            .where(MomentReaction.moment_id == moment.id, MomentReaction.member == member.userid)
-            .group_by(MomentReaction.kind)
-        )
-    }
-    member.likes, member.comments = counts.get("like", 0), counts.get("comment", 0)
+            if by and (kind, by_customer, by, at) not in known:
+                known.add((kind, by_customer, by, at))
+                new.append((kind, by_customer, by, at))
+    if new:
+        rows = [
+            {"moment_id": moment.id, "member": member.userid, "kind": k, "by_customer": c, "by": b, "at": a}
+            for k, c, b, a in new
+        ]
+        db.session.execute(insert(MomentReaction), rows)
+        for kind, event in EVENT_KINDS.items():
+            reactors = sorted({b for k, c, b, _ in new if k == kind and c})
+            for i in range(0, len(reactors), 5000):
+                ids = select(Customer.id).where(Customer.external_userid.in_(reactors[i : i + 5000]))
+                customers.record_many(ids, event, member.userid, f"moment {moment.id}")
+    member.likes = sum(1 for r in known if r[0] == "like")
+    member.comments = sum(1 for r in known if r[0] == "comment")
 
 
-def track_member(moment: Moment, member: MomentMember, api: WeComClient, *, final: bool = False) -> None:
+def track_member(
+    moment: Moment, member: MomentMember, api: WeComClient, *, final: bool = False, known: set[Reaction] | None = None
+) -> None:
     """A member who posted: the customers it was meant for and who can see it (read when first seen posted,
     and again on the last pass: it changes only as customers come and go), then likes and comments (every
     pass: one call per member)."""
     mid = str(moment.moment_id)
+    reach = None
     if member.visible is None or final:
-        member.visible = sum(1 for _ in api.get_moment_customer_list(mid, member.userid))
-        member.reached = sum(1 for _ in api.get_moment_send_result(mid, member.userid))
-    _reactions(moment, member, api)
+        visible = sum(1 for _ in api.get_moment_customer_list(mid, member.userid))
+        reach = (visible, sum(1 for _ in api.get_moment_send_result(mid, member.userid)))
+    answer = api.get_moment_comments(mid, member.userid)
+    # Every call answered: only now is anything written, so a refusal leaves the member as it was.
+    if reach is not None:
+        member.visible, member.reached = reach
+    _reactions(
+        moment, member, answer, known if known is not None else known_reactions(moment).get(member.userid, set())
+    )
     db.session.flush()
 
 
@@ -124,15 +142,15 @@ def track(moment: Moment, now: datetime | None = None) -> Moment:
             if int(row.get("publish_status") or 0) == 1 and not member.published:
                 member.published, member.published_at = True, now
         db.session.flush()
-    for member in members.values():
-        if not member.published:
-            continue
-        try:
-            with claims.on_record():
-                track_member(moment, member, api, final=final)
-        except WeComError as exc:
-            log.warning("moment %s: polling %s failed: %s", moment.id, member.userid, exc)
-            db.session.rollback()
+    known = known_reactions(moment)
+    posted = [m for m in members.values() if m.published]
+    for i in range(0, len(posted), RECORD_EVERY):
+        with claims.on_record():  # the answers so far on record, a batch of members at a time
+            for member in posted[i : i + RECORD_EVERY]:
+                try:
+                    track_member(moment, member, api, final=final, known=known.setdefault(member.userid, set()))
+                except WeComError as exc:  # nothing of this member was written: polled again next pass
+                    log.warning("moment %s: polling %s failed: %s", moment.id, member.userid, exc)
     if moment.status == MomentStatus.posted and moment.remind_after_hours:
         with claims.on_record():
             auto_remind(moment, now)
