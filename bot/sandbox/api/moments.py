@@ -33,7 +33,8 @@ def _resolve(corp: FakeCorp, users: list[str], departments: list[Any], tags: lis
     customers' members post; both → the senders, to their tagged customers; neither → every member."""
     in_departments = {u for u, info in corp.users.items() if set(info.get("department") or []) & set(departments)}
     if users or departments:
-        senders = [u for u in corp.users if u in set(users) | in_departments]
+        chosen = set(users) | in_departments
+        senders = [u for u in corp.users if u in chosen]
     elif tags:
         senders = sorted(
             {u for c in corp.contacts.values() for u, f in c.follows.items() if set(f.tag_ids) & set(tags)}
@@ -41,15 +42,11 @@ def _resolve(corp: FakeCorp, users: list[str], departments: list[Any], tags: lis
         )
     else:
         senders = list(corp.users)
-    visible: dict[str, list[str]] = {}
-    for sender in senders:
-        visible[sender] = [
-            c.external_userid
-            for c in corp.contacts.values()
-            if (f := c.follows.get(sender)) is not None
-            and not f.deleted_by_customer
-            and (not tags or set(f.tag_ids) & set(tags))
-        ]
+    visible: dict[str, list[str]] = {sender: [] for sender in senders}
+    for c in corp.contacts.values():  # one pass over the customers, however many senders
+        for userid, f in c.follows.items():
+            if userid in visible and not f.deleted_by_customer and (not tags or set(f.tag_ids) & set(tags)):
+                visible[userid].append(c.external_userid)
     return visible
 
 

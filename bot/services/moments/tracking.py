@@ -3,8 +3,8 @@ see it, who liked and commented (WeCom doc 93333); reminders to members who have
 97612); the funnel.
 
 WeCom calls nothing back when a member posts or a customer reacts, so the moment is polled for TRACK_FOR
-after WeCom made it, like mass-send tracking. A member's answers are written only once all of them came, so a
-refusal loses only that member's poll; they are committed a batch of members at a time (polling only reads
+after WeCom made it, like mass-send tracking. WeCom is asked about a batch of members side by side, then their
+answers are written together and committed; a refusal loses only that member's poll (polling only reads
 WeCom: what a crash loses is read again on the next pass). A like or comment by a customer is an
 interaction on the customer's timeline (it counts against dormancy), recorded once: the reaction's
 (member, kind, who, time) is unique.
@@ -13,6 +13,8 @@ interaction on the customer's timeline (it counts against dormancy), recorded on
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +43,8 @@ NOTIFY_BATCH = 1000  # members per message/send (touser ≤ 1000, doc 90236)
 EVENT_KINDS = {"like": "moment_liked", "comment": "moment_commented"}
 #: members polled between two commits (a crash loses at most these: the next pass reads them again)
 RECORD_EVERY = 50
+#: members whose WeCom reads are made side by side (as the mass-send dispatch calls WeCom in waves)
+SIDE_BY_SIDE = 16
 
 
 def tracked_moments() -> list[int]:
@@ -96,24 +100,33 @@ def _reactions(moment: Moment, member: MomentMember, answer: dict[str, Any], kno
     member.comments = sum(1 for r in known if r[0] == "comment")
 
 
-def track_member(
-    moment: Moment, member: MomentMember, api: WeComClient, *, final: bool = False, known: set[Reaction] | None = None
-) -> None:
-    """A member who posted: the customers it was meant for and who can see it (read when first seen posted,
-    and again on the last pass: it changes only as customers come and go), then likes and comments (every
-    pass: one call per member)."""
-    mid = str(moment.moment_id)
-    reach = None
-    if member.visible is None or final:
-        visible = sum(1 for _ in api.get_moment_customer_list(mid, member.userid))
-        reach = (visible, sum(1 for _ in api.get_moment_send_result(mid, member.userid)))
-    answer = api.get_moment_comments(mid, member.userid)
-    # Every call answered: only now is anything written, so a refusal leaves the member as it was.
-    if reach is not None:
-        member.visible, member.reached = reach
-    _reactions(
-        moment, member, answer, known if known is not None else known_reactions(moment).get(member.userid, set())
-    )
+@dataclass(frozen=True)
+class Poll:
+    """What WeCom answered about one member who posted (read without the database, from any thread)."""
+
+    userid: str
+    reach: tuple[int, int] | None  # (meant for, can see it), when read this pass
+    answer: dict[str, Any]  # get_moment_comments
+
+
+def poll_member(api: WeComClient, moment_id: str, userid: str, *, reach: bool) -> Poll | WeComError:
+    """A member who posted: the customers it was meant for and who can see it (``reach``: when first seen
+    posted, and on the last pass — it changes only as customers come and go), and likes and comments (every
+    pass: one call per member). A refusal is returned, not raised: the other members go on."""
+    try:
+        counted = None
+        if reach:
+            visible = sum(1 for _ in api.get_moment_customer_list(moment_id, userid))
+            counted = (visible, sum(1 for _ in api.get_moment_send_result(moment_id, userid)))
+        return Poll(userid, counted, api.get_moment_comments(moment_id, userid))
+    except WeComError as exc:
+        return exc
+
+
+def record_poll(moment: Moment, member: MomentMember, poll: Poll, known: set[Reaction]) -> None:
+    if poll.reach is not None:
+        member.visible, member.reached = poll.reach
+    _reactions(moment, member, poll.answer, known)
     db.session.flush()
 
 
@@ -144,13 +157,20 @@ def track(moment: Moment, now: datetime | None = None) -> Moment:
         db.session.flush()
     known = known_reactions(moment)
     posted = [m for m in members.values() if m.published]
-    for i in range(0, len(posted), RECORD_EVERY):
-        with claims.on_record():  # the answers so far on record, a batch of members at a time
-            for member in posted[i : i + RECORD_EVERY]:
-                try:
-                    track_member(moment, member, api, final=final, known=known.setdefault(member.userid, set()))
-                except WeComError as exc:  # nothing of this member was written: polled again next pass
-                    log.warning("moment %s: polling %s failed: %s", moment.id, member.userid, exc)
+    mid = str(moment.moment_id)
+    with ThreadPoolExecutor(max_workers=SIDE_BY_SIDE) as pool:
+        for i in range(0, len(posted), RECORD_EVERY):
+            batch = posted[i : i + RECORD_EVERY]
+            asks = [(m.userid, m.visible is None or final) for m in batch]
+            # WeCom asked for a batch of members side by side (no database there), the answers then recorded
+            # together; a member refused is left as it was, polled again on the next pass.
+            polls = list(pool.map(lambda ask: poll_member(api, mid, ask[0], reach=ask[1]), asks))
+            with claims.on_record():
+                for member, poll in zip(batch, polls, strict=True):
+                    if isinstance(poll, WeComError):
+                        log.warning("moment %s: polling %s failed: %s", moment.id, member.userid, poll)
+                        continue
+                    record_poll(moment, member, poll, known.setdefault(member.userid, set()))
     if moment.status == MomentStatus.posted and moment.remind_after_hours:
         with claims.on_record():
             auto_remind(moment, now)
