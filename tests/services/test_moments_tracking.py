@@ -282,3 +282,23 @@ def test_too_many_tasks_in_flight_is_waited_out_not_failed(app, corp, roles):
         db.session.commit()
         assert stuck.status == MomentStatus.dispatching and stuck.called_at is None and stuck.error is None
         assert stuck.id in tasks.due_moments(timedelta(seconds=-1))  # taken up again by the next sweep
+
+
+def test_a_moment_wecom_refuses_to_report_on_does_not_stop_the_others(app, corp, roles, shop):
+    first, first_id = posted(app, roles)
+    second, wecom_id = posted(app, roles, text="第二条")
+    member_posts(app, wecom_id, "staff0201")
+    corp.inject("externalcontact/get_moment_task", 41060)  # the first moment's poll is refused
+    with app.app_context():
+        assert tasks.track_moments() == 2
+        assert db.session.get(Moment, first).tracked_at is None
+        assert db.session.get(Moment, second).tracked_at is not None
+        assert tracking.funnel(db.session.get(Moment, second))["posted"] == 1
+    member_posts(app, first_id, "staff0201")
+    member_posts(app, first_id, "staff0301")
+    corp.inject("externalcontact/get_moment_comments", 48002)  # one member's poll refused: the other's recorded
+    assert track(app, first)["reached"] == 2
+    with app.app_context():
+        rows = db.session.scalars(select(MomentMember).where(MomentMember.moment_id == first)).all()
+        assert sorted(m.visible is None for m in rows) == [False, True]  # the refused one is left as it was
+    assert track(app, first)["reached"] == 4  # polled again on the next pass

@@ -15,6 +15,7 @@ from bot.jobs.queue import enqueue
 from bot.models import Moment, MomentStatus
 from bot.models._time import utcnow
 from bot.services.moments import dispatch, tracking
+from bot.wecom.errors import WeComError
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,14 @@ def track_moments() -> int:
         ids = tracking.tracked_moments()
         for moment_id in ids:
             moment = db.session.get(Moment, moment_id)
-            if moment is not None:
+            if moment is None:
+                continue
+            try:
                 tracking.track(moment)
                 db.session.commit()
+            except WeComError as exc:  # this moment's poll is refused (it was deleted, say): the others go on
+                db.session.rollback()
+                log.warning("moment %s: tracking refused: %s", moment_id, exc)
         return len(ids)
 
 

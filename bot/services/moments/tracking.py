@@ -155,22 +155,24 @@ def track(moment: Moment, now: datetime | None = None) -> Moment:
             if int(row.get("publish_status") or 0) == 1 and not member.published:
                 member.published, member.published_at = True, now
         db.session.flush()
+    moment_pk, mid = moment.id, str(moment.moment_id)
     known = known_reactions(moment)
-    posted = [m for m in members.values() if m.published]
-    mid = str(moment.moment_id)
+    # (id, userid, read the reach too) of each member who posted, read once: the commits below expire objects
+    posted = [(m.id, m.userid, m.visible is None or final) for m in _members(moment).values() if m.published]
     with ThreadPoolExecutor(max_workers=SIDE_BY_SIDE) as pool:
         for i in range(0, len(posted), RECORD_EVERY):
             batch = posted[i : i + RECORD_EVERY]
-            asks = [(m.userid, m.visible is None or final) for m in batch]
-            # WeCom asked for a batch of members side by side (no database there), the answers then recorded
+            # WeCom asked about a batch of members side by side (no database there), the answers then recorded
             # together; a member refused is left as it was, polled again on the next pass.
-            polls = list(pool.map(lambda ask: poll_member(api, mid, ask[0], reach=ask[1]), asks))
+            polls = list(pool.map(lambda ask: poll_member(api, mid, ask[1], reach=ask[2]), batch))
+            rows = db.session.scalars(select(MomentMember).where(MomentMember.id.in_([b[0] for b in batch])))
+            by_id = {m.id: m for m in rows}  # read back in one query rather than one each
             with claims.on_record():
-                for member, poll in zip(batch, polls, strict=True):
+                for (member_id, userid, _), poll in zip(batch, polls, strict=True):
                     if isinstance(poll, WeComError):
-                        log.warning("moment %s: polling %s failed: %s", moment.id, member.userid, poll)
+                        log.warning("moment %s: polling %s failed: %s", moment_pk, userid, poll)
                         continue
-                    record_poll(moment, member, poll, known.setdefault(member.userid, set()))
+                    record_poll(moment, by_id[member_id], poll, known.setdefault(userid, set()))
     if moment.status == MomentStatus.posted and moment.remind_after_hours:
         with claims.on_record():
             auto_remind(moment, now)
