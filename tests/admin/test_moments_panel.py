@@ -112,3 +112,22 @@ def test_the_moment_page_shows_the_funnel_members_and_comments_and_reminds_and_c
     assert corp.calls.count("externalcontact/cancel_moment_task") == 1
     with app.app_context():
         assert db.session.get(Moment, moment_id).status == "cancelled"
+
+
+def test_members_own_moments_are_listed_within_each_users_stores(app, roles, corp):
+    from bot.sandbox.moments import post_own_moment
+    from bot.services.moments.jobs import sync_member_moments
+
+    post_own_moment(corp, "staff0201", "今天到店的新品", "image")
+    post_own_moment(corp, "staff0301", "周末活动")
+    with app.app_context():
+        assert sync_member_moments() == 2
+    for name, seen in (
+        ("boss", {"staff0201", "staff0301"}),
+        ("viewer", {"staff0201", "staff0301"}),
+        ("mgr2", {"staff0201"}),
+    ):
+        page = browser(app, name).get("/admin/moments")
+        assert page.status_code == 200
+        text = page.get_data(as_text=True)
+        assert {u for u in ("staff0201", "staff0301") if f'<tr data-userid="{u}">' in text} == seen, name
