@@ -218,9 +218,13 @@ def test_tags_deleted_in_wecom_leave_the_moments_waiting(app, corp, roles):
         db.session.commit()
         both, only = db.session.get(Moment, both_id), db.session.get(Moment, only_id)
         assert both.tag_ids == [new] and both.status == MomentStatus.pending_approval
-        assert only.tag_ids == [vip] and only.status == MomentStatus.draft and "deleted" in only.error
+        assert only.tag_ids == [vip] and only.status == MomentStatus.draft and only.error == compose.TAGS_GONE
         gone = db.session.scalars(select(AuditEntry.target).where(AuditEntry.action == "moment_tags_gone")).all()
         assert sorted(gone) == sorted([f"moment:{both_id}", f"moment:{only_id}"])
+    from tests.admin.test_library_pages import browser
+
+    page = browser(app, "ops").get(f"/admin/moments/{only_id}").get_data(as_text=True)
+    assert "所选标签都已在企业微信中删除" in page
 
 
 def test_the_preview_counts_members_and_their_customers(app, roles, shop):

@@ -45,6 +45,8 @@ MAX_REMIND_HOURS = 72
 #: how far ahead a moment may be scheduled (its media is uploaded at dispatch, so any distance works)
 MAX_AHEAD = timedelta(days=90)
 EDITABLE = (MomentStatus.draft, MomentStatus.pending_approval)
+#: ``Moment.error`` of a draft whose tags were all deleted in WeCom (the page says it in its own words)
+TAGS_GONE = "tags_gone"
 
 
 class MomentError(Invalid):
@@ -333,7 +335,7 @@ def forget_tags(_sender: object, tag_ids: list[str]) -> None:
                 moment.status, moment.approved_by, moment.approved_at = MomentStatus.pending_approval, None, None
         else:
             moment.status, moment.approved_by, moment.approved_at = MomentStatus.draft, None, None
-            moment.error = "the tags chosen for who sees it were deleted in WeCom"
+            moment.error = TAGS_GONE
         after = {"tag_ids": list(moment.tag_ids), "status": str(moment.status)}
         audit(None, "moment_tags_gone", f"moment:{moment.id}", before=before, after=after, name="system")
     db.session.flush()
