@@ -40,6 +40,7 @@ def _index(error: str = "", field: str = "", status: int = 200, preview: dict[st
         render_template(
             "admin/moments/index.html",
             moments=rows,
+            posted=tracking.posted_counts([m.id for m in rows]),
             library=[i for i in attachments.attachable(current_user) if i.kind in KINDS],
             members=db.session.scalars(members).all(),
             stores=visible_stores(current_user),

@@ -102,6 +102,7 @@ def test_the_moment_page_shows_the_funnel_members_and_comments_and_reminds_and_c
     assert 'data-userid="staff0301"' in page and "未发表" in page
     assert _post(boss, detail, detail + "/remind", {"userid": "staff0301"}).status_code == 302
     assert "已提醒 1 位成员" in boss.get(detail).get_data(as_text=True)
+    assert '<td class="moment-posted">1 / 2</td>' in boss.get("/admin/moments").get_data(as_text=True)
     assert _post(boss, detail, detail + "/remind", {}).status_code == 302
     assert "已提醒 0 位成员；1 位一小时内已提醒过" in boss.get(detail).get_data(as_text=True)
     csv = boss.get(detail + "/members.csv")
