@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/siyu_test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 export FLASK_APP := wsgi
 
-.PHONY: help run test test-embedded test-services lint audit bench bench-sidebar bench-welcome bench-segments bench-mass-send bench-lifecycle bench-webhooks bench-drain bench-radar bench-brand drills migrate translations clean
+.PHONY: help run test test-embedded test-services lint audit bench bench-sidebar bench-welcome bench-segments bench-mass-send bench-lifecycle bench-webhooks bench-drain bench-radar bench-brand bench-moments drills migrate translations clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ drills: $(STAMP) ## every drill in turn (bench/drills.py NAME runs one): load, f
 
 bench-mass-send: $(STAMP) ## the mass-send benchmark: 1,000,000 recipients over 2,000 members against the sandbox
 	$(BIN)/python bench/mass_send.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_sends)" --redis-url redis://127.0.0.1:6379/11
+
+bench-moments: $(STAMP) ## the moments benchmark: tracking one moment asked of 500 members (50,000 customers) against the sandbox
+	$(BIN)/python bench/moments.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_moments)" --redis-url redis://127.0.0.1:6379/12
 
 bench-brand: $(STAMP) ## the brand-data benchmark: 1,000,000 orders by API batches, the RFM recompute, segment count, rankings
 	$(BIN)/python bench/brand_data.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_brand)" --redis-url redis://127.0.0.1:6379/9

@@ -4,13 +4,14 @@ Channels for the states the simulator scans (a store code with an A/B welcome, a
 personal code for each member of one store), segments, a lifecycle rule switched on, a draft and a dispatched
 mass send, a customer group and an invitation to it by tag, library items of four kinds (the link a tracked
 radar link, sent in a mass send of its own), two groups of quick replies, a member who left with customers and
-a group waiting for a handover, the first store's handover settings (删人提醒 in the digest, leavers handed
-over after 7 days), the brand's data (``bot.demo_brand``: a membership ladder, a year of orders, RFM classes),
-and a webhook endpoint at the sandbox's own receiver (the brand's CRM, which verifies each delivery). The
-simulator then acts on them: customers scan the codes, members confirm the sends, customers join by the code
-and open the radar link. Made once: a corp that has the store code is left as it is. Every step goes through
-the same services the panel uses, so the demo shows real behaviour. Then the brand's own customer fields
-(肤质, 关注品类, …) filled for some customers, and a segment by one.
+a group waiting for a handover, a draft and a posted customer moment (客户朋友圈) and members' own moments, the
+first store's handover settings (删人提醒 in the digest, leavers handed over after 7 days), the brand's data
+(``bot.demo_brand``: a membership ladder, a year of orders, RFM classes), and a webhook endpoint at the
+sandbox's own receiver (the brand's CRM, which verifies each delivery). The simulator then acts on them:
+customers scan the codes, members confirm the sends and post the moment, customers join by the code, open the
+radar link and like and comment on the moment. Made once: a corp that has the store code is left as it is.
+Every step goes through the same services the panel uses, so the demo shows real behaviour. Then the brand's
+own customer fields (肤质, 关注品类, …) filled for some customers, and a segment by one.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from sqlalchemy import select
 
 from bot.demo_brand import seed_brand_data
 from bot.extensions import db
-from bot.models import Channel, Customer, LibraryItem, Staff, Store, User, WebhookEndpoint
+from bot.models import Channel, Customer, ItemKind, LibraryItem, Staff, Store, User, WebhookEndpoint
 from bot.sandbox.corp import FakeCorp
 from bot.sandbox.handover import resign
+from bot.sandbox.moments import post_own_moment
 from bot.services.channels import codes
 from bot.services.clients import settings
 from bot.services.customers import fields
@@ -38,6 +40,8 @@ from bot.services.groups import mirror as groups
 from bot.services.handover import store_rules
 from bot.services.library import folders, items, replies
 from bot.services.lifecycle import rules as lifecycle
+from bot.services.moments import compose as moments
+from bot.services.moments.jobs import start_moment
 from bot.services.segments import rules as segments
 from bot.services.sends import compose
 from bot.services.sends.jobs import start_send_if_due
@@ -53,6 +57,8 @@ WELCOME_A = "{customer_name}您好，我是{store_name}的{staff_name}，到店�
 WELCOME_B = "欢迎关注{store_name}！我是您的专属顾问{staff_name}，有任何问题随时找我。"
 DRAFT_TEXT = "本周六会员日，全场 8 折，欢迎到店。"
 SENT_TEXT = "{store_name}新品已到店，回复“预约”为您留货。"
+MOMENT_DRAFT = "元旦限定礼盒开始预约，老会员专享加赠。"
+MOMENT_TEXT = "冬季新品到店，欢迎来试！本周到店出示朋友圈截图，领取小样一份。"
 #: a mini program the demo's item opens (WeChat's own demo AppID, as WeCom's JS-SDK page shows it)
 DEMO_APPID = "wx8bd80126147df384"
 REPLIES = {
@@ -145,6 +151,8 @@ def seed_demo(admin: User, corp: FakeCorp) -> list[str]:
     db.session.commit()
     made.append(_radar_send(admin, store))
     db.session.commit()
+    made.append(_moments(admin, corp, store))
+    db.session.commit()
     made.append(_leaver(corp, {m.userid for m in members} | {m.userid for m in everyone[:3]}))
     db.session.commit()
     # the first store hears of 删人 in the daily digest, and hands a leaver over to its manager after 7 days
@@ -199,6 +207,23 @@ def _leaver(corp: FakeCorp, busy: set[str]) -> str:
     sync_directory()
     groups.sync_all()
     return f"{leaver.userid} left with 2 customers and a group"
+
+
+def _moments(admin: User, corp: FakeCorp, store: Store) -> str:
+    """A draft moment, and one the store's members are asked to post (with the library's poster): the
+    simulator's members post it and customers like and comment; two members post moments of their own."""
+    poster = db.session.scalar(
+        select(LibraryItem.id).where(LibraryItem.kind == ItemKind.image).order_by(LibraryItem.id)
+    )
+    moments.save_draft({"text": MOMENT_DRAFT, "senders": {"everyone": True}}, admin)
+    raw = {"text": MOMENT_TEXT, "attachments": [poster] if poster else [], "senders": {"store_ids": [store.id]}}
+    posted = moments.save_draft(raw, admin)
+    moments.approve(posted, admin)
+    db.session.commit()
+    start_moment(posted)  # the worker creates WeCom's task; tracking polls who posted
+    for member in sorted(store.staff, key=lambda m: m.userid)[:2]:
+        post_own_moment(corp, member.userid, f"{store.name}今天的新品，欢迎来店里看看。", "image")
+    return "a draft and a posted customer moment, and members' own moments"
 
 
 def _receiver_url() -> str:

@@ -71,6 +71,20 @@ def test_the_demo_corp_has_life_in_every_page_and_is_made_once(app, sim, corp, r
     assert corp.mass_tasks and sim.member_confirms_a_send() is not None
     joined = sim.customer_joins_by_code()
     assert joined is not None and joined[1].acknowledged
+    # the store's members are asked to post the demo's moment: the simulator posts it, customers react
+    from bot.models import MemberMoment, Moment
+    from bot.services.moments import tracking
+    from bot.services.moments.jobs import sync_member_moments, track_moments
+
+    assert "posted moment" in sim.moment_activity()  # nobody has posted yet: a member posts first
+    for _ in range(10):
+        assert sim.moment_activity() is not None
+    with app.app_context():
+        assert track_moments() == 1 and sync_member_moments() == 2
+        moment = db.session.scalar(select(Moment).where(Moment.moment_id.is_not(None)))
+        funnel = tracking.funnel(moment)
+        assert funnel["asked"] >= 1 and funnel["posted"] >= 1
+        assert db.session.scalar(select(func.count()).select_from(MemberMoment)) == 2
     with app.app_context():
         follow = db.session.scalar(select(FollowRelation).where(FollowRelation.state == STORE_STATE))
         assert follow is not None and follow.channel_id == store_id

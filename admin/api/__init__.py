@@ -119,6 +119,7 @@ from admin.api import (  # noqa: E402, F401 - importing them registers their rou
     groups,
     handovers,
     library,
+    moments,
     openapi,
     radar,
     replies,

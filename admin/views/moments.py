@@ -1,8 +1,11 @@
-"""朋友圈: compose a customer moment from library items (who posts, who sees), approve it, and follow its
-WeCom task (its status, the senders and tags WeCom did not know)."""
+"""朋友圈: compose a customer moment from library items (who posts, who sees, when), preview how many it asks
+and reaches, approve it, and follow it: the funnel (asked → posted → customers reached → likes and comments),
+per store and per member, reminders to who has not posted, cancel, likes and comments with the customer's
+profile, a CSV of per-member results; and the moments members post themselves."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -11,12 +14,14 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from admin.api.moments import members_csv
 from admin.forms import ITEM_KINDS, EmptyForm
-from admin.views import attachments, bp, refusal_message
+from admin.views import attachments, bp, client_ip, refusal_message
 from bot.extensions import db
 from bot.models import ItemKind, Moment, Staff
+from bot.models._time import utcnow
 from bot.services.errors import ServiceError
-from bot.services.moments import compose
+from bot.services.moments import compose, tracking
 from bot.services.moments.jobs import start_moment
 from bot.services.tags import library as tags
 from bot.services.users.permissions import Action, allows
@@ -26,7 +31,7 @@ from bot.services.users.scope import staff_condition, visible_stores
 KINDS = (ItemKind.image, ItemKind.video, ItemKind.link)
 
 
-def _index(error: str = "", field: str = "", status: int = 200) -> Any:
+def _index(error: str = "", field: str = "", status: int = 200, preview: dict[str, int] | None = None) -> Any:
     rows = db.session.scalars(
         select(Moment).where(compose.visible(current_user)).order_by(Moment.id.desc()).limit(200)
     ).all()
@@ -35,6 +40,7 @@ def _index(error: str = "", field: str = "", status: int = 200) -> Any:
         render_template(
             "admin/moments/index.html",
             moments=rows,
+            posted=tracking.posted_counts([m.id for m in rows]),
             library=[i for i in attachments.attachable(current_user) if i.kind in KINDS],
             members=db.session.scalars(members).all(),
             stores=visible_stores(current_user),
@@ -42,6 +48,9 @@ def _index(error: str = "", field: str = "", status: int = 200) -> Any:
             kinds=ITEM_KINDS,
             error=error,
             error_field=field,
+            preview=preview,
+            own=tracking.member_activity(current_user, utcnow() - timedelta(days=30)),
+            own_recent=tracking.recent_member_moments(current_user, 20),
             values=request.form if request.method == "POST" else {},
             can_draft=allows(current_user, Action.draft_sends),
             is_admin=allows(current_user, Action.approve_sends),
@@ -77,7 +86,16 @@ def create_moment() -> ResponseReturnValue:
         "attachments": picked,
         "senders": _senders(),
         "tag_ids": request.form.getlist("tag_ids") if request.form.get("audience") == "tags" else [],
+        "scheduled_at": request.form.get("scheduled_at", "")[:40],
+        "remind_after_hours": request.form.get("remind_after_hours", "24")[:8],
     }
+    if request.form.get("action") == "preview":  # counts only: nothing is saved
+        try:
+            counts = compose.preview(raw, current_user)
+        except ServiceError as exc:
+            db.session.rollback()
+            return _index(refusal_message(exc), exc.field or "", exc.status)
+        return _index(preview=counts)
     try:
         moment = compose.save_draft(raw, current_user)
         if request.form.get("action") == "post" and allows(current_user, Action.approve_sends):
@@ -102,11 +120,22 @@ def _get(moment_id: int) -> Moment:
 def moment_detail(moment_id: int) -> ResponseReturnValue:
     moment = _get(moment_id)
     names = dict(tags.labelled())
+    funnel = tracking.funnel(moment)
+    chart = {
+        "labels": [_("请成员发表"), _("已发表"), _("可见客户"), _("点赞"), _("评论")],
+        "values": [funnel["asked"], funnel["posted"], funnel["reached"], funnel["likes"], funnel["comments"]],
+    }
+    members = tracking.members(moment, current_user)
     return render_template(
         "admin/moments/detail.html",
         moment=moment,
-        senders=compose.asked(moment),
+        senders=compose.asked(moment) if moment.moment_id is None else [],
         tag_names=names,
+        funnel=funnel,
+        chart=chart,
+        members=members,
+        stores=tracking.by_store(members),
+        reactions=tracking.reactions(moment),
         can_manage=compose.may_manage(moment, current_user),
         is_admin=allows(current_user, Action.approve_sends),
         form=EmptyForm(),
@@ -134,3 +163,42 @@ def approve_moment(moment_id: int) -> ResponseReturnValue:
     start_moment(moment)
     flash(_("已审批：%(n)s 位成员将收到发表任务", n=asked))
     return redirect(url_for("admin.moment_detail", moment_id=moment.id))
+
+
+@bp.post("/moments/<int:moment_id>/remind")
+def remind_moment(moment_id: int) -> ResponseReturnValue:
+    """Remind one member (``userid``) or every member who has not posted."""
+    moment = _get(moment_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    userid = request.form.get("userid")
+    try:
+        counts = tracking.remind_as(current_user, moment, [userid[:64]] if userid else None, client_ip())
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(refusal_message(exc), "error")
+        return redirect(url_for("admin.moment_detail", moment_id=moment_id))
+    db.session.commit()
+    flash(_("已提醒 %(n)s 位成员；%(limited)s 位一小时内已提醒过", n=counts["reminded"], limited=counts["limited"]))
+    return redirect(url_for("admin.moment_detail", moment_id=moment_id))
+
+
+@bp.post("/moments/<int:moment_id>/cancel")
+def cancel_moment(moment_id: int) -> ResponseReturnValue:
+    moment = _get(moment_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        tracking.cancel(moment, current_user)
+    except ServiceError as exc:
+        db.session.rollback()
+        flash(refusal_message(exc), "error")
+        return redirect(url_for("admin.moment_detail", moment_id=moment_id))
+    db.session.commit()
+    flash(_("已取消：尚未发表的成员不能再发表，已发表的朋友圈会保留"))
+    return redirect(url_for("admin.moment_detail", moment_id=moment_id))
+
+
+@bp.get("/moments/<int:moment_id>/members.csv")
+def export_moment(moment_id: int) -> ResponseReturnValue:
+    return members_csv(_get(moment_id), current_user, client_ip())

@@ -40,7 +40,7 @@ from bot.models.library import (
     quick_reply_stores,
 )
 from bot.models.lifecycle import LifecycleRule, LifecycleTask, RuleRun, Step, Trigger
-from bot.models.moments import Moment, MomentStatus
+from bot.models.moments import MemberMoment, Moment, MomentMember, MomentReaction, MomentStatus
 from bot.models.radar import RadarAlert, RadarLink, RadarOpen
 from bot.models.segments import Segment
 from bot.models.sends import (
@@ -107,7 +107,10 @@ __all__ = [
     "FollowStatus",
     "FollowTag",
     "Segment",
+    "MemberMoment",
     "Moment",
+    "MomentMember",
+    "MomentReaction",
     "MomentStatus",
     "RadarAlert",
     "RadarLink",

@@ -17,6 +17,7 @@ import requests
 from bot.sandbox.corp import Contact, FakeCorp, FakeGroup
 from bot.sandbox.handover import customer_refuses, resign, take_over
 from bot.sandbox.members import confirm_mass_task
+from bot.sandbox.moments import ledger, post_moment, react_to_moment
 from bot.sandbox.radar import someone_reads
 from bot.wecom.crypto import CallbackCrypto
 
@@ -437,6 +438,25 @@ class Simulator:
         task = confirm_mass_task(self.corp, self.rng.choice(waiting))
         return f"{task.sender} sent a mass message to {len(task.recipients)}"
 
+    def moment_activity(self) -> str | None:
+        """A member posts a corp moment waiting in their client, or a customer who can see a posted one likes
+        or comments on it (WeCom calls nothing back: Siyu polls)."""
+        posts = ledger(self.corp).posts
+        with self.corp.lock:
+            waiting = sorted(
+                (m, u) for m, p in posts.items() if not p.cancelled for u in p.visible if u not in p.published
+            )
+            seen = sorted((m, u, e) for m, p in posts.items() for u, es in p.seen.items() for e in es)
+        if not waiting and not seen:
+            return None
+        if waiting and (not seen or self.rng.random() < 0.5):
+            moment_id, userid = self.rng.choice(waiting)
+            return f"{userid} posted moment {moment_id} to {len(post_moment(self.corp, moment_id, userid))}"
+        moment_id, userid, who = self.rng.choice(seen)
+        kind = self.rng.choice(["like", "like", "comment"])
+        react_to_moment(self.corp, moment_id, userid, who, kind)
+        return f"a customer left a {kind} on {userid}'s moment"
+
     def customer_joins_by_code(self) -> tuple[str, Delivery] | None:
         """A customer scans a group-join code and joins one of its groups."""
         with self.corp.lock:
@@ -456,6 +476,8 @@ class Simulator:
         roll = self.rng.random()
         if roll >= 0.97 and (confirmed := self.member_confirms_a_send()) is not None:
             return confirmed
+        if 0.7 <= roll < 0.75 and (moment := self.moment_activity()) is not None:
+            return moment
         if roll >= 0.94 and (joined := self.customer_joins_by_code()) is not None:
             what, delivery = joined
             return f"{what} ({delivery.statuses})"

@@ -47,3 +47,32 @@ class MomentCalls:
         through the API carry no ``creator``."""
         body = {"start_time": start, "end_time": end, "filter_type": filter_type, "limit": LIST_LIMIT}
         return self._pages("externalcontact/get_moment_list", body, "moment_list")
+
+    # -- per member, after the task (doc 93333; cancel: doc 97612) ------------------------------------
+
+    def get_moment_task(self, moment_id: str) -> Iterator[dict[str, Any]]:
+        """get_moment_task: per member asked, ``publish_status`` 0 not yet / 1 posted (corp moments only)."""
+        return self._pages("externalcontact/get_moment_task", {"moment_id": moment_id, "limit": 1000}, "task_list")
+
+    def get_moment_customer_list(self, moment_id: str, userid: str) -> Iterator[dict[str, Any]]:
+        """get_moment_customer_list: the member's customers the moment was meant for (chosen at creation)."""
+        body = {"moment_id": moment_id, "userid": userid, "limit": 1000}
+        return self._pages("externalcontact/get_moment_customer_list", body, "customer_list")
+
+    def get_moment_send_result(self, moment_id: str, userid: str) -> Iterator[dict[str, Any]]:
+        """get_moment_send_result: the member's customers who can actually see the moment (≤ 5000 a page)."""
+        body = {"moment_id": moment_id, "userid": userid, "limit": 5000}
+        return self._pages("externalcontact/get_moment_send_result", body, "customer_list")
+
+    def get_moment_comments(self, moment_id: str, userid: str) -> dict[str, Any]:
+        """get_moment_comments: ``comment_list`` and ``like_list`` on the member's post, each item with an
+        ``external_userid`` or a ``userid`` (a colleague), never both, and ``create_time``."""
+        return dict(self.post("externalcontact/get_moment_comments", data={"moment_id": moment_id, "userid": userid}))
+
+    def cancel_moment_task(self, moment_id: str) -> None:
+        """cancel_moment_task (doc 97612): members who have not posted no longer can; posts stay."""
+        self.post("externalcontact/cancel_moment_task", data={"moment_id": moment_id})
+
+    def list_member_moments(self, start: int, end: int) -> Iterator[dict[str, Any]]:
+        """get_moment_list with filter_type 1: the moments members posted themselves (each names its creator)."""
+        return self.list_moments(start, end, filter_type=1)

@@ -1,7 +1,7 @@
 """radar links into customer groups: the group and its reach
 
 Revision ID: 040da26af541
-Revises: e9ac9b44131f
+Revises: 2d8d9f83027e
 Create Date: 2026-12-01 15:22:31.204476
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '040da26af541'
-down_revision = 'e9ac9b44131f'
+down_revision = "2d8d9f83027e"
 branch_labels = None
 depends_on = None
 

@@ -67,3 +67,68 @@ def test_an_operator_drafts_an_admin_approves_and_the_moment_is_posted(app, role
         assert actions == ["save_moment", "submit_moment", "approve_moment"]
     assert corp.calls.count("externalcontact/add_moment_task") == 1
     assert "新品到店" in boss.get("/admin/moments").get_data(as_text=True)
+
+
+def test_the_moment_page_shows_the_funnel_members_and_comments_and_reminds_and_cancels(
+    app, roles, corp, sim, run_worker
+):
+    import requests
+
+    from bot.services.moments import jobs as tasks
+    from tests.conftest import customers_of
+
+    shop = [c.external_userid for c in customers_of(app, sim, run_worker, ["staff0201", "staff0301"])]
+    boss = browser(app, "boss")
+    form = {"text": "周末到店有礼", "senders_kind": "members", "userids": ["staff0201", "staff0301"]}
+    page = _post(boss, "/admin/moments", "/admin/moments", {**form, "action": "preview"})
+    assert page.status_code == 200 and 'id="moment-preview"' in page.get_data(as_text=True)
+    assert "将请 2 位成员发表，约 4 位客户可以看到" in page.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(select(Moment.id)) is None  # a preview saves nothing
+    res = _post(boss, "/admin/moments", "/admin/moments", {**form, "action": "post", "remind_after_hours": "0"})
+    detail = res.headers["Location"]
+    run_worker()
+    with app.app_context():
+        moment = db.session.scalar(select(Moment))
+        wecom_id, moment_id = moment.moment_id, moment.id
+    fake = app.config["SIYU"].wecom_api_base.removesuffix("cgi-bin/")
+    requests.post(f"{fake}sandbox/moments/{wecom_id}/post", json={"userid": "staff0201"}, timeout=10)
+    requests.post(f"{fake}sandbox/moments/{wecom_id}/react", json={"userid": "staff0201", "who": shop[1]}, timeout=10)
+    with app.app_context():
+        tasks.track_moments()
+    page = boss.get(detail).get_data(as_text=True)
+    assert 'id="funnel-posted">1<' in page and 'id="funnel-reached">2<' in page and 'id="funnel-likes">1<' in page
+    assert f"/admin/customers/{shop[1]}" in page  # the liker's profile
+    assert 'data-userid="staff0301"' in page and "未发表" in page
+    assert _post(boss, detail, detail + "/remind", {"userid": "staff0301"}).status_code == 302
+    assert "已提醒 1 位成员" in boss.get(detail).get_data(as_text=True)
+    assert '<td class="moment-posted">1 / 2</td>' in boss.get("/admin/moments").get_data(as_text=True)
+    assert _post(boss, detail, detail + "/remind", {}).status_code == 302
+    assert "已提醒 0 位成员；1 位一小时内已提醒过" in boss.get(detail).get_data(as_text=True)
+    csv = boss.get(detail + "/members.csv")
+    assert csv.status_code == 200 and "staff0301" in csv.get_data(as_text=True)
+    assert _post(boss, detail, detail + "/cancel", {}).status_code == 302
+    page = boss.get(detail).get_data(as_text=True)
+    assert 'id="moment-cancelled"' in page and 'id="funnel-posted">1<' in page
+    assert corp.calls.count("externalcontact/cancel_moment_task") == 1
+    with app.app_context():
+        assert db.session.get(Moment, moment_id).status == "cancelled"
+
+
+def test_members_own_moments_are_listed_within_each_users_stores(app, roles, corp):
+    from bot.sandbox.moments import post_own_moment
+    from bot.services.moments.jobs import sync_member_moments
+
+    post_own_moment(corp, "staff0201", "今天到店的新品", "image")
+    post_own_moment(corp, "staff0301", "周末活动")
+    with app.app_context():
+        assert sync_member_moments() == 2
+    for name, seen in (
+        ("boss", {"staff0201", "staff0301"}),
+        ("viewer", {"staff0201", "staff0301"}),
+        ("mgr2", {"staff0201"}),
+    ):
+        page = browser(app, name).get("/admin/moments")
+        assert page.status_code == 200
+        text = page.get_data(as_text=True)
+        assert {u for u in ("staff0201", "staff0301") if f'<tr data-userid="{u}">' in text} == seen, name

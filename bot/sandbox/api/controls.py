@@ -11,6 +11,7 @@ from flask import Flask, Response, request
 from bot.sandbox.api.endpoints import answer
 from bot.sandbox.corp import LATE, TIMEOUT, ApiError, FakeCorp
 from bot.sandbox.members import confirm_mass_task
+from bot.sandbox.moments import post_moment, react_to_moment
 
 
 def qr_png(url: str) -> Response:
@@ -58,6 +59,29 @@ def add_controls(app: Flask) -> None:
             return answer({"error": "unknown msgid"}, 404)
         task = confirm_mass_task(the_corp(), msgid)
         return answer({"msgid": msgid, "results": task.results})
+
+    @app.post("/sandbox/moments/<moment_id>/post")
+    def member_posts_moment(moment_id: str) -> Response:
+        """A member posts a corp moment they were asked to ({userid}); their customers can see it now."""
+        data = request.get_json(force=True, silent=True) or {}
+        try:
+            seen = post_moment(the_corp(), moment_id, str(data.get("userid", "")))
+        except ApiError as exc:
+            return answer({"errcode": exc.errcode, "errmsg": exc.errmsg}, 400)
+        return answer({"moment_id": moment_id, "seen": seen})
+
+    @app.post("/sandbox/moments/<moment_id>/react")
+    def customer_reacts(moment_id: str) -> Response:
+        """{userid (whose post), who (an external_userid or a colleague's userid), kind: like | comment}."""
+        data = request.get_json(force=True, silent=True) or {}
+        kind = str(data.get("kind", "like"))
+        if kind not in ("like", "comment"):
+            return answer({"error": "kind is like or comment"}, 400)
+        try:
+            react_to_moment(the_corp(), moment_id, str(data.get("userid", "")), str(data.get("who", "")), kind)
+        except ApiError as exc:
+            return answer({"errcode": exc.errcode, "errmsg": exc.errmsg}, 400)
+        return answer({"ok": True})
 
     @app.post("/sandbox/simulate")
     def simulate() -> Response:

@@ -1,17 +1,19 @@
-"""客户朋友圈 (WeCom doc 95094, 93333, 95098): attachments uploaded for moments, the asynchronous moment task
-(status 1 → 2 → 3 over a poll or two, or a second of the corp's clock), its result with the senders and tags
-WeCom did not know, and the corp's list of moments — with WeCom's limits and error codes."""
+"""客户朋友圈 (WeCom doc 95094, 93333, 95098, 97612): attachments uploaded for moments, the asynchronous moment
+task (status 1 → 2 → 3 over a poll or two, or a second of the corp's clock), its result with the senders and
+tags WeCom did not know, the corp's list of moments, and per member: asked and posted (``get_moment_task``),
+the customers it was meant for and the ones who can see it, likes and comments, and cancel — with WeCom's
+limits and error codes. What WeCom keeps of them, and members posting, customers reacting and members' own
+moments, are in ``bot.sandbox.moments``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from flask import request
 
-from bot.sandbox.api.endpoints import Body, Endpoints, ok, require
+from bot.sandbox.api.endpoints import Body, Endpoints, ok, paged, require
 from bot.sandbox.corp import ApiError, FakeCorp
+from bot.sandbox.moments import Job, Post, ledger, post_of, settle
 
 ENDPOINTS = Endpoints()
 
@@ -20,42 +22,32 @@ MAX_IMAGES = 9
 MAX_BYTES = 10 * 1024 * 1024
 #: moments a corp may create a minute (doc 95094, from a copy of the page; the errcode is the usual 45009)
 PER_MINUTE = 10
-#: a job is done after this many polls, or this many seconds of the corp's clock
-POLLS_TO_FINISH = 2
-JOB_SECONDS = 1.0
+#: tasks whose job is not done yet beyond which WeCom answers 41078 (the code is documented, the number is
+#: not: the sandbox's own choice)
+IN_FLIGHT = 5
 LIST_SPAN = 30 * 86400
 
 
-@dataclass
-class Job:
-    jobid: str
-    created: float
-    moment: Body  # as get_moment_list shows it once the job is done
-    result: Body
-    polls: int = 0
-    done: bool = False
-
-
-@dataclass
-class Ledger:
-    jobs: dict[str, Job] = field(default_factory=dict)
-    moments: list[Body] = field(default_factory=list)  # done, in creation order
-    created: list[float] = field(default_factory=list)  # add_moment_task times, for the rate limit
-
-
-_LEDGERS: WeakKeyDictionary[FakeCorp, Ledger] = WeakKeyDictionary()
-
-
-def ledger(corp: FakeCorp) -> Ledger:
-    if corp not in _LEDGERS:
-        _LEDGERS[corp] = Ledger()
-    return _LEDGERS[corp]
-
-
-def _settle(corp: FakeCorp, job: Job) -> None:
-    if not job.done and (job.polls >= POLLS_TO_FINISH or corp.clock() - job.created >= JOB_SECONDS):
-        job.done = True
-        ledger(corp).moments.append(job.moment)
+def _resolve(corp: FakeCorp, users: list[str], departments: list[Any], tags: list[str]) -> dict[str, list[str]]:
+    """doc 95094's visible_range: senders only → each posts to all their customers; tags only → the tagged
+    customers' members post; both → the senders, to their tagged customers; neither → every member."""
+    in_departments = {u for u, info in corp.users.items() if set(info.get("department") or []) & set(departments)}
+    if users or departments:
+        chosen = set(users) | in_departments
+        senders = [u for u in corp.users if u in chosen]
+    elif tags:
+        senders = sorted(
+            {u for c in corp.contacts.values() for u, f in c.follows.items() if set(f.tag_ids) & set(tags)}
+            & set(corp.users)
+        )
+    else:
+        senders = list(corp.users)
+    visible: dict[str, list[str]] = {sender: [] for sender in senders}
+    for c in corp.contacts.values():  # one pass over the customers, however many senders
+        for userid, f in c.follows.items():
+            if userid in visible and not f.deleted_by_customer and (not tags or set(f.tag_ids) & set(tags)):
+                visible[userid].append(c.external_userid)
+    return visible
 
 
 @ENDPOINTS.route("media/upload_attachment")
@@ -120,6 +112,10 @@ def add_moment_task(corp: FakeCorp, body: Body) -> Body:
         raise ApiError(41089, "text and attachments are both empty")
     shown = _attachments(corp, raw)
     counts, now = ledger(corp), corp.clock()
+    for job in list(counts.jobs.values()):
+        settle(corp, job)
+    if sum(not job.done for job in counts.jobs.values()) >= IN_FLIGHT:
+        raise ApiError(41078, "too many async moment tasks in flight")
     counts.created = [t for t in counts.created if now - t < 60]
     if len(counts.created) >= PER_MINUTE:
         raise ApiError(45009, "api freq out of limit")
@@ -148,6 +144,7 @@ def add_moment_task(corp: FakeCorp, body: Body) -> Body:
     )
     jobid = corp.new_id("job")
     counts.jobs[jobid] = Job(jobid, now, moment, result)
+    counts.pending[jobid] = Post(moment_id, _resolve(corp, list(senders), list(departments), list(tags)))
     return ok(jobid=jobid)
 
 
@@ -158,7 +155,7 @@ def get_moment_task_result(corp: FakeCorp, body: Body) -> Body:
     if job is None or corp.clock() - job.created > 86400:  # a job id lives 24 hours
         raise ApiError(40058, "invalid jobid")
     job.polls += 1
-    _settle(corp, job)
+    settle(corp, job)
     if not job.done:
         return ok(status=2 if job.polls > 1 else 1, type="add_moment_task")
     return ok(status=3, type="add_moment_task", result=job.result)
@@ -175,10 +172,78 @@ def get_moment_list(corp: FakeCorp, body: Body) -> Body:
         raise ApiError(40058, "limit is 1–20")
     counts = ledger(corp)
     for job in list(counts.jobs.values()):
-        _settle(corp, job)
+        settle(corp, job)
     filter_type = int(body.get("filter_type", 2))
-    rows = [m for m in counts.moments if start < m["create_time"] < end and filter_type in (2, m["create_type"])]
+    creator = str(body.get("creator") or "")
+    rows = [
+        m
+        for m in counts.moments
+        if start < m["create_time"] < end
+        and filter_type in (2, m["create_type"])
+        and (not creator or m.get("creator") == creator)
+    ]
     offset = int(body.get("cursor") or 0)
     page = rows[offset : offset + limit]
     more = offset + limit < len(rows)
     return ok(next_cursor=str(offset + limit) if more else "", moment_list=page)
+
+
+# -- per member (doc 93333) and cancel (doc 97612) -------------------------------------------------------
+
+
+def _sender(post: Post, body: Body) -> str:
+    require(body, "userid")
+    userid = str(body["userid"])
+    if userid not in post.visible:
+        raise ApiError(41061, "moment not posted by this userid")
+    return userid
+
+
+def _limit(body: Body, default: int, most: int) -> Body:
+    limit = int(body.get("limit") or default)
+    return {**body, "limit": min(max(limit, 1), most)}  # doc 93333: the limit is clamped, not refused
+
+
+@ENDPOINTS.route("externalcontact/get_moment_task")
+def get_moment_task(corp: FakeCorp, body: Body) -> Body:
+    post = post_of(corp, body)
+    rows = [{"userid": u, "publish_status": 1 if u in post.published else 0} for u in post.visible]
+    page, cursor = paged(rows, _limit(body, 500, 1000))
+    return ok(task_list=page, next_cursor=cursor)
+
+
+@ENDPOINTS.route("externalcontact/get_moment_customer_list")
+def get_moment_customer_list(corp: FakeCorp, body: Body) -> Body:
+    post = post_of(corp, body)
+    userid = _sender(post, body)
+    rows = [{"userid": userid, "external_userid": e} for e in post.visible[userid]]
+    page, cursor = paged(rows, _limit(body, 500, 1000))
+    return ok(customer_list=page, next_cursor=cursor)
+
+
+@ENDPOINTS.route("externalcontact/get_moment_send_result")
+def get_moment_send_result(corp: FakeCorp, body: Body) -> Body:
+    post = post_of(corp, body)
+    userid = _sender(post, body)
+    if userid not in post.published:
+        raise ApiError(41062, "corp moment not yet posted by this userid")
+    rows = [{"external_userid": e} for e in post.seen.get(userid, [])]
+    limit = int(_limit(body, 3000, 5000)["limit"])
+    start = int(body.get("cursor") or 0)
+    more = start + limit < len(rows)
+    return ok(customer_list=rows[start : start + limit], next_cursor=str(start + limit) if more else "")
+
+
+@ENDPOINTS.route("externalcontact/get_moment_comments")
+def get_moment_comments(corp: FakeCorp, body: Body) -> Body:
+    post = post_of(corp, body)
+    userid = _sender(post, body)
+    if userid not in post.published:
+        raise ApiError(41062, "corp moment not yet posted by this userid")
+    return ok(comment_list=list(post.comments.get(userid, [])), like_list=list(post.likes.get(userid, [])))
+
+
+@ENDPOINTS.route("externalcontact/cancel_moment_task")
+def cancel_moment_task(corp: FakeCorp, body: Body) -> Body:
+    post_of(corp, body).cancelled = True  # what was posted stays; nobody else can post it now
+    return ok()

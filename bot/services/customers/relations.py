@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 #: customer, a member edited them in WeCom (remark, description or tags), a welcome message reached them,
 #: a mass or lifecycle message reached them (the member confirmed it and WeCom reports it sent), they opened a
 #: radar link (雷达链接). Siyu's own writes (tags a rule or a job put on, a sync, a loss) are not interactions.
-INTERACTIONS = frozenset({"added", "edited", "welcome_sent", "send_delivered", "link_opened"})
+INTERACTIONS = frozenset(
+    {"added", "edited", "welcome_sent", "send_delivered", "link_opened", "moment_liked", "moment_commented"}
+)
 
 
 def find_customer(external_userid: str) -> Customer | None:

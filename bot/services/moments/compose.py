@@ -9,14 +9,29 @@ or one video, or one link with a cover — one kind per moment (WeCom doc 95094)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bot.extensions import db
-from bot.models import ItemKind, LibraryItem, Moment, MomentStatus, Staff, Store, Tag, User
+from bot.models import (
+    FollowRelation,
+    FollowStatus,
+    FollowTag,
+    ItemKind,
+    LibraryItem,
+    Moment,
+    MomentStatus,
+    Staff,
+    Store,
+    Tag,
+    User,
+)
 from bot.models._time import utcnow
+from bot.services import corp_time
 from bot.services.errors import Conflict, Invalid
+from bot.services.signals import tags_removed
 from bot.services.users.accounts import N_, audit
 from bot.services.users.permissions import Action, allows, require
 from bot.services.users.scope import library_item_condition, staff_condition, store_ids
@@ -26,7 +41,12 @@ MAX_IMAGES = 9
 MAX_TAGS = 100
 MAX_ID = 2**31 - 1
 LINK_TITLE_BYTES = 64
+MAX_REMIND_HOURS = 72
+#: how far ahead a moment may be scheduled (its media is uploaded at dispatch, so any distance works)
+MAX_AHEAD = timedelta(days=90)
 EDITABLE = (MomentStatus.draft, MomentStatus.pending_approval)
+#: ``Moment.error`` of a draft whose tags were all deleted in WeCom (the page says it in its own words)
+TAGS_GONE = "tags_gone"
 
 
 class MomentError(Invalid):
@@ -139,12 +159,45 @@ def check_tags(raw: Any) -> list[str]:
     return tag_ids
 
 
+def check_schedule(raw: Any) -> datetime | None:
+    """A time to post at: ISO 8601, the corp's local time without an offset; in the future, ≤ 90 days ahead.
+    Stored as naive UTC."""
+    if raw in (None, ""):
+        return None
+    try:
+        when = datetime.fromisoformat(str(raw)[:40])
+    except ValueError:
+        raise MomentError("scheduled_at", N_("时间格式应为 YYYY-MM-DDTHH:MM")) from None
+    if not corp_time.in_range(when):
+        raise MomentError("scheduled_at", N_("日期应在 1900-01-01 与 2100-12-31 之间"))
+    at = corp_time.to_utc(when)
+    now = utcnow()
+    if at <= now or at > now + MAX_AHEAD:
+        raise MomentError("scheduled_at", N_("发表时间应在现在之后的 90 天内"))
+    return at
+
+
+def check_remind_hours(raw: Any) -> int | None:
+    """Hours after which members who have not posted get one app reminder: 1–72, or none."""
+    if raw in (None, "", 0, "0"):
+        return None
+    try:
+        hours = int(str(raw))
+    except ValueError:
+        raise MomentError("remind_after_hours", N_("提醒时间应为 1–72 小时")) from None
+    if not 1 <= hours <= MAX_REMIND_HOURS:
+        raise MomentError("remind_after_hours", N_("提醒时间应为 1–72 小时"))
+    return hours
+
+
 @dataclass(frozen=True)
 class Draft:
     text: str
     attachments: list[dict[str, Any]]
     senders: dict[str, Any]
     tag_ids: list[str]
+    scheduled_at: datetime | None = None
+    remind_after_hours: int | None = 24
 
 
 def check_draft(raw: dict[str, Any], user: User) -> Draft:
@@ -155,7 +208,14 @@ def check_draft(raw: dict[str, Any], user: User) -> Draft:
     attachments = check_attachments(raw.get("attachments"), user)
     if not text and not attachments:
         raise MomentError("text", N_("需要文字或附件"))
-    return Draft(text, attachments, check_senders(raw.get("senders"), user), check_tags(raw.get("tag_ids")))
+    return Draft(
+        text,
+        attachments,
+        check_senders(raw.get("senders"), user),
+        check_tags(raw.get("tag_ids")),
+        check_schedule(raw.get("scheduled_at")),
+        check_remind_hours(raw.get("remind_after_hours", 24)),
+    )
 
 
 def save_draft(raw: dict[str, Any], user: User, moment: Moment | None = None) -> Moment:
@@ -171,7 +231,8 @@ def save_draft(raw: dict[str, Any], user: User, moment: Moment | None = None) ->
     before = describe(moment) if moment.id else None
     moment.text, moment.attachments = draft.text, draft.attachments
     moment.senders, moment.tag_ids = draft.senders, draft.tag_ids
-    moment.status = MomentStatus.draft
+    moment.scheduled_at, moment.remind_after_hours = draft.scheduled_at, draft.remind_after_hours
+    moment.status, moment.error = MomentStatus.draft, None
     if not senders_of(moment, user):
         raise MomentError("senders", N_("没有可发表的成员"))
     db.session.flush()
@@ -202,9 +263,12 @@ def approve(moment: Moment, user: User) -> int:
     if moment.status not in EDITABLE:
         raise MomentConflict(N_("这条朋友圈不在待审批状态"), "status")
     count = len(asked(moment))
+    if moment.scheduled_at is not None and moment.scheduled_at <= utcnow():
+        raise MomentError("scheduled_at", N_("发表时间已过，请修改后再审批"))
     moment.status, moment.approved_by, moment.approved_at = MomentStatus.approved, user.id, utcnow()
     db.session.flush()
-    audit(user, "approve_moment", f"moment:{moment.id}", after={"senders": count})
+    after = {"senders": count, "scheduled_at": moment.scheduled_at.isoformat() + "Z" if moment.scheduled_at else None}
+    audit(user, "approve_moment", f"moment:{moment.id}", after=after)
     return count
 
 
@@ -225,4 +289,53 @@ def describe(moment: Moment) -> dict[str, Any]:
         "attachments": moment.attachments,
         "senders": moment.senders,
         "tag_ids": moment.tag_ids,
+        "scheduled_at": moment.scheduled_at.isoformat() + "Z" if moment.scheduled_at else None,
+        "remind_after_hours": moment.remind_after_hours,
     }
+
+
+def preview(raw: dict[str, Any], user: User) -> dict[str, int]:
+    """Before saving: the members who would be asked (in ``user``'s scope) and roughly how many customers
+    could see it — their current customers, with any of the tags when tags are chosen (WeCom decides at
+    creation and a member may not post, hence "roughly")."""
+    probe = Moment(senders=check_senders(raw.get("senders"), user), created_by=user.id)
+    tag_ids = check_tags(raw.get("tag_ids"))
+    userids = senders_of(probe, user)
+    if not userids:
+        return {"members": 0, "customers": 0}
+    follows = (
+        select(FollowRelation.customer_id)
+        .join(Staff, Staff.id == FollowRelation.staff_id)
+        .where(Staff.userid.in_(userids), FollowRelation.status == FollowStatus.active)
+    )
+    if tag_ids:
+        tagged = select(FollowTag.follow_id).where(FollowTag.tag_id.in_(tag_ids))
+        follows = follows.where(FollowRelation.id.in_(tagged))
+    customers = db.session.scalar(select(func.count(func.distinct(follows.subquery().c.customer_id))))
+    return {"members": len(userids), "customers": int(customers or 0)}
+
+
+@tags_removed.connect
+def forget_tags(_sender: object, tag_ids: list[str]) -> None:
+    """Tags gone from WeCom leave the moments not yet dispatched that show only to them (a system audit entry
+    per moment). An approved moment goes back to approval: the approver saw another audience. A moment left
+    with none of its tags goes back to draft with the reason: showing it to every customer instead would
+    widen an audience nobody chose."""
+    gone = set(tag_ids)
+    waiting = (MomentStatus.draft, MomentStatus.pending_approval, MomentStatus.approved)
+    for moment in db.session.scalars(select(Moment).where(Moment.status.in_(waiting))):
+        dropped = [t for t in moment.tag_ids if t in gone]
+        if not dropped:
+            continue
+        kept = [t for t in moment.tag_ids if t not in gone]
+        before = {"tag_ids": list(moment.tag_ids), "status": str(moment.status)}
+        if kept:
+            moment.tag_ids = kept
+            if moment.status == MomentStatus.approved:
+                moment.status, moment.approved_by, moment.approved_at = MomentStatus.pending_approval, None, None
+        else:
+            moment.status, moment.approved_by, moment.approved_at = MomentStatus.draft, None, None
+            moment.error = TAGS_GONE
+        after = {"tag_ids": list(moment.tag_ids), "status": str(moment.status)}
+        audit(None, "moment_tags_gone", f"moment:{moment.id}", before=before, after=after, name="system")
+    db.session.flush()

@@ -37,6 +37,13 @@ SKEW = timedelta(minutes=5)
 #: polls of get_moment_task_result in one dispatch, and the pause between them (the job takes seconds)
 POLLS = 30
 POLL_PAUSE = 1.0
+#: a job id is valid 24 hours (doc 95094): a job not seen done by then is given up
+JOBID_LIFETIME = timedelta(hours=24)
+#: 41078 (too many moment tasks in flight; WeCom's limit is not documented): waits of this length, this many
+#: times, before the dispatch is left for the next resumption instead of failing
+IN_FLIGHT = 41078
+IN_FLIGHT_PAUSE = 5.0
+IN_FLIGHT_WAITS = 6
 
 Said = tuple[str, tuple[tuple[str, ...], ...]]
 
@@ -126,6 +133,7 @@ def _call(moment: Moment, api: WeComClient, sleep: Callable[[float], None]) -> b
     except WeComError as exc:  # an upload refused: nothing was asked of members
         _fail(moment, f"{exc.errcode}: {exc.errmsg}")
         return False
+    waits = 0
     while True:
         with claims.on_record():
             moment.called_at = utcnow()
@@ -142,8 +150,17 @@ def _call(moment: Moment, api: WeComClient, sleep: Callable[[float], None]) -> b
             raise  # no answer: the call stays in doubt, settled when the dispatch resumes
         except WeComError as exc:
             with claims.on_record():
-                _fail(moment, f"{exc.errcode}: {exc.errmsg}")
-            return False
+                moment.called_at = None  # refused: nothing was made
+                if exc.errcode != IN_FLIGHT:
+                    _fail(moment, f"{exc.errcode}: {exc.errmsg}")
+                    return False
+            waits += 1
+            log.info("moment %s waits: WeCom has too many moment tasks in flight", moment.id)
+            if waits > IN_FLIGHT_WAITS:  # still dispatching: dispatch_due_moments takes it up again
+                log.warning("moment %s: WeCom still has too many tasks in flight", moment.id)
+                return False
+            sleep(IN_FLIGHT_PAUSE)
+            continue
         with claims.on_record():
             moment.jobid = jobid
         return True
@@ -153,7 +170,13 @@ def _follow(moment: Moment, api: WeComClient, sleep: Callable[[float], None]) ->
     """Poll the job until WeCom says it is done (status 3); record the moment id and what WeCom did not
     know. Left dispatching if it is still running after POLLS (the next dispatch polls on)."""
     for attempt in range(POLLS):
-        answer = api.get_moment_task_result(str(moment.jobid))
+        try:
+            answer = api.get_moment_task_result(str(moment.jobid))
+        except WeComError as exc:
+            if moment.called_at is None or utcnow() - moment.called_at < JOBID_LIFETIME:
+                raise  # a refusal while the job id lives: the next dispatch polls again
+            _give_up(moment, api, exc)
+            return
         if int(answer.get("status") or 0) == 3:
             result = answer.get("result") or {}
             if int(result.get("errcode") or 0) != 0:
@@ -174,6 +197,23 @@ def _follow(moment: Moment, api: WeComClient, sleep: Callable[[float], None]) ->
         if attempt + 1 < POLLS:
             sleep(POLL_PAUSE)
     log.info("moment %s: WeCom's job %s is still running", moment.id, moment.jobid)
+
+
+def _give_up(moment: Moment, api: WeComClient, exc: WeComError) -> None:
+    """The job id expired before Siyu saw the job done: the moment is adopted if WeCom lists it, otherwise
+    it failed (the reason on the page; nothing was asked of members that Siyu does not know of)."""
+    found = find_created(moment, api)
+    if found is not None:
+        compose.move(
+            moment,
+            (MomentStatus.dispatching,),
+            MomentStatus.posted,
+            moment_id=str(found["moment_id"]),
+            posted_at=from_epoch(found.get("create_time")),
+        )
+        return
+    log.warning("moment %s: job %s expired unseen (%s)", moment.id, moment.jobid, exc)
+    _fail(moment, f"{exc.errcode}: the job id expired before WeCom reported the task done")
 
 
 def dispatch(moment: Moment, sleep: Callable[[float], None] = time.sleep) -> Moment:

@@ -14,7 +14,8 @@ from bot.jobs.periodic import PeriodicJob
 from bot.jobs.queue import enqueue
 from bot.models import Moment, MomentStatus
 from bot.models._time import utcnow
-from bot.services.moments import dispatch
+from bot.services.moments import dispatch, tracking
+from bot.wecom.errors import WeComError
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,20 @@ def dispatch_moment(moment_id: int) -> dict[str, Any]:
 
 
 def start_moment(moment: Any) -> None:
-    """After an approval (committed): the dispatch is queued now."""
-    if moment.status == MomentStatus.approved:
+    """After an approval (committed): the dispatch is queued now, unless it is scheduled for later (then
+    dispatch_due_moments queues it when its time comes)."""
+    if moment.status == MomentStatus.approved and (moment.scheduled_at is None or moment.scheduled_at <= utcnow()):
         enqueue(dispatch_moment, moment.id, connection=redis_conn.client)
 
 
 def due_moments(stale_after: timedelta) -> list[int]:
-    """Approved moments not yet taken up, and dispatches whose worker stopped beating (to be resumed)."""
+    """Approved moments whose time has come (or that have none), and dispatches whose worker stopped beating
+    (to be resumed)."""
     due = or_(
-        Moment.status == MomentStatus.approved,
+        and_(
+            Moment.status == MomentStatus.approved,
+            or_(Moment.scheduled_at.is_(None), Moment.scheduled_at <= utcnow()),
+        ),
         and_(
             Moment.status == MomentStatus.dispatching,
             or_(Moment.heartbeat_at.is_(None), Moment.heartbeat_at < utcnow() - stale_after),
@@ -79,7 +85,35 @@ def dispatch_due_moments() -> int:
         return len(due)
 
 
+def track_moments() -> int:
+    """One pass over the moments still followed: who posted, reach, likes and comments, reminders."""
+    with job_context():
+        ids = tracking.tracked_moments()
+        for moment_id in ids:
+            moment = db.session.get(Moment, moment_id)
+            if moment is None:
+                continue
+            try:
+                tracking.track(moment)
+                db.session.commit()
+            except WeComError as exc:  # this moment's poll is refused (it was deleted, say): the others go on
+                db.session.rollback()
+                log.warning("moment %s: tracking refused: %s", moment_id, exc)
+        return len(ids)
+
+
+def sync_member_moments() -> int:
+    """The moments members posted themselves over the last days (get_moment_list, personal)."""
+    with job_context():
+        count = tracking.sync_member_moments()
+        db.session.commit()
+        return count
+
+
 PERIODIC_JOBS = (
-    # A dispatch whose worker died resumes (settling a call in doubt first); a job still running is polled on.
+    # A scheduled moment starts on time; a dispatch whose worker died resumes (settling a call in doubt
+    # first); a job still running is polled on.
     PeriodicJob(dispatch_due_moments, "interval", {"minutes": 1}, timedelta(minutes=1)),
+    PeriodicJob(track_moments, "interval", {"minutes": 10}, timedelta(minutes=10)),
+    PeriodicJob(sync_member_moments, "interval", {"hours": 1}, timedelta(hours=1)),
 )

@@ -1,5 +1,6 @@
 """The app's home in the WeCom workbench (no chat in front of the member): their open tasks, the mass sends
-waiting for them to confirm, their personal code and rank, and the customers who need attention."""
+waiting for them to confirm, the corp moments waiting for them to post, their personal code and rank, and the
+customers who need attention."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from bot.models import (
     FollowRelation,
     LifecycleTask,
     MassSend,
+    Moment,
+    MomentMember,
+    MomentStatus,
     SendChunk,
     SendStatus,
     Staff,
@@ -44,6 +48,20 @@ class Home:
     rank: tuple[int, int, dict[str, Any]] | None
     birthdays: list[tuple[Customer, FollowRelation, int]] = field(default_factory=list)
     quiet: list[tuple[Customer, FollowRelation, int]] = field(default_factory=list)
+    waiting_moments: list[Moment] = field(default_factory=list)
+
+
+def _waiting_moments(staff: Staff) -> list[Moment]:
+    """Corp moments WeCom asked the member to post that they have not (as last polled), not cancelled."""
+    query = (
+        select(Moment)
+        .join(MomentMember, MomentMember.moment_id == Moment.id)
+        .where(MomentMember.userid == staff.userid, MomentMember.published.is_(False))
+        .where(Moment.status == MomentStatus.posted)
+        .order_by(Moment.id.desc())
+        .limit(20)
+    )
+    return list(db.session.scalars(query))
 
 
 def _followed() -> Any:
@@ -105,4 +123,5 @@ def home(staff: Staff) -> Home:
         rank=growth.rank_of(staff.userid, growth.window(RANK_DAYS)),
         birthdays=_birthdays(staff),
         quiet=_quiet(staff),
+        waiting_moments=_waiting_moments(staff),
     )
