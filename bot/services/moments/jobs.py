@@ -10,6 +10,7 @@ from sqlalchemy import and_, or_, select
 
 from bot.extensions import db, redis_conn
 from bot.jobs.context import job_context
+from bot.jobs.locks import held
 from bot.jobs.periodic import PeriodicJob
 from bot.jobs.queue import enqueue
 from bot.models import Moment, MomentStatus
@@ -27,31 +28,24 @@ DISPATCH_STALE_SECONDS = 150
 
 def dispatch_moment(moment_id: int) -> dict[str, Any]:
     """Dispatch (or resume) one moment. One worker at a time per moment: the others return at once."""
-    with job_context():
-        lock = redis_conn.client.lock(f"siyu:moment:{moment_id}", timeout=DISPATCH_LOCK_SECONDS)
-        if not lock.acquire(blocking=False):
+    with job_context(), held(f"siyu:moment:{moment_id}", DISPATCH_LOCK_SECONDS) as lock:
+        if lock is None:
             log.info("moment %s is being dispatched by another worker", moment_id)
             return {"busy": 1}
+        moment = db.session.get(Moment, moment_id)
+        if moment is None:
+            return {}
         try:
+            dispatch.dispatch(moment)
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
             moment = db.session.get(Moment, moment_id)
-            if moment is None:
-                return {}
-            try:
-                dispatch.dispatch(moment)
+            if moment is not None:
+                moment.error = f"{type(exc).__name__}: {exc}"[:300]
                 db.session.commit()
-            except Exception as exc:
-                db.session.rollback()
-                moment = db.session.get(Moment, moment_id)
-                if moment is not None:
-                    moment.error = f"{type(exc).__name__}: {exc}"[:300]
-                    db.session.commit()
-                raise
-            return {"status": str(moment.status)}
-        finally:
-            try:
-                lock.release()
-            except Exception:  # lapsed meanwhile: another worker may hold it now, which is fine
-                log.info("the dispatch lock of moment %s had lapsed", moment_id)
+            raise
+        return {"status": str(moment.status)}
 
 
 def start_moment(moment: Any) -> None:
