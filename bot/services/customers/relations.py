@@ -233,13 +233,15 @@ def record_transfer_failed(external_userid: str, userid: str, reason: str) -> No
     record_event(customer, "transfer_failed", userid, reason)
 
 
-def record_event(customer: Customer, kind: str, staff_userid: str = "", detail: str = "") -> None:
-    """Add one entry to the customer's timeline; flushes with the caller's transaction."""
+def record_event(customer: Customer, kind: str, staff_userid: str = "", detail: str = "", flush: bool = True) -> None:
+    """Add one entry to the customer's timeline; flushes with the caller's transaction (``flush=False``: the
+    caller adding many flushes them together, in one round trip)."""
     event = CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512])
     db.session.add(event)
     if kind in INTERACTIONS:
         customer.last_interaction_at = event.at = utcnow()
-    db.session.flush()
+    if flush:
+        db.session.flush()
 
 
 def record_many(customer_ids: Any, kind: str, staff_userid: str = "", detail: str = "") -> None:
