@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +105,15 @@ def record_at(args: argparse.Namespace, env: dict[str, str], corp: Any, noted: l
     run_env = env | {"SIYU_SANDBOX_PORT": str(port)}
     print(f"[{latency}] recording {len(noted)} noted opens with {args.queue_workers} worker processes …", flush=True)
     started = time.monotonic()
-    workers = [
-        subprocess.Popen([str(BIN / "flask"), "worker", "--burst"], cwd=ROOT, env=run_env)
-        for _ in range(args.queue_workers)
-    ]
+    commands = [[str(BIN / "flask"), "worker", "--burst"]] * args.queue_workers
+    if args.py_spy:
+        # py-spy (pip install py-spy; not a dependency of Siyu) samples each worker: collapsed stacks to read
+        commands = [
+            [str(BIN / "py-spy"), "record", "--format", "raw", "--rate", "200", "--nonblocking", "--gil",
+             "-o", str(Path(args.py_spy) / f"radar-worker-{n}-{latency.fixed * 1000:g}ms.txt"), "--", *cmd]
+            for n, cmd in enumerate(commands)
+        ]  # fmt: skip
+    workers = [subprocess.Popen(cmd, cwd=ROOT, env=run_env) for cmd in commands]
     for w in workers:
         w.wait()
     wall = time.monotonic() - started
@@ -215,6 +222,8 @@ def main() -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--queue-workers", type=int, default=2)
+    parser.add_argument("--py-spy", metavar="DIR", help="sample each recording worker with py-spy into DIR")
+    parser.add_argument("--skip-redirect", action="store_true", help="only note the opens (no wrk runs)")
     add_latency_option(parser)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -234,7 +243,12 @@ def main() -> int:
     requests_file.write_text("\n".join(paths) + "\n", encoding="utf-8")
 
     results: dict[str, dict] = {}
-    for name, app in (("bare Flask redirect", "bench.bare:app"), ("Siyu /r/<token>", "wsgi:app")):
+    if args.skip_redirect:  # each customer opens their link and reloads it, noted as the redirect notes them
+        at = datetime.now(UTC).replace(tzinfo=None).isoformat()
+        entries = [json.dumps({"t": p[3:], "v": "", "via": "link", "code": "", "at": at}) for p in paths]
+        redis.Redis.from_url(args.redis_url).rpush("siyu:radar:opens", *entries, *entries)
+    apps = () if args.skip_redirect else (("bare Flask redirect", "bench.bare:app"), ("Siyu /r/<token>", "wsgi:app"))
+    for name, app in apps:
         port = free_port()
         proc = gunicorn(app, port, env, args.web_workers, "gevent", 1)
         try:
@@ -252,7 +266,9 @@ def main() -> int:
                 )
         finally:
             stop(proc)
-    siyu, bare, paced = results["Siyu /r/<token>"], results["bare Flask redirect"], results["Siyu at half rate"]
+    none = {"rps": 0.0, "requests": 0, "errors": 0, "p50_us": 0, "p99_us": 0}
+    siyu, bare = results.get("Siyu /r/<token>", none), results.get("bare Flask redirect", none)
+    paced = results.get("Siyu at half rate", none)
     noted = redis.Redis.from_url(args.redis_url).llen("siyu:radar:opens")
     served = siyu["requests"] + paced["requests"]
 

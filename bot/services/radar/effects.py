@@ -201,10 +201,9 @@ def opened_many(firsts: list[FirstOpen]) -> None:
     db.session.flush()
     _tag_many(tagging)
     if alerts:  # one per (customer, item, day): one already on record (another link, an earlier batch) stands
-        db.session.execute(
-            _insert(RadarAlert)
-            .values(list(alerts.values()))
-            .on_conflict_do_nothing(index_elements=["customer_id", "item_id", "day"])
+        db.session.connection().execute(
+            _insert(RadarAlert.__table__).on_conflict_do_nothing(index_elements=["customer_id", "item_id", "day"]),
+            list(alerts.values()),
         )
 
 

@@ -80,7 +80,7 @@ def record_links(found: list[tokens.Token]) -> dict[str, RadarLink]:
     ]
     db.session.flush()
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(insert(RadarLink).values(rows).on_conflict_do_nothing(index_elements=["key"]))
+    db.session.connection().execute(insert(RadarLink.__table__).on_conflict_do_nothing(index_elements=["key"]), rows)
     keys = [t.key for t in missing]
     links.update({link.key: link for link in db.session.scalars(select(RadarLink).where(RadarLink.key.in_(keys)))})
     return links

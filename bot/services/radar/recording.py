@@ -151,18 +151,20 @@ def record_batch(entries: list[dict[str, Any]]) -> int:
             }
         )
     db.session.flush()
+    table = RadarOpen.__table__
+    # one statement compiled once and sent for all the rows (SQLAlchemy's "insertmanyvalues"), not a VALUES
+    # list compiled afresh for every batch
     new = {
         (r.link_id, r.visitor, r.day): r.id
-        for r in db.session.execute(
-            _insert(RadarOpen)
-            .values(rows)
+        for r in db.session.connection().execute(
+            _insert(table)
             .on_conflict_do_nothing(index_elements=["link_id", "visitor", "day"])
-            .returning(RadarOpen.id, RadarOpen.link_id, RadarOpen.visitor, RadarOpen.day)
+            .returning(table.c.id, table.c.link_id, table.c.visitor, table.c.day),
+            rows,
         )
     }
     seen = [r for r in rows if (r["link_id"], r["visitor"], r["day"]) not in new]
     if seen:  # opened before this batch: these arrivals are reloads
-        table = RadarOpen.__table__
         db.session.execute(
             update(table)
             .where(
