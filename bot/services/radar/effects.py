@@ -127,9 +127,9 @@ def _tag_many(tagging: list[tuple[FollowRelation, list[Tag]]]) -> None:
     if not wanted:
         return
     api = contact_api()  # resolved here, in the app context: the calls run in the pool's threads
+    # the arguments read here, in the session's thread: the pool's threads touch no ORM object
     calls = [
-        (lambda f=f, add=add: api.mark_tags(f.staff.userid, f.customer.external_userid, [t.tag_id for t in add]))
-        for f, add in wanted
+        partial(api.mark_tags, f.staff.userid, f.customer.external_userid, [t.tag_id for t in add]) for f, add in wanted
     ]
     marked: list[tuple[FollowRelation, list[Tag], tuple[str, ...]]] = []
     later: WeComError | None = None
