@@ -71,6 +71,12 @@ class ReadAhead:
             future.cancel()
 
 
+def submit(call: Callable[[], Any]) -> Future[Any]:
+    """``call`` started in the same pool of I/O threads: for a worker's WeCom calls made side by side
+    elsewhere (the radar's tags and alerts), under the same bound of threads per process."""
+    return _pool().submit(call)
+
+
 @contextmanager
 def reading_ahead() -> Iterator[ReadAhead]:
     """The scope of one batch: ``read`` inside it answers from the reads started here."""

@@ -32,7 +32,26 @@ INTERACTIONS = frozenset(
 )
 
 
+#: the most objects a session may hold for ``_known`` to look through them
+KNOWN_SCAN = 200
+
+
+def _known(external_userid: str) -> Customer | None:
+    """The customer if this session already holds them (read or written earlier in the unit of work): an
+    event's handler asks for its customer several times (a takeover check, the upsert), a round trip each."""
+    held = db.session.identity_map
+    if len(held) > KNOWN_SCAN:  # a long unit of work (a bulk job): a query is cheaper than the scan
+        return None
+    for obj in list(held.values()):
+        if isinstance(obj, Customer) and obj.external_userid == external_userid:
+            return obj
+    return None
+
+
 def find_customer(external_userid: str) -> Customer | None:
+    known = _known(external_userid)
+    if known is not None:
+        return known
     return db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
 
 
@@ -63,18 +82,28 @@ def record_relation(external_userid: str, userid: str, data: dict[str, Any]) -> 
     return _follow(customer, userid)
 
 
-def _customer(external_userid: str) -> Customer:
-    return get_or_insert(Customer, {"external_userid": external_userid})
+def _customer(external_userid: str, **values: Any) -> Customer:
+    """The customer's row (inserted with ``values`` if new: one statement, not an insert and an update)."""
+    known = _known(external_userid)
+    return known if known is not None else get_or_insert(Customer, {"external_userid": external_userid}, **values)
 
 
-def _follow(customer: Customer, userid: str) -> FollowRelation:
+def _follow(customer: Customer, userid: str, **values: Any) -> FollowRelation:
+    return _follow_created(customer, userid, **values)[0]
+
+
+def _follow_created(customer: Customer, userid: str, **values: Any) -> tuple[FollowRelation, bool]:
     staff = ensure_staff(userid)
-    follow, created = get_or_insert_created(FollowRelation, {"customer_id": customer.id, "staff_id": staff.id})
-    # The relation is the customer's by its key: spare the queries that would load what is known here.
+    follow, created = get_or_insert_created(
+        FollowRelation, {"customer_id": customer.id, "staff_id": staff.id}, **values
+    )
+    # The relation is the customer's and the member's by its key: spare the queries that would load what is
+    # known here (the member's row is only held weakly by the session: it would be read again).
     set_committed_value(follow, "customer", customer)
+    set_committed_value(follow, "staff", staff)
     if created:
         set_committed_value(follow, "tags", [])  # a new relation has none
-    return follow
+    return follow, created
 
 
 def sync_customer(external_userid: str) -> Customer:
@@ -102,13 +131,17 @@ def _sync_customer(
     """The upserted customer, and the relations of the members WeCom lists as following them."""
     data = data if data is not None else fetch_customer(external_userid)
     contact = data.get("external_contact", {})
-    customer = _customer(external_userid)
-    customer.name = contact.get("name", "") or ""
-    customer.avatar = contact.get("avatar", "") or ""
-    customer.type = int(contact.get("type", 1) or 1)
-    customer.gender = int(contact.get("gender", 0) or 0)
-    customer.unionid = contact.get("unionid") or None
-    customer.corp_name = contact.get("corp_name", "") or ""
+    values = {
+        "name": contact.get("name", "") or "",
+        "avatar": contact.get("avatar", "") or "",
+        "type": int(contact.get("type", 1) or 1),
+        "gender": int(contact.get("gender", 0) or 0),
+        "unionid": contact.get("unionid") or None,
+        "corp_name": contact.get("corp_name", "") or "",
+    }
+    customer = _customer(external_userid, **values)
+    for name, value in values.items():  # a customer known before: what changed (nothing, for a new one)
+        setattr(customer, name, value)
     db.session.flush()
     follows: dict[str, FollowRelation] = {}
     for item in data.get("follow_user", []):
@@ -119,9 +152,10 @@ def _sync_customer(
             if found is not None:
                 customer.birthday = found
                 record_event(customer, "birthday_found", item["userid"], found.isoformat())
-        follow = follows[item["userid"]] = _follow(customer, item["userid"])
+        follow, created = _follow_created(customer, item["userid"], **_listed(item))
+        follows[item["userid"]] = follow
         # A relation already on record that changed is news to the brand's systems; a new one is an add.
-        known = follow.added_at is not None
+        known = not created and follow.added_at is not None
         profile_before = (follow.remark, follow.description)
         follow.remark = item.get("remark", "") or ""
         follow.description = item.get("description", "") or ""
@@ -166,6 +200,19 @@ def _sync_customer(
     return customer, follows
 
 
+def _listed(item: dict[str, Any]) -> dict[str, Any]:
+    """What a relation new to Siyu is inserted with from its member's entry in externalcontact/get (the rest —
+    status, tags, a profile change — is settled as for a relation known before)."""
+    return {
+        "remark": item.get("remark", "") or "",
+        "description": item.get("description", "") or "",
+        "add_way": int(item.get("add_way", 0) or 0),
+        "oper_userid": item.get("oper_userid", "") or "",
+        "state": item.get("state", "") or "",
+        "added_at": from_epoch(item.get("createtime")),
+    }
+
+
 #: the year stored for a birthday written without one (a leap year, so that 29 February is a date)
 NO_YEAR = 1904
 
@@ -207,7 +254,8 @@ def record_customer_added(
     if not confirmed and userid not in listed:
         # A skip-verify add the member has not confirmed yet: WeCom does not list the relation.
         follow.status = FollowStatus.pending
-    record_event(customer, "added" if confirmed else "half_added", userid, state)
+    # flushed with the handler's next write (the welcome's entry): one round trip for both
+    record_event(customer, "added" if confirmed else "half_added", userid, state, flush=False)
     return follow
 
 
@@ -235,13 +283,15 @@ def record_transfer_failed(external_userid: str, userid: str, reason: str) -> No
     record_event(customer, "transfer_failed", userid, reason)
 
 
-def record_event(customer: Customer, kind: str, staff_userid: str = "", detail: str = "") -> None:
-    """Add one entry to the customer's timeline; flushes with the caller's transaction."""
+def record_event(customer: Customer, kind: str, staff_userid: str = "", detail: str = "", flush: bool = True) -> None:
+    """Add one entry to the customer's timeline; flushes with the caller's transaction (``flush=False``: the
+    caller adding many flushes them together, in one round trip)."""
     event = CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512])
     db.session.add(event)
     if kind in INTERACTIONS:
         customer.last_interaction_at = event.at = utcnow()
-    db.session.flush()
+    if flush:
+        db.session.flush()
 
 
 def record_many(customer_ids: Any, kind: str, staff_userid: str = "", detail: str = "") -> None:

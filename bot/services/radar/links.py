@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import selectinload
 
 from bot.extensions import db
 from bot.models import GroupChat, GroupMember, ItemKind, LibraryItem, MassSend, RadarLink, Staff
@@ -52,6 +53,40 @@ def record_link(token: tokens.Token, staff: Staff | None = None) -> RadarLink:
         send_id=token.send_id,
         group_id=token.group_id,
     )
+
+
+def record_links(found: list[tokens.Token]) -> dict[str, RadarLink]:
+    """The rows of the links ``found`` names, by key: those missing written in one statement (``record_link``
+    for a batch of opens). Flushes."""
+    wanted = {t.key: t for t in found}
+    links = {link.key: link for link in db.session.scalars(select(RadarLink).where(RadarLink.key.in_(wanted)))}
+    missing = [t for key, t in wanted.items() if key not in links]
+    if not missing:
+        return links
+    staff_ids = {t.staff_id for t in missing}
+    staff = {
+        s.id: s
+        for s in db.session.scalars(select(Staff).where(Staff.id.in_(staff_ids)).options(selectinload(Staff.stores)))
+    }
+    rows = [
+        {
+            "key": t.key,
+            "kind": t.kind,
+            "item_id": t.item_id,
+            "staff_id": t.staff_id if t.staff_id in staff else None,
+            "store_id": _store_id(staff.get(t.staff_id)),
+            "external_userid": t.external_userid,
+            "send_id": t.send_id,
+            "created_at": utcnow(),
+        }
+        for t in missing
+    ]
+    db.session.flush()
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.connection().execute(insert(RadarLink.__table__).on_conflict_do_nothing(index_elements=["key"]), rows)
+    keys = [t.key for t in missing]
+    links.update({link.key: link for link in db.session.scalars(select(RadarLink).where(RadarLink.key.in_(keys)))})
+    return links
 
 
 def customer_url(item: LibraryItem, staff: Staff, external_userid: str) -> str:

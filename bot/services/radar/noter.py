@@ -2,7 +2,13 @@
 counted in the process, and each open is handed to a noter thread that appends whatever has gathered to the
 Redis list in one pipelined round trip (the inbox's committer idiom: one thread per web process, started after
 gunicorn's fork, settled at a clean exit). A process killed outright loses the opens of its last few
-milliseconds; the readers were redirected all the same."""
+milliseconds; the readers were redirected all the same.
+
+The rate limit is shared by every web process through the same round trip: the noter adds this process's
+arrivals of each (link, address) seen more than once to a counter per minute in Redis and learns the totals;
+a pair over the limit in all processes together is refused by each from then on. A reader opening a link once
+costs nothing more; a bot spread over W processes gets the limit plus what arrived between two of a noter's
+round trips (milliseconds), not W times the limit."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -24,29 +31,71 @@ _Barrier = threading.Event
 
 
 class LocalRate:
-    """Arrivals per key in the current minute, in this process (a fixed window, as the WeCom call budget
-    counts). With W web processes a hammering address gets at most W times the limit: enough to hold a bot
-    back while no reader's redirect waits on Redis."""
+    """Arrivals per key in the current minute (a fixed window, as the WeCom call budget counts): counted in
+    this process, and — when a noter shares them (``shared``) — refused once every process together has seen
+    more than the limit."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.minute = -1
+        self.limit = 0
         self.counts: dict[str, int] = {}
+        self.over: set[str] = set()  # keys over the limit in all processes together (as Redis last said)
+        self.fresh: Counter[str] = Counter()  # arrivals not told to Redis yet, of keys seen more than once
+        self._lock = threading.Lock()
 
     def take(self, key: str, limit: int) -> bool:
         minute = int(self.clock() // 60)
-        if minute != self.minute:
-            self.minute, self.counts = minute, {}
-        n = self.counts[key] = self.counts.get(key, 0) + 1
-        return n <= limit
+        with self._lock:
+            if minute != self.minute:
+                self.minute, self.counts, self.over, self.fresh = minute, {}, set(), Counter()
+            self.limit = limit
+            n = self.counts[key] = self.counts.get(key, 0) + 1
+            if n >= 2:  # a key seen once is a reader: it is told with its second arrival, if any
+                self.fresh[key] += 2 if n == 2 else 1
+            return n <= limit and key not in self.over
+
+    def shared(self, pipe: Any, prefix: str) -> Callable[[list[Any]], None] | None:
+        """Queue on ``pipe`` this process's fresh arrivals added to the minute's shared counters; returns
+        what reads their totals from the pipeline's answers (the last ones), or None if nothing was fresh."""
+        with self._lock:
+            fresh, self.fresh, minute, limit = self.fresh, Counter(), self.minute, self.limit
+        if not fresh:
+            return None
+        keys = list(fresh)
+        for key in keys:
+            name = f"{prefix}:{minute}:{key}"
+            pipe.incrby(name, fresh[key])
+            pipe.expire(name, 120)
+
+        def learn(answers: list[Any]) -> None:
+            totals = answers[-2 * len(keys) :: 2]
+            over = {key for key, total in zip(keys, totals, strict=True) if int(total) >= limit}  # the next is over
+            if over:
+                with self._lock:
+                    if self.minute == minute:
+                        self.over |= over
+
+        return learn
 
 
 class OpenNoter:
     """Appends noted opens to the Redis list ``pending`` batch by batch and, when it raised the ``wake`` flag
     (no drain pending), calls ``wake()`` to queue the job that records them."""
 
-    def __init__(self, client: Any, pending: str, wake_key: str, wake: Callable[[], None], max_batch: int = 1000):
+    def __init__(
+        self,
+        client: Any,
+        pending: str,
+        wake_key: str,
+        wake: Callable[[], None],
+        max_batch: int = 1000,
+        rate: LocalRate | None = None,
+        rate_prefix: str = "siyu:radar:rate",
+    ):
         self.client = client
+        self.rate = rate
+        self.rate_prefix = rate_prefix
         self.pending = pending
         self.wake_key = wake_key
         self.wake = wake
@@ -97,8 +146,11 @@ class OpenNoter:
                 pipe = self.client.pipeline(transaction=False)
                 pipe.rpush(self.pending, *entries)
                 pipe.set(self.wake_key, 1, nx=True, ex=30)
-                _, woke = pipe.execute()
-                if woke:
+                learn = self.rate.shared(pipe, self.rate_prefix) if self.rate is not None and attempt == 0 else None
+                answers = pipe.execute()
+                if learn is not None:
+                    learn(answers)
+                if answers[1]:
                     self.wake()
                 return
             except RedisError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -250,16 +250,24 @@ def delete_tags(tag_ids: list[str] | None = None, group_ids: list[str] | None = 
 def mirror_marked(follow: FollowRelation, add: list[Tag], remove: Collection[str] = ()) -> None:
     """The mirror after our own mark_tag, which WeCom does not call back for: the ``remove`` tag ids off
     the relation, the ``add`` tags on it (those it lacks). Flushes."""
-    have = {ft.tag_id for ft in follow.tags}
-    before = announcements.corp_tags(follow.tags)
-    new = [t for t in add if t.tag_id not in have]
-    follow.tags = [ft for ft in follow.tags if ft.tag_id not in remove] + [
-        FollowTag(tag_id=t.tag_id, group_name=t.group.name, tag_name=t.name, type=1) for t in new
-    ]
-    for t in new:
-        record_event(follow.customer, "tag_added", follow.staff.userid, t.tag_id)
+    mirror_marked_many([(follow, add, remove)])
+
+
+def mirror_marked_many(marked: Sequence[tuple[FollowRelation, list[Tag], Collection[str]]]) -> None:
+    """``mirror_marked`` for many relations — (relation, tags added, tag ids removed) each — in one flush."""
+    befores = []
+    for follow, add, remove in marked:
+        have = {ft.tag_id for ft in follow.tags}
+        befores.append(announcements.corp_tags(follow.tags))
+        new = [t for t in add if t.tag_id not in have]
+        follow.tags = [ft for ft in follow.tags if ft.tag_id not in remove] + [
+            FollowTag(tag_id=t.tag_id, group_name=t.group.name, tag_name=t.name, type=1) for t in new
+        ]
+        for t in new:
+            record_event(follow.customer, "tag_added", follow.staff.userid, t.tag_id, flush=False)
     db.session.flush()
-    announcements.tags_changed(follow, before)
+    for (follow, _, _), before in zip(marked, befores, strict=True):
+        announcements.tags_changed(follow, before)
 
 
 @translates_wecom_errors

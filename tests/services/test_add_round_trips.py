@@ -1,0 +1,47 @@
+"""What an add costs the database: processing a new customer's add through the real worker writes the customer
+and the relation with what WeCom listed in one INSERT each (no insert-then-update), reads the member once and
+the customer once, and the profile the add mirrored is the one WeCom gave."""
+
+import re
+
+from sqlalchemy import event, select
+
+from bot.extensions import db
+from bot.models import Customer, FollowRelation
+from bot.services.directory.sync import sync_directory
+from bot.services.tags.library import sync_corp_tags
+
+
+def test_a_new_customers_add_writes_each_row_once(app, sim, corp, run_worker):
+    with app.app_context():
+        sync_directory()
+        sync_corp_tags()
+        db.session.commit()
+        engine = db.engine
+    sim.customer_adds(userid="staff0201", welcome=False)
+    run_worker()  # the first add of the run: tokens, caches
+    statements: list[str] = []
+
+    def listen(conn, cursor, statement, params, context, executemany):
+        statements.append(re.sub(r"\s+", " ", statement))
+
+    contact, _ = sim.customer_adds(userid="staff0301", welcome=False)
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        run_worker()
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+
+    def count(prefix: str) -> int:
+        return sum(1 for s in statements if s.startswith(prefix))
+
+    assert count("INSERT INTO customers ") == 1 and count("INSERT INTO follow_relations ") == 1
+    assert count("UPDATE follow_relations ") == 0  # inserted with what WeCom listed
+    assert not [s for s in statements if s.startswith("UPDATE customers SET name")]
+    assert count("SELECT staff.") == 1  # the member read once, kept on the relation
+    with app.app_context():
+        customer = db.session.scalar(select(Customer).where(Customer.external_userid == contact.external_userid))
+        follow = db.session.scalar(select(FollowRelation).where(FollowRelation.customer_id == customer.id))
+        assert customer.name == contact.name and customer.last_interaction_at is not None
+        assert follow.status == "active" and follow.added_at is not None and follow.staff.userid == "staff0301"
+        assert follow.add_way == corp.contacts[contact.external_userid].follows["staff0301"].add_way
