@@ -68,6 +68,8 @@ def record_links(found: list[tokens.Token]) -> dict[str, RadarLink]:
         s.id: s
         for s in db.session.scalars(select(Staff).where(Staff.id.in_(staff_ids)).options(selectinload(Staff.stores)))
     }
+    group_ids = {t.group_id for t in missing if t.group_id is not None}
+    groups = set(db.session.scalars(select(GroupChat.id).where(GroupChat.id.in_(group_ids)))) if group_ids else set()
     rows = [
         {
             "key": t.key,
@@ -77,6 +79,7 @@ def record_links(found: list[tokens.Token]) -> dict[str, RadarLink]:
             "store_id": _store_id(staff.get(t.staff_id)),
             "external_userid": t.external_userid,
             "send_id": t.send_id,
+            "group_id": t.group_id if t.group_id in groups else None,  # a group since gone: the link stays
             "created_at": utcnow(),
         }
         for t in missing
