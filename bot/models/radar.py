@@ -2,7 +2,8 @@
 
 A link is named by a signed token (``bot.services.radar.tokens``): per customer (item, member, customer) where
 the send reaches one customer — the sidebar, a welcome message —, per send (item, member, mass send) where one
-WeCom task carries it to many, per group (item, member, customer group) where a member sends it into a group.
+WeCom task carries it to many, per group (item, member, customer group) where a member sends it into a group,
+per moment (item, moment) where the corp's members post it to their customers' moments.
 Its row is written when it goes out (or, for a welcome sent from a thread without a session, at its first
 open) and keyed by the token's payload, so a link is one row however often it is sent.
 """
@@ -25,7 +26,7 @@ class RadarLink(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(160), unique=True)  # the token's signed payload
-    kind: Mapped[str] = mapped_column(String(8))  # customer | send | group
+    kind: Mapped[str] = mapped_column(String(8))  # customer | send | group | moment
     item_id: Mapped[int] = mapped_column(ForeignKey("library_items.id", ondelete="CASCADE"), index=True)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"), index=True)
     # The member's store when the link went out (members move; a store's figures stay its own).
@@ -35,6 +36,8 @@ class RadarLink(db.Model):  # type: ignore[name-defined]
     # A group link's group, and how many customers were in it when the link was first sent (its reach).
     group_id: Mapped[int | None] = mapped_column(ForeignKey("group_chats.id", ondelete="SET NULL"), index=True)
     reached: Mapped[int | None] = mapped_column(Integer)
+    # A moment link's moment (its reach is the moment's: the customers who can see it).
+    moment_id: Mapped[int | None] = mapped_column(ForeignKey("moments.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

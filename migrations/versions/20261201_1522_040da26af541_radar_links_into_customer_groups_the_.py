@@ -1,4 +1,4 @@
-"""radar links into customer groups: the group and its reach
+"""radar links into customer groups and moments: the group and its reach, the moment
 
 Revision ID: 040da26af541
 Revises: 2d8d9f83027e
@@ -21,6 +21,9 @@ def upgrade():
     with op.batch_alter_table('radar_links', schema=None) as batch_op:
         batch_op.add_column(sa.Column('group_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('reached', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('moment_id', sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_radar_links_moment_id'), ['moment_id'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_radar_links_moment_id_moments'), 'moments', ['moment_id'], ['id'], ondelete='SET NULL')
         batch_op.create_index(batch_op.f('ix_radar_links_group_id'), ['group_id'], unique=False)
         batch_op.create_foreign_key(batch_op.f('fk_radar_links_group_id_group_chats'), 'group_chats', ['group_id'], ['id'], ondelete='SET NULL')
 
@@ -32,6 +35,9 @@ def downgrade():
     with op.batch_alter_table('radar_links', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_radar_links_group_id_group_chats'), type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_radar_links_group_id'))
+        batch_op.drop_constraint(batch_op.f('fk_radar_links_moment_id_moments'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_radar_links_moment_id'))
+        batch_op.drop_column('moment_id')
         batch_op.drop_column('reached')
         batch_op.drop_column('group_id')
 

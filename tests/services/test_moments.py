@@ -235,3 +235,39 @@ def test_a_store_manager_drafts_only_within_their_stores_and_edits_only_before_a
         db.session.commit()
         with pytest.raises(MomentConflict):
             compose.save_draft({"text": "改", "senders": {"everyone": True}}, mgr, moment)
+
+
+def test_a_tracked_link_goes_out_as_the_moments_radar_link_and_its_openers_are_named(
+    app, client, corp, roles, sim, run_worker
+):
+    from urllib.parse import urlsplit
+
+    from bot.models import RadarLink
+    from bot.services.radar import tokens
+    from tests.conftest import customers_of
+    from tests.services.radar_helpers import TARGET, opens, through_oauth
+
+    (reader,) = customers_of(app, sim, run_worker, ["staff0201"], 1)
+    with app.app_context():
+        link = _item(roles["ops"], "link", "会员日", url=TARGET, tracked=True)
+        db.session.commit()
+    moment_id = _moment(app, roles, attachments=[link], senders={"everyone": True})
+    _approve(app, roles, moment_id)
+    with app.app_context():
+        assert tasks.dispatch_moment(moment_id) == {"status": "posted"}
+    (posted,) = ledger(corp).moments
+    url = posted["link"]["url"]
+    with app.app_context():
+        token = tokens.parse(urlsplit(url).path.rsplit("/", 1)[1])
+        assert (token.kind, token.item_id, token.moment_id) == ("moment", link, moment_id)
+        (row,) = db.session.scalars(select(RadarLink)).all()
+        assert (row.kind, row.moment_id, row.staff_id) == ("moment", moment_id, None)
+        moment = db.session.get(Moment, moment_id)
+        # what a resumed dispatch compares with WeCom's list is what went out
+        assert dispatch.said(moment) == dispatch.listed_said(posted)
+    res, _ = through_oauth(client, urlsplit(url).path.rsplit("/", 1)[1], f"customer:{reader.external_userid}")
+    assert res.headers["Location"] == TARGET
+    run_worker()
+    with app.app_context():
+        (opened,) = opens()
+        assert (opened.via, opened.visitor) == ("oauth", f"c:{reader.external_userid}")

@@ -25,6 +25,7 @@ from bot.models._time import from_epoch, utcnow
 from bot.services import claims
 from bot.services.clients import contact_api
 from bot.services.moments import compose
+from bot.services.radar import links as radar
 from bot.services.sends import media
 from bot.wecom import WeComClient
 from bot.wecom.errors import RateLimited, WeComError, WeComUnavailable
@@ -52,7 +53,7 @@ def said(moment: Moment) -> Said:
     """What a moment says, comparable with get_moment_list: its text and its attachments' kinds (a link's
     url and title). Media ids are left out: they change with every upload."""
     parts = [
-        ("link", str(a["url"]), str(a["title"])) if a["type"] == "link" else (str(a["type"]),)
+        ("link", radar.moment_url(a, moment.id), str(a["title"])) if a["type"] == "link" else (str(a["type"]),)
         for a in moment.attachments
     ]
     return moment.text.strip(), tuple(parts)
@@ -105,7 +106,10 @@ def payload(moment: Moment, api: WeComClient, senders: list[str]) -> dict[str, A
     attachments = []
     for a in moment.attachments:
         if a["type"] == "link":
-            link = {"title": a["title"], "url": a["url"], "media_id": _media_id(api, a["cover_id"])}
+            # a tracked library link goes out as the moment's radar link, on record as it goes
+            radar.sent_in_moment(a, moment.id)
+            url = radar.moment_url(a, moment.id)
+            link = {"title": a["title"], "url": url, "media_id": _media_id(api, a["cover_id"])}
             attachments.append({"msgtype": "link", "link": link})
         else:
             attachments.append({"msgtype": a["type"], a["type"]: {"media_id": _media_id(api, a["file_id"])}})

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
 
 from bot.extensions import db
-from bot.models import GroupChat, GroupMember, ItemKind, LibraryItem, MassSend, RadarLink, Staff
+from bot.models import GroupChat, GroupMember, ItemKind, LibraryItem, MassSend, Moment, RadarLink, Staff
 from bot.models._time import utcnow
 from bot.services import claims
 from bot.services.radar import tokens
@@ -52,6 +52,7 @@ def record_link(token: tokens.Token, staff: Staff | None = None) -> RadarLink:
         external_userid=token.external_userid,
         send_id=token.send_id,
         group_id=token.group_id,
+        moment_id=token.moment_id,
     )
 
 
@@ -70,6 +71,8 @@ def record_links(found: list[tokens.Token]) -> dict[str, RadarLink]:
     }
     group_ids = {t.group_id for t in missing if t.group_id is not None}
     groups = set(db.session.scalars(select(GroupChat.id).where(GroupChat.id.in_(group_ids)))) if group_ids else set()
+    moment_ids = {t.moment_id for t in missing if t.moment_id is not None}
+    moments = set(db.session.scalars(select(Moment.id).where(Moment.id.in_(moment_ids)))) if moment_ids else set()
     rows = [
         {
             "key": t.key,
@@ -80,6 +83,7 @@ def record_links(found: list[tokens.Token]) -> dict[str, RadarLink]:
             "external_userid": t.external_userid,
             "send_id": t.send_id,
             "group_id": t.group_id if t.group_id in groups else None,  # a group since gone: the link stays
+            "moment_id": t.moment_id if t.moment_id in moments else None,
             "created_at": utcnow(),
         }
         for t in missing
@@ -140,6 +144,28 @@ def sent_to_group(item: LibraryItem, staff: Staff, group: GroupChat) -> RadarLin
         )
         db.session.flush()
     return link
+
+
+def moment_url(attachment: dict[str, Any], moment_id: int) -> str:
+    """Where a moment's link attachment points: the moment's radar link if its library item is tracked (the
+    same every time: a resumed dispatch compares what it said with what WeCom lists), else its saved URL."""
+    item_id = attachment.get("item_id")
+    if not isinstance(item_id, int):
+        return str(attachment["url"])
+    item = db.session.get(LibraryItem, item_id)
+    if item is None or not item.tracked or item.kind != ItemKind.link:
+        return str(attachment["url"])
+    return tokens.url(tokens.for_moment(item_id, moment_id))
+
+
+def sent_in_moment(attachment: dict[str, Any], moment_id: int) -> RadarLink | None:
+    """A moment carrying a tracked link was posted: its row, counted as a send to whoever can see it."""
+    url = moment_url(attachment, moment_id)
+    if "/r/" not in url:
+        return None
+    parsed = tokens.parse(tokens.for_moment(int(attachment["item_id"]), moment_id))
+    assert parsed is not None
+    return record_link(parsed)
 
 
 def welcome_attachments(attachments: list[Any], staff: Staff | None, external_userid: str) -> list[Any]:

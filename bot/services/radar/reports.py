@@ -21,6 +21,7 @@ from bot.models import (
     FollowRelation,
     LibraryItem,
     MassSend,
+    Moment,
     RadarLink,
     RadarOpen,
     RecipientStatus,
@@ -108,11 +109,13 @@ def figures(
     sends = case(
         (RadarLink.kind == "customer", 1),
         (RadarLink.kind == "group", func.coalesce(RadarLink.reached, 0)),  # the customers in the group
+        (RadarLink.kind == "moment", func.coalesce(Moment.reached, 0)),  # the customers who can see it
         else_=func.coalesce(reached.c.n, 0),
     )
     links = (
         select(RadarLink.id.label("link_id"), column.label("key"), sends.label("sends"), RadarLink.created_at)
         .outerjoin(reached, and_(reached.c.send_id == RadarLink.send_id, reached.c.staff_id == RadarLink.staff_id))
+        .outerjoin(Moment, Moment.id == RadarLink.moment_id)
         .where(*_scoped(user, w), *(where or []))
         .subquery("links")
     )

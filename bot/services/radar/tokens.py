@@ -7,7 +7,8 @@ resumed mass-send dispatch says exactly what it said before, and a link is one r
 
 Payloads, ids in base 36: ``c.<item>.<member>.<external_userid>`` names one customer (the sidebar, a welcome
 message); ``s.<item>.<member>.<send>`` one mass send and ``g.<item>.<member>.<group>`` one message into a customer
-group (``GroupChat.id``), whose openers WeCom's OAuth names. When SECRET_KEY is
+group (``GroupChat.id``) and ``m.<item>.0.<moment>`` one customer moment (every member posts the same
+content, so no member is named), whose openers WeCom's OAuth names. When SECRET_KEY is
 rotated, the old key goes in SECRET_KEY_FALLBACKS: links already sent keep working (and keep their rows, the
 payload being the link's key), new ones are signed with the new key; a key dropped from the fallbacks retires
 the links it signed (their opens are 404s)."""
@@ -25,9 +26,10 @@ from bot.services.clients import settings
 CUSTOMER = "customer"
 SEND = "send"
 GROUP = "group"
-_KINDS = {"c": CUSTOMER, "s": SEND, "g": GROUP}
+MOMENT = "moment"
+_KINDS = {"c": CUSTOMER, "s": SEND, "g": GROUP, "m": MOMENT}
 #: the kinds whose link reaches many customers: the opener is learnt from WeCom's OAuth, else anonymous
-BROADCAST = (SEND, GROUP)
+BROADCAST = (SEND, GROUP, MOMENT)
 #: the longest token Siyu makes is about 120 characters; anything far longer is not one
 MAX_TOKEN = 200
 #: WeCom's external_userid: letters, digits, - and _ (a token carries it as written)
@@ -44,6 +46,7 @@ class Token:
     send_id: int | None  # a per-send link's send
     key: str  # the signed payload: the link's natural key
     group_id: int | None = None  # a group link's group (GroupChat.id)
+    moment_id: int | None = None  # a moment link's moment (Moment.id)
 
     @property
     def digest(self) -> str:
@@ -88,6 +91,11 @@ def for_group(item_id: int, staff_id: int, group_id: int) -> str:
     return _signer().sign(f"g.{_b36(item_id)}.{_b36(staff_id)}.{_b36(group_id)}").decode()
 
 
+def for_moment(item_id: int, moment_id: int) -> str:
+    """The token of ``item`` in the customer moment ``moment_id`` (posted by many members alike)."""
+    return _signer().sign(f"m.{_b36(item_id)}.0.{_b36(moment_id)}").decode()
+
+
 def parse(token: str) -> Token | None:
     """The link ``token`` names, if Siyu signed it; None for anything else."""
     if not token or len(token) > MAX_TOKEN or not token.isascii():
@@ -106,6 +114,8 @@ def parse(token: str) -> Token | None:
         return None
     if kind == GROUP:
         return Token(kind, item_id, staff_id, None, None, payload, group_id=int(parts[3], 36))
+    if kind == MOMENT:
+        return Token(kind, item_id, staff_id, None, None, payload, moment_id=int(parts[3], 36))
     return Token(kind, item_id, staff_id, None, int(parts[3], 36), payload)
 
 
