@@ -58,8 +58,9 @@ def _why(rule: LifecycleRule, occurrence: str, customer: Customer, today: date, 
     if kind == Trigger.first_purchase:
         return "首次消费"
     if kind == Trigger.no_purchase:
+        # the occurrence names the (UTC) day of the last purchase: counted from today's UTC day alike
         last = date.fromisoformat(occurrence.split(":", 1)[1])
-        return f"已 {(today - last).days} 天没有消费（最后一次 {last:%Y-%m-%d}）"
+        return f"已 {(now.date() - last).days} 天没有消费（最后一次 {last:%Y-%m-%d}）"
     event = db.session.get(CustomerEvent, int(occurrence.split(":")[1]))
     if event is None:
         return occurrence
