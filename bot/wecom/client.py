@@ -52,6 +52,10 @@ WECOM_IMAGE_HOSTS = (".qpic.cn", ".qq.com")
 LOCAL_TOKEN_SECONDS = 10.0
 
 
+#: connections kept to WeCom per process (a mass send calls up to 128 members' chunks side by side)
+POOL_SIZE = 128
+
+
 class CallObserver:
     """How the app sees the client's traffic (it installs one that counts calls for its metrics); this
     library keeps no counters of its own. The base observes nothing."""
@@ -87,8 +91,9 @@ class WeComClient(HandoverCalls, MomentCalls, WeChatClient):  # type: ignore[mis
             corp_id, secret, session=RedisStorage(redis, prefix="siyu:wecom"), timeout=timeout, auto_retry=False
         )
         self.API_BASE_URL = api_base
-        # Welcomes go out side by side from one process: room for that many connections to WeCom.
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
+        # Welcomes and a mass send's waves of add_msg_template go out side by side from one process: room
+        # for that many connections to WeCom (POOL_SIZE), kept rather than opened again for every call.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
         self._http.mount("https://", adapter)
         self._http.mount("http://", adapter)
         if not getproxies():
