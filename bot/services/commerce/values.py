@@ -8,7 +8,8 @@ number of cut points the days are above), so ties share a score whatever their c
 is "high"; the three highs and lows name the eight classic classes.
 
 ``refresh`` recomputes the customers an import touched on the scale in use (the cut points stay); the
-nightly ``recompute_all`` takes the quintiles again and rewrites every row. Both are a few set-based
+nightly ``recompute_all`` takes the quintiles again and scores everyone; both write only the rows that changed
+(an upsert, never a delete and insert again). Both are a few set-based
 statements, whatever the number of customers.
 """
 
@@ -24,7 +25,9 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     JSON,
+    BigInteger,
     ColumnElement,
+    DateTime,
     Enum,
     Integer,
     String,
@@ -38,10 +41,13 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
+    true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.extensions import db
 from bot.models import (
@@ -145,37 +151,77 @@ def _only(query: Any, column: Any, ids: list[int] | None) -> Any:
 
 
 def _write(since: datetime, ids: list[int] | None) -> None:
-    """The rows rewritten from the orders (paid orders and spend in the window, first and last purchase) and
-    the memberships (the highest level; a member who never bought has a row too)."""
-    db.session.execute(_only(delete(CustomerValue), CustomerValue.customer_id, ids))
+    """The rows brought up to date from the orders (paid orders and spend in the window, first and last
+    purchase) and the memberships (the highest level; a member who never bought has a row too): one
+    ``INSERT … SELECT … ON CONFLICT DO UPDATE`` that writes only the rows whose figures changed, then the
+    rows of customers left with neither a paid order nor a level removed. A row is never deleted and
+    written again: a night's recompute of a million customers rewrites the few that changed, and two
+    batches refreshing the same customer at the same moment both succeed (the later one's figures stay)."""
     in_window = Order.paid_at >= since
     bought = _only(
         select(
-            Order.customer_id,
-            func.count().filter(in_window),
-            func.coalesce(func.sum(Order.amount_cents).filter(in_window), 0),
-            func.min(Order.paid_at),
-            func.max(Order.paid_at),
+            Order.customer_id.label("customer_id"),
+            func.count().filter(in_window).label("orders"),
+            func.coalesce(func.sum(Order.amount_cents).filter(in_window), 0).label("spend_cents"),
+            func.min(Order.paid_at).label("first_paid_at"),
+            func.max(Order.paid_at).label("last_paid_at"),
+            literal(None, Integer).label("rank"),
         ).where(Order.status == OrderStatus.paid, Order.customer_id.is_not(None)),
         Order.customer_id,
         ids,
     ).group_by(Order.customer_id)
-    columns = ["customer_id", "orders", "spend_cents", "first_paid_at", "last_paid_at"]
-    db.session.execute(insert(CustomerValue).from_select(columns, bought))
-    members = _only(select(Membership.customer_id).where(Membership.level_id.is_not(None)), Membership.customer_id, ids)
-    if db.session.scalar(members.limit(1)) is None:
-        return
-    unknown = members.where(~exists().where(CustomerValue.customer_id == Membership.customer_id)).distinct()
-    db.session.execute(insert(CustomerValue).from_select(["customer_id"], unknown))
-    top = (
-        select(func.max(MembershipLevel.rank))
-        .join(Membership, Membership.level_id == MembershipLevel.id)
-        .where(Membership.customer_id == CustomerValue.customer_id)
-        .scalar_subquery()
+    leveled = _only(
+        select(
+            Membership.customer_id,
+            literal(0, Integer),
+            literal(0, Integer),
+            literal(None, DateTime),
+            literal(None, DateTime),
+            func.max(MembershipLevel.rank),
+        )
+        .join(MembershipLevel, MembershipLevel.id == Membership.level_id)
+        .where(Membership.customer_id.is_not(None)),
+        Membership.customer_id,
+        ids,
+    ).group_by(Membership.customer_id)
+    both = bought.union_all(leveled).subquery("both")
+    merged = (
+        select(
+            both.c.customer_id,
+            func.sum(both.c.orders).label("orders"),
+            func.sum(both.c.spend_cents).label("spend_cents"),
+            func.min(both.c.first_paid_at).label("first_paid_at"),
+            func.max(both.c.last_paid_at).label("last_paid_at"),
+            func.max(both.c.rank).label("rank"),
+        )
+        .group_by(both.c.customer_id)
+        .subquery("merged")
     )
-    level = select(MembershipLevel.id).where(MembershipLevel.rank == top).scalar_subquery()
-    with_level = update(CustomerValue).values(level_id=level).where(CustomerValue.customer_id.in_(members))
-    db.session.execute(with_level.execution_options(synchronize_session=False))
+    rows = select(
+        merged.c.customer_id,
+        cast(merged.c.orders, Integer),
+        cast(merged.c.spend_cents, BigInteger),
+        merged.c.first_paid_at,
+        merged.c.last_paid_at,
+        MembershipLevel.id,
+    ).outerjoin(MembershipLevel, MembershipLevel.rank == merged.c.rank)
+    # SQLite reads "INSERT … SELECT … ON CONFLICT" as a join's ON unless the SELECT has a WHERE of its own
+    rows = rows.where(true())
+    columns = ["customer_id", "orders", "spend_cents", "first_paid_at", "last_paid_at", "level_id"]
+    maker = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = maker(CustomerValue).from_select(columns, rows)
+    table = CustomerValue.__table__
+    changed = or_(*(table.c[c].is_distinct_from(statement.excluded[c]) for c in columns[1:]))
+    statement = statement.on_conflict_do_update(
+        index_elements=["customer_id"], set_={c: statement.excluded[c] for c in columns[1:]}, where=changed
+    )
+    db.session.execute(statement)
+    paid = select(Order.id).where(Order.customer_id == CustomerValue.customer_id, Order.status == OrderStatus.paid)
+    member = select(Membership.id).where(
+        Membership.customer_id == CustomerValue.customer_id, Membership.level_id.is_not(None)
+    )
+    gone = _only(delete(CustomerValue), CustomerValue.customer_id, ids).where(~exists(paid), ~exists(member))
+    db.session.execute(gone.execution_options(synchronize_session=False))
 
 
 def _score(value: Any, cuts: list[Any], *, falling: bool = False) -> ColumnElement[Any]:
@@ -214,7 +260,10 @@ def _scores(cuts: dict[str, list[Any]], since: datetime, now: datetime) -> dict[
 def _rescore(row: RfmSettings, since: datetime, now: datetime, ids: list[int] | None) -> None:
     if not row.cuts:
         return
-    scored = update(CustomerValue).values(**_scores(row.cuts, since, now))
+    scores = _scores(row.cuts, since, now)
+    # only the rows whose scores or class changed are written (and stamped)
+    changed = or_(*(getattr(CustomerValue, k).is_distinct_from(scores[k]) for k in ("r", "f", "m", "rfm_class")))
+    scored = update(CustomerValue).values(**scores).where(changed)
     scored = _only(scored, CustomerValue.customer_id, ids)
     db.session.execute(scored.execution_options(synchronize_session=False))
 
@@ -283,8 +332,9 @@ def _whole_days(now: datetime) -> ColumnElement[Any]:
 
 
 def recompute_all() -> dict[str, Any]:
-    """The nightly full recompute: every row rewritten, the quintiles taken again (in quintile mode), every
-    customer scored on them. Returns the customers with a row, those scored, and the cut points."""
+    """The nightly full recompute: every row brought up to date (only those that changed are written), the
+    quintiles taken again (in quintile mode), every customer scored on them. Returns the customers with a
+    row, those scored, and the cut points."""
     row, now = settings_row(), utcnow()
     since = _since(row, now)
     _write(since, None)
@@ -300,7 +350,7 @@ def recompute_all() -> dict[str, Any]:
     row.computed_at = now
     db.session.flush()
     if db.session.get_bind().dialect.name == "postgresql":
-        # every row was rewritten: the planner's picture of the classes and spends is new too
+        # the classes and spends may all have moved: the planner's picture of them is renewed too
         db.session.execute(text("ANALYZE customer_values"))
     rows = db.session.scalar(select(func.count()).select_from(CustomerValue)) or 0
     scored = db.session.scalar(select(func.count()).where(CustomerValue.rfm_class.is_not(None))) or 0
@@ -352,17 +402,32 @@ def summary(customer: Customer) -> Summary | None:
     )
 
 
-def insert_rows(table: Any, rows: list[dict[str, Any]]) -> None:
+def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None = None) -> set[Any]:
     """Insert ``rows`` (dicts with the same keys) into ``table``. On PostgreSQL one statement of one array
     parameter per column (``SELECT … FROM unnest(…)``), whatever the number of rows: a thousand rows bound
-    one placeholder each make a statement that costs more to build and parse than to run."""
+    one placeholder each make a statement that costs more to build and parse than to run.
+
+    With ``upsert_on`` (a unique column; the rows carry ``created_at``), a row whose key another transaction
+    wrote meanwhile replaces that row (its ``created_at`` kept) rather than fail the batch (``ON CONFLICT …
+    DO UPDATE``: the later of two concurrent transactions waits for the first and then wins). Returns the
+    keys that replaced a row."""
     if not rows:
-        return
-    if db.session.get_bind().dialect.name != "postgresql":
-        db.session.execute(insert(table), rows)
-        return
-    dialect = db.session.get_bind().dialect
+        return set()
     keys = list(rows[0])
+    kept = {upsert_on, "created_at"}
+    if db.session.get_bind().dialect.name != "postgresql":
+        if upsert_on is None:
+            db.session.execute(insert(table), rows)
+            return set()
+        statement = sqlite.insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=[upsert_on], set_={k: statement.excluded[k] for k in keys if k not in kept}
+        )
+        statement = statement.returning(table.c[upsert_on], table.c.created_at, sort_by_parameter_order=True)
+        written = db.session.execute(statement, rows).all()
+        # a replaced row kept its own creation time
+        return {key for (key, created), row in zip(written, rows, strict=True) if created != row["created_at"]}
+    dialect = db.session.get_bind().dialect
     casts, params = [], {}
     for n, key in enumerate(keys):
         column = table.c[key]
@@ -375,5 +440,11 @@ def insert_rows(table: Any, rows: list[dict[str, Any]]) -> None:
         casts.append(f"CAST(:p{n} AS {sql_type}[])")
         params[f"p{n}"] = values
     unnest = f"unnest({', '.join(casts)})"
-    statement = text(f"INSERT INTO {table.name} ({', '.join(keys)}) SELECT * FROM {unnest}")  # noqa: S608 - table's names
-    db.session.execute(statement, params)
+    sql = f"INSERT INTO {table.name} ({', '.join(keys)}) SELECT * FROM {unnest}"  # noqa: S608 - table's names
+    if upsert_on is None:
+        db.session.execute(text(sql), params)
+        return set()
+    assignments = ", ".join(f"{k} = EXCLUDED.{k}" for k in keys if k not in kept)
+    # xmax is 0 on a row this statement inserted, the updating transaction's id on a row it replaced
+    sql += f" ON CONFLICT ({upsert_on}) DO UPDATE SET {assignments} RETURNING {upsert_on}, xmax::text <> '0'"
+    return {key for key, replaced in db.session.execute(text(sql), params) if replaced}
