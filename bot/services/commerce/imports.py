@@ -207,15 +207,15 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
     # Another batch may have created one of these numbers since they were read: the later batch's version
     # replaces it (the change on the timeline), rather than the whole batch fail on the unique number.
     replaced = values.insert_rows(Order.__table__, inserts, upsert_on="order_no")
-    for row in (v for v in inserts if v["order_no"] in replaced):
+    for written in (v for v in inserts if v["order_no"] in replaced):
         report.created -= 1
         report.updated += 1
-        order_no = row["order_no"]
-        if row["customer_id"] is not None:
-            detail = f"{order_no} →{row['amount_cents'] / 100:.2f} {row['status'].value}"
+        order_no = written["order_no"]
+        if written["customer_id"] is not None:
+            detail = f"{order_no} →{written['amount_cents'] / 100:.2f} {written['status'].value}"
             events.append(
                 {
-                    "customer_id": row["customer_id"],
+                    "customer_id": written["customer_id"],
                     "at": now,
                     "kind": "order_changed",
                     "staff_userid": "",

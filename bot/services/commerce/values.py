@@ -423,8 +423,8 @@ def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None
         statement = statement.on_conflict_do_update(
             index_elements=[upsert_on], set_={k: statement.excluded[k] for k in keys if k not in kept}
         )
-        statement = statement.returning(table.c[upsert_on], table.c.created_at, sort_by_parameter_order=True)
-        written = db.session.execute(statement, rows).all()
+        returning = statement.returning(table.c[upsert_on], table.c.created_at, sort_by_parameter_order=True)
+        written = db.session.execute(returning, rows).all()
         # a replaced row kept its own creation time
         return {key for (key, created), row in zip(written, rows, strict=True) if created != row["created_at"]}
     dialect = db.session.get_bind().dialect
