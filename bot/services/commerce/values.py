@@ -54,11 +54,13 @@ from bot.models import (
     Customer,
     CustomerEvent,
     CustomerValue,
+    LifecycleRule,
     Membership,
     MembershipLevel,
     Order,
     OrderStatus,
     RfmSettings,
+    Trigger,
 )
 from bot.models._time import utcnow
 from bot.services.errors import Invalid
@@ -269,19 +271,22 @@ def _rescore(row: RfmSettings, since: datetime, now: datetime, ids: list[int] | 
 
 
 def refresh(customer_ids: Iterable[int]) -> None:
-    """Recompute the rows of these customers (an import touched them) on the scale in use; flushes."""
+    """Recompute the rows of these customers (an import touched them) on the scale in use, and put what
+    changed that rules react to on their timelines (a first purchase, a level up or down, a spend that
+    reached a rule's amount); flushes."""
     ids = sorted(set(customer_ids))
     if not ids:
         return
     db.session.flush()
     row, now = settings_row(), utcnow()
     since = _since(row, now)
+    thresholds = spend_thresholds()
     for start in range(0, len(ids), MAX_IDS):
         chunk = ids[start : start + MAX_IDS]
-        bought_before = _first_paid(chunk)
+        before = _standing(chunk)
         _write(since, chunk)
         _rescore(row, since, now, chunk)
-        _announce_first_purchases(_first_paid(chunk), bought_before, now)
+        _announce(_standing(chunk), before, now, thresholds)
     db.session.flush()
 
 
@@ -289,21 +294,64 @@ def refresh(customer_ids: Iterable[int]) -> None:
 FIRST_PURCHASE_NEWS = timedelta(days=7)
 
 
-def _first_paid(ids: list[int]) -> dict[int, datetime]:
-    query = select(CustomerValue.customer_id, CustomerValue.first_paid_at).where(
-        among(CustomerValue.customer_id, ids), CustomerValue.first_paid_at.is_not(None)
+@dataclass(frozen=True)
+class _Standing:
+    first_paid_at: datetime | None
+    spend_cents: int
+    level_rank: int | None
+    level_id: int | None
+
+
+def _standing(ids: list[int]) -> dict[int, _Standing]:
+    """What the rules react to, of these customers: their first purchase, spend in the window and level."""
+    query = (
+        select(
+            CustomerValue.customer_id,
+            CustomerValue.first_paid_at,
+            CustomerValue.spend_cents,
+            MembershipLevel.rank,
+            CustomerValue.level_id,
+        )
+        .outerjoin(MembershipLevel, MembershipLevel.id == CustomerValue.level_id)
+        .where(among(CustomerValue.customer_id, ids))
     )
-    return {cid: at for cid, at in db.session.execute(query) if at is not None}
+    return {
+        cid: _Standing(first, spend or 0, rank, level) for cid, first, spend, rank, level in db.session.execute(query)
+    }
 
 
-def _announce_first_purchases(now_paid: dict[int, datetime], before: dict[int, datetime], now: datetime) -> None:
-    """A customer's first paid order on their timeline (``first_purchase``: what the lifecycle trigger of
-    that name reads), when it is recent."""
-    rows = [
-        {"customer_id": cid, "at": now, "kind": "first_purchase", "staff_userid": "", "detail": f"{at:%Y-%m-%d}"}
-        for cid, at in now_paid.items()
-        if cid not in before and at >= now - FIRST_PURCHASE_NEWS
-    ]
+def spend_thresholds() -> list[int]:
+    """The amounts (cents) the lifecycle rules on spend watch for: a customer's spend reaching one is news."""
+    query = select(LifecycleRule.trigger_args).where(LifecycleRule.trigger == Trigger.spend_crossed.value)
+    return sorted({round(float(args["amount"]) * 100) for args in db.session.scalars(query) if "amount" in args})
+
+
+def _announce(after: dict[int, _Standing], before: dict[int, _Standing], now: datetime, thresholds: list[int]) -> None:
+    """On the timelines (what the lifecycle triggers of these names read):
+
+    - ``first_purchase`` (detail the day): the customer's first paid order, when it is recent;
+    - ``level_up`` / ``level_down`` (detail ``<level id>:<name>``, empty when no level is left): the highest
+      level of their memberships moved;
+    - ``spend_crossed`` (detail the amount in cents): their spend in the window went from below an amount a
+      rule watches to at least it — once per crossing: falling below and reaching it again is news again."""
+    none = _Standing(None, 0, None, None)
+    names = dict(db.session.execute(select(MembershipLevel.id, MembershipLevel.name)).all())
+    rows = []
+    for cid in sorted(after.keys() | before.keys()):
+        now_, was = after.get(cid, none), before.get(cid, none)
+        event = {"customer_id": cid, "at": now, "staff_userid": ""}
+        first = now_.first_paid_at
+        if first is not None and was.first_paid_at is None and first >= now - FIRST_PURCHASE_NEWS:
+            rows.append({**event, "kind": "first_purchase", "detail": f"{first:%Y-%m-%d}"})
+        if now_.level_id != was.level_id and (now_.level_rank or 0) != (was.level_rank or 0):
+            kind = "level_up" if (now_.level_rank or 0) > (was.level_rank or 0) else "level_down"
+            detail = f"{now_.level_id}:{names.get(now_.level_id, '')}" if now_.level_id else ""
+            rows.append({**event, "kind": kind, "detail": detail})
+        rows += [
+            {**event, "kind": "spend_crossed", "detail": str(t)}
+            for t in thresholds
+            if was.spend_cents < t <= now_.spend_cents
+        ]
     insert_rows(CustomerEvent.__table__, rows)
 
 
