@@ -1,5 +1,6 @@
-"""排行榜: members and stores ranked by net adds over a period (全员营销), and members, stores and channels
-by the sales of attributed orders with their net adds beside, within the user's scope."""
+"""排行榜: members and stores ranked by net adds over a period (全员营销), members, stores and channels by
+the sales of attributed orders with their net adds beside, and this month's and week's targets with their
+achievement and gap, within the user's scope."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask_login import current_user
 
 from admin.params import whole
 from admin.views import bp
-from bot.services.commerce import sales
+from bot.services.commerce import sales, targets
 from bot.services.customers import growth
 
 LIMIT = 100
@@ -30,6 +31,11 @@ def rankings() -> ResponseReturnValue:
         members=members[:LIMIT],
         stores=stores[:LIMIT],
         **_sales(w, members, stores),
+        # best achievement first
+        targets={
+            p: sorted(targets.achievements(current_user, p, targets.current_start(p)), key=lambda a: -(a.percent or 0))
+            for p in targets.PERIODS
+        },
     )
 
 

@@ -44,6 +44,7 @@ class Action(enum.StrEnum):
     hand_over = "hand_over"
     manage_webhooks = "manage_webhooks"
     import_brand_data = "import_brand_data"
+    set_targets = "set_targets"
 
 
 _ADMIN = frozenset({Role.admin})
@@ -91,6 +92,8 @@ POLICY: dict[Action, frozenset[Role]] = {
     Action.hand_over: frozenset({Role.admin, Role.store_manager}),
     # The brand's memberships, orders, ladder and RFM settings are corp-wide data.
     Action.import_brand_data: _WRITERS,
+    # 全员营销 targets are what members and stores are measured against: admins set them.
+    Action.set_targets: _ADMIN,
 }
 assert set(POLICY) == set(Action), "every action has its roles"
 
@@ -122,6 +125,7 @@ _WHAT = {
     Action.manage_any_api_token: N_("管理他人的 API 令牌"),
     Action.hand_over: N_("交接离职员工的客户和群"),
     Action.import_brand_data: N_("导入会员和订单"),
+    Action.set_targets: N_("设置门店和成员的目标"),
 }
 
 
