@@ -43,14 +43,10 @@ def _sales(w: growth.Window, members: list[dict[str, Any]], stores: list[dict[st
     """Sales rankings, each row with the net adds of the same member, store or channel in the window."""
     net_by_member = {r["userid"]: r["net"] for r in members}
     net_by_store = {r["id"]: r["net"] for r in stores}
-    channel_rows = sales.by_channel(current_user, w.since, w.until, LIMIT)
-    adds = growth.by_channel([r["key"] for r in channel_rows], w)
+    ranked = sales.rankings(current_user, w.since, w.until, LIMIT)
+    adds = growth.by_channel([r["key"] for r in ranked["channel"]], w)
     return {
-        "member_sales": [
-            {**r, "net": net_by_member.get(r["key"], 0)} for r in sales.by_member(current_user, w.since, w.until, LIMIT)
-        ],
-        "store_sales": [
-            {**r, "net": net_by_store.get(r["key"], 0)} for r in sales.by_store(current_user, w.since, w.until, LIMIT)
-        ],
-        "channel_sales": [{**r, "net": adds[r["key"]]["net"]} for r in channel_rows],
+        "member_sales": [{**r, "net": net_by_member.get(r["key"], 0)} for r in ranked["member"]],
+        "store_sales": [{**r, "net": net_by_store.get(r["key"], 0)} for r in ranked["store"]],
+        "channel_sales": [{**r, "net": adds[r["key"]]["net"]} for r in ranked["channel"]],
     }

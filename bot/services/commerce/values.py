@@ -48,6 +48,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from bot.extensions import db
 from bot.models import (
@@ -152,13 +153,29 @@ def _only(query: Any, column: Any, ids: list[int] | None) -> Any:
     return query if ids is None else query.where(among(column, ids))
 
 
-def _write(since: datetime, ids: list[int] | None) -> None:
+@dataclass(frozen=True)
+class _Standing:
+    first_paid_at: datetime | None
+    spend_cents: int
+    level_rank: int | None
+    level_id: int | None
+
+
+_NONE = _Standing(None, 0, None, None)
+
+
+def _write(
+    since: datetime, ids: list[int] | None, *, cuts: dict[str, list[Any]] | None = None, now: datetime | None = None
+) -> dict[int, _Standing]:
     """The rows brought up to date from the orders (paid orders and spend in the window, first and last
     purchase) and the memberships (the highest level; a member who never bought has a row too): one
     ``INSERT … SELECT … ON CONFLICT DO UPDATE`` that writes only the rows whose figures changed, then the
     rows of customers left with neither a paid order nor a level removed. A row is never deleted and
     written again: a night's recompute of a million customers rewrites the few that changed, and two
-    batches refreshing the same customer at the same moment both succeed (the later one's figures stay)."""
+    batches refreshing the same customer at the same moment both succeed (the later one's figures stay).
+
+    With ``cuts`` (an import's refresh: the scale in use) the scores and class are written in the same
+    statement. Returns the standing of the rows written or removed (what rules react to)."""
     in_window = Order.paid_at >= since
     bought = _only(
         select(
@@ -199,31 +216,59 @@ def _write(since: datetime, ids: list[int] | None) -> None:
         .group_by(both.c.customer_id)
         .subquery("merged")
     )
-    rows = select(
-        merged.c.customer_id,
-        cast(merged.c.orders, Integer),
-        cast(merged.c.spend_cents, BigInteger),
-        merged.c.first_paid_at,
-        merged.c.last_paid_at,
-        MembershipLevel.id,
-    ).outerjoin(MembershipLevel, MembershipLevel.rank == merged.c.rank)
-    # SQLite reads "INSERT … SELECT … ON CONFLICT" as a join's ON unless the SELECT has a WHERE of its own
-    rows = rows.where(true())
+    figures = (
+        select(
+            merged.c.customer_id,
+            cast(merged.c.orders, Integer).label("orders"),
+            cast(merged.c.spend_cents, BigInteger).label("spend_cents"),
+            merged.c.first_paid_at,
+            merged.c.last_paid_at,
+            MembershipLevel.id.label("level_id"),
+        )
+        .outerjoin(MembershipLevel, MembershipLevel.rank == merged.c.rank)
+        .subquery("figures")
+    )
     columns = ["customer_id", "orders", "spend_cents", "first_paid_at", "last_paid_at", "level_id"]
+    selected: list[Any] = [figures.c[c] for c in columns]
+    compared = columns[1:]
+    if cuts:
+        assert now is not None
+        scores = _scores(cuts, since, now, figures.c.orders, figures.c.spend_cents, figures.c.last_paid_at)
+        scores["computed_at"] = literal(now, DateTime)
+        columns += list(scores)
+        selected += list(scores.values())
+        compared += ["r", "f", "m", "rfm_class"]
+    # SQLite reads "INSERT … SELECT … ON CONFLICT" as a join's ON unless the SELECT has a WHERE of its own
+    rows = select(*selected).where(true())
     maker = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = maker(CustomerValue).from_select(columns, rows)
     table = CustomerValue.__table__
-    changed = or_(*(table.c[c].is_distinct_from(statement.excluded[c]) for c in columns[1:]))
+    changed = or_(*(table.c[c].is_distinct_from(statement.excluded[c]) for c in compared))
     statement = statement.on_conflict_do_update(
         index_elements=["customer_id"], set_={c: statement.excluded[c] for c in columns[1:]}, where=changed
     )
-    db.session.execute(statement)
+    standing: dict[int, _Standing] = {}
+    if ids is None:  # the nightly recompute: nobody to tell, a million rows not to return
+        db.session.execute(statement)
+    else:
+        v = CustomerValue
+        written = db.session.execute(statement.returning(v.customer_id, v.first_paid_at, v.spend_cents, v.level_id))
+        ranks = dict(db.session.execute(select(MembershipLevel.id, MembershipLevel.rank)).all())
+        standing = {
+            cid: _Standing(first, spend or 0, ranks.get(level) if level else None, level)
+            for cid, first, spend, level in written
+        }
     paid = select(Order.id).where(Order.customer_id == CustomerValue.customer_id, Order.status == OrderStatus.paid)
     member = select(Membership.id).where(
         Membership.customer_id == CustomerValue.customer_id, Membership.level_id.is_not(None)
     )
     gone = _only(delete(CustomerValue), CustomerValue.customer_id, ids).where(~exists(paid), ~exists(member))
-    db.session.execute(gone.execution_options(synchronize_session=False))
+    gone = gone.execution_options(synchronize_session=False)
+    if ids is None:
+        db.session.execute(gone)
+    else:
+        standing.update((cid, _NONE) for (cid,) in db.session.execute(gone.returning(CustomerValue.customer_id)))
+    return standing
 
 
 def _score(value: Any, cuts: list[Any], *, falling: bool = False) -> ColumnElement[Any]:
@@ -233,17 +278,20 @@ def _score(value: Any, cuts: list[Any], *, falling: bool = False) -> ColumnEleme
     return literal(5) - above if falling else literal(1) + above
 
 
-def _scores(cuts: dict[str, list[Any]], since: datetime, now: datetime) -> dict[str, Any]:
-    v = CustomerValue
-    bought = and_(v.orders > 0, v.last_paid_at >= since)
+def _scores(
+    cuts: dict[str, list[Any]], since: datetime, now: datetime, orders: Any, spend: Any, last_paid: Any
+) -> dict[str, Any]:
+    """The scores and class of rows with these ``orders``, ``spend`` and ``last_paid`` (columns of
+    customer_values, or of the figures about to be written there)."""
+    bought = and_(orders > 0, last_paid >= since)
     # R: whole days since the last purchase above a cut ⇔ bought at least cut + 1 days ago (no day
     # arithmetic in SQL, the same on every database)
     r_above: ColumnElement[Any] = literal(0)
     for days in cuts["r"]:
-        r_above = r_above + case((v.last_paid_at <= now - timedelta(days=days + 1), 1), else_=0)
+        r_above = r_above + case((last_paid <= now - timedelta(days=days + 1), 1), else_=0)
     r = literal(5) - r_above
-    f = _score(v.orders, cuts["f"])
-    m = _score(v.spend_cents, cuts["m"])
+    f = _score(orders, cuts["f"])
+    m = _score(spend, cuts["m"])
     name = case(
         *(
             (and_(r >= HIGH if hr else r < HIGH, f >= HIGH if hf else f < HIGH, m >= HIGH if hm else m < HIGH), cls)
@@ -262,7 +310,8 @@ def _scores(cuts: dict[str, list[Any]], since: datetime, now: datetime) -> dict[
 def _rescore(row: RfmSettings, since: datetime, now: datetime, ids: list[int] | None) -> None:
     if not row.cuts:
         return
-    scores = _scores(row.cuts, since, now)
+    v = CustomerValue
+    scores = _scores(row.cuts, since, now, v.orders, v.spend_cents, v.last_paid_at)
     # only the rows whose scores or class changed are written (and stamped)
     changed = or_(*(getattr(CustomerValue, k).is_distinct_from(scores[k]) for k in ("r", "f", "m", "rfm_class")))
     scored = update(CustomerValue).values(**scores).where(changed)
@@ -284,22 +333,13 @@ def refresh(customer_ids: Iterable[int]) -> None:
     for start in range(0, len(ids), MAX_IDS):
         chunk = ids[start : start + MAX_IDS]
         before = _standing(chunk)
-        _write(since, chunk)
-        _rescore(row, since, now, chunk)
-        _announce(_standing(chunk), before, now, thresholds)
+        written = _write(since, chunk, cuts=row.cuts, now=now)
+        _announce({**before, **written}, before, now, thresholds)
     db.session.flush()
 
 
 #: a first purchase older than this when it reaches Siyu (a late import) is history, not news
 FIRST_PURCHASE_NEWS = timedelta(days=7)
-
-
-@dataclass(frozen=True)
-class _Standing:
-    first_paid_at: datetime | None
-    spend_cents: int
-    level_rank: int | None
-    level_id: int | None
 
 
 def _standing(ids: list[int]) -> dict[int, _Standing]:
@@ -334,7 +374,7 @@ def _announce(after: dict[int, _Standing], before: dict[int, _Standing], now: da
       level of their memberships moved;
     - ``spend_crossed`` (detail the amount in cents): their spend in the window went from below an amount a
       rule watches to at least it — once per crossing: falling below and reaching it again is news again."""
-    none = _Standing(None, 0, None, None)
+    none = _NONE
     names = dict(db.session.execute(select(MembershipLevel.id, MembershipLevel.name)).all())
     rows = []
     for cid in sorted(after.keys() | before.keys()):
@@ -492,6 +532,14 @@ def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None
     if upsert_on is None:
         db.session.execute(text(sql), params)
         return set()
+    try:
+        # Most batches meet no other batch's rows: the plain insert (cheaper than ON CONFLICT and its
+        # RETURNING), in a savepoint so that a clash only sends this statement down the upsert's path.
+        with db.session.begin_nested():
+            db.session.execute(text(sql), params)
+        return set()
+    except IntegrityError:
+        pass
     assignments = ", ".join(f"{k} = EXCLUDED.{k}" for k in keys if k not in kept)
     # xmax is 0 on a row this statement inserted, the updating transaction's id on a row it replaced
     sql += f" ON CONFLICT ({upsert_on}) DO UPDATE SET {assignments} RETURNING {upsert_on}, xmax::text <> '0'"
