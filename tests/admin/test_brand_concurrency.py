@@ -43,7 +43,7 @@ def test_two_batches_creating_the_same_new_order_numbers_at_once_both_succeed_an
     app,
     api,
     live_server,
-    shop,  # noqa: F811 - the fixture
+    shop,  # noqa: F811 - the fixture, shared
 ):
     paid = (utcnow() - timedelta(days=2)).isoformat() + "+00:00"
 
@@ -86,7 +86,7 @@ def test_two_batches_creating_the_same_new_order_numbers_at_once_both_succeed_an
         assert sum(n for _, n in values) == ROUNDS * ROWS
 
 
-def test_two_membership_batches_creating_the_same_member_numbers_at_once_both_succeed(app, api, live_server, shop):  # noqa: F811
+def test_two_membership_batches_creating_the_same_member_numbers_at_once_both_succeed(app, api, live_server, shop):  # noqa: F811 - the fixture, shared
     with app.app_context():
         db.session.add_all(
             [MembershipLevel(code="silver", name="银卡", rank=1), MembershipLevel(code="gold", name="金卡", rank=2)]

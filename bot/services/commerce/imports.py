@@ -24,7 +24,7 @@ from bot.services.commerce.announcements import orders_attributed
 from bot.services.commerce.attribution import Followers
 from bot.services.commerce.matching import Resolver, match_orders_by_member
 from bot.services.commerce.rows import MembershipRow, OrderRow, Refused, membership_row, order_row
-from bot.services.commerce.values import among
+from bot.services.commerce.sql import among, insert_rows
 from bot.services.users.accounts import audit
 
 MAX_PROBLEMS = 1000
@@ -206,7 +206,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
             )
     # Another batch may have created one of these numbers since they were read: the later batch's version
     # replaces it (the change on the timeline), rather than the whole batch fail on the unique number.
-    replaced = values.insert_rows(Order.__table__, inserts, upsert_on="order_no")
+    replaced = insert_rows(Order.__table__, inserts, upsert_on="order_no")
     for written in (v for v in inserts if v["order_no"] in replaced):
         report.created -= 1
         report.updated += 1
@@ -224,7 +224,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
             )
     if updates:
         db.session.execute(update(Order), updates)
-    values.insert_rows(CustomerEvent.__table__, events)
+    insert_rows(CustomerEvent.__table__, events)
     values.refresh(touched)
     orders_attributed(attributed)
     audit(user, "import_orders", "orders", after={k: v for k, v in report.as_dict().items() if k != "problems"})
@@ -312,12 +312,12 @@ def import_memberships(raw_rows: Sequence[Any], user: User | None, *, lines: Seq
                 {"customer_id": customer_id, "at": now, "kind": "level_changed", "staff_userid": "", "detail": detail}
             )
     # a number another batch created meanwhile: this later version replaces it
-    replaced = values.insert_rows(Membership.__table__, inserts, upsert_on="member_no")
+    replaced = insert_rows(Membership.__table__, inserts, upsert_on="member_no")
     report.created -= len(replaced)
     report.updated += len(replaced)
     if updates:
         db.session.execute(update(Membership), updates)
-    values.insert_rows(CustomerEvent.__table__, events)
+    insert_rows(CustomerEvent.__table__, events)
     touched |= match_orders_by_member(matched_now)
     values.refresh(touched)
     audit(

@@ -26,9 +26,9 @@ from bot.extensions import db
 from bot.models import FollowRelation, Order, OrderStatus, Staff, Store, Target, User, staff_stores
 from bot.models._time import utcnow
 from bot.services import corp_time
-from bot.services.commerce import values
 from bot.services.commerce.imports import Report
 from bot.services.commerce.rows import MAX_BATCH, Refused, amount_cents, integer, text
+from bot.services.commerce.sql import among, insert_rows
 from bot.services.commerce.uploads import decode
 from bot.services.customers import growth
 from bot.services.errors import Invalid
@@ -181,7 +181,7 @@ def _write(wanted: dict[tuple[str, date, str, int, str], int], user: User, repor
             report.updated += 1
         else:
             report.unchanged += 1
-    values.insert_rows(Target.__table__, inserts)
+    insert_rows(Target.__table__, inserts)
     db.session.flush()
 
 
@@ -299,7 +299,7 @@ def _sales(owner: str, ids: list[int], since: datetime, until: datetime) -> dict
             Order.paid_at >= since,
             Order.paid_at < until,
             Order.customer_id.is_not(None),
-            values.among(column, ids),
+            among(column, ids),
         )
         .group_by(column)
     )
