@@ -228,3 +228,39 @@ def test_a_rule_may_count_a_purchase_after_its_task_as_converted(app, api, shop,
     answers = [api.get(f"/api/v1/rules/{rid}").get_json() for rid in rule_ids]
     assert [r["purchase_converts"] for r in answers] == [False, True]
     assert [r["results"]["converted"] for r in answers] == [0, 1]
+
+
+def test_the_panel_form_sets_the_level_and_spend_triggers_and_the_purchase_option(app, client, api, shop):
+    from tests.admin.panel import post_form
+    from tests.admin.test_panel import signed_in
+
+    levels = ladder(app)
+    signed_in(app, client, "admin")
+    form = {
+        "name": "升级金卡",
+        "trigger": "level_changed",
+        "level_direction": "up",
+        "level_id": str(levels["gold"]),
+        "remind": "1",
+        "remind_text": "恭喜",
+        "window_start": "10:00",
+        "window_end": "20:00",
+        "purchase_converts": "1",
+    }
+    assert post_form(client, "/admin/lifecycle", "/admin/lifecycle", form).status_code == 302
+    spend = {**form, "name": "消费满千", "trigger": "spend_crossed", "spend_amount": "1000"}
+    spend.pop("purchase_converts")
+    assert post_form(client, "/admin/lifecycle", "/admin/lifecycle", spend).status_code == 302
+    with app.app_context():
+        rules = {r.name: r for r in db.session.scalars(select(LifecycleRule))}
+        level_rule, spend_rule = rules["升级金卡"], rules["消费满千"]
+        assert level_rule.trigger_args == {"direction": "up", "level_id": levels["gold"]}
+        assert level_rule.purchase_converts is True
+        assert spend_rule.trigger_args == {"amount": 1000} and spend_rule.purchase_converts is False
+        rule_id = level_rule.id
+    page = client.get(f"/admin/lifecycle/{rule_id}").get_data(as_text=True)
+    assert f'value="{levels["gold"]}" selected' in page and 'id="purchase-converts" checked' in page
+    listed = client.get("/admin/lifecycle").get_data(as_text=True)
+    assert "会员等级变化" in listed and "消费金额达到" in listed
+    bad = post_form(client, "/admin/lifecycle", "/admin/lifecycle", {**spend, "spend_amount": "0"})
+    assert bad.status_code == 400 and "消费金额应为" in bad.get_data(as_text=True)
