@@ -129,6 +129,15 @@ def test_a_targets_csv_in_gbk_or_with_a_bom_is_taken_line_by_line_with_a_report(
         assert sorted(kept) == [("net_adds", 12), ("sales", 500200)]
         week = db.session.scalar(select(Target).where(Target.period == "week"))
         assert week.start.isoformat() == "2026-11-30"  # the Monday of that week
+    # an admin deletes one on the page (audited)
+    with app.app_context():
+        target_id = db.session.scalar(select(Target.id).where(Target.period == "week"))
+    week_page = "/admin/targets?period=week&start=2026-12-02"
+    assert f"/admin/targets/{target_id}/delete" in client.get(week_page).get_data(as_text=True)
+    assert post_form(client, week_page, f"/admin/targets/{target_id}/delete", {}).status_code == 302
+    with app.app_context():
+        assert db.session.get(Target, target_id) is None
+        assert db.session.scalar(select(AuditEntry.id).where(AuditEntry.action == "delete_target")) is not None
     bad = post_form(
         client, "/admin/targets", "/admin/targets/upload", {"file": (io.BytesIO("门店,目标\n2,3".encode()), "x.csv")}
     )
