@@ -15,6 +15,7 @@ from bot.extensions import db
 from bot.models import (
     Customer,
     CustomerEvent,
+    CustomerValue,
     LibraryItem,
     LifecycleRule,
     LifecycleTask,
@@ -60,8 +61,12 @@ def _why(rule: LifecycleRule, occurrence: str, customer: Customer, today: date, 
     if kind == Trigger.first_purchase:
         return "首次消费"
     if kind == Trigger.no_purchase:
-        last = date.fromisoformat(occurrence.split(":", 1)[1])
-        return f"已 {(today - last).days} 天没有消费（最后一次 {last:%Y-%m-%d}）"
+        # whole days since the last paid order itself (the occurrence's day is UTC's: near midnight the
+        # corp's calendar day differs)
+        paid = db.session.scalar(select(CustomerValue.last_paid_at).where(CustomerValue.customer_id == customer.id))
+        if paid is None:
+            return occurrence
+        return f"已 {(now - paid).days} 天没有消费（最后一次 {corp_time.local(paid):%Y-%m-%d}）"
     event = db.session.get(CustomerEvent, int(occurrence.split(":")[1]))
     if event is None:
         return occurrence
