@@ -97,7 +97,8 @@ def test_admins_set_targets_by_api_and_everyone_reads_achievement_and_gap(app, c
         ("store", "3", "sales"): (80000, 100000, 125, 0),
         ("staff", "staff0201", "net_adds"): (1, 2, 200, 0),
     }
-    week = api.get(f"/api/v1/targets?period=week&start={current(app, "week").isoformat()}").get_json()["items"]
+    week_start = current(app, "week").isoformat()
+    week = api.get(f"/api/v1/targets?period=week&start={week_start}").get_json()["items"]
     assert [(i["key"], i["done"], i["target"]) for i in week] == [("staff0201", 50000, 100000)]
     assert api.get("/api/v1/targets?period=month&start=soon").status_code == 400
     # a store manager of store 3 sees store 3's targets only
