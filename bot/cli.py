@@ -405,6 +405,9 @@ def dev_command(port: int, interval: float) -> None:
         )
         + "\n  Ctrl-C stops everything.\n"
     )
+    if simulator is not None and token:
+        # the demo brand's systems send a purchase now and then to the API, as the brand's would
+        simulator.brand_api = (f"http://127.0.0.1:{port}/api/v1/orders", token)
     if simulator is not None and interval > 0:
         sim = simulator
 

@@ -1,6 +1,8 @@
 """The sandbox demo corp's brand data (会员与订单): a membership ladder, customers the stores' members have had
 for up to a year, their memberships and a year of orders, scored by RFM — so that 排行榜 shows sales by
-member, store and channel and profiles show RFM classes on the first `make run`.
+member, store and channel, profiles show RFM classes, and every store and member has this month's and this
+week's targets on the first `make run`. While it runs, the simulator has a customer buy now and then
+(``Simulator.customer_buys``, through ``/api/v1/orders``): sales, targets and purchase-triggered rules move.
 
 A few customers bought giving only their phone number, which no member has recorded yet: their orders wait,
 unmatched, until the simulator has a member type the number in (``Simulator.member_records_a_phone``)."""
@@ -17,7 +19,8 @@ from bot.extensions import db
 from bot.models import Channel, Staff, User
 from bot.models._time import utcnow
 from bot.sandbox.corp import FakeCorp
-from bot.services.commerce import imports, ladder, values
+from bot.services import corp_time
+from bot.services.commerce import imports, ladder, targets, values
 from bot.services.customers.relations import record_relation
 
 LADDER: list[dict[str, Any]] = [
@@ -92,8 +95,27 @@ def seed_brand_data(admin: User, corp: FakeCorp, store_state: str, seed: int = 2
     imports.import_memberships(memberships, admin)
     report = imports.import_orders(orders, admin)
     values.recompute_all()
+    goals = targets.import_targets(_targets(rng, members), admin)
     waiting = report.waiting
     return (
         f"{len(customers)} customers with a year of brand data: {len(memberships)} memberships, "
-        f"{len(orders)} orders ({waiting} waiting for a phone number)"
+        f"{len(orders)} orders ({waiting} waiting for a phone number), {goals.created} targets"
     )
+
+
+def _targets(rng: random.Random, members: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """This month's and this week's targets of net adds and sales for every store and member (the week's a
+    quarter of the month's): the rankings and the sidebar show how far along each is."""
+    rows: list[dict[str, Any]] = []
+    today = corp_time.today().isoformat()
+    for department in sorted({d for _, d in members}):
+        net, sales = rng.randint(20, 40), rng.randint(20, 60) * 1000
+        rows.append({"period": "month", "start": today, "store": department, "net_adds": net, "sales": sales})
+        rows.append({"period": "week", "start": today, "store": department, "net_adds": net // 4, "sales": sales // 4})
+    for userid, _ in members:
+        net, sales = rng.randint(5, 15), rng.randint(5, 20) * 1000
+        rows.append({"period": "month", "start": today, "staff": userid, "net_adds": net, "sales": sales})
+        rows.append(
+            {"period": "week", "start": today, "staff": userid, "net_adds": max(1, net // 4), "sales": sales // 4}
+        )
+    return rows

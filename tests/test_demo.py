@@ -116,3 +116,35 @@ def test_the_demo_corp_has_a_year_of_brand_data_and_phone_only_orders_wait_for_a
     run_worker()
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Order).where(Order.customer_id.is_(None))) == 0
+
+
+def test_the_demo_stores_and_members_have_targets_and_the_simulator_buys_through_the_api(
+    app, sim, corp, run_worker, live_server
+):
+    from bot.models import Order, Staff, Store, Target
+    from bot.services.commerce import targets
+    from tests.conftest import make_token
+
+    user_id, _ = make_user(app, "admin", "admin")
+    with app.app_context():
+        sync_directory()
+        sync_corp_tags()
+        seed_demo(db.session.get(User, user_id), corp)
+        stores = set(db.session.scalars(select(Store.id).join(Store.staff).where(Staff.active).distinct()))
+        members = set(db.session.scalars(select(Staff.id).where(Staff.active, Staff.stores.any())))
+        for period in targets.PERIODS:
+            start = targets.current_start(period)
+            owned = db.session.execute(
+                select(Target.owner, Target.owner_id).where(Target.period == period, Target.start == start).distinct()
+            ).all()
+            assert {i for o, i in owned if o == "store"} == stores
+            assert {i for o, i in owned if o == "staff"} >= members - {None}
+        before = db.session.scalar(select(func.count()).select_from(Order))
+    assert sim.customer_buys() is None  # no brand API to send to yet
+    sim.brand_api = (live_server + "/api/v1/orders", make_token(app, user_id))
+    bought = [sim.customer_buys() for _ in range(5)]
+    assert all(b is not None and b.endswith("(200)") for b in bought), bought
+    with app.app_context():
+        new = db.session.scalars(select(Order).where(Order.order_no.like("SIM-%"))).all()
+        assert len(new) == 5 and db.session.scalar(select(func.count()).select_from(Order)) == before + 5
+        assert all(o.customer_id is not None and o.attributed_staff_id is not None for o in new)

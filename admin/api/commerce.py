@@ -1,6 +1,6 @@
 """The brand's own data: POST /api/v1/memberships and /api/v1/orders (batches of up to 1,000 rows,
-idempotent by member and order number), the membership ladder, the RFM settings, and a customer's purchase
-summary (level, spend, RFM class and why)."""
+idempotent by member and order number), the membership ladder, the RFM settings, a customer's purchase
+summary (level, spend, RFM class and why), and the targets of net adds and sales per store and member."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from flask import g, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import Field
 
-from admin.api import iso
+from admin.api import error, iso
 from admin.api.customers import NO_CUSTOMER, OUT_OF_SCOPE, visible_customer
-from admin.api.operations import Body, operation, schema
+from admin.api.operations import Body, Query, operation, schema
 from bot.extensions import db
-from bot.services.commerce import imports, ladder, values
-from bot.services.commerce.rows import MAX_BATCH
+from bot.services.commerce import imports, ladder, targets, values
+from bot.services.commerce.rows import MAX_BATCH, Refused
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action
 
@@ -260,3 +260,78 @@ def customer_purchases(external_userid: str) -> ResponseReturnValue:
         rfm_class=found.rfm_class,
         window_days=found.window_days,
     )
+
+
+# -- targets (全员营销 by outcome) -------------------------------------------------------------------
+
+
+class TargetRows(Body):
+    """Each row: ``period`` (month or week), ``start`` (a month as YYYY-MM or any day in it; a week as any
+    day in it, kept as its Monday), one of ``store`` (the store's WeCom department id) or ``staff`` (a
+    member's userid), and ``net_adds`` (customers) and/or ``sales`` (yuan). Setting a target again replaces
+    it."""
+
+    rows: Rows
+
+
+class TargetQuery(Query):
+    period: Literal["month", "week"] = "month"
+    start: Annotated[str, Field(max_length=10)] | None = Field(None, description="a day of the period (default: now)")
+
+
+TARGET_REPORT = schema(
+    "TargetAchievements",
+    {
+        "type": "object",
+        "properties": {
+            "period": {"type": "string"},
+            "start": {"type": "string", "format": "date"},
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "owner": {"type": "string", "enum": ["store", "staff"]},
+                        "key": {"type": "string", "description": "the store's department id or the member's userid"},
+                        "name": {"type": "string"},
+                        "metric": {"type": "string", "enum": ["net_adds", "sales"]},
+                        "target": {"type": "integer", "description": "customers, or cents"},
+                        "done": {"type": "integer"},
+                        "percent": {"type": ["integer", "null"]},
+                        "gap": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
+)
+
+
+@operation(
+    "POST",
+    "/targets",
+    "Set targets of net adds and sales per store or member, by month or week (≤ 1,000 rows a batch)",
+    body=TargetRows,
+    action=Action.set_targets,
+    responses={200: ("What became of each row", IMPORT_REPORT), 400: BAD_BATCH},
+)
+def set_targets(body: TargetRows) -> ResponseReturnValue:
+    report = targets.import_targets(body.rows, g.api_user)
+    db.session.commit()
+    return jsonify(report.as_dict())
+
+
+@operation(
+    "GET",
+    "/targets",
+    "A period's targets with what was done so far, the percentage and the gap (within your stores)",
+    query=TargetQuery,
+    responses={200: ("The targets", TARGET_REPORT), 400: "A bad period or start"},
+)
+def get_targets(query: TargetQuery) -> ResponseReturnValue:
+    try:
+        start = targets.parse_start(query.period, query.start) if query.start else targets.current_start(query.period)
+    except Refused as exc:
+        return error(400, "invalid", exc.reason, "start")
+    rows = targets.achievements(g.api_user, query.period, start)
+    return jsonify(period=query.period, start=start.isoformat(), items=[a.as_dict() for a in rows])

@@ -30,13 +30,26 @@ class RuleInput(Body):
     name: Text64 | None = None
     enabled: bool | None = None
     trigger: (
-        Literal["birthday", "added", "dormant", "tag_added", "lost", "opened", "first_purchase", "no_purchase"] | None
+        Literal[
+            "birthday",
+            "added",
+            "dormant",
+            "tag_added",
+            "lost",
+            "opened",
+            "first_purchase",
+            "no_purchase",
+            "level_changed",
+            "spend_crossed",
+        ]
+        | None
     ) = None
     trigger_args: dict[str, Any] | None = Field(
         None,
         description="birthday {days_before: 0–30}, added {days: [0–365, …]}, dormant {days},"
         " tag_added {tag_ids}, lost {}, opened {item_id} or {folder_id} (a tracked library link opened),"
-        " first_purchase {}, no_purchase {days}",
+        " first_purchase {}, no_purchase {days}, level_changed {direction: up|down|any, level_id: null or a"
+        " level of the ladder}, spend_crossed {amount: whole yuan — the spend in the RFM window reached it}",
     )
     segment_id: Id | None = Field(None, description="the audience; null for everyone")
     actions: list[dict[str, Any]] | None = Field(
@@ -45,6 +58,9 @@ class RuleInput(Body):
     window_start: Text | None = Field(None, description="HH:MM, corp time (default 10:00)")
     window_end: Text | None = Field(None, description="HH:MM, corp time (default 20:00)")
     cooldown_days: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
+    purchase_converts: bool | None = Field(
+        None, description="count a paid order within 7 days of a task as converted (beside an interaction)"
+    )
 
     def fields(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)

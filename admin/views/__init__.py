@@ -174,6 +174,7 @@ from admin.views import (  # noqa: E402, F401 - register the routes
     settings_page,
     staff,
     tags,
+    targets,
     users,
     webhooks,
 )

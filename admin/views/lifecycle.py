@@ -15,7 +15,7 @@ from admin.forms import EmptyForm
 from admin.params import whole
 from admin.views import attachments, bp
 from bot.extensions import db
-from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, RuleRun, Segment, Staff
+from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, MembershipLevel, RuleRun, Segment, Staff
 from bot.services.lifecycle import reports
 from bot.services.lifecycle import rules as lifecycle
 from bot.services.tags import library as tags
@@ -32,6 +32,7 @@ def _choices() -> dict[str, Any]:
         "tags": tags.labelled(),
         "templates": lifecycle.TEMPLATES,
         "library": attachments.choices(current_user),
+        "levels": db.session.scalars(select(MembershipLevel).order_by(MembershipLevel.rank)).all(),
     }
 
 
@@ -64,6 +65,10 @@ def _from_form(rule: LifecycleRule | None = None) -> dict[str, Any]:
         args = {"days": f.get("dormant_days", type=whole)}
     elif trigger == "no_purchase":
         args = {"days": f.get("no_purchase_days", type=whole)}
+    elif trigger == "level_changed":
+        args = {"direction": f.get("level_direction", "any"), "level_id": f.get("level_id", type=whole)}
+    elif trigger == "spend_crossed":
+        args = {"amount": f.get("spend_amount", type=whole)}
     elif trigger == "tag_added":
         args = {"tag_ids": f.getlist("trigger_tag_ids")}
     elif trigger == "opened":
@@ -86,6 +91,7 @@ def _from_form(rule: LifecycleRule | None = None) -> dict[str, Any]:
         "window_start": f.get("window_start", "10:00"),
         "window_end": f.get("window_end", "20:00"),
         "cooldown_days": f.get("cooldown_days", 0, type=whole),
+        "purchase_converts": bool(f.get("purchase_converts")),
     }
 
 

@@ -1,5 +1,6 @@
-"""排行榜: members and stores ranked by net adds over a period (全员营销), and members, stores and channels
-by the sales of attributed orders with their net adds beside, within the user's scope."""
+"""排行榜: members and stores ranked by net adds over a period (全员营销), members, stores and channels by
+the sales of attributed orders with their net adds beside, and this month's and week's targets with their
+achievement and gap, within the user's scope."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flask_login import current_user
 
 from admin.params import whole
 from admin.views import bp
-from bot.services.commerce import sales
+from bot.services.commerce import sales, targets
 from bot.services.customers import growth
 
 LIMIT = 100
@@ -30,6 +31,11 @@ def rankings() -> ResponseReturnValue:
         members=members[:LIMIT],
         stores=stores[:LIMIT],
         **_sales(w, members, stores),
+        # best achievement first
+        targets={
+            p: sorted(targets.achievements(current_user, p, targets.current_start(p)), key=lambda a: -(a.percent or 0))
+            for p in targets.PERIODS
+        },
     )
 
 
@@ -37,14 +43,10 @@ def _sales(w: growth.Window, members: list[dict[str, Any]], stores: list[dict[st
     """Sales rankings, each row with the net adds of the same member, store or channel in the window."""
     net_by_member = {r["userid"]: r["net"] for r in members}
     net_by_store = {r["id"]: r["net"] for r in stores}
-    channel_rows = sales.by_channel(current_user, w.since, w.until, LIMIT)
-    adds = growth.by_channel([r["key"] for r in channel_rows], w)
+    ranked = sales.rankings(current_user, w.since, w.until, LIMIT)
+    adds = growth.by_channel([r["key"] for r in ranked["channel"]], w)
     return {
-        "member_sales": [
-            {**r, "net": net_by_member.get(r["key"], 0)} for r in sales.by_member(current_user, w.since, w.until, LIMIT)
-        ],
-        "store_sales": [
-            {**r, "net": net_by_store.get(r["key"], 0)} for r in sales.by_store(current_user, w.since, w.until, LIMIT)
-        ],
-        "channel_sales": [{**r, "net": adds[r["key"]]["net"]} for r in channel_rows],
+        "member_sales": [{**r, "net": net_by_member.get(r["key"], 0)} for r in ranked["member"]],
+        "store_sales": [{**r, "net": net_by_store.get(r["key"], 0)} for r in ranked["store"]],
+        "channel_sales": [{**r, "net": adds[r["key"]]["net"]} for r in ranked["channel"]],
     }

@@ -21,6 +21,7 @@ from bot.models.commerce import (
     Order,
     OrderStatus,
     RfmSettings,
+    Target,
 )
 from bot.models.customers import Customer, CustomerEvent, FollowRelation, FollowStatus, FollowTag
 from bot.models.directory import Staff, Store, staff_stores
@@ -101,6 +102,7 @@ __all__ = [
     "Order",
     "OrderStatus",
     "RfmSettings",
+    "Target",
     "CustomerEvent",
     "EventStatus",
     "FollowRelation",

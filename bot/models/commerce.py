@@ -9,10 +9,22 @@ customer appears."""
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Enum, ForeignKey, Index, Integer, LargeBinary, SmallInteger, String, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.extensions import db
@@ -191,3 +203,22 @@ class BrandImport(db.Model):  # type: ignore[name-defined]
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class Target(db.Model):  # type: ignore[name-defined]
+    """A target of 全员营销 by outcome: for a store or a member, a month or a week (``start`` its first day,
+    a Monday for a week), of net adds (customers) or of sales (cents of attributed paid orders)."""
+
+    __tablename__ = "targets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner: Mapped[str] = mapped_column(String(8))  # store | staff
+    owner_id: Mapped[int] = mapped_column(Integer)  # stores.id or staff.id
+    period: Mapped[str] = mapped_column(String(8))  # month | week
+    start: Mapped[date]
+    metric: Mapped[str] = mapped_column(String(12))  # net_adds | sales
+    value: Mapped[int] = mapped_column(BigInteger)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("period", "start", "owner", "owner_id", "metric"),)

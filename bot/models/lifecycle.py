@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bot.extensions import db
@@ -22,6 +22,8 @@ class Trigger(enum.StrEnum):
     opened = "opened"  # the customer opened a tracked library link (雷达链接): one item, or any of a folder
     first_purchase = "first_purchase"  # the brand's first paid order of the customer arrived
     no_purchase = "no_purchase"  # N days since the customer's last paid order
+    level_changed = "level_changed"  # the customer's membership level went up or down (optionally: to a level)
+    spend_crossed = "spend_crossed"  # the customer's spend in the RFM window reached an amount (once per crossing)
 
 
 class LifecycleRule(db.Model):  # type: ignore[name-defined]
@@ -36,7 +38,8 @@ class LifecycleRule(db.Model):  # type: ignore[name-defined]
     enabled_at: Mapped[datetime | None]  # event triggers look at events from then on, never further back
     trigger: Mapped[Trigger] = mapped_column(String(16))
     # birthday {"days_before": N} | added {"days": [0, 1, 3, 7]} | dormant {"days": N} | tag_added {"tag_ids": […]}
-    # | no_purchase {"days": N}
+    # | no_purchase {"days": N} | level_changed {"direction": up|down|any, "level_id": N|None}
+    # | spend_crossed {"amount": yuan}
     trigger_args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="SET NULL"))
     # Was a segment chosen? A rule whose segment was deleted stops instead of reaching everyone.
@@ -47,6 +50,8 @@ class LifecycleRule(db.Model):  # type: ignore[name-defined]
     window_start: Mapped[int] = mapped_column(Integer, default=10 * 60)  # minutes after midnight, corp time
     window_end: Mapped[int] = mapped_column(Integer, default=20 * 60)
     cooldown_days: Mapped[int] = mapped_column(Integer, default=0)  # per customer, between two tasks of this rule
+    # does a paid order within the conversion window count as converted (beside an interaction)?
+    purchase_converts: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -10,6 +10,7 @@ import random
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -97,6 +98,9 @@ class Simulator:
         self.rng = random.Random(seed)
         self.http = http or requests.Session()
         self.timeout = timeout
+        #: where the brand's systems send their orders (Siyu's ``/api/v1/orders``) and the API token they
+        #: use; until set, nobody buys
+        self.brand_api: tuple[str, str] | None = None
 
     # -- delivery -------------------------------------------------------------------------------
 
@@ -471,6 +475,33 @@ class Simulator:
         group, deliveries = self.customer_scans_join_code(config_id, self.rng.choice(outside))
         return f"a customer joined {group.name} by its code", deliveries[-1]
 
+    def customer_buys(self) -> str | None:
+        """A customer buys in their member's store, and the brand's system sends the order to Siyu's API as it
+        would (a batch of one, by external_userid; the member named on one order in three). None when there is
+        no brand API to send to or nobody to buy."""
+        if self.brand_api is None:
+            return None
+        relation = self._current_relation()
+        if relation is None:
+            return None
+        contact, userid = relation
+        with self.corp.lock:
+            department = self.corp.users[userid].get("main_department") or 1
+        amount = self.rng.choice([39, 69, 129, 199, 299, 599, 1299])
+        row = {
+            "order_no": f"SIM-{secrets.token_hex(6)}",
+            "external_userid": contact.external_userid,
+            "store": department,
+            "staff": userid if self.rng.random() < 0.33 else "",
+            "amount": amount,
+            "paid_at": datetime.now(UTC).isoformat(),
+        }
+        url, token = self.brand_api
+        answer = self.http.post(
+            url, json={"rows": [row]}, headers={"Authorization": f"Bearer {token}"}, timeout=self.timeout
+        )
+        return f"{contact.name} bought ¥{amount} at store {department} ({answer.status_code})"
+
     def random_activity(self) -> str:
         """One plausible thing happening in the corp; returns what it was, for the log."""
         roll = self.rng.random()
@@ -486,6 +517,8 @@ class Simulator:
             return f"{what} ({delivery.statuses})"
         if 0.6 <= roll < 0.65 and (read := someone_reads(self.corp, self.rng, self.timeout)) is not None:
             return read
+        if 0.55 <= roll < 0.6 and (bought := self.customer_buys()) is not None:
+            return bought
         if roll >= 0.88 and (recorded := self.member_records_a_phone()) is not None:
             return recorded
         action = "add" if roll < 0.65 else "tag" if roll < 0.82 else "delete"

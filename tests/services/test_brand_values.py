@@ -215,3 +215,32 @@ def test_imports_are_audited(app, buyers):
         imports.import_orders(orders_for(buyers, {0: [(1, 1)]}), user)
         entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "import_orders"))
         assert entry.actor == "x" and '"created": 1' in entry.detail
+
+
+def test_the_nightly_recompute_writes_only_the_rows_that_changed(app, buyers):
+    """An upsert, not a delete and an insert: a second night with nothing new leaves every row as it was
+    (same stamp); a refund changes its customer's row only; a customer left with nothing loses theirs."""
+    with app.app_context():
+        imports.import_orders(orders_for(buyers, PLAN), None)
+        values.recompute_all()
+        db.session.commit()
+        stamps = dict(db.session.execute(select(CustomerValue.customer_id, CustomerValue.computed_at)).all())
+        assert len(stamps) == 7 and sum(1 for at in stamps.values() if at) == 6  # one bought outside the window
+        values.recompute_all()
+        db.session.commit()
+        assert dict(db.session.execute(select(CustomerValue.customer_id, CustomerValue.computed_at)).all()) == stamps
+        whale = value(buyers[2]).customer_id
+        lone = value(buyers[5]).customer_id
+        refunds = [
+            {**row, "status": "refunded"}
+            for row in orders_for(buyers, PLAN)
+            if row["external_userid"] in (buyers[2], buyers[5])
+        ]
+        imports.import_orders(refunds, None)
+        values.recompute_all()
+        db.session.commit()
+        after = dict(db.session.execute(select(CustomerValue.customer_id, CustomerValue.computed_at)).all())
+        assert whale not in after and lone not in after  # nothing paid, no level: no row
+        changed = {cid for cid, at in after.items() if at != stamps[cid]}
+        # only the customers whose scores moved with the new quintiles (the two refunds' departure) are stamped
+        assert set(after) == set(stamps) - {whale, lone} and len(changed) < len(after)

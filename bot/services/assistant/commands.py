@@ -18,6 +18,7 @@ from bot.services import corp_time
 from bot.services.channels import codes as channels
 from bot.services.channels import qr_images
 from bot.services.clients import agent_api, agent_id
+from bot.services.commerce import targets
 from bot.services.customers import growth
 from bot.services.customers import relations as customers
 from bot.services.lifecycle import actions as lifecycle_actions
@@ -52,11 +53,22 @@ def _my_code(staff: Staff) -> str:
     return f"sent code {channel.state}"
 
 
+def _goals(staff: Staff) -> list[str]:
+    """The member's targets of this month and week: done, percent and gap."""
+    lines = []
+    for period, label in (("month", "本月目标"), ("week", "本周目标")):
+        rows = targets.achievements(None, period, targets.current_start(period), owner="staff", owner_ids=[staff.id])
+        line = targets.summary_line(rows, label)
+        if line:
+            lines.append(line)
+    return lines
+
+
 def _ranking(staff: Staff) -> str:
     w = growth.window(RANK_DAYS)
     corp = growth.rank_of(staff.userid, w)
     if corp is None:
-        _text(staff.userid, f"近 {RANK_DAYS} 天你还没有新增或流失的客户，加油！")
+        _text(staff.userid, "\n".join([f"近 {RANK_DAYS} 天你还没有新增或流失的客户，加油！", *_goals(staff)]))
         return "no ranking"
     place, total, row = corp
     lines = [
@@ -68,7 +80,7 @@ def _ranking(staff: Staff) -> str:
         in_store = growth.rank_of(staff.userid, w, store_id=store.id)
         if in_store is not None:
             lines.append(f"{store.name}：第 {in_store[0]} 名 / 共 {in_store[1]} 人")
-    _text(staff.userid, "\n".join(lines))
+    _text(staff.userid, "\n".join(lines + _goals(staff)))
     return f"rank {place}/{total}"
 
 

@@ -32,6 +32,7 @@ from bot.models import (
 from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.clients import agent_api, agent_id, settings
+from bot.services.commerce import targets
 from bot.services.customers.deletions import REASON as DELETED_BY_MEMBER
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,14 @@ def figures(store_ids: list[int], day: date, now: datetime) -> dict[str, int]:
     return numbers
 
 
-def text(stores: list[Store], day: date, numbers: dict[str, int]) -> str:
+def goals(stores: list[Store], now: datetime) -> str:
+    """The stores' targets of this month (net adds, sales): done, percent and gap, in one line."""
+    start = targets.current_start("month", now)
+    rows = targets.achievements(None, "month", start, owner="store", owner_ids=[s.id for s in stores])
+    return targets.summary_line(rows, "本月目标")
+
+
+def text(stores: list[Store], day: date, numbers: dict[str, int], goal: str = "") -> str:
     names = "、".join(s.name for s in stores[:5]) + (f" 等 {len(stores)} 家门店" if len(stores) > 5 else "")
     return "\n".join(
         [
@@ -121,6 +129,7 @@ def text(stores: list[Store], day: date, numbers: dict[str, int]) -> str:
             f"近 {REMINDER_DAYS} 天未跟进的提醒 {numbers['reminders_open']} 条",
         ]
         + ([f"删人提醒：员工删除客户 {numbers['deleted_by_members']} 位"] if "deleted_by_members" in numbers else [])
+        + ([goal] if goal else [])
     )
 
 
@@ -137,7 +146,7 @@ def send_digests(now: datetime | None = None) -> dict[str, int]:
         if not redis_conn.client.set(key, 1, nx=True, ex=SENT_TTL):
             counts["already"] += 1
             continue
-        body = text(stores, day, figures([s.id for s in stores], day, now))
+        body = text(stores, day, figures([s.id for s in stores], day, now), goals(stores, now))
         try:
             agent_api().send_app_text(agent_id(), [userid], body, dedupe_seconds=4 * 3600)
             counts["sent"] += 1

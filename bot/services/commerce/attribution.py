@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot.extensions import db
 from bot.models import FollowRelation, FollowStatus, staff_stores
-from bot.services.commerce.values import among
+from bot.services.commerce.sql import among
 
 _ON = (FollowStatus.active, FollowStatus.pending)
 

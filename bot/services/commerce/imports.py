@@ -24,7 +24,7 @@ from bot.services.commerce.announcements import orders_attributed
 from bot.services.commerce.attribution import Followers
 from bot.services.commerce.matching import Resolver, match_orders_by_member
 from bot.services.commerce.rows import MembershipRow, OrderRow, Refused, membership_row, order_row
-from bot.services.commerce.values import among
+from bot.services.commerce.sql import among, insert_rows
 from bot.services.users.accounts import audit
 
 MAX_PROBLEMS = 1000
@@ -204,19 +204,48 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
                     "detail": detail,
                 }
             )
-    values.insert_rows(Order.__table__, inserts)
+    # Another batch may have created one of these numbers since they were read: the later batch's version
+    # replaces it (the change on the timeline), rather than the whole batch fail on the unique number.
+    replaced = insert_rows(Order.__table__, inserts, upsert_on="order_no")
+    for written in (v for v in inserts if v["order_no"] in replaced):
+        report.created -= 1
+        report.updated += 1
+        order_no = written["order_no"]
+        if written["customer_id"] is not None:
+            detail = f"{order_no} →{written['amount_cents'] / 100:.2f} {written['status'].value}"
+            events.append(
+                {
+                    "customer_id": written["customer_id"],
+                    "at": now,
+                    "kind": "order_changed",
+                    "staff_userid": "",
+                    "detail": detail,
+                }
+            )
     if updates:
         db.session.execute(update(Order), updates)
-    values.insert_rows(CustomerEvent.__table__, events)
+    insert_rows(CustomerEvent.__table__, events)
     values.refresh(touched)
     orders_attributed(attributed)
     audit(user, "import_orders", "orders", after={k: v for k, v in report.as_dict().items() if k != "problems"})
     return report.done()
 
 
+_MEMBER_COLUMNS = (
+    Membership.external_userid,
+    Membership.unionid,
+    Membership.mobile,
+    Membership.level_id,
+    Membership.points,
+    Membership.joined_at,
+)
+
+
 def import_memberships(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence[int] | None = None) -> Report:
     """Memberships from the brand: created, updated (a level change is on the timeline) or left as they
-    are. Flushes."""
+    are. Set-based like the orders: the existing memberships read in one statement, the new ones inserted
+    in one (a number another batch created meanwhile is replaced: the later wins), the changed ones
+    updated in one. Flushes."""
     report = Report(rows=len(raw_rows))
     parsed: dict[str, tuple[int, MembershipRow]] = {}
     for index, raw in _numbered(raw_rows, lines):
@@ -236,57 +265,60 @@ def import_memberships(raw_rows: Sequence[Any], user: User | None, *, lines: Seq
             accepted.append(row)
     existing = {
         m.member_no: m
-        for m in db.session.scalars(
-            select(Membership).where(among(Membership.member_no, [r.member_no for r in accepted]))
+        for m in db.session.execute(
+            select(
+                Membership.id, Membership.member_no, Membership.customer_id, Membership.matched_at, *_MEMBER_COLUMNS
+            ).where(among(Membership.member_no, [r.member_no for r in accepted]))
         )
     }
     resolver = Resolver(r.who for r in accepted)
     names = {lv.id: lv.name for lv in levels.values()}
     now = utcnow()
     touched: set[int] = set()
-    matched_now: list[Membership] = []
+    matched_now: dict[str, int] = {}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     for row in accepted:
         level_id = levels[row.level].id if row.level else None
         customer_id = resolver.customer_for(row.who)
-        member = existing.get(row.member_no)
-        if member is None:
-            member = Membership(member_no=row.member_no, created_at=now)
-            db.session.add(member)
-            report.created += 1
-        else:
-            customer_id = customer_id or member.customer_id
-            content = (
-                member.external_userid,
-                member.unionid,
-                member.mobile,
-                member.level_id,
-                member.points,
-                member.joined_at,
-            )
-            wanted = (row.who.external_userid, row.who.unionid, row.who.mobile, level_id, row.points, row.joined_at)
-            if content == wanted and member.customer_id == customer_id:
-                report.unchanged += 1
-                report.matched += customer_id is not None
-                report.waiting += customer_id is None
-                continue
-            report.updated += 1
-            if member.customer_id is not None:
-                touched.add(member.customer_id)
-            if customer_id is not None and member.level_id != level_id:
-                detail = f"{row.member_no} {names.get(member.level_id or 0, '-')}→{names.get(level_id or 0, '-')}"
-                db.session.add(CustomerEvent(customer_id=customer_id, at=now, kind="level_changed", detail=detail))
-        member.external_userid, member.unionid, member.mobile = row.who.external_userid, row.who.unionid, row.who.mobile
-        member.level_id, member.points, member.joined_at, member.updated_at = level_id, row.points, row.joined_at, now
-        if customer_id is not None and member.customer_id != customer_id:
-            member.matched_at = now
-            matched_now.append(member)
-        member.customer_id = customer_id
+        before = existing.get(row.member_no)
+        wanted = (row.who.external_userid, row.who.unionid, row.who.mobile, level_id, row.points, row.joined_at)
+        if before is not None:
+            customer_id = customer_id or before.customer_id
         report.matched += customer_id is not None
         report.waiting += customer_id is None
+        if before is not None and tuple(before[4:]) == wanted and before.customer_id == customer_id:
+            report.unchanged += 1
+            continue
+        values_ = dict(zip([c.key for c in _MEMBER_COLUMNS], wanted, strict=True))
+        values_.update(customer_id=customer_id, updated_at=now, matched_at=before.matched_at if before else None)
         if customer_id is not None:
             touched.add(customer_id)
-    db.session.flush()
-    touched |= match_orders_by_member({m.member_no: m.customer_id for m in matched_now if m.customer_id})
+            if before is None or before.customer_id != customer_id:
+                values_["matched_at"] = now
+                matched_now[row.member_no] = customer_id
+        if before is None:
+            report.created += 1
+            inserts.append({"member_no": row.member_no, "created_at": now, **values_})
+            continue
+        report.updated += 1
+        if before.customer_id is not None:
+            touched.add(before.customer_id)
+        updates.append({"id": before.id, **values_})
+        if customer_id is not None and before.level_id != level_id:
+            detail = f"{row.member_no} {names.get(before.level_id or 0, '-')}→{names.get(level_id or 0, '-')}"
+            events.append(
+                {"customer_id": customer_id, "at": now, "kind": "level_changed", "staff_userid": "", "detail": detail}
+            )
+    # a number another batch created meanwhile: this later version replaces it
+    replaced = insert_rows(Membership.__table__, inserts, upsert_on="member_no")
+    report.created -= len(replaced)
+    report.updated += len(replaced)
+    if updates:
+        db.session.execute(update(Membership), updates)
+    insert_rows(CustomerEvent.__table__, events)
+    touched |= match_orders_by_member(matched_now)
     values.refresh(touched)
     audit(
         user, "import_memberships", "memberships", after={k: v for k, v in report.as_dict().items() if k != "problems"}

@@ -23,7 +23,7 @@ from bot.models._time import utcnow
 from bot.services.commerce import values
 from bot.services.commerce.announcements import orders_attributed
 from bot.services.commerce.attribution import Followers
-from bot.services.commerce.values import among
+from bot.services.commerce.sql import among
 from bot.services.signals import customer_seen
 
 _MOBILE = re.compile(r"^\+?(?:86)?(1\d{10})$|^(\+?\d{5,20})$")

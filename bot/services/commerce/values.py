@@ -8,53 +8,53 @@ number of cut points the days are above), so ties share a score whatever their c
 is "high"; the three highs and lows name the eight classic classes.
 
 ``refresh`` recomputes the customers an import touched on the scale in use (the cut points stay); the
-nightly ``recompute_all`` takes the quintiles again and rewrites every row. Both are a few set-based
+nightly ``recompute_all`` takes the quintiles again and scores everyone; both write only the rows that changed
+(an upsert, never a delete and insert again). Both are a few set-based
 statements, whatever the number of customers.
 """
 
 from __future__ import annotations
 
-import enum
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
-    JSON,
+    BigInteger,
     ColumnElement,
-    Enum,
+    DateTime,
     Integer,
-    String,
     and_,
-    any_,
-    bindparam,
     case,
     cast,
     delete,
     exists,
     func,
-    insert,
     literal,
+    or_,
     select,
     text,
+    true,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.extensions import db
 from bot.models import (
     Customer,
     CustomerEvent,
     CustomerValue,
+    LifecycleRule,
     Membership,
     MembershipLevel,
     Order,
     OrderStatus,
     RfmSettings,
+    Trigger,
 )
 from bot.models._time import utcnow
+from bot.services.commerce.sql import among, insert_rows
 from bot.services.errors import Invalid
 from bot.services.users.accounts import N_
 
@@ -128,54 +128,126 @@ def _since(row: RfmSettings, now: datetime) -> datetime:
     return now - timedelta(days=row.window_days)
 
 
-def among(column: Any, keys: Iterable[Any]) -> ColumnElement[bool]:
-    """``column`` is one of ``keys``. On PostgreSQL one array parameter (``= ANY``) rather than a thousand:
-    a statement of a thousand placeholders costs more to build and parse than to run."""
-    keys = list(keys)
-    if db.session.get_bind().dialect.name == "postgresql":
-        element = column.type if not isinstance(column.type, Enum) else String()
-        test: ColumnElement[bool] = column == any_(bindparam(None, keys, type_=ARRAY(element)))
-        return test
-    inside: ColumnElement[bool] = column.in_(keys)
-    return inside
-
-
 def _only(query: Any, column: Any, ids: list[int] | None) -> Any:
     return query if ids is None else query.where(among(column, ids))
 
 
-def _write(since: datetime, ids: list[int] | None) -> None:
-    """The rows rewritten from the orders (paid orders and spend in the window, first and last purchase) and
-    the memberships (the highest level; a member who never bought has a row too)."""
-    db.session.execute(_only(delete(CustomerValue), CustomerValue.customer_id, ids))
+@dataclass(frozen=True)
+class _Standing:
+    first_paid_at: datetime | None
+    spend_cents: int
+    level_rank: int | None
+    level_id: int | None
+
+
+_NONE = _Standing(None, 0, None, None)
+
+
+def _write(
+    since: datetime, ids: list[int] | None, *, cuts: dict[str, list[Any]] | None = None, now: datetime | None = None
+) -> dict[int, _Standing]:
+    """The rows brought up to date from the orders (paid orders and spend in the window, first and last
+    purchase) and the memberships (the highest level; a member who never bought has a row too): one
+    ``INSERT … SELECT … ON CONFLICT DO UPDATE`` that writes only the rows whose figures changed, then the
+    rows of customers left with neither a paid order nor a level removed. A row is never deleted and
+    written again: a night's recompute of a million customers rewrites the few that changed, and two
+    batches refreshing the same customer at the same moment both succeed (the later one's figures stay).
+
+    With ``cuts`` (an import's refresh: the scale in use) the scores and class are written in the same
+    statement. Returns the standing of the rows written or removed (what rules react to)."""
     in_window = Order.paid_at >= since
     bought = _only(
         select(
-            Order.customer_id,
-            func.count().filter(in_window),
-            func.coalesce(func.sum(Order.amount_cents).filter(in_window), 0),
-            func.min(Order.paid_at),
-            func.max(Order.paid_at),
+            Order.customer_id.label("customer_id"),
+            func.count().filter(in_window).label("orders"),
+            func.coalesce(func.sum(Order.amount_cents).filter(in_window), 0).label("spend_cents"),
+            func.min(Order.paid_at).label("first_paid_at"),
+            func.max(Order.paid_at).label("last_paid_at"),
+            literal(None, Integer).label("rank"),
         ).where(Order.status == OrderStatus.paid, Order.customer_id.is_not(None)),
         Order.customer_id,
         ids,
     ).group_by(Order.customer_id)
-    columns = ["customer_id", "orders", "spend_cents", "first_paid_at", "last_paid_at"]
-    db.session.execute(insert(CustomerValue).from_select(columns, bought))
-    members = _only(select(Membership.customer_id).where(Membership.level_id.is_not(None)), Membership.customer_id, ids)
-    if db.session.scalar(members.limit(1)) is None:
-        return
-    unknown = members.where(~exists().where(CustomerValue.customer_id == Membership.customer_id)).distinct()
-    db.session.execute(insert(CustomerValue).from_select(["customer_id"], unknown))
-    top = (
-        select(func.max(MembershipLevel.rank))
-        .join(Membership, Membership.level_id == MembershipLevel.id)
-        .where(Membership.customer_id == CustomerValue.customer_id)
-        .scalar_subquery()
+    leveled = _only(
+        select(
+            Membership.customer_id,
+            literal(0, Integer),
+            literal(0, Integer),
+            literal(None, DateTime),
+            literal(None, DateTime),
+            func.max(MembershipLevel.rank),
+        )
+        .join(MembershipLevel, MembershipLevel.id == Membership.level_id)
+        .where(Membership.customer_id.is_not(None)),
+        Membership.customer_id,
+        ids,
+    ).group_by(Membership.customer_id)
+    both = bought.union_all(leveled).subquery("both")
+    merged = (
+        select(
+            both.c.customer_id,
+            func.sum(both.c.orders).label("orders"),
+            func.sum(both.c.spend_cents).label("spend_cents"),
+            func.min(both.c.first_paid_at).label("first_paid_at"),
+            func.max(both.c.last_paid_at).label("last_paid_at"),
+            func.max(both.c.rank).label("rank"),
+        )
+        .group_by(both.c.customer_id)
+        .subquery("merged")
     )
-    level = select(MembershipLevel.id).where(MembershipLevel.rank == top).scalar_subquery()
-    with_level = update(CustomerValue).values(level_id=level).where(CustomerValue.customer_id.in_(members))
-    db.session.execute(with_level.execution_options(synchronize_session=False))
+    figures = (
+        select(
+            merged.c.customer_id,
+            cast(merged.c.orders, Integer).label("orders"),
+            cast(merged.c.spend_cents, BigInteger).label("spend_cents"),
+            merged.c.first_paid_at,
+            merged.c.last_paid_at,
+            MembershipLevel.id.label("level_id"),
+        )
+        .outerjoin(MembershipLevel, MembershipLevel.rank == merged.c.rank)
+        .subquery("figures")
+    )
+    columns = ["customer_id", "orders", "spend_cents", "first_paid_at", "last_paid_at", "level_id"]
+    selected: list[Any] = [figures.c[c] for c in columns]
+    compared = columns[1:]
+    if cuts:
+        assert now is not None
+        scores = _scores(cuts, since, now, figures.c.orders, figures.c.spend_cents, figures.c.last_paid_at)
+        scores["computed_at"] = literal(now, DateTime)
+        columns += list(scores)
+        selected += list(scores.values())
+        compared += ["r", "f", "m", "rfm_class"]
+    # SQLite reads "INSERT … SELECT … ON CONFLICT" as a join's ON unless the SELECT has a WHERE of its own
+    rows = select(*selected).where(true())
+    maker = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = maker(CustomerValue).from_select(columns, rows)
+    table = CustomerValue.__table__
+    changed = or_(*(table.c[c].is_distinct_from(statement.excluded[c]) for c in compared))
+    statement = statement.on_conflict_do_update(
+        index_elements=["customer_id"], set_={c: statement.excluded[c] for c in columns[1:]}, where=changed
+    )
+    standing: dict[int, _Standing] = {}
+    if ids is None:  # the nightly recompute: nobody to tell, a million rows not to return
+        db.session.execute(statement)
+    else:
+        v = CustomerValue
+        written = db.session.execute(statement.returning(v.customer_id, v.first_paid_at, v.spend_cents, v.level_id))
+        ranks = dict(db.session.execute(select(MembershipLevel.id, MembershipLevel.rank)).all())
+        standing = {
+            cid: _Standing(first, spend or 0, ranks.get(level) if level else None, level)
+            for cid, first, spend, level in written
+        }
+    paid = select(Order.id).where(Order.customer_id == CustomerValue.customer_id, Order.status == OrderStatus.paid)
+    member = select(Membership.id).where(
+        Membership.customer_id == CustomerValue.customer_id, Membership.level_id.is_not(None)
+    )
+    gone = _only(delete(CustomerValue), CustomerValue.customer_id, ids).where(~exists(paid), ~exists(member))
+    gone = gone.execution_options(synchronize_session=False)
+    if ids is None:
+        db.session.execute(gone)
+    else:
+        standing.update((cid, _NONE) for (cid,) in db.session.execute(gone.returning(CustomerValue.customer_id)))
+    return standing
 
 
 def _score(value: Any, cuts: list[Any], *, falling: bool = False) -> ColumnElement[Any]:
@@ -185,17 +257,20 @@ def _score(value: Any, cuts: list[Any], *, falling: bool = False) -> ColumnEleme
     return literal(5) - above if falling else literal(1) + above
 
 
-def _scores(cuts: dict[str, list[Any]], since: datetime, now: datetime) -> dict[str, Any]:
-    v = CustomerValue
-    bought = and_(v.orders > 0, v.last_paid_at >= since)
+def _scores(
+    cuts: dict[str, list[Any]], since: datetime, now: datetime, orders: Any, spend: Any, last_paid: Any
+) -> dict[str, Any]:
+    """The scores and class of rows with these ``orders``, ``spend`` and ``last_paid`` (columns of
+    customer_values, or of the figures about to be written there)."""
+    bought = and_(orders > 0, last_paid >= since)
     # R: whole days since the last purchase above a cut ⇔ bought at least cut + 1 days ago (no day
     # arithmetic in SQL, the same on every database)
     r_above: ColumnElement[Any] = literal(0)
     for days in cuts["r"]:
-        r_above = r_above + case((v.last_paid_at <= now - timedelta(days=days + 1), 1), else_=0)
+        r_above = r_above + case((last_paid <= now - timedelta(days=days + 1), 1), else_=0)
     r = literal(5) - r_above
-    f = _score(v.orders, cuts["f"])
-    m = _score(v.spend_cents, cuts["m"])
+    f = _score(orders, cuts["f"])
+    m = _score(spend, cuts["m"])
     name = case(
         *(
             (and_(r >= HIGH if hr else r < HIGH, f >= HIGH if hf else f < HIGH, m >= HIGH if hm else m < HIGH), cls)
@@ -214,25 +289,31 @@ def _scores(cuts: dict[str, list[Any]], since: datetime, now: datetime) -> dict[
 def _rescore(row: RfmSettings, since: datetime, now: datetime, ids: list[int] | None) -> None:
     if not row.cuts:
         return
-    scored = update(CustomerValue).values(**_scores(row.cuts, since, now))
+    v = CustomerValue
+    scores = _scores(row.cuts, since, now, v.orders, v.spend_cents, v.last_paid_at)
+    # only the rows whose scores or class changed are written (and stamped)
+    changed = or_(*(getattr(CustomerValue, k).is_distinct_from(scores[k]) for k in ("r", "f", "m", "rfm_class")))
+    scored = update(CustomerValue).values(**scores).where(changed)
     scored = _only(scored, CustomerValue.customer_id, ids)
     db.session.execute(scored.execution_options(synchronize_session=False))
 
 
 def refresh(customer_ids: Iterable[int]) -> None:
-    """Recompute the rows of these customers (an import touched them) on the scale in use; flushes."""
+    """Recompute the rows of these customers (an import touched them) on the scale in use, and put what
+    changed that rules react to on their timelines (a first purchase, a level up or down, a spend that
+    reached a rule's amount); flushes."""
     ids = sorted(set(customer_ids))
     if not ids:
         return
     db.session.flush()
     row, now = settings_row(), utcnow()
     since = _since(row, now)
+    thresholds = spend_thresholds()
     for start in range(0, len(ids), MAX_IDS):
         chunk = ids[start : start + MAX_IDS]
-        bought_before = _first_paid(chunk)
-        _write(since, chunk)
-        _rescore(row, since, now, chunk)
-        _announce_first_purchases(_first_paid(chunk), bought_before, now)
+        before = _standing(chunk)
+        written = _write(since, chunk, cuts=row.cuts, now=now)
+        _announce({**before, **written}, before, now, thresholds)
     db.session.flush()
 
 
@@ -240,21 +321,56 @@ def refresh(customer_ids: Iterable[int]) -> None:
 FIRST_PURCHASE_NEWS = timedelta(days=7)
 
 
-def _first_paid(ids: list[int]) -> dict[int, datetime]:
-    query = select(CustomerValue.customer_id, CustomerValue.first_paid_at).where(
-        among(CustomerValue.customer_id, ids), CustomerValue.first_paid_at.is_not(None)
+def _standing(ids: list[int]) -> dict[int, _Standing]:
+    """What the rules react to, of these customers: their first purchase, spend in the window and level."""
+    query = (
+        select(
+            CustomerValue.customer_id,
+            CustomerValue.first_paid_at,
+            CustomerValue.spend_cents,
+            MembershipLevel.rank,
+            CustomerValue.level_id,
+        )
+        .outerjoin(MembershipLevel, MembershipLevel.id == CustomerValue.level_id)
+        .where(among(CustomerValue.customer_id, ids))
     )
-    return {cid: at for cid, at in db.session.execute(query) if at is not None}
+    return {
+        cid: _Standing(first, spend or 0, rank, level) for cid, first, spend, rank, level in db.session.execute(query)
+    }
 
 
-def _announce_first_purchases(now_paid: dict[int, datetime], before: dict[int, datetime], now: datetime) -> None:
-    """A customer's first paid order on their timeline (``first_purchase``: what the lifecycle trigger of
-    that name reads), when it is recent."""
-    rows = [
-        {"customer_id": cid, "at": now, "kind": "first_purchase", "staff_userid": "", "detail": f"{at:%Y-%m-%d}"}
-        for cid, at in now_paid.items()
-        if cid not in before and at >= now - FIRST_PURCHASE_NEWS
-    ]
+def spend_thresholds() -> list[int]:
+    """The amounts (cents) the lifecycle rules on spend watch for: a customer's spend reaching one is news."""
+    query = select(LifecycleRule.trigger_args).where(LifecycleRule.trigger == Trigger.spend_crossed.value)
+    return sorted({round(float(args["amount"]) * 100) for args in db.session.scalars(query) if "amount" in args})
+
+
+def _announce(after: dict[int, _Standing], before: dict[int, _Standing], now: datetime, thresholds: list[int]) -> None:
+    """On the timelines (what the lifecycle triggers of these names read):
+
+    - ``first_purchase`` (detail the day): the customer's first paid order, when it is recent;
+    - ``level_up`` / ``level_down`` (detail ``<level id>:<name>``, empty when no level is left): the highest
+      level of their memberships moved;
+    - ``spend_crossed`` (detail the amount in cents): their spend in the window went from below an amount a
+      rule watches to at least it — once per crossing: falling below and reaching it again is news again."""
+    none = _NONE
+    names = dict(db.session.execute(select(MembershipLevel.id, MembershipLevel.name)).all())
+    rows = []
+    for cid in sorted(after.keys() | before.keys()):
+        now_, was = after.get(cid, none), before.get(cid, none)
+        event = {"customer_id": cid, "at": now, "staff_userid": ""}
+        first = now_.first_paid_at
+        if first is not None and was.first_paid_at is None and first >= now - FIRST_PURCHASE_NEWS:
+            rows.append({**event, "kind": "first_purchase", "detail": f"{first:%Y-%m-%d}"})
+        if now_.level_id != was.level_id and (now_.level_rank or 0) != (was.level_rank or 0):
+            kind = "level_up" if (now_.level_rank or 0) > (was.level_rank or 0) else "level_down"
+            detail = f"{now_.level_id}:{names.get(now_.level_id, '')}" if now_.level_id else ""
+            rows.append({**event, "kind": kind, "detail": detail})
+        rows += [
+            {**event, "kind": "spend_crossed", "detail": str(t)}
+            for t in thresholds
+            if was.spend_cents < t <= now_.spend_cents
+        ]
     insert_rows(CustomerEvent.__table__, rows)
 
 
@@ -283,8 +399,9 @@ def _whole_days(now: datetime) -> ColumnElement[Any]:
 
 
 def recompute_all() -> dict[str, Any]:
-    """The nightly full recompute: every row rewritten, the quintiles taken again (in quintile mode), every
-    customer scored on them. Returns the customers with a row, those scored, and the cut points."""
+    """The nightly full recompute: every row brought up to date (only those that changed are written), the
+    quintiles taken again (in quintile mode), every customer scored on them. Returns the customers with a
+    row, those scored, and the cut points."""
     row, now = settings_row(), utcnow()
     since = _since(row, now)
     _write(since, None)
@@ -300,7 +417,7 @@ def recompute_all() -> dict[str, Any]:
     row.computed_at = now
     db.session.flush()
     if db.session.get_bind().dialect.name == "postgresql":
-        # every row was rewritten: the planner's picture of the classes and spends is new too
+        # the classes and spends may all have moved: the planner's picture of them is renewed too
         db.session.execute(text("ANALYZE customer_values"))
     rows = db.session.scalar(select(func.count()).select_from(CustomerValue)) or 0
     scored = db.session.scalar(select(func.count()).where(CustomerValue.rfm_class.is_not(None))) or 0
@@ -350,30 +467,3 @@ def summary(customer: Customer) -> Summary | None:
         value.rfm_class,
         settings_row().window_days,
     )
-
-
-def insert_rows(table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) into ``table``. On PostgreSQL one statement of one array
-    parameter per column (``SELECT … FROM unnest(…)``), whatever the number of rows: a thousand rows bound
-    one placeholder each make a statement that costs more to build and parse than to run."""
-    if not rows:
-        return
-    if db.session.get_bind().dialect.name != "postgresql":
-        db.session.execute(insert(table), rows)
-        return
-    dialect = db.session.get_bind().dialect
-    keys = list(rows[0])
-    casts, params = [], {}
-    for n, key in enumerate(keys):
-        column = table.c[key]
-        values = [row[key] for row in rows]
-        if isinstance(column.type, JSON):
-            values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in values]
-        elif isinstance(column.type, Enum):
-            values = [None if v is None else str(v.value if isinstance(v, enum.Enum) else v) for v in values]
-        sql_type = "TEXT" if isinstance(column.type, Enum | String) else column.type.compile(dialect)
-        casts.append(f"CAST(:p{n} AS {sql_type}[])")
-        params[f"p{n}"] = values
-    unnest = f"unnest({', '.join(casts)})"
-    statement = text(f"INSERT INTO {table.name} ({', '.join(keys)}) SELECT * FROM {unnest}")  # noqa: S608 - table's names
-    db.session.execute(statement, params)

@@ -82,7 +82,7 @@ def _added_in(w: Window) -> ColumnElement[bool]:
     return and_(FollowRelation.added_at >= w.since, FollowRelation.added_at < w.until)
 
 
-def _moved_in(w: Window) -> ColumnElement[bool]:
+def moved_in(w: Window) -> ColumnElement[bool]:
     # Only relations that moved in the window: the indexes on added_at and lost_at find them.
     return or_(
         and_(FollowRelation.added_at >= w.since, FollowRelation.added_at < w.until),
@@ -131,7 +131,7 @@ def by_store(user: User, w: Window, *, by_net: bool, limit: int | None = None) -
         select(Store.id, Store.name, added, lost, eligible, kept)
         .join(staff_stores, staff_stores.c.store_id == Store.id)
         .join(FollowRelation, FollowRelation.staff_id == staff_stores.c.staff_id)
-        .where(_moved_in(w))
+        .where(moved_in(w))
         .group_by(Store.id, Store.name)
         .order_by(*((added - lost).desc(), Store.name) if by_net else (Store.name,))
         .limit(limit)
@@ -154,7 +154,7 @@ def by_member(
     query = (
         select(Staff.userid, Staff.name, added, lost, eligible, kept)
         .join(FollowRelation, FollowRelation.staff_id == Staff.id)
-        .where(_moved_in(w))
+        .where(moved_in(w))
         .group_by(Staff.id, Staff.userid, Staff.name)
         .order_by((added - lost).desc(), added.desc(), Staff.userid)
         .limit(limit)
@@ -186,7 +186,7 @@ def by_channel(channel_ids: list[int], w: Window) -> dict[int, dict[str, Any]]:
     eligible, kept = retention(w)
     rows = db.session.execute(
         select(FollowRelation.channel_id, added, lost, eligible, kept)
-        .where(FollowRelation.channel_id.in_(channel_ids), _moved_in(w))
+        .where(FollowRelation.channel_id.in_(channel_ids), moved_in(w))
         .group_by(FollowRelation.channel_id)
     ).all()
     stats = {cid: _with_retention(_row("", 0, 0), 0, 0) for cid in channel_ids}
@@ -204,7 +204,7 @@ def by_variant(channel_id: int, w: Window) -> list[dict[str, Any]]:
     rows = db.session.execute(
         select(WelcomeMessage.id, WelcomeMessage.label, WelcomeMessage.weight, added, lost, eligible, kept)
         .join(FollowRelation, FollowRelation.welcome_variant_id == WelcomeMessage.id)
-        .where(WelcomeMessage.channel_id == channel_id, FollowRelation.channel_id == channel_id, _moved_in(w))
+        .where(WelcomeMessage.channel_id == channel_id, FollowRelation.channel_id == channel_id, moved_in(w))
         .group_by(WelcomeMessage.id, WelcomeMessage.label, WelcomeMessage.weight)
         .order_by(WelcomeMessage.id)
     ).all()

@@ -9,15 +9,18 @@ import calendar
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, cast, exists, func, select
+from sqlalchemy import ColumnElement, String, and_, cast, exists, func, or_, select
 
 from bot.extensions import db
 from bot.models import (
     Customer,
     CustomerEvent,
+    CustomerValue,
     LibraryItem,
     LifecycleRule,
     LifecycleTask,
+    Order,
+    OrderStatus,
     RuleRun,
     SendRecipient,
     Staff,
@@ -58,12 +61,21 @@ def _why(rule: LifecycleRule, occurrence: str, customer: Customer, today: date, 
     if kind == Trigger.first_purchase:
         return "首次消费"
     if kind == Trigger.no_purchase:
-        # the occurrence names the (UTC) day of the last purchase: counted from today's UTC day alike
-        last = date.fromisoformat(occurrence.split(":", 1)[1])
-        return f"已 {(now.date() - last).days} 天没有消费（最后一次 {last:%Y-%m-%d}）"
+        # whole days since the last paid order itself (the occurrence's day is UTC's: near midnight the
+        # corp's calendar day differs)
+        paid = db.session.scalar(select(CustomerValue.last_paid_at).where(CustomerValue.customer_id == customer.id))
+        if paid is None:
+            return occurrence
+        return f"已 {(now - paid).days} 天没有消费（最后一次 {corp_time.local(paid):%Y-%m-%d}）"
     event = db.session.get(CustomerEvent, int(occurrence.split(":")[1]))
     if event is None:
         return occurrence
+    if kind == Trigger.level_changed:
+        name = event.detail.partition(":")[2] or "-"
+        moved = "升级" if event.kind == "level_up" else "降级"
+        return f"{corp_time.local(event.at):%m-%d %H:%M} 会员{moved}为「{name}」"
+    if kind == Trigger.spend_crossed:
+        return f"{corp_time.local(event.at):%m-%d %H:%M} 窗口内消费达到 ¥{int(event.detail) / 100:,.0f}"
     if kind == Trigger.tag_added:
         tag = db.session.scalar(select(Tag.name).where(Tag.tag_id == event.detail))
         return f"{corp_time.local(event.at):%m-%d %H:%M} 被打上标签「{tag or event.detail}」"
@@ -123,10 +135,18 @@ def _scoped_tasks(user: User, *where: Any) -> Any:
     return query
 
 
+def _plus_days(column: Any, days: int) -> Any:
+    """``column`` + ``days`` in SQL. SQLite keeps times as text: adding an interval there takes its
+    ``datetime()`` (``+`` would add numbers to the year)."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d %H:%M:%f", column, f"+{days} days")
+    return column + timedelta(days=days)
+
+
 def results(rule: LifecycleRule, user: User) -> dict[str, int]:
     """What the rule has done for the customers ``user`` may see: tasks, members reminded, customers sent
     to (delivered), converted (the customer interacted within 7 days of the task — an add, an edit by the
-    member, a welcome)."""
+    member, a welcome — or, when the rule says so, paid an order within those days)."""
     tasks = _scoped_tasks(user, LifecycleTask.rule_id == rule.id)
     reminded = tasks.where(LifecycleTask.remind == Step.done)
     in_send = tasks.where(LifecycleTask.send_id.is_not(None))
@@ -140,16 +160,26 @@ def results(rule: LifecycleRule, user: User) -> dict[str, int]:
         )
         .where(LifecycleTask.rule_id == rule.id, SendRecipient.status == "sent")
     )
-    converted = tasks.where(
-        exists(
-            select(CustomerEvent.id).where(
-                CustomerEvent.customer_id == LifecycleTask.customer_id,
-                CustomerEvent.kind.in_(CONVERSIONS),
-                CustomerEvent.at > LifecycleTask.created_at,
-                CustomerEvent.at <= LifecycleTask.created_at + timedelta(days=CONVERSION_DAYS),
-            )
+    until = _plus_days(LifecycleTask.created_at, CONVERSION_DAYS)
+    interacted: ColumnElement[bool] = exists(
+        select(CustomerEvent.id).where(
+            CustomerEvent.customer_id == LifecycleTask.customer_id,
+            CustomerEvent.kind.in_(CONVERSIONS),
+            CustomerEvent.at > LifecycleTask.created_at,
+            CustomerEvent.at <= until,
         )
     )
+    if rule.purchase_converts:  # the rule's option: a paid order within the window converts too
+        bought = exists(
+            select(Order.id).where(
+                Order.customer_id == LifecycleTask.customer_id,
+                Order.status == OrderStatus.paid,
+                Order.paid_at > LifecycleTask.created_at,
+                Order.paid_at <= until,
+            )
+        )
+        interacted = or_(interacted, bought)
+    converted = tasks.where(interacted)
     return {
         name: int(db.session.scalar(q) or 0)
         for name, q in (

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.extensions import db
-from bot.models import LibraryFolder, LibraryItem, LifecycleRule, Segment, Tag, Trigger, User
+from bot.models import LibraryFolder, LibraryItem, LifecycleRule, MembershipLevel, Segment, Tag, Trigger, User
 from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.errors import Forbidden, Invalid
@@ -175,7 +175,34 @@ def check_trigger(trigger: Any, raw: Any) -> tuple[Trigger, dict[str, Any]]:
         return kind, {"tag_ids": _tag_ids(args.get("tag_ids"), "trigger_args.tag_ids", required=True)}
     if kind == Trigger.opened:
         return kind, opened_args(args)
+    if kind == Trigger.level_changed:
+        return kind, level_args(args)
+    if kind == Trigger.spend_crossed:
+        amount = args.get("amount")
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 1 <= amount <= MAX_SPEND:
+            raise LifecycleError("trigger_args.amount", N_("消费金额应为 1–100,000,000 元的整数"))
+        return kind, {"amount": amount}
     return kind, {}
+
+
+#: the largest spend a rule may watch for (yuan)
+MAX_SPEND = 100_000_000
+
+
+def level_args(args: dict[str, Any]) -> dict[str, Any]:
+    """ "Level changed": up, down or either (``direction``), optionally to one level of the ladder."""
+    direction = args.get("direction", "any")
+    if direction not in ("up", "down", "any"):
+        raise LifecycleError("trigger_args.direction", N_("变化方向只能是升级、降级或任意"))
+    level_id = args.get("level_id")
+    if level_id is not None and (
+        not isinstance(level_id, int)
+        or isinstance(level_id, bool)
+        or not 0 < level_id < 2**31
+        or db.session.get(MembershipLevel, level_id) is None
+    ):
+        raise LifecycleError("trigger_args.level_id", N_("会员等级不存在"))
+    return {"direction": direction, "level_id": level_id}
 
 
 def check_actions(raw: Any, user: User, kept: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
@@ -236,6 +263,9 @@ def save_rule(raw: dict[str, Any], user: User, rule: LifecycleRule | None = None
     if start >= end:
         raise LifecycleError("window_end", N_("结束时间应晚于开始时间"))
     cooldown = _days(merged.get("cooldown_days", 0), "cooldown_days", 0, 3650)
+    purchase_converts = merged.get("purchase_converts", False)
+    if not isinstance(purchase_converts, bool):
+        raise LifecycleError("purchase_converts", N_("取值应为是或否"))
     if rule is None:
         rule = LifecycleRule(created_by=user.id, template=template)
         db.session.add(rule)
@@ -243,6 +273,7 @@ def save_rule(raw: dict[str, Any], user: User, rule: LifecycleRule | None = None
     rule.name, rule.trigger, rule.trigger_args, rule.actions = name, trigger, trigger_args, actions
     rule.segment_id, rule.audience = segment_id, "segment" if segment_id is not None else "all"
     rule.window_start, rule.window_end, rule.cooldown_days = start, end, cooldown
+    rule.purchase_converts = purchase_converts
     db.session.flush()
     audit(user, "save_rule", f"rule:{rule.id}", before=before, after=describe(rule))
     if "enabled" in raw:
@@ -285,6 +316,7 @@ def describe(rule: LifecycleRule) -> dict[str, Any]:
         "window_start": f"{rule.window_start // 60:02d}:{rule.window_start % 60:02d}",
         "window_end": f"{rule.window_end // 60:02d}:{rule.window_end % 60:02d}",
         "cooldown_days": rule.cooldown_days,
+        "purchase_converts": bool(rule.purchase_converts),
     }
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, exists, extract, func, literal, not_, or_, select, true
+from sqlalchemy import ColumnElement, String, and_, case, cast, exists, extract, func, literal, not_, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.extensions import db
@@ -206,6 +206,25 @@ def _no_purchase(rule: LifecycleRule, today: date, now: datetime) -> Any:
     return _with_first_follower(where, literal("no_purchase:") + cast(func.date(since), String))
 
 
+def _level_changed(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    # The customer's level moved (``level_up`` / ``level_down``, detail "<level id>:<name>"): up, down or
+    # either, to any level or to the rule's.
+    args = rule.trigger_args
+    direction = args.get("direction", "any")
+    kinds = ["level_up", "level_down"] if direction == "any" else [f"level_{direction}"]
+    where: ColumnElement[bool] = CustomerEvent.kind.in_(kinds)
+    if args.get("level_id") is not None:
+        where = and_(where, CustomerEvent.detail.like(f"{int(args['level_id'])}:%"))
+    return _events(rule, now, where)
+
+
+def _spend_crossed(rule: LifecycleRule, today: date, now: datetime) -> Any:
+    # The spend in the window reached the rule's amount (``spend_crossed``, detail the amount in cents):
+    # one event, so one task, per crossing.
+    cents = str(round(float(rule.trigger_args["amount"]) * 100))
+    return _events(rule, now, and_(CustomerEvent.kind == "spend_crossed", CustomerEvent.detail == cents))
+
+
 TRIGGERS: dict[Trigger, Callable[[LifecycleRule, date, datetime], Any]] = {
     Trigger.birthday: _birthday,
     Trigger.added: _added,
@@ -215,6 +234,8 @@ TRIGGERS: dict[Trigger, Callable[[LifecycleRule, date, datetime], Any]] = {
     Trigger.opened: _opened,
     Trigger.first_purchase: _first_purchase,
     Trigger.no_purchase: _no_purchase,
+    Trigger.level_changed: _level_changed,
+    Trigger.spend_crossed: _spend_crossed,
 }
 DAILY = (Trigger.birthday, Trigger.added, Trigger.dormant, Trigger.no_purchase)
 

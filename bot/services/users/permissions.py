@@ -45,6 +45,7 @@ class Action(enum.StrEnum):
     manage_webhooks = "manage_webhooks"
     import_brand_data = "import_brand_data"
     manage_customer_fields = "manage_customer_fields"
+    set_targets = "set_targets"
 
 
 _ADMIN = frozenset({Role.admin})
@@ -94,6 +95,8 @@ POLICY: dict[Action, frozenset[Role]] = {
     Action.import_brand_data: _WRITERS,
     # Which fields the brand keeps on every customer, and who may edit each, is the corp's data model.
     Action.manage_customer_fields: _ADMIN,
+    # 全员营销 targets are what members and stores are measured against: admins set them.
+    Action.set_targets: _ADMIN,
 }
 assert set(POLICY) == set(Action), "every action has its roles"
 
@@ -126,6 +129,7 @@ _WHAT = {
     Action.hand_over: N_("交接离职员工的客户和群"),
     Action.import_brand_data: N_("导入会员和订单"),
     Action.manage_customer_fields: N_("定义自定义客户字段"),
+    Action.set_targets: N_("设置门店和成员的目标"),
 }
 
 

@@ -1,6 +1,6 @@
 """The app's home in the WeCom workbench (no chat in front of the member): their open tasks, the mass sends
-waiting for them to confirm, the corp moments waiting for them to post, their personal code and rank, and the
-customers who need attention."""
+waiting for them to confirm, the corp moments waiting for them to post, their personal code and rank, their
+targets of the month and week (done, %, gap), and the customers who need attention."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from bot.models import (
 from bot.models._time import utcnow
 from bot.services import corp_time
 from bot.services.channels.codes import personal_code
+from bot.services.commerce import targets
 from bot.services.customers import growth
 from bot.services.lifecycle.triggers import birthday_days
 from bot.services.users.scope import member_follow_condition
@@ -49,6 +50,8 @@ class Home:
     birthdays: list[tuple[Customer, FollowRelation, int]] = field(default_factory=list)
     quiet: list[tuple[Customer, FollowRelation, int]] = field(default_factory=list)
     waiting_moments: list[Moment] = field(default_factory=list)
+    # the member's targets this month and week, with what is done and the gap
+    targets: list[targets.Achievement] = field(default_factory=list)
 
 
 def _waiting_moments(staff: Staff) -> list[Moment]:
@@ -124,4 +127,11 @@ def home(staff: Staff) -> Home:
         birthdays=_birthdays(staff),
         quiet=_quiet(staff),
         waiting_moments=_waiting_moments(staff),
+        targets=[
+            a
+            for period in targets.PERIODS
+            for a in targets.achievements(
+                None, period, targets.current_start(period), owner="staff", owner_ids=[staff.id]
+            )
+        ],
     )
