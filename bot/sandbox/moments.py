@@ -5,6 +5,7 @@ The endpoints over it are ``bot.sandbox.api.moments``."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -132,3 +133,21 @@ def post_own_moment(corp: FakeCorp, userid: str, text: str, kind: str = "") -> s
             row["link"] = {"title": text[:20], "url": "https://example.com/"}
         ledger(corp).moments.append(row)
         return moment_id
+
+
+def someone_posts_or_reacts(corp: FakeCorp, rng: random.Random) -> str | None:
+    """A member posts a corp moment waiting in their client, or a customer who can see a posted one likes or
+    comments on it (WeCom calls nothing back: Siyu polls). What happened, for the log; None for nothing."""
+    posts = ledger(corp).posts
+    with corp.lock:
+        waiting = sorted((m, u) for m, p in posts.items() if not p.cancelled for u in p.visible if u not in p.published)
+        seen = sorted((m, u, e) for m, p in posts.items() for u, es in p.seen.items() for e in es)
+    if not waiting and not seen:
+        return None
+    if waiting and (not seen or rng.random() < 0.5):
+        moment_id, userid = rng.choice(waiting)
+        return f"{userid} posted moment {moment_id} to {len(post_moment(corp, moment_id, userid))}"
+    moment_id, userid, who = rng.choice(seen)
+    kind = rng.choice(["like", "like", "comment"])
+    react_to_moment(corp, moment_id, userid, who, kind)
+    return f"a customer left a {kind} on {userid}'s moment"

@@ -10,7 +10,6 @@ import random
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -18,7 +17,8 @@ import requests
 from bot.sandbox.corp import Contact, FakeCorp, FakeGroup
 from bot.sandbox.handover import customer_refuses, resign, take_over
 from bot.sandbox.members import confirm_mass_task
-from bot.sandbox.moments import ledger, post_moment, react_to_moment
+from bot.sandbox.moments import someone_posts_or_reacts
+from bot.sandbox.purchases import someone_buys
 from bot.sandbox.radar import someone_reads
 from bot.wecom.crypto import CallbackCrypto
 
@@ -443,23 +443,8 @@ class Simulator:
         return f"{task.sender} sent a mass message to {len(task.recipients)}"
 
     def moment_activity(self) -> str | None:
-        """A member posts a corp moment waiting in their client, or a customer who can see a posted one likes
-        or comments on it (WeCom calls nothing back: Siyu polls)."""
-        posts = ledger(self.corp).posts
-        with self.corp.lock:
-            waiting = sorted(
-                (m, u) for m, p in posts.items() if not p.cancelled for u in p.visible if u not in p.published
-            )
-            seen = sorted((m, u, e) for m, p in posts.items() for u, es in p.seen.items() for e in es)
-        if not waiting and not seen:
-            return None
-        if waiting and (not seen or self.rng.random() < 0.5):
-            moment_id, userid = self.rng.choice(waiting)
-            return f"{userid} posted moment {moment_id} to {len(post_moment(self.corp, moment_id, userid))}"
-        moment_id, userid, who = self.rng.choice(seen)
-        kind = self.rng.choice(["like", "like", "comment"])
-        react_to_moment(self.corp, moment_id, userid, who, kind)
-        return f"a customer left a {kind} on {userid}'s moment"
+        """A member posts a corp moment waiting for them, or a customer reacts to one (``bot.sandbox.moments``)."""
+        return someone_posts_or_reacts(self.corp, self.rng)
 
     def customer_joins_by_code(self) -> tuple[str, Delivery] | None:
         """A customer scans a group-join code and joins one of its groups."""
@@ -476,31 +461,10 @@ class Simulator:
         return f"a customer joined {group.name} by its code", deliveries[-1]
 
     def customer_buys(self) -> str | None:
-        """A customer buys in their member's store, and the brand's system sends the order to Siyu's API as it
-        would (a batch of one, by external_userid; the member named on one order in three). None when there is
-        no brand API to send to or nobody to buy."""
+        """A customer buys and the brand's system tells Siyu's API (``bot.sandbox.purchases``); None without one."""
         if self.brand_api is None:
             return None
-        relation = self._current_relation()
-        if relation is None:
-            return None
-        contact, userid = relation
-        with self.corp.lock:
-            department = self.corp.users[userid].get("main_department") or 1
-        amount = self.rng.choice([39, 69, 129, 199, 299, 599, 1299])
-        row = {
-            "order_no": f"SIM-{secrets.token_hex(6)}",
-            "external_userid": contact.external_userid,
-            "store": department,
-            "staff": userid if self.rng.random() < 0.33 else "",
-            "amount": amount,
-            "paid_at": datetime.now(UTC).isoformat(),
-        }
-        url, token = self.brand_api
-        answer = self.http.post(
-            url, json={"rows": [row]}, headers={"Authorization": f"Bearer {token}"}, timeout=self.timeout
-        )
-        return f"{contact.name} bought ¥{amount} at store {department} ({answer.status_code})"
+        return someone_buys(self.corp, self.rng, self._current_relation(), self.brand_api, self.http, self.timeout)
 
     def random_activity(self) -> str:
         """One plausible thing happening in the corp; returns what it was, for the log."""
