@@ -19,6 +19,8 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from admin.pickers import ITEM_KINDS as ITEM_KINDS  # the library's kinds, named where the pickers label items
+from admin.pickers import PickerField
 from bot.models import Role
 
 ROLE_LABELS = {
@@ -63,18 +65,18 @@ class ChannelForm(FlaskForm):
         _l("名称"), validators=[DataRequired(_l("请输入名称")), Length(max=64, message=_l("最多 64 个字符"))]
     )
     group_name = StringField(_l("分组"), validators=[Optional(), Length(max=64, message=_l("最多 64 个字符"))])
-    staff = SelectMultipleField(_l("接待员工"))
-    stores = SelectMultipleField(_l("或整个门店的员工"), coerce=int)
+    staff = PickerField(_l("接待员工"), kind="members")
+    stores = PickerField(_l("或整个门店的员工"), kind="stores", ints=True)
     state = StringField(
         _l("渠道 state（留空自动生成）"), validators=[Optional(), Length(max=30, message=_l("state 最多 30 个字符"))]
     )
-    tag_ids = SelectMultipleField(_l("添加时打标签"))
+    tag_ids = PickerField(_l("添加时打标签"), kind="tags")
     skip_verify = BooleanField(_l("客户添加时无需员工确认"), default=True)
     welcome = TextAreaField(
         _l("欢迎语（可用 {customer_name}、{staff_name}、{store_name}）"),
         validators=[Optional(), Length(max=4000, message=_l("欢迎语最多 4000 字"))],
     )
-    welcome_items = SelectMultipleField(_l("欢迎语附件（素材库中的图片、链接、小程序、视频或文件）"), coerce=int)
+    welcome_items = PickerField(_l("欢迎语附件（素材库中的图片、链接、小程序、视频或文件）"), kind="library", ints=True)
     welcome_image = FileField(_l("或上传一张图片作为附件（同时存入素材库）"))
     remark_template = StringField(
         _l("客户备注模板（如 {customer_name}-{store_name}，填入后最多 20 字）"),
@@ -84,7 +86,7 @@ class ChannelForm(FlaskForm):
         _l("每名员工每日添加上限（留空不限）"),
         validators=[Optional(), NumberRange(1, 10000, _l("1–10000 之间"))],
     )
-    backup_staff = SelectMultipleField(_l("备用员工（所有员工达到上限后接待）"))
+    backup_staff = PickerField(_l("备用员工（所有员工达到上限后接待）"), kind="members")
     expires_at = DateTimeLocalField(_l("有效期至（留空长期有效）"), validators=[Optional()], format="%Y-%m-%dT%H:%M")
 
 
@@ -94,7 +96,7 @@ class PersonalCodesForm(FlaskForm):
         _l("欢迎语（可用 {customer_name}、{staff_name}、{store_name}）"),
         validators=[Optional(), Length(max=4000, message=_l("欢迎语最多 4000 字"))],
     )
-    tag_ids = SelectMultipleField(_l("添加时打标签"))
+    tag_ids = PickerField(_l("添加时打标签"), kind="tags")
 
 
 class EditUserForm(FlaskForm):
@@ -122,16 +124,6 @@ class SandboxBurstForm(FlaskForm):
         _l("客户数"), default=5, validators=[InputRequired(_l("请输入数量")), NumberRange(1, 200, _l("1–200 之间"))]
     )
     state = StringField(_l("渠道 state"), validators=[Optional(), Length(max=30, message=_l("state 最多 30 个字符"))])
-
-
-ITEM_KINDS = {
-    "text": _l("文字"),
-    "image": _l("图片"),
-    "link": _l("链接"),
-    "miniprogram": _l("小程序"),
-    "file": _l("文件"),
-    "video": _l("视频"),
-}
 
 
 class LibraryItemForm(FlaskForm):

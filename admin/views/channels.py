@@ -16,11 +16,12 @@ from wtforms.fields.choices import SelectChoice
 
 from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
 from admin.params import whole
+from admin.pickers import fill_form
 from admin.views import attachments, bp, client_ip, image_response, permission_required, refusal_message
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.models import Channel, Staff, Tag
+from bot.models import Channel
 from bot.services import corp_time
 from bot.services.channels import codes as channel_service
 from bot.services.channels import qr_images
@@ -34,25 +35,15 @@ from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition, store_ids, visible_stores
 
 
-def _tag_choices() -> list[SelectChoice]:
-    tags = db.session.scalars(select(Tag).where(Tag.deleted.is_(False)).options(selectinload(Tag.group)))
-    return [SelectChoice(t.tag_id, f"{t.group.name} / {t.name}") for t in tags]
-
-
 def _choices(form: ChannelForm) -> None:
-    form.welcome_items.choices = attachments.choices(current_user)
-    members = db.session.scalars(select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name))
-    form.staff.choices = [SelectChoice(s.userid, f"{s.name}（{s.userid}）") for s in members]
-    form.backup_staff.choices = list(form.staff.choices)
-    form.stores.choices = [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
-    form.tag_ids.choices = _tag_choices()
+    fill_form(form, current_user)
 
 
 def _personal_form() -> PersonalCodesForm:
     form = PersonalCodesForm(prefix="personal")
     all_stores = [SelectChoice(0, _("全公司所有员工"))] if store_ids(current_user) is None else []
     form.store.choices = all_stores + [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
-    form.tag_ids.choices = _tag_choices()
+    fill_form(form, current_user)
     return form
 
 
