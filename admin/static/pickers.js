@@ -25,11 +25,12 @@
       placeholder: texts.placeholder,
       loadThrottle: 150,
       closeAfterSelect: !multiple,
-      preload: "focus",
       shouldLoad: function () { return true; },
       load: function (query, callback) {
-        fetchJSON(url + "?q=" + encodeURIComponent(query)).then(function (j) { callback(j.results); })
-          .catch(function () { callback(); });
+        fetchJSON(url + "?q=" + encodeURIComponent(query)).then(function (j) {
+          // An answer to an older text (the first suggestions arriving after one typed) is not shown.
+          callback(query === picker.inputValue() ? j.results : []);
+        }).catch(function () { callback(); });
       },
       render: {
         option: function (data, escape) {
@@ -44,6 +45,7 @@
         // A shortcut stands for many: it is replaced by the members or tags it names.
         this.removeItem(value, true);
         this.removeOption(value, true);
+        this.setTextboxValue("");
         fetchJSON(url + "?expand=" + encodeURIComponent(value)).then(function (j) {
           j.results.forEach(function (o) { picker.addOption(o); picker.addItem(o.value, true); });
           picker.refreshItems();
@@ -52,6 +54,11 @@
       },
     });
     picker.wrapper.dataset.pickerFor = select.id;
+    // Enter in a picker picks the highlighted suggestion (Tom Select's own handler, on the input, runs
+    // first); with none highlighted yet (the answer still on its way) it must not submit a half-filled form.
+    picker.wrapper.addEventListener("keydown", function (e) {
+      if (e.key === "Enter") e.preventDefault();
+    });
     // A new search each time: suggestions are the server's answer to what is typed now.
     picker.on("type", function () { picker.clearOptions(); });
   }

@@ -1,0 +1,90 @@
+"""The pickers in Chromium: a member picked by typing and the keyboard, a whole store added by its shortcut,
+a tag by its group's name, a pasted list checked before submit, and the channel saved with them."""
+
+import re
+from urllib.parse import quote
+
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from bot.extensions import db
+from bot.models import Channel, Staff, Store, Tag
+from tests.browser.conftest import screenshot
+from tests.browser.test_panel_in_chromium import sign_in
+
+
+def _members(app, department_id):
+    with app.app_context():
+        query = select(Staff.userid).where(Staff.active, Staff.stores.any(Store.department_id == department_id))
+        return sorted(db.session.scalars(query))
+
+
+def type_into(page, name, text):
+    """Type ``text`` into the picker ``name`` key by key, and wait for the server's suggestions for it."""
+    control = page.locator(f"#{name}-ts-control")
+    with page.expect_response(lambda r: "/admin/pick/" in r.url and r.url.endswith("q=" + quote(text))):
+        control.press_sequentially(text)
+    expect(page.locator(f"[data-picker-for={name}]")).not_to_have_class(re.compile(r"\bloading\b"))
+    return control
+
+
+def test_an_operator_picks_members_and_tags_by_typing(app, page, roles):
+    sign_in(page, "ops", "pw-ops-0123456789")
+    page.goto("/admin/channels")
+    staff = page.locator("#staff-ts-control")
+    staff.click()
+    type_into(page, "staff", "陆家嘴")
+    shortcut = page.locator(".ts-dropdown .option.shortcut", has_text="整个门店：陆家嘴店")
+    expect(shortcut).to_be_visible()
+    expect(shortcut).to_have_attribute("aria-selected", "true")  # the first suggestion, ready for Enter
+    staff.press("Enter")
+    in_3 = _members(app, 3)
+    chips = page.locator("[data-picker-for=staff] .ts-control .item")
+    expect(chips).to_have_count(len(in_3))
+    type_into(page, "staff", "staff0201")
+    expect(page.locator(".ts-dropdown .option", has_text="staff0201")).to_be_visible()
+    expect(page.locator(".ts-dropdown .option.active")).to_contain_text("staff0201")
+    staff.press("ArrowDown")  # the keyboard moves through the suggestions too
+    staff.press("ArrowUp")
+    staff.press("Enter")
+    expect(chips).to_have_count(len(in_3) + 1)
+    assert sorted(page.eval_on_selector("#staff", "s => [...s.selectedOptions].map(o => o.value)")) == sorted(
+        [*in_3, "staff0201"]
+    )
+    chips.first.locator(".remove").click()  # a chip's × takes it off
+    expect(chips).to_have_count(len(in_3))
+    staff.press("Escape")
+    expect(page.locator("[data-picker-for=staff] .ts-dropdown")).to_be_hidden()
+
+    tags = page.locator("#tag_ids-ts-control")
+    tags.click()
+    type_into(page, "tag_ids", "VIP")
+    expect(page.locator(".ts-dropdown .option", has_text="客户等级 / VIP")).to_be_visible()
+    expect(page.locator(".ts-dropdown .option")).to_have_count(1)  # the suggestions for what is typed now
+    expect(page.locator(".ts-dropdown .option")).to_have_attribute("aria-selected", "true")
+    tags.press("Enter")
+    expect(page.locator("[data-picker-for=tag_ids] .ts-control .item")).to_have_text(["客户等级 / VIP×"])
+    tags.press("Escape")  # the keyboard closes the suggestions
+    expect(page.locator("[data-picker-for=tag_ids] .ts-dropdown")).to_be_hidden()
+
+    page.locator("details.paste:has(#backup_staff_paste) summary").click()  # backup staff: a pasted list
+    page.fill("#backup_staff_paste", "staff0202\nnobody")
+    expect(page.locator("#backup_staff_paste")).to_have_value("staff0202\nnobody")
+    page.locator("#backup_staff_paste ~ .paste-check").click()
+    report = page.locator("#backup_staff_paste_report")
+    expect(report).to_have_text("1 个员工账号不存在、已删除或不在您的权限范围内：nobody")
+    page.fill("#backup_staff_paste", "staff0202")
+    page.fill("#name", "陆家嘴海报")
+    page.fill("#state", "ljz-poster")
+    with page.expect_navigation(wait_until="domcontentloaded"):
+        page.click("form[action$='/admin/channels'] button[type=submit]")
+    assert page.locator(".error").all_inner_texts() == []
+    screenshot(page, "channel-pickers")
+    expect(page.locator(".flash")).to_have_text("已创建渠道活码 陆家嘴海报")
+    with app.app_context():
+        channel = db.session.scalar(select(Channel).where(Channel.state == "ljz-poster"))
+        vip = db.session.scalar(select(Tag.tag_id).where(Tag.name == "VIP"))
+        assert sorted(s.userid for s in channel.staff) == sorted([*in_3[1:], "staff0201"])
+        assert channel.tag_ids == [vip] and [s.userid for s in channel.backup_staff] == ["staff0202"]
+    # The edit form shows the picked ones as chips again.
+    expect(page.locator("[data-picker-for=staff] .ts-control .item")).to_have_count(len(in_3))
