@@ -10,11 +10,12 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
+from admin.paging import page_of, search_text
 from admin.params import whole
 from admin.pickers import fill_form
 from admin.views import attachments, bp, client_ip, image_response, permission_required, refusal_message
@@ -66,16 +67,18 @@ def _window() -> growth.Window:
 
 def _page(form: ChannelForm, personal: PersonalCodesForm | None = None) -> str:
     w = _window()
-    query = (
-        _visible(select(Channel))
-        .options(selectinload(Channel.staff))
-        .order_by(Channel.active.desc(), Channel.id.desc())
-    )
-    rows = db.session.scalars(query).all()
+    query = _visible(select(Channel)).options(selectinload(Channel.staff))
+    words = search_text()
+    if words:
+        query = query.where(
+            or_(*(c.icontains(words, autoescape=True) for c in (Channel.name, Channel.state, Channel.group_name)))
+        )
+    page = page_of(query.order_by(Channel.active.desc(), Channel.id.desc()))
     return render_template(
         "admin/channels/index.html",
-        channels=rows,
-        stats=growth.by_channel([c.id for c in rows], w),
+        channels=page.items,
+        page=page,
+        stats=growth.by_channel([c.id for c in page.items], w),
         window=w,
         periods=growth.PERIODS,
         form=form,

@@ -137,3 +137,25 @@ def test_the_send_form_refuses_another_stores_owner_and_keeps_what_was_typed(app
         send = db.session.scalar(select(MassSend))
         assert send.target["groups"]["owners"] == ["staff0201"]
         assert send.target["groups"]["tag_ids"] == [_tag_id(app, "VIP")]
+
+
+def test_the_segment_and_channel_lists_are_paged_and_filtered(app, roles):
+    from bot.models import Segment
+
+    with app.app_context():
+        for i in range(45):
+            db.session.add(Segment(name=f"分群{i:02d}", rule={"op": "and", "conditions": []}))
+        db.session.commit()
+    client = browser(app, "ops")
+    first = client.get("/admin/segments").get_data(as_text=True)
+    assert "分群44" in first and "分群25" in first and "分群24" not in first and 'id="next-page"' in first
+    assert 'id="prev-page"' not in first and "第 1 页" in first
+    third = client.get("/admin/segments?page=3").get_data(as_text=True)
+    assert "分群04" in third and "分群00" in third and 'id="next-page"' not in third and 'id="prev-page"' in third
+    found = client.get("/admin/segments?q=分群3").get_data(as_text=True)
+    assert found.count("<tr><td>分群3") == 10 and "分群44" not in found
+    nothing = client.get("/admin/segments?q=无此分群").get_data(as_text=True)
+    assert "没有名称包含“无此分群”的客户分群。" in nothing
+    assert client.get("/admin/segments?page=junk").status_code == 200  # a junk page number is page 1
+    empty = client.get("/admin/channels").get_data(as_text=True)
+    assert "还没有渠道活码。" in empty and 'href="#new-channel"' in empty
