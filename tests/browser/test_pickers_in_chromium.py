@@ -77,7 +77,7 @@ def test_an_operator_picks_members_and_tags_by_typing(app, page, roles):
     page.fill("#name", "陆家嘴海报")
     page.fill("#state", "ljz-poster")
     with page.expect_navigation(wait_until="domcontentloaded"):
-        page.click("form[action$='/admin/channels'] button[type=submit]")
+        page.click("#new-channel form button[type=submit]")
     assert page.locator(".error").all_inner_texts() == []
     screenshot(page, "channel-pickers")
     expect(page.locator(".flash")).to_have_text("已创建渠道活码 陆家嘴海报")
@@ -88,3 +88,30 @@ def test_an_operator_picks_members_and_tags_by_typing(app, page, roles):
         assert channel.tag_ids == [vip] and [s.userid for s in channel.backup_staff] == ["staff0202"]
     # The edit form shows the picked ones as chips again.
     expect(page.locator("[data-picker-for=staff] .ts-control .item")).to_have_count(len(in_3))
+
+
+def test_a_long_list_is_paged_and_filtered(app, page, roles):
+    from bot.models import Segment
+
+    with app.app_context():
+        for i in range(45):
+            db.session.add(Segment(name=f"分群{i:02d}", rule={"op": "and", "conditions": []}))
+        db.session.commit()
+    sign_in(page, "ops", "pw-ops-0123456789")
+    page.goto("/admin/segments")
+    rows = page.locator("#segment-list tbody tr")
+    expect(rows).to_have_count(20)
+    expect(rows.first.locator("td").first).to_have_text("分群44")
+    page.click("#next-page")
+    expect(page.locator("#page-number")).to_have_text("第 2 页")
+    expect(rows.first.locator("td").first).to_have_text("分群24")
+    page.click("#next-page")
+    expect(rows).to_have_count(5)
+    expect(page.locator("#next-page")).to_have_count(0)
+    page.click("#prev-page")
+    expect(page.locator("#page-number")).to_have_text("第 2 页")
+    page.fill("#list-q", "分群1")
+    page.press("#list-q", "Enter")
+    expect(rows).to_have_count(10)
+    expect(page.locator("#page-number")).to_have_count(0)  # one page: no pager
+    screenshot(page, "segments-paged")
