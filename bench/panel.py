@@ -57,7 +57,8 @@ FROM generate_series(1, %(channels)s) c;
 INSERT INTO channel_staff (channel_id, staff_id)
 SELECT c.id, ((c.id * 3 + k) %% %(staff)s) + 1 FROM channels c, generate_series(0, 2) k;
 INSERT INTO segments (name, rule, created_at, updated_at)
-SELECT '分群' || s, ('{"op": "and", "conditions": [{"type": "tags", "match": "any", "tag_ids": ["ettag' || s || '"]}]}')::json,
+SELECT '分群' || s,
+       ('{"op": "and", "conditions": [{"type": "tags", "match": "any", "tag_ids": ["ettag' || s || '"]}]}')::json,
        now(), now()
 FROM generate_series(1, %(segments)s) s;
 INSERT INTO library_items (kind, title, text, url, description, appid, page, created_at, updated_at, archived,
