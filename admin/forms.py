@@ -47,7 +47,7 @@ class NewUserForm(FlaskForm):
     )
     display_name = StringField(_l("姓名"), validators=[Optional(), Length(max=64)])
     role = SelectField(_l("角色"), choices=[SelectChoice(r.value, label) for r, label in ROLE_LABELS.items()])
-    stores = SelectMultipleField(_l("负责门店（店长）"), coerce=int)
+    stores = PickerField(_l("负责门店（店长）"), kind="stores", ints=True)
     password = PasswordField(
         _l("初始密码"), validators=[DataRequired(_l("请输入初始密码")), Length(min=10, message=_l("密码至少 10 位"))]
     )
@@ -102,7 +102,7 @@ class PersonalCodesForm(FlaskForm):
 class EditUserForm(FlaskForm):
     display_name = StringField(_l("姓名"), validators=[Optional(), Length(max=64)])
     role = SelectField(_l("角色"), choices=[SelectChoice(r.value, label) for r, label in ROLE_LABELS.items()])
-    stores = SelectMultipleField(_l("负责门店（店长）"), coerce=int)
+    stores = PickerField(_l("负责门店（店长）"), kind="stores", ints=True)
     active = BooleanField(_l("启用"))
     new_password = PasswordField(
         _l("重设密码（留空不变）"), validators=[Optional(), Length(min=10, message=_l("密码至少 10 位"))]
@@ -141,10 +141,10 @@ class LibraryItemForm(FlaskForm):
     cover = FileField(_l("封面图（JPG/PNG，建议 5:4）"))
     # Not checked against the choices here: the service checks the folder (and says so next to this field).
     folder_id = SelectField(_l("文件夹"), coerce=int, default=0, validate_choice=False)
-    tag_ids = SelectMultipleField(_l("适用标签（侧边栏向带这些标签的客户推荐）"))
-    store_ids = SelectMultipleField(_l("适用门店（不选为全公司）"), coerce=int)
+    tag_ids = PickerField(_l("适用标签（侧边栏向带这些标签的客户推荐）"), kind="tags")
+    store_ids = PickerField(_l("适用门店（不选为全公司）"), kind="stores", ints=True)
     tracked = BooleanField(_l("雷达链接：记录客户打开并提醒员工"))
-    open_tag_ids = SelectMultipleField(_l("客户打开后打上的标签"))
+    open_tag_ids = PickerField(_l("客户打开后打上的标签"), kind="tags")
 
 
 class QuickReplyForm(FlaskForm):
@@ -156,7 +156,7 @@ class QuickReplyForm(FlaskForm):
         _l("话术（可用 {customer_name}、{staff_name}、{store_name}）"),
         validators=[DataRequired(_l("请输入话术")), Length(max=4000, message=_l("最多 4000 字"))],
     )
-    store_ids = SelectMultipleField(_l("适用门店（不选为全公司）"), coerce=int)
+    store_ids = PickerField(_l("适用门店（不选为全公司）"), kind="stores", ints=True)
 
 
 class EmptyForm(FlaskForm):
