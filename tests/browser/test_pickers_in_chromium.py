@@ -115,3 +115,30 @@ def test_a_long_list_is_paged_and_filtered(app, page, roles):
     expect(rows).to_have_count(10)
     expect(page.locator("#page-number")).to_have_count(0)  # one page: no pager
     screenshot(page, "segments-paged")
+
+
+def test_the_preview_shows_what_the_customer_sees_as_one_types(app, page, roles):
+    sign_in(page, "ops", "pw-ops-0123456789")
+    page.goto("/admin/sends")
+    preview = page.locator("#send-preview")
+    expect(preview.locator(".bytes")).to_have_text("0 / 4000")
+    page.fill("#send-text", "{staff_name} 邀请您周六到{store_name}参加会员日")
+    expect(preview.locator(".bubble")).to_have_text(
+        "运营 邀请您周六到静安寺店参加会员日".replace("运营", _display(app, "ops"))
+    )
+    expect(preview.locator(".bytes")).to_have_text("58 / 4000")  # 25 ASCII bytes, 11 characters of 3
+    page.fill("#link-title", "活动详情")
+    expect(preview.locator(".attachment-card")).to_have_text(["活动详情"])
+    expect(preview.locator(".items")).to_have_text("1 / 9")
+    page.fill("#send-text", "好" * 1334)  # 4,002 bytes: over WeCom's 4,000 before submit
+    expect(preview.locator(".limits")).to_have_class("limits muted over")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    screenshot(page, "send-preview-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+
+
+def _display(app, username):
+    from bot.models import User
+
+    with app.app_context():
+        return db.session.scalar(select(User.display_name).where(User.username == username)) or ""
