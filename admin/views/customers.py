@@ -16,6 +16,7 @@ from flask_login import current_user
 from sqlalchemy import Select, select, union
 from sqlalchemy.orm import aliased, selectinload
 
+from admin import pickers
 from admin.api.customers import MAX_BIRTHDAY_CSV
 from admin.forms import CustomerNotesForm, EmptyForm
 from admin.params import whole
@@ -30,7 +31,6 @@ from bot.models import (
     Segment,
     Staff,
     Store,
-    Tag,
 )
 from bot.services import corp_time
 from bot.services.commerce import values as purchase_values
@@ -48,7 +48,6 @@ from bot.services.users.scope import (
     sees_staff,
     staff_condition,
     store_ids,
-    visible_stores,
 )
 
 PAGE_SIZE = 50
@@ -140,9 +139,10 @@ def customers() -> ResponseReturnValue:
         next_url=url_for("admin.customers", **args, after=rows[-1].id) if more else None,
         first_url=url_for("admin.customers", **args) if after else None,
         export_url=url_for("admin.export_customers", **args),
-        tags=db.session.scalars(select(Tag).where(Tag.deleted.is_(False)).order_by(Tag.name)).all(),
-        staff=db.session.scalars(select(Staff).where(staff_condition(current_user)).order_by(Staff.name)).all(),
-        stores=visible_stores(current_user),
+        # The filters' pickers list the one chosen and the first suggestions; the rest are searched.
+        tags=pickers.options("tags", current_user, [filters["tag"]] if filters["tag"] else []),
+        staff=pickers.options("members", current_user, [filters["staff"]] if filters["staff"] else []),
+        stores=pickers.options("stores", current_user, [str(filters["store"])] if filters["store"] else []),
         status_labels=STATUS_LABELS,
         can_import=allows(current_user, Action.edit_customers),
         form=EmptyForm(),
