@@ -142,3 +142,40 @@ def _display(app, username):
 
     with app.app_context():
         return db.session.scalar(select(User.display_name).where(User.username == username)) or ""
+
+
+def test_an_operator_tags_500_customers_of_a_filter_in_one_job(app, page, roles, corp, run_worker):
+    from sqlalchemy import func
+
+    from bot.models import Customer, FollowRelation, FollowStatus, FollowTag, TagJob
+
+    with app.app_context():
+        staff = db.session.scalar(select(Staff).where(Staff.userid == "staff0201"))
+        for i in range(500):
+            # Known to the fake WeCom too (no callbacks: 500 of them would only slow the test down).
+            contact, _code = corp.add_contact(f"批量客户{i:03d}", 1, "staff0201")
+            customer = Customer(external_userid=contact.external_userid, name=contact.name)
+            customer.follows.append(FollowRelation(staff_id=staff.id, status=FollowStatus.active))
+            db.session.add(customer)
+        db.session.add(Customer(external_userid="wmother", name="别的客户"))
+        db.session.commit()
+    sign_in(page, "ops", "pw-ops-0123456789")
+    page.goto("/admin/customers?q=批量客户")
+    page.check("#pick-page")  # a page's worth picked by hand first …
+    expect(page.locator("#picked-count")).to_have_text("50")
+    page.check("#all-matching")  # … then everyone the filter selects: 500, over ten pages
+    page.locator("#bulk-tags-ts-control").click()
+    type_into(page, "bulk-tags", "VIP")
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-picker-for=bulk-tags] .ts-control .item")).to_have_count(1)
+    page.keyboard.press("Escape")
+    with page.expect_navigation(wait_until="domcontentloaded"):
+        page.click("#bulk-submit")
+    expect(page.locator(".flash")).to_have_text("已开始批量打标签：500 个客户关系")
+    run_worker()
+    with app.app_context():
+        job = db.session.scalar(select(TagJob))
+        vip = db.session.scalar(select(Tag.tag_id).where(Tag.name == "VIP"))
+        assert job.total == 500 and job.tag_ids == [vip] and job.target == "filter" and job.status == "done"
+        tagged = select(func.count()).select_from(FollowTag).where(FollowTag.tag_id == vip)
+        assert db.session.scalar(tagged) == 500  # and not the customer outside the filter
