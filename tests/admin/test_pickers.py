@@ -159,3 +159,27 @@ def test_the_segment_and_channel_lists_are_paged_and_filtered(app, roles):
     assert client.get("/admin/segments?page=junk").status_code == 200  # a junk page number is page 1
     empty = client.get("/admin/channels").get_data(as_text=True)
     assert "还没有渠道活码。" in empty and 'href="#new-channel"' in empty
+
+
+def test_the_customer_list_tags_the_ticked_customers_as_one_job(app, roles, sim, run_worker):
+    from bot.models import TagJob
+
+    added = [sim.customer_adds(userid="staff0201")[0] for _ in range(3)]
+    run_worker()
+    client = browser(app, "ops")
+    page = client.get("/admin/customers").get_data(as_text=True)
+    assert 'id="bulk-form"' in page and 'name="picked"' in page
+    picked = [added[0].external_userid, added[1].external_userid]
+    vip = _tag_id(app, "VIP")
+    none = post_form(client, "/admin/customers", "/admin/customers/bulk", {"tag_ids": vip})
+    assert none.status_code == 302 and "请先勾选客户" in client.get(none.location).get_data(as_text=True)
+    bad = post_form(client, "/admin/customers", "/admin/customers/bulk", {"picked": picked, "tag_ids": "gone"})
+    assert "1 个标签不存在、已删除或不在您的权限范围内：gone" in client.get(bad.location).get_data(as_text=True)
+    done = post_form(client, "/admin/customers", "/admin/customers/bulk", {"picked": picked, "tag_ids": vip})
+    assert done.status_code == 302 and done.location.endswith("/admin/tags")
+    with app.app_context():
+        job = db.session.scalar(select(TagJob))
+        assert job.total == 2 and job.target == "list:2" and job.tag_ids == [vip]
+    viewer = browser(app, "viewer")
+    assert 'id="bulk-form"' not in viewer.get("/admin/customers").get_data(as_text=True)
+    assert post_form(viewer, "/admin/customers", "/admin/customers/bulk", {"picked": picked}).status_code == 403
