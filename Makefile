@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/siyu_test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 export FLASK_APP := wsgi
 
-.PHONY: help run test test-embedded test-services lint audit bench bench-sidebar bench-welcome bench-segments bench-mass-send bench-lifecycle bench-webhooks bench-drain bench-radar bench-brand bench-moments drills migrate translations clean
+.PHONY: help run test test-embedded test-services lint audit bench bench-sidebar bench-welcome bench-segments bench-mass-send bench-lifecycle bench-webhooks bench-drain bench-radar bench-brand bench-moments bench-panel drills migrate translations clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -97,6 +97,9 @@ bench-lifecycle: $(STAMP) ## the lifecycle benchmark: the four built-in rules' d
 
 bench-radar: $(STAMP) ## the radar link benchmark: opens/s and p99 of /r/<token> beside a bare redirect, opens recorded once
 	$(BIN)/python bench/radar.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_radar)" --redis-url redis://127.0.0.1:6379/6
+
+bench-panel: $(STAMP) ## the panel benchmark: pickers, list pages and compose pages with 2,000 members, 3,000 tags, 1,000,000 customers
+	$(BIN)/python bench/panel.py --database-url "$(PG_TEST_URL:siyu_test=siyu_bench_panel)" --redis-url redis://127.0.0.1:6379/13
 
 translations: $(STAMP) ## re-extract the panel's texts, update the English catalogue, compile it
 	$(BIN)/pybabel extract -F admin/translations/babel.cfg -k _l -k N_ --no-location --sort-output \

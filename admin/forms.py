@@ -19,6 +19,8 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from admin.pickers import ITEM_KINDS as ITEM_KINDS  # the library's kinds, named where the pickers label items
+from admin.pickers import PickerField
 from bot.models import Role
 
 ROLE_LABELS = {
@@ -45,7 +47,7 @@ class NewUserForm(FlaskForm):
     )
     display_name = StringField(_l("姓名"), validators=[Optional(), Length(max=64)])
     role = SelectField(_l("角色"), choices=[SelectChoice(r.value, label) for r, label in ROLE_LABELS.items()])
-    stores = SelectMultipleField(_l("负责门店（店长）"), coerce=int)
+    stores = PickerField(_l("负责门店（店长）"), kind="stores", ints=True)
     password = PasswordField(
         _l("初始密码"), validators=[DataRequired(_l("请输入初始密码")), Length(min=10, message=_l("密码至少 10 位"))]
     )
@@ -63,18 +65,18 @@ class ChannelForm(FlaskForm):
         _l("名称"), validators=[DataRequired(_l("请输入名称")), Length(max=64, message=_l("最多 64 个字符"))]
     )
     group_name = StringField(_l("分组"), validators=[Optional(), Length(max=64, message=_l("最多 64 个字符"))])
-    staff = SelectMultipleField(_l("接待员工"))
-    stores = SelectMultipleField(_l("或整个门店的员工"), coerce=int)
+    staff = PickerField(_l("接待员工"), kind="members")
+    stores = PickerField(_l("或整个门店的员工"), kind="stores", ints=True)
     state = StringField(
         _l("渠道 state（留空自动生成）"), validators=[Optional(), Length(max=30, message=_l("state 最多 30 个字符"))]
     )
-    tag_ids = SelectMultipleField(_l("添加时打标签"))
+    tag_ids = PickerField(_l("添加时打标签"), kind="tags")
     skip_verify = BooleanField(_l("客户添加时无需员工确认"), default=True)
     welcome = TextAreaField(
         _l("欢迎语（可用 {customer_name}、{staff_name}、{store_name}）"),
         validators=[Optional(), Length(max=4000, message=_l("欢迎语最多 4000 字"))],
     )
-    welcome_items = SelectMultipleField(_l("欢迎语附件（素材库中的图片、链接、小程序、视频或文件）"), coerce=int)
+    welcome_items = PickerField(_l("欢迎语附件（素材库中的图片、链接、小程序、视频或文件）"), kind="library", ints=True)
     welcome_image = FileField(_l("或上传一张图片作为附件（同时存入素材库）"))
     remark_template = StringField(
         _l("客户备注模板（如 {customer_name}-{store_name}，填入后最多 20 字）"),
@@ -84,7 +86,7 @@ class ChannelForm(FlaskForm):
         _l("每名员工每日添加上限（留空不限）"),
         validators=[Optional(), NumberRange(1, 10000, _l("1–10000 之间"))],
     )
-    backup_staff = SelectMultipleField(_l("备用员工（所有员工达到上限后接待）"))
+    backup_staff = PickerField(_l("备用员工（所有员工达到上限后接待）"), kind="members")
     expires_at = DateTimeLocalField(_l("有效期至（留空长期有效）"), validators=[Optional()], format="%Y-%m-%dT%H:%M")
 
 
@@ -94,13 +96,13 @@ class PersonalCodesForm(FlaskForm):
         _l("欢迎语（可用 {customer_name}、{staff_name}、{store_name}）"),
         validators=[Optional(), Length(max=4000, message=_l("欢迎语最多 4000 字"))],
     )
-    tag_ids = SelectMultipleField(_l("添加时打标签"))
+    tag_ids = PickerField(_l("添加时打标签"), kind="tags")
 
 
 class EditUserForm(FlaskForm):
     display_name = StringField(_l("姓名"), validators=[Optional(), Length(max=64)])
     role = SelectField(_l("角色"), choices=[SelectChoice(r.value, label) for r, label in ROLE_LABELS.items()])
-    stores = SelectMultipleField(_l("负责门店（店长）"), coerce=int)
+    stores = PickerField(_l("负责门店（店长）"), kind="stores", ints=True)
     active = BooleanField(_l("启用"))
     new_password = PasswordField(
         _l("重设密码（留空不变）"), validators=[Optional(), Length(min=10, message=_l("密码至少 10 位"))]
@@ -124,16 +126,6 @@ class SandboxBurstForm(FlaskForm):
     state = StringField(_l("渠道 state"), validators=[Optional(), Length(max=30, message=_l("state 最多 30 个字符"))])
 
 
-ITEM_KINDS = {
-    "text": _l("文字"),
-    "image": _l("图片"),
-    "link": _l("链接"),
-    "miniprogram": _l("小程序"),
-    "file": _l("文件"),
-    "video": _l("视频"),
-}
-
-
 class LibraryItemForm(FlaskForm):
     """A library item of one kind; the service checks each kind's fields against WeCom's limits."""
 
@@ -149,10 +141,10 @@ class LibraryItemForm(FlaskForm):
     cover = FileField(_l("封面图（JPG/PNG，建议 5:4）"))
     # Not checked against the choices here: the service checks the folder (and says so next to this field).
     folder_id = SelectField(_l("文件夹"), coerce=int, default=0, validate_choice=False)
-    tag_ids = SelectMultipleField(_l("适用标签（侧边栏向带这些标签的客户推荐）"))
-    store_ids = SelectMultipleField(_l("适用门店（不选为全公司）"), coerce=int)
+    tag_ids = PickerField(_l("适用标签（侧边栏向带这些标签的客户推荐）"), kind="tags")
+    store_ids = PickerField(_l("适用门店（不选为全公司）"), kind="stores", ints=True)
     tracked = BooleanField(_l("雷达链接：记录客户打开并提醒员工"))
-    open_tag_ids = SelectMultipleField(_l("客户打开后打上的标签"))
+    open_tag_ids = PickerField(_l("客户打开后打上的标签"), kind="tags")
 
 
 class QuickReplyForm(FlaskForm):
@@ -164,7 +156,7 @@ class QuickReplyForm(FlaskForm):
         _l("话术（可用 {customer_name}、{staff_name}、{store_name}）"),
         validators=[DataRequired(_l("请输入话术")), Length(max=4000, message=_l("最多 4000 字"))],
     )
-    store_ids = SelectMultipleField(_l("适用门店（不选为全公司）"), coerce=int)
+    store_ids = PickerField(_l("适用门店（不选为全公司）"), kind="stores", ints=True)
 
 
 class EmptyForm(FlaskForm):

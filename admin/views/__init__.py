@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFProtect
 from admin.api import bp as api_bp
 from admin.forms import ROLE_LABELS
 from admin.params import download_name
+from admin.pickers import paste_box
 from bot.extensions import db
 from bot.models import User
 from bot.services.errors import ServiceError, WeComRefused
@@ -112,6 +113,7 @@ def init_panel(app: Flask) -> None:
         WTF_CSRF_TIME_LIMIT=8 * 3600,
     )
     app.context_processor(lambda: {"role_labels": ROLE_LABELS})
+    app.jinja_env.globals["paste_box"] = paste_box  # global: the picker macro is imported without context
     login_manager.init_app(app)
     login_manager.login_view = "admin.login"
     login_manager.login_message = _l("请先登录")
@@ -166,6 +168,7 @@ from admin.views import (  # noqa: E402, F401 - register the routes
     library,
     lifecycle,
     moments,
+    picks,
     radar,
     rankings,
     replies,

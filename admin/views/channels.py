@@ -10,17 +10,19 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
+from admin.paging import page_of, search_text
 from admin.params import whole
+from admin.pickers import fill_form
 from admin.views import attachments, bp, client_ip, image_response, permission_required, refusal_message
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.models import Channel, Staff, Tag
+from bot.models import Channel
 from bot.services import corp_time
 from bot.services.channels import codes as channel_service
 from bot.services.channels import qr_images
@@ -35,25 +37,15 @@ from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import staff_condition, store_ids, visible_stores
 
 
-def _tag_choices() -> list[SelectChoice]:
-    tags = db.session.scalars(select(Tag).where(Tag.deleted.is_(False)).options(selectinload(Tag.group)))
-    return [SelectChoice(t.tag_id, f"{t.group.name} / {t.name}") for t in tags]
-
-
 def _choices(form: ChannelForm) -> None:
-    form.welcome_items.choices = attachments.choices(current_user)
-    members = db.session.scalars(select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name))
-    form.staff.choices = [SelectChoice(s.userid, f"{s.name}（{s.userid}）") for s in members]
-    form.backup_staff.choices = list(form.staff.choices)
-    form.stores.choices = [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
-    form.tag_ids.choices = _tag_choices()
+    fill_form(form, current_user)
 
 
 def _personal_form() -> PersonalCodesForm:
     form = PersonalCodesForm(prefix="personal")
     all_stores = [SelectChoice(0, _("全公司所有员工"))] if store_ids(current_user) is None else []
     form.store.choices = all_stores + [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
-    form.tag_ids.choices = _tag_choices()
+    fill_form(form, current_user)
     return form
 
 
@@ -76,16 +68,18 @@ def _window() -> growth.Window:
 
 def _page(form: ChannelForm, personal: PersonalCodesForm | None = None) -> str:
     w = _window()
-    query = (
-        _visible(select(Channel))
-        .options(selectinload(Channel.staff))
-        .order_by(Channel.active.desc(), Channel.id.desc())
-    )
-    rows = db.session.scalars(query).all()
+    query = _visible(select(Channel)).options(selectinload(Channel.staff))
+    words = search_text()
+    if words:
+        query = query.where(
+            or_(*(c.icontains(words, autoescape=True) for c in (Channel.name, Channel.state, Channel.group_name)))
+        )
+    page = page_of(query.order_by(Channel.active.desc(), Channel.id.desc()))
     return render_template(
         "admin/channels/index.html",
-        channels=rows,
-        stats=growth.by_channel([c.id for c in rows], w),
+        channels=page.items,
+        page=page,
+        stats=growth.by_channel([c.id for c in page.items], w),
         window=w,
         periods=growth.PERIODS,
         form=form,

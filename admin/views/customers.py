@@ -16,12 +16,14 @@ from flask_login import current_user
 from sqlalchemy import Select, select, union
 from sqlalchemy.orm import aliased, selectinload
 
+from admin import pickers
 from admin.api.customers import MAX_BIRTHDAY_CSV
 from admin.forms import CustomerNotesForm, EmptyForm
 from admin.params import submitted_fields, whole
 from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
 from admin.views import bp, client_ip, permission_required, refusal_message
-from bot.extensions import db
+from bot.extensions import db, redis_conn
+from bot.jobs.queue import enqueue
 from bot.models import (
     Customer,
     FollowRelation,
@@ -30,7 +32,6 @@ from bot.models import (
     Segment,
     Staff,
     Store,
-    Tag,
 )
 from bot.services import corp_time
 from bot.services.commerce import values as purchase_values
@@ -42,6 +43,9 @@ from bot.services.errors import ServiceError
 from bot.services.groups import mirror as groups
 from bot.services.radar import reports as radar_reports
 from bot.services.segments import rules as segments
+from bot.services.tags import bulk as tag_jobs
+from bot.services.tags.jobs import run_tag_job
+from bot.services.tags.library import TagError
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import (
@@ -50,7 +54,6 @@ from bot.services.users.scope import (
     sees_staff,
     staff_condition,
     store_ids,
-    visible_stores,
 )
 
 PAGE_SIZE = 50
@@ -142,11 +145,14 @@ def customers() -> ResponseReturnValue:
         next_url=url_for("admin.customers", **args, after=rows[-1].id) if more else None,
         first_url=url_for("admin.customers", **args) if after else None,
         export_url=url_for("admin.export_customers", **args),
-        tags=db.session.scalars(select(Tag).where(Tag.deleted.is_(False)).order_by(Tag.name)).all(),
-        staff=db.session.scalars(select(Staff).where(staff_condition(current_user)).order_by(Staff.name)).all(),
-        stores=visible_stores(current_user),
+        # The filters' pickers list the one chosen and the first suggestions; the rest are searched.
+        tags=pickers.options("tags", current_user, [filters["tag"]] if filters["tag"] else []),
+        staff=pickers.options("members", current_user, [filters["staff"]] if filters["staff"] else []),
+        stores=pickers.options("stores", current_user, [str(filters["store"])] if filters["store"] else []),
         status_labels=STATUS_LABELS,
         can_import=allows(current_user, Action.edit_customers),
+        can_bulk=allows(current_user, Action.bulk_tag_customers),
+        bulk_tags=pickers.options("tags", current_user, []),
         form=EmptyForm(),
     )
 
@@ -348,3 +354,45 @@ def edit_customer_fields(external_userid: str) -> ResponseReturnValue:
     db.session.commit()
     flash(_("已保存"))
     return redirect(url_for("admin.customer", external_userid=external_userid) + "#custom-fields")
+
+
+@bp.post("/customers/bulk")
+@permission_required(Action.bulk_tag_customers)
+def bulk_customers() -> ResponseReturnValue:
+    """Customers picked in the list (``picked``), or all that the list's filters select (``all_matching``,
+    the filters in the query string), tagged or untagged as one tag job (its progress on the tags page)."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    picked = list(dict.fromkeys(request.form.getlist("picked")))
+    everyone = request.form.get("all_matching") == "1"
+    args: dict[str, Any] = request.args.to_dict()
+    back = url_for("admin.customers", **args)
+    if not everyone and not picked:
+        flash(_("请先勾选客户，或选择全部符合筛选条件的客户"), "error")
+        return redirect(back)
+    tag_ids = list(dict.fromkeys(request.form.getlist("tag_ids")))
+    _known, unknown = pickers.check("tags", current_user, tag_ids)
+    if not tag_ids or unknown:
+        flash(pickers.refusal("tags", unknown) if unknown else _("请选择要打的标签"), "error")
+        return redirect(back)
+    query, _filters = filtered_customers()
+    chosen: Any = Customer.id.in_(query.with_only_columns(Customer.id).order_by(None))
+    if not everyone:
+        chosen = Customer.external_userid.in_(picked) & chosen
+    try:
+        job = tag_jobs.create_job(
+            current_user,
+            request.form.get("action", "add"),
+            tag_ids,
+            condition=chosen,
+            target="filter" if everyone else f"list:{len(picked)}",
+        )
+    except TagError as exc:
+        db.session.rollback()
+        flash(_(exc.message, **exc.params), "error")
+        return redirect(back)
+    audit(current_user, "create_tag_job", f"tag_job:{job.id}", after={"action": job.action}, ip=client_ip())
+    db.session.commit()
+    enqueue(run_tag_job, job.id, connection=redis_conn.client)
+    flash(_("已开始批量打标签：%(n)s 个客户关系", n=job.total))
+    return redirect(url_for("admin.tags_page"))

@@ -18,6 +18,7 @@ from wtforms.fields.choices import SelectChoice
 
 from admin.forms import ITEM_KINDS, EmptyForm, LibraryItemForm
 from admin.params import download_name, whole
+from admin.pickers import fill_form
 from admin.views import bp, permission_required, refusal_message
 from bot.extensions import db
 from bot.models import LibraryItem, RadarLink, Store
@@ -38,9 +39,7 @@ def _choices(form: LibraryItemForm) -> None:
     form.folder_id.choices = [SelectChoice(0, _("（不放入文件夹）"))] + [
         SelectChoice(f.id, f.name) for f in folders.folders()
     ]
-    form.tag_ids.choices = [SelectChoice(t, label) for t, label in tags.labelled()]
-    form.open_tag_ids.choices = form.tag_ids.choices
-    form.store_ids.choices = [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
+    fill_form(form, current_user)
 
 
 def _filters() -> dict[str, Any]:

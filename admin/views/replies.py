@@ -14,6 +14,7 @@ from wtforms.fields.choices import SelectChoice
 
 from admin.forms import EmptyForm, QuickReplyForm
 from admin.params import whole
+from admin.pickers import fill_form
 from admin.views import bp, permission_required, refusal_message
 from bot.extensions import db
 from bot.models import QuickReply
@@ -27,7 +28,7 @@ PER_PAGE = 100
 
 def _choices(form: QuickReplyForm) -> None:
     form.group_id.choices = [SelectChoice(grp.id, grp.name) for grp in replies.groups()]
-    form.store_ids.choices = [SelectChoice(s.id, s.name) for s in visible_stores(current_user)]
+    fill_form(form, current_user)
 
 
 def _index(form: QuickReplyForm, status: int = 200) -> ResponseReturnValue:

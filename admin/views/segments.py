@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from admin.api.segments import csv_rows
 from admin.forms import EmptyForm
+from admin.paging import page_of, search_text
 from admin.params import whole
 from admin.views import bp, client_ip, permission_required
 from bot.extensions import db
@@ -68,12 +69,17 @@ def _count(segment: Segment) -> int | None:
 
 
 def _page(segment: Segment | None = None, error: str = "", rule: Any = None, name: str = "", status: int = 200) -> Any:
-    rows = db.session.scalars(select(Segment).order_by(Segment.id.desc())).all()
-    counts = {s.id: _count(s) for s in rows}
+    query = select(Segment)
+    if search_text():
+        query = query.where(Segment.name.icontains(search_text(), autoescape=True))
+    page = page_of(query.order_by(Segment.id.desc()))
+    rows = page.items
+    counts = {s.id: _count(s) for s in rows}  # a page's counts, each over the user's scope
     return (
         render_template(
             "admin/segments/index.html",
             segments=rows,
+            page=page,
             counts=counts,
             editing=segment,
             rule=rule if rule is not None else (segment.rule if segment else {"op": "and", "conditions": []}),

@@ -11,13 +11,14 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from admin import pickers
 from admin.api.sends import results_csv
 from admin.forms import EmptyForm
 from admin.params import whole
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import attachments, bp, client_ip, refusal_message
 from bot.extensions import db
-from bot.models import MassSend, Segment, Staff
+from bot.models import MassSend
 from bot.services.library.errors import LibraryError, LibraryForbidden
 from bot.services.radar import reports as radar_reports
 from bot.services.sends import compose as sends
@@ -25,34 +26,74 @@ from bot.services.sends import media, recipients
 from bot.services.sends import tracking as send_tracking
 from bot.services.sends.errors import SendError
 from bot.services.sends.jobs import start_send_if_due, stop_send_tasks_if_dispatched
-from bot.services.tags import library as tags
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
-from bot.services.users.scope import staff_condition, visible_stores
 
 MAX_UPLOAD = 2 * 1024 * 1024  # a CSV of external user ids
 
 
-def _choices() -> dict[str, Any]:
-    owners = select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.name)
-    return {
-        "segments": db.session.scalars(select(Segment).order_by(Segment.name)).all(),
-        "tags": tags.labelled(),
-        "owners": db.session.scalars(owners).all(),
-        "stores": visible_stores(current_user),
-        "library": attachments.choices(current_user),
+#: the send form's pickers: (field, kind); the multiple ones take a paste box too (``<field>_paste``)
+PICKERS = (
+    ("library_item_ids", "library"),
+    ("tag_ids", "tags"),
+    ("group_owners", "members"),
+    ("group_store_ids", "stores"),
+    ("group_tag_ids", "tags"),
+)
+
+
+class PickRefused(Exception):
+    """Ids submitted that the user may not pick (unknown, deleted or out of their scope)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _submitted(name: str) -> list[str]:
+    return list(dict.fromkeys([*request.form.getlist(name), *pickers.split_ids(request.form.get(f"{name}_paste", ""))]))
+
+
+def _scoped(name: str, kind: str) -> list[str]:
+    """The ids picked or pasted in ``name``, every one of them the user's to pick (else PickRefused)."""
+    ids = _submitted(name)
+    if len(ids) > pickers.MAX_PASTED:
+        raise PickRefused(name, _("最多 %(n)s 个", n=f"{pickers.MAX_PASTED:,}"))
+    _known, unknown = pickers.check(kind, current_user, ids)
+    if unknown:
+        raise PickRefused(name, pickers.refusal(kind, unknown))
+    return ids
+
+
+def _choices() -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """What each picker lists (the ids submitted, labelled, and the first suggestions) and which are picked."""
+    posted = request.method == "POST"
+    picked = {name: _submitted(name) if posted else [] for name, _kind in PICKERS}
+    segment = request.form.get("segment_id", "") if posted else ""
+    picked["segment_id"] = [segment] if segment else []
+    listed = {
+        "library": pickers.options("library", current_user, picked["library_item_ids"]),
+        "tags": pickers.options("tags", current_user, picked["tag_ids"]),
+        "owners": pickers.options("members", current_user, picked["group_owners"]),
+        "stores": pickers.options("stores", current_user, picked["group_store_ids"]),
+        "group_tags": pickers.options("tags", current_user, picked["group_tag_ids"]),
+        "segments": pickers.options("segments", current_user, picked["segment_id"], first=50),
     }
+    return listed, picked
 
 
 def _index(error: str = "", field: str = "", status: int = 200) -> Any:
     rows = db.session.scalars(
         select(MassSend).where(sends.visible(current_user)).order_by(MassSend.id.desc()).limit(200)
     )
+    listed, picked = _choices()
     return (
         render_template(
             "admin/sends/index.html",
             sends=rows.all(),
-            choices=_choices(),
+            choices=listed,
+            picked=picked,
             error=error,
             error_field=field,
             values=request.form if request.method == "POST" else {},
@@ -74,16 +115,16 @@ def _target() -> dict[str, Any]:
     if kind == "segment":
         return {"segment_id": request.form.get("segment_id", type=whole)}
     if kind == "tags":
-        tag_ids = request.form.getlist("tag_ids")
+        tag_ids = _scoped("tag_ids", "tags")
         return {"rule": {"op": "and", "conditions": [{"type": "tags", "match": "any", "tag_ids": tag_ids}]}}
     if kind == "groups":
         # Group chats: every condition filled in at once; each group is sent by its owner.
         return {
             "groups": {
-                "owners": request.form.getlist("group_owners"),
-                "store_ids": [int(i) for i in request.form.getlist("group_store_ids") if i.isdigit()],
+                "owners": _scoped("group_owners", "members"),
+                "store_ids": [int(i) for i in _scoped("group_store_ids", "stores")],
                 "name": request.form.get("group_name", ""),
-                "tag_ids": request.form.getlist("group_tag_ids"),
+                "tag_ids": _scoped("group_tag_ids", "tags"),
             }
         }
     ids = read_ids(request.form.get("external_userids", ""), request.files.get("list_file"), MAX_UPLOAD)
@@ -93,7 +134,7 @@ def _target() -> dict[str, Any]:
 def _attachments() -> list[dict[str, Any]]:
     """Library items picked, an image uploaded now (kept as a library item, so that it serves other sends,
     welcomes and the sidebar too), and a link typed in."""
-    picked = [int(i) for i in request.form.getlist("library_item_ids") if i.isdigit() and len(i) < 10]
+    picked = [int(i) for i in _scoped("library_item_ids", "library")]
     out: list[dict[str, Any]] = [{"type": "library", "item_id": i} for i in dict.fromkeys(picked)]
     uploaded = attachments.uploaded_image(request.files.get("image"), current_user)
     if uploaded is not None:
@@ -138,6 +179,9 @@ def create_send() -> ResponseReturnValue:
     except (LibraryError, LibraryForbidden) as exc:  # the upload kept as a library item
         db.session.rollback()
         return _index(refusal_message(exc), "attachments", exc.status)
+    except PickRefused as exc:
+        db.session.rollback()
+        return _index(exc.message, exc.field, 400)
     except UploadTooLarge as exc:
         db.session.rollback()
         return _index(_("CSV 文件最大 %(mb)s MB", mb=exc.max_mb), "target", 400)

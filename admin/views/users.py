@@ -8,9 +8,9 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from wtforms.fields.choices import SelectChoice
 
 from admin.forms import EditUserForm, NewUserForm
+from admin.pickers import fill_form
 from admin.views import bp, client_ip, permission_required
 from bot.extensions import db
 from bot.models import Role, Store, User
@@ -19,8 +19,7 @@ from bot.services.users.permissions import Action
 
 
 def _store_choices(form: NewUserForm | EditUserForm) -> None:
-    stores = db.session.scalars(select(Store).where(Store.active).order_by(Store.name))
-    form.stores.choices = [SelectChoice(s.id, s.name) for s in stores]
+    fill_form(form, current_user)  # admins only: every active store
 
 
 @bp.get("/users")

@@ -47,6 +47,7 @@ def test_every_admin_route_needs_a_signed_in_user(app, client):
             .replace("<external_userid>", "wm1")
             .replace("<wecom_id>", "et1")
             .replace("<template>", "birthday")
+            .replace("<kind>", "members")
         )
         assert "<" not in url, url
         for method in rule.methods - {"HEAD", "OPTIONS"}:
