@@ -128,12 +128,13 @@ def set_customer_field_values(body: FieldRows) -> ResponseReturnValue:
                 values = custom_fields.read_values(row.fields, field_editor(), customer)
                 changed = custom_fields.set_values(customer, values, by=f"api:{g.api_user.id}")
                 if changed:  # each customer's change in the audit log, as the profile's would be
+                    before, after = custom_fields.before_after(changed)
                     audit(
                         g.api_user,
                         "edit_customer_fields",
                         f"customer:{customer.external_userid}",
-                        before={k: old for k, (old, _new) in changed.items()},
-                        after={k: new for k, (_old, new) in changed.items()},
+                        before=before,
+                        after=after,
                     )
         except ServiceError as exc:
             refused.append({"row": i, "external_userid": row.external_userid, "field": exc.field, "reason": exc.text()})

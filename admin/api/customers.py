@@ -305,8 +305,9 @@ def edit_customer(external_userid: str, body: ProfileEdit) -> ResponseReturnValu
     before: dict[str, Any] = {"birthday": customer.birthday, "notes": customer.notes}
     customer_service.update_profile(customer, birthday=birthday, notes=changes.get("notes", customer.notes))
     changed = custom_fields.set_values(customer, wanted, by=f"api:{g.api_user.id}")
-    before.update({k: old for k, (old, _new) in changed.items()})
-    after = {k: v for k, v in changes.items() if k != "fields"} | {k: new for k, (_old, new) in changed.items()}
+    old, new = custom_fields.before_after(changed)
+    before.update(old)
+    after = {k: v for k, v in changes.items() if k != "fields"} | new
     audit(g.api_user, "edit_customer", f"customer:{external_userid}", before=before, after=after)
     db.session.commit()
     return jsonify(customer_json(customer, full=True))

@@ -343,12 +343,13 @@ def edit_customer_fields(external_userid: str) -> ResponseReturnValue:
         notes = CustomerNotesForm(data={"birthday": c.birthday, "notes": c.notes})
         return _profile(c, notes, {exc.field or "fields": refusal_message(exc)}), 400
     if changed:
+        before, after = custom_fields.before_after(changed)
         audit(
             current_user,
             "edit_customer_fields",
             f"customer:{external_userid}",
-            before={k: old for k, (old, _new) in changed.items()},
-            after={k: new for k, (_old, new) in changed.items()},
+            before=before,
+            after=after,
             ip=client_ip(),
         )
     db.session.commit()

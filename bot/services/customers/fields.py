@@ -333,6 +333,11 @@ def set_values(
     return changed
 
 
+def before_after(changed: Mapping[str, tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """``set_values``' answer as an audit entry's before and after."""
+    return {k: old for k, (old, _new) in changed.items()}, {k: new for k, (_old, new) in changed.items()}
+
+
 def _rows(field: CustomerField, customer: Customer, value: Any, by: str) -> list[CustomerFieldValue]:
     if value is None:
         return []

@@ -71,12 +71,13 @@ def edit_fields(staff: Staff, external_userid: str, raw: dict[int, Any]) -> dict
     wanted = fields.read_values(raw, fields.Editor.member, customer)
     changed = fields.set_values(customer, wanted, by=actor(staff), staff_userid=staff.userid)
     if changed:
+        before, after = fields.before_after(changed)
         audit(
             None,
             "sidebar_edit_customer_fields",
             f"customer:{external_userid}",
-            before={k: old for k, (old, _new) in changed.items()},
-            after={k: new for k, (_old, new) in changed.items()},
+            before=before,
+            after=after,
             name=actor(staff),
         )
     return changed
