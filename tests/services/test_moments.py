@@ -271,3 +271,14 @@ def test_a_tracked_link_goes_out_as_the_moments_radar_link_and_its_openers_are_n
     with app.app_context():
         (opened,) = opens()
         assert (opened.via, opened.visitor) == ("oauth", f"c:{reader.external_userid}")
+        # its reach in the figures is the moment's: the customers who can see it, over the members who posted
+        from bot.models import MomentMember, User
+        from bot.services.customers.growth import window
+        from bot.services.radar import reports
+
+        db.session.add_all(
+            [MomentMember(moment_id=moment_id, userid=u, published=True, reached=n) for u, n in (("a", 5), ("b", 3))]
+        )
+        db.session.commit()
+        (row,) = reports.figures(db.session.get(User, roles["boss"]), window(7), by="item")
+        assert (row.sends, row.openers) == (8, 1)

@@ -21,7 +21,7 @@ from bot.models import (
     FollowRelation,
     LibraryItem,
     MassSend,
-    Moment,
+    MomentMember,
     RadarLink,
     RadarOpen,
     RecipientStatus,
@@ -106,16 +106,22 @@ def figures(
         .group_by(SendRecipient.send_id, SendRecipient.staff_id)
         .subquery("reached")
     )
+    # a moment's reach: the customers who can see it, summed over the members who posted it
+    seen = (
+        select(MomentMember.moment_id, func.sum(MomentMember.reached).label("n"))
+        .group_by(MomentMember.moment_id)
+        .subquery("seen")
+    )
     sends = case(
         (RadarLink.kind == "customer", 1),
         (RadarLink.kind == "group", func.coalesce(RadarLink.reached, 0)),  # the customers in the group
-        (RadarLink.kind == "moment", func.coalesce(Moment.reached, 0)),  # the customers who can see it
+        (RadarLink.kind == "moment", func.coalesce(seen.c.n, 0)),
         else_=func.coalesce(reached.c.n, 0),
     )
     links = (
         select(RadarLink.id.label("link_id"), column.label("key"), sends.label("sends"), RadarLink.created_at)
         .outerjoin(reached, and_(reached.c.send_id == RadarLink.send_id, reached.c.staff_id == RadarLink.staff_id))
-        .outerjoin(Moment, Moment.id == RadarLink.moment_id)
+        .outerjoin(seen, seen.c.moment_id == RadarLink.moment_id)
         .where(*_scoped(user, w), *(where or []))
         .subquery("links")
     )
