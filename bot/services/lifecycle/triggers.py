@@ -244,17 +244,22 @@ class AudienceGone(LookupError):
     """The rule's segment was deleted: the rule stops rather than reach everyone."""
 
 
-def candidates(rule: LifecycleRule, now: datetime) -> Any:
+def candidates(rule: LifecycleRule, now: datetime, customers: tuple[int, int] | None = None) -> Any:
     """(customer_id, staff_id, occurrence) the rule would make a task for now: the trigger's matches in
-    the audience, without those it already has a task for, nor those in its cool-down."""
+    the audience, without those it already has a task for, nor those in its cool-down. With ``customers``
+    (a batch's first and last id), the rule's tasks are read for those customers only: a batch of a large
+    first evaluation then never reads the tasks the batches before it wrote (not yet in the statistics,
+    they led PostgreSQL to sort them all for every batch)."""
     today = corp_time.local(now).date()
     matched = TRIGGERS[Trigger(rule.trigger)](rule, today, now).subquery("matched")
     customer_id, staff_id, occurrence = list(matched.c)[:3]
+    in_batch = LifecycleTask.customer_id.between(*customers) if customers is not None else true()
     where = [
         not_(
             exists(
                 select(LifecycleTask.id).where(
                     LifecycleTask.rule_id == rule.id,
+                    in_batch,
                     LifecycleTask.customer_id == customer_id,
                     or_(
                         LifecycleTask.occurrence == occurrence,
@@ -304,7 +309,7 @@ def match(
     """Write a task for every new candidate (of the customer ids ``customers``, first to last, if given: a
     batch of a large backlog); returns how many. With ``send_id`` (the run's held send, for a rule that
     sends), each task is written already in that send. Flushes."""
-    fresh = candidates(rule, now).subquery("candidates")
+    fresh = candidates(rule, now, customers).subquery("candidates")
     batch = fresh.c.customer_id.between(*customers) if customers is not None else true()
     steps = {a["type"]: Step.pending.value for a in rule.actions}
     if send_id is not None and "send" in steps:
