@@ -219,8 +219,11 @@ def _unstorable(value: Any) -> str | None:
     if isinstance(value, str):
         if "\x00" in value:
             return "text may not contain NUL characters"
-        if any("\ud800" <= c <= "\udfff" for c in value):
-            return "text must be valid Unicode (no lone surrogates)"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")  # a lone surrogate cannot be encoded (checked in C, not per character)
+            except UnicodeEncodeError:
+                return "text must be valid Unicode (no lone surrogates)"
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return None if -MAX_INT <= value <= MAX_INT else f"whole numbers must be within ±{MAX_INT}"

@@ -156,6 +156,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
     updates: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     touched: set[int] = set()
+    shrinking: set[int] = set()  # customers an order was changed or taken from: they may be left with none
     attributed: list[str] = []
     for row, store_id, staff_id in accepted:
         customer_id = matched[row.order_no]
@@ -191,6 +192,9 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
         report.updated += 1
         if before.customer_id is not None:
             touched.add(before.customer_id)
+            shrinking.add(before.customer_id)
+        if customer_id is not None:
+            shrinking.add(customer_id)
         updates.append({"id": before.id, **values_})
         if customer_id is not None:
             refund = before.status != row.status and row.status.value == "refunded"
@@ -212,6 +216,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
         report.updated += 1
         order_no = written["order_no"]
         if written["customer_id"] is not None:
+            shrinking.add(written["customer_id"])
             detail = f"{order_no} →{written['amount_cents'] / 100:.2f} {written['status'].value}"
             events.append(
                 {
@@ -225,7 +230,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
     if updates:
         db.session.execute(update(Order), updates)
     insert_rows(CustomerEvent.__table__, events)
-    values.refresh(touched)
+    values.refresh(touched, shrinking=shrinking)
     orders_attributed(attributed)
     audit(user, "import_orders", "orders", after={k: v for k, v in report.as_dict().items() if k != "problems"})
     return report.done()

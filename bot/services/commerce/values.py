@@ -144,12 +144,19 @@ _NONE = _Standing(None, 0, None, None)
 
 
 def _write(
-    since: datetime, ids: list[int] | None, *, cuts: dict[str, list[Any]] | None = None, now: datetime | None = None
+    since: datetime,
+    ids: list[int] | None,
+    *,
+    cuts: dict[str, list[Any]] | None = None,
+    now: datetime | None = None,
+    shrinking: list[int] | None = None,
 ) -> dict[int, _Standing]:
     """The rows brought up to date from the orders (paid orders and spend in the window, first and last
     purchase) and the memberships (the highest level; a member who never bought has a row too): one
     ``INSERT … SELECT … ON CONFLICT DO UPDATE`` that writes only the rows whose figures changed, then the
-    rows of customers left with neither a paid order nor a level removed. A row is never deleted and
+    rows of customers left with neither a paid order nor a level removed (of ``shrinking`` only, when
+    given: the customers an order was changed or taken from — a new paid order leaves nobody with none).
+    A row is never deleted and
     written again: a night's recompute of a million customers rewrites the few that changed, and two
     batches refreshing the same customer at the same moment both succeed (the later one's figures stay).
 
@@ -241,7 +248,10 @@ def _write(
     member = select(Membership.id).where(
         Membership.customer_id == CustomerValue.customer_id, Membership.level_id.is_not(None)
     )
-    gone = _only(delete(CustomerValue), CustomerValue.customer_id, ids).where(~exists(paid), ~exists(member))
+    if shrinking is not None and not shrinking:
+        return standing
+    gone = _only(delete(CustomerValue), CustomerValue.customer_id, shrinking if shrinking is not None else ids)
+    gone = gone.where(~exists(paid), ~exists(member))
     gone = gone.execution_options(synchronize_session=False)
     if ids is None:
         db.session.execute(gone)
@@ -298,11 +308,13 @@ def _rescore(row: RfmSettings, since: datetime, now: datetime, ids: list[int] | 
     db.session.execute(scored.execution_options(synchronize_session=False))
 
 
-def refresh(customer_ids: Iterable[int]) -> None:
+def refresh(customer_ids: Iterable[int], *, shrinking: Iterable[int] | None = None) -> None:
     """Recompute the rows of these customers (an import touched them) on the scale in use, and put what
     changed that rules react to on their timelines (a first purchase, a level up or down, a spend that
-    reached a rule's amount); flushes."""
+    reached a rule's amount); flushes. ``shrinking``: those of them who may be left with no paid order
+    and no level (all of them unless said)."""
     ids = sorted(set(customer_ids))
+    may_go = None if shrinking is None else set(shrinking)
     if not ids:
         return
     db.session.flush()
@@ -312,7 +324,8 @@ def refresh(customer_ids: Iterable[int]) -> None:
     for start in range(0, len(ids), MAX_IDS):
         chunk = ids[start : start + MAX_IDS]
         before = _standing(chunk)
-        written = _write(since, chunk, cuts=row.cuts, now=now)
+        gone = None if may_go is None else [c for c in chunk if c in may_go]
+        written = _write(since, chunk, cuts=row.cuts, now=now, shrinking=gone)
         _announce({**before, **written}, before, now, thresholds)
     db.session.flush()
 
