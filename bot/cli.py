@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -98,6 +99,7 @@ def worker_command(burst: bool, welcomes_only: bool, metrics_port: int | None, m
     _serve_metrics(metrics_port, metrics_address)
     names = (URGENT,) if welcomes_only else None
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    gc.freeze()  # the app's objects live as long as the worker: out of the cycle collector's sight
     level = app.config["SIYU"].log_level
     _work_through_redis_outages(lambda: _worker(app, names), burst=burst, logging_level=level)
 

@@ -16,6 +16,14 @@ accesslog = None  # Siyu logs what matters; nginx keeps the access log
 forwarded_allow_ips = os.environ.get("SIYU_FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+def post_worker_init(worker):  # gunicorn's hook signature
+    # The app is built: its own objects (modules, the routes, the mapped classes) live as long as the
+    # process, so the cycle collector stops looking at them (create_app sets how often it runs).
+    import gc
+
+    gc.freeze()
+
+
 def child_exit(server, worker):  # gunicorn's hook signature
     # Multiprocess metrics (PROMETHEUS_MULTIPROC_DIR): a dead worker's live gauges are dropped; its
     # counters stay in the machine's totals.

@@ -67,6 +67,17 @@ def among(column: Any, keys: Iterable[Any]) -> ColumnElement[bool]:
     return inside
 
 
+def among_param(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` is one of the keys the parameter ``name`` holds (a list given at execution): ``among`` for a
+    statement built once and run many times."""
+    if dialect == "postgresql":
+        element = Integer() if isinstance(column.type, Integer) else String()
+        test: ColumnElement[bool] = column == any_(bindparam(name, type_=_Keys(element)))
+        return test
+    inside: ColumnElement[bool] = column.in_(bindparam(name, expanding=True))
+    return inside
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()

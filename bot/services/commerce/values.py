@@ -9,8 +9,8 @@ is "high"; the three highs and lows name the eight classic classes.
 
 ``refresh`` recomputes the customers an import touched on the scale in use (the cut points stay); the
 nightly ``recompute_all`` takes the quintiles again and scores everyone; both write only the rows that changed
-(an upsert, never a delete and insert again). Both are a few set-based
-statements, whatever the number of customers.
+(an upsert, never a delete and insert again). Both are a few set-based statements (``figures``), whatever the
+number of customers.
 """
 
 from __future__ import annotations
@@ -18,59 +18,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    DateTime,
-    Integer,
-    and_,
-    case,
-    cast,
-    delete,
-    exists,
-    func,
-    literal,
-    or_,
-    select,
-    text,
-    true,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Integer, and_, cast, func, literal, select, text
 
 from bot.extensions import db
-from bot.models import (
-    Customer,
-    CustomerEvent,
-    CustomerValue,
-    LifecycleRule,
-    Membership,
-    MembershipLevel,
-    Order,
-    OrderStatus,
-    RfmSettings,
-    Trigger,
-)
+from bot.models import Customer, CustomerEvent, CustomerValue, LifecycleRule, MembershipLevel, RfmSettings, Trigger
 from bot.models._time import utcnow
+from bot.services.commerce import figures
+from bot.services.commerce.figures import DIMENSIONS as DIMENSIONS
 from bot.services.commerce.sql import among, insert_rows
 from bot.services.errors import Invalid
 from bot.services.users.accounts import N_
 
-DIMENSIONS = ("r", "f", "m")
-HIGH = 3
-#: (R high, F high, M high) → the class; their names as the panel shows them are in ``CLASS_NAMES``
-CLASSES = {
-    (True, True, True): "important_value",
-    (True, False, True): "important_develop",
-    (False, True, True): "important_keep",
-    (False, False, True): "important_retain",
-    (True, True, False): "general_value",
-    (True, False, False): "general_develop",
-    (False, True, False): "general_keep",
-    (False, False, False): "general_retain",
-}
 CLASS_NAMES = {
     "important_value": N_("重要价值客户"),
     "important_develop": N_("重要发展客户"),
@@ -128,12 +88,7 @@ def _since(row: RfmSettings, now: datetime) -> datetime:
     return now - timedelta(days=row.window_days)
 
 
-def _only(query: Any, column: Any, ids: list[int] | None) -> Any:
-    return query if ids is None else query.where(among(column, ids))
-
-
-@dataclass(frozen=True)
-class _Standing:
+class _Standing(NamedTuple):  # a tuple: made a thousand times a batch
     first_paid_at: datetime | None
     spend_cents: int
     level_rank: int | None
@@ -143,169 +98,32 @@ class _Standing:
 _NONE = _Standing(None, 0, None, None)
 
 
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
 def _write(
-    since: datetime,
-    ids: list[int] | None,
-    *,
-    cuts: dict[str, list[Any]] | None = None,
-    now: datetime | None = None,
-    shrinking: list[int] | None = None,
+    since: datetime, now: datetime, cuts: dict[str, list[Any]] | None, ids: list[int], shrinking: list[int] | None
 ) -> dict[int, _Standing]:
-    """The rows brought up to date from the orders (paid orders and spend in the window, first and last
-    purchase) and the memberships (the highest level; a member who never bought has a row too): one
-    ``INSERT … SELECT … ON CONFLICT DO UPDATE`` that writes only the rows whose figures changed, then the
-    rows of customers left with neither a paid order nor a level removed (of ``shrinking`` only, when
-    given: the customers an order was changed or taken from — a new paid order leaves nobody with none).
-    A row is never deleted and
-    written again: a night's recompute of a million customers rewrites the few that changed, and two
+    """The rows of these customers brought up to date from the orders (paid orders and spend in the window,
+    first and last purchase) and the memberships (the highest level; a member who never bought has a row
+    too), scored on ``cuts`` (the scale in use) when there is one: one ``INSERT … SELECT … ON CONFLICT DO
+    UPDATE`` that writes only the rows whose figures changed; then the rows of customers left with neither a
+    paid order nor a level removed (of ``shrinking`` only, when given: the customers an order was changed or
+    taken from — a new paid order leaves nobody with none). A row is never deleted and written again, and two
     batches refreshing the same customer at the same moment both succeed (the later one's figures stay).
-
-    With ``cuts`` (an import's refresh: the scale in use) the scores and class are written in the same
-    statement. Returns the standing of the rows written or removed (what rules react to)."""
-    in_window = Order.paid_at >= since
-    bought = _only(
-        select(
-            Order.customer_id.label("customer_id"),
-            func.count().filter(in_window).label("orders"),
-            func.coalesce(func.sum(Order.amount_cents).filter(in_window), 0).label("spend_cents"),
-            func.min(Order.paid_at).label("first_paid_at"),
-            func.max(Order.paid_at).label("last_paid_at"),
-            literal(None, Integer).label("rank"),
-        ).where(Order.status == OrderStatus.paid, Order.customer_id.is_not(None)),
-        Order.customer_id,
-        ids,
-    ).group_by(Order.customer_id)
-    leveled = _only(
-        select(
-            Membership.customer_id,
-            literal(0, Integer),
-            literal(0, Integer),
-            literal(None, DateTime),
-            literal(None, DateTime),
-            func.max(MembershipLevel.rank),
-        )
-        .join(MembershipLevel, MembershipLevel.id == Membership.level_id)
-        .where(Membership.customer_id.is_not(None)),
-        Membership.customer_id,
-        ids,
-    ).group_by(Membership.customer_id)
-    both = bought.union_all(leveled).subquery("both")
-    merged = (
-        select(
-            both.c.customer_id,
-            func.sum(both.c.orders).label("orders"),
-            func.sum(both.c.spend_cents).label("spend_cents"),
-            func.min(both.c.first_paid_at).label("first_paid_at"),
-            func.max(both.c.last_paid_at).label("last_paid_at"),
-            func.max(both.c.rank).label("rank"),
-        )
-        .group_by(both.c.customer_id)
-        .subquery("merged")
-    )
-    figures = (
-        select(
-            merged.c.customer_id,
-            cast(merged.c.orders, Integer).label("orders"),
-            cast(merged.c.spend_cents, BigInteger).label("spend_cents"),
-            merged.c.first_paid_at,
-            merged.c.last_paid_at,
-            MembershipLevel.id.label("level_id"),
-        )
-        .outerjoin(MembershipLevel, MembershipLevel.rank == merged.c.rank)
-        .subquery("figures")
-    )
-    columns = ["customer_id", "orders", "spend_cents", "first_paid_at", "last_paid_at", "level_id"]
-    selected: list[Any] = [figures.c[c] for c in columns]
-    compared = columns[1:]
-    if cuts:
-        assert now is not None
-        scores = _scores(cuts, since, now, figures.c.orders, figures.c.spend_cents, figures.c.last_paid_at)
-        scores["computed_at"] = literal(now, DateTime)
-        columns += list(scores)
-        selected += list(scores.values())
-        compared += ["r", "f", "m", "rfm_class"]
-    # SQLite reads "INSERT … SELECT … ON CONFLICT" as a join's ON unless the SELECT has a WHERE of its own
-    rows = select(*selected).where(true())
-    maker = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = maker(CustomerValue).from_select(columns, rows)
-    table = CustomerValue.__table__
-    changed = or_(*(table.c[c].is_distinct_from(statement.excluded[c]) for c in compared))
-    statement = statement.on_conflict_do_update(
-        index_elements=["customer_id"], set_={c: statement.excluded[c] for c in columns[1:]}, where=changed
-    )
-    standing: dict[int, _Standing] = {}
-    if ids is None:  # the nightly recompute: nobody to tell, a million rows not to return
-        db.session.execute(statement)
-    else:
-        v = CustomerValue
-        written = db.session.execute(statement.returning(v.customer_id, v.first_paid_at, v.spend_cents, v.level_id))
-        ranks = dict(db.session.execute(select(MembershipLevel.id, MembershipLevel.rank)).all())
-        standing = {
-            cid: _Standing(first, spend or 0, ranks.get(level) if level else None, level)
-            for cid, first, spend, level in written
-        }
-    paid = select(Order.id).where(Order.customer_id == CustomerValue.customer_id, Order.status == OrderStatus.paid)
-    member = select(Membership.id).where(
-        Membership.customer_id == CustomerValue.customer_id, Membership.level_id.is_not(None)
-    )
-    if shrinking is not None and not shrinking:
-        return standing
-    gone = _only(delete(CustomerValue), CustomerValue.customer_id, shrinking if shrinking is not None else ids)
-    gone = gone.where(~exists(paid), ~exists(member))
-    gone = gone.execution_options(synchronize_session=False)
-    if ids is None:
-        db.session.execute(gone)
-    else:
-        standing.update((cid, _NONE) for (cid,) in db.session.execute(gone.returning(CustomerValue.customer_id)))
-    return standing
-
-
-def _score(value: Any, cuts: list[Any], *, falling: bool = False) -> ColumnElement[Any]:
-    above: ColumnElement[Any] = literal(0)
-    for cut in cuts:
-        above = above + case((value > cut, 1), else_=0)
-    return literal(5) - above if falling else literal(1) + above
-
-
-def _scores(
-    cuts: dict[str, list[Any]], since: datetime, now: datetime, orders: Any, spend: Any, last_paid: Any
-) -> dict[str, Any]:
-    """The scores and class of rows with these ``orders``, ``spend`` and ``last_paid`` (columns of
-    customer_values, or of the figures about to be written there)."""
-    bought = and_(orders > 0, last_paid >= since)
-    # R: whole days since the last purchase above a cut ⇔ bought at least cut + 1 days ago (no day
-    # arithmetic in SQL, the same on every database)
-    r_above: ColumnElement[Any] = literal(0)
-    for days in cuts["r"]:
-        r_above = r_above + case((last_paid <= now - timedelta(days=days + 1), 1), else_=0)
-    r = literal(5) - r_above
-    f = _score(orders, cuts["f"])
-    m = _score(spend, cuts["m"])
-    name = case(
-        *(
-            (and_(r >= HIGH if hr else r < HIGH, f >= HIGH if hf else f < HIGH, m >= HIGH if hm else m < HIGH), cls)
-            for (hr, hf, hm), cls in CLASSES.items()
-        )
-    )
-    return {
-        "r": case((bought, cast(r, Integer))),
-        "f": case((bought, cast(f, Integer))),
-        "m": case((bought, cast(m, Integer))),
-        "rfm_class": case((bought, name)),
-        "computed_at": now,
+    Returns the standing of the rows written or removed (what rules react to)."""
+    dialect = _dialect()
+    values = figures.params(since, now, cuts, ids=ids, gone=ids if shrinking is None else shrinking)
+    written = db.session.execute(figures.upsert(dialect, True, bool(cuts)), values).all()
+    ranks = dict(db.session.execute(select(MembershipLevel.id, MembershipLevel.rank)).all())
+    standing = {
+        cid: _Standing(first, spend or 0, ranks.get(level) if level else None, level)
+        for cid, first, spend, level in written
     }
-
-
-def _rescore(row: RfmSettings, since: datetime, now: datetime, ids: list[int] | None) -> None:
-    if not row.cuts:
-        return
-    v = CustomerValue
-    scores = _scores(row.cuts, since, now, v.orders, v.spend_cents, v.last_paid_at)
-    # only the rows whose scores or class changed are written (and stamped)
-    changed = or_(*(getattr(CustomerValue, k).is_distinct_from(scores[k]) for k in ("r", "f", "m", "rfm_class")))
-    scored = update(CustomerValue).values(**scores).where(changed)
-    scored = _only(scored, CustomerValue.customer_id, ids)
-    db.session.execute(scored.execution_options(synchronize_session=False))
+    if values["gone"]:
+        standing.update((row[0], _NONE) for row in db.session.execute(figures.removal(dialect, True), values))
+    return standing
 
 
 def refresh(customer_ids: Iterable[int], *, shrinking: Iterable[int] | None = None) -> None:
@@ -325,7 +143,7 @@ def refresh(customer_ids: Iterable[int], *, shrinking: Iterable[int] | None = No
         chunk = ids[start : start + MAX_IDS]
         before = _standing(chunk)
         gone = None if may_go is None else [c for c in chunk if c in may_go]
-        written = _write(since, chunk, cuts=row.cuts, now=now, shrinking=gone)
+        written = _write(since, now, row.cuts, chunk, gone)
         _announce({**before, **written}, before, now, thresholds)
     db.session.flush()
 
@@ -417,7 +235,9 @@ def recompute_all() -> dict[str, Any]:
     row, those scored, and the cut points."""
     row, now = settings_row(), utcnow()
     since = _since(row, now)
-    _write(since, None)
+    dialect = _dialect()
+    db.session.execute(figures.upsert(dialect, False, False), figures.params(since, now))
+    db.session.execute(figures.removal(dialect, False))
     if row.mode == "quintiles":
         days = _whole_days(now)
         points = {
@@ -426,10 +246,11 @@ def recompute_all() -> dict[str, Any]:
             "m": _quintiles(CustomerValue.spend_cents, since),
         }
         row.cuts = {k: [int(p) for p in v] for k, v in points.items()} if all(points.values()) else None
-    _rescore(row, since, now, None)
+    if row.cuts:
+        db.session.execute(figures.rescoring(dialect, False), figures.params(since, now, row.cuts))
     row.computed_at = now
     db.session.flush()
-    if db.session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         # the classes and spends may all have moved: the planner's picture of them is renewed too
         db.session.execute(text("ANALYZE customer_values"))
     rows = db.session.scalar(select(func.count()).select_from(CustomerValue)) or 0
