@@ -9,8 +9,10 @@ customer written on the server. Then, through the app:
 - posts ``--orders`` new orders to ``POST /api/v1/orders`` in batches of 1,000 (as an API token's user:
   validation, matching by external_userid, attribution, the incremental RFM refresh of the customers each
   batch touched, the audit entry, one commit per batch), one in twenty a mobile recorded on nobody (kept
-  waiting), one in fifty a refund of an earlier order; prints rows/s and this process's peak memory
-  (target: a million in ≤ 60 s on two cores);
+  waiting), one in fifty a refund of an earlier order — from ``--streams`` processes side by side (as a
+  brand's system posting to the several web processes of a deployment; each its own app, as a web worker
+  is), their batches made before the clock starts; prints rows/s, the CPU per batch of the app and of
+  PostgreSQL, and the largest process's peak memory (target: a million in ≤ 60 s on two cores);
 - runs the nightly full recompute (quintiles, every customer scored; target ≤ 30 s);
 - counts a three-condition segment (an RFM class, a spend range, a store; target ≤ 200 ms) and its
   per-condition explanation;
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import resource
@@ -104,6 +107,49 @@ def batches(customers: int, orders: int, size: int = 1000):  # type: ignore[no-u
         yield rows
 
 
+def _backend_cpu(pid: int) -> float:
+    """CPU seconds a PostgreSQL backend on this machine has used (``/proc``: user + system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stream(k: int, streams: int, customers: int, orders: int, token: str, ready, go) -> dict:  # type: ignore[no-untyped-def]
+    """One stream of the import: every ``streams``-th batch from the ``k``-th, posted one after another by
+    its own app (a process of its own). Its batches are made, then it waits for the others to start."""
+    from sqlalchemy import text
+
+    from bot import create_app
+    from bot.extensions import db
+
+    app = create_app({"TESTING": True})
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    bodies = [
+        json.dumps({"rows": rows}, ensure_ascii=False).encode()
+        for n, rows in enumerate(batches(customers, orders))
+        if n % streams == k
+    ]
+    with app.app_context():  # one connection serves the stream's requests: its backend's CPU is counted
+        backend = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        db.session.rollback()
+    totals = {"created": 0, "updated": 0, "unchanged": 0, "matched": 0, "waiting": 0, "refused": 0}
+    ready.wait()
+    go.wait()
+    cpu, pg_cpu = time.process_time(), _backend_cpu(backend)
+    for body in bodies:
+        answer = client.post("/api/v1/orders", data=body, content_type="application/json", headers=headers)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        for key in totals:
+            totals[key] += answer.get_json()[key]
+    return {
+        "totals": totals,
+        "batches": len(bodies),
+        "cpu": time.process_time() - cpu,
+        "pg_cpu": _backend_cpu(backend) - pg_cpu,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def _csv_import(app, customers: int, lines: int) -> float:  # type: ignore[no-untyped-def]
     """A GBK CSV of ``lines`` orders (Chinese headings), checked as the panel's upload is and imported by the
     job's function; returns the seconds from upload to done."""
@@ -135,6 +181,7 @@ def main() -> int:
     parser.add_argument("--stores", type=int, default=50)
     parser.add_argument("--staff", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--streams", type=int, default=2, help="processes posting the batches side by side")
     parser.add_argument("--csv-rows", type=int, default=100_000, help="lines of the GBK CSV uploaded (0: none)")
     args = parser.parse_args()
 
@@ -157,19 +204,23 @@ def main() -> int:
         db.session.commit()
         stores = [s.id for s in db.session.query(Store).order_by(Store.id).limit(10)]
 
-    client = app.test_client()
-    headers = {"Authorization": f"Bearer {token}"}
-    totals = {"created": 0, "updated": 0, "unchanged": 0, "matched": 0, "waiting": 0, "refused": 0}
-    elapsed = 0.0  # the requests' time: making the rows and their JSON is the brand's side, not timed
-    for rows in batches(args.customers, args.orders):
-        body = json.dumps({"rows": rows}, ensure_ascii=False).encode()
+    context = multiprocessing.get_context("spawn")  # each stream a fresh interpreter, as a web worker is
+    with context.Manager() as manager, context.Pool(args.streams) as pool:
+        ready, go = manager.Barrier(args.streams + 1), manager.Event()
+        waiting = pool.starmap_async(
+            _stream,
+            [(k, args.streams, args.customers, args.orders, token, ready, go) for k in range(args.streams)],
+        )
+        ready.wait()  # every stream's batches made: the clock starts
         started = time.perf_counter()
-        answer = client.post("/api/v1/orders", data=body, content_type="application/json", headers=headers)
-        elapsed += time.perf_counter() - started
-        assert answer.status_code == 200, answer.get_data(as_text=True)
-        for key in totals:
-            totals[key] += answer.get_json()[key]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        go.set()
+        results = waiting.get()
+    elapsed = time.perf_counter() - started
+    totals = {k: sum(r["totals"][k] for r in results) for k in results[0]["totals"]}
+    peak_mb = max(r["peak_mb"] for r in results)
+    app_cpu = sum(r["cpu"] for r in results) / max(1, sum(r["batches"] for r in results)) * 1000
+    pg_cpu = sum(r["pg_cpu"] for r in results) / max(1, sum(r["batches"] for r in results)) * 1000
+    client = app.test_client()
 
     csv_s = _csv_import(app, args.customers, args.csv_rows) if args.csv_rows else 0.0
 
@@ -204,9 +255,11 @@ def main() -> int:
     print()
     print(f"customers {args.customers:,} · orders in the end {orders:,} · PostgreSQL · {os.cpu_count()} cores")
     print(
-        f"import {args.orders:,} orders via POST /api/v1/orders (1,000 a batch): {elapsed:.1f}s"
-        f" → {args.orders / elapsed:,.0f} rows/s, peak memory {peak_mb:,.0f} MB   {totals}"
+        f"import {args.orders:,} orders via POST /api/v1/orders (1,000 a batch, {args.streams} streams):"
+        f" {elapsed:.1f}s → {args.orders / elapsed:,.0f} rows/s, peak memory {peak_mb:,.0f} MB a process"
+        f"   {totals}"
     )
+    print(f"  CPU per batch: the app {app_cpu:.0f} ms, PostgreSQL {pg_cpu:.0f} ms")
     if args.csv_rows:
         print(f"panel CSV upload, {args.csv_rows:,} GBK lines, checked and imported by its job: {csv_s:.1f}s")
     print(

@@ -174,6 +174,10 @@ def upsert(dialect: str, some: bool, scored: bool) -> Any:
         compared += list(SCORES)
     # SQLite reads "INSERT … SELECT … ON CONFLICT" as a join's ON unless the SELECT has a WHERE of its own
     rows = select(*selected).where(true())
+    if some:
+        # rows locked in the customers' order: two batches refreshing some of the same customers at once wait
+        # for each other rather than deadlock
+        rows = rows.order_by(figures.c.customer_id)
     maker = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = maker(_VALUES).from_select(columns, rows)
     excluded = statement.excluded

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, func, select, tuple_
 
 from bot.extensions import db
 from bot.models import Channel, Order, OrderStatus, Staff, Store, User
+from bot.services.commerce.sql import among
 from bot.services.users.scope import staff_condition, store_ids
 
 
@@ -119,15 +120,16 @@ def rankings(user: User | None, since: datetime, until: datetime, limit: int = 1
         "member": {
             i: (u, n)
             for i, u, n in db.session.execute(
-                select(Staff.id, Staff.userid, Staff.name).where(Staff.id.in_(found["member"]))
+                select(Staff.id, Staff.userid, Staff.name).where(among(Staff.id, found["member"]))
             )
         },
         "store": {
-            i: (i, n) for i, n in db.session.execute(select(Store.id, Store.name).where(Store.id.in_(found["store"])))
+            i: (i, n)
+            for i, n in db.session.execute(select(Store.id, Store.name).where(among(Store.id, found["store"])))
         },
         "channel": {
             i: (i, n)
-            for i, n in db.session.execute(select(Channel.id, Channel.name).where(Channel.id.in_(found["channel"])))
+            for i, n in db.session.execute(select(Channel.id, Channel.name).where(among(Channel.id, found["channel"])))
         },
     }
     out: dict[str, list[dict[str, Any]]] = {}
