@@ -244,3 +244,47 @@ def test_the_nightly_recompute_writes_only_the_rows_that_changed(app, buyers):
         changed = {cid for cid, at in after.items() if at != stamps[cid]}
         # only the customers whose scores moved with the new quintiles (the two refunds' departure) are stamped
         assert set(after) == set(stamps) - {whale, lone} and len(changed) < len(after)
+
+
+FIGURES = (
+    CustomerValue.customer_id,
+    CustomerValue.orders,
+    CustomerValue.spend_cents,
+    CustomerValue.first_paid_at,
+    CustomerValue.last_paid_at,
+    CustomerValue.level_id,
+    CustomerValue.r,
+    CustomerValue.f,
+    CustomerValue.m,
+    CustomerValue.rfm_class,
+)
+
+
+def test_new_orders_added_to_the_rows_agree_with_the_rows_recomputed(app, buyers):
+    """An import adds new paid orders to their customers' rows (on PostgreSQL without reading their older
+    orders again) and recomputes those whose orders changed: in three rounds — first purchases, purchases
+    on rows that exist (one of them outside the window, one refunded on arrival), and refunds mixed with
+    new orders of the same customers — each row equals the one recomputed from every order."""
+    with app.app_context():
+        imports.import_orders(orders_for(buyers, {i: PLAN[i] for i in (0, 1, 2)}), None)
+        values.recompute_all()  # a scale, so that the rows are scored too
+        db.session.commit()
+        rounds = [
+            orders_for(buyers, {i: PLAN[i] for i in (3, 4, 5, 6)}, prefix="A"),
+            orders_for(buyers, {0: [(1, 5)], 3: [(500, 70)], 4: [(4, 12)]}, prefix="B")
+            + [{**orders_for(buyers, {5: [(2, 33)]}, prefix="R")[0], "status": "refunded"}],
+            [{**row, "status": "refunded"} for row in orders_for(buyers, {1: PLAN[1]})]
+            + orders_for(buyers, {1: [(1, 44)], 2: [(2, 21)]}, prefix="C"),
+        ]
+        for batch in rounds:
+            report = imports.import_orders(batch, None)
+            assert report.refused == 0
+            db.session.commit()
+            imported = sorted(db.session.execute(select(*FIGURES)).all())
+            ids = [row[0] for row in imported]
+            values.refresh(ids)  # every row recomputed from all of its orders
+            db.session.commit()
+            assert sorted(db.session.execute(select(*FIGURES)).all()) == imported
+        best = value(buyers[0])
+        assert best.orders == 5 and best.spend_cents == 300500
+        assert value(buyers[1]).orders == 1 and value(buyers[1]).spend_cents == 4400

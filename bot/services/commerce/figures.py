@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     ColumnElement,
     DateTime,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
     delete,
     exists,
     func,
@@ -34,6 +36,7 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy import String as Text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.models import CustomerValue, Membership, MembershipLevel, Order, OrderStatus
@@ -212,3 +215,39 @@ def rescoring(dialect: str, some: bool) -> Any:
     if some:
         statement = statement.where(among_param(v.customer_id, "ids", dialect))
     return statement.execution_options(synchronize_session=False)
+
+
+@cache
+def purchases_added(scored: bool) -> Any:
+    """New paid orders added to their customers' rows (PostgreSQL): the ``rows`` parameter, JSON of one
+    object a customer (``customer_id``, ``orders`` and ``spend_cents`` in the window, ``first_paid_at``,
+    ``last_paid_at`` of the new orders), summed into the row or making it — its orders not read again.
+    Returns the ``STANDING`` of every row written."""
+    rows = func.json_to_recordset(cast(bindparam("rows", type_=Text()), JSON)).table_valued(
+        column("customer_id", Integer),
+        column("orders", Integer),
+        column("spend_cents", BigInteger),
+        column("first_paid_at", DateTime),
+        column("last_paid_at", DateTime),
+    )
+    new = rows.render_derived("new", with_types=True).c
+    columns = [c for c in COLUMNS if c != "level_id"]
+    selected: list[Any] = [new[c] for c in columns]
+    if scored:
+        fresh = scores(new.orders, new.spend_cents, new.last_paid_at)
+        columns += [*fresh, "computed_at"]
+        selected += [*fresh.values(), _NOW]
+    # rows locked in the customers' order (see ``upsert``)
+    source = select(*selected).where(true()).order_by(new.customer_id)
+    statement = postgresql.insert(_VALUES).from_select(columns, source)
+    old, added = _VALUES.c, statement.excluded
+    summed: dict[str, Any] = {
+        "orders": old.orders + added.orders,
+        "spend_cents": old.spend_cents + added.spend_cents,
+        "first_paid_at": func.least(old.first_paid_at, added.first_paid_at),  # NULLs are passed over
+        "last_paid_at": func.greatest(old.last_paid_at, added.last_paid_at),
+    }
+    if scored:
+        summed.update(scores(summed["orders"], summed["spend_cents"], summed["last_paid_at"]), computed_at=_NOW)
+    statement = statement.on_conflict_do_update(index_elements=["customer_id"], set_=summed)
+    return statement.returning(*STANDING)

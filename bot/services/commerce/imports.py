@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from bot.extensions import db
-from bot.models import CustomerEvent, Membership, MembershipLevel, Order, Staff, Store, User
+from bot.models import CustomerEvent, Membership, MembershipLevel, Order, OrderStatus, Staff, Store, User
 from bot.models._time import utcnow
 from bot.services.commerce import values
 from bot.services.commerce.announcements import orders_attributed
@@ -155,7 +155,6 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
-    touched: set[int] = set()
     shrinking: set[int] = set()  # customers an order was changed or taken from: they may be left with none
     attributed: list[str] = []
     for row, store_id, staff_id in accepted:
@@ -183,15 +182,12 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
             attributed.append(row.order_no)
         else:
             values_.update(attributed_staff_id=None, channel_id=None, matched_at=None)
-        if customer_id is not None:
-            touched.add(customer_id)
         if before is None:
             report.created += 1
             inserts.append({"order_no": row.order_no, "created_at": now, **values_})
             continue
         report.updated += 1
         if before.customer_id is not None:
-            touched.add(before.customer_id)
             shrinking.add(before.customer_id)
         if customer_id is not None:
             shrinking.add(customer_id)
@@ -230,7 +226,16 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
     if updates:
         db.session.execute(update(Order), updates)
     insert_rows(CustomerEvent.__table__, events)
-    values.refresh(touched, shrinking=shrinking)
+    # the customers an order was changed or taken from are recomputed; new paid orders are added to theirs
+    values.refresh(shrinking, shrinking=shrinking)
+    values.add_paid(
+        (v["customer_id"], v["amount_cents"], v["paid_at"])
+        for v in inserts
+        if v["customer_id"] is not None
+        and v["customer_id"] not in shrinking
+        and v["status"] is OrderStatus.paid
+        and v["order_no"] not in replaced
+    )
     orders_attributed(attributed)
     audit(user, "import_orders", "orders", after={k: v for k, v in report.as_dict().items() if k != "problems"})
     return report.done()

@@ -15,6 +15,7 @@ number of customers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -145,6 +146,42 @@ def refresh(customer_ids: Iterable[int], *, shrinking: Iterable[int] | None = No
         gone = None if may_go is None else [c for c in chunk if c in may_go]
         written = _write(since, now, row.cuts, chunk, gone)
         _announce({**before, **written}, before, now, thresholds)
+    db.session.flush()
+
+
+def add_paid(orders: Iterable[tuple[int, int, datetime]]) -> None:
+    """New paid orders (customer id, amount in cents, paid at — orders just made, not changed) counted on
+    their customers' rows, scored on the scale in use, with what changed that rules react to on the
+    timelines, as ``refresh`` does. On PostgreSQL the new orders are added to the rows (their older orders
+    not read again: an import's thousand customers in one statement); elsewhere the rows are recomputed."""
+    gains: dict[int, list[Any]] = {}
+    row, now = settings_row(), utcnow()
+    since = _since(row, now)
+    for customer_id, cents, paid_at in orders:
+        gain = gains.setdefault(customer_id, [0, 0, paid_at, paid_at])
+        if paid_at >= since:
+            gain[0] += 1
+            gain[1] += cents
+        gain[2], gain[3] = min(gain[2], paid_at), max(gain[3], paid_at)
+    if not gains:
+        return
+    if _dialect() != "postgresql":
+        refresh(gains)
+        return
+    db.session.flush()
+    ids = sorted(gains)
+    before = _standing(ids)
+    rows = [
+        {"customer_id": c, "orders": g[0], "spend_cents": g[1], "first_paid_at": g[2], "last_paid_at": g[3]}
+        for c, g in sorted(gains.items())
+    ]
+    values = figures.params(since, now, row.cuts, rows=json.dumps(rows, default=datetime.isoformat))
+    written = db.session.execute(figures.purchases_added(bool(row.cuts)), values).all()
+    after = {
+        cid: _Standing(first, spend or 0, before.get(cid, _NONE).level_rank, level)
+        for cid, first, spend, level in written
+    }
+    _announce(after, before, now, spend_thresholds())
     db.session.flush()
 
 
