@@ -47,6 +47,24 @@ def test_an_expired_token_is_refused_like_a_revoked_one(app, client):
     assert works(client, token)  # back to now: 30 days left less a moment
 
 
+def test_a_tokens_last_use_is_written_once_a_minute_not_once_a_request(app, client):
+    from bot.services.users.api_tokens import create_api_token
+
+    user_id, _ = make_user(app, "crm", "operator")
+    with app.app_context():
+        token = create_api_token("crm-batches", db.session.get(User, user_id))
+        db.session.commit()
+    assert works(client, token)
+    first = token_row(app, "crm-batches").last_used_at
+    assert first is not None
+    with time_machine.travel(first + timedelta(seconds=30)):
+        assert works(client, token)
+    assert token_row(app, "crm-batches").last_used_at == first  # shown to the minute: not written again
+    with time_machine.travel(first + timedelta(minutes=1, seconds=5)):
+        assert works(client, token)
+    assert token_row(app, "crm-batches").last_used_at > first + timedelta(minutes=1)
+
+
 def test_creating_a_token_in_the_panel_shows_it_once(app, client):
     make_user(app, "ops", "operator")
     sign_in(client, "ops", "pw-ops-0123456789")

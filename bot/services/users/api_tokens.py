@@ -55,12 +55,19 @@ def live_token(token: str) -> ApiToken | None:
     return row
 
 
+#: a token's "last used" is shown to the minute: written at most once a minute, not once a request (a brand
+#: posting a thousand batches would otherwise write and commit the token's row a thousand times)
+LAST_USED_STEP = timedelta(minutes=1)
+
+
 def authenticate(token: str) -> ApiToken | None:
     """The live token (not revoked, not expired), if its user exists and is active."""
     row = live_token(token)
     if row is None or row.user is None or not row.user.active:
         return None
-    row.last_used_at = utcnow()
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_STEP:
+        row.last_used_at = now
     return row
 
 
