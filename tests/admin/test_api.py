@@ -153,9 +153,18 @@ def test_nul_in_a_query_is_a_clear_answer(client, auth):
 
 
 def test_a_body_the_database_could_not_hold_is_refused(client, auth):
-    for body, problem in [
-        ({"name": "x", "rule": {"conditions": [{"type": "channel", "channel_ids": [2**40]}]}}, "within ±2147483647"),
-        ({"name": "\ud83d", "rule": {"conditions": []}}, "lone surrogates"),
+    nul = {"name": "a\x00b", "rule": {"conditions": []}}
+    for data, problem in [
+        (
+            json.dumps({"name": "x", "rule": {"conditions": [{"type": "channel", "channel_ids": [2**40]}]}}),
+            "±2147483647",
+        ),
+        (json.dumps({"name": "x", "rule": {"conditions": [{"type": "channel", "channel_ids": [-(2**40)]}]}}), "±"),
+        (json.dumps({"name": "\ud83d", "rule": {"conditions": []}}), "lone surrogates"),
+        (json.dumps(nul), "NUL"),
+        (json.dumps(nul, ensure_ascii=False), "NUL"),
+        # JSON in UTF-16 is read too: its text is checked as well
+        (json.dumps(nul).encode("utf-16"), "NUL"),
     ]:
-        res = client.post("/api/v1/segments", data=json.dumps(body), content_type="application/json", headers=auth)
-        assert res.status_code == 400 and problem in res.get_json()["error"]["message"]
+        res = client.post("/api/v1/segments", data=data, content_type="application/json", headers=auth)
+        assert res.status_code == 400 and problem in res.get_json()["error"]["message"], data
