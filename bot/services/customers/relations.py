@@ -172,8 +172,7 @@ def _sync_customer(
     customer, created = _customer_created(
         external_userid, **values, **({"last_interaction_at": seen_at} if seen_at is not None else {})
     )
-    for name, value in values.items():  # a customer known before: what changed (nothing, for a new one)
-        setattr(customer, name, value)
+    _assign(customer, values)  # a customer known before: what changed (nothing, for a new one)
     db.session.flush()
     follows: dict[str, FollowRelation] = {}
     for item in data.get("follow_user", []):
@@ -189,8 +188,7 @@ def _sync_customer(
         # A relation already on record that changed is news to the brand's systems; a new one is an add.
         known = not follow_created and follow.added_at is not None
         profile_before = (follow.remark, follow.description)
-        follow.remark = item.get("remark", "") or ""
-        follow.description = item.get("description", "") or ""
+        _assign(follow, {"remark": item.get("remark", "") or "", "description": item.get("description", "") or ""})
         if known:
             fields = [
                 f
@@ -200,10 +198,15 @@ def _sync_customer(
                 if a != b
             ]
             announcements.profile_changed(customer, item["userid"], fields)
-        follow.add_way = int(item.get("add_way", 0) or 0)
-        follow.oper_userid = item.get("oper_userid", "") or ""
-        follow.state = item.get("state", "") or follow.state or ""
-        follow.added_at = from_epoch(item.get("createtime")) or follow.added_at
+        _assign(
+            follow,
+            {
+                "add_way": int(item.get("add_way", 0) or 0),
+                "oper_userid": item.get("oper_userid", "") or "",
+                "state": item.get("state", "") or follow.state or "",
+                "added_at": from_epoch(item.get("createtime")) or follow.added_at,
+            },
+        )
         # WeCom keeps listing a relation the customer deleted (it is one-sided from then on): only a new
         # add brings it back. Listed again after the member deleted the customer, or once a skip-verify
         # add is confirmed, it is active.
@@ -211,6 +214,8 @@ def _sync_customer(
             _reactivate(follow)
         tags_before = announcements.corp_tags(follow.tags)
         before = set(tags_before)
+        if not follow.tags and not item.get("tags"):
+            continue  # no tags before or now (a new relation, mostly): nothing to write or announce
         follow.tags = [
             FollowTag(
                 tag_id=t.get("tag_id") or None,
@@ -230,6 +235,14 @@ def _sync_customer(
     mobiles = [m for item in data.get("follow_user", []) for m in item.get("remark_mobiles") or []]
     customer_seen.send(None, customer=customer, mobiles=mobiles, complete=True, new=created)
     return customer, follows
+
+
+def _assign(row: Any, values: dict[str, Any]) -> None:
+    """Set the attributes of ``values`` that differ: a row set to what it holds is not left to the flush to
+    compare (an add mirrors a new customer and relation with the values they were just inserted with)."""
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
 
 
 def _listed(item: dict[str, Any]) -> dict[str, Any]:
