@@ -26,10 +26,15 @@ def get_or_insert(model: type[M], keys: dict[str, Any], **defaults: Any) -> M:
 
 def get_or_insert_created(model: type[M], keys: dict[str, Any], **defaults: Any) -> tuple[M, bool]:
     """``get_or_insert``, also saying whether this call inserted the row."""
-    query = select(model).filter_by(**keys)
-    row = db.session.scalar(query)
+    row = db.session.scalar(select(model).filter_by(**keys))
     if row is not None:
         return row, False
+    return insert_or_get_created(model, keys, **defaults)
+
+
+def insert_or_get_created(model: type[M], keys: dict[str, Any], **defaults: Any) -> tuple[M, bool]:
+    """``get_or_insert_created`` for a row this transaction already knows to be missing (it looked, or it has
+    just inserted the row the key names): the insert is tried first, sparing the look. Flushes."""
     db.session.flush()
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
     # RETURNING gives the new row in the same round trip; a conflict returns nothing, and the row another
@@ -39,6 +44,6 @@ def get_or_insert_created(model: type[M], keys: dict[str, Any], **defaults: Any)
     )
     if inserted is not None:
         return inserted, True
-    row = db.session.scalar(query)
+    row = db.session.scalar(select(model).filter_by(**keys))
     assert row is not None
     return row, False

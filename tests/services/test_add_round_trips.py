@@ -1,6 +1,7 @@
 """What an add costs the database: processing a new customer's add through the real worker writes the customer
-and the relation with what WeCom listed in one INSERT each (no insert-then-update), reads the member once and
-the customer once, and the profile the add mirrored is the one WeCom gave."""
+and the relation with what WeCom listed in one INSERT each (no insert-then-update, no look for a relation of a
+customer just inserted), reads the member once and the customer once, skips the brand-data matching when no
+row waits, and the profile the add mirrored is the one WeCom gave."""
 
 import re
 
@@ -39,6 +40,15 @@ def test_a_new_customers_add_writes_each_row_once(app, sim, corp, run_worker):
     assert count("UPDATE follow_relations ") == 0  # inserted with what WeCom listed
     assert not [s for s in statements if s.startswith("UPDATE customers SET name")]
     assert count("SELECT staff.") == 1  # the member read once, kept on the relation
+    assert count("SELECT customers.") == 1  # the takeover check's look; the insert does not look again
+    assert count("SELECT follow_relations.") == 0  # a customer just inserted has no relation yet
+    assert count("UPDATE customers ") == 0  # the add's interaction time goes in with the row
+    # no membership or order waits: one look for the batch, no mobiles read, nothing matched
+    assert count("SELECT customer_mobiles.") == 0 and count("UPDATE memberships ") == 0
+    assert count("SELECT (EXISTS (SELECT memberships.") == 1
+    # 19 before the issue 24 work (the matching's five among them); the event's own lock, status and the
+    # batch's read of the events included
+    assert len(statements) <= 12, statements
     with app.app_context():
         customer = db.session.scalar(select(Customer).where(Customer.external_userid == contact.external_userid))
         follow = db.session.scalar(select(FollowRelation).where(FollowRelation.customer_id == customer.id))

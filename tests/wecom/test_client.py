@@ -6,7 +6,7 @@ import pytest
 
 from bot.extensions import redis_conn
 from bot.wecom import WeComClient
-from bot.wecom.budget import CallBudget
+from bot.wecom.budget import BudgetExhausted, CallBudget
 from bot.wecom.errors import (
     ConcurrencyLimited,
     CredentialRejected,
@@ -126,6 +126,61 @@ def test_client_side_budget_stops_before_wecom_does(make_client, corp):
         client.list_departments()
     assert "budget" in info.value.errmsg
     assert corp.calls.count("department/list") == 3
+
+
+def test_a_process_takes_its_calls_in_blocks_and_gives_back_what_it_did_not_spend(app, make_client, corp):
+    minute = 29_000_000  # one window throughout: the clock is fixed inside it
+    count = f"siyu:wecom:budget:department/list:{minute}"
+
+    def budget(**kw):
+        return CallBudget(redis_conn.client, per_minute=1000, clock=lambda: minute * 60 + 1.0, **kw)
+
+    first = budget(block=8)
+    for _ in range(5):
+        first.take("department/list")
+    assert int(redis_conn.client.get(count)) == 8  # one reservation served the five calls
+    second = budget(block=8)  # another process: its own block from the same count
+    second.take("department/list")
+    assert int(redis_conn.client.get(count)) == 16
+    refreshing = budget(block=8, hold=0.0)  # a block spent at once: each call asks again, giving back the rest
+    for _ in range(3):
+        refreshing.take("department/list")
+    assert int(redis_conn.client.get(count)) == 16 + 3 + 7
+    # through the client: WeCom called each time, Redis asked once for the block
+    client = make_client()
+    client.list_departments()
+    client.list_departments()
+    assert corp.calls.count("department/list") == 2
+
+
+def test_the_limit_holds_across_processes_whose_blocks_are_not_spent(app):
+    clock = lambda: 29_000_000 * 60 + 1.0  # noqa: E731 - a fixed clock inside one window
+    first = CallBudget(redis_conn.client, per_minute=20, clock=clock, block=16)
+    second = CallBudget(redis_conn.client, per_minute=20, clock=clock, block=16)
+    first.take("user/list")  # holds 16 of the 20
+    for _ in range(4):
+        second.take("user/list")  # the 4 left
+    with pytest.raises(BudgetExhausted) as info:
+        second.take("user/list")
+    assert 0 < info.value.retry_after <= 60
+    for _ in range(15):
+        first.take("user/list")  # its own block, still its own
+    with pytest.raises(BudgetExhausted):
+        first.take("user/list")
+
+
+def test_a_45009_drops_the_calls_a_process_holds_and_closes_the_api_for_the_others(app):
+    clock = lambda: 29_000_000 * 60 + 1.0  # noqa: E731 - a fixed clock inside one window
+    seeing = CallBudget(redis_conn.client, per_minute=1000, clock=clock, block=16)
+    other = CallBudget(redis_conn.client, per_minute=1000, clock=clock, block=16, hold=0.0)
+    seeing.take("tag/list")
+    other.take("tag/list")
+    seeing.block("tag/list", 30)
+    with pytest.raises(BudgetExhausted) as info:
+        seeing.take("tag/list")  # its block is dropped with the 45009
+    assert 29 < info.value.retry_after <= 30
+    with pytest.raises(BudgetExhausted):
+        other.take("tag/list")  # its block's hold is over: it asks, and hears the API is closed
 
 
 def test_http_500_is_unavailable(make_client, corp):

@@ -52,6 +52,7 @@ class ReadAhead:
 
     def __init__(self) -> None:
         self._reads: dict[Hashable, Future[Any]] = {}
+        self.memo: dict[Hashable, Any] = {}
 
     def start(self, reads: list[Read]) -> None:
         """Start each read whose key is not being read yet."""
@@ -87,6 +88,17 @@ def reading_ahead() -> Iterator[ReadAhead]:
     finally:
         _CURRENT.reset(token)
         ahead.close()
+
+
+def per_batch(key: Hashable, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per batch of events, its answer kept for the batch's later events (outside a batch,
+    every time): for a database look whose answer may be a batch old, not for anything an event writes."""
+    ahead = _CURRENT.get()
+    if ahead is None:
+        return compute()
+    if key not in ahead.memo:
+        ahead.memo[key] = compute()
+    return ahead.memo[key]
 
 
 def read(key: Hashable, fetch: Callable[[], Any]) -> Any:

@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from bot.extensions import db
 from bot.models import Customer, CustomerMobile, Membership, Order
 from bot.models._time import utcnow
+from bot.services.callbacks import readahead
 from bot.services.commerce import values
 from bot.services.commerce.announcements import orders_attributed
 from bot.services.commerce.attribution import Followers
@@ -89,21 +90,44 @@ class Resolver:
         )
 
 
-def record_mobiles(customer: Customer, mobiles: Iterable[str], *, complete: bool) -> set[str]:
+def record_mobiles(customer: Customer, mobiles: Iterable[str], *, complete: bool, new: bool = False) -> set[str]:
     """The mobiles members recorded on ``customer``; ``complete`` when they are all of them (a full
-    externalcontact/get), so those no longer recorded are let go. Returns the new ones."""
+    externalcontact/get), so those no longer recorded are let go; ``new``: the customer was inserted in this
+    transaction (none are on record: not read). Returns the mobiles now on record."""
     wanted = {m for m in (normalize_mobile(str(raw)) for raw in mobiles if raw) if m}
-    known = set(db.session.scalars(select(CustomerMobile.mobile).where(CustomerMobile.customer_id == customer.id)))
+    known: set[str] = set()
+    if not new:
+        known = set(db.session.scalars(select(CustomerMobile.mobile).where(CustomerMobile.customer_id == customer.id)))
     if complete and known - wanted:
         db.session.execute(
             delete(CustomerMobile).where(
                 CustomerMobile.customer_id == customer.id, CustomerMobile.mobile.in_(known - wanted)
             )
         )
-    new = wanted - known
-    if new:
-        db.session.execute(insert(CustomerMobile), [{"customer_id": customer.id, "mobile": m} for m in sorted(new)])
-    return new
+    added = wanted - known
+    if added:
+        db.session.execute(insert(CustomerMobile), [{"customer_id": customer.id, "mobile": m} for m in sorted(added)])
+    return wanted if complete else known | wanted
+
+
+def _anything_waiting() -> bool:
+    """Whether any membership or order waits for a customer: one look per batch of events (the partial
+    indexes on waiting rows make it cheap). A batch is a second or so of work; rows imported meanwhile are
+    matched by the import itself to the customers on record, or at the customer's next sighting."""
+
+    def look() -> bool:
+        return bool(
+            db.session.scalar(
+                select(
+                    or_(
+                        select(Membership.id).where(Membership.customer_id.is_(None)).exists(),
+                        select(Order.id).where(Order.customer_id.is_(None)).exists(),
+                    )
+                )
+            )
+        )
+
+    return bool(readahead.per_batch("commerce.waiting", look))
 
 
 def match_waiting(customer: Customer, mobiles: set[str]) -> int:
@@ -163,8 +187,11 @@ def match_orders_by_member(customers: dict[str, int]) -> set[int]:
 
 
 @customer_seen.connect
-def on_customer_seen(_sender: object, customer: Customer, mobiles: list[str], complete: bool) -> None:
-    """A customer added, edited or synced: keep the mobiles members recorded on them, and match what waits."""
-    record_mobiles(customer, mobiles, complete=complete)
-    known = set(db.session.scalars(select(CustomerMobile.mobile).where(CustomerMobile.customer_id == customer.id)))
-    match_waiting(customer, known)
+def on_customer_seen(
+    _sender: object, customer: Customer, mobiles: list[str], complete: bool, new: bool = False
+) -> None:
+    """A customer added, edited or synced: keep the mobiles members recorded on them, and match what waits
+    (nothing to do, and nothing read, when no row waits for anyone)."""
+    known = record_mobiles(customer, mobiles, complete=complete, new=new)
+    if _anything_waiting():
+        match_waiting(customer, known)

@@ -18,7 +18,7 @@ from bot.services.callbacks import readahead
 from bot.services.clients import contact_api, settings
 from bot.services.customers import announcements
 from bot.services.directory.sync import ensure_staff
-from bot.services.rows import get_or_insert, get_or_insert_created
+from bot.services.rows import get_or_insert_created, insert_or_get_created
 from bot.services.signals import customer_seen
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,28 @@ def _known(external_userid: str) -> Customer | None:
     return None
 
 
+#: session.info key: (the transaction, the external_userids it found no customer for)
+ABSENT = "siyu.customers.absent"
+
+
+def _absent() -> set[str]:
+    """The customers this transaction looked for and found missing: their insert need not look again."""
+    transaction = db.session().get_transaction()
+    held = db.session.info.get(ABSENT)
+    if held is None or held[0] is not transaction:
+        held = db.session.info[ABSENT] = (transaction, set())
+    absent: set[str] = held[1]
+    return absent
+
+
 def find_customer(external_userid: str) -> Customer | None:
     known = _known(external_userid)
     if known is not None:
         return known
-    return db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
+    found = db.session.scalar(select(Customer).where(Customer.external_userid == external_userid))
+    if found is None:
+        _absent().add(external_userid)
+    return found
 
 
 def added_within(first: date | None, last: date | None) -> list[ColumnElement[bool]]:
@@ -83,20 +100,32 @@ def record_relation(external_userid: str, userid: str, data: dict[str, Any]) -> 
 
 
 def _customer(external_userid: str, **values: Any) -> Customer:
-    """The customer's row (inserted with ``values`` if new: one statement, not an insert and an update)."""
+    return _customer_created(external_userid, **values)[0]
+
+
+def _customer_created(external_userid: str, **values: Any) -> tuple[Customer, bool]:
+    """The customer's row (inserted with ``values`` if new: one statement, not an insert and an update), and
+    whether this call inserted it."""
     known = _known(external_userid)
-    return known if known is not None else get_or_insert(Customer, {"external_userid": external_userid}, **values)
+    if known is not None:
+        return known, False
+    keys = {"external_userid": external_userid}
+    if external_userid in _absent():  # looked for already in this transaction: insert at once
+        return insert_or_get_created(Customer, keys, **values)
+    return get_or_insert_created(Customer, keys, **values)
 
 
 def _follow(customer: Customer, userid: str, **values: Any) -> FollowRelation:
     return _follow_created(customer, userid, **values)[0]
 
 
-def _follow_created(customer: Customer, userid: str, **values: Any) -> tuple[FollowRelation, bool]:
+def _follow_created(
+    customer: Customer, userid: str, *, customer_new: bool = False, **values: Any
+) -> tuple[FollowRelation, bool]:
+    """``customer_new``: the customer was inserted in this transaction, so none of their relations exist yet."""
     staff = ensure_staff(userid)
-    follow, created = get_or_insert_created(
-        FollowRelation, {"customer_id": customer.id, "staff_id": staff.id}, **values
-    )
+    keys = {"customer_id": customer.id, "staff_id": staff.id}
+    follow, created = (insert_or_get_created if customer_new else get_or_insert_created)(FollowRelation, keys, **values)
     # The relation is the customer's and the member's by its key: spare the queries that would load what is
     # known here (the member's row is only held weakly by the session: it would be read again).
     set_committed_value(follow, "customer", customer)
@@ -126,9 +155,10 @@ def customer_read(external_userid: str) -> readahead.Read:
 
 
 def _sync_customer(
-    external_userid: str, data: dict[str, Any] | None = None
+    external_userid: str, data: dict[str, Any] | None = None, seen_at: datetime | None = None
 ) -> tuple[Customer, dict[str, FollowRelation]]:
-    """The upserted customer, and the relations of the members WeCom lists as following them."""
+    """The upserted customer, and the relations of the members WeCom lists as following them. ``seen_at``:
+    the interaction the caller records next (an add), written with a new customer's row rather than after."""
     data = data if data is not None else fetch_customer(external_userid)
     contact = data.get("external_contact", {})
     values = {
@@ -139,9 +169,10 @@ def _sync_customer(
         "unionid": contact.get("unionid") or None,
         "corp_name": contact.get("corp_name", "") or "",
     }
-    customer = _customer(external_userid, **values)
-    for name, value in values.items():  # a customer known before: what changed (nothing, for a new one)
-        setattr(customer, name, value)
+    customer, created = _customer_created(
+        external_userid, **values, **({"last_interaction_at": seen_at} if seen_at is not None else {})
+    )
+    _assign(customer, values)  # a customer known before: what changed (nothing, for a new one)
     db.session.flush()
     follows: dict[str, FollowRelation] = {}
     for item in data.get("follow_user", []):
@@ -152,13 +183,12 @@ def _sync_customer(
             if found is not None:
                 customer.birthday = found
                 record_event(customer, "birthday_found", item["userid"], found.isoformat())
-        follow, created = _follow_created(customer, item["userid"], **_listed(item))
+        follow, follow_created = _follow_created(customer, item["userid"], customer_new=created, **_listed(item))
         follows[item["userid"]] = follow
         # A relation already on record that changed is news to the brand's systems; a new one is an add.
-        known = not created and follow.added_at is not None
+        known = not follow_created and follow.added_at is not None
         profile_before = (follow.remark, follow.description)
-        follow.remark = item.get("remark", "") or ""
-        follow.description = item.get("description", "") or ""
+        _assign(follow, {"remark": item.get("remark", "") or "", "description": item.get("description", "") or ""})
         if known:
             fields = [
                 f
@@ -168,10 +198,15 @@ def _sync_customer(
                 if a != b
             ]
             announcements.profile_changed(customer, item["userid"], fields)
-        follow.add_way = int(item.get("add_way", 0) or 0)
-        follow.oper_userid = item.get("oper_userid", "") or ""
-        follow.state = item.get("state", "") or follow.state or ""
-        follow.added_at = from_epoch(item.get("createtime")) or follow.added_at
+        _assign(
+            follow,
+            {
+                "add_way": int(item.get("add_way", 0) or 0),
+                "oper_userid": item.get("oper_userid", "") or "",
+                "state": item.get("state", "") or follow.state or "",
+                "added_at": from_epoch(item.get("createtime")) or follow.added_at,
+            },
+        )
         # WeCom keeps listing a relation the customer deleted (it is one-sided from then on): only a new
         # add brings it back. Listed again after the member deleted the customer, or once a skip-verify
         # add is confirmed, it is active.
@@ -179,6 +214,8 @@ def _sync_customer(
             _reactivate(follow)
         tags_before = announcements.corp_tags(follow.tags)
         before = set(tags_before)
+        if not follow.tags and not item.get("tags"):
+            continue  # no tags before or now (a new relation, mostly): nothing to write or announce
         follow.tags = [
             FollowTag(
                 tag_id=t.get("tag_id") or None,
@@ -196,8 +233,16 @@ def _sync_customer(
             announcements.tags_changed(follow, tags_before)
     db.session.flush()
     mobiles = [m for item in data.get("follow_user", []) for m in item.get("remark_mobiles") or []]
-    customer_seen.send(None, customer=customer, mobiles=mobiles, complete=True)
+    customer_seen.send(None, customer=customer, mobiles=mobiles, complete=True, new=created)
     return customer, follows
+
+
+def _assign(row: Any, values: dict[str, Any]) -> None:
+    """Set the attributes of ``values`` that differ: a row set to what it holds is not left to the flush to
+    compare (an add mirrors a new customer and relation with the values they were just inserted with)."""
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
 
 
 def _listed(item: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +288,8 @@ def record_customer_added(
     """add_external_contact / add_half_external_contact: upsert from WeCom, keep the event's state.
 
     Returns the follow relation (its ``customer`` is the upserted customer)."""
-    customer, listed = _sync_customer(external_userid, data)
+    now = utcnow()
+    customer, listed = _sync_customer(external_userid, data, seen_at=now if confirmed else None)
     follow = listed.get(userid) or _follow(customer, userid)
     if confirmed:
         _reactivate(follow)  # an add after a loss is a comeback
@@ -255,7 +301,7 @@ def record_customer_added(
         # A skip-verify add the member has not confirmed yet: WeCom does not list the relation.
         follow.status = FollowStatus.pending
     # flushed with the handler's next write (the welcome's entry): one round trip for both
-    record_event(customer, "added" if confirmed else "half_added", userid, state, flush=False)
+    record_event(customer, "added" if confirmed else "half_added", userid, state, flush=False, at=now)
     return follow
 
 
@@ -283,13 +329,21 @@ def record_transfer_failed(external_userid: str, userid: str, reason: str) -> No
     record_event(customer, "transfer_failed", userid, reason)
 
 
-def record_event(customer: Customer, kind: str, staff_userid: str = "", detail: str = "", flush: bool = True) -> None:
-    """Add one entry to the customer's timeline; flushes with the caller's transaction (``flush=False``: the
-    caller adding many flushes them together, in one round trip)."""
+def record_event(
+    customer: Customer,
+    kind: str,
+    staff_userid: str = "",
+    detail: str = "",
+    flush: bool = True,
+    at: datetime | None = None,
+) -> None:
+    """Add one entry to the customer's timeline (at ``at``, else now); flushes with the caller's transaction
+    (``flush=False``: the caller adding many flushes them together, in one round trip)."""
     event = CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512])
+    event.at = at or utcnow()
     db.session.add(event)
     if kind in INTERACTIONS:
-        customer.last_interaction_at = event.at = utcnow()
+        customer.last_interaction_at = event.at
     if flush:
         db.session.flush()
 
