@@ -356,7 +356,7 @@ def create_personal_codes_view() -> ResponseReturnValue:
     audit(current_user, "create_personal_codes", f"store:{store_id or 'all'}", ip=client_ip())
     db.session.commit()
     flash(_("已开始为员工生成专属渠道码"))
-    return redirect(url_for("admin.channels"))
+    return redirect(url_for("admin.new_channel"))  # where its progress shows
 
 
 @bp.get("/channels/personal/progress")
