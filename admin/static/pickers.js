@@ -88,5 +88,7 @@
   }
 
   document.querySelectorAll("select[data-picker]").forEach(enhance);
+  // Pages that add pickers later (the segment builder's conditions) enhance them with this.
+  window.siyuPickers = {enhance: enhance};
   document.querySelectorAll("textarea[data-paste-for]").forEach(checkButton);
 })();

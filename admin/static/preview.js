@@ -1,6 +1,7 @@
 /* What the customer will see, as the operator types: every [data-preview-for] box shows the text of its
    textarea in a chat bubble with the variables filled for a sample customer, a card per attachment chosen,
-   and the byte and attachment counts against WeCom's limits (red when over, before submit). */
+   and the byte (or, for a moment, character) and attachment counts against WeCom's limits (red when over,
+   before submit). */
 (function () {
   "use strict";
   const samples = JSON.parse(document.getElementById("preview-samples").textContent);
@@ -39,8 +40,10 @@
       card.textContent = name;
       cards.appendChild(card);
     });
-    const bytes = encoder.encode(source.value).length;
-    const maxBytes = Number(box.dataset.maxBytes);
+    // A moment's limit is in characters (code points, as the server counts them), a message's in bytes.
+    const chars = Boolean(box.dataset.maxChars);
+    const bytes = chars ? Array.from(source.value.trim()).length : encoder.encode(source.value).length;
+    const maxBytes = Number(chars ? box.dataset.maxChars : box.dataset.maxBytes);
     const maxItems = Number(box.dataset.maxAttachments);
     const counter = box.querySelector(".limits");
     counter.querySelector(".bytes").textContent = bytes + " / " + maxBytes;

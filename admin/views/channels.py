@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
+from admin.filters import choice
 from admin.forms import ChannelForm, EmptyForm, PersonalCodesForm
 from admin.paging import page_of, search_text
 from admin.params import whole
@@ -22,7 +23,7 @@ from admin.views import attachments, bp, client_ip, image_response, permission_r
 from bot.extensions import db, redis_conn
 from bot.jobs.progress import read_progress
 from bot.jobs.queue import enqueue
-from bot.models import Channel
+from bot.models import Channel, Staff, Store
 from bot.services import corp_time
 from bot.services.channels import codes as channel_service
 from bot.services.channels import qr_images
@@ -66,27 +67,14 @@ def _window() -> growth.Window:
     return growth.window(request.args.get("days", 30, type=whole), request.args.get("start"), request.args.get("end"))
 
 
-def _page(form: ChannelForm, personal: PersonalCodesForm | None = None) -> str:
-    w = _window()
-    query = _visible(select(Channel)).options(selectinload(Channel.staff))
-    words = search_text()
-    if words:
-        query = query.where(
-            or_(*(c.icontains(words, autoescape=True) for c in (Channel.name, Channel.state, Channel.group_name)))
-        )
-    page = page_of(query.order_by(Channel.active.desc(), Channel.id.desc()))
+def _new_page(form: ChannelForm, personal: PersonalCodesForm | None = None) -> str:
     return render_template(
-        "admin/channels/index.html",
-        channels=page.items,
-        page=page,
-        stats=growth.by_channel([c.id for c in page.items], w),
-        window=w,
-        periods=growth.PERIODS,
+        "admin/channels/new.html",
         form=form,
         personal=personal or _personal_form(),
         progress=read_progress(PERSONAL_CODES),
-        can_write=allows(current_user, Action.edit_channels),
-        delete_form=EmptyForm(),
+        max_bytes=channel_service.MAX_TEXT_BYTES,
+        max_attachments=channel_service.MAX_ATTACHMENTS,
     )
 
 
@@ -149,9 +137,42 @@ def _picked(form: ChannelForm, kept: list[dict[str, object]] | None = None) -> l
 
 @bp.get("/channels")
 def channels() -> ResponseReturnValue:
+    """The codes the user may see a page at a time, in use first: by state (in use or deleted), by a store
+    among their members', by name, state or group; each with its adds, losses and retention over a period."""
+    w = _window()
+    query = _visible(select(Channel)).options(selectinload(Channel.staff))
+    state = choice("status", ("active", "deleted"))
+    if state:
+        query = query.where(Channel.active.is_(state == "active"))
+    store = request.args.get("store", type=whole)
+    stores = visible_stores(current_user)
+    if store and store in {s.id for s in stores}:
+        query = query.where(Channel.staff.any(Staff.stores.any(Store.id == store)))
+    words = search_text()
+    if words:
+        query = query.where(
+            or_(*(c.icontains(words, autoescape=True) for c in (Channel.name, Channel.state, Channel.group_name)))
+        )
+    page = page_of(query.order_by(Channel.active.desc(), Channel.id.desc()))
+    return render_template(
+        "admin/channels/index.html",
+        channels=page.items,
+        page=page,
+        stats=growth.by_channel([c.id for c in page.items], w),
+        window=w,
+        periods=growth.PERIODS,
+        stores=[(str(s.id), s.name) for s in stores],
+        can_write=allows(current_user, Action.edit_channels),
+        delete_form=EmptyForm(),
+    )
+
+
+@bp.get("/channels/new")
+@permission_required(Action.edit_channels)
+def new_channel() -> ResponseReturnValue:
     form = ChannelForm()
     _choices(form)
-    return _page(form)
+    return _new_page(form)
 
 
 @bp.post("/channels")
@@ -160,7 +181,7 @@ def create_channel() -> ResponseReturnValue:
     form = ChannelForm()
     _choices(form)
     if not form.validate_on_submit():
-        return _page(form), 400
+        return _new_page(form), 400
     try:
         picked = _picked(form)
         welcome = [{"text": form.welcome.data or "", "attachments": picked}] if form.welcome.data or picked else []
@@ -176,11 +197,11 @@ def create_channel() -> ResponseReturnValue:
     except WeComRefused as exc:
         db.session.rollback()
         form.name.errors = [refusal_message(exc)]
-        return _page(form), 502
+        return _new_page(form), 502
     except ServiceError as exc:  # the channel's, the library's, an upload's
         db.session.rollback()
         _field_for(form, exc.field or "name").errors = [refusal_message(exc)]
-        return _page(form), exc.status
+        return _new_page(form), exc.status
     audit(current_user, "create_channel", f"channel:{channel.state}", after={"name": channel.name}, ip=client_ip())
     db.session.commit()
     flash(_("已创建渠道活码 %(name)s", name=channel.name))
@@ -202,6 +223,8 @@ def _detail(channel: Channel, form: ChannelForm) -> str:
         form=form,
         can_write=allows(current_user, Action.edit_channels) and channel.active,
         delete_form=EmptyForm(),
+        max_bytes=channel_service.MAX_TEXT_BYTES,
+        max_attachments=channel_service.MAX_ATTACHMENTS,
     )
 
 
@@ -321,7 +344,7 @@ def create_personal_codes_view() -> ResponseReturnValue:
     if not personal.validate_on_submit():
         form = ChannelForm()
         _choices(form)
-        return _page(form, personal), 400
+        return _new_page(form, personal), 400
     store_id = personal.store.data or None
     enqueue(
         create_personal_codes,
@@ -333,7 +356,7 @@ def create_personal_codes_view() -> ResponseReturnValue:
     audit(current_user, "create_personal_codes", f"store:{store_id or 'all'}", ip=client_ip())
     db.session.commit()
     flash(_("已开始为员工生成专属渠道码"))
-    return redirect(url_for("admin.channels"))
+    return redirect(url_for("admin.new_channel"))  # where its progress shows
 
 
 @bp.get("/channels/personal/progress")

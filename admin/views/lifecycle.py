@@ -11,14 +11,17 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from admin import picked as picked_ids
+from admin.filters import choice
 from admin.forms import EmptyForm
+from admin.paging import page_of, search_text
 from admin.params import whole
-from admin.views import attachments, bp
+from admin.views import bp
 from bot.extensions import db
-from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, MembershipLevel, RuleRun, Segment, Staff
+from bot.models import Customer, JobRun, LifecycleRule, LifecycleTask, MembershipLevel, RuleRun, Staff
 from bot.services.lifecycle import reports
 from bot.services.lifecycle import rules as lifecycle
-from bot.services.tags import library as tags
+from bot.services.sends import compose as sends
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import customer_condition, store_ids
@@ -26,13 +29,45 @@ from bot.services.users.scope import customer_condition, store_ids
 TASKS_SHOWN = 200
 
 
-def _choices() -> dict[str, Any]:
+#: the rule form's pickers: (field, kind); ``trigger_item_id`` and ``segment_id`` pick one
+PICKERS = (
+    ("trigger_tag_ids", "tags"),
+    ("trigger_item_id", "library"),
+    ("segment_id", "segments"),
+    ("send_items", "library"),
+    ("tag_add", "tags"),
+    ("tag_remove", "tags"),
+)
+
+
+def _picked(r: dict[str, Any]) -> dict[str, list[str]]:
+    """The ids each picker holds: those submitted (a refused form keeps them), else the rule's."""
+    if request.method == "POST":
+        return {name: picked_ids.submitted(name) for name, _kind in PICKERS}
+    args = r.get("trigger_args") or {}
+    acts = {a["type"]: a for a in r.get("actions") or []}
+    one = lambda v: [str(v)] if v else []  # noqa: E731 - a picker of one holds a list of one
     return {
-        "segments": db.session.scalars(select(Segment).order_by(Segment.name)).all(),
-        "tags": tags.labelled(),
+        "trigger_tag_ids": list(args.get("tag_ids") or []) if r.get("trigger") == "tag_added" else [],
+        "trigger_item_id": one(args.get("item_id")) if r.get("trigger") == "opened" else [],
+        "segment_id": one(r.get("segment_id")),
+        "send_items": [str(a["item_id"]) for a in acts.get("send", {}).get("attachments", []) if "item_id" in a],
+        "tag_add": list(acts.get("tag", {}).get("add", [])),
+        "tag_remove": list(acts.get("tag", {}).get("remove", [])),
+    }
+
+
+def _choices(r: dict[str, Any]) -> dict[str, Any]:
+    """What the form's pickers list (the picked ids labelled, and the first suggestions), the picked ones,
+    the templates and the membership levels (a handful)."""
+    picked = _picked(r)
+    return {
+        "listed": {name: picked_ids.listed(kind, picked[name]) for name, kind in PICKERS},
+        "picked": picked,
         "templates": lifecycle.TEMPLATES,
-        "library": attachments.choices(current_user),
         "levels": db.session.scalars(select(MembershipLevel).order_by(MembershipLevel.rank)).all(),
+        "max_bytes": sends.MAX_TEXT_BYTES,
+        "max_attachments": sends.MAX_ATTACHMENTS,
     }
 
 
@@ -48,7 +83,7 @@ def _send_attachments(rule: LifecycleRule | None) -> list[dict[str, Any]]:
     kept as they are, and the library items picked."""
     current = next((a for a in rule.actions if a["type"] == "send"), {}) if rule is not None else {}
     kept = [a for a in current.get("attachments") or [] if "item_id" not in a]
-    picked = [int(i) for i in request.form.getlist("send_items") if i.isdigit() and len(i) < 10]
+    picked = picked_ids.scoped_ints("send_items", "library")
     return kept + [{"type": "library", "item_id": i} for i in dict.fromkeys(picked)]
 
 
@@ -70,23 +105,24 @@ def _from_form(rule: LifecycleRule | None = None) -> dict[str, Any]:
     elif trigger == "spend_crossed":
         args = {"amount": f.get("spend_amount", type=whole)}
     elif trigger == "tag_added":
-        args = {"tag_ids": f.getlist("trigger_tag_ids")}
+        args = {"tag_ids": picked_ids.scoped("trigger_tag_ids", "tags")}
     elif trigger == "opened":
-        args = {"item_id": f.get("trigger_item_id", type=whole)}
+        args = {"item_id": picked_ids.scoped_one("trigger_item_id", "library")}
     actions: list[dict[str, Any]] = []
     if f.get("remind"):
         actions.append({"type": "remind", "text": f.get("remind_text", "")})
     if f.get("send"):
         actions.append({"type": "send", "text": f.get("send_text", ""), "attachments": _send_attachments(rule)})
     if f.get("tag"):
-        actions.append({"type": "tag", "add": f.getlist("tag_add"), "remove": f.getlist("tag_remove")})
+        add, remove = picked_ids.scoped("tag_add", "tags"), picked_ids.scoped("tag_remove", "tags")
+        actions.append({"type": "tag", "add": add, "remove": remove})
     if f.get("notify"):
         actions.append({"type": "notify_manager", "text": f.get("notify_text", "")})
     return {
         "name": f.get("name", ""),
         "trigger": trigger,
         "trigger_args": args,
-        "segment_id": f.get("segment_id", type=whole),
+        "segment_id": picked_ids.scoped_one("segment_id", "segments"),
         "actions": actions,
         "window_start": f.get("window_start", "10:00"),
         "window_end": f.get("window_end", "20:00"),
@@ -95,30 +131,58 @@ def _from_form(rule: LifecycleRule | None = None) -> dict[str, Any]:
     }
 
 
-def _index(error: str = "", field: str = "", status: int = 200) -> Any:
-    rules = db.session.scalars(select(LifecycleRule).order_by(LifecycleRule.id)).all()
+#: the list's filters: triggers as the rules name them, and on / off
+TRIGGERS = ("birthday", "added", "dormant", "tag_added", "lost", "first_purchase", "no_purchase", "level_changed",
+            "spend_crossed", "opened")  # fmt: skip
+
+
+@bp.get("/lifecycle")
+def lifecycle_page() -> ResponseReturnValue:
+    """The rules a page at a time (by trigger, on or off, by name) with what each has done, and the last runs."""
+    query = select(LifecycleRule)
+    trigger = choice("trigger", TRIGGERS)
+    if trigger:
+        query = query.where(LifecycleRule.trigger == trigger)
+    state = choice("status", ("on", "off"))
+    if state:
+        query = query.where(LifecycleRule.enabled.is_(state == "on"))
+    if search_text():
+        query = query.where(LifecycleRule.name.icontains(search_text(), autoescape=True))
+    page = page_of(query.order_by(LifecycleRule.id))
     runs = db.session.scalars(
         select(JobRun).where(JobRun.job_id == "run_lifecycle_rules").order_by(JobRun.id.desc()).limit(20)
     ).all()
+    results = reports.results_of(page.items, current_user)  # the page's rules in three queries, not 5 each
+    return render_template(
+        "admin/lifecycle/index.html",
+        rules=[(r, results[r.id]) for r in page.items],
+        page=page,
+        triggers=TRIGGERS,
+        runs=runs,
+        can_write=allows(current_user, Action.edit_rules),
+    )
+
+
+def _new(error: str = "", field: str = "", status: int = 200) -> Any:
+    values = request.form if request.method == "POST" else {}
     return (
         render_template(
-            "admin/lifecycle/index.html",
-            rules=[(r, reports.results(r, current_user)) for r in rules],
-            runs=runs,
-            choices=_choices(),
+            "admin/lifecycle/new.html",
+            choices=_choices({}),
             error=error,
             error_field=field,
-            values=request.form if request.method == "POST" else {},
-            can_write=allows(current_user, Action.edit_rules),
+            values=values,
             form=EmptyForm(),
         ),
         status,
     )
 
 
-@bp.get("/lifecycle")
-def lifecycle_page() -> ResponseReturnValue:
-    return _index()
+@bp.get("/lifecycle/new")
+def new_rule() -> ResponseReturnValue:
+    if not allows(current_user, Action.edit_rules):
+        abort(403)
+    return _new()
 
 
 def _writer() -> None:
@@ -135,7 +199,9 @@ def create_rule() -> ResponseReturnValue:
         rule = lifecycle.save_rule(_from_form(), current_user)
     except lifecycle.LifecycleError as exc:
         db.session.rollback()
-        return _index(_(str(exc)), exc.field, 400)
+        return _new(_(str(exc)), exc.field, 400)
+    except picked_ids.PickRefused as exc:
+        return _new(exc.message, exc.field, 400)
     db.session.commit()
     flash(_("已保存规则 %(name)s，请先试运行，确认无误后再启用", name=rule.name))
     return redirect(url_for("admin.rule_detail", rule_id=rule.id))
@@ -148,7 +214,7 @@ def create_rule_from_template(template: str) -> ResponseReturnValue:
         rule = lifecycle.save_rule({"template": template}, current_user)
     except lifecycle.LifecycleError as exc:
         db.session.rollback()
-        return _index(_(str(exc)), exc.field, 400)
+        return _new(_(str(exc)), exc.field, 400)
     db.session.commit()
     return redirect(url_for("admin.rule_detail", rule_id=rule.id))
 
@@ -173,7 +239,7 @@ def _detail(rule: LifecycleRule, error: str = "", field: str = "", status: int =
             dry=reports.dry_run(rule, current_user),
             runs=[(r, reports.run_counts(r, current_user)) for r in runs],
             all_stores=store_ids(current_user) is None,
-            choices=_choices(),
+            choices=_choices(lifecycle.describe(rule)),
             error=error,
             error_field=field,
             can_write=allows(current_user, Action.edit_rules),
@@ -198,6 +264,8 @@ def update_rule(rule_id: int) -> ResponseReturnValue:
     except lifecycle.LifecycleError as exc:
         db.session.rollback()
         return _detail(_get(rule_id), _(str(exc)), exc.field, 400)
+    except picked_ids.PickRefused as exc:
+        return _detail(rule, exc.message, exc.field, 400)
     db.session.commit()
     flash(_("已保存"))
     return redirect(url_for("admin.rule_detail", rule_id=rule_id))

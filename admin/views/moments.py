@@ -14,63 +14,89 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from admin import picked as picked_ids
 from admin.api.moments import members_csv
-from admin.forms import ITEM_KINDS, EmptyForm
-from admin.views import attachments, bp, client_ip, refusal_message
+from admin.filters import choice, creators
+from admin.forms import EmptyForm
+from admin.paging import page_of, search_text
+from admin.params import whole
+from admin.views import bp, client_ip, refusal_message
 from bot.extensions import db
-from bot.models import ItemKind, Moment, Staff
+from bot.models import Moment, MomentStatus
 from bot.models._time import utcnow
 from bot.services.errors import ServiceError
 from bot.services.moments import compose, tracking
 from bot.services.moments.jobs import start_moment
 from bot.services.tags import library as tags
 from bot.services.users.permissions import Action, allows
-from bot.services.users.scope import staff_condition, visible_stores
 
-#: what a moment may carry from the library (doc 95094: images, a video or a link)
-KINDS = (ItemKind.image, ItemKind.video, ItemKind.link)
+#: the list's status filter, in the order shown
+STATUSES = tuple(s.value for s in MomentStatus)
+#: the compose form's pickers: (field, kind)
+PICKERS = (("library_item_ids", "library"), ("userids", "members"), ("store_ids", "stores"), ("tag_ids", "tags"))
 
 
-def _index(error: str = "", field: str = "", status: int = 200, preview: dict[str, int] | None = None) -> Any:
-    rows = db.session.scalars(
-        select(Moment).where(compose.visible(current_user)).order_by(Moment.id.desc()).limit(200)
-    ).all()
-    members = select(Staff).where(Staff.active, staff_condition(current_user)).order_by(Staff.userid)
+@bp.get("/moments")
+def moments_page() -> ResponseReturnValue:
+    """The moments the user may see, newest first, a page at a time: by status, by who made them, by text;
+    and below, the moments members post themselves."""
+    query = select(Moment).where(compose.visible(current_user))
+    status = choice("status", STATUSES)
+    if status:
+        query = query.where(Moment.status == status)
+    creator = request.args.get("creator", type=whole)
+    if creator:
+        query = query.where(Moment.created_by == creator)
+    if search_text():
+        query = query.where(Moment.text.icontains(search_text(), autoescape=True))
+    page = page_of(query.order_by(Moment.id.desc()))
+    return render_template(
+        "admin/moments/index.html",
+        moments=page.items,
+        page=page,
+        statuses=STATUSES,
+        creators=creators(Moment.created_by) if current_user.sees_every_store else [],
+        posted=tracking.posted_counts([m.id for m in page.items]),
+        own=tracking.member_activity(current_user, utcnow() - timedelta(days=30)),
+        own_recent=tracking.recent_member_moments(current_user, 20),
+        can_draft=allows(current_user, Action.draft_sends),
+    )
+
+
+def _compose(error: str = "", field: str = "", status: int = 200, preview: dict[str, int] | None = None) -> Any:
+    posted = request.method == "POST"
+    picked = {name: picked_ids.submitted(name) if posted else [] for name, _kind in PICKERS}
     return (
         render_template(
-            "admin/moments/index.html",
-            moments=rows,
-            posted=tracking.posted_counts([m.id for m in rows]),
-            library=[i for i in attachments.attachable(current_user) if i.kind in KINDS],
-            members=db.session.scalars(members).all(),
-            stores=visible_stores(current_user),
-            tags=tags.labelled(),
-            kinds=ITEM_KINDS,
+            "admin/moments/new.html",
+            choices={name: picked_ids.listed(kind, picked[name]) for name, kind in PICKERS},
+            picked=picked,
             error=error,
             error_field=field,
             preview=preview,
-            own=tracking.member_activity(current_user, utcnow() - timedelta(days=30)),
-            own_recent=tracking.recent_member_moments(current_user, 20),
-            values=request.form if request.method == "POST" else {},
-            can_draft=allows(current_user, Action.draft_sends),
+            values=request.form if posted else {},
             is_admin=allows(current_user, Action.approve_sends),
+            max_text=compose.MAX_TEXT,
+            max_images=compose.MAX_IMAGES,
             form=EmptyForm(),
         ),
         status,
     )
 
 
-@bp.get("/moments")
-def moments_page() -> ResponseReturnValue:
-    return _index()
+@bp.get("/moments/new")
+def new_moment() -> ResponseReturnValue:
+    if not allows(current_user, Action.draft_sends):
+        abort(403)
+    return _compose()
 
 
 def _senders() -> dict[str, Any]:
     kind = request.form.get("senders_kind", "everyone")
     if kind == "members":
-        return {"userids": [u[:64] for u in request.form.getlist("userids")]}
+        return {"userids": [u[:64] for u in picked_ids.scoped("userids", "members")]}
     if kind == "stores":
-        return {"store_ids": [int(i) for i in request.form.getlist("store_ids") if i.isdigit() and len(i) < 10]}
+        return {"store_ids": picked_ids.scoped_ints("store_ids", "stores")}
     return {"everyone": True}
 
 
@@ -80,29 +106,31 @@ def create_moment() -> ResponseReturnValue:
         abort(403)
     if not EmptyForm().validate_on_submit():
         abort(400)
-    picked = [int(i) for i in request.form.getlist("library_item_ids") if i.isdigit() and len(i) < 10]
-    raw = {
-        "text": request.form.get("text", ""),
-        "attachments": picked,
-        "senders": _senders(),
-        "tag_ids": request.form.getlist("tag_ids") if request.form.get("audience") == "tags" else [],
-        "scheduled_at": request.form.get("scheduled_at", "")[:40],
-        "remind_after_hours": request.form.get("remind_after_hours", "24")[:8],
-    }
+    try:
+        raw = {
+            "text": request.form.get("text", ""),
+            "attachments": picked_ids.scoped_ints("library_item_ids", "library"),
+            "senders": _senders(),
+            "tag_ids": picked_ids.scoped("tag_ids", "tags") if request.form.get("audience") == "tags" else [],
+            "scheduled_at": request.form.get("scheduled_at", "")[:40],
+            "remind_after_hours": request.form.get("remind_after_hours", "24")[:8],
+        }
+    except picked_ids.PickRefused as exc:
+        return _compose(exc.message, exc.field, 400)
     if request.form.get("action") == "preview":  # counts only: nothing is saved
         try:
             counts = compose.preview(raw, current_user)
         except ServiceError as exc:
             db.session.rollback()
-            return _index(refusal_message(exc), exc.field or "", exc.status)
-        return _index(preview=counts)
+            return _compose(refusal_message(exc), exc.field or "", exc.status)
+        return _compose(preview=counts)
     try:
         moment = compose.save_draft(raw, current_user)
         if request.form.get("action") == "post" and allows(current_user, Action.approve_sends):
             compose.approve(moment, current_user)
     except ServiceError as exc:
         db.session.rollback()
-        return _index(refusal_message(exc), exc.field or "", exc.status)
+        return _compose(refusal_message(exc), exc.field or "", exc.status)
     db.session.commit()
     start_moment(moment)
     flash(_("已保存朋友圈 #%(id)s", id=moment.id))

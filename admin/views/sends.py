@@ -11,14 +11,16 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
-from admin import pickers
+from admin import picked as picked_ids
 from admin.api.sends import results_csv
+from admin.filters import choice, creators
 from admin.forms import EmptyForm
+from admin.paging import page_of, search_text
 from admin.params import whole
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import attachments, bp, client_ip, refusal_message
 from bot.extensions import db
-from bot.models import MassSend
+from bot.models import MassSend, SendStatus
 from bot.services.library.errors import LibraryError, LibraryForbidden
 from bot.services.radar import reports as radar_reports
 from bot.services.sends import compose as sends
@@ -28,6 +30,7 @@ from bot.services.sends.errors import SendError
 from bot.services.sends.jobs import start_send_if_due, stop_send_tasks_if_dispatched
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
+from bot.services.users.scope import store_ids
 
 MAX_UPLOAD = 2 * 1024 * 1024  # a CSV of external user ids
 
@@ -40,65 +43,40 @@ PICKERS = (
     ("group_store_ids", "stores"),
     ("group_tag_ids", "tags"),
 )
-
-
-class PickRefused(Exception):
-    """Ids submitted that the user may not pick (unknown, deleted or out of their scope)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-def _submitted(name: str) -> list[str]:
-    return list(dict.fromkeys([*request.form.getlist(name), *pickers.split_ids(request.form.get(f"{name}_paste", ""))]))
-
-
-def _scoped(name: str, kind: str) -> list[str]:
-    """The ids picked or pasted in ``name``, every one of them the user's to pick (else PickRefused)."""
-    ids = _submitted(name)
-    if len(ids) > pickers.MAX_PASTED:
-        raise PickRefused(name, _("最多 %(n)s 个", n=f"{pickers.MAX_PASTED:,}"))
-    _known, unknown = pickers.check(kind, current_user, ids)
-    if unknown:
-        raise PickRefused(name, pickers.refusal(kind, unknown))
-    return ids
+#: the list's status filter, in the order shown
+STATUSES = tuple(s.value for s in SendStatus)
 
 
 def _choices() -> tuple[dict[str, Any], dict[str, list[str]]]:
     """What each picker lists (the ids submitted, labelled, and the first suggestions) and which are picked."""
     posted = request.method == "POST"
-    picked = {name: _submitted(name) if posted else [] for name, _kind in PICKERS}
+    picked = {name: picked_ids.submitted(name) if posted else [] for name, _kind in PICKERS}
     segment = request.form.get("segment_id", "") if posted else ""
     picked["segment_id"] = [segment] if segment else []
     listed = {
-        "library": pickers.options("library", current_user, picked["library_item_ids"]),
-        "tags": pickers.options("tags", current_user, picked["tag_ids"]),
-        "owners": pickers.options("members", current_user, picked["group_owners"]),
-        "stores": pickers.options("stores", current_user, picked["group_store_ids"]),
-        "group_tags": pickers.options("tags", current_user, picked["group_tag_ids"]),
-        "segments": pickers.options("segments", current_user, picked["segment_id"], first=50),
+        "library": picked_ids.listed("library", picked["library_item_ids"]),
+        "tags": picked_ids.listed("tags", picked["tag_ids"]),
+        "owners": picked_ids.listed("members", picked["group_owners"]),
+        "stores": picked_ids.listed("stores", picked["group_store_ids"]),
+        "group_tags": picked_ids.listed("tags", picked["group_tag_ids"]),
+        "segments": picked_ids.listed("segments", picked["segment_id"], first=50),
     }
     return listed, picked
 
 
-def _index(error: str = "", field: str = "", status: int = 200) -> Any:
-    rows = db.session.scalars(
-        select(MassSend).where(sends.visible(current_user)).order_by(MassSend.id.desc()).limit(200)
-    )
+def _compose(error: str = "", field: str = "", status: int = 200) -> Any:
     listed, picked = _choices()
     return (
         render_template(
-            "admin/sends/index.html",
-            sends=rows.all(),
+            "admin/sends/new.html",
             choices=listed,
             picked=picked,
             error=error,
             error_field=field,
             values=request.form if request.method == "POST" else {},
-            can_draft=allows(current_user, Action.draft_sends),
             is_admin=allows(current_user, Action.approve_sends),
+            max_bytes=sends.MAX_TEXT_BYTES,
+            max_attachments=sends.MAX_ATTACHMENTS,
             form=EmptyForm(),
         ),
         status,
@@ -107,7 +85,32 @@ def _index(error: str = "", field: str = "", status: int = 200) -> Any:
 
 @bp.get("/sends")
 def sends_page() -> ResponseReturnValue:
-    return _index()
+    """The sends the user may see, newest first, a page at a time: by status, by who made them, by name."""
+    query = select(MassSend).where(sends.visible(current_user))
+    status = choice("status", STATUSES)
+    if status:
+        query = query.where(MassSend.status == status)
+    creator = request.args.get("creator", type=whole)
+    if creator:
+        query = query.where(MassSend.created_by == creator)
+    if search_text():
+        query = query.where(MassSend.name.icontains(search_text(), autoescape=True))
+    page = page_of(query.order_by(MassSend.id.desc()))
+    return render_template(
+        "admin/sends/index.html",
+        sends=page.items,
+        page=page,
+        statuses=STATUSES,
+        creators=creators(MassSend.created_by) if store_ids(current_user) is None else [],
+        can_draft=allows(current_user, Action.draft_sends),
+    )
+
+
+@bp.get("/sends/new")
+def new_send() -> ResponseReturnValue:
+    if not allows(current_user, Action.draft_sends):
+        abort(403)
+    return _compose()
 
 
 def _target() -> dict[str, Any]:
@@ -115,16 +118,16 @@ def _target() -> dict[str, Any]:
     if kind == "segment":
         return {"segment_id": request.form.get("segment_id", type=whole)}
     if kind == "tags":
-        tag_ids = _scoped("tag_ids", "tags")
+        tag_ids = picked_ids.scoped("tag_ids", "tags")
         return {"rule": {"op": "and", "conditions": [{"type": "tags", "match": "any", "tag_ids": tag_ids}]}}
     if kind == "groups":
         # Group chats: every condition filled in at once; each group is sent by its owner.
         return {
             "groups": {
-                "owners": _scoped("group_owners", "members"),
-                "store_ids": [int(i) for i in _scoped("group_store_ids", "stores")],
+                "owners": picked_ids.scoped("group_owners", "members"),
+                "store_ids": [int(i) for i in picked_ids.scoped("group_store_ids", "stores")],
                 "name": request.form.get("group_name", ""),
-                "tag_ids": _scoped("group_tag_ids", "tags"),
+                "tag_ids": picked_ids.scoped("group_tag_ids", "tags"),
             }
         }
     ids = read_ids(request.form.get("external_userids", ""), request.files.get("list_file"), MAX_UPLOAD)
@@ -134,7 +137,7 @@ def _target() -> dict[str, Any]:
 def _attachments() -> list[dict[str, Any]]:
     """Library items picked, an image uploaded now (kept as a library item, so that it serves other sends,
     welcomes and the sidebar too), and a link typed in."""
-    picked = [int(i) for i in _scoped("library_item_ids", "library")]
+    picked = [int(i) for i in picked_ids.scoped("library_item_ids", "library")]
     out: list[dict[str, Any]] = [{"type": "library", "item_id": i} for i in dict.fromkeys(picked)]
     uploaded = attachments.uploaded_image(request.files.get("image"), current_user)
     if uploaded is not None:
@@ -175,16 +178,16 @@ def create_send() -> ResponseReturnValue:
     except (SendError, media.MediaError) as exc:
         db.session.rollback()
         status = 429 if isinstance(exc, media.MediaQuotaExceeded) else 400
-        return _index(refusal_message(exc), exc.field or "attachments", status)
+        return _compose(refusal_message(exc), exc.field or "attachments", status)
     except (LibraryError, LibraryForbidden) as exc:  # the upload kept as a library item
         db.session.rollback()
-        return _index(refusal_message(exc), "attachments", exc.status)
-    except PickRefused as exc:
+        return _compose(refusal_message(exc), "attachments", exc.status)
+    except picked_ids.PickRefused as exc:
         db.session.rollback()
-        return _index(exc.message, exc.field, 400)
+        return _compose(exc.message, exc.field, 400)
     except UploadTooLarge as exc:
         db.session.rollback()
-        return _index(_("CSV 文件最大 %(mb)s MB", mb=exc.max_mb), "target", 400)
+        return _compose(_("CSV 文件最大 %(mb)s MB", mb=exc.max_mb), "target", 400)
     db.session.commit()
     start_send_if_due(send)
     flash(_("已保存群发 %(name)s", name=send.name))

@@ -220,7 +220,7 @@ def test_segments_take_purchase_conditions_in_the_api_and_the_builder_offers_the
     bad = api.post("/api/v1/segments/preview", {"rule": {"conditions": [{"type": "spend", "min": -1}]}})
     assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "rule.conditions[0]"
     signed_in(app, client, "admin")
-    page = client.get("/admin/segments").get_data(as_text=True)
+    page = client.get("/admin/segments/new").get_data(as_text=True)
     assert "days_since_purchase" in page and "important_value" in page
 
 

@@ -258,7 +258,7 @@ def test_the_api_reads_and_writes_fields_one_customer_at_a_time_and_in_batches(a
 def test_the_segment_builder_offers_the_fields_and_a_rule_on_them_saves(app, client, people):
     made = define(app)
     signed_in(app, client, "operator")
-    page = client.get("/admin/segments").get_data(as_text=True)
+    page = client.get("/admin/segments/new").get_data(as_text=True)
     assert '"kind": "choices"' in page or '"kind":"choices"' in page
     rule = {"op": "and", "conditions": [{"type": "field", "field_id": made["skin"], "op": "eq", "value": 2}]}
     token = csrf_from(page)

@@ -31,7 +31,7 @@ def _post(client, page, action, data):
 def test_a_welcome_picks_library_items_and_an_upload_joins_the_library(app, roles, corp):
     link_id, image_id = _link(app, roles)
     client = browser(app, "ops")
-    assert "[链接] 会员日" in client.get("/admin/channels").get_data(as_text=True)
+    assert "[链接] 会员日" in client.get("/admin/channels/new").get_data(as_text=True)
     form = {
         "name": "门店海报",
         "staff": ["staff0201"],
@@ -69,7 +69,7 @@ def test_a_welcome_picks_library_items_and_an_upload_joins_the_library(app, role
 def test_a_mass_send_picks_library_items_and_a_store_managers_upload_is_their_stores(app, roles):
     link_id, image_id = _link(app, roles)
     client = browser(app, "mgr2")
-    page = client.get("/admin/sends").get_data(as_text=True)
+    page = client.get("/admin/sends/new").get_data(as_text=True)
     assert "[图片] 海报" in page and "[链接] 会员日" in page
     res = _post(
         client,

@@ -29,10 +29,10 @@ def _post(client, page, action, data):
 def test_an_operator_drafts_an_admin_approves_and_the_moment_is_posted(app, roles, corp, run_worker):
     image_id, video_id = _items(app, roles)
     ops = browser(app, "ops")
-    page = ops.get("/admin/moments").get_data(as_text=True)
+    page = ops.get("/admin/moments/new").get_data(as_text=True)
     assert "新建朋友圈" in page and "[图片] 新品海报" in page and "直接发布" not in page
     mixed = {"text": "新品到店", "library_item_ids": [str(image_id), str(video_id)], "senders_kind": "everyone"}
-    res = _post(ops, "/admin/moments", "/admin/moments", {**mixed, "action": "post"})
+    res = _post(ops, "/admin/moments/new", "/admin/moments", {**mixed, "action": "post"})
     assert res.status_code == 400 and 'data-field="attachments"' in res.get_data(as_text=True)
     assert "最多 9 张图片，或 1 个视频，或 1 个链接" in res.get_data(as_text=True)
     with app.app_context():
@@ -47,7 +47,7 @@ def test_an_operator_drafts_an_admin_approves_and_the_moment_is_posted(app, role
         "tag_ids": [vip],
         "action": "post",  # not an admin: kept as a draft
     }
-    res = _post(ops, "/admin/moments", "/admin/moments", form)
+    res = _post(ops, "/admin/moments/new", "/admin/moments", form)
     assert res.status_code == 302, res.get_data(as_text=True)
     detail = res.headers["Location"]
     assert "提交审批" in ops.get(detail).get_data(as_text=True)
@@ -80,12 +80,12 @@ def test_the_moment_page_shows_the_funnel_members_and_comments_and_reminds_and_c
     shop = [c.external_userid for c in customers_of(app, sim, run_worker, ["staff0201", "staff0301"])]
     boss = browser(app, "boss")
     form = {"text": "周末到店有礼", "senders_kind": "members", "userids": ["staff0201", "staff0301"]}
-    page = _post(boss, "/admin/moments", "/admin/moments", {**form, "action": "preview"})
+    page = _post(boss, "/admin/moments/new", "/admin/moments", {**form, "action": "preview"})
     assert page.status_code == 200 and 'id="moment-preview"' in page.get_data(as_text=True)
     assert "将请 2 位成员发表，约 4 位客户可以看到" in page.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(Moment.id)) is None  # a preview saves nothing
-    res = _post(boss, "/admin/moments", "/admin/moments", {**form, "action": "post", "remind_after_hours": "0"})
+    res = _post(boss, "/admin/moments/new", "/admin/moments", {**form, "action": "post", "remind_after_hours": "0"})
     detail = res.headers["Location"]
     run_worker()
     with app.app_context():

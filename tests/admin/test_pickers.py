@@ -91,7 +91,7 @@ def post_token(client):
 
 def test_the_channel_form_lists_a_first_page_and_refuses_unknown_members_on_submit(app, roles, corp):
     client = browser(app, "ops")
-    page = client.get("/admin/channels").get_data(as_text=True)
+    page = client.get("/admin/channels/new").get_data(as_text=True)
     assert 'data-picker="members"' in page and 'name="staff_paste"' in page and 'data-picker="tags"' in page
     form = {"name": "门店海报", "state": "pick-1", "staff": ["staff0201", "nobody"], "skip_verify": "y"}
     refused = post_form(client, "/admin/channels", "/admin/channels", form)
@@ -158,7 +158,7 @@ def test_the_segment_and_channel_lists_are_paged_and_filtered(app, roles):
     assert "没有名称包含“无此分群”的客户分群。" in nothing
     assert client.get("/admin/segments?page=junk").status_code == 200  # a junk page number is page 1
     empty = client.get("/admin/channels").get_data(as_text=True)
-    assert "还没有渠道活码。" in empty and 'href="#new-channel"' in empty
+    assert "还没有渠道活码。" in empty and 'href="/admin/channels/new">新建第一个渠道活码' in empty
 
 
 def test_the_customer_list_tags_the_ticked_customers_as_one_job(app, roles, sim, run_worker):

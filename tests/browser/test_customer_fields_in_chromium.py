@@ -28,7 +28,7 @@ def test_an_admin_defines_a_field_fills_it_and_segments_by_it(app, page, shop): 
     expect(page.locator(".flash")).to_have_text("已保存")
     assert "肤质：— → 油性" in page.inner_text(".timeline")
 
-    page.goto("/admin/segments")
+    page.goto("/admin/segments/new")
     page.click("#add-condition")
     row = page.locator("#conditions tbody tr").nth(0)
     row.locator("select.type").select_option("field")

@@ -10,6 +10,7 @@ from bot.extensions import db
 from bot.models import Moment
 from bot.services.moments.jobs import track_moments
 from tests.browser.conftest import screenshot
+from tests.browser.picking import pick
 from tests.browser.test_panel_in_chromium import shop, sign_in  # noqa: F401 - the fixture, shared
 from tests.conftest import make_user
 
@@ -19,14 +20,16 @@ def test_an_admin_posts_a_moment_and_follows_it(app, page, shop, corp, run_worke
     _, password = make_user(app, "boss", "admin")
     sign_in(page, "boss", password)
     page.goto("/admin/moments")
+    page.click("#new-moment")
     page.fill("#moment-text", "冬季新品到店，欢迎来试")
     page.check("input[name=senders_kind][value=members]")
-    page.select_option("select[name=userids]", ["staff0201", "staff0301"])
+    pick(page, "moment-members", "staff0201")
+    pick(page, "moment-members", "staff0301")
     page.click("button[value=preview]")
     assert page.inner_text("#moment-preview").startswith("将请 2 位成员发表，约 4 位客户可以看到")
     assert page.input_value("#moment-text") == "冬季新品到店，欢迎来试"  # the form kept what was typed
-    page.check("input[name=senders_kind][value=members]")
-    page.select_option("select[name=userids]", ["staff0201", "staff0301"])
+    page.check("input[name=senders_kind][value=members]")  # the picked members came back as chips
+    expect(page.locator("[data-picker-for=moment-members] .ts-control .item")).to_have_count(2)
     page.click("button[value=post]")
     page.wait_for_url("**/admin/moments/*")
     run_worker()

@@ -30,7 +30,7 @@ def type_into(page, name, text):
 
 def test_an_operator_picks_members_and_tags_by_typing(app, page, roles):
     sign_in(page, "ops", "pw-ops-0123456789")
-    page.goto("/admin/channels")
+    page.goto("/admin/channels/new")
     staff = page.locator("#staff-ts-control")
     staff.click()
     type_into(page, "staff", "陆家嘴")
@@ -119,7 +119,7 @@ def test_a_long_list_is_paged_and_filtered(app, page, roles):
 
 def test_the_preview_shows_what_the_customer_sees_as_one_types(app, page, roles):
     sign_in(page, "ops", "pw-ops-0123456789")
-    page.goto("/admin/sends")
+    page.goto("/admin/sends/new")
     preview = page.locator("#send-preview")
     expect(preview.locator(".bytes")).to_have_text("0 / 4000")
     page.fill("#send-text", "{staff_name} 邀请您周六到{store_name}参加会员日")

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MAX_MEMBERS = 100  # members per contact way, departments expanded (41041)
 MAX_ATTACHMENTS = 9
+#: a welcome's text, in bytes (doc 92599)
+MAX_TEXT_BYTES = 4000
 #: WeCom's "invalid tag id" (mark_tag with a tag that is gone)
 INVALID_TAG = 40068
 REMARK_MAX = 20  # externalcontact/remark (WeCom doc 96316)
@@ -63,7 +65,7 @@ def _variants(welcomes: list[dict[str, Any]]) -> list[WelcomeMessage]:
         text = str(w.get("text", ""))
         attachments = list(w.get("attachments") or [])
         weight = w.get("weight", 1)
-        if len(text.encode()) > 4000:
+        if len(text.encode()) > MAX_TEXT_BYTES:
             raise ChannelError("welcome", N_("欢迎语最多 4000 字节"))
         if len(attachments) > MAX_ATTACHMENTS:
             raise ChannelError("welcome", N_("附件最多 9 个"))
