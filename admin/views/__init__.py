@@ -160,6 +160,7 @@ from admin.views import (  # noqa: E402, F401 - register the routes
     auth,
     brand,
     channels,
+    customer_bulk,
     customer_fields,
     customers,
     dashboard,
