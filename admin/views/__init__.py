@@ -164,6 +164,7 @@ from admin.views import (  # noqa: E402, F401 - register the routes
     customer_fields,
     customers,
     dashboard,
+    group_codes,
     groups,
     handovers,
     library,

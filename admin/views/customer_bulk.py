@@ -63,13 +63,19 @@ class Selection:
         return list(db.session.scalars(query.limit(limit)))
 
 
+def _back() -> str:
+    """The customer list, its filters kept."""
+    args: dict[str, Any] = request.args.to_dict()
+    return url_for("admin.customers", **args)
+
+
 def _selection() -> Selection | None:
     """The customers the bulk form chose, or None (and a message flashed) when it chose none."""
     if not EmptyForm().validate_on_submit():
         abort(400)
     picked = list(dict.fromkeys(p[:64] for p in request.form.getlist("picked")))
     everyone = request.form.get("all_matching") == "1"
-    back = url_for("admin.customers", **request.args.to_dict())
+    back = _back()
     if not everyone and not picked:
         flash(_("请先勾选客户，或选择全部符合筛选条件的客户"), "error")
         return None
@@ -104,7 +110,7 @@ def bulk_customers() -> ResponseReturnValue:
     """Tagged or untagged as one tag job (its progress on the tags page)."""
     selection = _selection()
     if selection is None:
-        return redirect(url_for("admin.customers", **request.args.to_dict()))
+        return redirect(_back())
     tag_ids = list(dict.fromkeys(request.form.getlist("tag_ids")))
     _known, unknown = pickers.check("tags", current_user, tag_ids)
     if not tag_ids or unknown:
@@ -134,7 +140,7 @@ def bulk_export_customers() -> ResponseReturnValue:
     """The chosen customers as the list's CSV, streamed (a million rows never sit in memory)."""
     selection = _selection()
     if selection is None:
-        return redirect(url_for("admin.customers", **request.args.to_dict()))
+        return redirect(_back())
     audit(current_user, "export_customers", selection.label, after={"filters": request.query_string.decode()[:128]})
     db.session.commit()
     return csv_response(select(Customer).where(selection.condition), "customers-selected.csv")
@@ -147,7 +153,7 @@ def bulk_send_customers() -> ResponseReturnValue:
     own form of audience); the first post shows the compose step, the second saves the draft."""
     selection = _selection()
     if selection is None:
-        return redirect(url_for("admin.customers", **request.args.to_dict()))
+        return redirect(_back())
     library = request.form.getlist("library_item_ids")
     listed = pickers.options("library", current_user, library)
     page = "admin/customers/bulk_send.html"
@@ -206,7 +212,7 @@ def bulk_handover_customers() -> ResponseReturnValue:
     or a leaver's), each checked by the handover service as the handover page's are; groups stay."""
     selection = _selection()
     if selection is None:
-        return redirect(url_for("admin.customers", **request.args.to_dict()))
+        return redirect(_back())
     to = request.form.get("to", "")[:64]
     receivers = pickers.options("members", current_user, [to] if to else [])
     page = "admin/customers/bulk_handover.html"

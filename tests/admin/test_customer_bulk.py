@@ -59,7 +59,9 @@ def test_the_ticked_customers_become_a_send_drafts_audience(app, roles, sim, run
     assert "1 个素材不存在、已删除或不在您的权限范围内：999999" in refused.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(select(MassSend)) is None  # nothing kept from a refused form
-    saved = post_form(ops, "/admin/customers", url, {"picked": ids[:2], "step": "save", "name": "春季回访", "text": "您好"})
+    saved = post_form(
+        ops, "/admin/customers", url, {"picked": ids[:2], "step": "save", "name": "春季回访", "text": "您好"}
+    )
     assert saved.status_code == 302 and "/admin/sends/" in saved.location
     with app.app_context():
         send = db.session.scalar(select(MassSend))

@@ -257,6 +257,7 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
     assert "静安寺会员群" in page.inner_text("#customer-groups")
 
     page.goto("/admin/join-ways")
+    page.click("#new-join-way")
     page.fill("#way-name", "码" * 30)
     page.click("#join-way-form button[type=submit]")  # no group picked
     assert page.get_attribute("#join-way-error", "data-field") == "chat_ids"
@@ -268,6 +269,7 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
     assert page.evaluate("document.querySelector('.card img').naturalWidth") > 0  # the QR image shows
 
     page.goto("/admin/group-invites")
+    page.click("#new-invite")
     page.fill("#invite-name", "会员入群邀请")
     page.check("input[name=target_kind][value=list]")
     page.fill("textarea[name=external_userids]", "\n".join(c.external_userid for c in mine))

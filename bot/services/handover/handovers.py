@@ -399,8 +399,10 @@ def transfer_failed(external_userid: str, receiver: str, reason: str) -> None:
 
 def visible_handovers(user: User, limit: int = 200) -> list[Handover]:
     """The handovers of members ``user`` sees (a store manager: their stores' members), newest first."""
-    rows = db.session.scalars(select(Handover).order_by(Handover.id.desc()).limit(limit))
-    members = {s.userid: s for s in db.session.scalars(select(Staff))}
+    rows = db.session.scalars(select(Handover).order_by(Handover.id.desc()).limit(limit)).all()
+    # only the members the rows name (a chain has thousands)
+    named = select(Staff).where(Staff.userid.in_({h.from_userid for h in rows}))
+    members = {s.userid: s for s in db.session.scalars(named)}
     return [h for h in rows if sees_staff(user, members.get(h.from_userid))]
 
 
