@@ -13,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from admin import pickers
 from admin.forms import EmptyForm
@@ -251,12 +252,16 @@ def group_invites_page() -> ResponseReturnValue:
     words = search_text()
     if words:
         query = query.where(GroupInvite.name.icontains(words, autoescape=True))
-    page = page_of(query.order_by(GroupInvite.id.desc()))
+    page = page_of(
+        query.options(selectinload(GroupInvite.send), selectinload(GroupInvite.join_way)).order_by(
+            GroupInvite.id.desc()
+        )
+    )
     return render_template(
         "admin/groups/invites.html",
         page=page,
         invites=page.items,
-        funnels={i.id: group_invites.funnel(i) for i in page.items},
+        funnels={i.id: group_invites.totals(i) for i in page.items},
         can_draft=allows(current_user, Action.draft_sends),
     )
 

@@ -124,7 +124,7 @@ def handovers_page() -> ResponseReturnValue:
         read_at=_local(unassigned.read_at()),
         waiting=waiting,
         page=page,
-        items=[(h, handovers.counts(h)) for h in page.items],
+        items=list(zip(page.items, handovers.counts_of(page.items).values(), strict=True)),
         status=request.args.get("status", ""),
         form=EmptyForm(),
     )

@@ -187,6 +187,13 @@ def _counts(invite: GroupInvite, joined_sq: Any, key: Any, join: Any = None) -> 
     return [(k, int(a), int(b), int(c)) for k, a, b, c in db.session.execute(query.group_by(key)).all()]
 
 
+def totals(invite: GroupInvite) -> dict[str, int]:
+    """invited → delivered → joined for the whole campaign only (a list's row: no per member or store)."""
+    whole = _counts(invite, joined_customers(invite), SendRecipient.send_id)
+    _, invited, delivered, joined = whole[0] if whole else (None, 0, 0, 0)
+    return {"invited": invited, "delivered": delivered, "joined": joined}
+
+
 def funnel(invite: GroupInvite) -> dict[str, Any]:
     """invited (in a member's task) → delivered → joined, for the whole campaign, per member and per store."""
     joined_sq = joined_customers(invite)  # the code's groups are looked up once for the three counts
