@@ -33,7 +33,9 @@ def _fill_lists(app):
         owner = db.session.scalar(select(Staff).where(Staff.userid == "staff0201"))
         for i in range(55):
             db.session.add(
-                GroupChat(chat_id=f"wrlist{i:02d}", name=f"群{i:02d}", owner_userid="staff0201", owner_staff_id=owner.id)
+                GroupChat(
+                    chat_id=f"wrlist{i:02d}", name=f"群{i:02d}", owner_userid="staff0201", owner_staff_id=owner.id
+                )
             )
         way = JoinWay(name="码", state="jlist", chat_ids=["wrlist00"])
         db.session.add(way)
