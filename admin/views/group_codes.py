@@ -261,7 +261,7 @@ def group_invites_page() -> ResponseReturnValue:
         "admin/groups/invites.html",
         page=page,
         invites=page.items,
-        funnels={i.id: group_invites.totals(i) for i in page.items},
+        funnels=group_invites.totals_of(page.items),
         can_draft=allows(current_user, Action.draft_sends),
     )
 

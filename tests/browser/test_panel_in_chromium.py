@@ -291,6 +291,12 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
         "#not-joined"
     )
     screenshot(page, "group-invite")
+    detail = page.url
+    page.goto("/admin/group-invites")  # the list's row counts the same, read for the whole page at once
+    cells = page.locator("#invite-list tbody tr", has_text="会员入群邀请").locator("td")
+    expect(cells.nth(2)).to_have_text("2")
+    expect(cells.nth(4)).to_have_text("1")
+    page.goto(detail)
     before = set(corp.mass_tasks)
     page.click("#reminder-send-now")
     page.wait_for_url("**/admin/group-invites/*")
