@@ -90,6 +90,30 @@ FROM generate_series(1, 100) r;
 ANALYZE;
 """
 
+# The lists of slice B (issue 28): 300 join codes, 200 invitations through them, 2,000 handovers of ten
+# customers each, 500 quick replies in 10 groups.
+LISTS_SEED = """
+INSERT INTO join_ways (name, state, config_id, chat_ids, auto_create_room, room_base_name, qr_code, active, created_at)
+SELECT '入群码' || w, 'join' || w, 'jcfg' || w, ('["wrpanel' || (w %% 200 + 1) || '"]')::json, true, '', '',
+       w %% 10 <> 0, now()
+FROM generate_series(1, 300) w;
+INSERT INTO group_invites (name, join_way_id, created_at)
+SELECT '入群邀请' || i, (SELECT id FROM join_ways WHERE state = 'join' || i), now() FROM generate_series(1, 200) i;
+INSERT INTO handovers (kind, from_userid, to_userid, created_at, finished_at)
+SELECT CASE WHEN h %% 2 = 0 THEN 'onjob' ELSE 'resigned' END, 'staff' || (h %% %(staff)s + 1),
+       'staff' || ((h + 1) %% %(staff)s + 1), now(), CASE WHEN h %% 3 = 0 THEN NULL ELSE now() END
+FROM generate_series(1, 2000) h;
+INSERT INTO handover_customers (handover_id, external_userid, status, errcode, updated_at)
+SELECT h.id, 'wmpanel' || (h.id * 10 + k), CASE WHEN k %% 4 = 0 THEN 'waiting' ELSE 'done' END, 0, now()
+FROM handovers h, generate_series(0, 9) k;
+INSERT INTO quick_reply_groups (name, "order", created_at) SELECT '话术组' || g, g, now() FROM generate_series(1, 10) g;
+INSERT INTO quick_replies (group_id, title, text, created_at, updated_at, archived)
+SELECT (SELECT id FROM quick_reply_groups WHERE name = '话术组' || (r %% 10 + 1)), '话术' || r,
+       '您好，{customer_name}，这是第 ' || r || ' 条话术', now(), now(), false
+FROM generate_series(1, 500) r;
+ANALYZE;
+"""
+
 
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -101,7 +125,9 @@ def timed(client: Any, method: str, url: str, runs: int, **kwargs: Any) -> tuple
     for _ in range(runs):
         started = time.perf_counter()
         res = client.open(url, method=method, **kwargs)
+        res.get_data()  # the whole answer, a streamed one too (a CSV export)
         times.append((time.perf_counter() - started) * 1000)
+        res.close()
         assert res.status_code == 200, (url, res.status_code, res.get_data(as_text=True)[:300])
     times.sort()
     p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
@@ -131,7 +157,7 @@ def main() -> int:
         "segments": args.segments,
     }
     what = f"{args.customers:,} customers, {args.staff:,} members, {args.tags:,} tags"
-    app = seeded_app(args.database_url, args.redis_url, SEED, params, what)
+    app = seeded_app(args.database_url, args.redis_url, SEED + LISTS_SEED, params, what)
     from bot.extensions import db
     from bot.models import Role, Store
     from bot.services.users.accounts import create_user
@@ -188,6 +214,9 @@ def main() -> int:
         ("join codes", admin, "/admin/join-ways"),
         ("library", admin, "/admin/library"),
         ("handovers", admin, "/admin/handovers"),
+        ("handovers: a store manager", manager, "/admin/handovers"),
+        ("group invitations", admin, "/admin/group-invites"),
+        ("quick replies", admin, "/admin/replies"),
         ("customers", admin, "/admin/customers"),
         ("customers: store manager", manager, "/admin/customers"),
     ]
@@ -197,6 +226,10 @@ def main() -> int:
         ("moment compose", admin, "/admin/moments/new"),
         ("lifecycle rule compose", admin, "/admin/lifecycle/new"),
         ("segment builder", admin, "/admin/segments/new"),
+        ("new join code", admin, "/admin/join-ways/new"),
+        ("new group invitation", admin, "/admin/group-invites/new"),
+        ("new quick reply", admin, "/admin/replies/new"),
+        ("new on-job handover (a member chosen)", admin, "/admin/handovers/new?kind=onjob&from=staff5"),
     ]
     print(f"load average before: {load_average()}")
     print(f"{'what':44} {'median':>8} {'p99':>8} {'worst':>8}  target")
@@ -229,6 +262,18 @@ def main() -> int:
     for label, client, url in compose:
         client.get(url)
         report(label, timed(client, "GET", url, page_runs), 150)
+    # The customer list's bulk actions: their second step (the selection counted, the form shown) for 500
+    # ticked customers and for all matching a store's filter, and the export of 500 ticked.
+    ticked = {"picked": [f"wmpanel{c}" for c in range(1, 1001, 2)], "csrf_token": token.group(1)}
+    every = {"all_matching": "1", "csrf_token": token.group(1)}
+    bulk = [
+        ("bulk: add 500 ticked to a send (the form)", "/admin/customers/bulk/send", ticked),
+        ("bulk: hand over 500 ticked (the form)", "/admin/customers/bulk/handover", ticked),
+        ("bulk: a store's all to a send (the form)", f"/admin/customers/bulk/send?store={store_id}", every),
+        ("bulk: export 500 ticked (CSV)", "/admin/customers/bulk/export.csv", ticked),
+    ]
+    for label, url, data in bulk:
+        report(label, timed(admin, "POST", url, page_runs, data=data), 150)
     print(f"load average after: {load_average()}")
     return 1 if failed else 0
 

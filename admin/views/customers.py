@@ -22,8 +22,7 @@ from admin.forms import CustomerNotesForm, EmptyForm
 from admin.params import submitted_fields, whole
 from admin.spreadsheet import BOM, UploadTooLarge, cell, read_pairs
 from admin.views import bp, client_ip, permission_required, refusal_message
-from bot.extensions import db, redis_conn
-from bot.jobs.queue import enqueue
+from bot.extensions import db
 from bot.models import (
     Customer,
     FollowRelation,
@@ -43,9 +42,6 @@ from bot.services.errors import ServiceError
 from bot.services.groups import mirror as groups
 from bot.services.radar import reports as radar_reports
 from bot.services.segments import rules as segments
-from bot.services.tags import bulk as tag_jobs
-from bot.services.tags.jobs import run_tag_job
-from bot.services.tags.library import TagError
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import (
@@ -152,6 +148,8 @@ def customers() -> ResponseReturnValue:
         status_labels=STATUS_LABELS,
         can_import=allows(current_user, Action.edit_customers),
         can_bulk=allows(current_user, Action.bulk_tag_customers),
+        can_send=allows(current_user, Action.draft_sends),
+        can_hand_over=allows(current_user, Action.hand_over),
         bulk_tags=pickers.options("tags", current_user, []),
         form=EmptyForm(),
     )
@@ -194,6 +192,12 @@ def export_customers() -> ResponseReturnValue:
     query, _filters = filtered_customers()
     audit(current_user, "export_customers", request.query_string.decode()[:128], ip=client_ip())
     db.session.commit()
+    return csv_response(query, "customers.csv")
+
+
+def csv_response(query: Select[Any], filename: str) -> Response:
+    """The customers ``query`` selects as a CSV streamed a thousand at a time (newest first), one row per
+    follow relation."""
     batches = query.options(selectinload(Customer.follows).selectinload(FollowRelation.staff)).order_by(
         Customer.id.desc()
     )
@@ -234,7 +238,7 @@ def export_customers() -> ResponseReturnValue:
     return Response(
         stream_with_context(rows()),
         mimetype="text/csv",
-        headers={"Content-Disposition": "attachment; filename=customers.csv"},
+        headers={"Content-Disposition": f"attachment; filename={filename}"},
     )
 
 
@@ -355,45 +359,3 @@ def edit_customer_fields(external_userid: str) -> ResponseReturnValue:
     db.session.commit()
     flash(_("已保存"))
     return redirect(url_for("admin.customer", external_userid=external_userid) + "#custom-fields")
-
-
-@bp.post("/customers/bulk")
-@permission_required(Action.bulk_tag_customers)
-def bulk_customers() -> ResponseReturnValue:
-    """Customers picked in the list (``picked``), or all that the list's filters select (``all_matching``,
-    the filters in the query string), tagged or untagged as one tag job (its progress on the tags page)."""
-    if not EmptyForm().validate_on_submit():
-        abort(400)
-    picked = list(dict.fromkeys(request.form.getlist("picked")))
-    everyone = request.form.get("all_matching") == "1"
-    args: dict[str, Any] = request.args.to_dict()
-    back = url_for("admin.customers", **args)
-    if not everyone and not picked:
-        flash(_("请先勾选客户，或选择全部符合筛选条件的客户"), "error")
-        return redirect(back)
-    tag_ids = list(dict.fromkeys(request.form.getlist("tag_ids")))
-    _known, unknown = pickers.check("tags", current_user, tag_ids)
-    if not tag_ids or unknown:
-        flash(pickers.refusal("tags", unknown) if unknown else _("请选择要打的标签"), "error")
-        return redirect(back)
-    query, _filters = filtered_customers()
-    chosen: Any = Customer.id.in_(query.with_only_columns(Customer.id).order_by(None))
-    if not everyone:
-        chosen = Customer.external_userid.in_(picked) & chosen
-    try:
-        job = tag_jobs.create_job(
-            current_user,
-            request.form.get("action", "add"),
-            tag_ids,
-            condition=chosen,
-            target="filter" if everyone else f"list:{len(picked)}",
-        )
-    except TagError as exc:
-        db.session.rollback()
-        flash(_(exc.message, **exc.params), "error")
-        return redirect(back)
-    audit(current_user, "create_tag_job", f"tag_job:{job.id}", after={"action": job.action}, ip=client_ip())
-    db.session.commit()
-    enqueue(run_tag_job, job.id, connection=redis_conn.client)
-    flash(_("已开始批量打标签：%(n)s 个客户关系", n=job.total))
-    return redirect(url_for("admin.tags_page"))

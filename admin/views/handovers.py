@@ -14,12 +14,16 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from admin import pickers
 from admin.forms import EmptyForm
+from admin.paging import Page, page_of, search_text
+from admin.params import whole
 from admin.spreadsheet import stream_csv
 from admin.views import bp, client_ip, permission_required
 from bot.extensions import db, redis_conn
 from bot.jobs.queue import enqueue
-from bot.models import Customer, FollowRelation, FollowStatus, GroupChat, Handover, Staff
+from bot.models import Customer, FollowRelation, FollowStatus, GroupChat, Handover, Staff, Store
+from bot.models.directory import staff_stores
 from bot.services import corp_time
 from bot.services.errors import Invalid
 from bot.services.handover import handovers, store_rules, unassigned
@@ -27,40 +31,101 @@ from bot.services.handover.handovers import Choice, Kind
 from bot.services.handover.jobs import refresh_soon, run_handover
 from bot.services.users.accounts import audit
 from bot.services.users.permissions import Action
-from bot.services.users.scope import sees_staff, staff_condition, visible_stores
+from bot.services.users.scope import sees_staff, staff_condition, store_ids, visible_stores
+
+#: stores whose settings the handovers page shows at a time
+STORES_PER_PAGE = 20
 
 
-def _receivers(leaver: Staff | None) -> list[tuple[Staff, int]]:
-    """Active members the user may choose, with their customers: the leaver's stores' first, fewest first."""
+def _receivers(leaver: Staff | None, chosen: str = "") -> list[tuple[str, str]]:
+    """The receiver picker's first suggestions: the active members of the leaver's stores the user may
+    choose, fewest customers first (counted for those members only); anyone else in scope is searched.
+    ``chosen``, when given, is listed too (a form shown again keeps it)."""
+    stores = [s.id for s in leaver.stores] if leaver is not None else []
+    members: list[Staff] = []
+    if stores:
+        members = list(
+            db.session.scalars(
+                select(Staff)
+                .where(Staff.active, staff_condition(current_user), Staff.stores.any(Store.id.in_(stores)))
+                .order_by(Staff.userid)
+                .limit(pickers.PAGE * 5)
+            )
+        )
     counts = dict(
         db.session.execute(
             select(FollowRelation.staff_id, func.count())
-            .where(FollowRelation.status == FollowStatus.active)
+            .where(FollowRelation.status == FollowStatus.active, FollowRelation.staff_id.in_([m.id for m in members]))
             .group_by(FollowRelation.staff_id)
         ).all()
     )
-    stores = {s.id for s in leaver.stores} if leaver is not None else set()
-    members = db.session.scalars(select(Staff).where(Staff.active, staff_condition(current_user))).all()
-    ranked = sorted(members, key=lambda m: (not stores & {s.id for s in m.stores}, counts.get(m.id, 0), m.userid))
-    return [(m, counts.get(m.id, 0)) for m in ranked]
+    ranked = sorted(members, key=lambda m: (counts.get(m.id, 0), m.userid))
+    listed = [
+        (m.userid, _("%(name)s（%(userid)s）· %(n)s 位客户", name=m.name, userid=m.userid, n=counts.get(m.id, 0)))
+        for m in ranked
+        if leaver is None or m.id != leaver.id
+    ]
+    seen = {v for v, _label in listed}
+    return listed + [
+        o for o in pickers.options("members", current_user, [chosen] if chosen else []) if o[0] not in seen
+    ]
+
+
+def _handovers() -> Page:
+    """A page of the handovers of members the user sees, newest first: ``status`` running or finished, ``q``
+    a member's userid (handing over or receiving)."""
+    query = select(Handover)
+    if store_ids(current_user) is not None:
+        query = query.where(Handover.from_userid.in_(select(Staff.userid).where(staff_condition(current_user))))
+    status = request.args.get("status", "")
+    if status == "running":
+        query = query.where(Handover.finished_at.is_(None))
+    elif status == "finished":
+        query = query.where(Handover.finished_at.is_not(None))
+    words = search_text()
+    if words:
+        query = query.where(
+            Handover.from_userid.icontains(words, autoescape=True)
+            | Handover.to_userid.icontains(words, autoescape=True)
+        )
+    return page_of(query.order_by(Handover.id.desc()))
 
 
 @bp.get("/handovers")
 @permission_required(Action.hand_over)
 def handovers_page() -> ResponseReturnValue:
-    leavers = {s.userid: s for s in db.session.scalars(select(Staff).where(Staff.active.is_(False)))}
+    waits = handovers.waiting(fresh=False)
+    leavers = {s.userid: s for s in db.session.scalars(select(Staff).where(Staff.userid.in_(list(waits))))}
     waiting: list[dict[str, Any]] = [
         {"userid": userid, "staff": leavers.get(userid), **w, "receivers": _receivers(leavers.get(userid))}
-        for userid, w in sorted(handovers.waiting(fresh=False).items())
+        for userid, w in sorted(waits.items())
         if sees_staff(current_user, leavers.get(userid))
     ]
+    page = _handovers()
+    # The stores' settings, a page at a time (a chain has hundreds), each with its own members to choose from.
+    number = max(1, request.args.get("stores_page", 1, type=whole))
+    stores = visible_stores(current_user)
+    shown = stores[(number - 1) * STORES_PER_PAGE : number * STORES_PER_PAGE]
+    members: dict[int, list[Staff]] = {s.id: [] for s in shown}
+    for member, store_id in db.session.execute(
+        select(Staff, staff_stores.c.store_id)
+        .join(staff_stores, staff_stores.c.staff_id == Staff.id)
+        .where(staff_stores.c.store_id.in_(list(members)), Staff.active)
+        .order_by(Staff.userid)
+    ):
+        members[store_id].append(member)
     return render_template(
         "admin/handovers/index.html",
-        stores=visible_stores(current_user),
+        stores=shown,
+        store_members=members,
+        stores_page=number,
+        stores_more=len(stores) > number * STORES_PER_PAGE,
         refreshing=refresh_soon(),
         read_at=_local(unassigned.read_at()),
         waiting=waiting,
-        items=[(h, handovers.counts(h)) for h in handovers.visible_handovers(current_user)],
+        page=page,
+        items=list(zip(page.items, handovers.counts_of(page.items).values(), strict=True)),
+        status=request.args.get("status", ""),
         form=EmptyForm(),
     )
 
@@ -99,19 +164,28 @@ def _request() -> tuple[Kind, str, str, Choice, Choice, str]:
 @bp.get("/handovers/new")
 @permission_required(Action.hand_over)
 def new_handover() -> ResponseReturnValue:
-    """The wizard's first step: whose customers and groups (a leaver's, or an active member's), to whom."""
+    """The wizard's first step: whose customers and groups (a leaver's, or an active member's, picked by
+    searching), to whom (the member's stores' members first, anyone in scope searched)."""
     kind = "onjob" if request.args.get("kind") == "onjob" else "resigned"
-    members = db.session.scalars(
-        select(Staff).where(Staff.active.is_(kind == "onjob"), staff_condition(current_user)).order_by(Staff.userid)
-    ).all()
-    chosen = request.args.get("from", "")
-    leaver = next((m for m in members if m.userid == chosen), None)
+    chosen = request.args.get("from", "")[:64]
+    member = db.session.scalar(select(Staff).where(Staff.userid == chosen, staff_condition(current_user)))
+    if member is not None and member.active != (kind == "onjob"):
+        member = None
+    # Leavers are few and the member picker searches active members: a leaver is chosen from a plain list.
+    leavers = (
+        []
+        if kind == "onjob"
+        else db.session.scalars(
+            select(Staff).where(Staff.active.is_(False), staff_condition(current_user)).order_by(Staff.userid)
+        ).all()
+    )
     return render_template(
         "admin/handovers/new.html",
         kind=kind,
-        members=members,
-        chosen=chosen,
-        receivers=_receivers(leaver),
+        leavers=leavers,
+        members=pickers.options("members", current_user, [chosen] if chosen and kind == "onjob" else []),
+        chosen=member.userid if member is not None else "",
+        receivers=_receivers(member),
         form=EmptyForm(),
     )
 
@@ -123,6 +197,11 @@ def preview_handover() -> ResponseReturnValue:
     if not EmptyForm().validate_on_submit():
         abort(400)
     kind, frm, to, customers, groups, message = _request()
+    if not to or not pickers.labels("members", current_user, [to]):
+        # the receiver picker's refusal, the same with or without JavaScript
+        flash(pickers.refusal("members", [to]) if to else _("请选择接替员工"), "error")
+        back: dict[str, Any] = {"kind": kind, "from": frm}
+        return redirect(url_for("admin.new_handover", **back))
     plan = handovers.preview(frm, to, customers, groups, current_user, kind=kind, message=message)
     names = dict(
         db.session.execute(
@@ -166,7 +245,8 @@ def _local(moment: datetime | None) -> str:
 
 def _visible(handover_id: int) -> Handover:
     handover = db.session.get(Handover, handover_id)
-    if handover is None or handover not in handovers.visible_handovers(current_user, limit=100_000):
+    member = db.session.scalar(select(Staff).where(Staff.userid == handover.from_userid)) if handover else None
+    if handover is None or not sees_staff(current_user, member):
         abort(404)
     return handover
 

@@ -13,9 +13,11 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import FileStorage
 from wtforms.fields.choices import SelectChoice
 
+from admin import pickers
 from admin.forms import ITEM_KINDS, EmptyForm, LibraryItemForm
 from admin.params import download_name, whole
 from admin.pickers import fill_form
@@ -28,11 +30,12 @@ from bot.services.library import folders, items, usage
 from bot.services.library.items import Upload
 from bot.services.radar import reports as radar_reports
 from bot.services.sends import media
-from bot.services.tags import library as tags
 from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import visible_stores
 
 PER_PAGE = 50
+#: what a row of the list shows, read for the whole page at once
+SHOWN = (LibraryItem.stores, LibraryItem.tags, LibraryItem.folder, LibraryItem.file, LibraryItem.cover)
 
 
 def _choices(form: LibraryItemForm) -> None:
@@ -61,9 +64,11 @@ def library_page() -> ResponseReturnValue:
     stmt = items.visible_items(current_user, **filters)
     page = max(1, request.args.get("page", 1, type=whole))
     total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    rows = db.session.scalars(stmt.limit(PER_PAGE).offset((page - 1) * PER_PAGE)).all()
+    shown = stmt.options(*(selectinload(r) for r in SHOWN)).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
+    rows = db.session.scalars(shown).all()
     window = growth.window(30)
-    labelled = tags.labelled()
+    # Only the tags the page names are labelled (a brand has thousands): the shown items' and the filter's.
+    named = {t for i in rows for t in i.tag_ids} | ({filters["tag_id"]} if filters["tag_id"] else set())
     return render_template(
         "admin/library/index.html",
         rows=rows,
@@ -74,8 +79,8 @@ def library_page() -> ResponseReturnValue:
         filters=filters,
         kinds=ITEM_KINDS,
         folders=folders.folders(),
-        tags=labelled,
-        tag_names=dict(labelled),
+        tags=pickers.options("tags", current_user, [filters["tag_id"]] if filters["tag_id"] else []),
+        tag_names=pickers.labels("tags", current_user, sorted(named)),
         stores=visible_stores(current_user),
         can_write=allows(current_user, Action.manage_library),
         can_organize=allows(current_user, Action.organize_library),

@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from admin.forms import EmptyForm, QuickReplyForm
@@ -23,7 +24,7 @@ from bot.services.library import replies
 from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import visible_stores
 
-PER_PAGE = 100
+PER_PAGE = 50
 
 
 def _choices(form: QuickReplyForm) -> None:
@@ -31,7 +32,8 @@ def _choices(form: QuickReplyForm) -> None:
     fill_form(form, current_user)
 
 
-def _index(form: QuickReplyForm, status: int = 200) -> ResponseReturnValue:
+@bp.get("/replies")
+def replies_page() -> ResponseReturnValue:
     args = request.args
     filters: dict[str, Any] = {
         "query": args.get("q", "")[:64],
@@ -41,28 +43,38 @@ def _index(form: QuickReplyForm, status: int = 200) -> ResponseReturnValue:
     }
     stmt = replies.visible_replies(current_user, **filters)
     total = db.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    return (
-        render_template(
-            "admin/library/replies.html",
-            rows=db.session.scalars(stmt.limit(PER_PAGE)).all(),
-            total=total,
-            filters=filters,
-            groups=replies.groups(),
-            stores=visible_stores(current_user),
-            form=form,
-            can_write=allows(current_user, Action.manage_library),
-            can_organize=allows(current_user, Action.organize_library),
-            action_form=EmptyForm(),
-        ),
-        status,
+    page = max(1, args.get("page", 1, type=whole))
+    rows = db.session.scalars(
+        stmt.options(selectinload(QuickReply.stores), selectinload(QuickReply.group))
+        .limit(PER_PAGE)
+        .offset((page - 1) * PER_PAGE)
+    ).all()
+    return render_template(
+        "admin/library/replies.html",
+        rows=rows,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PER_PAGE)),
+        filters=filters,
+        filtered=any(v not in (None, "", False) for v in filters.values()),
+        groups=replies.groups(),
+        stores=visible_stores(current_user),
+        can_write=allows(current_user, Action.manage_library),
+        can_organize=allows(current_user, Action.organize_library),
+        action_form=EmptyForm(),
     )
 
 
-@bp.get("/replies")
-def replies_page() -> ResponseReturnValue:
+def _new(form: QuickReplyForm, status: int = 200) -> ResponseReturnValue:
+    return render_template("admin/library/reply_new.html", form=form, groups=replies.groups()), status
+
+
+@bp.get("/replies/new")
+@permission_required(Action.manage_library)
+def new_quick_reply() -> ResponseReturnValue:
     form = QuickReplyForm(data={"group_id": request.args.get("group_id", type=whole)})
     _choices(form)
-    return _index(form)
+    return _new(form)
 
 
 def _raw(form: QuickReplyForm) -> dict[str, Any]:
@@ -84,13 +96,13 @@ def create_quick_reply() -> ResponseReturnValue:
     form = QuickReplyForm()
     _choices(form)
     if not form.validate_on_submit():
-        return _index(form, 400)
+        return _new(form, 400)
     try:
         reply = replies.save_reply(_raw(form), current_user)
     except ServiceError as exc:
         db.session.rollback()
         _field(form, exc.field).errors = [refusal_message(exc)]
-        return _index(form, exc.status)
+        return _new(form, exc.status)
     db.session.commit()
     flash(_("已保存话术 %(title)s", title=reply.title))
     return redirect(url_for("admin.replies_page", group_id=reply.group_id))

@@ -1,5 +1,6 @@
-"""员工交接 in Chromium: the on-job wizard (whose, to whom, the message, the preview of who cannot move),
-the handover's page once the worker ran it, and a store's settings saved from the table's row form."""
+"""员工交接 in Chromium: the on-job wizard (whose and to whom picked by typing, the message, the preview of who
+cannot move), the handover's page once the worker ran it, and a store's settings saved from the table's row
+form."""
 
 from playwright.sync_api import expect
 from sqlalchemy import select
@@ -8,6 +9,7 @@ from bot.extensions import db
 from bot.models import Store
 from tests.browser.conftest import screenshot
 from tests.browser.test_panel_in_chromium import sign_in
+from tests.browser.test_pickers_in_chromium import type_into
 from tests.conftest import make_user
 from tests.services.test_onjob_handover import member  # noqa: F401 - the fixture, shared
 
@@ -18,9 +20,19 @@ def test_an_onjob_handover_through_the_wizard(app, page, corp, run_worker, membe
     sign_in(page, "boss", password)
     page.goto("/admin/handovers")
     page.click("text=在职继承：转移在职员工的客户和客户群")
-    page.select_option("#handover-who select[name=from]", "staff0301")
-    page.click("#handover-who button[type=submit]")
-    page.select_option("#handover-what select[name=to]", "staff0302")
+    # both members are pickers: typed, the suggestion picked with the keyboard
+    page.locator("#from-ts-control").click()
+    type_into(page, "from", "staff0301")
+    expect(page.locator(".ts-dropdown .option.active")).to_contain_text("staff0301")
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-picker-for=from] .ts-control .item")).to_contain_text("staff0301")
+    with page.expect_navigation(wait_until="domcontentloaded"):
+        page.click("#handover-who button[type=submit]")
+    page.locator("#to-ts-control").click()
+    type_into(page, "to", "staff0302")
+    expect(page.locator(".ts-dropdown .option.active")).to_contain_text("staff0302")
+    page.keyboard.press("Enter")
+    expect(page.locator("[data-picker-for=to] .ts-control .item")).to_contain_text("staff0302")
     page.fill("#handover-what textarea[name=message]", "之后由同事为您服务")
     page.click("#handover-what button[type=submit]")
     expect(page.locator("#movable")).to_contain_text("将交接 5 位客户、1 个客户群")

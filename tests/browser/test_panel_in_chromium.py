@@ -262,6 +262,7 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
     assert "静安寺会员群" in page.inner_text("#customer-groups")
 
     page.goto("/admin/join-ways")
+    page.click("#new-join-way")
     page.fill("#way-name", "码" * 30)
     page.click("#join-way-form button[type=submit]")  # no group picked
     assert page.get_attribute("#join-way-error", "data-field") == "chat_ids"
@@ -273,6 +274,7 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
     assert page.evaluate("document.querySelector('.card img').naturalWidth") > 0  # the QR image shows
 
     page.goto("/admin/group-invites")
+    page.click("#new-invite")
     page.fill("#invite-name", "会员入群邀请")
     page.check("input[name=target_kind][value=list]")
     page.fill("textarea[name=external_userids]", "\n".join(c.external_userid for c in mine))
@@ -294,6 +296,12 @@ def test_groups_join_codes_and_an_invitation_in_the_panel(app, page, shop, sim, 
         "#not-joined"
     )
     screenshot(page, "group-invite")
+    detail = page.url
+    page.goto("/admin/group-invites")  # the list's row counts the same, read for the whole page at once
+    cells = page.locator("#invite-list tbody tr", has_text="会员入群邀请").locator("td")
+    expect(cells.nth(2)).to_have_text("2")
+    expect(cells.nth(4)).to_have_text("1")
+    page.goto(detail)
     before = set(corp.mass_tasks)
     page.click("#reminder-send-now")
     page.wait_for_url("**/admin/group-invites/*")

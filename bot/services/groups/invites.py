@@ -187,6 +187,34 @@ def _counts(invite: GroupInvite, joined_sq: Any, key: Any, join: Any = None) -> 
     return [(k, int(a), int(b), int(c)) for k, a, b, c in db.session.execute(query.group_by(key)).all()]
 
 
+def totals_of(invites: list[GroupInvite]) -> dict[int, dict[str, int]]:
+    """invited → delivered → joined of each campaign as a whole (a list's page): invited and delivered for all
+    in one grouped query; joined (an invited customer who entered one of the code's groups) only for those
+    that invited someone, since nobody else can have joined through them."""
+    out = {i.id: {"invited": 0, "delivered": 0, "joined": 0} for i in invites}
+    by_send = {i.send_id: i.id for i in invites if i.send_id is not None}
+    if not by_send:
+        return out
+    in_task = SendRecipient.status.in_(IN_TASK)
+    sent = SendRecipient.status == RecipientStatus.sent.value
+    rows = db.session.execute(
+        select(
+            SendRecipient.send_id,
+            func.count(distinct(case((in_task, SendRecipient.customer_id)))),
+            func.count(distinct(case((sent, SendRecipient.customer_id)))),
+        )
+        .where(SendRecipient.send_id.in_(list(by_send)))
+        .group_by(SendRecipient.send_id)
+    )
+    for send_id, invited, delivered in rows:
+        out[by_send[send_id]].update(invited=int(invited), delivered=int(delivered))
+    for invite in invites:
+        if out[invite.id]["invited"]:
+            whole = _counts(invite, joined_customers(invite), SendRecipient.send_id)
+            out[invite.id]["joined"] = whole[0][3] if whole else 0
+    return out
+
+
 def funnel(invite: GroupInvite) -> dict[str, Any]:
     """invited (in a member's task) → delivered → joined, for the whole campaign, per member and per store."""
     joined_sq = joined_customers(invite)  # the code's groups are looked up once for the three counts

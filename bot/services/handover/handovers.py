@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.extensions import db
 from bot.models import (
@@ -68,12 +68,17 @@ Kind = Literal["resigned", "onjob"]
 # -- what is waiting ------------------------------------------------------------------------------
 
 
-def _in_handover(model: type[HandoverCustomer] | type[HandoverGroup], key: Any) -> set[str]:
-    """Items some handover holds that are not refused or failed (waiting, done, or about to be asked)."""
+def _in_handover(model: type[HandoverCustomer] | type[HandoverGroup], key: Any, among: list[str]) -> set[str]:
+    """Those of ``among`` some handover holds that are not refused or failed (waiting, done, or about to be
+    asked): read for those ids only (a thousand at a time), not every item of every handover ever made."""
     live = [
         s for s in ItemStatus if s not in (ItemStatus.refused, ItemStatus.limit, ItemStatus.failed, ItemStatus.blocked)
     ]
-    return set(db.session.scalars(select(key).where(model.status.in_(live))))
+    held: set[str] = set()
+    for start in range(0, len(among), 1000):
+        chunk = among[start : start + 1000]
+        held.update(db.session.scalars(select(key).where(model.status.in_(live), key.in_(chunk))))
+    return held
 
 
 @translates_wecom_errors
@@ -83,20 +88,22 @@ def waiting(api: WeComClient | None = None, *, fresh: bool = True) -> dict[str, 
     for a new owner, less what a handover holds already. Flushes when fresh."""
     if fresh:
         unassigned.refresh(api)
-    taken = _in_handover(HandoverCustomer, HandoverCustomer.external_userid)
+    listed = list(unassigned.listed())
+    taken = _in_handover(HandoverCustomer, HandoverCustomer.external_userid, list({e for _u, e, _at in listed}))
     out: dict[str, dict[str, Any]] = {}
-    for handover_userid, external_userid, left_at in unassigned.listed():
+    for handover_userid, external_userid, left_at in listed:
         if external_userid in taken:
             continue
         entry = out.setdefault(handover_userid, {"customers": [], "groups": [], "left_at": None})
         entry["customers"].append(external_userid)
         entry["left_at"] = left_at or entry["left_at"]
-    held = _in_handover(HandoverGroup, HandoverGroup.chat_id)
-    for owner, chat_id in db.session.execute(
+    orphaned = db.session.execute(
         select(GroupChat.owner_userid, GroupChat.chat_id).where(
             GroupChat.status == OWNER_RESIGNED, GroupChat.dismissed_at.is_(None)
         )
-    ):
+    ).all()
+    held = _in_handover(HandoverGroup, HandoverGroup.chat_id, [c for _o, c in orphaned])
+    for owner, chat_id in orphaned:
         if chat_id not in held:
             out.setdefault(owner, {"customers": [], "groups": [], "left_at": None})["groups"].append(chat_id)
     return out
@@ -336,6 +343,29 @@ def counts(handover: Handover) -> dict[str, int]:
     return out
 
 
+def counts_of(rows: list[Handover]) -> dict[int, dict[str, int]]:
+    """``counts`` of several handovers in two grouped queries (a list's page), not two loads per handover."""
+    out = {
+        h.id: {s.value: 0 for s in ItemStatus} | {"groups_done": 0, "groups_failed": 0, "groups_blocked": 0}
+        for h in rows
+    }
+    ids = list(out)
+    by_status = select(HandoverCustomer.handover_id, HandoverCustomer.status, func.count())
+    for handover_id, status, n in db.session.execute(
+        by_status.where(HandoverCustomer.handover_id.in_(ids)).group_by(
+            HandoverCustomer.handover_id, HandoverCustomer.status
+        )
+    ):
+        out[handover_id][ItemStatus(status).value] += n
+    groups = select(HandoverGroup.handover_id, HandoverGroup.status, func.count())
+    for handover_id, status, n in db.session.execute(
+        groups.where(HandoverGroup.handover_id.in_(ids)).group_by(HandoverGroup.handover_id, HandoverGroup.status)
+    ):
+        if ItemStatus(status) in (ItemStatus.done, ItemStatus.failed, ItemStatus.blocked):
+            out[handover_id][f"groups_{ItemStatus(status).value}"] += n
+    return out
+
+
 def takeover_source(external_userid: str, receiver: str) -> FollowRelation | None:
     """The relation a receiver's add takes over when one of our handovers moves that customer to them:
     the handover member's. It is what makes an on-job takeover's add — which may come before the member's
@@ -399,8 +429,10 @@ def transfer_failed(external_userid: str, receiver: str, reason: str) -> None:
 
 def visible_handovers(user: User, limit: int = 200) -> list[Handover]:
     """The handovers of members ``user`` sees (a store manager: their stores' members), newest first."""
-    rows = db.session.scalars(select(Handover).order_by(Handover.id.desc()).limit(limit))
-    members = {s.userid: s for s in db.session.scalars(select(Staff))}
+    rows = db.session.scalars(select(Handover).order_by(Handover.id.desc()).limit(limit)).all()
+    # only the members the rows name (a chain has thousands)
+    named = select(Staff).where(Staff.userid.in_({h.from_userid for h in rows}))
+    members = {s.userid: s for s in db.session.scalars(named)}
     return [h for h in rows if sees_staff(user, members.get(h.from_userid))]
 
 
