@@ -19,6 +19,7 @@ spectree, flask-openapi3, flask-pydantic-spec):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -210,10 +211,13 @@ def json_object(*, required: bool = True) -> dict[str, Any]:
     return body
 
 
-#: what the JSON text of a body must contain for it to hold a NUL, a lone surrogate or a number beyond
-#: ±MAX_INT: the escape of a NUL or of a surrogate, a run of as many digits as MAX_INT has, or a zero byte
+#: what the JSON text of a body must contain for it to hold a NUL, a lone surrogate, a number beyond ±MAX_INT
+#: or one that is not finite: the escape of a NUL or of a surrogate, a surrogate's UTF-8 bytes (the parser
+#: lets them pass), a run of as many digits as MAX_INT has, an exponent, NaN or Infinity, or a zero byte
 #: (JSON sent as UTF-16 or UTF-32, which the parser reads too: walked whole)
-_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]|[0-9]{%d,}|\x00" % len(str(MAX_INT)))
+_SUSPECT = re.compile(
+    rb"\\u0000|\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|[0-9]{%d,}|[0-9][eE]|NaN|Infinity|\x00" % len(str(MAX_INT))
+)
 
 
 def _refuse_unstorable(value: Any) -> None:
@@ -234,6 +238,8 @@ def _unstorable(value: Any) -> str | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return None if -MAX_INT <= value <= MAX_INT else f"whole numbers must be within ±{MAX_INT}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "numbers must be finite (no NaN, Infinity or overflowing exponents)"
     if isinstance(value, dict):
         return next((p for k, v in value.items() if (p := _unstorable(k) or _unstorable(v))), None)
     if isinstance(value, list):

@@ -4,8 +4,10 @@ stays — no 500, no row lost, the change on the timeline — and the customers'
 are written once each."""
 
 import threading
+import time
 from datetime import timedelta
 
+import pytest
 import requests
 from sqlalchemy import func, select
 
@@ -119,3 +121,121 @@ def test_two_membership_batches_creating_the_same_member_numbers_at_once_both_su
             .where(Customer.external_userid == shop[0])
         )
         assert value is not None and value.level_id == levels[0]
+
+
+def _postgresql_only(app):
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("row locks and deadlocks are PostgreSQL's: SQLite lets one writer in at a time")
+
+
+def test_batches_recomputing_and_adding_to_the_same_customers_at_once_never_deadlock(app, api, live_server, shop):  # noqa: F811 - the fixture, shared
+    """Each batch refunds earlier orders of one customer (their row recomputed) and brings new orders of another
+    (added to their row), the two swapped in the other batch: without the writers of figures taking turns, each
+    held one customer's row and waited for the other's (found by review: a 500 in most rounds)."""
+    _postgresql_only(app)
+    paid = (utcnow() - timedelta(days=2)).isoformat() + "+00:00"
+    a, b = shop[0], shop[2]
+
+    def row(no, who, status="paid"):
+        return {"order_no": no, "external_userid": who, "store": 2, "amount": 10, "paid_at": paid, "status": status}
+
+    rounds, rows = 6, 100
+    seed = [row(f"S{r}-{w}-{n}", who) for r in range(rounds) for w, who in enumerate((a, b)) for n in range(rows)]
+    for i in range(0, len(seed), 1000):
+        assert api.post("/api/v1/orders", {"rows": seed[i : i + 1000]}).status_code == 200
+    for r in range(rounds):
+        first = [row(f"S{r}-0-{n}", a, "refunded") for n in range(rows)] + [row(f"N{r}-b-{n}", b) for n in range(rows)]
+        second = [row(f"S{r}-1-{n}", b, "refunded") for n in range(rows)] + [row(f"N{r}-a-{n}", a) for n in range(rows)]
+        answers = at_once(live_server + "/api/v1/orders", api.headers, [{"rows": first}, {"rows": second}])
+        assert [status for status, _ in answers] == [200, 200], answers
+    with app.app_context():
+        figures = dict(
+            db.session.execute(
+                select(Customer.external_userid, CustomerValue.spend_cents)
+                .join(CustomerValue, CustomerValue.customer_id == Customer.id)
+                .where(Customer.external_userid.in_([a, b]))
+            ).all()
+        )
+    # every seeded order refunded, every new one counted: 6 rounds × 100 × ¥10 each
+    assert figures == {a: rounds * rows * 1000, b: rounds * rows * 1000}
+
+
+def test_batches_changing_the_same_orders_listed_in_opposite_orders_never_deadlock(app, api, live_server, shop):  # noqa: F811 - the fixture, shared
+    _postgresql_only(app)
+    paid = (utcnow() - timedelta(days=2)).isoformat() + "+00:00"
+
+    def row(no, amount):
+        return {"order_no": no, "external_userid": shop[0], "store": 2, "amount": amount, "paid_at": paid}
+
+    for r in range(4):
+        assert api.post("/api/v1/orders", {"rows": [row(f"S{r}-{n}", 10) for n in range(200)]}).status_code == 200
+        up = [row(f"S{r}-{n}", 11) for n in range(200)]
+        down = [row(f"S{r}-{n}", 12) for n in reversed(range(200))]
+        answers = at_once(live_server + "/api/v1/orders", api.headers, [{"rows": up}, {"rows": down}])
+        assert [status for status, _ in answers] == [200, 200], answers
+
+
+def test_a_recompute_waits_for_an_import_adding_to_the_same_customer_and_counts_its_order(
+    app,
+    api,
+    shop,  # noqa: F811 - the fixture, shared
+    monkeypatch,
+):
+    """One batch adds a new order to x's row; another changes an older order of x (x recomputed) meanwhile. The
+    recompute waits for the first batch's turn to end, then reads its order: nothing is lost (found by review:
+    the recompute read the orders before the add committed and wrote over it)."""
+    _postgresql_only(app)
+    from bot.services.commerce import imports, values
+
+    x = shop[0]
+    paid = (utcnow() - timedelta(days=3)).isoformat() + "+00:00"
+
+    def order(no, amount):
+        return {"order_no": no, "external_userid": x, "store": 2, "amount": amount, "paid_at": paid}
+
+    with app.app_context():
+        imports.import_orders([order("OX", 10)], None)
+        db.session.commit()
+    added = threading.Event()
+    add_paid, refresh = values.add_paid, values.refresh
+
+    def slow_add(orders):
+        orders = list(orders)
+        add_paid(orders)
+        if orders:
+            added.set()
+            time.sleep(1.0)  # the other batch reaches its recompute before this one commits
+
+    def late_refresh(ids, **kwargs):
+        ids = list(ids)
+        if ids:
+            assert added.wait(10)
+        return refresh(ids, **kwargs)
+
+    monkeypatch.setattr(values, "add_paid", slow_add)
+    monkeypatch.setattr(values, "refresh", late_refresh)
+    errors = []
+
+    def run(batch):
+        with app.app_context():
+            try:
+                imports.import_orders(batch, None)
+                db.session.commit()
+            except Exception as exc:  # any failure is the test's to report
+                db.session.rollback()
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=run, args=(batch,)) for batch in ([order("OX", 11)], [order("NX", 5)])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    with app.app_context():
+        figures = db.session.execute(
+            select(CustomerValue.spend_cents, CustomerValue.orders)
+            .join(Customer, Customer.id == CustomerValue.customer_id)
+            .where(Customer.external_userid == x)
+        ).one()
+    assert tuple(figures) == (1600, 2)

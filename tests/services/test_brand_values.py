@@ -111,6 +111,12 @@ def test_the_brands_thresholds_replace_the_quintiles(app, buyers):
             "mode": "thresholds",
             "thresholds": {"r": [4, 3, 2, 1], "f": [1, 2, 3, 4], "m": [1, 2, 3, 4]},
         },
+        # a recency cut beyond the longest window: it made every import fail (found by review)
+        {
+            "window_days": 365,
+            "mode": "thresholds",
+            "thresholds": {"r": [30, 90, 180, 1_000_000], "f": [1, 2, 3, 4], "m": [1, 2, 3, 4]},
+        },
     ],
 )
 def test_bad_rfm_settings_are_refused(app, raw):
@@ -288,3 +294,18 @@ def test_new_orders_added_to_the_rows_agree_with_the_rows_recomputed(app, buyers
         best = value(buyers[0])
         assert best.orders == 5 and best.spend_cents == 300500
         assert value(buyers[1]).orders == 1 and value(buyers[1]).spend_cents == 4400
+
+
+def test_rows_written_in_one_statement_keep_an_aware_time_as_its_instant(app, buyers):
+    from datetime import datetime, timezone
+
+    from bot.models import CustomerEvent
+    from bot.services.commerce.sql import insert_rows
+
+    with app.app_context():
+        cid = db.session.scalar(select(Customer.id).where(Customer.external_userid == buyers[0]))
+        at = datetime(2026, 1, 1, 8, 0, tzinfo=timezone(timedelta(hours=8)))  # midnight UTC
+        row = {"customer_id": cid, "at": at, "kind": "probe", "staff_userid": "", "detail": ""}
+        insert_rows(CustomerEvent.__table__, [row])
+        db.session.commit()
+        assert db.session.scalar(select(CustomerEvent.at).where(CustomerEvent.kind == "probe")) == datetime(2026, 1, 1)

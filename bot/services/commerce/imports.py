@@ -223,8 +223,8 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
                     "detail": detail,
                 }
             )
-    if updates:
-        db.session.execute(update(Order), updates)
+    if updates:  # in the orders' order: two batches changing some of the same orders wait rather than deadlock
+        db.session.execute(update(Order), sorted(updates, key=lambda u: u["id"]))
     insert_rows(CustomerEvent.__table__, events)
     # the customers an order was changed or taken from are recomputed; new paid orders are added to theirs
     values.refresh(shrinking, shrinking=shrinking)

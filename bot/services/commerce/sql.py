@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -78,7 +78,15 @@ def among_param(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
     return inside
 
 
+def _naive(value: Any) -> Any:
+    """An aware time as the columns hold times: naive UTC (anything else as it is)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
 def _json_value(value: Any) -> Any:
+    value = _naive(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, enum.Enum):
@@ -101,6 +109,7 @@ def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None
     keys = list(rows[0])
     kept = {upsert_on, "created_at"}
     if not _postgresql():
+        rows = [{k: _naive(v) for k, v in row.items()} for row in rows]
         if upsert_on is None:
             db.session.execute(insert(table), rows)
             return set()

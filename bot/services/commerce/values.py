@@ -72,7 +72,8 @@ def save_settings(window_days: Any, mode: Any, thresholds: Any) -> RfmSettings:
             values = thresholds.get(key)
             if not isinstance(values, list) or len(values) != 4:
                 raise Invalid(N_("请填写 R、F、M 各 4 个递增的阈值"), f"thresholds.{key}")
-            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 10**9 for v in values)
+            top = MAX_WINDOW if key == "r" else 10**9  # R in days: a cut beyond the longest window is no cut
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= top for v in values)
             if not numeric or sorted(values) != values:
                 raise Invalid(N_("请填写 R、F、M 各 4 个递增的阈值"), f"thresholds.{key}")
             cuts[key] = [round(v * 100) if key == "m" else int(v) for v in values]
@@ -101,6 +102,22 @@ _NONE = _Standing(None, 0, None, None)
 
 def _dialect() -> str:
     return db.session.get_bind().dialect.name
+
+
+#: the key of the PostgreSQL advisory lock the writers of customers' figures take in turn (imports, matching,
+#: the nightly recompute)
+FIGURES_LOCK = 0x5369_7975
+
+
+def _take_turn() -> None:
+    """Wait for any other transaction writing customers' figures to end, and hold the turn until this one ends.
+
+    An import writes its customers' rows in two statements (those recomputed, those added to), each in the
+    customers' order; two imports sharing customers could each hold a row the other's second statement wants.
+    And a recompute must see the orders another import committed a moment before, not overwrite their count.
+    The figures are the last writes of a batch: its own rows' checks and writes still run side by side."""
+    if _dialect() == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIGURES_LOCK})
 
 
 def _write(
@@ -137,6 +154,7 @@ def refresh(customer_ids: Iterable[int], *, shrinking: Iterable[int] | None = No
     if not ids:
         return
     db.session.flush()
+    _take_turn()
     row, now = settings_row(), utcnow()
     since = _since(row, now)
     thresholds = spend_thresholds()
@@ -169,6 +187,7 @@ def add_paid(orders: Iterable[tuple[int, int, datetime]]) -> None:
         refresh(gains)
         return
     db.session.flush()
+    _take_turn()
     ids = sorted(gains)
     before = _standing(ids)
     rows = [
@@ -270,6 +289,7 @@ def recompute_all() -> dict[str, Any]:
     """The nightly full recompute: every row brought up to date (only those that changed are written), the
     quintiles taken again (in quintile mode), every customer scored on them. Returns the customers with a
     row, those scored, and the cut points."""
+    _take_turn()
     row, now = settings_row(), utcnow()
     since = _since(row, now)
     dialect = _dialect()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
@@ -55,9 +55,10 @@ def live_token(token: str) -> ApiToken | None:
     return row
 
 
-#: a token's "last used" is shown to the minute: written at most once a minute, not once a request (a brand
-#: posting a thousand batches would otherwise write and commit the token's row a thousand times)
-LAST_USED_STEP = timedelta(minutes=1)
+def _minute(at: datetime) -> datetime:
+    """A token's "last used" as the panel shows it: to the minute. It is written when that changes, not at
+    every request (a brand posting a thousand batches would write and commit the token's row a thousand times)."""
+    return at.replace(second=0, microsecond=0)
 
 
 def authenticate(token: str) -> ApiToken | None:
@@ -66,7 +67,7 @@ def authenticate(token: str) -> ApiToken | None:
     if row is None or row.user is None or not row.user.active:
         return None
     now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_STEP:
+    if row.last_used_at is None or _minute(row.last_used_at) != _minute(now):
         row.last_used_at = now
     return row
 
