@@ -19,6 +19,7 @@ from admin import pickers
 from admin.forms import EmptyForm
 from admin.paging import PER_PAGE, Page, page_of, search_text
 from admin.params import whole
+from admin.picked import PickRefused, scoped
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import bp, image_response, permission_required, refusal_message
 from bot.extensions import db
@@ -32,27 +33,6 @@ from bot.services.users.permissions import Action, allows
 from bot.services.users.scope import store_ids
 
 MAX_UPLOAD = 2 * 1024 * 1024
-
-
-class PickRefused(Exception):
-    """Ids the user may not pick: the pickers' refusal, shown at the field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-def _scoped(name: str, kind: str) -> list[str]:
-    """The ids picked in ``name`` (and pasted into ``<name>_paste``), every one within the user's scope."""
-    ids = list(dict.fromkeys([*request.form.getlist(name), *pickers.split_ids(request.form.get(f"{name}_paste", ""))]))
-    ids = [i for i in ids if i]
-    if len(ids) > pickers.MAX_PASTED:
-        raise PickRefused(name, _("最多 %(n)s 个", n=f"{pickers.MAX_PASTED:,}"))
-    _known, unknown = pickers.check(kind, current_user, ids)
-    if unknown:
-        raise PickRefused(name, pickers.refusal(kind, unknown))
-    return ids
 
 
 def _status() -> str:
@@ -117,7 +97,7 @@ def _way_fields() -> dict[str, Any]:
     base_id = request.form.get("room_base_id", "").strip()
     return {
         "name": request.form.get("name", ""),
-        "chat_ids": _scoped("chat_ids", "groups"),
+        "chat_ids": scoped("chat_ids", "groups"),
         "auto_create_room": request.form.get("auto_create_room") == "1",
         "room_base_name": request.form.get("room_base_name", ""),
         "room_base_id": int(base_id) if base_id.isdigit() else (base_id or None),
@@ -299,7 +279,7 @@ def _invite_target() -> dict[str, Any]:
         return {"segment_id": int(segment) if segment else None}
     if kind == "list":
         return {"external_userids": read_ids(request.form.get("external_userids", ""), None, MAX_UPLOAD)}
-    tag_ids = _scoped("tag_ids", "tags")
+    tag_ids = scoped("tag_ids", "tags")
     return {"rule": {"op": "and", "conditions": [{"type": "tags", "match": "any", "tag_ids": tag_ids}]}}
 
 
@@ -327,7 +307,7 @@ def create_group_invite() -> ResponseReturnValue:
         if way_id:
             raw["join_way_id"] = way_id
         else:
-            raw["chat_ids"] = _scoped("chat_ids", "groups")
+            raw["chat_ids"] = scoped("chat_ids", "groups")
         raw["target"] = _invite_target()
         invite = group_invites.create_invite(raw, current_user)
     except PickRefused as exc:
