@@ -16,10 +16,9 @@ from sqlalchemy import select
 
 from admin import picked as picked_ids
 from admin.api.moments import members_csv
-from admin.filters import choice, creators
+from admin.filters import creators, narrowed
 from admin.forms import EmptyForm
-from admin.paging import page_of, search_text
-from admin.params import whole
+from admin.paging import page_of
 from admin.views import bp, client_ip, refusal_message
 from bot.extensions import db
 from bot.models import Moment, MomentStatus
@@ -41,14 +40,7 @@ def moments_page() -> ResponseReturnValue:
     """The moments the user may see, newest first, a page at a time: by status, by who made them, by text;
     and below, the moments members post themselves."""
     query = select(Moment).where(compose.visible(current_user))
-    status = choice("status", STATUSES)
-    if status:
-        query = query.where(Moment.status == status)
-    creator = request.args.get("creator", type=whole)
-    if creator:
-        query = query.where(Moment.created_by == creator)
-    if search_text():
-        query = query.where(Moment.text.icontains(search_text(), autoescape=True))
+    query = narrowed(query, Moment.status, STATUSES, Moment.created_by, Moment.text)
     page = page_of(query.order_by(Moment.id.desc()))
     return render_template(
         "admin/moments/index.html",

@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from admin import picked as picked_ids
 from admin.api.sends import results_csv
-from admin.filters import choice, creators
+from admin.filters import creators, narrowed
 from admin.forms import EmptyForm
-from admin.paging import page_of, search_text
+from admin.paging import page_of
 from admin.params import whole
 from admin.spreadsheet import UploadTooLarge, read_ids
 from admin.views import attachments, bp, client_ip, refusal_message
@@ -87,14 +87,7 @@ def _compose(error: str = "", field: str = "", status: int = 200) -> Any:
 def sends_page() -> ResponseReturnValue:
     """The sends the user may see, newest first, a page at a time: by status, by who made them, by name."""
     query = select(MassSend).where(sends.visible(current_user))
-    status = choice("status", STATUSES)
-    if status:
-        query = query.where(MassSend.status == status)
-    creator = request.args.get("creator", type=whole)
-    if creator:
-        query = query.where(MassSend.created_by == creator)
-    if search_text():
-        query = query.where(MassSend.name.icontains(search_text(), autoescape=True))
+    query = narrowed(query, MassSend.status, STATUSES, MassSend.created_by, MassSend.name)
     page = page_of(query.order_by(MassSend.id.desc()))
     return render_template(
         "admin/sends/index.html",
