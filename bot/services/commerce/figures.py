@@ -193,14 +193,14 @@ def upsert(dialect: str, some: bool, scored: bool) -> Any:
 
 @cache
 def removal(dialect: str, some: bool) -> Any:
-    """The rows of customers left with neither a paid order nor a level deleted (of the ``gone`` parameter
+    """The rows of customers left with neither a paid order nor a level deleted (of the ``ids`` parameter
     when ``some``, returning the ``STANDING`` they had)."""
     customer = _VALUES.c.customer_id
     paid = select(Order.id).where(Order.customer_id == customer, Order.status == OrderStatus.paid)
     member = select(Membership.id).where(Membership.customer_id == customer, Membership.level_id.is_not(None))
     statement: Any = delete(_VALUES).where(~exists(paid), ~exists(member))
     if some:
-        statement = statement.where(among_param(customer, "gone", dialect)).returning(*STANDING)
+        statement = statement.where(among_param(customer, "ids", dialect)).returning(*STANDING)
     return statement.execution_options(synchronize_session=False)
 
 

@@ -227,7 +227,7 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
         db.session.execute(update(Order), sorted(updates, key=lambda u: u["id"]))
     insert_rows(CustomerEvent.__table__, events)
     # the customers an order was changed or taken from are recomputed; new paid orders are added to theirs
-    values.refresh(shrinking, shrinking=shrinking)
+    values.refresh(shrinking)  # every one of them may be left with none
     values.add_paid(
         (v["customer_id"], v["amount_cents"], v["paid_at"])
         for v in inserts

@@ -55,13 +55,16 @@ class _Keys(TypeDecorator[list[Any]]):
         return array_literal  # the text as it is: ARRAY's own processing would take it for a list
 
 
+def _keys_of(column: Any) -> _Keys:
+    return _Keys(Integer() if isinstance(column.type, Integer) else String())
+
+
 def among(column: Any, keys: Iterable[Any]) -> ColumnElement[bool]:
     """``column`` is one of ``keys``. On PostgreSQL one array parameter (``= ANY``) rather than a thousand:
     a statement of a thousand placeholders costs more to build and parse than to run."""
     keys = list(keys)
     if _postgresql():
-        element = Integer() if isinstance(column.type, Integer) else String()
-        test: ColumnElement[bool] = column == any_(bindparam(None, keys, type_=_Keys(element)))
+        test: ColumnElement[bool] = column == any_(bindparam(None, keys, type_=_keys_of(column)))
         return test
     inside: ColumnElement[bool] = column.in_(keys)
     return inside
@@ -71,8 +74,7 @@ def among_param(column: Any, name: str, dialect: str) -> ColumnElement[bool]:
     """``column`` is one of the keys the parameter ``name`` holds (a list given at execution): ``among`` for a
     statement built once and run many times."""
     if dialect == "postgresql":
-        element = Integer() if isinstance(column.type, Integer) else String()
-        test: ColumnElement[bool] = column == any_(bindparam(name, type_=_Keys(element)))
+        test: ColumnElement[bool] = column == any_(bindparam(name, type_=_keys_of(column)))
         return test
     inside: ColumnElement[bool] = column.in_(bindparam(name, expanding=True))
     return inside

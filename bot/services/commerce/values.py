@@ -120,37 +120,31 @@ def _take_turn() -> None:
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIGURES_LOCK})
 
 
-def _write(
-    since: datetime, now: datetime, cuts: dict[str, list[Any]] | None, ids: list[int], shrinking: list[int] | None
-) -> dict[int, _Standing]:
+def _write(since: datetime, now: datetime, cuts: dict[str, list[Any]] | None, ids: list[int]) -> dict[int, _Standing]:
     """The rows of these customers brought up to date from the orders (paid orders and spend in the window,
     first and last purchase) and the memberships (the highest level; a member who never bought has a row
     too), scored on ``cuts`` (the scale in use) when there is one: one ``INSERT … SELECT … ON CONFLICT DO
     UPDATE`` that writes only the rows whose figures changed; then the rows of customers left with neither a
-    paid order nor a level removed (of ``shrinking`` only, when given: the customers an order was changed or
-    taken from — a new paid order leaves nobody with none). A row is never deleted and written again, and two
+    paid order nor a level removed. A row is never deleted and written again, and two
     batches refreshing the same customer at the same moment both succeed (the later one's figures stay).
     Returns the standing of the rows written or removed (what rules react to)."""
     dialect = _dialect()
-    values = figures.params(since, now, cuts, ids=ids, gone=ids if shrinking is None else shrinking)
+    values = figures.params(since, now, cuts, ids=ids)
     written = db.session.execute(figures.upsert(dialect, True, bool(cuts)), values).all()
     ranks = dict(db.session.execute(select(MembershipLevel.id, MembershipLevel.rank)).all())
     standing = {
         cid: _Standing(first, spend or 0, ranks.get(level) if level else None, level)
         for cid, first, spend, level in written
     }
-    if values["gone"]:
-        standing.update((row[0], _NONE) for row in db.session.execute(figures.removal(dialect, True), values))
+    standing.update((row[0], _NONE) for row in db.session.execute(figures.removal(dialect, True), values))
     return standing
 
 
-def refresh(customer_ids: Iterable[int], *, shrinking: Iterable[int] | None = None) -> None:
+def refresh(customer_ids: Iterable[int]) -> None:
     """Recompute the rows of these customers (an import touched them) on the scale in use, and put what
     changed that rules react to on their timelines (a first purchase, a level up or down, a spend that
-    reached a rule's amount); flushes. ``shrinking``: those of them who may be left with no paid order
-    and no level (all of them unless said)."""
+    reached a rule's amount); flushes."""
     ids = sorted(set(customer_ids))
-    may_go = None if shrinking is None else set(shrinking)
     if not ids:
         return
     db.session.flush()
@@ -161,8 +155,7 @@ def refresh(customer_ids: Iterable[int], *, shrinking: Iterable[int] | None = No
     for start in range(0, len(ids), MAX_IDS):
         chunk = ids[start : start + MAX_IDS]
         before = _standing(chunk)
-        gone = None if may_go is None else [c for c in chunk if c in may_go]
-        written = _write(since, now, row.cuts, chunk, gone)
+        written = _write(since, now, row.cuts, chunk)
         _announce({**before, **written}, before, now, thresholds)
     db.session.flush()
 
