@@ -91,33 +91,41 @@ class Order(db.Model):  # type: ignore[name-defined]
 
     ``attributed_staff_id`` and ``channel_id`` are fixed when the order is matched (the serving employee,
     else a follower of the customer in the order's store, else their first follower; the channel that
-    brought the customer), so a later transfer moves future orders only."""
+    brought the customer), so a later transfer moves future orders only.
+
+    Its references (customer, store, members, channel) are plain columns, not foreign keys: the brand sends
+    its orders a million at a time, and checking five keys per row was a third of PostgreSQL's time for a
+    batch (``bench/brand_data.py``). The import writes only ids it read in the same transaction, and Siyu
+    never deletes a customer, member, store or channel (they are marked lost, inactive or deleted), so no
+    order can point at nothing; a reader joins and passes over what it does not find."""
 
     __tablename__ = "orders"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_no: Mapped[str] = mapped_column(String(64), unique=True)
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    customer_id: Mapped[int | None] = mapped_column(Integer)
     # the identities it arrived with: what a waiting order is matched by (indexed while it waits)
     member_no: Mapped[str] = mapped_column(String(64), default="")
     external_userid: Mapped[str] = mapped_column(String(64), default="")
     unionid: Mapped[str] = mapped_column(String(64), default="")
     mobile: Mapped[str] = mapped_column(String(20), default="")
-    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
-    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    store_id: Mapped[int] = mapped_column(Integer)
+    staff_id: Mapped[int | None] = mapped_column(Integer)
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     paid_at: Mapped[datetime]
     status: Mapped[OrderStatus] = mapped_column(Enum(OrderStatus, native_enum=False, length=12))
     items: Mapped[list[Any] | None] = mapped_column(JSON)
-    attributed_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
-    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"))
+    attributed_staff_id: Mapped[int | None] = mapped_column(Integer)
+    channel_id: Mapped[int | None] = mapped_column(Integer)
     matched_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    store: Mapped[Store] = relationship()
-    staff: Mapped[Staff | None] = relationship(foreign_keys=[staff_id])
-    attributed_staff: Mapped[Staff | None] = relationship(foreign_keys=[attributed_staff_id])
+    store: Mapped[Store] = relationship(primaryjoin="Order.store_id == Store.id", foreign_keys=[store_id])
+    staff: Mapped[Staff | None] = relationship(primaryjoin="Order.staff_id == Staff.id", foreign_keys=[staff_id])
+    attributed_staff: Mapped[Staff | None] = relationship(
+        primaryjoin="Order.attributed_staff_id == Staff.id", foreign_keys=[attributed_staff_id]
+    )
 
     __table_args__ = (
         Index("ix_orders_customer_id_paid_at", "customer_id", "paid_at"),
