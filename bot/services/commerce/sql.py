@@ -15,7 +15,20 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Integer, String, TypeDecorator, any_, bindparam, insert, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Date,
+    DateTime,
+    Enum,
+    Integer,
+    String,
+    TypeDecorator,
+    any_,
+    bindparam,
+    insert,
+    text,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -98,6 +111,24 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"not a column value: {type(value).__name__}")
 
 
+def _as_json(table: Any, keys: list[str], rows: list[dict[str, Any]]) -> str:
+    """The rows as one JSON text: the time and enum columns' values turned to text first, column by column
+    (a time that recurs — the batch's own — once), since ``json.dumps`` calling its ``default`` for each
+    such value cost as much as the dump itself."""
+    converted = [key for key in keys if isinstance(table.c[key].type, DateTime | Date | Enum)]
+    if converted:
+        rows = [dict(row) for row in rows]
+        for key in converted:
+            seen: dict[Any, Any] = {None: None}
+            for row in rows:
+                value = row[key]
+                text_ = seen.get(value)
+                if text_ is None and value is not None:
+                    text_ = seen[value] = value if isinstance(value, str) else _json_value(value)
+                row[key] = text_
+    return json.dumps(rows, ensure_ascii=False, default=_json_value)
+
+
 def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None = None) -> set[Any]:
     """Insert ``rows`` (dicts with the same keys) into ``table``. On PostgreSQL one statement of one JSON
     parameter (``SELECT … FROM json_populate_recordset``), whatever the number of rows.
@@ -124,7 +155,7 @@ def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None
         # a replaced row kept its own creation time
         return {key for (key, created), row in zip(written, rows, strict=True) if created != row["created_at"]}
     names = ", ".join(table.c[key].name for key in keys)  # a key that is not a column fails here
-    params = {"rows": json.dumps(rows, ensure_ascii=False, default=_json_value)}
+    params = {"rows": _as_json(table, keys, rows)}
     source = f"json_populate_recordset(NULL::{table.name}, CAST(:rows AS json))"
     sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {source}"  # noqa: S608 - the table's names
     if upsert_on is None:
