@@ -4,13 +4,14 @@ on the targets page, the rankings, the managers' digest, the assistant's 「排�
 
 import dataclasses
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from bot.extensions import db
 from bot.models import AuditEntry, Staff, Store, Target
 from bot.models._time import utcnow
+from bot.services import corp_time
 from bot.services.commerce import targets
 from tests.admin.panel import post_form
 from tests.admin.test_panel import signed_in
@@ -34,14 +35,14 @@ def shop(app, sim, run_worker):
     return [p.external_userid for p in people]
 
 
-def buy(api, who, store, amount, no):
+def buy(api, who, store, amount, no, paid_at=None):
     rows = [
         {
             "order_no": no,
             "external_userid": who,
             "store": store,
             "amount": amount,
-            "paid_at": utcnow().isoformat() + "+00:00",
+            "paid_at": (paid_at or utcnow()).isoformat() + "+00:00",
         }
     ]
     answer = api.post("/api/v1/orders", {"rows": rows})
@@ -178,14 +179,21 @@ def test_the_digest_the_assistant_and_the_sidebar_show_achievement_and_gap(
     from bot.services.assistant import digest
 
     people = shop(app, sim, run_worker)
-    buy(api, people[0], 2, 300, "D1")
+    # The digest sent on the 1st of this month at 09:00 reports the last day of the month before: the store's
+    # target of that month and its order there — not this month's target with nothing done yet.
+    first = datetime.now(SHANGHAI).date().replace(day=1)
+    yesterday = first - timedelta(days=1)
+    with app.app_context():
+        sent_at = corp_time.midnight(first) + timedelta(hours=9)
+        buy(api, people[0], 2, 300, "D1", paid_at=corp_time.midnight(yesterday) + timedelta(hours=12))
     start = current(app)
     with app.app_context():
         store = db.session.scalar(select(Store.id).where(Store.department_id == 2))
         member = db.session.scalar(select(Staff.id).where(Staff.userid == "staff0201"))
+        reported = targets.period_start("month", yesterday)
         db.session.add_all(
             [
-                Target(owner="store", owner_id=store, period="month", start=start, metric="sales", value=100000),
+                Target(owner="store", owner_id=store, period="month", start=reported, metric="sales", value=100000),
                 Target(owner="staff", owner_id=member, period="month", start=start, metric="net_adds", value=4),
             ]
         )
@@ -196,18 +204,15 @@ def test_the_digest_the_assistant_and_the_sidebar_show_achievement_and_gap(
     assert "本月目标：净增长 2/4（50%，差 2）" in ranking
     with app.app_context():
         real = digest.settings()
-        # the digest goes out at its hour: make it this hour (the month so far has the order in it)
-        monkeypatch.setattr(
-            digest, "settings", lambda: dataclasses.replace(real, digest_hour=datetime.now(SHANGHAI).hour)
-        )
-        assert digest.send_digests()["sent"] >= 1
+        monkeypatch.setattr(digest, "settings", lambda: dataclasses.replace(real, digest_hour=9))
+        assert digest.send_digests(sent_at)["sent"] >= 1
     texts = {
         m["touser"]: m["text"]["content"]
         for m in corp.app_messages
         if "私域日报" in m.get("text", {}).get("content", "")
     }
-    assert texts["staff0201"].endswith("本月目标：销售 ¥300/¥1,000（30%，差 ¥700）")
-    assert "本月目标" not in texts["staff0301"]  # store 3 has no target
+    assert texts["staff0201"].endswith(f"{yesterday.month}月目标：销售 ¥300/¥1,000（30%，差 ¥700）")
+    assert "月目标" not in texts["staff0301"]  # store 3 has no target
     sign_in_member(client, "staff0201")
     home = client.get("/sidebar/home").get_data(as_text=True)
     assert 'id="my-targets"' in home and "2 / 4" in home and "50%" in home

@@ -112,11 +112,12 @@ def figures(store_ids: list[int], day: date, now: datetime) -> dict[str, int]:
     return numbers
 
 
-def goals(stores: list[Store], now: datetime) -> str:
-    """The stores' targets of this month (net adds, sales): done, percent and gap, in one line."""
-    start = targets.current_start("month", now)
+def goals(stores: list[Store], day: date) -> str:
+    """The stores' targets of the month of ``day`` (the day the digest reports: on the 1st, the month just
+    ended), net adds and sales: done, percent and gap, in one line."""
+    start = targets.period_start("month", day)
     rows = targets.achievements(None, "month", start, owner="store", owner_ids=[s.id for s in stores])
-    return targets.summary_line(rows, "本月目标")
+    return targets.summary_line(rows, f"{day.month}月目标")
 
 
 def text(stores: list[Store], day: date, numbers: dict[str, int], goal: str = "") -> str:
@@ -146,7 +147,7 @@ def send_digests(now: datetime | None = None) -> dict[str, int]:
         if not redis_conn.client.set(key, 1, nx=True, ex=SENT_TTL):
             counts["already"] += 1
             continue
-        body = text(stores, day, figures([s.id for s in stores], day, now), goals(stores, now))
+        body = text(stores, day, figures([s.id for s in stores], day, now), goals(stores, day))
         try:
             agent_api().send_app_text(agent_id(), [userid], body, dedupe_seconds=4 * 3600)
             counts["sent"] += 1
