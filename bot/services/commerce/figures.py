@@ -250,4 +250,14 @@ def purchases_added(scored: bool) -> Any:
     if scored:
         summed.update(scores(summed["orders"], summed["spend_cents"], summed["last_paid_at"]), computed_at=_NOW)
     statement = statement.on_conflict_do_update(index_elements=["customer_id"], set_=summed)
-    return statement.returning(*STANDING)
+    # What the rules react to, before: read in the same statement (its sub-statements share one snapshot, so
+    # ``was`` holds the rows as they were), not by a round trip of its own.
+    was = (
+        select(_VALUES.c.customer_id, _VALUES.c.first_paid_at, _VALUES.c.spend_cents)
+        .where(_VALUES.c.customer_id.in_(select(new.customer_id)))
+        .cte("was")
+    )
+    written = statement.returning(*STANDING).cte("written")
+    return select(
+        *written.c, was.c.first_paid_at.label("was_first_paid_at"), was.c.spend_cents.label("was_spend")
+    ).join_from(written, was, was.c.customer_id == written.c.customer_id, isouter=True)

@@ -181,18 +181,20 @@ def add_paid(orders: Iterable[tuple[int, int, datetime]]) -> None:
         return
     db.session.flush()
     _take_turn()
-    ids = sorted(gains)
-    before = _standing(ids)
     rows = [
         {"customer_id": c, "orders": g[0], "spend_cents": g[1], "first_paid_at": g[2], "last_paid_at": g[3]}
         for c, g in sorted(gains.items())
     ]
     values = figures.params(since, now, row.cuts, rows=json.dumps(rows, default=datetime.isoformat))
-    written = db.session.execute(figures.purchases_added(bool(row.cuts)), values).all()
-    after = {
-        cid: _Standing(first, spend or 0, before.get(cid, _NONE).level_rank, level)
-        for cid, first, spend, level in written
-    }
+    before: dict[int, _Standing] = {}
+    after: dict[int, _Standing] = {}
+    # purchases move no level: the same on both sides, so no level news
+    for cid, first, spend, level, was_first, was_spend in db.session.execute(
+        figures.purchases_added(bool(row.cuts)), values
+    ):
+        after[cid] = _Standing(first, spend or 0, None, level)
+        if was_spend is not None:  # the row was there before
+            before[cid] = _Standing(was_first, was_spend, None, level)
     _announce(after, before, now, spend_thresholds())
     db.session.flush()
 
