@@ -3,6 +3,7 @@ thread per request): the same *new* order or member numbers in both are created 
 stays — no 500, no row lost, the change on the timeline — and the customers' values both batches refresh
 are written once each."""
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -49,12 +50,12 @@ def test_two_batches_creating_the_same_new_order_numbers_at_once_both_succeed_an
 ):
     paid = (utcnow() - timedelta(days=2)).isoformat() + "+00:00"
 
-    def batch(tag, amount):
+    def batch(tag, amount, shift):
         return {
             "rows": [
                 {
                     "order_no": f"{tag}-{n}",
-                    "external_userid": shop[n % 3],
+                    "external_userid": shop[(n + shift) % 3],  # the two batches name different customers
                     "store": 2,
                     "amount": amount,
                     "paid_at": paid,
@@ -64,7 +65,7 @@ def test_two_batches_creating_the_same_new_order_numbers_at_once_both_succeed_an
         }
 
     for r in range(ROUNDS):
-        answers = at_once(live_server + "/api/v1/orders", api.headers, [batch(f"R{r}", 10), batch(f"R{r}", 20)])
+        answers = at_once(live_server + "/api/v1/orders", api.headers, [batch(f"R{r}", 10, 0), batch(f"R{r}", 20, 1)])
         assert [status for status, _ in answers] == [200, 200], answers
         reports = [a for _, a in answers]
         # each number created by exactly one batch; the other replaced it (its content differs)
@@ -80,12 +81,16 @@ def test_two_batches_creating_the_same_new_order_numbers_at_once_both_succeed_an
             # whichever batch came second: all its rows stay (one transaction replaced the other's whole)
             assert len(amounts) == 1 and amounts[0][0] in (1000, 2000) and amounts[0][1] == ROWS
     with app.app_context():
-        changes = db.session.scalar(select(func.count()).where(CustomerEvent.kind == "order_changed"))
-        assert changes == ROUNDS * ROWS
+        changes = db.session.scalars(select(CustomerEvent.detail).where(CustomerEvent.kind == "order_changed")).all()
+        assert len(changes) == ROUNDS * ROWS
+        # the replaced version's amount beside the new one, as for any other change
+        assert all(re.fullmatch(r"R\d-\d+ (10\.00→20\.00|20\.00→10\.00) paid", d) for d in changes), changes[:3]
         ids = set(db.session.scalars(select(Customer.id).where(Customer.external_userid.in_(shop))))
-        values = db.session.execute(select(CustomerValue.customer_id, CustomerValue.orders)).all()
-        assert {cid for cid, _ in values} == ids
-        assert sum(n for _, n in values) == ROUNDS * ROWS
+        values = dict(db.session.execute(select(CustomerValue.customer_id, CustomerValue.orders)).all())
+        assert set(values) == ids
+        # each customer counts the orders that are theirs now: the one an order was taken from counts it no more
+        held = dict(db.session.execute(select(Order.customer_id, func.count()).group_by(Order.customer_id)).all())
+        assert values == held and sum(held.values()) == ROUNDS * ROWS
 
 
 def test_two_membership_batches_creating_the_same_member_numbers_at_once_both_succeed(app, api, live_server, shop):  # noqa: F811 - the fixture, shared
@@ -121,6 +126,9 @@ def test_two_membership_batches_creating_the_same_member_numbers_at_once_both_su
             .where(Customer.external_userid == shop[0])
         )
         assert value is not None and value.level_id == levels[0]
+        # the matched member's level, replaced by the later batch, is on their timeline as any change is
+        changed = db.session.scalars(select(CustomerEvent.detail).where(CustomerEvent.kind == "level_changed")).all()
+        assert changed in (["M-0 银卡→金卡"], ["M-0 金卡→银卡"])
 
 
 def _postgresql_only(app):

@@ -210,10 +210,13 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
     for written in (v for v in inserts if v["order_no"] in replaced):
         report.created -= 1
         report.updated += 1
-        order_no = written["order_no"]
+        order_no, was = written["order_no"], replaced[written["order_no"]]
+        if was.get("customer_id") is not None:  # the order another batch gave them is taken from them
+            shrinking.add(was["customer_id"])
         if written["customer_id"] is not None:
             shrinking.add(written["customer_id"])
-            detail = f"{order_no} →{written['amount_cents'] / 100:.2f} {written['status'].value}"
+            amount = f"{was['amount_cents'] / 100:.2f}" if was else ""
+            detail = f"{order_no} {amount}→{written['amount_cents'] / 100:.2f} {written['status'].value}"
             events.append(
                 {
                     "customer_id": written["customer_id"],
@@ -325,6 +328,22 @@ def import_memberships(raw_rows: Sequence[Any], user: User | None, *, lines: Seq
     replaced = insert_rows(Membership.__table__, inserts, upsert_on="member_no")
     report.created -= len(replaced)
     report.updated += len(replaced)
+    for written in (v for v in inserts if v["member_no"] in replaced):
+        was = replaced[written["member_no"]]
+        if was.get("customer_id") is not None:
+            touched.add(was["customer_id"])
+        customer_id, level_id = written["customer_id"], written["level_id"]
+        if customer_id is not None and was and was["level_id"] != level_id:
+            names_ = f"{names.get(was['level_id'] or 0, '-')}→{names.get(level_id or 0, '-')}"
+            events.append(
+                {
+                    "customer_id": customer_id,
+                    "at": now,
+                    "kind": "level_changed",
+                    "staff_userid": "",
+                    "detail": f"{written['member_no']} {names_}",
+                }
+            )
     if updates:
         db.session.execute(update(Membership), updates)
     insert_rows(CustomerEvent.__table__, events)

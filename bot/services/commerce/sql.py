@@ -27,6 +27,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     insert,
+    select,
     text,
 )
 from sqlalchemy.dialects import sqlite
@@ -129,47 +130,57 @@ def _as_json(table: Any, keys: list[str], rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, ensure_ascii=False, default=_json_value)
 
 
-def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None = None) -> set[Any]:
+def _present(table: Any, keys: list[str], key: str, values: list[Any]) -> dict[Any, Any]:
+    """The rows of ``table`` whose ``key`` is among ``values``, as they are (their ``keys`` columns), locked
+    until the transaction ends."""
+    query = select(*(table.c[k] for k in keys)).where(among(table.c[key], values)).with_for_update()
+    return {row[key]: row for row in db.session.execute(query).mappings()}
+
+
+def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None = None) -> dict[Any, Any]:
     """Insert ``rows`` (dicts with the same keys) into ``table``. On PostgreSQL one statement of one JSON
     parameter (``SELECT … FROM json_populate_recordset``), whatever the number of rows.
 
     With ``upsert_on`` (a unique column; the rows carry ``created_at``), a row whose key another transaction
     wrote meanwhile replaces that row (its ``created_at`` kept) rather than fail the batch (``ON CONFLICT …
     DO UPDATE``: the later of two concurrent transactions waits for the first and then wins). Returns the
-    keys that replaced a row."""
+    rows replaced, by key, as they were (the ``rows``' columns), so that the caller can tell what changed."""
     if not rows:
-        return set()
+        return {}
     keys = list(rows[0])
     kept = {upsert_on, "created_at"}
     if not _postgresql():
         rows = [{k: _naive(v) for k, v in row.items()} for row in rows]
         if upsert_on is None:
             db.session.execute(insert(table), rows)
-            return set()
+            return {}
+        present = _present(table, keys, upsert_on, [row[upsert_on] for row in rows])
         statement = sqlite.insert(table)
         statement = statement.on_conflict_do_update(
             index_elements=[upsert_on], set_={k: statement.excluded[k] for k in keys if k not in kept}
         )
-        returning = statement.returning(table.c[upsert_on], table.c.created_at, sort_by_parameter_order=True)
-        written = db.session.execute(returning, rows).all()
-        # a replaced row kept its own creation time
-        return {key for (key, created), row in zip(written, rows, strict=True) if created != row["created_at"]}
+        db.session.execute(statement, rows)
+        return present
     names = ", ".join(table.c[key].name for key in keys)  # a key that is not a column fails here
     params = {"rows": _as_json(table, keys, rows)}
     source = f"json_populate_recordset(NULL::{table.name}, CAST(:rows AS json))"
     sql = f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {source}"  # noqa: S608 - the table's names
     if upsert_on is None:
         db.session.execute(text(sql), params)
-        return set()
+        return {}
     try:
         # Most batches meet no other batch's rows: the plain insert (cheaper than ON CONFLICT and its
         # RETURNING), in a savepoint so that a clash only sends this statement down the upsert's path.
         with db.session.begin_nested():
             db.session.execute(text(sql), params)
-        return set()
+        return {}
     except IntegrityError:
         pass
+    # the rows the clash was with, committed by now: read (and locked) as they were before they are replaced
+    present = _present(table, keys, upsert_on, [row[upsert_on] for row in rows])
     assignments = ", ".join(f"{k} = EXCLUDED.{k}" for k in keys if k not in kept)
     # xmax is 0 on a row this statement inserted, the updating transaction's id on a row it replaced
     sql += f" ON CONFLICT ({upsert_on}) DO UPDATE SET {assignments} RETURNING {upsert_on}, xmax::text <> '0'"
-    return {key for key, replaced in db.session.execute(text(sql), params) if replaced}
+    replaced = [key for key, again in db.session.execute(text(sql), params) if again]
+    # a row committed between the read and the upsert is replaced unseen: known by its key alone
+    return {key: present.get(key, {}) for key in replaced}
