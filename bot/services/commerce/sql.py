@@ -154,13 +154,20 @@ def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None
         if upsert_on is None:
             db.session.execute(insert(table), rows)
             return {}
+        # SQLite lets one writer in at a time, but this read may come before another's commit: a row replaced
+        # unseen is told by its creation time (kept by the replacing write), known by its key alone
         present = _present(table, keys, upsert_on, [row[upsert_on] for row in rows])
         statement = sqlite.insert(table)
         statement = statement.on_conflict_do_update(
             index_elements=[upsert_on], set_={k: statement.excluded[k] for k in keys if k not in kept}
         )
-        db.session.execute(statement, rows)
-        return present
+        returning = statement.returning(table.c[upsert_on], table.c.created_at, sort_by_parameter_order=True)
+        written = db.session.execute(returning, rows).all()
+        return {
+            key: present.get(key, {})
+            for (key, created), row in zip(written, rows, strict=True)
+            if created != row["created_at"]
+        }
     names = ", ".join(table.c[key].name for key in keys)  # a key that is not a column fails here
     params = {"rows": _as_json(table, keys, rows)}
     source = f"json_populate_recordset(NULL::{table.name}, CAST(:rows AS json))"
