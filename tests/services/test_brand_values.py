@@ -309,3 +309,19 @@ def test_rows_written_in_one_statement_keep_an_aware_time_as_its_instant(app, bu
         insert_rows(CustomerEvent.__table__, [row])
         db.session.commit()
         assert db.session.scalar(select(CustomerEvent.at).where(CustomerEvent.kind == "probe")) == datetime(2026, 1, 1)
+
+
+def test_rows_written_in_one_statement_get_the_columns_defaults_for_what_they_leave_out(app, buyers):
+    from bot.models import OrderStatus, Store
+    from bot.services.commerce.sql import insert_rows
+
+    with app.app_context():
+        store = db.session.scalar(select(Store.id).limit(1))
+        before = utcnow()
+        row = {"order_no": "DEF-1", "store_id": store, "amount_cents": 100, "paid_at": before, "status": "paid"}
+        insert_rows(Order.__table__, [row])
+        db.session.commit()
+        order = db.session.scalar(select(Order).where(Order.order_no == "DEF-1"))
+        # no NULL where the model says "" or now: text statements on PostgreSQL take no Python defaults
+        assert (order.member_no, order.external_userid, order.unionid, order.mobile) == ("", "", "", "")
+        assert order.created_at >= before and order.updated_at >= before and order.status is OrderStatus.paid

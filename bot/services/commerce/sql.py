@@ -130,6 +130,17 @@ def _as_json(table: Any, keys: list[str], rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, ensure_ascii=False, default=_json_value)
 
 
+def _with_defaults(table: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with the columns' own Python defaults for what they leave out (a statement of text, as on
+    PostgreSQL, would take none of them): a callable default called once for the whole batch."""
+    missing = {
+        column.key: column.default.arg if column.default.is_scalar else column.default.arg(None)
+        for column in table.columns
+        if column.key not in rows[0] and column.default is not None and not column.default.is_sequence
+    }
+    return [{**row, **missing} for row in rows] if missing else rows
+
+
 def _present(table: Any, keys: list[str], key: str, values: list[Any]) -> dict[Any, Any]:
     """The rows of ``table`` whose ``key`` is among ``values``, as they are (their ``keys`` columns), locked
     until the transaction ends."""
@@ -147,6 +158,7 @@ def insert_rows(table: Any, rows: list[dict[str, Any]], *, upsert_on: str | None
     rows replaced, by key, as they were (the ``rows``' columns), so that the caller can tell what changed."""
     if not rows:
         return {}
+    rows = _with_defaults(table, rows)
     keys = list(rows[0])
     kept = {upsert_on, "created_at"}
     if not _postgresql():
