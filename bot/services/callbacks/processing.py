@@ -116,8 +116,8 @@ def process_batch(
     that commits part-way (a claim: ``claims.on_record``) commits the events handled before it with their
     statuses; the rest are locked again before the next is handled. A handler that raises rolls back what
     the transaction held: the events handled in it since its start are processed again one per transaction,
-    the failing one too (it fails, or not, on its own, exactly as ``process_event`` would record it), and
-    the batch goes on after it. The WeCom writes a handler makes are claimed (a welcome code, a dispatch) or
+    the failing one's failure is recorded as ``process_event`` records it (retried later, on its schedule),
+    and the batch goes on after it. The WeCom writes a handler makes are claimed (a welcome code, a dispatch) or
     safe to make again (a tag, a remark, an app message WeCom drops as a duplicate), as for any retried event.
     """
     results: dict[int, EventStatus | None] = {}
@@ -148,11 +148,13 @@ class _Batch:
         session = db.session()
         orm_events.listen(session, "before_commit", self._before_commit)
         orm_events.listen(session, "after_commit", self._after_commit)
+        orm_events.listen(session, "after_rollback", self._after_rollback)
         try:
             return self._run(session, todo)
         finally:
             orm_events.remove(session, "before_commit", self._before_commit)
             orm_events.remove(session, "after_commit", self._after_commit)
+            orm_events.remove(session, "after_rollback", self._after_rollback)
 
     def _run(self, session: Session, todo: list[int]) -> list[int]:
         rows = self._lock(session, todo)
@@ -174,15 +176,16 @@ class _Batch:
                     status, note = _handle(
                         event_id, found if found is not None else parse_event(row.plaintext), self.route
                     )
-                except Exception:
-                    self._start_over(session, event_id)
+                except Exception as exc:
+                    self._start_over(session)
+                    self.results[event_id] = _record_failure(event_id, row.kind, exc, self.max_attempts)
                     return todo[n + 1 :]
             self.handled.append((event_id, row.kind, status, note))
         try:
             session.commit()
         except Exception:
             log.warning("a batch of events did not commit; processing them one by one", exc_info=True)
-            self._start_over(session, None)
+            self._start_over(session)
         return []
 
     def _lock(self, session: Session, ids: list[int]) -> dict[int, Any]:
@@ -192,14 +195,13 @@ class _Batch:
         query = select(*wanted).where(CallbackEvent.id.in_(ids)).order_by(CallbackEvent.id).with_for_update()
         return {row.id: row for row in session.execute(query)}
 
-    def _start_over(self, session: Session, failed: int | None) -> None:
-        """What the transaction held is rolled back: each event of it processed again in its own."""
+    def _start_over(self, session: Session) -> None:
+        """What the transaction held is rolled back: each event handled in it processed again in its own."""
         session.rollback()
-        readahead.forget_batch_memo()
         again = [h[0] for h in self.committing + self.handled]
         self.committing.clear()
         self.handled.clear()
-        for event_id in [*again, *([failed] if failed is not None else [])]:
+        for event_id in again:
             self.results[event_id] = process_event(
                 event_id, self.route, self.max_attempts, parsed=self.parsed.get(event_id)
             )
@@ -225,6 +227,11 @@ class _Batch:
                 )
         self.committing.extend(self.handled)
         self.handled.clear()
+
+    @staticmethod
+    def _after_rollback(_session: Session) -> None:
+        # rows read or inserted in the transaction, kept for the batch (``readahead.per_batch``), are gone or stale
+        readahead.forget_batch_memo()
 
     def _after_commit(self, _session: Session) -> None:
         self.commits += 1
