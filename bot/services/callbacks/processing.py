@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy import event as orm_events
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bot.extensions import db
@@ -116,9 +117,10 @@ def process_batch(
     that commits part-way (a claim: ``claims.on_record``) commits the events handled before it with their
     statuses; the rest are locked again before the next is handled. A handler that raises rolls back what
     the transaction held: the events handled in it since its start are processed again one per transaction,
-    the failing one's failure is recorded as ``process_event`` records it (retried later, on its schedule),
-    and the batch goes on after it. The WeCom writes a handler makes are claimed (a welcome code, a dispatch) or
-    safe to make again (a tag, a remark, an app message WeCom drops as a duplicate), as for any retried event.
+    the failing one's failure is recorded as ``process_event`` records it (retried later, on its schedule;
+    a deadlock with another worker's batch is processed again alone at once), and the batch goes on after
+    it. The WeCom writes a handler makes are claimed (a welcome code, a dispatch) or safe to make again (a
+    tag, a remark, an app message WeCom drops as a duplicate), as for any retried event.
     """
     results: dict[int, EventStatus | None] = {}
     todo = list(dict.fromkeys(event_ids))
@@ -178,7 +180,10 @@ class _Batch:
                     )
                 except Exception as exc:
                     self._start_over(session)
-                    self.results[event_id] = _record_failure(event_id, row.kind, exc, self.max_attempts)
+                    if _lock_conflict(exc):  # the batch's doing (its transaction held rows longer): alone, at once
+                        self.results[event_id] = process_event(event_id, self.route, self.max_attempts, parsed=found)
+                    else:
+                        self.results[event_id] = _record_failure(event_id, row.kind, exc, self.max_attempts)
                     return todo[n + 1 :]
             self.handled.append((event_id, row.kind, status, note))
         try:
@@ -240,6 +245,17 @@ class _Batch:
             EVENTS.labels(kind, status.value).inc()
             log.info("event %s (%s) %s%s", event_id, kind, status.value, f": {note}" if note else "")
         self.committing.clear()
+
+
+#: PostgreSQL's deadlock_detected and serialization_failure
+LOCK_CONFLICTS = ("40P01", "40001")
+
+
+def _lock_conflict(exc: Exception) -> bool:
+    """A deadlock between two workers' transactions: one over a batch holds the rows it wrote (a member's
+    placeholder, a customer) until the batch commits, so two batches may wait on each other where two
+    events alone would not."""
+    return isinstance(exc, OperationalError) and getattr(exc.orig, "sqlstate", None) in LOCK_CONFLICTS
 
 
 def _handle(event_id: int, parsed: Event, route: Callable[[Event], Handler | None]) -> tuple[EventStatus, str | None]:
