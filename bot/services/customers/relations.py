@@ -349,12 +349,16 @@ def record_event(
     at: datetime | None = None,
 ) -> None:
     """Add one entry to the customer's timeline (at ``at``, else now); flushes with the caller's transaction
-    (``flush=False``: the caller adding many flushes them together, in one round trip)."""
-    event = CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512])
-    event.at = at or utcnow()
-    db.session.add(event)
+    (``flush=False``: the caller adding many flushes them together, in one round trip). Within a batch of
+    events the entry goes in with the batch's others (``batch.add_entry``), before anything reads them."""
+    at = at or utcnow()
     if kind in INTERACTIONS:
-        customer.last_interaction_at = event.at
+        customer.last_interaction_at = at
+    if batch.add_entry(customer, at, kind, staff_userid, detail[:512]):
+        return  # inserted with the batch's others, before anything reads the timeline
+    event = CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512])
+    event.at = at
+    db.session.add(event)
     if flush:
         db.session.flush()
 
