@@ -115,7 +115,8 @@ def process_batch(
     written with the commit that carries its handler's writes (``_Batch``), so the guarantees of
     ``process_event`` hold: an event is applied once and marked done with its work, all or nothing. A handler
     that commits part-way (a claim: ``claims.on_record``) commits the events handled before it with their
-    statuses; the rest are locked again before the next is handled. A handler that raises rolls back what
+    statuses, and the rest of its own work is committed when it ends; the rest are locked again before the
+    next is handled. A handler that raises rolls back what
     the transaction held: the events handled in it since its start are processed again one per transaction,
     the failing one's failure is recorded as ``process_event`` records it (retried later, on its schedule;
     a deadlock with another worker's batch is processed again alone at once), and the batch goes on after
@@ -186,6 +187,10 @@ class _Batch:
                         self.results[event_id] = _record_failure(event_id, row.kind, exc, self.max_attempts)
                     return todo[n + 1 :]
             self.handled.append((event_id, row.kind, status, note))
+            if self.commits != locked_at:
+                # It committed a claim part-way: the rest of its work goes in now, as it would alone — a later
+                # event's failure must not roll it back and have it handled again after its claim.
+                session.commit()
         try:
             session.commit()
         except Exception:
