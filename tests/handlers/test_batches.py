@@ -50,13 +50,19 @@ def test_a_batch_of_adds_commits_once_reads_its_rows_once_and_writes_its_timelin
     def count(pattern: str) -> int:
         return sum(1 for s in statements if re.match(pattern, s))
 
-    assert len(commits) == 1  # one transaction for the batch, not one per event
-    assert count(r"SELECT callback_events\..* FOR UPDATE") == 1  # the batch's rows locked together
-    assert count(r"UPDATE callback_events ") == 1  # and marked done together, with their work
-    assert count(r"SELECT customers\.") == 1 and count(r"SELECT staff\.") == 1  # named rows read once
+    assert count(r"SELECT customers\.") == 1  # the customers the batch names, read once
     assert count(r"INSERT INTO customers ") == 5 and count(r"INSERT INTO follow_relations ") == 5
-    assert count(r"INSERT INTO customer_events ") == 1  # two entries an add, ten in one statement
-    assert len(statements) <= 3 * 5 + 8, statements
+    if engine.dialect.name == "sqlite":
+        # one writer at a time: a transaction an event (a welcome's claim apart must not wait on the batch)
+        assert len(commits) == 5 and count(r"UPDATE callback_events ") == 5
+        assert count(r"INSERT INTO customer_events ") == 5  # an add's two entries in one statement
+    else:
+        assert len(commits) == 1  # one transaction for the batch, not one per event
+        assert count(r"SELECT staff\.") == 1  # and its members (a commit an event would expire them)
+        assert count(r"SELECT callback_events\..* FOR UPDATE") == 1  # the batch's rows locked together
+        assert count(r"UPDATE callback_events ") == 1  # and marked done together, with their work
+        assert count(r"INSERT INTO customer_events ") == 1  # two entries an add, ten in one statement
+        assert len(statements) <= 3 * 5 + 8, statements
     assert statuses(app) == [(EventStatus.done, 1)] * 5
     for contact in contacts:
         assert timeline(app, contact.external_userid) == ["added", "welcome_by_wecom"]

@@ -123,11 +123,26 @@ def process_batch(
     it. The WeCom writes a handler makes are claimed (a welcome code, a dispatch) or safe to make again (a
     tag, a remark, an app message WeCom drops as a duplicate), as for any retried event.
     """
-    results: dict[int, EventStatus | None] = {}
-    todo = list(dict.fromkeys(event_ids))
-    while todo:
-        todo = _Batch(route, max_attempts, parsed, results).run(todo)
-    return [results[i] for i in event_ids]
+    session = db.session()
+    # rows read or inserted in a transaction that rolled back, kept for the batch (``readahead.per_batch``), are
+    # gone or stale: computed again when next asked
+    orm_events.listen(session, "after_rollback", _forget_batch_memo)
+    try:
+        if session.get_bind().dialect.name == "sqlite":
+            # One writer at a time: a batch holding SQLite's write lock would stall a claim made over a connection
+            # of its own (a welcome: ``claims.on_record_apart``) until it timed out. An event a transaction.
+            return [process_event(i, route, max_attempts, parsed=parsed.get(i)) for i in event_ids]
+        results: dict[int, EventStatus | None] = {}
+        todo = list(dict.fromkeys(event_ids))
+        while todo:
+            todo = _Batch(route, max_attempts, parsed, results).run(todo)
+        return [results[i] for i in event_ids]
+    finally:
+        orm_events.remove(session, "after_rollback", _forget_batch_memo)
+
+
+def _forget_batch_memo(_session: Session) -> None:
+    readahead.forget_batch_memo()
 
 
 class _Batch:
@@ -151,13 +166,11 @@ class _Batch:
         session = db.session()
         orm_events.listen(session, "before_commit", self._before_commit)
         orm_events.listen(session, "after_commit", self._after_commit)
-        orm_events.listen(session, "after_rollback", self._after_rollback)
         try:
             return self._run(session, todo)
         finally:
             orm_events.remove(session, "before_commit", self._before_commit)
             orm_events.remove(session, "after_commit", self._after_commit)
-            orm_events.remove(session, "after_rollback", self._after_rollback)
 
     def _run(self, session: Session, todo: list[int]) -> list[int]:
         rows = self._lock(session, todo)
@@ -237,11 +250,6 @@ class _Batch:
                 )
         self.committing.extend(self.handled)
         self.handled.clear()
-
-    @staticmethod
-    def _after_rollback(_session: Session) -> None:
-        # rows read or inserted in the transaction, kept for the batch (``readahead.per_batch``), are gone or stale
-        readahead.forget_batch_memo()
 
     def _after_commit(self, _session: Session) -> None:
         self.commits += 1

@@ -111,13 +111,13 @@ def _customer_created(external_userid: str, **values: Any) -> tuple[Customer, bo
     keys = {"external_userid": external_userid}
     named = batch.named_customers()
     if named is not None and external_userid in named:
-        found = named[external_userid]
-        if found is not None:
-            return found, False
+        held = named[external_userid]
+        if held is not None:
+            return held, False
         # not there when the batch began: insert at once (one inserted by another worker since is found then)
-        found, created = insert_or_get_created(Customer, keys, **values)
-        named[external_userid] = found
-        return found, created
+        inserted, created = insert_or_get_created(Customer, keys, **values)
+        named[external_userid] = inserted
+        return inserted, created
     known = _known(external_userid)
     if known is not None:
         return known, False
