@@ -19,7 +19,11 @@ This module is how, and the only way a service commits:
 
 ``on_record()`` — in the session. The block records the claim (or what WeCom answered); leaving it commits
 the session: the claim, together with everything the unit of work had recorded before it, is then on
-record. An exception inside leaves all of it uncommitted, for the boundary to roll back.
+record. An exception inside leaves all of it uncommitted, for the boundary to roll back. Callback events
+are processed a batch to a transaction (``callbacks.processing.process_batch``): a claim made while one
+is handled commits the events handled before it too, each with its status (they are complete), and the
+rest of that event's work is committed when it ends, on its own — so that no later event's failure can
+roll it back and have it handled again after its claim.
 
 ``on_record_apart(engine)`` — the same idiom over a connection of its own: the block's statements are one
 transaction of their own, committed when the block ends, and the session is left as it is. The welcome

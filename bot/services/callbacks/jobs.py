@@ -26,7 +26,8 @@ READS = "siyu.reads"
 
 
 def process_events(event_ids: list[int]) -> dict[str, int]:
-    """Process stored callback events, each exactly once, in order and in its own transaction.
+    """Process stored callback events, each exactly once, in order, in one transaction for the batch (an
+    event that fails is rolled back alone: ``processing.process_batch``).
 
     The WeCom reads the batch's events need are started first, side by side (``readahead``): the worker
     then waits on WeCom about once per batch rather than once per event."""
@@ -40,8 +41,8 @@ def process_events(event_ids: list[int]) -> dict[str, int]:
             db.session.rollback()  # no transaction held while the reads are under way
             if reads_of is not None:
                 ahead.start([read for event in parsed.values() for read in reads_of(event)])
-            for event_id in event_ids:
-                status = processing.process_event(event_id, route, max_attempts, parsed=parsed.get(event_id))
+            ahead.events = list(parsed.values())
+            for status in processing.process_batch(event_ids, route, max_attempts, parsed):
                 key = status.value if status else "missing"
                 counts[key] = counts.get(key, 0) + 1
     return counts

@@ -53,6 +53,8 @@ class ReadAhead:
     def __init__(self) -> None:
         self._reads: dict[Hashable, Future[Any]] = {}
         self.memo: dict[Hashable, Any] = {}
+        #: the batch's events still to be handled (parsed): what the handlers may look ahead at
+        self.events: list[Any] = []
 
     def start(self, reads: list[Read]) -> None:
         """Start each read whose key is not being read yet."""
@@ -99,6 +101,21 @@ def per_batch(key: Hashable, compute: Callable[[], Any]) -> Any:
     if key not in ahead.memo:
         ahead.memo[key] = compute()
     return ahead.memo[key]
+
+
+def batch_events() -> list[Any]:
+    """The parsed events of the batch being processed (empty outside a batch): a handler's service may read
+    the database rows they name in one statement for the batch (``per_batch``), rather than one per event."""
+    ahead = _CURRENT.get()
+    return ahead.events if ahead is not None else []
+
+
+def forget_batch_memo() -> None:
+    """The batch's transaction rolled back: what ``per_batch`` kept (rows read or written in it) is not to be
+    trusted any more and is computed again when asked."""
+    ahead = _CURRENT.get()
+    if ahead is not None:
+        ahead.memo.clear()
 
 
 def read(key: Hashable, fetch: Callable[[], Any]) -> Any:

@@ -16,8 +16,7 @@ from bot.models._time import from_epoch, utcnow
 from bot.services import corp_time
 from bot.services.callbacks import readahead
 from bot.services.clients import contact_api, settings
-from bot.services.customers import announcements
-from bot.services.directory.sync import ensure_staff
+from bot.services.customers import announcements, batch
 from bot.services.rows import get_or_insert_created, insert_or_get_created
 from bot.services.signals import customer_seen
 
@@ -63,6 +62,9 @@ def _absent() -> set[str]:
 
 
 def find_customer(external_userid: str) -> Customer | None:
+    named = batch.named_customers()
+    if named is not None and external_userid in named:
+        return named[external_userid]
     known = _known(external_userid)
     if known is not None:
         return known
@@ -106,10 +108,19 @@ def _customer(external_userid: str, **values: Any) -> Customer:
 def _customer_created(external_userid: str, **values: Any) -> tuple[Customer, bool]:
     """The customer's row (inserted with ``values`` if new: one statement, not an insert and an update), and
     whether this call inserted it."""
+    keys = {"external_userid": external_userid}
+    named = batch.named_customers()
+    if named is not None and external_userid in named:
+        held = named[external_userid]
+        if held is not None:
+            return held, False
+        # not there when the batch began: insert at once (one inserted by another worker since is found then)
+        inserted, created = insert_or_get_created(Customer, keys, **values)
+        named[external_userid] = inserted
+        return inserted, created
     known = _known(external_userid)
     if known is not None:
         return known, False
-    keys = {"external_userid": external_userid}
     if external_userid in _absent():  # looked for already in this transaction: insert at once
         return insert_or_get_created(Customer, keys, **values)
     return get_or_insert_created(Customer, keys, **values)
@@ -123,7 +134,7 @@ def _follow_created(
     customer: Customer, userid: str, *, customer_new: bool = False, **values: Any
 ) -> tuple[FollowRelation, bool]:
     """``customer_new``: the customer was inserted in this transaction, so none of their relations exist yet."""
-    staff = ensure_staff(userid)
+    staff = batch.staff(userid)
     keys = {"customer_id": customer.id, "staff_id": staff.id}
     follow, created = (insert_or_get_created if customer_new else get_or_insert_created)(FollowRelation, keys, **values)
     # The relation is the customer's and the member's by its key: spare the queries that would load what is
@@ -338,12 +349,16 @@ def record_event(
     at: datetime | None = None,
 ) -> None:
     """Add one entry to the customer's timeline (at ``at``, else now); flushes with the caller's transaction
-    (``flush=False``: the caller adding many flushes them together, in one round trip)."""
-    event = CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512])
-    event.at = at or utcnow()
-    db.session.add(event)
+    (``flush=False``: the caller adding many flushes them together, in one round trip). Within a batch of
+    events the entry goes in with the batch's others (``batch.add_entry``), before anything reads them."""
+    at = at or utcnow()
     if kind in INTERACTIONS:
-        customer.last_interaction_at = event.at
+        customer.last_interaction_at = at
+    if batch.add_entry(customer, at, kind, staff_userid, detail[:512]):
+        return  # inserted with the batch's others, before anything reads the timeline
+    event = CustomerEvent(customer=customer, kind=kind, staff_userid=staff_userid, detail=detail[:512])
+    event.at = at
+    db.session.add(event)
     if flush:
         db.session.flush()
 
