@@ -7,7 +7,7 @@ from bot.services.callbacks.readahead import Read
 from bot.services.channels import acquisition
 from bot.services.customers import deletions, transfers
 from bot.services.customers import relations as customers
-from bot.services.handover import handovers
+from bot.services.handover import takeovers
 from bot.wecom.events import Event, ExternalContactEvent
 
 
@@ -62,7 +62,7 @@ def on_follow_user_deleted(event: Event) -> str | None:
 
 def on_transfer_failed(event: Event) -> str | None:
     assert isinstance(event, ExternalContactEvent)
-    handovers.transfer_failed(event.external_user_id, event.user_id, event.fail_reason)
+    takeovers.transfer_failed(event.external_user_id, event.user_id, event.fail_reason)
     return None
 
 

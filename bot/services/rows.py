@@ -39,8 +39,10 @@ def insert_or_get_created(model: type[M], keys: dict[str, Any], **defaults: Any)
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
     # RETURNING gives the new row in the same round trip; a conflict returns nothing, and the row another
     # transaction inserted is read as before.
+    # the values as the execution's parameters, not in the statement: one statement (and cache key) whatever
+    # they are, rather than a key built over the values for every row
     inserted = db.session.scalar(
-        insert(model).values(**keys, **defaults).on_conflict_do_nothing(index_elements=list(keys)).returning(model)
+        insert(model).on_conflict_do_nothing(index_elements=list(keys)).returning(model), {**keys, **defaults}
     )
     if inserted is not None:
         return inserted, True

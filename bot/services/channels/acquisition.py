@@ -11,7 +11,7 @@ from bot.services.channels import welcome
 from bot.services.clients import agent_api, agent_id
 from bot.services.customers import announcements, transfers
 from bot.services.customers import relations as customers
-from bot.services.handover import handovers
+from bot.services.handover import takeovers
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,12 @@ def customer_added(
         listed = {str(f.get("userid")) for f in data.get("follow_user", [])}
         source = transfers.transfer_source(external_userid, userid, listed)
         if source is None:
-            source = handovers.takeover_source(external_userid, userid)  # ours, even before the deletion
+            source = takeovers.takeover_source(external_userid, userid)  # ours, even before the deletion
         if source is not None:
             # A takeover (在职/离职继承): not an add, nothing to welcome, the channel stays the customer's.
             follow = customers.record_relation(external_userid, userid, data)
             transfers.record_takeover(follow, source)
-            handovers.taken_over(external_userid, userid)
+            takeovers.taken_over(external_userid, userid)
             return follow.customer, None
     status, variant_id = None, None
     if welcome_code:

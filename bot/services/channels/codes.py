@@ -13,6 +13,7 @@ from bot.extensions import db
 from bot.models import Channel, FollowRelation, Staff, Store, Tag, WelcomeMessage
 from bot.models._time import utcnow
 from bot.services import corp_time
+from bot.services.callbacks import readahead
 from bot.services.clients import contact_api
 from bot.services.customers.relations import record_event
 from bot.services.directory.sync import ensure_staff
@@ -368,16 +369,23 @@ def create_personal_code(
 
 
 def channel_for_state(state: str) -> Channel | None:
-    return db.session.scalar(select(Channel).where(Channel.state == state)) if state else None
+    """The channel of a 「联系我」 state; in a batch of events, looked up once per state for the batch."""
+    if not state:
+        return None
+    channel: Channel | None = readahead.per_batch(
+        ("channel", state), lambda: db.session.scalar(select(Channel).where(Channel.state == state))
+    )
+    return channel
 
 
 def attribute(follow: FollowRelation, channel: Channel | None, variant_id: int | None) -> None:
-    """Record where a follow relation came from and which welcome variant it got; flushes."""
+    """Record where a follow relation came from and which welcome variant it got; flushes what it set."""
     if channel is not None:
         follow.channel_id = channel.id
     if variant_id is not None:
         follow.welcome_variant_id = variant_id
-    db.session.flush()
+    if channel is not None or variant_id is not None:
+        db.session.flush()
 
 
 def apply_remark(follow: FollowRelation, channel: Channel, values: dict[str, str]) -> None:

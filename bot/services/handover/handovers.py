@@ -25,8 +25,6 @@ from bot.extensions import db
 from bot.models import (
     FINAL,
     Customer,
-    FollowRelation,
-    FollowStatus,
     GroupChat,
     Handover,
     HandoverCustomer,
@@ -39,7 +37,6 @@ from bot.models._time import from_epoch, utcnow
 from bot.services import claims
 from bot.services.clients import agent_api, agent_id, contact_api, settings
 from bot.services.customers.deletions import store_managers
-from bot.services.customers.relations import find_follow, record_transfer_failed
 from bot.services.errors import Forbidden, Invalid, NotFound, translates_wecom_errors
 from bot.services.handover import eligibility, unassigned
 from bot.services.signals import announce
@@ -218,7 +215,7 @@ def run_handover(
     for batch in _batches(handover.customers, ItemStatus.chosen):
         tick()  # still running: the job's lock is kept
         with claims.on_record():
-            _set(batch, ItemStatus.calling)
+            set_status(batch, ItemStatus.calling)
         ids = [i.external_userid for i in batch]
         pair = (handover.from_userid, handover.to_userid)
         if onjob:
@@ -229,11 +226,11 @@ def run_handover(
         with claims.on_record():
             for item in batch:
                 errcode = answers.get(item.external_userid, 0)
-                _set([item], ItemStatus.waiting if errcode in ACCEPTED else ItemStatus.failed, errcode)
+                set_status([item], ItemStatus.waiting if errcode in ACCEPTED else ItemStatus.failed, errcode)
     for batch in _batches(handover.groups, ItemStatus.chosen):
         tick()
         with claims.on_record():
-            _set(batch, ItemStatus.calling)
+            set_status(batch, ItemStatus.calling)
         chats = [g.chat_id for g in batch]
         transfer = api.transfer_onjob_groups if onjob else api.transfer_resigned_groups
         refused = _waiting_out(sleep, transfer, chats, handover.to_userid)
@@ -280,7 +277,7 @@ def follow_results(handover: Handover, api: WeComClient | None = None) -> dict[s
         for item in handover.customers:
             if item.status == ItemStatus.waiting and item.external_userid in results:
                 status, takeover_at = results[item.external_userid]
-                _set([item], status)
+                set_status([item], status)
                 item.takeover_at = takeover_at
     statuses = [i.status for i in handover.customers] + [g.status for g in handover.groups]
     if handover.finished_at is None and all(s in FINAL for s in statuses):
@@ -366,67 +363,6 @@ def counts_of(rows: list[Handover]) -> dict[int, dict[str, int]]:
     return out
 
 
-def takeover_source(external_userid: str, receiver: str) -> FollowRelation | None:
-    """The relation a receiver's add takes over when one of our handovers moves that customer to them:
-    the handover member's. It is what makes an on-job takeover's add — which may come before the member's
-    DELETE_BY_TRANSFER (WeCom promises no order) — a transfer at once: no welcome, not an add."""
-    handover = db.session.scalar(
-        select(Handover)
-        .join(HandoverCustomer, HandoverCustomer.handover_id == Handover.id)
-        .where(
-            HandoverCustomer.external_userid == external_userid,
-            Handover.to_userid == receiver,
-            HandoverCustomer.status.in_([ItemStatus.waiting, ItemStatus.calling]),
-        )
-        .order_by(Handover.id.desc())
-        .limit(1)
-    )
-    if handover is None:
-        return None
-    follow = find_follow(external_userid, handover.from_userid)
-    return follow if follow is not None and follow.status in (FollowStatus.active, FollowStatus.transferred) else None
-
-
-def taken_over(external_userid: str, receiver: str) -> None:
-    """The receiver's add_external_contact after a takeover: that customer's transfer is done at once,
-    whatever transfer_result would say on the next poll. Flushes."""
-    for item in db.session.scalars(
-        select(HandoverCustomer)
-        .join(Handover, Handover.id == HandoverCustomer.handover_id)
-        .where(
-            HandoverCustomer.external_userid == external_userid,
-            Handover.to_userid == receiver,
-            HandoverCustomer.status.in_([ItemStatus.waiting, ItemStatus.calling]),
-        )
-    ):
-        _set([item], ItemStatus.done)
-    db.session.flush()
-
-
-#: transfer_fail's FailReason (doc 92130) → the item's final status
-FAIL_REASONS = {"customer_refused": ItemStatus.refused, "customer_limit_exceed": ItemStatus.limit}
-
-
-def transfer_failed(external_userid: str, receiver: str, reason: str) -> None:
-    """transfer_fail: on the customer's timeline, and the customer's waiting transfer to ``receiver``
-    (the takeover member, as WeCom staff describe the event's UserID) is refused or at the limit. Flushes."""
-    record_transfer_failed(external_userid, receiver, reason)
-    status = FAIL_REASONS.get(reason)
-    if status is None:
-        return
-    for item in db.session.scalars(
-        select(HandoverCustomer)
-        .join(Handover, Handover.id == HandoverCustomer.handover_id)
-        .where(
-            HandoverCustomer.external_userid == external_userid,
-            Handover.to_userid == receiver,
-            HandoverCustomer.status.in_([ItemStatus.waiting, ItemStatus.calling]),
-        )
-    ):
-        _set([item], status)
-    db.session.flush()
-
-
 def visible_handovers(user: User, limit: int = 200) -> list[Handover]:
     """The handovers of members ``user`` sees (a store manager: their stores' members), newest first."""
     rows = db.session.scalars(select(Handover).order_by(Handover.id.desc()).limit(limit)).all()
@@ -476,7 +412,7 @@ def _settle_customers(handover: Handover, api: WeComClient) -> None:
     with claims.on_record():
         for item in doubtful:
             status, takeover_at = results.get(item.external_userid, (ItemStatus.chosen, None))
-            _set([item], status)
+            set_status([item], status)
             item.takeover_at = takeover_at
 
 
@@ -491,14 +427,14 @@ def _settle_groups(handover: Handover, api: WeComClient) -> None:
             if owner == handover.to_userid:
                 _group_done(handover, group, 0)
             else:
-                _set([group], ItemStatus.chosen)
+                set_status([group], ItemStatus.chosen)
 
 
 def _group_done(handover: Handover, group: HandoverGroup, errcode: int) -> None:
     if errcode:
-        _set([group], ItemStatus.failed, errcode)
+        set_status([group], ItemStatus.failed, errcode)
         return
-    _set([group], ItemStatus.done)
+    set_status([group], ItemStatus.done)
     mirrored = db.session.scalar(select(GroupChat).where(GroupChat.chat_id == group.chat_id))
     if mirrored is not None:
         if handover.kind == "resigned":
@@ -512,7 +448,7 @@ def _batches(items: Iterable[Any], status: ItemStatus) -> Iterable[list[Any]]:
         yield chosen[n : n + PER_CALL]
 
 
-def _set(items: Iterable[HandoverCustomer | HandoverGroup], status: ItemStatus, errcode: int = 0) -> None:
+def set_status(items: Iterable[HandoverCustomer | HandoverGroup], status: ItemStatus, errcode: int = 0) -> None:
     now = utcnow()
     for item in items:
         item.status, item.errcode, item.updated_at = status, errcode, now
