@@ -21,6 +21,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -147,6 +148,22 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def profile(directory: str | None, processes: dict[str, subprocess.Popen], seconds: float) -> list[subprocess.Popen]:
+    """py-spy (pip install py-spy; not a dependency of Siyu) sampling each named process (and its children)
+    for ``seconds`` into DIR/NAME.txt, collapsed stacks to read."""
+    if not directory:
+        return []
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [str(BIN / "py-spy"), "record", "--format", "raw", "--rate", "100", "--nonblocking", "--gil", "--subprocesses",
+             "--duration", str(int(seconds)), "-o", str(Path(directory) / f"{name}.txt"), "--pid", str(proc.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for name, proc in processes.items()
+    ]
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
@@ -198,6 +215,7 @@ def run(args: argparse.Namespace, rate: float, latency_value: Latency) -> dict:
         subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         for cmd, out in zip(commands, logs, strict=True)
     ]
+    spies: list[subprocess.Popen] = []
     try:
         wait_for_port(sandbox_port, timeout=120)
         wait_for_port(web_port)
@@ -210,6 +228,7 @@ def run(args: argparse.Namespace, rate: float, latency_value: Latency) -> dict:
         requests_file = tmp / "requests.tsv"
         requests_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         time.sleep(2)
+        spies = profile(args.py_spy, {"web": web, "welcome": workers[0], "queue": workers[-1]}, args.seconds + 15)
         rate = rate * len(lines) / total  # re-deliveries ride on top of the add rate
         print(f"sending {len(lines)} callbacks ({total} adds) at {rate:.0f}/s for {args.seconds:.0f}s …", flush=True)
         driven = subprocess.run(
@@ -247,6 +266,9 @@ def run(args: argparse.Namespace, rate: float, latency_value: Latency) -> dict:
             "fake WeCom": cpu_seconds(fake.pid),
         }
     finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled on an interrupt
+            spy.wait(timeout=60)
         for n, w in enumerate(workers):
             if w.poll() is not None:
                 print(f"worker {n} ({' '.join(commands[n])}) exited with {w.returncode}: see {tmp}/worker-{n}.log")
@@ -323,6 +345,7 @@ def main() -> int:
         action="store_true",
         help="also find the highest rate (from --rate down, in steps of 50) at which p99 ≤ 1 s, at each latency",
     )
+    parser.add_argument("--py-spy", metavar="DIR", help="profile web, a welcome and a queue worker with py-spy into DIR")
     add_latency_option(parser)
     parser.add_argument(
         "--serve-fake", nargs=4, metavar=("PORT", "CUSTOMERS", "OUT", "LATENCY"), help=argparse.SUPPRESS
