@@ -30,6 +30,7 @@ from bot.jobs.queue import enqueue_events
 from bot.metrics import CALLBACKS
 from bot.services.callbacks.inbox import CallbackInbox, InboxUnavailable, IncomingEvent, StoredEvent
 from bot.services.clients import callback_crypto, settings
+from bot.wecom.crypto import CallbackCrypto
 from bot.wecom.errors import CallbackError
 from bot.wecom.events import ExternalContactEvent, parse_event
 
@@ -79,13 +80,15 @@ def verify_url() -> Response:
     return Response(plain, mimetype="text/plain")
 
 
-def _accept(body: bytes, args: dict[str, str], remote_addr: str | None) -> tuple[int, str]:
-    """Store one POSTed callback: (status, text to answer). Needs the app context."""
+def _accept(
+    body: bytes, args: dict[str, str], remote_addr: str | None, crypto: CallbackCrypto, inbox: CallbackInbox
+) -> tuple[int, str]:
+    """Store one POSTed callback: (status, text to answer)."""
     signature, timestamp, nonce = args.get("msg_signature", ""), args.get("timestamp", ""), args.get("nonce", "")
     if not (signature and timestamp and nonce):
         return _refused(403, "msg_signature, timestamp and nonce are required", remote_addr)
     try:
-        plaintext = callback_crypto().decrypt(body, signature, timestamp, nonce)
+        plaintext = crypto.decrypt(body, signature, timestamp, nonce)
         event = parse_event(plaintext)
     except CallbackError as exc:
         return _refused(exc.status, str(exc), remote_addr)
@@ -98,7 +101,7 @@ def _accept(body: bytes, args: dict[str, str], remote_addr: str | None) -> tuple
         urgent=urgent,
     )
     try:
-        new = _inbox().store(incoming)
+        new = inbox.store(incoming)
     except InboxUnavailable as exc:
         CALLBACKS.labels(incoming.kind, "unavailable").inc()
         log.error("callback %s not stored: %s", event.kind, exc)
@@ -123,12 +126,20 @@ class _FastPath:
     """WSGI in front of the app: a POST to the webhook is answered here, everything else goes on to Flask.
 
     What Flask would have done for it and still matters is done here: the request id bound for the logs
-    (and answered in X-Request-ID), the body cap (413 before reading more than the cap), the app context.
+    (and answered in X-Request-ID), the body cap (413 before reading more than the cap). What the app
+    provides (the cap, the crypto, the inbox) is taken once; a callback needs no app context after that.
     """
 
     def __init__(self, app: Flask, wrapped: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
         self.wrapped = wrapped
+        self._parts: tuple[int, CallbackCrypto, CallbackInbox] | None = None
+
+    def parts(self) -> tuple[int, CallbackCrypto, CallbackInbox]:
+        if self._parts is None:
+            with self.app.app_context():
+                self._parts = (settings().callback_max_bytes, callback_crypto(), _inbox())
+        return self._parts
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
@@ -136,8 +147,7 @@ class _FastPath:
         request_id = logs.request_id(environ.get("HTTP_X_REQUEST_ID"))
         token = logs.bind(request_id=request_id)
         try:
-            with self.app.app_context():
-                status, text = self._answer(environ)
+            status, text = self._answer(environ)
         finally:
             logs.unbind(token)
         data = text.encode()
@@ -151,7 +161,7 @@ class _FastPath:
 
     def _answer(self, environ: dict[str, Any]) -> tuple[int, str]:
         remote_addr = environ.get("REMOTE_ADDR")
-        cap = settings().callback_max_bytes
+        cap, crypto, inbox = self.parts()
         try:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
@@ -166,7 +176,7 @@ class _FastPath:
         args: dict[str, str] = {}
         for key, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
             args.setdefault(key, value)  # the first of a repeated parameter, as Flask's request.args.get
-        return _accept(body, args, remote_addr)
+        return _accept(body, args, remote_addr, crypto, inbox)
 
 
 @bp.record_once
