@@ -80,6 +80,22 @@ def wait_for_app(port: int, timeout: float = 60.0) -> None:
     raise SystemExit(f"no app answers on port {port} after {timeout}s")
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process and its children (gunicorn's workers), from /proc."""
+    total = 0.0
+    try:
+        kids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        kids = []
+    for p in [pid, *kids]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def reset_database(database_url: str) -> None:
     url = make_url(database_url)
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
@@ -248,7 +264,9 @@ def main() -> int:
         try:
             wait_for_app(port)
             print(f"driving the {name} for {args.duration}s …", flush=True)
+            before = process_cpu(proc.pid)
             results[name] = run_wrk(port, requests_file, args.wrk_threads, args.connections, args.duration)
+            results[name]["cpu_us"] = (process_cpu(proc.pid) - before) / max(1, results[name]["requests"]) * 1e6
         finally:
             stop(proc)
     bare, hook = results["bare Flask endpoint"], results["Siyu webhook"]
@@ -272,10 +290,11 @@ def main() -> int:
     if args.no_drain:
         ratio = hook["rps"] / bare["rps"] if bare["rps"] else 0.0
         print(
-            f"\nwebhook {hook['rps']:.0f}/s (p99 {hook['p99_us'] / 1000:.2f} ms) · bare {bare['rps']:.0f}/s "
-            f"(p99 {bare['p99_us'] / 1000:.2f} ms) · webhook / bare: {ratio:.0%} · errors {hook['errors']} · "
-            f"distinct events sent {low}–{high}, stored {stored}, lost {lost} · load {os.getloadavg()[0]:.2f}"
+            f"\nwebhook {hook['rps']:.0f}/s (p99 {hook['p99_us'] / 1000:.2f} ms, CPU {hook['cpu_us']:.0f} µs/request)"
         )
+        print(f"bare {bare['rps']:.0f}/s (p99 {bare['p99_us'] / 1000:.2f} ms, CPU {bare['cpu_us']:.0f} µs/request)")
+        print(f"webhook / bare: {ratio:.0%} · errors {hook['errors']} · distinct events sent {low}–{high}, ")
+        print(f"stored {stored}, lost {lost} · load {os.getloadavg()[0]:.2f}")
         return 0 if hook["errors"] == 0 and lost == 0 and stored <= high else 1
     print(f"draining the queue with {args.queue_workers} worker process(es) …", flush=True)
     import logging
@@ -306,9 +325,12 @@ def main() -> int:
         f"machine: {os.cpu_count()} cores · gunicorn {args.web_workers} workers, {shape} · "
         f"wrk {args.wrk_threads} threads, {args.connections} connections, {args.duration}s"
     )
-    print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}")
     for name, r in results.items():
-        print(f"{name:24}{r['rps']:>10.0f}{r['p50_us'] / 1000:>10.2f}{r['p99_us'] / 1000:>10.2f}{r['errors']:>8}")
+        print(
+            f"{name:24}{r['rps']:>10.0f}{r['p50_us'] / 1000:>10.2f}{r['p99_us'] / 1000:>10.2f}{r['errors']:>8}"
+            f"{r['cpu_us']:>12.0f}"
+        )
     print(f"webhook / bare: {ratio:.0%}")
     print(f"callbacks acknowledged: {hook['requests']} (incl. re-deliveries, 1 in {args.dup_every})")
     print(f"distinct events sent: {low}–{high}; stored: {stored}; lost: {lost if lost is not None else 'n/a (errors)'}")
