@@ -20,18 +20,11 @@ from bot.wecom.errors import WeComError
 log = logging.getLogger(__name__)
 
 
-#: how long a welcome job waits for more adds once the list is empty, before it ends. A job per wake-up
-#: would cost an RQ job (enqueued by the web, run by a worker) for every add or two at a few hundred adds/s:
-#: while a job waits here the wake flag stays set, so the web pushes ids without enqueueing another job.
-LINGER = 0.5  # under the Redis client's 5 s socket timeout (bot.extensions), or the wait fails
-
-
 def send_welcomes() -> dict[str, int]:
     """The welcome fast path. Takes the ids of freshly stored adds waiting in the welcome list, as many as
     are there (up to a batch at a time, until none are left), sends their welcomes side by side, then
     queues the events for everything else (customer, attribution, tags). Under a burst one job drains
-    what many pushes left, so the per-job cost is shared; once the list is empty the job waits LINGER for
-    more before it ends."""
+    what many pushes left, so the per-job cost is shared; a job finding the list empty ends at once."""
     counts: dict[str, int] = {}
     client = redis_conn.client
     client.delete(WELCOME_WAKE)  # pushes from now on wake another worker; earlier ones are taken below
@@ -39,9 +32,7 @@ def send_welcomes() -> dict[str, int]:
         while True:
             raw = client.lpop(WELCOME_LIST, WELCOMES_PER_JOB)
             if not raw:
-                raw = _linger(client)
-                if not raw:
-                    return counts
+                return counts
             event_ids = [int(i) for i in raw]
             if len(event_ids) == WELCOMES_PER_JOB:
                 wake_welcome_worker(client)  # a backlog: let another welcome worker share it
@@ -54,21 +45,6 @@ def send_welcomes() -> dict[str, int]:
                 # processed before the add. (Ids taken by a worker that dies here are pending events,
                 # which the sweeper re-queues.)
                 enqueue_events([], event_ids, redis_conn.client, name=ADDS)
-
-
-def _linger(client: Any) -> list[bytes]:
-    """Wait up to LINGER for the next ids, the wake flag set meanwhile (a push needs no job: this one takes
-    it). Nothing came: the flag is cleared, and ids pushed between the wait and the clearing (whose pusher
-    saw the flag) are taken all the same, so none waits for a job that nobody enqueued."""
-    # Held only a moment past the wait: a worker killed while it waits must not keep the flag (pushes
-    # would wake nobody); rescue_welcomes wakes a worker for ids left waiting without one.
-    client.set(WELCOME_WAKE, 1, px=int((LINGER + 1) * 1000))
-    popped = client.blpop([WELCOME_LIST], timeout=LINGER)
-    if popped is not None:
-        client.delete(WELCOME_WAKE)  # working again: a push meanwhile may wake another welcome worker
-        return [popped[1], *(client.lpop(WELCOME_LIST, WELCOMES_PER_JOB - 1) or [])]
-    client.delete(WELCOME_WAKE)
-    return client.lpop(WELCOME_LIST, WELCOMES_PER_JOB) or []
 
 
 #: pauses before trying a failed welcome batch again: a database or Redis restart takes a few seconds, and
@@ -108,8 +84,6 @@ def rescue_welcomes() -> int:
     client = redis_conn.client
     with job_context():
         waiting = {int(i) for i in client.lrange(WELCOME_LIST, 0, -1)}
-        if waiting and client.set(WELCOME_WAKE, 1, nx=True, ex=30):
-            wake_welcome_worker(client)  # ids on the list and no job coming for them (a worker died waiting)
         ids = welcome.stranded(utcnow(), waiting)
         if ids:
             enqueue_events(ids, [], client)
