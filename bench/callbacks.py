@@ -61,6 +61,41 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise SystemExit(f"nothing listens on port {port} after {timeout}s")
 
 
+def wait_for_app(port: int, timeout: float = 60.0) -> None:
+    """Until gunicorn's workers answer: the master listens at once, but each worker builds the app after
+    the fork (seconds for Siyu's), and requests sent meanwhile wait in the backlog, timed as slow answers.
+    Workers boot side by side, so once one answers the others are moments away."""
+    deadline = time.monotonic() + timeout
+    wait_for_port(port, timeout)
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /wecom/callback HTTP/1.0\r\nHost: bench\r\n\r\n")
+                if s.recv(12).startswith(b"HTTP/"):
+                    time.sleep(1.0)
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"no app answers on port {port} after {timeout}s")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process and its children (gunicorn's workers), from /proc."""
+    total = 0.0
+    try:
+        kids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        kids = []
+    for p in [pid, *kids]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def reset_database(database_url: str) -> None:
     url = make_url(database_url)
     admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
@@ -180,6 +215,7 @@ def main() -> int:
         help="the fake WeCom answers the drain's calls after this delay, e.g. 50ms±20ms (default 0; "
         "bench/drain.py measures the drain at 0 and at 50 ms)",
     )
+    parser.add_argument("--no-drain", action="store_true", help="measure the webhook only (no queue drain)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
@@ -226,10 +262,11 @@ def main() -> int:
         port = free_port()
         proc = gunicorn(app, port, env, args.web_workers, args.worker_class, args.web_threads)
         try:
-            wait_for_port(port)
-            time.sleep(1.0)
+            wait_for_app(port)
             print(f"driving the {name} for {args.duration}s …", flush=True)
+            before = process_cpu(proc.pid)
             results[name] = run_wrk(port, requests_file, args.wrk_threads, args.connections, args.duration)
+            results[name]["cpu_us"] = (process_cpu(proc.pid) - before) / max(1, results[name]["requests"]) * 1e6
         finally:
             stop(proc)
     bare, hook = results["bare Flask endpoint"], results["Siyu webhook"]
@@ -250,6 +287,15 @@ def main() -> int:
     (stored,) = query_one(args.database_url, "SELECT count(*) FROM callback_events")
     lost = max(0, low - stored) if hook["errors"] == 0 else None
 
+    if args.no_drain:
+        ratio = hook["rps"] / bare["rps"] if bare["rps"] else 0.0
+        print(
+            f"\nwebhook {hook['rps']:.0f}/s (p99 {hook['p99_us'] / 1000:.2f} ms, CPU {hook['cpu_us']:.0f} µs/request)"
+        )
+        print(f"bare {bare['rps']:.0f}/s (p99 {bare['p99_us'] / 1000:.2f} ms, CPU {bare['cpu_us']:.0f} µs/request)")
+        print(f"webhook / bare: {ratio:.0%} · errors {hook['errors']} · distinct events sent {low}–{high}, ")
+        print(f"stored {stored}, lost {lost} · load {os.getloadavg()[0]:.2f}")
+        return 0 if hook["errors"] == 0 and lost == 0 and stored <= high else 1
     print(f"draining the queue with {args.queue_workers} worker process(es) …", flush=True)
     import logging
 
@@ -279,9 +325,12 @@ def main() -> int:
         f"machine: {os.cpu_count()} cores · gunicorn {args.web_workers} workers, {shape} · "
         f"wrk {args.wrk_threads} threads, {args.connections} connections, {args.duration}s"
     )
-    print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'':24}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU µs/req':>12}")
     for name, r in results.items():
-        print(f"{name:24}{r['rps']:>10.0f}{r['p50_us'] / 1000:>10.2f}{r['p99_us'] / 1000:>10.2f}{r['errors']:>8}")
+        print(
+            f"{name:24}{r['rps']:>10.0f}{r['p50_us'] / 1000:>10.2f}{r['p99_us'] / 1000:>10.2f}{r['errors']:>8}"
+            f"{r['cpu_us']:>12.0f}"
+        )
     print(f"webhook / bare: {ratio:.0%}")
     print(f"callbacks acknowledged: {hook['requests']} (incl. re-deliveries, 1 in {args.dup_every})")
     print(f"distinct events sent: {low}–{high}; stored: {stored}; lost: {lost if lost is not None else 'n/a (errors)'}")

@@ -21,6 +21,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +36,17 @@ sys.path.insert(0, str(ROOT))
 # Every benchmark runs against the built-in sandbox (SIYU_SANDBOX), never a real corp.
 os.environ.setdefault("SIYU_SANDBOX", "1")
 
-from bench.callbacks import BIN, bench_env, free_port, gunicorn, query_one, reset_database, stop, wait_for_port  # noqa: E402 - after sys.path.insert: run as a script
+from bench.callbacks import (  # noqa: E402 - after sys.path.insert: run as a script
+    BIN,
+    bench_env,
+    free_port,
+    gunicorn,
+    query_one,
+    reset_database,
+    stop,
+    wait_for_app,
+    wait_for_port,
+)
 from bench.latency import Latency, add_latency_option, latencies  # noqa: E402 - after sys.path.insert: run as a script
 
 WELCOME_TTL = 20.0
@@ -147,6 +158,38 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def profile(directory: str | None, processes: dict[str, subprocess.Popen], seconds: float) -> list[subprocess.Popen]:
+    """py-spy (pip install py-spy; not a dependency of Siyu) sampling each named process (and its children)
+    for ``seconds`` into DIR/NAME.txt, collapsed stacks to read."""
+    if not directory:
+        return []
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                str(BIN / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "100",
+                "--nonblocking",
+                "--gil",
+                "--subprocesses",
+                "--duration",
+                str(int(seconds)),
+                "-o",
+                str(Path(directory) / f"{name}.txt"),
+                "--pid",
+                str(proc.pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for name, proc in processes.items()
+    ]
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
@@ -198,9 +241,10 @@ def run(args: argparse.Namespace, rate: float, latency_value: Latency) -> dict:
         subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         for cmd, out in zip(commands, logs, strict=True)
     ]
+    spies: list[subprocess.Popen] = []
     try:
         wait_for_port(sandbox_port, timeout=120)
-        wait_for_port(web_port)
+        wait_for_app(web_port)
         rng = random.Random(3)
         lines = []
         for n, (_, path, body) in enumerate(signed_adds(env, contacts_file)):
@@ -210,6 +254,7 @@ def run(args: argparse.Namespace, rate: float, latency_value: Latency) -> dict:
         requests_file = tmp / "requests.tsv"
         requests_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         time.sleep(2)
+        spies = profile(args.py_spy, {"web": web, "welcome": workers[0], "queue": workers[-1]}, args.seconds + 15)
         rate = rate * len(lines) / total  # re-deliveries ride on top of the add rate
         print(f"sending {len(lines)} callbacks ({total} adds) at {rate:.0f}/s for {args.seconds:.0f}s …", flush=True)
         driven = subprocess.run(
@@ -247,6 +292,9 @@ def run(args: argparse.Namespace, rate: float, latency_value: Latency) -> dict:
             "fake WeCom": cpu_seconds(fake.pid),
         }
     finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled on an interrupt
+            spy.wait(timeout=60)
         for n, w in enumerate(workers):
             if w.poll() is not None:
                 print(f"worker {n} ({' '.join(commands[n])}) exited with {w.returncode}: see {tmp}/worker-{n}.log")
@@ -292,10 +340,27 @@ def run(args: argparse.Namespace, rate: float, latency_value: Latency) -> dict:
     print(f"sent within {WELCOME_TTL:.0f} s: {within} of {total} ({within / total:.1%})")
     print(f"codes sent to more than once: {duplicates}")
     print("CPU seconds until the welcomes were done: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+    print("CPU per add (ms): " + ", ".join(f"{k} {v / total * 1000:.2f}" for k, v in cpu.items()))
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     ok = within == total and duplicates == 0 and latencies and percentile(latencies, 99) <= 1.0
     print("RESULT:", "ok" if ok else "PROBLEM (see the targets above)", flush=True)
     p99 = percentile(latencies, 99) if latencies else float("inf")
     return {"rate": rate, "latency": latency, "ok": bool(ok), "p99": p99, "within": within, "total": total}
+
+
+def find_rate(args: argparse.Namespace, latency: Latency, first: dict) -> float | None:
+    """The highest rate, in steps of 50 adds/s, at which p99 ≤ 1 s: up from --rate while it holds (to
+    --find-rate-max), or down from it until it does. None if not even 50/s."""
+    rate, ok = args.rate, first["ok"]
+    if ok:
+        while rate + 50 <= args.find_rate_max and run(args, rate + 50, latency)["ok"]:
+            rate += 50
+        return rate
+    while rate > 50:
+        rate -= 50
+        if run(args, rate, latency)["ok"]:
+            return rate
+    return None
 
 
 def main() -> int:
@@ -321,8 +386,10 @@ def main() -> int:
     parser.add_argument(
         "--find-rate",
         action="store_true",
-        help="also find the highest rate (from --rate down, in steps of 50) at which p99 ≤ 1 s, at each latency",
+        help="also find the highest rate (in steps of 50 from --rate, up or down) at which p99 ≤ 1 s, at each latency",
     )
+    parser.add_argument("--find-rate-max", type=float, default=600, help="where --find-rate stops looking upwards")
+    parser.add_argument("--py-spy", metavar="DIR", help="py-spy the web, a welcome and a queue worker into DIR")
     add_latency_option(parser)
     parser.add_argument(
         "--serve-fake", nargs=4, metavar=("PORT", "CUSTOMERS", "OUT", "LATENCY"), help=argparse.SUPPRESS
@@ -345,11 +412,7 @@ def main() -> int:
         result = run(args, args.rate, latency)
         results.append(result)
         if args.find_rate:
-            rate = args.rate
-            while not result["ok"] and rate > 50:
-                rate -= 50
-                result = run(args, rate, latency)
-            results.append({**result, "highest": rate if result["ok"] else None})
+            results.append({**result, "highest": find_rate(args, latency, result)})
     print()
     for r in results:
         if "highest" in r:

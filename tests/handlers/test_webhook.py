@@ -223,3 +223,28 @@ def test_url_verification_outside_the_window_is_403(sim, webhook_url):
     query = sim.crypto.encrypt_echostr("8452619823749283", "nonce1", str(int(time.time()) - 7200))
     res = requests.get(webhook_url, params=query, timeout=5)
     assert res.status_code == 403 and "timestamp" in res.text
+
+
+@pytest.mark.parametrize(("proxies", "seen"), [(1, "203.0.113.7"), (0, "127.0.0.1")])
+def test_a_refusal_names_the_caller_the_trusted_proxy_forwarded(tmp_path, caplog, proxies, seen):
+    # The POST is answered in front of Flask (handlers.webhook._FastPath): behind ProxyFix all the same.
+    from bot import create_app
+
+    app = create_app(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'p.sqlite3'}",
+            "redis_url": None,
+            "trusted_proxies": proxies,
+            "sandbox_mode": True,
+            "instance_dir": tmp_path,
+        }
+    )
+    headers = {"X-Forwarded-For": "203.0.113.7", "X-Request-ID": "proxy-test-0001"}
+    with caplog.at_level("WARNING", logger="handlers.webhook"):
+        res = app.test_client().post(
+            "/wecom/callback?msg_signature=x&timestamp=1&nonce=n", data=b"<xml/>", headers=headers
+        )
+    assert res.status_code in (400, 403) and res.headers["X-Request-ID"] == "proxy-test-0001"
+    assert [r.getMessage() for r in caplog.records if "refused a callback" in r.getMessage()][0].startswith(
+        f"refused a callback from {seen}:"
+    )

@@ -11,7 +11,9 @@ the fast path have none.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import threading
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -66,6 +68,9 @@ APPROVAL = "msg_audit_approved"
 #: an attachment made from a content library item carries its id under this key (kept fresh by the library,
 #: which sits above this domain); WeCom is sent the attachment without it (``radar.welcome_attachments``)
 LIBRARY_ITEM_KEY = radar.ITEM_KEY
+#: threads sending one worker's welcomes side by side: at WeCom's 50 ms a welcome that reads the customer's
+#: name first takes two calls, so a batch of 128 (the queue's WELCOMES_PER_JOB) goes out in two rounds
+SENDERS = 64
 #: the event kinds that carry a welcome code
 WELCOME_KINDS = (
     "change_external_contact.add_external_contact",
@@ -376,8 +381,24 @@ def relation_states(
     return states
 
 
+_SENDERS: tuple[int, ThreadPoolExecutor] | None = None
+_SENDERS_LOCK = threading.Lock()
+
+
+def _senders() -> ThreadPoolExecutor:
+    """The process's sending threads, kept between batches (made on first use, again after a fork): under a
+    burst the batches follow each other every few milliseconds, and starting threads for each showed in
+    profiles (bench/welcome.py --py-spy)."""
+    global _SENDERS
+    pid = os.getpid()
+    with _SENDERS_LOCK:
+        if _SENDERS is None or _SENDERS[0] != pid:
+            _SENDERS = (pid, ThreadPoolExecutor(max_workers=SENDERS, thread_name_prefix="siyu-welcome"))
+        return _SENDERS[1]
+
+
 def send_welcomes(
-    events: list[ExternalContactEvent], threads: int = 32, received: dict[str, datetime] | None = None
+    events: list[ExternalContactEvent], received: dict[str, datetime] | None = None
 ) -> dict[str, WelcomeStatus]:
     """The fast path for a burst of adds: one claim for every code, then the sends side by side.
 
@@ -429,14 +450,14 @@ def send_welcomes(
             return Outcome(plan.code, WelcomeStatus.failed, None, exc.errcode, exc)
         return _deliver(plan, name, api, time.sleep)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(todo)))) as pool:
-        futures = {pool.submit(one, plan): plan.code for plan in todo}
-        running = set(futures)
-        while running:  # renew the claims still being sent, so that the rescue knows this sender lives
-            _, running = wait(running, timeout=LEASE.total_seconds() / 3)
-            if running:
-                _renew(engine, [futures[f] for f in running])
-        outcomes = [f.result() for f in futures]
+    pool = _senders()
+    futures = {pool.submit(one, plan): plan.code for plan in todo}
+    running = set(futures)
+    while running:  # renew the claims still being sent, so that the rescue knows this sender lives
+        _, running = wait(running, timeout=LEASE.total_seconds() / 3)
+        if running:
+            _renew(engine, [futures[f] for f in running])
+    outcomes = [f.result() for f in futures]
     _record(engine, outcomes)
     _record_links(engine, todo, outcomes)
     now = utcnow()
