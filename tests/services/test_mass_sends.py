@@ -21,7 +21,7 @@ from bot.models import AuditEntry, MassSend, MediaFile, SendChunk, SendRecipient
 from bot.models._time import utcnow
 from bot.sandbox.members import confirm_mass_task
 from bot.services.sends import compose as sends
-from bot.services.sends import dispatch, media, recipients
+from bot.services.sends import dispatch, media, recipients, waves
 from bot.services.sends import jobs as tasks
 from bot.services.sends import tracking as send_tracking
 from tests.conftest import ApiClient, child_env, customers_of, make_token, make_user
@@ -272,7 +272,7 @@ def test_a_chunk_in_doubt_is_found_by_its_member_and_its_content(app, corp, peop
 
 
 def test_cancel_before_during_and_after_dispatch(app, corp, people, admin_api, run_worker, monkeypatch):
-    monkeypatch.setattr(dispatch, "WAVE", 2)  # two waves of two members: the cancel comes during the first
+    monkeypatch.setattr(waves, "WAVE", 2)  # two waves of two members: the cancel comes during the first
     later = (utcnow() + timedelta(hours=2)).isoformat()
     waiting = new_send(admin_api, people, approve=True, scheduled_at=later)
     assert admin_api.post(f"/api/v1/sends/{waiting['id']}/cancel").get_json()["status"] == "cancelled"
@@ -283,6 +283,16 @@ def test_cancel_before_during_and_after_dispatch(app, corp, people, admin_api, r
         sends.approve(db.session.get(MassSend, during["id"]), _admin(app))
         db.session.commit()
     hold = corp.hold("externalcontact/add_msg_template", skip=1)
+    # The second wave is read while the first answers; it is claimed only after the cancel is on record.
+    cancelled, read, reads = threading.Event(), recipients.chunks_recipients, []
+
+    def read_after_the_cancel(send, keys):
+        reads.append(keys)
+        if len(reads) > 1:  # the second wave's
+            assert cancelled.wait(30)
+        return read(send, keys)
+
+    monkeypatch.setattr(recipients, "chunks_recipients", read_after_the_cancel)
 
     def run():
         with app.app_context():
@@ -292,6 +302,7 @@ def test_cancel_before_during_and_after_dispatch(app, corp, people, admin_api, r
     worker.start()
     assert hold.reached.wait(30)
     assert admin_api.post(f"/api/v1/sends/{during['id']}/cancel").get_json()["status"] == "cancelled"
+    cancelled.set()
     hold.release.set()
     worker.join(30)
     run_worker()  # the cancel job: WeCom stops the tasks made, what was left is never called

@@ -361,36 +361,29 @@ def chunk_recipients(chunk: SendChunk) -> list[str]:
     )
 
 
+Key = tuple[int, int]  # a chunk of a send: (staff_id, seq)
+
+
 def set_chunk_recipients(
     chunk: SendChunk, status: RecipientStatus, *, only: list[str] | None = None, **values: Any
 ) -> None:
     """Set the status of a chunk's recipients (all of them, or those of ``only``: external user ids, or
     chat ids in a send to groups)."""
-    where = [
-        SendRecipient.send_id == chunk.send_id,
-        SendRecipient.staff_id == chunk.staff_id,
-        SendRecipient.seq == chunk.seq,
-    ]
-    if only is not None:
-        if not only:
-            return
-        wecom_id, row_id, column = _recipient_key(chunk.send)
-        where.append(column.in_(select(row_id).where(wecom_id.in_(only))))
-    db.session.execute(update(SendRecipient).where(*where).values(status=status.value, **values))
+    set_recipients(chunk.send, [(chunk.staff_id, chunk.seq)], status, only=only, **values)
 
 
-def _chunk_keys(chunks: list[SendChunk]) -> Any:
-    return tuple_(SendRecipient.staff_id, SendRecipient.seq).in_([(c.staff_id, c.seq) for c in chunks])
+def _chunk_keys(keys: list[Key]) -> Any:
+    return tuple_(SendRecipient.staff_id, SendRecipient.seq).in_(keys)
 
 
-def chunks_recipients(send: MassSend, chunks: list[SendChunk]) -> dict[tuple[int, int], list[str]]:
-    """``chunk_recipients`` of several chunks of ``send`` in one query, by (staff_id, seq)."""
+def chunks_recipients(send: MassSend, keys: list[Key]) -> dict[Key, list[str]]:
+    """``chunk_recipients`` of several chunks of ``send`` (by (staff_id, seq)) in one query."""
     wecom_id, row_id, column = _recipient_key(send)
-    found: dict[tuple[int, int], list[str]] = {(c.staff_id, c.seq): [] for c in chunks}
+    found: dict[Key, list[str]] = {key: [] for key in keys}
     rows = db.session.execute(
         select(SendRecipient.staff_id, SendRecipient.seq, wecom_id)
         .join(SendRecipient, column == row_id)
-        .where(SendRecipient.send_id == send.id, _chunk_keys(chunks))
+        .where(SendRecipient.send_id == send.id, _chunk_keys(keys))
         .order_by(row_id)
     )
     for staff_id, seq, recipient in rows:
@@ -398,11 +391,15 @@ def chunks_recipients(send: MassSend, chunks: list[SendChunk]) -> dict[tuple[int
     return found
 
 
-def set_chunks_recipients(send: MassSend, chunks: list[SendChunk], status: RecipientStatus, **values: Any) -> None:
-    """``set_chunk_recipients`` for every recipient of several chunks of ``send``, in one statement."""
-    if chunks:
-        db.session.execute(
-            update(SendRecipient)
-            .where(SendRecipient.send_id == send.id, _chunk_keys(chunks))
-            .values(status=status.value, **values)
-        )
+def set_recipients(
+    send: MassSend, keys: list[Key], status: RecipientStatus, *, only: list[str] | None = None, **values: Any
+) -> None:
+    """Set the status of every recipient of several chunks of ``send`` in one statement (or of those of
+    ``only``: external user ids, or chat ids in a send to groups)."""
+    where = [SendRecipient.send_id == send.id, _chunk_keys(keys)]
+    if only is not None:
+        wecom_id, row_id, column = _recipient_key(send)
+        where.append(column.in_(select(row_id).where(wecom_id.in_(only))))
+    if keys and (only is None or only):
+        statement = update(SendRecipient).where(*where).values(status=status.value, **values)
+        db.session.execute(statement.execution_options(synchronize_session=False))  # no recipient is loaded
