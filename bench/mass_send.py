@@ -104,12 +104,15 @@ def start_fake(port: int, args: argparse.Namespace, latency: str, env: dict[str,
 
 def run(app: Any, port: int, args: argparse.Namespace) -> dict[str, Any]:
     """One send to everyone: resolved, chunked and recorded, then dispatched; what it took."""
-    from bot.extensions import db
+    from bot.extensions import db, redis_conn
     from bot.models import MassSend, Role, SendStatus, User
     from bot.services.sends import dispatch, recipients
     from bot.services.users.accounts import create_user
 
     with app.app_context():
+        # A new fake WeCom for each run: the token and budgets kept for the last one mean nothing to it (a
+        # token it never issued would be refused by a whole wave's calls at once).
+        redis_conn.client.flushdb()
         admin = db.session.query(User).filter_by(username="bench-admin").one_or_none()
         admin = admin or create_user("bench-admin", "bench-admin-password-0", Role.admin)
         send = MassSend(
