@@ -187,40 +187,49 @@ CHILD = """
 import sys
 from bot import create_app
 from bot.jobs.context import bind_app
+from bot.services.sends import waves
 from bot.services.sends.jobs import dispatch_send
+waves.WAVE = int(sys.argv[2])
 app = create_app()
 bind_app(app)
 dispatch_send(int(sys.argv[1]))
 """
 
 
-def test_a_worker_killed_mid_dispatch_resumes_without_a_chunk_twice_or_lost(app, corp, people, admin_api):
-    """The worst moment: WeCom has made the task, the worker dies before it records the answer."""
+@pytest.mark.parametrize("wave", [128, 2])
+def test_a_worker_killed_mid_dispatch_resumes_without_a_chunk_twice_or_lost(app, corp, people, admin_api, wave):
+    """The worst moment: WeCom has made the task, the worker dies before it records the answer. In waves of
+    two, two waves are then in doubt at once: the second was called while the first's answer was held."""
     send = new_send(admin_api, people)
     with app.app_context():
         sends.approve(db.session.get(MassSend, send["id"]), _admin(app))
         db.session.commit()
-    hold = corp.hold("externalcontact/add_msg_template", skip=1)  # the second call is answered late
+    # The first two calls are answered late: whichever waves they belong to, none is recorded before the kill.
+    holds = [corp.hold("externalcontact/add_msg_template") for _ in range(2)]
     settings = app.config["SIYU"]
-    # The four members' chunks are one wave, called side by side: all four are made in WeCom, and the
-    # worker dies before it records any answer (it records a wave's answers together).
+    # The four members' chunks are called side by side (one wave, or two overlapping): all four are made in
+    # WeCom, and the worker dies before it records any answer (it records a wave's answers together, the
+    # first wave's before the second's).
     env = child_env(settings)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(send["id"])], cwd=ROOT, env=env)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(send["id"]), str(wave)], cwd=ROOT, env=env)
     try:
-        assert hold.reached.wait(60), "the dispatch never reached its second chunk"
+        for hold in holds:
+            assert hold.reached.wait(60), "the dispatch never reached its second chunk"
         deadline = time.monotonic() + 30
-        while len(corp.mass_tasks) < 4 and time.monotonic() < deadline:  # the wave's other calls
+        while len(corp.mass_tasks) < 4 and time.monotonic() < deadline:  # the other calls
             time.sleep(0.05)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
     finally:
-        hold.release.set()
+        for hold in holds:
+            hold.release.set()
         if child.poll() is None:
             child.kill()
     assert len(corp.mass_tasks) == 4
     with app.app_context():
         statuses = sorted(str(s) for s in db.session.scalars(select(SendChunk.status)))
         assert statuses == ["calling"] * 4
+        assert len(set(db.session.scalars(select(SendChunk.called_at)))) == (2 if wave == 2 else 1)  # claims
         # The dispatcher sees the dead worker's send go quiet and queues it again …
         assert sends.due_sends(utcnow() + timedelta(minutes=2), timedelta(seconds=90)) == [send["id"]]
     redis_conn.client.delete(f"siyu:dispatch:{send['id']}")  # … once the dead worker's lock has lapsed
