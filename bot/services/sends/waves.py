@@ -200,7 +200,8 @@ def call_all(
     False when the send was cancelled meanwhile (checked before each wave is claimed: what was called is
     recorded, nothing more is called). A call left unanswered is raised once the others are on record."""
     send_id = send.id
-    with ThreadPoolExecutor(max_workers=WAVE, thread_name_prefix="dispatch") as pool:
+    # Two waves in flight at once: a thread for each of their calls.
+    with ThreadPoolExecutor(max_workers=2 * WAVE, thread_name_prefix="dispatch") as pool:
         caller = Caller(send, payloads, pool)
         called: Wave | None = None  # called, its answers not yet recorded
         while True:
