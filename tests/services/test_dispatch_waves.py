@@ -5,7 +5,7 @@ from sqlalchemy import select
 from bot.extensions import db, redis_conn
 from bot.models import MassSend, SendChunk, SendStatus, Staff
 from bot.services.sends import compose as sends
-from bot.services.sends import dispatch, recipients
+from bot.services.sends import dispatch, recipients, waves
 from tests.services.test_mass_sends import MEMBERS, _admin, new_send, people  # noqa: F401 - people is a fixture
 
 
@@ -19,14 +19,26 @@ def _approved_send(app, admin_api, people):  # noqa: F811 - the fixture's value
 
 def test_a_members_chunks_go_out_in_order_and_never_two_at_once(app, corp, people, admin_api, monkeypatch):  # noqa: F811 - people is the fixture imported above
     monkeypatch.setattr(recipients, "CHUNK", 1)  # one customer per chunk: two chunks for most members
-    waves = []
-    call_wave = dispatch.call_wave
+    monkeypatch.setattr(waves, "WAVE", 3)  # three members a wave: a wave is called while the one before it answers
+    waves_called, in_flight, overlapped = [], {}, []
+    claim_and_call, record = waves.Caller.claim_and_call, waves.Caller.record
 
-    def recorded(chunks, *args, **kwargs):
-        waves.append([(c.staff_id, c.seq, c.id) for c in chunks])
-        return call_wave(chunks, *args, **kwargs)
+    def claimed(caller, wave):
+        staff = [staff_id for staff_id, _ in wave.keys]
+        # never a member with a chunk in flight (called, its answer not on record), nor twice in one wave
+        assert len(set(staff)) == len(staff) and not set(staff) & set(in_flight)
+        overlapped.append(bool(in_flight))
+        waves_called.append(list(wave.keys))
+        in_flight.update(dict(wave.keys))
+        return claim_and_call(caller, wave)
 
-    monkeypatch.setattr(dispatch, "call_wave", recorded)
+    def recorded(caller, wave, outcome):
+        record(caller, wave, outcome)
+        for staff_id, _ in wave.keys:
+            del in_flight[staff_id]
+
+    monkeypatch.setattr(waves.Caller, "claim_and_call", claimed)
+    monkeypatch.setattr(waves.Caller, "record", recorded)
     send_id = _approved_send(app, admin_api, people)
     with app.app_context():
         row = db.session.get(MassSend, send_id)
@@ -40,13 +52,12 @@ def test_a_members_chunks_go_out_in_order_and_never_two_at_once(app, corp, peopl
         expected = {}
         for c in chunks:
             expected.setdefault(userid[c.staff_id], []).extend(recipients.chunk_recipients(c))
-    assert len(waves) >= 2  # members with a second chunk wait for the next wave
-    assert len(waves[0]) == len({staff for staff, _, _ in waves[0]}) > 1  # side by side, one chunk per member
-    for wave in waves:
-        assert len({staff for staff, _, _ in wave}) == len(wave)  # never two chunks of one member at once
+    assert not in_flight and len(waves_called) >= 3  # members with a second chunk wait for a later wave
+    assert len(waves_called[0]) == 3  # side by side, one chunk per member
+    assert any(overlapped)  # a wave was called while the one before it was still answering
     seen = {}
-    for wave in waves:
-        for staff, seq, _ in wave:
+    for wave in waves_called:
+        for staff, seq in wave:
             assert seq == seen.get(staff, -1) + 1  # each member's chunks one after the other, in order
             seen[staff] = seq
     made = {}

@@ -21,7 +21,7 @@ from bot.models import AuditEntry, MassSend, MediaFile, SendChunk, SendRecipient
 from bot.models._time import utcnow
 from bot.sandbox.members import confirm_mass_task
 from bot.services.sends import compose as sends
-from bot.services.sends import dispatch, media, recipients
+from bot.services.sends import dispatch, media, recipients, waves
 from bot.services.sends import jobs as tasks
 from bot.services.sends import tracking as send_tracking
 from tests.conftest import ApiClient, child_env, customers_of, make_token, make_user
@@ -187,40 +187,49 @@ CHILD = """
 import sys
 from bot import create_app
 from bot.jobs.context import bind_app
+from bot.services.sends import waves
 from bot.services.sends.jobs import dispatch_send
+waves.WAVE = int(sys.argv[2])
 app = create_app()
 bind_app(app)
 dispatch_send(int(sys.argv[1]))
 """
 
 
-def test_a_worker_killed_mid_dispatch_resumes_without_a_chunk_twice_or_lost(app, corp, people, admin_api):
-    """The worst moment: WeCom has made the task, the worker dies before it records the answer."""
+@pytest.mark.parametrize("wave", [128, 2])
+def test_a_worker_killed_mid_dispatch_resumes_without_a_chunk_twice_or_lost(app, corp, people, admin_api, wave):
+    """The worst moment: WeCom has made the task, the worker dies before it records the answer. In waves of
+    two, two waves are then in doubt at once: the second was called while the first's answer was held."""
     send = new_send(admin_api, people)
     with app.app_context():
         sends.approve(db.session.get(MassSend, send["id"]), _admin(app))
         db.session.commit()
-    hold = corp.hold("externalcontact/add_msg_template", skip=1)  # the second call is answered late
+    # The first two calls are answered late: whichever waves they belong to, none is recorded before the kill.
+    holds = [corp.hold("externalcontact/add_msg_template") for _ in range(2)]
     settings = app.config["SIYU"]
-    # The four members' chunks are one wave, called side by side: all four are made in WeCom, and the
-    # worker dies before it records any answer (it records a wave's answers together).
+    # The four members' chunks are called side by side (one wave, or two overlapping): all four are made in
+    # WeCom, and the worker dies before it records any answer (it records a wave's answers together, the
+    # first wave's before the second's).
     env = child_env(settings)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(send["id"])], cwd=ROOT, env=env)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(send["id"]), str(wave)], cwd=ROOT, env=env)
     try:
-        assert hold.reached.wait(60), "the dispatch never reached its second chunk"
+        for hold in holds:
+            assert hold.reached.wait(60), "the dispatch never reached its second chunk"
         deadline = time.monotonic() + 30
-        while len(corp.mass_tasks) < 4 and time.monotonic() < deadline:  # the wave's other calls
+        while len(corp.mass_tasks) < 4 and time.monotonic() < deadline:  # the other calls
             time.sleep(0.05)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
     finally:
-        hold.release.set()
+        for hold in holds:
+            hold.release.set()
         if child.poll() is None:
             child.kill()
     assert len(corp.mass_tasks) == 4
     with app.app_context():
         statuses = sorted(str(s) for s in db.session.scalars(select(SendChunk.status)))
         assert statuses == ["calling"] * 4
+        assert len(set(db.session.scalars(select(SendChunk.called_at)))) == (2 if wave == 2 else 1)  # claims
         # The dispatcher sees the dead worker's send go quiet and queues it again …
         assert sends.due_sends(utcnow() + timedelta(minutes=2), timedelta(seconds=90)) == [send["id"]]
     redis_conn.client.delete(f"siyu:dispatch:{send['id']}")  # … once the dead worker's lock has lapsed
@@ -272,7 +281,7 @@ def test_a_chunk_in_doubt_is_found_by_its_member_and_its_content(app, corp, peop
 
 
 def test_cancel_before_during_and_after_dispatch(app, corp, people, admin_api, run_worker, monkeypatch):
-    monkeypatch.setattr(dispatch, "WAVE", 2)  # two waves of two members: the cancel comes during the first
+    monkeypatch.setattr(waves, "WAVE", 2)  # two waves of two members: the cancel comes during the first
     later = (utcnow() + timedelta(hours=2)).isoformat()
     waiting = new_send(admin_api, people, approve=True, scheduled_at=later)
     assert admin_api.post(f"/api/v1/sends/{waiting['id']}/cancel").get_json()["status"] == "cancelled"
@@ -283,6 +292,16 @@ def test_cancel_before_during_and_after_dispatch(app, corp, people, admin_api, r
         sends.approve(db.session.get(MassSend, during["id"]), _admin(app))
         db.session.commit()
     hold = corp.hold("externalcontact/add_msg_template", skip=1)
+    # The second wave is read while the first answers; it is claimed only after the cancel is on record.
+    cancelled, read, reads = threading.Event(), recipients.chunks_recipients, []
+
+    def read_after_the_cancel(send, keys):
+        reads.append(keys)
+        if len(reads) > 1:  # the second wave's
+            assert cancelled.wait(30)
+        return read(send, keys)
+
+    monkeypatch.setattr(recipients, "chunks_recipients", read_after_the_cancel)
 
     def run():
         with app.app_context():
@@ -292,6 +311,7 @@ def test_cancel_before_during_and_after_dispatch(app, corp, people, admin_api, r
     worker.start()
     assert hold.reached.wait(30)
     assert admin_api.post(f"/api/v1/sends/{during['id']}/cancel").get_json()["status"] == "cancelled"
+    cancelled.set()
     hold.release.set()
     worker.join(30)
     run_worker()  # the cancel job: WeCom stops the tasks made, what was left is never called

@@ -14,7 +14,8 @@ import calendar
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, case, cast, func, insert, literal, select, text, tuple_, update
+from sqlalchemy import Integer, String, and_, case, cast, func, insert, literal, select, text, tuple_, update, values
+from sqlalchemy import column as named_column
 
 from bot.extensions import db
 from bot.models import (
@@ -345,9 +346,10 @@ def _recipient_key(send: MassSend) -> tuple[Any, Any, Any]:
 
 
 def chunk_recipients(chunk: SendChunk) -> list[str]:
-    """The external user ids (or, to groups, the chat ids) of a chunk, in a stable order."""
+    """The external user ids (or, to groups, the chat ids) of a chunk, in a stable order (their own, as
+    Python sorts them: the database's collation may differ)."""
     wecom_id, row_id, column = _recipient_key(chunk.send)
-    return list(
+    return sorted(
         db.session.scalars(
             select(wecom_id)
             .join(SendRecipient, column == row_id)
@@ -356,9 +358,11 @@ def chunk_recipients(chunk: SendChunk) -> list[str]:
                 SendRecipient.staff_id == chunk.staff_id,
                 SendRecipient.seq == chunk.seq,
             )
-            .order_by(row_id)
         )
     )
+
+
+Key = tuple[int, int]  # a chunk of a send: (staff_id, seq)
 
 
 def set_chunk_recipients(
@@ -366,43 +370,45 @@ def set_chunk_recipients(
 ) -> None:
     """Set the status of a chunk's recipients (all of them, or those of ``only``: external user ids, or
     chat ids in a send to groups)."""
-    where = [
-        SendRecipient.send_id == chunk.send_id,
-        SendRecipient.staff_id == chunk.staff_id,
-        SendRecipient.seq == chunk.seq,
-    ]
-    if only is not None:
-        if not only:
-            return
-        wecom_id, row_id, column = _recipient_key(chunk.send)
-        where.append(column.in_(select(row_id).where(wecom_id.in_(only))))
-    db.session.execute(update(SendRecipient).where(*where).values(status=status.value, **values))
+    set_recipients(chunk.send, [(chunk.staff_id, chunk.seq)], status, only=only, **values)
 
 
-def _chunk_keys(chunks: list[SendChunk]) -> Any:
-    return tuple_(SendRecipient.staff_id, SendRecipient.seq).in_([(c.staff_id, c.seq) for c in chunks])
+def _in_chunks(keys: list[Key]) -> list[Any]:
+    """The condition "the recipient is in one of these chunks". On PostgreSQL the keys are a VALUES list
+    joined on the chunk index: a plan that does not depend on the statistics (a send's million recipients
+    are written in the transaction before and not yet analysed; with ``(staff_id, seq) IN (…)`` PostgreSQL
+    then read all of them for every wave)."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return [tuple_(SendRecipient.staff_id, SendRecipient.seq).in_(keys)]
+    chunks = values(named_column("staff_id", Integer), named_column("seq", Integer), name="chunks").data(keys)
+    return [SendRecipient.staff_id == chunks.c.staff_id, SendRecipient.seq == chunks.c.seq]
 
 
-def chunks_recipients(send: MassSend, chunks: list[SendChunk]) -> dict[tuple[int, int], list[str]]:
-    """``chunk_recipients`` of several chunks of ``send`` in one query, by (staff_id, seq)."""
+def chunks_recipients(send: MassSend, keys: list[Key]) -> dict[Key, list[str]]:
+    """``chunk_recipients`` of several chunks of ``send`` (by (staff_id, seq)) in one query."""
     wecom_id, row_id, column = _recipient_key(send)
-    found: dict[tuple[int, int], list[str]] = {(c.staff_id, c.seq): [] for c in chunks}
+    found: dict[Key, list[str]] = {key: [] for key in keys}
     rows = db.session.execute(
         select(SendRecipient.staff_id, SendRecipient.seq, wecom_id)
         .join(SendRecipient, column == row_id)
-        .where(SendRecipient.send_id == send.id, _chunk_keys(chunks))
-        .order_by(row_id)
+        .where(SendRecipient.send_id == send.id, *_in_chunks(keys))
     )
     for staff_id, seq, recipient in rows:
         found[(staff_id, seq)].append(recipient)
+    for ids in found.values():  # sorted here: PostgreSQL would sort a wave's rows on disk (work_mem)
+        ids.sort()
     return found
 
 
-def set_chunks_recipients(send: MassSend, chunks: list[SendChunk], status: RecipientStatus, **values: Any) -> None:
-    """``set_chunk_recipients`` for every recipient of several chunks of ``send``, in one statement."""
-    if chunks:
-        db.session.execute(
-            update(SendRecipient)
-            .where(SendRecipient.send_id == send.id, _chunk_keys(chunks))
-            .values(status=status.value, **values)
-        )
+def set_recipients(
+    send: MassSend, keys: list[Key], status: RecipientStatus, *, only: list[str] | None = None, **values: Any
+) -> None:
+    """Set the status of every recipient of several chunks of ``send`` in one statement (or of those of
+    ``only``: external user ids, or chat ids in a send to groups)."""
+    where = [SendRecipient.send_id == send.id, *_in_chunks(keys)]
+    if only is not None:
+        wecom_id, row_id, column = _recipient_key(send)
+        where.append(column.in_(select(row_id).where(wecom_id.in_(only))))
+    if keys and (only is None or only):
+        statement = update(SendRecipient).where(*where).values(status=status.value, **values)
+        db.session.execute(statement.execution_options(synchronize_session=False))  # no recipient is loaded
