@@ -39,8 +39,14 @@ def enqueue_events(urgent_ids: Sequence[int], other_ids: Sequence[int], connecti
     if urgent_ids:
         # The ids wait in a list; a job only wakes a welcome worker, which takes whatever is waiting. One
         # wake-up is enough while one is pending (the worker clears the flag before it starts taking).
-        connection.rpush(WELCOME_LIST, *urgent_ids)
-        if connection.set(WELCOME_WAKE, 1, nx=True, ex=30):
+        # The push and the flag in one round trip, the push first (a worker clears the flag, then takes).
+        _, raised = (
+            connection.pipeline(transaction=False)
+            .rpush(WELCOME_LIST, *urgent_ids)
+            .set(WELCOME_WAKE, 1, nx=True, ex=30)
+            .execute()
+        )
+        if raised:
             wake_welcome_worker(connection, pipe)
     if other_ids:
         chunks = [list(other_ids[i : i + EVENTS_PER_JOB]) for i in range(0, len(other_ids), EVENTS_PER_JOB)]

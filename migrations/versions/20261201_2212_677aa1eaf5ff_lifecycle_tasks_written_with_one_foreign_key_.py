@@ -1,7 +1,7 @@
 """lifecycle tasks written with one foreign key (the rule's) and four indexes; send recipients marked in place
 
 Revision ID: 677aa1eaf5ff
-Revises: 4c8a1f6e2d93
+Revises: 5e0c7a3b9f12
 Create Date: 2026-12-01 22:12:00.000000
 
 A rule's first evaluation writes a task per dormant customer (a million); each foreign key cost a trigger per
@@ -15,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '677aa1eaf5ff'
-down_revision = '4c8a1f6e2d93'
+down_revision = '5e0c7a3b9f12'
 branch_labels = None
 depends_on = None
 
