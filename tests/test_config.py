@@ -128,11 +128,14 @@ def test_create_app_refuses_a_half_configured_corp(monkeypatch):
 
 
 @pytest.mark.parametrize(("proxies", "seen"), [(1, "203.0.113.7 https"), (0, "127.0.0.1 http")])
-def test_forwarded_headers_are_believed_only_behind_a_trusted_proxy(tmp_path, proxies, seen):
+def test_forwarded_headers_are_believed_only_behind_a_trusted_proxy(tmp_path, monkeypatch, proxies, seen):
     from flask import request
 
     from bot import create_app
+    from bot.extensions import redis_conn
 
+    # a second app rebinds the process's Redis client (to its stand-in): put the tests' own back afterwards
+    monkeypatch.setattr(redis_conn, "_client", redis_conn._client)
     app = create_app(
         {
             "database_url": f"sqlite:///{tmp_path / 'p.sqlite3'}",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,6 +105,10 @@ class WeComClient(HandoverCalls, MomentCalls, WeChatClient):  # type: ignore[mis
         self.sleep = sleep
         self.observer = observer or CallObserver()
         self._local_token: tuple[str, float] | None = None
+        # tokens WeCom refused, never cached or handed out again by this client: a thread that read the token
+        # just before another dropped it would otherwise put it back in the local cache, and a call's one
+        # retry would meet it again (40014 on a mass send's side-by-side calls)
+        self._refused: deque[str] = deque(maxlen=8)
 
     # -- access token ---------------------------------------------------------------------------
 
@@ -112,17 +117,17 @@ class WeComClient(HandoverCalls, MomentCalls, WeChatClient):  # type: ignore[mis
         # A few seconds' memory of the shared token spares a Redis round trip per call under load; a
         # refused token is forgotten here too (_drop_token), so a revoked one is not reused.
         cached = self._local_token
-        if cached is not None and time.monotonic() < cached[1]:
+        if cached is not None and time.monotonic() < cached[1] and cached[0] not in self._refused:
             return cached[0]
         token = self.session.get(self.access_token_key)
-        if token:
+        if token and str(token) not in self._refused:
             self._local_token = (str(token), time.monotonic() + LOCAL_TOKEN_SECONDS)
             return str(token)
         lock = self.redis.lock(f"siyu:wecom:token-lock:{self.access_token_key}", timeout=30, blocking_timeout=30)
         with lock:
             # Another process may have refreshed while we waited for the lock.
             token = self.session.get(self.access_token_key)
-            if token:
+            if token and str(token) not in self._refused:
                 return str(token)
             fetched: str = self.fetch_access_token()["access_token"]
             return fetched
@@ -148,6 +153,7 @@ class WeComClient(HandoverCalls, MomentCalls, WeChatClient):  # type: ignore[mis
 
     def _drop_token(self, stale: str) -> None:
         """Forget the cached token if it is still the one WeCom refused (another process may have renewed it)."""
+        self._refused.append(stale)
         self._local_token = None
         key = self.session.key_name(self.access_token_key)
 

@@ -226,10 +226,13 @@ def test_url_verification_outside_the_window_is_403(sim, webhook_url):
 
 
 @pytest.mark.parametrize(("proxies", "seen"), [(1, "203.0.113.7"), (0, "127.0.0.1")])
-def test_a_refusal_names_the_caller_the_trusted_proxy_forwarded(tmp_path, caplog, proxies, seen):
+def test_a_refusal_names_the_caller_the_trusted_proxy_forwarded(tmp_path, monkeypatch, caplog, proxies, seen):
     # The POST is answered in front of Flask (handlers.webhook._FastPath): behind ProxyFix all the same.
     from bot import create_app
+    from bot.extensions import redis_conn
 
+    # a second app rebinds the process's Redis client (to its stand-in): put the tests' own back afterwards
+    monkeypatch.setattr(redis_conn, "_client", redis_conn._client)
     app = create_app(
         {
             "database_url": f"sqlite:///{tmp_path / 'p.sqlite3'}",

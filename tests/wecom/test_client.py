@@ -287,3 +287,17 @@ def test_an_image_download_never_follows_a_redirect():
         server.shutdown()
         server.server_close()
         client._http.close()
+
+
+def test_a_refused_token_put_back_by_a_racing_thread_is_not_used_again(make_client, corp):
+    """Side-by-side calls (a mass send's wave): one thread read the token just before another had WeCom refuse
+    it and dropped it, then put it back in the client's local cache. The retry must not meet it again."""
+    client = make_client()
+    client.list_departments()
+    stale = client.access_token
+    corp.expire_tokens()  # WeCom now refuses the cached token
+    client._drop_token(stale)  # the thread that met the refusal
+    client._local_token = (stale, float("inf"))  # the racing thread, caching what it read before the drop
+    assert client.access_token != stale
+    assert client.list_departments()[0]["name"] == "总部"
+    assert corp.token_fetches == 2
