@@ -256,7 +256,8 @@ class _Batch:
         for event_id, kind, status, note in self.committing:
             self.results[event_id] = status
             EVENTS.labels(kind, status.value).inc()
-            log.info("event %s (%s) %s%s", event_id, kind, status.value, f": {note}" if note else "")
+            with log_context(event_id=event_id):  # told after the batch's commit, still as the event's own line
+                log.info("event %s (%s) %s%s", event_id, kind, status.value, f": {note}" if note else "")
         self.committing.clear()
 
 
