@@ -23,7 +23,7 @@ from bot.services.commerce import values
 from bot.services.commerce.announcements import orders_attributed
 from bot.services.commerce.attribution import Followers
 from bot.services.commerce.matching import Resolver, match_orders_by_member
-from bot.services.commerce.rows import MembershipRow, OrderRow, Refused, membership_row, order_row
+from bot.services.commerce.rows import CLOCK_SKEW, MembershipRow, OrderRow, Refused, membership_row, order_row
 from bot.services.commerce.sql import among, insert_rows
 from bot.services.users.accounts import audit
 
@@ -107,9 +107,10 @@ def import_orders(raw_rows: Sequence[Any], user: User | None, *, lines: Sequence
     """Orders from the brand: created, updated (the later version wins) or left as they are. Flushes."""
     report = Report(rows=len(raw_rows))
     parsed: dict[str, tuple[int, OrderRow]] = {}
+    latest = utcnow() + CLOCK_SKEW
     for index, raw in _numbered(raw_rows, lines):
         try:
-            row = order_row(raw)
+            row = order_row(raw, latest)
         except Refused as exc:
             report.refuse(index, _key(raw, "order_no"), exc)
             continue

@@ -83,9 +83,9 @@ def amount_cents(row: dict[str, Any], key: str = "amount") -> int:
     return int(amount * 100)
 
 
-def moment(row: dict[str, Any], key: str, *, required: bool = False) -> datetime | None:
+def moment(row: dict[str, Any], key: str, *, required: bool = False, latest: datetime | None = None) -> datetime | None:
     """An ISO 8601 time (with an offset, or on the corp's clock), as naive UTC: not before 1900 and not in
-    the future."""
+    the future (after ``latest``: now and the clocks' drift, when not given — a batch gives it once)."""
     raw = row.get(key)
     if raw is None or raw == "":
         if required:
@@ -103,7 +103,7 @@ def moment(row: dict[str, Any], key: str, *, required: bool = False) -> datetime
         at = corp_time.to_utc(value)
     except (OverflowError, ValueError):
         raise Refused(key, "out of range") from None
-    if at > utcnow() + CLOCK_SKEW:
+    if at > (latest or utcnow() + CLOCK_SKEW):
         raise Refused(key, "in the future")
     return at
 
@@ -130,7 +130,27 @@ class OrderRow:
     items: list[Any] | None
 
 
-def order_row(row: Any) -> OrderRow:
+def _items_bound(items: list[dict[str, Any]]) -> int | None:
+    """At least as many characters as the items' JSON takes (a character of text escaped as six at most),
+    when they are flat objects of text, numbers and nulls — else None, and only a dump can tell."""
+    total = 2  # [ ]
+    for item in items:
+        total += 4  # { } and the ", " before the next
+        for key, value in item.items():
+            if not isinstance(key, str):
+                return None
+            if isinstance(value, str):  # "key": "value", — four quotes, ": " and ", "
+                total += 6 * (len(key) + len(value)) + 10
+            elif value is None or isinstance(value, float) or (isinstance(value, int) and abs(value) < 10**15):
+                total += 6 * len(key) + 40  # a number's or null's text: 24 characters at most
+            else:
+                return None
+    return total
+
+
+def order_row(row: Any, latest: datetime | None = None) -> OrderRow:
+    """One order of a batch, checked; ``latest``: the last moment a payment may be stamped (now and the
+    clocks' drift), given once for a batch."""
     if not isinstance(row, dict):
         raise Refused("row", "must be an object")
     order_no = text(row, "order_no", required=True)
@@ -145,9 +165,10 @@ def order_row(row: Any) -> OrderRow:
     if items is not None:
         if not isinstance(items, list) or len(items) > MAX_ITEMS or not all(isinstance(i, dict) for i in items):
             raise Refused("items", f"must be a list of at most {MAX_ITEMS} objects")
-        if len(json.dumps(items, ensure_ascii=False)) > MAX_ITEMS_BYTES:
+        bound = _items_bound(items)  # a small flat list is surely short: no dump of it just to measure
+        if (bound is None or bound > MAX_ITEMS_BYTES) and len(json.dumps(items, ensure_ascii=False)) > MAX_ITEMS_BYTES:
             raise Refused("items", f"at most {MAX_ITEMS_BYTES} characters")
-    paid_at = moment(row, "paid_at", required=True)
+    paid_at = moment(row, "paid_at", required=True, latest=latest)
     assert paid_at is not None and department_id is not None
     return OrderRow(
         order_no,
