@@ -120,6 +120,7 @@ def _refused(status: int, reason: str, remote_addr: str | None) -> tuple[int, st
 
 _REASONS = {200: "200 OK", 400: "400 Bad Request", 403: "403 Forbidden", 413: "413 Payload Too Large"}
 _REASONS[503] = "503 Service Unavailable"
+_REASONS[500] = "500 Internal Server Error"
 
 
 class _FastPath:
@@ -148,6 +149,9 @@ class _FastPath:
         token = logs.bind(request_id=request_id)
         try:
             status, text = self._answer(environ)
+        except Exception:  # what Flask would have logged and answered 500: logged here, with the request id
+            log.exception("a callback could not be handled")
+            status, text = 500, "internal error\n"
         finally:
             logs.unbind(token)
         data = text.encode()

@@ -19,6 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import getproxies
@@ -130,6 +131,10 @@ class WeComClient(HandoverCalls, MomentCalls, WeChatClient):  # type: ignore[mis
             if token and str(token) not in self._refused:
                 return str(token)
             fetched: str = self.fetch_access_token()["access_token"]
+            # gettoken's answer is the word on it: WeCom hands out the same token while it lives, so one
+            # refused on a hiccup is good again (else every call would fetch it anew for its lifetime)
+            with suppress(ValueError):
+                self._refused.remove(fetched)
             return fetched
 
     def fetch_access_token(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ worker's ``process_events`` (or ``process_batch`` with a handler of the test's) 
 
 import re
 
-from sqlalchemy import event, select
+import pytest
+from sqlalchemy import event, select, update
 
 from bot.extensions import db
 from bot.models import CallbackEvent, Customer, CustomerEvent, EventStatus
@@ -86,12 +87,12 @@ def failing_at(app, bad_id, before=lambda: None):
     return routed
 
 
-def run_batch(app, ids, route):
+def run_batch(app, ids, route, max_attempts=5):
     with app.app_context(), readahead.reading_ahead() as ahead:
         parsed = processing.events_to_process(ids)
         db.session.rollback()
         ahead.events = list(parsed.values())
-        return processing.process_batch(ids, route, 5, parsed)
+        return processing.process_batch(ids, route, max_attempts, parsed)
 
 
 def test_a_failing_event_rolls_back_alone_and_the_others_are_done_once(app, sim, corp):
@@ -142,3 +143,91 @@ def test_a_claim_committed_part_way_commits_the_events_before_it_with_their_stat
             )
             is None
         )
+
+
+# Found by review: the three ways a batch could blame, lose or redo the wrong event.
+
+
+def test_a_write_that_cannot_be_made_fails_its_own_event_not_the_next_one(app, sim, corp):
+    """Event A leaves a write that cannot go in (a duplicate customer); event B only reads. A fails, B is done:
+    A's write is flushed with A, not by B's first query (which would blame B and retry it with A until dead)."""
+    for _ in range(2):
+        sim.customer_adds(userid="staff0201", welcome=False)
+    a, b = stored_ids(app)
+    with app.app_context():
+        db.session.add(Customer(external_userid="dup-xyz", name="x"))
+        db.session.commit()
+
+    def route(parsed):
+        def handle(e):
+            if processing.handling() == a:
+                db.session.add(Customer(external_userid="dup-xyz", name="again"))  # not flushed by the handler
+            else:
+                db.session.scalar(select(Customer.id).limit(1))  # a plain read
+            return None
+
+        return handle
+
+    assert run_batch(app, [a, b], route, max_attempts=3) == [EventStatus.failed, EventStatus.done]
+    with app.app_context():
+        assert "IntegrityError" in db.session.get(CallbackEvent, a).last_error
+        assert db.session.get(CallbackEvent, b).last_error is None
+
+
+def test_a_commit_failing_after_a_claim_records_that_event_failed_and_the_batch_goes_on(app, sim, corp):
+    for _ in range(3):
+        sim.customer_adds(userid="staff0201", welcome=False)
+    ids = stored_ids(app)
+    with app.app_context():
+        db.session.add(Customer(external_userid="dup-claim", name="x"))
+        db.session.commit()
+    route = app.extensions["siyu.router"]
+
+    def claiming(parsed):
+        handler = route(parsed)
+
+        def handle(e):
+            note = handler(e)
+            if processing.handling() == ids[1]:
+                with claims.on_record():  # a claim, committed before WeCom is asked
+                    pass
+                # the rest of its work cannot go in (not flushed: it fails at the commit that follows the claim)
+                db.session.add(Customer(external_userid="dup-claim", name="again"))
+            return note
+
+        return handle
+
+    results = run_batch(app, ids, claiming)
+    assert results[1] == EventStatus.failed and results[2] == EventStatus.done
+    assert statuses(app) == [(EventStatus.done, 1), (EventStatus.failed, 1), (EventStatus.done, 1)]
+
+
+def test_a_failure_is_not_recorded_over_an_event_another_worker_did_meanwhile(app, sim, corp):
+    """The batch rolls back on a failure and replays the events before it; a duplicate job may take the failing
+    event meanwhile (its lock went with the rollback) and do it. Its done stands: no second run."""
+    for _ in range(2):
+        sim.customer_adds(userid="staff0201", welcome=False)
+    a, n = stored_ids(app)
+    runs = {a: 0, n: 0}
+
+    def route(parsed):
+        def handle(e):
+            event_id = processing.handling()
+            runs[event_id] += 1
+            if event_id == n:
+                raise RuntimeError("WeCom hiccup")
+            if runs[a] == 2:  # a's replay: meanwhile another worker does n and commits it done
+                with app.app_context():
+                    db.session.execute(
+                        update(CallbackEvent).where(CallbackEvent.id == n).values(status=EventStatus.done, attempts=1)
+                    )
+                    db.session.commit()
+            return None
+
+        return handle
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the batch's replay is PostgreSQL's: SQLite processes an event a transaction")
+    run_batch(app, [a, n], route)
+    assert statuses(app) == [(EventStatus.done, 1), (EventStatus.done, 1)]

@@ -251,3 +251,21 @@ def test_a_refusal_names_the_caller_the_trusted_proxy_forwarded(tmp_path, monkey
     assert [r.getMessage() for r in caplog.records if "refused a callback" in r.getMessage()][0].startswith(
         f"refused a callback from {seen}:"
     )
+
+
+def test_an_error_in_the_webhook_is_logged_with_its_request_id_and_answered_500(app, client, caplog, monkeypatch):
+    # The POST is answered in front of Flask: what Flask would have logged and answered, the fast path does.
+    from handlers import webhook
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("inbox broke")
+
+    monkeypatch.setattr(webhook, "_accept", broken)
+    with caplog.at_level("ERROR", logger="handlers.webhook"):
+        res = client.post(
+            "/wecom/callback?msg_signature=a&timestamp=1&nonce=n",
+            data=b"<xml/>",
+            headers={"X-Request-ID": "webhook-err-0001"},
+        )
+    assert res.status_code == 500 and res.headers["X-Request-ID"] == "webhook-err-0001"
+    assert [r for r in caplog.records if r.exc_info and "inbox broke" in str(r.exc_info[1])]

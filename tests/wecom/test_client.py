@@ -301,3 +301,22 @@ def test_a_refused_token_put_back_by_a_racing_thread_is_not_used_again(make_clie
     assert client.access_token != stale
     assert client.list_departments()[0]["name"] == "总部"
     assert corp.token_fetches == 2
+
+
+def test_a_refused_token_gettoken_hands_out_again_is_trusted_again(make_client, corp, monkeypatch):
+    """A 40014 on a token that is still valid (a hiccup): WeCom's gettoken gives the same token back while it
+    lives (the fake issues a new one each time, so gettoken is played here), and from then on it is used as
+    before — not fetched anew on every call for the rest of its life."""
+    client = make_client()
+    token = client.access_token
+    fetches = []
+
+    def gettoken():
+        fetches.append(1)
+        client.session.set(client.access_token_key, token, 7000)
+        return {"access_token": token, "expires_in": 7200}
+
+    monkeypatch.setattr(client, "fetch_access_token", gettoken)
+    client._drop_token(token)  # refused once
+    assert [client.access_token for _ in range(5)] == [token] * 5
+    assert len(fetches) == 1

@@ -192,6 +192,9 @@ class _Batch:
                     status, note = _handle(
                         event_id, found if found is not None else parse_event(row.plaintext), self.route
                     )
+                    # its writes go to the database now: one that cannot be written fails this event, not the
+                    # next one's first query (which would be blamed, and retried with it until dead)
+                    session.flush()
                 except Exception as exc:
                     self._start_over(session)
                     if _lock_conflict(exc):  # the batch's doing (its transaction held rows longer): alone, at once
@@ -202,8 +205,17 @@ class _Batch:
             self.handled.append((event_id, row.kind, status, note))
             if self.commits != locked_at:
                 # It committed a claim part-way: the rest of its work goes in now, as it would alone — a later
-                # event's failure must not roll it back and have it handled again after its claim.
-                session.commit()
+                # event's failure must not roll it back and have it handled again after its claim. The events
+                # before it went with the claim: if this commit fails, only this event's failure is recorded.
+                try:
+                    session.commit()
+                except Exception as exc:
+                    session.rollback()
+                    self.committing.clear()
+                    self.handled.clear()
+                    with log_context(event_id=event_id):
+                        self.results[event_id] = _record_failure(event_id, row.kind, exc, self.max_attempts)
+                    return todo[n + 1 :]
         try:
             session.commit()
         except Exception:
@@ -310,6 +322,9 @@ def _record_failure(event_id: int, kind: str, exc: Exception, max_attempts: int)
     session = db.session
     row = session.get(CallbackEvent, event_id, with_for_update=True)
     assert row is not None
+    if row.status in FINAL:  # another worker applied it meanwhile (a batch replays before it records): it stands
+        session.rollback()
+        return EventStatus(row.status)
     row.attempts += 1
     row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
     if row.attempts >= max_attempts or _retrying_cannot_help(exc):
