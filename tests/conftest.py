@@ -197,6 +197,23 @@ def run_worker(app: Flask) -> Any:
     return run
 
 
+def proxied_app(tmp_path: Any, monkeypatch: Any, proxies: int) -> Flask:
+    """A second app of its own (SQLite in ``tmp_path``, the Redis stand-in) trusting ``proxies`` proxies. Making
+    it rebinds the process's Redis client, which is put back when the test ends."""
+    from bot import create_app
+
+    monkeypatch.setattr(redis_conn, "_client", redis_conn._client)
+    return create_app(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'p.sqlite3'}",
+            "redis_url": None,
+            "trusted_proxies": proxies,
+            "sandbox_mode": True,
+            "instance_dir": tmp_path,
+        }
+    )
+
+
 def make_user(app: Flask, username: str, role: str, stores: list[int] | None = None) -> tuple[int, str]:
     """A panel user (id, password) with the given role and store department ids."""
     from sqlalchemy import select

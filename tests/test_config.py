@@ -1,6 +1,7 @@
 import pytest
 
 from bot.config import SANDBOX_CORP_ID, ConfigError, Settings
+from tests.conftest import proxied_app
 
 REAL = {
     "WECOM_CORP_ID": "ww1436e0e65a779aee",
@@ -131,20 +132,7 @@ def test_create_app_refuses_a_half_configured_corp(monkeypatch):
 def test_forwarded_headers_are_believed_only_behind_a_trusted_proxy(tmp_path, monkeypatch, proxies, seen):
     from flask import request
 
-    from bot import create_app
-    from bot.extensions import redis_conn
-
-    # a second app rebinds the process's Redis client (to its stand-in): put the tests' own back afterwards
-    monkeypatch.setattr(redis_conn, "_client", redis_conn._client)
-    app = create_app(
-        {
-            "database_url": f"sqlite:///{tmp_path / 'p.sqlite3'}",
-            "redis_url": None,
-            "trusted_proxies": proxies,
-            "sandbox_mode": True,
-            "instance_dir": tmp_path,
-        }
-    )
+    app = proxied_app(tmp_path, monkeypatch, proxies)
 
     @app.get("/_whoami")
     def whoami():

@@ -11,7 +11,7 @@ from bot.extensions import db
 from bot.models import CallbackEvent, EventStatus
 from bot.sandbox.simulator import event_xml
 from bot.wecom.crypto import CallbackCrypto
-from tests.conftest import post_at_once
+from tests.conftest import post_at_once, proxied_app
 
 
 def stored(app):
@@ -228,20 +228,7 @@ def test_url_verification_outside_the_window_is_403(sim, webhook_url):
 @pytest.mark.parametrize(("proxies", "seen"), [(1, "203.0.113.7"), (0, "127.0.0.1")])
 def test_a_refusal_names_the_caller_the_trusted_proxy_forwarded(tmp_path, monkeypatch, caplog, proxies, seen):
     # The POST is answered in front of Flask (handlers.webhook._FastPath): behind ProxyFix all the same.
-    from bot import create_app
-    from bot.extensions import redis_conn
-
-    # a second app rebinds the process's Redis client (to its stand-in): put the tests' own back afterwards
-    monkeypatch.setattr(redis_conn, "_client", redis_conn._client)
-    app = create_app(
-        {
-            "database_url": f"sqlite:///{tmp_path / 'p.sqlite3'}",
-            "redis_url": None,
-            "trusted_proxies": proxies,
-            "sandbox_mode": True,
-            "instance_dir": tmp_path,
-        }
-    )
+    app = proxied_app(tmp_path, monkeypatch, proxies)
     headers = {"X-Forwarded-For": "203.0.113.7", "X-Request-ID": "proxy-test-0001"}
     with caplog.at_level("WARNING", logger="handlers.webhook"):
         res = app.test_client().post(

@@ -3,7 +3,7 @@ customer a handover moves to them — a transfer at once, not an add —, and a 
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select
+from sqlalchemy import ColumnElement, exists, select
 
 from bot.extensions import db
 from bot.models import FollowRelation, FollowStatus, Handover, HandoverCustomer, ItemStatus
@@ -28,11 +28,7 @@ def takeover_source(external_userid: str, receiver: str) -> FollowRelation | Non
     handover = db.session.scalar(
         select(Handover)
         .join(HandoverCustomer, HandoverCustomer.handover_id == Handover.id)
-        .where(
-            HandoverCustomer.external_userid == external_userid,
-            Handover.to_userid == receiver,
-            HandoverCustomer.status.in_(PENDING),
-        )
+        .where(*_pending_to(external_userid, receiver))
         .order_by(Handover.id.desc())
         .limit(1)
     )
@@ -52,12 +48,17 @@ def _pending_items(external_userid: str, receiver: str) -> list[HandoverCustomer
         db.session.scalars(
             select(HandoverCustomer)
             .join(Handover, Handover.id == HandoverCustomer.handover_id)
-            .where(
-                HandoverCustomer.external_userid == external_userid,
-                Handover.to_userid == receiver,
-                HandoverCustomer.status.in_(PENDING),
-            )
+            .where(*_pending_to(external_userid, receiver))
         )
+    )
+
+
+def _pending_to(external_userid: str, receiver: str) -> tuple[ColumnElement[bool], ...]:
+    """The customer's handover items to ``receiver`` still to be settled (a query joining both tables)."""
+    return (
+        HandoverCustomer.external_userid == external_userid,
+        Handover.to_userid == receiver,
+        HandoverCustomer.status.in_(PENDING),
     )
 
 
