@@ -118,9 +118,14 @@ def _refused(status: int, reason: str, remote_addr: str | None) -> tuple[int, st
     return status, reason + "\n"
 
 
-_REASONS = {200: "200 OK", 400: "400 Bad Request", 403: "403 Forbidden", 413: "413 Payload Too Large"}
-_REASONS[503] = "503 Service Unavailable"
-_REASONS[500] = "500 Internal Server Error"
+_REASONS = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    403: "403 Forbidden",
+    413: "413 Payload Too Large",
+    500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
+}
 
 
 class _FastPath:
